@@ -1,0 +1,360 @@
+//! The scan gate: a registry's scan findings against the policy's thresholds and ignores.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// Finding severities as ECR reports them (basic and enhanced scanning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Informational,
+    Undefined,
+    Untriaged,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 7] = [
+        Self::Critical,
+        Self::High,
+        Self::Medium,
+        Self::Low,
+        Self::Informational,
+        Self::Undefined,
+        Self::Untriaged,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Critical => "CRITICAL",
+            Self::High => "HIGH",
+            Self::Medium => "MEDIUM",
+            Self::Low => "LOW",
+            Self::Informational => "INFORMATIONAL",
+            Self::Undefined => "UNDEFINED",
+            Self::Untriaged => "UNTRIAGED",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a scan stands, as ECR's `imageScanStatus.status` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanStatus {
+    Complete,
+    Pending,
+    InProgress,
+    Failed(String),
+    UnsupportedImage(String),
+    /// ECR has no scan for this digest (`ScanNotFoundException`).
+    NotFound,
+    /// Any other status ECR reports (`SCAN_ELIGIBILITY_EXPIRED`, `FINDINGS_UNAVAILABLE`, …).
+    Other(String),
+}
+
+/// One vulnerability finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub id: String,
+    pub severity: Severity,
+    pub package: Option<String>,
+}
+
+/// A scan result for one digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    pub status: ScanStatus,
+    /// Counts as the registry summarised them (may be present without the list).
+    pub counts: BTreeMap<Severity, u32>,
+    pub findings: Vec<Finding>,
+}
+
+impl ScanReport {
+    pub fn not_found() -> Self {
+        Self {
+            status: ScanStatus::NotFound,
+            counts: BTreeMap::new(),
+            findings: Vec::new(),
+        }
+    }
+}
+
+/// A CVE the team has accepted, until an expiry date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ignore {
+    pub id: String,
+    pub reason: String,
+    pub expires: NaiveDate,
+}
+
+/// The scan part of an environment's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPolicy {
+    /// Most findings allowed per severity; a severity not listed is unlimited.
+    pub thresholds: BTreeMap<Severity, u32>,
+    pub ignore: Vec<Ignore>,
+    /// Let images without a completed scan through (default: no).
+    pub allow_unscanned: bool,
+}
+
+impl Default for ScanPolicy {
+    fn default() -> Self {
+        Self {
+            thresholds: BTreeMap::from([(Severity::Critical, 0), (Severity::High, 0)]),
+            ignore: Vec::new(),
+            allow_unscanned: false,
+        }
+    }
+}
+
+/// What the gate says about one digest, with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateDecision {
+    Pass {
+        counts: BTreeMap<Severity, u32>,
+        ignored: Vec<String>,
+        note: Option<String>,
+    },
+    Block {
+        counts: BTreeMap<Severity, u32>,
+        reasons: Vec<String>,
+    },
+    Wait {
+        reason: String,
+    },
+}
+
+impl GateDecision {
+    pub fn counts(&self) -> Option<&BTreeMap<Severity, u32>> {
+        match self {
+            Self::Pass { counts, .. } | Self::Block { counts, .. } => Some(counts),
+            Self::Wait { .. } => None,
+        }
+    }
+}
+
+/// Decide whether a scanned image may be promoted on `today`.
+pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateDecision {
+    let unscanned = |why: String| {
+        if policy.allow_unscanned {
+            GateDecision::Pass {
+                counts: BTreeMap::new(),
+                ignored: Vec::new(),
+                note: Some(format!("{why}; allowed by policy allow_unscanned")),
+            }
+        } else {
+            GateDecision::Block {
+                counts: BTreeMap::new(),
+                reasons: vec![format!("{why}; policy does not allow unscanned images")],
+            }
+        }
+    };
+    match &report.status {
+        ScanStatus::Complete => {}
+        ScanStatus::Pending | ScanStatus::InProgress => {
+            return if policy.allow_unscanned {
+                unscanned("scan not finished".into())
+            } else {
+                GateDecision::Wait {
+                    reason: "waiting for scan to complete".into(),
+                }
+            };
+        }
+        ScanStatus::Failed(m) => return unscanned(format!("scan failed: {m}")),
+        ScanStatus::UnsupportedImage(m) => {
+            return unscanned(format!("image not supported by the scanner: {m}"));
+        }
+        ScanStatus::NotFound => return unscanned("image has no scan".into()),
+        ScanStatus::Other(s) => return unscanned(format!("scan status {s}")),
+    }
+
+    let active_ignores: Vec<&Ignore> = policy
+        .ignore
+        .iter()
+        .filter(|i| i.expires >= today)
+        .collect();
+    let mut ignored = Vec::new();
+    let mut reasons = Vec::new();
+    let counts = if report.findings.is_empty() {
+        report.counts.clone()
+    } else {
+        let mut counts = BTreeMap::new();
+        for f in &report.findings {
+            if active_ignores.iter().any(|i| i.id == f.id) {
+                ignored.push(f.id.clone());
+                continue;
+            }
+            *counts.entry(f.severity).or_insert(0) += 1;
+        }
+        counts
+    };
+    for expired in policy.ignore.iter().filter(|i| i.expires < today) {
+        if report.findings.iter().any(|f| f.id == expired.id) {
+            reasons.push(format!(
+                "ignore for {} expired on {}; it counts again",
+                expired.id, expired.expires
+            ));
+        }
+    }
+    let mut over = Vec::new();
+    for (sev, max) in &policy.thresholds {
+        let n = counts.get(sev).copied().unwrap_or(0);
+        if n > *max {
+            let ids: Vec<&str> = report
+                .findings
+                .iter()
+                .filter(|f| f.severity == *sev && !ignored.contains(&f.id))
+                .map(|f| f.id.as_str())
+                .take(5)
+                .collect();
+            let list = if ids.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", ids.join(", "))
+            };
+            over.push(format!(
+                "{n} {sev} finding(s) exceed the threshold of {max}{list}"
+            ));
+        }
+    }
+    ignored.sort();
+    ignored.dedup();
+    if over.is_empty() {
+        GateDecision::Pass {
+            counts,
+            ignored,
+            note: (!reasons.is_empty()).then(|| reasons.join("; ")),
+        }
+    } else {
+        reasons.splice(0..0, over);
+        GateDecision::Block { counts, reasons }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn report(findings: &[(&str, Severity)]) -> ScanReport {
+        ScanReport {
+            status: ScanStatus::Complete,
+            counts: BTreeMap::new(),
+            findings: findings
+                .iter()
+                .map(|(id, s)| Finding {
+                    id: (*id).into(),
+                    severity: *s,
+                    package: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_clean_scan_passes() {
+        let d = gate(
+            &report(&[("CVE-1", Severity::Low)]),
+            &ScanPolicy::default(),
+            day("2026-11-23"),
+        );
+        assert!(matches!(d, GateDecision::Pass { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn a_critical_finding_blocks_with_its_cve_named() {
+        let d = gate(
+            &report(&[("CVE-2026-0001", Severity::Critical)]),
+            &ScanPolicy::default(),
+            day("2026-11-23"),
+        );
+        let GateDecision::Block { reasons, .. } = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            reasons,
+            ["1 CRITICAL finding(s) exceed the threshold of 0 (CVE-2026-0001)"]
+        );
+    }
+
+    #[test]
+    fn an_ignored_cve_does_not_count_until_its_ignore_expires() {
+        let policy = ScanPolicy {
+            ignore: vec![Ignore {
+                id: "CVE-9".into(),
+                reason: "not reachable".into(),
+                expires: day("2026-12-01"),
+            }],
+            ..ScanPolicy::default()
+        };
+        let r = report(&[("CVE-9", Severity::High)]);
+        assert!(matches!(
+            gate(&r, &policy, day("2026-12-01")),
+            GateDecision::Pass { .. }
+        ));
+        let GateDecision::Block { reasons, .. } = gate(&r, &policy, day("2026-12-02")) else {
+            panic!()
+        };
+        assert_eq!(
+            reasons[1],
+            "ignore for CVE-9 expired on 2026-12-01; it counts again"
+        );
+    }
+
+    #[test]
+    fn a_pending_scan_waits_and_a_missing_scan_blocks_unless_policy_allows() {
+        let mut r = report(&[]);
+        r.status = ScanStatus::InProgress;
+        assert!(matches!(
+            gate(&r, &ScanPolicy::default(), day("2026-11-23")),
+            GateDecision::Wait { .. }
+        ));
+        let missing = ScanReport::not_found();
+        assert!(matches!(
+            gate(&missing, &ScanPolicy::default(), day("2026-11-23")),
+            GateDecision::Block { .. }
+        ));
+        let lenient = ScanPolicy {
+            allow_unscanned: true,
+            ..ScanPolicy::default()
+        };
+        assert!(matches!(
+            gate(&missing, &lenient, day("2026-11-23")),
+            GateDecision::Pass { .. }
+        ));
+    }
+
+    #[test]
+    fn summary_counts_are_used_when_the_registry_gives_no_list() {
+        let r = ScanReport {
+            status: ScanStatus::Complete,
+            counts: BTreeMap::from([(Severity::High, 2)]),
+            findings: vec![],
+        };
+        assert!(matches!(
+            gate(&r, &ScanPolicy::default(), day("2026-11-23")),
+            GateDecision::Block { .. }
+        ));
+    }
+}

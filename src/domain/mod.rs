@@ -1,0 +1,10 @@
+//! The pure domain core: image names, tag selection, the scan gate, the policy and the plan.
+//!
+//! Nothing here performs I/O, reads the clock or the environment; every function is text or
+//! values in, values out, so none of it can fail with an I/O error.
+
+pub mod gate;
+pub mod image;
+pub mod plan;
+pub mod policy;
+pub mod select;

@@ -1,0 +1,192 @@
+//! The promotion plan: for one service and environment, what should change and why.
+
+use std::fmt;
+
+use super::gate::GateDecision;
+use super::image::ImageRef;
+use super::select::{Candidate, TagRule};
+
+/// Where a candidate stands against what the GitOps repository deploys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The candidate is what is deployed.
+    Deployed,
+    /// What is deployed is newer than the candidate: never promote backwards.
+    Behind,
+    /// The candidate is newer: a promotion is possible.
+    Ahead,
+}
+
+/// Compare a candidate with the deployed reference. `deployed_record` is the registry's
+/// record of the deployed tag, when the registry still has it.
+pub fn position(
+    deployed: Option<&ImageRef>,
+    deployed_record: Option<&Candidate>,
+    candidate: &Candidate,
+    rule: &TagRule,
+) -> Position {
+    let Some(d) = deployed else {
+        return Position::Ahead;
+    };
+    let same_tag = d.tag.as_ref() == Some(&candidate.tag);
+    let same_digest = d.digest.as_ref().is_none_or(|x| *x == candidate.digest);
+    if same_tag && same_digest {
+        return Position::Deployed;
+    }
+    if let Some(rec) = deployed_record {
+        if rule.accepts(&rec.tag) && rule.compare(rec, candidate).is_gt() {
+            return Position::Behind;
+        }
+    }
+    Position::Ahead
+}
+
+/// The plan for one service in one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    UpToDate {
+        deployed: String,
+    },
+    Promote {
+        from: Option<String>,
+        to: Candidate,
+    },
+    Blocked {
+        candidate: Candidate,
+        reasons: Vec<String>,
+    },
+    Waiting {
+        candidate: Option<Candidate>,
+        reason: String,
+    },
+    NoCandidate {
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// A short lowercase word for tables and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UpToDate { .. } => "up-to-date",
+            Self::Promote { .. } => "promote",
+            Self::Blocked { .. } => "blocked",
+            Self::Waiting { .. } => "waiting",
+            Self::NoCandidate { .. } => "no-candidate",
+        }
+    }
+
+    pub fn candidate(&self) -> Option<&Candidate> {
+        match self {
+            Self::Promote { to, .. } => Some(to),
+            Self::Blocked { candidate, .. } => Some(candidate),
+            Self::Waiting { candidate, .. } => candidate.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UpToDate { deployed } => write!(f, "up to date at {deployed}"),
+            Self::Promote { from, to } => write!(
+                f,
+                "promote {} -> {} ({})",
+                from.as_deref().unwrap_or("(nothing)"),
+                to.tag,
+                to.digest.short()
+            ),
+            Self::Blocked { candidate, reasons } => {
+                write!(f, "{} blocked: {}", candidate.tag, reasons.join("; "))
+            }
+            Self::Waiting { reason, .. } => write!(f, "waiting: {reason}"),
+            Self::NoCandidate { reason } => write!(f, "no candidate: {reason}"),
+        }
+    }
+}
+
+/// Decide for a candidate that is ahead of what is deployed, given its gate result.
+pub fn decide(deployed: Option<&ImageRef>, candidate: Candidate, gate: &GateDecision) -> Decision {
+    match gate {
+        GateDecision::Pass { .. } => Decision::Promote {
+            from: deployed.map(ToString::to_string),
+            to: candidate,
+        },
+        GateDecision::Block { reasons, .. } => Decision::Blocked {
+            candidate,
+            reasons: reasons.clone(),
+        },
+        GateDecision::Wait { reason } => Decision::Waiting {
+            candidate: Some(candidate),
+            reason: reason.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::image::{Digest, Tag};
+    use chrono::{TimeZone, Utc};
+
+    fn cand(tag: &str, n: u8, t: i64) -> Candidate {
+        Candidate {
+            tag: Tag::parse(tag).unwrap(),
+            digest: Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap(),
+            pushed_at: Utc.timestamp_opt(t, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_deployed_tag_is_not_promoted_again() {
+        let c = cand("1.2.0", 1, 1);
+        let d = ImageRef::parse("r.example.com/app:1.2.0").unwrap();
+        assert_eq!(
+            position(Some(&d), Some(&c), &c, &TagRule::default()),
+            Position::Deployed
+        );
+    }
+
+    #[test]
+    fn promotion_only_goes_forward() {
+        let rule = TagRule::default();
+        let newer = cand("1.3.0", 2, 2);
+        let older = cand("1.2.0", 1, 1);
+        let d = ImageRef::parse("r.example.com/app:1.3.0").unwrap();
+        assert_eq!(
+            position(Some(&d), Some(&newer), &older, &rule),
+            Position::Behind
+        );
+        let d = ImageRef::parse("r.example.com/app:1.2.0").unwrap();
+        assert_eq!(
+            position(Some(&d), Some(&older), &newer, &rule),
+            Position::Ahead
+        );
+    }
+
+    #[test]
+    fn the_same_tag_with_a_different_digest_is_a_promotion() {
+        let c = cand("1.2.0", 2, 1);
+        let d = ImageRef::parse(&format!(
+            "r.example.com/app:1.2.0@sha256:{}",
+            "01".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(
+            position(Some(&d), None, &c, &TagRule::default()),
+            Position::Ahead
+        );
+    }
+
+    #[test]
+    fn a_blocking_gate_becomes_a_blocked_decision_with_reasons() {
+        let gate = GateDecision::Block {
+            counts: Default::default(),
+            reasons: vec!["1 CRITICAL".into()],
+        };
+        let d = decide(None, cand("1.0.0", 1, 1), &gate);
+        assert_eq!(d.kind(), "blocked");
+        assert_eq!(d.to_string(), "1.0.0 blocked: 1 CRITICAL");
+    }
+}

@@ -1,0 +1,185 @@
+//! A YAML document as a tree of nodes that remember their byte spans in the source.
+//!
+//! Built on serde-saphyr's `Spanned`, which reports byte offsets that include a scalar's
+//! quotes. The editors read values through this tree and splice new bytes at the spans.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// A node of a YAML document.
+#[derive(Debug, Clone)]
+pub enum Node {
+    Null,
+    /// A scalar; its value as the parser resolved it (the raw text is read from the span).
+    Scalar(String),
+    Seq(Vec<SNode>),
+    Map(Vec<(SNode, SNode)>),
+}
+
+pub type SNode = Spanned<Node>;
+
+/// The byte range of a node in its source, when the parser knew it.
+pub fn byte_range(n: &SNode) -> Option<std::ops::Range<usize>> {
+    let span = n.defined.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let len = usize::try_from(span.byte_len()?).ok()?;
+    Some(start..start + len)
+}
+
+/// Whether a node was reached through an alias (`*name`) or a merge key.
+pub fn is_alias(n: &SNode) -> bool {
+    n.referenced != n.defined
+}
+
+impl Node {
+    /// The value of `key` in a mapping.
+    pub fn get(&self, key: &str) -> Option<&SNode> {
+        match self {
+            Self::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(&k.value, Node::Scalar(s) if s == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Scalar(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Scalar(v.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Scalar(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
+        Ok(Node::Scalar(v.to_string()))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Node, E> {
+        Ok(Node::Scalar(v.to_string()))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Node, E> {
+        Ok(Node::Scalar(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
+        Ok(Node::Scalar(v.to_string()))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::Scalar(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
+        Ok(Node::Scalar(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Node, E> {
+        Ok(Node::Scalar(String::from_utf8_lossy(v).into_owned()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        Node::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<SNode>()? {
+            items.push(item);
+        }
+        Ok(Node::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(k) = map.next_key::<SNode>()? {
+            let v = map.next_value::<SNode>()?;
+            entries.push((k, v));
+        }
+        Ok(Node::Map(entries))
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+/// Every document of a (possibly multi-document) YAML source.
+pub fn parse_documents(src: &str) -> Result<Vec<SNode>, serde_saphyr::Error> {
+    let opts = serde_saphyr::options! {
+        // Manifests are small; keep the parser's own limits but never invent values.
+        strict_booleans: true,
+    };
+    serde_saphyr::from_multiple_with_options(src, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(src: &str) -> Vec<String> {
+        fn walk(src: &str, n: &SNode, out: &mut Vec<String>) {
+            match &n.value {
+                Node::Scalar(s) => {
+                    let r = byte_range(n).unwrap();
+                    out.push(format!(
+                        "{s}=[{}]{}",
+                        &src[r.clone()],
+                        if is_alias(n) { "*" } else { "" }
+                    ));
+                }
+                Node::Seq(items) => items.iter().for_each(|i| walk(src, i, out)),
+                Node::Map(es) => es.iter().for_each(|(k, v)| {
+                    walk(src, k, out);
+                    walk(src, v, out)
+                }),
+                Node::Null => out.push("null".into()),
+            }
+        }
+        let mut out = vec![];
+        for d in parse_documents(src).unwrap() {
+            walk(src, &d, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn spans_cover_the_scalar_with_its_quotes_and_nothing_else() {
+        let src = "\u{feff}a: \"x:1\" # c\r\nb: 'y''z'   # k\r\nc: 1.10\n---\nd: &an plain # t\ne: *an\nf: [g, \"h\"]\n";
+        assert_eq!(
+            show(src),
+            [
+                "a=[a]",
+                "x:1=[\"x:1\"]",
+                "b=[b]",
+                "y'z=['y''z']",
+                "c=[c]",
+                "1.1=[1.10]",
+                "d=[d]",
+                "plain=[plain]",
+                "e=[e]",
+                "plain=[plain]*",
+                "f=[f]",
+                "g=[g]",
+                "h=[\"h\"]"
+            ]
+        );
+    }
+}
