@@ -1,0 +1,51 @@
+//! Shared AWS SDK set-up and error mapping for the ECR and SSM adapters.
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::config::AwsConfig;
+use crate::ports::{ErrorKind, PortError};
+
+/// Load the SDK configuration: the standard credential chain (env, profile, IRSA / Pod
+/// Identity, IMDS), or fixed dummy credentials for emulators when configured so.
+pub async fn sdk_config(cfg: &AwsConfig) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
+    if let Some(url) = &cfg.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if cfg.test_credentials {
+        loader = loader.credentials_provider(aws_sdk_ecr::config::Credentials::new(
+            "testing", "testing", None, None, "tugboat-test-credentials",
+        ));
+    }
+    loader.load().await
+}
+
+/// Turn an SDK error into a port error; `not_found` lists the service codes that mean absence.
+pub fn map_err<E, R>(system: &'static str, operation: &'static str, e: &SdkError<E, R>, not_found: &[&str]) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.code().unwrap_or("");
+    let kind = match e {
+        SdkError::ServiceError(_) if not_found.contains(&code) => ErrorKind::NotFound,
+        SdkError::ServiceError(_) => match code {
+            "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" | "ThrottledException" => {
+                ErrorKind::Throttled
+            }
+            "AccessDeniedException" | "UnrecognizedClientException" | "ExpiredTokenException" | "InvalidSignatureException" => {
+                ErrorKind::Denied
+            }
+            c if c.starts_with("Internal") || c == "ServiceUnavailable" => ErrorKind::Transient,
+            _ => ErrorKind::Rejected,
+        },
+        _ => ErrorKind::Transient,
+    };
+    let message = match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_owned(),
+        _ => DisplayErrorContext(e).to_string(),
+    };
+    PortError::new(system, operation, kind, message)
+}

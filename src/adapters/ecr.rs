@@ -1,0 +1,159 @@
+//! The ECR registry adapter (aws-sdk-ecr): DescribeImages and DescribeImageScanFindings.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_ecr::Client;
+use aws_sdk_ecr::types::{DescribeImagesFilter, ImageIdentifier, ScanStatus as EcrScanStatus, TagStatus};
+use chrono::{DateTime, Utc};
+
+use super::aws::map_err;
+use crate::domain::gate::{Finding, ScanReport, ScanStatus, Severity};
+use crate::domain::image::{Digest, Tag};
+use crate::domain::select::ImageRecord;
+use crate::ports::{ErrorKind, PortError, PortResult, Registry};
+
+/// ECR through the AWS SDK.
+#[derive(Clone)]
+pub struct Ecr {
+    client: Client,
+}
+
+impl Ecr {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self { client: Client::new(sdk) }
+    }
+}
+
+fn time(t: Option<&aws_sdk_ecr::primitives::DateTime>) -> DateTime<Utc> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())).unwrap_or_default()
+}
+
+#[async_trait]
+impl Registry for Ecr {
+    async fn list_images(&self, registry_id: Option<&str>, repository: &str) -> PortResult<Vec<ImageRecord>> {
+        let mut pages = self
+            .client
+            .describe_images()
+            .set_registry_id(registry_id.map(str::to_owned))
+            .repository_name(repository)
+            .filter(DescribeImagesFilter::builder().tag_status(TagStatus::Tagged).build())
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err("ecr", "DescribeImages", &e, &["RepositoryNotFoundException"]))?;
+            for d in page.image_details() {
+                let Some(digest) = d.image_digest().and_then(|s| Digest::parse(s).ok()) else {
+                    tracing::warn!(repository, digest = ?d.image_digest(), "skipping an image whose digest is not sha256");
+                    continue;
+                };
+                let mut tags = Vec::new();
+                for t in d.image_tags() {
+                    match Tag::parse(t) {
+                        Ok(t) => tags.push(t),
+                        Err(e) => tracing::warn!(repository, error = %e, "skipping a tag that violates the OCI grammar"),
+                    }
+                }
+                if !tags.is_empty() {
+                    out.push(ImageRecord {
+                        digest,
+                        tags,
+                        pushed_at: time(d.image_pushed_at()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn scan_report(&self, registry_id: Option<&str>, repository: &str, digest: &Digest) -> PortResult<ScanReport> {
+        let mut pages = self
+            .client
+            .describe_image_scan_findings()
+            .set_registry_id(registry_id.map(str::to_owned))
+            .repository_name(repository)
+            .image_id(ImageIdentifier::builder().image_digest(digest.as_str()).build())
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        let mut report = ScanReport {
+            status: ScanStatus::NotFound,
+            counts: BTreeMap::new(),
+            findings: Vec::new(),
+        };
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    let err = map_err("ecr", "DescribeImageScanFindings", &e, &["ScanNotFoundException"]);
+                    if err.kind == ErrorKind::NotFound {
+                        return Ok(ScanReport::not_found());
+                    }
+                    return Err(err);
+                }
+            };
+            if let Some(st) = page.image_scan_status() {
+                let desc = st.description().unwrap_or("").to_owned();
+                report.status = match st.status() {
+                    Some(EcrScanStatus::Complete) | Some(EcrScanStatus::Active) => ScanStatus::Complete,
+                    Some(EcrScanStatus::Pending) => ScanStatus::Pending,
+                    Some(EcrScanStatus::InProgress) => ScanStatus::InProgress,
+                    Some(EcrScanStatus::Failed) => ScanStatus::Failed(desc),
+                    Some(EcrScanStatus::UnsupportedImage) => ScanStatus::UnsupportedImage(desc),
+                    Some(other) => ScanStatus::Other(other.as_str().to_owned()),
+                    None => ScanStatus::NotFound,
+                };
+            }
+            if let Some(f) = page.image_scan_findings() {
+                if let Some(counts) = f.finding_severity_counts() {
+                    for (sev, n) in counts {
+                        if let Some(s) = Severity::parse(sev.as_str()) {
+                            report.counts.insert(s, u32::try_from(*n).unwrap_or(0));
+                        }
+                    }
+                }
+                for x in f.findings() {
+                    let Some(severity) = x.severity().and_then(|s| Severity::parse(s.as_str())) else { continue };
+                    let package = x
+                        .attributes()
+                        .iter()
+                        .find(|a| a.key() == "package_name")
+                        .and_then(|a| a.value())
+                        .map(str::to_owned);
+                    report.findings.push(Finding {
+                        id: x.name().unwrap_or("(unnamed)").to_owned(),
+                        severity,
+                        package,
+                    });
+                }
+                for x in f.enhanced_findings() {
+                    let Some(severity) = x.severity().and_then(Severity::parse) else { continue };
+                    let vuln = x.package_vulnerability_details();
+                    report.findings.push(Finding {
+                        id: vuln
+                            .and_then(|v| v.vulnerability_id())
+                            .or(x.title())
+                            .unwrap_or("(unnamed)")
+                            .to_owned(),
+                        severity,
+                        package: vuln
+                            .and_then(|v| v.vulnerable_packages().first())
+                            .and_then(|p| p.name())
+                            .map(str::to_owned),
+                    });
+                }
+            }
+        }
+        if report.status == ScanStatus::NotFound {
+            return Err(PortError::new(
+                "ecr",
+                "DescribeImageScanFindings",
+                ErrorKind::Rejected,
+                "answer had no imageScanStatus",
+            ));
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,191 @@
+//! The GitHub adapter (octocrab): pull requests, merges, comments and commit statuses.
+//!
+//! Uses octocrab's authenticated route methods with small response types of our own, so
+//! only the fields tugboat reads must be present.
+
+use async_trait::async_trait;
+use octocrab::Octocrab;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::ports::{ChecksState, ErrorKind, Forge, NewPullRequest, PortError, PortResult, PullRequest, StatusState};
+use crate::secret::Secret;
+
+/// A GitHub repository through octocrab.
+#[derive(Clone)]
+pub struct GitHub {
+    client: Octocrab,
+    owner: String,
+    repo: String,
+    base: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PrWire {
+    number: u64,
+    html_url: Option<String>,
+    title: String,
+    body: Option<String>,
+    head: HeadWire,
+    merged_at: Option<String>,
+    merge_commit_sha: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HeadWire {
+    sha: String,
+}
+
+impl From<PrWire> for PullRequest {
+    fn from(p: PrWire) -> Self {
+        let merged = p.merged_at.is_some();
+        Self {
+            number: p.number,
+            url: p.html_url.unwrap_or_default(),
+            head_sha: p.head.sha,
+            title: p.title,
+            body: p.body.unwrap_or_default(),
+            merged,
+            merge_sha: if merged { p.merge_commit_sha } else { None },
+        }
+    }
+}
+
+fn map_err(operation: &'static str, e: octocrab::Error) -> PortError {
+    match e {
+        octocrab::Error::GitHub { source, .. } => {
+            let code = source.status_code.as_u16();
+            let limited = source.message.to_ascii_lowercase().contains("rate limit");
+            let kind = match code {
+                401 => ErrorKind::Denied,
+                403 if limited => ErrorKind::Throttled,
+                403 => ErrorKind::Denied,
+                404 => ErrorKind::NotFound,
+                429 => ErrorKind::Throttled,
+                500..=599 => ErrorKind::Transient,
+                _ => ErrorKind::Rejected,
+            };
+            PortError::new("github", operation, kind, format!("HTTP {code}: {}", source.message))
+        }
+        other => PortError::new("github", operation, ErrorKind::Transient, other.to_string()),
+    }
+}
+
+impl GitHub {
+    pub fn new(api_url: &str, token: &Secret, owner: &str, repo: &str, base: &str) -> Result<Self, PortError> {
+        let client = Octocrab::builder()
+            .base_uri(api_url)
+            .map_err(|e| PortError::new("github", "connect", ErrorKind::Rejected, format!("api url '{api_url}': {e}")))?
+            .personal_token(token.expose().to_owned())
+            .build()
+            .map_err(|e| map_err("connect", e))?;
+        Ok(Self {
+            client,
+            owner: owner.to_owned(),
+            repo: repo.to_owned(),
+            base: base.to_owned(),
+        })
+    }
+
+    fn route(&self, rest: &str) -> String {
+        format!("/repos/{}/{}/{rest}", self.owner, self.repo)
+    }
+}
+
+#[async_trait]
+impl Forge for GitHub {
+    async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>> {
+        let head = format!("{}:{branch}", self.owner);
+        let prs: Vec<PrWire> = self
+            .client
+            .get(self.route("pulls"), Some(&json!({"state": "open", "head": head, "base": self.base, "per_page": 10})))
+            .await
+            .map_err(|e| map_err("list pulls", e))?;
+        Ok(prs.into_iter().next().map(Into::into))
+    }
+
+    async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest> {
+        let created: PrWire = self
+            .client
+            .post(
+                self.route("pulls"),
+                Some(&json!({"title": pr.title, "head": pr.branch, "base": self.base, "body": pr.body, "maintainer_can_modify": false})),
+            )
+            .await
+            .map_err(|e| map_err("create pull", e))?;
+        if !pr.labels.is_empty() {
+            let _: Value = self
+                .client
+                .post(self.route(&format!("issues/{}/labels", created.number)), Some(&json!({"labels": pr.labels})))
+                .await
+                .map_err(|e| map_err("add labels", e))?;
+        }
+        Ok(created.into())
+    }
+
+    async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()> {
+        let _: Value = self
+            .client
+            .patch(self.route(&format!("pulls/{number}")), Some(&json!({"title": title, "body": body})))
+            .await
+            .map_err(|e| map_err("update pull", e))?;
+        Ok(())
+    }
+
+    async fn checks(&self, sha: &str) -> PortResult<ChecksState> {
+        #[derive(Deserialize)]
+        struct Combined {
+            state: String,
+            total_count: u64,
+        }
+        let c: Combined = self
+            .client
+            .get(self.route(&format!("commits/{sha}/status")), None::<&()>)
+            .await
+            .map_err(|e| map_err("combined status", e))?;
+        Ok(match (c.total_count, c.state.as_str()) {
+            (0, _) => ChecksState::None,
+            (_, "success") => ChecksState::Success,
+            (_, "pending") => ChecksState::Pending,
+            _ => ChecksState::Failure,
+        })
+    }
+
+    async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String> {
+        #[derive(Deserialize)]
+        struct Merged {
+            sha: String,
+        }
+        let m: Merged = self
+            .client
+            .put(
+                self.route(&format!("pulls/{number}/merge")),
+                Some(&json!({"sha": expected_head, "merge_method": "squash", "commit_title": title})),
+            )
+            .await
+            .map_err(|e| map_err("merge pull", e))?;
+        Ok(m.sha)
+    }
+
+    async fn comment(&self, number: u64, body: &str) -> PortResult<()> {
+        let _: Value = self
+            .client
+            .post(self.route(&format!("issues/{number}/comments")), Some(&json!({"body": body})))
+            .await
+            .map_err(|e| map_err("create comment", e))?;
+        Ok(())
+    }
+
+    async fn set_status(&self, sha: &str, state: StatusState, context: &str, description: &str) -> PortResult<()> {
+        let description: String = description.chars().take(140).collect();
+        let _: Value = self
+            .client
+            .post(
+                self.route(&format!("statuses/{sha}")),
+                Some(&json!({"state": state.as_str(), "context": context, "description": description})),
+            )
+            .await
+            .map_err(|e| map_err("create status", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! The SSM Parameter Store adapter (aws-sdk-ssm): policy documents and SecureString secrets.
+
+use async_trait::async_trait;
+use aws_sdk_ssm::Client;
+
+use super::aws::map_err;
+use crate::domain::policy::PolicyDocument;
+use crate::ports::{ParameterStore, PortResult};
+use crate::secret::Secret;
+
+/// SSM through the AWS SDK.
+#[derive(Clone)]
+pub struct Ssm {
+    client: Client,
+}
+
+impl Ssm {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self { client: Client::new(sdk) }
+    }
+}
+
+#[async_trait]
+impl ParameterStore for Ssm {
+    async fn documents(&self, path: &str) -> PortResult<Vec<PolicyDocument>> {
+        // GetParametersByPath wants the path without a trailing slash (except "/").
+        let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+        let mut pages = self
+            .client
+            .get_parameters_by_path()
+            .path(path)
+            .recursive(true)
+            .with_decryption(true)
+            .max_results(10)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err("ssm", "GetParametersByPath", &e, &[]))?;
+            for p in page.parameters() {
+                out.push(PolicyDocument {
+                    name: p.name().unwrap_or_default().to_owned(),
+                    version: p.version(),
+                    body: p.value().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn secret(&self, name: &str) -> PortResult<Secret> {
+        let out = self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| map_err("ssm", "GetParameter", &e, &["ParameterNotFound"]))?;
+        Ok(Secret::new(out.parameter().and_then(|p| p.value()).unwrap_or_default()))
+    }
+}

@@ -1,0 +1,491 @@
+//! Configuration: one TOML file plus `TUGBOAT_<SECTION>_<KEY>` environment overrides, read raw
+//! and validated into typed values here, the only module that reads the environment and files.
+//!
+//! Secrets are given by reference (`{ env = "NAME" }`, `{ file = "PATH" }` or
+//! `{ ssm = "/parameter/name" }`) and resolved at start-up into [`Secret`]s.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::domain::image::Repository;
+use crate::secret::Secret;
+
+/// A configuration problem, naming the file and the field.
+#[derive(Debug, Error)]
+#[error("{file}: {field}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+    Ssm(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    aws: RawAws,
+    policy: RawPolicy,
+    github: RawGithub,
+    argocd: RawArgo,
+    #[serde(default)]
+    engine: RawEngine,
+    #[serde(default)]
+    server: RawServer,
+    services: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    region: String,
+    registry_id: Option<String>,
+    endpoint_url: Option<String>,
+    #[serde(default)]
+    test_credentials: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    ssm_path: String,
+    refresh: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGithub {
+    repository: String,
+    #[serde(default = "default_branch")]
+    base_branch: String,
+    api_url: Option<String>,
+    clone_url: Option<String>,
+    token: SecretRef,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArgo {
+    url: String,
+    token: SecretRef,
+    poll_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    interval: Option<String>,
+    workdir: Option<PathBuf>,
+    scan_wait: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: String,
+    repository: String,
+    registry_id: Option<String>,
+    image: Option<String>,
+    environments: Vec<RawEnv>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnv {
+    name: String,
+    files: Vec<String>,
+    argocd_application: String,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: String,
+    pub aws: AwsConfig,
+    pub policy: PolicyConfig,
+    pub github: GithubConfig,
+    pub argocd: ArgoConfig,
+    pub engine: EngineConfig,
+    pub server: ServerConfig,
+    pub services: Vec<ServiceConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub region: String,
+    pub registry_id: Option<String>,
+    /// An emulator's endpoint (moto, the sandbox); unset for real AWS.
+    pub endpoint_url: Option<String>,
+    /// Use fixed dummy credentials (emulators only).
+    pub test_credentials: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// SSM path prefix, always ending in `/`.
+    pub ssm_path: String,
+    pub refresh: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    pub owner: String,
+    pub repo: String,
+    pub base_branch: String,
+    pub api_url: String,
+    pub clone_url: String,
+    pub token: SecretRef,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArgoConfig {
+    pub url: String,
+    pub token: SecretRef,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub interval: Duration,
+    pub workdir: PathBuf,
+    /// How long one cycle waits for a pending scan before reporting "waiting for scan".
+    pub scan_wait: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// The ECR repository name.
+    pub repository: String,
+    pub registry_id: Option<String>,
+    /// The repository as manifests spell it (registry host + path).
+    pub image: Repository,
+    pub environments: Vec<EnvConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvConfig {
+    pub name: String,
+    pub files: Vec<String>,
+    pub argocd_application: String,
+}
+
+impl Config {
+    /// Read `path`, apply `TUGBOAT_*` overrides from `env`, and validate.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            field: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &file, env)
+    }
+
+    /// Parse and validate configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let err = |field: &str, message: String| ConfigError {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| err("(file)", format!("not valid TOML: {}", e.message())))?;
+        apply_env_overrides(&mut value, env).map_err(|(f, m)| err(&f, m))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+            let path = e.path().to_string();
+            err(&path, e.into_inner().message().to_owned())
+        })?;
+        validate(raw, file)
+    }
+}
+
+/// `TUGBOAT_ENGINE_INTERVAL=30s` sets `[engine] interval`. Sections have no underscore.
+fn apply_env_overrides(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), (String, String)> {
+    const SECTIONS: &[&str] = &["aws", "policy", "github", "argocd", "engine", "server"];
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("TUGBOAT_") else { continue };
+        let Some((section, key)) = rest.split_once('_') else { continue };
+        let section = section.to_ascii_lowercase();
+        if !SECTIONS.contains(&section.as_str()) {
+            continue;
+        }
+        let key = key.to_ascii_lowercase();
+        // Typed when the text is a TOML value (true, 3), else a string.
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {v}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| !v.is_table())
+            .unwrap_or(toml::Value::String(v.clone()));
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(t) = entry.as_table_mut() else {
+            return Err((format!("{section}.{key}"), format!("environment variable {k} overrides a section that is not a table")));
+        };
+        t.insert(key, parsed);
+    }
+    Ok(())
+}
+
+fn duration(s: Option<&str>, default: Duration, field: &str, file: &str) -> Result<Duration, ConfigError> {
+    match s {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            message: format!("duration '{s}' is invalid ({e}); use e.g. '60s' or '5m'"),
+        }),
+    }
+}
+
+fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
+    let err = |field: &str, message: String| ConfigError {
+        file: file.to_owned(),
+        field: field.to_owned(),
+        message,
+    };
+    let (owner, repo) = raw
+        .github
+        .repository
+        .split_once('/')
+        .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
+        .ok_or_else(|| err("github.repository", format!("'{}' is not of the form 'owner/name'", raw.github.repository)))?;
+    let api_url = raw.github.api_url.unwrap_or_else(|| "https://api.github.com".into());
+    let clone_url = raw
+        .github
+        .clone_url
+        .unwrap_or_else(|| format!("https://github.com/{owner}/{repo}.git"));
+    for (field, url) in [("github.api_url", &api_url), ("github.clone_url", &clone_url), ("argocd.url", &raw.argocd.url)] {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(err(field, format!("'{url}' is not an http(s) URL")));
+        }
+    }
+    if let Some(id) = raw.aws.registry_id.as_deref() {
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err("aws.registry_id", format!("'{id}' is not a 12-digit AWS account id")));
+        }
+    }
+    let mut ssm_path = raw.policy.ssm_path.clone();
+    if !ssm_path.starts_with('/') {
+        return Err(err("policy.ssm_path", format!("'{ssm_path}' must start with '/'")));
+    }
+    if !ssm_path.ends_with('/') {
+        ssm_path.push('/');
+    }
+    let listen = raw.server.listen.as_deref().unwrap_or("0.0.0.0:8080");
+    let listen = listen
+        .parse()
+        .map_err(|_| err("server.listen", format!("'{listen}' is not an address such as '0.0.0.0:8080'")))?;
+    if raw.services.is_empty() {
+        return Err(err("services", "no services are configured; add at least one [[services]] table".into()));
+    }
+    let mut names = BTreeSet::new();
+    let mut services = Vec::new();
+    for (i, s) in raw.services.into_iter().enumerate() {
+        let at = |f: &str| format!("services[{i}].{f}");
+        if s.name.is_empty() || !s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(err(&at("name"), format!("'{}' must be letters, digits, '_' or '-'", s.name)));
+        }
+        if !names.insert(s.name.clone()) {
+            return Err(err(&at("name"), format!("service '{}' is configured twice", s.name)));
+        }
+        let registry = s.registry_id.clone().or_else(|| raw.aws.registry_id.clone());
+        let image = match (&s.image, &registry) {
+            (Some(img), _) => img.clone(),
+            (None, Some(id)) => format!("{id}.dkr.ecr.{}.amazonaws.com/{}", raw.aws.region, s.repository),
+            (None, None) => {
+                return Err(err(
+                    &at("image"),
+                    "set `image` (the repository as manifests spell it) or aws.registry_id".into(),
+                ));
+            }
+        };
+        let image = Repository::parse(&image).map_err(|e| err(&at("image"), e.to_string()))?;
+        if s.environments.is_empty() {
+            return Err(err(&at("environments"), "no environments; add at least one [[services.environments]]".into()));
+        }
+        let mut env_names = BTreeSet::new();
+        let mut envs = Vec::new();
+        for (j, e) in s.environments.into_iter().enumerate() {
+            let at = |f: &str| format!("services[{i}].environments[{j}].{f}");
+            if e.name.is_empty() || !e.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(err(&at("name"), format!("'{}' must be letters, digits, '_' or '-'", e.name)));
+            }
+            if !env_names.insert(e.name.clone()) {
+                return Err(err(&at("name"), format!("environment '{}' is listed twice", e.name)));
+            }
+            if e.files.is_empty() {
+                return Err(err(&at("files"), "list at least one file that holds the image reference".into()));
+            }
+            for f in &e.files {
+                if f.starts_with('/') || f.split('/').any(|c| c == ".." || c.is_empty()) {
+                    return Err(err(&at("files"), format!("'{f}' must be a relative path inside the repository")));
+                }
+            }
+            envs.push(EnvConfig {
+                name: e.name,
+                files: e.files,
+                argocd_application: e.argocd_application,
+            });
+        }
+        services.push(ServiceConfig {
+            name: s.name,
+            repository: s.repository,
+            registry_id: s.registry_id,
+            image,
+            environments: envs,
+        });
+    }
+    Ok(Config {
+        source: file.to_owned(),
+        policy: PolicyConfig {
+            ssm_path,
+            refresh: duration(raw.policy.refresh.as_deref(), Duration::from_secs(300), "policy.refresh", file)?,
+        },
+        github: GithubConfig {
+            owner: owner.to_owned(),
+            repo: repo.to_owned(),
+            base_branch: raw.github.base_branch,
+            api_url,
+            clone_url,
+            token: raw.github.token,
+        },
+        argocd: ArgoConfig {
+            url: raw.argocd.url.trim_end_matches('/').to_owned(),
+            token: raw.argocd.token,
+            poll_interval: duration(raw.argocd.poll_interval.as_deref(), Duration::from_secs(5), "argocd.poll_interval", file)?,
+        },
+        engine: EngineConfig {
+            interval: duration(raw.engine.interval.as_deref(), Duration::from_secs(60), "engine.interval", file)?,
+            workdir: raw.engine.workdir.unwrap_or_else(|| PathBuf::from("/var/lib/tugboat")),
+            scan_wait: duration(raw.engine.scan_wait.as_deref(), Duration::from_secs(30), "engine.scan_wait", file)?,
+        },
+        server: ServerConfig { listen },
+        aws: raw.aws.into(),
+        services,
+    })
+}
+
+impl From<RawAws> for AwsConfig {
+    fn from(r: RawAws) -> Self {
+        Self {
+            region: r.region,
+            registry_id: r.registry_id,
+            endpoint_url: r.endpoint_url,
+            test_credentials: r.test_credentials,
+        }
+    }
+}
+
+/// Read an `env` or `file` secret. `ssm` secrets are resolved by the caller through SSM.
+pub fn read_local_secret(r: &SecretRef, env: impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, String> {
+    match r {
+        SecretRef::Env(name) => env(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| Some(Secret::new(v)))
+            .ok_or_else(|| format!("environment variable {name} is not set")),
+        SecretRef::File(path) => std::fs::read_to_string(path)
+            .map(|v| Some(Secret::new(v.trim_end_matches(['\n', '\r']))))
+            .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
+        SecretRef::Ssm(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = r#"
+[aws]
+region = "eu-north-1"
+registry_id = "123456789012"
+
+[policy]
+ssm_path = "/salon/promotion"
+
+[github]
+repository = "salon/salon-gitops"
+token = { env = "GITHUB_TOKEN" }
+
+[argocd]
+url = "https://argocd.example.com/"
+token = { ssm = "/salon/tugboat/argocd-token" }
+
+[[services]]
+name = "user_service"
+repository = "user_service"
+[[services.environments]]
+name = "dev"
+files = ["apps/user_service/overlays/dev/kustomization.yaml"]
+argocd_application = "user-service-dev"
+"#;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::parse(text, "tugboat.toml", env.iter().map(|(k, v)| ((*k).into(), (*v).into())))
+    }
+
+    #[test]
+    fn a_minimal_file_gets_defaults_and_a_derived_image_repository() {
+        let c = parse(EXAMPLE, &[]).unwrap();
+        assert_eq!(c.policy.ssm_path, "/salon/promotion/");
+        assert_eq!(c.argocd.url, "https://argocd.example.com");
+        assert_eq!(c.services[0].image.as_str(), "123456789012.dkr.ecr.eu-north-1.amazonaws.com/user_service");
+        assert_eq!(c.engine.interval, Duration::from_secs(60));
+        assert_eq!(c.github.clone_url, "https://github.com/salon/salon-gitops.git");
+    }
+
+    #[test]
+    fn environment_variables_override_the_file_with_types() {
+        let c = parse(EXAMPLE, &[("TUGBOAT_ENGINE_INTERVAL", "15s"), ("TUGBOAT_AWS_TEST_CREDENTIALS", "true"), ("OTHER", "x")]).unwrap();
+        assert_eq!(c.engine.interval, Duration::from_secs(15));
+        assert!(c.aws.test_credentials);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_field() {
+        let e = parse(&EXAMPLE.replace("salon/salon-gitops", "salon-gitops"), &[]).unwrap_err();
+        assert_eq!(e.to_string(), "tugboat.toml: github.repository: 'salon-gitops' is not of the form 'owner/name'");
+        let e = parse(&EXAMPLE.replace("region =", "regoin ="), &[]).unwrap_err();
+        assert_eq!(e.field, "aws.regoin");
+        assert!(e.message.contains("unknown field `regoin`"), "{e}");
+        let e = parse(&EXAMPLE.replace("apps/user_service", "../etc"), &[]).unwrap_err();
+        assert_eq!(e.field, "services[0].environments[0].files");
+        let e = parse(EXAMPLE, &[("TUGBOAT_ENGINE_INTERVAL", "soon")]).unwrap_err();
+        assert_eq!(e.to_string(), "tugboat.toml: engine.interval: duration 'soon' is invalid (expected number at 0); use e.g. '60s' or '5m'");
+    }
+
+    #[test]
+    fn secrets_are_read_from_the_environment_or_a_file_and_never_printed() {
+        let r = SecretRef::Env("TOKEN".into());
+        let s = read_local_secret(&r, |_| Some("s3cr3t".into())).unwrap().unwrap();
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(read_local_secret(&r, |_| None).unwrap_err(), "environment variable TOKEN is not set");
+    }
+}

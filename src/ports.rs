@@ -1,0 +1,183 @@
+//! Narrow, domain-shaped interfaces to the outside systems. The engine sees only these;
+//! `adapters/` implements them with the real client crates, tests with hand-written fakes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use crate::domain::gate::ScanReport;
+use crate::domain::image::Digest;
+use crate::domain::policy::PolicyDocument;
+use crate::domain::select::ImageRecord;
+use crate::secret::Secret;
+
+/// How an outside call failed, which decides whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network trouble or a 5xx: try again next cycle.
+    Transient,
+    /// Rate limited: back off.
+    Throttled,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// Authentication or permission refused (401/403).
+    Denied,
+    /// The request was refused as invalid or conflicting (4xx).
+    Rejected,
+}
+
+/// A failed call to an outside system, naming the system and the operation.
+#[derive(Debug, Clone, Error)]
+#[error("{system} {operation}: {message}")]
+pub struct PortError {
+    pub system: &'static str,
+    pub operation: &'static str,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl PortError {
+    pub fn new(system: &'static str, operation: &'static str, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            system,
+            operation,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Transient => "transient",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Denied => "denied",
+            ErrorKind::Rejected => "rejected",
+        }
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// Where images come from (ECR).
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// Every tagged image of a repository.
+    async fn list_images(&self, registry_id: Option<&str>, repository: &str) -> PortResult<Vec<ImageRecord>>;
+    /// The scan result of one digest, all findings pages.
+    async fn scan_report(&self, registry_id: Option<&str>, repository: &str, digest: &Digest) -> PortResult<ScanReport>;
+}
+
+/// Where the policy and referenced secrets live (SSM Parameter Store).
+#[async_trait]
+pub trait ParameterStore: Send + Sync {
+    /// Every parameter below `path`, recursively, decrypted.
+    async fn documents(&self, path: &str) -> PortResult<Vec<PolicyDocument>>;
+    /// One SecureString parameter.
+    async fn secret(&self, name: &str) -> PortResult<Secret>;
+}
+
+/// What `propose` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    /// The branch head after the call.
+    pub head: String,
+    /// Whether a new commit was pushed (false: the branch already had this content).
+    pub pushed: bool,
+}
+
+/// The GitOps repository (a persistent local clone of it).
+#[async_trait]
+pub trait GitOpsRepo: Send + Sync {
+    /// Fetch the remote; returns the base branch's head commit.
+    async fn sync(&self) -> PortResult<String>;
+    /// A file's text at the fetched base head; `None` when absent.
+    async fn read(&self, path: &str) -> PortResult<Option<String>>;
+    /// Commit `files` on top of the base head as `branch` and force-push it, unless the
+    /// remote branch already holds exactly that tree on top of that base.
+    async fn propose(&self, branch: &str, files: Vec<(String, String)>, message: &str) -> PortResult<Proposal>;
+}
+
+/// A pull request as the engine needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub number: u64,
+    pub url: String,
+    pub head_sha: String,
+    pub title: String,
+    pub body: String,
+    pub merged: bool,
+    pub merge_sha: Option<String>,
+}
+
+/// A pull request to open.
+#[derive(Debug, Clone)]
+pub struct NewPullRequest {
+    pub branch: String,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+}
+
+/// The combined state of a commit's checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksState {
+    Success,
+    Pending,
+    Failure,
+    /// No checks are configured.
+    None,
+}
+
+/// A commit status tugboat sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusState {
+    Success,
+    Pending,
+    Failure,
+    Error,
+}
+
+impl StatusState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Pending => "pending",
+            Self::Failure => "failure",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The Git host's review surface (GitHub).
+#[async_trait]
+pub trait Forge: Send + Sync {
+    /// The open PR whose head is `branch`, if any.
+    async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>>;
+    async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest>;
+    async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()>;
+    async fn checks(&self, sha: &str) -> PortResult<ChecksState>;
+    /// Merge only if the head is still `expected_head`; returns the merge commit.
+    async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String>;
+    async fn comment(&self, number: u64, body: &str) -> PortResult<()>;
+    async fn set_status(&self, sha: &str, state: StatusState, context: &str, description: &str) -> PortResult<()>;
+}
+
+/// Sync and health of an Argo CD Application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppStatus {
+    pub sync_status: String,
+    pub revision: Option<String>,
+    pub health: String,
+    pub health_message: Option<String>,
+    pub reconciled_at: Option<DateTime<Utc>>,
+    pub images: Vec<String>,
+}
+
+/// The deployer (Argo CD).
+#[async_trait]
+pub trait Deployer: Send + Sync {
+    /// The application's status; with `refresh`, ask for a normal refresh first.
+    async fn app(&self, name: &str, refresh: bool) -> PortResult<AppStatus>;
+}
