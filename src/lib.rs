@@ -4,3 +4,4 @@ pub mod config;
 pub mod secret;
 pub mod ports;
 pub mod adapters;
+pub mod engine;

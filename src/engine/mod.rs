@@ -1,0 +1,496 @@
+//! The reconcile engine: one level-triggered cycle over every service and environment.
+//!
+//! Each cycle recomputes what should be from the registry, the policy, the GitOps repository,
+//! the forge and the deployer, and acts on the difference. It keeps no state of its own beyond
+//! caches (policy documents, completed scans by digest) that only save calls.
+
+pub mod evidence;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::config::{Config, EnvConfig, ServiceConfig};
+use crate::domain::gate::{self, GateDecision, ScanReport, ScanStatus};
+use crate::domain::image::{Digest, ImageRef};
+use crate::domain::plan::{self, Decision, Position};
+use crate::domain::policy::{self, EnvPolicy, PolicyDocument, PolicySource, ServicePolicy};
+use crate::domain::select::{self, Candidate, ImageRecord};
+use crate::manifest;
+use crate::ports::{ChecksState, Deployer, Forge, GitOpsRepo, NewPullRequest, ParameterStore, PortError, Registry, StatusState};
+
+/// The outside world, as the engine sees it.
+#[derive(Clone)]
+pub struct Ports {
+    pub registry: Arc<dyn Registry>,
+    pub params: Arc<dyn ParameterStore>,
+    pub repo: Arc<dyn GitOpsRepo>,
+    pub forge: Arc<dyn Forge>,
+    pub deployer: Arc<dyn Deployer>,
+}
+
+/// Whether a cycle may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    /// Read only: what would happen and why (`tugboat plan`).
+    Plan,
+}
+
+/// What tugboat did about one service in one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Opened { number: u64, url: String },
+    Updated { number: u64, url: String },
+    AwaitingApproval { number: u64, url: String },
+    WaitingForChecks { number: u64, url: String },
+    Merged { number: u64, url: String, sha: String, verification: Verification },
+    Failed { message: String },
+}
+
+/// How a merged promotion turned out in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    Healthy { after: Duration },
+    Failed { reason: String },
+}
+
+/// One row of a cycle's outcome.
+#[derive(Debug, Clone)]
+pub struct EnvReport {
+    pub service: String,
+    pub environment: String,
+    pub deployed: Option<String>,
+    pub decision: Decision,
+    pub action: Action,
+    pub policy: Vec<PolicySource>,
+}
+
+/// The engine, holding its caches between cycles.
+pub struct Engine {
+    cfg: Arc<Config>,
+    ports: Ports,
+    policy_docs: Mutex<Option<(Instant, Vec<PolicyDocument>)>>,
+    scans: Mutex<HashMap<Digest, ScanReport>>,
+}
+
+impl Engine {
+    pub fn new(cfg: Arc<Config>, ports: Ports) -> Self {
+        Self {
+            cfg,
+            ports,
+            policy_docs: Mutex::new(None),
+            scans: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One reconcile cycle. Errors of one service are reported in its rows, never abort others.
+    pub async fn cycle(&self, mode: Mode) -> Result<Vec<EnvReport>, PortError> {
+        self.ports.repo.sync().await?;
+        let docs = self.policy_documents().await;
+        let runs = self.cfg.services.iter().map(|svc| self.service(svc, docs.as_ref(), mode));
+        let reports = futures_util::future::join_all(runs).await;
+        Ok(reports.into_iter().flatten().collect())
+    }
+
+    async fn policy_documents(&self) -> Result<Vec<PolicyDocument>, String> {
+        let cached = self.policy_docs.lock().ok().and_then(|g| g.clone());
+        if let Some((at, docs)) = &cached {
+            if at.elapsed() < self.cfg.policy.refresh {
+                return Ok(docs.clone());
+            }
+        }
+        match self.ports.params.documents(&self.cfg.policy.ssm_path).await {
+            Ok(docs) => {
+                if let Ok(mut g) = self.policy_docs.lock() {
+                    *g = Some((Instant::now(), docs.clone()));
+                }
+                Ok(docs)
+            }
+            Err(e) => match cached {
+                Some((_, docs)) => {
+                    tracing::warn!(error = %e, "policy refresh failed; keeping the last policy read");
+                    Ok(docs)
+                }
+                None => Err(format!("policy unavailable: {e}")),
+            },
+        }
+    }
+
+    async fn service(&self, svc: &ServiceConfig, docs: Result<&Vec<PolicyDocument>, &String>, mode: Mode) -> Vec<EnvReport> {
+        let env_names: Vec<String> = svc.environments.iter().map(|e| e.name.clone()).collect();
+        let failed_all = |message: String, sources: Vec<PolicySource>| {
+            tracing::error!(service = %svc.name, %message, "service blocked");
+            svc.environments
+                .iter()
+                .map(|e| EnvReport {
+                    service: svc.name.clone(),
+                    environment: e.name.clone(),
+                    deployed: None,
+                    decision: Decision::NoCandidate { reason: message.clone() },
+                    action: Action::Failed { message: message.clone() },
+                    policy: sources.clone(),
+                })
+                .collect()
+        };
+        let policy = match docs {
+            Ok(docs) => match policy::resolve(docs, &self.cfg.policy.ssm_path, &svc.name, &env_names) {
+                Ok(p) => p,
+                Err(e) => return failed_all(format!("blocked by invalid policy: {e}"), vec![]),
+            },
+            Err(e) => return failed_all(e.clone(), vec![]),
+        };
+        let images = match self.ports.registry.list_images(svc.registry_id.as_deref(), &svc.repository).await {
+            Ok(i) => i,
+            Err(e) => return failed_all(e.to_string(), policy.sources.clone()),
+        };
+        let mut out = Vec::new();
+        let mut upstream: Option<(&EnvConfig, Option<ImageRef>)> = None;
+        for env in &svc.environments {
+            let report = self.environment(svc, env, &policy, &images, upstream.as_ref(), mode).await;
+            let deployed = report.deployed.as_deref().and_then(|d| ImageRef::parse(d).ok());
+            if let Action::Failed { message } = &report.action {
+                tracing::error!(service = %svc.name, environment = %env.name, %message, "promotion step failed");
+            }
+            out.push(report);
+            upstream = Some((env, deployed));
+        }
+        out
+    }
+
+    async fn environment(
+        &self,
+        svc: &ServiceConfig,
+        env: &EnvConfig,
+        policy: &ServicePolicy,
+        images: &[ImageRecord],
+        upstream: Option<&(&EnvConfig, Option<ImageRef>)>,
+        mode: Mode,
+    ) -> EnvReport {
+        let mut report = EnvReport {
+            service: svc.name.clone(),
+            environment: env.name.clone(),
+            deployed: None,
+            decision: Decision::NoCandidate { reason: String::new() },
+            action: Action::None,
+            policy: policy.sources.clone(),
+        };
+        let Some(env_policy) = policy.environments.get(&env.name) else {
+            report.action = Action::Failed {
+                message: format!("no policy for environment {}", env.name),
+            };
+            return report;
+        };
+        // What main deploys now.
+        let files = match self.read_files(env).await {
+            Ok(f) => f,
+            Err(message) => {
+                report.decision = Decision::NoCandidate { reason: message.clone() };
+                report.action = Action::Failed { message };
+                return report;
+            }
+        };
+        let deployed = match deployed_reference(&files, svc) {
+            Ok(d) => d,
+            Err(message) => {
+                report.decision = Decision::NoCandidate { reason: message.clone() };
+                report.action = Action::Failed { message };
+                return report;
+            }
+        };
+        report.deployed = deployed.as_ref().map(ToString::to_string);
+
+        // The candidate: the registry's newest eligible tag, or what the previous environment runs healthy.
+        let candidate = match upstream {
+            None => select::eligible(images, &env_policy.tag).into_iter().next(),
+            Some((prev, prev_deployed)) => match self.upstream_candidate(prev, prev_deployed.as_ref(), images).await {
+                Ok(c) => c,
+                Err(reason) => {
+                    report.decision = Decision::Waiting { candidate: None, reason };
+                    return report;
+                }
+            },
+        };
+        let Some(candidate) = candidate else {
+            report.decision = Decision::NoCandidate {
+                reason: match upstream {
+                    None => "no tag matches the policy's tag rule".into(),
+                    Some((prev, _)) => format!("{} deploys nothing of this service", prev.name),
+                },
+            };
+            return report;
+        };
+        let deployed_record = deployed
+            .as_ref()
+            .and_then(|d| d.tag.as_ref())
+            .and_then(|t| select::find_tag(images, t));
+        match plan::position(deployed.as_ref(), deployed_record.as_ref(), &candidate, &env_policy.tag) {
+            Position::Deployed => {
+                report.decision = Decision::UpToDate {
+                    deployed: format!("{}", candidate.tag),
+                };
+                return report;
+            }
+            Position::Behind => {
+                report.decision = Decision::UpToDate {
+                    deployed: format!("{} (newer than candidate {})", deployed_record.map_or_else(String::new, |r| r.tag.to_string()), candidate.tag),
+                };
+                return report;
+            }
+            Position::Ahead => {}
+        }
+        let gate = match self.scan(svc, &candidate.digest, mode).await {
+            Ok(r) => gate::gate(&r, &env_policy.scan, Utc::now().date_naive()),
+            Err(e) => {
+                report.decision = Decision::Waiting {
+                    candidate: Some(candidate),
+                    reason: format!("scan findings unavailable: {e}"),
+                };
+                report.action = Action::Failed { message: e.to_string() };
+                return report;
+            }
+        };
+        report.decision = plan::decide(deployed.as_ref(), candidate.clone(), &gate);
+        if mode == Mode::Plan || !matches!(report.decision, Decision::Promote { .. }) {
+            if let Decision::Blocked { reasons, .. } = &report.decision {
+                tracing::warn!(service = %svc.name, environment = %env.name, tag = %candidate.tag, reasons = ?reasons, "candidate blocked by the scan gate");
+            }
+            return report;
+        }
+        report.action = match self.promote(svc, env, env_policy, policy, &files, deployed.as_ref(), &candidate, &gate).await {
+            Ok(a) => a,
+            Err(e) => Action::Failed { message: e },
+        };
+        report
+    }
+
+    async fn read_files(&self, env: &EnvConfig) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        for path in &env.files {
+            match self.ports.repo.read(path).await {
+                Ok(Some(text)) => out.push((path.clone(), text)),
+                Ok(None) => return Err(format!("{path} does not exist on the base branch")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The previous environment's deployed image, once Argo CD runs it Synced and Healthy.
+    async fn upstream_candidate(&self, prev: &EnvConfig, deployed: Option<&ImageRef>, images: &[ImageRecord]) -> Result<Option<Candidate>, String> {
+        let Some(d) = deployed else { return Ok(None) };
+        let Some(tag) = &d.tag else { return Ok(None) };
+        let Some(record) = select::find_tag(images, tag) else {
+            return Err(format!("{} deploys {tag}, which the registry no longer has", prev.name));
+        };
+        let app = self
+            .ports
+            .deployer
+            .app(&prev.argocd_application, false)
+            .await
+            .map_err(|e| format!("cannot read {}'s health: {e}", prev.name))?;
+        let runs = app.images.iter().any(|i| i.ends_with(&format!(":{tag}")) || i.contains(record.digest.as_str()));
+        if app.sync_status == "Synced" && app.health == "Healthy" && runs {
+            Ok(Some(record))
+        } else {
+            Err(format!(
+                "{} is not yet Synced and Healthy with {tag} (sync {}, health {})",
+                prev.name, app.sync_status, app.health
+            ))
+        }
+    }
+
+    /// The scan report of a digest: cached once complete, polled within `scan_wait` while pending.
+    async fn scan(&self, svc: &ServiceConfig, digest: &Digest, mode: Mode) -> Result<ScanReport, PortError> {
+        if let Some(r) = self.scans.lock().ok().and_then(|c| c.get(digest).cloned()) {
+            return Ok(r);
+        }
+        let deadline = Instant::now() + if mode == Mode::Plan { Duration::ZERO } else { self.cfg.engine.scan_wait };
+        loop {
+            let r = self.ports.registry.scan_report(svc.registry_id.as_deref(), &svc.repository, digest).await?;
+            let pending = matches!(r.status, ScanStatus::Pending | ScanStatus::InProgress);
+            if !pending {
+                if r.status == ScanStatus::Complete {
+                    if let Ok(mut c) = self.scans.lock() {
+                        c.insert(digest.clone(), r.clone());
+                    }
+                }
+                return Ok(r);
+            }
+            if Instant::now() >= deadline {
+                return Ok(r);
+            }
+            tokio::time::sleep(Duration::from_secs(2).min(self.cfg.engine.scan_wait)).await;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn promote(
+        &self,
+        svc: &ServiceConfig,
+        env: &EnvConfig,
+        env_policy: &EnvPolicy,
+        policy: &ServicePolicy,
+        files: &[(String, String)],
+        deployed: Option<&ImageRef>,
+        to: &Candidate,
+        gate: &GateDecision,
+    ) -> Result<Action, String> {
+        let branch = evidence::branch(&svc.name, &env.name);
+        let mut edited = Vec::new();
+        for (path, text) in files {
+            let refs = manifest::locate(text).map_err(|e| format!("{path}: {e}"))?;
+            let pinned = env_policy.pin_digest || refs.iter().any(|r| r.is_for(&svc.image) && r.digest.is_some());
+            let e = manifest::set_image(text, &svc.image, &to.tag, pinned.then_some(&to.digest)).map_err(|e| format!("{path}: {e}"))?;
+            edited.push((path.clone(), e.text));
+        }
+        let from = deployed.map(ToString::to_string);
+        let file_names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+        let ev = evidence::Evidence {
+            service: &svc.name,
+            environment: &env.name,
+            image: svc.image.as_str(),
+            from: from.as_deref(),
+            to,
+            gate,
+            policy: env_policy,
+            sources: &policy.sources,
+            files: &file_names,
+        };
+        let (title, body) = (evidence::title(&ev), evidence::body(&ev));
+        let message = format!(
+            "{title}\n\n{} {} -> {}@{}\n",
+            svc.image,
+            deployed.and_then(|d| d.tag.as_ref()).map_or("(none)".to_owned(), ToString::to_string),
+            to.tag,
+            to.digest
+        );
+        let p = self.ports.repo.propose(&branch, edited, &message).await.map_err(|e| e.to_string())?;
+        let forge = &self.ports.forge;
+        let existing = forge.find_open_pr(&branch).await.map_err(|e| e.to_string())?;
+        let (pr, opened) = match existing {
+            Some(pr) => {
+                if pr.title != title || pr.body != body {
+                    forge.update_pr(pr.number, &title, &body).await.map_err(|e| e.to_string())?;
+                }
+                (pr, false)
+            }
+            None => {
+                let labels = vec!["tugboat".to_owned(), format!("env:{}", env.name), format!("service:{}", svc.name)];
+                let pr = forge
+                    .open_pr(NewPullRequest {
+                        branch: branch.clone(),
+                        title: title.clone(),
+                        body,
+                        labels,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(service = %svc.name, environment = %env.name, pr = pr.number, tag = %to.tag, "opened promotion pull request");
+                (pr, true)
+            }
+        };
+        if p.pushed || opened {
+            let counts = gate.counts().map(|c| c.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+            let desc = if counts.is_empty() { "scan gate passed".to_owned() } else { format!("scan gate passed: {counts}") };
+            forge.set_status(&p.head, StatusState::Success, "tugboat/scan-gate", &desc).await.map_err(|e| e.to_string())?;
+        }
+        if !env_policy.auto_merge {
+            return Ok(Action::AwaitingApproval { number: pr.number, url: pr.url });
+        }
+        match forge.checks(&p.head).await.map_err(|e| e.to_string())? {
+            ChecksState::Success | ChecksState::None => {}
+            ChecksState::Pending => return Ok(Action::WaitingForChecks { number: pr.number, url: pr.url }),
+            ChecksState::Failure => return Err(format!("checks failed on PR #{}; not merging", pr.number)),
+        }
+        let merged_at = Utc::now();
+        let sha = forge.merge(pr.number, &p.head, &title).await.map_err(|e| e.to_string())?;
+        tracing::info!(service = %svc.name, environment = %env.name, pr = pr.number, merge = %sha, "merged promotion");
+        let image = format!("{}:{}", svc.image, to.tag);
+        let verification = self.verify(&env.argocd_application, &sha, &image, merged_at, env_policy.health_timeout).await;
+        let (state, text) = match &verification {
+            Verification::Healthy { after } => (
+                StatusState::Success,
+                format!("Argo CD reports `{}` Synced and Healthy at {} with `{image}`, {} after the merge.", env.argocd_application, &sha[..12.min(sha.len())], humantime::format_duration(Duration::from_secs(after.as_secs()))),
+            ),
+            Verification::Failed { reason } => (
+                StatusState::Failure,
+                format!("Argo CD did not report `{}` Healthy with `{image}`: {reason}", env.argocd_application),
+            ),
+        };
+        let _ = forge.comment(pr.number, &text).await.map_err(|e| tracing::warn!(error = %e, "could not comment the verification"));
+        let _ = forge
+            .set_status(&sha, state, "tugboat/deploy", &text.replace('`', ""))
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "could not set the deploy status"));
+        Ok(Action::Merged {
+            number: pr.number,
+            url: pr.url,
+            sha,
+            verification,
+        })
+    }
+
+    /// Poll Argo CD until the application runs `image` at `sha`, Synced and Healthy, or fails.
+    async fn verify(&self, app: &str, sha: &str, image: &str, merged_at: DateTime<Utc>, timeout: Duration) -> Verification {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let not_before = merged_at.timestamp();
+        loop {
+            let last = match self.ports.deployer.app(app, true).await {
+                Ok(s) => {
+                    let at_merge = s.revision.as_deref() == Some(sha);
+                    let fresh = s.reconciled_at.is_some_and(|t| t.timestamp() >= not_before);
+                    let runs = s.images.iter().any(|i| i == image || i.starts_with(&format!("{image}@")));
+                    if at_merge && fresh && s.sync_status == "Synced" && s.health == "Healthy" && runs {
+                        return Verification::Healthy { after: start.elapsed() };
+                    }
+                    if at_merge && matches!(s.health.as_str(), "Degraded" | "Missing") {
+                        return Verification::Failed {
+                            reason: format!("health {}{}", s.health, s.health_message.map(|m| format!(": {m}")).unwrap_or_default()),
+                        };
+                    }
+                    format!("sync {} at {}, health {}", s.sync_status, s.revision.as_deref().map_or("?", |r| &r[..12.min(r.len())]), s.health)
+                }
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Verification::Failed {
+                    reason: format!("timed out after {} ({last})", humantime::format_duration(timeout)),
+                };
+            }
+            tokio::time::sleep(self.cfg.argocd.poll_interval).await;
+        }
+    }
+}
+
+/// The reference of the service's image that the environment's files deploy.
+fn deployed_reference(files: &[(String, String)], svc: &ServiceConfig) -> Result<Option<ImageRef>, String> {
+    let mut found: Option<ImageRef> = None;
+    for (path, text) in files {
+        let refs = manifest::locate(text).map_err(|e| format!("{path}: {e}"))?;
+        let mine: Vec<_> = refs.iter().filter(|r| r.is_for(&svc.image)).collect();
+        if mine.is_empty() {
+            let err = manifest::ManifestError::NotFound {
+                repository: svc.image.to_string(),
+                found: refs.iter().map(|r| r.repository.to_string()).collect(),
+            };
+            return Err(format!("{path}: {err}"));
+        }
+        for r in mine {
+            let this = ImageRef {
+                repository: svc.image.clone(),
+                tag: r.tag.clone(),
+                digest: r.digest.clone(),
+            };
+            if found.is_none() {
+                found = Some(this);
+            }
+        }
+    }
+    Ok(found.filter(|f| f.tag.is_some() || f.digest.is_some()))
+}
