@@ -199,7 +199,10 @@ pub struct EnvConfig {
 
 impl Config {
     /// Read `path`, apply `TUGBOAT_*` overrides from `env`, and validate.
-    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
@@ -210,28 +213,41 @@ impl Config {
     }
 
     /// Parse and validate configuration text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn parse(
+        text: &str,
+        file: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let err = |field: &str, message: String| ConfigError {
             file: file.to_owned(),
             field: field.to_owned(),
             message,
         };
-        let mut value: toml::Table = toml::from_str(text).map_err(|e| err("(file)", format!("not valid TOML: {}", e.message())))?;
+        let mut value: toml::Table = toml::from_str(text)
+            .map_err(|e| err("(file)", format!("not valid TOML: {}", e.message())))?;
         apply_env_overrides(&mut value, env).map_err(|(f, m)| err(&f, m))?;
-        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
-            let path = e.path().to_string();
-            err(&path, e.into_inner().message().to_owned())
-        })?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+                let path = e.path().to_string();
+                err(&path, e.into_inner().message().to_owned())
+            })?;
         validate(raw, file)
     }
 }
 
 /// `TUGBOAT_ENGINE_INTERVAL=30s` sets `[engine] interval`. Sections have no underscore.
-fn apply_env_overrides(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), (String, String)> {
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), (String, String)> {
     const SECTIONS: &[&str] = &["aws", "policy", "github", "argocd", "engine", "server"];
     for (k, v) in env {
-        let Some(rest) = k.strip_prefix("TUGBOAT_") else { continue };
-        let Some((section, key)) = rest.split_once('_') else { continue };
+        let Some(rest) = k.strip_prefix("TUGBOAT_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once('_') else {
+            continue;
+        };
         let section = section.to_ascii_lowercase();
         if !SECTIONS.contains(&section.as_str()) {
             continue;
@@ -247,14 +263,22 @@ fn apply_env_overrides(table: &mut toml::Table, env: impl IntoIterator<Item = (S
             .entry(section.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         let Some(t) = entry.as_table_mut() else {
-            return Err((format!("{section}.{key}"), format!("environment variable {k} overrides a section that is not a table")));
+            return Err((
+                format!("{section}.{key}"),
+                format!("environment variable {k} overrides a section that is not a table"),
+            ));
         };
         t.insert(key, parsed);
     }
     Ok(())
 }
 
-fn duration(s: Option<&str>, default: Duration, field: &str, file: &str) -> Result<Duration, ConfigError> {
+fn duration(
+    s: Option<&str>,
+    default: Duration,
+    field: &str,
+    file: &str,
+) -> Result<Duration, ConfigError> {
     match s {
         None => Ok(default),
         Some(s) => humantime::parse_duration(s).map_err(|e| ConfigError {
@@ -276,50 +300,94 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
         .repository
         .split_once('/')
         .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
-        .ok_or_else(|| err("github.repository", format!("'{}' is not of the form 'owner/name'", raw.github.repository)))?;
-    let api_url = raw.github.api_url.unwrap_or_else(|| "https://api.github.com".into());
+        .ok_or_else(|| {
+            err(
+                "github.repository",
+                format!(
+                    "'{}' is not of the form 'owner/name'",
+                    raw.github.repository
+                ),
+            )
+        })?;
+    let api_url = raw
+        .github
+        .api_url
+        .unwrap_or_else(|| "https://api.github.com".into());
     let clone_url = raw
         .github
         .clone_url
         .unwrap_or_else(|| format!("https://github.com/{owner}/{repo}.git"));
-    for (field, url) in [("github.api_url", &api_url), ("github.clone_url", &clone_url), ("argocd.url", &raw.argocd.url)] {
+    for (field, url) in [
+        ("github.api_url", &api_url),
+        ("github.clone_url", &clone_url),
+        ("argocd.url", &raw.argocd.url),
+    ] {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(err(field, format!("'{url}' is not an http(s) URL")));
         }
     }
     if let Some(id) = raw.aws.registry_id.as_deref() {
         if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err("aws.registry_id", format!("'{id}' is not a 12-digit AWS account id")));
+            return Err(err(
+                "aws.registry_id",
+                format!("'{id}' is not a 12-digit AWS account id"),
+            ));
         }
     }
     let mut ssm_path = raw.policy.ssm_path.clone();
     if !ssm_path.starts_with('/') {
-        return Err(err("policy.ssm_path", format!("'{ssm_path}' must start with '/'")));
+        return Err(err(
+            "policy.ssm_path",
+            format!("'{ssm_path}' must start with '/'"),
+        ));
     }
     if !ssm_path.ends_with('/') {
         ssm_path.push('/');
     }
     let listen = raw.server.listen.as_deref().unwrap_or("0.0.0.0:8080");
-    let listen = listen
-        .parse()
-        .map_err(|_| err("server.listen", format!("'{listen}' is not an address such as '0.0.0.0:8080'")))?;
+    let listen = listen.parse().map_err(|_| {
+        err(
+            "server.listen",
+            format!("'{listen}' is not an address such as '0.0.0.0:8080'"),
+        )
+    })?;
     if raw.services.is_empty() {
-        return Err(err("services", "no services are configured; add at least one [[services]] table".into()));
+        return Err(err(
+            "services",
+            "no services are configured; add at least one [[services]] table".into(),
+        ));
     }
     let mut names = BTreeSet::new();
     let mut services = Vec::new();
     for (i, s) in raw.services.into_iter().enumerate() {
         let at = |f: &str| format!("services[{i}].{f}");
-        if s.name.is_empty() || !s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(err(&at("name"), format!("'{}' must be letters, digits, '_' or '-'", s.name)));
+        if s.name.is_empty()
+            || !s
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(err(
+                &at("name"),
+                format!("'{}' must be letters, digits, '_' or '-'", s.name),
+            ));
         }
         if !names.insert(s.name.clone()) {
-            return Err(err(&at("name"), format!("service '{}' is configured twice", s.name)));
+            return Err(err(
+                &at("name"),
+                format!("service '{}' is configured twice", s.name),
+            ));
         }
-        let registry = s.registry_id.clone().or_else(|| raw.aws.registry_id.clone());
+        let registry = s
+            .registry_id
+            .clone()
+            .or_else(|| raw.aws.registry_id.clone());
         let image = match (&s.image, &registry) {
             (Some(img), _) => img.clone(),
-            (None, Some(id)) => format!("{id}.dkr.ecr.{}.amazonaws.com/{}", raw.aws.region, s.repository),
+            (None, Some(id)) => format!(
+                "{id}.dkr.ecr.{}.amazonaws.com/{}",
+                raw.aws.region, s.repository
+            ),
             (None, None) => {
                 return Err(err(
                     &at("image"),
@@ -329,24 +397,44 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
         };
         let image = Repository::parse(&image).map_err(|e| err(&at("image"), e.to_string()))?;
         if s.environments.is_empty() {
-            return Err(err(&at("environments"), "no environments; add at least one [[services.environments]]".into()));
+            return Err(err(
+                &at("environments"),
+                "no environments; add at least one [[services.environments]]".into(),
+            ));
         }
         let mut env_names = BTreeSet::new();
         let mut envs = Vec::new();
         for (j, e) in s.environments.into_iter().enumerate() {
             let at = |f: &str| format!("services[{i}].environments[{j}].{f}");
-            if e.name.is_empty() || !e.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(err(&at("name"), format!("'{}' must be letters, digits, '_' or '-'", e.name)));
+            if e.name.is_empty()
+                || !e
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(
+                    &at("name"),
+                    format!("'{}' must be letters, digits, '_' or '-'", e.name),
+                ));
             }
             if !env_names.insert(e.name.clone()) {
-                return Err(err(&at("name"), format!("environment '{}' is listed twice", e.name)));
+                return Err(err(
+                    &at("name"),
+                    format!("environment '{}' is listed twice", e.name),
+                ));
             }
             if e.files.is_empty() {
-                return Err(err(&at("files"), "list at least one file that holds the image reference".into()));
+                return Err(err(
+                    &at("files"),
+                    "list at least one file that holds the image reference".into(),
+                ));
             }
             for f in &e.files {
                 if f.starts_with('/') || f.split('/').any(|c| c == ".." || c.is_empty()) {
-                    return Err(err(&at("files"), format!("'{f}' must be a relative path inside the repository")));
+                    return Err(err(
+                        &at("files"),
+                        format!("'{f}' must be a relative path inside the repository"),
+                    ));
                 }
             }
             envs.push(EnvConfig {
@@ -367,7 +455,12 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
         source: file.to_owned(),
         policy: PolicyConfig {
             ssm_path,
-            refresh: duration(raw.policy.refresh.as_deref(), Duration::from_secs(300), "policy.refresh", file)?,
+            refresh: duration(
+                raw.policy.refresh.as_deref(),
+                Duration::from_secs(300),
+                "policy.refresh",
+                file,
+            )?,
         },
         github: GithubConfig {
             owner: owner.to_owned(),
@@ -380,12 +473,30 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
         argocd: ArgoConfig {
             url: raw.argocd.url.trim_end_matches('/').to_owned(),
             token: raw.argocd.token,
-            poll_interval: duration(raw.argocd.poll_interval.as_deref(), Duration::from_secs(5), "argocd.poll_interval", file)?,
+            poll_interval: duration(
+                raw.argocd.poll_interval.as_deref(),
+                Duration::from_secs(5),
+                "argocd.poll_interval",
+                file,
+            )?,
         },
         engine: EngineConfig {
-            interval: duration(raw.engine.interval.as_deref(), Duration::from_secs(60), "engine.interval", file)?,
-            workdir: raw.engine.workdir.unwrap_or_else(|| PathBuf::from("/var/lib/tugboat")),
-            scan_wait: duration(raw.engine.scan_wait.as_deref(), Duration::from_secs(30), "engine.scan_wait", file)?,
+            interval: duration(
+                raw.engine.interval.as_deref(),
+                Duration::from_secs(60),
+                "engine.interval",
+                file,
+            )?,
+            workdir: raw
+                .engine
+                .workdir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/tugboat")),
+            scan_wait: duration(
+                raw.engine.scan_wait.as_deref(),
+                Duration::from_secs(30),
+                "engine.scan_wait",
+                file,
+            )?,
         },
         server: ServerConfig { listen },
         aws: raw.aws.into(),
@@ -405,7 +516,10 @@ impl From<RawAws> for AwsConfig {
 }
 
 /// Read an `env` or `file` secret. `ssm` secrets are resolved by the caller through SSM.
-pub fn read_local_secret(r: &SecretRef, env: impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, String> {
+pub fn read_local_secret(
+    r: &SecretRef,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, String> {
     match r {
         SecretRef::Env(name) => env(name)
             .filter(|v| !v.is_empty())
@@ -448,7 +562,11 @@ argocd_application = "user-service-dev"
 "#;
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::parse(text, "tugboat.toml", env.iter().map(|(k, v)| ((*k).into(), (*v).into())))
+        Config::parse(
+            text,
+            "tugboat.toml",
+            env.iter().map(|(k, v)| ((*k).into(), (*v).into())),
+        )
     }
 
     #[test]
@@ -456,14 +574,28 @@ argocd_application = "user-service-dev"
         let c = parse(EXAMPLE, &[]).unwrap();
         assert_eq!(c.policy.ssm_path, "/salon/promotion/");
         assert_eq!(c.argocd.url, "https://argocd.example.com");
-        assert_eq!(c.services[0].image.as_str(), "123456789012.dkr.ecr.eu-north-1.amazonaws.com/user_service");
+        assert_eq!(
+            c.services[0].image.as_str(),
+            "123456789012.dkr.ecr.eu-north-1.amazonaws.com/user_service"
+        );
         assert_eq!(c.engine.interval, Duration::from_secs(60));
-        assert_eq!(c.github.clone_url, "https://github.com/salon/salon-gitops.git");
+        assert_eq!(
+            c.github.clone_url,
+            "https://github.com/salon/salon-gitops.git"
+        );
     }
 
     #[test]
     fn environment_variables_override_the_file_with_types() {
-        let c = parse(EXAMPLE, &[("TUGBOAT_ENGINE_INTERVAL", "15s"), ("TUGBOAT_AWS_TEST_CREDENTIALS", "true"), ("OTHER", "x")]).unwrap();
+        let c = parse(
+            EXAMPLE,
+            &[
+                ("TUGBOAT_ENGINE_INTERVAL", "15s"),
+                ("TUGBOAT_AWS_TEST_CREDENTIALS", "true"),
+                ("OTHER", "x"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.engine.interval, Duration::from_secs(15));
         assert!(c.aws.test_credentials);
     }
@@ -471,21 +603,32 @@ argocd_application = "user-service-dev"
     #[test]
     fn errors_name_the_file_and_the_field() {
         let e = parse(&EXAMPLE.replace("salon/salon-gitops", "salon-gitops"), &[]).unwrap_err();
-        assert_eq!(e.to_string(), "tugboat.toml: github.repository: 'salon-gitops' is not of the form 'owner/name'");
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: github.repository: 'salon-gitops' is not of the form 'owner/name'"
+        );
         let e = parse(&EXAMPLE.replace("region =", "regoin ="), &[]).unwrap_err();
         assert_eq!(e.field, "aws.regoin");
         assert!(e.message.contains("unknown field `regoin`"), "{e}");
         let e = parse(&EXAMPLE.replace("apps/user_service", "../etc"), &[]).unwrap_err();
         assert_eq!(e.field, "services[0].environments[0].files");
         let e = parse(EXAMPLE, &[("TUGBOAT_ENGINE_INTERVAL", "soon")]).unwrap_err();
-        assert_eq!(e.to_string(), "tugboat.toml: engine.interval: duration 'soon' is invalid (expected number at 0); use e.g. '60s' or '5m'");
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: engine.interval: duration 'soon' is invalid (expected number at 0); use e.g. '60s' or '5m'"
+        );
     }
 
     #[test]
     fn secrets_are_read_from_the_environment_or_a_file_and_never_printed() {
         let r = SecretRef::Env("TOKEN".into());
-        let s = read_local_secret(&r, |_| Some("s3cr3t".into())).unwrap().unwrap();
+        let s = read_local_secret(&r, |_| Some("s3cr3t".into()))
+            .unwrap()
+            .unwrap();
         assert_eq!(format!("{s:?}"), "[redacted]");
-        assert_eq!(read_local_secret(&r, |_| None).unwrap_err(), "environment variable TOKEN is not set");
+        assert_eq!(
+            read_local_secret(&r, |_| None).unwrap_err(),
+            "environment variable TOKEN is not set"
+        );
     }
 }

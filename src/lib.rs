@@ -1,7 +1,12 @@
-pub mod domain;
-pub mod manifest;
-pub mod config;
-pub mod secret;
-pub mod ports;
 pub mod adapters;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod domain;
 pub mod engine;
+pub mod manifest;
+pub mod ports;
+pub mod report;
+pub mod sandbox;
+pub mod secret;
+pub mod server;

@@ -1,1 +1,354 @@
-fn main() {}
+//! The `tugboat` command: parse the CLI, load config, set up logs, wire adapters, run.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use tugboat::config::Config;
+use tugboat::domain::image::{Digest, Repository, Tag};
+use tugboat::engine::{Action, Engine, Mode};
+use tugboat::server::{CycleLabels, Metrics, OutcomeLabels};
+
+#[derive(Parser)]
+#[command(
+    name = "tugboat",
+    version,
+    about = "Promote ECR images through GitOps pull requests, gated on scans, verified in Argo CD"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run reconcile cycles on the configured interval until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
+        config: PathBuf,
+    },
+    /// Run one reconcile cycle, print what happened, and exit (non-zero if any step failed).
+    Once {
+        #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
+        config: PathBuf,
+    },
+    /// Show what would be promoted, blocked or waiting, and why. Writes nothing.
+    Plan {
+        #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
+        config: PathBuf,
+    },
+    /// The whole story on this machine: sandbox stand-ins, six services, the real engine.
+    Demo,
+    /// Start the stand-ins on loopback, print their endpoints and a config, run until interrupted.
+    Sandbox {
+        /// Where to write the config file for `tugboat once --config`.
+        #[arg(long, default_value = "tugboat-sandbox.toml")]
+        write_config: PathBuf,
+    },
+    /// Point every reference of REPOSITORY in FILE at TAG, changing only those bytes.
+    SetImage {
+        file: PathBuf,
+        repository: String,
+        tag: String,
+        #[arg(long)]
+        digest: Option<String>,
+        /// Print a unified diff instead of writing the file.
+        #[arg(long)]
+        diff: bool,
+    },
+    /// Validate promotion policy documents offline.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check each FILE as one policy document (YAML or JSON).
+    Check { files: Vec<PathBuf> },
+}
+
+fn init_logs(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tugboat::app::init_crypto();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Demo => {
+            init_logs("error");
+            tugboat::demo::run(&mut std::io::stdout()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sandbox { write_config } => {
+            init_logs("info");
+            sandbox(&write_config).await
+        }
+        Command::SetImage {
+            file,
+            repository,
+            tag,
+            digest,
+            diff,
+        } => set_image(&file, &repository, &tag, digest.as_deref(), diff),
+        Command::Policy {
+            command: PolicyCommand::Check { files },
+        } => policy_check(&files),
+        Command::Once { config } => {
+            init_logs("info");
+            once(&config, Mode::Apply).await
+        }
+        Command::Plan { config } => {
+            init_logs("warn");
+            once(&config, Mode::Plan).await
+        }
+        Command::Run { config } => {
+            init_logs("info");
+            run(&config).await
+        }
+    }
+}
+
+fn load(config: &Path) -> anyhow::Result<Arc<Config>> {
+    Ok(Arc::new(Config::load(config, std::env::vars())?))
+}
+
+async fn once(config: &Path, mode: Mode) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg).await?);
+    let reports = engine.cycle(mode).await?;
+    print!("{}", tugboat::report::table(&reports));
+    let failed = reports
+        .iter()
+        .any(|r| matches!(r.action, Action::Failed { .. }));
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(config: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg).await?);
+    let max_age = i64::try_from(cfg.engine.interval.as_secs() * 3 + 600).unwrap_or(i64::MAX);
+    let metrics = Arc::new(Metrics::new(max_age));
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(tugboat::server::serve(
+        listener,
+        metrics.clone(),
+        async move {
+            let _ = server_stop.changed().await;
+        },
+    ));
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stop = stop_rx;
+    loop {
+        let cycle = engine.cycle(Mode::Apply);
+        let result = tokio::select! {
+            r = cycle => Some(r),
+            _ = stop.changed() => None,
+        };
+        let Some(result) = result else { break };
+        let now = chrono::Utc::now().timestamp();
+        match result {
+            Ok(reports) => {
+                for r in &reports {
+                    let outcome = if matches!(r.action, Action::Failed { .. }) {
+                        "error"
+                    } else {
+                        r.decision.kind()
+                    };
+                    metrics
+                        .decisions
+                        .get_or_create(&OutcomeLabels {
+                            service: r.service.clone(),
+                            environment: r.environment.clone(),
+                            outcome: outcome.into(),
+                        })
+                        .inc();
+                }
+                metrics
+                    .cycles
+                    .get_or_create(&CycleLabels {
+                        result: "ok".into(),
+                    })
+                    .inc();
+                metrics.last_success.set(now);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cycle failed");
+                metrics
+                    .cycles
+                    .get_or_create(&CycleLabels {
+                        result: "error".into(),
+                    })
+                    .inc();
+            }
+        }
+        metrics.last_cycle.store(now, Ordering::Relaxed);
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.engine.interval) => {},
+            _ = stop.changed() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    signal.abort();
+    let _ = server.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sandbox(write_config: &Path) -> anyhow::Result<ExitCode> {
+    let sb = tugboat::sandbox::Sandbox::start(tugboat::sandbox::Options::default()).await?;
+    let work = sb.dir().join("tugboat-work");
+    std::fs::write(write_config, sb.config_toml(&work))
+        .with_context(|| format!("writing {}", write_config.display()))?;
+    println!(
+        "tugboat sandbox is running on loopback:\n{}",
+        sb.endpoints()
+    );
+    println!(
+        "Config written to {} — try:\n  tugboat plan --config {0}\n  tugboat once --config {0}",
+        write_config.display()
+    );
+    println!(
+        "\nPush an image from outside (AWS JSON protocol):\n  curl -s {}/ -H 'X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.PutImage' \\\n    -H 'Content-Type: application/x-amz-json-1.1' \\\n    -d '{{\"repositoryName\":\"user_service\",\"imageTag\":\"1.2.0\",\"imageManifest\":\"{{\\\"schemaVersion\\\":2,\\\"n\\\":1}}\"}}'",
+        sb.aws_url
+    );
+    println!("\nPress Ctrl-C to stop.");
+    std::io::stdout().flush()?;
+    shutdown_signal().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_image(
+    file: &Path,
+    repository: &str,
+    tag: &str,
+    digest: Option<&str>,
+    diff: bool,
+) -> anyhow::Result<ExitCode> {
+    let name = file.display().to_string();
+    let repository = Repository::parse(repository)?;
+    let tag = Tag::parse(tag)?;
+    let digest = digest.map(Digest::parse).transpose()?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {name}"))?;
+    let edited = tugboat::manifest::set_image(&text, &repository, &tag, digest.as_ref())
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    if edited.changes.is_empty() {
+        println!("{name}: already at {repository}:{tag}; nothing changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if diff {
+        let d = similar::TextDiff::from_lines(&text, &edited.text);
+        print!("{}", d.unified_diff().header(&name, &name));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file beside {name}"))?;
+    tmp.write_all(edited.text.as_bytes())?;
+    let perms = std::fs::metadata(file)?.permissions();
+    std::fs::set_permissions(tmp.path(), perms)?;
+    tmp.persist(file)
+        .with_context(|| format!("replacing {name}"))?;
+    for c in &edited.changes {
+        println!("{name}:{}: {} -> {}", c.line, c.old, c.new);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy_check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    if files.is_empty() {
+        anyhow::bail!("name at least one policy file to check");
+    }
+    let mut ok = true;
+    for f in files {
+        let name = f.display().to_string();
+        let body = std::fs::read_to_string(f).with_context(|| format!("reading {name}"))?;
+        let doc = tugboat::domain::policy::PolicyDocument {
+            name: name.clone(),
+            version: 0,
+            body,
+        };
+        match tugboat::domain::policy::parse_document(&doc) {
+            Ok(_) => println!("{name}: ok"),
+            Err(e) => {
+                ok = false;
+                println!("{e}");
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

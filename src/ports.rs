@@ -37,7 +37,12 @@ pub struct PortError {
 }
 
 impl PortError {
-    pub fn new(system: &'static str, operation: &'static str, kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub fn new(
+        system: &'static str,
+        operation: &'static str,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             system,
             operation,
@@ -64,9 +69,18 @@ pub type PortResult<T> = Result<T, PortError>;
 #[async_trait]
 pub trait Registry: Send + Sync {
     /// Every tagged image of a repository.
-    async fn list_images(&self, registry_id: Option<&str>, repository: &str) -> PortResult<Vec<ImageRecord>>;
+    async fn list_images(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+    ) -> PortResult<Vec<ImageRecord>>;
     /// The scan result of one digest, all findings pages.
-    async fn scan_report(&self, registry_id: Option<&str>, repository: &str, digest: &Digest) -> PortResult<ScanReport>;
+    async fn scan_report(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+        digest: &Digest,
+    ) -> PortResult<ScanReport>;
 }
 
 /// Where the policy and referenced secrets live (SSM Parameter Store).
@@ -96,7 +110,14 @@ pub trait GitOpsRepo: Send + Sync {
     async fn read(&self, path: &str) -> PortResult<Option<String>>;
     /// Commit `files` on top of the base head as `branch` and force-push it, unless the
     /// remote branch already holds exactly that tree on top of that base.
-    async fn propose(&self, branch: &str, files: Vec<(String, String)>, message: &str) -> PortResult<Proposal>;
+    async fn propose(
+        &self,
+        branch: &str,
+        files: Vec<(String, String)>,
+        message: &str,
+    ) -> PortResult<Proposal>;
+    /// Whether `commit` is `ancestor` or descends from it (fetching once if `commit` is unknown).
+    async fn includes(&self, commit: &str, ancestor: &str) -> PortResult<bool>;
 }
 
 /// A pull request as the engine needs it.
@@ -161,7 +182,13 @@ pub trait Forge: Send + Sync {
     /// Merge only if the head is still `expected_head`; returns the merge commit.
     async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String>;
     async fn comment(&self, number: u64, body: &str) -> PortResult<()>;
-    async fn set_status(&self, sha: &str, state: StatusState, context: &str, description: &str) -> PortResult<()>;
+    async fn set_status(
+        &self,
+        sha: &str,
+        state: StatusState,
+        context: &str,
+        description: &str,
+    ) -> PortResult<()>;
 }
 
 /// Sync and health of an Argo CD Application.

@@ -34,7 +34,10 @@ mod tests {
     #[test]
     fn a_secret_never_formats_its_value() {
         let s = super::Secret::new("ghp_supersecret");
-        assert_eq!(format!("{s} {s:?} {:?}", Some(&s)), "[redacted] [redacted] Some([redacted])");
+        assert_eq!(
+            format!("{s} {s:?} {:?}", Some(&s)),
+            "[redacted] [redacted] Some([redacted])"
+        );
         assert_eq!(s.expose(), "ghp_supersecret");
     }
 }

@@ -76,10 +76,14 @@ impl Deployer for ArgoCd {
         if refresh {
             req = req.query(&[("refresh", "normal")]);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| PortError::new("argocd", op, ErrorKind::Transient, e.without_url().to_string()))?;
+        let resp = req.send().await.map_err(|e| {
+            PortError::new(
+                "argocd",
+                op,
+                ErrorKind::Transient,
+                e.without_url().to_string(),
+            )
+        })?;
         let status = resp.status();
         if !status.is_success() {
             let kind = match status.as_u16() {
@@ -90,16 +94,27 @@ impl Deployer for ArgoCd {
                 _ => ErrorKind::Rejected,
             };
             let what = match kind {
-                ErrorKind::Denied => "the token was refused (check the Argo CD token and its RBAC for this application)",
+                ErrorKind::Denied => {
+                    "the token was refused (check the Argo CD token and its RBAC for this application)"
+                }
                 ErrorKind::NotFound => "no such application",
                 _ => "unexpected answer",
             };
-            return Err(PortError::new("argocd", op, kind, format!("application '{name}': HTTP {}: {what}", status.as_u16())));
+            return Err(PortError::new(
+                "argocd",
+                op,
+                kind,
+                format!("application '{name}': HTTP {}: {what}", status.as_u16()),
+            ));
         }
-        let app: AppWire = resp
-            .json()
-            .await
-            .map_err(|e| PortError::new("argocd", op, ErrorKind::Transient, format!("application '{name}': {}", e.without_url())))?;
+        let app: AppWire = resp.json().await.map_err(|e| {
+            PortError::new(
+                "argocd",
+                op,
+                ErrorKind::Transient,
+                format!("application '{name}': {}", e.without_url()),
+            )
+        })?;
         let s = app.status;
         Ok(AppStatus {
             sync_status: s.sync.status.unwrap_or_else(|| "Unknown".into()),

@@ -9,20 +9,30 @@ use crate::ports::{ErrorKind, PortError};
 /// Load the SDK configuration: the standard credential chain (env, profile, IRSA / Pod
 /// Identity, IMDS), or fixed dummy credentials for emulators when configured so.
 pub async fn sdk_config(cfg: &AwsConfig) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
     if let Some(url) = &cfg.endpoint_url {
         loader = loader.endpoint_url(url);
     }
     if cfg.test_credentials {
         loader = loader.credentials_provider(aws_sdk_ecr::config::Credentials::new(
-            "testing", "testing", None, None, "tugboat-test-credentials",
+            "testing",
+            "testing",
+            None,
+            None,
+            "tugboat-test-credentials",
         ));
     }
     loader.load().await
 }
 
 /// Turn an SDK error into a port error; `not_found` lists the service codes that mean absence.
-pub fn map_err<E, R>(system: &'static str, operation: &'static str, e: &SdkError<E, R>, not_found: &[&str]) -> PortError
+pub fn map_err<E, R>(
+    system: &'static str,
+    operation: &'static str,
+    e: &SdkError<E, R>,
+    not_found: &[&str],
+) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -31,12 +41,14 @@ where
     let kind = match e {
         SdkError::ServiceError(_) if not_found.contains(&code) => ErrorKind::NotFound,
         SdkError::ServiceError(_) => match code {
-            "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" | "ThrottledException" => {
-                ErrorKind::Throttled
-            }
-            "AccessDeniedException" | "UnrecognizedClientException" | "ExpiredTokenException" | "InvalidSignatureException" => {
-                ErrorKind::Denied
-            }
+            "ThrottlingException"
+            | "LimitExceededException"
+            | "TooManyRequestsException"
+            | "ThrottledException" => ErrorKind::Throttled,
+            "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "ExpiredTokenException"
+            | "InvalidSignatureException" => ErrorKind::Denied,
             c if c.starts_with("Internal") || c == "ServiceUnavailable" => ErrorKind::Transient,
             _ => ErrorKind::Rejected,
         },

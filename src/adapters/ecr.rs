@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ecr::Client;
-use aws_sdk_ecr::types::{DescribeImagesFilter, ImageIdentifier, ScanStatus as EcrScanStatus, TagStatus};
+use aws_sdk_ecr::types::{
+    DescribeImagesFilter, ImageIdentifier, ScanStatus as EcrScanStatus, TagStatus,
+};
 use chrono::{DateTime, Utc};
 
 use super::aws::map_err;
@@ -21,29 +23,47 @@ pub struct Ecr {
 
 impl Ecr {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        Self { client: Client::new(sdk) }
+        Self {
+            client: Client::new(sdk),
+        }
     }
 }
 
 fn time(t: Option<&aws_sdk_ecr::primitives::DateTime>) -> DateTime<Utc> {
-    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())).unwrap_or_default()
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+        .unwrap_or_default()
 }
 
 #[async_trait]
 impl Registry for Ecr {
-    async fn list_images(&self, registry_id: Option<&str>, repository: &str) -> PortResult<Vec<ImageRecord>> {
+    async fn list_images(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+    ) -> PortResult<Vec<ImageRecord>> {
         let mut pages = self
             .client
             .describe_images()
             .set_registry_id(registry_id.map(str::to_owned))
             .repository_name(repository)
-            .filter(DescribeImagesFilter::builder().tag_status(TagStatus::Tagged).build())
+            .filter(
+                DescribeImagesFilter::builder()
+                    .tag_status(TagStatus::Tagged)
+                    .build(),
+            )
             .max_results(1000)
             .into_paginator()
             .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| map_err("ecr", "DescribeImages", &e, &["RepositoryNotFoundException"]))?;
+            let page = page.map_err(|e| {
+                map_err(
+                    "ecr",
+                    "DescribeImages",
+                    &e,
+                    &["RepositoryNotFoundException"],
+                )
+            })?;
             for d in page.image_details() {
                 let Some(digest) = d.image_digest().and_then(|s| Digest::parse(s).ok()) else {
                     tracing::warn!(repository, digest = ?d.image_digest(), "skipping an image whose digest is not sha256");
@@ -53,7 +73,9 @@ impl Registry for Ecr {
                 for t in d.image_tags() {
                     match Tag::parse(t) {
                         Ok(t) => tags.push(t),
-                        Err(e) => tracing::warn!(repository, error = %e, "skipping a tag that violates the OCI grammar"),
+                        Err(e) => {
+                            tracing::warn!(repository, error = %e, "skipping a tag that violates the OCI grammar")
+                        }
                     }
                 }
                 if !tags.is_empty() {
@@ -68,13 +90,22 @@ impl Registry for Ecr {
         Ok(out)
     }
 
-    async fn scan_report(&self, registry_id: Option<&str>, repository: &str, digest: &Digest) -> PortResult<ScanReport> {
+    async fn scan_report(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+        digest: &Digest,
+    ) -> PortResult<ScanReport> {
         let mut pages = self
             .client
             .describe_image_scan_findings()
             .set_registry_id(registry_id.map(str::to_owned))
             .repository_name(repository)
-            .image_id(ImageIdentifier::builder().image_digest(digest.as_str()).build())
+            .image_id(
+                ImageIdentifier::builder()
+                    .image_digest(digest.as_str())
+                    .build(),
+            )
             .max_results(1000)
             .into_paginator()
             .send();
@@ -87,7 +118,12 @@ impl Registry for Ecr {
             let page = match page {
                 Ok(p) => p,
                 Err(e) => {
-                    let err = map_err("ecr", "DescribeImageScanFindings", &e, &["ScanNotFoundException"]);
+                    let err = map_err(
+                        "ecr",
+                        "DescribeImageScanFindings",
+                        &e,
+                        &["ScanNotFoundException"],
+                    );
                     if err.kind == ErrorKind::NotFound {
                         return Ok(ScanReport::not_found());
                     }
@@ -97,7 +133,9 @@ impl Registry for Ecr {
             if let Some(st) = page.image_scan_status() {
                 let desc = st.description().unwrap_or("").to_owned();
                 report.status = match st.status() {
-                    Some(EcrScanStatus::Complete) | Some(EcrScanStatus::Active) => ScanStatus::Complete,
+                    Some(EcrScanStatus::Complete) | Some(EcrScanStatus::Active) => {
+                        ScanStatus::Complete
+                    }
                     Some(EcrScanStatus::Pending) => ScanStatus::Pending,
                     Some(EcrScanStatus::InProgress) => ScanStatus::InProgress,
                     Some(EcrScanStatus::Failed) => ScanStatus::Failed(desc),
@@ -115,7 +153,10 @@ impl Registry for Ecr {
                     }
                 }
                 for x in f.findings() {
-                    let Some(severity) = x.severity().and_then(|s| Severity::parse(s.as_str())) else { continue };
+                    let Some(severity) = x.severity().and_then(|s| Severity::parse(s.as_str()))
+                    else {
+                        continue;
+                    };
                     let package = x
                         .attributes()
                         .iter()
@@ -129,7 +170,9 @@ impl Registry for Ecr {
                     });
                 }
                 for x in f.enhanced_findings() {
-                    let Some(severity) = x.severity().and_then(Severity::parse) else { continue };
+                    let Some(severity) = x.severity().and_then(Severity::parse) else {
+                        continue;
+                    };
                     let vuln = x.package_vulnerability_details();
                     report.findings.push(Finding {
                         id: vuln

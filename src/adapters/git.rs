@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use git2::build::TreeUpdateBuilder;
-use git2::{Cred, FetchOptions, FileMode, Oid, PushOptions, RemoteCallbacks, Repository, Signature};
+use git2::{
+    Cred, FetchOptions, FileMode, Oid, PushOptions, RemoteCallbacks, Repository, Signature,
+};
 
 use crate::ports::{ErrorKind, GitOpsRepo, PortError, PortResult, Proposal};
 use crate::secret::Secret;
@@ -40,14 +42,21 @@ impl Git {
             Ok(r) => r,
             Err(_) => {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    PortError::new("git", "init", ErrorKind::Rejected, format!("cannot create {}: {e}", dir.display()))
+                    PortError::new(
+                        "git",
+                        "init",
+                        ErrorKind::Rejected,
+                        format!("cannot create {}: {e}", dir.display()),
+                    )
                 })?;
                 Repository::init_bare(dir).map_err(|e| err("init", &e))?
             }
         };
         match repo.find_remote("origin") {
             Ok(r) if r.url().ok() == Some(url) => {}
-            Ok(_) => repo.remote_set_url("origin", url).map_err(|e| err("init", &e))?,
+            Ok(_) => repo
+                .remote_set_url("origin", url)
+                .map_err(|e| err("init", &e))?,
             Err(_) => {
                 repo.remote("origin", url).map_err(|e| err("init", &e))?;
             }
@@ -71,10 +80,14 @@ impl Git {
     ) -> PortResult<T> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let repo = me
-                .inner
-                .lock()
-                .map_err(|_| PortError::new("git", "lock", ErrorKind::Transient, "a previous git operation panicked"))?;
+            let repo = me.inner.lock().map_err(|_| {
+                PortError::new(
+                    "git",
+                    "lock",
+                    ErrorKind::Transient,
+                    "a previous git operation panicked",
+                )
+            })?;
             f(&repo, &me)
         })
         .await
@@ -113,7 +126,11 @@ fn fetch(repo: &Repository, me: &Git) -> PortResult<()> {
     opts.prune(git2::FetchPrune::On);
     opts.download_tags(git2::AutotagOption::None);
     remote
-        .fetch(&["+refs/heads/*:refs/remotes/origin/*"], Some(&mut opts), None)
+        .fetch(
+            &["+refs/heads/*:refs/remotes/origin/*"],
+            Some(&mut opts),
+            None,
+        )
         .map_err(|e| err("fetch", &e))
 }
 
@@ -150,12 +167,24 @@ impl GitOpsRepo for Git {
             let blob = repo.find_blob(entry.id()).map_err(|e| err("read", &e))?;
             String::from_utf8(blob.content().to_vec())
                 .map(Some)
-                .map_err(|_| PortError::new("git", "read", ErrorKind::Rejected, format!("{path} is not UTF-8 text")))
+                .map_err(|_| {
+                    PortError::new(
+                        "git",
+                        "read",
+                        ErrorKind::Rejected,
+                        format!("{path} is not UTF-8 text"),
+                    )
+                })
         })
         .await
     }
 
-    async fn propose(&self, branch: &str, files: Vec<(String, String)>, message: &str) -> PortResult<Proposal> {
+    async fn propose(
+        &self,
+        branch: &str,
+        files: Vec<(String, String)>,
+        message: &str,
+    ) -> PortResult<Proposal> {
         let branch = branch.to_owned();
         let message = message.to_owned();
         self.blocking(move |repo, me| {
@@ -169,13 +198,24 @@ impl GitOpsRepo for Git {
                 let mode = base_tree
                     .get_path(Path::new(path))
                     .ok()
-                    .map_or(FileMode::Blob, |e| if e.filemode() == 0o100755 { FileMode::BlobExecutable } else { FileMode::Blob });
+                    .map_or(FileMode::Blob, |e| {
+                        if e.filemode() == 0o100755 {
+                            FileMode::BlobExecutable
+                        } else {
+                            FileMode::Blob
+                        }
+                    });
                 let oid = repo.blob(text.as_bytes()).map_err(|e| err("commit", &e))?;
                 update.upsert(path, oid, mode);
             }
-            let tree_id = update.create_updated(repo, &base_tree).map_err(|e| err("commit", &e))?;
+            let tree_id = update
+                .create_updated(repo, &base_tree)
+                .map_err(|e| err("commit", &e))?;
             let remote_ref = format!("refs/remotes/origin/{branch}");
-            if let Ok(existing) = repo.find_reference(&remote_ref).and_then(|r| r.peel_to_commit()) {
+            if let Ok(existing) = repo
+                .find_reference(&remote_ref)
+                .and_then(|r| r.peel_to_commit())
+            {
                 let same_base = existing.parent_ids().collect::<Vec<Oid>>() == [base.id()];
                 if same_base && existing.tree_id() == tree_id {
                     return Ok(Proposal {
@@ -208,7 +248,12 @@ impl GitOpsRepo for Git {
                 .push(&[format!("+{local_ref}:{local_ref}")], Some(&mut opts))
                 .map_err(|e| err("push", &e))?;
             if let Some(msg) = rejected.lock().ok().and_then(|s| s.clone()) {
-                return Err(PortError::new("git", "push", ErrorKind::Rejected, format!("the server refused {branch}: {msg}")));
+                return Err(PortError::new(
+                    "git",
+                    "push",
+                    ErrorKind::Rejected,
+                    format!("the server refused {branch}: {msg}"),
+                ));
             }
             repo.reference(&remote_ref, commit, true, "tugboat push")
                 .map_err(|e| err("push", &e))?;
@@ -216,6 +261,26 @@ impl GitOpsRepo for Git {
                 head: commit.to_string(),
                 pushed: true,
             })
+        })
+        .await
+    }
+
+    async fn includes(&self, commit: &str, ancestor: &str) -> PortResult<bool> {
+        let (commit, ancestor) = (commit.to_owned(), ancestor.to_owned());
+        self.blocking(move |repo, me| {
+            let parse = |s: &str| Oid::from_str(s).map_err(|e| err("includes", &e));
+            let (c, a) = (parse(&commit)?, parse(&ancestor)?);
+            if c == a {
+                return Ok(true);
+            }
+            if repo.find_commit(c).is_err() {
+                fetch(repo, me)?;
+            }
+            if repo.find_commit(c).is_err() || repo.find_commit(a).is_err() {
+                return Ok(false);
+            }
+            repo.graph_descendant_of(c, a)
+                .map_err(|e| err("includes", &e))
         })
         .await
     }

@@ -8,7 +8,9 @@ use octocrab::Octocrab;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::ports::{ChecksState, ErrorKind, Forge, NewPullRequest, PortError, PortResult, PullRequest, StatusState};
+use crate::ports::{
+    ChecksState, ErrorKind, Forge, NewPullRequest, PortError, PortResult, PullRequest, StatusState,
+};
 use crate::secret::Secret;
 
 /// A GitHub repository through octocrab.
@@ -65,17 +67,35 @@ fn map_err(operation: &'static str, e: octocrab::Error) -> PortError {
                 500..=599 => ErrorKind::Transient,
                 _ => ErrorKind::Rejected,
             };
-            PortError::new("github", operation, kind, format!("HTTP {code}: {}", source.message))
+            PortError::new(
+                "github",
+                operation,
+                kind,
+                format!("HTTP {code}: {}", source.message),
+            )
         }
         other => PortError::new("github", operation, ErrorKind::Transient, other.to_string()),
     }
 }
 
 impl GitHub {
-    pub fn new(api_url: &str, token: &Secret, owner: &str, repo: &str, base: &str) -> Result<Self, PortError> {
+    pub fn new(
+        api_url: &str,
+        token: &Secret,
+        owner: &str,
+        repo: &str,
+        base: &str,
+    ) -> Result<Self, PortError> {
         let client = Octocrab::builder()
             .base_uri(api_url)
-            .map_err(|e| PortError::new("github", "connect", ErrorKind::Rejected, format!("api url '{api_url}': {e}")))?
+            .map_err(|e| {
+                PortError::new(
+                    "github",
+                    "connect",
+                    ErrorKind::Rejected,
+                    format!("api url '{api_url}': {e}"),
+                )
+            })?
             .personal_token(token.expose().to_owned())
             .build()
             .map_err(|e| map_err("connect", e))?;
@@ -98,7 +118,10 @@ impl Forge for GitHub {
         let head = format!("{}:{branch}", self.owner);
         let prs: Vec<PrWire> = self
             .client
-            .get(self.route("pulls"), Some(&json!({"state": "open", "head": head, "base": self.base, "per_page": 10})))
+            .get(
+                self.route("pulls"),
+                Some(&json!({"state": "open", "head": head, "base": self.base, "per_page": 10})),
+            )
             .await
             .map_err(|e| map_err("list pulls", e))?;
         Ok(prs.into_iter().next().map(Into::into))
@@ -116,7 +139,10 @@ impl Forge for GitHub {
         if !pr.labels.is_empty() {
             let _: Value = self
                 .client
-                .post(self.route(&format!("issues/{}/labels", created.number)), Some(&json!({"labels": pr.labels})))
+                .post(
+                    self.route(&format!("issues/{}/labels", created.number)),
+                    Some(&json!({"labels": pr.labels})),
+                )
                 .await
                 .map_err(|e| map_err("add labels", e))?;
         }
@@ -126,7 +152,10 @@ impl Forge for GitHub {
     async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()> {
         let _: Value = self
             .client
-            .patch(self.route(&format!("pulls/{number}")), Some(&json!({"title": title, "body": body})))
+            .patch(
+                self.route(&format!("pulls/{number}")),
+                Some(&json!({"title": title, "body": body})),
+            )
             .await
             .map_err(|e| map_err("update pull", e))?;
         Ok(())
@@ -160,7 +189,9 @@ impl Forge for GitHub {
             .client
             .put(
                 self.route(&format!("pulls/{number}/merge")),
-                Some(&json!({"sha": expected_head, "merge_method": "squash", "commit_title": title})),
+                Some(
+                    &json!({"sha": expected_head, "merge_method": "squash", "commit_title": title}),
+                ),
             )
             .await
             .map_err(|e| map_err("merge pull", e))?;
@@ -170,13 +201,22 @@ impl Forge for GitHub {
     async fn comment(&self, number: u64, body: &str) -> PortResult<()> {
         let _: Value = self
             .client
-            .post(self.route(&format!("issues/{number}/comments")), Some(&json!({"body": body})))
+            .post(
+                self.route(&format!("issues/{number}/comments")),
+                Some(&json!({"body": body})),
+            )
             .await
             .map_err(|e| map_err("create comment", e))?;
         Ok(())
     }
 
-    async fn set_status(&self, sha: &str, state: StatusState, context: &str, description: &str) -> PortResult<()> {
+    async fn set_status(
+        &self,
+        sha: &str,
+        state: StatusState,
+        context: &str,
+        description: &str,
+    ) -> PortResult<()> {
         let description: String = description.chars().take(140).collect();
         let _: Value = self
             .client

@@ -16,7 +16,9 @@ pub struct Ssm {
 
 impl Ssm {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        Self { client: Client::new(sdk) }
+        Self {
+            client: Client::new(sdk),
+        }
     }
 }
 
@@ -24,7 +26,11 @@ impl Ssm {
 impl ParameterStore for Ssm {
     async fn documents(&self, path: &str) -> PortResult<Vec<PolicyDocument>> {
         // GetParametersByPath wants the path without a trailing slash (except "/").
-        let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+        let path = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
         let mut pages = self
             .client
             .get_parameters_by_path()
@@ -58,6 +64,8 @@ impl ParameterStore for Ssm {
             .send()
             .await
             .map_err(|e| map_err("ssm", "GetParameter", &e, &["ParameterNotFound"]))?;
-        Ok(Secret::new(out.parameter().and_then(|p| p.value()).unwrap_or_default()))
+        Ok(Secret::new(
+            out.parameter().and_then(|p| p.value()).unwrap_or_default(),
+        ))
     }
 }

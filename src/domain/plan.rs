@@ -93,7 +93,7 @@ impl fmt::Display for Decision {
             Self::Promote { from, to } => write!(
                 f,
                 "promote {} -> {} ({})",
-                from.as_deref().unwrap_or("(nothing)"),
+                from.as_deref().map_or("(nothing)", short_tag),
                 to.tag,
                 to.digest.short()
             ),
@@ -104,6 +104,12 @@ impl fmt::Display for Decision {
             Self::NoCandidate { reason } => write!(f, "no candidate: {reason}"),
         }
     }
+}
+
+/// The tag (or digest) part of a reference, for tables.
+fn short_tag(r: &str) -> &str {
+    let last = r.rsplit('/').next().unwrap_or(r);
+    last.split_once(':').map_or(last, |(_, t)| t)
 }
 
 /// Decide for a candidate that is ahead of what is deployed, given its gate result.

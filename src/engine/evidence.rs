@@ -34,12 +34,25 @@ pub fn body(e: &Evidence<'_>) -> String {
     let mut b = String::new();
     let _ = writeln!(b, "## Promote `{}` to `{}`\n", e.service, e.environment);
     let _ = writeln!(b, "| | tag | digest |\n|---|---|---|");
-    let _ = writeln!(b, "| from | `{}` | |", e.from.unwrap_or("(nothing deployed)"));
+    let _ = writeln!(
+        b,
+        "| from | `{}` | |",
+        e.from.unwrap_or("(nothing deployed)")
+    );
     let _ = writeln!(b, "| to | `{}` | `{}` |", e.to.tag, e.to.digest);
-    let _ = writeln!(b, "\nImage `{}`, pushed {}.\n", e.image, e.to.pushed_at.format("%Y-%m-%d %H:%M:%S UTC"));
+    let _ = writeln!(
+        b,
+        "\nImage `{}`, pushed {}.\n",
+        e.image,
+        e.to.pushed_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
     let _ = writeln!(b, "### Scan\n");
     match e.gate {
-        GateDecision::Pass { counts, ignored, note } => {
+        GateDecision::Pass {
+            counts,
+            ignored,
+            note,
+        } => {
             let _ = writeln!(b, "Scan complete, within the policy thresholds.\n");
             let _ = writeln!(b, "| severity | findings | allowed |\n|---|---|---|");
             for sev in Severity::ALL {

@@ -20,7 +20,10 @@ use crate::domain::plan::{self, Decision, Position};
 use crate::domain::policy::{self, EnvPolicy, PolicyDocument, PolicySource, ServicePolicy};
 use crate::domain::select::{self, Candidate, ImageRecord};
 use crate::manifest;
-use crate::ports::{ChecksState, Deployer, Forge, GitOpsRepo, NewPullRequest, ParameterStore, PortError, Registry, StatusState};
+use crate::ports::{
+    ChecksState, Deployer, Forge, GitOpsRepo, NewPullRequest, ParameterStore, PortError, Registry,
+    StatusState,
+};
 
 /// The outside world, as the engine sees it.
 #[derive(Clone)]
@@ -44,12 +47,31 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     None,
-    Opened { number: u64, url: String },
-    Updated { number: u64, url: String },
-    AwaitingApproval { number: u64, url: String },
-    WaitingForChecks { number: u64, url: String },
-    Merged { number: u64, url: String, sha: String, verification: Verification },
-    Failed { message: String },
+    Opened {
+        number: u64,
+        url: String,
+    },
+    Updated {
+        number: u64,
+        url: String,
+    },
+    AwaitingApproval {
+        number: u64,
+        url: String,
+    },
+    WaitingForChecks {
+        number: u64,
+        url: String,
+    },
+    Merged {
+        number: u64,
+        url: String,
+        sha: String,
+        verification: Verification,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 /// How a merged promotion turned out in the cluster.
@@ -92,7 +114,11 @@ impl Engine {
     pub async fn cycle(&self, mode: Mode) -> Result<Vec<EnvReport>, PortError> {
         self.ports.repo.sync().await?;
         let docs = self.policy_documents().await;
-        let runs = self.cfg.services.iter().map(|svc| self.service(svc, docs.as_ref(), mode));
+        let runs = self
+            .cfg
+            .services
+            .iter()
+            .map(|svc| self.service(svc, docs.as_ref(), mode));
         let reports = futures_util::future::join_all(runs).await;
         Ok(reports.into_iter().flatten().collect())
     }
@@ -121,7 +147,12 @@ impl Engine {
         }
     }
 
-    async fn service(&self, svc: &ServiceConfig, docs: Result<&Vec<PolicyDocument>, &String>, mode: Mode) -> Vec<EnvReport> {
+    async fn service(
+        &self,
+        svc: &ServiceConfig,
+        docs: Result<&Vec<PolicyDocument>, &String>,
+        mode: Mode,
+    ) -> Vec<EnvReport> {
         let env_names: Vec<String> = svc.environments.iter().map(|e| e.name.clone()).collect();
         let failed_all = |message: String, sources: Vec<PolicySource>| {
             tracing::error!(service = %svc.name, %message, "service blocked");
@@ -131,28 +162,44 @@ impl Engine {
                     service: svc.name.clone(),
                     environment: e.name.clone(),
                     deployed: None,
-                    decision: Decision::NoCandidate { reason: message.clone() },
-                    action: Action::Failed { message: message.clone() },
+                    decision: Decision::NoCandidate {
+                        reason: message.clone(),
+                    },
+                    action: Action::Failed {
+                        message: message.clone(),
+                    },
                     policy: sources.clone(),
                 })
                 .collect()
         };
         let policy = match docs {
-            Ok(docs) => match policy::resolve(docs, &self.cfg.policy.ssm_path, &svc.name, &env_names) {
-                Ok(p) => p,
-                Err(e) => return failed_all(format!("blocked by invalid policy: {e}"), vec![]),
-            },
+            Ok(docs) => {
+                match policy::resolve(docs, &self.cfg.policy.ssm_path, &svc.name, &env_names) {
+                    Ok(p) => p,
+                    Err(e) => return failed_all(format!("blocked by invalid policy: {e}"), vec![]),
+                }
+            }
             Err(e) => return failed_all(e.clone(), vec![]),
         };
-        let images = match self.ports.registry.list_images(svc.registry_id.as_deref(), &svc.repository).await {
+        let images = match self
+            .ports
+            .registry
+            .list_images(svc.registry_id.as_deref(), &svc.repository)
+            .await
+        {
             Ok(i) => i,
             Err(e) => return failed_all(e.to_string(), policy.sources.clone()),
         };
         let mut out = Vec::new();
         let mut upstream: Option<(&EnvConfig, Option<ImageRef>)> = None;
         for env in &svc.environments {
-            let report = self.environment(svc, env, &policy, &images, upstream.as_ref(), mode).await;
-            let deployed = report.deployed.as_deref().and_then(|d| ImageRef::parse(d).ok());
+            let report = self
+                .environment(svc, env, &policy, &images, upstream.as_ref(), mode)
+                .await;
+            let deployed = report
+                .deployed
+                .as_deref()
+                .and_then(|d| ImageRef::parse(d).ok());
             if let Action::Failed { message } = &report.action {
                 tracing::error!(service = %svc.name, environment = %env.name, %message, "promotion step failed");
             }
@@ -175,7 +222,9 @@ impl Engine {
             service: svc.name.clone(),
             environment: env.name.clone(),
             deployed: None,
-            decision: Decision::NoCandidate { reason: String::new() },
+            decision: Decision::NoCandidate {
+                reason: String::new(),
+            },
             action: Action::None,
             policy: policy.sources.clone(),
         };
@@ -189,7 +238,9 @@ impl Engine {
         let files = match self.read_files(env).await {
             Ok(f) => f,
             Err(message) => {
-                report.decision = Decision::NoCandidate { reason: message.clone() };
+                report.decision = Decision::NoCandidate {
+                    reason: message.clone(),
+                };
                 report.action = Action::Failed { message };
                 return report;
             }
@@ -197,7 +248,9 @@ impl Engine {
         let deployed = match deployed_reference(&files, svc) {
             Ok(d) => d,
             Err(message) => {
-                report.decision = Decision::NoCandidate { reason: message.clone() };
+                report.decision = Decision::NoCandidate {
+                    reason: message.clone(),
+                };
                 report.action = Action::Failed { message };
                 return report;
             }
@@ -207,10 +260,16 @@ impl Engine {
         // The candidate: the registry's newest eligible tag, or what the previous environment runs healthy.
         let candidate = match upstream {
             None => select::eligible(images, &env_policy.tag).into_iter().next(),
-            Some((prev, prev_deployed)) => match self.upstream_candidate(prev, prev_deployed.as_ref(), images).await {
+            Some((prev, prev_deployed)) => match self
+                .upstream_candidate(prev, prev_deployed.as_ref(), images)
+                .await
+            {
                 Ok(c) => c,
                 Err(reason) => {
-                    report.decision = Decision::Waiting { candidate: None, reason };
+                    report.decision = Decision::Waiting {
+                        candidate: None,
+                        reason,
+                    };
                     return report;
                 }
             },
@@ -228,7 +287,12 @@ impl Engine {
             .as_ref()
             .and_then(|d| d.tag.as_ref())
             .and_then(|t| select::find_tag(images, t));
-        match plan::position(deployed.as_ref(), deployed_record.as_ref(), &candidate, &env_policy.tag) {
+        match plan::position(
+            deployed.as_ref(),
+            deployed_record.as_ref(),
+            &candidate,
+            &env_policy.tag,
+        ) {
             Position::Deployed => {
                 report.decision = Decision::UpToDate {
                     deployed: format!("{}", candidate.tag),
@@ -237,7 +301,11 @@ impl Engine {
             }
             Position::Behind => {
                 report.decision = Decision::UpToDate {
-                    deployed: format!("{} (newer than candidate {})", deployed_record.map_or_else(String::new, |r| r.tag.to_string()), candidate.tag),
+                    deployed: format!(
+                        "{} (newer than candidate {})",
+                        deployed_record.map_or_else(String::new, |r| r.tag.to_string()),
+                        candidate.tag
+                    ),
                 };
                 return report;
             }
@@ -250,7 +318,9 @@ impl Engine {
                     candidate: Some(candidate),
                     reason: format!("scan findings unavailable: {e}"),
                 };
-                report.action = Action::Failed { message: e.to_string() };
+                report.action = Action::Failed {
+                    message: e.to_string(),
+                };
                 return report;
             }
         };
@@ -261,7 +331,19 @@ impl Engine {
             }
             return report;
         }
-        report.action = match self.promote(svc, env, env_policy, policy, &files, deployed.as_ref(), &candidate, &gate).await {
+        report.action = match self
+            .promote(
+                svc,
+                env,
+                env_policy,
+                policy,
+                &files,
+                deployed.as_ref(),
+                &candidate,
+                &gate,
+            )
+            .await
+        {
             Ok(a) => a,
             Err(e) => Action::Failed { message: e },
         };
@@ -281,11 +363,19 @@ impl Engine {
     }
 
     /// The previous environment's deployed image, once Argo CD runs it Synced and Healthy.
-    async fn upstream_candidate(&self, prev: &EnvConfig, deployed: Option<&ImageRef>, images: &[ImageRecord]) -> Result<Option<Candidate>, String> {
+    async fn upstream_candidate(
+        &self,
+        prev: &EnvConfig,
+        deployed: Option<&ImageRef>,
+        images: &[ImageRecord],
+    ) -> Result<Option<Candidate>, String> {
         let Some(d) = deployed else { return Ok(None) };
         let Some(tag) = &d.tag else { return Ok(None) };
         let Some(record) = select::find_tag(images, tag) else {
-            return Err(format!("{} deploys {tag}, which the registry no longer has", prev.name));
+            return Err(format!(
+                "{} deploys {tag}, which the registry no longer has",
+                prev.name
+            ));
         };
         let app = self
             .ports
@@ -293,9 +383,18 @@ impl Engine {
             .app(&prev.argocd_application, false)
             .await
             .map_err(|e| format!("cannot read {}'s health: {e}", prev.name))?;
-        let runs = app.images.iter().any(|i| i.ends_with(&format!(":{tag}")) || i.contains(record.digest.as_str()));
+        let runs = app
+            .images
+            .iter()
+            .any(|i| i.ends_with(&format!(":{tag}")) || i.contains(record.digest.as_str()));
         if app.sync_status == "Synced" && app.health == "Healthy" && runs {
             Ok(Some(record))
+        } else if app.sync_status == "Synced" && app.health == "Healthy" {
+            Err(format!(
+                "{}'s application does not run {tag} yet (it runs {})",
+                prev.name,
+                app.images.join(", ")
+            ))
         } else {
             Err(format!(
                 "{} is not yet Synced and Healthy with {tag} (sync {}, health {})",
@@ -305,13 +404,27 @@ impl Engine {
     }
 
     /// The scan report of a digest: cached once complete, polled within `scan_wait` while pending.
-    async fn scan(&self, svc: &ServiceConfig, digest: &Digest, mode: Mode) -> Result<ScanReport, PortError> {
+    async fn scan(
+        &self,
+        svc: &ServiceConfig,
+        digest: &Digest,
+        mode: Mode,
+    ) -> Result<ScanReport, PortError> {
         if let Some(r) = self.scans.lock().ok().and_then(|c| c.get(digest).cloned()) {
             return Ok(r);
         }
-        let deadline = Instant::now() + if mode == Mode::Plan { Duration::ZERO } else { self.cfg.engine.scan_wait };
+        let deadline = Instant::now()
+            + if mode == Mode::Plan {
+                Duration::ZERO
+            } else {
+                self.cfg.engine.scan_wait
+            };
         loop {
-            let r = self.ports.registry.scan_report(svc.registry_id.as_deref(), &svc.repository, digest).await?;
+            let r = self
+                .ports
+                .registry
+                .scan_report(svc.registry_id.as_deref(), &svc.repository, digest)
+                .await?;
             let pending = matches!(r.status, ScanStatus::Pending | ScanStatus::InProgress);
             if !pending {
                 if r.status == ScanStatus::Complete {
@@ -344,8 +457,12 @@ impl Engine {
         let mut edited = Vec::new();
         for (path, text) in files {
             let refs = manifest::locate(text).map_err(|e| format!("{path}: {e}"))?;
-            let pinned = env_policy.pin_digest || refs.iter().any(|r| r.is_for(&svc.image) && r.digest.is_some());
-            let e = manifest::set_image(text, &svc.image, &to.tag, pinned.then_some(&to.digest)).map_err(|e| format!("{path}: {e}"))?;
+            let pinned = env_policy.pin_digest
+                || refs
+                    .iter()
+                    .any(|r| r.is_for(&svc.image) && r.digest.is_some());
+            let e = manifest::set_image(text, &svc.image, &to.tag, pinned.then_some(&to.digest))
+                .map_err(|e| format!("{path}: {e}"))?;
             edited.push((path.clone(), e.text));
         }
         let from = deployed.map(ToString::to_string);
@@ -365,22 +482,39 @@ impl Engine {
         let message = format!(
             "{title}\n\n{} {} -> {}@{}\n",
             svc.image,
-            deployed.and_then(|d| d.tag.as_ref()).map_or("(none)".to_owned(), ToString::to_string),
+            deployed
+                .and_then(|d| d.tag.as_ref())
+                .map_or("(none)".to_owned(), ToString::to_string),
             to.tag,
             to.digest
         );
-        let p = self.ports.repo.propose(&branch, edited, &message).await.map_err(|e| e.to_string())?;
+        let p = self
+            .ports
+            .repo
+            .propose(&branch, edited, &message)
+            .await
+            .map_err(|e| e.to_string())?;
         let forge = &self.ports.forge;
-        let existing = forge.find_open_pr(&branch).await.map_err(|e| e.to_string())?;
+        let existing = forge
+            .find_open_pr(&branch)
+            .await
+            .map_err(|e| e.to_string())?;
         let (pr, opened) = match existing {
             Some(pr) => {
                 if pr.title != title || pr.body != body {
-                    forge.update_pr(pr.number, &title, &body).await.map_err(|e| e.to_string())?;
+                    forge
+                        .update_pr(pr.number, &title, &body)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 (pr, false)
             }
             None => {
-                let labels = vec!["tugboat".to_owned(), format!("env:{}", env.name), format!("service:{}", svc.name)];
+                let labels = vec![
+                    "tugboat".to_owned(),
+                    format!("env:{}", env.name),
+                    format!("service:{}", svc.name),
+                ];
                 let pr = forge
                     .open_pr(NewPullRequest {
                         branch: branch.clone(),
@@ -395,34 +529,81 @@ impl Engine {
             }
         };
         if p.pushed || opened {
-            let counts = gate.counts().map(|c| c.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")).unwrap_or_default();
-            let desc = if counts.is_empty() { "scan gate passed".to_owned() } else { format!("scan gate passed: {counts}") };
-            forge.set_status(&p.head, StatusState::Success, "tugboat/scan-gate", &desc).await.map_err(|e| e.to_string())?;
+            let counts = gate
+                .counts()
+                .map(|c| {
+                    c.iter()
+                        .map(|(s, n)| format!("{s} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let desc = if counts.is_empty() {
+                "scan gate passed".to_owned()
+            } else {
+                format!("scan gate passed: {counts}")
+            };
+            forge
+                .set_status(&p.head, StatusState::Success, "tugboat/scan-gate", &desc)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         if !env_policy.auto_merge {
-            return Ok(Action::AwaitingApproval { number: pr.number, url: pr.url });
+            return Ok(Action::AwaitingApproval {
+                number: pr.number,
+                url: pr.url,
+            });
         }
         match forge.checks(&p.head).await.map_err(|e| e.to_string())? {
             ChecksState::Success | ChecksState::None => {}
-            ChecksState::Pending => return Ok(Action::WaitingForChecks { number: pr.number, url: pr.url }),
-            ChecksState::Failure => return Err(format!("checks failed on PR #{}; not merging", pr.number)),
+            ChecksState::Pending => {
+                return Ok(Action::WaitingForChecks {
+                    number: pr.number,
+                    url: pr.url,
+                });
+            }
+            ChecksState::Failure => {
+                return Err(format!("checks failed on PR #{}; not merging", pr.number));
+            }
         }
         let merged_at = Utc::now();
-        let sha = forge.merge(pr.number, &p.head, &title).await.map_err(|e| e.to_string())?;
+        let sha = forge
+            .merge(pr.number, &p.head, &title)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(service = %svc.name, environment = %env.name, pr = pr.number, merge = %sha, "merged promotion");
         let image = format!("{}:{}", svc.image, to.tag);
-        let verification = self.verify(&env.argocd_application, &sha, &image, merged_at, env_policy.health_timeout).await;
+        let verification = self
+            .verify(
+                &env.argocd_application,
+                &sha,
+                &image,
+                merged_at,
+                env_policy.health_timeout,
+            )
+            .await;
         let (state, text) = match &verification {
             Verification::Healthy { after } => (
                 StatusState::Success,
-                format!("Argo CD reports `{}` Synced and Healthy at {} with `{image}`, {} after the merge.", env.argocd_application, &sha[..12.min(sha.len())], humantime::format_duration(Duration::from_secs(after.as_secs()))),
+                format!(
+                    "Argo CD reports `{}` Synced and Healthy at {} with `{image}`, {:.1}s after the merge.",
+                    env.argocd_application,
+                    &sha[..12.min(sha.len())],
+                    after.as_secs_f64()
+                ),
             ),
             Verification::Failed { reason } => (
                 StatusState::Failure,
-                format!("Argo CD did not report `{}` Healthy with `{image}`: {reason}", env.argocd_application),
+                format!(
+                    "Argo CD did not report `{}` Healthy with `{image}`: {reason}",
+                    env.argocd_application
+                ),
             ),
         };
-        let _ = forge.comment(pr.number, &text).await.map_err(|e| tracing::warn!(error = %e, "could not comment the verification"));
+        let _ = forge
+            .comment(pr.number, &text)
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "could not comment the verification"));
         let _ = forge
             .set_status(&sha, state, "tugboat/deploy", &text.replace('`', ""))
             .await
@@ -436,31 +617,65 @@ impl Engine {
     }
 
     /// Poll Argo CD until the application runs `image` at `sha`, Synced and Healthy, or fails.
-    async fn verify(&self, app: &str, sha: &str, image: &str, merged_at: DateTime<Utc>, timeout: Duration) -> Verification {
+    async fn verify(
+        &self,
+        app: &str,
+        sha: &str,
+        image: &str,
+        merged_at: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Verification {
         let start = Instant::now();
         let deadline = start + timeout;
         let not_before = merged_at.timestamp();
         loop {
             let last = match self.ports.deployer.app(app, true).await {
                 Ok(s) => {
-                    let at_merge = s.revision.as_deref() == Some(sha);
+                    let at_merge = match s.revision.as_deref() {
+                        Some(rev) => self.ports.repo.includes(rev, sha).await.unwrap_or(false),
+                        None => false,
+                    };
                     let fresh = s.reconciled_at.is_some_and(|t| t.timestamp() >= not_before);
-                    let runs = s.images.iter().any(|i| i == image || i.starts_with(&format!("{image}@")));
-                    if at_merge && fresh && s.sync_status == "Synced" && s.health == "Healthy" && runs {
-                        return Verification::Healthy { after: start.elapsed() };
+                    let runs = s
+                        .images
+                        .iter()
+                        .any(|i| i == image || i.starts_with(&format!("{image}@")));
+                    if at_merge
+                        && fresh
+                        && s.sync_status == "Synced"
+                        && s.health == "Healthy"
+                        && runs
+                    {
+                        return Verification::Healthy {
+                            after: start.elapsed(),
+                        };
                     }
                     if at_merge && matches!(s.health.as_str(), "Degraded" | "Missing") {
                         return Verification::Failed {
-                            reason: format!("health {}{}", s.health, s.health_message.map(|m| format!(": {m}")).unwrap_or_default()),
+                            reason: format!(
+                                "health {}{}",
+                                s.health,
+                                s.health_message
+                                    .map(|m| format!(": {m}"))
+                                    .unwrap_or_default()
+                            ),
                         };
                     }
-                    format!("sync {} at {}, health {}", s.sync_status, s.revision.as_deref().map_or("?", |r| &r[..12.min(r.len())]), s.health)
+                    format!(
+                        "sync {} at {}, health {}",
+                        s.sync_status,
+                        s.revision.as_deref().map_or("?", |r| &r[..12.min(r.len())]),
+                        s.health
+                    )
                 }
                 Err(e) => e.to_string(),
             };
             if Instant::now() >= deadline {
                 return Verification::Failed {
-                    reason: format!("timed out after {} ({last})", humantime::format_duration(timeout)),
+                    reason: format!(
+                        "timed out after {} ({last})",
+                        humantime::format_duration(timeout)
+                    ),
                 };
             }
             tokio::time::sleep(self.cfg.argocd.poll_interval).await;
@@ -469,7 +684,10 @@ impl Engine {
 }
 
 /// The reference of the service's image that the environment's files deploy.
-fn deployed_reference(files: &[(String, String)], svc: &ServiceConfig) -> Result<Option<ImageRef>, String> {
+fn deployed_reference(
+    files: &[(String, String)],
+    svc: &ServiceConfig,
+) -> Result<Option<ImageRef>, String> {
     let mut found: Option<ImageRef> = None;
     for (path, text) in files {
         let refs = manifest::locate(text).map_err(|e| format!("{path}: {e}"))?;

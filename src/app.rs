@@ -1,0 +1,58 @@
+//! Wiring: turn a validated [`Config`] into the engine's ports, resolving secrets on the way.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::adapters::{argocd::ArgoCd, aws, ecr::Ecr, git::Git, github::GitHub, ssm::Ssm};
+use crate::config::{Config, SecretRef, read_local_secret};
+use crate::engine::Ports;
+use crate::ports::ParameterStore;
+use crate::secret::Secret;
+
+async fn secret(r: &SecretRef, what: &str, ssm: &Ssm) -> anyhow::Result<Secret> {
+    if let SecretRef::Ssm(name) = r {
+        return ssm
+            .secret(name)
+            .await
+            .with_context(|| format!("reading the {what} from SSM parameter {name}"));
+    }
+    read_local_secret(r, |k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
+        .ok_or_else(|| anyhow::anyhow!("{what}: no value"))
+}
+
+/// Build the production adapters for `cfg`.
+pub async fn ports(cfg: &Config) -> anyhow::Result<Ports> {
+    let sdk = aws::sdk_config(&cfg.aws).await;
+    let ssm = Ssm::new(&sdk);
+    let gh_token = secret(&cfg.github.token, "github.token", &ssm).await?;
+    let argo_token = secret(&cfg.argocd.token, "argocd.token", &ssm).await?;
+    let git = Git::open(
+        &Git::clone_dir(&cfg.engine.workdir),
+        &cfg.github.clone_url,
+        &cfg.github.base_branch,
+        gh_token.clone(),
+    )
+    .context("opening the local clone of the GitOps repository")?;
+    let forge = GitHub::new(
+        &cfg.github.api_url,
+        &gh_token,
+        &cfg.github.owner,
+        &cfg.github.repo,
+        &cfg.github.base_branch,
+    )?;
+    let argo = ArgoCd::new(&cfg.argocd.url, argo_token)?;
+    Ok(Ports {
+        registry: Arc::new(Ecr::new(&sdk)),
+        params: Arc::new(ssm),
+        repo: Arc::new(git),
+        forge: Arc::new(forge),
+        deployer: Arc::new(argo),
+    })
+}
+
+/// Install the process-wide rustls crypto provider (once; later calls are no-ops).
+pub fn init_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,145 @@
+//! `tugboat demo`: the whole story on this machine, with no cloud account. Starts the sandbox,
+//! pushes new tags for the six salon services, and runs the real engine through the real
+//! adapters (aws-sdk-ecr/ssm, git2 over smart HTTP, octocrab, reqwest) for three cycles.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::engine::{Engine, Mode};
+use crate::sandbox::{self, Options, Sandbox, SeedFinding};
+
+fn calls(sb: &Sandbox) -> BTreeMap<String, u64> {
+    let mut all = BTreeMap::new();
+    for (k, v) in sb.aws.calls() {
+        all.insert(format!("aws {k}"), v);
+    }
+    for (k, v) in sb.github.calls() {
+        all.insert(format!("github {k}"), v);
+    }
+    for (k, v) in sb.argocd.calls() {
+        all.insert(format!("argocd {k}"), v);
+    }
+    all
+}
+
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+/// Run the demo and return its printed account.
+pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let sb = Sandbox::start(Options::default())
+        .await
+        .context("starting the sandbox")?;
+    writeln!(
+        out,
+        "tugboat demo: sandbox started on loopback\n{}",
+        sb.endpoints()
+    )?;
+
+    writeln!(
+        out,
+        "CI pushes a new tag for each salon service (every service runs 1.0.0 in dev and prod):"
+    )?;
+    let pushes: [(&str, &str, Vec<SeedFinding>, &str); 6] = [
+        ("user_service", "1.1.0", vec![], "clean"),
+        (
+            "appointment_service",
+            "1.1.0",
+            vec![SeedFinding {
+                id: "CVE-2026-31337".into(),
+                severity: "CRITICAL".into(),
+                package: Some("openssl".into()),
+            }],
+            "scan finds a CRITICAL CVE",
+        ),
+        ("staff_management", "1.1.0", vec![], "clean"),
+        (
+            "service_management",
+            "1.1.0",
+            vec![],
+            "clean, but crashes once deployed",
+        ),
+        ("reports_analytics", "1.1.0", vec![], "clean"),
+        (
+            "notification_service",
+            "1.1.0",
+            vec![],
+            "clean (a `latest` tag is pushed too and ignored)",
+        ),
+    ];
+    for (svc, tag, findings, note) in pushes {
+        sb.aws.push(svc, tag, "COMPLETE", findings);
+        writeln!(out, "  {svc:22} {tag}  {note}")?;
+    }
+    sb.aws
+        .push("notification_service", "latest", "COMPLETE", vec![]);
+    sb.argocd.mark_crashing(&format!(
+        "{}:1.1.0",
+        sandbox::image_of("service_management")
+    ));
+
+    let work = tempfile::Builder::new().prefix("tugboat-demo-").tempdir()?;
+    let cfg_path = work.path().join("tugboat.toml");
+    std::fs::write(&cfg_path, sb.config_toml(&sandbox::workdir_in(work.path())))?;
+    let cfg = Arc::new(Config::load(&cfg_path, std::iter::empty())?);
+    let engine = Engine::new(cfg.clone(), crate::app::ports(&cfg).await?);
+
+    let stories = [
+        "Cycle 1: dev takes each clean new tag through an auto-merged PR, verified in Argo CD",
+        "Cycle 2: prod takes what dev runs healthy; prod needs an approval, so PRs wait",
+        "Cycle 3: nothing new; an idle cycle writes nothing",
+    ];
+    let mut idle = BTreeMap::new();
+    for story in stories {
+        let before = calls(&sb);
+        let t = Instant::now();
+        let reports = engine.cycle(Mode::Apply).await?;
+        writeln!(out, "\n{story} ({:.1}s):\n", t.elapsed().as_secs_f64())?;
+        write!(out, "{}", crate::report::table(&reports))?;
+        idle = delta(&before, &calls(&sb));
+    }
+    writeln!(
+        out,
+        "\nAPI calls of the idle cycle 3 (for {} services):",
+        cfg.services.len()
+    )?;
+    for (k, v) in &idle {
+        writeln!(out, "  {v:3}  {k}")?;
+    }
+
+    writeln!(out, "\nPull requests in salon/salon-gitops:")?;
+    for pr in sb.github.pulls() {
+        let state = if pr.merged_at.is_some() {
+            "merged"
+        } else {
+            pr.state.as_str()
+        };
+        writeln!(out, "  #{:<2} {:7} {}", pr.number, state, pr.title)?;
+        for (_, c) in &pr.comments {
+            writeln!(out, "        comment: {}", c.lines().next().unwrap_or(""))?;
+        }
+    }
+    let f = sandbox::file_of("user_service", "dev");
+    writeln!(out, "\n{f} on main now reads:\n")?;
+    for l in sb.github.read_file("main", &f).unwrap_or_default().lines() {
+        writeln!(out, "    {l}")?;
+    }
+    writeln!(
+        out,
+        "\nDone in {:.1}s. Try it by hand: `tugboat sandbox`, then `tugboat once --config <printed file>`.",
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}

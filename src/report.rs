@@ -1,0 +1,72 @@
+//! Human-readable tables of a cycle's outcome, for `plan`, `once` and the demo.
+
+use std::fmt::Write;
+
+use crate::engine::{Action, EnvReport, Verification};
+
+fn action_text(a: &Action) -> String {
+    match a {
+        Action::None => "-".into(),
+        Action::Opened { number, .. } => format!("opened PR #{number}"),
+        Action::Updated { number, .. } => format!("updated PR #{number}"),
+        Action::AwaitingApproval { number, .. } => format!("PR #{number} awaits approval"),
+        Action::WaitingForChecks { number, .. } => format!("PR #{number} waits for checks"),
+        Action::Merged {
+            number,
+            verification,
+            ..
+        } => match verification {
+            Verification::Healthy { after } => format!(
+                "merged PR #{number}; Healthy after {:.1}s",
+                after.as_secs_f64()
+            ),
+            Verification::Failed { reason } => {
+                format!("merged PR #{number}; NOT healthy: {reason}")
+            }
+        },
+        Action::Failed { message } => format!("error: {message}"),
+    }
+}
+
+/// A fixed-width table: service, environment, deployed, decision, action.
+pub fn table(reports: &[EnvReport]) -> String {
+    let rows: Vec<[String; 5]> = reports
+        .iter()
+        .map(|r| {
+            [
+                r.service.clone(),
+                r.environment.clone(),
+                r.deployed.as_deref().map_or("-".into(), |d| {
+                    d.rsplit_once('/').map_or(d, |x| x.1).to_owned()
+                }),
+                r.decision.to_string(),
+                action_text(&r.action),
+            ]
+        })
+        .collect();
+    let head = ["SERVICE", "ENV", "DEPLOYED", "DECISION", "ACTION"];
+    let mut widths = head.map(str::len);
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count()).min(70);
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{:w$}  ", c, w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&head.map(str::to_owned));
+    for row in &rows {
+        line(row);
+    }
+    out
+}

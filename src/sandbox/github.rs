@@ -1,0 +1,708 @@
+//! A stand-in for the GitHub REST endpoints tugboat uses, backed by a real bare repository
+//! served over smart HTTP by the real `git http-backend` (token auth, like GitHub's), in
+//! which merges really happen.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, put};
+use base64::Engine as _;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+/// A pull request in the stand-in.
+#[derive(Debug, Clone)]
+pub struct Pr {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub head: String,
+    pub base: String,
+    pub state: String,
+    pub merged_at: Option<String>,
+    pub merge_sha: Option<String>,
+    pub labels: Vec<String>,
+    pub comments: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    prs: Vec<Pr>,
+    statuses: BTreeMap<String, Vec<(String, String, String)>>,
+    main_moved: Option<(String, tokio::time::Instant)>,
+    calls: BTreeMap<String, u64>,
+}
+
+/// The shared state of the GitHub stand-in.
+#[derive(Clone)]
+pub struct GitHub {
+    inner: Arc<Mutex<Inner>>,
+    git_lock: Arc<tokio::sync::Mutex<()>>,
+    root: PathBuf,
+    pub owner: String,
+    pub repo: String,
+    token: String,
+}
+
+fn gh_error(code: StatusCode, message: &str) -> Response {
+    (
+        code,
+        Json(json!({"message": message, "documentation_url": "https://docs.github.com/rest"})),
+    )
+        .into_response()
+}
+
+impl GitHub {
+    /// A stand-in whose repository lives under `root/<owner>/<repo>.git`.
+    pub fn new(root: &Path, owner: &str, repo: &str, token: &str) -> Self {
+        Self {
+            inner: Arc::default(),
+            git_lock: Arc::default(),
+            root: root.to_owned(),
+            owner: owner.to_owned(),
+            repo: repo.to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub fn repo_path(&self) -> PathBuf {
+        self.root
+            .join(&self.owner)
+            .join(format!("{}.git", self.repo))
+    }
+
+    /// Create the bare repository with one commit of `files` on `main`.
+    pub fn init(&self, files: &[(String, String)]) -> Result<(), git2::Error> {
+        let repo = git2::Repository::init_bare(self.repo_path())?;
+        repo.config()?.set_bool("http.receivepack", true)?;
+        let mut builder = git2::build::TreeUpdateBuilder::new();
+        for (path, text) in files {
+            let oid = repo.blob(text.as_bytes())?;
+            builder.upsert(path, oid, git2::FileMode::Blob);
+        }
+        let empty = repo.treebuilder(None)?.write()?;
+        let tree_id = builder.create_updated(&repo, &repo.find_tree(empty)?)?;
+        let sig = git2::Signature::now("salon-dev", "dev@salon.example")?;
+        repo.commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            "Initial GitOps layout",
+            &repo.find_tree(tree_id)?,
+            &[],
+        )?;
+        repo.set_head("refs/heads/main")?;
+        Ok(())
+    }
+
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .route(
+                "/repos/{owner}/{repo}/pulls",
+                get(list_pulls).post(create_pull),
+            )
+            .route(
+                "/repos/{owner}/{repo}/pulls/{n}",
+                get(get_pull).patch(update_pull),
+            )
+            .route("/repos/{owner}/{repo}/pulls/{n}/merge", put(merge_pull))
+            .route("/repos/{owner}/{repo}/issues/{n}/labels", post(add_labels))
+            .route(
+                "/repos/{owner}/{repo}/issues/{n}/comments",
+                post(add_comment),
+            )
+            .route("/repos/{owner}/{repo}/statuses/{sha}", post(add_status))
+            .route(
+                "/repos/{owner}/{repo}/commits/{sha}/status",
+                get(combined_status),
+            )
+            .route("/git/{*path}", any(git_http))
+            .route("/_sandbox/pulls", get(dump))
+            .route("/_sandbox/stats", get(stats))
+            .with_state(self.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count(&self, op: &str) {
+        *self.lock().calls.entry(op.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Every pull request, for tests and the demo.
+    pub fn pulls(&self) -> Vec<Pr> {
+        self.lock().prs.clone()
+    }
+
+    /// Statuses of a commit: (context, state, description).
+    pub fn statuses(&self, sha: &str) -> Vec<(String, String, String)> {
+        self.lock().statuses.get(sha).cloned().unwrap_or_default()
+    }
+
+    /// When a merge last moved main, and to which commit.
+    pub fn main_moved(&self) -> Option<(String, tokio::time::Instant)> {
+        self.lock().main_moved.clone()
+    }
+
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    /// The sha a branch points at in the bare repository.
+    pub fn branch_sha(&self, branch: &str) -> Option<String> {
+        let repo = git2::Repository::open_bare(self.repo_path()).ok()?;
+        repo.refname_to_id(&format!("refs/heads/{branch}"))
+            .ok()
+            .map(|o| o.to_string())
+    }
+
+    /// A file's text on a branch.
+    pub fn read_file(&self, branch: &str, path: &str) -> Option<String> {
+        let repo = git2::Repository::open_bare(self.repo_path()).ok()?;
+        let tree = repo
+            .find_reference(&format!("refs/heads/{branch}"))
+            .ok()?
+            .peel_to_tree()
+            .ok()?;
+        let entry = tree.get_path(Path::new(path)).ok()?;
+        let blob = repo.find_blob(entry.id()).ok()?;
+        String::from_utf8(blob.content().to_vec()).ok()
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(v) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("token "))
+        {
+            return t == self.token;
+        }
+        if let Some(b) = v.strip_prefix("Basic ") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&decoded);
+            return text.split_once(':').is_some_and(|(_, pw)| pw == self.token);
+        }
+        false
+    }
+
+    fn pr_json(&self, p: &Pr) -> Value {
+        let head_sha = if p.state == "open" {
+            self.branch_sha(&p.head).unwrap_or_default()
+        } else {
+            p.merge_sha.clone().unwrap_or_default()
+        };
+        let html = format!(
+            "https://github.com/{}/{}/pull/{}",
+            self.owner, self.repo, p.number
+        );
+        json!({
+            "id": 1000 + p.number, "node_id": format!("PR_{}", p.number), "number": p.number,
+            "url": format!("https://api.github.com/repos/{}/{}/pulls/{}", self.owner, self.repo, p.number),
+            "html_url": html, "state": p.state, "title": p.title, "body": p.body, "locked": false, "draft": false,
+            "user": {"login": "tugboat[bot]", "id": 1, "type": "Bot"},
+            "head": {"ref": p.head, "sha": head_sha, "label": format!("{}:{}", self.owner, p.head)},
+            "base": {"ref": p.base, "sha": self.branch_sha(&p.base).unwrap_or_default(), "label": format!("{}:{}", self.owner, p.base)},
+            "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+            "merged": p.merged_at.is_some(), "merged_at": p.merged_at, "merge_commit_sha": p.merge_sha,
+            "created_at": Utc::now().to_rfc3339(), "updated_at": Utc::now().to_rfc3339(),
+        })
+    }
+
+    /// Squash-merge `head` into `base` in the bare repository; returns the new base commit.
+    fn squash(&self, base: &str, head: &str, title: &str) -> Result<String, (StatusCode, String)> {
+        let bad = |e: git2::Error| (StatusCode::INTERNAL_SERVER_ERROR, e.message().to_owned());
+        let repo = git2::Repository::open_bare(self.repo_path()).map_err(bad)?;
+        let base_c = repo
+            .find_reference(&format!("refs/heads/{base}"))
+            .and_then(|r| r.peel_to_commit())
+            .map_err(bad)?;
+        let head_c = repo
+            .find_reference(&format!("refs/heads/{head}"))
+            .and_then(|r| r.peel_to_commit())
+            .map_err(bad)?;
+        let mut index = repo.merge_commits(&base_c, &head_c, None).map_err(bad)?;
+        if index.has_conflicts() {
+            return Err((StatusCode::METHOD_NOT_ALLOWED, "Merge conflict".into()));
+        }
+        let tree = repo
+            .find_tree(index.write_tree_to(&repo).map_err(bad)?)
+            .map_err(bad)?;
+        let sig = git2::Signature::now("GitHub", "noreply@github.com").map_err(bad)?;
+        let oid = repo
+            .commit(
+                Some(&format!("refs/heads/{base}")),
+                &sig,
+                &sig,
+                title,
+                &tree,
+                &[&base_c],
+            )
+            .map_err(bad)?;
+        Ok(oid.to_string())
+    }
+}
+
+type Repo = UrlPath<(String, String)>;
+type RepoN = UrlPath<(String, String, u64)>;
+type RepoS = UrlPath<(String, String, String)>;
+
+macro_rules! guard {
+    ($gh:expr, $headers:expr, $owner:expr, $repo:expr, $op:expr) => {
+        $gh.count($op);
+        if !$gh.authorized(&$headers) {
+            return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+        }
+        if $owner != $gh.owner || $repo != $gh.repo {
+            return gh_error(StatusCode::NOT_FOUND, "Not Found");
+        }
+    };
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    head: Option<String>,
+    base: Option<String>,
+}
+
+async fn list_pulls(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r)): Repo,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    guard!(gh, headers, o, r, "GET pulls");
+    let state = q.state.unwrap_or_else(|| "open".into());
+    let prs: Vec<Value> = gh
+        .pulls()
+        .iter()
+        .filter(|p| state == "all" || p.state == state)
+        .filter(|p| {
+            q.head
+                .as_ref()
+                .is_none_or(|h| *h == format!("{}:{}", gh.owner, p.head))
+        })
+        .filter(|p| q.base.as_ref().is_none_or(|b| *b == p.base))
+        .map(|p| gh.pr_json(p))
+        .collect();
+    Json(prs).into_response()
+}
+
+#[derive(Deserialize)]
+struct CreatePull {
+    title: String,
+    head: String,
+    base: String,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+async fn create_pull(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r)): Repo,
+    Json(c): Json<CreatePull>,
+) -> Response {
+    guard!(gh, headers, o, r, "POST pulls");
+    if gh.branch_sha(&c.head).is_none() {
+        return gh_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation Failed: head does not exist",
+        );
+    }
+    let pr = {
+        let mut g = gh.lock();
+        if g.prs
+            .iter()
+            .any(|p| p.state == "open" && p.head == c.head && p.base == c.base)
+        {
+            return gh_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!(
+                    "Validation Failed: A pull request already exists for {}:{}.",
+                    gh.owner, c.head
+                ),
+            );
+        }
+        let pr = Pr {
+            number: g.prs.len() as u64 + 1,
+            title: c.title,
+            body: c.body.unwrap_or_default(),
+            head: c.head,
+            base: c.base,
+            state: "open".into(),
+            merged_at: None,
+            merge_sha: None,
+            labels: vec![],
+            comments: vec![],
+        };
+        g.prs.push(pr.clone());
+        pr
+    };
+    (StatusCode::CREATED, Json(gh.pr_json(&pr))).into_response()
+}
+
+async fn get_pull(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n)): RepoN,
+) -> Response {
+    guard!(gh, headers, o, r, "GET pull");
+    match gh.pulls().iter().find(|p| p.number == n) {
+        Some(p) => Json(gh.pr_json(p)).into_response(),
+        None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+#[derive(Deserialize)]
+struct UpdatePull {
+    title: Option<String>,
+    body: Option<String>,
+}
+
+async fn update_pull(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n)): RepoN,
+    Json(u): Json<UpdatePull>,
+) -> Response {
+    guard!(gh, headers, o, r, "PATCH pull");
+    let pr = {
+        let mut g = gh.lock();
+        let Some(p) = g.prs.iter_mut().find(|p| p.number == n) else {
+            return gh_error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        if let Some(t) = u.title {
+            p.title = t;
+        }
+        if let Some(b) = u.body {
+            p.body = b;
+        }
+        p.clone()
+    };
+    Json(gh.pr_json(&pr)).into_response()
+}
+
+#[derive(Deserialize)]
+struct MergeReq {
+    sha: Option<String>,
+    commit_title: Option<String>,
+}
+
+async fn merge_pull(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n)): RepoN,
+    Json(m): Json<MergeReq>,
+) -> Response {
+    guard!(gh, headers, o, r, "PUT merge");
+    let Some(pr) = gh.pulls().into_iter().find(|p| p.number == n) else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    if pr.state != "open" {
+        return gh_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Pull Request is not mergeable",
+        );
+    }
+    let head = gh.branch_sha(&pr.head).unwrap_or_default();
+    if m.sha.as_ref().is_some_and(|s| *s != head) {
+        return gh_error(
+            StatusCode::CONFLICT,
+            "Head branch was modified. Review and try the merge again.",
+        );
+    }
+    let title = format!(
+        "{} (#{n})",
+        m.commit_title.unwrap_or_else(|| pr.title.clone())
+    );
+    let merged = {
+        let _g = gh.git_lock.lock().await;
+        gh.squash(&pr.base, &pr.head, &title)
+    };
+    match merged {
+        Ok(sha) => {
+            let mut g = gh.lock();
+            if let Some(p) = g.prs.iter_mut().find(|p| p.number == n) {
+                p.state = "closed".into();
+                p.merged_at = Some(Utc::now().to_rfc3339());
+                p.merge_sha = Some(sha.clone());
+            }
+            if pr.base == "main" {
+                g.main_moved = Some((sha.clone(), tokio::time::Instant::now()));
+            }
+            Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}))
+                .into_response()
+        }
+        Err((code, msg)) => gh_error(code, &msg),
+    }
+}
+
+#[derive(Deserialize)]
+struct Labels {
+    labels: Vec<String>,
+}
+
+async fn add_labels(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n)): RepoN,
+    Json(l): Json<Labels>,
+) -> Response {
+    guard!(gh, headers, o, r, "POST labels");
+    let mut g = gh.lock();
+    let Some(p) = g.prs.iter_mut().find(|p| p.number == n) else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    for label in l.labels {
+        if !p.labels.contains(&label) {
+            p.labels.push(label);
+        }
+    }
+    Json(
+        p.labels
+            .iter()
+            .map(|l| json!({"name": l}))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct CommentReq {
+    body: String,
+}
+
+async fn add_comment(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n)): RepoN,
+    Json(c): Json<CommentReq>,
+) -> Response {
+    guard!(gh, headers, o, r, "POST comment");
+    let mut g = gh.lock();
+    let Some(p) = g.prs.iter_mut().find(|p| p.number == n) else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    p.comments.push(("tugboat[bot]".into(), c.body.clone()));
+    let id = p.comments.len();
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "body": c.body, "user": {"login": "tugboat[bot]"}})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct StatusReq {
+    state: String,
+    context: Option<String>,
+    description: Option<String>,
+}
+
+async fn add_status(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, sha)): RepoS,
+    Json(s): Json<StatusReq>,
+) -> Response {
+    guard!(gh, headers, o, r, "POST status");
+    if !matches!(
+        s.state.as_str(),
+        "success" | "pending" | "failure" | "error"
+    ) {
+        return gh_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed: state");
+    }
+    let context = s.context.unwrap_or_else(|| "default".into());
+    let mut g = gh.lock();
+    let list = g.statuses.entry(sha).or_default();
+    list.retain(|(c, _, _)| *c != context);
+    list.push((
+        context.clone(),
+        s.state.clone(),
+        s.description.clone().unwrap_or_default(),
+    ));
+    (
+        StatusCode::CREATED,
+        Json(json!({"state": s.state, "context": context, "description": s.description})),
+    )
+        .into_response()
+}
+
+async fn combined_status(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, sha)): RepoS,
+) -> Response {
+    guard!(gh, headers, o, r, "GET combined status");
+    let list = gh.statuses(&sha);
+    let state = if list.iter().any(|(_, s, _)| s == "failure" || s == "error") {
+        "failure"
+    } else if list.iter().all(|(_, s, _)| s == "success") && !list.is_empty() {
+        "success"
+    } else {
+        "pending"
+    };
+    let statuses: Vec<Value> = list
+        .iter()
+        .map(|(c, s, d)| json!({"context": c, "state": s, "description": d}))
+        .collect();
+    Json(json!({"state": state, "sha": sha, "total_count": statuses.len(), "statuses": statuses}))
+        .into_response()
+}
+
+async fn dump(State(gh): State<GitHub>) -> Json<Value> {
+    Json(Value::Array(
+        gh.pulls()
+            .iter()
+            .map(|p| {
+                let mut v = gh.pr_json(p);
+                v["comments"] = json!(
+                    p.comments
+                        .iter()
+                        .map(|(u, b)| json!({"user": u, "body": b}))
+                        .collect::<Vec<_>>()
+                );
+                v
+            })
+            .collect(),
+    ))
+}
+
+async fn stats(State(gh): State<GitHub>) -> Json<BTreeMap<String, u64>> {
+    Json(gh.calls())
+}
+
+/// Run the real `git http-backend` as a CGI program for one smart-HTTP request.
+async fn git_http(
+    State(gh): State<GitHub>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri
+        .path()
+        .strip_prefix("/git")
+        .unwrap_or(uri.path())
+        .to_owned();
+    let op = if path.ends_with("git-receive-pack")
+        || uri.query().is_some_and(|q| q.contains("receive-pack"))
+    {
+        "git push"
+    } else {
+        "git fetch"
+    };
+    if method == Method::POST || uri.query().is_some() {
+        gh.count(op);
+    }
+    if !gh.authorized(&headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"sandbox\"")],
+            "authentication required",
+        )
+            .into_response();
+    }
+    let h = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", &gh.root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", method.as_str())
+        .env("PATH_INFO", &path)
+        .env("QUERY_STRING", uri.query().unwrap_or(""))
+        .env("CONTENT_TYPE", h(header::CONTENT_TYPE))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", h(header::CONTENT_ENCODING))
+        .env(
+            "GIT_PROTOCOL",
+            headers
+                .get("git-protocol")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        )
+        .env("REMOTE_USER", "x-access-token")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let _g = if op == "git push" {
+        Some(gh.git_lock.lock().await)
+    } else {
+        None
+    };
+    let Ok(mut child) = cmd.spawn() else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot start git http-backend",
+        )
+            .into_response();
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&body).await;
+    }
+    let Ok(out) = child.wait_with_output().await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "git http-backend failed").into_response();
+    };
+    cgi_response(&out.stdout)
+}
+
+fn cgi_response(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((at, sep)) = split else {
+        return (StatusCode::BAD_GATEWAY, "malformed CGI output").into_response();
+    };
+    let head = String::from_utf8_lossy(&raw[..at]);
+    let mut status = StatusCode::OK;
+    let mut builder = Response::builder();
+    for line in head.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("status") {
+            status = v
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::OK);
+        } else {
+            builder = builder.header(k.trim(), v);
+        }
+    }
+    builder
+        .status(status)
+        .body(axum::body::Body::from(raw[at + sep..].to_vec()))
+        .unwrap_or_else(|_| (StatusCode::BAD_GATEWAY, "bad CGI headers").into_response())
+}

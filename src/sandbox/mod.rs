@@ -1,0 +1,308 @@
+//! In-process stand-ins for ECR + SSM, GitHub (with a real bare git repository behind the
+//! real `git http-backend`) and Argo CD, on loopback. Used by `tugboat demo`,
+//! `tugboat sandbox` and the end-to-end tests; never by the production code paths.
+
+pub mod argocd;
+pub mod aws;
+pub mod github;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+
+pub use aws::SeedFinding;
+
+/// Tunables of a sandbox.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long the Argo CD stand-in takes to sync after main changes.
+    pub sync_delay: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sync_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Running stand-ins and where they listen.
+pub struct Sandbox {
+    pub aws: aws::Aws,
+    pub github: github::GitHub,
+    pub argocd: argocd::ArgoCd,
+    pub aws_url: String,
+    pub github_url: String,
+    pub argocd_url: String,
+    pub github_token: String,
+    pub argocd_token: String,
+    dir: tempfile::TempDir,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The six services of the salon, and which manifest style each uses.
+pub const SALON_SERVICES: [(&str, Style); 6] = [
+    ("user_service", Style::Kustomize),
+    ("appointment_service", Style::Kustomize),
+    ("staff_management", Style::Kustomize),
+    ("service_management", Style::Kustomize),
+    ("reports_analytics", Style::HelmValues),
+    ("notification_service", Style::HelmValues),
+];
+
+pub const SALON_ENVIRONMENTS: [&str; 2] = ["dev", "prod"];
+
+/// How a service's GitOps files are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Kustomize,
+    HelmValues,
+}
+
+pub const POLICY_PATH: &str = "/salon/promotion/";
+
+const DEFAULT_POLICY: &str = "# Salon promotion policy: defaults for every service.
+environments:
+  dev:
+    auto_merge: true
+    health_timeout: 30s
+    scan:
+      thresholds: {CRITICAL: 0, HIGH: 0}
+  prod:
+    auto_merge: false
+    approvals: 1
+    approvers: [salon/platform-leads]
+    health_timeout: 10m
+    scan:
+      thresholds: {CRITICAL: 0, HIGH: 0}
+";
+
+fn token(seed: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let h = Sha256::digest(format!("{seed}{now}{}", std::process::id()).as_bytes());
+    format!("sandbox_{seed}_{}", &hex::encode(h)[..24])
+}
+
+async fn serve(
+    router: axum::Router,
+    addr: SocketAddr,
+) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((url, task))
+}
+
+impl Sandbox {
+    /// Start the stand-ins on loopback ports chosen by the OS, with the salon's repository,
+    /// applications, images at 1.0.0 and policy in place.
+    pub async fn start(opts: Options) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("tugboat-sandbox-")
+            .tempdir()?;
+        let github_token = token("gh");
+        let argocd_token = token("argo");
+        let gh = github::GitHub::new(
+            &dir.path().join("git"),
+            "salon",
+            "salon-gitops",
+            &github_token,
+        );
+        gh.init(&salon_files())
+            .map_err(|e| std::io::Error::other(e.message().to_owned()))?;
+        let argo = argocd::ArgoCd::new(gh.clone(), &argocd_token, opts.sync_delay);
+        let aws = aws::Aws::default();
+        let lo: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let (aws_url, t1) = serve(aws.router(), lo).await?;
+        let (github_url, t2) = serve(gh.router(), lo).await?;
+        let (argocd_url, t3) = serve(argo.router(), lo).await?;
+        let sb = Self {
+            aws,
+            github: gh,
+            argocd: argo,
+            aws_url,
+            github_url,
+            argocd_url,
+            github_token,
+            argocd_token,
+            dir,
+            tasks: vec![t1, t2, t3],
+        };
+        sb.seed();
+        std::fs::write(sb.dir.path().join("github-token"), &sb.github_token)?;
+        std::fs::write(sb.dir.path().join("argocd-token"), &sb.argocd_token)?;
+        Ok(sb)
+    }
+
+    fn seed(&self) {
+        for (svc, _) in SALON_SERVICES {
+            self.aws.push(svc, "1.0.0", "COMPLETE", vec![]);
+            for env in SALON_ENVIRONMENTS {
+                self.argocd
+                    .add_app(&app_name(svc, env), vec![file_of(svc, env)]);
+            }
+        }
+        self.aws
+            .put_parameter(&format!("{POLICY_PATH}defaults"), DEFAULT_POLICY, "String");
+        self.aws.put_parameter(
+            &format!("{POLICY_PATH}services/notification_service"),
+            "# Release tags only, e.g. 1.2.0\nenvironments:\n  dev:\n    tag:\n      pattern: '^\\d+\\.\\d+\\.\\d+$'\n",
+            "String",
+        );
+    }
+
+    /// The sandbox's own directory (tokens, git root).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A tugboat configuration that points at this sandbox.
+    pub fn config_toml(&self, workdir: &Path) -> String {
+        let mut s = format!(
+            r#"# tugboat configuration for the local sandbox (tokens are read from files).
+[aws]
+region = "eu-north-1"
+registry_id = "{registry}"
+endpoint_url = "{aws}"
+test_credentials = true
+
+[policy]
+ssm_path = "{POLICY_PATH}"
+refresh = "5s"
+
+[github]
+repository = "salon/salon-gitops"
+base_branch = "main"
+api_url = "{gh}"
+clone_url = "{gh}/git/salon/salon-gitops.git"
+token = {{ file = "{ghtok}" }}
+
+[argocd]
+url = "{argo}"
+token = {{ file = "{argotok}" }}
+poll_interval = "200ms"
+
+[engine]
+interval = "10s"
+workdir = "{work}"
+scan_wait = "5s"
+
+[server]
+listen = "127.0.0.1:0"
+"#,
+            registry = aws::REGISTRY_ID,
+            aws = self.aws_url,
+            gh = self.github_url,
+            argo = self.argocd_url,
+            ghtok = self.dir.path().join("github-token").display(),
+            argotok = self.dir.path().join("argocd-token").display(),
+            work = workdir.display(),
+        );
+        for (svc, _) in SALON_SERVICES {
+            s.push_str(&format!(
+                "\n[[services]]\nname = \"{svc}\"\nrepository = \"{svc}\"\n"
+            ));
+            for env in SALON_ENVIRONMENTS {
+                s.push_str(&format!(
+                    "[[services.environments]]\nname = \"{env}\"\nfiles = [\"{}\"]\nargocd_application = \"{}\"\n",
+                    file_of(svc, env),
+                    app_name(svc, env)
+                ));
+            }
+        }
+        s
+    }
+
+    /// Where the stand-ins listen, one per line.
+    pub fn endpoints(&self) -> String {
+        format!(
+            "  AWS (ECR + SSM):  {}   (POST / with X-Amz-Target; seed images at /_sandbox/ecr/images)\n  GitHub REST:      {}   (PRs: /_sandbox/pulls; git: {}/git/salon/salon-gitops.git)\n  Argo CD:          {}   (mark a crashing image: POST /_sandbox/crashing)\n",
+            self.aws_url, self.github_url, self.github_url, self.argocd_url
+        )
+    }
+}
+
+/// The registry host path of a salon service, as the manifests spell it.
+pub fn image_of(svc: &str) -> String {
+    format!(
+        "{}.dkr.ecr.eu-north-1.amazonaws.com/{svc}",
+        aws::REGISTRY_ID
+    )
+}
+
+pub fn app_name(svc: &str, env: &str) -> String {
+    format!("{}-{env}", svc.replace('_', "-"))
+}
+
+pub fn file_of(svc: &str, env: &str) -> String {
+    match style_of(svc) {
+        Style::Kustomize => format!("apps/{svc}/overlays/{env}/kustomization.yaml"),
+        Style::HelmValues => format!("apps/{svc}/values-{env}.yaml"),
+    }
+}
+
+fn style_of(svc: &str) -> Style {
+    SALON_SERVICES
+        .iter()
+        .find(|(s, _)| *s == svc)
+        .map_or(Style::Kustomize, |(_, st)| *st)
+}
+
+/// The initial GitOps repository: every service at 1.0.0 in every environment.
+pub fn salon_files() -> Vec<(String, String)> {
+    let mut files = vec![(
+        "README.md".to_owned(),
+        "# salon-gitops\n\nDeployed by Argo CD; image tags are bumped by tugboat.\n".to_owned(),
+    )];
+    for (svc, style) in SALON_SERVICES {
+        let image = image_of(svc);
+        match style {
+            Style::Kustomize => {
+                files.push((
+                    format!("apps/{svc}/base/deployment.yaml"),
+                    format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {svc}\nspec:\n  template:\n    spec:\n      securityContext:\n        runAsNonRoot: true\n      containers:\n        - name: app\n          image: {svc}\n          ports:\n            - containerPort: 8000\n"),
+                ));
+                files.push((
+                    format!("apps/{svc}/base/kustomization.yaml"),
+                    "resources:\n  - deployment.yaml\n".into(),
+                ));
+                for env in SALON_ENVIRONMENTS {
+                    files.push((
+                        file_of(svc, env),
+                        format!("# {svc} in {env}. Image tag managed by tugboat; other fields by hand.\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: salon-{env}\nresources:\n  - ../../base\nimages:\n  - name: {svc}\n    newName: {image}\n    newTag: \"1.0.0\" # tugboat\n"),
+                    ));
+                }
+            }
+            Style::HelmValues => {
+                for env in SALON_ENVIRONMENTS {
+                    files.push((
+                        file_of(svc, env),
+                        format!("# Helm values for {svc} ({env})\nreplicaCount: 2\n\nimage:\n  repository: {image}\n  tag: 1.0.0\n  pullPolicy: IfNotPresent\n\nresources:\n  requests: {{cpu: 100m, memory: 128Mi}}\n"),
+                    ));
+                }
+            }
+        }
+    }
+    files
+}
+
+/// A path for a fresh tugboat work directory inside `base`.
+pub fn workdir_in(base: &Path) -> PathBuf {
+    base.join("tugboat-work")
+}
