@@ -1,0 +1,303 @@
+//! The ECR and SSM adapters, through aws-sdk-ecr / aws-sdk-ssm, against moto (a third-party
+//! AWS emulator) and against the sandbox: the same checks must pass on both.
+//!
+//! moto is started from `$TUGBOAT_MOTO_SERVER`, else `.venv/bin/moto_server` (the README's
+//! test command installs it there).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecr::types::ImageIdentifier;
+use serde_json::json;
+use tugboat::adapters::{aws::sdk_config, ecr::Ecr, ssm::Ssm};
+use tugboat::config::AwsConfig;
+use tugboat::domain::gate::{self, GateDecision, ScanPolicy, ScanStatus};
+use tugboat::domain::image::Digest;
+use tugboat::ports::{ParameterStore, Registry};
+
+struct Moto(Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_moto() -> (Moto, String) {
+    let bin = std::env::var("TUGBOAT_MOTO_SERVER").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/moto_server").to_owned()
+    });
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start moto_server at {bin} ({e}); run the README's test command, which installs it"));
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start within 30s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Moto(child), url)
+}
+
+async fn sdk(url: &str) -> aws_config::SdkConfig {
+    sdk_config(&AwsConfig {
+        region: "eu-north-1".into(),
+        registry_id: None,
+        endpoint_url: Some(url.into()),
+        test_credentials: true,
+    })
+    .await
+}
+
+const CLEAN: &str = "clean";
+const CRITICAL: &str = "critical";
+
+/// What each emulator must be able to do for the shared checks.
+trait Seed {
+    async fn image(&self, repo: &str, tag: &str, scan: &str) -> String;
+    async fn parameter(&self, name: &str, value: &str, secure: bool);
+}
+
+struct MotoSeed {
+    url: String,
+    ecr: aws_sdk_ecr::Client,
+    ssm: aws_sdk_ssm::Client,
+}
+
+impl Seed for MotoSeed {
+    async fn image(&self, repo: &str, tag: &str, scan: &str) -> String {
+        let _ = self
+            .ecr
+            .create_repository()
+            .repository_name(repo)
+            .send()
+            .await;
+        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "config": {"digest": format!("sha256:{:0>64}", hex::encode(format!("{repo}:{tag}"))), "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"}, "layers": [{"digest": format!("sha256:{:0>64}", hex::encode(format!("{repo}{tag}"))), "size": 1, "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip"}]}).to_string();
+        let out = self
+            .ecr
+            .put_image()
+            .repository_name(repo)
+            .image_tag(tag)
+            .image_manifest(manifest)
+            .send()
+            .await
+            .unwrap();
+        let digest = out
+            .image()
+            .and_then(|i| i.image_id())
+            .and_then(|i| i.image_digest())
+            .unwrap()
+            .to_owned();
+        if scan == "none" {
+            return digest;
+        }
+        // moto allows one scan per image per day, like ECR basic scanning: a second start is refused.
+        if let Err(e) = self
+            .ecr
+            .start_image_scan()
+            .repository_name(repo)
+            .image_id(ImageIdentifier::builder().image_digest(&digest).build())
+            .send()
+            .await
+        {
+            assert_eq!(
+                aws_sdk_ecr::error::ProvideErrorMetadata::code(&e),
+                Some("LimitExceededException"),
+                "{e:?}"
+            );
+        }
+        let findings = if scan == CRITICAL {
+            json!([{"name": "CVE-2026-0001", "severity": "CRITICAL", "uri": "https://example.com", "attributes": [{"key": "package_name", "value": "openssl"}]}])
+        } else {
+            json!([])
+        };
+        let counts = if scan == CRITICAL {
+            json!({"CRITICAL": 1})
+        } else {
+            json!({})
+        };
+        let result = json!({"results": [{"registryId": "123456789012", "repositoryName": repo, "imageId": {"imageDigest": digest},
+            "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
+            "imageScanFindings": {"findings": findings, "findingSeverityCounts": counts}}], "region": "eu-north-1"});
+        let r = reqwest::Client::new()
+            .post(format!(
+                "{}/moto-api/static/ecr/scan-finding-results",
+                self.url
+            ))
+            .json(&result)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        digest
+    }
+
+    async fn parameter(&self, name: &str, value: &str, secure: bool) {
+        let kind = if secure {
+            aws_sdk_ssm::types::ParameterType::SecureString
+        } else {
+            aws_sdk_ssm::types::ParameterType::String
+        };
+        self.ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(kind)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+struct SandboxSeed(tugboat::sandbox::aws::Aws);
+
+impl Seed for SandboxSeed {
+    async fn image(&self, repo: &str, tag: &str, scan: &str) -> String {
+        let findings = if scan == CRITICAL {
+            vec![tugboat::sandbox::SeedFinding {
+                id: "CVE-2026-0001".into(),
+                severity: "CRITICAL".into(),
+                package: Some("openssl".into()),
+            }]
+        } else {
+            vec![]
+        };
+        self.0.push(
+            repo,
+            tag,
+            if scan == "none" { "NONE" } else { "COMPLETE" },
+            findings,
+        )
+    }
+
+    async fn parameter(&self, name: &str, value: &str, secure: bool) {
+        self.0
+            .put_parameter(name, value, if secure { "SecureString" } else { "String" });
+    }
+}
+
+/// The checks both emulators must pass through the real adapters.
+async fn shared_checks(url: &str, seed: &impl Seed) {
+    let sdk = sdk(url).await;
+    let ecr = Ecr::new(&sdk);
+    let clean = seed.image("user_service", "1.0.0", CLEAN).await;
+    let bad = seed.image("user_service", "1.1.0", CRITICAL).await;
+    let unscanned = seed.image("user_service", "1.2.0", "none").await;
+
+    let mut images = ecr.list_images(None, "user_service").await.unwrap();
+    images.sort_by(|a, b| a.tags.cmp(&b.tags));
+    let tags: Vec<String> = images
+        .iter()
+        .flat_map(|i| i.tags.iter().map(ToString::to_string))
+        .collect();
+    assert_eq!(tags, ["1.0.0", "1.1.0", "1.2.0"]);
+    assert_eq!(images[0].digest.as_str(), clean);
+
+    let today = chrono::Utc::now().date_naive();
+    let r = ecr
+        .scan_report(None, "user_service", &Digest::parse(&clean).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status, ScanStatus::Complete);
+    assert!(
+        matches!(
+            gate::gate(&r, &ScanPolicy::default(), today),
+            GateDecision::Pass { .. }
+        ),
+        "{r:?}"
+    );
+
+    let r = ecr
+        .scan_report(None, "user_service", &Digest::parse(&bad).unwrap())
+        .await
+        .unwrap();
+    let GateDecision::Block { reasons, .. } = gate::gate(&r, &ScanPolicy::default(), today) else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        reasons,
+        ["1 CRITICAL finding(s) exceed the threshold of 0 (CVE-2026-0001)"]
+    );
+    assert_eq!(r.findings[0].package.as_deref(), Some("openssl"));
+
+    let r = ecr
+        .scan_report(None, "user_service", &Digest::parse(&unscanned).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status, ScanStatus::NotFound);
+
+    let missing = ecr.list_images(None, "no_such_repo").await.unwrap_err();
+    assert_eq!(
+        missing.kind,
+        tugboat::ports::ErrorKind::NotFound,
+        "{missing}"
+    );
+
+    // SSM: 23 documents need three pages of 10; a SecureString is decrypted.
+    let ssm = Ssm::new(&sdk);
+    for i in 0..23 {
+        seed.parameter(
+            &format!("/t/promotion/services/svc{i:02}"),
+            "environments: {}",
+            false,
+        )
+        .await;
+    }
+    seed.parameter(
+        "/t/promotion/defaults",
+        "environments:\n  dev: {auto_merge: true}\n",
+        false,
+    )
+    .await;
+    seed.parameter("/t/other/ignored", "x", false).await;
+    let docs = ssm.documents("/t/promotion/").await.unwrap();
+    assert_eq!(docs.len(), 24);
+    assert_eq!(docs[0].name, "/t/promotion/defaults");
+    assert!(docs[0].version >= 1);
+    seed.parameter("/t/secret/token", "s3cr3t-value", true)
+        .await;
+    assert_eq!(
+        ssm.secret("/t/secret/token").await.unwrap().expose(),
+        "s3cr3t-value"
+    );
+    let e = ssm.secret("/t/secret/nope").await.unwrap_err();
+    assert_eq!(e.kind, tugboat::ports::ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ecr_and_ssm_adapters_work_against_moto() {
+    let (_moto, url) = start_moto();
+    let sdk = sdk(&url).await;
+    let seed = MotoSeed {
+        url: url.clone(),
+        ecr: aws_sdk_ecr::Client::new(&sdk),
+        ssm: aws_sdk_ssm::Client::new(&sdk),
+    };
+    shared_checks(&url, &seed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ecr_and_ssm_adapters_work_against_the_sandbox() {
+    let aws = tugboat::sandbox::aws::Aws::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = aws.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    shared_checks(&url, &SandboxSeed(aws)).await;
+}

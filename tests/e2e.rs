@@ -1,0 +1,295 @@
+//! End-to-end: the real engine through the real adapters against the sandbox stand-ins.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::sync::Arc;
+
+use tugboat::config::Config;
+use tugboat::engine::{Action, Engine, Mode, Verification};
+use tugboat::sandbox::{self, Options, Sandbox, SeedFinding};
+
+async fn setup() -> (Sandbox, Engine, tempfile::TempDir) {
+    tugboat::app::init_crypto();
+    let sb = Sandbox::start(Options {
+        sync_delay: std::time::Duration::from_millis(200),
+    })
+    .await
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let cfg = Config::parse(
+        &sb.config_toml(&work.path().join("w")),
+        "sandbox.toml",
+        std::iter::empty(),
+    )
+    .unwrap();
+    let cfg = Arc::new(cfg);
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg).await.unwrap());
+    (sb, engine, work)
+}
+
+fn row<'a>(
+    r: &'a [tugboat::engine::EnvReport],
+    svc: &str,
+    env: &str,
+) -> &'a tugboat::engine::EnvReport {
+    r.iter()
+        .find(|x| x.service == svc && x.environment == env)
+        .unwrap()
+}
+
+fn writes(sb: &Sandbox) -> u64 {
+    sb.github
+        .calls()
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("POST")
+                || k.starts_with("PATCH")
+                || k.starts_with("PUT")
+                || k.as_str() == "git push"
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_tag_is_merged_verified_healthy_and_a_critical_one_is_blocked() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let critical = SeedFinding {
+        id: "CVE-2026-0001".into(),
+        severity: "CRITICAL".into(),
+        package: Some("openssl".into()),
+    };
+    sb.aws
+        .push("appointment_service", "2.0.0", "COMPLETE", vec![critical]);
+
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+
+    let user = row(&reports, "user_service", "dev");
+    let Action::Merged {
+        sha,
+        verification,
+        number,
+        ..
+    } = &user.action
+    else {
+        panic!("{:?}", user.action)
+    };
+    assert!(
+        matches!(verification, Verification::Healthy { .. }),
+        "{verification:?}"
+    );
+    let dev_file = sb
+        .github
+        .read_file("main", &sandbox::file_of("user_service", "dev"))
+        .unwrap();
+    assert!(
+        dev_file.ends_with("    newTag: \"1.1.0\" # tugboat\n"),
+        "{dev_file}"
+    );
+    let before = sandbox::salon_files()
+        .into_iter()
+        .find(|(p, _)| *p == sandbox::file_of("user_service", "dev"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        dev_file,
+        before.replace("\"1.0.0\"", "\"1.1.0\""),
+        "only the tag's bytes change"
+    );
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == *number)
+        .unwrap();
+    assert!(pr.merged_at.is_some());
+    assert!(pr.body.contains("| to | `1.1.0` | `sha256:"), "{}", pr.body);
+    assert!(
+        pr.body.contains("/salon/promotion/defaults` version 1"),
+        "{}",
+        pr.body
+    );
+    assert!(pr.labels.contains(&"env:dev".to_owned()));
+    assert!(
+        pr.comments
+            .iter()
+            .any(|(_, c)| c.contains("Synced and Healthy"))
+    );
+    let statuses = sb.github.statuses(sha);
+    assert!(
+        statuses
+            .iter()
+            .any(|(c, s, _)| c == "tugboat/deploy" && s == "success"),
+        "{statuses:?}"
+    );
+
+    let appt = row(&reports, "appointment_service", "dev");
+    assert_eq!(appt.decision.kind(), "blocked");
+    assert!(appt.decision.to_string().contains("CVE-2026-0001"));
+    assert!(
+        sb.github
+            .pulls()
+            .iter()
+            .all(|p| !p.title.contains("appointment_service"))
+    );
+    let appt_file = sb
+        .github
+        .read_file("main", &sandbox::file_of("appointment_service", "dev"))
+        .unwrap();
+    assert!(appt_file.contains("newTag: \"1.0.0\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_cycle_with_nothing_new_makes_no_commit_no_pr_and_no_comment() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push("staff_management", "1.2.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    // The next cycle opens the prod PR (dev now runs 1.2.0 healthy); after that, nothing is new.
+    engine.cycle(Mode::Apply).await.unwrap();
+    let main_before = sb.github.branch_sha("main");
+    let writes_before = writes(&sb);
+    let scans_before = sb.aws.calls().get("DescribeImageScanFindings").copied();
+    let prs_before = sb.github.pulls().len();
+
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+
+    assert_eq!(sb.github.branch_sha("main"), main_before);
+    assert_eq!(writes(&sb), writes_before, "{:?}", sb.github.calls());
+    assert_eq!(sb.github.pulls().len(), prs_before);
+    assert_eq!(
+        sb.aws.calls().get("DescribeImageScanFindings").copied(),
+        scans_before,
+        "no repeated scan call for a known digest"
+    );
+    assert!(matches!(
+        row(&reports, "staff_management", "prod").action,
+        Action::AwaitingApproval { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_pushed_from_outside_with_put_image_is_promoted() {
+    let (sb, engine, _w) = setup().await;
+    let body = serde_json::json!({"repositoryName": "reports_analytics", "imageTag": "1.5.0", "imageManifest": "{\"schemaVersion\":2,\"x\":\"outside\"}"});
+    let resp = reqwest::Client::new()
+        .post(format!("{}/", sb.aws_url))
+        .header(
+            "X-Amz-Target",
+            "AmazonEC2ContainerRegistry_V20150921.PutImage",
+        )
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&reports, "reports_analytics", "dev").action,
+        Action::Merged { .. }
+    ));
+    let f = sb
+        .github
+        .read_file("main", &sandbox::file_of("reports_analytics", "dev"))
+        .unwrap();
+    assert!(f.contains("  tag: 1.5.0\n"), "{f}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_policy_blocks_its_service_and_the_others_carry_on() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.put_parameter(
+        "/salon/promotion/services/user_service",
+        "environments:\n  dev:\n    auto_merg: true\n",
+        "String",
+    );
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Failed { message } = &row(&reports, "user_service", "dev").action else {
+        panic!()
+    };
+    assert!(
+        message.contains("/salon/promotion/services/user_service") && message.contains("auto_merg"),
+        "{message}"
+    );
+    assert!(matches!(
+        row(&reports, "staff_management", "dev").action,
+        Action::Merged { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_tag_is_reported_not_healthy_on_the_pr_and_its_merge_commit() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws
+        .push("service_management", "1.1.0", "COMPLETE", vec![]);
+    sb.argocd.mark_crashing(&format!(
+        "{}:1.1.0",
+        sandbox::image_of("service_management")
+    ));
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged {
+        sha, verification, ..
+    } = &row(&reports, "service_management", "dev").action
+    else {
+        panic!()
+    };
+    let Verification::Failed { reason } = verification else {
+        panic!("{verification:?}")
+    };
+    assert!(reason.contains("Degraded"), "{reason}");
+    assert!(
+        sb.github
+            .statuses(sha)
+            .iter()
+            .any(|(c, s, _)| c == "tugboat/deploy" && s == "failure")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_writes_nothing_and_explains_each_decision() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    sb.aws.push("staff_management", "1.1.0", "PENDING", vec![]);
+    let reports = engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(writes(&sb), 0);
+    assert_eq!(
+        row(&reports, "user_service", "dev").decision.kind(),
+        "promote"
+    );
+    assert_eq!(
+        row(&reports, "staff_management", "dev")
+            .decision
+            .to_string(),
+        "waiting: waiting for scan to complete"
+    );
+    let table = tugboat::report::table(&reports);
+    assert!(table.starts_with("SERVICE"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_git_token_fails_clearly_without_looping() {
+    tugboat::app::init_crypto();
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let text = sb.config_toml(&work.path().join("w"));
+    let bad = work.path().join("bad-token");
+    std::fs::write(&bad, "not-the-token").unwrap();
+    let text = text.replace(
+        &sb.dir().join("github-token").display().to_string(),
+        &bad.display().to_string(),
+    );
+    let cfg = Arc::new(Config::parse(&text, "x.toml", std::iter::empty()).unwrap());
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg).await.unwrap());
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        engine.cycle(Mode::Apply),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(err.system, "git");
+    assert!(!err.to_string().contains("not-the-token"), "{err}");
+}
