@@ -326,13 +326,13 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
             return Err(err(field, format!("'{url}' is not an http(s) URL")));
         }
     }
-    if let Some(id) = raw.aws.registry_id.as_deref() {
-        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err(
-                "aws.registry_id",
-                format!("'{id}' is not a 12-digit AWS account id"),
-            ));
-        }
+    if let Some(id) = raw.aws.registry_id.as_deref()
+        && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(err(
+            "aws.registry_id",
+            format!("'{id}' is not a 12-digit AWS account id"),
+        ));
     }
     let mut ssm_path = raw.policy.ssm_path.clone();
     if !ssm_path.starts_with('/') {

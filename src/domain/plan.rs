@@ -33,10 +33,11 @@ pub fn position(
     if same_tag && same_digest {
         return Position::Deployed;
     }
-    if let Some(rec) = deployed_record {
-        if rule.accepts(&rec.tag) && rule.compare(rec, candidate).is_gt() {
-            return Position::Behind;
-        }
+    if let Some(rec) = deployed_record
+        && rule.accepts(&rec.tag)
+        && rule.compare(rec, candidate).is_gt()
+    {
+        return Position::Behind;
     }
     Position::Ahead
 }

@@ -101,10 +101,10 @@ impl TagRule {
                 let v =
                     semver::Version::parse(version_part.strip_prefix('v').unwrap_or(version_part))
                         .ok()?;
-                if let Some(req) = &self.constraint {
-                    if !req.matches(&v) {
-                        return None;
-                    }
+                if let Some(req) = &self.constraint
+                    && !req.matches(&v)
+                {
+                    return None;
                 }
                 Some(Key::Semver(v))
             }

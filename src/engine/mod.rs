@@ -125,10 +125,10 @@ impl Engine {
 
     async fn policy_documents(&self) -> Result<Vec<PolicyDocument>, String> {
         let cached = self.policy_docs.lock().ok().and_then(|g| g.clone());
-        if let Some((at, docs)) = &cached {
-            if at.elapsed() < self.cfg.policy.refresh {
-                return Ok(docs.clone());
-            }
+        if let Some((at, docs)) = &cached
+            && at.elapsed() < self.cfg.policy.refresh
+        {
+            return Ok(docs.clone());
         }
         match self.ports.params.documents(&self.cfg.policy.ssm_path).await {
             Ok(docs) => {
@@ -427,10 +427,10 @@ impl Engine {
                 .await?;
             let pending = matches!(r.status, ScanStatus::Pending | ScanStatus::InProgress);
             if !pending {
-                if r.status == ScanStatus::Complete {
-                    if let Ok(mut c) = self.scans.lock() {
-                        c.insert(digest.clone(), r.clone());
-                    }
+                if r.status == ScanStatus::Complete
+                    && let Ok(mut c) = self.scans.lock()
+                {
+                    c.insert(digest.clone(), r.clone());
                 }
                 return Ok(r);
             }

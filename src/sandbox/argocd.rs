@@ -99,10 +99,10 @@ impl ArgoCd {
     fn sync(&self, app: &mut App, head: String) {
         let mut images = Vec::new();
         for f in &app.files {
-            if let Some(text) = self.github.read_file("main", f) {
-                if let Ok(refs) = crate::manifest::locate(&text) {
-                    images.extend(refs.iter().map(crate::manifest::Reference::image));
-                }
+            if let Some(text) = self.github.read_file("main", f)
+                && let Ok(refs) = crate::manifest::locate(&text)
+            {
+                images.extend(refs.iter().map(crate::manifest::Reference::image));
             }
         }
         images.sort();
@@ -134,21 +134,22 @@ impl ArgoCd {
     fn status_of(&self, name: &str) -> Option<Value> {
         let head = self.github.branch_sha("main");
         let mut app = self.lock().apps.get(name)?.clone();
-        if let Some(head) = head {
-            if app.revision.as_deref() != Some(&head) {
-                // Like the real controller, the change is noticed when main moved, not when asked.
-                if let Some((sha, at)) = self.github.main_moved() {
-                    if sha == head && app.seen.as_ref().is_none_or(|(rev, _)| *rev != head) {
-                        app.seen = Some((head.clone(), at));
-                    }
+        if let Some(head) = head
+            && app.revision.as_deref() != Some(&head)
+        {
+            // Like the real controller, the change is noticed when main moved, not when asked.
+            if let Some((sha, at)) = self.github.main_moved()
+                && sha == head
+                && app.seen.as_ref().is_none_or(|(rev, _)| *rev != head)
+            {
+                app.seen = Some((head.clone(), at));
+            }
+            match &app.seen {
+                Some((rev, at)) if *rev == head && at.elapsed() >= self.sync_delay => {
+                    self.sync(&mut app, head)
                 }
-                match &app.seen {
-                    Some((rev, at)) if *rev == head && at.elapsed() >= self.sync_delay => {
-                        self.sync(&mut app, head)
-                    }
-                    Some((rev, _)) if *rev == head => {}
-                    _ => app.seen = Some((head, Instant::now())),
-                }
+                Some((rev, _)) if *rev == head => {}
+                _ => app.seen = Some((head, Instant::now())),
             }
         }
         let out_of_sync = app.seen.is_some();
