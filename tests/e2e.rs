@@ -293,3 +293,53 @@ async fn a_rejected_git_token_fails_clearly_without_looping() {
     assert_eq!(err.system, "git");
     assert!(!err.to_string().contains("not-the-token"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_control_surface_adds_collaborators_and_comments_as_people() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&reports, "user_service", "prod").action
+    else {
+        panic!()
+    };
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/_sandbox/collaborators", sb.github_url))
+        .json(&serde_json::json!({"user": "alice", "permission": "write"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http
+        .post(format!("{}/_sandbox/comments", sb.github_url))
+        .json(&serde_json::json!({"pr": number, "user": "alice", "body": "/approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let perm: serde_json::Value = http
+        .get(format!(
+            "{}/repos/salon/salon-gitops/collaborators/alice/permission",
+            sb.github_url
+        ))
+        .bearer_auth(&sb.github_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(perm["permission"], "write");
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap();
+    assert!(
+        pr.comments
+            .contains(&("alice".to_owned(), "/approve".to_owned()))
+    );
+}

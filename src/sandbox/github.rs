@@ -39,6 +39,7 @@ struct Inner {
     prs: Vec<Pr>,
     statuses: BTreeMap<String, Vec<(String, String, String)>>,
     main_moved: Option<(String, tokio::time::Instant)>,
+    collaborators: BTreeMap<String, String>,
     calls: BTreeMap<String, u64>,
 }
 
@@ -126,7 +127,13 @@ impl GitHub {
                 get(combined_status),
             )
             .route("/git/{*path}", any(git_http))
+            .route(
+                "/repos/{owner}/{repo}/collaborators/{user}/permission",
+                get(permission),
+            )
             .route("/_sandbox/pulls", get(dump))
+            .route("/_sandbox/comments", post(comment_as))
+            .route("/_sandbox/collaborators", post(add_collaborator))
             .route("/_sandbox/stats", get(stats))
             .with_state(self.clone())
     }
@@ -149,6 +156,25 @@ impl GitHub {
     /// Statuses of a commit: (context, state, description).
     pub fn statuses(&self, sha: &str) -> Vec<(String, String, String)> {
         self.lock().statuses.get(sha).cloned().unwrap_or_default()
+    }
+
+    /// Post a comment on a PR as `user` (a person, not tugboat).
+    pub fn comment_as(&self, number: u64, user: &str, body: &str) -> bool {
+        let mut g = self.lock();
+        match g.prs.iter_mut().find(|p| p.number == number) {
+            Some(p) => {
+                p.comments.push((user.to_owned(), body.to_owned()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Give `user` a permission (`admin`, `write`, `read`) on the repository.
+    pub fn add_collaborator(&self, user: &str, permission: &str) {
+        self.lock()
+            .collaborators
+            .insert(user.to_owned(), permission.to_owned());
     }
 
     /// When a merge last moved main, and to which commit.
@@ -705,4 +731,54 @@ fn cgi_response(raw: &[u8]) -> Response {
         .status(status)
         .body(axum::body::Body::from(raw[at + sep..].to_vec()))
         .unwrap_or_else(|_| (StatusCode::BAD_GATEWAY, "bad CGI headers").into_response())
+}
+
+async fn permission(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, user)): RepoS,
+) -> Response {
+    guard!(gh, headers, o, r, "GET permission");
+    let perm = gh
+        .lock()
+        .collaborators
+        .get(&user)
+        .cloned()
+        .unwrap_or_else(|| "none".into());
+    let role = match perm.as_str() {
+        "admin" => "admin",
+        "write" => "write",
+        "read" => "read",
+        _ => "none",
+    };
+    Json(json!({"permission": perm, "role_name": role, "user": {"login": user}})).into_response()
+}
+
+#[derive(Deserialize)]
+struct CommentAs {
+    pr: u64,
+    user: String,
+    body: String,
+}
+
+async fn comment_as(State(gh): State<GitHub>, Json(c): Json<CommentAs>) -> StatusCode {
+    if gh.comment_as(c.pr, &c.user, &c.body) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+#[derive(Deserialize)]
+struct Collaborator {
+    user: String,
+    permission: String,
+}
+
+async fn add_collaborator(State(gh): State<GitHub>, Json(c): Json<Collaborator>) -> StatusCode {
+    if !matches!(c.permission.as_str(), "admin" | "write" | "read") {
+        return StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    gh.add_collaborator(&c.user, &c.permission);
+    StatusCode::NO_CONTENT
 }
