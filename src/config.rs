@@ -289,6 +289,14 @@ fn duration(
     }
 }
 
+/// Service and environment names: letters, digits, '_' or '-' (they become branch names and labels).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
     let err = |field: &str, message: String| ConfigError {
         file: file.to_owned(),
@@ -361,12 +369,7 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
     let mut services = Vec::new();
     for (i, s) in raw.services.into_iter().enumerate() {
         let at = |f: &str| format!("services[{i}].{f}");
-        if s.name.is_empty()
-            || !s
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !valid_name(&s.name) {
             return Err(err(
                 &at("name"),
                 format!("'{}' must be letters, digits, '_' or '-'", s.name),
@@ -406,12 +409,7 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
         let mut envs = Vec::new();
         for (j, e) in s.environments.into_iter().enumerate() {
             let at = |f: &str| format!("services[{i}].environments[{j}].{f}");
-            if e.name.is_empty()
-                || !e
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            if !valid_name(&e.name) {
                 return Err(err(
                     &at("name"),
                     format!("'{}' must be letters, digits, '_' or '-'", e.name),

@@ -133,7 +133,7 @@ pub fn parse_document(doc: &PolicyDocument) -> Result<Value, PolicyError> {
     let raw: RawDoc = serde_path_to_error::deserialize(&value)
         .map_err(|e| err(&path_of(&e), e.inner().to_string()))?;
     for (env, raw_env) in &raw.environments {
-        build_env(raw_env, &TagRule::default())
+        build_env(raw_env)
             .map_err(|(field, msg)| err(&format!("environments.{env}.{field}"), msg))?;
     }
     Ok(value)
@@ -144,7 +144,7 @@ fn path_of(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     if p == "." { "(document)".into() } else { p }
 }
 
-fn build_env(raw: &RawEnv, _base: &TagRule) -> Result<EnvPolicy, (String, String)> {
+fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
     let t = raw.tag.as_ref();
     let pattern = match t.and_then(|t| t.pattern.as_deref()) {
         Some(p) => Some(Regex::new(p).map_err(|e| {
@@ -278,8 +278,8 @@ pub fn resolve(
                 ),
             ));
         };
-        let policy = build_env(raw_env, &TagRule::default())
-            .map_err(|(f, m)| err(format!("environments.{env}.{f}"), m))?;
+        let policy =
+            build_env(raw_env).map_err(|(f, m)| err(format!("environments.{env}.{f}"), m))?;
         out.insert(env.clone(), policy);
     }
     Ok(ServicePolicy {
