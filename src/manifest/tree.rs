@@ -33,6 +33,12 @@ pub fn is_alias(n: &SNode) -> bool {
     n.referenced != n.defined
 }
 
+/// Where a node is used: the byte offset of the alias for a node reached through one, else
+/// the node's own start.
+pub fn site(n: &SNode) -> Option<usize> {
+    usize::try_from(n.referenced.span().byte_offset()?).ok()
+}
+
 impl Node {
     /// The value of `key` in a mapping.
     pub fn get(&self, key: &str) -> Option<&SNode> {
@@ -121,8 +127,68 @@ impl<'de> Deserialize<'de> for Node {
     }
 }
 
+/// For a block scalar (`|` or `>`), the offset of its indicator. The parser's span of a
+/// block scalar starts at its first content character, so the header is found by looking
+/// back over blank lines to the line that ends with the indicator (and maybe a comment).
+pub fn block_indicator(src: &str, n: &SNode) -> Option<usize> {
+    let start = byte_range(n)?.start;
+    let line_start = src[..start].rfind('\n').map_or(0, |i| i + 1);
+    if !src[line_start..start].bytes().all(|b| b == b' ') {
+        return None;
+    }
+    let mut end = line_start.checked_sub(1)?;
+    loop {
+        let prev_start = src[..end].rfind('\n').map_or(0, |i| i + 1);
+        let line = src[prev_start..end].trim_end_matches('\r');
+        let code = line.split(" #").next().unwrap_or(line).trim_end();
+        if code.trim().is_empty() && !line.trim_start().starts_with('#') {
+            end = prev_start.checked_sub(1)?;
+            continue;
+        }
+        let token_start = code.rfind(' ').map_or(0, |i| i + 1);
+        let token = &code[token_start..];
+        let is_header = token.starts_with(['|', '>'])
+            && token[1..]
+                .bytes()
+                .all(|b| b == b'-' || b == b'+' || b.is_ascii_digit());
+        return is_header.then_some(prev_start + token_start);
+    }
+}
+
+/// A parse error with its 1-based line and column, when the parser knew them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
 /// Every document of a (possibly multi-document) YAML source.
-pub fn parse_documents(src: &str) -> Result<Vec<SNode>, serde_saphyr::Error> {
+pub fn parse_documents(src: &str) -> Result<Vec<SNode>, ParseError> {
+    parse_raw(src).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| {
+            (
+                usize::try_from(l.line()).unwrap_or(0),
+                usize::try_from(l.column()).unwrap_or(0),
+            )
+        });
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or(&text);
+        // The parser's text repeats the position ("error: line 1 column 4: …"); keep the rest.
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        let message = match message.split_once(": ") {
+            Some((pos, rest)) if pos.starts_with("line ") && pos.contains(" column ") => rest,
+            _ => message,
+        };
+        ParseError {
+            line,
+            column,
+            message: message.to_owned(),
+        }
+    })
+}
+
+fn parse_raw(src: &str) -> Result<Vec<SNode>, serde_saphyr::Error> {
     let opts = serde_saphyr::options! {
         // Manifests are small; keep the parser's own limits but never invent values.
         strict_booleans: true,
@@ -180,6 +246,32 @@ mod tests {
                 "g=[g]",
                 "h=[\"h\"]"
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+
+    fn indicators(src: &str) -> Vec<Option<String>> {
+        let mut out = vec![];
+        for d in parse_documents(src).unwrap() {
+            if let Node::Map(es) = &d.value {
+                for (_, v) in es {
+                    out.push(block_indicator(src, v).map(|i| src[i..i + 2].to_owned()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn block_scalars_are_told_from_plain_scalars_on_their_own_line() {
+        let src = "a: |-\n  x\nb:\n  plain\nc: >+ # note\n\n  folded\nd: \"q\"\n";
+        assert_eq!(
+            indicators(src),
+            [Some("|-".into()), None, Some(">+".into()), None]
         );
     }
 }

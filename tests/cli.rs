@@ -1,0 +1,109 @@
+//! The `tugboat` binary's offline commands, run as a user would run them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tugboat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tugboat"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn write(dir: &Path, name: &str, body: &str, mode: u32) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn set_image_edits_in_place_keeps_permissions_and_reports_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "spec:\r\n  initContainers:\r\n  - image: r.io/app:1.0 # same\r\n  containers:\r\n  - image: 'r.io/app:1.0'\r\n";
+    let f = write(dir.path(), "deploy.yaml", body, 0o640);
+    let out = tugboat(&["set-image", &f, "r.io/app", "1.10"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{f}:3: r.io/app:1.0 -> r.io/app:1.10\n{f}:5: r.io/app:1.0 -> r.io/app:1.10\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        body.replace(":1.0", ":1.10")
+    );
+    let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+
+    let again = tugboat(&["set-image", &f, "r.io/app", "1.10"]);
+    assert!(again.status.success());
+    assert!(text(&again.stdout).contains("nothing changed"));
+}
+
+#[test]
+fn set_image_diff_prints_a_unified_diff_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "v.yaml",
+        "image:\n  repository: r.io/a\n  tag: v1\n",
+        0o644,
+    );
+    let out = tugboat(&["set-image", &f, "r.io/a", "v2", "--diff"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("-  tag: v1\n+  tag: v2\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(std::fs::read_to_string(&f).unwrap().contains("tag: v1"));
+}
+
+#[test]
+fn set_image_fails_clearly_and_leaves_the_file_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "a: [1,\nimage: r.io/a:1\n";
+    let bad = write(dir.path(), "bad.yaml", body, 0o644);
+    let good = write(dir.path(), "good.yaml", "image: r.io/a:1\n", 0o644);
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["set-image", &bad, "r.io/a", "2"],
+            "bad.yaml: not valid YAML at line",
+        ),
+        (
+            &["set-image", &good, "r.io/b", "2"],
+            "no image reference for repository 'r.io/b'; the file references: r.io/a",
+        ),
+        (
+            &["set-image", &good, "r.io/a", "two words"],
+            "tag 'two words' is invalid",
+        ),
+        (
+            &["set-image", &good, "r.io/a", "2", "--digest", "sha256:abc"],
+            "digest 'sha256:abc' is invalid",
+        ),
+        (
+            &["set-image", &good, "r.io/a", &"x".repeat(129)],
+            "is invalid",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = tugboat(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&bad).unwrap(), body);
+    assert_eq!(std::fs::read_to_string(&good).unwrap(), "image: r.io/a:1\n");
+}
