@@ -68,18 +68,30 @@ fn generate_tree(root: &Path, files: usize) {
         std::fs::create_dir_all(&dir).unwrap();
         let registry = "123456789012.dkr.ecr.eu-north-1.amazonaws.com";
         let (name, body) = match i % 4 {
-            0 => ("kustomization.yaml".to_owned(), format!(
-                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base\n  - configmap.yaml\nimages:\n  - name: svc-{svc}\n    newName: {registry}/svc-{svc} # {{\"$imagepolicy\": \"flux:svc-{svc}:name\"}}\n    newTag: \"1.{i}.0\"\n  - name: sidecar\n    newName: {registry}/sidecar\n    newTag: v2.3.{i}\n"
-            )),
-            1 => ("values.yaml".to_owned(), format!(
-                "replicaCount: 2\nimage:\n  repository: {registry}/svc-{svc}\n  tag: 1.{i}.0\n  pullPolicy: IfNotPresent\nresources:\n  limits:\n    cpu: 500m\n    memory: 256Mi\nworker:\n  image:\n    registry: {registry}\n    repository: worker-{svc}\n    tag: \"2.{i}\"\nenv:\n  - name: LOG_LEVEL\n    value: info\n"
-            )),
-            2 => ("deployment.yaml".to_owned(), format!(
-                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: svc-{svc}\n  labels:\n    app: svc-{svc}\nspec:\n  replicas: 3\n  selector:\n    matchLabels:\n      app: svc-{svc}\n  template:\n    metadata:\n      labels:\n        app: svc-{svc}\n    spec:\n      initContainers:\n        - name: migrate\n          image: {registry}/svc-{svc}:1.{i}.0\n      containers:\n        - name: app\n          image: {registry}/svc-{svc}:1.{i}.0\n          ports:\n            - containerPort: 8080\n          readinessProbe:\n            httpGet: {{path: /healthz, port: 8080}}\n        - name: proxy\n          image: envoyproxy/envoy:v1.31.{i}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{svc}\nspec:\n  ports:\n    - port: 80\n      targetPort: 8080\n"
-            )),
-            _ => ("configmap.yaml".to_owned(), format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: svc-{svc}-config\ndata:\n  script.sh: |\n    #!/bin/sh\n    echo image: not/a-reference:{i}\n  settings: \"a=1,b=2\"\n"
-            )),
+            0 => (
+                "kustomization.yaml".to_owned(),
+                format!(
+                    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base\n  - configmap.yaml\nimages:\n  - name: svc-{svc}\n    newName: {registry}/svc-{svc} # {{\"$imagepolicy\": \"flux:svc-{svc}:name\"}}\n    newTag: \"1.{i}.0\"\n  - name: sidecar\n    newName: {registry}/sidecar\n    newTag: v2.3.{i}\n"
+                ),
+            ),
+            1 => (
+                "values.yaml".to_owned(),
+                format!(
+                    "replicaCount: 2\nimage:\n  repository: {registry}/svc-{svc}\n  tag: 1.{i}.0\n  pullPolicy: IfNotPresent\nresources:\n  limits:\n    cpu: 500m\n    memory: 256Mi\nworker:\n  image:\n    registry: {registry}\n    repository: worker-{svc}\n    tag: \"2.{i}\"\nenv:\n  - name: LOG_LEVEL\n    value: info\n"
+                ),
+            ),
+            2 => (
+                "deployment.yaml".to_owned(),
+                format!(
+                    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: svc-{svc}\n  labels:\n    app: svc-{svc}\nspec:\n  replicas: 3\n  selector:\n    matchLabels:\n      app: svc-{svc}\n  template:\n    metadata:\n      labels:\n        app: svc-{svc}\n    spec:\n      initContainers:\n        - name: migrate\n          image: {registry}/svc-{svc}:1.{i}.0\n      containers:\n        - name: app\n          image: {registry}/svc-{svc}:1.{i}.0\n          ports:\n            - containerPort: 8080\n          readinessProbe:\n            httpGet: {{path: /healthz, port: 8080}}\n        - name: proxy\n          image: envoyproxy/envoy:v1.31.{i}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{svc}\nspec:\n  ports:\n    - port: 80\n      targetPort: 8080\n"
+                ),
+            ),
+            _ => (
+                "configmap.yaml".to_owned(),
+                format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: svc-{svc}-config\ndata:\n  script.sh: |\n    #!/bin/sh\n    echo image: not/a-reference:{i}\n  settings: \"a=1,b=2\"\n"
+                ),
+            ),
         };
         std::fs::write(dir.join(name), body).unwrap();
     }

@@ -199,6 +199,8 @@ pub struct AppStatus {
     pub health: String,
     pub health_message: Option<String>,
     pub reconciled_at: Option<DateTime<Utc>>,
+    /// When the current revision was deployed (the newest `status.history` entry).
+    pub deployed_at: Option<DateTime<Utc>>,
     pub images: Vec<String>,
 }
 

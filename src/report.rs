@@ -11,6 +11,13 @@ fn action_text(a: &Action) -> String {
         Action::Updated { number, .. } => format!("updated PR #{number}"),
         Action::AwaitingApproval { number, .. } => format!("PR #{number} awaits approval"),
         Action::WaitingForChecks { number, .. } => format!("PR #{number} waits for checks"),
+        Action::WaitingForWindow { number, opens, .. } => match opens {
+            Some(t) => format!(
+                "PR #{number} waits for the promotion window ({})",
+                t.format("%a %Y-%m-%d %H:%M UTC")
+            ),
+            None => format!("PR #{number} waits for a promotion window"),
+        },
         Action::Merged {
             number,
             verification,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tugboat::config::Config;
+use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Engine, Mode, Verification};
 use tugboat::sandbox::{self, Options, Sandbox, SeedFinding};
 
@@ -342,4 +343,55 @@ async fn the_sandbox_control_surface_adds_collaborators_and_comments_as_people()
         pr.comments
             .contains(&("alice".to_owned(), "/approve".to_owned()))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_its_window_a_promotion_waits_with_its_pr_open_and_names_the_next_opening() {
+    let (sb, engine, _w) = setup().await;
+    // A one-hour window every day, starting two hours from now: closed now.
+    let start = chrono::Utc::now() + chrono::Duration::hours(2);
+    let end = start + chrono::Duration::hours(1);
+    sb.aws.put_parameter(
+        "/salon/promotion/services/user_service",
+        &format!(
+            "environments:\n  dev:\n    windows:\n    - days: [MON-SUN]\n      hours: '{}-{}'\n",
+            start.format("%H:%M"),
+            end.format("%H:%M")
+        ),
+        "String",
+    );
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::WaitingForWindow { opens, .. } = &row(&reports, "user_service", "dev").action
+    else {
+        panic!("{:?}", row(&reports, "user_service", "dev").action)
+    };
+    let opens = opens.expect("the next opening");
+    assert!(
+        (opens - start).num_seconds().abs() < 60,
+        "{opens} vs {start}"
+    );
+    assert_eq!(sb.github.pulls().len(), 1, "the PR is open for review");
+    assert!(sb.github.pulls()[0].merged_at.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_environment_waits_out_its_soak_after_the_previous_one_is_healthy() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.put_parameter(
+        "/salon/promotion/services/user_service",
+        "environments:\n  prod:\n    auto_merge: true\n    soak: 1h\n",
+        "String",
+    );
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let prod = row(&reports, "user_service", "prod");
+    let Decision::Waiting { candidate, reason } = &prod.decision else {
+        panic!("{:?}", prod.decision)
+    };
+    assert_eq!(candidate.as_ref().map(|c| c.tag.as_str()), Some("1.1.0"));
+    assert!(reason.starts_with("soaking in dev until "), "{reason}");
+    assert!(reason.ends_with("left)"), "{reason}");
+    assert_eq!(prod.action, Action::None);
 }

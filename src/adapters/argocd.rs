@@ -28,6 +28,14 @@ struct StatusWire {
     health: HealthWire,
     reconciled_at: Option<DateTime<Utc>>,
     summary: SummaryWire,
+    history: Vec<HistoryWire>,
+}
+
+/// `v1alpha1RevisionHistory`: Argo CD appends one entry per sync.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct HistoryWire {
+    deployed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -122,6 +130,7 @@ impl Deployer for ArgoCd {
             health: s.health.status.unwrap_or_else(|| "Unknown".into()),
             health_message: s.health.message,
             reconciled_at: s.reconciled_at,
+            deployed_at: s.history.last().and_then(|h| h.deployed_at),
             images: s.summary.images,
         })
     }

@@ -111,8 +111,12 @@ pub struct ScanPolicy {
     /// Most findings allowed per severity; a severity not listed is unlimited.
     pub thresholds: BTreeMap<Severity, u32>,
     pub ignore: Vec<Ignore>,
-    /// Let images without a completed scan through (default: no).
+    /// Let images with no scan (none, eligibility expired, findings unavailable) through.
     pub allow_unscanned: bool,
+    /// Let images whose scan `FAILED` through.
+    pub allow_failed: bool,
+    /// Let images the scanner does not support (`UNSUPPORTED_IMAGE`) through.
+    pub allow_unsupported: bool,
 }
 
 impl Default for ScanPolicy {
@@ -121,6 +125,8 @@ impl Default for ScanPolicy {
             thresholds: BTreeMap::from([(Severity::Critical, 0), (Severity::High, 0)]),
             ignore: Vec::new(),
             allow_unscanned: false,
+            allow_failed: false,
+            allow_unsupported: false,
         }
     }
 }
@@ -153,17 +159,19 @@ impl GateDecision {
 
 /// Decide whether a scanned image may be promoted on `today`.
 pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateDecision {
-    let unscanned = |why: String| {
-        if policy.allow_unscanned {
+    let unscanned = |why: String, allowed: bool, field: &str| {
+        if allowed {
             GateDecision::Pass {
                 counts: BTreeMap::new(),
                 ignored: Vec::new(),
-                note: Some(format!("{why}; allowed by policy allow_unscanned")),
+                note: Some(format!("{why}; allowed by policy {field}")),
             }
         } else {
             GateDecision::Block {
                 counts: BTreeMap::new(),
-                reasons: vec![format!("{why}; policy does not allow unscanned images")],
+                reasons: vec![format!(
+                    "{why}; the policy does not allow it ({field}: false)"
+                )],
             }
         }
     };
@@ -171,19 +179,41 @@ pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateD
         ScanStatus::Complete => {}
         ScanStatus::Pending | ScanStatus::InProgress => {
             return if policy.allow_unscanned {
-                unscanned("scan not finished".into())
+                unscanned("scan not finished".into(), true, "allow_unscanned")
             } else {
                 GateDecision::Wait {
                     reason: "waiting for scan to complete".into(),
                 }
             };
         }
-        ScanStatus::Failed(m) => return unscanned(format!("scan failed: {m}")),
-        ScanStatus::UnsupportedImage(m) => {
-            return unscanned(format!("image not supported by the scanner: {m}"));
+        ScanStatus::Failed(m) => {
+            return unscanned(
+                format!("scan failed: {m}"),
+                policy.allow_failed,
+                "allow_failed",
+            );
         }
-        ScanStatus::NotFound => return unscanned("image has no scan".into()),
-        ScanStatus::Other(s) => return unscanned(format!("scan status {s}")),
+        ScanStatus::UnsupportedImage(m) => {
+            return unscanned(
+                format!("image not supported by the scanner: {m}"),
+                policy.allow_unsupported,
+                "allow_unsupported",
+            );
+        }
+        ScanStatus::NotFound => {
+            return unscanned(
+                "image has no scan".into(),
+                policy.allow_unscanned,
+                "allow_unscanned",
+            );
+        }
+        ScanStatus::Other(s) => {
+            return unscanned(
+                format!("scan status {s}"),
+                policy.allow_unscanned,
+                "allow_unscanned",
+            );
+        }
     }
 
     let active_ignores: Vec<&Ignore> = policy

@@ -8,3 +8,4 @@ pub mod image;
 pub mod plan;
 pub mod policy;
 pub mod select;
+pub mod window;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 use super::gate::GateDecision;
 use super::image::ImageRef;
 use super::select::{Candidate, TagRule};
@@ -113,6 +115,39 @@ fn short_tag(r: &str) -> &str {
     last.split_once(':').map_or(last, |(_, t)| t)
 }
 
+/// Whether a candidate has run long enough in the previous environment (`prev`), measured
+/// from when Argo CD deployed it there. Unknown deployment time with a soak set: wait (fail
+/// closed), saying why.
+pub fn soaked(
+    soak: std::time::Duration,
+    deployed_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    prev: &str,
+) -> Result<(), String> {
+    if soak.is_zero() {
+        return Ok(());
+    }
+    let Some(since) = deployed_at else {
+        return Err(format!(
+            "soak of {} in {prev} cannot be measured: Argo CD reports no deployment time",
+            humantime::format_duration(soak)
+        ));
+    };
+    let soak = chrono::Duration::from_std(soak).unwrap_or(chrono::Duration::MAX);
+    let ready = since
+        .checked_add_signed(soak)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if now >= ready {
+        return Ok(());
+    }
+    let left = (ready - now).to_std().unwrap_or_default();
+    Err(format!(
+        "soaking in {prev} until {} ({} left)",
+        ready.format("%Y-%m-%d %H:%M UTC"),
+        humantime::format_duration(std::time::Duration::from_secs(left.as_secs()))
+    ))
+}
+
 /// Decide for a candidate that is ahead of what is deployed, given its gate result.
 pub fn decide(deployed: Option<&ImageRef>, candidate: Candidate, gate: &GateDecision) -> Decision {
     match gate {
@@ -134,6 +169,35 @@ pub fn decide(deployed: Option<&ImageRef>, candidate: Candidate, gate: &GateDeci
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_soak_waits_until_its_time_and_fails_closed_without_a_deployment_time() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let hour = std::time::Duration::from_secs(3600);
+        let since = Some(at("2026-11-23T10:00:00Z"));
+        assert_eq!(
+            soaked(hour, since, at("2026-11-23T11:00:00Z"), "dev"),
+            Ok(())
+        );
+        assert_eq!(
+            soaked(hour, since, at("2026-11-23T10:20:00Z"), "dev"),
+            Err("soaking in dev until 2026-11-23 11:00 UTC (40m left)".into())
+        );
+        assert!(
+            soaked(hour, None, at("2026-11-23T10:20:00Z"), "dev")
+                .unwrap_err()
+                .contains("cannot be measured")
+        );
+        assert_eq!(
+            soaked(
+                std::time::Duration::ZERO,
+                None,
+                at("2026-11-23T10:20:00Z"),
+                "dev"
+            ),
+            Ok(())
+        );
+    }
     use crate::domain::image::{Digest, Tag};
     use chrono::{TimeZone, Utc};
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::gate::{Ignore, ScanPolicy, Severity};
 use super::select::{DEFAULT_EXCLUDED_TAGS, TagOrdering, TagRule};
+use super::window::{self, Window};
 
 /// One stored policy document with the version its store gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +46,30 @@ pub struct EnvPolicy {
     pub approvers: Vec<String>,
     pub health_timeout: Duration,
     pub pin_digest: bool,
+    /// How long the previous environment must have run the image Healthy first.
+    pub soak: Duration,
+    /// When a promotion may merge (empty: any time).
+    pub windows: Vec<Window>,
+    pub rollback: RollbackMode,
+    /// The Argo CD application, when it differs from the configured one.
+    pub application: Option<String>,
+    /// Ask Argo CD to sync the merge revision (for applications without automated sync).
+    pub sync: bool,
 }
+
+/// What happens when a promotion does not become Healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackMode {
+    /// Open, merge and verify a revert, and mark the digest bad.
+    Auto,
+    /// Report, and offer `/rollback` on the PR.
+    #[default]
+    Manual,
+}
+
+/// The schema version this build reads (`version:` in a document; optional).
+pub const SCHEMA_VERSION: u64 = 1;
 
 /// The merged policy of one service, with the documents it came from.
 #[derive(Debug, Clone)]
@@ -70,6 +94,8 @@ impl fmt::Display for PolicySource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDoc {
+    #[allow(dead_code)] // checked on the JSON value, before deserializing
+    version: Option<u64>,
     #[serde(default)]
     environments: BTreeMap<String, RawEnv>,
 }
@@ -84,6 +110,19 @@ struct RawEnv {
     approvers: Option<Vec<String>>,
     health_timeout: Option<String>,
     pin_digest: Option<bool>,
+    soak: Option<String>,
+    windows: Option<Vec<RawWindow>>,
+    rollback: Option<RollbackMode>,
+    application: Option<String>,
+    sync: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    days: Vec<String>,
+    hours: String,
+    time_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -101,6 +140,8 @@ struct RawScan {
     thresholds: Option<BTreeMap<Severity, u32>>,
     ignore: Option<Vec<Ignore>>,
     allow_unscanned: Option<bool>,
+    allow_failed: Option<bool>,
+    allow_unsupported: Option<bool>,
 }
 
 /// Standard SSM parameters hold at most 4 KB.
@@ -130,8 +171,20 @@ pub fn parse_document(doc: &PolicyDocument) -> Result<Value, PolicyError> {
     } else {
         value
     };
-    let raw: RawDoc = serde_path_to_error::deserialize(&value)
-        .map_err(|e| err(&path_of(&e), e.inner().to_string()))?;
+    match value.get("version") {
+        None => {}
+        Some(v) if v.as_u64() == Some(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(err(
+                "version",
+                format!(
+                    "schema version {v} is not one this tugboat reads; use version: {SCHEMA_VERSION} (see policies/schema.json)"
+                ),
+            ));
+        }
+    }
+    let raw: RawDoc =
+        serde_path_to_error::deserialize(&value).map_err(|e| err(&path_of(&e), explain(&e)))?;
     for (env, raw_env) in &raw.environments {
         build_env(raw_env)
             .map_err(|(field, msg)| err(&format!("environments.{env}.{field}"), msg))?;
@@ -141,7 +194,38 @@ pub fn parse_document(doc: &PolicyDocument) -> Result<Value, PolicyError> {
 
 fn path_of(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let p = e.path().to_string();
-    if p == "." { "(document)".into() } else { p }
+    // A bad map key shows as `.?`: the map itself is the place to name.
+    let p = p.strip_suffix(".?").unwrap_or(&p);
+    if p == "." || p.is_empty() {
+        "(document)".into()
+    } else {
+        p.to_owned()
+    }
+}
+
+/// serde's message, with the nearest known field suggested for an unknown one and the
+/// expected format named for dates.
+fn explain(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let msg = e.inner().to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        if let Some(best) = known
+            .iter()
+            .map(|k| (strsim::damerau_levenshtein(field, k), *k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+            .min()
+        {
+            return format!("{msg}; did you mean `{}`?", best.1);
+        }
+        return msg;
+    }
+    if path_of(e).ends_with(".expires") {
+        return format!("{msg}; write the expiry as a date, YYYY-MM-DD (e.g. 2026-12-31)");
+    }
+    msg
 }
 
 fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
@@ -164,15 +248,43 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         })?),
         None => None,
     };
-    let health_timeout = match raw.health_timeout.as_deref() {
+    let duration = |field: &str, v: Option<&str>, default: Duration| match v {
         Some(s) => humantime::parse_duration(s).map_err(|e| {
             (
-                "health_timeout".to_owned(),
-                format!("duration '{s}' is invalid ({e}); use e.g. '10m' or '90s'"),
+                field.to_owned(),
+                format!("duration '{s}' is invalid ({e}); use e.g. '10m', '90s' or '2h'"),
             )
-        })?,
-        None => Duration::from_secs(600),
+        }),
+        None => Ok(default),
     };
+    let health_timeout = duration(
+        "health_timeout",
+        raw.health_timeout.as_deref(),
+        Duration::from_secs(600),
+    )?;
+    let soak = duration("soak", raw.soak.as_deref(), Duration::ZERO)?;
+    let mut windows = Vec::new();
+    for (i, w) in raw.windows.iter().flatten().enumerate() {
+        let at = |f: &str| format!("windows[{i}].{f}");
+        let days = window::parse_days(&w.days).map_err(|m| (at("days"), m))?;
+        let (start, end) = window::parse_hours(&w.hours).map_err(|m| (at("hours"), m))?;
+        let zone = window::parse_zone(w.time_zone.as_deref().unwrap_or("UTC"))
+            .map_err(|m| (at("time_zone"), m))?;
+        windows.push(Window {
+            days,
+            start,
+            end,
+            zone,
+        });
+    }
+    if let Some(a) = raw.application.as_deref()
+        && (a.is_empty() || a.len() > 253 || a.contains(char::is_whitespace))
+    {
+        return Err((
+            "application".to_owned(),
+            format!("'{a}' is not an Argo CD application name"),
+        ));
+    }
     let scan_default = ScanPolicy::default();
     let s = raw.scan.as_ref();
     Ok(EnvPolicy {
@@ -193,12 +305,19 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
                 .unwrap_or(scan_default.thresholds),
             ignore: s.and_then(|s| s.ignore.clone()).unwrap_or_default(),
             allow_unscanned: s.and_then(|s| s.allow_unscanned).unwrap_or(false),
+            allow_failed: s.and_then(|s| s.allow_failed).unwrap_or(false),
+            allow_unsupported: s.and_then(|s| s.allow_unsupported).unwrap_or(false),
         },
         auto_merge: raw.auto_merge.unwrap_or(false),
         approvals: raw.approvals.unwrap_or(1),
         approvers: raw.approvers.clone().unwrap_or_default(),
         health_timeout,
         pin_digest: raw.pin_digest.unwrap_or(false),
+        soak,
+        windows,
+        rollback: raw.rollback.unwrap_or_default(),
+        application: raw.application.clone(),
+        sync: raw.sync.unwrap_or(false),
     })
 }
 
@@ -266,8 +385,8 @@ pub fn resolve(
         path,
         message,
     };
-    let raw: RawDoc = serde_path_to_error::deserialize(&merged)
-        .map_err(|e| err(path_of(&e), e.inner().to_string()))?;
+    let raw: RawDoc =
+        serde_path_to_error::deserialize(&merged).map_err(|e| err(path_of(&e), explain(&e)))?;
     let mut out = BTreeMap::new();
     for env in environments {
         let Some(raw_env) = raw.environments.get(env) else {
@@ -339,9 +458,102 @@ mod tests {
         assert_eq!(e.parameter, "/p/defaults");
         assert_eq!(e.path, "environments.dev.auto_merg");
         assert!(
-            e.message.contains("unknown field `auto_merg`"),
+            e.message
+                .starts_with("unknown field `auto_merg`, expected one of `tag`, `scan`"),
             "{}",
             e.message
+        );
+        assert!(
+            e.message.ends_with("; did you mean `auto_merge`?"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// One document per validation error kind, with the exact path and message.
+    #[test]
+    fn each_kind_of_bad_document_gets_its_own_precise_error() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("environments: [", "(document)", "not valid YAML or JSON"),
+            (
+                "environments: 3",
+                "environments",
+                "invalid type: integer `3`, expected a map",
+            ),
+            (
+                "environments: {dev: {scan: {thresholdz: {}}}}",
+                "environments.dev.scan.thresholdz",
+                "did you mean `thresholds`?",
+            ),
+            (
+                "environments: {dev: {scan: {thresholds: {SEVERE: 0}}}}",
+                "environments.dev.scan.thresholds",
+                "unknown variant `SEVERE`",
+            ),
+            (
+                "environments: {dev: {scan: {ignore: [{id: CVE-1, reason: r, expires: 31/12/2026}]}}}",
+                "environments.dev.scan.ignore[0].expires",
+                "write the expiry as a date, YYYY-MM-DD",
+            ),
+            (
+                "environments: {dev: {tag: {semver: '>=banana'}}}",
+                "environments.dev.tag.semver",
+                "constraint '>=banana' is invalid",
+            ),
+            (
+                "environments: {dev: {soak: forever}}",
+                "environments.dev.soak",
+                "duration 'forever' is invalid",
+            ),
+            (
+                "environments: {dev: {windows: [{days: [MOON], hours: '09:00-17:00'}]}}",
+                "environments.dev.windows[0].days",
+                "'MOON' is not a day",
+            ),
+            (
+                "environments: {dev: {windows: [{days: [MON], hours: '9-5'}]}}",
+                "environments.dev.windows[0].hours",
+                "use HH:MM-HH:MM",
+            ),
+            (
+                "environments: {dev: {windows: [{days: [MON], hours: '09:00-17:00', time_zone: Mars/Base}]}}",
+                "environments.dev.windows[0].time_zone",
+                "not an IANA time zone",
+            ),
+            (
+                "environments: {dev: {rollback: sometimes}}",
+                "environments.dev.rollback",
+                "unknown variant `sometimes`, expected `auto` or `manual`",
+            ),
+            (
+                "version: 2",
+                "version",
+                "schema version 2 is not one this tugboat reads",
+            ),
+        ];
+        for (body, path, message) in cases {
+            let e = parse_document(&doc("/p/defaults", body)).unwrap_err();
+            assert_eq!(e.parameter, "/p/defaults");
+            assert_eq!(&e.path, path, "{body}: {e}");
+            assert!(e.message.contains(message), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn windows_soak_rollback_and_sync_are_read() {
+        let docs = [doc(
+            "/p/defaults",
+            "version: 1\nenvironments:\n  prod:\n    soak: 2h\n    rollback: auto\n    sync: true\n    application: salon-prod-api\n    windows:\n    - days: [MON-THU]\n      hours: '09:00-16:00'\n      time_zone: Europe/Stockholm\n    scan: {allow_failed: true}\n",
+        )];
+        let p = resolve(&docs, "/p/", "api", &["prod".into()]).unwrap();
+        let prod = &p.environments["prod"];
+        assert_eq!(prod.soak, Duration::from_secs(7200));
+        assert_eq!(prod.rollback, RollbackMode::Auto);
+        assert!(prod.sync && prod.scan.allow_failed && !prod.scan.allow_unsupported);
+        assert_eq!(prod.application.as_deref(), Some("salon-prod-api"));
+        assert_eq!(
+            prod.windows[0].to_string(),
+            "Mon,Tue,Wed,Thu 09:00-16:00 Europe/Stockholm"
         );
     }
 

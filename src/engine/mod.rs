@@ -19,6 +19,7 @@ use crate::domain::image::{Digest, ImageRef};
 use crate::domain::plan::{self, Decision, Position};
 use crate::domain::policy::{self, EnvPolicy, PolicyDocument, PolicySource, ServicePolicy};
 use crate::domain::select::{self, Candidate, ImageRecord};
+use crate::domain::window;
 use crate::manifest;
 use crate::ports::{
     ChecksState, Deployer, Forge, GitOpsRepo, NewPullRequest, ParameterStore, PortError, Registry,
@@ -62,6 +63,12 @@ pub enum Action {
     WaitingForChecks {
         number: u64,
         url: String,
+    },
+    /// Ready to merge, but outside the environment's promotion windows.
+    WaitingForWindow {
+        number: u64,
+        url: String,
+        opens: Option<DateTime<Utc>>,
     },
     Merged {
         number: u64,
@@ -261,10 +268,22 @@ impl Engine {
         let candidate = match upstream {
             None => select::eligible(images, &env_policy.tag).into_iter().next(),
             Some((prev, prev_deployed)) => match self
-                .upstream_candidate(prev, prev_deployed.as_ref(), images)
+                .upstream_candidate(prev, app_name(prev, policy), prev_deployed.as_ref(), images)
                 .await
             {
-                Ok(c) => c,
+                Ok(None) => None,
+                Ok(Some((c, deployed_at))) => {
+                    if let Err(reason) =
+                        plan::soaked(env_policy.soak, deployed_at, Utc::now(), &prev.name)
+                    {
+                        report.decision = Decision::Waiting {
+                            candidate: Some(c),
+                            reason,
+                        };
+                        return report;
+                    }
+                    Some(c)
+                }
                 Err(reason) => {
                     report.decision = Decision::Waiting {
                         candidate: None,
@@ -362,13 +381,15 @@ impl Engine {
         Ok(out)
     }
 
-    /// The previous environment's deployed image, once Argo CD runs it Synced and Healthy.
+    /// The previous environment's deployed image, once Argo CD runs it Synced and Healthy,
+    /// with the time Argo CD deployed it there.
     async fn upstream_candidate(
         &self,
         prev: &EnvConfig,
+        prev_app: &str,
         deployed: Option<&ImageRef>,
         images: &[ImageRecord],
-    ) -> Result<Option<Candidate>, String> {
+    ) -> Result<Option<(Candidate, Option<DateTime<Utc>>)>, String> {
         let Some(d) = deployed else { return Ok(None) };
         let Some(tag) = &d.tag else { return Ok(None) };
         let Some(record) = select::find_tag(images, tag) else {
@@ -380,7 +401,7 @@ impl Engine {
         let app = self
             .ports
             .deployer
-            .app(&prev.argocd_application, false)
+            .app(prev_app, false)
             .await
             .map_err(|e| format!("cannot read {}'s health: {e}", prev.name))?;
         let runs = app
@@ -388,7 +409,7 @@ impl Engine {
             .iter()
             .any(|i| i.ends_with(&format!(":{tag}")) || i.contains(record.digest.as_str()));
         if app.sync_status == "Synced" && app.health == "Healthy" && runs {
-            Ok(Some(record))
+            Ok(Some((record, app.deployed_at)))
         } else if app.sync_status == "Synced" && app.health == "Healthy" {
             Err(format!(
                 "{}'s application does not run {tag} yet (it runs {})",
@@ -554,6 +575,13 @@ impl Engine {
                 url: pr.url,
             });
         }
+        if let Err(opens) = window::open_at(&env_policy.windows, Utc::now()) {
+            return Ok(Action::WaitingForWindow {
+                number: pr.number,
+                url: pr.url,
+                opens,
+            });
+        }
         match forge.checks(&p.head).await.map_err(|e| e.to_string())? {
             ChecksState::Success | ChecksState::None => {}
             ChecksState::Pending => {
@@ -573,31 +601,22 @@ impl Engine {
             .map_err(|e| e.to_string())?;
         tracing::info!(service = %svc.name, environment = %env.name, pr = pr.number, merge = %sha, "merged promotion");
         let image = format!("{}:{}", svc.image, to.tag);
+        let app = app_name(env, policy);
         let verification = self
-            .verify(
-                &env.argocd_application,
-                &sha,
-                &image,
-                merged_at,
-                env_policy.health_timeout,
-            )
+            .verify(app, &sha, &image, merged_at, env_policy.health_timeout)
             .await;
         let (state, text) = match &verification {
             Verification::Healthy { after } => (
                 StatusState::Success,
                 format!(
-                    "Argo CD reports `{}` Synced and Healthy at {} with `{image}`, {:.1}s after the merge.",
-                    env.argocd_application,
+                    "Argo CD reports `{app}` Synced and Healthy at {} with `{image}`, {:.1}s after the merge.",
                     &sha[..12.min(sha.len())],
                     after.as_secs_f64()
                 ),
             ),
             Verification::Failed { reason } => (
                 StatusState::Failure,
-                format!(
-                    "Argo CD did not report `{}` Healthy with `{image}`: {reason}",
-                    env.argocd_application
-                ),
+                format!("Argo CD did not report `{app}` Healthy with `{image}`: {reason}"),
             ),
         };
         let _ = forge
@@ -684,6 +703,15 @@ impl Engine {
 }
 
 /// The reference of the service's image that the environment's files deploy.
+/// The Argo CD application of an environment: the policy's, else the configured one.
+fn app_name<'a>(env: &'a EnvConfig, policy: &'a ServicePolicy) -> &'a str {
+    policy
+        .environments
+        .get(&env.name)
+        .and_then(|p| p.application.as_deref())
+        .unwrap_or(&env.argocd_application)
+}
+
 fn deployed_reference(
     files: &[(String, String)],
     svc: &ServiceConfig,

@@ -179,6 +179,9 @@ impl ArgoCd {
             status["operationState"] = json!({"phase": "Succeeded", "message": "successfully synced (all tasks run)",
                 "startedAt": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "finishedAt": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "syncResult": {"revision": app.revision}, "operation": {"sync": {"revision": app.revision}}});
+            status["history"] = json!([{"id": 1, "revision": app.revision, "deployedAt": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "deployStartedAt": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "source": {"repoURL": repo_url, "targetRevision": "main"}}]);
         }
         Some(json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
