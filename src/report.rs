@@ -35,9 +35,51 @@ fn action_text(a: &Action) -> String {
     }
 }
 
-/// A fixed-width table: service, environment, deployed, decision, action.
+/// The policy parameters of a row as `name@version`, relative to `prefix`.
+fn policy_text(r: &EnvReport, prefix: &str) -> String {
+    if r.policy.is_empty() {
+        return "-".into();
+    }
+    r.policy
+        .iter()
+        .map(|s| {
+            format!(
+                "{}@{}",
+                s.name.strip_prefix(prefix).unwrap_or(&s.name),
+                s.version
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// The longest common prefix of every policy parameter name, cut after a `/`.
+fn common_prefix(reports: &[EnvReport]) -> String {
+    let mut names = reports
+        .iter()
+        .flat_map(|r| r.policy.iter().map(|s| s.name.as_str()));
+    let Some(first) = names.next() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for n in names {
+        len = first
+            .bytes()
+            .zip(n.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    first[..len]
+        .rfind('/')
+        .map_or(String::new(), |i| first[..=i].to_owned())
+}
+
+/// A fixed-width table: service, environment, deployed, decision, action, and the policy
+/// parameters (with versions) the decision came from.
 pub fn table(reports: &[EnvReport]) -> String {
-    let rows: Vec<[String; 5]> = reports
+    let prefix = common_prefix(reports);
+    let rows: Vec<[String; 6]> = reports
         .iter()
         .map(|r| {
             [
@@ -47,11 +89,12 @@ pub fn table(reports: &[EnvReport]) -> String {
                     d.rsplit_once('/').map_or(d, |x| x.1).to_owned()
                 }),
                 r.decision.to_string(),
+                policy_text(r, &prefix),
                 action_text(&r.action),
             ]
         })
         .collect();
-    let head = ["SERVICE", "ENV", "DEPLOYED", "DECISION", "ACTION"];
+    let head = ["SERVICE", "ENV", "DEPLOYED", "DECISION", "POLICY", "ACTION"];
     let mut widths = head.map(str::len);
     for row in &rows {
         for (w, c) in widths.iter_mut().zip(row) {

@@ -56,8 +56,14 @@ fn the_salon_example_resolves_for_all_six_services_in_dev_staging_and_prod() {
     let user = resolve(&docs, "/salon/promotion/", "user_service", &envs).unwrap();
     assert_eq!(user.environments["prod"].approvals, 2);
     assert_eq!(
-        user.sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        ["/salon/promotion/defaults", "/salon/promotion/services/user_service"]
+        user.sources
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "/salon/promotion/defaults",
+            "/salon/promotion/services/user_service"
+        ]
     );
 }
 
@@ -89,11 +95,7 @@ fn parser_fields(doc_with_bogus_field: &str) -> BTreeSet<String> {
 }
 
 fn schema_fields(s: &Value, def: &str) -> BTreeSet<String> {
-    let node = if def.is_empty() {
-        s
-    } else {
-        &s["$defs"][def]
-    };
+    let node = if def.is_empty() { s } else { &s["$defs"][def] };
     node["properties"]
         .as_object()
         .unwrap()
@@ -156,7 +158,11 @@ fn policy_check_accepts_the_examples_and_rejects_a_bad_document_with_a_suggestio
         .args(&args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.yaml");
