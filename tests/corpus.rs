@@ -268,6 +268,7 @@ struct Leaf {
     column: usize,
     old_raw: String,
     new_raw: String,
+    old_value: String,
     new_value: String,
 }
 
@@ -326,6 +327,7 @@ fn compare(
                 column: offset.1 + column,
                 old_raw: old_text[ra].to_owned(),
                 new_raw: new_text[rb].to_owned(),
+                old_value: x.clone(),
                 new_value: y.clone(),
             });
             Ok(())
