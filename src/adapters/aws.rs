@@ -9,8 +9,14 @@ use crate::ports::{ErrorKind, PortError};
 /// Load the SDK configuration: the standard credential chain (env, profile, IRSA / Pod
 /// Identity, IMDS), or fixed dummy credentials for emulators when configured so.
 pub async fn sdk_config(cfg: &AwsConfig) -> aws_config::SdkConfig {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
+    // Adaptive retries: throttling (ThrottlingException, 429) slows this client down with a
+    // client-side token bucket instead of failing; other services' calls carry on.
+    let retry = aws_config::retry::RetryConfig::adaptive()
+        .with_max_attempts(5)
+        .with_initial_backoff(std::time::Duration::from_millis(200));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(cfg.region.clone()))
+        .retry_config(retry);
     if let Some(url) = &cfg.endpoint_url {
         loader = loader.endpoint_url(url);
     }
