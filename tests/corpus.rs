@@ -463,6 +463,20 @@ fn check_bytes(old: &str, new: &str, tag: &Tag, digest: &Digest) -> Result<(), S
                 leaf.line, leaf.new_value
             ));
         }
+        // What precedes the new tag/digest (a repository, `name=repo`) is what was there.
+        let kept = leaf
+            .new_value
+            .trim_end_matches(hex)
+            .trim_end_matches("sha256:")
+            .trim_end_matches('@')
+            .trim_end_matches(tag.as_str())
+            .trim_end_matches(':');
+        if !leaf.old_value.starts_with(kept) {
+            return Err(format!(
+                "line {}: {:?} became {:?}: more than the tag changed",
+                leaf.line, leaf.old_value, leaf.new_value
+            ));
+        }
     }
     // An alias and its anchor are one scalar in the text.
     leaves.sort_by_key(|l| (l.line, l.column));
