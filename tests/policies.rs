@@ -124,26 +124,27 @@ fn the_schema_names_exactly_the_fields_the_parser_accepts_at_every_level() {
     for (def, doc) in levels {
         assert_eq!(schema_fields(&s, def), parser_fields(doc), "level '{def}'");
     }
-    let ordering: BTreeSet<String> = s["$defs"]["tag"]["properties"]["ordering"]["enum"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        ordering,
-        parser_fields("environments: {dev: {tag: {ordering: zz_bogus}}}")
-    );
-    let rollback: BTreeSet<String> = s["$defs"]["environment"]["properties"]["rollback"]["enum"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        rollback,
-        parser_fields("environments: {dev: {rollback: zz_bogus}}")
-    );
+    let enums = [
+        (
+            "tag",
+            "ordering",
+            "environments: {dev: {tag: {ordering: zz_bogus}}}",
+        ),
+        (
+            "environment",
+            "rollback",
+            "environments: {dev: {rollback: zz_bogus}}",
+        ),
+    ];
+    for (def, property, doc) in enums {
+        let listed: BTreeSet<String> = s["$defs"][def]["properties"][property]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(listed, parser_fields(doc), "{def}.{property}");
+    }
 }
 
 #[test]

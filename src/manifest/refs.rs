@@ -352,6 +352,23 @@ impl Walker<'_> {
         });
     }
 
+    /// A reference with its own tag scalar (which may read `tag@sha256:…`) and maybe a
+    /// digest key, located at the tag.
+    fn push_tagged(
+        &mut self,
+        kind: RefKind,
+        repository: Repository,
+        (scalar, value): (Scalar, String),
+        digest: Option<DigestSlot>,
+    ) {
+        let at = scalar.site;
+        let tag = TagSlot::Scalar {
+            with_digest: value.contains('@'),
+            scalar,
+        };
+        self.push(kind, at, repository, None, Slots::Keys { tag, digest });
+    }
+
     /// The tag and digest a reference holds now, read from its slots.
     fn current(&self, slots: &Slots, repository: &Repository) -> (Option<Tag>, Option<Digest>) {
         let text = |s: &Scalar| self.value_of(s.range.clone());
@@ -624,31 +641,19 @@ impl Walker<'_> {
             (*k != "image" || !has_tag(&v)).then_some((*k, v))
         })?;
         let registry = self.key_scalar(map, "registry").map(|(_, v)| v);
-        let full = match registry.as_deref() {
-            Some(r) if !r.is_empty() => format!("{}/{}", r.trim_end_matches('/'), repo),
-            _ => repo,
-        };
-        let repository = Repository::parse(&full).ok()?;
+        let repository = with_registry(registry.as_deref(), repo)?;
         let digest = DIGEST_KEYS.iter().find_map(|(k, hex_only)| {
             self.key_scalar(map, k).map(|(scalar, _)| DigestSlot {
                 scalar,
                 hex_only: *hex_only,
             })
         });
-        let at = tag_scalar.site;
         self.path.push(Seg::Key("tag".into()));
-        self.push(
+        self.push_tagged(
             RefKind::HelmValues,
-            at,
             repository,
-            None,
-            Slots::Keys {
-                tag: TagSlot::Scalar {
-                    with_digest: tag_value.contains('@'),
-                    scalar: tag_scalar,
-                },
-                digest,
-            },
+            (tag_scalar, tag_value),
+            digest,
         );
         self.path.pop();
         Some(repo_key)
@@ -685,11 +690,7 @@ impl Walker<'_> {
             let registry = find(&format!("{prefix}registry"))
                 .and_then(|(_, _, n)| self.scalar(n))
                 .map(|(_, v)| v);
-            let full = match registry.as_deref() {
-                Some(r) if !r.is_empty() => format!("{}/{}", r.trim_end_matches('/'), repo),
-                _ => repo,
-            };
-            let Ok(repository) = Repository::parse(&full) else {
+            let Some(repository) = with_registry(registry.as_deref(), repo) else {
                 continue;
             };
             let digest = find(&format!("{prefix}digest"))
@@ -700,19 +701,11 @@ impl Walker<'_> {
                 });
             self.path.push(Seg::Index(*tag_index));
             self.path.push(Seg::Key("value".into()));
-            let at = tag_scalar.site;
-            self.push(
+            self.push_tagged(
                 RefKind::HelmParameters,
-                at,
                 repository,
-                None,
-                Slots::Keys {
-                    tag: TagSlot::Scalar {
-                        with_digest: tag_value.contains('@'),
-                        scalar: tag_scalar,
-                    },
-                    digest,
-                },
+                (tag_scalar, tag_value),
+                digest,
             );
             self.path.pop();
             self.path.pop();
@@ -854,6 +847,16 @@ impl LiteralBlock {
             }
         }
     }
+}
+
+/// `registry/repository` (a trailing `/` on the registry tolerated), or the repository
+/// alone when there is no registry; `None` when that is not a valid repository.
+fn with_registry(registry: Option<&str>, repo: String) -> Option<Repository> {
+    let full = match registry {
+        Some(r) if !r.is_empty() => format!("{}/{}", r.trim_end_matches('/'), repo),
+        _ => repo,
+    };
+    Repository::parse(&full).ok()
 }
 
 fn has_tag(v: &str) -> bool {
