@@ -9,6 +9,7 @@ use crate::config::{Config, SecretRef, read_local_secret};
 use crate::engine::Ports;
 use crate::ports::ParameterStore;
 use crate::secret::Secret;
+use crate::telemetry::ApiMetrics;
 
 async fn secret(r: &SecretRef, what: &str, ssm: &Ssm) -> anyhow::Result<Secret> {
     if let SecretRef::Ssm(name) = r {
@@ -22,10 +23,10 @@ async fn secret(r: &SecretRef, what: &str, ssm: &Ssm) -> anyhow::Result<Secret> 
         .ok_or_else(|| anyhow::anyhow!("{what}: no value"))
 }
 
-/// Build the production adapters for `cfg`.
-pub async fn ports(cfg: &Config) -> anyhow::Result<Ports> {
+/// Build the production adapters for `cfg`; every request they send is counted into `api`.
+pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
     let sdk = aws::sdk_config(&cfg.aws).await;
-    let ssm = Ssm::new(&sdk);
+    let ssm = Ssm::new(&sdk, api);
     let gh_token = secret(&cfg.github.token, "github.token", &ssm).await?;
     let argo_token = secret(&cfg.argocd.token, "argocd.token", &ssm).await?;
     let git = Git::open(
@@ -33,6 +34,7 @@ pub async fn ports(cfg: &Config) -> anyhow::Result<Ports> {
         &cfg.github.clone_url,
         &cfg.github.base_branch,
         gh_token.clone(),
+        api,
     )
     .context("opening the local clone of the GitOps repository")?;
     let forge = GitHub::new(
@@ -41,10 +43,11 @@ pub async fn ports(cfg: &Config) -> anyhow::Result<Ports> {
         &cfg.github.owner,
         &cfg.github.repo,
         &cfg.github.base_branch,
+        api,
     )?;
-    let argo = ArgoCd::new(&cfg.argocd.url, argo_token)?;
+    let argo = ArgoCd::new(&cfg.argocd.url, argo_token, api)?;
     Ok(Ports {
-        registry: Arc::new(Ecr::new(&sdk)),
+        registry: Arc::new(Ecr::new(&sdk, api)),
         params: Arc::new(ssm),
         repo: Arc::new(git),
         forge: Arc::new(forge),

@@ -94,7 +94,10 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     let cfg_path = work.path().join("tugboat.toml");
     std::fs::write(&cfg_path, sb.config_toml(&sandbox::workdir_in(work.path())))?;
     let cfg = Arc::new(Config::load(&cfg_path, std::iter::empty())?);
-    let engine = Engine::new(cfg.clone(), crate::app::ports(&cfg).await?);
+    let engine = Engine::new(
+        cfg.clone(),
+        crate::app::ports(&cfg, &crate::telemetry::ApiMetrics::default()).await?,
+    );
 
     let stories = [
         "Cycle 1: dev takes each clean new tag through an auto-merged PR, verified in Argo CD",

@@ -1,5 +1,6 @@
 //! The `tugboat` command: parse the CLI, load config, set up logs, wire adapters, run.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use tugboat::config::Config;
 use tugboat::domain::image::{Digest, Repository, Tag};
 use tugboat::engine::{Action, Engine, Mode};
 use tugboat::server::{CycleLabels, Metrics, OutcomeLabels};
+use tugboat::telemetry::{ApiCount, ApiLabels, ApiMetrics};
 
 #[derive(Parser)]
 #[command(
@@ -150,9 +152,11 @@ fn load(config: &Path) -> anyhow::Result<Arc<Config>> {
 
 async fn once(config: &Path, mode: Mode) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
-    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg).await?);
+    let api = ApiMetrics::default();
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
     let reports = engine.cycle(mode).await?;
     print!("{}", tugboat::report::table(&reports));
+    log_calls(&api.snapshot());
     let failed = reports
         .iter()
         .any(|r| matches!(r.action, Action::Failed { .. }));
@@ -184,11 +188,24 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// One log line with the API calls a cycle made, e.g. `ecr DescribeImages=6 github pulls/list=4`.
+fn log_calls(calls: &BTreeMap<ApiLabels, ApiCount>) {
+    let total: u64 = calls.values().map(|c| c.calls).sum();
+    let errors: u64 = calls.values().map(|c| c.errors).sum();
+    let by_operation = calls
+        .iter()
+        .map(|(k, c)| format!("{} {}={}", k.system, k.operation, c.calls))
+        .collect::<Vec<_>>()
+        .join(" ");
+    tracing::info!(total, errors, calls = %by_operation, "API calls of the cycle");
+}
+
 async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
-    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg).await?);
+    let api = ApiMetrics::default();
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
     let max_age = i64::try_from(cfg.engine.interval.as_secs() * 3 + 600).unwrap_or(i64::MAX);
-    let metrics = Arc::new(Metrics::new(max_age));
+    let metrics = Arc::new(Metrics::new(max_age, &api));
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
@@ -208,6 +225,7 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     });
     let mut stop = stop_rx;
     loop {
+        let before = api.snapshot();
         let cycle = engine.cycle(Mode::Apply);
         let result = tokio::select! {
             r = cycle => Some(r),
@@ -251,6 +269,7 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
             }
         }
         metrics.last_cycle.store(now, Ordering::Relaxed);
+        log_calls(&api.since(&before));
         tokio::select! {
             _ = tokio::time::sleep(cfg.engine.interval) => {},
             _ = stop.changed() => break,

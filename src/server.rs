@@ -15,6 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::telemetry::ApiMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub service: String,
@@ -39,8 +41,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(max_cycle_age_secs: i64) -> Self {
+    /// The metrics, with the adapters' API counters `api` registered beside them.
+    pub fn new(max_cycle_age_secs: i64, api: &ApiMetrics) -> Self {
         let mut registry = Registry::with_prefix("tugboat");
+        api.register(&mut registry);
         let cycles = Family::<CycleLabels, Counter>::default();
         let decisions = Family::<OutcomeLabels, Counter>::default();
         let last_success = Gauge::<i64, AtomicI64>::default();

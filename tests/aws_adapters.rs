@@ -17,6 +17,7 @@ use tugboat::config::AwsConfig;
 use tugboat::domain::gate::{self, GateDecision, ScanPolicy, ScanStatus};
 use tugboat::domain::image::Digest;
 use tugboat::ports::{ParameterStore, Registry};
+use tugboat::telemetry::ApiMetrics;
 
 struct Moto(Child);
 
@@ -66,11 +67,14 @@ async fn sdk(url: &str) -> aws_config::SdkConfig {
 
 const CLEAN: &str = "clean";
 const CRITICAL: &str = "critical";
+const IN_PROGRESS: &str = "in-progress";
 
 /// What each emulator must be able to do for the shared checks.
 trait Seed {
     async fn image(&self, repo: &str, tag: &str, scan: &str) -> String;
     async fn parameter(&self, name: &str, value: &str, secure: bool);
+    /// How many DescribeImages pages of at most 1,000 the emulator sends for `images` images.
+    fn describe_images_pages(&self, images: usize) -> u64;
 }
 
 struct MotoSeed {
@@ -80,6 +84,10 @@ struct MotoSeed {
 }
 
 impl Seed for MotoSeed {
+    fn describe_images_pages(&self, _images: usize) -> u64 {
+        1 // moto 5.2.1 ignores maxResults for DescribeImages and answers in one page
+    }
+
     async fn image(&self, repo: &str, tag: &str, scan: &str) -> String {
         let _ = self
             .ecr
@@ -131,8 +139,13 @@ impl Seed for MotoSeed {
         } else {
             json!({})
         };
+        let status = if scan == IN_PROGRESS {
+            "IN_PROGRESS"
+        } else {
+            "COMPLETE"
+        };
         let result = json!({"results": [{"registryId": "123456789012", "repositoryName": repo, "imageId": {"imageDigest": digest},
-            "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
+            "imageScanStatus": {"status": status, "description": "The scan was completed successfully."},
             "imageScanFindings": {"findings": findings, "findingSeverityCounts": counts}}], "region": "eu-north-1"});
         let r = reqwest::Client::new()
             .post(format!(
@@ -168,6 +181,10 @@ impl Seed for MotoSeed {
 struct SandboxSeed(tugboat::sandbox::aws::Aws);
 
 impl Seed for SandboxSeed {
+    fn describe_images_pages(&self, images: usize) -> u64 {
+        images.div_ceil(1_000) as u64
+    }
+
     async fn image(&self, repo: &str, tag: &str, scan: &str) -> String {
         let findings = if scan == CRITICAL {
             vec![tugboat::sandbox::SeedFinding {
@@ -181,7 +198,11 @@ impl Seed for SandboxSeed {
         self.0.push(
             repo,
             tag,
-            if scan == "none" { "NONE" } else { "COMPLETE" },
+            match scan {
+                "none" => "NONE",
+                IN_PROGRESS => "IN_PROGRESS",
+                _ => "COMPLETE",
+            },
             findings,
         )
     }
@@ -195,7 +216,7 @@ impl Seed for SandboxSeed {
 /// The checks both emulators must pass through the real adapters.
 async fn shared_checks(url: &str, seed: &impl Seed) {
     let sdk = sdk(url).await;
-    let ecr = Ecr::new(&sdk);
+    let ecr = Ecr::new(&sdk, &ApiMetrics::default());
     let clean = seed.image("user_service", "1.0.0", CLEAN).await;
     let bad = seed.image("user_service", "1.1.0", CRITICAL).await;
     let unscanned = seed.image("user_service", "1.2.0", "none").await;
@@ -242,7 +263,43 @@ async fn shared_checks(url: &str, seed: &impl Seed) {
         .unwrap();
     assert_eq!(r.status, ScanStatus::NotFound);
 
-    let missing = ecr.list_images(None, "no_such_repo").await.unwrap_err();
+    // A scan still running is reported as such, not as clean or missing.
+    let running = seed.image("user_service", "1.3.0", IN_PROGRESS).await;
+    let r = ecr
+        .scan_report(None, "user_service", &Digest::parse(&running).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status, ScanStatus::InProgress, "{r:?}");
+
+    // Many pages: 1,050 images need two DescribeImages pages of 1,000 (where the emulator
+    // paginates); every image arrives and each page is one counted call.
+    for i in 0..1_050 {
+        seed.image("big_repo", &format!("1.0.{i}"), "none").await;
+    }
+    let api = ApiMetrics::default();
+    let counted = Ecr::new(&sdk, &api);
+    let before = api.snapshot();
+    let images = counted.list_images(None, "big_repo").await.unwrap();
+    assert_eq!(images.len(), 1_050);
+    let calls = api.since(&before);
+    let describe = calls
+        .iter()
+        .find(|(k, _)| k.system == "ecr" && k.operation == "DescribeImages")
+        .map(|(_, c)| *c)
+        .unwrap_or_default();
+    let pages = seed.describe_images_pages(1_050);
+    assert_eq!((describe.calls, describe.errors), (pages, 0), "{calls:?}");
+
+    let missing = counted.list_images(None, "no_such_repo").await.unwrap_err();
+    let failed = api.since(&before);
+    assert_eq!(
+        failed
+            .iter()
+            .find(|(k, _)| k.operation == "DescribeImages")
+            .map(|(_, c)| (c.calls, c.errors)),
+        Some((pages + 1, 1)),
+        "a missing repository is one failed call, not retried: {failed:?}"
+    );
     assert_eq!(
         missing.kind,
         tugboat::ports::ErrorKind::NotFound,
@@ -250,7 +307,7 @@ async fn shared_checks(url: &str, seed: &impl Seed) {
     );
 
     // SSM: 23 documents need three pages of 10; a SecureString is decrypted.
-    let ssm = Ssm::new(&sdk);
+    let ssm = Ssm::new(&sdk, &ApiMetrics::default());
     for i in 0..23 {
         seed.parameter(
             &format!("/t/promotion/services/svc{i:02}"),

@@ -8,8 +8,15 @@ use tugboat::config::Config;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Engine, Mode, Verification};
 use tugboat::sandbox::{self, Options, Sandbox, SeedFinding};
+use tugboat::telemetry::ApiMetrics;
 
 async fn setup() -> (Sandbox, Engine, tempfile::TempDir) {
+    let (sb, engine, work, _) = setup_counted().await;
+    (sb, engine, work)
+}
+
+/// The sandbox and an engine whose adapters count their calls into the returned metrics.
+async fn setup_counted() -> (Sandbox, Engine, tempfile::TempDir, ApiMetrics) {
     tugboat::app::init_crypto();
     let sb = Sandbox::start(Options {
         sync_delay: std::time::Duration::from_millis(200),
@@ -24,8 +31,9 @@ async fn setup() -> (Sandbox, Engine, tempfile::TempDir) {
     )
     .unwrap();
     let cfg = Arc::new(cfg);
-    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg).await.unwrap());
-    (sb, engine, work)
+    let api = ApiMetrics::default();
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await.unwrap());
+    (sb, engine, work, api)
 }
 
 fn row<'a>(
@@ -170,6 +178,57 @@ async fn a_second_cycle_with_nothing_new_makes_no_commit_no_pr_and_no_comment() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_call_metrics_of_an_idle_cycle_match_what_the_stand_ins_received() {
+    let (sb, engine, _w, api) = setup_counted().await;
+    engine.cycle(Mode::Apply).await.unwrap();
+    let (aws0, gh0, argo0) = (sb.aws.calls(), sb.github.calls(), sb.argocd.calls());
+    let before = api.snapshot();
+
+    engine.cycle(Mode::Apply).await.unwrap();
+
+    let grown = api.since(&before);
+    let count = |system: &str, operation: &str| {
+        grown
+            .iter()
+            .find(|(k, _)| k.system == system && k.operation == operation)
+            .map_or(0, |(_, c)| c.calls)
+    };
+    let received = |now: std::collections::BTreeMap<String, u64>,
+                    was: &std::collections::BTreeMap<String, u64>,
+                    key: &str| {
+        now.get(key).copied().unwrap_or(0) - was.get(key).copied().unwrap_or(0)
+    };
+    let services = sandbox::SALON_SERVICES.len() as u64;
+    assert_eq!(count("ecr", "DescribeImages"), services, "{grown:?}");
+    assert_eq!(received(sb.aws.calls(), &aws0, "DescribeImages"), services);
+    assert_eq!(count("ecr", "DescribeImageScanFindings"), 0, "{grown:?}");
+    assert_eq!(
+        count("github", "pulls/list"),
+        received(sb.github.calls(), &gh0, "GET pulls")
+    );
+    assert_eq!(
+        count("argocd", "ApplicationService_Get"),
+        received(sb.argocd.calls(), &argo0, "GET application")
+    );
+    // One fetch per cycle; smart HTTP spends two requests on it (ref advertisement, then
+    // upload-pack), which the stand-in counts separately.
+    assert_eq!(count("git", "fetch"), 1, "{grown:?}");
+    assert_eq!(received(sb.github.calls(), &gh0, "git fetch"), 2);
+    assert!(
+        grown.values().all(|c| c.errors == 0 && c.retries == 0),
+        "{grown:?}"
+    );
+    let writes: u64 = grown
+        .iter()
+        .filter(|(k, _)| {
+            k.operation.contains("create") || k.operation == "push" || k.operation == "pulls/merge"
+        })
+        .map(|(_, c)| c.calls)
+        .sum();
+    assert_eq!(writes, 0, "an idle cycle writes nothing: {grown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_pushed_from_outside_with_put_image_is_promoted() {
     let (sb, engine, _w) = setup().await;
     let body = serde_json::json!({"repositoryName": "reports_analytics", "imageTag": "1.5.0", "imageManifest": "{\"schemaVersion\":2,\"x\":\"outside\"}"});
@@ -283,7 +342,12 @@ async fn a_rejected_git_token_fails_clearly_without_looping() {
         &bad.display().to_string(),
     );
     let cfg = Arc::new(Config::parse(&text, "x.toml", std::iter::empty()).unwrap());
-    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg).await.unwrap());
+    let engine = Engine::new(
+        cfg.clone(),
+        tugboat::app::ports(&cfg, &ApiMetrics::default())
+            .await
+            .unwrap(),
+    );
     let err = tokio::time::timeout(
         std::time::Duration::from_secs(20),
         engine.cycle(Mode::Apply),

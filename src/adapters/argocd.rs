@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::ports::{AppStatus, Deployer, ErrorKind, PortError, PortResult};
 use crate::secret::Secret;
+use crate::telemetry::ApiMetrics;
 
 /// Argo CD's REST API.
 #[derive(Clone)]
@@ -13,6 +14,7 @@ pub struct ArgoCd {
     http: reqwest::Client,
     base: String,
     token: Secret,
+    api: ApiMetrics,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -59,7 +61,7 @@ struct SummaryWire {
 }
 
 impl ArgoCd {
-    pub fn new(base: &str, token: Secret) -> Result<Self, PortError> {
+    pub fn new(base: &str, token: Secret, api: &ApiMetrics) -> Result<Self, PortError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
             .timeout(std::time::Duration::from_secs(60))
@@ -69,6 +71,7 @@ impl ArgoCd {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token,
+            api: api.clone(),
         })
     }
 }
@@ -76,7 +79,7 @@ impl ArgoCd {
 #[async_trait]
 impl Deployer for ArgoCd {
     async fn app(&self, name: &str, refresh: bool) -> PortResult<AppStatus> {
-        let op = "get application";
+        let op = "ApplicationService_Get";
         let mut req = self
             .http
             .get(format!("{}/api/v1/applications/{name}", self.base))
@@ -84,7 +87,13 @@ impl Deployer for ArgoCd {
         if refresh {
             req = req.query(&[("refresh", "normal")]);
         }
-        let resp = req.send().await.map_err(|e| {
+        let resp = req.send().await;
+        let failed = resp.as_ref().map_or(true, |r| !r.status().is_success());
+        self.api.call("argocd", op);
+        if failed {
+            self.api.error("argocd", op);
+        }
+        let resp = resp.map_err(|e| {
             PortError::new(
                 "argocd",
                 op,

@@ -3,8 +3,17 @@
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
+use aws_sdk_ecr::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+
 use crate::config::AwsConfig;
 use crate::ports::{ErrorKind, PortError};
+use crate::telemetry::ApiMetrics;
 
 /// Load the SDK configuration: the standard credential chain (env, profile, IRSA / Pod
 /// Identity, IMDS), or fixed dummy credentials for emulators when configured so.
@@ -66,4 +75,53 @@ where
         _ => DisplayErrorContext(e).to_string(),
     };
     PortError::new(system, operation, kind, message)
+}
+
+/// Counts every attempt the SDK sends (pages and retries included) into [`ApiMetrics`], by
+/// the SDK's own service and operation names; attempts after the first count as retries.
+#[derive(Debug, Clone)]
+pub struct CountCalls {
+    pub system: &'static str,
+    pub api: ApiMetrics,
+}
+
+fn operation(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>()
+        .map_or_else(|| "unknown".to_owned(), |m| m.name().to_owned())
+}
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "tugboat::CountCalls"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = operation(cfg);
+        self.api.call(self.system, &op);
+        if cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|a| a.attempts() > 1)
+        {
+            self.api.retry(self.system, &op);
+        }
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let failed = context.response().is_none_or(|r| !r.status().is_success());
+        if failed {
+            self.api.error(self.system, &operation(cfg));
+        }
+        Ok(())
+    }
 }

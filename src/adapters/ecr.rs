@@ -9,11 +9,12 @@ use aws_sdk_ecr::types::{
 };
 use chrono::{DateTime, Utc};
 
-use super::aws::map_err;
+use super::aws::{CountCalls, map_err};
 use crate::domain::gate::{Finding, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{Digest, Tag};
 use crate::domain::select::ImageRecord;
 use crate::ports::{ErrorKind, PortError, PortResult, Registry};
+use crate::telemetry::ApiMetrics;
 
 /// ECR through the AWS SDK.
 #[derive(Clone)]
@@ -22,9 +23,16 @@ pub struct Ecr {
 }
 
 impl Ecr {
-    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+    /// A client whose every request is counted into `api`.
+    pub fn new(sdk: &aws_config::SdkConfig, api: &ApiMetrics) -> Self {
+        let conf = aws_sdk_ecr::config::Builder::from(sdk)
+            .interceptor(CountCalls {
+                system: "ecr",
+                api: api.clone(),
+            })
+            .build();
         Self {
-            client: Client::new(sdk),
+            client: Client::from_conf(conf),
         }
     }
 }

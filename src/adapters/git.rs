@@ -14,6 +14,7 @@ use git2::{
 
 use crate::ports::{ErrorKind, GitOpsRepo, PortError, PortResult, Proposal};
 use crate::secret::Secret;
+use crate::telemetry::ApiMetrics;
 
 /// A local bare clone of the GitOps repository.
 #[derive(Clone)]
@@ -22,6 +23,7 @@ pub struct Git {
     base_branch: String,
     token: Secret,
     author: (String, String),
+    api: ApiMetrics,
 }
 
 fn err(op: &'static str, e: &git2::Error) -> PortError {
@@ -37,7 +39,13 @@ fn err(op: &'static str, e: &git2::Error) -> PortError {
 
 impl Git {
     /// Open the clone in `dir`, creating it (empty, to be filled by the first fetch) if needed.
-    pub fn open(dir: &Path, url: &str, base_branch: &str, token: Secret) -> PortResult<Self> {
+    pub fn open(
+        dir: &Path,
+        url: &str,
+        base_branch: &str,
+        token: Secret,
+        api: &ApiMetrics,
+    ) -> PortResult<Self> {
         let repo = match Repository::open_bare(dir) {
             Ok(r) => r,
             Err(_) => {
@@ -66,6 +74,7 @@ impl Git {
             base_branch: base_branch.to_owned(),
             token,
             author: ("tugboat".into(), "tugboat@users.noreply.github.com".into()),
+            api: api.clone(),
         })
     }
 
@@ -125,13 +134,13 @@ fn fetch(repo: &Repository, me: &Git) -> PortResult<()> {
     opts.remote_callbacks(me.callbacks());
     opts.prune(git2::FetchPrune::On);
     opts.download_tags(git2::AutotagOption::None);
-    remote
-        .fetch(
-            &["+refs/heads/*:refs/remotes/origin/*"],
-            Some(&mut opts),
-            None,
-        )
-        .map_err(|e| err("fetch", &e))
+    let r = remote.fetch(
+        &["+refs/heads/*:refs/remotes/origin/*"],
+        Some(&mut opts),
+        None,
+    );
+    me.api.record("git", "fetch", &r);
+    r.map_err(|e| err("fetch", &e))
 }
 
 #[async_trait]
@@ -244,10 +253,11 @@ impl GitOpsRepo for Git {
             });
             let mut opts = PushOptions::new();
             opts.remote_callbacks(cb);
-            remote
-                .push(&[format!("+{local_ref}:{local_ref}")], Some(&mut opts))
-                .map_err(|e| err("push", &e))?;
+            let pushed = remote.push(&[format!("+{local_ref}:{local_ref}")], Some(&mut opts));
+            me.api.record("git", "push", &pushed);
+            pushed.map_err(|e| err("push", &e))?;
             if let Some(msg) = rejected.lock().ok().and_then(|s| s.clone()) {
+                me.api.error("git", "push");
                 return Err(PortError::new(
                     "git",
                     "push",

@@ -12,11 +12,13 @@ use crate::ports::{
     ChecksState, ErrorKind, Forge, NewPullRequest, PortError, PortResult, PullRequest, StatusState,
 };
 use crate::secret::Secret;
+use crate::telemetry::ApiMetrics;
 
 /// A GitHub repository through octocrab.
 #[derive(Clone)]
 pub struct GitHub {
     client: Octocrab,
+    api: ApiMetrics,
     owner: String,
     repo: String,
     base: String,
@@ -85,6 +87,7 @@ impl GitHub {
         owner: &str,
         repo: &str,
         base: &str,
+        api: &ApiMetrics,
     ) -> Result<Self, PortError> {
         let client = Octocrab::builder()
             .base_uri(api_url)
@@ -101,10 +104,17 @@ impl GitHub {
             .map_err(|e| map_err("connect", e))?;
         Ok(Self {
             client,
+            api: api.clone(),
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             base: base.to_owned(),
         })
+    }
+
+    /// Count the call (and its failure) by GitHub's operationId, and map the error.
+    fn done<T>(&self, operation: &'static str, r: Result<T, octocrab::Error>) -> PortResult<T> {
+        self.api.record("github", operation, &r);
+        r.map_err(|e| map_err(operation, e))
     }
 
     fn route(&self, rest: &str) -> String {
@@ -116,48 +126,53 @@ impl GitHub {
 impl Forge for GitHub {
     async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>> {
         let head = format!("{}:{branch}", self.owner);
-        let prs: Vec<PrWire> = self
-            .client
-            .get(
-                self.route("pulls"),
-                Some(&json!({"state": "open", "head": head, "base": self.base, "per_page": 10})),
-            )
-            .await
-            .map_err(|e| map_err("list pulls", e))?;
+        let prs: Vec<PrWire> = self.done(
+            "pulls/list",
+            self.client
+                .get(
+                    self.route("pulls"),
+                    Some(
+                        &json!({"state": "open", "head": head, "base": self.base, "per_page": 10}),
+                    ),
+                )
+                .await,
+        )?;
         Ok(prs.into_iter().next().map(Into::into))
     }
 
     async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest> {
-        let created: PrWire = self
-            .client
-            .post(
-                self.route("pulls"),
-                Some(&json!({"title": pr.title, "head": pr.branch, "base": self.base, "body": pr.body, "maintainer_can_modify": false})),
-            )
-            .await
-            .map_err(|e| map_err("create pull", e))?;
+        let body = json!({
+            "title": pr.title, "head": pr.branch, "base": self.base, "body": pr.body,
+            "maintainer_can_modify": false,
+        });
+        let created: PrWire = self.done(
+            "pulls/create",
+            self.client.post(self.route("pulls"), Some(&body)).await,
+        )?;
         if !pr.labels.is_empty() {
-            let _: Value = self
-                .client
-                .post(
-                    self.route(&format!("issues/{}/labels", created.number)),
-                    Some(&json!({"labels": pr.labels})),
-                )
-                .await
-                .map_err(|e| map_err("add labels", e))?;
+            let _: Value = self.done(
+                "issues/add-labels",
+                self.client
+                    .post(
+                        self.route(&format!("issues/{}/labels", created.number)),
+                        Some(&json!({"labels": pr.labels})),
+                    )
+                    .await,
+            )?;
         }
         Ok(created.into())
     }
 
     async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()> {
-        let _: Value = self
-            .client
-            .patch(
-                self.route(&format!("pulls/{number}")),
-                Some(&json!({"title": title, "body": body})),
-            )
-            .await
-            .map_err(|e| map_err("update pull", e))?;
+        let _: Value = self.done(
+            "pulls/update",
+            self.client
+                .patch(
+                    self.route(&format!("pulls/{number}")),
+                    Some(&json!({"title": title, "body": body})),
+                )
+                .await,
+        )?;
         Ok(())
     }
 
@@ -167,11 +182,12 @@ impl Forge for GitHub {
             state: String,
             total_count: u64,
         }
-        let c: Combined = self
-            .client
-            .get(self.route(&format!("commits/{sha}/status")), None::<&()>)
-            .await
-            .map_err(|e| map_err("combined status", e))?;
+        let c: Combined = self.done(
+            "repos/get-combined-status-for-ref",
+            self.client
+                .get(self.route(&format!("commits/{sha}/status")), None::<&()>)
+                .await,
+        )?;
         Ok(match (c.total_count, c.state.as_str()) {
             (0, _) => ChecksState::None,
             (_, "success") => ChecksState::Success,
@@ -185,28 +201,26 @@ impl Forge for GitHub {
         struct Merged {
             sha: String,
         }
-        let m: Merged = self
-            .client
-            .put(
-                self.route(&format!("pulls/{number}/merge")),
-                Some(
-                    &json!({"sha": expected_head, "merge_method": "squash", "commit_title": title}),
-                ),
-            )
-            .await
-            .map_err(|e| map_err("merge pull", e))?;
+        let body = json!({"sha": expected_head, "merge_method": "squash", "commit_title": title});
+        let m: Merged = self.done(
+            "pulls/merge",
+            self.client
+                .put(self.route(&format!("pulls/{number}/merge")), Some(&body))
+                .await,
+        )?;
         Ok(m.sha)
     }
 
     async fn comment(&self, number: u64, body: &str) -> PortResult<()> {
-        let _: Value = self
-            .client
-            .post(
-                self.route(&format!("issues/{number}/comments")),
-                Some(&json!({"body": body})),
-            )
-            .await
-            .map_err(|e| map_err("create comment", e))?;
+        let _: Value = self.done(
+            "issues/create-comment",
+            self.client
+                .post(
+                    self.route(&format!("issues/{number}/comments")),
+                    Some(&json!({"body": body})),
+                )
+                .await,
+        )?;
         Ok(())
     }
 
@@ -218,14 +232,13 @@ impl Forge for GitHub {
         description: &str,
     ) -> PortResult<()> {
         let description: String = description.chars().take(140).collect();
-        let _: Value = self
-            .client
-            .post(
-                self.route(&format!("statuses/{sha}")),
-                Some(&json!({"state": state.as_str(), "context": context, "description": description})),
-            )
-            .await
-            .map_err(|e| map_err("create status", e))?;
+        let body = json!({"state": state.as_str(), "context": context, "description": description});
+        let _: Value = self.done(
+            "repos/create-commit-status",
+            self.client
+                .post(self.route(&format!("statuses/{sha}")), Some(&body))
+                .await,
+        )?;
         Ok(())
     }
 }

@@ -3,10 +3,11 @@
 use async_trait::async_trait;
 use aws_sdk_ssm::Client;
 
-use super::aws::map_err;
+use super::aws::{CountCalls, map_err};
 use crate::domain::policy::PolicyDocument;
 use crate::ports::{ParameterStore, PortResult};
 use crate::secret::Secret;
+use crate::telemetry::ApiMetrics;
 
 /// SSM through the AWS SDK.
 #[derive(Clone)]
@@ -15,9 +16,16 @@ pub struct Ssm {
 }
 
 impl Ssm {
-    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+    /// A client whose every request is counted into `api`.
+    pub fn new(sdk: &aws_config::SdkConfig, api: &ApiMetrics) -> Self {
+        let conf = aws_sdk_ssm::config::Builder::from(sdk)
+            .interceptor(CountCalls {
+                system: "ssm",
+                api: api.clone(),
+            })
+            .build();
         Self {
-            client: Client::new(sdk),
+            client: Client::from_conf(conf),
         }
     }
 }

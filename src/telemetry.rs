@@ -1,0 +1,164 @@
+//! Counting what tugboat asks of the outside world: calls, errors and retries per system
+//! and operation. The adapters record into one [`ApiMetrics`]; `/metrics` exports it and the
+//! CLI prints it. Labels are bounded: systems and operation names are fixed strings.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// `ecr`, `ssm`, `github`, `argocd` or `git`.
+    pub system: String,
+    /// The API's own operation name (AWS operation, GitHub / Argo CD operationId, git verb).
+    pub operation: String,
+}
+
+/// Calls, errors and retries by system and operation. Cloning shares the counters.
+#[derive(Clone, Debug, Default)]
+pub struct ApiMetrics {
+    calls: Family<ApiLabels, Counter>,
+    errors: Family<ApiLabels, Counter>,
+    retries: Family<ApiLabels, Counter>,
+    /// The same counts, readable back (prometheus-client families cannot be iterated).
+    tally: Arc<Mutex<BTreeMap<ApiLabels, ApiCount>>>,
+}
+
+/// One line of [`ApiMetrics::snapshot`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApiCount {
+    pub calls: u64,
+    pub errors: u64,
+    pub retries: u64,
+}
+
+fn labels(system: &str, operation: &str) -> ApiLabels {
+    ApiLabels {
+        system: system.to_owned(),
+        operation: operation.to_owned(),
+    }
+}
+
+impl ApiMetrics {
+    /// Register the counters as `tugboat_api_calls_total`, `…_errors_total`, `…_retries_total`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "api_calls",
+            "Requests sent to outside systems (every attempt and page counts)",
+            self.calls.clone(),
+        );
+        registry.register(
+            "api_errors",
+            "Requests to outside systems that failed (transport error or error status)",
+            self.errors.clone(),
+        );
+        registry.register(
+            "api_retries",
+            "Requests that were retries of a failed or throttled attempt",
+            self.retries.clone(),
+        );
+    }
+
+    pub fn call(&self, system: &str, operation: &str) {
+        self.calls.get_or_create(&labels(system, operation)).inc();
+        self.bump(system, operation, |c| c.calls += 1);
+    }
+
+    pub fn error(&self, system: &str, operation: &str) {
+        self.errors.get_or_create(&labels(system, operation)).inc();
+        self.bump(system, operation, |c| c.errors += 1);
+    }
+
+    pub fn retry(&self, system: &str, operation: &str) {
+        self.retries.get_or_create(&labels(system, operation)).inc();
+        self.bump(system, operation, |c| c.retries += 1);
+    }
+
+    /// Count one call and, when `result` is an error, one error.
+    pub fn record<T, E>(&self, system: &str, operation: &str, result: &Result<T, E>) {
+        self.call(system, operation);
+        if result.is_err() {
+            self.error(system, operation);
+        }
+    }
+
+    /// Every counter so far, by (system, operation).
+    pub fn snapshot(&self) -> BTreeMap<ApiLabels, ApiCount> {
+        self.tally
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn bump(&self, system: &str, operation: &str, f: impl FnOnce(&mut ApiCount)) {
+        let mut g = self
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(g.entry(labels(system, operation)).or_default());
+    }
+
+    /// How much each counter grew since `before`; unchanged ones are left out.
+    pub fn since(&self, before: &BTreeMap<ApiLabels, ApiCount>) -> BTreeMap<ApiLabels, ApiCount> {
+        self.snapshot()
+            .into_iter()
+            .filter_map(|(k, now)| {
+                let was = before.get(&k).copied().unwrap_or_default();
+                let d = ApiCount {
+                    calls: now.calls - was.calls,
+                    errors: now.errors - was.errors,
+                    retries: now.retries - was.retries,
+                };
+                (d != ApiCount::default()).then_some((k, d))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_errors_and_retries_are_counted_per_system_and_operation() {
+        let m = ApiMetrics::default();
+        m.record::<(), ()>("ecr", "DescribeImages", &Ok(()));
+        m.record::<(), ()>("ecr", "DescribeImages", &Err(()));
+        m.retry("ecr", "DescribeImages");
+        m.call("github", "pulls/list");
+        let before = m.snapshot();
+        assert_eq!(
+            before[&labels("ecr", "DescribeImages")],
+            ApiCount {
+                calls: 2,
+                errors: 1,
+                retries: 1
+            }
+        );
+        assert_eq!(before[&labels("github", "pulls/list")].calls, 1);
+        m.call("github", "pulls/list");
+        let grown = m.since(&before);
+        assert_eq!(grown.len(), 1);
+        assert_eq!(grown[&labels("github", "pulls/list")].calls, 1);
+    }
+
+    #[test]
+    fn the_exported_names_are_the_conventional_totals() {
+        let m = ApiMetrics::default();
+        m.call("ssm", "GetParametersByPath");
+        let mut registry = Registry::with_prefix("tugboat");
+        m.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap_or_default();
+        assert!(
+            text.contains(
+                "tugboat_api_calls_total{system=\"ssm\",operation=\"GetParametersByPath\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}
