@@ -93,6 +93,7 @@ struct RawEngine {
     interval: Option<String>,
     workdir: Option<PathBuf>,
     scan_wait: Option<String>,
+    concurrency: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -172,6 +173,8 @@ pub struct EngineConfig {
     pub workdir: PathBuf,
     /// How long one cycle waits for a pending scan before reporting "waiting for scan".
     pub scan_wait: Duration,
+    /// How many services one cycle works on at once (bounds the burst on every API).
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -495,6 +498,16 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
                 "engine.scan_wait",
                 file,
             )?,
+            concurrency: match raw.engine.concurrency {
+                None => 8,
+                Some(n @ 1..=256) => n,
+                Some(n) => {
+                    return Err(err(
+                        "engine.concurrency",
+                        format!("{n} is out of range; use 1 to 256 services at once"),
+                    ));
+                }
+            },
         },
         server: ServerConfig { listen },
         aws: raw.aws.into(),
@@ -615,6 +628,14 @@ argocd_application = "user-service-dev"
             e.to_string(),
             "tugboat.toml: engine.interval: duration 'soon' is invalid (expected number at 0); use e.g. '60s' or '5m'"
         );
+        let e = parse(EXAMPLE, &[("TUGBOAT_ENGINE_CONCURRENCY", "0")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: engine.concurrency: 0 is out of range; use 1 to 256 services at once"
+        );
+        let c = parse(EXAMPLE, &[("TUGBOAT_ENGINE_CONCURRENCY", "32")]).unwrap();
+        assert_eq!(c.engine.concurrency, 32);
+        assert_eq!(parse(EXAMPLE, &[]).unwrap().engine.concurrency, 8);
     }
 
     #[test]

@@ -20,6 +20,7 @@ async fn setup_counted() -> (Sandbox, Engine, tempfile::TempDir, ApiMetrics) {
     tugboat::app::init_crypto();
     let sb = Sandbox::start(Options {
         sync_delay: std::time::Duration::from_millis(200),
+        ..Options::default()
     })
     .await
     .unwrap();

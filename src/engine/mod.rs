@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use crate::config::{Config, EnvConfig, ServiceConfig};
@@ -126,7 +127,11 @@ impl Engine {
             .services
             .iter()
             .map(|svc| self.service(svc, docs.as_ref(), mode));
-        let reports = futures_util::future::join_all(runs).await;
+        // A bounded number of services at once, reported in configuration order.
+        let reports: Vec<Vec<EnvReport>> = futures_util::stream::iter(runs)
+            .buffered(self.cfg.engine.concurrency)
+            .collect()
+            .await;
         Ok(reports.into_iter().flatten().collect())
     }
 

@@ -102,8 +102,20 @@ impl Aws {
         scan_status: &str,
         findings: Vec<SeedFinding>,
     ) -> String {
+        self.push_at(repository, tag, scan_status, findings, Utc::now())
+    }
+
+    /// [`Aws::push`] with a given push time.
+    pub fn push_at(
+        &self,
+        repository: &str,
+        tag: &str,
+        scan_status: &str,
+        findings: Vec<SeedFinding>,
+        pushed_at: chrono::DateTime<Utc>,
+    ) -> String {
         let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "annotations": {"sandbox.repository": repository, "sandbox.tag": tag}}).to_string();
-        self.put_image(repository, tag, &manifest, scan_status, findings)
+        self.put_image(repository, tag, &manifest, scan_status, findings, pushed_at)
     }
 
     fn put_image(
@@ -113,6 +125,7 @@ impl Aws {
         manifest: &str,
         scan_status: &str,
         findings: Vec<SeedFinding>,
+        pushed_at: chrono::DateTime<Utc>,
     ) -> String {
         let digest = digest_of(manifest);
         let mut g = self.lock();
@@ -120,7 +133,7 @@ impl Aws {
         for img in images.iter_mut() {
             img.tags.retain(|t| t != tag);
         }
-        let now = Utc::now().timestamp_micros() as f64 / 1e6;
+        let now = pushed_at.timestamp_micros() as f64 / 1e6;
         match images.iter_mut().find(|i| i.digest == digest) {
             Some(img) => img.tags.push(tag.to_owned()),
             None => images.push(Image {
@@ -230,7 +243,7 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
                 );
             };
             let tag = s("imageTag").unwrap_or_default();
-            let digest = aws.put_image(&repo, &tag, &manifest, "COMPLETE", vec![]);
+            let digest = aws.put_image(&repo, &tag, &manifest, "COMPLETE", vec![], Utc::now());
             ok(
                 json!({"image": {"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": digest, "imageTag": tag}, "imageManifest": manifest}}),
             )

@@ -20,13 +20,58 @@ pub use aws::SeedFinding;
 pub struct Options {
     /// How long the Argo CD stand-in takes to sync after main changes.
     pub sync_delay: Duration,
+    /// The services, environments and images the sandbox starts with.
+    pub fleet: Fleet,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             sync_delay: Duration::from_millis(500),
+            fleet: Fleet::salon(),
         }
+    }
+}
+
+/// What a sandbox is seeded with: services (each with an ECR repository of the same name),
+/// their environments, and how many tags each repository holds at start. Every environment
+/// deploys the newest tag, so the first cycle has nothing to promote.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub services: Vec<(String, Style)>,
+    pub environments: Vec<String>,
+    /// Tags `1.0.0`, or `1.0.0` … `1.0.<n-1>` (pushed an hour apart, all scanned clean).
+    pub tags: usize,
+}
+
+impl Fleet {
+    /// The salon: six services, dev and prod, all at 1.0.0.
+    pub fn salon() -> Self {
+        Self {
+            services: SALON_SERVICES
+                .iter()
+                .map(|(s, st)| ((*s).to_owned(), *st))
+                .collect(),
+            environments: SALON_ENVIRONMENTS.iter().map(|e| (*e).to_owned()).collect(),
+            tags: 1,
+        }
+    }
+
+    /// `services` kustomize services `svc-0000` … in one environment (`dev`), each with
+    /// `tags` tags: a registry the size of a large organisation's, for benchmarks.
+    pub fn synthetic(services: usize, tags: usize) -> Self {
+        Self {
+            services: (0..services)
+                .map(|i| (format!("svc-{i:04}"), Style::Kustomize))
+                .collect(),
+            environments: vec!["dev".to_owned()],
+            tags: tags.max(1),
+        }
+    }
+
+    /// The tag every environment deploys at start.
+    pub fn deployed_tag(&self) -> String {
+        format!("1.0.{}", self.tags - 1)
     }
 }
 
@@ -40,6 +85,7 @@ pub struct Sandbox {
     pub argocd_url: String,
     pub github_token: String,
     pub argocd_token: String,
+    pub fleet: Fleet,
     dir: tempfile::TempDir,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -111,7 +157,7 @@ async fn serve(
 
 impl Sandbox {
     /// Start the stand-ins on loopback ports chosen by the OS, with the salon's repository,
-    /// applications, images at 1.0.0 and policy in place.
+    /// applications, images and policy in place (the salon's unless `opts.fleet` says otherwise).
     pub async fn start(opts: Options) -> std::io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("tugboat-sandbox-")
@@ -124,7 +170,7 @@ impl Sandbox {
             "salon-gitops",
             &github_token,
         );
-        gh.init(&salon_files())
+        gh.init(&fleet_files(&opts.fleet))
             .map_err(|e| std::io::Error::other(e.message().to_owned()))?;
         let argo = argocd::ArgoCd::new(gh.clone(), &argocd_token, opts.sync_delay);
         let aws = aws::Aws::default();
@@ -141,6 +187,7 @@ impl Sandbox {
             argocd_url,
             github_token,
             argocd_token,
+            fleet: opts.fleet,
             dir,
             tasks: vec![t1, t2, t3],
         };
@@ -151,11 +198,16 @@ impl Sandbox {
     }
 
     fn seed(&self) {
-        for (svc, _) in SALON_SERVICES {
-            self.aws.push(svc, "1.0.0", "COMPLETE", vec![]);
-            for env in SALON_ENVIRONMENTS {
+        let start = chrono::Utc::now() - chrono::Duration::hours(self.fleet.tags as i64);
+        for (svc, style) in &self.fleet.services {
+            for t in 0..self.fleet.tags {
+                let at = start + chrono::Duration::hours(t as i64);
+                self.aws
+                    .push_at(svc, &format!("1.0.{t}"), "COMPLETE", vec![], at);
+            }
+            for env in &self.fleet.environments {
                 self.argocd
-                    .add_app(&app_name(svc, env), vec![file_of(svc, env)]);
+                    .add_app(&app_name(svc, env), vec![path_of(svc, *style, env)]);
             }
         }
         self.aws
@@ -214,14 +266,14 @@ listen = "127.0.0.1:0"
             argotok = self.dir.path().join("argocd-token").display(),
             work = workdir.display(),
         );
-        for (svc, _) in SALON_SERVICES {
+        for (svc, style) in &self.fleet.services {
             s.push_str(&format!(
                 "\n[[services]]\nname = \"{svc}\"\nrepository = \"{svc}\"\n"
             ));
-            for env in SALON_ENVIRONMENTS {
+            for env in &self.fleet.environments {
                 s.push_str(&format!(
                     "[[services.environments]]\nname = \"{env}\"\nfiles = [\"{}\"]\nargocd_application = \"{}\"\n",
-                    file_of(svc, env),
+                    path_of(svc, *style, env),
                     app_name(svc, env)
                 ));
             }
@@ -250,8 +302,13 @@ pub fn app_name(svc: &str, env: &str) -> String {
     format!("{}-{env}", svc.replace('_', "-"))
 }
 
+/// The file of a salon service's environment.
 pub fn file_of(svc: &str, env: &str) -> String {
-    match style_of(svc) {
+    path_of(svc, style_of(svc), env)
+}
+
+fn path_of(svc: &str, style: Style, env: &str) -> String {
+    match style {
         Style::Kustomize => format!("apps/{svc}/overlays/{env}/kustomization.yaml"),
         Style::HelmValues => format!("apps/{svc}/values-{env}.yaml"),
     }
@@ -264,13 +321,20 @@ fn style_of(svc: &str) -> Style {
         .map_or(Style::Kustomize, |(_, st)| *st)
 }
 
-/// The initial GitOps repository: every service at 1.0.0 in every environment.
+/// The salon's initial GitOps repository: every service at 1.0.0 in every environment.
 pub fn salon_files() -> Vec<(String, String)> {
+    fleet_files(&Fleet::salon())
+}
+
+/// A fleet's initial GitOps repository: every service at its newest tag everywhere.
+pub fn fleet_files(fleet: &Fleet) -> Vec<(String, String)> {
+    let tag = fleet.deployed_tag();
     let mut files = vec![(
         "README.md".to_owned(),
         "# salon-gitops\n\nDeployed by Argo CD; image tags are bumped by tugboat.\n".to_owned(),
     )];
-    for (svc, style) in SALON_SERVICES {
+    for (svc, style) in &fleet.services {
+        let (svc, style) = (svc.as_str(), *style);
         let image = image_of(svc);
         match style {
             Style::Kustomize => {
@@ -282,18 +346,18 @@ pub fn salon_files() -> Vec<(String, String)> {
                     format!("apps/{svc}/base/kustomization.yaml"),
                     "resources:\n  - deployment.yaml\n".into(),
                 ));
-                for env in SALON_ENVIRONMENTS {
+                for env in &fleet.environments {
                     files.push((
-                        file_of(svc, env),
-                        format!("# {svc} in {env}. Image tag managed by tugboat; other fields by hand.\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: salon-{env}\nresources:\n  - ../../base\nimages:\n  - name: {svc}\n    newName: {image}\n    newTag: \"1.0.0\" # tugboat\n"),
+                        path_of(svc, style, env),
+                        format!("# {svc} in {env}. Image tag managed by tugboat; other fields by hand.\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: salon-{env}\nresources:\n  - ../../base\nimages:\n  - name: {svc}\n    newName: {image}\n    newTag: \"{tag}\" # tugboat\n"),
                     ));
                 }
             }
             Style::HelmValues => {
-                for env in SALON_ENVIRONMENTS {
+                for env in &fleet.environments {
                     files.push((
-                        file_of(svc, env),
-                        format!("# Helm values for {svc} ({env})\nreplicaCount: 2\n\nimage:\n  repository: {image}\n  tag: 1.0.0\n  pullPolicy: IfNotPresent\n\nresources:\n  requests: {{cpu: 100m, memory: 128Mi}}\n"),
+                        path_of(svc, style, env),
+                        format!("# Helm values for {svc} ({env})\nreplicaCount: 2\n\nimage:\n  repository: {image}\n  tag: {tag}\n  pullPolicy: IfNotPresent\n\nresources:\n  requests: {{cpu: 100m, memory: 128Mi}}\n"),
                     ));
                 }
             }

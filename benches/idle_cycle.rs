@@ -1,0 +1,176 @@
+//! Idle-cycle benchmark: a sandbox registry of 1,000 repositories × 101 tags, every service
+//! at its newest clean tag, with one newer tag each that the scan gate blocks. Runs the real engine through the real adapters twice and prints
+//! the API calls of the second (idle) cycle by system and operation, its wall time, and the
+//! CPU time of the whole process (tugboat and the stand-ins together) during it.
+//!
+//! Targets: one DescribeImages page per repository, no scan-findings call for a known digest,
+//! nothing written. Exits non-zero when a target is missed.
+//!
+//! Run with `cargo bench --bench idle_cycle`; `TUGBOAT_BENCH_REPOS` / `TUGBOAT_BENCH_TAGS`
+//! change the size.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the report
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tugboat::config::Config;
+use tugboat::engine::{Engine, Mode};
+use tugboat::sandbox::{Fleet, Options, Sandbox};
+use tugboat::telemetry::{ApiCount, ApiLabels, ApiMetrics};
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// User + system CPU time of this process so far (Linux: /proc/self/stat, clock ticks of 10 ms).
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // After the command name: state is field 0, utime field 11, stime field 12.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn print_calls(calls: &BTreeMap<ApiLabels, ApiCount>) {
+    for (k, c) in calls {
+        println!(
+            "    {:>6}  {} {}{}",
+            c.calls,
+            k.system,
+            k.operation,
+            if c.errors + c.retries > 0 {
+                format!(" ({} errors, {} retries)", c.errors, c.retries)
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+fn calls_of(calls: &BTreeMap<ApiLabels, ApiCount>, system: &str, operation: &str) -> u64 {
+    calls
+        .iter()
+        .filter(|(k, _)| k.system == system && k.operation == operation)
+        .map(|(_, c)| c.calls)
+        .sum()
+}
+
+fn main() {
+    let repos = size("TUGBOAT_BENCH_REPOS", 1_000);
+    let tags = size("TUGBOAT_BENCH_TAGS", 100);
+    tugboat::app::init_crypto();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let t = Instant::now();
+        let sb = Sandbox::start(Options {
+            fleet: Fleet::synthetic(repos, tags),
+            ..Options::default()
+        })
+        .await
+        .unwrap();
+        // One newer tag per repository whose scan finds a CRITICAL CVE: the first cycle reads
+        // each of those scans and blocks; the idle cycle must answer from its scan cache.
+        for (svc, _) in &sb.fleet.services {
+            sb.aws.push(
+                svc,
+                "2.0.0",
+                "COMPLETE",
+                vec![tugboat::sandbox::SeedFinding {
+                    id: "CVE-2026-0001".into(),
+                    severity: "CRITICAL".into(),
+                    package: Some("openssl".into()),
+                }],
+            );
+        }
+        println!(
+            "idle cycle: {repos} repositories x {} tags; each at its newest clean tag, with a newer tag blocked by a CRITICAL finding (sandbox seeded in {:.1}s)",
+            tags + 1,
+            t.elapsed().as_secs_f64()
+        );
+        let work = tempfile::tempdir().unwrap();
+        let cfg = Config::parse(
+            &sb.config_toml(&work.path().join("w")),
+            "bench.toml",
+            std::iter::empty(),
+        )
+        .unwrap();
+        let cfg = Arc::new(cfg);
+        let api = ApiMetrics::default();
+        let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await.unwrap());
+
+        let mut idle = BTreeMap::new();
+        for label in [
+            "first cycle (cold: clone, policy read, scans of the new tags)",
+            "second cycle (idle)",
+        ] {
+            let before = api.snapshot();
+            let (c0, t0) = (cpu(), Instant::now());
+            let reports = engine.cycle(Mode::Apply).await.unwrap();
+            let (wall, cpu_used) = (t0.elapsed(), cpu().saturating_sub(c0));
+            let calls = api.since(&before);
+            let promoted = reports
+                .iter()
+                .filter(|r| !matches!(r.action, tugboat::engine::Action::None))
+                .count();
+            println!(
+                "\n  {label}: {:.2}s wall, {:.2}s CPU (tugboat + stand-ins), {} reports, {promoted} with an action",
+                wall.as_secs_f64(),
+                cpu_used.as_secs_f64(),
+                reports.len()
+            );
+            print_calls(&calls);
+            idle = calls;
+        }
+
+        let describe = calls_of(&idle, "ecr", "DescribeImages");
+        let pages = (repos * (tags + 1).div_ceil(1_000)) as u64;
+        let scans = calls_of(&idle, "ecr", "DescribeImageScanFindings");
+        let writes: u64 = idle
+            .iter()
+            .filter(|(k, _)| {
+                k.operation.contains("create")
+                    || k.operation == "push"
+                    || k.operation == "pulls/merge"
+                    || k.operation == "pulls/update"
+            })
+            .map(|(_, c)| c.calls)
+            .sum();
+        let checks = [
+            (
+                format!("DescribeImages calls = {describe} (target: one page per repository = {pages})"),
+                describe == pages,
+            ),
+            (
+                format!("DescribeImageScanFindings calls = {scans} (target: 0 for known digests)"),
+                scans == 0,
+            ),
+            (format!("writes = {writes} (target: 0)"), writes == 0),
+        ];
+        println!();
+        let mut ok = true;
+        for (what, pass) in &checks {
+            println!("  {} {what}", if *pass { "PASS" } else { "FAIL" });
+            ok &= pass;
+        }
+        if !ok {
+            std::process::exit(1);
+        }
+    });
+}
