@@ -63,6 +63,8 @@ fn main() {
                     Severity::Low
                 },
                 package: Some("openssl".into()),
+                fixed_in: None,
+                url: None,
             })
             .collect(),
     };

@@ -203,7 +203,10 @@ fn log_calls(calls: &BTreeMap<ApiLabels, ApiCount>) {
 async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
     let api = ApiMetrics::default();
-    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
+    let engine = Arc::new(Engine::new(
+        cfg.clone(),
+        tugboat::app::ports(&cfg, &api).await?,
+    ));
     let max_age = i64::try_from(cfg.engine.interval.as_secs() * 3 + 600).unwrap_or(i64::MAX);
     let metrics = Arc::new(Metrics::new(max_age, &api));
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
@@ -223,6 +226,24 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    // SIGHUP: re-read the policy now and run a cycle without waiting for the interval.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    #[cfg(unix)]
+    let hangup = {
+        let (engine, wake) = (engine.clone(), wake.clone());
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: the policy will be re-read and a cycle run now");
+                engine.refresh_policy();
+                wake.notify_one();
+            }
+        })
+    };
     let mut stop = stop_rx;
     loop {
         let before = api.snapshot();
@@ -272,11 +293,14 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
         log_calls(&api.since(&before));
         tokio::select! {
             _ = tokio::time::sleep(cfg.engine.interval) => {},
+            _ = wake.notified() => {},
             _ = stop.changed() => break,
         }
     }
     tracing::info!("shutting down");
     signal.abort();
+    #[cfg(unix)]
+    hangup.abort();
     let _ = server.await;
     Ok(ExitCode::SUCCESS)
 }

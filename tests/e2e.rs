@@ -230,6 +230,30 @@ async fn the_api_call_metrics_of_an_idle_cycle_match_what_the_stand_ins_received
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_is_read_on_its_interval_and_again_on_demand() {
+    let (_sb, engine, _w, api) = setup_counted().await;
+    let reads = || {
+        api.snapshot()
+            .iter()
+            .find(|(k, _)| k.operation == "GetParametersByPath")
+            .map_or(0, |(_, c)| c.calls)
+    };
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(reads(), 1);
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(
+        reads(),
+        1,
+        "within policy.refresh the cached policy is used"
+    );
+    engine.refresh_policy();
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(reads(), 2, "refresh_policy (SIGHUP) forces one read");
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(reads(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_pushed_from_outside_with_put_image_is_promoted() {
     let (sb, engine, _w) = setup().await;
     let body = serde_json::json!({"repositoryName": "reports_analytics", "imageTag": "1.5.0", "imageManifest": "{\"schemaVersion\":2,\"x\":\"outside\"}"});

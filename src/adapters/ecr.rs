@@ -175,6 +175,8 @@ impl Registry for Ecr {
                         id: x.name().unwrap_or("(unnamed)").to_owned(),
                         severity,
                         package,
+                        fixed_in: None,
+                        url: x.uri().map(str::to_owned),
                     });
                 }
                 for x in f.enhanced_findings() {
@@ -182,6 +184,7 @@ impl Registry for Ecr {
                         continue;
                     };
                     let vuln = x.package_vulnerability_details();
+                    let package = vuln.and_then(|v| v.vulnerable_packages().first());
                     report.findings.push(Finding {
                         id: vuln
                             .and_then(|v| v.vulnerability_id())
@@ -189,10 +192,12 @@ impl Registry for Ecr {
                             .unwrap_or("(unnamed)")
                             .to_owned(),
                         severity,
-                        package: vuln
-                            .and_then(|v| v.vulnerable_packages().first())
-                            .and_then(|p| p.name())
+                        package: package.and_then(|p| p.name()).map(str::to_owned),
+                        fixed_in: package
+                            .and_then(|p| p.fixed_in_version())
+                            .filter(|v| !v.is_empty() && *v != "NotAvailable")
                             .map(str::to_owned),
+                        url: vuln.and_then(|v| v.source_url()).map(str::to_owned),
                     });
                 }
             }

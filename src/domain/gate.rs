@@ -75,6 +75,10 @@ pub struct Finding {
     pub id: String,
     pub severity: Severity,
     pub package: Option<String>,
+    /// The package version that fixes it, when the scanner knows (enhanced scanning).
+    pub fixed_in: Option<String>,
+    /// Where to read about it.
+    pub url: Option<String>,
 }
 
 /// A scan result for one digest.
@@ -297,6 +301,8 @@ mod tests {
                     id: (*id).into(),
                     severity: *s,
                     package: None,
+                    fixed_in: None,
+                    url: None,
                 })
                 .collect(),
         }

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde_json::json;
 
-use crate::domain::gate::{GateDecision, Severity};
+use crate::domain::gate::{Finding, GateDecision, Severity};
 use crate::domain::policy::{EnvPolicy, PolicySource};
 use crate::domain::select::Candidate;
 
@@ -17,6 +17,8 @@ pub struct Evidence<'a> {
     pub from: Option<&'a str>,
     pub to: &'a Candidate,
     pub gate: &'a GateDecision,
+    /// The scan's findings (the body lists the most severe).
+    pub findings: &'a [Finding],
     pub policy: &'a EnvPolicy,
     pub sources: &'a [PolicySource],
     pub files: &'a [String],
@@ -28,6 +30,50 @@ pub fn branch(service: &str, environment: &str) -> String {
 
 pub fn title(e: &Evidence<'_>) -> String {
     format!("Promote {} to {}: {}", e.service, e.environment, e.to.tag)
+}
+
+/// How many findings a PR body lists.
+const TOP_FINDINGS: usize = 10;
+
+/// The most severe findings as a table: CVE (linked when known), severity, package, fixed in.
+fn top_findings(b: &mut String, findings: &[Finding]) {
+    if findings.is_empty() {
+        return;
+    }
+    let mut sorted: Vec<&Finding> = findings.iter().collect();
+    sorted.sort_by(|x, y| x.severity.cmp(&y.severity).then_with(|| x.id.cmp(&y.id)));
+    let _ = writeln!(
+        b,
+        "\n{} most severe of {} finding(s):\n\n| finding | severity | package | fixed in |\n|---|---|---|---|",
+        sorted.len().min(TOP_FINDINGS),
+        sorted.len()
+    );
+    for f in sorted.into_iter().take(TOP_FINDINGS) {
+        let id = cell(&f.id);
+        let id = match f.url.as_deref().filter(|u| u.starts_with("https://")) {
+            Some(u) => format!("[{id}]({})", u.replace(')', "%29")),
+            None => id,
+        };
+        let _ = writeln!(
+            b,
+            "| {id} | {} | {} | {} |",
+            f.severity,
+            f.package.as_deref().map_or_else(|| "-".to_owned(), cell),
+            f.fixed_in.as_deref().map_or_else(|| "-".to_owned(), cell)
+        );
+    }
+}
+
+/// Text from a scanner, made safe for one Markdown table cell.
+fn cell(s: &str) -> String {
+    s.chars()
+        .take(120)
+        .map(|c| match c {
+            '|' | '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect::<String>()
+        .replace('<', "&lt;")
 }
 
 pub fn body(e: &Evidence<'_>) -> String {
@@ -77,6 +123,7 @@ pub fn body(e: &Evidence<'_>) -> String {
             let _ = writeln!(b, "Waiting: {reason}");
         }
     }
+    top_findings(&mut b, e.findings);
     let _ = writeln!(b, "\n### Policy\n");
     for s in e.sources {
         let _ = writeln!(b, "- `{}` version {}", s.name, s.version);
@@ -114,4 +161,61 @@ pub fn body(e: &Evidence<'_>) -> String {
     });
     let _ = writeln!(b, "\n<!-- tugboat:state {state} -->");
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(id: &str, severity: Severity) -> Finding {
+        Finding {
+            id: id.into(),
+            severity,
+            package: Some("openssl".into()),
+            fixed_in: None,
+            url: None,
+        }
+    }
+
+    #[test]
+    fn the_body_lists_the_ten_most_severe_findings_first_with_links_and_fixes() {
+        let mut findings: Vec<Finding> = (0..12)
+            .map(|i| finding(&format!("CVE-2026-{i:04}"), Severity::Low))
+            .collect();
+        findings.push(Finding {
+            id: "CVE-2026-9999".into(),
+            severity: Severity::High,
+            package: Some("libc|6".into()),
+            fixed_in: Some("2.36-9+deb12u4".into()),
+            url: Some("https://nvd.nist.gov/vuln/detail/CVE-2026-9999".into()),
+        });
+        let mut b = String::new();
+        top_findings(&mut b, &findings);
+        let rows: Vec<&str> = b.lines().filter(|l| l.starts_with("| ")).collect();
+        assert!(b.contains("10 most severe of 13 finding(s)"), "{b}");
+        assert_eq!(rows.len(), 11, "header and ten rows: {b}");
+        assert_eq!(
+            rows[1],
+            "| [CVE-2026-9999](https://nvd.nist.gov/vuln/detail/CVE-2026-9999) | HIGH | libc 6 | 2.36-9+deb12u4 |"
+        );
+        assert_eq!(rows[2], "| CVE-2026-0000 | LOW | openssl | - |");
+    }
+
+    #[test]
+    fn scanner_text_cannot_break_the_table_or_inject_markup() {
+        let f = Finding {
+            id: "<img src=x>|x".into(),
+            severity: Severity::Medium,
+            package: None,
+            fixed_in: None,
+            url: Some("javascript:alert(1)".into()),
+        };
+        let mut b = String::new();
+        top_findings(&mut b, &[f]);
+        assert!(b.contains("| &lt;img src=x> x | MEDIUM | - | - |"), "{b}");
+        assert!(!b.contains("javascript"), "{b}");
+        let mut empty = String::new();
+        top_findings(&mut empty, &[]);
+        assert!(empty.is_empty());
+    }
 }

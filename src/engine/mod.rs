@@ -7,6 +7,7 @@
 pub mod evidence;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use crate::config::{Config, EnvConfig, ServiceConfig};
-use crate::domain::gate::{self, GateDecision, ScanReport, ScanStatus};
+use crate::domain::gate::{self, Finding, GateDecision, ScanReport, ScanStatus};
 use crate::domain::image::{Digest, ImageRef};
 use crate::domain::plan::{self, Decision, Position};
 use crate::domain::policy::{self, EnvPolicy, PolicyDocument, PolicySource, ServicePolicy};
@@ -105,6 +106,8 @@ pub struct Engine {
     cfg: Arc<Config>,
     ports: Ports,
     policy_docs: Mutex<Option<(Instant, Vec<PolicyDocument>)>>,
+    /// Set by [`Engine::refresh_policy`]: the next cycle re-reads the policy whatever its age.
+    policy_stale: AtomicBool,
     scans: Mutex<HashMap<Digest, ScanReport>>,
 }
 
@@ -114,8 +117,15 @@ impl Engine {
             cfg,
             ports,
             policy_docs: Mutex::new(None),
+            policy_stale: AtomicBool::new(false),
             scans: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Make the next cycle re-read the policy from SSM instead of waiting out
+    /// `policy.refresh` (on SIGHUP). If that read fails, the last policy read stays in force.
+    pub fn refresh_policy(&self) {
+        self.policy_stale.store(true, Ordering::Relaxed);
     }
 
     /// One reconcile cycle. Errors of one service are reported in its rows, never abort others.
@@ -139,6 +149,7 @@ impl Engine {
         let cached = self.policy_docs.lock().ok().and_then(|g| g.clone());
         if let Some((at, docs)) = &cached
             && at.elapsed() < self.cfg.policy.refresh
+            && !self.policy_stale.load(Ordering::Relaxed)
         {
             return Ok(docs.clone());
         }
@@ -147,6 +158,7 @@ impl Engine {
                 if let Ok(mut g) = self.policy_docs.lock() {
                     *g = Some((Instant::now(), docs.clone()));
                 }
+                self.policy_stale.store(false, Ordering::Relaxed);
                 Ok(docs)
             }
             Err(e) => match cached {
@@ -335,8 +347,8 @@ impl Engine {
             }
             Position::Ahead => {}
         }
-        let gate = match self.scan(svc, &candidate.digest, mode).await {
-            Ok(r) => gate::gate(&r, &env_policy.scan, Utc::now().date_naive()),
+        let scan = match self.scan(svc, &candidate.digest, mode).await {
+            Ok(r) => r,
             Err(e) => {
                 report.decision = Decision::Waiting {
                     candidate: Some(candidate),
@@ -348,6 +360,7 @@ impl Engine {
                 return report;
             }
         };
+        let gate = gate::gate(&scan, &env_policy.scan, Utc::now().date_naive());
         report.decision = plan::decide(deployed.as_ref(), candidate.clone(), &gate);
         if mode == Mode::Plan || !matches!(report.decision, Decision::Promote { .. }) {
             if let Decision::Blocked { reasons, .. } = &report.decision {
@@ -365,6 +378,7 @@ impl Engine {
                 deployed.as_ref(),
                 &candidate,
                 &gate,
+                &scan.findings,
             )
             .await
         {
@@ -478,6 +492,7 @@ impl Engine {
         deployed: Option<&ImageRef>,
         to: &Candidate,
         gate: &GateDecision,
+        findings: &[Finding],
     ) -> Result<Action, String> {
         let branch = evidence::branch(&svc.name, &env.name);
         let mut edited = Vec::new();
@@ -500,6 +515,7 @@ impl Engine {
             from: from.as_deref(),
             to,
             gate,
+            findings,
             policy: env_policy,
             sources: &policy.sources,
             files: &file_names,
