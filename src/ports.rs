@@ -120,6 +120,17 @@ pub trait GitOpsRepo: Send + Sync {
     async fn includes(&self, commit: &str, ancestor: &str) -> PortResult<bool>;
 }
 
+/// Where scheduled runs are recorded, visible to every replica (in the GitOps repository), so
+/// that a slot runs at most once however many tugboats are up or restart.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// The latest slot recorded for `job`.
+    async fn last_run(&self, job: &str) -> PortResult<Option<DateTime<Utc>>>;
+    /// Record `slot` for `job` unless it (or a later slot) is already recorded. Atomic against
+    /// other writers: exactly one of several concurrent claims of a slot returns `true`.
+    async fn claim(&self, job: &str, slot: DateTime<Utc>) -> PortResult<bool>;
+}
+
 /// A pull request as the engine needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequest {

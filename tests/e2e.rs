@@ -484,3 +484,49 @@ async fn a_later_environment_waits_out_its_soak_after_the_previous_one_is_health
     assert!(reason.ends_with("left)"), "{reason}");
     assert_eq!(prod.action, Action::None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_git_ledger_lets_exactly_one_of_two_replicas_claim_a_slot() {
+    use tugboat::adapters::git::Git;
+    use tugboat::ports::Ledger;
+    tugboat::app::init_crypto();
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("{}/git/salon/salon-gitops.git", sb.github_url);
+    let replica = |dir: &str| {
+        Git::open(
+            &work.path().join(dir),
+            &url,
+            "main",
+            tugboat::secret::Secret::new(&sb.github_token),
+            &ApiMetrics::default(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    let monday = chrono::DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(a.last_run("rescan").await.unwrap(), None);
+
+    // Both claim the same slot at once: one wins, and both then see it recorded.
+    let (x, y) = tokio::join!(a.claim("rescan", monday), b.claim("rescan", monday));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert!(x ^ y, "exactly one claim wins: {x} {y}");
+    assert_eq!(b.last_run("rescan").await.unwrap(), Some(monday));
+    assert!(!a.claim("rescan", monday).await.unwrap(), "never twice");
+
+    // The next slot, and another job beside it, are claimed in turn.
+    let next = monday + chrono::Duration::days(7);
+    assert!(b.claim("rescan", next).await.unwrap());
+    assert!(a.claim("policy_refresh", monday).await.unwrap());
+    assert_eq!(a.last_run("rescan").await.unwrap(), Some(next));
+    assert_eq!(b.last_run("policy_refresh").await.unwrap(), Some(monday));
+    // The ledger lives on its own branch; main is untouched.
+    assert!(sb.github.branch_sha("tugboat-ledger").is_some());
+    assert_eq!(
+        sb.github.read_file("main", "schedules.json"),
+        None,
+        "nothing written to main"
+    );
+}

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use git2::build::TreeUpdateBuilder;
 use git2::{
     Cred, FetchOptions, FileMode, Oid, PushOptions, RemoteCallbacks, Repository, Signature,
 };
 
-use crate::ports::{ErrorKind, GitOpsRepo, PortError, PortResult, Proposal};
+use crate::ports::{ErrorKind, GitOpsRepo, Ledger, PortError, PortResult, Proposal};
 use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
 
@@ -143,6 +144,44 @@ fn fetch(repo: &Repository, me: &Git) -> PortResult<()> {
     r.map_err(|e| err("fetch", &e))
 }
 
+/// Push one refspec; `Ok(Some(message))` when the server (or, for a refspec without `+`,
+/// libgit2's fast-forward check against the fresh ref advertisement) refused the update.
+fn push(repo: &Repository, me: &Git, refspec: &str) -> PortResult<Option<String>> {
+    let mut remote = repo.find_remote("origin").map_err(|e| err("push", &e))?;
+    push_on(&mut remote, me, refspec)
+}
+
+/// [`push`] on a remote that may already be connected (then its ref advertisement is the one
+/// the update is checked against).
+fn push_on(remote: &mut git2::Remote<'_>, me: &Git, refspec: &str) -> PortResult<Option<String>> {
+    let mut cb = me.callbacks();
+    let rejected = Arc::new(Mutex::new(None::<String>));
+    let r2 = Arc::clone(&rejected);
+    cb.push_update_reference(move |_refname, status| {
+        if let (Some(msg), Ok(mut slot)) = (status, r2.lock()) {
+            *slot = Some(msg.to_owned());
+        }
+        Ok(())
+    });
+    let mut opts = PushOptions::new();
+    opts.remote_callbacks(cb);
+    let pushed = remote.push(&[refspec], Some(&mut opts));
+    me.api.record("git", "push", &pushed);
+    match pushed {
+        Ok(()) => {}
+        Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
+            me.api.error("git", "push");
+            return Ok(Some(e.message().to_owned()));
+        }
+        Err(e) => return Err(err("push", &e)),
+    }
+    let refused = rejected.lock().ok().and_then(|s| s.clone());
+    if refused.is_some() {
+        me.api.error("git", "push");
+    }
+    Ok(refused)
+}
+
 #[async_trait]
 impl GitOpsRepo for Git {
     async fn sync(&self) -> PortResult<String> {
@@ -241,23 +280,7 @@ impl GitOpsRepo for Git {
             let local_ref = format!("refs/heads/{branch}");
             repo.reference(&local_ref, commit, true, "tugboat proposal")
                 .map_err(|e| err("commit", &e))?;
-            let mut remote = repo.find_remote("origin").map_err(|e| err("push", &e))?;
-            let mut cb = me.callbacks();
-            let rejected = Arc::new(Mutex::new(None::<String>));
-            let r2 = Arc::clone(&rejected);
-            cb.push_update_reference(move |_refname, status| {
-                if let (Some(msg), Ok(mut slot)) = (status, r2.lock()) {
-                    *slot = Some(msg.to_owned());
-                }
-                Ok(())
-            });
-            let mut opts = PushOptions::new();
-            opts.remote_callbacks(cb);
-            let pushed = remote.push(&[format!("+{local_ref}:{local_ref}")], Some(&mut opts));
-            me.api.record("git", "push", &pushed);
-            pushed.map_err(|e| err("push", &e))?;
-            if let Some(msg) = rejected.lock().ok().and_then(|s| s.clone()) {
-                me.api.error("git", "push");
+            if let Some(msg) = push(repo, me, &format!("+{local_ref}:{local_ref}"))? {
                 return Err(PortError::new(
                     "git",
                     "push",
@@ -291,6 +314,153 @@ impl GitOpsRepo for Git {
             }
             repo.graph_descendant_of(c, a)
                 .map_err(|e| err("includes", &e))
+        })
+        .await
+    }
+}
+
+/// The branch that records scheduled runs: one `schedules.json` file, one commit per claim.
+pub const LEDGER_BRANCH: &str = "tugboat-ledger";
+const LEDGER_FILE: &str = "schedules.json";
+
+type LedgerMap = std::collections::BTreeMap<String, DateTime<Utc>>;
+
+/// The ledger's head commit on the remote (as last fetched) and its map of job → last slot.
+fn read_ledger(repo: &Repository) -> PortResult<(Option<Oid>, LedgerMap)> {
+    let remote_ref = format!("refs/remotes/origin/{LEDGER_BRANCH}");
+    let Ok(commit) = repo
+        .find_reference(&remote_ref)
+        .and_then(|r| r.peel_to_commit())
+    else {
+        return Ok((None, LedgerMap::new()));
+    };
+    let tree = commit.tree().map_err(|e| err("ledger", &e))?;
+    let map = match tree.get_path(Path::new(LEDGER_FILE)) {
+        Ok(entry) => {
+            let blob = repo.find_blob(entry.id()).map_err(|e| err("ledger", &e))?;
+            serde_json::from_slice(blob.content()).map_err(|e| {
+                PortError::new(
+                    "git",
+                    "ledger",
+                    ErrorKind::Rejected,
+                    format!("{LEDGER_BRANCH}:{LEDGER_FILE} is not a map of job to time: {e}"),
+                )
+            })?
+        }
+        Err(_) => LedgerMap::new(),
+    };
+    Ok((Some(commit.id()), map))
+}
+
+/// Start the ledger branch with a root commit that every replica builds byte-identically
+/// (empty map, fixed author and time), so racing creations agree and claims are always
+/// fast-forward updates of one shared history.
+fn create_ledger(repo: &Repository, me: &Git) -> PortResult<()> {
+    let blob = repo.blob(b"{}\n").map_err(|e| err("ledger", &e))?;
+    let mut tree = repo.treebuilder(None).map_err(|e| err("ledger", &e))?;
+    tree.insert(LEDGER_FILE, blob, 0o100644)
+        .map_err(|e| err("ledger", &e))?;
+    let tree = repo
+        .find_tree(tree.write().map_err(|e| err("ledger", &e))?)
+        .map_err(|e| err("ledger", &e))?;
+    let sig = Signature::new(&me.author.0, &me.author.1, &git2::Time::new(0, 0))
+        .map_err(|e| err("ledger", &e))?;
+    let root = repo
+        .commit(
+            None,
+            &sig,
+            &sig,
+            "tugboat ledger: scheduled runs\n",
+            &tree,
+            &[],
+        )
+        .map_err(|e| err("ledger", &e))?;
+    let local_ref = format!("refs/heads/{LEDGER_BRANCH}");
+    repo.reference(&local_ref, root, true, "tugboat ledger")
+        .map_err(|e| err("ledger", &e))?;
+    // Refused means another replica created it first: the same commit, or one to build on.
+    let _ = push(repo, me, &format!("{local_ref}:{local_ref}"))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Ledger for Git {
+    async fn last_run(&self, job: &str) -> PortResult<Option<DateTime<Utc>>> {
+        let job = job.to_owned();
+        self.blocking(move |repo, me| {
+            fetch(repo, me)?;
+            Ok(read_ledger(repo)?.1.get(&job).copied())
+        })
+        .await
+    }
+
+    async fn claim(&self, job: &str, slot: DateTime<Utc>) -> PortResult<bool> {
+        let job = job.to_owned();
+        self.blocking(move |repo, me| {
+            fetch(repo, me)?;
+            if read_ledger(repo)?.0.is_none() {
+                create_ledger(repo, me)?;
+                fetch(repo, me)?;
+            }
+            let (parent, mut map) = read_ledger(repo)?;
+            if map.get(&job).is_some_and(|last| *last >= slot) {
+                return Ok(false);
+            }
+            map.insert(job.clone(), slot);
+            let mut text = serde_json::to_string_pretty(&map).unwrap_or_default();
+            text.push('\n');
+            let blob = repo.blob(text.as_bytes()).map_err(|e| err("ledger", &e))?;
+            let mut tree = repo.treebuilder(None).map_err(|e| err("ledger", &e))?;
+            tree.insert(LEDGER_FILE, blob, 0o100644)
+                .map_err(|e| err("ledger", &e))?;
+            let tree = repo
+                .find_tree(tree.write().map_err(|e| err("ledger", &e))?)
+                .map_err(|e| err("ledger", &e))?;
+            let parents = match parent {
+                Some(p) => vec![repo.find_commit(p).map_err(|e| err("ledger", &e))?],
+                None => vec![],
+            };
+            let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+            let sig = Signature::now(&me.author.0, &me.author.1).map_err(|e| err("ledger", &e))?;
+            let message = format!("{job}: run the slot of {}", slot.to_rfc3339());
+            let commit = repo
+                .commit(None, &sig, &sig, &message, &tree, &parents)
+                .map_err(|e| err("ledger", &e))?;
+            let local_ref = format!("refs/heads/{LEDGER_BRANCH}");
+            repo.reference(&local_ref, commit, true, "tugboat ledger")
+                .map_err(|e| err("ledger", &e))?;
+            // Compare and swap: connect, check that the server's ledger is still the one we
+            // built on, and push on that connection; the update names that old value, so the
+            // server refuses it if another replica moved the ledger in between.
+            let mut remote = repo.find_remote("origin").map_err(|e| err("push", &e))?;
+            let refused = {
+                let mut conn = remote
+                    .connect_auth(git2::Direction::Push, Some(me.callbacks()), None)
+                    .map_err(|e| err("push", &e))?;
+                let at = conn
+                    .list()
+                    .map_err(|e| err("push", &e))?
+                    .iter()
+                    .find(|h| h.name() == local_ref)
+                    .map(git2::RemoteHead::oid);
+                if at != parent {
+                    Some("the ledger moved since it was read".to_owned())
+                } else {
+                    push_on(conn.remote(), me, &format!("+{local_ref}:{local_ref}"))?
+                }
+            };
+            if let Some(msg) = refused {
+                tracing::info!(job, slot = %slot, reason = %msg, "another tugboat claimed this slot first");
+                return Ok(false);
+            }
+            repo.reference(
+                &format!("refs/remotes/origin/{LEDGER_BRANCH}"),
+                commit,
+                true,
+                "tugboat ledger",
+            )
+            .map_err(|e| err("ledger", &e))?;
+            Ok(true)
         })
         .await
     }

@@ -7,5 +7,6 @@ pub mod gate;
 pub mod image;
 pub mod plan;
 pub mod policy;
+pub mod schedule;
 pub mod select;
 pub mod window;
