@@ -49,7 +49,8 @@ pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
     Ok(Ports {
         registry: Arc::new(Ecr::new(&sdk, api)),
         params: Arc::new(ssm),
-        repo: Arc::new(git),
+        repo: Arc::new(git.clone()),
+        ledger: Arc::new(git),
         forge: Arc::new(forge),
         deployer: Arc::new(argo),
     })

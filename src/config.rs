@@ -13,6 +13,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::domain::image::Repository;
+use crate::domain::schedule::Schedule;
 use crate::secret::Secret;
 
 /// A configuration problem, naming the file and the field.
@@ -44,7 +45,24 @@ struct RawConfig {
     engine: RawEngine,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    schedules: RawSchedules,
     services: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSchedules {
+    promotion: Option<RawSchedule>,
+    policy_refresh: Option<RawSchedule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    cron: String,
+    zone: Option<String>,
+    grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,7 +148,19 @@ pub struct Config {
     pub argocd: ArgoConfig,
     pub engine: EngineConfig,
     pub server: ServerConfig,
+    /// Cron-scheduled jobs besides the plain interval.
+    pub schedules: Vec<ScheduleConfig>,
     pub services: Vec<ServiceConfig>,
+}
+
+/// A cron-scheduled job: `promotion` (an extra reconcile cycle) or `policy_refresh` (re-read
+/// the policy, then a cycle).
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    pub name: String,
+    pub schedule: Schedule,
+    /// How late a slot missed while tugboat was down may still run at start-up.
+    pub grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +320,37 @@ fn duration(
             message: format!("duration '{s}' is invalid ({e}); use e.g. '60s' or '5m'"),
         }),
     }
+}
+
+fn schedules(raw: RawSchedules, file: &str) -> Result<Vec<ScheduleConfig>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, r) in [
+        ("promotion", raw.promotion),
+        ("policy_refresh", raw.policy_refresh),
+    ] {
+        let Some(r) = r else { continue };
+        let field = format!("schedules.{name}");
+        let schedule =
+            Schedule::parse(&r.cron, r.zone.as_deref().unwrap_or("UTC")).map_err(|message| {
+                ConfigError {
+                    file: file.to_owned(),
+                    field: field.clone(),
+                    message,
+                }
+            })?;
+        let grace = duration(
+            r.grace.as_deref(),
+            Duration::from_secs(3600),
+            &format!("{field}.grace"),
+            file,
+        )?;
+        out.push(ScheduleConfig {
+            name: name.to_owned(),
+            schedule,
+            grace,
+        });
+    }
+    Ok(out)
 }
 
 /// Service and environment names: letters, digits, '_' or '-' (they become branch names and labels).
@@ -510,6 +571,7 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
             },
         },
         server: ServerConfig { listen },
+        schedules: schedules(raw.schedules, file)?,
         aws: raw.aws.into(),
         services,
     })
@@ -636,6 +698,37 @@ argocd_application = "user-service-dev"
         let c = parse(EXAMPLE, &[("TUGBOAT_ENGINE_CONCURRENCY", "32")]).unwrap();
         assert_eq!(c.engine.concurrency, 32);
         assert_eq!(parse(EXAMPLE, &[]).unwrap().engine.concurrency, 8);
+    }
+
+    #[test]
+    fn schedules_are_parsed_at_start_and_a_bad_one_names_its_field() {
+        // Schedules must come before [[services]] in TOML; build the file in that order.
+        let file = |t: &str| EXAMPLE.replacen("[[services]]", &format!("{t}\n[[services]]"), 1);
+        let c = parse(
+            &file("[schedules.promotion]\ncron = \"*/30 8-17 * * MON-FRI\"\nzone = \"Europe/Stockholm\"\n[schedules.policy_refresh]\ncron = \"0 * * * *\"\ngrace = \"0s\""),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.schedules.len(), 2);
+        assert_eq!(c.schedules[0].name, "promotion");
+        assert_eq!(c.schedules[0].schedule.zone(), chrono_tz::Europe::Stockholm);
+        assert_eq!(c.schedules[0].grace, Duration::from_secs(3600));
+        assert_eq!(c.schedules[1].grace, Duration::ZERO);
+
+        let e = parse(&file("[schedules.promotion]\ncron = \"0 6 * *\""), &[]).unwrap_err();
+        assert_eq!(e.field, "schedules.promotion");
+        assert!(e.message.contains("4 field(s)"), "{e}");
+        let e = parse(
+            &file("[schedules.promotion]\ncron = \"0 6 * * MON\"\nzone = \"Nowhere/Town\""),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: schedules.promotion: 'Nowhere/Town' is not an IANA time zone; use e.g. UTC or Europe/Stockholm"
+        );
+        let e = parse(&file("[schedules.nightly]\ncron = \"0 6 * * MON\""), &[]).unwrap_err();
+        assert!(e.message.contains("unknown field `nightly`"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use tugboat::config::Config;
 use tugboat::domain::image::{Digest, Repository, Tag};
+use tugboat::engine::scheduler::{self, Due, Job, SystemClock};
 use tugboat::engine::{Action, Engine, Mode};
 use tugboat::server::{CycleLabels, Metrics, OutcomeLabels};
 use tugboat::telemetry::{ApiCount, ApiLabels, ApiMetrics};
@@ -244,6 +245,28 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    // Cron-scheduled cycles and policy refreshes, each slot claimed in the GitOps repository's
+    // ledger so that replicas and restarts never run it twice.
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::channel::<Due>(8);
+    let scheduler = if cfg.schedules.is_empty() {
+        None
+    } else {
+        let jobs = cfg
+            .schedules
+            .iter()
+            .map(|s| Job {
+                name: s.name.clone(),
+                schedule: s.schedule.clone(),
+                grace: chrono::Duration::from_std(s.grace).unwrap_or(chrono::Duration::MAX),
+            })
+            .collect();
+        Some(tokio::spawn(scheduler::run(
+            jobs,
+            Arc::new(SystemClock),
+            engine.ports().ledger.clone(),
+            due_tx,
+        )))
+    };
     let mut stop = stop_rx;
     loop {
         let before = api.snapshot();
@@ -294,6 +317,12 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = tokio::time::sleep(cfg.engine.interval) => {},
             _ = wake.notified() => {},
+            Some(due) = due_rx.recv() => {
+                tracing::info!(job = %due.job, slot = %due.slot, "scheduled cycle");
+                if due.job == "policy_refresh" {
+                    engine.refresh_policy();
+                }
+            },
             _ = stop.changed() => break,
         }
     }
@@ -301,6 +330,9 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     signal.abort();
     #[cfg(unix)]
     hangup.abort();
+    if let Some(s) = scheduler {
+        s.abort();
+    }
     let _ = server.await;
     Ok(ExitCode::SUCCESS)
 }

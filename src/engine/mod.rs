@@ -25,8 +25,8 @@ use crate::domain::select::{self, Candidate, ImageRecord};
 use crate::domain::window;
 use crate::manifest;
 use crate::ports::{
-    ChecksState, Deployer, Forge, GitOpsRepo, NewPullRequest, ParameterStore, PortError, Registry,
-    StatusState,
+    ChecksState, Deployer, Forge, GitOpsRepo, Ledger, NewPullRequest, ParameterStore, PortError,
+    Registry, StatusState,
 };
 
 /// The outside world, as the engine sees it.
@@ -37,6 +37,8 @@ pub struct Ports {
     pub repo: Arc<dyn GitOpsRepo>,
     pub forge: Arc<dyn Forge>,
     pub deployer: Arc<dyn Deployer>,
+    /// Where scheduled runs are recorded (the scheduler's, not the cycle's).
+    pub ledger: Arc<dyn Ledger>,
 }
 
 /// Whether a cycle may write.
@@ -121,6 +123,11 @@ impl Engine {
             policy_stale: AtomicBool::new(false),
             scans: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The outside world this engine works on.
+    pub fn ports(&self) -> &Ports {
+        &self.ports
     }
 
     /// Make the next cycle re-read the policy from SSM instead of waiting out
