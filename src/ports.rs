@@ -65,6 +65,14 @@ impl PortError {
 
 pub type PortResult<T> = Result<T, PortError>;
 
+/// What asking for a new scan of an image did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanStart {
+    Started,
+    /// ECR basic scanning allows one scan per image per 24 hours; this image had its scan.
+    AlreadyScannedToday,
+}
+
 /// Where images come from (ECR).
 #[async_trait]
 pub trait Registry: Send + Sync {
@@ -81,6 +89,14 @@ pub trait Registry: Send + Sync {
         repository: &str,
         digest: &Digest,
     ) -> PortResult<ScanReport>;
+    /// Start a basic scan of one digest (StartImageScan). Never retried by the client: a
+    /// `LimitExceededException` means the image was already scanned today, not throttling.
+    async fn start_scan(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+        digest: &Digest,
+    ) -> PortResult<ScanStart>;
 }
 
 /// Where the policy and referenced secrets live (SSM Parameter Store).

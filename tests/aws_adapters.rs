@@ -16,7 +16,7 @@ use tugboat::adapters::{aws::sdk_config, ecr::Ecr, ssm::Ssm};
 use tugboat::config::AwsConfig;
 use tugboat::domain::gate::{self, GateDecision, ScanPolicy, ScanStatus};
 use tugboat::domain::image::Digest;
-use tugboat::ports::{ParameterStore, Registry};
+use tugboat::ports::{ParameterStore, Registry, ScanStart};
 use tugboat::telemetry::ApiMetrics;
 
 struct Moto(Child);
@@ -262,6 +262,38 @@ async fn shared_checks(url: &str, seed: &impl Seed) {
         .await
         .unwrap();
     assert_eq!(r.status, ScanStatus::NotFound);
+
+    // StartImageScan: one scan per image per day. The second start is "already scanned
+    // today", an answer, not an error, and it is not retried.
+    let api = ApiMetrics::default();
+    let scanner = Ecr::new(&sdk, &api);
+    let fresh = Digest::parse(&seed.image("user_service", "1.4.0", "none").await).unwrap();
+    assert_eq!(
+        scanner
+            .start_scan(None, "user_service", &fresh)
+            .await
+            .unwrap(),
+        ScanStart::Started
+    );
+    assert_eq!(
+        scanner
+            .start_scan(None, "user_service", &fresh)
+            .await
+            .unwrap(),
+        ScanStart::AlreadyScannedToday
+    );
+    let starts = api
+        .snapshot()
+        .into_iter()
+        .find(|(k, _)| k.operation == "StartImageScan")
+        .map(|(_, c)| (c.calls, c.retries));
+    assert_eq!(starts, Some((2, 0)), "two calls, no retry");
+    let gone = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+    let e = scanner
+        .start_scan(None, "user_service", &gone)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, tugboat::ports::ErrorKind::NotFound, "{e}");
 
     // A scan still running is reported as such, not as clean or missing.
     let running = seed.image("user_service", "1.3.0", IN_PROGRESS).await;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ecr::Client;
+use aws_sdk_ecr::error::ProvideErrorMetadata;
 use aws_sdk_ecr::types::{
     DescribeImagesFilter, ImageIdentifier, ScanStatus as EcrScanStatus, TagStatus,
 };
@@ -13,7 +14,7 @@ use super::aws::{CountCalls, map_err};
 use crate::domain::gate::{Finding, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{Digest, Tag};
 use crate::domain::select::ImageRecord;
-use crate::ports::{ErrorKind, PortError, PortResult, Registry};
+use crate::ports::{ErrorKind, PortError, PortResult, Registry, ScanStart};
 use crate::telemetry::ApiMetrics;
 
 /// ECR through the AWS SDK.
@@ -96,6 +97,44 @@ impl Registry for Ecr {
             }
         }
         Ok(out)
+    }
+
+    async fn start_scan(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+        digest: &Digest,
+    ) -> PortResult<ScanStart> {
+        // One attempt: the SDK's retry policy counts LimitExceededException as throttling and
+        // would spend its backoff on an answer that cannot change until tomorrow.
+        let once = aws_sdk_ecr::config::Builder::default()
+            .retry_config(aws_sdk_ecr::config::retry::RetryConfig::standard().with_max_attempts(1));
+        let out = self
+            .client
+            .start_image_scan()
+            .set_registry_id(registry_id.map(str::to_owned))
+            .repository_name(repository)
+            .image_id(
+                ImageIdentifier::builder()
+                    .image_digest(digest.as_str())
+                    .build(),
+            )
+            .customize()
+            .config_override(once)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(ScanStart::Started),
+            Err(e) if e.code() == Some("LimitExceededException") => {
+                Ok(ScanStart::AlreadyScannedToday)
+            }
+            Err(e) => Err(map_err(
+                "ecr",
+                "StartImageScan",
+                &e,
+                &["ImageNotFoundException", "RepositoryNotFoundException"],
+            )),
+        }
     }
 
     async fn scan_report(

@@ -31,6 +31,8 @@ struct Image {
     pushed_at: f64,
     scan_status: String,
     findings: Vec<SeedFinding>,
+    /// The day StartImageScan last started a scan (one per image per day, as in ECR).
+    scan_started: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +144,7 @@ impl Aws {
                 pushed_at: now,
                 scan_status: scan_status.to_owned(),
                 findings,
+                scan_started: None,
             }),
         }
         digest
@@ -235,6 +238,7 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
     match op {
         "DescribeImages" => describe_images(&aws, &req),
         "DescribeImageScanFindings" => describe_findings(&aws, &req),
+        "StartImageScan" => start_scan(&aws, &req),
         "PutImage" => {
             let (Some(repo), Some(manifest)) = (s("repositoryName"), s("imageManifest")) else {
                 return aws_error(
@@ -340,6 +344,46 @@ fn describe_images(aws: &Aws, req: &Value) -> Response {
     let token = req.get("nextToken").and_then(Value::as_str);
     let (items, next) = page(&all, token, max);
     ok(json!({"imageDetails": items, "nextToken": next}))
+}
+
+fn start_scan(aws: &Aws, req: &Value) -> Response {
+    let repo = req
+        .get("repositoryName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let digest = req
+        .pointer("/imageId/imageDigest")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let today = Utc::now().date_naive();
+    let mut g = aws.lock();
+    let Some(images) = g.repos.get_mut(&repo) else {
+        return aws_error(
+            "RepositoryNotFoundException",
+            &format!("The repository with name '{repo}' does not exist"),
+        );
+    };
+    let Some(img) = images.iter_mut().find(|i| i.digest == digest) else {
+        return aws_error(
+            "ImageNotFoundException",
+            &format!("The image with imageId {{imageDigest:'{digest}'}} does not exist"),
+        );
+    };
+    if img.scan_started == Some(today) {
+        return aws_error(
+            "LimitExceededException",
+            "The scan quota per image has been exceeded. Wait and try again.",
+        );
+    }
+    img.scan_started = Some(today);
+    // The stand-in scans instantly: the stored findings are the new result.
+    img.scan_status = "COMPLETE".into();
+    ok(
+        json!({"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": digest},
+               "imageScanStatus": {"status": "IN_PROGRESS"}}),
+    )
 }
 
 fn describe_findings(aws: &Aws, req: &Value) -> Response {
