@@ -64,6 +64,18 @@ enum Command {
         #[arg(long)]
         diff: bool,
     },
+    /// Probe a running tugboat's /healthz (for a container HEALTHCHECK: no curl needed).
+    /// Exits 0 when it answers 200 within the timeout, 1 otherwise.
+    Health {
+        #[arg(
+            long,
+            env = "TUGBOAT_HEALTH_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
+        url: String,
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Validate promotion policy documents offline.
     Policy {
         #[command(subcommand)]
@@ -132,6 +144,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Policy {
             command: PolicyCommand::Check { files },
         } => policy_check(&files),
+        Command::Health { url, timeout } => health(&url, timeout).await,
         Command::Once { config } => {
             init_logs("info");
             once(&config, Mode::Apply).await
@@ -426,4 +439,22 @@ fn policy_check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn health(url: &str, timeout: std::time::Duration) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => {
+            println!("healthy: {url} answered {}", r.status().as_u16());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            println!("unhealthy: {url} answered {}", r.status().as_u16());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            println!("unhealthy: {url}: {}", e.without_url());
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

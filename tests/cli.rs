@@ -107,3 +107,50 @@ fn set_image_fails_clearly_and_leaves_the_file_untouched() {
     assert_eq!(std::fs::read_to_string(&bad).unwrap(), body);
     assert_eq!(std::fs::read_to_string(&good).unwrap(), "image: r.io/a:1\n");
 }
+
+/// A loopback server that answers one request with `status`, then closes.
+fn answer_once(status: &str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n");
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    format!("http://{addr}/healthz")
+}
+
+#[test]
+fn health_exits_zero_only_when_healthz_answers_200() {
+    let ok = tugboat(&["health", "--url", &answer_once("200 OK")]);
+    assert!(ok.status.success(), "{}", text(&ok.stdout));
+    assert!(text(&ok.stdout).starts_with("healthy: "));
+
+    let sick = tugboat(&["health", "--url", &answer_once("503 Service Unavailable")]);
+    assert_eq!(sick.status.code(), Some(1));
+    assert!(
+        text(&sick.stdout).contains("answered 503"),
+        "{}",
+        text(&sick.stdout)
+    );
+
+    // Nobody listening: a port that was just free.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = tugboat(&[
+        "health",
+        "--url",
+        &format!("http://127.0.0.1:{port}/healthz"),
+        "--timeout",
+        "2s",
+    ]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(text(&down.stdout).starts_with("unhealthy: "));
+}
