@@ -154,3 +154,28 @@ fn health_exits_zero_only_when_healthz_answers_200() {
     assert_eq!(down.status.code(), Some(1));
     assert!(text(&down.stdout).starts_with("unhealthy: "));
 }
+
+#[test]
+fn the_demo_at_trace_level_never_prints_a_token_on_any_stream() {
+    // Every sandbox token starts with `sandbox_gh_` or `sandbox_argo_` followed by random hex,
+    // and is sent only in auth headers and git credentials.
+    let out = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+        .arg("demo")
+        .env("RUST_LOG", "trace")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stderr.len() > 100_000,
+        "trace logs were written ({} bytes)",
+        stderr.len()
+    );
+    for stream in [&stdout, &stderr] {
+        for secret in ["sandbox_gh_", "sandbox_argo_"] {
+            assert!(!stream.contains(secret), "a token leaked: {secret}");
+        }
+        assert!(!stream.to_ascii_lowercase().contains("bearer sandbox"));
+    }
+}
