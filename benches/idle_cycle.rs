@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tugboat::config::Config;
 use tugboat::engine::{Engine, Mode};
 use tugboat::sandbox::{Fleet, Options, Sandbox};
-use tugboat::telemetry::{ApiCount, ApiLabels, ApiMetrics};
+use tugboat::telemetry::{ApiCounts, ApiMetrics, count};
 
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -45,7 +45,7 @@ fn cpu() -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
-fn print_calls(calls: &BTreeMap<ApiLabels, ApiCount>) {
+fn print_calls(calls: &ApiCounts) {
     for (k, c) in calls {
         println!(
             "    {:>6}  {} {}{}",
@@ -59,14 +59,6 @@ fn print_calls(calls: &BTreeMap<ApiLabels, ApiCount>) {
             }
         );
     }
-}
-
-fn calls_of(calls: &BTreeMap<ApiLabels, ApiCount>, system: &str, operation: &str) -> u64 {
-    calls
-        .iter()
-        .filter(|(k, _)| k.system == system && k.operation == operation)
-        .map(|(_, c)| c.calls)
-        .sum()
 }
 
 fn main() {
@@ -139,17 +131,12 @@ fn main() {
             idle = calls;
         }
 
-        let describe = calls_of(&idle, "ecr", "DescribeImages");
+        let describe = count(&idle, "ecr", "DescribeImages").calls;
         let pages = (repos * (tags + 1).div_ceil(1_000)) as u64;
-        let scans = calls_of(&idle, "ecr", "DescribeImageScanFindings");
+        let scans = count(&idle, "ecr", "DescribeImageScanFindings").calls;
         let writes: u64 = idle
             .iter()
-            .filter(|(k, _)| {
-                k.operation.contains("create")
-                    || k.operation == "push"
-                    || k.operation == "pulls/merge"
-                    || k.operation == "pulls/update"
-            })
+            .filter(|(k, _)| k.is_write())
             .map(|(_, c)| c.calls)
             .sum();
         let checks = [

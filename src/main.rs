@@ -1,6 +1,5 @@
 //! The `tugboat` command: parse the CLI, load config, set up logs, wire adapters, run.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +14,7 @@ use tugboat::domain::image::{Digest, Repository, Tag};
 use tugboat::engine::scheduler::{self, Due, Job, SystemClock};
 use tugboat::engine::{Action, Engine, Mode};
 use tugboat::server::{CycleLabels, Metrics, OutcomeLabels};
-use tugboat::telemetry::{ApiCount, ApiLabels, ApiMetrics};
+use tugboat::telemetry::{ApiCounts, ApiMetrics};
 
 #[derive(Parser)]
 #[command(
@@ -203,7 +202,7 @@ async fn shutdown_signal() {
 }
 
 /// One log line with the API calls a cycle made, e.g. `ecr DescribeImages=6 github pulls/list=4`.
-fn log_calls(calls: &BTreeMap<ApiLabels, ApiCount>) {
+fn log_calls(calls: &ApiCounts) {
     let total: u64 = calls.values().map(|c| c.calls).sum();
     let errors: u64 = calls.values().map(|c| c.errors).sum();
     let by_operation = calls

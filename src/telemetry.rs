@@ -18,6 +18,36 @@ pub struct ApiLabels {
     pub operation: String,
 }
 
+impl ApiLabels {
+    /// Whether the operation changes the GitOps repository or its pull requests.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            (self.system.as_str(), self.operation.as_str()),
+            ("git", "push")
+                | (
+                    "github",
+                    "pulls/create"
+                        | "pulls/update"
+                        | "pulls/merge"
+                        | "issues/add-labels"
+                        | "issues/create-comment"
+                        | "repos/create-commit-status"
+                )
+        )
+    }
+}
+
+/// A snapshot of the counters, by (system, operation).
+pub type ApiCounts = BTreeMap<ApiLabels, ApiCount>;
+
+/// One operation's counts in a snapshot (zero when it was never called).
+pub fn count(counts: &ApiCounts, system: &str, operation: &str) -> ApiCount {
+    counts
+        .get(&labels(system, operation))
+        .copied()
+        .unwrap_or_default()
+}
+
 /// Calls, errors and retries by system and operation. Cloning shares the counters.
 #[derive(Clone, Debug, Default)]
 pub struct ApiMetrics {
@@ -25,7 +55,7 @@ pub struct ApiMetrics {
     errors: Family<ApiLabels, Counter>,
     retries: Family<ApiLabels, Counter>,
     /// The same counts, readable back (prometheus-client families cannot be iterated).
-    tally: Arc<Mutex<BTreeMap<ApiLabels, ApiCount>>>,
+    tally: Arc<Mutex<ApiCounts>>,
 }
 
 /// One line of [`ApiMetrics::snapshot`].
@@ -87,7 +117,7 @@ impl ApiMetrics {
     }
 
     /// Every counter so far, by (system, operation).
-    pub fn snapshot(&self) -> BTreeMap<ApiLabels, ApiCount> {
+    pub fn snapshot(&self) -> ApiCounts {
         self.tally
             .lock()
             .map(|g| g.clone())
@@ -103,7 +133,7 @@ impl ApiMetrics {
     }
 
     /// How much each counter grew since `before`; unchanged ones are left out.
-    pub fn since(&self, before: &BTreeMap<ApiLabels, ApiCount>) -> BTreeMap<ApiLabels, ApiCount> {
+    pub fn since(&self, before: &ApiCounts) -> ApiCounts {
         self.snapshot()
             .into_iter()
             .filter_map(|(k, now)| {
@@ -142,8 +172,34 @@ mod tests {
         assert_eq!(before[&labels("github", "pulls/list")].calls, 1);
         m.call("github", "pulls/list");
         let grown = m.since(&before);
+        assert_eq!(count(&grown, "github", "pulls/list").calls, 1);
+        assert_eq!(count(&grown, "ecr", "DescribeImages"), ApiCount::default());
         assert_eq!(grown.len(), 1);
         assert_eq!(grown[&labels("github", "pulls/list")].calls, 1);
+    }
+
+    #[test]
+    fn writes_are_pushes_and_github_changes_not_reads() {
+        for (system, op) in [
+            ("git", "push"),
+            ("github", "pulls/create"),
+            ("github", "pulls/update"),
+            ("github", "pulls/merge"),
+            ("github", "issues/add-labels"),
+            ("github", "issues/create-comment"),
+            ("github", "repos/create-commit-status"),
+        ] {
+            assert!(labels(system, op).is_write(), "{system} {op}");
+        }
+        for (system, op) in [
+            ("git", "fetch"),
+            ("github", "pulls/list"),
+            ("github", "repos/get-combined-status-for-ref"),
+            ("ecr", "DescribeImages"),
+            ("argocd", "ApplicationService_Get"),
+        ] {
+            assert!(!labels(system, op).is_write(), "{system} {op}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tugboat::config::AwsConfig;
 use tugboat::domain::gate::{self, GateDecision, ScanPolicy, ScanStatus};
 use tugboat::domain::image::Digest;
 use tugboat::ports::{ParameterStore, Registry, ScanStart};
-use tugboat::telemetry::ApiMetrics;
+use tugboat::telemetry::{ApiMetrics, count};
 
 struct Moto(Child);
 
@@ -282,12 +282,12 @@ async fn shared_checks(url: &str, seed: &impl Seed) {
             .unwrap(),
         ScanStart::AlreadyScannedToday
     );
-    let starts = api
-        .snapshot()
-        .into_iter()
-        .find(|(k, _)| k.operation == "StartImageScan")
-        .map(|(_, c)| (c.calls, c.retries));
-    assert_eq!(starts, Some((2, 0)), "two calls, no retry");
+    let starts = count(&api.snapshot(), "ecr", "StartImageScan");
+    assert_eq!(
+        (starts.calls, starts.retries),
+        (2, 0),
+        "two calls, no retry"
+    );
     let gone = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
     let e = scanner
         .start_scan(None, "user_service", &gone)
@@ -314,22 +314,16 @@ async fn shared_checks(url: &str, seed: &impl Seed) {
     let images = counted.list_images(None, "big_repo").await.unwrap();
     assert_eq!(images.len(), 1_050);
     let calls = api.since(&before);
-    let describe = calls
-        .iter()
-        .find(|(k, _)| k.system == "ecr" && k.operation == "DescribeImages")
-        .map(|(_, c)| *c)
-        .unwrap_or_default();
+    let describe = count(&calls, "ecr", "DescribeImages");
     let pages = seed.describe_images_pages(1_050);
     assert_eq!((describe.calls, describe.errors), (pages, 0), "{calls:?}");
 
     let missing = counted.list_images(None, "no_such_repo").await.unwrap_err();
     let failed = api.since(&before);
+    let describe = count(&failed, "ecr", "DescribeImages");
     assert_eq!(
-        failed
-            .iter()
-            .find(|(k, _)| k.operation == "DescribeImages")
-            .map(|(_, c)| (c.calls, c.errors)),
-        Some((pages + 1, 1)),
+        (describe.calls, describe.errors),
+        (pages + 1, 1),
         "a missing repository is one failed call, not retried: {failed:?}"
     );
     assert_eq!(

@@ -8,7 +8,7 @@ use tugboat::config::Config;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Engine, Mode, Verification};
 use tugboat::sandbox::{self, Options, Sandbox, SeedFinding};
-use tugboat::telemetry::ApiMetrics;
+use tugboat::telemetry::{self, ApiMetrics};
 
 async fn setup() -> (Sandbox, Engine, tempfile::TempDir) {
     let (sb, engine, work, _) = setup_counted().await;
@@ -188,12 +188,7 @@ async fn the_api_call_metrics_of_an_idle_cycle_match_what_the_stand_ins_received
     engine.cycle(Mode::Apply).await.unwrap();
 
     let grown = api.since(&before);
-    let count = |system: &str, operation: &str| {
-        grown
-            .iter()
-            .find(|(k, _)| k.system == system && k.operation == operation)
-            .map_or(0, |(_, c)| c.calls)
-    };
+    let count = |system: &str, operation: &str| telemetry::count(&grown, system, operation).calls;
     let received = |now: std::collections::BTreeMap<String, u64>,
                     was: &std::collections::BTreeMap<String, u64>,
                     key: &str| {
@@ -221,9 +216,7 @@ async fn the_api_call_metrics_of_an_idle_cycle_match_what_the_stand_ins_received
     );
     let writes: u64 = grown
         .iter()
-        .filter(|(k, _)| {
-            k.operation.contains("create") || k.operation == "push" || k.operation == "pulls/merge"
-        })
+        .filter(|(k, _)| k.is_write())
         .map(|(_, c)| c.calls)
         .sum();
     assert_eq!(writes, 0, "an idle cycle writes nothing: {grown:?}");
@@ -232,12 +225,7 @@ async fn the_api_call_metrics_of_an_idle_cycle_match_what_the_stand_ins_received
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_is_read_on_its_interval_and_again_on_demand() {
     let (_sb, engine, _w, api) = setup_counted().await;
-    let reads = || {
-        api.snapshot()
-            .iter()
-            .find(|(k, _)| k.operation == "GetParametersByPath")
-            .map_or(0, |(_, c)| c.calls)
-    };
+    let reads = || telemetry::count(&api.snapshot(), "ssm", "GetParametersByPath").calls;
     engine.cycle(Mode::Plan).await.unwrap();
     assert_eq!(reads(), 1);
     engine.cycle(Mode::Plan).await.unwrap();

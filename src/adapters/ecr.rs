@@ -38,6 +38,12 @@ impl Ecr {
     }
 }
 
+fn image_id(digest: &Digest) -> ImageIdentifier {
+    ImageIdentifier::builder()
+        .image_digest(digest.as_str())
+        .build()
+}
+
 fn time(t: Option<&aws_sdk_ecr::primitives::DateTime>) -> DateTime<Utc> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
         .unwrap_or_default()
@@ -114,11 +120,7 @@ impl Registry for Ecr {
             .start_image_scan()
             .set_registry_id(registry_id.map(str::to_owned))
             .repository_name(repository)
-            .image_id(
-                ImageIdentifier::builder()
-                    .image_digest(digest.as_str())
-                    .build(),
-            )
+            .image_id(image_id(digest))
             .customize()
             .config_override(once)
             .send()
@@ -148,11 +150,7 @@ impl Registry for Ecr {
             .describe_image_scan_findings()
             .set_registry_id(registry_id.map(str::to_owned))
             .repository_name(repository)
-            .image_id(
-                ImageIdentifier::builder()
-                    .image_digest(digest.as_str())
-                    .build(),
-            )
+            .image_id(image_id(digest))
             .max_results(1000)
             .into_paginator()
             .send();

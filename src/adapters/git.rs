@@ -144,8 +144,7 @@ fn fetch(repo: &Repository, me: &Git) -> PortResult<()> {
     r.map_err(|e| err("fetch", &e))
 }
 
-/// Push one refspec; `Ok(Some(message))` when the server (or, for a refspec without `+`,
-/// libgit2's fast-forward check against the fresh ref advertisement) refused the update.
+/// Push one refspec; `Ok(Some(message))` when the update was refused.
 fn push(repo: &Repository, me: &Git, refspec: &str) -> PortResult<Option<String>> {
     let mut remote = repo.find_remote("origin").map_err(|e| err("push", &e))?;
     push_on(&mut remote, me, refspec)
@@ -327,9 +326,8 @@ type LedgerMap = std::collections::BTreeMap<String, DateTime<Utc>>;
 
 /// The ledger's head commit on the remote (as last fetched) and its map of job → last slot.
 fn read_ledger(repo: &Repository) -> PortResult<(Option<Oid>, LedgerMap)> {
-    let remote_ref = format!("refs/remotes/origin/{LEDGER_BRANCH}");
     let Ok(commit) = repo
-        .find_reference(&remote_ref)
+        .find_reference(&ledger_remote_ref())
         .and_then(|r| r.peel_to_commit())
     else {
         return Ok((None, LedgerMap::new()));
@@ -352,32 +350,60 @@ fn read_ledger(repo: &Repository) -> PortResult<(Option<Oid>, LedgerMap)> {
     Ok((Some(commit.id()), map))
 }
 
+/// Commit `map` as the ledger's one file on top of `parent`, and point the local ledger
+/// branch at it.
+fn commit_ledger(
+    repo: &Repository,
+    map: &LedgerMap,
+    sig: &Signature<'_>,
+    message: &str,
+    parent: Option<Oid>,
+) -> PortResult<Oid> {
+    let ledger = |e: git2::Error| err("ledger", &e);
+    let mut text = serde_json::to_string_pretty(map).unwrap_or_default();
+    text.push('\n');
+    let blob = repo.blob(text.as_bytes()).map_err(ledger)?;
+    let mut tree = repo.treebuilder(None).map_err(ledger)?;
+    tree.insert(LEDGER_FILE, blob, 0o100644).map_err(ledger)?;
+    let tree = repo
+        .find_tree(tree.write().map_err(ledger)?)
+        .map_err(ledger)?;
+    let parents = match parent {
+        Some(p) => vec![repo.find_commit(p).map_err(ledger)?],
+        None => vec![],
+    };
+    let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+    let commit = repo
+        .commit(None, sig, sig, message, &tree, &parents)
+        .map_err(ledger)?;
+    repo.reference(&ledger_ref(), commit, true, "tugboat ledger")
+        .map_err(ledger)?;
+    Ok(commit)
+}
+
+fn ledger_ref() -> String {
+    format!("refs/heads/{LEDGER_BRANCH}")
+}
+
+/// Where the fetched remote ledger is kept.
+fn ledger_remote_ref() -> String {
+    format!("refs/remotes/origin/{LEDGER_BRANCH}")
+}
+
 /// Start the ledger branch with a root commit that every replica builds byte-identically
 /// (empty map, fixed author and time), so racing creations agree and claims are always
 /// fast-forward updates of one shared history.
 fn create_ledger(repo: &Repository, me: &Git) -> PortResult<()> {
-    let blob = repo.blob(b"{}\n").map_err(|e| err("ledger", &e))?;
-    let mut tree = repo.treebuilder(None).map_err(|e| err("ledger", &e))?;
-    tree.insert(LEDGER_FILE, blob, 0o100644)
-        .map_err(|e| err("ledger", &e))?;
-    let tree = repo
-        .find_tree(tree.write().map_err(|e| err("ledger", &e))?)
-        .map_err(|e| err("ledger", &e))?;
     let sig = Signature::new(&me.author.0, &me.author.1, &git2::Time::new(0, 0))
         .map_err(|e| err("ledger", &e))?;
-    let root = repo
-        .commit(
-            None,
-            &sig,
-            &sig,
-            "tugboat ledger: scheduled runs\n",
-            &tree,
-            &[],
-        )
-        .map_err(|e| err("ledger", &e))?;
-    let local_ref = format!("refs/heads/{LEDGER_BRANCH}");
-    repo.reference(&local_ref, root, true, "tugboat ledger")
-        .map_err(|e| err("ledger", &e))?;
+    commit_ledger(
+        repo,
+        &LedgerMap::new(),
+        &sig,
+        "tugboat ledger: scheduled runs\n",
+        None,
+    )?;
+    let local_ref = ledger_ref();
     // Refused means another replica created it first: the same commit, or one to build on.
     let _ = push(repo, me, &format!("{local_ref}:{local_ref}"))?;
     Ok(())
@@ -398,37 +424,21 @@ impl Ledger for Git {
         let job = job.to_owned();
         self.blocking(move |repo, me| {
             fetch(repo, me)?;
-            if read_ledger(repo)?.0.is_none() {
+            let mut ledger = read_ledger(repo)?;
+            if ledger.0.is_none() {
                 create_ledger(repo, me)?;
                 fetch(repo, me)?;
+                ledger = read_ledger(repo)?;
             }
-            let (parent, mut map) = read_ledger(repo)?;
+            let (parent, mut map) = ledger;
             if map.get(&job).is_some_and(|last| *last >= slot) {
                 return Ok(false);
             }
             map.insert(job.clone(), slot);
-            let mut text = serde_json::to_string_pretty(&map).unwrap_or_default();
-            text.push('\n');
-            let blob = repo.blob(text.as_bytes()).map_err(|e| err("ledger", &e))?;
-            let mut tree = repo.treebuilder(None).map_err(|e| err("ledger", &e))?;
-            tree.insert(LEDGER_FILE, blob, 0o100644)
-                .map_err(|e| err("ledger", &e))?;
-            let tree = repo
-                .find_tree(tree.write().map_err(|e| err("ledger", &e))?)
-                .map_err(|e| err("ledger", &e))?;
-            let parents = match parent {
-                Some(p) => vec![repo.find_commit(p).map_err(|e| err("ledger", &e))?],
-                None => vec![],
-            };
-            let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
             let sig = Signature::now(&me.author.0, &me.author.1).map_err(|e| err("ledger", &e))?;
             let message = format!("{job}: run the slot of {}", slot.to_rfc3339());
-            let commit = repo
-                .commit(None, &sig, &sig, &message, &tree, &parents)
-                .map_err(|e| err("ledger", &e))?;
-            let local_ref = format!("refs/heads/{LEDGER_BRANCH}");
-            repo.reference(&local_ref, commit, true, "tugboat ledger")
-                .map_err(|e| err("ledger", &e))?;
+            let commit = commit_ledger(repo, &map, &sig, &message, parent)?;
+            let local_ref = ledger_ref();
             // Compare and swap: connect, check that the server's ledger is still the one we
             // built on, and push on that connection; the update names that old value, so the
             // server refuses it if another replica moved the ledger in between.
@@ -453,13 +463,8 @@ impl Ledger for Git {
                 tracing::info!(job, slot = %slot, reason = %msg, "another tugboat claimed this slot first");
                 return Ok(false);
             }
-            repo.reference(
-                &format!("refs/remotes/origin/{LEDGER_BRANCH}"),
-                commit,
-                true,
-                "tugboat ledger",
-            )
-            .map_err(|e| err("ledger", &e))?;
+            repo.reference(&ledger_remote_ref(), commit, true, "tugboat ledger")
+                .map_err(|e| err("ledger", &e))?;
             Ok(true)
         })
         .await

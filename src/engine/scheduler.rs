@@ -70,13 +70,31 @@ pub struct Due {
     pub slot: DateTime<Utc>,
 }
 
-/// Claim `slot` for `job`; a ledger error skips the slot (logged), never runs it unclaimed.
-async fn claim(ledger: &dyn Ledger, job: &str, slot: DateTime<Utc>) -> bool {
+/// The receiver of due slots is gone: the scheduler has nobody to run for.
+struct Closed;
+
+/// Claim `slot` for `job` and, when this process won it, send it. A ledger error skips the
+/// slot (logged): it never runs unclaimed.
+async fn fire(
+    ledger: &dyn Ledger,
+    due: &mpsc::Sender<Due>,
+    job: &str,
+    slot: DateTime<Utc>,
+) -> Result<(), Closed> {
     match ledger.claim(job, slot).await {
-        Ok(won) => won,
+        Ok(true) => {
+            tracing::info!(job, slot = %slot, "scheduled run");
+            due.send(Due {
+                job: job.to_owned(),
+                slot,
+            })
+            .await
+            .map_err(|_| Closed)
+        }
+        Ok(false) => Ok(()),
         Err(e) => {
             tracing::error!(job, slot = %slot, error = %e, "cannot record the scheduled run; skipping this slot");
-            false
+            Ok(())
         }
     }
 }
@@ -97,15 +115,7 @@ pub async fn run(
             Ok(last) => {
                 if let Some(slot) = job.schedule.missed(last, now, job.grace) {
                     tracing::info!(job = %job.name, slot = %slot, "catching up a missed run");
-                    if claim(ledger.as_ref(), &job.name, slot).await
-                        && due
-                            .send(Due {
-                                job: job.name.clone(),
-                                slot,
-                            })
-                            .await
-                            .is_err()
-                    {
+                    if fire(ledger.as_ref(), &due, &job.name, slot).await.is_err() {
                         return;
                     }
                 }
@@ -132,18 +142,8 @@ pub async fn run(
             _ = due.closed() => return,
         }
         let job = &next[i].0;
-        if claim(ledger.as_ref(), &job.name, slot).await {
-            tracing::info!(job = %job.name, slot = %slot, "scheduled run");
-            if due
-                .send(Due {
-                    job: job.name.clone(),
-                    slot,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
+        if fire(ledger.as_ref(), &due, &job.name, slot).await.is_err() {
+            return;
         }
         next[i].1 = job.schedule.next_after(slot.max(clock.now()));
     }
