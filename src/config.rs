@@ -47,7 +47,18 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     schedules: RawSchedules,
+    #[serde(default)]
+    rescan: RawRescan,
     services: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRescan {
+    scan_type: Option<String>,
+    spread: Option<String>,
+    wait: Option<String>,
+    poll: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -55,6 +66,7 @@ struct RawConfig {
 struct RawSchedules {
     promotion: Option<RawSchedule>,
     policy_refresh: Option<RawSchedule>,
+    rescan: Option<RawSchedule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,11 +162,25 @@ pub struct Config {
     pub server: ServerConfig,
     /// Cron-scheduled jobs besides the plain interval.
     pub schedules: Vec<ScheduleConfig>,
+    pub rescan: RescanConfig,
     pub services: Vec<ServiceConfig>,
 }
 
-/// A cron-scheduled job: `promotion` (an extra reconcile cycle) or `policy_refresh` (re-read
-/// the policy, then a cycle).
+/// How the rescan of deployed images gets fresh findings.
+#[derive(Debug, Clone)]
+pub struct RescanConfig {
+    /// `None`: ask the registry (GetRegistryScanningConfiguration).
+    pub scan_type: Option<crate::ports::ScanType>,
+    /// Pause between two StartImageScan calls, so that many images don't burst the API.
+    pub spread: Duration,
+    /// How long to wait for started scans to complete.
+    pub wait: Duration,
+    /// How often to look at a running scan.
+    pub poll: Duration,
+}
+
+/// A cron-scheduled job: `promotion` (an extra reconcile cycle), `policy_refresh` (re-read
+/// the policy, then a cycle) or `rescan` (rescan every deployed image).
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
     pub name: String,
@@ -327,6 +353,7 @@ fn schedules(raw: RawSchedules, file: &str) -> Result<Vec<ScheduleConfig>, Confi
     for (name, r) in [
         ("promotion", raw.promotion),
         ("policy_refresh", raw.policy_refresh),
+        ("rescan", raw.rescan),
     ] {
         let Some(r) = r else { continue };
         let field = format!("schedules.{name}");
@@ -572,6 +599,42 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
         },
         server: ServerConfig { listen },
         schedules: schedules(raw.schedules, file)?,
+        rescan: RescanConfig {
+            scan_type: match raw.rescan.scan_type.as_deref() {
+                None | Some("auto") => None,
+                Some("basic") => Some(crate::ports::ScanType::Basic),
+                Some("enhanced") => Some(crate::ports::ScanType::Enhanced),
+                Some(other) => {
+                    return Err(err(
+                        "rescan.scan_type",
+                        format!("'{other}' is not a scan type; use auto, basic or enhanced"),
+                    ));
+                }
+            },
+            spread: duration(
+                raw.rescan.spread.as_deref(),
+                Duration::from_secs(1),
+                "rescan.spread",
+                file,
+            )?,
+            wait: duration(
+                raw.rescan.wait.as_deref(),
+                Duration::from_secs(1800),
+                "rescan.wait",
+                file,
+            )?,
+            poll: match duration(
+                raw.rescan.poll.as_deref(),
+                Duration::from_secs(15),
+                "rescan.poll",
+                file,
+            )? {
+                d if d.is_zero() => {
+                    return Err(err("rescan.poll", "must be more than 0s".to_owned()));
+                }
+                d => d,
+            },
+        },
         aws: raw.aws.into(),
         services,
     })

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use tugboat::config::Config;
 use tugboat::domain::image::{Digest, Repository, Tag};
+use tugboat::engine::rescan::Scope;
 use tugboat::engine::scheduler::{self, Due, Job, SystemClock};
 use tugboat::engine::{Action, Engine, Mode};
 use tugboat::server::{CycleLabels, Metrics, OutcomeLabels};
@@ -43,6 +44,21 @@ enum Command {
     Plan {
         #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
         config: PathBuf,
+    },
+    /// Rescan every deployed image now: fresh ECR findings, compared with the last rescan, kept
+    /// in one security issue per service. Exits non-zero if anything could not be rescanned.
+    Rescan {
+        #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
+        config: PathBuf,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only this environment.
+        #[arg(long)]
+        env: Option<String>,
+        /// Read the current findings and say what would change; start no scan, write no issue.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// The whole story on this machine: sandbox stand-ins, six services, the real engine.
     Demo,
@@ -156,6 +172,23 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             init_logs("info");
             run(&config).await
         }
+        Command::Rescan {
+            config,
+            service,
+            env,
+            dry_run,
+        } => {
+            init_logs("warn");
+            rescan(
+                &config,
+                Scope {
+                    service,
+                    environment: env,
+                    dry_run,
+                },
+            )
+            .await
+        }
     }
 }
 
@@ -174,6 +207,49 @@ async fn once(config: &Path, mode: Mode) -> anyhow::Result<ExitCode> {
         .iter()
         .any(|r| matches!(r.action, Action::Failed { .. }));
     Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn rescan(config: &Path, scope: Scope) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    if let Some(name) = &scope.service
+        && !cfg.services.iter().any(|s| s.name == *name)
+    {
+        let known: Vec<&str> = cfg.services.iter().map(|s| s.name.as_str()).collect();
+        anyhow::bail!(
+            "--service {name}: no such service in {}; configured: {}",
+            cfg.source,
+            known.join(", ")
+        );
+    }
+    if let Some(env) = &scope.environment {
+        let known: std::collections::BTreeSet<&str> = cfg
+            .services
+            .iter()
+            .filter(|s| scope.service.as_ref().is_none_or(|n| *n == s.name))
+            .flat_map(|s| s.environments.iter().map(|e| e.name.as_str()))
+            .collect();
+        if !known.contains(env.as_str()) {
+            anyhow::bail!(
+                "--env {env}: no such environment{}; configured: {}",
+                scope
+                    .service
+                    .as_ref()
+                    .map(|s| format!(" for service {s}"))
+                    .unwrap_or_default(),
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let api = ApiMetrics::default();
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
+    let report = engine.rescan(&scope).await?;
+    print!("{}", tugboat::report::rescan_table(&report));
+    log_calls(&api.snapshot());
+    Ok(if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -279,6 +355,9 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
             due_tx,
         )))
     };
+    // A scheduled rescan runs beside the cycles (it may wait long for scans); never two at once.
+    let rescan_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let mut rescans = tokio::task::JoinSet::new();
     let mut stop = stop_rx;
     loop {
         let before = api.snapshot();
@@ -334,6 +413,31 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
                 if due.job == "policy_refresh" {
                     engine.refresh_policy();
                 }
+                if due.job == "rescan" {
+                    match rescan_lock.clone().try_lock_owned() {
+                        Ok(guard) => {
+                            let (engine, metrics, wake) = (engine.clone(), metrics.clone(), wake.clone());
+                            rescans.spawn(async move {
+                                let _running = guard;
+                                let result = engine.rescan(&Scope::default()).await;
+                                let now = chrono::Utc::now().timestamp();
+                                match &result {
+                                    Ok(r) => {
+                                        tracing::info!(images = r.images, started = r.scans_started, failed = r.failed(), seconds = r.duration.as_secs_f64(), "rescan finished");
+                                        metrics.rescan.record(Some(r), now);
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "rescan failed");
+                                        metrics.rescan.record(None, now);
+                                    }
+                                }
+                                // Newer tags that pass the gate get their promotion PRs now.
+                                wake.notify_one();
+                            });
+                        }
+                        Err(_) => tracing::warn!(slot = %due.slot, "the previous rescan is still running; this slot is skipped"),
+                    }
+                }
             },
             _ = stop.changed() => break,
         }
@@ -345,6 +449,8 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     if let Some(s) = scheduler {
         s.abort();
     }
+    // A rescan is safe to abandon: its issue writes are level-triggered and the next one redoes them.
+    rescans.shutdown().await;
     let _ = server.await;
     Ok(ExitCode::SUCCESS)
 }

@@ -73,9 +73,30 @@ pub enum ScanStart {
     AlreadyScannedToday,
 }
 
+/// How the registry scans images, which decides how a rescan gets fresh findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanType {
+    /// ECR basic scanning: a scan runs on push or on request (`StartImageScan`, once a day).
+    Basic,
+    /// Amazon Inspector (enhanced) scanning: images are rescanned continuously; starting a
+    /// scan is neither needed nor allowed.
+    Enhanced,
+}
+
+impl ScanType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Basic => "basic",
+            Self::Enhanced => "enhanced",
+        }
+    }
+}
+
 /// Where images come from (ECR).
 #[async_trait]
 pub trait Registry: Send + Sync {
+    /// The scanning the registry of this account uses (GetRegistryScanningConfiguration).
+    async fn scan_type(&self) -> PortResult<ScanType>;
     /// Every tagged image of a repository.
     async fn list_images(
         &self,
@@ -198,9 +219,31 @@ impl StatusState {
     }
 }
 
+/// An issue in the GitOps repository (tugboat's security reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub number: u64,
+    pub url: String,
+    pub title: String,
+    pub body: String,
+    pub open: bool,
+}
+
 /// The Git host's review surface (GitHub).
 #[async_trait]
 pub trait Forge: Send + Sync {
+    /// The open issue (never a pull request) that carries every one of `labels` and whose
+    /// body contains `marker`, if any; the lowest-numbered one when there are several.
+    async fn find_issue(&self, labels: &[String], marker: &str) -> PortResult<Option<Issue>>;
+    async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue>;
+    /// Replace an issue's title and body, and open or close it.
+    async fn update_issue(
+        &self,
+        number: u64,
+        title: &str,
+        body: &str,
+        open: bool,
+    ) -> PortResult<()>;
     /// The open PR whose head is `branch`, if any.
     async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>>;
     async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest>;
@@ -208,6 +251,7 @@ pub trait Forge: Send + Sync {
     async fn checks(&self, sha: &str) -> PortResult<ChecksState>;
     /// Merge only if the head is still `expected_head`; returns the merge commit.
     async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String>;
+    /// Comment on a pull request or an issue.
     async fn comment(&self, number: u64, body: &str) -> PortResult<()>;
     async fn set_status(
         &self,

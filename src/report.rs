@@ -1,7 +1,9 @@
-//! Human-readable tables of a cycle's outcome, for `plan`, `once` and the demo.
+//! Human-readable tables of a cycle's outcome (for `plan`, `once` and the demo) and of a
+//! rescan (`tugboat rescan`).
 
 use std::fmt::Write;
 
+use crate::engine::rescan::{IssueAction, RescanReport};
 use crate::engine::{Action, EnvReport, Verification};
 
 fn action_text(a: &Action) -> String {
@@ -94,9 +96,16 @@ pub fn table(reports: &[EnvReport]) -> String {
             ]
         })
         .collect();
-    let head = ["SERVICE", "ENV", "DEPLOYED", "DECISION", "POLICY", "ACTION"];
+    grid(
+        ["SERVICE", "ENV", "DEPLOYED", "DECISION", "POLICY", "ACTION"],
+        &rows,
+    )
+}
+
+/// Columns padded to their widest cell (at most 70), the last one unpadded.
+fn grid<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = head.map(str::len);
-    for row in &rows {
+    for row in rows {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count()).min(70);
         }
@@ -115,8 +124,107 @@ pub fn table(reports: &[EnvReport]) -> String {
         out.push('\n');
     };
     line(&head.map(str::to_owned));
-    for row in &rows {
+    for row in rows {
         line(row);
     }
+    out
+}
+
+fn issue_text(a: &IssueAction) -> String {
+    match a {
+        IssueAction::None => "-".into(),
+        IssueAction::Unchanged { number, .. } => format!("#{number} unchanged"),
+        IssueAction::Opened { number, .. } => format!("opened #{number}"),
+        IssueAction::Updated { number, .. } => format!("updated #{number}"),
+        IssueAction::Closed { number, .. } => format!("closed #{number}"),
+        IssueAction::Would(what) => format!("would {what}"),
+        IssueAction::Failed(e) => format!("error: {e}"),
+    }
+}
+
+/// The rescan as a table (service, environment, image, digest, findings, new, verdict, issue),
+/// then each problem, then one summary line.
+pub fn rescan_table(r: &RescanReport) -> String {
+    let mut rows: Vec<[String; 8]> = Vec::new();
+    for s in &r.services {
+        let issue = issue_text(&s.issue);
+        if s.rows.is_empty() {
+            rows.push([
+                s.service.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                if s.problems.is_empty() {
+                    "nothing deployed"
+                } else {
+                    "error"
+                }
+                .into(),
+                issue.clone(),
+            ]);
+        }
+        for row in &s.rows {
+            let d = &row.deployed;
+            let (findings, verdict) = match &row.unknown {
+                Some((why, last)) => (
+                    format!("{} (last known)", last.len()),
+                    format!("no fresh scan: {why}"),
+                ),
+                None => (
+                    row.findings.len().to_string(),
+                    if row.blocked { "BLOCKED" } else { "ok" }.to_owned(),
+                ),
+            };
+            rows.push([
+                s.service.clone(),
+                d.environment.clone(),
+                d.reference
+                    .rsplit_once('/')
+                    .map_or(d.reference.as_str(), |x| x.1)
+                    .to_owned(),
+                d.digest.as_str().chars().take(19).collect(),
+                findings,
+                if row.new.is_empty() {
+                    "-".into()
+                } else {
+                    row.new.join(",")
+                },
+                verdict,
+                issue.clone(),
+            ]);
+        }
+    }
+    let mut out = grid(
+        [
+            "SERVICE", "ENV", "IMAGE", "DIGEST", "FINDINGS", "NEW", "VERDICT", "ISSUE",
+        ],
+        &rows,
+    );
+    for s in &r.services {
+        for p in &s.problems {
+            let _ = writeln!(out, "{}: {p}", s.service);
+        }
+    }
+    let new: Vec<String> = r
+        .new_findings
+        .iter()
+        .map(|(sev, n)| format!("{n} {sev}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{} image(s), {} scanning: {} scan(s) started, {} already scanned today; new findings: {}; {:.1}s",
+        r.images,
+        r.scan_type.as_str(),
+        r.scans_started,
+        r.already_scanned_today,
+        if new.is_empty() {
+            "none".to_owned()
+        } else {
+            new.join(", ")
+        },
+        r.duration.as_secs_f64()
+    );
     out
 }

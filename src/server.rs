@@ -12,6 +12,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -29,12 +30,74 @@ pub struct CycleLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabels {
+    pub severity: String,
+}
+
+/// The rescan's metrics.
+#[derive(Clone)]
+pub struct RescanMetrics {
+    /// Rescans by result (`ok`, `partial`: some image or service failed, `error`).
+    pub runs: Family<CycleLabels, Counter>,
+    pub images: Counter,
+    pub new_findings: Family<SeverityLabels, Counter>,
+    pub duration: Family<CycleLabels, Histogram, fn() -> Histogram>,
+    pub last_success: Gauge<i64, AtomicI64>,
+}
+
+fn rescan_buckets() -> Histogram {
+    // From seconds (a handful of images already scanned today) to the 30-minute default wait.
+    Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0])
+}
+
+impl RescanMetrics {
+    fn new() -> Self {
+        Self {
+            runs: Family::default(),
+            images: Counter::default(),
+            new_findings: Family::default(),
+            duration: Family::new_with_constructor(rescan_buckets),
+            last_success: Gauge::default(),
+        }
+    }
+
+    /// Record a finished rescan, or a failed one (`report` is `None`).
+    pub fn record(&self, report: Option<&crate::engine::rescan::RescanReport>, now: i64) {
+        let result = match report {
+            None => "error",
+            Some(r) if r.failed() => "partial",
+            Some(_) => "ok",
+        };
+        let labels = CycleLabels {
+            result: result.into(),
+        };
+        self.runs.get_or_create(&labels).inc();
+        let Some(r) = report else { return };
+        self.duration
+            .get_or_create(&labels)
+            .observe(r.duration.as_secs_f64());
+        self.images.inc_by(r.images as u64);
+        for (sev, n) in &r.new_findings {
+            self.new_findings
+                .get_or_create(&SeverityLabels {
+                    severity: sev.as_str().to_owned(),
+                })
+                .inc_by(*n);
+        }
+        if result == "ok" {
+            self.last_success.set(now);
+        }
+    }
+}
+
 /// The metrics tugboat exports.
 pub struct Metrics {
     registry: Registry,
     pub cycles: Family<CycleLabels, Counter>,
     pub decisions: Family<OutcomeLabels, Counter>,
     pub last_success: Gauge<i64, AtomicI64>,
+    pub rescan: RescanMetrics,
     /// Seconds since the epoch of the last finished cycle (for readiness).
     pub last_cycle: AtomicI64,
     pub max_cycle_age_secs: i64,
@@ -59,11 +122,39 @@ impl Metrics {
             "When the last cycle finished without a global error",
             last_success.clone(),
         );
+        let rescan = RescanMetrics::new();
+        registry.register(
+            "rescans",
+            "Rescans of deployed images by result",
+            rescan.runs.clone(),
+        );
+        registry.register(
+            "rescan_images",
+            "Deployed images (distinct digests) rescanned",
+            rescan.images.clone(),
+        );
+        registry.register(
+            "rescan_new_findings",
+            "Findings new since the last rescan, by severity",
+            rescan.new_findings.clone(),
+        );
+        registry.register_with_unit(
+            "rescan_duration",
+            "How long rescans took, by result",
+            prometheus_client::registry::Unit::Seconds,
+            rescan.duration.clone(),
+        );
+        registry.register(
+            "last_successful_rescan_timestamp_seconds",
+            "When the last rescan finished with every image and issue handled",
+            rescan.last_success.clone(),
+        );
         Self {
             registry,
             cycles,
             decisions,
             last_success,
+            rescan,
             last_cycle: AtomicI64::new(0),
             max_cycle_age_secs,
         }

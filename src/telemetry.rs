@@ -19,7 +19,7 @@ pub struct ApiLabels {
 }
 
 impl ApiLabels {
-    /// Whether the operation changes the GitOps repository or its pull requests.
+    /// Whether the operation changes the GitOps repository, its pull requests or its issues.
     pub fn is_write(&self) -> bool {
         matches!(
             (self.system.as_str(), self.operation.as_str()),
@@ -31,6 +31,8 @@ impl ApiLabels {
                         | "pulls/merge"
                         | "issues/add-labels"
                         | "issues/create-comment"
+                        | "issues/create"
+                        | "issues/update"
                         | "repos/create-commit-status"
                 )
         )

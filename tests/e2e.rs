@@ -518,3 +518,190 @@ async fn the_git_ledger_lets_exactly_one_of_two_replicas_claim_a_slot() {
         "nothing written to main"
     );
 }
+
+fn cve(id: &str, severity: &str) -> SeedFinding {
+    SeedFinding {
+        id: id.into(),
+        severity: severity.into(),
+        package: Some("openssl".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_critical_in_a_deployed_image_opens_one_issue_blocks_the_digest_and_the_fix_closes_it()
+ {
+    use tugboat::engine::rescan::{IssueAction, Scope};
+    let (sb, engine, _w) = setup().await;
+    // dev runs 1.1.0 (clean when it shipped); prod still runs 1.0.0.
+    let shipped = sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    let security = |sb: &Sandbox| {
+        sb.github
+            .issues()
+            .into_iter()
+            .filter(|i| i.labels.contains(&"security".to_owned()))
+            .collect::<Vec<_>>()
+    };
+
+    // A CVE is published against the deployed image: the Monday rescan finds it.
+    sb.aws.set_scan(
+        "user_service",
+        &shipped,
+        "COMPLETE",
+        vec![cve("CVE-2026-4242", "CRITICAL")],
+    );
+    let dry = engine
+        .rescan(&Scope {
+            dry_run: true,
+            ..Scope::default()
+        })
+        .await
+        .unwrap();
+    let user = dry
+        .services
+        .iter()
+        .find(|s| s.service == "user_service")
+        .unwrap();
+    assert_eq!(user.issue, IssueAction::Would("open"));
+    assert_eq!(dry.scans_started, 0, "a dry run starts no scan");
+    assert!(security(&sb).is_empty(), "a dry run writes no issue");
+
+    let before = writes(&sb);
+    let report = engine.rescan(&Scope::default()).await.unwrap();
+    assert_eq!(
+        report.images, 7,
+        "six services at 1.0.0, and user_service 1.1.0 in dev"
+    );
+    assert_eq!((report.scans_started, report.already_scanned_today), (7, 0));
+    let user = report
+        .services
+        .iter()
+        .find(|s| s.service == "user_service")
+        .unwrap();
+    let IssueAction::Opened { number, .. } = user.issue.clone() else {
+        panic!("{:?}", user.issue)
+    };
+    let dev = user
+        .rows
+        .iter()
+        .find(|r| r.deployed.environment == "dev")
+        .unwrap();
+    assert!(dev.blocked && dev.new == ["CVE-2026-4242"], "{dev:?}");
+    assert!(
+        report
+            .services
+            .iter()
+            .filter(|s| s.service != "user_service")
+            .all(|s| s.issue == IssueAction::None),
+        "clean services get no issue"
+    );
+    assert_eq!(writes(&sb) - before, 1, "one issue opened, nothing else");
+    let issues = security(&sb);
+    assert_eq!(issues.len(), 1);
+    let issue = &issues[0];
+    assert_eq!(issue.number, number);
+    assert_eq!(
+        issue.labels,
+        ["tugboat", "security", "service:user_service"]
+    );
+    assert!(
+        issue.body.contains(
+            "### dev — `123456789012.dkr.ecr.eu-north-1.amazonaws.com/user_service:1.1.0`"
+        ),
+        "{}",
+        issue.body
+    );
+    assert!(
+        issue.body.contains(
+            &format!("| [CVE-2026-4242](https://nvd.nist.gov/vuln/detail/CVE-2026-4242) | CRITICAL | openssl | - | {} |", chrono::Utc::now().date_naive())
+        ),
+        "{}",
+        issue.body
+    );
+    assert!(issue.body.contains("**blocked**"), "{}", issue.body);
+
+    // The blocked digest is not carried to prod.
+    let plan = engine.cycle(Mode::Plan).await.unwrap();
+    let prod = row(&plan, "user_service", "prod");
+    assert_eq!(prod.decision.kind(), "blocked", "{}", prod.decision);
+    assert!(prod.decision.to_string().contains("CVE-2026-4242"));
+
+    // A second rescan the same day: already scanned today, nothing new, nothing written.
+    let before = writes(&sb);
+    let again = engine.rescan(&Scope::default()).await.unwrap();
+    assert_eq!((again.scans_started, again.already_scanned_today), (0, 7));
+    let user = again
+        .services
+        .iter()
+        .find(|s| s.service == "user_service")
+        .unwrap();
+    assert!(matches!(user.issue, IssueAction::Unchanged { number: n, .. } if n == number));
+    assert_eq!(writes(&sb), before, "an unchanged rescan writes nothing");
+
+    // Another finding appears: the same issue is updated, and a comment tells subscribers.
+    sb.aws.set_scan(
+        "user_service",
+        &shipped,
+        "COMPLETE",
+        vec![
+            cve("CVE-2026-4242", "CRITICAL"),
+            cve("CVE-2026-5000", "HIGH"),
+        ],
+    );
+    let third = engine.rescan(&Scope::default()).await.unwrap();
+    let user = third
+        .services
+        .iter()
+        .find(|s| s.service == "user_service")
+        .unwrap();
+    assert!(
+        matches!(user.issue, IssueAction::Updated { number: n, .. } if n == number),
+        "{:?}",
+        user.issue
+    );
+    let issues = security(&sb);
+    assert_eq!(issues.len(), 1, "never a second issue");
+    assert!(
+        issues[0]
+            .body
+            .contains("CVE-2026-5000) | HIGH | openssl | - | 20")
+    );
+    assert!(
+        issues[0]
+            .comments
+            .last()
+            .unwrap()
+            .1
+            .contains("CVE-2026-5000")
+    );
+
+    // The findings are fixed (the vendor withdrew them, or a rebuild shipped under the same
+    // digest is impossible, so here the scanner simply stops reporting them): closed.
+    sb.aws
+        .set_scan("user_service", &shipped, "COMPLETE", vec![]);
+    let fixed = engine.rescan(&Scope::default()).await.unwrap();
+    let user = fixed
+        .services
+        .iter()
+        .find(|s| s.service == "user_service")
+        .unwrap();
+    assert!(matches!(user.issue, IssueAction::Closed { number: n, .. } if n == number));
+    let issues = security(&sb);
+    assert_eq!((issues.len(), issues[0].state.as_str()), (1, "closed"));
+    assert!(
+        issues[0]
+            .body
+            .contains("Gone since the last rescan: CVE-2026-4242, CVE-2026-5000."),
+        "{}",
+        issues[0].body
+    );
+    assert!(!fixed.failed(), "{fixed:?}");
+    let plan = engine.cycle(Mode::Plan).await.unwrap();
+    assert_ne!(
+        row(&plan, "user_service", "prod").decision.kind(),
+        "blocked"
+    );
+    // Clean and closed: a further rescan leaves the closed issue alone.
+    let quiet = engine.rescan(&Scope::default()).await.unwrap();
+    assert!(quiet.services.iter().all(|s| s.issue == IssueAction::None));
+}

@@ -1,4 +1,5 @@
-//! The ECR registry adapter (aws-sdk-ecr): DescribeImages and DescribeImageScanFindings.
+//! The ECR registry adapter (aws-sdk-ecr): DescribeImages, DescribeImageScanFindings,
+//! StartImageScan and GetRegistryScanningConfiguration.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,7 @@ use super::aws::{CountCalls, map_err};
 use crate::domain::gate::{Finding, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{Digest, Tag};
 use crate::domain::select::ImageRecord;
-use crate::ports::{ErrorKind, PortError, PortResult, Registry, ScanStart};
+use crate::ports::{ErrorKind, PortError, PortResult, Registry, ScanStart, ScanType};
 use crate::telemetry::ApiMetrics;
 
 /// ECR through the AWS SDK.
@@ -51,6 +52,25 @@ fn time(t: Option<&aws_sdk_ecr::primitives::DateTime>) -> DateTime<Utc> {
 
 #[async_trait]
 impl Registry for Ecr {
+    async fn scan_type(&self) -> PortResult<ScanType> {
+        let out = self
+            .client
+            .get_registry_scanning_configuration()
+            .send()
+            .await
+            .map_err(|e| map_err("ecr", "GetRegistryScanningConfiguration", &e, &[]))?;
+        Ok(
+            match out
+                .scanning_configuration()
+                .and_then(|c| c.scan_type())
+                .map(|t| t.as_str())
+            {
+                Some("ENHANCED") => ScanType::Enhanced,
+                _ => ScanType::Basic,
+            },
+        )
+    }
+
     async fn list_images(
         &self,
         registry_id: Option<&str>,

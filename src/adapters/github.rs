@@ -1,4 +1,5 @@
-//! The GitHub adapter (octocrab): pull requests, merges, comments and commit statuses.
+//! The GitHub adapter (octocrab): pull requests, merges, comments, commit statuses, and the
+//! issues that carry rescan reports.
 //!
 //! Uses octocrab's authenticated route methods with small response types of our own, so
 //! only the fields tugboat reads must be present.
@@ -9,7 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ports::{
-    ChecksState, ErrorKind, Forge, NewPullRequest, PortError, PortResult, PullRequest, StatusState,
+    ChecksState, ErrorKind, Forge, Issue, NewPullRequest, PortError, PortResult, PullRequest,
+    StatusState,
 };
 use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
@@ -54,6 +56,33 @@ impl From<PrWire> for PullRequest {
         }
     }
 }
+
+#[derive(Debug, Deserialize)]
+struct IssueWire {
+    number: u64,
+    html_url: Option<String>,
+    title: String,
+    body: Option<String>,
+    state: String,
+    /// Present when the "issue" is a pull request (the issues API lists both).
+    pull_request: Option<Value>,
+}
+
+impl From<IssueWire> for Issue {
+    fn from(i: IssueWire) -> Self {
+        Self {
+            number: i.number,
+            url: i.html_url.unwrap_or_default(),
+            title: i.title,
+            body: i.body.unwrap_or_default(),
+            open: i.state == "open",
+        }
+    }
+}
+
+/// Issues listed per page; the list is read until a short page (at most `MAX_PAGES`).
+const PER_PAGE: usize = 100;
+const MAX_PAGES: u32 = 10;
 
 fn map_err(operation: &'static str, e: octocrab::Error) -> PortError {
     match e {
@@ -138,6 +167,63 @@ impl Forge for GitHub {
                 .await,
         )?;
         Ok(prs.into_iter().next().map(Into::into))
+    }
+
+    async fn find_issue(&self, labels: &[String], marker: &str) -> PortResult<Option<Issue>> {
+        let mut found: Vec<IssueWire> = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let q = json!({"state": "open", "labels": labels.join(","), "sort": "created",
+                           "direction": "asc", "per_page": PER_PAGE, "page": page});
+            let items: Vec<IssueWire> = self.done(
+                "issues/list-for-repo",
+                self.client.get(self.route("issues"), Some(&q)).await,
+            )?;
+            let short = items.len() < PER_PAGE;
+            found.extend(
+                items
+                    .into_iter()
+                    .filter(|i| i.pull_request.is_none() && i.state == "open")
+                    .filter(|i| i.body.as_deref().is_some_and(|b| b.contains(marker))),
+            );
+            if short {
+                break;
+            }
+        }
+        Ok(found.into_iter().min_by_key(|i| i.number).map(Into::into))
+    }
+
+    async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue> {
+        let created: IssueWire = self.done(
+            "issues/create",
+            self.client
+                .post(
+                    self.route("issues"),
+                    Some(&json!({"title": title, "body": body, "labels": labels})),
+                )
+                .await,
+        )?;
+        Ok(created.into())
+    }
+
+    async fn update_issue(
+        &self,
+        number: u64,
+        title: &str,
+        body: &str,
+        open: bool,
+    ) -> PortResult<()> {
+        let mut patch = json!({"title": title, "body": body,
+                               "state": if open { "open" } else { "closed" }});
+        if !open {
+            patch["state_reason"] = json!("completed");
+        }
+        let _: Value = self.done(
+            "issues/update",
+            self.client
+                .patch(self.route(&format!("issues/{number}")), Some(&patch))
+                .await,
+        )?;
+        Ok(())
     }
 
     async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest> {

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod image;
 pub mod plan;
 pub mod policy;
+pub mod rescan;
 pub mod schedule;
 pub mod select;
 pub mod window;

@@ -1,4 +1,5 @@
-//! The words tugboat writes: PR titles and bodies (the evidence), and verification reports.
+//! The words tugboat writes: PR titles and bodies (the evidence), verification reports, and
+//! the security issues of the rescan.
 
 use std::fmt::Write;
 
@@ -6,6 +7,7 @@ use serde_json::json;
 
 use crate::domain::gate::{Finding, GateDecision, Severity};
 use crate::domain::policy::{EnvPolicy, PolicySource};
+use crate::domain::rescan::{self, Row};
 use crate::domain::select::Candidate;
 
 /// Everything a promotion PR says.
@@ -49,19 +51,24 @@ fn top_findings(b: &mut String, findings: &[Finding]) {
         sorted.len()
     );
     for f in sorted.into_iter().take(TOP_FINDINGS) {
-        let id = cell(&f.id);
-        let id = match f.url.as_deref().filter(|u| u.starts_with("https://")) {
-            Some(u) => format!("[{id}]({})", u.replace(')', "%29")),
-            None => id,
-        };
-        let _ = writeln!(
-            b,
-            "| {id} | {} | {} | {} |",
-            f.severity,
-            f.package.as_deref().map_or_else(|| "-".to_owned(), cell),
-            f.fixed_in.as_deref().map_or_else(|| "-".to_owned(), cell)
-        );
+        let _ = writeln!(b, "{} |", finding_row(f));
     }
+}
+
+/// A finding's cells (CVE linked when the scanner gave an https link, severity, package,
+/// fixed in), without the closing `|`.
+fn finding_row(f: &Finding) -> String {
+    let id = cell(&f.id);
+    let id = match f.url.as_deref().filter(|u| u.starts_with("https://")) {
+        Some(u) => format!("[{id}]({})", u.replace(')', "%29")),
+        None => id,
+    };
+    format!(
+        "| {id} | {} | {} | {}",
+        f.severity,
+        f.package.as_deref().map_or_else(|| "-".to_owned(), cell),
+        f.fixed_in.as_deref().map_or_else(|| "-".to_owned(), cell)
+    )
 }
 
 /// Text from a scanner, made safe for one Markdown table cell.
@@ -160,6 +167,143 @@ pub fn body(e: &Evidence<'_>) -> String {
         "from": e.from,
     });
     let _ = writeln!(b, "\n<!-- tugboat:state {state} -->");
+    b
+}
+
+/// How many findings an issue lists per image (GitHub caps a body at 65,536 characters).
+const ISSUE_FINDINGS: usize = 25;
+
+/// The title of a service's security issue; stable, so that rescans never rename it.
+pub fn issue_title(service: &str) -> String {
+    format!("Vulnerabilities in deployed {service} images")
+}
+
+/// What a service's security issue says about the rescan of `day`.
+pub struct IssueText<'a> {
+    pub service: &'a str,
+    pub rows: &'a [Row],
+    pub state: &'a rescan::State,
+    pub day: chrono::NaiveDate,
+    /// The newest tag of the service and what the gate says of it, when known.
+    pub newest: Option<String>,
+    pub policy_path: &'a str,
+}
+
+pub fn issue_body(t: &IssueText<'_>) -> String {
+    let mut b = String::new();
+    let open = t.rows.iter().any(Row::has_findings);
+    let _ = writeln!(
+        b,
+        "## Vulnerabilities in deployed `{}` images
+",
+        t.service
+    );
+    if open {
+        let _ = writeln!(
+            b,
+            "tugboat's rescan of {} found vulnerabilities that the promotion policy does not allow in images deployed now.\n",
+            t.day
+        );
+    } else {
+        let _ = writeln!(
+            b,
+            "tugboat's rescan of {} found no vulnerabilities above the policy's thresholds in the images deployed now. Resolved.\n",
+            t.day
+        );
+    }
+    for r in t.rows {
+        let d = &r.deployed;
+        let _ = writeln!(b, "### {} — `{}`\n", d.environment, d.reference);
+        let verdict = if r.blocked {
+            "**blocked**: tugboat will not promote this digest further"
+        } else {
+            "within the policy"
+        };
+        let _ = writeln!(b, "Digest `{}` · {verdict}.\n", d.digest);
+        if let Some((why, last)) = &r.unknown {
+            let _ = writeln!(b, "No fresh result: {why}.");
+            if !last.is_empty() {
+                let ids: Vec<String> = last.iter().map(|i| cell(i)).collect();
+                let _ = writeln!(b, "Last known findings: {}.", ids.join(", "));
+            }
+            let _ = writeln!(b);
+            continue;
+        }
+        if r.findings.is_empty() {
+            let _ = writeln!(b, "No findings above the thresholds.\n");
+        } else {
+            let _ = writeln!(
+                b,
+                "| finding | severity | package | fixed in | first reported |\n|---|---|---|---|---|"
+            );
+            for f in r.findings.iter().take(ISSUE_FINDINGS) {
+                let since = r
+                    .since
+                    .get(&f.id)
+                    .map_or_else(|| "-".to_owned(), ToString::to_string);
+                let _ = writeln!(b, "{} | {since} |", finding_row(f));
+            }
+            if r.findings.len() > ISSUE_FINDINGS {
+                let _ = writeln!(
+                    b,
+                    "\n…and {} more (`tugboat rescan --service {} --dry-run` lists them all).",
+                    r.findings.len() - ISSUE_FINDINGS,
+                    t.service
+                );
+            }
+            let _ = writeln!(b);
+        }
+        if !r.gone.is_empty() {
+            let ids: Vec<String> = r.gone.iter().map(|i| cell(i)).collect();
+            let _ = writeln!(b, "Gone since the last rescan: {}.\n", ids.join(", "));
+        }
+    }
+    let _ = writeln!(b, "### What tugboat does\n");
+    let _ = writeln!(
+        b,
+        "- A blocked digest is not promoted to the next environment."
+    );
+    match &t.newest {
+        Some(n) => {
+            let _ = writeln!(
+                b,
+                "- When a newer tag passes the gate, tugboat opens its promotion pull request as usual. Newest tag: {}.",
+                n.replace('<', "&lt;")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                b,
+                "- When a newer tag passes the gate, tugboat opens its promotion pull request as usual."
+            );
+        }
+    }
+    let _ = writeln!(
+        b,
+        "- To accept a finding instead, add an `ignore` entry (id, reason, expires) to the policy under `{}`.\n- Each rescan updates this issue; it is closed when the findings are gone.",
+        t.policy_path
+    );
+    let _ = writeln!(b, "\n{}", t.state.render());
+    b
+}
+
+/// The comment that tells subscribers what changed (a body edit notifies nobody).
+pub fn issue_comment(rows: &[Row], closing: bool) -> String {
+    if closing {
+        return "The rescan found no vulnerabilities above the policy's thresholds in the deployed images any more; closing.".to_owned();
+    }
+    let mut b = String::from("New findings in deployed images:\n");
+    for r in rows.iter().filter(|r| !r.new.is_empty()) {
+        let ids: Vec<String> = r.new.iter().map(|i| cell(i)).collect();
+        let _ = writeln!(
+            b,
+            "- {} `{}`: {}{}",
+            r.deployed.environment,
+            r.deployed.reference,
+            ids.join(", "),
+            if r.blocked { " (blocked)" } else { "" }
+        );
+    }
     b
 }
 

@@ -5,6 +5,7 @@
 //! caches (policy documents, completed scans by digest) that only save calls.
 
 pub mod evidence;
+pub mod rescan;
 pub mod scheduler;
 
 use std::collections::HashMap;

@@ -33,6 +33,9 @@ struct Image {
     findings: Vec<SeedFinding>,
     /// The day StartImageScan last started a scan (one per image per day, as in ECR).
     scan_started: Option<chrono::NaiveDate>,
+    /// A started scan answers `IN_PROGRESS` to this many more DescribeImageScanFindings
+    /// calls, then `COMPLETE`, as a real scan takes a while.
+    polls_until_complete: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,8 @@ struct Inner {
     repos: BTreeMap<String, Vec<Image>>,
     params: BTreeMap<String, Parameter>,
     calls: BTreeMap<String, u64>,
+    /// Registry scanning: Amazon Inspector (enhanced) instead of basic.
+    enhanced: bool,
 }
 
 /// The shared state of the AWS stand-in.
@@ -145,12 +150,28 @@ impl Aws {
                 scan_status: scan_status.to_owned(),
                 findings,
                 scan_started: None,
+                polls_until_complete: None,
             }),
         }
         digest
     }
 
-    /// Change the scan state of an image.
+    /// The digest that `tag` of `repository` points at.
+    pub fn digest(&self, repository: &str, tag: &str) -> Option<String> {
+        self.lock()
+            .repos
+            .get(repository)?
+            .iter()
+            .find(|i| i.tags.iter().any(|t| t == tag))
+            .map(|i| i.digest.clone())
+    }
+
+    /// Switch the registry between basic and enhanced (Inspector) scanning.
+    pub fn set_enhanced_scanning(&self, enhanced: bool) {
+        self.lock().enhanced = enhanced;
+    }
+
+    /// Change the scan state of an image (as a new scan, or Inspector, would find it).
     pub fn set_scan(
         &self,
         repository: &str,
@@ -166,6 +187,7 @@ impl Aws {
         {
             img.scan_status = status.to_owned();
             img.findings = findings;
+            img.polls_until_complete = None;
         }
     }
 
@@ -239,6 +261,22 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
         "DescribeImages" => describe_images(&aws, &req),
         "DescribeImageScanFindings" => describe_findings(&aws, &req),
         "StartImageScan" => start_scan(&aws, &req),
+        "GetRegistryScanningConfiguration" => {
+            let scan_type = if aws.lock().enhanced {
+                "ENHANCED"
+            } else {
+                "BASIC"
+            };
+            let frequency = if scan_type == "ENHANCED" {
+                "CONTINUOUS_SCAN"
+            } else {
+                "SCAN_ON_PUSH"
+            };
+            ok(
+                json!({"registryId": REGISTRY_ID, "scanningConfiguration": {"scanType": scan_type,
+                "rules": [{"scanFrequency": frequency, "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}]}}),
+            )
+        }
         "PutImage" => {
             let (Some(repo), Some(manifest)) = (s("repositoryName"), s("imageManifest")) else {
                 return aws_error(
@@ -378,8 +416,9 @@ fn start_scan(aws: &Aws, req: &Value) -> Response {
         );
     }
     img.scan_started = Some(today);
-    // The stand-in scans instantly: the stored findings are the new result.
-    img.scan_status = "COMPLETE".into();
+    // The scan is in progress for one more look; then the stored findings are its result.
+    img.scan_status = "IN_PROGRESS".into();
+    img.polls_until_complete = Some(1);
     ok(
         json!({"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": digest},
                "imageScanStatus": {"status": "IN_PROGRESS"}}),
@@ -395,14 +434,14 @@ fn describe_findings(aws: &Aws, req: &Value) -> Response {
         .pointer("/imageId/imageDigest")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let g = aws.lock();
-    let Some(images) = g.repos.get(repo) else {
+    let mut g = aws.lock();
+    let Some(images) = g.repos.get_mut(repo) else {
         return aws_error(
             "RepositoryNotFoundException",
             &format!("The repository with name '{repo}' does not exist"),
         );
     };
-    let Some(img) = images.iter().find(|i| i.digest == digest) else {
+    let Some(img) = images.iter_mut().find(|i| i.digest == digest) else {
         return aws_error(
             "ImageNotFoundException",
             &format!("The image with imageId {{imageDigest:'{digest}'}} does not exist"),
@@ -413,6 +452,14 @@ fn describe_findings(aws: &Aws, req: &Value) -> Response {
             "ScanNotFoundException",
             &format!("Image scan does not exist for the image with '{{imageDigest:'{digest}'}}'"),
         );
+    }
+    match img.polls_until_complete {
+        Some(0) => {
+            img.scan_status = "COMPLETE".into();
+            img.polls_until_complete = None;
+        }
+        Some(n) => img.polls_until_complete = Some(n - 1),
+        None => {}
     }
     let mut counts: HashMap<String, u64> = HashMap::new();
     for f in &img.findings {

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post, put};
+use axum::routing::{any, get, patch, post, put};
 use base64::Engine as _;
 use chrono::Utc;
 use serde::Deserialize;
@@ -34,13 +34,33 @@ pub struct Pr {
     pub comments: Vec<(String, String)>,
 }
 
+/// An issue in the stand-in (numbered in the same sequence as pull requests, as on GitHub).
+#[derive(Debug, Clone)]
+pub struct IssueRec {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub labels: Vec<String>,
+    pub comments: Vec<(String, String)>,
+}
+
 #[derive(Default)]
 struct Inner {
     prs: Vec<Pr>,
+    issues: Vec<IssueRec>,
     statuses: BTreeMap<String, Vec<(String, String, String)>>,
     main_moved: Option<(String, tokio::time::Instant)>,
     collaborators: BTreeMap<String, String>,
     calls: BTreeMap<String, u64>,
+}
+
+impl Inner {
+    /// Issues and pull requests share one number sequence.
+    fn next_number(&self) -> u64 {
+        (self.prs.len() + self.issues.len()) as u64 + 1
+    }
 }
 
 /// The shared state of the GitHub stand-in.
@@ -116,6 +136,11 @@ impl GitHub {
                 get(get_pull).patch(update_pull),
             )
             .route("/repos/{owner}/{repo}/pulls/{n}/merge", put(merge_pull))
+            .route(
+                "/repos/{owner}/{repo}/issues",
+                get(list_issues).post(create_issue),
+            )
+            .route("/repos/{owner}/{repo}/issues/{n}", patch(update_issue))
             .route("/repos/{owner}/{repo}/issues/{n}/labels", post(add_labels))
             .route(
                 "/repos/{owner}/{repo}/issues/{n}/comments",
@@ -151,6 +176,24 @@ impl GitHub {
     /// Every pull request, for tests and the demo.
     pub fn pulls(&self) -> Vec<Pr> {
         self.lock().prs.clone()
+    }
+
+    /// Every issue (not pull requests), for tests and the demo.
+    pub fn issues(&self) -> Vec<IssueRec> {
+        self.lock().issues.clone()
+    }
+
+    fn issue_json(&self, i: &IssueRec) -> Value {
+        json!({
+            "id": 5000 + i.number, "node_id": format!("I_{}", i.number), "number": i.number,
+            "url": format!("https://api.github.com/repos/{}/{}/issues/{}", self.owner, self.repo, i.number),
+            "html_url": format!("https://github.com/{}/{}/issues/{}", self.owner, self.repo, i.number),
+            "state": i.state, "state_reason": i.state_reason, "title": i.title, "body": i.body, "locked": false,
+            "user": {"login": "tugboat[bot]", "id": 1, "type": "Bot"},
+            "labels": i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+            "comments": i.comments.len(),
+            "created_at": Utc::now().to_rfc3339(), "updated_at": Utc::now().to_rfc3339(),
+        })
     }
 
     /// Statuses of a commit: (context, state, description).
@@ -334,6 +377,146 @@ async fn list_pulls(
 }
 
 #[derive(Deserialize)]
+struct IssuesQuery {
+    state: Option<String>,
+    labels: Option<String>,
+    per_page: Option<usize>,
+    page: Option<usize>,
+}
+
+/// Issues *and* pull requests, as GitHub lists them (pull requests carry `pull_request`),
+/// oldest first, filtered by state and by every one of the comma-separated labels.
+async fn list_issues(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r)): Repo,
+    Query(q): Query<IssuesQuery>,
+) -> Response {
+    guard!(gh, headers, o, r, "GET issues");
+    let state = q.state.unwrap_or_else(|| "open".into());
+    let wanted: Vec<String> = q
+        .labels
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let keep = |st: &str, labels: &[String]| {
+        (state == "all" || st == state) && wanted.iter().all(|w| labels.contains(w))
+    };
+    let mut all: Vec<(u64, Value)> = {
+        let g = gh.lock();
+        g.issues
+            .iter()
+            .filter(|i| keep(&i.state, &i.labels))
+            .map(|i| (i.number, gh.issue_json(i)))
+            .collect()
+    };
+    for p in gh.pulls().iter().filter(|p| keep(&p.state, &p.labels)) {
+        let mut v = gh.pr_json(p);
+        v["pull_request"] = json!({"url": v["url"].clone(), "html_url": v["html_url"].clone()});
+        all.push((p.number, v));
+    }
+    all.sort_by_key(|(n, _)| *n);
+    let per_page = q.per_page.unwrap_or(30).clamp(1, 100);
+    let page = q.page.unwrap_or(1).max(1);
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|(_, v)| v)
+        .collect();
+    Json(items).into_response()
+}
+
+#[derive(Deserialize)]
+struct CreateIssue {
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+async fn create_issue(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r)): Repo,
+    Json(c): Json<CreateIssue>,
+) -> Response {
+    guard!(gh, headers, o, r, "POST issues");
+    if c.title.trim().is_empty() {
+        return gh_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation Failed: title is missing",
+        );
+    }
+    let issue = {
+        let mut g = gh.lock();
+        let issue = IssueRec {
+            number: g.next_number(),
+            title: c.title,
+            body: c.body.unwrap_or_default(),
+            state: "open".into(),
+            state_reason: None,
+            labels: c.labels,
+            comments: vec![],
+        };
+        g.issues.push(issue.clone());
+        issue
+    };
+    (StatusCode::CREATED, Json(gh.issue_json(&issue))).into_response()
+}
+
+#[derive(Deserialize)]
+struct UpdateIssue {
+    title: Option<String>,
+    body: Option<String>,
+    state: Option<String>,
+    state_reason: Option<String>,
+}
+
+async fn update_issue(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n)): RepoN,
+    Json(u): Json<UpdateIssue>,
+) -> Response {
+    guard!(gh, headers, o, r, "PATCH issue");
+    if let Some(st) = u.state.as_deref()
+        && st != "open"
+        && st != "closed"
+    {
+        return gh_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("Validation Failed: state '{st}' is not open or closed"),
+        );
+    }
+    let issue = {
+        let mut g = gh.lock();
+        let Some(i) = g.issues.iter_mut().find(|i| i.number == n) else {
+            return gh_error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        if let Some(t) = u.title {
+            i.title = t;
+        }
+        if let Some(b) = u.body {
+            i.body = b;
+        }
+        if let Some(st) = u.state {
+            i.state_reason = match st.as_str() {
+                "closed" => Some(u.state_reason.unwrap_or_else(|| "completed".into())),
+                _ => (i.state == "closed").then(|| "reopened".into()),
+            };
+            i.state = st;
+        }
+        i.clone()
+    };
+    Json(gh.issue_json(&issue)).into_response()
+}
+
+#[derive(Deserialize)]
 struct CreatePull {
     title: String,
     head: String,
@@ -370,7 +553,7 @@ async fn create_pull(
             );
         }
         let pr = Pr {
-            number: g.prs.len() as u64 + 1,
+            number: g.next_number(),
             title: c.title,
             body: c.body.unwrap_or_default(),
             head: c.head,
@@ -496,16 +679,22 @@ async fn add_labels(
 ) -> Response {
     guard!(gh, headers, o, r, "POST labels");
     let mut g = gh.lock();
-    let Some(p) = g.prs.iter_mut().find(|p| p.number == n) else {
-        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    let Inner { prs, issues, .. } = &mut *g;
+    let labels = match (
+        prs.iter_mut().find(|p| p.number == n),
+        issues.iter_mut().find(|i| i.number == n),
+    ) {
+        (Some(p), _) => &mut p.labels,
+        (None, Some(i)) => &mut i.labels,
+        (None, None) => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
     };
     for label in l.labels {
-        if !p.labels.contains(&label) {
-            p.labels.push(label);
+        if !labels.contains(&label) {
+            labels.push(label);
         }
     }
     Json(
-        p.labels
+        labels
             .iter()
             .map(|l| json!({"name": l}))
             .collect::<Vec<_>>(),
@@ -526,11 +715,17 @@ async fn add_comment(
 ) -> Response {
     guard!(gh, headers, o, r, "POST comment");
     let mut g = gh.lock();
-    let Some(p) = g.prs.iter_mut().find(|p| p.number == n) else {
-        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    let Inner { prs, issues, .. } = &mut *g;
+    let comments = match (
+        prs.iter_mut().find(|p| p.number == n),
+        issues.iter_mut().find(|i| i.number == n),
+    ) {
+        (Some(p), _) => &mut p.comments,
+        (None, Some(i)) => &mut i.comments,
+        (None, None) => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
     };
-    p.comments.push(("tugboat[bot]".into(), c.body.clone()));
-    let id = p.comments.len();
+    comments.push(("tugboat[bot]".into(), c.body.clone()));
+    let id = comments.len();
     (
         StatusCode::CREATED,
         Json(json!({"id": id, "body": c.body, "user": {"login": "tugboat[bot]"}})),

@@ -257,6 +257,12 @@ scan_wait = "5s"
 
 [server]
 listen = "127.0.0.1:0"
+
+# The stand-in's scans finish at the second look; no need to pace StartImageScan.
+[rescan]
+spread = "10ms"
+poll = "100ms"
+wait = "30s"
 "#,
             registry = aws::REGISTRY_ID,
             aws = self.aws_url,
