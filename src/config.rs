@@ -795,6 +795,28 @@ argocd_application = "user-service-dev"
     }
 
     #[test]
+    fn the_weekly_rescan_is_scheduled_and_tuned_with_clear_errors() {
+        let file = |t: &str| EXAMPLE.replacen("[[services]]", &format!("{t}\n[[services]]"), 1);
+        let c = parse(
+            &file("[schedules.rescan]\ncron = \"0 6 * * MON\"\n[rescan]\nscan_type = \"enhanced\"\nwait = \"10m\""),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.schedules[0].name, "rescan");
+        assert_eq!(c.rescan.scan_type, Some(crate::ports::ScanType::Enhanced));
+        assert_eq!(c.rescan.wait, Duration::from_secs(600));
+        assert_eq!(c.rescan.spread, Duration::from_secs(1), "default");
+        assert_eq!(parse(EXAMPLE, &[]).unwrap().rescan.scan_type, None, "auto");
+        let e = parse(&file("[rescan]\nscan_type = \"inspector\""), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: rescan.scan_type: 'inspector' is not a scan type; use auto, basic or enhanced"
+        );
+        let e = parse(&file("[rescan]\npoll = \"0s\""), &[]).unwrap_err();
+        assert_eq!(e.field, "rescan.poll");
+    }
+
+    #[test]
     fn secrets_are_read_from_the_environment_or_a_file_and_never_printed() {
         let r = SecretRef::Env("TOKEN".into());
         let s = read_local_secret(&r, |_| Some("s3cr3t".into()))

@@ -1,6 +1,7 @@
 //! `tugboat demo`: the whole story on this machine, with no cloud account. Starts the sandbox,
 //! pushes new tags for the six salon services, and runs the real engine through the real
-//! adapters (aws-sdk-ecr/ssm, git2 over smart HTTP, octocrab, reqwest) for three cycles.
+//! adapters (aws-sdk-ecr/ssm, git2 over smart HTTP, octocrab, reqwest) for three cycles, then
+//! a Monday rescan that finds a new CVE in a deployed image.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -134,6 +135,49 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
             writeln!(out, "        comment: {}", c.lines().next().unwrap_or(""))?;
         }
     }
+    // Monday 06:00: a CVE published over the weekend hits an image that shipped clean.
+    let shipped = sb
+        .aws
+        .digest("user_service", "1.1.0")
+        .context("user_service 1.1.0 is in the registry")?;
+    sb.aws.set_scan(
+        "user_service",
+        &shipped,
+        "COMPLETE",
+        vec![SeedFinding {
+            id: "CVE-2026-40404".into(),
+            severity: "HIGH".into(),
+            package: Some("libxml2".into()),
+        }],
+    );
+    let t = Instant::now();
+    let rescan = engine
+        .rescan(&crate::engine::rescan::Scope::default())
+        .await?;
+    writeln!(
+        out,
+        "
+Monday rescan: a HIGH CVE was published against user_service 1.1.0, which dev runs ({:.1}s):\n",
+        t.elapsed().as_secs_f64()
+    )?;
+    write!(out, "{}", crate::report::rescan_table(&rescan))?;
+    for i in sb.github.issues() {
+        writeln!(
+            out,
+            "  issue #{} {} ({})",
+            i.number,
+            i.title,
+            i.labels.join(", ")
+        )?;
+    }
+    let plan = engine.cycle(Mode::Plan).await?;
+    if let Some(r) = plan
+        .iter()
+        .find(|r| r.service == "user_service" && r.environment == "prod")
+    {
+        writeln!(out, "  user_service in prod now: {}", r.decision)?;
+    }
+
     let f = sandbox::file_of("user_service", "dev");
     writeln!(out, "\n{f} on main now reads:\n")?;
     for l in sb.github.read_file("main", &f).unwrap_or_default().lines() {

@@ -10,13 +10,16 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ecr::types::ImageIdentifier;
+use aws_sdk_ecr::types::{
+    ImageIdentifier, RegistryScanningRule, ScanFrequency, ScanningRepositoryFilter,
+    ScanningRepositoryFilterType,
+};
 use serde_json::json;
 use tugboat::adapters::{aws::sdk_config, ecr::Ecr, ssm::Ssm};
 use tugboat::config::AwsConfig;
 use tugboat::domain::gate::{self, GateDecision, ScanPolicy, ScanStatus};
 use tugboat::domain::image::Digest;
-use tugboat::ports::{ParameterStore, Registry, ScanStart};
+use tugboat::ports::{ParameterStore, Registry, ScanStart, ScanType};
 use tugboat::telemetry::{ApiMetrics, count};
 
 struct Moto(Child);
@@ -75,6 +78,8 @@ trait Seed {
     async fn parameter(&self, name: &str, value: &str, secure: bool);
     /// How many DescribeImages pages of at most 1,000 the emulator sends for `images` images.
     fn describe_images_pages(&self, images: usize) -> u64;
+    /// Switch the registry to enhanced (Inspector) scanning.
+    async fn enhanced_scanning(&self);
 }
 
 struct MotoSeed {
@@ -86,6 +91,28 @@ struct MotoSeed {
 impl Seed for MotoSeed {
     fn describe_images_pages(&self, _images: usize) -> u64 {
         1 // moto 5.2.1 ignores maxResults for DescribeImages and answers in one page
+    }
+
+    async fn enhanced_scanning(&self) {
+        self.ecr
+            .put_registry_scanning_configuration()
+            .scan_type(aws_sdk_ecr::types::ScanType::Enhanced)
+            .rules(
+                RegistryScanningRule::builder()
+                    .scan_frequency(ScanFrequency::ContinuousScan)
+                    .repository_filters(
+                        ScanningRepositoryFilter::builder()
+                            .filter("*")
+                            .filter_type(ScanningRepositoryFilterType::Wildcard)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
     }
 
     async fn image(&self, repo: &str, tag: &str, scan: &str) -> String {
@@ -183,6 +210,10 @@ struct SandboxSeed(tugboat::sandbox::aws::Aws);
 impl Seed for SandboxSeed {
     fn describe_images_pages(&self, images: usize) -> u64 {
         images.div_ceil(1_000) as u64
+    }
+
+    async fn enhanced_scanning(&self) {
+        self.0.set_enhanced_scanning(true);
     }
 
     async fn image(&self, repo: &str, tag: &str, scan: &str) -> String {
@@ -361,6 +392,11 @@ async fn shared_checks(url: &str, seed: &impl Seed) {
     );
     let e = ssm.secret("/t/secret/nope").await.unwrap_err();
     assert_eq!(e.kind, tugboat::ports::ErrorKind::NotFound);
+
+    // The registry's scanning decides whether a rescan starts scans.
+    assert_eq!(ecr.scan_type().await.unwrap(), ScanType::Basic);
+    seed.enhanced_scanning().await;
+    assert_eq!(ecr.scan_type().await.unwrap(), ScanType::Enhanced);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,4 +419,96 @@ async fn the_ecr_and_ssm_adapters_work_against_the_sandbox() {
     let router = aws.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
     shared_checks(&url, &SandboxSeed(aws)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescan_against_moto_takes_limit_exceeded_as_scanned_today_and_follows_changed_findings()
+{
+    use tugboat::engine::Engine;
+    use tugboat::engine::rescan::{IssueAction, Scope};
+    use tugboat::sandbox::{Fleet, Options, Sandbox, Style};
+    tugboat::app::init_crypto();
+    let (_moto, url) = start_moto();
+    let sdk = sdk(&url).await;
+    let seed = MotoSeed {
+        url: url.clone(),
+        ecr: aws_sdk_ecr::Client::new(&sdk),
+        ssm: aws_sdk_ssm::Client::new(&sdk),
+    };
+    // moto is the registry and the parameter store; the sandbox is GitHub and Argo CD, where
+    // dev deploys user_service:1.0.0.
+    let sb = Sandbox::start(Options {
+        fleet: Fleet {
+            services: vec![("user_service".into(), Style::Kustomize)],
+            environments: vec!["dev".into()],
+            tags: 1,
+        },
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let policy = "environments:\n  dev:\n    scan:\n      thresholds: {CRITICAL: 0, HIGH: 0}\n";
+    let seed_registry = || async {
+        // The seed scans the image once: the rescan's StartImageScan is the day's second.
+        let digest = seed.image("user_service", "1.0.0", CRITICAL).await;
+        seed.parameter("/salon/promotion/defaults", policy, false)
+            .await;
+        digest
+    };
+    let digest = seed_registry().await;
+    let work = tempfile::tempdir().unwrap();
+    let toml = sb
+        .config_toml(&work.path().join("w"))
+        .replace(&sb.aws_url, &url);
+    let cfg = std::sync::Arc::new(
+        tugboat::config::Config::parse(&toml, "moto.toml", std::iter::empty()).unwrap(),
+    );
+    let api = ApiMetrics::default();
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await.unwrap());
+
+    let first = engine.rescan(&Scope::default()).await.unwrap();
+    assert_eq!(first.scan_type, ScanType::Basic, "asked of the registry");
+    assert_eq!(
+        (
+            first.images,
+            first.scans_started,
+            first.already_scanned_today
+        ),
+        (1, 0, 1),
+        "LimitExceededException is 'already scanned today': {first:?}"
+    );
+    let starts = count(&api.snapshot(), "ecr", "StartImageScan");
+    assert_eq!((starts.calls, starts.retries), (1, 0), "never retried");
+    let svc = &first.services[0];
+    let IssueAction::Opened { number, .. } = svc.issue.clone() else {
+        panic!("{first:?}")
+    };
+    assert_eq!(svc.rows[0].deployed.digest.as_str(), digest);
+    assert_eq!(svc.rows[0].new, ["CVE-2026-0001"]);
+    assert!(svc.rows[0].blocked);
+
+    // The registry's findings change. moto pins a custom result to an image once read, so
+    // it is reset and the same manifest (so the same digest) pushed again, scanned clean.
+    let reset = reqwest::Client::new()
+        .post(format!("{url}/moto-api/reset"))
+        .send()
+        .await
+        .unwrap();
+    assert!(reset.status().is_success());
+    seed.image("user_service", "1.0.0", CLEAN).await;
+    seed.parameter("/salon/promotion/defaults", policy, false)
+        .await;
+    engine.refresh_policy();
+
+    let second = engine.rescan(&Scope::default()).await.unwrap();
+    assert_eq!(second.already_scanned_today, 1);
+    let svc = &second.services[0];
+    assert_eq!(svc.rows[0].deployed.digest.as_str(), digest, "same image");
+    assert!(
+        matches!(svc.issue, IssueAction::Closed { number: n, .. } if n == number),
+        "{second:?}"
+    );
+    assert_eq!(svc.rows[0].gone, ["CVE-2026-0001"]);
+    let issues = sb.github.issues();
+    assert_eq!((issues.len(), issues[0].state.as_str()), (1, "closed"));
 }

@@ -179,3 +179,56 @@ fn the_demo_at_trace_level_never_prints_a_token_on_any_stream() {
         assert!(!stream.to_ascii_lowercase().contains("bearer sandbox"));
     }
 }
+
+#[test]
+fn rescan_names_an_unknown_service_and_a_dry_run_prints_the_table_and_writes_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt
+        .block_on(tugboat::sandbox::Sandbox::start(
+            tugboat::sandbox::Options::default(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tugboat.toml",
+        &sb.config_toml(&dir.path().join("work")),
+        0o600,
+    );
+    let out = tugboat(&["rescan", "--config", &config, "--service", "billing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--service billing: no such service in"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("configured: user_service, "));
+    let out = tugboat(&["rescan", "--config", &config, "--env", "qa"]);
+    assert!(
+        text(&out.stderr).contains("--env qa: no such environment; configured: dev, prod"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = tugboat(&[
+        "rescan",
+        "--config",
+        &config,
+        "--service",
+        "user_service",
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.starts_with("SERVICE       ENV   IMAGE"), "{table}");
+    assert!(
+        table.contains("user_service  dev   user_service:1.0.0"),
+        "{table}"
+    );
+    assert!(
+        table.contains("1 image(s), basic scanning: 0 scan(s) started"),
+        "{table}"
+    );
+    assert!(sb.github.issues().is_empty());
+    assert_eq!(sb.aws.calls().get("StartImageScan"), None);
+}

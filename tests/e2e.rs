@@ -705,3 +705,49 @@ async fn a_new_critical_in_a_deployed_image_opens_one_issue_blocks_the_digest_an
     let quiet = engine.rescan(&Scope::default()).await.unwrap();
     assert!(quiet.services.iter().all(|s| s.issue == IssueAction::None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_enhanced_scanning_the_rescan_starts_no_scan_and_names_images_whose_eligibility_expired()
+ {
+    use tugboat::engine::rescan::{IssueAction, Scope};
+    let (sb, engine, _w) = setup().await;
+    sb.aws.set_enhanced_scanning(true);
+    let digest = sb.aws.digest("user_service", "1.0.0").unwrap();
+    sb.aws
+        .set_scan("user_service", &digest, "SCAN_ELIGIBILITY_EXPIRED", vec![]);
+    let report = engine
+        .rescan(&Scope {
+            service: Some("user_service".into()),
+            environment: Some("prod".into()),
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.scan_type, tugboat::ports::ScanType::Enhanced);
+    assert_eq!(report.scans_started, 0);
+    assert_eq!(
+        sb.aws.calls().get("StartImageScan"),
+        None,
+        "Inspector rescans by itself"
+    );
+    assert_eq!(report.services.len(), 1, "only the service asked for");
+    let svc = &report.services[0];
+    assert_eq!(svc.rows.len(), 1, "only prod: {:?}", svc.rows);
+    assert_eq!(svc.rows[0].deployed.environment, "prod");
+    let (why, _) = svc.rows[0].unknown.clone().unwrap();
+    assert!(why.contains("scan eligibility expired"), "{why}");
+    assert_eq!(svc.issue, IssueAction::None, "nothing known to report");
+    assert!(
+        report.failed(),
+        "an image without a fresh result fails the run"
+    );
+    let table = tugboat::report::rescan_table(&report);
+    assert!(
+        table.contains("no fresh scan: its scan eligibility expired"),
+        "{table}"
+    );
+    assert!(
+        table.contains("1 image(s), enhanced scanning: 0 scan(s) started"),
+        "{table}"
+    );
+}

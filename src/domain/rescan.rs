@@ -452,7 +452,10 @@ mod tests {
             blocked: false,
             ..dirty(&[])
         };
-        assert_eq!(issue_step(std::slice::from_ref(&clean), None, "b"), IssueStep::Nothing);
+        assert_eq!(
+            issue_step(std::slice::from_ref(&clean), None, "b"),
+            IssueStep::Nothing
+        );
         assert_eq!(issue_step(&[dirty(&["CVE-A"])], None, "b"), IssueStep::Open);
         assert_eq!(
             issue_step(&[dirty(&[])], Some((7, "b")), "b"),
