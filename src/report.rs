@@ -148,7 +148,7 @@ pub fn rescan_table(r: &RescanReport) -> String {
     let mut rows: Vec<[String; 8]> = Vec::new();
     for s in &r.services {
         let issue = issue_text(&s.issue);
-        if s.rows.is_empty() {
+        if !s.rows.iter().any(|r| r.in_scope) {
             rows.push([
                 s.service.clone(),
                 "-".into(),
@@ -165,11 +165,11 @@ pub fn rescan_table(r: &RescanReport) -> String {
                 issue.clone(),
             ]);
         }
-        for row in &s.rows {
+        for row in s.rows.iter().filter(|r| r.in_scope) {
             let d = &row.deployed;
             let (findings, verdict) = match &row.unknown {
-                Some((why, last)) => (
-                    format!("{} (last known)", last.len()),
+                Some(why) => (
+                    format!("{} (last known)", row.findings.len()),
                     format!("no fresh scan: {why}"),
                 ),
                 None => (

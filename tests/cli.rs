@@ -232,3 +232,62 @@ fn rescan_names_an_unknown_service_and_a_dry_run_prints_the_table_and_writes_not
     assert!(sb.github.issues().is_empty());
     assert_eq!(sb.aws.calls().get("StartImageScan"), None);
 }
+
+#[test]
+fn tugboat_run_catches_up_a_missed_rescan_slot_at_start_opens_the_issue_and_stops_on_sigterm() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt
+        .block_on(tugboat::sandbox::Sandbox::start(
+            tugboat::sandbox::Options::default(),
+        ))
+        .unwrap();
+    let digest = sb.aws.digest("user_service", "1.0.0").unwrap();
+    sb.aws.set_scan(
+        "user_service",
+        &digest,
+        "COMPLETE",
+        vec![tugboat::sandbox::SeedFinding {
+            id: "CVE-2026-7777".into(),
+            severity: "CRITICAL".into(),
+            package: None,
+        }],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // Every minute: the previous minute's slot was missed (tugboat was not running) and is
+    // less than the grace late, so it runs once at start-up.
+    let toml = sb.config_toml(&dir.path().join("work")).replacen(
+        "[[services]]",
+        "[schedules.rescan]\ncron = \"* * * * *\"\ngrace = \"1h\"\n\n[[services]]",
+        1,
+    );
+    let config = write(dir.path(), "tugboat.toml", &toml, 0o600);
+    let child = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+        .args(["run", "--config", &config])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while sb.github.issues().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "graceful exit on SIGTERM: {log}");
+    let issues = sb.github.issues();
+    assert_eq!(issues.len(), 1, "{log}");
+    assert!(issues[0].body.contains("CVE-2026-7777"));
+    assert!(log.contains("rescan finished"), "{log}");
+    assert_eq!(
+        sb.github
+            .read_file("tugboat-ledger", "schedules.json")
+            .map(|s| s.contains("\"rescan\"")),
+        Some(true),
+        "the slot is claimed in the ledger"
+    );
+}

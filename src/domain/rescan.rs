@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::gate::{self, Finding, GateDecision, ScanPolicy, ScanReport};
+use super::gate::{self, Finding, GateDecision, ScanPolicy, ScanReport, Severity};
 use super::image::Digest;
 
 /// Opens the machine-readable block in a security issue's body.
@@ -58,6 +58,9 @@ pub enum Outcome {
     /// No usable result this time (scan still running at the end of the budget, failed,
     /// eligibility expired, an API error): the last known findings stand.
     Unknown { reason: String },
+    /// Recorded by an earlier rescan in an environment this rescan does not cover (`--env`):
+    /// carried over unchanged.
+    OutOfScope,
 }
 
 /// Judge a complete scan of a deployed image by its environment's policy on `today`.
@@ -120,9 +123,50 @@ pub struct StateImage {
     pub env: String,
     pub digest: String,
     pub reference: String,
-    /// The findings that counted, each with the day a rescan first reported it.
-    pub findings: BTreeMap<String, NaiveDate>,
+    /// The findings that counted (at most [`RECORDED`]), most severe first.
+    pub findings: Vec<Seen>,
     pub blocked: bool,
+}
+
+/// How many findings per image the issue's block records (GitHub caps a body at 65,536
+/// characters); findings beyond it are listed again as new by a later rescan.
+pub const RECORDED: usize = 50;
+
+/// A finding as recorded, with the day a rescan first reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub id: String,
+    pub severity: Severity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_in: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub since: NaiveDate,
+}
+
+impl Seen {
+    fn new(f: &Finding, since: NaiveDate) -> Self {
+        Self {
+            id: f.id.clone(),
+            severity: f.severity,
+            package: f.package.clone(),
+            fixed_in: f.fixed_in.clone(),
+            url: f.url.clone(),
+            since,
+        }
+    }
+
+    fn finding(&self) -> Finding {
+        Finding {
+            id: self.id.clone(),
+            severity: self.severity,
+            package: self.package.clone(),
+            fixed_in: self.fixed_in.clone(),
+            url: self.url.clone(),
+        }
+    }
 }
 
 impl State {
@@ -151,29 +195,68 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub deployed: Deployed,
-    /// The findings that count now (empty when unknown: see `last_known`).
+    /// The findings that count now, or the last known ones when there is no fresh result.
     pub findings: Vec<Finding>,
     /// Ids counted now and not at the last rescan.
     pub new: Vec<String>,
     /// Ids counted at the last rescan and not now.
     pub gone: Vec<String>,
-    /// When each finding counted now (or last known) was first reported.
+    /// When each finding in `findings` was first reported.
     pub since: BTreeMap<String, NaiveDate>,
     pub blocked: bool,
     pub reasons: Vec<String>,
-    /// Why there is no fresh result, and the ids the last rescan counted.
-    pub unknown: Option<(String, Vec<String>)>,
+    /// Why there is no fresh result (the findings are the last known ones).
+    pub unknown: Option<String>,
+    /// False for images carried over from environments this rescan does not cover.
+    pub in_scope: bool,
 }
 
 impl Row {
-    /// Whether the image has findings that count (now, or last time when unknown now).
+    /// Whether the image has findings that count (now, or last known).
     pub fn has_findings(&self) -> bool {
         !self.findings.is_empty()
-            || self
-                .unknown
-                .as_ref()
-                .is_some_and(|(_, ids)| !ids.is_empty())
     }
+}
+
+/// The images the last rescan recorded that this one did not find, and what to make of them:
+/// out of scope (another environment than `--env`) or unknown (the deployments could not all
+/// be read, so absence proves nothing). When everything was read, an image not found is no
+/// longer deployed and is dropped, with its findings.
+pub fn carried(
+    previous: &State,
+    found: &[(Deployed, Outcome)],
+    in_scope: impl Fn(&str) -> bool,
+    complete: bool,
+) -> Vec<(Deployed, Outcome)> {
+    previous
+        .images
+        .iter()
+        .filter(|p| {
+            !found
+                .iter()
+                .any(|(d, _)| d.environment == p.env && d.digest.as_str() == p.digest)
+        })
+        .filter_map(|p| {
+            let outcome = if !in_scope(&p.env) {
+                Outcome::OutOfScope
+            } else if !complete {
+                Outcome::Unknown {
+                    reason: "the deployment could not be read this time".to_owned(),
+                }
+            } else {
+                return None;
+            };
+            let digest = Digest::parse(&p.digest).ok()?;
+            Some((
+                Deployed {
+                    environment: p.env.clone(),
+                    reference: p.reference.clone(),
+                    digest,
+                },
+                outcome,
+            ))
+        })
+        .collect()
 }
 
 /// Compare this rescan's results (of `today`) with the previous state; returns the rows and
@@ -193,12 +276,12 @@ pub fn compare(
     for (deployed, outcome) in results {
         let before = previous.find(&deployed.environment, &deployed.digest);
         let before_ids: BTreeSet<&str> = before
-            .map(|b| b.findings.keys().map(String::as_str).collect())
+            .map(|b| b.findings.iter().map(|f| f.id.as_str()).collect())
             .unwrap_or_default();
         let first_seen = |id: &str| {
             before
-                .and_then(|b| b.findings.get(id).copied())
-                .unwrap_or(today)
+                .and_then(|b| b.findings.iter().find(|f| f.id == id))
+                .map_or(today, |f| f.since)
         };
         let row = match outcome {
             Outcome::Scanned {
@@ -224,25 +307,38 @@ pub fn compare(
                     blocked,
                     reasons,
                     unknown: None,
+                    in_scope: true,
                     deployed,
                 }
             }
-            Outcome::Unknown { reason } => Row {
-                new: Vec::new(),
-                gone: Vec::new(),
-                since: before.map(|b| b.findings.clone()).unwrap_or_default(),
-                findings: Vec::new(),
-                blocked: before.is_some_and(|b| b.blocked),
-                reasons: Vec::new(),
-                unknown: Some((reason, before_ids.iter().map(|s| (*s).to_owned()).collect())),
-                deployed,
-            },
+            other @ (Outcome::Unknown { .. } | Outcome::OutOfScope) => {
+                let last = before.map(|b| b.findings.as_slice()).unwrap_or_default();
+                Row {
+                    in_scope: !matches!(other, Outcome::OutOfScope),
+                    new: Vec::new(),
+                    gone: Vec::new(),
+                    since: last.iter().map(|f| (f.id.clone(), f.since)).collect(),
+                    findings: last.iter().map(Seen::finding).collect(),
+                    blocked: before.is_some_and(|b| b.blocked),
+                    reasons: Vec::new(),
+                    unknown: match other {
+                        Outcome::Unknown { reason } => Some(reason),
+                        _ => Some("not in this rescan's scope".to_owned()),
+                    },
+                    deployed,
+                }
+            }
         };
         state.images.push(StateImage {
             env: row.deployed.environment.clone(),
             digest: row.deployed.digest.to_string(),
             reference: row.deployed.reference.clone(),
-            findings: row.since.clone(),
+            findings: row
+                .findings
+                .iter()
+                .take(RECORDED)
+                .map(|f| Seen::new(f, row.since.get(&f.id).copied().unwrap_or(today)))
+                .collect(),
             blocked: row.blocked,
         });
         rows.push(row);
@@ -294,6 +390,10 @@ mod tests {
 
     fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn seen(id: &str, since: &str) -> Seen {
+        Seen::new(&finding(id, Severity::Critical), day(since))
     }
 
     fn finding(id: &str, severity: Severity) -> Finding {
@@ -379,17 +479,14 @@ mod tests {
                     env: "dev".into(),
                     digest: deployed("dev", 1).digest.to_string(),
                     reference: "repo/app:1.1.0".into(),
-                    findings: BTreeMap::from([
-                        ("CVE-A".into(), day("2026-11-02")),
-                        ("CVE-B".into(), day("2026-11-09")),
-                    ]),
+                    findings: vec![seen("CVE-A", "2026-11-02"), seen("CVE-B", "2026-11-09")],
                     blocked: true,
                 },
                 StateImage {
                     env: "prod".into(),
                     digest: deployed("prod", 2).digest.to_string(),
                     reference: "repo/app:1.2.0".into(),
-                    findings: BTreeMap::from([("CVE-A".into(), day("2026-11-02"))]),
+                    findings: vec![seen("CVE-A", "2026-11-02")],
                     blocked: true,
                 },
             ],
@@ -417,22 +514,76 @@ mod tests {
         assert_eq!(rows[0].new, ["CVE-C"]);
         assert_eq!(rows[0].gone, ["CVE-A"]);
         assert!(rows[1].blocked, "an unknown result keeps the last verdict");
+        assert_eq!(rows[1].unknown.as_deref(), Some("the scan failed"));
         assert_eq!(
-            rows[1].unknown,
-            Some(("the scan failed".into(), vec!["CVE-A".into()]))
+            rows[1].findings,
+            [finding("CVE-A", Severity::Critical)],
+            "last known"
         );
+        let since: Vec<(&str, NaiveDate)> = state.images[0]
+            .findings
+            .iter()
+            .map(|f| (f.id.as_str(), f.since))
+            .collect();
         assert_eq!(
-            state.images[0].findings,
-            BTreeMap::from([
-                ("CVE-B".into(), day("2026-11-09")),
-                ("CVE-C".into(), day("2026-11-16"))
-            ]),
+            since,
+            [("CVE-B", day("2026-11-09")), ("CVE-C", day("2026-11-16"))],
             "first reported: kept from the last rescan, today for new ones"
         );
         assert_eq!(state.images[1].findings, prev.images[1].findings);
         let parsed = State::parse(&format!("text\n{}\n", state.render())).unwrap();
         assert_eq!(parsed, state);
         assert!(state.render().starts_with(&issue_marker("app")));
+    }
+
+    #[test]
+    fn images_not_found_are_carried_when_out_of_scope_or_unreadable_and_dropped_otherwise() {
+        let state = |env: &str, n: u8| StateImage {
+            env: env.into(),
+            digest: deployed(env, n).digest.to_string(),
+            reference: deployed(env, n).reference,
+            findings: vec![seen("CVE-A", "2026-11-02")],
+            blocked: true,
+        };
+        let prev = State {
+            v: 1,
+            service: "app".into(),
+            images: vec![state("dev", 1), state("prod", 2)],
+        };
+        let found = vec![(
+            deployed("dev", 3),
+            Outcome::Scanned {
+                findings: vec![],
+                blocked: false,
+                reasons: vec![],
+            },
+        )];
+        // `--env dev`: prod is carried unchanged, dev's old digest (replaced) is dropped.
+        let c = carried(&prev, &found, |e| e == "dev", true);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].0.environment.as_str(), &c[0].1),
+            ("prod", &Outcome::OutOfScope)
+        );
+        // Everything read, both in scope: neither is deployed any more.
+        assert!(carried(&prev, &found, |_| true, true).is_empty());
+        // Something could not be read: absence proves nothing.
+        let c = carried(&prev, &found, |_| true, false);
+        assert_eq!(c.len(), 2);
+        let mut all = found.clone();
+        all.extend(c);
+        let (rows, _) = compare("app", all, &prev, day("2026-11-16"));
+        assert!(
+            rows.iter()
+                .filter(|r| r.unknown.is_some())
+                .all(|r| r.blocked && r.has_findings())
+        );
+        let out = carried(&prev, &found, |e| e == "dev", true);
+        let (rows, _) = compare("app", out, &prev, day("2026-11-16"));
+        assert!(
+            !rows[0].in_scope && rows[0].has_findings(),
+            "kept open, not failed"
+        );
     }
 
     #[test]
@@ -446,6 +597,7 @@ mod tests {
             blocked: true,
             reasons: vec![],
             unknown: None,
+            in_scope: true,
         };
         let clean = Row {
             findings: vec![],
@@ -493,7 +645,7 @@ mod tests {
                 env: "dev".into(),
                 digest: "sha256:1".into(),
                 reference: "r".into(),
-                findings: BTreeMap::from([("evil -->".into(), day("2026-11-23"))]),
+                findings: vec![seen("evil -->", "2026-11-23")],
                 blocked: false,
             }],
         };

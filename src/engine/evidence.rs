@@ -220,14 +220,15 @@ pub fn issue_body(t: &IssueText<'_>) -> String {
             "within the policy"
         };
         let _ = writeln!(b, "Digest `{}` · {verdict}.\n", d.digest);
-        if let Some((why, last)) = &r.unknown {
-            let _ = writeln!(b, "No fresh result: {why}.");
-            if !last.is_empty() {
-                let ids: Vec<String> = last.iter().map(|i| cell(i)).collect();
-                let _ = writeln!(b, "Last known findings: {}.", ids.join(", "));
+        if let Some(why) = r.unknown.as_ref().filter(|_| r.in_scope) {
+            if r.findings.is_empty() {
+                let _ = writeln!(b, "No fresh result: {why}.\n");
+                continue;
             }
-            let _ = writeln!(b);
-            continue;
+            let _ = writeln!(
+                b,
+                "No fresh result: {why}. The findings below are the last known.\n"
+            );
         }
         if r.findings.is_empty() {
             let _ = writeln!(b, "No findings above the thresholds.\n");

@@ -84,7 +84,7 @@ impl RescanReport {
         self.services.iter().any(|s| {
             !s.problems.is_empty()
                 || matches!(s.issue, IssueAction::Failed(_))
-                || s.rows.iter().any(|r| r.unknown.is_some())
+                || s.rows.iter().any(|r| r.in_scope && r.unknown.is_some())
         })
     }
 }
@@ -197,7 +197,13 @@ impl Engine {
         let mut new_findings: BTreeMap<Severity, u64> = BTreeMap::new();
         for inv in inventories {
             let s = self
-                .report_service(inv, &reports, today, scope.dry_run)
+                .report_service(
+                    inv,
+                    &reports,
+                    today,
+                    scope.environment.as_deref(),
+                    scope.dry_run,
+                )
                 .await;
             for r in &s.rows {
                 for f in r.findings.iter().filter(|f| r.new.contains(&f.id)) {
@@ -347,6 +353,7 @@ impl Engine {
         inv: Inventory<'_>,
         reports: &HashMap<Digest, Result<ScanReport, String>>,
         today: chrono::NaiveDate,
+        scope_env: Option<&str>,
         dry_run: bool,
     ) -> ServiceRescan {
         let svc = inv.svc;
@@ -392,6 +399,14 @@ impl Engine {
             .as_ref()
             .and_then(|i| rescan::State::parse(&i.body))
             .unwrap_or_default();
+        let mut results = results;
+        let extra = rescan::carried(
+            &previous,
+            &results,
+            |env| scope_env.is_none_or(|e| e == env),
+            out.problems.is_empty(),
+        );
+        results.extend(extra);
         let (rows, state) = rescan::compare(&svc.name, results, &previous, today);
         let newest = self.newest(svc, &policy, &inv.images, &rows, today).await;
         let body = evidence::issue_body(&evidence::IssueText {
