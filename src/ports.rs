@@ -232,9 +232,8 @@ pub struct Issue {
 /// The Git host's review surface (GitHub).
 #[async_trait]
 pub trait Forge: Send + Sync {
-    /// The open issue (never a pull request) that carries every one of `labels` and whose
-    /// body contains `marker`, if any; the lowest-numbered one when there are several.
-    async fn find_issue(&self, labels: &[String], marker: &str) -> PortResult<Option<Issue>>;
+    /// Every open issue (never a pull request) that carries all of `labels`, oldest first.
+    async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>>;
     async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue>;
     /// Replace an issue's title and body, and open or close it.
     async fn update_issue(

@@ -638,6 +638,24 @@ async fn a_new_critical_in_a_deployed_image_opens_one_issue_blocks_the_digest_an
     assert!(matches!(user.issue, IssueAction::Unchanged { number: n, .. } if n == number));
     assert_eq!(writes(&sb), before, "an unchanged rescan writes nothing");
 
+    // A rescan of prod alone neither drops dev's findings nor closes the issue.
+    let prod_only = engine
+        .rescan(&Scope {
+            environment: Some("prod".into()),
+            ..Scope::default()
+        })
+        .await
+        .unwrap();
+    assert!(!prod_only.failed(), "{prod_only:?}");
+    let issues = security(&sb);
+    assert_eq!((issues.len(), issues[0].state.as_str()), (1, "open"));
+    assert!(
+        issues[0].body.contains("CVE-2026-4242"),
+        "{}",
+        issues[0].body
+    );
+    assert!(!tugboat::report::rescan_table(&prod_only).contains(" dev "));
+
     // Another finding appears: the same issue is updated, and a comment tells subscribers.
     sb.aws.set_scan(
         "user_service",
@@ -734,7 +752,7 @@ async fn with_enhanced_scanning_the_rescan_starts_no_scan_and_names_images_whose
     let svc = &report.services[0];
     assert_eq!(svc.rows.len(), 1, "only prod: {:?}", svc.rows);
     assert_eq!(svc.rows[0].deployed.environment, "prod");
-    let (why, _) = svc.rows[0].unknown.clone().unwrap();
+    let why = svc.rows[0].unknown.clone().unwrap();
     assert!(why.contains("scan eligibility expired"), "{why}");
     assert_eq!(svc.issue, IssueAction::None, "nothing known to report");
     assert!(

@@ -169,7 +169,7 @@ impl Forge for GitHub {
         Ok(prs.into_iter().next().map(Into::into))
     }
 
-    async fn find_issue(&self, labels: &[String], marker: &str) -> PortResult<Option<Issue>> {
+    async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>> {
         let mut found: Vec<IssueWire> = Vec::new();
         for page in 1..=MAX_PAGES {
             let q = json!({"state": "open", "labels": labels.join(","), "sort": "created",
@@ -182,14 +182,14 @@ impl Forge for GitHub {
             found.extend(
                 items
                     .into_iter()
-                    .filter(|i| i.pull_request.is_none() && i.state == "open")
-                    .filter(|i| i.body.as_deref().is_some_and(|b| b.contains(marker))),
+                    .filter(|i| i.pull_request.is_none() && i.state == "open"),
             );
             if short {
                 break;
             }
         }
-        Ok(found.into_iter().min_by_key(|i| i.number).map(Into::into))
+        found.sort_by_key(|i| i.number);
+        Ok(found.into_iter().map(Into::into).collect())
     }
 
     async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue> {

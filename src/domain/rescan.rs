@@ -25,13 +25,16 @@ fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
+/// Labels every security issue carries (one list call finds them all).
+pub fn security_labels() -> Vec<String> {
+    vec!["tugboat".to_owned(), "security".to_owned()]
+}
+
 /// Labels of a service's security issue.
 pub fn issue_labels(service: &str) -> Vec<String> {
-    vec![
-        "tugboat".to_owned(),
-        "security".to_owned(),
-        format!("service:{service}"),
-    ]
+    let mut l = security_labels();
+    l.push(format!("service:{service}"));
+    l
 }
 
 /// One image a service's environment deploys now.

@@ -17,7 +17,7 @@ use crate::domain::image::{Digest, ImageRef};
 use crate::domain::policy;
 use crate::domain::rescan::{self, Deployed, IssueStep, Outcome, Row};
 use crate::domain::select::{self, ImageRecord};
-use crate::ports::{PortError, ScanStart, ScanType};
+use crate::ports::{Issue, PortError, ScanStart, ScanType};
 
 /// Which deployments a rescan covers.
 #[derive(Debug, Clone, Default)]
@@ -193,6 +193,14 @@ impl Engine {
         }
 
         let today = Utc::now().date_naive();
+        // One listing for every service's issue: a call per service would spend GitHub's
+        // rate limit on a large fleet.
+        let open_issues = self
+            .ports
+            .forge
+            .open_issues(&rescan::security_labels())
+            .await
+            .map_err(|e| e.to_string());
         let mut out = Vec::new();
         let mut new_findings: BTreeMap<Severity, u64> = BTreeMap::new();
         for inv in inventories {
@@ -200,6 +208,7 @@ impl Engine {
                 .report_service(
                     inv,
                     &reports,
+                    &open_issues,
                     today,
                     scope.environment.as_deref(),
                     scope.dry_run,
@@ -352,6 +361,7 @@ impl Engine {
         &self,
         inv: Inventory<'_>,
         reports: &HashMap<Digest, Result<ScanReport, String>>,
+        open_issues: &Result<Vec<Issue>, String>,
         today: chrono::NaiveDate,
         scope_env: Option<&str>,
         dry_run: bool,
@@ -385,13 +395,11 @@ impl Engine {
             .collect();
         let forge = &self.ports.forge;
         let labels = rescan::issue_labels(&svc.name);
-        let existing = match forge
-            .find_issue(&labels, &rescan::issue_marker(&svc.name))
-            .await
-        {
-            Ok(i) => i,
+        let marker = rescan::issue_marker(&svc.name);
+        let existing = match open_issues {
+            Ok(all) => all.iter().find(|i| i.body.contains(&marker)).cloned(),
             Err(e) => {
-                out.issue = IssueAction::Failed(e.to_string());
+                out.issue = IssueAction::Failed(e.clone());
                 return out;
             }
         };
