@@ -4,7 +4,9 @@
 //! CPU time of the whole process (tugboat and the stand-ins together) during it.
 //!
 //! Targets: one DescribeImages page per repository, no scan-findings call for a known digest,
-//! nothing written. Exits non-zero when a target is missed.
+//! nothing written. Then a rescan of everything deployed: one StartImageScan per digest, one
+//! listing of the security issues for all services, one issue per flagged service. Exits
+//! non-zero when a target is missed.
 //!
 //! Run with `cargo bench --bench idle_cycle`; `TUGBOAT_BENCH_REPOS` / `TUGBOAT_BENCH_TAGS`
 //! change the size.
@@ -150,10 +152,63 @@ fn main() {
             ),
             (format!("writes = {writes} (target: 0)"), writes == 0),
         ];
+
+        // The weekly rescan over the same fleet: every deployed digest scanned once, one
+        // StartImageScan each (spread 10 ms apart in the sandbox's config), one listing of
+        // the security issues, one issue per service whose deployed image has a new CVE.
+        let flagged = repos.div_ceil(100);
+        for (svc, _) in sb.fleet.services.iter().take(flagged) {
+            let digest = sb.aws.digest(svc, &sb.fleet.deployed_tag()).unwrap();
+            sb.aws.set_scan(
+                svc,
+                &digest,
+                "COMPLETE",
+                vec![tugboat::sandbox::SeedFinding {
+                    id: "CVE-2026-9000".into(),
+                    severity: "HIGH".into(),
+                    package: None,
+                }],
+            );
+        }
+        let before = api.snapshot();
+        let (c0, t0) = (cpu(), Instant::now());
+        let rescan = engine
+            .rescan(&tugboat::engine::rescan::Scope::default())
+            .await
+            .unwrap();
+        let (wall, cpu_used) = (t0.elapsed(), cpu().saturating_sub(c0));
+        let calls = api.since(&before);
+        let spread = cfg.rescan.spread.as_secs_f64() * repos.saturating_sub(1) as f64;
+        println!(
+            "\n  rescan ({} new HIGH CVEs): {:.2}s wall ({spread:.1}s of it StartImageScan spread), {:.2}s CPU, {} images, {} issues opened",
+            flagged,
+            wall.as_secs_f64(),
+            cpu_used.as_secs_f64(),
+            rescan.images,
+            sb.github.issues().len()
+        );
+        print_calls(&calls);
+        let starts = count(&calls, "ecr", "StartImageScan").calls;
+        let listings = count(&calls, "github", "issues/list-for-repo").calls;
+        let opened = count(&calls, "github", "issues/create").calls;
+        let checks = checks.into_iter().chain([
+            (
+                format!("rescan StartImageScan calls = {starts} (target: one per deployed digest = {repos})"),
+                starts == repos as u64,
+            ),
+            (
+                format!("rescan issue listings = {listings} (target: 1)"),
+                listings == 1,
+            ),
+            (
+                format!("rescan issues opened = {opened} (target: {flagged})"),
+                opened == flagged as u64,
+            ),
+        ]);
         println!();
         let mut ok = true;
-        for (what, pass) in &checks {
-            println!("  {} {what}", if *pass { "PASS" } else { "FAIL" });
+        for (what, pass) in checks {
+            println!("  {} {what}", if pass { "PASS" } else { "FAIL" });
             ok &= pass;
         }
         if !ok {
