@@ -67,6 +67,13 @@ enum Command {
         /// Where to write the config file for `tugboat once --config`.
         #[arg(long, default_value = "tugboat-sandbox.toml")]
         write_config: PathBuf,
+        /// Instead of the six salon services, seed N synthetic services (`svc-0000`, … in
+        /// `dev`), e.g. to measure tugboat's memory and CPU on a large fleet.
+        #[arg(long, value_name = "N")]
+        synthetic: Option<usize>,
+        /// Tags per synthetic service.
+        #[arg(long, default_value_t = 100, requires = "synthetic")]
+        tags: usize,
     },
     /// Point every reference of REPOSITORY in FILE at TAG, changing only those bytes.
     SetImage {
@@ -145,9 +152,17 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             tugboat::demo::run(&mut std::io::stdout()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sandbox { write_config } => {
+        Command::Sandbox {
+            write_config,
+            synthetic,
+            tags,
+        } => {
             init_logs("info");
-            sandbox(&write_config).await
+            let fleet = match synthetic {
+                Some(n) => tugboat::sandbox::Fleet::synthetic(n, tags),
+                None => tugboat::sandbox::Fleet::salon(),
+            };
+            sandbox(&write_config, fleet).await
         }
         Command::SetImage {
             file,
@@ -455,8 +470,12 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn sandbox(write_config: &Path) -> anyhow::Result<ExitCode> {
-    let sb = tugboat::sandbox::Sandbox::start(tugboat::sandbox::Options::default()).await?;
+async fn sandbox(write_config: &Path, fleet: tugboat::sandbox::Fleet) -> anyhow::Result<ExitCode> {
+    let sb = tugboat::sandbox::Sandbox::start(tugboat::sandbox::Options {
+        fleet,
+        ..tugboat::sandbox::Options::default()
+    })
+    .await?;
     let work = sb.dir().join("tugboat-work");
     std::fs::write(write_config, sb.config_toml(&work))
         .with_context(|| format!("writing {}", write_config.display()))?;
