@@ -1,4 +1,5 @@
-//! The worked policy examples in `policies/` and the JSON Schema stay true to the parser.
+//! The shipped examples stay true to the code: the worked policies in `policies/` and their
+//! JSON Schema, the configs of the Helm chart and the kustomize base, and the IAM policy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -179,4 +180,62 @@ fn policy_check_accepts_the_examples_and_rejects_a_bad_document_with_a_suggestio
             && text.contains("did you mean `approvals`?"),
         "{text}"
     );
+}
+
+#[test]
+fn the_configs_shipped_with_the_chart_and_the_kustomize_base_parse() {
+    #[derive(serde::Deserialize)]
+    struct Values {
+        config: String,
+    }
+    let values: Values = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join("helm/tugboat/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let kustomize = std::fs::read_to_string(root().join("manifests/tugboat.toml")).unwrap();
+    for (name, text) in [
+        ("values.yaml config", values.config),
+        ("manifests/tugboat.toml", kustomize),
+    ] {
+        let c = tugboat::config::Config::parse(&text, name, std::iter::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The container mounts the clone here and the Service targets this port.
+        assert_eq!(c.engine.workdir, Path::new("/var/lib/tugboat"), "{name}");
+        assert_eq!(c.server.listen.port(), 8080, "{name}");
+        assert!(c.schedules.iter().any(|s| s.name == "rescan"), "{name}");
+    }
+}
+
+#[test]
+fn the_iam_policy_grants_exactly_the_aws_operations_the_adapters_call() {
+    let policy: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("manifests/iam-policy.json")).unwrap(),
+    )
+    .unwrap();
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    // Every SDK operation the ECR and SSM adapters call, as IAM spells it.
+    let mut called = BTreeSet::new();
+    for (file, service) in [("ecr", "ecr"), ("ssm", "ssm")] {
+        let src = std::fs::read_to_string(root().join(format!("src/adapters/{file}.rs"))).unwrap();
+        let lines: Vec<&str> = src.lines().map(str::trim).collect();
+        for w in lines.windows(2) {
+            if (w[0] == ".client" || w[0].ends_with("self.client")) && w[1].ends_with("()") {
+                let op = w[1].trim_start_matches('.').trim_end_matches("()");
+                let camel: String = op
+                    .split('_')
+                    .map(|p| p[..1].to_uppercase() + &p[1..])
+                    .collect();
+                called.insert(format!("{service}:{camel}"));
+            }
+        }
+    }
+    assert!(called.contains("ecr:StartImageScan"), "{called:?}");
+    called.insert("kms:Decrypt".to_owned()); // SecureString parameters
+    assert_eq!(granted, called, "least privilege: no more, no less");
 }
