@@ -5,6 +5,7 @@ pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod manifest;
+pub mod metrics;
 pub mod ports;
 pub mod report;
 pub mod sandbox;

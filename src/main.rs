@@ -14,7 +14,7 @@ use tugboat::domain::image::{Digest, Repository, Tag};
 use tugboat::engine::rescan::Scope;
 use tugboat::engine::scheduler::{self, Due, Job, SystemClock};
 use tugboat::engine::{Action, Engine, Mode};
-use tugboat::server::{CycleLabels, Metrics, OutcomeLabels};
+use tugboat::metrics::Metrics;
 use tugboat::telemetry::{ApiCounts, ApiMetrics};
 
 #[derive(Parser)]
@@ -44,6 +44,9 @@ enum Command {
     Plan {
         #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
         config: PathBuf,
+        /// `table` for people, `json` for machines.
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Rescan every deployed image now: fresh ECR findings, compared with the last rescan, kept
     /// in one security issue per service. Exits non-zero if anything could not be rescanned.
@@ -105,6 +108,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Check each FILE as one policy document (YAML or JSON).
@@ -119,7 +128,12 @@ fn init_logs(default: &str) {
     if std::io::stderr().is_terminal() {
         builder.init();
     } else {
-        builder.json().flatten_event(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     }
 }
 
@@ -177,11 +191,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Health { url, timeout } => health(&url, timeout).await,
         Command::Once { config } => {
             init_logs("info");
-            once(&config, Mode::Apply).await
+            once(&config, Mode::Apply, Output::Table).await
         }
-        Command::Plan { config } => {
+        Command::Plan { config, output } => {
             init_logs("warn");
-            once(&config, Mode::Plan).await
+            once(&config, Mode::Plan, output).await
         }
         Command::Run { config } => {
             init_logs("info");
@@ -211,12 +225,15 @@ fn load(config: &Path) -> anyhow::Result<Arc<Config>> {
     Ok(Arc::new(Config::load(config, std::env::vars())?))
 }
 
-async fn once(config: &Path, mode: Mode) -> anyhow::Result<ExitCode> {
+async fn once(config: &Path, mode: Mode, output: Output) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
     let api = ApiMetrics::default();
     let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
     let reports = engine.cycle(mode).await?;
-    print!("{}", tugboat::report::table(&reports));
+    match output {
+        Output::Table => emit(&tugboat::report::table(&reports))?,
+        Output::Json => emit(&format!("{:#}\n", tugboat::report::json(&reports)))?,
+    }
     log_calls(&api.snapshot());
     let failed = reports
         .iter()
@@ -262,13 +279,22 @@ async fn rescan(config: &Path, scope: Scope) -> anyhow::Result<ExitCode> {
     let api = ApiMetrics::default();
     let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
     let report = engine.rescan(&scope).await?;
-    print!("{}", tugboat::report::rescan_table(&report));
+    emit(&tugboat::report::rescan_table(&report))?;
     log_calls(&api.snapshot());
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Print a command's output; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {
@@ -376,50 +402,32 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let mut stop = stop_rx;
     loop {
         let before = api.snapshot();
+        let started = tokio::time::Instant::now();
         let cycle = engine.cycle(Mode::Apply);
         let result = tokio::select! {
             r = cycle => Some(r),
             _ = stop.changed() => None,
         };
         let Some(result) = result else { break };
-        let now = chrono::Utc::now().timestamp();
-        match result {
-            Ok(reports) => {
-                for r in &reports {
-                    let outcome = if matches!(r.action, Action::Failed { .. }) {
-                        "error"
-                    } else {
-                        r.decision.kind()
-                    };
-                    metrics
-                        .decisions
-                        .get_or_create(&OutcomeLabels {
-                            service: r.service.clone(),
-                            environment: r.environment.clone(),
-                            outcome: outcome.into(),
-                        })
-                        .inc();
-                }
-                metrics
-                    .cycles
-                    .get_or_create(&CycleLabels {
-                        result: "ok".into(),
-                    })
-                    .inc();
-                metrics.last_success.set(now);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cycle failed");
-                metrics
-                    .cycles
-                    .get_or_create(&CycleLabels {
-                        result: "error".into(),
-                    })
-                    .inc();
-            }
+        let calls = api.since(&before);
+        let error = result.as_ref().err().map(ToString::to_string);
+        if let Some(e) = &error {
+            tracing::error!(error = %e, "cycle failed");
         }
-        metrics.last_cycle.store(now, Ordering::Relaxed);
-        log_calls(&api.since(&before));
+        metrics.record_cycle(
+            match (&result, &error) {
+                (Ok(reports), _) => Ok(reports.as_slice()),
+                (Err(_), e) => Err(e.as_deref().unwrap_or_default()),
+            },
+            started.elapsed(),
+            &calls,
+            chrono::Utc::now(),
+        );
+        metrics
+            .ready
+            .policy_loaded
+            .store(engine.policy_loaded(), Ordering::Relaxed);
+        log_calls(&calls);
         tokio::select! {
             _ = tokio::time::sleep(cfg.engine.interval) => {},
             _ = wake.notified() => {},

@@ -3,6 +3,9 @@
 
 use std::fmt::Write;
 
+use serde_json::{Value, json};
+
+use crate::domain::plan::Decision;
 use crate::engine::rescan::{IssueAction, RescanReport};
 use crate::engine::{Action, EnvReport, Verification};
 
@@ -227,4 +230,67 @@ pub fn rescan_table(r: &RescanReport) -> String {
         r.duration.as_secs_f64()
     );
     out
+}
+
+fn action_json(a: &Action) -> Value {
+    let pr = |kind: &str, number: &u64, url: &str| json!({"kind": kind, "pr": number, "url": url});
+    match a {
+        Action::None => json!({"kind": "none"}),
+        Action::Opened { number, url } => pr("opened", number, url),
+        Action::Updated { number, url } => pr("updated", number, url),
+        Action::AwaitingApproval { number, url } => pr("awaiting-approval", number, url),
+        Action::WaitingForChecks { number, url } => pr("waiting-for-checks", number, url),
+        Action::WaitingForWindow { number, url, opens } => json!({
+            "kind": "waiting-for-window", "pr": number, "url": url,
+            "opens": opens.map(|t| t.to_rfc3339()),
+        }),
+        Action::Merged {
+            number,
+            url,
+            sha,
+            verification,
+        } => {
+            let (healthy, detail) = match verification {
+                Verification::Healthy { after } => (true, json!({"seconds": after.as_secs_f64()})),
+                Verification::Failed { reason } => (false, json!({"reason": reason})),
+            };
+            json!({"kind": "merged", "pr": number, "url": url, "merge_commit": sha,
+                   "healthy": healthy, "verification": detail})
+        }
+        Action::Failed { message } => json!({"kind": "failed", "message": message}),
+    }
+}
+
+/// The rows as JSON for machines (`tugboat plan --output json`): one object per service and
+/// environment with the deployed reference, the candidate, the decision and its reasons, the
+/// action taken and the policy parameters (with versions) it came from.
+pub fn json(reports: &[EnvReport]) -> Value {
+    let rows: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            let candidate = r.decision.candidate().map(|c| {
+                json!({"tag": c.tag.as_str(), "digest": c.digest.as_str(),
+                       "pushed_at": c.pushed_at.to_rfc3339()})
+            });
+            let reasons: Vec<String> = match &r.decision {
+                Decision::Blocked { reasons, .. } => reasons.clone(),
+                Decision::Waiting { reason, .. } | Decision::NoCandidate { reason } => {
+                    vec![reason.clone()]
+                }
+                Decision::UpToDate { .. } | Decision::Promote { .. } => Vec::new(),
+            };
+            json!({
+                "service": r.service,
+                "environment": r.environment,
+                "deployed": r.deployed,
+                "candidate": candidate,
+                "decision": r.decision.kind(),
+                "summary": r.decision.to_string(),
+                "reasons": reasons,
+                "action": action_json(&r.action),
+                "policy": r.policy.iter().map(|p| json!({"name": p.name, "version": p.version})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"version": 1, "rows": rows})
 }

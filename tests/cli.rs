@@ -231,6 +231,18 @@ fn rescan_names_an_unknown_service_and_a_dry_run_prints_the_table_and_writes_not
     );
     assert!(sb.github.issues().is_empty());
     assert_eq!(sb.aws.calls().get("StartImageScan"), None);
+
+    // `plan --output json` is for machines: one row per service and environment.
+    let out = tugboat(&["plan", "--config", &config, "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = plan["rows"].as_array().unwrap();
+    assert_eq!((plan["version"].as_u64(), rows.len()), (Some(1), 12));
+    let first = &rows[0];
+    assert_eq!(first["service"], "user_service");
+    assert_eq!(first["decision"], "up-to-date");
+    assert_eq!(first["action"]["kind"], "none");
+    assert_eq!(first["policy"][0]["name"], "/salon/promotion/defaults");
 }
 
 #[test]

@@ -16,9 +16,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::{Config, EnvConfig, ServiceConfig};
-use crate::domain::gate::{self, Finding, GateDecision, ScanReport, ScanStatus};
+use crate::domain::gate::{self, Finding, GateDecision, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{Digest, ImageRef};
 use crate::domain::plan::{self, Decision, Position};
 use crate::domain::policy::{self, EnvPolicy, PolicyDocument, PolicySource, ServicePolicy};
@@ -103,6 +104,9 @@ pub struct EnvReport {
     pub decision: Decision,
     pub action: Action,
     pub policy: Vec<PolicySource>,
+    /// When the scan gate refused the candidate: the severities over their thresholds (empty
+    /// when it refused an image without a usable scan).
+    pub rejected: Option<Vec<Severity>>,
 }
 
 /// The engine, holding its caches between cycles.
@@ -129,6 +133,11 @@ impl Engine {
     /// The outside world this engine works on.
     pub fn ports(&self) -> &Ports {
         &self.ports
+    }
+
+    /// Whether a policy has been read from SSM since start (for readiness).
+    pub fn policy_loaded(&self) -> bool {
+        self.policy_docs.lock().is_ok_and(|g| g.is_some())
     }
 
     /// Make the next cycle re-read the policy from SSM instead of waiting out
@@ -202,6 +211,7 @@ impl Engine {
                         message: message.clone(),
                     },
                     policy: sources.clone(),
+                    rejected: None,
                 })
                 .collect()
         };
@@ -226,8 +236,17 @@ impl Engine {
         let mut out = Vec::new();
         let mut upstream: Option<(&EnvConfig, Option<ImageRef>)> = None;
         for env in &svc.environments {
+            // Every log line of this step carries the service, the environment and, once
+            // known, the PR number (recorded on this span by `promote`).
+            let span = tracing::info_span!(
+                "promotion",
+                service = %svc.name,
+                environment = %env.name,
+                pr = tracing::field::Empty
+            );
             let report = self
                 .environment(svc, env, &policy, &images, upstream.as_ref(), mode)
+                .instrument(span)
                 .await;
             let deployed = report
                 .deployed
@@ -260,6 +279,7 @@ impl Engine {
             },
             action: Action::None,
             policy: policy.sources.clone(),
+            rejected: None,
         };
         let Some(env_policy) = policy.environments.get(&env.name) else {
             report.action = Action::Failed {
@@ -370,6 +390,17 @@ impl Engine {
             }
         };
         let gate = gate::gate(&scan, &env_policy.scan, Utc::now().date_naive());
+        if let GateDecision::Block { counts, .. } = &gate {
+            report.rejected = Some(
+                env_policy
+                    .scan
+                    .thresholds
+                    .iter()
+                    .filter(|(sev, max)| counts.get(sev).copied().unwrap_or(0) > **max)
+                    .map(|(sev, _)| *sev)
+                    .collect(),
+            );
+        }
         report.decision = plan::decide(deployed.as_ref(), candidate.clone(), &gate);
         if mode == Mode::Plan || !matches!(report.decision, Decision::Promote { .. }) {
             if let Decision::Blocked { reasons, .. } = &report.decision {
@@ -552,6 +583,7 @@ impl Engine {
             .map_err(|e| e.to_string())?;
         let (pr, opened) = match existing {
             Some(pr) => {
+                tracing::Span::current().record("pr", pr.number);
                 if pr.title != title || pr.body != body {
                     forge
                         .update_pr(pr.number, &title, &body)
@@ -575,7 +607,8 @@ impl Engine {
                     })
                     .await
                     .map_err(|e| e.to_string())?;
-                tracing::info!(service = %svc.name, environment = %env.name, pr = pr.number, tag = %to.tag, "opened promotion pull request");
+                tracing::Span::current().record("pr", pr.number);
+                tracing::info!(tag = %to.tag, "opened promotion pull request");
                 (pr, true)
             }
         };
@@ -629,7 +662,7 @@ impl Engine {
             .merge(pr.number, &p.head, &title)
             .await
             .map_err(|e| e.to_string())?;
-        tracing::info!(service = %svc.name, environment = %env.name, pr = pr.number, merge = %sha, "merged promotion");
+        tracing::info!(merge = %sha, "merged promotion");
         let image = format!("{}:{}", svc.image, to.tag);
         let app = app_name(env, policy);
         let verification = self

@@ -1,0 +1,505 @@
+//! What `/metrics` exports and `/readyz` reports, fed by the run loop after each cycle and
+//! rescan. Labels are bounded: service, environment, outcome, severity and result, never
+//! tags, digests or user names.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::domain::image::Digest;
+use crate::domain::plan::Decision;
+use crate::engine::rescan::RescanReport;
+use crate::engine::{Action, EnvReport, Verification};
+use crate::telemetry::{ApiCounts, ApiMetrics};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub service: String,
+    pub environment: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabels {
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    pub service: String,
+    pub environment: String,
+    /// A severity over its threshold, or `UNSCANNED` for an image without a usable scan.
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvLabels {
+    pub environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn cycle_buckets() -> Histogram {
+    Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0])
+}
+
+fn push_to_pr_buckets() -> Histogram {
+    // Minutes to days: an image waits for its scan, a soak or a window before its PR.
+    Histogram::new([
+        60.0,
+        300.0,
+        900.0,
+        3600.0,
+        4.0 * 3600.0,
+        86400.0,
+        7.0 * 86400.0,
+    ])
+}
+
+fn merge_to_healthy_buckets() -> Histogram {
+    Histogram::new([5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0])
+}
+
+fn rescan_buckets() -> Histogram {
+    // From seconds (everything already scanned today) to the 30-minute default wait.
+    Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0])
+}
+
+/// The rescan's metrics.
+#[derive(Clone)]
+pub struct RescanMetrics {
+    /// Rescans by result (`ok`, `partial`: some image or service failed, `error`).
+    pub runs: Family<ResultLabels, Counter>,
+    pub images: Counter,
+    pub new_findings: Family<SeverityLabels, Counter>,
+    pub duration: Histograms<ResultLabels>,
+    pub last_success: Gauge<i64, AtomicI64>,
+}
+
+impl RescanMetrics {
+    fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            runs: Family::default(),
+            images: Counter::default(),
+            new_findings: Family::default(),
+            duration: Family::new_with_constructor(rescan_buckets),
+            last_success: Gauge::default(),
+        };
+        registry.register(
+            "rescans",
+            "Rescans of deployed images by result",
+            m.runs.clone(),
+        );
+        registry.register(
+            "rescan_images",
+            "Deployed images (distinct digests) rescanned",
+            m.images.clone(),
+        );
+        registry.register(
+            "rescan_new_findings",
+            "Findings new since the last rescan, by severity",
+            m.new_findings.clone(),
+        );
+        registry.register_with_unit(
+            "rescan_duration",
+            "How long rescans took, by result",
+            Unit::Seconds,
+            m.duration.clone(),
+        );
+        registry.register(
+            "last_successful_rescan_timestamp_seconds",
+            "When the last rescan finished with every image and issue handled",
+            m.last_success.clone(),
+        );
+        m
+    }
+
+    /// Record a finished rescan, or a failed one (`report` is `None`).
+    pub fn record(&self, report: Option<&RescanReport>, now: i64) {
+        let result = match report {
+            None => "error",
+            Some(r) if r.failed() => "partial",
+            Some(_) => "ok",
+        };
+        let labels = ResultLabels {
+            result: result.into(),
+        };
+        self.runs.get_or_create(&labels).inc();
+        let Some(r) = report else { return };
+        self.duration
+            .get_or_create(&labels)
+            .observe(r.duration.as_secs_f64());
+        self.images.inc_by(r.images as u64);
+        for (sev, n) in &r.new_findings {
+            self.new_findings
+                .get_or_create(&SeverityLabels {
+                    severity: sev.as_str().to_owned(),
+                })
+                .inc_by(*n);
+        }
+        if result == "ok" {
+            self.last_success.set(now);
+        }
+    }
+}
+
+/// What `/readyz` answers from.
+#[derive(Default)]
+pub struct Readiness {
+    /// Seconds since the epoch of the last finished cycle (0: none yet).
+    pub last_cycle: AtomicI64,
+    pub policy_loaded: AtomicBool,
+    /// Systems every call of which failed in the last cycle, with how many.
+    pub unreachable: Mutex<BTreeMap<String, String>>,
+}
+
+/// The metrics tugboat exports, and the readiness state beside them.
+pub struct Metrics {
+    registry: Registry,
+    pub cycles: Family<ResultLabels, Counter>,
+    pub cycle_duration: Histogram,
+    pub decisions: Family<OutcomeLabels, Counter>,
+    pub promotions: Family<OutcomeLabels, Counter>,
+    pub rejections: Family<RejectionLabels, Counter>,
+    pub push_to_pr: Histograms<EnvLabels>,
+    pub merge_to_healthy: Histograms<EnvLabels>,
+    pub pending_approvals: Family<EnvLabels, Gauge>,
+    pub last_success: Gauge<i64, AtomicI64>,
+    pub rescan: RescanMetrics,
+    pub ready: Readiness,
+    pub max_cycle_age_secs: i64,
+    /// The digest last refused per (service, environment): a rejection is counted once per
+    /// candidate, not once per cycle it stays refused.
+    refused: Mutex<HashMap<(String, String), Digest>>,
+}
+
+impl Metrics {
+    /// The metrics, with the adapters' API counters `api` registered beside them.
+    pub fn new(max_cycle_age_secs: i64, api: &ApiMetrics) -> Self {
+        let mut registry = Registry::with_prefix("tugboat");
+        api.register(&mut registry);
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register("build_info", "tugboat's version (always 1)", build);
+        let m = Self {
+            cycles: Family::default(),
+            cycle_duration: cycle_buckets(),
+            decisions: Family::default(),
+            promotions: Family::default(),
+            rejections: Family::default(),
+            push_to_pr: Family::new_with_constructor(push_to_pr_buckets),
+            merge_to_healthy: Family::new_with_constructor(merge_to_healthy_buckets),
+            pending_approvals: Family::default(),
+            last_success: Gauge::default(),
+            rescan: RescanMetrics::new(&mut registry),
+            ready: Readiness::default(),
+            max_cycle_age_secs,
+            refused: Mutex::default(),
+            registry,
+        };
+        let mut r = m.registry;
+        r.register("cycles", "Reconcile cycles by result", m.cycles.clone());
+        r.register_with_unit(
+            "cycle_duration",
+            "How long reconcile cycles took",
+            Unit::Seconds,
+            m.cycle_duration.clone(),
+        );
+        r.register(
+            "decisions",
+            "Per-environment decisions by outcome, each cycle",
+            m.decisions.clone(),
+        );
+        r.register(
+            "promotions",
+            "Merged promotions by outcome (healthy, unhealthy) and failed steps (error)",
+            m.promotions.clone(),
+        );
+        r.register(
+            "gate_rejections",
+            "Candidates the scan gate refused, once per candidate, by severity over threshold",
+            m.rejections.clone(),
+        );
+        r.register_with_unit(
+            "push_to_pr",
+            "From the image's push to its promotion PR opening",
+            Unit::Seconds,
+            m.push_to_pr.clone(),
+        );
+        r.register_with_unit(
+            "merge_to_healthy",
+            "From the merge to Argo CD reporting the application Healthy with the image",
+            Unit::Seconds,
+            m.merge_to_healthy.clone(),
+        );
+        r.register(
+            "pending_approvals",
+            "Promotion PRs waiting for approval",
+            m.pending_approvals.clone(),
+        );
+        r.register(
+            "last_successful_cycle_timestamp_seconds",
+            "When the last cycle finished without a global error",
+            m.last_success.clone(),
+        );
+        Self { registry: r, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Record a finished cycle (`Err`: it failed as a whole) with the API calls it made.
+    pub fn record_cycle(
+        &self,
+        result: Result<&[EnvReport], &str>,
+        took: Duration,
+        calls: &ApiCounts,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let secs = now.timestamp();
+        self.cycle_duration.observe(took.as_secs_f64());
+        self.ready.last_cycle.store(secs, Ordering::Relaxed);
+        let mut unreachable = BTreeMap::new();
+        let mut by_system: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for (k, c) in calls {
+            let e = by_system.entry(k.system.as_str()).or_default();
+            e.0 += c.calls;
+            e.1 += c.errors;
+        }
+        for (system, (calls, errors)) in by_system {
+            if calls > 0 && errors == calls {
+                unreachable.insert(
+                    system.to_owned(),
+                    format!("{errors} of {calls} calls failed in the last cycle"),
+                );
+            }
+        }
+        if let Ok(mut u) = self.ready.unreachable.lock() {
+            *u = unreachable;
+        }
+        let reports = match result {
+            Ok(r) => r,
+            Err(_) => {
+                self.cycles
+                    .get_or_create(&ResultLabels {
+                        result: "error".into(),
+                    })
+                    .inc();
+                return;
+            }
+        };
+        self.cycles
+            .get_or_create(&ResultLabels {
+                result: "ok".into(),
+            })
+            .inc();
+        self.last_success.set(secs);
+        let mut pending: BTreeMap<&str, i64> = BTreeMap::new();
+        for r in reports {
+            let labels = |outcome: &str| OutcomeLabels {
+                service: r.service.clone(),
+                environment: r.environment.clone(),
+                outcome: outcome.into(),
+            };
+            let env = || EnvLabels {
+                environment: r.environment.clone(),
+            };
+            let outcome = if matches!(r.action, Action::Failed { .. }) {
+                "error"
+            } else {
+                r.decision.kind()
+            };
+            self.decisions.get_or_create(&labels(outcome)).inc();
+            *pending.entry(r.environment.as_str()).or_default() +=
+                i64::from(matches!(r.action, Action::AwaitingApproval { .. }));
+            match &r.action {
+                Action::Opened { .. } => {
+                    if let Some(c) = r.decision.candidate() {
+                        let waited = (now - c.pushed_at).num_milliseconds().max(0) as f64;
+                        self.push_to_pr
+                            .get_or_create(&env())
+                            .observe(waited / 1000.0);
+                    }
+                }
+                Action::Merged { verification, .. } => match verification {
+                    Verification::Healthy { after } => {
+                        self.merge_to_healthy
+                            .get_or_create(&env())
+                            .observe(after.as_secs_f64());
+                        self.promotions.get_or_create(&labels("healthy")).inc();
+                    }
+                    Verification::Failed { .. } => {
+                        self.promotions.get_or_create(&labels("unhealthy")).inc();
+                    }
+                },
+                Action::Failed { .. } => {
+                    self.promotions.get_or_create(&labels("error")).inc();
+                }
+                _ => {}
+            }
+            if let (Some(severities), Decision::Blocked { candidate, .. }) =
+                (&r.rejected, &r.decision)
+            {
+                let key = (r.service.clone(), r.environment.clone());
+                let first = self.refused.lock().is_ok_and(|mut m| {
+                    m.insert(key, candidate.digest.clone()).as_ref() != Some(&candidate.digest)
+                });
+                if first {
+                    let names: Vec<&str> = if severities.is_empty() {
+                        vec!["UNSCANNED"]
+                    } else {
+                        severities.iter().map(|s| s.as_str()).collect()
+                    };
+                    for severity in names {
+                        self.rejections
+                            .get_or_create(&RejectionLabels {
+                                service: r.service.clone(),
+                                environment: r.environment.clone(),
+                                severity: severity.to_owned(),
+                            })
+                            .inc();
+                    }
+                }
+            }
+        }
+        for (environment, n) in pending {
+            self.pending_approvals
+                .get_or_create(&EnvLabels {
+                    environment: environment.to_owned(),
+                })
+                .set(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::gate::Severity;
+    use crate::domain::image::Tag;
+    use crate::domain::select::Candidate;
+
+    fn report(env: &str, decision: Decision, action: Action) -> EnvReport {
+        EnvReport {
+            service: "user_service".into(),
+            environment: env.into(),
+            deployed: None,
+            decision,
+            action,
+            policy: vec![],
+            rejected: None,
+        }
+    }
+
+    #[test]
+    fn a_cycle_feeds_promotions_latencies_pending_approvals_and_one_rejection_per_candidate() {
+        let now = chrono::Utc::now();
+        let candidate = Candidate {
+            tag: Tag::parse("1.2.0").unwrap(),
+            digest: Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap(),
+            pushed_at: now - chrono::Duration::seconds(600),
+        };
+        let mut blocked = report(
+            "staging",
+            Decision::Blocked {
+                candidate: candidate.clone(),
+                reasons: vec!["1 CRITICAL".into()],
+            },
+            Action::None,
+        );
+        blocked.rejected = Some(vec![Severity::Critical]);
+        let reports = vec![
+            report(
+                "dev",
+                Decision::Promote {
+                    from: None,
+                    to: candidate.clone(),
+                },
+                Action::Merged {
+                    number: 1,
+                    url: String::new(),
+                    sha: "abc".into(),
+                    verification: Verification::Healthy {
+                        after: Duration::from_secs(42),
+                    },
+                },
+            ),
+            report(
+                "prod",
+                Decision::Promote {
+                    from: None,
+                    to: candidate.clone(),
+                },
+                Action::AwaitingApproval {
+                    number: 2,
+                    url: String::new(),
+                },
+            ),
+            blocked,
+        ];
+        let m = Metrics::new(600, &ApiMetrics::default());
+        for _ in 0..3 {
+            m.record_cycle(
+                Ok(&reports),
+                Duration::from_millis(300),
+                &ApiCounts::new(),
+                now,
+            );
+        }
+        let text = m.encode();
+        for line in [
+            "tugboat_build_info{version=\"0.1.0\"} 1",
+            "tugboat_promotions_total{service=\"user_service\",environment=\"dev\",outcome=\"healthy\"} 3",
+            "tugboat_merge_to_healthy_seconds_sum{environment=\"dev\"} 126.0",
+            "tugboat_pending_approvals{environment=\"prod\"} 1",
+            "tugboat_pending_approvals{environment=\"dev\"} 0",
+            "tugboat_gate_rejections_total{service=\"user_service\",environment=\"staging\",severity=\"CRITICAL\"} 1",
+            "tugboat_cycle_duration_seconds_count 3",
+            "tugboat_cycles_total{result=\"ok\"} 3",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(
+            !text.contains("1.2.0") && !text.contains("sha256"),
+            "no tags or digests in labels"
+        );
+    }
+
+    #[test]
+    fn a_system_whose_every_call_failed_is_named_unreachable() {
+        let api = ApiMetrics::default();
+        api.call("github", "pulls/list");
+        api.error("github", "pulls/list");
+        api.call("ecr", "DescribeImages");
+        let m = Metrics::new(600, &api);
+        m.record_cycle(Ok(&[]), Duration::ZERO, &api.snapshot(), chrono::Utc::now());
+        let u = m.ready.unreachable.lock().unwrap().clone();
+        assert_eq!(u.len(), 1);
+        assert_eq!(u["github"], "1 of 1 calls failed in the last cycle");
+    }
+}
