@@ -80,11 +80,25 @@ fn common_prefix(reports: &[EnvReport]) -> String {
         .map_or(String::new(), |i| first[..=i].to_owned())
 }
 
-/// A fixed-width table: service, environment, deployed, decision, action, and the policy
-/// parameters (with versions) the decision came from.
+/// Why the decision is what it is, for the REASON column.
+fn reason_text(d: &Decision) -> String {
+    match d {
+        Decision::UpToDate { deployed } => deployed
+            .split_once(" (")
+            .map_or("-".to_owned(), |(_, note)| {
+                note.trim_end_matches(')').to_owned()
+            }),
+        Decision::Promote { .. } => "scan gate passed".to_owned(),
+        Decision::Blocked { reasons, .. } => reasons.join("; "),
+        Decision::Waiting { reason, .. } | Decision::NoCandidate { reason } => reason.clone(),
+    }
+}
+
+/// A fixed-width table: service, environment, what is deployed, the candidate, the decision,
+/// the policy parameters (with versions) it came from, the action taken, and the reason.
 pub fn table(reports: &[EnvReport]) -> String {
     let prefix = common_prefix(reports);
-    let rows: Vec<[String; 6]> = reports
+    let rows: Vec<[String; 8]> = reports
         .iter()
         .map(|r| {
             [
@@ -93,14 +107,27 @@ pub fn table(reports: &[EnvReport]) -> String {
                 r.deployed.as_deref().map_or("-".into(), |d| {
                     d.rsplit_once('/').map_or(d, |x| x.1).to_owned()
                 }),
-                r.decision.to_string(),
+                r.decision
+                    .candidate()
+                    .map_or("-".into(), |c| c.tag.to_string()),
+                r.decision.kind().to_owned(),
                 policy_text(r, &prefix),
                 action_text(&r.action),
+                reason_text(&r.decision),
             ]
         })
         .collect();
     grid(
-        ["SERVICE", "ENV", "DEPLOYED", "DECISION", "POLICY", "ACTION"],
+        [
+            "SERVICE",
+            "ENV",
+            "DEPLOYED",
+            "CANDIDATE",
+            "DECISION",
+            "POLICY",
+            "ACTION",
+            "REASON",
+        ],
         &rows,
     )
 }
