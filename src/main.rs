@@ -150,13 +150,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let code = match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // A git fetch or push still running on a blocking thread (its cycle was abandoned on
+    // SIGTERM) gets a few seconds; the pod's grace period is 30 s. Abandoning one is safe: the
+    // server applies a push whole or not at all, and the next cycle redoes the step.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    code
 }
 
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
