@@ -1,0 +1,368 @@
+//! Comment commands on promotion pull requests, without I/O: parsing a comment, and replaying
+//! a PR's comments and reviews into its approvals, its hold, and the answer each new command
+//! is owed. Who is an approver is decided outside (it takes API calls) and passed in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+/// A command, from the first line of a comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Approve,
+    ApproveCancel,
+    Hold,
+    Unhold,
+    Rollback,
+    Rescan,
+    Help,
+    /// A line starting with `/` that is none of the above.
+    Unknown(String),
+}
+
+/// The command a comment gives, if its first non-blank line is one: `/word [arg]`, case
+/// insensitive; text after the command line is ignored.
+pub fn parse(body: &str) -> Option<Command> {
+    let line = body.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let rest = line.strip_prefix('/')?;
+    let mut words = rest.split_whitespace();
+    let word = words.next()?.to_ascii_lowercase();
+    let arg = words.next().map(str::to_ascii_lowercase);
+    Some(match (word.as_str(), arg.as_deref()) {
+        ("approve", Some("cancel")) => Command::ApproveCancel,
+        ("approve", _) | ("lgtm", None) => Command::Approve,
+        ("hold", Some("cancel")) | ("unhold", _) => Command::Unhold,
+        ("hold", _) => Command::Hold,
+        ("rollback", _) => Command::Rollback,
+        ("rescan", _) => Command::Rescan,
+        ("help", _) => Command::Help,
+        _ => Command::Unknown(format!("/{word}")),
+    })
+}
+
+/// The text answering `/help` and unknown commands.
+pub const HELP: &str = "tugboat commands (first line of a comment):\n\
+- `/approve`, `/approve cancel`: approve this promotion at its current commit, or take your approval back (approvers)\n\
+- `/hold`, `/unhold`: stop this promotion from merging, or let it go again (`/unhold`: approvers)\n\
+- `/rescan`: scan this PR's image again and refresh the evidence\n\
+- `/rollback`: on a merged promotion, revert it (approvers)\n\
+- `/help`: this text";
+
+/// A PR comment as the replay needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: u64,
+    pub user: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    /// Edited after it was made: an edit is not a new command, so it is never obeyed.
+    pub edited: bool,
+}
+
+/// A review as the replay needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub user: String,
+    /// `APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`, `DISMISSED`.
+    pub state: String,
+    pub commit_id: String,
+}
+
+/// How tugboat answers one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Done: a reaction on the comment.
+    Accepted,
+    /// Not done: a reply saying why.
+    Refused(String),
+    /// A reply with the command help (`/help`, unknown commands).
+    Help,
+}
+
+/// A command that wants doing beyond the PR's state (the engine acts on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Rescan,
+    Rollback,
+}
+
+/// What a PR's comments and reviews add up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrState {
+    /// Distinct approvers whose approval holds for the current head.
+    pub approvals: BTreeSet<String>,
+    /// Who holds the PR, if anyone.
+    pub held_by: Option<String>,
+    /// Answers owed to commands newer than `answered_through`, by comment id.
+    pub answers: BTreeMap<u64, (String, Command, Answer)>,
+    /// Accepted commands the engine must carry out, by comment id.
+    pub actions: BTreeMap<u64, (String, Action)>,
+}
+
+/// Everything the replay needs besides the comments and reviews.
+pub struct Context<'a> {
+    /// The PR's head commit, and when it was made: approvals before it do not count.
+    pub head_sha: &'a str,
+    pub head_at: DateTime<Utc>,
+    /// tugboat's own login: its comments are never commands.
+    pub me: &'a str,
+    /// Comment ids up to this one were answered before (recorded in the PR body).
+    pub answered_through: u64,
+    /// Whether the PR is merged (`/rollback` only then; approvals no longer matter).
+    pub merged: bool,
+}
+
+/// Replay comments (oldest first) and reviews into the PR's state. `approver` says whether a
+/// user may approve, unhold and roll back.
+pub fn replay(
+    comments: &[Comment],
+    reviews: &[Review],
+    ctx: &Context<'_>,
+    approver: impl Fn(&str) -> bool,
+) -> PrState {
+    let mut st = PrState::default();
+    for c in comments {
+        if c.user.eq_ignore_ascii_case(ctx.me) || c.user.ends_with("[bot]") {
+            continue;
+        }
+        let Some(cmd) = parse(&c.body) else { continue };
+        let new = c.id > ctx.answered_through;
+        if c.edited {
+            if new {
+                st.answers.insert(
+                    c.id,
+                    (
+                        c.user.clone(),
+                        cmd,
+                        Answer::Refused(
+                            "this comment was edited; commands are only read from new comments, so post it again".into(),
+                        ),
+                    ),
+                );
+            }
+            continue;
+        }
+        let may = approver(&c.user);
+        let current = c.created_at > ctx.head_at;
+        let answer = match &cmd {
+            Command::Approve if ctx.merged => {
+                Answer::Refused("this promotion is already merged".into())
+            }
+            Command::Approve if !may => Answer::Refused(format!(
+                "@{} is not an approver for this environment",
+                c.user
+            )),
+            Command::Approve if !current => {
+                // An approval of an earlier commit: it counted then, not now.
+                Answer::Refused("this approval was for an earlier commit of the PR".into())
+            }
+            Command::Approve => {
+                st.approvals.insert(c.user.clone());
+                Answer::Accepted
+            }
+            Command::ApproveCancel => {
+                st.approvals.remove(&c.user);
+                Answer::Accepted
+            }
+            Command::Hold => {
+                st.held_by = Some(c.user.clone());
+                Answer::Accepted
+            }
+            Command::Unhold if !may => Answer::Refused(format!(
+                "only an approver can lift a hold; @{} is not one",
+                c.user
+            )),
+            Command::Unhold => {
+                st.held_by = None;
+                Answer::Accepted
+            }
+            Command::Rollback if !ctx.merged => {
+                Answer::Refused("only a merged promotion can be rolled back".into())
+            }
+            Command::Rollback if !may => Answer::Refused(format!(
+                "@{} is not an approver for this environment",
+                c.user
+            )),
+            Command::Rollback => {
+                if new {
+                    st.actions.insert(c.id, (c.user.clone(), Action::Rollback));
+                }
+                Answer::Accepted
+            }
+            Command::Rescan => {
+                if new {
+                    st.actions.insert(c.id, (c.user.clone(), Action::Rescan));
+                }
+                Answer::Accepted
+            }
+            Command::Help | Command::Unknown(_) => Answer::Help,
+        };
+        if new {
+            st.answers.insert(c.id, (c.user.clone(), cmd, answer));
+        }
+    }
+    // A review approval binds to the commit it was given on.
+    let mut latest: BTreeMap<&str, &Review> = BTreeMap::new();
+    for r in reviews.iter().filter(|r| r.state != "COMMENTED") {
+        latest.insert(r.user.as_str(), r);
+    }
+    for (user, r) in latest {
+        if r.state == "APPROVED" && r.commit_id == ctx.head_sha && approver(user) && !ctx.merged {
+            st.approvals.insert(user.to_owned());
+        }
+    }
+    st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn c(id: u64, user: &str, body: &str, when: &str) -> Comment {
+        Comment {
+            id,
+            user: user.into(),
+            body: body.into(),
+            created_at: at(when),
+            edited: false,
+        }
+    }
+
+    fn ctx(answered: u64) -> Context<'static> {
+        Context {
+            head_sha: "head",
+            head_at: at("2026-11-23T10:00:00Z"),
+            me: "tugboat[bot]",
+            answered_through: answered,
+            merged: false,
+        }
+    }
+
+    #[test]
+    fn commands_are_read_from_the_first_line_case_insensitively() {
+        assert_eq!(parse("/approve"), Some(Command::Approve));
+        assert_eq!(parse("  /APPROVE  \nlooks good"), Some(Command::Approve));
+        assert_eq!(parse("/approve cancel"), Some(Command::ApproveCancel));
+        assert_eq!(parse("\n/Hold because of the freeze"), Some(Command::Hold));
+        assert_eq!(parse("/unhold"), Some(Command::Unhold));
+        assert_eq!(parse("/hold cancel"), Some(Command::Unhold));
+        assert_eq!(parse("/rescan"), Some(Command::Rescan));
+        assert_eq!(parse("/rollback"), Some(Command::Rollback));
+        assert_eq!(
+            parse("/deploy now"),
+            Some(Command::Unknown("/deploy".into()))
+        );
+        assert_eq!(parse("please /approve"), None, "not the first line's start");
+        assert_eq!(parse("looks good\n/approve"), None, "only the first line");
+        assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn approvals_count_distinct_approvers_after_the_head_commit() {
+        let comments = [
+            c(1, "alice", "/approve", "2026-11-23T09:00:00Z"), // before the head: stale
+            c(2, "alice", "/approve", "2026-11-23T10:05:00Z"),
+            c(3, "alice", "/approve", "2026-11-23T10:06:00Z"), // the same person twice
+            c(4, "mallory", "/approve", "2026-11-23T10:07:00Z"),
+            c(5, "bob", "/lgtm", "2026-11-23T10:08:00Z"),
+        ];
+        let st = replay(&comments, &[], &ctx(0), |u| u != "mallory");
+        assert_eq!(
+            st.approvals,
+            BTreeSet::from(["alice".to_owned(), "bob".to_owned()])
+        );
+        assert!(matches!(&st.answers[&1].2, Answer::Refused(r) if r.contains("earlier commit")));
+        assert_eq!(st.answers[&2].2, Answer::Accepted);
+        assert!(
+            matches!(&st.answers[&4].2, Answer::Refused(r) if r == "@mallory is not an approver for this environment")
+        );
+        // Answered before: still replayed into the state, but owed no new answer.
+        let again = replay(&comments, &[], &ctx(5), |u| u != "mallory");
+        assert_eq!(again.approvals, st.approvals);
+        assert!(again.answers.is_empty());
+    }
+
+    #[test]
+    fn a_hold_stops_until_an_approver_lifts_it_and_cancel_takes_an_approval_back() {
+        let comments = [
+            c(1, "alice", "/approve", "2026-11-23T10:01:00Z"),
+            c(2, "dev", "/hold", "2026-11-23T10:02:00Z"),
+            c(3, "dev", "/unhold", "2026-11-23T10:03:00Z"),
+            c(4, "alice", "/approve cancel", "2026-11-23T10:04:00Z"),
+        ];
+        let st = replay(&comments, &[], &ctx(0), |u| u == "alice");
+        assert_eq!(st.held_by.as_deref(), Some("dev"), "anyone may hold");
+        assert!(matches!(&st.answers[&3].2, Answer::Refused(r) if r.contains("only an approver")));
+        assert!(st.approvals.is_empty());
+        let lifted = replay(
+            &[
+                comments[1].clone(),
+                c(5, "alice", "/unhold", "2026-11-23T10:05:00Z"),
+            ],
+            &[],
+            &ctx(0),
+            |u| u == "alice",
+        );
+        assert_eq!(lifted.held_by, None);
+    }
+
+    #[test]
+    fn edited_comments_and_tugboats_own_are_never_obeyed() {
+        let mut edited = c(1, "alice", "/approve", "2026-11-23T10:01:00Z");
+        edited.edited = true;
+        let mine = c(2, "tugboat[bot]", "/approve", "2026-11-23T10:02:00Z");
+        let st = replay(&[edited, mine], &[], &ctx(0), |_| true);
+        assert!(st.approvals.is_empty());
+        assert!(matches!(&st.answers[&1].2, Answer::Refused(r) if r.contains("edited")));
+        assert!(!st.answers.contains_key(&2), "tugboat never answers itself");
+    }
+
+    #[test]
+    fn review_approvals_bind_to_their_commit_and_the_latest_review_wins() {
+        let review = |user: &str, state: &str, commit: &str| Review {
+            user: user.into(),
+            state: state.into(),
+            commit_id: commit.into(),
+        };
+        let reviews = [
+            review("alice", "APPROVED", "head"),
+            review("bob", "APPROVED", "old"),
+            review("carol", "APPROVED", "head"),
+            review("carol", "CHANGES_REQUESTED", "head"),
+            review("dave", "APPROVED", "head"),
+            review("dave", "COMMENTED", "head"),
+        ];
+        let st = replay(&[], &reviews, &ctx(0), |_| true);
+        assert_eq!(
+            st.approvals,
+            BTreeSet::from(["alice".to_owned(), "dave".to_owned()])
+        );
+    }
+
+    #[test]
+    fn rescan_and_rollback_become_actions_once_and_help_answers_unknown_commands() {
+        let comments = [
+            c(1, "dev", "/rescan", "2026-11-23T10:01:00Z"),
+            c(2, "alice", "/rollback", "2026-11-23T10:02:00Z"),
+            c(3, "dev", "/deploy", "2026-11-23T10:03:00Z"),
+        ];
+        let st = replay(&comments, &[], &ctx(0), |u| u == "alice");
+        assert_eq!(st.actions[&1].1, Action::Rescan);
+        assert!(
+            matches!(&st.answers[&2].2, Answer::Refused(r) if r.contains("only a merged")),
+            "not merged yet"
+        );
+        assert_eq!(st.answers[&3].2, Answer::Help);
+        let merged = Context {
+            merged: true,
+            ..ctx(1)
+        };
+        let st = replay(&comments, &[], &merged, |u| u == "alice");
+        assert_eq!(st.actions.get(&2).map(|a| &a.1), Some(&Action::Rollback));
+        assert!(!st.actions.contains_key(&1), "answered before: not redone");
+    }
+}
