@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
+use crate::domain::chatops;
 use crate::domain::gate::ScanReport;
 use crate::domain::image::Digest;
 use crate::domain::policy::PolicyDocument;
@@ -134,6 +135,8 @@ pub trait ParameterStore: Send + Sync {
 pub struct Proposal {
     /// The branch head after the call.
     pub head: String,
+    /// When the head commit was made: approvals before it are for an earlier commit.
+    pub committed_at: DateTime<Utc>,
     /// Whether a new commit was pushed (false: the branch already had this content).
     pub pushed: bool,
 }
@@ -252,6 +255,20 @@ pub trait Forge: Send + Sync {
     async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String>;
     /// Comment on a pull request or an issue.
     async fn comment(&self, number: u64, body: &str) -> PortResult<()>;
+    /// Every comment on a pull request or issue, oldest first (a conditional request: an
+    /// unchanged list costs no rate limit).
+    async fn comments(&self, number: u64) -> PortResult<Vec<chatops::Comment>>;
+    /// Every review of a pull request, oldest first.
+    async fn reviews(&self, number: u64) -> PortResult<Vec<chatops::Review>>;
+    /// React to a comment (`+1`, `eyes`, …).
+    async fn react(&self, comment_id: u64, content: &str) -> PortResult<()>;
+    /// A user's permission on the repository: `admin`, `maintain`, `write`, `triage`, `read`
+    /// or `none`.
+    async fn permission(&self, user: &str) -> PortResult<String>;
+    /// Whether `user` is an active member of the team `org/team`.
+    async fn team_member(&self, org: &str, team: &str, user: &str) -> PortResult<bool>;
+    /// The login tugboat acts as.
+    async fn me(&self) -> PortResult<String>;
     async fn set_status(
         &self,
         sha: &str,

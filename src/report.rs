@@ -15,6 +15,7 @@ fn action_text(a: &Action) -> String {
         Action::Opened { number, .. } => format!("opened PR #{number}"),
         Action::Updated { number, .. } => format!("updated PR #{number}"),
         Action::AwaitingApproval { number, .. } => format!("PR #{number} awaits approval"),
+        Action::Held { number, by, .. } => format!("PR #{number} held by @{by}"),
         Action::WaitingForChecks { number, .. } => format!("PR #{number} waits for checks"),
         Action::WaitingForWindow { number, opens, .. } => match opens {
             Some(t) => format!(
@@ -266,6 +267,9 @@ fn action_json(a: &Action) -> Value {
         Action::Opened { number, url } => pr("opened", number, url),
         Action::Updated { number, url } => pr("updated", number, url),
         Action::AwaitingApproval { number, url } => pr("awaiting-approval", number, url),
+        Action::Held { number, url, by } => {
+            json!({"kind": "held", "pr": number, "url": url, "by": by})
+        }
         Action::WaitingForChecks { number, url } => pr("waiting-for-checks", number, url),
         Action::WaitingForWindow { number, url, opens } => json!({
             "kind": "waiting-for-window", "pr": number, "url": url,

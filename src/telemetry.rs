@@ -33,6 +33,7 @@ impl ApiLabels {
                         | "issues/create-comment"
                         | "issues/create"
                         | "issues/update"
+                        | "reactions/create-for-issue-comment"
                         | "repos/create-commit-status"
                 )
         )

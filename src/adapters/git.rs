@@ -267,6 +267,8 @@ impl GitOpsRepo for Git {
                 if same_base && existing.tree_id() == tree_id {
                     return Ok(Proposal {
                         head: existing.id().to_string(),
+                        committed_at: DateTime::from_timestamp(existing.time().seconds(), 0)
+                            .unwrap_or_default(),
                         pushed: false,
                     });
                 }
@@ -291,6 +293,9 @@ impl GitOpsRepo for Git {
                 .map_err(|e| err("push", &e))?;
             Ok(Proposal {
                 head: commit.to_string(),
+                // The push time, not the commit's: a comment made while the push was on its
+                // way approved the previous head.
+                committed_at: Utc::now(),
                 pushed: true,
             })
         })

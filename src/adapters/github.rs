@@ -4,17 +4,25 @@
 //! Uses octocrab's authenticated route methods with small response types of our own, so
 //! only the fields tugboat reads must be present.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use octocrab::Octocrab;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::domain::chatops;
 use crate::ports::{
     ChecksState, ErrorKind, Forge, Issue, NewPullRequest, PortError, PortResult, PullRequest,
     StatusState,
 };
 use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
+
+/// A PR's comments with the ETag they were read with.
+type CachedComments = (String, Vec<chatops::Comment>);
 
 /// A GitHub repository through octocrab.
 #[derive(Clone)]
@@ -24,6 +32,52 @@ pub struct GitHub {
     owner: String,
     repo: String,
     base: String,
+    /// The last comment list of each PR with its ETag, for conditional requests.
+    comment_cache: Arc<Mutex<HashMap<u64, CachedComments>>>,
+    me: Arc<tokio::sync::OnceCell<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserWire {
+    login: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct CommentWire {
+    id: u64,
+    user: Option<UserWire>,
+    body: Option<String>,
+    created_at: String,
+    updated_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewWire {
+    user: Option<UserWire>,
+    state: String,
+    commit_id: Option<String>,
+}
+
+fn time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+impl From<CommentWire> for chatops::Comment {
+    fn from(c: CommentWire) -> Self {
+        let created_at = time(&c.created_at);
+        Self {
+            id: c.id,
+            user: c.user.map(|u| u.login).unwrap_or_default(),
+            body: c.body.unwrap_or_default(),
+            edited: c
+                .updated_at
+                .as_deref()
+                .is_some_and(|u| time(u) > created_at),
+            created_at,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +191,8 @@ impl GitHub {
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             base: base.to_owned(),
+            comment_cache: Arc::default(),
+            me: Arc::default(),
         })
     }
 
@@ -148,6 +204,32 @@ impl GitHub {
 
     fn route(&self, rest: &str) -> String {
         format!("/repos/{}/{}/{rest}", self.owner, self.repo)
+    }
+
+    /// GET a JSON list page by page (100 a page) until a short page, at most `MAX_PAGES`.
+    async fn pages<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        rest: &str,
+    ) -> PortResult<Vec<T>> {
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let items: Vec<T> = self.done(
+                operation,
+                self.client
+                    .get(
+                        self.route(rest),
+                        Some(&json!({"per_page": PER_PAGE, "page": page})),
+                    )
+                    .await,
+            )?;
+            let short = items.len() < PER_PAGE;
+            all.extend(items);
+            if short {
+                break;
+            }
+        }
+        Ok(all)
     }
 }
 
@@ -308,6 +390,149 @@ impl Forge for GitHub {
                 .await,
         )?;
         Ok(())
+    }
+
+    async fn comments(&self, number: u64) -> PortResult<Vec<chatops::Comment>> {
+        const OP: &str = "issues/list-comments";
+        let cached = self
+            .comment_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&number).cloned());
+        let uri = format!(
+            "{}?per_page={PER_PAGE}",
+            self.route(&format!("issues/{number}/comments"))
+        );
+        let mut headers = http::HeaderMap::new();
+        if let Some((etag, _)) = &cached
+            && let Ok(v) = http::HeaderValue::from_str(etag)
+        {
+            headers.insert(http::header::IF_NONE_MATCH, v);
+        }
+        let response = self.client._get_with_headers(uri, Some(headers)).await;
+        let response = match response {
+            Ok(r) if r.status() == http::StatusCode::NOT_MODIFIED => {
+                self.api.call("github", OP);
+                if let Some((_, comments)) = cached {
+                    return Ok(comments);
+                }
+                return Err(PortError::new(
+                    "github",
+                    OP,
+                    ErrorKind::Rejected,
+                    "HTTP 304 to a request that named no ETag",
+                ));
+            }
+            Ok(r) => octocrab::map_github_error(r).await,
+            Err(e) => Err(e),
+        };
+        let response = self.done(OP, response)?;
+        let etag = response
+            .headers()
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = self
+            .client
+            .body_to_string(response)
+            .await
+            .map_err(|e| map_err(OP, e))?;
+        let first: Vec<CommentWire> = serde_json::from_str(&text).map_err(|e| {
+            PortError::new("github", OP, ErrorKind::Rejected, format!("answer: {e}"))
+        })?;
+        let mut comments: Vec<chatops::Comment> = if first.len() < PER_PAGE {
+            first.into_iter().map(Into::into).collect()
+        } else {
+            // More than a page: read them all (not conditionally).
+            self.pages::<CommentWire>(OP, &format!("issues/{number}/comments"))
+                .await?
+                .into_iter()
+                .map(Into::into)
+                .collect()
+        };
+        comments.sort_by_key(|c| c.id);
+        if let (Some(etag), Ok(mut cache)) = (etag, self.comment_cache.lock()) {
+            cache.insert(number, (etag, comments.clone()));
+        }
+        Ok(comments)
+    }
+
+    async fn reviews(&self, number: u64) -> PortResult<Vec<chatops::Review>> {
+        let reviews: Vec<ReviewWire> = self
+            .pages("pulls/list-reviews", &format!("pulls/{number}/reviews"))
+            .await?;
+        Ok(reviews
+            .into_iter()
+            .map(|r| chatops::Review {
+                user: r.user.map(|u| u.login).unwrap_or_default(),
+                state: r.state,
+                commit_id: r.commit_id.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn react(&self, comment_id: u64, content: &str) -> PortResult<()> {
+        let _: Value = self.done(
+            "reactions/create-for-issue-comment",
+            self.client
+                .post(
+                    self.route(&format!("issues/comments/{comment_id}/reactions")),
+                    Some(&json!({"content": content})),
+                )
+                .await,
+        )?;
+        Ok(())
+    }
+
+    async fn permission(&self, user: &str) -> PortResult<String> {
+        #[derive(Deserialize)]
+        struct Permission {
+            permission: String,
+        }
+        let p: Permission = self.done(
+            "repos/get-collaborator-permission-level",
+            self.client
+                .get(
+                    self.route(&format!("collaborators/{user}/permission")),
+                    None::<&()>,
+                )
+                .await,
+        )?;
+        Ok(p.permission)
+    }
+
+    async fn team_member(&self, org: &str, team: &str, user: &str) -> PortResult<bool> {
+        #[derive(Deserialize)]
+        struct Membership {
+            state: String,
+        }
+        let r: PortResult<Membership> = self.done(
+            "teams/get-membership-for-user-in-org",
+            self.client
+                .get(
+                    format!("/orgs/{org}/teams/{team}/memberships/{user}"),
+                    None::<&()>,
+                )
+                .await,
+        );
+        match r {
+            Ok(m) => Ok(m.state == "active"),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn me(&self) -> PortResult<String> {
+        self.me
+            .get_or_try_init(|| async {
+                let u: UserWire = self.done(
+                    "users/get-authenticated",
+                    self.client.get("/user", None::<&()>).await,
+                )?;
+                Ok(u.login)
+            })
+            .await
+            .cloned()
     }
 
     async fn set_status(

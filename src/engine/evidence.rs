@@ -24,6 +24,26 @@ pub struct Evidence<'a> {
     pub policy: &'a EnvPolicy,
     pub sources: &'a [PolicySource],
     pub files: &'a [String],
+    /// Who approved the current head, and who holds the PR.
+    pub approvals: &'a [String],
+    pub held_by: Option<&'a str>,
+    /// Comment commands up to this id have been answered.
+    pub answered_through: u64,
+}
+
+/// The comment id up to which commands were answered, from a PR body's state block.
+pub fn answered_through(body: &str) -> u64 {
+    body.find("<!-- tugboat:state ")
+        .and_then(|i| {
+            let rest = &body[i + "<!-- tugboat:state ".len()..];
+            let end = rest.find(" -->")?;
+            serde_json::from_str::<serde_json::Value>(&rest[..end]).ok()
+        })
+        .and_then(|v| {
+            v.get("answered_through")
+                .and_then(serde_json::Value::as_u64)
+        })
+        .unwrap_or(0)
 }
 
 pub fn branch(service: &str, environment: &str) -> String {
@@ -31,7 +51,11 @@ pub fn branch(service: &str, environment: &str) -> String {
 }
 
 pub fn title(e: &Evidence<'_>) -> String {
-    format!("Promote {} to {}: {}", e.service, e.environment, e.to.tag)
+    title_of(e.service, e.environment, &e.to.tag)
+}
+
+pub fn title_of(service: &str, environment: &str, tag: &crate::domain::image::Tag) -> String {
+    format!("Promote {service} to {environment}: {tag}")
 }
 
 /// How many findings a PR body lists.
@@ -140,6 +164,12 @@ pub fn body(e: &Evidence<'_>) -> String {
         let _ = writeln!(b, "- `{f}`");
     }
     let _ = writeln!(b, "\n### What happens next\n");
+    if let Some(who) = e.held_by {
+        let _ = writeln!(
+            b,
+            "**On hold** (by @{who}): tugboat will not merge this PR until an approver comments `/unhold`.\n"
+        );
+    }
     if e.policy.auto_merge {
         let _ = writeln!(
             b,
@@ -152,19 +182,34 @@ pub fn body(e: &Evidence<'_>) -> String {
         } else {
             e.policy.approvers.join(", ")
         };
+        let have = if e.approvals.is_empty() {
+            "none yet".to_owned()
+        } else {
+            e.approvals
+                .iter()
+                .map(|a| format!("@{a}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let _ = writeln!(
             b,
-            "This environment needs {} approval(s) from {who}. After the merge, tugboat waits up to {} for Argo CD to report the application Synced and Healthy.",
-            e.policy.approvals,
+            "This environment needs {} approval(s) from {who} (approved at this commit: {have}). tugboat merges once they are in, then waits up to {} for Argo CD to report the application Synced and Healthy.",
+            e.policy.approvals.max(1),
             humantime::format_duration(e.policy.health_timeout)
         );
     }
+    let _ = writeln!(
+        b,
+        "\n<details><summary>Commands</summary>\n\n{}\n</details>",
+        crate::domain::chatops::HELP
+    );
     let state = json!({
         "service": e.service,
         "environment": e.environment,
         "tag": e.to.tag.as_str(),
         "digest": e.to.digest.as_str(),
         "from": e.from,
+        "answered_through": e.answered_through,
     });
     let _ = writeln!(b, "\n<!-- tugboat:state {state} -->");
     b

@@ -4,8 +4,11 @@
 //! the forge and the deployer, and acts on the difference. It keeps no state of its own beyond
 //! caches (policy documents, completed scans by digest) that only save calls.
 
+mod commands;
 pub mod evidence;
 pub mod rescan;
+
+use commands::Commands;
 pub mod scheduler;
 
 use std::collections::HashMap;
@@ -67,6 +70,12 @@ pub enum Action {
         number: u64,
         url: String,
     },
+    /// Someone commented `/hold`.
+    Held {
+        number: u64,
+        url: String,
+        by: String,
+    },
     WaitingForChecks {
         number: u64,
         url: String,
@@ -117,6 +126,9 @@ pub struct Engine {
     /// Set by [`Engine::refresh_policy`]: the next cycle re-reads the policy whatever its age.
     policy_stale: AtomicBool,
     scans: Mutex<HashMap<Digest, ScanReport>>,
+    /// (user, the environment's approver list) → whether the user may approve, and when
+    /// that was checked.
+    approver_cache: Mutex<HashMap<(String, String), (Instant, bool)>>,
 }
 
 impl Engine {
@@ -127,6 +139,7 @@ impl Engine {
             policy_docs: Mutex::new(None),
             policy_stale: AtomicBool::new(false),
             scans: Mutex::new(HashMap::new()),
+            approver_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -548,19 +561,7 @@ impl Engine {
         }
         let from = deployed.map(ToString::to_string);
         let file_names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
-        let ev = evidence::Evidence {
-            service: &svc.name,
-            environment: &env.name,
-            image: svc.image.as_str(),
-            from: from.as_deref(),
-            to,
-            gate,
-            findings,
-            policy: env_policy,
-            sources: &policy.sources,
-            files: &file_names,
-        };
-        let (title, body) = (evidence::title(&ev), evidence::body(&ev));
+        let title = evidence::title_of(&svc.name, &env.name, &to.tag);
         let message = format!(
             "{title}\n\n{} {} -> {}@{}\n",
             svc.image,
@@ -581,9 +582,33 @@ impl Engine {
             .find_open_pr(&branch)
             .await
             .map_err(|e| e.to_string())?;
-        let (pr, opened) = match existing {
+        // Comment commands and reviews on the open PR: approvals of this head, a hold, and
+        // an answer to every new command.
+        let commands = match &existing {
             Some(pr) => {
                 tracing::Span::current().record("pr", pr.number);
+                self.commands(svc, env_policy, pr, &p, to).await?
+            }
+            None => Commands::default(),
+        };
+        let ev = evidence::Evidence {
+            service: &svc.name,
+            environment: &env.name,
+            image: svc.image.as_str(),
+            from: from.as_deref(),
+            to,
+            gate,
+            findings,
+            policy: env_policy,
+            sources: &policy.sources,
+            files: &file_names,
+            approvals: &commands.approvals,
+            held_by: commands.held_by.as_deref(),
+            answered_through: commands.answered_through,
+        };
+        let body = evidence::body(&ev);
+        let (pr, opened) = match existing {
+            Some(pr) => {
                 if pr.title != title || pr.body != body {
                     forge
                         .update_pr(pr.number, &title, &body)
@@ -632,7 +657,15 @@ impl Engine {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        if !env_policy.auto_merge {
+        if let Some(by) = commands.held_by {
+            return Ok(Action::Held {
+                number: pr.number,
+                url: pr.url,
+                by,
+            });
+        }
+        let needed = env_policy.approvals.max(1) as usize;
+        if !env_policy.auto_merge && commands.approvals.len() < needed {
             return Ok(Action::AwaitingApproval {
                 number: pr.number,
                 url: pr.url,

@@ -46,10 +46,39 @@ pub struct IssueRec {
     pub comments: Vec<(String, String)>,
 }
 
+/// A comment on a PR or issue, with what GitHub keeps of it.
+#[derive(Debug, Clone)]
+pub struct CommentRec {
+    pub id: u64,
+    /// The PR or issue number.
+    pub number: u64,
+    pub user: String,
+    pub body: String,
+    pub created_at: chrono::DateTime<Utc>,
+    pub updated_at: chrono::DateTime<Utc>,
+    /// (user, content) of each reaction.
+    pub reactions: Vec<(String, String)>,
+}
+
+/// A pull request review.
+#[derive(Debug, Clone)]
+pub struct ReviewRec {
+    pub id: u64,
+    pub number: u64,
+    pub user: String,
+    pub state: String,
+    pub commit_id: String,
+}
+
 #[derive(Default)]
 struct Inner {
     prs: Vec<Pr>,
     issues: Vec<IssueRec>,
+    /// Every comment, oldest first (the truth behind `Pr::comments` / `IssueRec::comments`).
+    comments: Vec<CommentRec>,
+    reviews: Vec<ReviewRec>,
+    /// Active members of `org/team`.
+    teams: BTreeMap<String, Vec<String>>,
     statuses: BTreeMap<String, Vec<(String, String, String)>>,
     main_moved: Option<(String, tokio::time::Instant)>,
     collaborators: BTreeMap<String, String>,
@@ -61,6 +90,45 @@ impl Inner {
     fn next_number(&self) -> u64 {
         (self.prs.len() + self.issues.len()) as u64 + 1
     }
+
+    fn exists(&self, number: u64) -> bool {
+        self.prs.iter().any(|p| p.number == number)
+            || self.issues.iter().any(|i| i.number == number)
+    }
+
+    /// Add a comment; its id is larger than every earlier one's, as on GitHub.
+    fn add_comment(&mut self, number: u64, user: &str, body: &str) -> CommentRec {
+        let now = Utc::now();
+        let c = CommentRec {
+            id: 9000 + self.comments.len() as u64 + 1,
+            number,
+            user: user.to_owned(),
+            body: body.to_owned(),
+            created_at: now,
+            updated_at: now,
+            reactions: Vec::new(),
+        };
+        self.comments.push(c.clone());
+        c
+    }
+
+    fn comments_on(&self, number: u64) -> Vec<(String, String)> {
+        self.comments
+            .iter()
+            .filter(|c| c.number == number)
+            .map(|c| (c.user.clone(), c.body.clone()))
+            .collect()
+    }
+}
+
+fn comment_json(c: &CommentRec) -> Value {
+    json!({
+        "id": c.id, "node_id": format!("IC_{}", c.id), "body": c.body,
+        "user": {"login": c.user, "id": 100 + c.user.len(), "type": if c.user.ends_with("[bot]") { "Bot" } else { "User" }},
+        "created_at": c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "updated_at": c.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "author_association": "COLLABORATOR",
+    })
 }
 
 /// The shared state of the GitHub stand-in.
@@ -73,6 +141,9 @@ pub struct GitHub {
     pub repo: String,
     token: String,
 }
+
+/// The login tugboat's token acts as in the stand-in.
+pub const BOT: &str = "tugboat[bot]";
 
 fn gh_error(code: StatusCode, message: &str) -> Response {
     (
@@ -144,8 +215,18 @@ impl GitHub {
             .route("/repos/{owner}/{repo}/issues/{n}/labels", post(add_labels))
             .route(
                 "/repos/{owner}/{repo}/issues/{n}/comments",
-                post(add_comment),
+                get(list_comments).post(add_comment),
             )
+            .route(
+                "/repos/{owner}/{repo}/issues/comments/{n}/reactions",
+                post(add_reaction),
+            )
+            .route("/repos/{owner}/{repo}/pulls/{n}/reviews", get(list_reviews))
+            .route(
+                "/orgs/{org}/teams/{team}/memberships/{user}",
+                get(team_membership),
+            )
+            .route("/user", get(authenticated_user))
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(add_status))
             .route(
                 "/repos/{owner}/{repo}/commits/{sha}/status",
@@ -175,23 +256,88 @@ impl GitHub {
 
     /// Every pull request, for tests and the demo.
     pub fn pulls(&self) -> Vec<Pr> {
-        self.lock().prs.clone()
+        let g = self.lock();
+        g.prs
+            .iter()
+            .map(|p| Pr {
+                comments: g.comments_on(p.number),
+                ..p.clone()
+            })
+            .collect()
+    }
+
+    /// Every comment with its id, times and reactions.
+    pub fn comment_records(&self) -> Vec<CommentRec> {
+        self.lock().comments.clone()
+    }
+
+    /// Edit a comment as its author would (GitHub moves `updated_at`).
+    pub fn edit_comment(&self, id: u64, body: &str) -> bool {
+        let mut g = self.lock();
+        match g.comments.iter_mut().find(|c| c.id == id) {
+            Some(c) => {
+                c.body = body.to_owned();
+                c.updated_at = Utc::now() + chrono::Duration::seconds(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Review a PR as `user` at its current head (`APPROVED`, `CHANGES_REQUESTED`, …).
+    pub fn review_as(&self, number: u64, user: &str, state: &str) -> bool {
+        let Some(head) = self
+            .pulls()
+            .into_iter()
+            .find(|p| p.number == number)
+            .and_then(|p| self.branch_sha(&p.head))
+        else {
+            return false;
+        };
+        let mut g = self.lock();
+        let id = g.reviews.len() as u64 + 1;
+        g.reviews.push(ReviewRec {
+            id,
+            number,
+            user: user.to_owned(),
+            state: state.to_owned(),
+            commit_id: head,
+        });
+        true
+    }
+
+    /// Make `user` an active member of `org/team`.
+    pub fn add_team_member(&self, org: &str, team: &str, user: &str) {
+        self.lock()
+            .teams
+            .entry(format!("{org}/{team}"))
+            .or_default()
+            .push(user.to_owned());
     }
 
     /// Every issue (not pull requests), for tests and the demo.
     pub fn issues(&self) -> Vec<IssueRec> {
-        self.lock().issues.clone()
+        let g = self.lock();
+        g.issues
+            .iter()
+            .map(|i| IssueRec {
+                comments: g.comments_on(i.number),
+                ..i.clone()
+            })
+            .collect()
     }
 
-    fn issue_json(&self, i: &IssueRec) -> Value {
+    /// An issue as GitHub shows it; `comments` is its comment count (the caller holds the
+    /// lock, or takes it: this never locks).
+    fn issue_json(&self, i: &IssueRec, comments: usize) -> Value {
         json!({
             "id": 5000 + i.number, "node_id": format!("I_{}", i.number), "number": i.number,
             "url": format!("https://api.github.com/repos/{}/{}/issues/{}", self.owner, self.repo, i.number),
             "html_url": format!("https://github.com/{}/{}/issues/{}", self.owner, self.repo, i.number),
             "state": i.state, "state_reason": i.state_reason, "title": i.title, "body": i.body, "locked": false,
-            "user": {"login": "tugboat[bot]", "id": 1, "type": "Bot"},
+            "user": {"login": BOT, "id": 1, "type": "Bot"},
             "labels": i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
-            "comments": i.comments.len(),
+            "comments": comments,
             "created_at": Utc::now().to_rfc3339(), "updated_at": Utc::now().to_rfc3339(),
         })
     }
@@ -201,16 +347,11 @@ impl GitHub {
         self.lock().statuses.get(sha).cloned().unwrap_or_default()
     }
 
-    /// Post a comment on a PR as `user` (a person, not tugboat).
-    pub fn comment_as(&self, number: u64, user: &str, body: &str) -> bool {
+    /// Post a comment on a PR or issue as `user` (a person, not tugboat); its id.
+    pub fn comment_as(&self, number: u64, user: &str, body: &str) -> Option<u64> {
         let mut g = self.lock();
-        match g.prs.iter_mut().find(|p| p.number == number) {
-            Some(p) => {
-                p.comments.push((user.to_owned(), body.to_owned()));
-                true
-            }
-            None => false,
-        }
+        g.exists(number)
+            .then(|| g.add_comment(number, user, body).id)
     }
 
     /// Give `user` a permission (`admin`, `write`, `read`) on the repository.
@@ -410,7 +551,7 @@ async fn list_issues(
         g.issues
             .iter()
             .filter(|i| keep(&i.state, &i.labels))
-            .map(|i| (i.number, gh.issue_json(i)))
+            .map(|i| (i.number, gh.issue_json(i, g.comments_on(i.number).len())))
             .collect()
     };
     for p in gh.pulls().iter().filter(|p| keep(&p.state, &p.labels)) {
@@ -466,7 +607,7 @@ async fn create_issue(
         g.issues.push(issue.clone());
         issue
     };
-    (StatusCode::CREATED, Json(gh.issue_json(&issue))).into_response()
+    (StatusCode::CREATED, Json(gh.issue_json(&issue, 0))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -513,7 +654,8 @@ async fn update_issue(
         }
         i.clone()
     };
-    Json(gh.issue_json(&issue)).into_response()
+    let comments = gh.lock().comments_on(issue.number).len();
+    Json(gh.issue_json(&issue, comments)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -715,22 +857,11 @@ async fn add_comment(
 ) -> Response {
     guard!(gh, headers, o, r, "POST comment");
     let mut g = gh.lock();
-    let Inner { prs, issues, .. } = &mut *g;
-    let comments = match (
-        prs.iter_mut().find(|p| p.number == n),
-        issues.iter_mut().find(|i| i.number == n),
-    ) {
-        (Some(p), _) => &mut p.comments,
-        (None, Some(i)) => &mut i.comments,
-        (None, None) => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
-    };
-    comments.push(("tugboat[bot]".into(), c.body.clone()));
-    let id = comments.len();
-    (
-        StatusCode::CREATED,
-        Json(json!({"id": id, "body": c.body, "user": {"login": "tugboat[bot]"}})),
-    )
-        .into_response()
+    if !g.exists(n) {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let c = g.add_comment(n, BOT, &c.body);
+    (StatusCode::CREATED, Json(comment_json(&c))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -956,12 +1087,177 @@ struct CommentAs {
     body: String,
 }
 
-async fn comment_as(State(gh): State<GitHub>, Json(c): Json<CommentAs>) -> StatusCode {
-    if gh.comment_as(c.pr, &c.user, &c.body) {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NOT_FOUND
+async fn comment_as(State(gh): State<GitHub>, Json(c): Json<CommentAs>) -> Response {
+    match gh.comment_as(c.pr, &c.user, &c.body) {
+        Some(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    per_page: Option<usize>,
+    page: Option<usize>,
+}
+
+/// The comments of a PR or issue, oldest first, with an ETag; `If-None-Match` with the
+/// current ETag is answered 304 with no body, as GitHub does (and such a request does not
+/// count against the rate limit there).
+async fn list_comments(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n)): RepoN,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    guard!(gh, headers, o, r, "GET comments");
+    let all: Vec<Value> = {
+        let g = gh.lock();
+        if !g.exists(n) {
+            return gh_error(StatusCode::NOT_FOUND, "Not Found");
+        }
+        g.comments
+            .iter()
+            .filter(|c| c.number == n)
+            .map(comment_json)
+            .collect()
+    };
+    let per_page = q.per_page.unwrap_or(30).clamp(1, 100);
+    let page = q.page.unwrap_or(1).max(1);
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let body = Value::Array(items).to_string();
+    let etag = format!(
+        "W/\"{}\"",
+        hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())[..16])
+    );
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag);
+    if matches {
+        gh.count("GET comments 304");
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (header::ETAG, etag),
+            (
+                header::CONTENT_TYPE,
+                "application/json; charset=utf-8".to_owned(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ReactionReq {
+    content: String,
+}
+
+async fn add_reaction(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, id)): RepoN,
+    Json(req): Json<ReactionReq>,
+) -> Response {
+    guard!(gh, headers, o, r, "POST reaction");
+    const CONTENTS: [&str; 8] = [
+        "+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes",
+    ];
+    if !CONTENTS.contains(&req.content.as_str()) {
+        return gh_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!(
+                "Validation Failed: content '{}' is not a reaction",
+                req.content
+            ),
+        );
+    }
+    let mut g = gh.lock();
+    let Some(c) = g.comments.iter_mut().find(|c| c.id == id) else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let mine = (BOT.to_owned(), req.content.clone());
+    // GitHub answers 200 for a reaction that already exists, 201 for a new one.
+    let code = if c.reactions.contains(&mine) {
+        StatusCode::OK
+    } else {
+        c.reactions.push(mine);
+        StatusCode::CREATED
+    };
+    (
+        code,
+        Json(
+            json!({"id": id * 10 + c.reactions.len() as u64, "content": req.content,
+                    "user": {"login": BOT, "type": "Bot"}, "created_at": Utc::now().to_rfc3339()}),
+        ),
+    )
+        .into_response()
+}
+
+async fn list_reviews(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n)): RepoN,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    guard!(gh, headers, o, r, "GET reviews");
+    let per_page = q.per_page.unwrap_or(30).clamp(1, 100);
+    let page = q.page.unwrap_or(1).max(1);
+    let items: Vec<Value> = gh
+        .lock()
+        .reviews
+        .iter()
+        .filter(|v| v.number == n)
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|v| {
+            json!({"id": v.id, "node_id": format!("PRR_{}", v.id), "user": {"login": v.user, "type": "User"},
+                   "body": "", "state": v.state, "commit_id": v.commit_id,
+                   "html_url": format!("https://github.com/{}/{}/pull/{n}#pullrequestreview-{}", gh.owner, gh.repo, v.id),
+                   "pull_request_url": format!("https://api.github.com/repos/{}/{}/pulls/{n}", gh.owner, gh.repo),
+                   "author_association": "COLLABORATOR", "submitted_at": Utc::now().to_rfc3339(),
+                   "_links": {"html": {"href": ""}, "pull_request": {"href": ""}}})
+        })
+        .collect();
+    Json(items).into_response()
+}
+
+async fn team_membership(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((org, team, user)): UrlPath<(String, String, String)>,
+) -> Response {
+    gh.count("GET team membership");
+    if !gh.authorized(&headers) {
+        return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    let member = gh
+        .lock()
+        .teams
+        .get(&format!("{org}/{team}"))
+        .is_some_and(|m| m.contains(&user));
+    if !member {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    Json(
+        json!({"url": format!("https://api.github.com/organizations/1/team/1/memberships/{user}"),
+                "role": "member", "state": "active"}),
+    )
+    .into_response()
+}
+
+async fn authenticated_user(State(gh): State<GitHub>, headers: HeaderMap) -> Response {
+    gh.count("GET user");
+    if !gh.authorized(&headers) {
+        return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    Json(json!({"login": BOT, "id": 1, "type": "Bot"})).into_response()
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,173 @@
+//! Comment commands on an open promotion PR, read by polling (a conditional request per PR
+//! and cycle): who approved the current head, whether it is held, and an answer to every new
+//! command — a reaction when done, a reply saying why when not.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Engine;
+use crate::config::ServiceConfig;
+use crate::domain::chatops::{self, Answer, Command};
+use crate::domain::policy::EnvPolicy;
+use crate::domain::select::Candidate;
+use crate::ports::{Proposal, PullRequest};
+
+/// How long an approver check (permission and team membership) is trusted.
+const APPROVER_TTL: Duration = Duration::from_secs(300);
+
+/// What the commands on a PR add up to, for the engine and the PR body.
+#[derive(Debug, Clone, Default)]
+pub struct Commands {
+    pub approvals: Vec<String>,
+    pub held_by: Option<String>,
+    /// The newest command comment answered (kept in the PR body across restarts).
+    pub answered_through: u64,
+}
+
+impl Engine {
+    /// Replay the PR's comments and reviews, answer new commands, carry out `/rescan`.
+    pub(super) async fn commands(
+        &self,
+        svc: &ServiceConfig,
+        env_policy: &EnvPolicy,
+        pr: &PullRequest,
+        head: &Proposal,
+        candidate: &Candidate,
+    ) -> Result<Commands, String> {
+        let forge = &self.ports.forge;
+        let comments = forge.comments(pr.number).await.map_err(|e| e.to_string())?;
+        let reviews = if env_policy.auto_merge {
+            Vec::new() // no approvals needed: only holds matter
+        } else {
+            forge.reviews(pr.number).await.map_err(|e| e.to_string())?
+        };
+        let me = forge.me().await.map_err(|e| e.to_string())?;
+        let answered_through = super::evidence::answered_through(&pr.body);
+        // Who may approve: only the users who gave a command or review.
+        let mut users: BTreeSet<&str> = comments
+            .iter()
+            .filter(|c| chatops::parse(&c.body).is_some())
+            .map(|c| c.user.as_str())
+            .collect();
+        users.extend(reviews.iter().map(|r| r.user.as_str()));
+        let mut approvers = BTreeSet::new();
+        for user in users {
+            if self.is_approver(user, &env_policy.approvers).await? {
+                approvers.insert(user.to_owned());
+            }
+        }
+        let ctx = chatops::Context {
+            head_sha: &head.head,
+            head_at: head.committed_at,
+            me: &me,
+            answered_through,
+            merged: pr.merged,
+        };
+        let state = chatops::replay(&comments, &reviews, &ctx, |u| approvers.contains(u));
+        let mut newest = answered_through;
+        for (id, (user, cmd, answer)) in &state.answers {
+            let answer = match (cmd, answer) {
+                // Rollback is not built yet: say so rather than pretend.
+                (Command::Rollback, Answer::Accepted) => Answer::Refused(
+                    "tugboat cannot roll back yet; revert the merge commit with a pull request"
+                        .into(),
+                ),
+                _ => answer.clone(),
+            };
+            tracing::info!(user = %user, command = ?cmd, head = %head.head, answer = ?answer, "comment command");
+            let done = match &answer {
+                Answer::Accepted => forge.react(*id, "+1").await,
+                Answer::Refused(why) => {
+                    forge
+                        .comment(
+                            pr.number,
+                            &format!("@{user} `{}`: not done: {why}.", first_line(&comments, *id)),
+                        )
+                        .await
+                }
+                Answer::Help => {
+                    forge
+                        .comment(pr.number, &format!("@{user} {}", chatops::HELP))
+                        .await
+                }
+            };
+            done.map_err(|e| e.to_string())?;
+            newest = newest.max(*id);
+        }
+        for (user, action) in state.actions.values() {
+            if *action == chatops::Action::Rescan {
+                tracing::info!(user = %user, digest = %candidate.digest, "rescan requested on the PR");
+                self.ports
+                    .registry
+                    .start_scan(
+                        svc.registry_id.as_deref(),
+                        &svc.repository,
+                        &candidate.digest,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // The next look at this digest reads the new scan; the evidence follows.
+                if let Ok(mut cache) = self.scans.lock() {
+                    cache.remove(&candidate.digest);
+                }
+            }
+        }
+        Ok(Commands {
+            approvals: state.approvals.into_iter().collect(),
+            held_by: state.held_by,
+            answered_through: newest,
+        })
+    }
+
+    /// Whether `user` may approve: write access to the GitOps repository, and listed by the
+    /// environment's policy (a login or an `org/team`) when it lists anyone. Cached briefly.
+    async fn is_approver(&self, user: &str, listed: &[String]) -> Result<bool, String> {
+        let key = (user.to_owned(), listed.join(","));
+        if let Some((at, ok)) = self
+            .approver_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key).copied())
+            && at.elapsed() < APPROVER_TTL
+        {
+            return Ok(ok);
+        }
+        let forge = &self.ports.forge;
+        let permission = forge.permission(user).await.map_err(|e| e.to_string())?;
+        let mut ok = matches!(permission.as_str(), "admin" | "maintain" | "write");
+        if ok && !listed.is_empty() {
+            ok = false;
+            for entry in listed {
+                ok = match entry.split_once('/') {
+                    Some((org, team)) => forge
+                        .team_member(org, team, user)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                    None => entry.eq_ignore_ascii_case(user),
+                };
+                if ok {
+                    break;
+                }
+            }
+        }
+        if let Ok(mut c) = self.approver_cache.lock() {
+            c.insert(key, (Instant::now(), ok));
+        }
+        Ok(ok)
+    }
+}
+
+/// The command line of a comment, quoted in a refusal (made safe for inline code).
+fn first_line(comments: &[chatops::Comment], id: u64) -> String {
+    comments
+        .iter()
+        .find(|c| c.id == id)
+        .and_then(|c| c.body.lines().map(str::trim).find(|l| !l.is_empty()))
+        .unwrap_or("")
+        .chars()
+        .filter(|c| *c != '`')
+        .take(60)
+        .collect()
+}
