@@ -769,3 +769,170 @@ async fn with_enhanced_scanning_the_rescan_starts_no_scan_and_names_images_whose
         "{table}"
     );
 }
+
+/// The prod promotion PR of `svc` after dev took `tag` (two cycles).
+async fn prod_pr(sb: &Sandbox, engine: &Engine, svc: &str, tag: &str) -> u64 {
+    sb.aws.push(svc, tag, "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&reports, svc, "prod").action else {
+        panic!("{:?}", row(&reports, svc, "prod"))
+    };
+    number
+}
+
+fn replies_to(sb: &Sandbox, number: u64, user: &str) -> Vec<String> {
+    sb.github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap()
+        .comments
+        .into_iter()
+        .filter(|(u, b)| u == "tugboat[bot]" && b.starts_with(&format!("@{user} ")))
+        .map(|(_, b)| b)
+        .collect()
+}
+
+fn reactions(sb: &Sandbox, comment: u64) -> Vec<(String, String)> {
+    sb.github
+        .comment_records()
+        .into_iter()
+        .find(|c| c.id == comment)
+        .unwrap()
+        .reactions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_approver_of_the_current_head_can_merge_prod_and_a_hold_stops_it() {
+    let (sb, engine, _w) = setup().await;
+    // The salon's prod policy: one approval from salon/platform-leads.
+    sb.github.add_collaborator("alice", "write");
+    sb.github
+        .add_team_member("salon", "platform-leads", "alice");
+    sb.github.add_collaborator("mallory", "write"); // write access, but not a platform lead
+    sb.github
+        .add_team_member("salon", "platform-leads", "reader");
+    sb.github.add_collaborator("reader", "read"); // a lead without write access
+    let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let m = sb.github.comment_as(number, "mallory", "/approve").unwrap();
+    let r = sb
+        .github
+        .comment_as(number, "reader", "/APPROVE please")
+        .unwrap();
+    let d = sb
+        .github
+        .comment_as(number, "dev", "/hold\nwaiting for the release notes")
+        .unwrap();
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let prod = row(&reports, "user_service", "prod");
+    assert!(
+        matches!(&prod.action, Action::Held { by, .. } if by == "dev"),
+        "{:?}",
+        prod.action
+    );
+    assert_eq!(
+        replies_to(&sb, number, "mallory"),
+        ["@mallory `/approve`: not done: @mallory is not an approver for this environment."]
+    );
+    assert_eq!(replies_to(&sb, number, "reader").len(), 1);
+    assert!(reactions(&sb, m).is_empty() && reactions(&sb, r).is_empty());
+    assert_eq!(
+        reactions(&sb, d),
+        [("tugboat[bot]".to_owned(), "+1".to_owned())]
+    );
+    let pr = |sb: &Sandbox| {
+        sb.github
+            .pulls()
+            .into_iter()
+            .find(|p| p.number == number)
+            .unwrap()
+    };
+    assert!(
+        pr(&sb).body.contains("**On hold** (by @dev)"),
+        "{}",
+        pr(&sb).body
+    );
+
+    // Quiet cycles answer nothing again and write nothing; once tugboat has read its own
+    // replies, the comment list is not modified and costs a 304.
+    let comments_before = pr(&sb).comments.len();
+    let before = writes(&sb);
+    engine.cycle(Mode::Apply).await.unwrap();
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        (writes(&sb), pr(&sb).comments.len()),
+        (before, comments_before)
+    );
+    assert!(
+        sb.github
+            .calls()
+            .get("GET comments 304")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "polling uses conditional requests: {:?}",
+        sb.github.calls()
+    );
+
+    // dev (read access) cannot lift its own hold; alice approves and lifts it.
+    sb.github.comment_as(number, "dev", "/unhold").unwrap();
+    let a = sb.github.comment_as(number, "alice", "/approve").unwrap();
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(reactions(&sb, a).len(), 1);
+    assert!(replies_to(&sb, number, "dev")[0].contains("only an approver can lift a hold"));
+    assert!(
+        pr(&sb).body.contains("approved at this commit: @alice"),
+        "{}",
+        pr(&sb).body
+    );
+
+    // Before it merges, dev runs a newer tag: the PR moves to it, and alice's approval of the
+    // earlier commit no longer counts.
+    sb.aws.push("user_service", "1.2.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap(); // dev takes 1.2.0
+    let reports = engine.cycle(Mode::Apply).await.unwrap(); // the prod PR moves to 1.2.0
+    assert!(matches!(
+        row(&reports, "user_service", "prod").action,
+        Action::Held { .. }
+    ));
+    assert!(pr(&sb).title.ends_with("1.2.0"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sb.github.comment_as(number, "alice", "/unhold").unwrap();
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            row(&reports, "user_service", "prod").action,
+            Action::AwaitingApproval { .. }
+        ),
+        "the approval was for the earlier commit: {:?}",
+        row(&reports, "user_service", "prod").action
+    );
+    // Edited comments are not commands.
+    let e = sb.github.comment_as(number, "alice", "looks fine").unwrap();
+    sb.github.edit_comment(e, "/approve");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        replies_to(&sb, number, "alice")
+            .iter()
+            .any(|r| r.contains("edited"))
+    );
+
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged { verification, .. } = &row(&reports, "user_service", "prod").action else {
+        panic!("{:?}", row(&reports, "user_service", "prod").action)
+    };
+    assert!(
+        matches!(verification, Verification::Healthy { .. }),
+        "{verification:?}"
+    );
+    assert!(
+        sb.github
+            .read_file("main", &sandbox::file_of("user_service", "prod"))
+            .unwrap()
+            .contains("1.2.0")
+    );
+}
