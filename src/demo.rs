@@ -1,7 +1,8 @@
 //! `tugboat demo`: the whole story on this machine, with no cloud account. Starts the sandbox,
 //! pushes new tags for the six salon services, and runs the real engine through the real
-//! adapters (aws-sdk-ecr/ssm, git2 over smart HTTP, octocrab, reqwest) for three cycles, then
-//! a Monday rescan that finds a new CVE in a deployed image.
+//! adapters (aws-sdk-ecr/ssm, git2 over smart HTTP, octocrab, reqwest): three cycles, an
+//! approval by comment that merges prod, then a Monday rescan that finds a new CVE in a
+//! deployed image.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -123,6 +124,35 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         writeln!(out, "  {v:3}  {k}")?;
     }
 
+    // People steer through the PR: mallory has write access but is no platform lead; alice is.
+    sb.github.add_collaborator("alice", "write");
+    sb.github
+        .add_team_member("salon", "platform-leads", "alice");
+    sb.github.add_collaborator("mallory", "write");
+    let prod_pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.state == "open" && p.title == "Promote user_service to prod: 1.1.0")
+        .map(|p| p.number)
+        .context("user_service's prod PR is open")?;
+    // GitHub stamps comments to the second; an approval must come after the head commit.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sb.github.comment_as(prod_pr, "mallory", "/approve");
+    sb.github.comment_as(prod_pr, "alice", "/approve");
+    let t = Instant::now();
+    let reports = engine.cycle(Mode::Apply).await?;
+    writeln!(
+        out,
+        "\nCycle 4: on PR #{prod_pr}, mallory and alice comment /approve; only alice is a platform lead ({:.1}s):\n",
+        t.elapsed().as_secs_f64()
+    )?;
+    let user: Vec<_> = reports
+        .into_iter()
+        .filter(|r| r.service == "user_service")
+        .collect();
+    write!(out, "{}", crate::report::table(&user))?;
+
     writeln!(out, "\nPull requests in salon/salon-gitops:")?;
     for pr in sb.github.pulls() {
         let state = if pr.merged_at.is_some() {
@@ -131,8 +161,8 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
             pr.state.as_str()
         };
         writeln!(out, "  #{:<2} {:7} {}", pr.number, state, pr.title)?;
-        for (_, c) in &pr.comments {
-            writeln!(out, "        comment: {}", c.lines().next().unwrap_or(""))?;
+        for (user, c) in &pr.comments {
+            writeln!(out, "        {user}: {}", c.lines().next().unwrap_or(""))?;
         }
     }
     // Monday 06:00: a CVE published over the weekend hits an image that shipped clean.
@@ -156,8 +186,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         .await?;
     writeln!(
         out,
-        "
-Monday rescan: a HIGH CVE was published against user_service 1.1.0, which dev runs ({:.1}s):\n",
+        "\nMonday rescan: a HIGH CVE was published against user_service 1.1.0, which dev and prod run ({:.1}s):\n",
         t.elapsed().as_secs_f64()
     )?;
     write!(out, "{}", crate::report::rescan_table(&rescan))?;
@@ -170,14 +199,6 @@ Monday rescan: a HIGH CVE was published against user_service 1.1.0, which dev ru
             i.labels.join(", ")
         )?;
     }
-    let plan = engine.cycle(Mode::Plan).await?;
-    if let Some(r) = plan
-        .iter()
-        .find(|r| r.service == "user_service" && r.environment == "prod")
-    {
-        writeln!(out, "  user_service in prod now: {}", r.decision)?;
-    }
-
     let f = sandbox::file_of("user_service", "dev");
     writeln!(out, "\n{f} on main now reads:\n")?;
     for l in sb.github.read_file("main", &f).unwrap_or_default().lines() {

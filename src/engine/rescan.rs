@@ -214,9 +214,13 @@ impl Engine {
                     scope.dry_run,
                 )
                 .await;
+            // Each new finding once per image, however many environments run it.
+            let mut seen = std::collections::BTreeSet::new();
             for r in &s.rows {
                 for f in r.findings.iter().filter(|f| r.new.contains(&f.id)) {
-                    *new_findings.entry(f.severity).or_insert(0) += 1;
+                    if seen.insert((r.deployed.digest.clone(), f.id.clone())) {
+                        *new_findings.entry(f.severity).or_insert(0) += 1;
+                    }
                 }
             }
             out.push(s);
