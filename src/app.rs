@@ -56,6 +56,16 @@ pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
     })
 }
 
+/// The GitHub webhook secret, when the config enables webhooks.
+pub async fn webhook_secret(cfg: &Config) -> anyhow::Result<Option<Secret>> {
+    let Some(r) = &cfg.github.webhook_secret else {
+        return Ok(None);
+    };
+    let sdk = aws::sdk_config(&cfg.aws).await;
+    let ssm = Ssm::new(&sdk, &ApiMetrics::default());
+    secret(r, "github.webhook_secret", &ssm).await.map(Some)
+}
+
 /// Install the process-wide rustls crypto provider (once; later calls are no-ops).
 pub fn init_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

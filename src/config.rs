@@ -103,6 +103,7 @@ struct RawGithub {
     api_url: Option<String>,
     clone_url: Option<String>,
     token: SecretRef,
+    webhook_secret: Option<SecretRef>,
 }
 
 fn default_branch() -> String {
@@ -214,6 +215,8 @@ pub struct GithubConfig {
     pub api_url: String,
     pub clone_url: String,
     pub token: SecretRef,
+    /// Enables `POST /webhooks/github`: deliveries must be signed with it.
+    pub webhook_secret: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone)]
@@ -558,6 +561,7 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
             api_url,
             clone_url,
             token: raw.github.token,
+            webhook_secret: raw.github.webhook_secret,
         },
         argocd: ArgoConfig {
             url: raw.argocd.url.trim_end_matches('/').to_owned(),

@@ -12,3 +12,4 @@ pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
+pub mod webhook;

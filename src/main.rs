@@ -347,12 +347,23 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+    // Woken by SIGHUP, webhooks and finished rescans: run a cycle now.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let webhook = tugboat::app::webhook_secret(&cfg)
+        .await?
+        .map(|secret| Arc::new(tugboat::webhook::Webhook::new(secret, wake.clone())));
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        webhooks = webhook.is_some(),
+        "serving /healthz, /readyz, /metrics{}",
+        if webhook.is_some() { " and /webhooks/github" } else { "" }
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(tugboat::server::serve(
         listener,
         metrics.clone(),
+        webhook,
         async move {
             let _ = server_stop.changed().await;
         },
@@ -362,7 +373,6 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
         let _ = stop_tx.send(true);
     });
     // SIGHUP: re-read the policy now and run a cycle without waiting for the interval.
-    let wake = Arc::new(tokio::sync::Notify::new());
     #[cfg(unix)]
     let hangup = {
         let (engine, wake) = (engine.clone(), wake.clone());

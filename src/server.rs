@@ -1,24 +1,66 @@
-//! tugboat's HTTP server: `/healthz`, `/readyz` and `/metrics` (Prometheus text).
+//! tugboat's HTTP server: `/healthz`, `/readyz`, `/metrics` (Prometheus text) and, when a
+//! secret is configured, `POST /webhooks/github`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::webhook::{Outcome, Refusal, Webhook};
 
-pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
+/// The routes; `/webhooks/github` only when a webhook secret is configured.
+pub fn router(metrics: Arc<Metrics>, webhook: Option<Arc<Webhook>>) -> Router {
+    let mut r = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(metrics)
+        .with_state(metrics);
+    if let Some(w) = webhook {
+        r = r.route(
+            "/webhooks/github",
+            post(github_webhook)
+                .layer(DefaultBodyLimit::max(crate::webhook::MAX_BODY))
+                .with_state(w),
+        );
+    }
+    r
+}
+
+/// A GitHub delivery: 401 with no detail unless signed with the secret; answered at once (the
+/// work is a wake-up of the run loop).
+async fn github_webhook(
+    State(w): State<Arc<Webhook>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match w.handle(
+        h("x-github-event"),
+        h("x-github-delivery"),
+        h("x-hub-signature-256"),
+        &body,
+    ) {
+        Ok(Outcome::Pong) => (StatusCode::OK, "pong\n").into_response(),
+        Ok(Outcome::Duplicate) => (StatusCode::OK, "already received\n").into_response(),
+        Ok(Outcome::Queued(why)) => {
+            (StatusCode::ACCEPTED, format!("queued: {why}\n")).into_response()
+        }
+        Ok(Outcome::Ignored(why)) => {
+            (StatusCode::ACCEPTED, format!("ignored: {why}\n")).into_response()
+        }
+        Err(Refusal::Unauthorized) => StatusCode::UNAUTHORIZED.into_response(),
+        Err(Refusal::Malformed(why)) => {
+            (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response()
+        }
+    }
 }
 
 /// Ready when the config is loaded (it is, or the server would not run), the policy has been
@@ -82,9 +124,10 @@ async fn metrics_text(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    webhook: Option<Arc<Webhook>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics))
+    axum::serve(listener, router(metrics, webhook))
         .with_graceful_shutdown(shutdown)
         .await
 }

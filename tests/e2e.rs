@@ -936,3 +936,107 @@ async fn only_an_approver_of_the_current_head_can_merge_prod_and_a_hold_stops_it
             .contains("1.2.0")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn githubs_example_deliveries_are_verified_deduplicated_and_wake_the_loop() {
+    use tugboat::webhook::Webhook;
+    // GitHub's own example payloads (npm @octokit/webhooks-examples, installed by scripts/test).
+    let examples: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/node_modules/@octokit/webhooks-examples/api.github.com/index.json"
+        ))
+        .expect("run scripts/test, which installs @octokit/webhooks-examples"),
+    )
+    .unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let secret = "whsec-test-7f3a"; // pragma: allowlist secret (a test fixture)
+    let hook = Arc::new(Webhook::new(
+        tugboat::secret::Secret::new(secret),
+        wake.clone(),
+    ));
+    let metrics = Arc::new(tugboat::metrics::Metrics::new(600, &ApiMetrics::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks/github", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, tugboat::server::router(metrics, Some(hook))).await
+    });
+    let sign = |body: &[u8]| {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let http = reqwest::Client::new();
+    let post = |event: &str, delivery: String, body: Vec<u8>, signature: Option<String>| {
+        let mut r = http
+            .post(&url)
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", delivery)
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(s) = signature {
+            r = r.header("X-Hub-Signature-256", s);
+        }
+        r.send()
+    };
+    let mut delivered = 0;
+    for event in ["ping", "issue_comment", "pull_request"] {
+        let group = examples
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == event)
+            .unwrap();
+        for (i, example) in group["examples"].as_array().unwrap().iter().enumerate() {
+            let body = serde_json::to_vec(example).unwrap();
+            let id = format!("{event}-{i}");
+            let r = post(event, id.clone(), body.clone(), Some(sign(&body)))
+                .await
+                .unwrap();
+            let want = if event == "ping" { 200 } else { 202 };
+            assert_eq!(r.status(), want, "{id}: {}", r.text().await.unwrap());
+            // A redelivery of the same id is acknowledged and dropped.
+            let again = post(event, id.clone(), body.clone(), Some(sign(&body)))
+                .await
+                .unwrap();
+            assert_eq!(again.text().await.unwrap(), "already received\n");
+            // Unsigned or wrongly signed: 401 and not a word more.
+            let unsigned = post(event, format!("{id}-x"), body.clone(), None)
+                .await
+                .unwrap();
+            assert_eq!(unsigned.status(), 401);
+            assert!(unsigned.text().await.unwrap().is_empty());
+            let forged = post(event, format!("{id}-y"), body, Some(sign(b"other")))
+                .await
+                .unwrap();
+            assert_eq!(forged.status(), 401);
+            delivered += 1;
+        }
+    }
+    assert!(delivered >= 40, "{delivered} examples");
+
+    // A command on a pull request wakes the run loop.
+    let command = serde_json::json!({"action": "created", "issue": {"number": 12, "pull_request": {"url": "x"}},
+        "comment": {"id": 1, "body": "/approve", "user": {"login": "alice", "type": "User"}}});
+    let body = serde_json::to_vec(&command).unwrap();
+    let woken = wake.notified();
+    let r = post(
+        "issue_comment",
+        "cmd-1".into(),
+        body.clone(),
+        Some(sign(&body)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.text().await.unwrap(), "queued: a command on #12\n");
+    tokio::time::timeout(std::time::Duration::from_secs(1), woken)
+        .await
+        .expect("the loop is woken");
+    // More than the body limit: refused before anything is read into the handler.
+    let big = vec![b' '; tugboat::webhook::MAX_BODY + 1];
+    let r = post("ping", "big".into(), big.clone(), Some(sign(&big)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}

@@ -1,0 +1,231 @@
+//! GitHub webhooks: verify the signature before anything else, drop redeliveries, and turn an
+//! event that matters into a wake-up of the run loop, which then handles it by the same path
+//! as polling (so a lost delivery costs only latency, never a command).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::sync::Notify;
+
+use crate::domain::chatops;
+use crate::secret::Secret;
+
+/// The largest body accepted; tugboat's events are a few kilobytes.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// How many delivery ids are remembered to drop redeliveries.
+const REMEMBERED: usize = 4096;
+
+/// Whether `signature` (the `X-Hub-Signature-256` header, `sha256=<hex>`) is the HMAC-SHA256
+/// of `body` under `secret`, compared in constant time.
+pub fn verify(secret: &Secret, body: &[u8], signature: Option<&str>) -> bool {
+    let Some(hex_sig) = signature.and_then(|s| s.strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(hex_sig) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// What a verified delivery led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pong,
+    /// A cycle was asked for (why).
+    Queued(String),
+    Ignored(String),
+    Duplicate,
+}
+
+/// Why a delivery was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Missing or wrong signature: 401, and nothing more is said.
+    Unauthorized,
+    /// Signed, but not a GitHub delivery tugboat can read: 400 with the reason.
+    Malformed(String),
+}
+
+/// The webhook receiver's state.
+pub struct Webhook {
+    secret: Secret,
+    seen: Mutex<(VecDeque<String>, HashSet<String>)>,
+    wake: std::sync::Arc<Notify>,
+}
+
+impl Webhook {
+    pub fn new(secret: Secret, wake: std::sync::Arc<Notify>) -> Self {
+        Self {
+            secret,
+            seen: Mutex::default(),
+            wake,
+        }
+    }
+
+    /// Handle one delivery: `event` and `delivery` are the `X-GitHub-Event` and
+    /// `X-GitHub-Delivery` headers. Only a verified body is parsed.
+    pub fn handle(
+        &self,
+        event: Option<&str>,
+        delivery: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Outcome, Refusal> {
+        if !verify(&self.secret, body, signature) {
+            return Err(Refusal::Unauthorized);
+        }
+        let event = event.ok_or_else(|| Refusal::Malformed("no X-GitHub-Event header".into()))?;
+        let delivery =
+            delivery.ok_or_else(|| Refusal::Malformed("no X-GitHub-Delivery header".into()))?;
+        let payload: Value = serde_json::from_slice(body)
+            .map_err(|e| Refusal::Malformed(format!("the body is not JSON: {e}")))?;
+        if !self.first_delivery(delivery) {
+            return Ok(Outcome::Duplicate);
+        }
+        let outcome = classify(event, &payload);
+        if let Outcome::Queued(why) = &outcome {
+            tracing::info!(event, delivery, reason = %why, "webhook: a cycle is due");
+            self.wake.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    fn first_delivery(&self, id: &str) -> bool {
+        let Ok(mut g) = self.seen.lock() else {
+            return true;
+        };
+        let (order, set) = &mut *g;
+        if !set.insert(id.to_owned()) {
+            return false;
+        }
+        order.push_back(id.to_owned());
+        if order.len() > REMEMBERED
+            && let Some(old) = order.pop_front()
+        {
+            set.remove(&old);
+        }
+        true
+    }
+}
+
+/// What an event means for tugboat: only new commands on pull requests and changes to its own
+/// promotion PRs call for a cycle.
+fn classify(event: &str, p: &Value) -> Outcome {
+    let action = p.get("action").and_then(Value::as_str).unwrap_or("");
+    match event {
+        "ping" => Outcome::Pong,
+        "issue_comment" => {
+            let on_pr = p.pointer("/issue/pull_request").is_some();
+            let body = p
+                .pointer("/comment/body")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let bot = p
+                .pointer("/comment/user/type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t == "Bot");
+            if action != "created" {
+                Outcome::Ignored(format!("comment {action}: only new comments are commands"))
+            } else if !on_pr {
+                Outcome::Ignored("a comment on an issue, not a pull request".into())
+            } else if bot {
+                Outcome::Ignored("a comment by a bot".into())
+            } else if chatops::parse(body).is_none() {
+                Outcome::Ignored("not a command".into())
+            } else {
+                let n = p
+                    .pointer("/issue/number")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                Outcome::Queued(format!("a command on #{n}"))
+            }
+        }
+        "pull_request" | "pull_request_review" => {
+            let branch = p
+                .pointer("/pull_request/head/ref")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if branch.starts_with("tugboat/") {
+                let n = p
+                    .pointer("/pull_request/number")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                Outcome::Queued(format!("{event} {action} on #{n}"))
+            } else {
+                Outcome::Ignored("not a tugboat promotion PR".into())
+            }
+        }
+        other => Outcome::Ignored(format!("event {other} is not used")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &str, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn githubs_documented_signature_example_verifies() {
+        // From GitHub's "Validating webhook deliveries": secret "It's a Secret to Everybody",
+        // payload "Hello, World!".
+        let secret = Secret::new("It's a Secret to Everybody");
+        let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert!(verify(&secret, b"Hello, World!", Some(sig)));
+        assert!(!verify(&secret, b"Hello, World?", Some(sig)));
+        assert!(!verify(
+            &secret,
+            b"Hello, World!",
+            Some(&sig.replace("sha256=", "sha1="))
+        ));
+        assert!(!verify(&secret, b"Hello, World!", Some("sha256=zz")));
+        assert!(!verify(&secret, b"Hello, World!", None));
+    }
+
+    #[test]
+    fn a_redelivery_is_dropped_and_only_commands_on_promotion_prs_wake_the_loop() {
+        let wake = std::sync::Arc::new(Notify::new());
+        let w = Webhook::new(Secret::new("s"), wake);
+        let comment = br#"{"action":"created","issue":{"number":7,"pull_request":{}},"comment":{"body":"/approve","user":{"type":"User"}}}"#;
+        let sig = sign("s", comment);
+        let go = |d: &str| w.handle(Some("issue_comment"), Some(d), Some(&sig), comment);
+        assert_eq!(go("d-1"), Ok(Outcome::Queued("a command on #7".into())));
+        assert_eq!(go("d-1"), Ok(Outcome::Duplicate));
+        assert_eq!(
+            w.handle(
+                Some("issue_comment"),
+                Some("d-2"),
+                Some("sha256=00"),
+                comment
+            ),
+            Err(Refusal::Unauthorized)
+        );
+        let chat = br#"{"action":"created","issue":{"number":7,"pull_request":{}},"comment":{"body":"thanks!","user":{"type":"User"}}}"#;
+        assert_eq!(
+            w.handle(
+                Some("issue_comment"),
+                Some("d-3"),
+                Some(&sign("s", chat)),
+                chat
+            ),
+            Ok(Outcome::Ignored("not a command".into()))
+        );
+        let bad = b"not json";
+        assert!(matches!(
+            w.handle(Some("push"), Some("d-4"), Some(&sign("s", bad)), bad),
+            Err(Refusal::Malformed(m)) if m.starts_with("the body is not JSON")
+        ));
+    }
+}
