@@ -250,6 +250,8 @@ pub trait Forge: Send + Sync {
     async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>>;
     async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest>;
     async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()>;
+    /// Close a pull request without merging it, saying why in a comment.
+    async fn close_pr(&self, number: u64, why: &str) -> PortResult<()>;
     async fn checks(&self, sha: &str) -> PortResult<ChecksState>;
     /// Merge only if the head is still `expected_head`; returns the merge commit.
     async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String>;

@@ -1040,3 +1040,49 @@ async fn githubs_example_deliveries_are_verified_deduplicated_and_wake_the_loop(
         .unwrap();
     assert_eq!(r.status(), 413);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_at_once_merge_each_promotion_once_and_leave_no_duplicate_open() {
+    let (sb, first, _w) = setup().await;
+    let work = tempfile::tempdir().unwrap();
+    let cfg = Arc::new(
+        Config::parse(
+            &sb.config_toml(&work.path().join("second")),
+            "second.toml",
+            std::iter::empty(),
+        )
+        .unwrap(),
+    );
+    let second = Engine::new(
+        cfg.clone(),
+        tugboat::app::ports(&cfg, &ApiMetrics::default())
+            .await
+            .unwrap(),
+    );
+    for svc in ["user_service", "staff_management", "reports_analytics"] {
+        sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+    }
+    // Both replicas work on the same new tags at the same moment.
+    let (a, b) = tokio::join!(first.cycle(Mode::Apply), second.cycle(Mode::Apply));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for svc in ["user_service", "staff_management", "reports_analytics"] {
+        let prs: Vec<_> = sb
+            .github
+            .pulls()
+            .into_iter()
+            .filter(|p| p.head == format!("tugboat/dev/{svc}"))
+            .collect();
+        // Exactly one merge, and nothing left open. (In the narrowest race, the slower
+        // replica's PR, opened just as the other merged, is closed at once, unmerged.)
+        let merged = prs.iter().filter(|p| p.merged_at.is_some()).count();
+        let open = prs.iter().filter(|p| p.state == "open").count();
+        assert_eq!((merged, open), (1, 0), "{svc}: {prs:?}");
+        for r in [row(&a, svc, "dev"), row(&b, svc, "dev")] {
+            assert!(
+                !matches!(r.action, Action::Failed { .. }),
+                "{svc}: {:?}",
+                r.action
+            );
+        }
+    }
+}

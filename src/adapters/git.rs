@@ -259,19 +259,22 @@ impl GitOpsRepo for Git {
                 .create_updated(repo, &base_tree)
                 .map_err(|e| err("commit", &e))?;
             let remote_ref = format!("refs/remotes/origin/{branch}");
-            if let Ok(existing) = repo
-                .find_reference(&remote_ref)
-                .and_then(|r| r.peel_to_commit())
-            {
+            // The remote branch already holds this tree on this base: nothing to push.
+            let already = |repo: &Repository| -> Option<Proposal> {
+                let existing = repo
+                    .find_reference(&remote_ref)
+                    .and_then(|r| r.peel_to_commit())
+                    .ok()?;
                 let same_base = existing.parent_ids().collect::<Vec<Oid>>() == [base.id()];
-                if same_base && existing.tree_id() == tree_id {
-                    return Ok(Proposal {
-                        head: existing.id().to_string(),
-                        committed_at: DateTime::from_timestamp(existing.time().seconds(), 0)
-                            .unwrap_or_default(),
-                        pushed: false,
-                    });
-                }
+                (same_base && existing.tree_id() == tree_id).then(|| Proposal {
+                    head: existing.id().to_string(),
+                    committed_at: DateTime::from_timestamp(existing.time().seconds(), 0)
+                        .unwrap_or_default(),
+                    pushed: false,
+                })
+            };
+            if let Some(p) = already(repo) {
+                return Ok(p);
             }
             let tree = repo.find_tree(tree_id).map_err(|e| err("commit", &e))?;
             let sig = Signature::now(&me.author.0, &me.author.1).map_err(|e| err("commit", &e))?;
@@ -281,7 +284,16 @@ impl GitOpsRepo for Git {
             let local_ref = format!("refs/heads/{branch}");
             repo.reference(&local_ref, commit, true, "tugboat proposal")
                 .map_err(|e| err("commit", &e))?;
-            if let Some(msg) = push(repo, me, &format!("+{local_ref}:{local_ref}"))? {
+            // Force only over a branch we have seen: when we believe it absent, a plain push
+            // fails if another replica created it meanwhile, and we look at theirs instead.
+            let seen = repo.find_reference(&remote_ref).is_ok();
+            let force = if seen { "+" } else { "" };
+            if let Some(msg) = push(repo, me, &format!("{force}{local_ref}:{local_ref}"))? {
+                // Another replica may have pushed the same proposal at the same moment.
+                fetch(repo, me)?;
+                if let Some(p) = already(repo) {
+                    return Ok(p);
+                }
                 return Err(PortError::new(
                     "git",
                     "push",

@@ -344,6 +344,20 @@ impl Forge for GitHub {
         Ok(())
     }
 
+    async fn close_pr(&self, number: u64, why: &str) -> PortResult<()> {
+        self.comment(number, why).await?;
+        let _: Value = self.done(
+            "pulls/update",
+            self.client
+                .patch(
+                    self.route(&format!("pulls/{number}")),
+                    Some(&json!({"state": "closed"})),
+                )
+                .await,
+        )?;
+        Ok(())
+    }
+
     async fn checks(&self, sha: &str) -> PortResult<ChecksState> {
         #[derive(Deserialize)]
         struct Combined {

@@ -30,8 +30,8 @@ use crate::domain::select::{self, Candidate, ImageRecord};
 use crate::domain::window;
 use crate::manifest;
 use crate::ports::{
-    ChecksState, Deployer, Forge, GitOpsRepo, Ledger, NewPullRequest, ParameterStore, PortError,
-    Registry, StatusState,
+    ChecksState, Deployer, ErrorKind, Forge, GitOpsRepo, Ledger, NewPullRequest, ParameterStore,
+    PortError, Registry, StatusState,
 };
 
 /// The outside world, as the engine sees it.
@@ -571,6 +571,7 @@ impl Engine {
             to.tag,
             to.digest
         );
+        let wanted = edited.clone();
         let p = self
             .ports
             .repo
@@ -589,7 +590,15 @@ impl Engine {
                 tracing::Span::current().record("pr", pr.number);
                 self.commands(svc, env_policy, pr, &p, to).await?
             }
-            None => Commands::default(),
+            None => {
+                // About to open a PR: first make sure main does not have the change already
+                // (another tugboat may have opened and merged it since this cycle fetched).
+                if self.on_main(&wanted).await? {
+                    tracing::info!("main already has this promotion (another tugboat merged it)");
+                    return Ok(Action::None);
+                }
+                Commands::default()
+            }
         };
         let ev = evidence::Evidence {
             service: &svc.name,
@@ -623,18 +632,42 @@ impl Engine {
                     format!("env:{}", env.name),
                     format!("service:{}", svc.name),
                 ];
-                let pr = forge
+                let opened = forge
                     .open_pr(NewPullRequest {
                         branch: branch.clone(),
                         title: title.clone(),
                         body,
                         labels,
                     })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tracing::Span::current().record("pr", pr.number);
-                tracing::info!(tag = %to.tag, "opened promotion pull request");
-                (pr, true)
+                    .await;
+                match opened {
+                    Ok(pr) => {
+                        tracing::Span::current().record("pr", pr.number);
+                        tracing::info!(tag = %to.tag, "opened promotion pull request");
+                        (pr, true)
+                    }
+                    // Another replica opened it between our look and our request (GitHub
+                    // refuses a second PR for the same head): use that one.
+                    Err(e) if e.kind == ErrorKind::Rejected => {
+                        let Some(pr) = forge
+                            .find_open_pr(&branch)
+                            .await
+                            .map_err(|e| e.to_string())?
+                        else {
+                            // ... and maybe merged it already.
+                            if self.on_main(&wanted).await? {
+                                return Ok(Action::None);
+                            }
+                            return Err(e.to_string());
+                        };
+                        tracing::info!(
+                            pr = pr.number,
+                            "another tugboat opened this promotion PR first"
+                        );
+                        (pr, false)
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
             }
         };
         if p.pushed || opened {
@@ -656,6 +689,22 @@ impl Engine {
                 .set_status(&p.head, StatusState::Success, "tugboat/scan-gate", &desc)
                 .await
                 .map_err(|e| e.to_string())?;
+        }
+        if opened && self.on_main(&wanted).await? {
+            // Another tugboat merged the same promotion (maybe this very PR) meanwhile.
+            match forge
+                .close_pr(
+                    pr.number,
+                    "Closed: another tugboat replica merged this same promotion a moment ago, so this PR has nothing left to do.",
+                )
+                .await
+            {
+                Ok(()) => tracing::warn!("closed a PR that another tugboat made redundant"),
+                // Already merged (by the other replica): nothing to close.
+                Err(e) if e.kind == ErrorKind::Rejected => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            return Ok(Action::None);
         }
         if let Some(by) = commands.held_by {
             return Ok(Action::Held {
@@ -691,10 +740,15 @@ impl Engine {
             }
         }
         let merged_at = Utc::now();
-        let sha = forge
-            .merge(pr.number, &p.head, &title)
-            .await
-            .map_err(|e| e.to_string())?;
+        let sha = match forge.merge(pr.number, &p.head, &title).await {
+            Ok(sha) => sha,
+            // Merged by another tugboat a moment ago: nothing left to do here.
+            Err(e) if e.kind == ErrorKind::Rejected && self.on_main(&wanted).await? => {
+                tracing::info!(error = %e, "main already has this promotion (another tugboat merged it)");
+                return Ok(Action::None);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         tracing::info!(merge = %sha, "merged promotion");
         let image = format!("{}:{}", svc.image, to.tag);
         let app = app_name(env, policy);
@@ -729,6 +783,23 @@ impl Engine {
             sha,
             verification,
         })
+    }
+
+    /// Whether the base branch, fetched now, already holds exactly these file contents.
+    async fn on_main(&self, files: &[(String, String)]) -> Result<bool, String> {
+        self.ports.repo.sync().await.map_err(|e| e.to_string())?;
+        for (path, text) in files {
+            let now = self
+                .ports
+                .repo
+                .read(path)
+                .await
+                .map_err(|e| e.to_string())?;
+            if now.as_deref() != Some(text.as_str()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Poll Argo CD until the application runs `image` at `sha`, Synced and Healthy, or fails.

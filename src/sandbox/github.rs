@@ -30,6 +30,8 @@ pub struct Pr {
     pub state: String,
     pub merged_at: Option<String>,
     pub merge_sha: Option<String>,
+    /// The head branch's commit when the PR was closed (GitHub keeps it as `head.sha`).
+    pub closed_head: Option<String>,
     pub labels: Vec<String>,
     pub comments: Vec<(String, String)>,
 }
@@ -418,7 +420,7 @@ impl GitHub {
         let head_sha = if p.state == "open" {
             self.branch_sha(&p.head).unwrap_or_default()
         } else {
-            p.merge_sha.clone().unwrap_or_default()
+            p.closed_head.clone().unwrap_or_default()
         };
         let html = format!(
             "https://github.com/{}/{}/pull/{}",
@@ -703,6 +705,7 @@ async fn create_pull(
             state: "open".into(),
             merged_at: None,
             merge_sha: None,
+            closed_head: None,
             labels: vec![],
             comments: vec![],
         };
@@ -728,6 +731,7 @@ async fn get_pull(
 struct UpdatePull {
     title: Option<String>,
     body: Option<String>,
+    state: Option<String>,
 }
 
 async fn update_pull(
@@ -748,8 +752,23 @@ async fn update_pull(
         if let Some(b) = u.body {
             p.body = b;
         }
+        if let Some(st) = u.state {
+            if p.merged_at.is_some() {
+                return gh_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation Failed: a merged pull request cannot change state",
+                );
+            }
+            p.state = st;
+        }
         p.clone()
     };
+    let head = gh.branch_sha(&pr.head);
+    if pr.state == "closed"
+        && let Some(p) = gh.lock().prs.iter_mut().find(|p| p.number == n)
+    {
+        p.closed_head = head;
+    }
     Json(gh.pr_json(&pr)).into_response()
 }
 
@@ -797,6 +816,7 @@ async fn merge_pull(
                 p.state = "closed".into();
                 p.merged_at = Some(Utc::now().to_rfc3339());
                 p.merge_sha = Some(sha.clone());
+                p.closed_head = Some(head.clone());
             }
             if pr.base == "main" {
                 g.main_moved = Some((sha.clone(), tokio::time::Instant::now()));
