@@ -1086,3 +1086,39 @@ async fn two_replicas_at_once_merge_each_promotion_once_and_leave_no_duplicate_o
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_rate_limit_pauses_every_request_until_it_resets_and_nothing_else_stops() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    sb.github.throttle(1, false);
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Failed { message } = &row(&reports, "user_service", "dev").action else {
+        panic!("{:?}", row(&reports, "user_service", "dev").action)
+    };
+    assert!(message.contains("rate limit"), "{message}");
+    assert_eq!(
+        sb.github.calls().get("GET rate_limit"),
+        Some(&1),
+        "asked when it resets"
+    );
+    // Paused: the next cycle sends GitHub nothing, says why, and the other services' rows
+    // are still computed.
+    let before = sb.github.calls();
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let after = sb.github.calls();
+    let api: u64 = after
+        .iter()
+        .filter(|(k, _)| !k.starts_with("git "))
+        .map(|(k, v)| v - before.get(k).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(api, 0, "{before:?} -> {after:?}");
+    let Action::Failed { message } = &row(&reports, "user_service", "dev").action else {
+        panic!()
+    };
+    assert!(
+        message.contains("not sent: GitHub's rate limit is used up; requests resume in"),
+        "{message}"
+    );
+    assert_eq!(reports.len(), 12);
+}

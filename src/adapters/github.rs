@@ -4,8 +4,9 @@
 //! Uses octocrab's authenticated route methods with small response types of our own, so
 //! only the fields tugboat reads must be present.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,7 +20,8 @@ use crate::ports::{
     StatusState,
 };
 use crate::secret::Secret;
-use crate::telemetry::ApiMetrics;
+use crate::telemetry::{ApiLabels, ApiMetrics};
+use tokio::time::Instant;
 
 /// A PR's comments with the ETag they were read with.
 type CachedComments = (String, Vec<chatops::Comment>);
@@ -35,6 +37,52 @@ pub struct GitHub {
     /// The last comment list of each PR with its ETag, for conditional requests.
     comment_cache: Arc<Mutex<HashMap<u64, CachedComments>>>,
     me: Arc<tokio::sync::OnceCell<String>>,
+    /// After a rate-limit answer: no request before this instant (and why).
+    paused: Arc<Mutex<Option<(Instant, String)>>>,
+    /// Content-creating requests, one at a time and at most `WRITES_PER_MINUTE` a minute.
+    writes: Arc<tokio::sync::Mutex<WriteWindow>>,
+}
+
+/// GitHub's secondary limit allows 80 content-creating requests a minute; stay under it.
+const WRITES_PER_MINUTE: usize = 80;
+
+/// The times of the last writes, to keep at most `max` in any `per`.
+#[derive(Debug)]
+struct WriteWindow {
+    max: usize,
+    per: Duration,
+    times: VecDeque<Instant>,
+}
+
+impl WriteWindow {
+    fn new(max: usize, per: Duration) -> Self {
+        Self {
+            max,
+            per,
+            times: VecDeque::new(),
+        }
+    }
+
+    /// How long to wait before a write at `now` keeps the window.
+    fn wait(&mut self, now: Instant) -> Duration {
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.per)
+        {
+            self.times.pop_front();
+        }
+        if self.times.len() < self.max {
+            return Duration::ZERO;
+        }
+        self.times.front().map_or(Duration::ZERO, |t| {
+            (*t + self.per).saturating_duration_since(now)
+        })
+    }
+
+    fn record(&mut self, at: Instant) {
+        self.times.push_back(at);
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +186,11 @@ impl From<IssueWire> for Issue {
 const PER_PAGE: usize = 100;
 const MAX_PAGES: u32 = 10;
 
+/// Whether an answer is GitHub limiting the rate (429, or 403 saying so).
+fn throttled(status: u16, message: &str) -> bool {
+    status == 429 || (status == 403 && message.to_ascii_lowercase().contains("rate limit"))
+}
+
 fn map_err(operation: &'static str, e: octocrab::Error) -> PortError {
     match e {
         octocrab::Error::GitHub { source, .. } => {
@@ -193,7 +246,109 @@ impl GitHub {
             base: base.to_owned(),
             comment_cache: Arc::default(),
             me: Arc::default(),
+            paused: Arc::default(),
+            writes: Arc::new(tokio::sync::Mutex::new(WriteWindow::new(
+                WRITES_PER_MINUTE,
+                Duration::from_secs(60),
+            ))),
         })
+    }
+
+    /// Send one request: not while paused by a rate limit; writes one at a time within the
+    /// write window; a rate-limit answer pauses every later request until GitHub's reset.
+    async fn req<T>(
+        &self,
+        operation: &'static str,
+        request: impl std::future::Future<Output = Result<T, octocrab::Error>>,
+    ) -> PortResult<T> {
+        let write = ApiLabels {
+            system: "github".into(),
+            operation: operation.into(),
+        }
+        .is_write();
+        let mut window = if write {
+            Some(self.writes.lock().await)
+        } else {
+            None
+        };
+        self.check_paused(operation)?;
+        if let Some(w) = window.as_mut() {
+            let wait = w.wait(Instant::now());
+            if !wait.is_zero() {
+                tracing::info!(
+                    operation,
+                    seconds = wait.as_secs_f64(),
+                    "pacing GitHub writes (80 a minute)"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            w.record(Instant::now());
+        }
+        let r = request.await;
+        if let Err(octocrab::Error::GitHub { source, .. }) = &r
+            && throttled(source.status_code.as_u16(), &source.message)
+        {
+            self.pause(&source.message).await;
+        }
+        self.done(operation, r)
+    }
+
+    fn check_paused(&self, operation: &'static str) -> PortResult<()> {
+        let paused = self.paused.lock().ok().and_then(|p| p.clone());
+        match paused {
+            Some((until, why)) if Instant::now() < until => Err(PortError::new(
+                "github",
+                operation,
+                ErrorKind::Throttled,
+                format!(
+                    "not sent: {why}; requests resume in {}s",
+                    until.saturating_duration_since(Instant::now()).as_secs()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Pause until GitHub's limit resets: a secondary limit for a minute (GitHub's advice
+    /// when it gives no time), the primary one until `/rate_limit` says it resets.
+    async fn pause(&self, message: &str) {
+        let secondary = message.to_ascii_lowercase().contains("secondary");
+        let wait = if secondary {
+            Duration::from_secs(60)
+        } else {
+            #[derive(Deserialize)]
+            struct Core {
+                reset: i64,
+            }
+            #[derive(Deserialize)]
+            struct Resources {
+                core: Core,
+            }
+            #[derive(Deserialize)]
+            struct RateLimit {
+                resources: Resources,
+            }
+            // Asking costs no rate limit.
+            let limit: Result<RateLimit, _> = self.client.get("/rate_limit", None::<&()>).await;
+            self.api.record("github", "rate-limit/get", &limit);
+            match limit {
+                Ok(l) => Duration::from_secs(
+                    u64::try_from(l.resources.core.reset - Utc::now().timestamp())
+                        .unwrap_or(0)
+                        .clamp(1, 3600),
+                ),
+                Err(_) => Duration::from_secs(60),
+            }
+        };
+        let why = if secondary {
+            "GitHub's secondary rate limit was hit"
+        } else {
+            "GitHub's rate limit is used up"
+        };
+        tracing::warn!(seconds = wait.as_secs(), why, "pausing GitHub requests");
+        if let Ok(mut p) = self.paused.lock() {
+            *p = Some((Instant::now() + wait, why.to_owned()));
+        }
     }
 
     /// Count the call (and its failure) by GitHub's operationId, and map the error.
@@ -214,15 +369,15 @@ impl GitHub {
     ) -> PortResult<Vec<T>> {
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
-            let items: Vec<T> = self.done(
-                operation,
-                self.client
-                    .get(
+            let items: Vec<T> = self
+                .req(
+                    operation,
+                    self.client.get(
                         self.route(rest),
                         Some(&json!({"per_page": PER_PAGE, "page": page})),
-                    )
-                    .await,
-            )?;
+                    ),
+                )
+                .await?;
             let short = items.len() < PER_PAGE;
             all.extend(items);
             if short {
@@ -237,17 +392,17 @@ impl GitHub {
 impl Forge for GitHub {
     async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>> {
         let head = format!("{}:{branch}", self.owner);
-        let prs: Vec<PrWire> = self.done(
-            "pulls/list",
-            self.client
-                .get(
+        let prs: Vec<PrWire> = self
+            .req(
+                "pulls/list",
+                self.client.get(
                     self.route("pulls"),
                     Some(
                         &json!({"state": "open", "head": head, "base": self.base, "per_page": 10}),
                     ),
-                )
-                .await,
-        )?;
+                ),
+            )
+            .await?;
         Ok(prs.into_iter().next().map(Into::into))
     }
 
@@ -256,10 +411,12 @@ impl Forge for GitHub {
         for page in 1..=MAX_PAGES {
             let q = json!({"state": "open", "labels": labels.join(","), "sort": "created",
                            "direction": "asc", "per_page": PER_PAGE, "page": page});
-            let items: Vec<IssueWire> = self.done(
-                "issues/list-for-repo",
-                self.client.get(self.route("issues"), Some(&q)).await,
-            )?;
+            let items: Vec<IssueWire> = self
+                .req(
+                    "issues/list-for-repo",
+                    self.client.get(self.route("issues"), Some(&q)),
+                )
+                .await?;
             let short = items.len() < PER_PAGE;
             found.extend(
                 items
@@ -275,15 +432,15 @@ impl Forge for GitHub {
     }
 
     async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue> {
-        let created: IssueWire = self.done(
-            "issues/create",
-            self.client
-                .post(
+        let created: IssueWire = self
+            .req(
+                "issues/create",
+                self.client.post(
                     self.route("issues"),
                     Some(&json!({"title": title, "body": body, "labels": labels})),
-                )
-                .await,
-        )?;
+                ),
+            )
+            .await?;
         Ok(created.into())
     }
 
@@ -299,12 +456,13 @@ impl Forge for GitHub {
         if !open {
             patch["state_reason"] = json!("completed");
         }
-        let _: Value = self.done(
-            "issues/update",
-            self.client
-                .patch(self.route(&format!("issues/{number}")), Some(&patch))
-                .await,
-        )?;
+        let _: Value = self
+            .req(
+                "issues/update",
+                self.client
+                    .patch(self.route(&format!("issues/{number}")), Some(&patch)),
+            )
+            .await?;
         Ok(())
     }
 
@@ -313,48 +471,50 @@ impl Forge for GitHub {
             "title": pr.title, "head": pr.branch, "base": self.base, "body": pr.body,
             "maintainer_can_modify": false,
         });
-        let created: PrWire = self.done(
-            "pulls/create",
-            self.client.post(self.route("pulls"), Some(&body)).await,
-        )?;
+        let created: PrWire = self
+            .req(
+                "pulls/create",
+                self.client.post(self.route("pulls"), Some(&body)),
+            )
+            .await?;
         if !pr.labels.is_empty() {
-            let _: Value = self.done(
-                "issues/add-labels",
-                self.client
-                    .post(
+            let _: Value = self
+                .req(
+                    "issues/add-labels",
+                    self.client.post(
                         self.route(&format!("issues/{}/labels", created.number)),
                         Some(&json!({"labels": pr.labels})),
-                    )
-                    .await,
-            )?;
+                    ),
+                )
+                .await?;
         }
         Ok(created.into())
     }
 
     async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()> {
-        let _: Value = self.done(
-            "pulls/update",
-            self.client
-                .patch(
+        let _: Value = self
+            .req(
+                "pulls/update",
+                self.client.patch(
                     self.route(&format!("pulls/{number}")),
                     Some(&json!({"title": title, "body": body})),
-                )
-                .await,
-        )?;
+                ),
+            )
+            .await?;
         Ok(())
     }
 
     async fn close_pr(&self, number: u64, why: &str) -> PortResult<()> {
         self.comment(number, why).await?;
-        let _: Value = self.done(
-            "pulls/update",
-            self.client
-                .patch(
+        let _: Value = self
+            .req(
+                "pulls/update",
+                self.client.patch(
                     self.route(&format!("pulls/{number}")),
                     Some(&json!({"state": "closed"})),
-                )
-                .await,
-        )?;
+                ),
+            )
+            .await?;
         Ok(())
     }
 
@@ -364,12 +524,13 @@ impl Forge for GitHub {
             state: String,
             total_count: u64,
         }
-        let c: Combined = self.done(
-            "repos/get-combined-status-for-ref",
-            self.client
-                .get(self.route(&format!("commits/{sha}/status")), None::<&()>)
-                .await,
-        )?;
+        let c: Combined = self
+            .req(
+                "repos/get-combined-status-for-ref",
+                self.client
+                    .get(self.route(&format!("commits/{sha}/status")), None::<&()>),
+            )
+            .await?;
         Ok(match (c.total_count, c.state.as_str()) {
             (0, _) => ChecksState::None,
             (_, "success") => ChecksState::Success,
@@ -384,25 +545,26 @@ impl Forge for GitHub {
             sha: String,
         }
         let body = json!({"sha": expected_head, "merge_method": "squash", "commit_title": title});
-        let m: Merged = self.done(
-            "pulls/merge",
-            self.client
-                .put(self.route(&format!("pulls/{number}/merge")), Some(&body))
-                .await,
-        )?;
+        let m: Merged = self
+            .req(
+                "pulls/merge",
+                self.client
+                    .put(self.route(&format!("pulls/{number}/merge")), Some(&body)),
+            )
+            .await?;
         Ok(m.sha)
     }
 
     async fn comment(&self, number: u64, body: &str) -> PortResult<()> {
-        let _: Value = self.done(
-            "issues/create-comment",
-            self.client
-                .post(
+        let _: Value = self
+            .req(
+                "issues/create-comment",
+                self.client.post(
                     self.route(&format!("issues/{number}/comments")),
                     Some(&json!({"body": body})),
-                )
-                .await,
-        )?;
+                ),
+            )
+            .await?;
         Ok(())
     }
 
@@ -423,6 +585,7 @@ impl Forge for GitHub {
         {
             headers.insert(http::header::IF_NONE_MATCH, v);
         }
+        self.check_paused(OP)?;
         let response = self.client._get_with_headers(uri, Some(headers)).await;
         let response = match response {
             Ok(r) if r.status() == http::StatusCode::NOT_MODIFIED => {
@@ -486,15 +649,15 @@ impl Forge for GitHub {
     }
 
     async fn react(&self, comment_id: u64, content: &str) -> PortResult<()> {
-        let _: Value = self.done(
-            "reactions/create-for-issue-comment",
-            self.client
-                .post(
+        let _: Value = self
+            .req(
+                "reactions/create-for-issue-comment",
+                self.client.post(
                     self.route(&format!("issues/comments/{comment_id}/reactions")),
                     Some(&json!({"content": content})),
-                )
-                .await,
-        )?;
+                ),
+            )
+            .await?;
         Ok(())
     }
 
@@ -503,15 +666,15 @@ impl Forge for GitHub {
         struct Permission {
             permission: String,
         }
-        let p: Permission = self.done(
-            "repos/get-collaborator-permission-level",
-            self.client
-                .get(
+        let p: Permission = self
+            .req(
+                "repos/get-collaborator-permission-level",
+                self.client.get(
                     self.route(&format!("collaborators/{user}/permission")),
                     None::<&()>,
-                )
-                .await,
-        )?;
+                ),
+            )
+            .await?;
         Ok(p.permission)
     }
 
@@ -520,15 +683,15 @@ impl Forge for GitHub {
         struct Membership {
             state: String,
         }
-        let r: PortResult<Membership> = self.done(
-            "teams/get-membership-for-user-in-org",
-            self.client
-                .get(
+        let r: PortResult<Membership> = self
+            .req(
+                "teams/get-membership-for-user-in-org",
+                self.client.get(
                     format!("/orgs/{org}/teams/{team}/memberships/{user}"),
                     None::<&()>,
-                )
-                .await,
-        );
+                ),
+            )
+            .await;
         match r {
             Ok(m) => Ok(m.state == "active"),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
@@ -539,10 +702,12 @@ impl Forge for GitHub {
     async fn me(&self) -> PortResult<String> {
         self.me
             .get_or_try_init(|| async {
-                let u: UserWire = self.done(
-                    "users/get-authenticated",
-                    self.client.get("/user", None::<&()>).await,
-                )?;
+                let u: UserWire = self
+                    .req(
+                        "users/get-authenticated",
+                        self.client.get("/user", None::<&()>),
+                    )
+                    .await?;
                 Ok(u.login)
             })
             .await
@@ -558,12 +723,44 @@ impl Forge for GitHub {
     ) -> PortResult<()> {
         let description: String = description.chars().take(140).collect();
         let body = json!({"state": state.as_str(), "context": context, "description": description});
-        let _: Value = self.done(
-            "repos/create-commit-status",
-            self.client
-                .post(self.route(&format!("statuses/{sha}")), Some(&body))
-                .await,
-        )?;
+        let _: Value = self
+            .req(
+                "repos/create-commit-status",
+                self.client
+                    .post(self.route(&format!("statuses/{sha}")), Some(&body)),
+            )
+            .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_are_paced_to_80_in_any_minute() {
+        let mut w = WriteWindow::new(80, Duration::from_secs(60));
+        let start = Instant::now();
+        for _ in 0..80 {
+            assert_eq!(w.wait(Instant::now()), Duration::ZERO);
+            w.record(Instant::now());
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        // The 81st, 8 s after the first: wait until the first is a minute old.
+        let wait = w.wait(Instant::now());
+        assert_eq!(wait, Duration::from_secs(52));
+        tokio::time::advance(wait).await;
+        assert_eq!(w.wait(Instant::now()), Duration::ZERO);
+        assert_eq!(Instant::now() - start, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn rate_limit_answers_are_recognised() {
+        assert!(throttled(429, ""));
+        assert!(throttled(403, "API rate limit exceeded for user ID 1."));
+        assert!(throttled(403, "You have exceeded a secondary rate limit."));
+        assert!(!throttled(403, "Resource not accessible by integration"));
+        assert!(!throttled(404, "rate limit"));
     }
 }

@@ -81,6 +81,8 @@ struct Inner {
     reviews: Vec<ReviewRec>,
     /// Active members of `org/team`.
     teams: BTreeMap<String, Vec<String>>,
+    /// The next this many API requests are refused as rate limited (with this message).
+    throttle: Option<(u32, String)>,
     statuses: BTreeMap<String, Vec<(String, String, String)>>,
     main_moved: Option<(String, tokio::time::Instant)>,
     collaborators: BTreeMap<String, String>,
@@ -229,6 +231,7 @@ impl GitHub {
                 get(team_membership),
             )
             .route("/user", get(authenticated_user))
+            .route("/rate_limit", get(rate_limit))
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(add_status))
             .route(
                 "/repos/{owner}/{repo}/commits/{sha}/status",
@@ -306,6 +309,28 @@ impl GitHub {
             commit_id: head,
         });
         true
+    }
+
+    /// Refuse the next `requests` API requests as GitHub does when a rate limit is hit (the
+    /// primary one, or the secondary one for content creation).
+    pub fn throttle(&self, requests: u32, secondary: bool) {
+        let message = if secondary {
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+        } else {
+            "API rate limit exceeded for installation ID 1."
+        };
+        self.lock().throttle = Some((requests, message.to_owned()));
+    }
+
+    fn take_throttle(&self) -> Option<String> {
+        let mut g = self.lock();
+        let (left, message) = g.throttle.as_mut()?;
+        let message = message.clone();
+        *left -= 1;
+        if *left == 0 {
+            g.throttle = None;
+        }
+        Some(message)
     }
 
     /// Make `user` an active member of `org/team`.
@@ -482,6 +507,9 @@ macro_rules! guard {
         $gh.count($op);
         if !$gh.authorized(&$headers) {
             return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+        }
+        if let Some(message) = $gh.take_throttle() {
+            return gh_error(StatusCode::FORBIDDEN, &message);
         }
         if $owner != $gh.owner || $repo != $gh.repo {
             return gh_error(StatusCode::NOT_FOUND, "Not Found");
@@ -1270,6 +1298,17 @@ async fn team_membership(
                 "role": "member", "state": "active"}),
     )
     .into_response()
+}
+
+/// The primary limit resets 30 seconds from now (asking does not count against it).
+async fn rate_limit(State(gh): State<GitHub>, headers: HeaderMap) -> Response {
+    gh.count("GET rate_limit");
+    if !gh.authorized(&headers) {
+        return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    let reset = Utc::now().timestamp() + 30;
+    let core = json!({"limit": 5000, "remaining": 0, "reset": reset, "used": 5000});
+    Json(json!({"resources": {"core": core}, "rate": core})).into_response()
 }
 
 async fn authenticated_user(State(gh): State<GitHub>, headers: HeaderMap) -> Response {
