@@ -666,7 +666,7 @@ impl Forge for GitHub {
         struct Permission {
             permission: String,
         }
-        let p: Permission = self
+        let p: PortResult<Permission> = self
             .req(
                 "repos/get-collaborator-permission-level",
                 self.client.get(
@@ -674,8 +674,13 @@ impl Forge for GitHub {
                     None::<&()>,
                 ),
             )
-            .await?;
-        Ok(p.permission)
+            .await;
+        match p {
+            Ok(p) => Ok(p.permission),
+            // A login that no longer exists (or never had access): no permission at all.
+            Err(e) if e.kind == ErrorKind::NotFound => Ok("none".to_owned()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn team_member(&self, org: &str, team: &str, user: &str) -> PortResult<bool> {
