@@ -362,21 +362,20 @@ impl GitHub {
     }
 
     /// GET a JSON list page by page (100 a page) until a short page, at most `MAX_PAGES`.
+    /// `query` (a JSON object) gets `per_page` and `page` added.
     async fn pages<T: serde::de::DeserializeOwned>(
         &self,
         operation: &'static str,
         rest: &str,
+        query: Value,
     ) -> PortResult<Vec<T>> {
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
+            let mut q = query.clone();
+            q["per_page"] = json!(PER_PAGE);
+            q["page"] = json!(page);
             let items: Vec<T> = self
-                .req(
-                    operation,
-                    self.client.get(
-                        self.route(rest),
-                        Some(&json!({"per_page": PER_PAGE, "page": page})),
-                    ),
-                )
+                .req(operation, self.client.get(self.route(rest), Some(&q)))
                 .await?;
             let short = items.len() < PER_PAGE;
             all.extend(items);
@@ -407,26 +406,10 @@ impl Forge for GitHub {
     }
 
     async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>> {
-        let mut found: Vec<IssueWire> = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let q = json!({"state": "open", "labels": labels.join(","), "sort": "created",
-                           "direction": "asc", "per_page": PER_PAGE, "page": page});
-            let items: Vec<IssueWire> = self
-                .req(
-                    "issues/list-for-repo",
-                    self.client.get(self.route("issues"), Some(&q)),
-                )
-                .await?;
-            let short = items.len() < PER_PAGE;
-            found.extend(
-                items
-                    .into_iter()
-                    .filter(|i| i.pull_request.is_none() && i.state == "open"),
-            );
-            if short {
-                break;
-            }
-        }
+        let q = json!({"state": "open", "labels": labels.join(","), "sort": "created",
+                       "direction": "asc"});
+        let mut found: Vec<IssueWire> = self.pages("issues/list-for-repo", "issues", q).await?;
+        found.retain(|i| i.pull_request.is_none() && i.state == "open");
         found.sort_by_key(|i| i.number);
         Ok(found.into_iter().map(Into::into).collect())
     }
@@ -621,7 +604,7 @@ impl Forge for GitHub {
             first.into_iter().map(Into::into).collect()
         } else {
             // More than a page: read them all (not conditionally).
-            self.pages::<CommentWire>(OP, &format!("issues/{number}/comments"))
+            self.pages::<CommentWire>(OP, &format!("issues/{number}/comments"), json!({}))
                 .await?
                 .into_iter()
                 .map(Into::into)
@@ -636,7 +619,11 @@ impl Forge for GitHub {
 
     async fn reviews(&self, number: u64) -> PortResult<Vec<chatops::Review>> {
         let reviews: Vec<ReviewWire> = self
-            .pages("pulls/list-reviews", &format!("pulls/{number}/reviews"))
+            .pages(
+                "pulls/list-reviews",
+                &format!("pulls/{number}/reviews"),
+                json!({}),
+            )
             .await?;
         Ok(reviews
             .into_iter()

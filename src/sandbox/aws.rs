@@ -384,6 +384,30 @@ fn describe_images(aws: &Aws, req: &Value) -> Response {
     ok(json!({"imageDetails": items, "nextToken": next}))
 }
 
+/// The image `digest` of `repo`, or ECR's error (code, message) for a missing repository or
+/// image.
+fn image_mut<'a>(
+    g: &'a mut Inner,
+    repo: &str,
+    digest: &str,
+) -> Result<&'a mut Image, (&'static str, String)> {
+    let Some(images) = g.repos.get_mut(repo) else {
+        return Err((
+            "RepositoryNotFoundException",
+            format!("The repository with name '{repo}' does not exist"),
+        ));
+    };
+    images
+        .iter_mut()
+        .find(|i| i.digest == digest)
+        .ok_or_else(|| {
+            (
+                "ImageNotFoundException",
+                format!("The image with imageId {{imageDigest:'{digest}'}} does not exist"),
+            )
+        })
+}
+
 fn start_scan(aws: &Aws, req: &Value) -> Response {
     let repo = req
         .get("repositoryName")
@@ -397,17 +421,9 @@ fn start_scan(aws: &Aws, req: &Value) -> Response {
         .to_owned();
     let today = Utc::now().date_naive();
     let mut g = aws.lock();
-    let Some(images) = g.repos.get_mut(&repo) else {
-        return aws_error(
-            "RepositoryNotFoundException",
-            &format!("The repository with name '{repo}' does not exist"),
-        );
-    };
-    let Some(img) = images.iter_mut().find(|i| i.digest == digest) else {
-        return aws_error(
-            "ImageNotFoundException",
-            &format!("The image with imageId {{imageDigest:'{digest}'}} does not exist"),
-        );
+    let img = match image_mut(&mut g, &repo, &digest) {
+        Ok(i) => i,
+        Err((code, message)) => return aws_error(code, &message),
     };
     if img.scan_started == Some(today) {
         return aws_error(
@@ -435,17 +451,9 @@ fn describe_findings(aws: &Aws, req: &Value) -> Response {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let mut g = aws.lock();
-    let Some(images) = g.repos.get_mut(repo) else {
-        return aws_error(
-            "RepositoryNotFoundException",
-            &format!("The repository with name '{repo}' does not exist"),
-        );
-    };
-    let Some(img) = images.iter_mut().find(|i| i.digest == digest) else {
-        return aws_error(
-            "ImageNotFoundException",
-            &format!("The image with imageId {{imageDigest:'{digest}'}} does not exist"),
-        );
+    let img = match image_mut(&mut g, repo, digest) {
+        Ok(i) => i,
+        Err((code, message)) => return aws_error(code, &message),
     };
     if img.scan_status == "NONE" {
         return aws_error(

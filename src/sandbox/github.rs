@@ -590,14 +590,7 @@ async fn list_issues(
         all.push((p.number, v));
     }
     all.sort_by_key(|(n, _)| *n);
-    let per_page = q.per_page.unwrap_or(30).clamp(1, 100);
-    let page = q.page.unwrap_or(1).max(1);
-    let items: Vec<Value> = all
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .map(|(_, v)| v)
-        .collect();
+    let items = page_of(all.into_iter().map(|(_, v)| v), q.per_page, q.page);
     Json(items).into_response()
 }
 
@@ -1142,6 +1135,21 @@ async fn comment_as(State(gh): State<GitHub>, Json(c): Json<CommentAs>) -> Respo
     }
 }
 
+/// One page of a list, with GitHub's paging defaults (30 a page, at most 100; pages from 1).
+fn page_of<T>(
+    items: impl IntoIterator<Item = T>,
+    per_page: Option<usize>,
+    page: Option<usize>,
+) -> Vec<T> {
+    let per_page = per_page.unwrap_or(30).clamp(1, 100);
+    let page = page.unwrap_or(1).max(1);
+    items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect()
+}
+
 #[derive(Deserialize)]
 struct PageQuery {
     per_page: Option<usize>,
@@ -1169,14 +1177,7 @@ async fn list_comments(
             .map(comment_json)
             .collect()
     };
-    let per_page = q.per_page.unwrap_or(30).clamp(1, 100);
-    let page = q.page.unwrap_or(1).max(1);
-    let items: Vec<Value> = all
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .collect();
-    let body = Value::Array(items).to_string();
+    let body = Value::Array(page_of(all, q.per_page, q.page)).to_string();
     let etag = format!(
         "W/\"{}\"",
         hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())[..16])
@@ -1255,15 +1256,11 @@ async fn list_reviews(
     Query(q): Query<PageQuery>,
 ) -> Response {
     guard!(gh, headers, o, r, "GET reviews");
-    let per_page = q.per_page.unwrap_or(30).clamp(1, 100);
-    let page = q.page.unwrap_or(1).max(1);
-    let items: Vec<Value> = gh
+    let reviews: Vec<Value> = gh
         .lock()
         .reviews
         .iter()
         .filter(|v| v.number == n)
-        .skip((page - 1) * per_page)
-        .take(per_page)
         .map(|v| {
             json!({"id": v.id, "node_id": format!("PRR_{}", v.id), "user": {"login": v.user, "type": "User"},
                    "body": "", "state": v.state, "commit_id": v.commit_id,
@@ -1273,6 +1270,7 @@ async fn list_reviews(
                    "_links": {"html": {"href": ""}, "pull_request": {"href": ""}}})
         })
         .collect();
+    let items = page_of(reviews, q.per_page, q.page);
     Json(items).into_response()
 }
 
