@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::adapters::{argocd::ArgoCd, aws, ecr::Ecr, git::Git, github::GitHub, ssm::Ssm};
+use crate::adapters::{argocd::{ArgoCd, ArgoOptions}, aws, ecr::Ecr, git::Git, github::GitHub, ssm::Ssm};
 use crate::config::{Config, SecretRef, read_local_secret};
 use crate::engine::Ports;
 use crate::ports::ParameterStore;
@@ -45,7 +45,15 @@ pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
         &cfg.github.base_branch,
         api,
     )?;
-    let argo = ArgoCd::new(&cfg.argocd.url, argo_token, api)?;
+    let argo = ArgoCd::new(
+        &cfg.argocd.url,
+        argo_token,
+        &ArgoOptions {
+            ca_bundle: cfg.argocd.ca_bundle.clone(),
+            hard_refresh: cfg.argocd.hard_refresh,
+        },
+        api,
+    )?;
     Ok(Ports {
         registry: Arc::new(Ecr::new(&sdk, api)),
         params: Arc::new(ssm),

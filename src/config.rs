@@ -116,6 +116,8 @@ struct RawArgo {
     url: String,
     token: SecretRef,
     poll_interval: Option<String>,
+    ca_bundle: Option<PathBuf>,
+    refresh: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -224,6 +226,10 @@ pub struct ArgoConfig {
     pub url: String,
     pub token: SecretRef,
     pub poll_interval: Duration,
+    /// PEM certificates to trust besides the system's, read at load time.
+    pub ca_bundle: Option<Vec<u8>>,
+    /// Ask Argo CD for a `hard` refresh (`argocd.refresh = "hard"`) instead of `normal`.
+    pub hard_refresh: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -572,6 +578,34 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
                 "argocd.poll_interval",
                 file,
             )?,
+            ca_bundle: match &raw.argocd.ca_bundle {
+                None => None,
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        err(
+                            "argocd.ca_bundle",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
+                    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                        return Err(err(
+                            "argocd.ca_bundle",
+                            format!("{} holds no PEM certificate", path.display()),
+                        ));
+                    }
+                    Some(pem)
+                }
+            },
+            hard_refresh: match raw.argocd.refresh.as_deref() {
+                None | Some("normal") => false,
+                Some("hard") => true,
+                Some(other) => {
+                    return Err(err(
+                        "argocd.refresh",
+                        format!("'{other}' is not one of: normal, hard"),
+                    ));
+                }
+            },
         },
         engine: EngineConfig {
             interval: duration(

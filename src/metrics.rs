@@ -234,7 +234,7 @@ impl Metrics {
         );
         r.register(
             "promotions",
-            "Merged promotions by outcome (healthy, unhealthy) and failed steps (error)",
+            "Merged promotions by outcome (healthy, unhealthy, unverified), rollbacks (rolled_back) and failed steps (error)",
             m.promotions.clone(),
         );
         r.register(
@@ -356,7 +356,13 @@ impl Metrics {
                     Verification::Failed { .. } => {
                         self.promotions.get_or_create(&labels("unhealthy")).inc();
                     }
+                    Verification::Unknown { .. } => {
+                        self.promotions.get_or_create(&labels("unverified")).inc();
+                    }
                 },
+                Action::RolledBack { .. } => {
+                    self.promotions.get_or_create(&labels("rolled_back")).inc();
+                }
                 Action::Failed { .. } => {
                     self.promotions.get_or_create(&labels("error")).inc();
                 }

@@ -232,6 +232,19 @@ pub struct Issue {
     pub open: bool,
 }
 
+/// A pull request found by its labels (merged promotions that tugboat still looks after).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledPr {
+    pub number: u64,
+    pub url: String,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    pub open: bool,
+    /// When it was merged; `None` when it was not.
+    pub merged_at: Option<DateTime<Utc>>,
+}
+
 /// The Git host's review surface (GitHub).
 #[async_trait]
 pub trait Forge: Send + Sync {
@@ -248,6 +261,14 @@ pub trait Forge: Send + Sync {
     ) -> PortResult<()>;
     /// The open PR whose head is `branch`, if any.
     async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>>;
+    /// One pull request, open or not.
+    async fn pull(&self, number: u64) -> PortResult<PullRequest>;
+    /// Every pull request, open or closed, that carries all of `labels`, oldest first (a
+    /// conditional request: an unchanged list costs no rate limit).
+    async fn labelled_prs(&self, labels: &[String]) -> PortResult<Vec<LabelledPr>>;
+    async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()>;
+    /// Remove a label; removing one the PR does not carry is not an error.
+    async fn remove_label(&self, number: u64, label: &str) -> PortResult<()>;
     async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest>;
     async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()>;
     /// Close a pull request without merging it, saying why in a comment.
@@ -284,18 +305,66 @@ pub trait Forge: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppStatus {
     pub sync_status: String,
+    /// `status.sync.revision` (single source).
     pub revision: Option<String>,
+    /// `status.sync.revisions` (multi-source applications: one per source).
+    pub revisions: Vec<String>,
     pub health: String,
     pub health_message: Option<String>,
     pub reconciled_at: Option<DateTime<Utc>>,
     /// When the current revision was deployed (the newest `status.history` entry).
     pub deployed_at: Option<DateTime<Utc>>,
     pub images: Vec<String>,
+    /// The last (or running) operation, `status.operationState`.
+    pub operation: Option<Operation>,
+    /// Whether the application syncs by itself (`spec.syncPolicy.automated`).
+    pub automated: bool,
+}
+
+impl AppStatus {
+    /// Every revision the application was compared to, single- or multi-source.
+    pub fn all_revisions(&self) -> Vec<&str> {
+        self.revision
+            .iter()
+            .chain(self.revisions.iter())
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// An Argo CD sync operation (`status.operationState`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// `Running`, `Terminating`, `Succeeded`, `Failed` or `Error`.
+    pub phase: String,
+    pub message: Option<String>,
+    /// The revisions the operation syncs (`operation.sync.revision(s)`, else `syncResult`).
+    pub revisions: Vec<String>,
+}
+
+/// What asking Argo CD to sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncStart {
+    Started,
+    /// Another operation is already in progress: wait for it, then look again.
+    Busy(String),
+}
+
+/// Whether an application's sync windows let it sync now (`…/syncwindows`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncWindows {
+    pub can_sync: bool,
+    /// The active windows, described (`deny 0 22 * * * for 8h`).
+    pub active: Vec<String>,
 }
 
 /// The deployer (Argo CD).
 #[async_trait]
 pub trait Deployer: Send + Sync {
-    /// The application's status; with `refresh`, ask for a normal refresh first.
+    /// The application's status; with `refresh`, ask for a refresh first.
     async fn app(&self, name: &str, refresh: bool) -> PortResult<AppStatus>;
+    /// Ask the application to sync `revision` (for applications without automated sync).
+    async fn sync(&self, name: &str, revision: &str) -> PortResult<SyncStart>;
+    /// The application's sync windows now.
+    async fn sync_windows(&self, name: &str) -> PortResult<SyncWindows>;
 }

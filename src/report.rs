@@ -24,19 +24,26 @@ fn action_text(a: &Action) -> String {
             ),
             None => format!("PR #{number} waits for a promotion window"),
         },
+        Action::WaitingForSyncWindow {
+            number, windows, ..
+        } => format!(
+            "PR #{number} waits: an Argo CD sync window denies syncs ({})",
+            windows.join("; ")
+        ),
         Action::Merged {
             number,
             verification,
             ..
-        } => match verification {
-            Verification::Healthy { after } => format!(
-                "merged PR #{number}; Healthy after {:.1}s",
-                after.as_secs_f64()
-            ),
-            Verification::Failed { reason } => {
-                format!("merged PR #{number}; NOT healthy: {reason}")
-            }
-        },
+        } => format!("merged PR #{number}; {}", verification.summary()),
+        Action::RolledBack {
+            bad,
+            number,
+            verification,
+            ..
+        } => format!(
+            "rolled back PR #{bad} with PR #{number}; {}",
+            verification.summary()
+        ),
         Action::Failed { message } => format!("error: {message}"),
     }
 }
@@ -275,20 +282,36 @@ fn action_json(a: &Action) -> Value {
             "kind": "waiting-for-window", "pr": number, "url": url,
             "opens": opens.map(|t| t.to_rfc3339()),
         }),
+        Action::WaitingForSyncWindow {
+            number,
+            url,
+            windows,
+        } => json!({"kind": "waiting-for-sync-window", "pr": number, "url": url, "windows": windows}),
         Action::Merged {
             number,
             url,
             sha,
             verification,
-        } => {
-            let (healthy, detail) = match verification {
-                Verification::Healthy { after } => (true, json!({"seconds": after.as_secs_f64()})),
-                Verification::Failed { reason } => (false, json!({"reason": reason})),
-            };
-            json!({"kind": "merged", "pr": number, "url": url, "merge_commit": sha,
-                   "healthy": healthy, "verification": detail})
-        }
+        } => json!({"kind": "merged", "pr": number, "url": url, "merge_commit": sha,
+                   "healthy": matches!(verification, Verification::Healthy { .. }),
+                   "verification": verification_json(verification)}),
+        Action::RolledBack {
+            bad,
+            number,
+            url,
+            verification,
+        } => json!({"kind": "rolled-back", "bad_pr": bad, "pr": number, "url": url,
+                   "healthy": matches!(verification, Verification::Healthy { .. }),
+                   "verification": verification_json(verification)}),
         Action::Failed { message } => json!({"kind": "failed", "message": message}),
+    }
+}
+
+fn verification_json(v: &Verification) -> Value {
+    match v {
+        Verification::Healthy { after } => json!({"outcome": "healthy", "seconds": after.as_secs_f64()}),
+        Verification::Failed { reason } => json!({"outcome": "failed", "reason": reason}),
+        Verification::Unknown { reason } => json!({"outcome": "unknown", "reason": reason}),
     }
 }
 

@@ -30,6 +30,7 @@ impl ApiLabels {
                         | "pulls/update"
                         | "pulls/merge"
                         | "issues/add-labels"
+                        | "issues/remove-label"
                         | "issues/create-comment"
                         | "issues/create"
                         | "issues/update"

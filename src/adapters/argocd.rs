@@ -1,12 +1,25 @@
-//! The Argo CD adapter (reqwest): read an Application's sync and health, with refresh.
+//! The Argo CD adapter (reqwest): read an Application's sync, health and operation (with a
+//! refresh), trigger a sync, read its sync windows.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::json;
 
-use crate::ports::{AppStatus, Deployer, ErrorKind, PortError, PortResult};
+use crate::ports::{
+    AppStatus, Deployer, ErrorKind, Operation, PortError, PortResult, SyncStart, SyncWindows,
+};
 use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
+
+/// How the adapter is set up (from `[argocd]`).
+#[derive(Debug, Clone)]
+pub struct ArgoOptions {
+    /// PEM certificates trusted besides the system's (a private CA in front of Argo CD).
+    pub ca_bundle: Option<Vec<u8>>,
+    /// Ask for a `hard` refresh (re-render manifests) instead of a `normal` one.
+    pub hard_refresh: bool,
+}
 
 /// Argo CD's REST API.
 #[derive(Clone)]
@@ -15,12 +28,26 @@ pub struct ArgoCd {
     base: String,
     token: Secret,
     api: ApiMetrics,
+    refresh: &'static str,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 struct AppWire {
+    spec: SpecWire,
     status: StatusWire,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SpecWire {
+    sync_policy: Option<SyncPolicyWire>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct SyncPolicyWire {
+    automated: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -31,6 +58,7 @@ struct StatusWire {
     reconciled_at: Option<DateTime<Utc>>,
     summary: SummaryWire,
     history: Vec<HistoryWire>,
+    operation_state: Option<OperationStateWire>,
 }
 
 /// `v1alpha1RevisionHistory`: Argo CD appends one entry per sync.
@@ -45,6 +73,7 @@ struct HistoryWire {
 struct SyncWire {
     status: Option<String>,
     revision: Option<String>,
+    revisions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -60,19 +89,179 @@ struct SummaryWire {
     images: Vec<String>,
 }
 
+/// `v1alpha1OperationState`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct OperationStateWire {
+    phase: Option<String>,
+    message: Option<String>,
+    operation: OperationWire,
+    sync_result: RevisionsWire,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct OperationWire {
+    sync: RevisionsWire,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RevisionsWire {
+    revision: Option<String>,
+    revisions: Vec<String>,
+}
+
+impl RevisionsWire {
+    fn all(self) -> Vec<String> {
+        self.revision.into_iter().chain(self.revisions).collect()
+    }
+}
+
+/// `applicationApplicationSyncWindowsResponse`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WindowsWire {
+    active_windows: Vec<WindowWire>,
+    can_sync: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WindowWire {
+    kind: String,
+    schedule: String,
+    duration: String,
+}
+
+/// `runtimeError`: Argo CD's (grpc-gateway's) error body.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct ErrorWire {
+    message: String,
+}
+
 impl ArgoCd {
-    pub fn new(base: &str, token: Secret, api: &ApiMetrics) -> Result<Self, PortError> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        base: &str,
+        token: Secret,
+        options: &ArgoOptions,
+        api: &ApiMetrics,
+    ) -> Result<Self, PortError> {
+        let refused = |m: String| PortError::new("argocd", "connect", ErrorKind::Rejected, m);
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| PortError::new("argocd", "connect", ErrorKind::Rejected, e.to_string()))?;
+            .timeout(std::time::Duration::from_secs(60));
+        if let Some(pem) = &options.ca_bundle {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| refused(format!("argocd.ca_bundle: not a PEM bundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(refused(
+                    "argocd.ca_bundle: holds no PEM certificate".to_owned(),
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder.build().map_err(|e| refused(e.to_string()))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
-            token,
+            token: token.clone(),
             api: api.clone(),
+            refresh: if options.hard_refresh {
+                "hard"
+            } else {
+                "normal"
+            },
         })
+    }
+
+    /// Send a request, count it, and turn failures into errors that name the application.
+    async fn send(
+        &self,
+        op: &'static str,
+        name: &str,
+        req: reqwest::RequestBuilder,
+    ) -> PortResult<reqwest::Response> {
+        let resp = req.bearer_auth(self.token.expose()).send().await;
+        self.api.call("argocd", op);
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                self.api.error("argocd", op);
+                return Err(PortError::new(
+                    "argocd",
+                    op,
+                    ErrorKind::Transient,
+                    format!(
+                        "application '{name}': Argo CD unreachable: {}",
+                        e.without_url()
+                    ),
+                ));
+            }
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        self.api.error("argocd", op);
+        let message = resp
+            .json::<ErrorWire>()
+            .await
+            .map(|e| e.message)
+            .unwrap_or_default();
+        let kind = match status.as_u16() {
+            401 | 403 => ErrorKind::Denied,
+            404 => ErrorKind::NotFound,
+            429 => ErrorKind::Throttled,
+            500..=599 => ErrorKind::Transient,
+            _ => ErrorKind::Rejected,
+        };
+        let what = match status.as_u16() {
+            401 => "the token was refused (check argocd.token)".to_owned(),
+            403 => format!(
+                "permission denied (check the token's RBAC for this application){}",
+                said(&message)
+            ),
+            404 => "no such application (check argocd_application)".to_owned(),
+            _ => format!("unexpected answer{}", said(&message)),
+        };
+        Err(PortError::new(
+            "argocd",
+            op,
+            kind,
+            format!("application '{name}': HTTP {}: {what}", status.as_u16()),
+        ))
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        op: &'static str,
+        name: &str,
+        resp: reqwest::Response,
+    ) -> PortResult<T> {
+        resp.json().await.map_err(|e| {
+            PortError::new(
+                "argocd",
+                op,
+                ErrorKind::Transient,
+                format!("application '{name}': {}", e.without_url()),
+            )
+        })
+    }
+
+    fn url(&self, name: &str, rest: &str) -> String {
+        format!("{}/api/v1/applications/{name}{rest}", self.base)
+    }
+}
+
+/// Argo CD's own message, when it gave one (bounded: it is quoted in PRs and logs).
+fn said(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", message.chars().take(300).collect::<String>())
     }
 }
 
@@ -80,67 +269,72 @@ impl ArgoCd {
 impl Deployer for ArgoCd {
     async fn app(&self, name: &str, refresh: bool) -> PortResult<AppStatus> {
         let op = "ApplicationService_Get";
-        let mut req = self
-            .http
-            .get(format!("{}/api/v1/applications/{name}", self.base))
-            .bearer_auth(self.token.expose());
+        let mut req = self.http.get(self.url(name, ""));
         if refresh {
-            req = req.query(&[("refresh", "normal")]);
+            req = req.query(&[("refresh", self.refresh)]);
         }
-        let resp = req.send().await;
-        let failed = resp.as_ref().map_or(true, |r| !r.status().is_success());
-        self.api.call("argocd", op);
-        if failed {
-            self.api.error("argocd", op);
-        }
-        let resp = resp.map_err(|e| {
-            PortError::new(
-                "argocd",
-                op,
-                ErrorKind::Transient,
-                e.without_url().to_string(),
-            )
-        })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let kind = match status.as_u16() {
-                401 | 403 => ErrorKind::Denied,
-                404 => ErrorKind::NotFound,
-                429 => ErrorKind::Throttled,
-                500..=599 => ErrorKind::Transient,
-                _ => ErrorKind::Rejected,
-            };
-            let what = match kind {
-                ErrorKind::Denied => {
-                    "the token was refused (check the Argo CD token and its RBAC for this application)"
-                }
-                ErrorKind::NotFound => "no such application",
-                _ => "unexpected answer",
-            };
-            return Err(PortError::new(
-                "argocd",
-                op,
-                kind,
-                format!("application '{name}': HTTP {}: {what}", status.as_u16()),
-            ));
-        }
-        let app: AppWire = resp.json().await.map_err(|e| {
-            PortError::new(
-                "argocd",
-                op,
-                ErrorKind::Transient,
-                format!("application '{name}': {}", e.without_url()),
-            )
-        })?;
+        let resp = self.send(op, name, req).await?;
+        let app: AppWire = Self::json(op, name, resp).await?;
         let s = app.status;
         Ok(AppStatus {
             sync_status: s.sync.status.unwrap_or_else(|| "Unknown".into()),
             revision: s.sync.revision,
+            revisions: s.sync.revisions,
             health: s.health.status.unwrap_or_else(|| "Unknown".into()),
             health_message: s.health.message,
             reconciled_at: s.reconciled_at,
             deployed_at: s.history.last().and_then(|h| h.deployed_at),
             images: s.summary.images,
+            operation: s.operation_state.map(|o| {
+                let mut revisions = o.operation.sync.all();
+                if revisions.is_empty() {
+                    revisions = o.sync_result.all();
+                }
+                Operation {
+                    phase: o.phase.unwrap_or_else(|| "Unknown".into()),
+                    message: o.message.filter(|m| !m.is_empty()),
+                    revisions,
+                }
+            }),
+            automated: app
+                .spec
+                .sync_policy
+                .is_some_and(|p| p.automated.is_some_and(|a| !a.is_null())),
+        })
+    }
+
+    async fn sync(&self, name: &str, revision: &str) -> PortResult<SyncStart> {
+        let op = "ApplicationService_Sync";
+        let req = self
+            .http
+            .post(self.url(name, "/sync"))
+            .json(&json!({"name": name, "revision": revision, "prune": false}));
+        match self.send(op, name, req).await {
+            Ok(_) => Ok(SyncStart::Started),
+            // FailedPrecondition from the API server: an operation is running.
+            Err(e)
+                if e.kind == ErrorKind::Rejected
+                    && e.message.contains("another operation is already in progress") =>
+            {
+                Ok(SyncStart::Busy(e.message))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn sync_windows(&self, name: &str) -> PortResult<SyncWindows> {
+        let op = "ApplicationService_GetApplicationSyncWindows";
+        let resp = self
+            .send(op, name, self.http.get(self.url(name, "/syncwindows")))
+            .await?;
+        let w: WindowsWire = Self::json(op, name, resp).await?;
+        Ok(SyncWindows {
+            can_sync: w.can_sync.unwrap_or(true),
+            active: w
+                .active_windows
+                .iter()
+                .map(|a| format!("{} {} for {}", a.kind, a.schedule, a.duration))
+                .collect(),
         })
     }
 }

@@ -16,15 +16,15 @@ use serde_json::{Value, json};
 
 use crate::domain::chatops;
 use crate::ports::{
-    ChecksState, ErrorKind, Forge, Issue, NewPullRequest, PortError, PortResult, PullRequest,
-    StatusState,
+    ChecksState, ErrorKind, Forge, Issue, LabelledPr, NewPullRequest, PortError, PortResult,
+    PullRequest, StatusState,
 };
 use crate::secret::Secret;
 use crate::telemetry::{ApiLabels, ApiMetrics};
 use tokio::time::Instant;
 
-/// A PR's comments with the ETag they were read with.
-type CachedComments = (String, Vec<chatops::Comment>);
+/// A list's first page with the ETag it was read with.
+type CachedPage = (String, String);
 
 /// A GitHub repository through octocrab.
 #[derive(Clone)]
@@ -34,8 +34,9 @@ pub struct GitHub {
     owner: String,
     repo: String,
     base: String,
-    /// The last comment list of each PR with its ETag, for conditional requests.
-    comment_cache: Arc<Mutex<HashMap<u64, CachedComments>>>,
+    /// The first page of each polled list (comments, reviews, labelled PRs) with its ETag,
+    /// by address, for conditional requests.
+    etags: Arc<Mutex<HashMap<String, CachedPage>>>,
     me: Arc<tokio::sync::OnceCell<String>>,
     /// After a rate-limit answer: no request before this instant (and why).
     paused: Arc<Mutex<Option<(Instant, String)>>>,
@@ -168,6 +169,13 @@ struct IssueWire {
     state: String,
     /// Present when the "issue" is a pull request (the issues API lists both).
     pull_request: Option<Value>,
+    #[serde(default)]
+    labels: Vec<LabelWire>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabelWire {
+    name: String,
 }
 
 impl From<IssueWire> for Issue {
@@ -244,7 +252,7 @@ impl GitHub {
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             base: base.to_owned(),
-            comment_cache: Arc::default(),
+            etags: Arc::default(),
             me: Arc::default(),
             paused: Arc::default(),
             writes: Arc::new(tokio::sync::Mutex::new(WriteWindow::new(
@@ -385,6 +393,77 @@ impl GitHub {
         }
         Ok(all)
     }
+
+    /// GET a list that is polled every cycle: the first page conditionally (an unchanged page
+    /// answers 304 from its ETag and costs no rate limit), further pages only when it is full.
+    /// `query` is appended to the address as it is (`&key=value…`, already encoded).
+    async fn conditional_list<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        rest: &str,
+        query: &str,
+    ) -> PortResult<Vec<T>> {
+        let uri = format!("{}?per_page={PER_PAGE}{query}", self.route(rest));
+        let cached = self.etags.lock().ok().and_then(|c| c.get(&uri).cloned());
+        let mut headers = http::HeaderMap::new();
+        if let Some((etag, _)) = &cached
+            && let Ok(v) = http::HeaderValue::from_str(etag)
+        {
+            headers.insert(http::header::IF_NONE_MATCH, v);
+        }
+        let client = &self.client;
+        let target = uri.clone();
+        let response = self
+            .req(op, async move {
+                let r = client._get_with_headers(target, Some(headers)).await?;
+                if r.status() == http::StatusCode::NOT_MODIFIED {
+                    return Ok(None);
+                }
+                octocrab::map_github_error(r).await.map(Some)
+            })
+            .await?;
+        let text = match (response, cached) {
+            (Some(response), _) => {
+                let etag = response
+                    .headers()
+                    .get(http::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let text = self
+                    .client
+                    .body_to_string(response)
+                    .await
+                    .map_err(|e| map_err(op, e))?;
+                if let (Some(etag), Ok(mut cache)) = (etag, self.etags.lock()) {
+                    cache.insert(uri, (etag, text.clone()));
+                }
+                text
+            }
+            (None, Some((_, text))) => text,
+            (None, None) => {
+                return Err(PortError::new(
+                    "github",
+                    op,
+                    ErrorKind::Rejected,
+                    "HTTP 304 to a request that named no ETag",
+                ));
+            }
+        };
+        let first: Vec<T> = serde_json::from_str(&text).map_err(|e| {
+            PortError::new("github", op, ErrorKind::Rejected, format!("answer: {e}"))
+        })?;
+        if first.len() < PER_PAGE {
+            return Ok(first);
+        }
+        // More than a page: read them all (not conditionally).
+        let mut q = json!({});
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            if let Some((k, v)) = pair.split_once('=') {
+                q[k] = json!(v);
+            }
+        }
+        self.pages(op, rest, q).await
+    }
 }
 
 #[async_trait]
@@ -403,6 +482,74 @@ impl Forge for GitHub {
             )
             .await?;
         Ok(prs.into_iter().next().map(Into::into))
+    }
+
+    async fn pull(&self, number: u64) -> PortResult<PullRequest> {
+        let pr: PrWire = self
+            .req(
+                "pulls/get",
+                self.client
+                    .get(self.route(&format!("pulls/{number}")), None::<&()>),
+            )
+            .await?;
+        Ok(pr.into())
+    }
+
+    async fn labelled_prs(&self, labels: &[String]) -> PortResult<Vec<LabelledPr>> {
+        let query = format!(
+            "&state=all&sort=created&direction=asc&labels={}",
+            labels.join(",").replace(' ', "%20")
+        );
+        let mut found: Vec<IssueWire> = self
+            .conditional_list("issues/list-for-repo", "issues", &query)
+            .await?;
+        found.sort_by_key(|i| i.number);
+        Ok(found
+            .into_iter()
+            .filter_map(|i| {
+                let pr = i.pull_request?;
+                Some(LabelledPr {
+                    number: i.number,
+                    url: i.html_url.unwrap_or_default(),
+                    title: i.title,
+                    body: i.body.unwrap_or_default(),
+                    labels: i.labels.into_iter().map(|l| l.name).collect(),
+                    open: i.state == "open",
+                    merged_at: pr
+                        .get("merged_at")
+                        .and_then(Value::as_str)
+                        .map(time),
+                })
+            })
+            .collect())
+    }
+
+    async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()> {
+        let _: Value = self
+            .req(
+                "issues/add-labels",
+                self.client.post(
+                    self.route(&format!("issues/{number}/labels")),
+                    Some(&json!({"labels": labels})),
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_label(&self, number: u64, label: &str) -> PortResult<()> {
+        let path = format!("issues/{number}/labels/{}", label.replace(' ', "%20"));
+        match self
+            .req::<Value>(
+                "issues/remove-label",
+                self.client.delete(self.route(&path), None::<&()>),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>> {
@@ -552,78 +699,23 @@ impl Forge for GitHub {
     }
 
     async fn comments(&self, number: u64) -> PortResult<Vec<chatops::Comment>> {
-        const OP: &str = "issues/list-comments";
-        let cached = self
-            .comment_cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&number).cloned());
-        let uri = format!(
-            "{}?per_page={PER_PAGE}",
-            self.route(&format!("issues/{number}/comments"))
-        );
-        let mut headers = http::HeaderMap::new();
-        if let Some((etag, _)) = &cached
-            && let Ok(v) = http::HeaderValue::from_str(etag)
-        {
-            headers.insert(http::header::IF_NONE_MATCH, v);
-        }
-        self.check_paused(OP)?;
-        let response = self.client._get_with_headers(uri, Some(headers)).await;
-        let response = match response {
-            Ok(r) if r.status() == http::StatusCode::NOT_MODIFIED => {
-                self.api.call("github", OP);
-                if let Some((_, comments)) = cached {
-                    return Ok(comments);
-                }
-                return Err(PortError::new(
-                    "github",
-                    OP,
-                    ErrorKind::Rejected,
-                    "HTTP 304 to a request that named no ETag",
-                ));
-            }
-            Ok(r) => octocrab::map_github_error(r).await,
-            Err(e) => Err(e),
-        };
-        let response = self.done(OP, response)?;
-        let etag = response
-            .headers()
-            .get(http::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = self
-            .client
-            .body_to_string(response)
-            .await
-            .map_err(|e| map_err(OP, e))?;
-        let first: Vec<CommentWire> = serde_json::from_str(&text).map_err(|e| {
-            PortError::new("github", OP, ErrorKind::Rejected, format!("answer: {e}"))
-        })?;
-        let mut comments: Vec<chatops::Comment> = if first.len() < PER_PAGE {
-            first.into_iter().map(Into::into).collect()
-        } else {
-            // More than a page: read them all (not conditionally).
-            self.pages::<CommentWire>(OP, &format!("issues/{number}/comments"), json!({}))
-                .await?
-                .into_iter()
-                .map(Into::into)
-                .collect()
-        };
+        let mut comments: Vec<chatops::Comment> = self
+            .conditional_list::<CommentWire>(
+                "issues/list-comments",
+                &format!("issues/{number}/comments"),
+                "",
+            )
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect();
         comments.sort_by_key(|c| c.id);
-        if let (Some(etag), Ok(mut cache)) = (etag, self.comment_cache.lock()) {
-            cache.insert(number, (etag, comments.clone()));
-        }
         Ok(comments)
     }
 
     async fn reviews(&self, number: u64) -> PortResult<Vec<chatops::Review>> {
         let reviews: Vec<ReviewWire> = self
-            .pages(
-                "pulls/list-reviews",
-                &format!("pulls/{number}/reviews"),
-                json!({}),
-            )
+            .conditional_list("pulls/list-reviews", &format!("pulls/{number}/reviews"), "")
             .await?;
         Ok(reviews
             .into_iter()

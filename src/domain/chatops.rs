@@ -14,6 +14,8 @@ pub enum Command {
     Hold,
     Unhold,
     Rollback,
+    /// Clear the bad mark of a rolled-back promotion's digest.
+    Unblock,
     Rescan,
     Help,
     /// A line starting with `/` that is none of the above.
@@ -34,6 +36,7 @@ pub fn parse(body: &str) -> Option<Command> {
         ("hold", Some("cancel")) | ("unhold", _) => Command::Unhold,
         ("hold", _) => Command::Hold,
         ("rollback", _) => Command::Rollback,
+        ("unblock", _) => Command::Unblock,
         ("rescan", _) => Command::Rescan,
         ("help", _) => Command::Help,
         _ => Command::Unknown(format!("/{word}")),
@@ -45,7 +48,8 @@ pub const HELP: &str = "tugboat commands (first line of a comment):\n\
 - `/approve`, `/approve cancel`: approve this promotion at its current commit, or take your approval back (approvers)\n\
 - `/hold`, `/unhold`: stop this promotion from merging, or let it go again (`/unhold`: approvers)\n\
 - `/rescan`: scan this PR's image again and refresh the evidence\n\
-- `/rollback`: on a merged promotion, revert it (approvers)\n\
+- `/rollback`: on the merged promotion an environment runs now, revert it (approvers)\n\
+- `/unblock`: on a rolled-back promotion, let tugboat promote its image again (approvers)\n\
 - `/help`: this text";
 
 /// A PR comment as the replay needs it.
@@ -84,6 +88,7 @@ pub enum Answer {
 pub enum Action {
     Rescan,
     Rollback,
+    Unblock,
 }
 
 /// What a PR's comments and reviews add up to.
@@ -160,6 +165,9 @@ pub fn replay(
                 st.approvals.insert(c.user.clone());
                 Answer::Accepted
             }
+            Command::Hold | Command::Unhold | Command::ApproveCancel if ctx.merged => {
+                Answer::Refused("this promotion is already merged".into())
+            }
             Command::ApproveCancel => {
                 st.approvals.remove(&c.user);
                 Answer::Accepted
@@ -186,6 +194,19 @@ pub fn replay(
             Command::Rollback => {
                 if new {
                     st.actions.insert(c.id, (c.user.clone(), Action::Rollback));
+                }
+                Answer::Accepted
+            }
+            Command::Unblock if !ctx.merged => {
+                Answer::Refused("only a merged, rolled-back promotion can be unblocked".into())
+            }
+            Command::Unblock if !may => Answer::Refused(format!(
+                "@{} is not an approver for this environment",
+                c.user
+            )),
+            Command::Unblock => {
+                if new {
+                    st.actions.insert(c.id, (c.user.clone(), Action::Unblock));
                 }
                 Answer::Accepted
             }

@@ -3,7 +3,9 @@
 //! Nothing here performs I/O, reads the clock or the environment; every function is text or
 //! values in, values out, so none of it can fail with an I/O error.
 
+pub mod block;
 pub mod chatops;
+pub mod deploy;
 pub mod gate;
 pub mod image;
 pub mod plan;

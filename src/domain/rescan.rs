@@ -182,9 +182,7 @@ impl State {
 
     /// The block in `body`, if it has one that parses.
     pub fn parse(body: &str) -> Option<Self> {
-        let start = body.find(STATE_MARKER)? + STATE_MARKER.len();
-        let end = start + body[start..].find(" -->")?;
-        serde_json::from_str(&body[start..end]).ok()
+        super::block::read(body, STATE_MARKER)
     }
 
     fn find(&self, env: &str, digest: &Digest) -> Option<&StateImage> {

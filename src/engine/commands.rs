@@ -9,10 +9,11 @@ use tokio::time::Instant;
 
 use super::Engine;
 use crate::config::ServiceConfig;
-use crate::domain::chatops::{self, Answer, Command};
+use chrono::{DateTime, Utc};
+
+use crate::domain::chatops::{self, Answer};
+use crate::domain::image::Digest;
 use crate::domain::policy::EnvPolicy;
-use crate::domain::select::Candidate;
-use crate::ports::{Proposal, PullRequest};
 
 /// How long an approver check (permission and team membership) is trusted.
 const APPROVER_TTL: Duration = Duration::from_secs(300);
@@ -24,6 +25,20 @@ pub struct Commands {
     pub held_by: Option<String>,
     /// The newest command comment answered (kept in the PR body across restarts).
     pub answered_through: u64,
+    /// Accepted `/rollback` and `/unblock` commands (by whom), for the caller to carry out;
+    /// `/rescan` is carried out here.
+    pub actions: Vec<(String, chatops::Action)>,
+}
+
+/// The PR whose commands are read, and the commit approvals bind to.
+pub struct Target<'a> {
+    pub number: u64,
+    pub body: &'a str,
+    pub merged: bool,
+    pub head_sha: &'a str,
+    pub head_at: DateTime<Utc>,
+    /// The image digest `/rescan` scans.
+    pub digest: &'a Digest,
 }
 
 impl Engine {
@@ -32,19 +47,17 @@ impl Engine {
         &self,
         svc: &ServiceConfig,
         env_policy: &EnvPolicy,
-        pr: &PullRequest,
-        head: &Proposal,
-        candidate: &Candidate,
+        pr: &Target<'_>,
     ) -> Result<Commands, String> {
         let forge = &self.ports.forge;
         let comments = forge.comments(pr.number).await.map_err(|e| e.to_string())?;
-        let reviews = if env_policy.auto_merge {
+        let reviews = if env_policy.auto_merge || pr.merged {
             Vec::new() // no approvals needed: only holds matter
         } else {
             forge.reviews(pr.number).await.map_err(|e| e.to_string())?
         };
         let me = forge.me().await.map_err(|e| e.to_string())?;
-        let answered_through = super::evidence::answered_through(&pr.body);
+        let answered_through = super::evidence::answered_through(pr.body);
         // Who may approve: only the users who gave a command or review.
         let mut users: BTreeSet<&str> = comments
             .iter()
@@ -59,8 +72,8 @@ impl Engine {
             }
         }
         let ctx = chatops::Context {
-            head_sha: &head.head,
-            head_at: head.committed_at,
+            head_sha: pr.head_sha,
+            head_at: pr.head_at,
             me: &me,
             answered_through,
             merged: pr.merged,
@@ -68,15 +81,7 @@ impl Engine {
         let state = chatops::replay(&comments, &reviews, &ctx, |u| approvers.contains(u));
         let mut newest = answered_through;
         for (id, (user, cmd, answer)) in &state.answers {
-            let answer = match (cmd, answer) {
-                // Rollback is not built yet: say so rather than pretend.
-                (Command::Rollback, Answer::Accepted) => Answer::Refused(
-                    "tugboat cannot roll back yet; revert the merge commit with a pull request"
-                        .into(),
-                ),
-                _ => answer.clone(),
-            };
-            tracing::info!(user = %user, command = ?cmd, head = %head.head, answer = ?answer, "comment command");
+            tracing::info!(user = %user, command = ?cmd, pr = pr.number, head = %pr.head_sha, answer = ?answer, "comment command");
             let done = match &answer {
                 Answer::Accepted => forge.react(*id, "+1").await,
                 Answer::Refused(why) => {
@@ -96,28 +101,28 @@ impl Engine {
             done.map_err(|e| e.to_string())?;
             newest = newest.max(*id);
         }
-        for (user, action) in state.actions.values() {
-            if *action == chatops::Action::Rescan {
-                tracing::info!(user = %user, digest = %candidate.digest, "rescan requested on the PR");
+        let mut actions = Vec::new();
+        for (user, action) in state.actions.into_values() {
+            if action == chatops::Action::Rescan {
+                tracing::info!(user = %user, digest = %pr.digest, "rescan requested on the PR");
                 self.ports
                     .registry
-                    .start_scan(
-                        svc.registry_id.as_deref(),
-                        &svc.repository,
-                        &candidate.digest,
-                    )
+                    .start_scan(svc.registry_id.as_deref(), &svc.repository, pr.digest)
                     .await
                     .map_err(|e| e.to_string())?;
                 // The next look at this digest reads the new scan; the evidence follows.
                 if let Ok(mut cache) = self.scans.lock() {
-                    cache.remove(&candidate.digest);
+                    cache.remove(pr.digest);
                 }
+            } else {
+                actions.push((user, action));
             }
         }
         Ok(Commands {
             approvals: state.approvals.into_iter().collect(),
             held_by: state.held_by,
             answered_through: newest,
+            actions,
         })
     }
 

@@ -3,10 +3,11 @@
 
 use std::fmt::Write;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
+use crate::domain::block;
 use crate::domain::gate::{Finding, GateDecision, Severity};
-use crate::domain::policy::{EnvPolicy, PolicySource};
+use crate::domain::policy::{EnvPolicy, PolicySource, RollbackMode};
 use crate::domain::rescan::{self, Row};
 use crate::domain::select::Candidate;
 
@@ -31,23 +32,50 @@ pub struct Evidence<'a> {
     pub answered_through: u64,
 }
 
+/// Where a PR body keeps its machine-readable state.
+pub const STATE_MARKER: &str = "<!-- tugboat:state ";
+
+/// A promotion PR's machine-readable state: what it promotes, from what, and how far tugboat
+/// got with it. Read back after a restart (or by another replica).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PromotionState {
+    pub service: String,
+    pub environment: String,
+    pub tag: String,
+    pub digest: String,
+    /// The reference the environment deployed before (what a rollback restores).
+    pub from: Option<String>,
+    /// Comment commands up to this id have been answered.
+    pub answered_through: u64,
+    /// For a rollback PR: the promotion PR it reverts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<u64>,
+}
+
+impl PromotionState {
+    pub fn of(body: &str) -> Option<Self> {
+        block::read(body, STATE_MARKER)
+    }
+
+    /// `body` with this state in its block.
+    pub fn write_into(&self, body: &str) -> String {
+        block::write(body, STATE_MARKER, self)
+    }
+}
+
 /// The comment id up to which commands were answered, from a PR body's state block.
 pub fn answered_through(body: &str) -> u64 {
-    body.find("<!-- tugboat:state ")
-        .and_then(|i| {
-            let rest = &body[i + "<!-- tugboat:state ".len()..];
-            let end = rest.find(" -->")?;
-            serde_json::from_str::<serde_json::Value>(&rest[..end]).ok()
-        })
-        .and_then(|v| {
-            v.get("answered_through")
-                .and_then(serde_json::Value::as_u64)
-        })
-        .unwrap_or(0)
+    PromotionState::of(body).map_or(0, |s| s.answered_through)
 }
 
 pub fn branch(service: &str, environment: &str) -> String {
     format!("tugboat/{environment}/{service}")
+}
+
+/// The branch of a rollback of `service` in `environment`.
+pub fn rollback_branch(service: &str, environment: &str) -> String {
+    format!("tugboat/rollback/{environment}/{service}")
 }
 
 pub fn title(e: &Evidence<'_>) -> String {
@@ -200,19 +228,28 @@ pub fn body(e: &Evidence<'_>) -> String {
     }
     let _ = writeln!(
         b,
+        "\n{}",
+        match (e.policy.rollback, e.from) {
+            (_, None) => "If it does not become Healthy, tugboat reports it here; there is no earlier image to roll back to.",
+            (RollbackMode::Auto, Some(_)) => "If it does not become Healthy, tugboat rolls it back by itself (a revert PR, merged and verified) and marks this image bad so that it is not promoted again.",
+            (RollbackMode::Manual, Some(_)) => "If it does not become Healthy, tugboat reports it here; an approver can then comment `/rollback`.",
+        }
+    );
+    let _ = writeln!(
+        b,
         "\n<details><summary>Commands</summary>\n\n{}\n</details>",
         crate::domain::chatops::HELP
     );
-    let state = json!({
-        "service": e.service,
-        "environment": e.environment,
-        "tag": e.to.tag.as_str(),
-        "digest": e.to.digest.as_str(),
-        "from": e.from,
-        "answered_through": e.answered_through,
-    });
-    let _ = writeln!(b, "\n<!-- tugboat:state {state} -->");
-    b
+    PromotionState {
+        service: e.service.to_owned(),
+        environment: e.environment.to_owned(),
+        tag: e.to.tag.as_str().to_owned(),
+        digest: e.to.digest.as_str().to_owned(),
+        from: e.from.map(str::to_owned),
+        answered_through: e.answered_through,
+        rollback_of: None,
+    }
+    .write_into(&b)
 }
 
 /// How many findings an issue lists per image (GitHub caps a body at 65,536 characters).

@@ -5,6 +5,7 @@
 //! caches (policy documents, completed scans by digest) that only save calls.
 
 mod commands;
+pub mod deploy;
 pub mod evidence;
 pub mod rescan;
 
@@ -86,10 +87,23 @@ pub enum Action {
         url: String,
         opens: Option<DateTime<Utc>>,
     },
+    /// Ready to merge, but an Argo CD sync window denies syncs now.
+    WaitingForSyncWindow {
+        number: u64,
+        url: String,
+        windows: Vec<String>,
+    },
     Merged {
         number: u64,
         url: String,
         sha: String,
+        verification: Verification,
+    },
+    /// A promotion marked bad (PR `bad`) was reverted by PR `number`.
+    RolledBack {
+        bad: u64,
+        number: u64,
+        url: String,
         verification: Verification,
     },
     Failed {
@@ -101,7 +115,22 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
     Healthy { after: Duration },
+    /// It did not become Healthy (Argo CD's words, or the health timeout).
     Failed { reason: String },
+    /// Argo CD could not be read (refused token, missing application, unreachable): not
+    /// known, so never rolled back for; verified again next cycle.
+    Unknown { reason: String },
+}
+
+impl Verification {
+    /// One line for comments and tables.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Healthy { after } => format!("Healthy after {:.1}s", after.as_secs_f64()),
+            Self::Failed { reason } => format!("not Healthy: {reason}"),
+            Self::Unknown { reason } => format!("not verified: {reason}"),
+        }
+    }
 }
 
 /// One row of a cycle's outcome.
@@ -163,11 +192,15 @@ impl Engine {
     pub async fn cycle(&self, mode: Mode) -> Result<Vec<EnvReport>, PortError> {
         self.ports.repo.sync().await?;
         let docs = self.policy_documents().await;
+        let watch = self.watch(mode).await;
+        if let Err(e) = &watch {
+            tracing::error!(error = %e, "merged promotions unknown: nothing is promoted this cycle");
+        }
         let runs = self
             .cfg
             .services
             .iter()
-            .map(|svc| self.service(svc, docs.as_ref(), mode));
+            .map(|svc| self.service(svc, docs.as_ref(), watch.as_ref(), mode));
         // A bounded number of services at once, reported in configuration order.
         let reports: Vec<Vec<EnvReport>> = futures_util::stream::iter(runs)
             .buffered(self.cfg.engine.concurrency)
@@ -206,6 +239,7 @@ impl Engine {
         &self,
         svc: &ServiceConfig,
         docs: Result<&Vec<PolicyDocument>, &String>,
+        watch: Result<&deploy::Watch, &String>,
         mode: Mode,
     ) -> Vec<EnvReport> {
         let env_names: Vec<String> = svc.environments.iter().map(|e| e.name.clone()).collect();
@@ -258,7 +292,7 @@ impl Engine {
                 pr = tracing::field::Empty
             );
             let report = self
-                .environment(svc, env, &policy, &images, upstream.as_ref(), mode)
+                .environment(svc, env, &policy, &images, upstream.as_ref(), watch, mode)
                 .instrument(span)
                 .await;
             let deployed = report
@@ -281,6 +315,7 @@ impl Engine {
         policy: &ServicePolicy,
         images: &[ImageRecord],
         upstream: Option<&(&EnvConfig, Option<ImageRef>)>,
+        watch: Result<&deploy::Watch, &String>,
         mode: Mode,
     ) -> EnvReport {
         let mut report = EnvReport {
@@ -322,6 +357,17 @@ impl Engine {
             }
         };
         report.deployed = deployed.as_ref().map(ToString::to_string);
+        // Merged promotions first: an interrupted verification, `/rollback`, a bad digest
+        // still deployed.
+        if mode == Mode::Apply
+            && let Ok(watch) = watch
+            && let Some(action) = self
+                .aftercare(svc, env, env_policy, policy, deployed.as_ref(), watch)
+                .await
+        {
+            report.action = action;
+            return report;
+        }
 
         // The candidate: the registry's newest eligible tag, or what the previous environment runs healthy.
         let candidate = match upstream {
@@ -389,6 +435,28 @@ impl Engine {
             }
             Position::Ahead => {}
         }
+        // A digest marked bad (it failed somewhere and was rolled back) is never promoted.
+        let watch = match watch {
+            Ok(w) => w,
+            Err(e) => {
+                report.decision = Decision::Waiting {
+                    candidate: Some(candidate),
+                    reason: e.clone(),
+                };
+                report.action = Action::Failed { message: e.clone() };
+                return report;
+            }
+        };
+        if let Some(bad) = watch.bad_digest(&svc.name, &candidate.digest) {
+            report.decision = Decision::Blocked {
+                candidate,
+                reasons: vec![format!(
+                    "marked bad after it failed in {} (PR #{}); an approver can comment /unblock there",
+                    bad.state.environment, bad.pr.number
+                )],
+            };
+            return report;
+        }
         let scan = match self.scan(svc, &candidate.digest, mode).await {
             Ok(r) => r,
             Err(e) => {
@@ -432,6 +500,7 @@ impl Engine {
                 &candidate,
                 &gate,
                 &scan.findings,
+                watch,
             )
             .await
         {
@@ -546,6 +615,7 @@ impl Engine {
         to: &Candidate,
         gate: &GateDecision,
         findings: &[Finding],
+        watch: &deploy::Watch,
     ) -> Result<Action, String> {
         let branch = evidence::branch(&svc.name, &env.name);
         let mut edited = Vec::new();
@@ -588,7 +658,15 @@ impl Engine {
         let commands = match &existing {
             Some(pr) => {
                 tracing::Span::current().record("pr", pr.number);
-                self.commands(svc, env_policy, pr, &p, to).await?
+                let target = commands::Target {
+                    number: pr.number,
+                    body: &pr.body,
+                    merged: pr.merged,
+                    head_sha: &p.head,
+                    head_at: p.committed_at,
+                    digest: &to.digest,
+                };
+                self.commands(svc, env_policy, &target).await?
             }
             None => {
                 // About to open a PR: first make sure main does not have the change already
@@ -636,7 +714,7 @@ impl Engine {
                     .open_pr(NewPullRequest {
                         branch: branch.clone(),
                         title: title.clone(),
-                        body,
+                        body: body.clone(),
                         labels,
                     })
                     .await;
@@ -727,6 +805,20 @@ impl Engine {
                 opens,
             });
         }
+        let app = app_name(env, policy);
+        let windows = self
+            .ports
+            .deployer
+            .sync_windows(app)
+            .await
+            .map_err(|e| format!("cannot read the sync windows: {e}"))?;
+        if !windows.can_sync {
+            return Ok(Action::WaitingForSyncWindow {
+                number: pr.number,
+                url: pr.url,
+                windows: windows.active,
+            });
+        }
         match forge.checks(&p.head).await.map_err(|e| e.to_string())? {
             ChecksState::Success | ChecksState::None => {}
             ChecksState::Pending => {
@@ -739,6 +831,11 @@ impl Engine {
                 return Err(format!("checks failed on PR #{}; not merging", pr.number));
             }
         }
+        // Labelled before the merge, so that a stop right after it still gets verified.
+        forge
+            .add_labels(pr.number, &[deploy::VERIFYING.to_owned()])
+            .await
+            .map_err(|e| e.to_string())?;
         let merged_at = Utc::now();
         let sha = match forge.merge(pr.number, &p.head, &title).await {
             Ok(sha) => sha,
@@ -750,33 +847,32 @@ impl Engine {
             Err(e) => return Err(e.to_string()),
         };
         tracing::info!(merge = %sha, "merged promotion");
+        let state = evidence::PromotionState::of(&body).unwrap_or_default();
         let image = format!("{}:{}", svc.image, to.tag);
-        let app = app_name(env, policy);
         let verification = self
-            .verify(app, &sha, &image, merged_at, env_policy.health_timeout)
+            .verify(app, &sha, &image, merged_at, env_policy)
             .await;
-        let (state, text) = match &verification {
-            Verification::Healthy { after } => (
-                StatusState::Success,
-                format!(
-                    "Argo CD reports `{app}` Synced and Healthy at {} with `{image}`, {:.1}s after the merge.",
-                    &sha[..12.min(sha.len())],
-                    after.as_secs_f64()
-                ),
-            ),
-            Verification::Failed { reason } => (
-                StatusState::Failure,
-                format!("Argo CD did not report `{app}` Healthy with `{image}`: {reason}"),
-            ),
+        self.report(pr.number, &sha, app, &image, &verification, env_policy, &state)
+            .await;
+        let watched = deploy::Watched {
+            pr: crate::ports::LabelledPr {
+                number: pr.number,
+                url: pr.url.clone(),
+                title: title.clone(),
+                body: body.clone(),
+                labels: vec![],
+                open: false,
+                merged_at: Some(merged_at),
+            },
+            state,
         };
-        let _ = forge
-            .comment(pr.number, &text)
-            .await
-            .map_err(|e| tracing::warn!(error = %e, "could not comment the verification"));
-        let _ = forge
-            .set_status(&sha, state, "tugboat/deploy", &text.replace('`', ""))
-            .await
-            .map_err(|e| tracing::warn!(error = %e, "could not set the deploy status"));
+        self.settle(env, env_policy, &watched, &verification, watch)
+            .await?;
+        if matches!(verification, Verification::Failed { .. })
+            && env_policy.rollback == policy::RollbackMode::Auto
+        {
+            return self.rollback(svc, env, env_policy, policy, &watched).await;
+        }
         Ok(Action::Merged {
             number: pr.number,
             url: pr.url,
@@ -800,72 +896,6 @@ impl Engine {
             }
         }
         Ok(true)
-    }
-
-    /// Poll Argo CD until the application runs `image` at `sha`, Synced and Healthy, or fails.
-    async fn verify(
-        &self,
-        app: &str,
-        sha: &str,
-        image: &str,
-        merged_at: DateTime<Utc>,
-        timeout: Duration,
-    ) -> Verification {
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let not_before = merged_at.timestamp();
-        loop {
-            let last = match self.ports.deployer.app(app, true).await {
-                Ok(s) => {
-                    let at_merge = match s.revision.as_deref() {
-                        Some(rev) => self.ports.repo.includes(rev, sha).await.unwrap_or(false),
-                        None => false,
-                    };
-                    let fresh = s.reconciled_at.is_some_and(|t| t.timestamp() >= not_before);
-                    let runs = s
-                        .images
-                        .iter()
-                        .any(|i| i == image || i.starts_with(&format!("{image}@")));
-                    if at_merge
-                        && fresh
-                        && s.sync_status == "Synced"
-                        && s.health == "Healthy"
-                        && runs
-                    {
-                        return Verification::Healthy {
-                            after: start.elapsed(),
-                        };
-                    }
-                    if at_merge && matches!(s.health.as_str(), "Degraded" | "Missing") {
-                        return Verification::Failed {
-                            reason: format!(
-                                "health {}{}",
-                                s.health,
-                                s.health_message
-                                    .map(|m| format!(": {m}"))
-                                    .unwrap_or_default()
-                            ),
-                        };
-                    }
-                    format!(
-                        "sync {} at {}, health {}",
-                        s.sync_status,
-                        s.revision.as_deref().map_or("?", |r| &r[..12.min(r.len())]),
-                        s.health
-                    )
-                }
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() >= deadline {
-                return Verification::Failed {
-                    reason: format!(
-                        "timed out after {} ({last})",
-                        humantime::format_duration(timeout)
-                    ),
-                };
-            }
-            tokio::time::sleep(self.cfg.argocd.poll_interval).await;
-        }
     }
 }
 

@@ -1,7 +1,15 @@
-//! A stand-in for Argo CD's Application API. Each application watches files on `main` of the
-//! GitHub stand-in's repository; a `sync_delay` after main changes, it "syncs": the revision
-//! becomes main's head, `summary.images` lists the images the files reference, and health
-//! turns Healthy, or Degraded when an image's tag is marked as crashing.
+//! A stand-in for Argo CD's Application API, behaving like the real one where tugboat depends
+//! on it. Each application deploys files on `main` of the GitHub stand-in's repository.
+//!
+//! - The controller notices that main moved; an application with automated sync syncs
+//!   `sync_delay` later, one without waits for `POST …/sync` (which is refused while another
+//!   operation runs, as Argo CD's API server refuses it).
+//! - A sync is an operation (`status.operationState`: `Running`, then `Succeeded` or `Failed`)
+//!   that moves `status.sync.revision`, `reconciledAt`, `history` and `summary.images`.
+//! - After a sync the health is `Progressing` for `rollout`, then `Healthy`, or `Degraded` when
+//!   an image of the revision is marked as crashing.
+//! - A deny sync window blocks automated and manual syncs (`…/syncwindows` says so).
+//! - A multi-source application reports `revisions` (a Helm chart version, then the Git commit).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -12,29 +20,55 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::github::GitHub;
 
+/// The chart version a multi-source application's first source reports.
+const CHART_VERSION: &str = "4.2.0";
+
+#[derive(Debug, Clone)]
+struct Op {
+    revision: String,
+    phase: &'static str,
+    message: String,
+    automated: bool,
+    started: Instant,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone)]
 struct App {
     files: Vec<String>,
+    automated: bool,
+    multi_source: bool,
+    deny_window: bool,
     revision: Option<String>,
     images: Vec<String>,
+    /// Health once the rollout settles.
     health: String,
     message: Option<String>,
+    /// Until then the health shows `Progressing`.
+    settles: Instant,
     reconciled_at: Option<DateTime<Utc>>,
+    history: Vec<(String, DateTime<Utc>)>,
+    /// The main head the controller noticed, and when.
     seen: Option<(String, Instant)>,
+    operation: Option<Op>,
 }
 
 #[derive(Default)]
 struct Inner {
     apps: BTreeMap<String, App>,
     crashing: BTreeSet<String>,
+    failing: BTreeSet<String>,
     calls: BTreeMap<String, u64>,
+    rollout: Duration,
+    denied_token: Option<String>,
 }
 
 /// The shared state of the Argo CD stand-in.
@@ -44,6 +78,18 @@ pub struct ArgoCd {
     github: GitHub,
     token: String,
     sync_delay: Duration,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn grpc_error(status: StatusCode, code: u32, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": message, "code": code, "message": message})),
+    )
+        .into_response()
 }
 
 impl ArgoCd {
@@ -62,26 +108,70 @@ impl ArgoCd {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Register an application that deploys `files` from main; it starts synced to main.
+    /// Register an application (automated sync) that deploys `files` from main; it starts
+    /// synced to main and Healthy.
     pub fn add_app(&self, name: &str, files: Vec<String>) {
         let mut app = App {
             files,
+            automated: true,
+            multi_source: false,
+            deny_window: false,
             revision: None,
             images: vec![],
             health: "Healthy".into(),
             message: None,
+            settles: Instant::now(),
             reconciled_at: None,
+            history: vec![],
             seen: None,
+            operation: None,
         };
         if let Some(head) = self.github.branch_sha("main") {
-            self.sync(&mut app, head);
+            self.sync(&mut app, &head);
+            app.settles = Instant::now();
         }
         self.lock().apps.insert(name.to_owned(), app);
     }
 
-    /// Images whose `repo:tag` (or just `:tag` suffix) crash after deploy.
+    fn with_app(&self, name: &str, f: impl FnOnce(&mut App)) {
+        if let Some(app) = self.lock().apps.get_mut(name) {
+            f(app);
+        }
+    }
+
+    /// Turn automated sync off (`syncPolicy: {}`) or on.
+    pub fn set_automated(&self, name: &str, on: bool) {
+        self.with_app(name, |a| a.automated = on);
+    }
+
+    /// Assign (or lift) a deny window that is active now, without manual syncs.
+    pub fn set_deny_window(&self, name: &str, deny: bool) {
+        self.with_app(name, |a| a.deny_window = deny);
+    }
+
+    /// Make the application multi-source (a Helm chart, then the Git repository).
+    pub fn set_multi_source(&self, name: &str) {
+        self.with_app(name, |a| a.multi_source = true);
+    }
+
+    /// How long a synced application shows `Progressing` before it settles.
+    pub fn set_rollout(&self, rollout: Duration) {
+        self.lock().rollout = rollout;
+    }
+
+    /// Images whose `repo:tag` crash after deploy (health `Degraded`).
     pub fn mark_crashing(&self, image: &str) {
         self.lock().crashing.insert(image.to_owned());
+    }
+
+    /// Images whose manifests fail to apply (the sync operation fails).
+    pub fn mark_failing(&self, image: &str) {
+        self.lock().failing.insert(image.to_owned());
+    }
+
+    /// Answer 403 to this token (a token without RBAC for applications).
+    pub fn deny_token(&self, token: &str) {
+        self.lock().denied_token = Some(token.to_owned());
     }
 
     pub fn calls(&self) -> BTreeMap<String, u64> {
@@ -91,15 +181,17 @@ impl ArgoCd {
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
             .route("/api/v1/applications/{name}", get(get_app))
+            .route("/api/v1/applications/{name}/sync", post(sync_app))
+            .route("/api/v1/applications/{name}/syncwindows", get(sync_windows))
             .route("/_sandbox/crashing", post(crashing))
             .route("/_sandbox/stats", get(stats))
             .with_state(self.clone())
     }
 
-    fn sync(&self, app: &mut App, head: String) {
+    fn images_at(&self, app: &App, revision: &str) -> Vec<String> {
         let mut images = Vec::new();
         for f in &app.files {
-            if let Some(text) = self.github.read_file("main", f)
+            if let Some(text) = self.github.read_at(revision, f)
                 && let Ok(refs) = crate::manifest::locate(&text)
             {
                 images.extend(refs.iter().map(crate::manifest::Reference::image));
@@ -107,13 +199,25 @@ impl ArgoCd {
         }
         images.sort();
         images.dedup();
-        let crashing = self.lock().crashing.clone();
-        let crash = images.iter().find(|i| {
-            crashing
+        images
+    }
+
+    fn marked<'a>(images: &'a [String], marks: &BTreeSet<String>) -> Option<&'a String> {
+        images.iter().find(|i| {
+            marks
                 .iter()
                 .any(|c| *i == c || i.starts_with(&format!("{c}@")))
-        });
-        match crash {
+        })
+    }
+
+    /// Apply `revision`: what the cluster runs, the health it will settle to, the history.
+    fn sync(&self, app: &mut App, revision: &str) {
+        let images = self.images_at(app, revision);
+        let (crashing, rollout) = {
+            let g = self.lock();
+            (g.crashing.clone(), g.rollout)
+        };
+        match Self::marked(&images, &crashing) {
             Some(i) => {
                 app.health = "Degraded".into();
                 app.message = Some(format!(
@@ -125,72 +229,222 @@ impl ArgoCd {
                 app.message = None;
             }
         }
+        let now = Utc::now();
         app.images = images;
-        app.revision = Some(head);
-        app.reconciled_at = Some(Utc::now());
-        app.seen = None;
+        app.revision = Some(revision.to_owned());
+        app.reconciled_at = Some(now);
+        app.settles = Instant::now() + rollout;
+        app.history.push((revision.to_owned(), now));
+        if app.seen.as_ref().is_some_and(|(h, _)| h == revision) {
+            app.seen = None;
+        }
+    }
+
+    /// Start an operation syncing `revision`.
+    fn start(app: &mut App, revision: &str, automated: bool) {
+        app.operation = Some(Op {
+            revision: revision.to_owned(),
+            phase: "Running",
+            message: "one or more tasks are running".into(),
+            automated,
+            started: Instant::now(),
+            started_at: Utc::now(),
+            finished_at: None,
+        });
+    }
+
+    /// Let time act on the application: notice main, run automated syncs, finish operations.
+    fn advance(&self, app: &mut App) {
+        let head = self.github.branch_sha("main");
+        if let Some(head) = &head
+            && app.revision.as_deref() != Some(head.as_str())
+            && app.seen.as_ref().is_none_or(|(h, _)| h != head)
+        {
+            // Like the real controller, the change is noticed when main moved, not when asked.
+            let at = self
+                .github
+                .main_moved()
+                .filter(|(sha, _)| sha == head)
+                .map_or_else(Instant::now, |(_, at)| at);
+            app.seen = Some((head.clone(), at));
+        }
+        let running = app.operation.as_ref().is_some_and(|o| o.phase == "Running");
+        if app.automated
+            && !app.deny_window
+            && !running
+            && let Some((h, at)) = app.seen.clone()
+            && at.elapsed() >= self.sync_delay
+        {
+            Self::start(app, &h, true);
+            // An automated sync starts once the change is noticed; it finishes at once.
+            if let Some(op) = &mut app.operation {
+                op.started = at + self.sync_delay;
+            }
+        }
+        let due = app.operation.as_ref().is_some_and(|o| {
+            o.phase == "Running" && (o.automated || o.started.elapsed() >= self.sync_delay)
+        });
+        if due && let Some(mut op) = app.operation.take() {
+            let failing = self.lock().failing.clone();
+            let images = self.images_at(app, &op.revision);
+            match Self::marked(&images, &failing) {
+                Some(i) => {
+                    op.phase = "Failed";
+                    op.message = format!(
+                        "one or more objects failed to apply, reason: admission webhook \"images.policy\" denied the request: {i}"
+                    );
+                }
+                None => {
+                    self.sync(app, &op.revision);
+                    op.phase = "Succeeded";
+                    op.message = "successfully synced (all tasks run)".into();
+                }
+            }
+            op.finished_at = Some(Utc::now());
+            app.operation = Some(op);
+        }
+    }
+
+    fn repo_url(&self) -> String {
+        format!(
+            "https://github.com/{}/{}.git",
+            self.github.owner, self.github.repo
+        )
+    }
+
+    /// The revision fields as a single- or multi-source application shows them.
+    fn revisions(app: &App, revision: &str) -> Value {
+        if app.multi_source {
+            json!({"revisions": [CHART_VERSION, revision]})
+        } else {
+            json!({"revision": revision})
+        }
     }
 
     fn status_of(&self, name: &str) -> Option<Value> {
-        let head = self.github.branch_sha("main");
         let mut app = self.lock().apps.get(name)?.clone();
-        if let Some(head) = head
-            && app.revision.as_deref() != Some(&head)
-        {
-            // Like the real controller, the change is noticed when main moved, not when asked.
-            if let Some((sha, at)) = self.github.main_moved()
-                && sha == head
-                && app.seen.as_ref().is_none_or(|(rev, _)| *rev != head)
-            {
-                app.seen = Some((head.clone(), at));
-            }
-            match &app.seen {
-                Some((rev, at)) if *rev == head && at.elapsed() >= self.sync_delay => {
-                    self.sync(&mut app, head)
-                }
-                Some((rev, _)) if *rev == head => {}
-                _ => app.seen = Some((head, Instant::now())),
-            }
-        }
-        let out_of_sync = app.seen.is_some();
+        self.advance(&mut app);
         self.lock().apps.insert(name.to_owned(), app.clone());
-        let health = if out_of_sync && app.health == "Healthy" {
+        let head = self.github.branch_sha("main");
+        let synced = app.revision.is_some() && app.revision == head;
+        let health = if app.settles > Instant::now() {
             "Progressing"
         } else {
             app.health.as_str()
         };
         let mut health_v = json!({"status": health});
-        if let Some(m) = &app.message {
+        if let (Some(m), false) = (&app.message, health == "Progressing") {
             health_v["message"] = json!(m);
         }
-        let repo_url = format!(
-            "https://github.com/{}/{}.git",
-            self.github.owner, self.github.repo
-        );
+        let repo_url = self.repo_url();
+        let git_source = json!({"repoURL": repo_url, "targetRevision": "main",
+            "path": app.files.first().map(|f| f.rsplit_once('/').map_or("", |x| x.0))});
+        let chart_source =
+            json!({"repoURL": "https://charts.example.com", "chart": "base", "targetRevision": CHART_VERSION});
+        let mut sync = json!({"status": if synced { "Synced" } else { "OutOfSync" }});
+        let mut compared = json!({"destination": {"server": "https://kubernetes.default.svc", "namespace": name}});
+        if app.multi_source {
+            compared["sources"] = json!([chart_source, git_source]);
+        } else {
+            compared["source"] = git_source.clone();
+        }
+        sync["comparedTo"] = compared;
+        if let Some(rev) = &app.revision
+            && let Value::Object(fields) = Self::revisions(&app, rev)
+        {
+            sync.as_object_mut().map(|s| s.extend(fields));
+        }
         let mut status = json!({
-            "sync": {"status": if out_of_sync { "OutOfSync" } else { "Synced" }, "revision": app.revision,
-                     "comparedTo": {"source": {"repoURL": repo_url, "targetRevision": "main"}}},
+            "sync": sync,
             "health": health_v,
             "summary": {"images": app.images},
             "sourceType": "Kustomize",
         });
         if let Some(t) = app.reconciled_at {
-            status["reconciledAt"] = json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            status["operationState"] = json!({"phase": "Succeeded", "message": "successfully synced (all tasks run)",
-                "startedAt": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "finishedAt": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "syncResult": {"revision": app.revision}, "operation": {"sync": {"revision": app.revision}}});
-            status["history"] = json!([{"id": 1, "revision": app.revision, "deployedAt": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "deployStartedAt": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "source": {"repoURL": repo_url, "targetRevision": "main"}}]);
+            status["reconciledAt"] = json!(rfc3339(t));
+        }
+        status["history"] = Value::Array(
+            app.history
+                .iter()
+                .enumerate()
+                .map(|(i, (rev, at))| {
+                    let mut h = json!({"id": i + 1, "deployedAt": rfc3339(*at), "deployStartedAt": rfc3339(*at)});
+                    if let Value::Object(fields) = Self::revisions(&app, rev) {
+                        h.as_object_mut().map(|o| o.extend(fields));
+                    }
+                    if app.multi_source {
+                        h["sources"] = json!([chart_source, git_source]);
+                    } else {
+                        h["source"] = git_source.clone();
+                    }
+                    h
+                })
+                .collect(),
+        );
+        if let Some(op) = &app.operation {
+            let initiated = if op.automated {
+                json!({"automated": true})
+            } else {
+                json!({"username": "tugboat"})
+            };
+            let mut o = json!({
+                "phase": op.phase, "message": op.message, "startedAt": rfc3339(op.started_at),
+                "operation": {"sync": Self::revisions(&app, &op.revision), "initiatedBy": initiated},
+            });
+            if let Some(f) = op.finished_at {
+                o["finishedAt"] = json!(rfc3339(f));
+                let mut result = Self::revisions(&app, &op.revision);
+                result["resources"] = json!([]);
+                o["syncResult"] = result;
+            }
+            status["operationState"] = o;
+        }
+        let mut spec = json!({"project": "default",
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": name},
+            "syncPolicy": if app.automated { json!({"automated": {"prune": true, "selfHeal": true}}) } else { json!({}) }});
+        if app.multi_source {
+            spec["sources"] = json!([chart_source, git_source]);
+        } else {
+            spec["source"] = git_source;
         }
         Some(json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
             "metadata": {"name": name, "namespace": "argocd"},
-            "spec": {"project": "default", "source": {"repoURL": repo_url, "targetRevision": "main", "path": app.files.first().map(|f| f.rsplit_once('/').map_or("", |x| x.0))},
-                     "destination": {"server": "https://kubernetes.default.svc", "namespace": name},
-                     "syncPolicy": {"automated": {"prune": true, "selfHeal": true}}},
+            "spec": spec,
             "status": status,
         }))
+    }
+
+    fn not_found(name: &str) -> Response {
+        grpc_error(
+            StatusCode::NOT_FOUND,
+            5,
+            &format!("applications.argoproj.io \"{name}\" not found"),
+        )
+    }
+
+    /// Count the call and check the token: `None` when the request may go on.
+    fn guard(&self, headers: &HeaderMap, op: &str) -> Option<Response> {
+        let denied = {
+            let mut g = self.lock();
+            *g.calls.entry(op.to_owned()).or_insert(0) += 1;
+            g.denied_token.clone()
+        };
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if token.is_some() && token == denied.as_deref() {
+            return Some(grpc_error(
+                StatusCode::FORBIDDEN,
+                7,
+                "permission denied: applications, get, default/*, sub: tugboat",
+            ));
+        }
+        if token != Some(self.token.as_str()) {
+            return Some(grpc_error(StatusCode::UNAUTHORIZED, 16, "invalid session"));
+        }
+        None
     }
 }
 
@@ -205,30 +459,96 @@ async fn get_app(
     Path(name): Path<String>,
     Query(q): Query<GetQuery>,
 ) -> Response {
-    let op = if q.refresh.is_some() {
-        "GET application (refresh)"
-    } else {
-        "GET application"
+    let op = match q.refresh.as_deref() {
+        Some("hard") => "GET application (hard refresh)",
+        Some(_) => "GET application (refresh)",
+        None => "GET application",
     };
-    *argo.lock().calls.entry(op.to_owned()).or_insert(0) += 1;
-    let authorized = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.strip_prefix("Bearer ") == Some(argo.token.as_str()));
-    if !authorized {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid session", "code": 16, "message": "invalid session"})),
-        )
-            .into_response();
+    if let Some(refused) = argo.guard(&headers, op) {
+        return refused;
     }
     match argo.status_of(&name) {
         Some(v) => Json(v).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("applications.argoproj.io \"{name}\" not found"), "code": 5, "message": format!("applications.argoproj.io \"{name}\" not found")})),
-        )
-            .into_response(),
+        None => ArgoCd::not_found(&name),
+    }
+}
+
+/// `applicationApplicationSyncRequest`, the fields the stand-in reads.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SyncRequest {
+    revision: Option<String>,
+}
+
+async fn sync_app(
+    State(argo): State<ArgoCd>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(req): Json<SyncRequest>,
+) -> Response {
+    if let Some(refused) = argo.guard(&headers, "POST sync") {
+        return refused;
+    }
+    let Some(mut app) = argo.lock().apps.get(&name).cloned() else {
+        return ArgoCd::not_found(&name);
+    };
+    argo.advance(&mut app);
+    let outcome = if app.deny_window {
+        Err((
+            StatusCode::FORBIDDEN,
+            7,
+            "Cannot sync: Blocked by sync window".to_owned(),
+        ))
+    } else if app.operation.as_ref().is_some_and(|o| o.phase == "Running") {
+        Err((
+            StatusCode::BAD_REQUEST,
+            9,
+            "another operation is already in progress".to_owned(),
+        ))
+    } else {
+        let revision = req
+            .revision
+            .filter(|r| !r.is_empty())
+            .or_else(|| argo.github.branch_sha("main"))
+            .unwrap_or_default();
+        if git2::Oid::from_str(&revision).is_err() {
+            Err((
+                StatusCode::BAD_REQUEST,
+                3,
+                format!("unknown revision '{revision}'"),
+            ))
+        } else {
+            ArgoCd::start(&mut app, &revision, false);
+            Ok(())
+        }
+    };
+    argo.lock().apps.insert(name.clone(), app);
+    match outcome {
+        Ok(()) => match argo.status_of(&name) {
+            Some(v) => Json(v).into_response(),
+            None => ArgoCd::not_found(&name),
+        },
+        Err((status, code, message)) => grpc_error(status, code, &message),
+    }
+}
+
+async fn sync_windows(
+    State(argo): State<ArgoCd>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Some(refused) = argo.guard(&headers, "GET syncwindows") {
+        return refused;
+    }
+    let Some(app) = argo.lock().apps.get(&name).cloned() else {
+        return ArgoCd::not_found(&name);
+    };
+    if app.deny_window {
+        let w = json!({"kind": "deny", "schedule": "0 0 * * *", "duration": "24h", "manualSync": false});
+        Json(json!({"assignedWindows": [w], "activeWindows": [w], "canSync": false}))
+            .into_response()
+    } else {
+        Json(json!({"assignedWindows": [], "activeWindows": [], "canSync": true})).into_response()
     }
 }
 

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, patch, post, put};
+use axum::routing::{any, delete, get, patch, post, put};
 use base64::Engine as _;
 use chrono::Utc;
 use serde::Deserialize;
@@ -34,6 +34,7 @@ pub struct Pr {
     pub closed_head: Option<String>,
     pub labels: Vec<String>,
     pub comments: Vec<(String, String)>,
+    pub created_at: String,
 }
 
 /// An issue in the stand-in (numbered in the same sequence as pull requests, as on GitHub).
@@ -46,6 +47,7 @@ pub struct IssueRec {
     pub state_reason: Option<String>,
     pub labels: Vec<String>,
     pub comments: Vec<(String, String)>,
+    pub created_at: String,
 }
 
 /// A comment on a PR or issue, with what GitHub keeps of it.
@@ -218,6 +220,10 @@ impl GitHub {
             .route("/repos/{owner}/{repo}/issues/{n}", patch(update_issue))
             .route("/repos/{owner}/{repo}/issues/{n}/labels", post(add_labels))
             .route(
+                "/repos/{owner}/{repo}/issues/{n}/labels/{name}",
+                delete(remove_label),
+            )
+            .route(
                 "/repos/{owner}/{repo}/issues/{n}/comments",
                 get(list_comments).post(add_comment),
             )
@@ -365,7 +371,7 @@ impl GitHub {
             "user": {"login": BOT, "id": 1, "type": "Bot"},
             "labels": i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
             "comments": comments,
-            "created_at": Utc::now().to_rfc3339(), "updated_at": Utc::now().to_rfc3339(),
+            "created_at": i.created_at, "updated_at": i.created_at,
         })
     }
 
@@ -407,12 +413,13 @@ impl GitHub {
 
     /// A file's text on a branch.
     pub fn read_file(&self, branch: &str, path: &str) -> Option<String> {
+        self.read_at(&format!("refs/heads/{branch}"), path)
+    }
+
+    /// A file's text at a revision (a full reference name or a commit id).
+    pub fn read_at(&self, revision: &str, path: &str) -> Option<String> {
         let repo = git2::Repository::open_bare(self.repo_path()).ok()?;
-        let tree = repo
-            .find_reference(&format!("refs/heads/{branch}"))
-            .ok()?
-            .peel_to_tree()
-            .ok()?;
+        let tree = repo.revparse_single(revision).ok()?.peel_to_tree().ok()?;
         let entry = tree.get_path(Path::new(path)).ok()?;
         let blob = repo.find_blob(entry.id()).ok()?;
         String::from_utf8(blob.content().to_vec()).ok()
@@ -460,7 +467,7 @@ impl GitHub {
             "base": {"ref": p.base, "sha": self.branch_sha(&p.base).unwrap_or_default(), "label": format!("{}:{}", self.owner, p.base)},
             "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
             "merged": p.merged_at.is_some(), "merged_at": p.merged_at, "merge_commit_sha": p.merge_sha,
-            "created_at": Utc::now().to_rfc3339(), "updated_at": Utc::now().to_rfc3339(),
+            "created_at": p.created_at, "updated_at": p.merged_at.as_ref().unwrap_or(&p.created_at),
         })
     }
 
@@ -585,13 +592,59 @@ async fn list_issues(
             .collect()
     };
     for p in gh.pulls().iter().filter(|p| keep(&p.state, &p.labels)) {
-        let mut v = gh.pr_json(p);
-        v["pull_request"] = json!({"url": v["url"].clone(), "html_url": v["html_url"].clone()});
+        let pr = gh.pr_json(p);
+        // The issues API shows a pull request as an issue with a `pull_request` link.
+        let mut v = gh.issue_json(
+            &IssueRec {
+                number: p.number,
+                title: p.title.clone(),
+                body: p.body.clone(),
+                state: p.state.clone(),
+                state_reason: None,
+                labels: p.labels.clone(),
+                comments: vec![],
+                created_at: p.created_at.clone(),
+            },
+            p.comments.len(),
+        );
+        v["html_url"] = pr["html_url"].clone();
+        v["pull_request"] = json!({"url": pr["url"], "html_url": pr["html_url"],
+            "diff_url": format!("{}.diff", pr["html_url"].as_str().unwrap_or_default()),
+            "patch_url": format!("{}.patch", pr["html_url"].as_str().unwrap_or_default()),
+            "merged_at": pr["merged_at"]});
         all.push((p.number, v));
     }
     all.sort_by_key(|(n, _)| *n);
     let items = page_of(all.into_iter().map(|(_, v)| v), q.per_page, q.page);
-    Json(items).into_response()
+    etagged(&gh, &headers, "GET issues 304", Value::Array(items).to_string())
+}
+
+/// A list answer with a weak ETag of its body; `If-None-Match` with that ETag gets a bodiless
+/// 304 (counted as `op304`), as GitHub answers conditional requests.
+fn etagged(gh: &GitHub, headers: &HeaderMap, op304: &str, body: String) -> Response {
+    let etag = format!(
+        "W/\"{}\"",
+        hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())[..16])
+    );
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag);
+    if matches {
+        gh.count(op304);
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (header::ETAG, etag),
+            (
+                header::CONTENT_TYPE,
+                "application/json; charset=utf-8".to_owned(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -626,6 +679,7 @@ async fn create_issue(
             state_reason: None,
             labels: c.labels,
             comments: vec![],
+            created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         g.issues.push(issue.clone());
         issue
@@ -729,6 +783,7 @@ async fn create_pull(
             closed_head: None,
             labels: vec![],
             comments: vec![],
+            created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         g.prs.push(pr.clone());
         pr
@@ -876,6 +931,35 @@ async fn add_labels(
             labels.push(label);
         }
     }
+    Json(
+        labels
+            .iter()
+            .map(|l| json!({"name": l}))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+async fn remove_label(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n, name)): UrlPath<(String, String, u64, String)>,
+) -> Response {
+    guard!(gh, headers, o, r, "DELETE label");
+    let mut g = gh.lock();
+    let Inner { prs, issues, .. } = &mut *g;
+    let labels = match (
+        prs.iter_mut().find(|p| p.number == n),
+        issues.iter_mut().find(|i| i.number == n),
+    ) {
+        (Some(p), _) => &mut p.labels,
+        (None, Some(i)) => &mut i.labels,
+        (None, None) => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    };
+    if !labels.contains(&name) {
+        return gh_error(StatusCode::NOT_FOUND, "Label does not exist");
+    }
+    labels.retain(|l| *l != name);
     Json(
         labels
             .iter()
@@ -1178,29 +1262,7 @@ async fn list_comments(
             .collect()
     };
     let body = Value::Array(page_of(all, q.per_page, q.page)).to_string();
-    let etag = format!(
-        "W/\"{}\"",
-        hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())[..16])
-    );
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == etag);
-    if matches {
-        gh.count("GET comments 304");
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
-    }
-    (
-        [
-            (header::ETAG, etag),
-            (
-                header::CONTENT_TYPE,
-                "application/json; charset=utf-8".to_owned(),
-            ),
-        ],
-        body,
-    )
-        .into_response()
+    etagged(&gh, &headers, "GET comments 304", body)
 }
 
 #[derive(Deserialize)]
@@ -1271,7 +1333,7 @@ async fn list_reviews(
         })
         .collect();
     let items = page_of(reviews, q.per_page, q.page);
-    Json(items).into_response()
+    etagged(&gh, &headers, "GET reviews 304", Value::Array(items).to_string())
 }
 
 async fn team_membership(
