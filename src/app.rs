@@ -4,7 +4,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::adapters::{argocd::{ArgoCd, ArgoOptions}, aws, ecr::Ecr, git::Git, github::GitHub, ssm::Ssm};
+use crate::adapters::{
+    argocd::{ArgoCd, ArgoOptions},
+    aws,
+    ecr::Ecr,
+    git::Git,
+    github::GitHub,
+    ssm::Ssm,
+};
 use crate::config::{Config, SecretRef, read_local_secret};
 use crate::engine::Ports;
 use crate::ports::ParameterStore;

@@ -286,7 +286,9 @@ fn action_json(a: &Action) -> Value {
             number,
             url,
             windows,
-        } => json!({"kind": "waiting-for-sync-window", "pr": number, "url": url, "windows": windows}),
+        } => {
+            json!({"kind": "waiting-for-sync-window", "pr": number, "url": url, "windows": windows})
+        }
         Action::Merged {
             number,
             url,
@@ -309,7 +311,9 @@ fn action_json(a: &Action) -> Value {
 
 fn verification_json(v: &Verification) -> Value {
     match v {
-        Verification::Healthy { after } => json!({"outcome": "healthy", "seconds": after.as_secs_f64()}),
+        Verification::Healthy { after } => {
+            json!({"outcome": "healthy", "seconds": after.as_secs_f64()})
+        }
         Verification::Failed { reason } => json!({"outcome": "failed", "reason": reason}),
         Verification::Unknown { reason } => json!({"outcome": "unknown", "reason": reason}),
     }

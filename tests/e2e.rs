@@ -2,50 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{row, setup, setup_counted};
 use tugboat::config::Config;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Engine, Mode, Verification};
 use tugboat::sandbox::{self, Options, Sandbox, SeedFinding};
 use tugboat::telemetry::{self, ApiMetrics};
-
-async fn setup() -> (Sandbox, Engine, tempfile::TempDir) {
-    let (sb, engine, work, _) = setup_counted().await;
-    (sb, engine, work)
-}
-
-/// The sandbox and an engine whose adapters count their calls into the returned metrics.
-async fn setup_counted() -> (Sandbox, Engine, tempfile::TempDir, ApiMetrics) {
-    tugboat::app::init_crypto();
-    let sb = Sandbox::start(Options {
-        sync_delay: std::time::Duration::from_millis(200),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let cfg = Config::parse(
-        &sb.config_toml(&work.path().join("w")),
-        "sandbox.toml",
-        std::iter::empty(),
-    )
-    .unwrap();
-    let cfg = Arc::new(cfg);
-    let api = ApiMetrics::default();
-    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await.unwrap());
-    (sb, engine, work, api)
-}
-
-fn row<'a>(
-    r: &'a [tugboat::engine::EnvReport],
-    svc: &str,
-    env: &str,
-) -> &'a tugboat::engine::EnvReport {
-    r.iter()
-        .find(|x| x.service == svc && x.environment == env)
-        .unwrap()
-}
 
 fn writes(sb: &Sandbox) -> u64 {
     sb.github

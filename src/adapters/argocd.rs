@@ -314,7 +314,8 @@ impl Deployer for ArgoCd {
             // FailedPrecondition from the API server: an operation is running.
             Err(e)
                 if e.kind == ErrorKind::Rejected
-                    && e.message.contains("another operation is already in progress") =>
+                    && e.message
+                        .contains("another operation is already in progress") =>
             {
                 Ok(SyncStart::Busy(e.message))
             }

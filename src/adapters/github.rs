@@ -515,10 +515,7 @@ impl Forge for GitHub {
                     body: i.body.unwrap_or_default(),
                     labels: i.labels.into_iter().map(|l| l.name).collect(),
                     open: i.state == "open",
-                    merged_at: pr
-                        .get("merged_at")
-                        .and_then(Value::as_str)
-                        .map(time),
+                    merged_at: pr.get("merged_at").and_then(Value::as_str).map(time),
                 })
             })
             .collect())

@@ -110,7 +110,8 @@ mod tests {
 
     #[test]
     fn each_missing_condition_waits_and_is_named() {
-        let cases: [(fn(&mut Observation<'static>), &str); 5] = [
+        type Change = fn(&mut Observation<'static>);
+        let cases: [(Change, &str); 5] = [
             (|o| o.at_merge = false, "revision is not the merge commit"),
             (|o| o.sync_status = "OutOfSync", "not Synced"),
             (|o| o.health = "Progressing", "not Healthy"),

@@ -220,7 +220,9 @@ impl Engine {
                     forge
                         .comment(
                             w.pr.number,
-                            &format!("@{user} this promotion is not marked bad; nothing to unblock."),
+                            &format!(
+                                "@{user} this promotion is not marked bad; nothing to unblock."
+                            ),
                         )
                         .await
                         .map_err(|e| e.to_string())?;
@@ -289,7 +291,10 @@ impl Engine {
         };
         let pr = forge.pull(w.pr.number).await.map_err(|e| e.to_string())?;
         let Some(sha) = pr.merge_sha else {
-            return Err(format!("PR #{} is merged but has no merge commit", pr.number));
+            return Err(format!(
+                "PR #{} is merged but has no merge commit",
+                pr.number
+            ));
         };
         let me = forge.me().await.map_err(|e| e.to_string())?;
         let reported = forge
@@ -318,12 +323,19 @@ impl Engine {
         tracing::info!(merge = %sha, "resuming the verification of a merged promotion");
         let image = image_of(svc, &w.state);
         let app = app_name(env, policy);
-        let verification = self
-            .verify(app, &sha, &image, merged_at, env_policy)
-            .await;
-        self.report(pr.number, &sha, app, &image, &verification, env_policy, &w.state)
-            .await;
-        self.settle(env, env_policy, w, &verification, watch).await?;
+        let verification = self.verify(app, &sha, &image, merged_at, env_policy).await;
+        self.report(
+            pr.number,
+            &sha,
+            app,
+            &image,
+            &verification,
+            env_policy,
+            &w.state,
+        )
+        .await;
+        self.settle(env, env_policy, w, &verification, watch)
+            .await?;
         Ok(Some(Action::Merged {
             number: pr.number,
             url: pr.url,
@@ -397,12 +409,18 @@ impl Engine {
         let files = self.read_files(env).await?;
         let mut edited = Vec::new();
         for (path, text) in &files {
-            let e = manifest::set_reference(text, &svc.image, from.tag.as_ref(), from.digest.as_ref())
-                .map_err(|e| format!("{path}: {e}"))?;
+            let e =
+                manifest::set_reference(text, &svc.image, from.tag.as_ref(), from.digest.as_ref())
+                    .map_err(|e| format!("{path}: {e}"))?;
             edited.push((path.clone(), e.text));
         }
         let from_text = from.tag.as_ref().map_or_else(
-            || from.digest.as_ref().map(ToString::to_string).unwrap_or_default(),
+            || {
+                from.digest
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            },
             ToString::to_string,
         );
         let title = format!("Roll back {} in {}: {from_text}", svc.name, env.name);
@@ -423,7 +441,11 @@ impl Engine {
         let state = PromotionState {
             service: svc.name.clone(),
             environment: env.name.clone(),
-            tag: from.tag.as_ref().map(ToString::to_string).unwrap_or_default(),
+            tag: from
+                .tag
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             digest: from
                 .digest
                 .as_ref()
@@ -467,30 +489,29 @@ impl Engine {
         };
         tracing::warn!(rollback = pr.number, "rolling back");
         let merged_at = Utc::now();
-        let sha = forge
-            .merge(pr.number, &p.head, &title)
-            .await
-            .map_err(|e| {
-                format!(
-                    "the rollback PR #{} could not be merged ({e}); merge it by hand",
-                    pr.number
-                )
-            })?;
+        let sha = forge.merge(pr.number, &p.head, &title).await.map_err(|e| {
+            format!(
+                "the rollback PR #{} could not be merged ({e}); merge it by hand",
+                pr.number
+            )
+        })?;
         let image = image_of(svc, &state);
         let app = app_name(env, policy);
-        let verification = self
-            .verify(app, &sha, &image, merged_at, env_policy)
-            .await;
-        self.report(pr.number, &sha, app, &image, &verification, env_policy, &state)
-            .await;
+        let verification = self.verify(app, &sha, &image, merged_at, env_policy).await;
+        self.report(
+            pr.number,
+            &sha,
+            app,
+            &image,
+            &verification,
+            env_policy,
+            &state,
+        )
+        .await;
         let _ = forge
             .comment(
                 bad.pr.number,
-                &format!(
-                    "Rolled back by #{}: {}",
-                    pr.number,
-                    verification.summary()
-                ),
+                &format!("Rolled back by #{}: {}", pr.number, verification.summary()),
             )
             .await
             .map_err(|e| tracing::warn!(error = %e, "could not comment the rollback"));
@@ -688,8 +709,7 @@ impl Engine {
                     Verification::Unknown { reason }
                 };
             }
-            tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 }

@@ -230,9 +230,12 @@ pub fn body(e: &Evidence<'_>) -> String {
         b,
         "\n{}",
         match (e.policy.rollback, e.from) {
-            (_, None) => "If it does not become Healthy, tugboat reports it here; there is no earlier image to roll back to.",
-            (RollbackMode::Auto, Some(_)) => "If it does not become Healthy, tugboat rolls it back by itself (a revert PR, merged and verified) and marks this image bad so that it is not promoted again.",
-            (RollbackMode::Manual, Some(_)) => "If it does not become Healthy, tugboat reports it here; an approver can then comment `/rollback`.",
+            (_, None) =>
+                "If it does not become Healthy, tugboat reports it here; there is no earlier image to roll back to.",
+            (RollbackMode::Auto, Some(_)) =>
+                "If it does not become Healthy, tugboat rolls it back by itself (a revert PR, merged and verified) and marks this image bad so that it is not promoted again.",
+            (RollbackMode::Manual, Some(_)) =>
+                "If it does not become Healthy, tugboat reports it here; an approver can then comment `/rollback`.",
         }
     );
     let _ = writeln!(

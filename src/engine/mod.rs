@@ -114,12 +114,18 @@ pub enum Action {
 /// How a merged promotion turned out in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
-    Healthy { after: Duration },
+    Healthy {
+        after: Duration,
+    },
     /// It did not become Healthy (Argo CD's words, or the health timeout).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// Argo CD could not be read (refused token, missing application, unreachable): not
     /// known, so never rolled back for; verified again next cycle.
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 impl Verification {
@@ -308,6 +314,7 @@ impl Engine {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn environment(
         &self,
         svc: &ServiceConfig,
@@ -849,11 +856,17 @@ impl Engine {
         tracing::info!(merge = %sha, "merged promotion");
         let state = evidence::PromotionState::of(&body).unwrap_or_default();
         let image = format!("{}:{}", svc.image, to.tag);
-        let verification = self
-            .verify(app, &sha, &image, merged_at, env_policy)
-            .await;
-        self.report(pr.number, &sha, app, &image, &verification, env_policy, &state)
-            .await;
+        let verification = self.verify(app, &sha, &image, merged_at, env_policy).await;
+        self.report(
+            pr.number,
+            &sha,
+            app,
+            &image,
+            &verification,
+            env_policy,
+            &state,
+        )
+        .await;
         let watched = deploy::Watched {
             pr: crate::ports::LabelledPr {
                 number: pr.number,

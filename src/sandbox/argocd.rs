@@ -84,6 +84,13 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Add the fields of `more` (an object) to `v` (an object).
+fn merge(v: &mut Value, more: Value) {
+    if let (Some(v), Value::Object(more)) = (v.as_object_mut(), more) {
+        v.extend(more);
+    }
+}
+
 fn grpc_error(status: StatusCode, code: u32, message: &str) -> Response {
     (
         status,
@@ -154,6 +161,21 @@ impl ArgoCd {
         self.with_app(name, |a| a.multi_source = true);
     }
 
+    /// Let `by` pass for an application's record: its syncs (history, `reconciledAt`)
+    /// happened that much earlier. Soak times are measured from Argo CD's `deployedAt`, so
+    /// this stands for waiting without a test sleeping.
+    pub fn age(&self, name: &str, by: Duration) {
+        let by = chrono::Duration::from_std(by).unwrap_or_default();
+        self.with_app(name, |a| {
+            for (_, at) in &mut a.history {
+                *at -= by;
+            }
+            if let Some(t) = &mut a.reconciled_at {
+                *t -= by;
+            }
+        });
+    }
+
     /// How long a synced application shows `Progressing` before it settles.
     pub fn set_rollout(&self, rollout: Duration) {
         self.lock().rollout = rollout;
@@ -169,9 +191,9 @@ impl ArgoCd {
         self.lock().failing.insert(image.to_owned());
     }
 
-    /// Answer 403 to this token (a token without RBAC for applications).
-    pub fn deny_token(&self, token: &str) {
-        self.lock().denied_token = Some(token.to_owned());
+    /// Answer 403 to this token (a token without RBAC for applications), or lift that.
+    pub fn deny_token(&self, token: Option<&str>) {
+        self.lock().denied_token = token.map(str::to_owned);
     }
 
     pub fn calls(&self) -> BTreeMap<String, u64> {
@@ -339,20 +361,18 @@ impl ArgoCd {
         let repo_url = self.repo_url();
         let git_source = json!({"repoURL": repo_url, "targetRevision": "main",
             "path": app.files.first().map(|f| f.rsplit_once('/').map_or("", |x| x.0))});
-        let chart_source =
-            json!({"repoURL": "https://charts.example.com", "chart": "base", "targetRevision": CHART_VERSION});
+        let chart_source = json!({"repoURL": "https://charts.example.com", "chart": "base", "targetRevision": CHART_VERSION});
         let mut sync = json!({"status": if synced { "Synced" } else { "OutOfSync" }});
-        let mut compared = json!({"destination": {"server": "https://kubernetes.default.svc", "namespace": name}});
+        let mut compared =
+            json!({"destination": {"server": "https://kubernetes.default.svc", "namespace": name}});
         if app.multi_source {
             compared["sources"] = json!([chart_source, git_source]);
         } else {
             compared["source"] = git_source.clone();
         }
         sync["comparedTo"] = compared;
-        if let Some(rev) = &app.revision
-            && let Value::Object(fields) = Self::revisions(&app, rev)
-        {
-            sync.as_object_mut().map(|s| s.extend(fields));
+        if let Some(rev) = &app.revision {
+            merge(&mut sync, Self::revisions(&app, rev));
         }
         let mut status = json!({
             "sync": sync,
@@ -369,9 +389,7 @@ impl ArgoCd {
                 .enumerate()
                 .map(|(i, (rev, at))| {
                     let mut h = json!({"id": i + 1, "deployedAt": rfc3339(*at), "deployStartedAt": rfc3339(*at)});
-                    if let Value::Object(fields) = Self::revisions(&app, rev) {
-                        h.as_object_mut().map(|o| o.extend(fields));
-                    }
+                    merge(&mut h, Self::revisions(&app, rev));
                     if app.multi_source {
                         h["sources"] = json!([chart_source, git_source]);
                     } else {

@@ -616,7 +616,12 @@ async fn list_issues(
     }
     all.sort_by_key(|(n, _)| *n);
     let items = page_of(all.into_iter().map(|(_, v)| v), q.per_page, q.page);
-    etagged(&gh, &headers, "GET issues 304", Value::Array(items).to_string())
+    etagged(
+        &gh,
+        &headers,
+        "GET issues 304",
+        Value::Array(items).to_string(),
+    )
 }
 
 /// A list answer with a weak ETag of its body; `If-None-Match` with that ETag gets a bodiless
@@ -1333,7 +1338,12 @@ async fn list_reviews(
         })
         .collect();
     let items = page_of(reviews, q.per_page, q.page);
-    etagged(&gh, &headers, "GET reviews 304", Value::Array(items).to_string())
+    etagged(
+        &gh,
+        &headers,
+        "GET reviews 304",
+        Value::Array(items).to_string(),
+    )
 }
 
 async fn team_membership(

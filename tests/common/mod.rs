@@ -1,0 +1,53 @@
+//! What the sandbox tests share: a sandbox with an engine on it, and finding rows.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test crate uses a part
+
+use std::sync::Arc;
+
+use tugboat::config::Config;
+use tugboat::engine::{Engine, EnvReport};
+use tugboat::sandbox::{Options, Sandbox};
+use tugboat::telemetry::ApiMetrics;
+
+pub async fn setup() -> (Sandbox, Engine, tempfile::TempDir) {
+    let (sb, engine, work, _) = setup_counted().await;
+    (sb, engine, work)
+}
+
+/// The sandbox and an engine whose adapters count their calls into the returned metrics.
+pub async fn setup_counted() -> (Sandbox, Engine, tempfile::TempDir, ApiMetrics) {
+    let sb = start(Options::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    let api = ApiMetrics::default();
+    let engine = engine(&sb, &work, &api).await;
+    (sb, engine, work, api)
+}
+
+/// A sandbox whose Argo CD syncs 200 ms after main moves.
+pub async fn start(options: Options) -> Sandbox {
+    tugboat::app::init_crypto();
+    Sandbox::start(Options {
+        sync_delay: std::time::Duration::from_millis(200),
+        ..options
+    })
+    .await
+    .unwrap()
+}
+
+/// A fresh engine (a restarted tugboat: no caches) on the sandbox, working in `work`.
+pub async fn engine(sb: &Sandbox, work: &tempfile::TempDir, api: &ApiMetrics) -> Engine {
+    let cfg = Config::parse(
+        &sb.config_toml(&work.path().join("w")),
+        "sandbox.toml",
+        std::iter::empty(),
+    )
+    .unwrap();
+    let cfg = Arc::new(cfg);
+    Engine::new(cfg.clone(), tugboat::app::ports(&cfg, api).await.unwrap())
+}
+
+pub fn row<'a>(r: &'a [EnvReport], svc: &str, env: &str) -> &'a EnvReport {
+    r.iter()
+        .find(|x| x.service == svc && x.environment == env)
+        .unwrap()
+}

@@ -1,0 +1,502 @@
+//! After the merge, end to end against the sandbox: verification with Argo CD, rollback, bad
+//! digests, the environment chain, and a tugboat stopped in the middle.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::{engine, row, setup, start};
+use tugboat::domain::plan::Decision;
+use tugboat::engine::{Action, Mode, Verification};
+use tugboat::sandbox::{self, Fleet, Options, Sandbox, Style, app_name, file_of};
+
+const DEV: &str = "user_service";
+
+fn labels(sb: &Sandbox, number: u64) -> Vec<String> {
+    sb.github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap()
+        .labels
+}
+
+/// tugboat's verification reports on a PR.
+fn reports_on(sb: &Sandbox, number: u64) -> Vec<String> {
+    sb.github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap()
+        .comments
+        .into_iter()
+        .filter(|(u, b)| u == "tugboat[bot]" && b.contains("<!-- tugboat:verified "))
+        .map(|(_, b)| b)
+        .collect()
+}
+
+fn policy(sb: &Sandbox, svc: &str, yaml: &str) {
+    sb.aws
+        .put_parameter(&format!("/salon/promotion/services/{svc}"), yaml, "String");
+}
+
+fn crash(sb: &Sandbox, svc: &str, tag: &str) {
+    sb.argocd
+        .mark_crashing(&format!("{}:{tag}", sandbox::image_of(svc)));
+}
+
+fn approver(sb: &Sandbox, user: &str) {
+    sb.github.add_collaborator(user, "write");
+    sb.github.add_team_member("salon", "platform-leads", user);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_goes_dev_then_staging_after_its_soak_then_prod_after_an_approval() {
+    let sb = start(Options {
+        fleet: Fleet {
+            services: vec![(DEV.into(), Style::Kustomize)],
+            environments: vec!["dev".into(), "staging".into(), "prod".into()],
+            tags: 1,
+        },
+        ..Options::default()
+    })
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let engine = engine(&sb, &work, &Default::default()).await;
+    policy(
+        &sb,
+        DEV,
+        "environments:\n  staging:\n    auto_merge: true\n    soak: 1h\n    health_timeout: 30s\n    scan:\n      thresholds: {CRITICAL: 0, HIGH: 0}\n  prod:\n    soak: 1h\n",
+    );
+    approver(&sb, "alice");
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged { verification, .. } = &row(&r, DEV, "dev").action else {
+        panic!("{:?}", row(&r, DEV, "dev"))
+    };
+    assert!(matches!(verification, Verification::Healthy { .. }));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Decision::Waiting { reason, .. } = &row(&r, DEV, "staging").decision else {
+        panic!("{:?}", row(&r, DEV, "staging"))
+    };
+    assert!(reason.starts_with("soaking in dev until"), "{reason}");
+
+    // An hour and more passes for dev's deployment; staging takes the digest by itself.
+    sb.argocd
+        .age(&app_name(DEV, "dev"), Duration::from_secs(3700));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged { verification, .. } = &row(&r, DEV, "staging").action else {
+        panic!("{:?}", row(&r, DEV, "staging"))
+    };
+    assert!(matches!(verification, Verification::Healthy { .. }));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(&row(&r, DEV, "prod").decision, Decision::Waiting { reason, .. } if reason.starts_with("soaking in staging")),
+        "{:?}",
+        row(&r, DEV, "prod")
+    );
+
+    sb.argocd
+        .age(&app_name(DEV, "staging"), Duration::from_secs(3700));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&r, DEV, "prod").action else {
+        panic!("{:?}", row(&r, DEV, "prod"))
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await; // comments are stamped to the second
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged { verification, .. } = &row(&r, DEV, "prod").action else {
+        panic!("{:?}", row(&r, DEV, "prod"))
+    };
+    assert!(matches!(verification, Verification::Healthy { .. }));
+
+    // Every environment runs 1.1.0; each one's PR is its deployed promotion, none is left
+    // waiting for a verification.
+    for env in ["dev", "staging", "prod"] {
+        let text = sb.github.read_file("main", &file_of(DEV, env)).unwrap();
+        assert!(text.contains("newTag: \"1.1.0\""), "{env}: {text}");
+    }
+    let prs = sb.github.pulls();
+    assert_eq!(prs.len(), 3);
+    for pr in &prs {
+        assert!(pr.labels.contains(&"tugboat:deployed".into()), "{pr:?}");
+        assert!(!pr.labels.contains(&"tugboat:verifying".into()), "{pr:?}");
+        assert_eq!(reports_on(&sb, pr.number).len(), 1);
+    }
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(r.iter().all(|x| x.action == Action::None), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_tag_is_rolled_back_by_itself_marked_bad_and_not_promoted_again_until_unblocked()
+{
+    let (sb, engine, _w) = setup().await;
+    let svc = "service_management";
+    policy(&sb, svc, "environments:\n  dev:\n    rollback: auto\n");
+    let before = sb.github.read_file("main", &file_of(svc, "dev")).unwrap();
+    sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+    crash(&sb, svc, "1.1.0");
+
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::RolledBack {
+        bad,
+        number,
+        verification,
+        ..
+    } = &row(&r, svc, "dev").action
+    else {
+        panic!("{:?}", row(&r, svc, "dev"))
+    };
+    assert!(
+        matches!(verification, Verification::Healthy { .. }),
+        "{verification:?}"
+    );
+    // The previous reference is back, byte for byte.
+    assert_eq!(
+        sb.github.read_file("main", &file_of(svc, "dev")).unwrap(),
+        before
+    );
+    let bad_labels = labels(&sb, *bad);
+    assert!(bad_labels.contains(&"tugboat:bad".into()), "{bad_labels:?}");
+    assert!(!bad_labels.contains(&"tugboat:deployed".into()));
+    assert!(!bad_labels.contains(&"tugboat:verifying".into()));
+    let report = reports_on(&sb, *bad);
+    assert_eq!(report.len(), 1);
+    assert!(report[0].contains("Degraded"), "{report:?}");
+    assert!(report[0].contains("rolls this promotion back now"));
+    let rollback = labels(&sb, *number);
+    assert!(
+        rollback.contains(&"tugboat:rollback".into()),
+        "{rollback:?}"
+    );
+    assert!(!rollback.contains(&"tugboat:verifying".into()));
+    assert_eq!(reports_on(&sb, *number).len(), 1);
+
+    // Never promoted again: plan and apply both say why; nothing is written.
+    for mode in [Mode::Plan, Mode::Apply] {
+        let r = engine.cycle(mode).await.unwrap();
+        let dev = row(&r, svc, "dev");
+        let Decision::Blocked { reasons, .. } = &dev.decision else {
+            panic!("{dev:?}")
+        };
+        assert!(
+            reasons[0].starts_with(&format!("marked bad after it failed in dev (PR #{bad})")),
+            "{reasons:?}"
+        );
+        assert_eq!(dev.action, Action::None);
+    }
+    assert_eq!(sb.github.pulls().len(), 2);
+
+    // An approver clears the mark; the tag is promoted again.
+    sb.github.add_collaborator("alice", "write");
+    sb.github.comment_as(*bad, "reader", "/unblock").unwrap();
+    sb.github.add_collaborator("reader", "read");
+    let ok = sb.github.comment_as(*bad, "alice", "/unblock").unwrap();
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert!(!labels(&sb, *bad).contains(&"tugboat:bad".into()));
+    assert!(
+        sb.github
+            .comment_records()
+            .iter()
+            .any(|c| c.id == ok && c.reactions.iter().any(|(_, r)| r == "+1"))
+    );
+    let replies: Vec<String> = sb.github.pulls()[0]
+        .comments
+        .iter()
+        .filter(|(u, b)| u == "tugboat[bot]" && b.starts_with("@reader"))
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].contains("not an approver"), "{replies:?}");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, svc, "dev").decision, Decision::Promote { .. }),
+        "{:?}",
+        row(&r, svc, "dev")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_manual_rollback_a_failure_is_reported_and_an_approvers_rollback_reverts_it() {
+    let (sb, engine, _w) = setup().await;
+    let svc = "reports_analytics"; // Helm values
+    let before = sb.github.read_file("main", &file_of(svc, "dev")).unwrap();
+    sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+    crash(&sb, svc, "1.1.0");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged {
+        number,
+        verification: Verification::Failed { .. },
+        ..
+    } = row(&r, svc, "dev").action
+    else {
+        panic!("{:?}", row(&r, svc, "dev"))
+    };
+    assert!(labels(&sb, number).contains(&"tugboat:deployed".into()));
+    assert!(reports_on(&sb, number)[0].contains("An approver can comment `/rollback`"));
+
+    // Not rolled back by itself; a reader's /rollback is refused.
+    sb.github.add_collaborator("reader", "read");
+    sb.github.comment_as(number, "reader", "/rollback").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, svc, "dev").action, Action::None),
+        "{:?}",
+        row(&r, svc, "dev")
+    );
+    assert_ne!(
+        sb.github.read_file("main", &file_of(svc, "dev")).unwrap(),
+        before
+    );
+
+    sb.github.add_collaborator("alice", "write");
+    sb.github.comment_as(number, "alice", "/rollback").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::RolledBack {
+        bad, verification, ..
+    } = &row(&r, svc, "dev").action
+    else {
+        panic!("{:?}", row(&r, svc, "dev"))
+    };
+    assert_eq!(*bad, number);
+    assert!(matches!(verification, Verification::Healthy { .. }));
+    assert_eq!(
+        sb.github.read_file("main", &file_of(svc, "dev")).unwrap(),
+        before
+    );
+    let l = labels(&sb, number);
+    assert!(l.contains(&"tugboat:bad".into()) && !l.contains(&"tugboat:deployed".into()));
+}
+
+/// Run a cycle until the first PR is merged, then stop it there (its future is dropped at
+/// its next await, as a SIGKILL would leave it).
+async fn stopped_after_the_merge(sb: &Sandbox, work: &tempfile::TempDir) -> u64 {
+    let first = engine(sb, work, &Default::default()).await;
+    let merged = async {
+        loop {
+            if let Some(pr) = sb
+                .github
+                .pulls()
+                .into_iter()
+                .find(|p| p.merged_at.is_some())
+            {
+                return pr.number;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        r = first.cycle(Mode::Apply) => panic!("the cycle ended before it could be stopped: {r:?}"),
+        number = merged => number,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tugboat_stopped_during_verification_is_resumed_by_the_next_one_and_reported_once() {
+    let (sb, _engine, work) = setup().await;
+    sb.argocd.set_rollout(Duration::from_secs(2));
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    let number = stopped_after_the_merge(&sb, &work).await;
+    assert!(labels(&sb, number).contains(&"tugboat:verifying".into()));
+    assert!(reports_on(&sb, number).is_empty());
+
+    let next = engine(&sb, &work, &Default::default()).await;
+    let r = next.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged {
+        number: resumed,
+        verification,
+        ..
+    } = &row(&r, DEV, "dev").action
+    else {
+        panic!("{:?}", row(&r, DEV, "dev"))
+    };
+    assert_eq!(*resumed, number);
+    assert!(matches!(verification, Verification::Healthy { .. }));
+    let r = next.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, DEV, "dev").action, Action::None);
+    assert_eq!(reports_on(&sb, number).len(), 1);
+    let l = labels(&sb, number);
+    assert!(l.contains(&"tugboat:deployed".into()) && !l.contains(&"tugboat:verifying".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argo_cd_that_refuses_tugboat_gives_a_clear_error_and_never_a_healthy_report() {
+    let (sb, _engine, work) = setup().await;
+    sb.argocd.set_rollout(Duration::from_secs(1));
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    let number = stopped_after_the_merge(&sb, &work).await;
+
+    // The token loses its RBAC: the verification is not known, never Healthy, never failed
+    // (which would roll back), and it stays to be verified.
+    sb.argocd.deny_token(Some(&sb.argocd_token));
+    let next = engine(&sb, &work, &Default::default()).await;
+    let r = next.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged {
+        verification: Verification::Unknown { reason },
+        sha,
+        ..
+    } = &row(&r, DEV, "dev").action
+    else {
+        panic!("{:?}", row(&r, DEV, "dev"))
+    };
+    assert!(
+        reason.contains("application 'user-service-dev': HTTP 403: permission denied"),
+        "{reason}"
+    );
+    assert!(
+        sb.github
+            .statuses(sha)
+            .iter()
+            .any(|(c, s, _)| c == "tugboat/deploy" && s == "error")
+    );
+    assert!(reports_on(&sb, number).is_empty());
+    assert!(labels(&sb, number).contains(&"tugboat:verifying".into()));
+
+    // Access back: verified and reported once.
+    sb.argocd.deny_token(None);
+    let r = next.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            &row(&r, DEV, "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        row(&r, DEV, "dev")
+    );
+    assert_eq!(reports_on(&sb, number).len(), 1);
+
+    // A wrong token: nothing is merged, and the error names the application.
+    std::fs::write(sb.dir().join("argocd-token"), "not-the-token").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let wrong = engine(&sb, &elsewhere, &Default::default()).await;
+    sb.aws.push(DEV, "1.2.0", "COMPLETE", vec![]);
+    let r = wrong.cycle(Mode::Apply).await.unwrap();
+    let Action::Failed { message } = &row(&r, DEV, "dev").action else {
+        panic!("{:?}", row(&r, DEV, "dev"))
+    };
+    assert!(
+        message.contains("application 'user-service-dev': HTTP 401: the token was refused"),
+        "{message}"
+    );
+    assert!(
+        sb.github
+            .pulls()
+            .iter()
+            .all(|p| p.number == number || p.merged_at.is_none())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_automated_sync_tugboat_asks_argo_cd_to_sync_the_merge_when_the_policy_says_so() {
+    let (sb, engine, _w) = setup().await;
+    policy(&sb, DEV, "environments:\n  dev:\n    sync: true\n");
+    sb.argocd.set_automated(&app_name(DEV, "dev"), false);
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            &row(&r, DEV, "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        row(&r, DEV, "dev")
+    );
+    assert_eq!(sb.argocd.calls().get("POST sync"), Some(&1));
+
+    // While an operation runs, Argo CD refuses another; the adapter says "busy", not "failed".
+    use tugboat::ports::{Deployer, SyncStart};
+    let argo = tugboat::adapters::argocd::ArgoCd::new(
+        &sb.argocd_url,
+        tugboat::secret::Secret::new(sb.argocd_token.clone()),
+        &tugboat::adapters::argocd::ArgoOptions {
+            ca_bundle: None,
+            hard_refresh: false,
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let head = sb.github.branch_sha("main").unwrap();
+    let app = app_name(DEV, "dev");
+    assert_eq!(argo.sync(&app, &head).await.unwrap(), SyncStart::Started);
+    let SyncStart::Busy(why) = argo.sync(&app, &head).await.unwrap() else {
+        panic!()
+    };
+    assert!(
+        why.contains("another operation is already in progress"),
+        "{why}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argo_cd_deny_window_holds_the_merge_until_it_lifts() {
+    let (sb, engine, _w) = setup().await;
+    sb.argocd.set_deny_window(&app_name(DEV, "dev"), true);
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::WaitingForSyncWindow { windows, .. } = &row(&r, DEV, "dev").action else {
+        panic!("{:?}", row(&r, DEV, "dev"))
+    };
+    assert_eq!(windows, &["deny 0 0 * * * for 24h".to_owned()]);
+    assert!(sb.github.pulls()[0].merged_at.is_none());
+    sb.argocd.set_deny_window(&app_name(DEV, "dev"), false);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            &row(&r, DEV, "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        row(&r, DEV, "dev")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_operation_fails_the_verification_with_argo_cds_own_message() {
+    let (sb, engine, _w) = setup().await;
+    sb.argocd
+        .mark_failing(&format!("{}:1.1.0", sandbox::image_of(DEV)));
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged {
+        verification: Verification::Failed { reason },
+        ..
+    } = &row(&r, DEV, "dev").action
+    else {
+        panic!("{:?}", row(&r, DEV, "dev"))
+    };
+    assert!(
+        reason.starts_with("sync operation Failed: one or more objects failed to apply"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_source_application_is_verified_by_the_revision_of_its_git_source() {
+    let (sb, engine, _w) = setup().await;
+    sb.argocd.set_multi_source(&app_name(DEV, "dev"));
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            &row(&r, DEV, "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        row(&r, DEV, "dev")
+    );
+}
