@@ -275,9 +275,27 @@ impl ArgoCd {
         });
     }
 
+    fn files_at(&self, app: &App, revision: &str) -> Vec<Option<String>> {
+        app.files
+            .iter()
+            .map(|f| self.github.read_at(revision, f))
+            .collect()
+    }
+
     /// Let time act on the application: notice main, run automated syncs, finish operations.
     fn advance(&self, app: &mut App) {
         let head = self.github.branch_sha("main");
+        // A commit that leaves the application's files as they are changes nothing to sync:
+        // Argo CD compares manifests, so the application is Synced at the new revision.
+        if let (Some(head), Some(rev)) = (&head, app.revision.clone())
+            && *head != rev
+            && app.operation.as_ref().is_none_or(|o| o.phase != "Running")
+            && self.files_at(app, head) == self.files_at(app, &rev)
+        {
+            app.revision = Some(head.clone());
+            app.reconciled_at = Some(Utc::now());
+            app.seen = None;
+        }
         if let Some(head) = &head
             && app.revision.as_deref() != Some(head.as_str())
             && app.seen.as_ref().is_none_or(|(h, _)| h != head)

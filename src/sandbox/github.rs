@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, patch, post, put};
 use base64::Engine as _;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+
+use super::github_wire as wire;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -127,14 +129,20 @@ impl Inner {
     }
 }
 
-fn comment_json(c: &CommentRec) -> Value {
-    json!({
-        "id": c.id, "node_id": format!("IC_{}", c.id), "body": c.body,
-        "user": {"login": c.user, "id": 100 + c.user.len(), "type": if c.user.ends_with("[bot]") { "Bot" } else { "User" }},
-        "created_at": c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "updated_at": c.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "author_association": "COLLABORATOR",
-    })
+fn comment_json(gh: &GitHub, c: &CommentRec) -> Value {
+    let secs = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    wire::comment(
+        &gh.owner,
+        &gh.repo,
+        c.number,
+        &wire::Comment {
+            id: c.id,
+            user: &c.user,
+            body: &c.body,
+            created_at: &secs(&c.created_at),
+            updated_at: &secs(&c.updated_at),
+        },
+    )
 }
 
 /// The shared state of the GitHub stand-in.
@@ -363,16 +371,27 @@ impl GitHub {
     /// An issue as GitHub shows it; `comments` is its comment count (the caller holds the
     /// lock, or takes it: this never locks).
     fn issue_json(&self, i: &IssueRec, comments: usize) -> Value {
-        json!({
-            "id": 5000 + i.number, "node_id": format!("I_{}", i.number), "number": i.number,
-            "url": format!("https://api.github.com/repos/{}/{}/issues/{}", self.owner, self.repo, i.number),
-            "html_url": format!("https://github.com/{}/{}/issues/{}", self.owner, self.repo, i.number),
-            "state": i.state, "state_reason": i.state_reason, "title": i.title, "body": i.body, "locked": false,
-            "user": {"login": BOT, "id": 1, "type": "Bot"},
-            "labels": i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
-            "comments": comments,
-            "created_at": i.created_at, "updated_at": i.created_at,
+        let closed = (i.state == "closed").then_some(i.created_at.as_str());
+        wire::issue(&wire::Item {
+            owner: &self.owner,
+            repo: &self.repo,
+            number: i.number,
+            title: &i.title,
+            body: &i.body,
+            state: &i.state,
+            labels: &i.labels,
+            created_at: &i.created_at,
+            updated_at: &i.created_at,
+            closed_at: closed,
+            comments,
         })
+        .as_object()
+        .cloned()
+        .map(|mut o| {
+            o.insert("state_reason".into(), json!(i.state_reason));
+            Value::Object(o)
+        })
+        .unwrap_or_default()
     }
 
     /// Statuses of a commit: (context, state, description).
@@ -454,21 +473,28 @@ impl GitHub {
         } else {
             p.closed_head.clone().unwrap_or_default()
         };
-        let html = format!(
-            "https://github.com/{}/{}/pull/{}",
-            self.owner, self.repo, p.number
-        );
-        json!({
-            "id": 1000 + p.number, "node_id": format!("PR_{}", p.number), "number": p.number,
-            "url": format!("https://api.github.com/repos/{}/{}/pulls/{}", self.owner, self.repo, p.number),
-            "html_url": html, "state": p.state, "title": p.title, "body": p.body, "locked": false, "draft": false,
-            "user": {"login": "tugboat[bot]", "id": 1, "type": "Bot"},
-            "head": {"ref": p.head, "sha": head_sha, "label": format!("{}:{}", self.owner, p.head)},
-            "base": {"ref": p.base, "sha": self.branch_sha(&p.base).unwrap_or_default(), "label": format!("{}:{}", self.owner, p.base)},
-            "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
-            "merged": p.merged_at.is_some(), "merged_at": p.merged_at, "merge_commit_sha": p.merge_sha,
-            "created_at": p.created_at, "updated_at": p.merged_at.as_ref().unwrap_or(&p.created_at),
-        })
+        let updated = p.merged_at.as_ref().unwrap_or(&p.created_at);
+        let closed = (p.state == "closed").then_some(updated.as_str());
+        let (o, r) = (self.owner.as_str(), self.repo.as_str());
+        wire::pull_request(
+            &wire::Item {
+                owner: o,
+                repo: r,
+                number: p.number,
+                title: &p.title,
+                body: &p.body,
+                state: &p.state,
+                labels: &p.labels,
+                created_at: &p.created_at,
+                updated_at: updated,
+                closed_at: closed,
+                comments: p.comments.len(),
+            },
+            wire::end(o, r, &p.head, &head_sha),
+            wire::end(o, r, &p.base, &self.branch_sha(&p.base).unwrap_or_default()),
+            p.merged_at.as_deref(),
+            p.merge_sha.as_deref(),
+        )
     }
 
     /// Squash-merge `head` into `base` in the bare repository; returns the new base commit.
@@ -936,13 +962,7 @@ async fn add_labels(
             labels.push(label);
         }
     }
-    Json(
-        labels
-            .iter()
-            .map(|l| json!({"name": l}))
-            .collect::<Vec<_>>(),
-    )
-    .into_response()
+    Json(wire::labels(&gh.owner, &gh.repo, labels)).into_response()
 }
 
 async fn remove_label(
@@ -965,13 +985,7 @@ async fn remove_label(
         return gh_error(StatusCode::NOT_FOUND, "Label does not exist");
     }
     labels.retain(|l| *l != name);
-    Json(
-        labels
-            .iter()
-            .map(|l| json!({"name": l}))
-            .collect::<Vec<_>>(),
-    )
-    .into_response()
+    Json(wire::labels(&gh.owner, &gh.repo, labels)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -991,7 +1005,7 @@ async fn add_comment(
         return gh_error(StatusCode::NOT_FOUND, "Not Found");
     }
     let c = g.add_comment(n, BOT, &c.body);
-    (StatusCode::CREATED, Json(comment_json(&c))).into_response()
+    (StatusCode::CREATED, Json(comment_json(&gh, &c))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -1016,18 +1030,27 @@ async fn add_status(
     }
     let context = s.context.unwrap_or_else(|| "default".into());
     let mut g = gh.lock();
-    let list = g.statuses.entry(sha).or_default();
+    let list = g.statuses.entry(sha.clone()).or_default();
     list.retain(|(c, _, _)| *c != context);
     list.push((
         context.clone(),
         s.state.clone(),
         s.description.clone().unwrap_or_default(),
     ));
-    (
-        StatusCode::CREATED,
-        Json(json!({"state": s.state, "context": context, "description": s.description})),
-    )
-        .into_response()
+    let description = s.description.unwrap_or_default();
+    let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let status = wire::status(
+        &gh.owner,
+        &gh.repo,
+        &sha,
+        &wire::Status {
+            context: &context,
+            state: &s.state,
+            description: &description,
+            at: &at,
+        },
+    );
+    (StatusCode::CREATED, Json(status)).into_response()
 }
 
 async fn combined_status(
@@ -1044,12 +1067,37 @@ async fn combined_status(
     } else {
         "pending"
     };
+    let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let statuses: Vec<Value> = list
         .iter()
-        .map(|(c, s, d)| json!({"context": c, "state": s, "description": d}))
+        .map(|(c, s, d)| {
+            let mut v = wire::status(
+                &gh.owner,
+                &gh.repo,
+                &sha,
+                &wire::Status {
+                    context: c,
+                    state: s,
+                    description: d,
+                    at: &at,
+                },
+            );
+            if let Some(o) = v.as_object_mut() {
+                o.remove("creator");
+            }
+            v
+        })
         .collect();
-    Json(json!({"state": state, "sha": sha, "total_count": statuses.len(), "statuses": statuses}))
-        .into_response()
+    let commit = format!(
+        "https://api.github.com/repos/{}/{}/commits/{sha}",
+        gh.owner, gh.repo
+    );
+    Json(
+        json!({"state": state, "sha": sha, "total_count": statuses.len(), "statuses": statuses,
+                "repository": wire::minimal_repository(&gh.owner, &gh.repo),
+                "commit_url": commit, "url": format!("{commit}/status")}),
+    )
+    .into_response()
 }
 
 async fn dump(State(gh): State<GitHub>) -> Json<Value> {
@@ -1207,7 +1255,9 @@ async fn permission(
         "read" => "read",
         _ => "none",
     };
-    Json(json!({"permission": perm, "role_name": role, "user": {"login": user}})).into_response()
+    let mut who = wire::user(&user);
+    who["role_name"] = json!(role);
+    Json(json!({"permission": perm, "role_name": role, "user": who})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -1263,7 +1313,7 @@ async fn list_comments(
         g.comments
             .iter()
             .filter(|c| c.number == n)
-            .map(comment_json)
+            .map(|c| comment_json(&gh, c))
             .collect()
     };
     let body = Value::Array(page_of(all, q.per_page, q.page)).to_string();
@@ -1308,10 +1358,12 @@ async fn add_reaction(
     };
     (
         code,
-        Json(
-            json!({"id": id * 10 + c.reactions.len() as u64, "content": req.content,
-                    "user": {"login": BOT, "type": "Bot"}, "created_at": Utc::now().to_rfc3339()}),
-        ),
+        Json(wire::reaction(
+            id * 10 + c.reactions.len() as u64,
+            BOT,
+            &req.content,
+            &Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )),
     )
         .into_response()
 }
@@ -1329,12 +1381,19 @@ async fn list_reviews(
         .iter()
         .filter(|v| v.number == n)
         .map(|v| {
-            json!({"id": v.id, "node_id": format!("PRR_{}", v.id), "user": {"login": v.user, "type": "User"},
-                   "body": "", "state": v.state, "commit_id": v.commit_id,
-                   "html_url": format!("https://github.com/{}/{}/pull/{n}#pullrequestreview-{}", gh.owner, gh.repo, v.id),
-                   "pull_request_url": format!("https://api.github.com/repos/{}/{}/pulls/{n}", gh.owner, gh.repo),
-                   "author_association": "COLLABORATOR", "submitted_at": Utc::now().to_rfc3339(),
-                   "_links": {"html": {"href": ""}, "pull_request": {"href": ""}}})
+            wire::review(
+                &gh.owner,
+                &gh.repo,
+                n,
+                &wire::Review {
+                    id: v.id,
+                    user: &v.user,
+                    state: &v.state,
+                    commit_id: &v.commit_id,
+                    // Not kept: a fixed time keeps the list's ETag stable.
+                    submitted_at: "2026-01-01T00:00:00Z",
+                },
+            )
         })
         .collect();
     let items = page_of(reviews, q.per_page, q.page);
@@ -1378,7 +1437,7 @@ async fn rate_limit(State(gh): State<GitHub>, headers: HeaderMap) -> Response {
     }
     let reset = Utc::now().timestamp() + 30;
     let core = json!({"limit": 5000, "remaining": 0, "reset": reset, "used": 5000});
-    Json(json!({"resources": {"core": core}, "rate": core})).into_response()
+    Json(json!({"resources": {"core": core, "search": {"limit": 30, "remaining": 30, "reset": reset, "used": 0}}, "rate": core})).into_response()
 }
 
 async fn authenticated_user(State(gh): State<GitHub>, headers: HeaderMap) -> Response {
@@ -1386,7 +1445,7 @@ async fn authenticated_user(State(gh): State<GitHub>, headers: HeaderMap) -> Res
     if !gh.authorized(&headers) {
         return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
-    Json(json!({"login": BOT, "id": 1, "type": "Bot"})).into_response()
+    Json(wire::me(BOT)).into_response()
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@
 pub mod argocd;
 pub mod aws;
 pub mod github;
+mod github_wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,276 @@
+//! The stand-ins and tugboat, held to the official API descriptions: tugboat's GitHub and
+//! Argo CD traffic goes through Prism proxies (`prism proxy --errors`), which check every
+//! request tugboat sends and every response the stand-in returns against GitHub's OpenAPI
+//! description (npm `@octokit/openapi`) and Argo CD's swagger
+//! (`../shared/specs/argocd-v3.5.1-swagger.json`). A violation is a 500 from the proxy (the
+//! scenario fails) and a line in its log (listed in the failure).
+//!
+//! The test command installs Prism and the GitHub description (`npm ci`); CI provides the Argo
+//! CD swagger beside the clone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::row;
+use tugboat::config::Config;
+use tugboat::domain::plan::Decision;
+use tugboat::engine::rescan::{IssueAction, Scope};
+use tugboat::engine::{Action, Engine, Mode, Verification};
+use tugboat::sandbox::{self, Options, SeedFinding, app_name};
+use tugboat::telemetry::ApiMetrics;
+
+/// A running `prism proxy --errors`, killed on drop.
+struct Prism {
+    child: tokio::process::Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Prism {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Prism {
+    async fn start(spec: &Path, upstream: &str, log: PathBuf) -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let bin = root.join("node_modules/.bin/prism");
+        assert!(
+            bin.is_file(),
+            "{} is missing: run the test command (scripts/test), which runs `npm ci`",
+            bin.display()
+        );
+        assert!(spec.is_file(), "{} is missing", spec.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(bin)
+            .args(["proxy", "--errors", "--host", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .arg(spec)
+            .arg(upstream)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let prism = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        // Prism reads the description first (the GitHub one takes seconds).
+        for _ in 0..600 {
+            if prism.text().contains("Prism is listening") {
+                return prism;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("prism did not start:\n{}", prism.text());
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Every error Prism logged (a request or response against the description). Warnings
+    /// are not counted: the one seen is a 304 to a conditional request, which GitHub sends
+    /// but its description does not list.
+    fn violations(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains("✖"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// How many requests went through.
+    fn requests(&self) -> usize {
+        self.text()
+            .lines()
+            .filter(|l| l.contains("Request received"))
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptions() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let argo_spec = root.join("../shared/specs/argocd-v3.5.1-swagger.json");
+    let sb = common::start(Options::default()).await;
+    let logs = tempfile::tempdir().unwrap();
+    let gh = Prism::start(
+        &root.join("node_modules/@octokit/openapi/generated/api.github.com.json"),
+        &sb.github_url,
+        logs.path().join("github.log"),
+    )
+    .await;
+    let argo = Prism::start(&argo_spec, &sb.argocd_url, logs.path().join("argocd.log")).await;
+
+    // tugboat talks to both through the proxies; git still goes to the stand-in directly.
+    let work = tempfile::tempdir().unwrap();
+    let toml = sb
+        .config_toml(&work.path().join("w"))
+        .replace(
+            &format!("api_url = \"{}\"", sb.github_url),
+            &format!("api_url = \"{}\"", gh.url),
+        )
+        .replace(
+            &format!("url = \"{}\"", sb.argocd_url),
+            &format!("url = \"{}\"", argo.url),
+        );
+    assert!(toml.contains(&gh.url) && toml.contains(&argo.url));
+    let cfg = Arc::new(Config::parse(&toml, "contract.toml", std::iter::empty()).unwrap());
+    let engine = Engine::new(
+        cfg.clone(),
+        tugboat::app::ports(&cfg, &ApiMetrics::default())
+            .await
+            .unwrap(),
+    );
+
+    // A scenario that uses every GitHub and Argo CD operation tugboat calls.
+    sb.github.add_collaborator("alice", "write");
+    sb.github
+        .add_team_member("salon", "platform-leads", "alice");
+    sb.aws.put_parameter(
+        "/salon/promotion/services/service_management",
+        "environments:\n  dev:\n    rollback: auto\n",
+        "String",
+    );
+    sb.aws.put_parameter(
+        "/salon/promotion/services/staff_management",
+        "environments:\n  dev:\n    sync: true\n",
+        "String",
+    );
+    sb.argocd
+        .set_automated(&app_name("staff_management", "dev"), false);
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
+    sb.aws
+        .push("service_management", "1.1.0", "COMPLETE", vec![]);
+    sb.argocd.mark_crashing(&format!(
+        "{}:1.1.0",
+        sandbox::image_of("service_management")
+    ));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let failures: Vec<String> = r
+        .iter()
+        .filter_map(|x| match &x.action {
+            Action::Failed { message } => {
+                Some(format!("{}/{}: {message}", x.service, x.environment))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}\n{:#?}", gh.violations());
+    for svc in ["user_service", "staff_management", "service_management"] {
+        let action = &row(&r, svc, "dev").action;
+        let healthy = |v: &Verification| matches!(v, Verification::Healthy { .. });
+        assert!(
+            match action {
+                Action::Merged { verification, .. } => healthy(verification),
+                Action::RolledBack { verification, .. } => healthy(verification),
+                _ => false,
+            },
+            "{svc}: {action:?}\n{:#?}\n{:#?}",
+            gh.violations(),
+            argo.violations()
+        );
+    }
+    assert!(matches!(
+        row(&r, "service_management", "dev").action,
+        Action::RolledBack { .. }
+    ));
+
+    // prod: a PR awaiting approval; a hold, an approval by comment and one by review.
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&r, "user_service", "prod").action else {
+        panic!(
+            "{:?}\n{:#?}",
+            row(&r, "user_service", "prod"),
+            gh.violations()
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sb.github.comment_as(number, "alice", "/help").unwrap();
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            row(&r, "user_service", "prod").action,
+            Action::Merged { .. }
+        ),
+        "{:?}\n{:#?}",
+        row(&r, "user_service", "prod"),
+        gh.violations()
+    );
+    // An approver rolls prod back; the bad digest blocks.
+    sb.github.comment_as(number, "alice", "/rollback").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            row(&r, "user_service", "prod").action,
+            Action::RolledBack { .. }
+        ),
+        "{:?}\n{:#?}",
+        row(&r, "user_service", "prod"),
+        gh.violations()
+    );
+    let r = engine.cycle(Mode::Plan).await.unwrap();
+    assert!(matches!(
+        row(&r, "user_service", "prod").decision,
+        Decision::Blocked { .. }
+    ));
+
+    // The rescan: a new CRITICAL in a deployed image opens an issue; its fix closes it.
+    let shipped = sb
+        .aws
+        .digest("appointment_service", "1.0.0")
+        .expect("seeded");
+    let cve = SeedFinding {
+        id: "CVE-2026-0001".into(),
+        severity: "CRITICAL".into(),
+        package: Some("openssl".into()),
+    };
+    for findings in [vec![cve], vec![]] {
+        sb.aws
+            .set_scan("appointment_service", &shipped, "COMPLETE", findings);
+        let report = engine.rescan(&Scope::default()).await.unwrap();
+        let issue = &report
+            .services
+            .iter()
+            .find(|s| s.service == "appointment_service")
+            .unwrap()
+            .issue;
+        assert!(
+            matches!(
+                issue,
+                IssueAction::Opened { .. } | IssueAction::Closed { .. }
+            ),
+            "{issue:?}\n{:#?}",
+            gh.violations()
+        );
+    }
+
+    let gh_violations = gh.violations();
+    let argo_violations = argo.violations();
+    assert!(
+        gh_violations.is_empty() && argo_violations.is_empty(),
+        "GitHub:\n{}\nArgo CD:\n{}",
+        gh_violations.join("\n"),
+        argo_violations.join("\n")
+    );
+    assert!(gh.requests() > 50, "{}", gh.requests());
+    assert!(argo.requests() > 10, "{}", argo.requests());
+}
