@@ -51,7 +51,8 @@ pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
         &cfg.github.repo,
         &cfg.github.base_branch,
         api,
-    )?;
+    )?
+    .with_merge_method(&cfg.github.merge_method);
     let argo = ArgoCd::new(
         &cfg.argocd.url,
         argo_token,

@@ -104,6 +104,7 @@ struct RawGithub {
     clone_url: Option<String>,
     token: SecretRef,
     webhook_secret: Option<SecretRef>,
+    merge_method: Option<String>,
 }
 
 fn default_branch() -> String {
@@ -219,6 +220,9 @@ pub struct GithubConfig {
     pub token: SecretRef,
     /// Enables `POST /webhooks/github`: deliveries must be signed with it.
     pub webhook_secret: Option<SecretRef>,
+    /// How promotion and rollback PRs are merged: `squash` (default), `merge` or `rebase`;
+    /// the repository must allow it.
+    pub merge_method: String,
 }
 
 #[derive(Debug, Clone)]
@@ -568,6 +572,16 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
             clone_url,
             token: raw.github.token,
             webhook_secret: raw.github.webhook_secret,
+            merge_method: match raw.github.merge_method.as_deref() {
+                None => "squash".to_owned(),
+                Some(m @ ("squash" | "merge" | "rebase")) => m.to_owned(),
+                Some(other) => {
+                    return Err(err(
+                        "github.merge_method",
+                        format!("'{other}' is not one of: squash, merge, rebase"),
+                    ));
+                }
+            },
         },
         argocd: ArgoConfig {
             url: raw.argocd.url.trim_end_matches('/').to_owned(),
@@ -852,6 +866,56 @@ argocd_application = "user-service-dev"
         );
         let e = parse(&file("[rescan]\npoll = \"0s\""), &[]).unwrap_err();
         assert_eq!(e.field, "rescan.poll");
+    }
+
+    #[test]
+    fn merge_method_refresh_and_ca_bundle_are_checked_at_start() {
+        let c = parse(EXAMPLE, &[]).unwrap();
+        assert_eq!(c.github.merge_method, "squash", "default");
+        assert!(!c.argocd.hard_refresh && c.argocd.ca_bundle.is_none());
+        let with = |section: &str, line: &str| {
+            EXAMPLE.replacen(
+                &format!("[{section}]\n"),
+                &format!("[{section}]\n{line}\n"),
+                1,
+            )
+        };
+        let c = parse(&with("github", "merge_method = \"rebase\""), &[]).unwrap();
+        assert_eq!(c.github.merge_method, "rebase");
+        let e = parse(&with("github", "merge_method = \"fast-forward\""), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: github.merge_method: 'fast-forward' is not one of: squash, merge, rebase"
+        );
+        assert!(
+            parse(&with("argocd", "refresh = \"hard\""), &[])
+                .unwrap()
+                .argocd
+                .hard_refresh
+        );
+        let e = parse(&with("argocd", "refresh = \"soft\""), &[]).unwrap_err();
+        assert_eq!(e.field, "argocd.refresh");
+
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, "not a certificate").unwrap();
+        let line = format!("ca_bundle = {:?}", pem.display().to_string());
+        let e = parse(&with("argocd", &line), &[]).unwrap_err();
+        assert_eq!(e.field, "argocd.ca_bundle");
+        assert!(e.message.ends_with("holds no PEM certificate"), "{e}");
+        let missing = format!(
+            "ca_bundle = {:?}",
+            dir.path().join("nope.pem").display().to_string()
+        );
+        let e = parse(&with("argocd", &missing), &[]).unwrap_err();
+        assert!(e.message.starts_with("cannot read "), "{e}");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let c = parse(&with("argocd", &line), &[]).unwrap();
+        assert!(c.argocd.ca_bundle.is_some());
     }
 
     #[test]

@@ -441,6 +441,14 @@ async fn an_argo_cd_deny_window_holds_the_merge_until_it_lifts() {
     let (sb, engine, _w) = setup().await;
     sb.argocd.set_deny_window(&app_name(DEV, "dev"), true);
     sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Plan).await.unwrap();
+    let Decision::Waiting { reason, .. } = &row(&r, DEV, "dev").decision else {
+        panic!("{:?}", row(&r, DEV, "dev"))
+    };
+    assert_eq!(
+        reason,
+        "an Argo CD sync window denies syncs (deny 0 0 * * * for 24h)"
+    );
     let r = engine.cycle(Mode::Apply).await.unwrap();
     let Action::WaitingForSyncWindow { windows, .. } = &row(&r, DEV, "dev").action else {
         panic!("{:?}", row(&r, DEV, "dev"))
@@ -499,4 +507,53 @@ async fn a_multi_source_application_is_verified_by_the_revision_of_its_git_sourc
         "{:?}",
         row(&r, DEV, "dev")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_merge_method_makes_a_merge_commit_or_a_rebase_and_both_verify() {
+    for method in ["merge", "rebase"] {
+        let sb = start(Options::default()).await;
+        let work = tempfile::tempdir().unwrap();
+        let toml = sb.config_toml(&work.path().join("w")).replace(
+            "base_branch = \"main\"\n",
+            &format!("base_branch = \"main\"\nmerge_method = \"{method}\"\n"),
+        );
+        assert!(toml.contains("merge_method"));
+        let cfg = std::sync::Arc::new(
+            tugboat::config::Config::parse(&toml, "sandbox.toml", std::iter::empty()).unwrap(),
+        );
+        let engine = tugboat::engine::Engine::new(
+            cfg.clone(),
+            tugboat::app::ports(&cfg, &Default::default())
+                .await
+                .unwrap(),
+        );
+        sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        let Action::Merged {
+            sha,
+            verification: Verification::Healthy { .. },
+            ..
+        } = &row(&r, DEV, "dev").action
+        else {
+            panic!("{method}: {:?}", row(&r, DEV, "dev"))
+        };
+        let (parents, message) = sb.github.commit(sha).unwrap();
+        match method {
+            "merge" => {
+                assert_eq!(parents.len(), 2, "a merge commit");
+                assert!(
+                    message.starts_with("Promote user_service to dev: 1.1.0"),
+                    "{message}"
+                );
+            }
+            _ => {
+                assert_eq!(parents.len(), 1);
+                assert!(
+                    message.starts_with("Promote user_service to dev: 1.1.0\n\n"),
+                    "the promotion commit itself: {message}"
+                );
+            }
+        }
+    }
 }

@@ -404,6 +404,14 @@ async fn outside_its_window_a_promotion_waits_with_its_pr_open_and_names_the_nex
         "String",
     );
     sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let plan = engine.cycle(Mode::Plan).await.unwrap();
+    let Decision::Waiting { reason, .. } = &row(&plan, "user_service", "dev").decision else {
+        panic!("{:?}", row(&plan, "user_service", "dev"))
+    };
+    assert!(
+        reason.starts_with("outside its promotion windows; the next opens "),
+        "{reason}"
+    );
     let reports = engine.cycle(Mode::Apply).await.unwrap();
     let Action::WaitingForWindow { opens, .. } = &row(&reports, "user_service", "dev").action
     else {
@@ -415,6 +423,13 @@ async fn outside_its_window_a_promotion_waits_with_its_pr_open_and_names_the_nex
         "{opens} vs {start}"
     );
     assert_eq!(sb.github.pulls().len(), 1, "the PR is open for review");
+    assert!(
+        sb.github.pulls()[0]
+            .body
+            .contains("It merges only inside its promotion windows (`MON-SUN"),
+        "{}",
+        sb.github.pulls()[0].body
+    );
     assert!(sb.github.pulls()[0].merged_at.is_none());
 }
 

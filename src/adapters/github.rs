@@ -38,6 +38,8 @@ pub struct GitHub {
     /// by address, for conditional requests.
     etags: Arc<Mutex<HashMap<String, CachedPage>>>,
     me: Arc<tokio::sync::OnceCell<String>>,
+    /// `squash`, `merge` or `rebase`.
+    merge_method: String,
     /// After a rate-limit answer: no request before this instant (and why).
     paused: Arc<Mutex<Option<(Instant, String)>>>,
     /// Content-creating requests, one at a time and at most `WRITES_PER_MINUTE` a minute.
@@ -253,6 +255,7 @@ impl GitHub {
             repo: repo.to_owned(),
             base: base.to_owned(),
             etags: Arc::default(),
+            merge_method: "squash".to_owned(),
             me: Arc::default(),
             paused: Arc::default(),
             writes: Arc::new(tokio::sync::Mutex::new(WriteWindow::new(
@@ -367,6 +370,12 @@ impl GitHub {
 
     fn route(&self, rest: &str) -> String {
         format!("/repos/{}/{}/{rest}", self.owner, self.repo)
+    }
+
+    /// Merge with `method` (`squash`, `merge` or `rebase`) instead of squashing.
+    pub fn with_merge_method(mut self, method: &str) -> Self {
+        method.clone_into(&mut self.merge_method);
+        self
     }
 
     /// GET a JSON list page by page (100 a page) until a short page, at most `MAX_PAGES`.
@@ -671,7 +680,10 @@ impl Forge for GitHub {
         struct Merged {
             sha: String,
         }
-        let body = json!({"sha": expected_head, "merge_method": "squash", "commit_title": title});
+        let mut body = json!({"sha": expected_head, "merge_method": self.merge_method});
+        if self.merge_method != "rebase" {
+            body["commit_title"] = json!(title);
+        }
         let m: Merged = self
             .req(
                 "pulls/merge",

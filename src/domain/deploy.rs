@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn only_hex_revisions_are_taken_for_commits() {
-        assert!(is_commit("0123456789abcdef0123456789abcdef01234567"));
+        assert!(is_commit(&"0a".repeat(20)));
         assert!(!is_commit("1.2.3"));
         assert!(!is_commit("main"));
         assert!(!is_commit("abc"));

@@ -226,6 +226,14 @@ pub fn body(e: &Evidence<'_>) -> String {
             humantime::format_duration(e.policy.health_timeout)
         );
     }
+    if !e.policy.windows.is_empty() {
+        let windows: Vec<String> = e.policy.windows.iter().map(|w| format!("`{w}`")).collect();
+        let _ = writeln!(
+            b,
+            "\nIt merges only inside its promotion windows ({}) and while Argo CD's sync windows allow a sync; outside them it waits, open for review.",
+            windows.join(", ")
+        );
+    }
     let _ = writeln!(
         b,
         "\n{}",

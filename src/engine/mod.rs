@@ -490,6 +490,16 @@ impl Engine {
             );
         }
         report.decision = plan::decide(deployed.as_ref(), candidate.clone(), &gate);
+        if mode == Mode::Plan && matches!(report.decision, Decision::Promote { .. }) {
+            // What the merge would wait for, said in the plan as it is on the PR.
+            if let Some(reason) = self.window_wait(env, env_policy, policy).await {
+                report.decision = Decision::Waiting {
+                    candidate: Some(candidate),
+                    reason,
+                };
+            }
+            return report;
+        }
         if mode == Mode::Plan || !matches!(report.decision, Decision::Promote { .. }) {
             if let Decision::Blocked { reasons, .. } = &report.decision {
                 tracing::warn!(service = %svc.name, environment = %env.name, tag = %candidate.tag, reasons = ?reasons, "candidate blocked by the scan gate");
@@ -892,6 +902,38 @@ impl Engine {
             sha,
             verification,
         })
+    }
+
+    /// Why a promotion of this environment could not merge now: outside its promotion
+    /// windows, or an Argo CD sync window denies syncs (for `plan`).
+    async fn window_wait(
+        &self,
+        env: &EnvConfig,
+        env_policy: &EnvPolicy,
+        policy: &ServicePolicy,
+    ) -> Option<String> {
+        if let Err(opens) = window::open_at(&env_policy.windows, Utc::now()) {
+            return Some(match opens {
+                Some(t) => format!(
+                    "outside its promotion windows; the next opens {}",
+                    t.format("%a %Y-%m-%d %H:%M UTC")
+                ),
+                None => "outside its promotion windows".to_owned(),
+            });
+        }
+        match self
+            .ports
+            .deployer
+            .sync_windows(app_name(env, policy))
+            .await
+        {
+            Ok(w) if !w.can_sync => Some(format!(
+                "an Argo CD sync window denies syncs ({})",
+                w.active.join("; ")
+            )),
+            Ok(_) => None,
+            Err(e) => Some(format!("cannot read the Argo CD sync windows: {e}")),
+        }
     }
 
     /// Whether the base branch, fetched now, already holds exactly these file contents.

@@ -430,6 +430,16 @@ impl GitHub {
             .map(|o| o.to_string())
     }
 
+    /// The parents and the message of a commit.
+    pub fn commit(&self, sha: &str) -> Option<(Vec<String>, String)> {
+        let repo = git2::Repository::open_bare(self.repo_path()).ok()?;
+        let c = repo.find_commit(git2::Oid::from_str(sha).ok()?).ok()?;
+        Some((
+            c.parent_ids().map(|p| p.to_string()).collect(),
+            c.message().unwrap_or_default().to_owned(),
+        ))
+    }
+
     /// A file's text on a branch.
     pub fn read_file(&self, branch: &str, path: &str) -> Option<String> {
         self.read_at(&format!("refs/heads/{branch}"), path)
@@ -497,8 +507,17 @@ impl GitHub {
         )
     }
 
-    /// Squash-merge `head` into `base` in the bare repository; returns the new base commit.
-    fn squash(&self, base: &str, head: &str, title: &str) -> Result<String, (StatusCode, String)> {
+    /// Merge `head` into `base` in the bare repository as GitHub would: one new commit with
+    /// the combined tree (`squash`), a merge commit with both parents (`merge`), or the head
+    /// commit replayed on the base with its own message (`rebase`; tugboat's branches hold one
+    /// commit). Returns the new base commit.
+    fn merge_into(
+        &self,
+        base: &str,
+        head: &str,
+        title: &str,
+        method: &MergeMethod,
+    ) -> Result<String, (StatusCode, String)> {
         let bad = |e: git2::Error| (StatusCode::INTERNAL_SERVER_ERROR, e.message().to_owned());
         let repo = git2::Repository::open_bare(self.repo_path()).map_err(bad)?;
         let base_c = repo
@@ -517,18 +536,34 @@ impl GitHub {
             .find_tree(index.write_tree_to(&repo).map_err(bad)?)
             .map_err(bad)?;
         let sig = git2::Signature::now("GitHub", "noreply@github.com").map_err(bad)?;
+        let (author, message, parents) = match method {
+            MergeMethod::Squash => (sig.clone(), title.to_owned(), vec![&base_c]),
+            MergeMethod::Merge => (sig.clone(), title.to_owned(), vec![&base_c, &head_c]),
+            MergeMethod::Rebase => (
+                head_c.author().to_owned(),
+                head_c.message().unwrap_or_default().to_owned(),
+                vec![&base_c],
+            ),
+        };
         let oid = repo
             .commit(
                 Some(&format!("refs/heads/{base}")),
+                &author,
                 &sig,
-                &sig,
-                title,
+                &message,
                 &tree,
-                &[&base_c],
+                &parents,
             )
             .map_err(bad)?;
         Ok(oid.to_string())
     }
+}
+
+/// How a pull request is merged (`merge_method`).
+enum MergeMethod {
+    Squash,
+    Merge,
+    Rebase,
 }
 
 type Repo = UrlPath<(String, String)>;
@@ -883,6 +918,7 @@ async fn update_pull(
 struct MergeReq {
     sha: Option<String>,
     commit_title: Option<String>,
+    merge_method: Option<String>,
 }
 
 async fn merge_pull(
@@ -908,13 +944,29 @@ async fn merge_pull(
             "Head branch was modified. Review and try the merge again.",
         );
     }
-    let title = format!(
-        "{} (#{n})",
-        m.commit_title.unwrap_or_else(|| pr.title.clone())
-    );
+    let method = match m.merge_method.as_deref().unwrap_or("merge") {
+        "squash" => MergeMethod::Squash,
+        "merge" => MergeMethod::Merge,
+        "rebase" => MergeMethod::Rebase,
+        other => {
+            return gh_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("Validation Failed: merge_method '{other}'"),
+            );
+        }
+    };
+    let title = match (&method, m.commit_title) {
+        (MergeMethod::Squash, t) => format!("{} (#{n})", t.unwrap_or_else(|| pr.title.clone())),
+        (MergeMethod::Merge, Some(t)) => t,
+        (MergeMethod::Merge, None) => format!(
+            "Merge pull request #{n} from {}/{}\n\n{}",
+            gh.owner, pr.head, pr.title
+        ),
+        (MergeMethod::Rebase, _) => String::new(),
+    };
     let merged = {
         let _g = gh.git_lock.lock().await;
-        gh.squash(&pr.base, &pr.head, &title)
+        gh.merge_into(&pr.base, &pr.head, &title, &method)
     };
     match merged {
         Ok(sha) => {
