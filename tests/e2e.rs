@@ -426,7 +426,7 @@ async fn outside_its_window_a_promotion_waits_with_its_pr_open_and_names_the_nex
     assert!(
         sb.github.pulls()[0]
             .body
-            .contains("It merges only inside its promotion windows (`MON-SUN"),
+            .contains("It merges only inside its promotion windows (`Mon,Tue,Wed,Thu,Fri,Sat,Sun "),
         "{}",
         sb.github.pulls()[0].body
     );
