@@ -71,7 +71,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
             "service_management",
             "1.1.0",
             vec![],
-            "clean, but crashes once deployed",
+            "clean, but crashes once deployed (its dev policy says `rollback: auto`)",
         ),
         ("reports_analytics", "1.1.0", vec![], "clean"),
         (
@@ -91,6 +91,11 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         "{}:1.1.0",
         sandbox::image_of("service_management")
     ));
+    sb.aws.put_parameter(
+        &format!("{}services/service_management", sandbox::POLICY_PATH),
+        "# Roll back by itself in dev when a promotion does not become Healthy.\nenvironments:\n  dev:\n    rollback: auto\n",
+        "String",
+    );
 
     let work = tempfile::Builder::new().prefix("tugboat-demo-").tempdir()?;
     let cfg_path = work.path().join("tugboat.toml");
@@ -102,8 +107,8 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     );
 
     let stories = [
-        "Cycle 1: dev takes each clean new tag through an auto-merged PR, verified in Argo CD",
-        "Cycle 2: prod takes what dev runs healthy; prod needs an approval, so PRs wait",
+        "Cycle 1: dev takes each clean new tag through an auto-merged PR, verified in Argo CD (the crashing one is rolled back and marked bad); prod then takes what dev runs Healthy, and needs an approval",
+        "Cycle 2: the prod PRs wait for their approval",
         "Cycle 3: nothing new; an idle cycle writes nothing",
     ];
     let mut idle = BTreeMap::new();

@@ -150,7 +150,8 @@ impl Engine {
             }
         }
         for w in bad_prs.into_iter().chain(newly_bad.iter()) {
-            if deploys(deployed, &w.state) {
+            // Without an earlier image there is nothing to go back to; the report said so.
+            if deploys(deployed, &w.state) && w.state.from.is_some() {
                 tracing::Span::current().record("pr", w.pr.number);
                 return Some(
                     self.rollback(svc, env, env_policy, policy, w)
@@ -190,6 +191,12 @@ impl Engine {
                 chatops::Action::Rollback if is_bad => {
                     forge
                         .comment(w.pr.number, &format!("@{user} this promotion is already marked bad; tugboat rolls it back while the environment still deploys it."))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                chatops::Action::Rollback if w.state.from.is_none() => {
+                    forge
+                        .comment(w.pr.number, &format!("@{user} `/rollback`: not done: this promotion recorded no earlier image to go back to; revert it with a pull request."))
                         .await
                         .map_err(|e| e.to_string())?;
                 }

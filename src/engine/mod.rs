@@ -301,10 +301,21 @@ impl Engine {
                 .environment(svc, env, &policy, &images, upstream.as_ref(), watch, mode)
                 .instrument(span)
                 .await;
-            let deployed = report
+            let mut deployed = report
                 .deployed
                 .as_deref()
                 .and_then(|d| ImageRef::parse(d).ok());
+            // This step changed what the environment deploys: the next environment reads
+            // the new reference, not the one of the cycle's start.
+            if matches!(
+                report.action,
+                Action::Merged { .. } | Action::RolledBack { .. }
+            ) && self.ports.repo.sync().await.is_ok()
+                && let Ok(files) = self.read_files(env).await
+                && let Ok(now) = deployed_reference(&files, svc)
+            {
+                deployed = now;
+            }
             if let Action::Failed { message } = &report.action {
                 tracing::error!(service = %svc.name, environment = %env.name, %message, "promotion step failed");
             }

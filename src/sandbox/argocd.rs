@@ -58,6 +58,8 @@ struct App {
     history: Vec<(String, DateTime<Utc>)>,
     /// The main head the controller noticed, and when.
     seen: Option<(String, Instant)>,
+    /// When a GET first answered Healthy after the last sync settled.
+    answered_healthy: Option<Instant>,
     operation: Option<Op>,
 }
 
@@ -131,6 +133,7 @@ impl ArgoCd {
             reconciled_at: None,
             history: vec![],
             seen: None,
+            answered_healthy: None,
             operation: None,
         };
         if let Some(head) = self.github.branch_sha("main") {
@@ -174,6 +177,14 @@ impl ArgoCd {
                 *t -= by;
             }
         });
+    }
+
+    /// For the last sync of an application: when it turned Healthy (its rollout settled), and
+    /// when a GET first answered Healthy after that. The gap is how late a poller saw it.
+    pub fn healthy_seen(&self, name: &str) -> Option<(Instant, Instant)> {
+        let g = self.lock();
+        let app = g.apps.get(name)?;
+        Some((app.settles, app.answered_healthy?))
     }
 
     /// How long a synced application shows `Progressing` before it settles.
@@ -256,6 +267,7 @@ impl ArgoCd {
         app.revision = Some(revision.to_owned());
         app.reconciled_at = Some(now);
         app.settles = Instant::now() + rollout;
+        app.answered_healthy = None;
         app.history.push((revision.to_owned(), now));
         if app.seen.as_ref().is_some_and(|(h, _)| h == revision) {
             app.seen = None;
@@ -364,6 +376,9 @@ impl ArgoCd {
     fn status_of(&self, name: &str) -> Option<Value> {
         let mut app = self.lock().apps.get(name)?.clone();
         self.advance(&mut app);
+        if app.settles <= Instant::now() && app.health == "Healthy" {
+            app.answered_healthy.get_or_insert_with(Instant::now);
+        }
         self.lock().apps.insert(name.to_owned(), app.clone());
         let head = self.github.branch_sha("main");
         let synced = app.revision.is_some() && app.revision == head;

@@ -1,0 +1,107 @@
+//! Merge → Healthy: how late tugboat sees an application turn Healthy after a merge.
+//!
+//! The Argo CD stand-in syncs 300 ms after main moves and then shows `Progressing` for a
+//! rollout of 700 ms before it turns Healthy; tugboat polls every `argocd.poll_interval`
+//! (200 ms in the sandbox's configuration). For each of `TUGBOAT_BENCH_ROUNDS` promotions
+//! (default 10) this prints the time from the merge to tugboat's "Healthy", and the lag from
+//! the stand-in turning Healthy to the first look that saw it — measured on the stand-in's
+//! clock. Target: every lag within one poll interval. Exits non-zero when one is not.
+//!
+//! Run with `cargo bench --bench verify`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tugboat::config::Config;
+use tugboat::engine::{Action, Engine, Mode, Verification};
+use tugboat::sandbox::{Options, Sandbox, app_name};
+use tugboat::telemetry::ApiMetrics;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let rounds: usize = std::env::var("TUGBOAT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    tugboat::app::init_crypto();
+    let sb = Sandbox::start(Options {
+        sync_delay: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    sb.argocd.set_rollout(Duration::from_millis(700));
+    let work = tempfile::tempdir().unwrap();
+    let cfg = Arc::new(
+        Config::parse(
+            &sb.config_toml(&work.path().join("w")),
+            "sandbox.toml",
+            std::iter::empty(),
+        )
+        .unwrap(),
+    );
+    let poll = cfg.argocd.poll_interval;
+    let engine = Engine::new(
+        cfg.clone(),
+        tugboat::app::ports(&cfg, &ApiMetrics::default())
+            .await
+            .unwrap(),
+    );
+    let svc = "user_service";
+    let app = app_name(svc, "dev");
+    let (mut afters, mut lags) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        sb.aws
+            .push(svc, &format!("1.{round}.0"), "COMPLETE", vec![]);
+        let reports = engine.cycle(Mode::Apply).await.unwrap();
+        let row = reports
+            .iter()
+            .find(|r| r.service == svc && r.environment == "dev")
+            .unwrap();
+        let Action::Merged {
+            verification: Verification::Healthy { after },
+            ..
+        } = &row.action
+        else {
+            panic!("round {round}: {:?}", row.action)
+        };
+        let (turned, seen) = sb.argocd.healthy_seen(&app).expect("seen Healthy");
+        afters.push(*after);
+        lags.push(seen.saturating_duration_since(turned));
+    }
+    afters.sort();
+    lags.sort();
+    let median = |v: &[Duration]| v[v.len() / 2];
+    println!(
+        "merge -> Healthy over {rounds} promotions (stand-in: sync 300 ms after the merge, then 700 ms Progressing; poll interval {} ms)",
+        ms(poll)
+    );
+    println!(
+        "  merge -> tugboat reports Healthy: min {:.0} ms, median {:.0} ms, max {:.0} ms",
+        ms(afters[0]),
+        ms(median(&afters)),
+        ms(afters[afters.len() - 1])
+    );
+    println!(
+        "  stand-in Healthy -> first look that saw it: min {:.0} ms, median {:.0} ms, max {:.0} ms",
+        ms(lags[0]),
+        ms(median(&lags)),
+        ms(lags[lags.len() - 1])
+    );
+    let worst = lags[lags.len() - 1];
+    if worst > poll {
+        eprintln!(
+            "target missed: a lag of {:.0} ms is more than one poll interval ({:.0} ms)",
+            ms(worst),
+            ms(poll)
+        );
+        std::process::exit(1);
+    }
+    println!("  target met: every lag within one poll interval");
+}
