@@ -1103,3 +1103,112 @@ async fn a_github_rate_limit_pauses_every_request_until_it_resets_and_nothing_el
     );
     assert_eq!(reports.len(), 12);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_between_the_push_and_the_pr_ends_after_a_restart_with_one_pr_and_one_merge() {
+    use tugboat::domain::image::{Repository, Tag};
+    let (sb, _engine, work) = setup().await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    // What a tugboat stopped right after its push leaves: the branch, and no PR.
+    let cfg = Config::parse(
+        &sb.config_toml(&work.path().join("w")),
+        "sandbox.toml",
+        std::iter::empty(),
+    )
+    .unwrap();
+    let ports = tugboat::app::ports(&cfg, &ApiMetrics::default())
+        .await
+        .unwrap();
+    ports.repo.sync().await.unwrap();
+    let path = sandbox::file_of("user_service", "dev");
+    let text = ports.repo.read(&path).await.unwrap().unwrap();
+    let edited = tugboat::manifest::set_image(
+        &text,
+        &Repository::parse(&sandbox::image_of("user_service")).unwrap(),
+        &Tag::parse("1.1.0").unwrap(),
+        None,
+    )
+    .unwrap();
+    let pushed = ports
+        .repo
+        .propose(
+            "tugboat/dev/user_service",
+            vec![(path.clone(), edited.text.clone())],
+            "Promote user_service to dev: 1.1.0",
+        )
+        .await
+        .unwrap();
+    assert!(pushed.pushed && sb.github.pulls().is_empty());
+
+    let restarted = common::engine(&sb, &work, &ApiMetrics::default()).await;
+    let r = restarted.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            row(&r, "user_service", "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        row(&r, "user_service", "dev")
+    );
+    restarted.cycle(Mode::Apply).await.unwrap();
+    let dev: Vec<_> = sb
+        .github
+        .pulls()
+        .into_iter()
+        .filter(|p| p.head == "tugboat/dev/user_service")
+        .collect();
+    assert_eq!(dev.len(), 1, "one PR");
+    assert!(dev[0].merged_at.is_some());
+    assert_eq!(sb.github.calls().get("PUT merge"), Some(&1), "one merge");
+    assert_eq!(
+        sb.github.read_file("main", &path).unwrap(),
+        edited.text,
+        "main has the pushed change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_between_the_approval_and_the_merge_ends_after_a_restart_with_one_merge() {
+    let (sb, engine, work) = setup().await;
+    sb.github.add_collaborator("alice", "write");
+    sb.github
+        .add_team_member("salon", "platform-leads", "alice");
+    let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    // The tugboat that saw the PR stops before it merges; a new one starts.
+    drop(engine);
+    let restarted = common::engine(&sb, &work, &ApiMetrics::default()).await;
+    let r = restarted.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "user_service", "prod").action, Action::Merged { number: n, .. } if n == number),
+        "{:?}",
+        row(&r, "user_service", "prod")
+    );
+    let r = restarted.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, "user_service", "prod").action, Action::None);
+    let prod: Vec<_> = sb
+        .github
+        .pulls()
+        .into_iter()
+        .filter(|p| p.head == "tugboat/prod/user_service")
+        .collect();
+    assert_eq!(prod.len(), 1);
+    assert_eq!(
+        sb.github.calls().get("PUT merge"),
+        Some(&2),
+        "dev's merge and prod's, once each"
+    );
+    // The approval was answered once, by the first tugboat or the second, never twice.
+    let thumbs: usize = sb
+        .github
+        .comment_records()
+        .iter()
+        .filter(|c| c.user == "alice")
+        .map(|c| c.reactions.len())
+        .sum();
+    assert_eq!(thumbs, 1);
+}
