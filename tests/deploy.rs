@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{engine, row, setup, start};
+use common::{assert_healthy, engine, row, setup, start};
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Mode, Verification};
 use tugboat::sandbox::{self, Fleet, Options, Sandbox, Style, app_name, file_of};
@@ -358,17 +358,7 @@ async fn an_argo_cd_that_refuses_tugboat_gives_a_clear_error_and_never_a_healthy
     // Access back: verified and reported once.
     sb.argocd.deny_token(None);
     let r = next.cycle(Mode::Apply).await.unwrap();
-    assert!(
-        matches!(
-            &row(&r, DEV, "dev").action,
-            Action::Merged {
-                verification: Verification::Healthy { .. },
-                ..
-            }
-        ),
-        "{:?}",
-        row(&r, DEV, "dev")
-    );
+    assert_healthy(&r, DEV, "dev");
     assert_eq!(reports_on(&sb, number).len(), 1);
 
     // A wrong token: nothing is merged, and the error names the application.
@@ -399,17 +389,7 @@ async fn without_automated_sync_tugboat_asks_argo_cd_to_sync_the_merge_when_the_
     sb.argocd.set_automated(&app_name(DEV, "dev"), false);
     sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    assert!(
-        matches!(
-            &row(&r, DEV, "dev").action,
-            Action::Merged {
-                verification: Verification::Healthy { .. },
-                ..
-            }
-        ),
-        "{:?}",
-        row(&r, DEV, "dev")
-    );
+    assert_healthy(&r, DEV, "dev");
     assert_eq!(sb.argocd.calls().get("POST sync"), Some(&1));
 
     // While an operation runs, Argo CD refuses another; the adapter says "busy", not "failed".
@@ -457,17 +437,7 @@ async fn an_argo_cd_deny_window_holds_the_merge_until_it_lifts() {
     assert!(sb.github.pulls()[0].merged_at.is_none());
     sb.argocd.set_deny_window(&app_name(DEV, "dev"), false);
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    assert!(
-        matches!(
-            &row(&r, DEV, "dev").action,
-            Action::Merged {
-                verification: Verification::Healthy { .. },
-                ..
-            }
-        ),
-        "{:?}",
-        row(&r, DEV, "dev")
-    );
+    assert_healthy(&r, DEV, "dev");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,17 +466,7 @@ async fn a_multi_source_application_is_verified_by_the_revision_of_its_git_sourc
     sb.argocd.set_multi_source(&app_name(DEV, "dev"));
     sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    assert!(
-        matches!(
-            &row(&r, DEV, "dev").action,
-            Action::Merged {
-                verification: Verification::Healthy { .. },
-                ..
-            }
-        ),
-        "{:?}",
-        row(&r, DEV, "dev")
-    );
+    assert_healthy(&r, DEV, "dev");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -328,19 +328,17 @@ impl Engine {
             return Ok(None);
         }
         tracing::info!(merge = %sha, "resuming the verification of a merged promotion");
-        let image = image_of(svc, &w.state);
-        let app = app_name(env, policy);
-        let verification = self.verify(app, &sha, &image, merged_at, env_policy).await;
-        self.report(
-            pr.number,
-            &sha,
-            app,
-            &image,
-            &verification,
-            env_policy,
-            &w.state,
-        )
-        .await;
+        let verification = self
+            .verify_and_report(
+                pr.number,
+                &sha,
+                merged_at,
+                app_name(env, policy),
+                env_policy,
+                &image_of(svc, &w.state),
+                &w.state,
+            )
+            .await;
         self.settle(env, env_policy, w, &verification, watch)
             .await?;
         Ok(Some(Action::Merged {
@@ -502,19 +500,17 @@ impl Engine {
                 pr.number
             )
         })?;
-        let image = image_of(svc, &state);
-        let app = app_name(env, policy);
-        let verification = self.verify(app, &sha, &image, merged_at, env_policy).await;
-        self.report(
-            pr.number,
-            &sha,
-            app,
-            &image,
-            &verification,
-            env_policy,
-            &state,
-        )
-        .await;
+        let verification = self
+            .verify_and_report(
+                pr.number,
+                &sha,
+                merged_at,
+                app_name(env, policy),
+                env_policy,
+                &image_of(svc, &state),
+                &state,
+            )
+            .await;
         let _ = forge
             .comment(
                 bad.pr.number,
@@ -542,6 +538,24 @@ impl Engine {
             url: pr.url,
             verification,
         })
+    }
+
+    /// Verify merge `sha` of PR `number` (merged at `merged_at`), then report the outcome.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn verify_and_report(
+        &self,
+        number: u64,
+        sha: &str,
+        merged_at: DateTime<Utc>,
+        app: &str,
+        env_policy: &EnvPolicy,
+        image: &str,
+        state: &PromotionState,
+    ) -> Verification {
+        let verification = self.verify(app, sha, image, merged_at, env_policy).await;
+        self.report(number, sha, app, image, &verification, env_policy, state)
+            .await;
+        verification
     }
 
     /// Report a verification on the PR (once) and as the `tugboat/deploy` status of the merge.

@@ -877,17 +877,9 @@ impl Engine {
         tracing::info!(merge = %sha, "merged promotion");
         let state = evidence::PromotionState::of(&body).unwrap_or_default();
         let image = format!("{}:{}", svc.image, to.tag);
-        let verification = self.verify(app, &sha, &image, merged_at, env_policy).await;
-        self.report(
-            pr.number,
-            &sha,
-            app,
-            &image,
-            &verification,
-            env_policy,
-            &state,
-        )
-        .await;
+        let verification = self
+            .verify_and_report(pr.number, &sha, merged_at, app, env_policy, &image, &state)
+            .await;
         let watched = deploy::Watched {
             pr: crate::ports::LabelledPr {
                 number: pr.number,

@@ -120,6 +120,18 @@ impl Inner {
         c
     }
 
+    /// The labels of the pull request or issue `number`.
+    fn labels_mut(&mut self, number: u64) -> Option<&mut Vec<String>> {
+        match self.prs.iter_mut().find(|p| p.number == number) {
+            Some(p) => Some(&mut p.labels),
+            None => self
+                .issues
+                .iter_mut()
+                .find(|i| i.number == number)
+                .map(|i| &mut i.labels),
+        }
+    }
+
     fn comments_on(&self, number: u64) -> Vec<(String, String)> {
         self.comments
             .iter()
@@ -1000,14 +1012,8 @@ async fn add_labels(
 ) -> Response {
     guard!(gh, headers, o, r, "POST labels");
     let mut g = gh.lock();
-    let Inner { prs, issues, .. } = &mut *g;
-    let labels = match (
-        prs.iter_mut().find(|p| p.number == n),
-        issues.iter_mut().find(|i| i.number == n),
-    ) {
-        (Some(p), _) => &mut p.labels,
-        (None, Some(i)) => &mut i.labels,
-        (None, None) => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    let Some(labels) = g.labels_mut(n) else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
     };
     for label in l.labels {
         if !labels.contains(&label) {
@@ -1024,14 +1030,8 @@ async fn remove_label(
 ) -> Response {
     guard!(gh, headers, o, r, "DELETE label");
     let mut g = gh.lock();
-    let Inner { prs, issues, .. } = &mut *g;
-    let labels = match (
-        prs.iter_mut().find(|p| p.number == n),
-        issues.iter_mut().find(|i| i.number == n),
-    ) {
-        (Some(p), _) => &mut p.labels,
-        (None, Some(i)) => &mut i.labels,
-        (None, None) => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    let Some(labels) = g.labels_mut(n) else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
     };
     if !labels.contains(&name) {
         return gh_error(StatusCode::NOT_FOUND, "Label does not exist");

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tugboat::config::Config;
-use tugboat::engine::{Engine, EnvReport};
+use tugboat::engine::{Action, Engine, EnvReport, Verification};
 use tugboat::sandbox::{Options, Sandbox};
 use tugboat::telemetry::ApiMetrics;
 
@@ -50,4 +50,19 @@ pub fn row<'a>(r: &'a [EnvReport], svc: &str, env: &str) -> &'a EnvReport {
     r.iter()
         .find(|x| x.service == svc && x.environment == env)
         .unwrap()
+}
+
+/// Assert that the row merged its PR and Argo CD reported it Healthy.
+pub fn assert_healthy(r: &[EnvReport], svc: &str, env: &str) {
+    let action = &row(r, svc, env).action;
+    assert!(
+        matches!(
+            action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ),
+        "{svc}/{env}: {action:?}"
+    );
 }
