@@ -105,6 +105,7 @@ struct RawGithub {
     token: SecretRef,
     webhook_secret: Option<SecretRef>,
     merge_method: Option<String>,
+    login: Option<String>,
 }
 
 fn default_branch() -> String {
@@ -223,6 +224,9 @@ pub struct GithubConfig {
     /// How promotion and rollback PRs are merged: `squash` (default), `merge` or `rebase`;
     /// the repository must allow it.
     pub merge_method: String,
+    /// The login tugboat's token acts as, when `GET /user` cannot tell (a GitHub App
+    /// installation token: `my-app[bot]`).
+    pub login: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -572,6 +576,12 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
             clone_url,
             token: raw.github.token,
             webhook_secret: raw.github.webhook_secret,
+            login: match raw.github.login {
+                Some(l) if l.trim().is_empty() || l.contains(char::is_whitespace) => {
+                    return Err(err("github.login", format!("'{l}' is not a GitHub login")));
+                }
+                other => other,
+            },
             merge_method: match raw.github.merge_method.as_deref() {
                 None => "squash".to_owned(),
                 Some(m @ ("squash" | "merge" | "rebase")) => m.to_owned(),
@@ -882,6 +892,10 @@ argocd_application = "user-service-dev"
         };
         let c = parse(&with("github", "merge_method = \"rebase\""), &[]).unwrap();
         assert_eq!(c.github.merge_method, "rebase");
+        let c = parse(&with("github", "login = \"salon-tugboat[bot]\""), &[]).unwrap();
+        assert_eq!(c.github.login.as_deref(), Some("salon-tugboat[bot]"));
+        let e = parse(&with("github", "login = \"tug boat\""), &[]).unwrap_err();
+        assert_eq!(e.field, "github.login");
         let e = parse(&with("github", "merge_method = \"fast-forward\""), &[]).unwrap_err();
         assert_eq!(
             e.to_string(),

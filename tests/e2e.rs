@@ -1212,3 +1212,37 @@ async fn a_stop_between_the_approval_and_the_merge_ends_after_a_restart_with_one
         .sum();
     assert_eq!(thumbs, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_github_login_configured_tugboat_never_asks_who_it_is() {
+    // A GitHub App installation token cannot call GET /user; `github.login` says it instead.
+    let sb = common::start(Options::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    let toml = sb.config_toml(&work.path().join("w")).replace(
+        "base_branch = \"main\"\n",
+        "base_branch = \"main\"\nlogin = \"tugboat[bot]\"\n",
+    );
+    let cfg = Arc::new(Config::parse(&toml, "sandbox.toml", std::iter::empty()).unwrap());
+    let engine = Engine::new(
+        cfg.clone(),
+        tugboat::app::ports(&cfg, &ApiMetrics::default())
+            .await
+            .unwrap(),
+    );
+    sb.github.add_collaborator("alice", "write");
+    sb.github
+        .add_team_member("salon", "platform-leads", "alice");
+    let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            row(&r, "user_service", "prod").action,
+            Action::Merged { .. }
+        ),
+        "{:?}",
+        row(&r, "user_service", "prod")
+    );
+    assert_eq!(sb.github.calls().get("GET user"), None);
+}

@@ -372,6 +372,15 @@ impl GitHub {
         format!("/repos/{}/{}/{rest}", self.owner, self.repo)
     }
 
+    /// Act as `login` without asking `GET /user` (which a GitHub App installation token may
+    /// not call).
+    pub fn with_login(self, login: Option<&str>) -> Self {
+        if let Some(login) = login {
+            let _ = self.me.set(login.to_owned());
+        }
+        self
+    }
+
     /// Merge with `method` (`squash`, `merge` or `rebase`) instead of squashing.
     pub fn with_merge_method(mut self, method: &str) -> Self {
         method.clone_into(&mut self.merge_method);
