@@ -520,12 +520,12 @@ async fn the_configured_merge_method_makes_a_merge_commit_or_a_rebase_and_both_v
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_stopped_after_the_bad_mark_is_finished_by_the_next_tugboat() {
-    let (sb, engine, work) = setup().await;
+    let (sb, first, work) = setup().await;
     let svc = "staff_management";
     let before = sb.github.read_file("main", &file_of(svc, "dev")).unwrap();
     sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
     crash(&sb, svc, "1.1.0");
-    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let r = first.cycle(Mode::Apply).await.unwrap();
     let Action::Merged { number, .. } = row(&r, svc, "dev").action else {
         panic!("{:?}", row(&r, svc, "dev"))
     };
@@ -546,7 +546,7 @@ async fn a_rollback_stopped_after_the_bad_mark_is_finished_by_the_next_tugboat()
         .add_labels(number, &["tugboat:bad".to_owned()])
         .await
         .unwrap();
-    drop(engine);
+    drop(first);
 
     let next = engine(&sb, &work, &Default::default()).await;
     let r = next.cycle(Mode::Apply).await.unwrap();
