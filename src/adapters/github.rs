@@ -23,6 +23,43 @@ use crate::secret::Secret;
 use crate::telemetry::{ApiLabels, ApiMetrics};
 use tokio::time::Instant;
 
+/// An answer as octocrab gives it before any processing.
+type Raw = http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, octocrab::Error>>;
+
+/// What a rate-limited answer's headers say about when to try again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct LimitHint {
+    /// `Retry-After`, seconds.
+    retry_after: Option<u64>,
+    /// `x-ratelimit-remaining` is 0 and `x-ratelimit-reset` is this many seconds away.
+    reset_in: Option<u64>,
+}
+
+impl LimitHint {
+    fn of(headers: &http::HeaderMap, now: i64) -> Self {
+        let num = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        Self {
+            retry_after: num("retry-after").and_then(|s| u64::try_from(s).ok()),
+            reset_in: match (num("x-ratelimit-remaining"), num("x-ratelimit-reset")) {
+                (Some(0), Some(reset)) => Some(u64::try_from(reset - now).unwrap_or(0)),
+                _ => None,
+            },
+        }
+    }
+
+    /// How long to pause, when the headers say (at least a second, at most an hour).
+    fn wait(self) -> Option<Duration> {
+        self.retry_after
+            .or(self.reset_in)
+            .map(|s| Duration::from_secs(s.clamp(1, 3600)))
+    }
+}
+
 /// A list's first page with the ETag it was read with.
 type CachedPage = (String, String);
 
@@ -266,12 +303,14 @@ impl GitHub {
     }
 
     /// Send one request: not while paused by a rate limit; writes one at a time within the
-    /// write window; a rate-limit answer pauses every later request until GitHub's reset.
-    async fn req<T>(
+    /// write window; a rate-limit answer pauses every later request (for its `Retry-After`,
+    /// until its `x-ratelimit-reset`, or as GitHub advises when it gives neither). A `304`
+    /// to a conditional request is returned as it is.
+    async fn send(
         &self,
         operation: &'static str,
-        request: impl std::future::Future<Output = Result<T, octocrab::Error>>,
-    ) -> PortResult<T> {
+        request: impl std::future::Future<Output = Result<Raw, octocrab::Error>>,
+    ) -> PortResult<Raw> {
         let write = ApiLabels {
             system: "github".into(),
             operation: operation.into(),
@@ -295,13 +334,67 @@ impl GitHub {
             }
             w.record(Instant::now());
         }
-        let r = request.await;
-        if let Err(octocrab::Error::GitHub { source, .. }) = &r
-            && throttled(source.status_code.as_u16(), &source.message)
-        {
-            self.pause(&source.message).await;
-        }
+        let r = match request.await {
+            Ok(resp) if resp.status() == http::StatusCode::NOT_MODIFIED => Ok(resp),
+            Ok(resp) => {
+                let hint = LimitHint::of(resp.headers(), Utc::now().timestamp());
+                let r = octocrab::map_github_error(resp).await;
+                if let Err(octocrab::Error::GitHub { source, .. }) = &r
+                    && throttled(source.status_code.as_u16(), &source.message)
+                {
+                    self.pause(&source.message, hint).await;
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
         self.done(operation, r)
+    }
+
+    /// [`send`](Self::send), then read the answer's JSON.
+    async fn req<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        request: impl std::future::Future<Output = Result<Raw, octocrab::Error>>,
+    ) -> PortResult<T> {
+        let resp = self.send(operation, request).await?;
+        let text = self
+            .client
+            .body_to_string(resp)
+            .await
+            .map_err(|e| map_err(operation, e))?;
+        let text = if text.trim().is_empty() {
+            "null"
+        } else {
+            &text
+        };
+        serde_json::from_str(text).map_err(|e| {
+            PortError::new(
+                "github",
+                operation,
+                ErrorKind::Rejected,
+                format!("answer: {e}"),
+            )
+        })
+    }
+
+    /// `route` with `query` (a JSON object of strings and numbers) as its query string.
+    fn with_query(route: String, query: &Value) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        if let Some(o) = query.as_object() {
+            for (k, v) in o {
+                match v {
+                    Value::String(s) => q.append_pair(k, s),
+                    other => q.append_pair(k, &other.to_string()),
+                };
+            }
+        }
+        let q = q.finish();
+        if q.is_empty() {
+            route
+        } else {
+            format!("{route}?{q}")
+        }
     }
 
     fn check_paused(&self, operation: &'static str) -> PortResult<()> {
@@ -320,11 +413,14 @@ impl GitHub {
         }
     }
 
-    /// Pause until GitHub's limit resets: a secondary limit for a minute (GitHub's advice
-    /// when it gives no time), the primary one until `/rate_limit` says it resets.
-    async fn pause(&self, message: &str) {
+    /// Pause until GitHub's limit resets: as long as its `Retry-After` says, else until its
+    /// `x-ratelimit-reset` when nothing remains, else a secondary limit for a minute (GitHub's
+    /// advice when it gives no time) and the primary one until `/rate_limit` says it resets.
+    async fn pause(&self, message: &str, hint: LimitHint) {
         let secondary = message.to_ascii_lowercase().contains("secondary");
-        let wait = if secondary {
+        let wait = if let Some(wait) = hint.wait() {
+            wait
+        } else if secondary {
             Duration::from_secs(60)
         } else {
             #[derive(Deserialize)]
@@ -401,7 +497,10 @@ impl GitHub {
             q["per_page"] = json!(PER_PAGE);
             q["page"] = json!(page);
             let items: Vec<T> = self
-                .req(operation, self.client.get(self.route(rest), Some(&q)))
+                .req(
+                    operation,
+                    self.client._get(Self::with_query(self.route(rest), &q)),
+                )
                 .await?;
             let short = items.len() < PER_PAGE;
             all.extend(items);
@@ -429,17 +528,13 @@ impl GitHub {
         {
             headers.insert(http::header::IF_NONE_MATCH, v);
         }
-        let client = &self.client;
-        let target = uri.clone();
         let response = self
-            .req(op, async move {
-                let r = client._get_with_headers(target, Some(headers)).await?;
-                if r.status() == http::StatusCode::NOT_MODIFIED {
-                    return Ok(None);
-                }
-                octocrab::map_github_error(r).await.map(Some)
-            })
+            .send(
+                op,
+                self.client._get_with_headers(uri.clone(), Some(headers)),
+            )
             .await?;
+        let response = (response.status() != http::StatusCode::NOT_MODIFIED).then_some(response);
         let text = match (response, cached) {
             (Some(response), _) => {
                 let etag = response
@@ -491,12 +586,10 @@ impl Forge for GitHub {
         let prs: Vec<PrWire> = self
             .req(
                 "pulls/list",
-                self.client.get(
+                self.client._get(Self::with_query(
                     self.route("pulls"),
-                    Some(
-                        &json!({"state": "open", "head": head, "base": self.base, "per_page": 10}),
-                    ),
-                ),
+                    &json!({"state": "open", "head": head, "base": self.base, "per_page": 10}),
+                )),
             )
             .await?;
         Ok(prs.into_iter().next().map(Into::into))
@@ -506,8 +599,7 @@ impl Forge for GitHub {
         let pr: PrWire = self
             .req(
                 "pulls/get",
-                self.client
-                    .get(self.route(&format!("pulls/{number}")), None::<&()>),
+                self.client._get(self.route(&format!("pulls/{number}"))),
             )
             .await?;
         Ok(pr.into())
@@ -543,7 +635,7 @@ impl Forge for GitHub {
         let _: Value = self
             .req(
                 "issues/add-labels",
-                self.client.post(
+                self.client._post(
                     self.route(&format!("issues/{number}/labels")),
                     Some(&json!({"labels": labels})),
                 ),
@@ -557,7 +649,7 @@ impl Forge for GitHub {
         match self
             .req::<Value>(
                 "issues/remove-label",
-                self.client.delete(self.route(&path), None::<&()>),
+                self.client._delete(self.route(&path), None::<&()>),
             )
             .await
         {
@@ -580,7 +672,7 @@ impl Forge for GitHub {
         let created: IssueWire = self
             .req(
                 "issues/create",
-                self.client.post(
+                self.client._post(
                     self.route("issues"),
                     Some(&json!({"title": title, "body": body, "labels": labels})),
                 ),
@@ -605,7 +697,7 @@ impl Forge for GitHub {
             .req(
                 "issues/update",
                 self.client
-                    .patch(self.route(&format!("issues/{number}")), Some(&patch)),
+                    ._patch(self.route(&format!("issues/{number}")), Some(&patch)),
             )
             .await?;
         Ok(())
@@ -619,14 +711,14 @@ impl Forge for GitHub {
         let created: PrWire = self
             .req(
                 "pulls/create",
-                self.client.post(self.route("pulls"), Some(&body)),
+                self.client._post(self.route("pulls"), Some(&body)),
             )
             .await?;
         if !pr.labels.is_empty() {
             let _: Value = self
                 .req(
                     "issues/add-labels",
-                    self.client.post(
+                    self.client._post(
                         self.route(&format!("issues/{}/labels", created.number)),
                         Some(&json!({"labels": pr.labels})),
                     ),
@@ -640,7 +732,7 @@ impl Forge for GitHub {
         let _: Value = self
             .req(
                 "pulls/update",
-                self.client.patch(
+                self.client._patch(
                     self.route(&format!("pulls/{number}")),
                     Some(&json!({"title": title, "body": body})),
                 ),
@@ -654,7 +746,7 @@ impl Forge for GitHub {
         let _: Value = self
             .req(
                 "pulls/update",
-                self.client.patch(
+                self.client._patch(
                     self.route(&format!("pulls/{number}")),
                     Some(&json!({"state": "closed"})),
                 ),
@@ -673,7 +765,7 @@ impl Forge for GitHub {
             .req(
                 "repos/get-combined-status-for-ref",
                 self.client
-                    .get(self.route(&format!("commits/{sha}/status")), None::<&()>),
+                    ._get(self.route(&format!("commits/{sha}/status"))),
             )
             .await?;
         Ok(match (c.total_count, c.state.as_str()) {
@@ -697,7 +789,7 @@ impl Forge for GitHub {
             .req(
                 "pulls/merge",
                 self.client
-                    .put(self.route(&format!("pulls/{number}/merge")), Some(&body)),
+                    ._put(self.route(&format!("pulls/{number}/merge")), Some(&body)),
             )
             .await?;
         Ok(m.sha)
@@ -707,7 +799,7 @@ impl Forge for GitHub {
         let _: Value = self
             .req(
                 "issues/create-comment",
-                self.client.post(
+                self.client._post(
                     self.route(&format!("issues/{number}/comments")),
                     Some(&json!({"body": body})),
                 ),
@@ -749,7 +841,7 @@ impl Forge for GitHub {
         let _: Value = self
             .req(
                 "reactions/create-for-issue-comment",
-                self.client.post(
+                self.client._post(
                     self.route(&format!("issues/comments/{comment_id}/reactions")),
                     Some(&json!({"content": content})),
                 ),
@@ -766,10 +858,8 @@ impl Forge for GitHub {
         let p: PortResult<Permission> = self
             .req(
                 "repos/get-collaborator-permission-level",
-                self.client.get(
-                    self.route(&format!("collaborators/{user}/permission")),
-                    None::<&()>,
-                ),
+                self.client
+                    ._get(self.route(&format!("collaborators/{user}/permission"))),
             )
             .await;
         match p {
@@ -788,10 +878,8 @@ impl Forge for GitHub {
         let r: PortResult<Membership> = self
             .req(
                 "teams/get-membership-for-user-in-org",
-                self.client.get(
-                    format!("/orgs/{org}/teams/{team}/memberships/{user}"),
-                    None::<&()>,
-                ),
+                self.client
+                    ._get(format!("/orgs/{org}/teams/{team}/memberships/{user}")),
             )
             .await;
         match r {
@@ -805,10 +893,7 @@ impl Forge for GitHub {
         self.me
             .get_or_try_init(|| async {
                 let u: UserWire = self
-                    .req(
-                        "users/get-authenticated",
-                        self.client.get("/user", None::<&()>),
-                    )
+                    .req("users/get-authenticated", self.client._get("/user"))
                     .await?;
                 Ok(u.login)
             })
@@ -829,7 +914,7 @@ impl Forge for GitHub {
             .req(
                 "repos/create-commit-status",
                 self.client
-                    .post(self.route(&format!("statuses/{sha}")), Some(&body)),
+                    ._post(self.route(&format!("statuses/{sha}")), Some(&body)),
             )
             .await?;
         Ok(())
@@ -838,6 +923,59 @@ impl Forge for GitHub {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_rate_limit_answer_says_how_long_to_pause_by_its_headers() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, http::HeaderValue::from_static(v));
+            }
+            m
+        };
+        let now = 1_800_000_000;
+        let secondary = LimitHint::of(&h(&[("retry-after", "120")]), now);
+        assert_eq!(secondary.wait(), Some(Duration::from_secs(120)));
+        let primary = LimitHint::of(
+            &h(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "1800000042"),
+            ]),
+            now,
+        );
+        assert_eq!(primary.wait(), Some(Duration::from_secs(42)));
+        // Retry-After wins; a reset with requests left is no reason to wait.
+        let both = LimitHint::of(
+            &h(&[
+                ("retry-after", "5"),
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "1800000042"),
+            ]),
+            now,
+        );
+        assert_eq!(both.wait(), Some(Duration::from_secs(5)));
+        let left = LimitHint::of(
+            &h(&[
+                ("x-ratelimit-remaining", "12"),
+                ("x-ratelimit-reset", "1800000042"),
+            ]),
+            now,
+        );
+        assert_eq!(left.wait(), None);
+        // A reset already past still pauses a second; nonsense is ignored.
+        let past = LimitHint::of(
+            &h(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "1700000000"),
+            ]),
+            now,
+        );
+        assert_eq!(past.wait(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            LimitHint::of(&h(&[("retry-after", "soon")]), now).wait(),
+            None
+        );
+    }
     use super::*;
 
     #[tokio::test(start_paused = true)]

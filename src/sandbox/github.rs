@@ -171,6 +171,30 @@ pub struct GitHub {
 /// The login tugboat's token acts as in the stand-in.
 pub const BOT: &str = "tugboat[bot]";
 
+/// A rate-limit answer with the headers GitHub sends: `Retry-After` for a secondary limit;
+/// `x-ratelimit-remaining: 0` and the reset time (30 seconds from now) for the primary one.
+fn throttled(message: &str) -> Response {
+    let mut r = gh_error(StatusCode::FORBIDDEN, message);
+    let h = r.headers_mut();
+    if message.contains("secondary") {
+        h.insert("retry-after", header::HeaderValue::from_static("60"));
+    } else {
+        let reset = (Utc::now().timestamp() + 30).to_string();
+        h.insert(
+            "x-ratelimit-limit",
+            header::HeaderValue::from_static("5000"),
+        );
+        h.insert(
+            "x-ratelimit-remaining",
+            header::HeaderValue::from_static("0"),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&reset) {
+            h.insert("x-ratelimit-reset", v);
+        }
+    }
+    r
+}
+
 fn gh_error(code: StatusCode, message: &str) -> Response {
     (
         code,
@@ -589,7 +613,7 @@ macro_rules! guard {
             return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
         }
         if let Some(message) = $gh.take_throttle() {
-            return gh_error(StatusCode::FORBIDDEN, &message);
+            return throttled(&message);
         }
         if $owner != $gh.owner || $repo != $gh.repo {
             return gh_error(StatusCode::NOT_FOUND, "Not Found");
