@@ -197,7 +197,7 @@ impl ArgoCd {
                     ErrorKind::Transient,
                     format!(
                         "application '{name}': Argo CD unreachable: {}",
-                        e.without_url()
+                        chain(&e.without_url())
                     ),
                 ));
             }
@@ -254,6 +254,20 @@ impl ArgoCd {
     fn url(&self, name: &str, rest: &str) -> String {
         format!("{}/api/v1/applications/{name}{rest}", self.base)
     }
+}
+
+/// An error with its causes (a TLS refusal says why only in a cause), without repeats.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
 }
 
 /// Argo CD's own message, when it gave one (bounded: it is quoted in PRs and logs).
