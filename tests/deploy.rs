@@ -565,3 +565,39 @@ async fn a_rollback_stopped_after_the_bad_mark_is_finished_by_the_next_tugboat()
     let r = next.cycle(Mode::Apply).await.unwrap();
     assert_eq!(row(&r, svc, "dev").action, Action::None, "rolled back once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_argo_cd_stops_the_merge_with_a_clear_error() {
+    let sb = start(Options::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    // Nothing listens on a port just released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let toml = sb.config_toml(&work.path().join("w")).replace(
+        &format!("url = \"{}\"", sb.argocd_url),
+        &format!("url = \"http://{closed}\""),
+    );
+    let cfg = std::sync::Arc::new(
+        tugboat::config::Config::parse(&toml, "sandbox.toml", std::iter::empty()).unwrap(),
+    );
+    let engine = tugboat::engine::Engine::new(
+        cfg.clone(),
+        tugboat::app::ports(&cfg, &Default::default())
+            .await
+            .unwrap(),
+    );
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Failed { message } = &row(&r, DEV, "dev").action else {
+        panic!("{:?}", row(&r, DEV, "dev"))
+    };
+    assert!(
+        message.starts_with(
+            "cannot read the sync windows: argocd ApplicationService_GetApplicationSyncWindows: application 'user-service-dev': Argo CD unreachable:"
+        ),
+        "{message}"
+    );
+    assert!(sb.github.pulls().iter().all(|p| p.merged_at.is_none()));
+}

@@ -431,6 +431,28 @@ async fn outside_its_window_a_promotion_waits_with_its_pr_open_and_names_the_nex
         sb.github.pulls()[0].body
     );
     assert!(sb.github.pulls()[0].merged_at.is_none());
+
+    // The window opens (here: the policy's window moves to now); the waiting PR merges.
+    let now = chrono::Utc::now();
+    sb.aws.put_parameter(
+        "/salon/promotion/services/user_service",
+        &format!(
+            "environments:\n  dev:\n    windows:\n    - days: [MON-SUN]\n      hours: '{}-{}'\n",
+            (now - chrono::Duration::minutes(5)).format("%H:%M"),
+            (now + chrono::Duration::minutes(55)).format("%H:%M")
+        ),
+        "String",
+    );
+    engine.refresh_policy();
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    common::assert_healthy(&reports, "user_service", "dev");
+    let dev: Vec<_> = sb
+        .github
+        .pulls()
+        .into_iter()
+        .filter(|p| p.head == "tugboat/dev/user_service")
+        .collect();
+    assert_eq!(dev.len(), 1, "the same PR merged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
