@@ -4,7 +4,7 @@
 //! Uses octocrab's authenticated route methods with small response types of our own, so
 //! only the fields tugboat reads must be present.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,6 +63,10 @@ impl LimitHint {
 /// A list's first page with the ETag it was read with.
 type CachedPage = (String, String);
 
+/// How many polled lists keep their ETag: more than the PRs of any cycle, so that idle cycles
+/// stay free, and bounded, so that months of merged PRs do not grow the cache forever.
+const ETAG_ENTRIES: usize = 4096;
+
 /// A GitHub repository through octocrab.
 #[derive(Clone)]
 pub struct GitHub {
@@ -73,7 +77,7 @@ pub struct GitHub {
     base: String,
     /// The first page of each polled list (comments, reviews, labelled PRs) with its ETag,
     /// by address, for conditional requests.
-    etags: Arc<Mutex<HashMap<String, CachedPage>>>,
+    etags: Arc<quick_cache::sync::Cache<String, CachedPage>>,
     me: Arc<tokio::sync::OnceCell<String>>,
     /// `squash`, `merge` or `rebase`.
     merge_method: String,
@@ -291,7 +295,7 @@ impl GitHub {
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             base: base.to_owned(),
-            etags: Arc::default(),
+            etags: Arc::new(quick_cache::sync::Cache::new(ETAG_ENTRIES)),
             merge_method: "squash".to_owned(),
             me: Arc::default(),
             paused: Arc::default(),
@@ -521,7 +525,7 @@ impl GitHub {
         query: &str,
     ) -> PortResult<Vec<T>> {
         let uri = format!("{}?per_page={PER_PAGE}{query}", self.route(rest));
-        let cached = self.etags.lock().ok().and_then(|c| c.get(&uri).cloned());
+        let cached = self.etags.get(&uri);
         let mut headers = http::HeaderMap::new();
         if let Some((etag, _)) = &cached
             && let Ok(v) = http::HeaderValue::from_str(etag)
@@ -547,8 +551,8 @@ impl GitHub {
                     .body_to_string(response)
                     .await
                     .map_err(|e| map_err(op, e))?;
-                if let (Some(etag), Ok(mut cache)) = (etag, self.etags.lock()) {
-                    cache.insert(uri, (etag, text.clone()));
+                if let Some(etag) = etag {
+                    self.etags.insert(uri, (etag, text.clone()));
                 }
                 text
             }

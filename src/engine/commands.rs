@@ -111,9 +111,7 @@ impl Engine {
                     .await
                     .map_err(|e| e.to_string())?;
                 // The next look at this digest reads the new scan; the evidence follows.
-                if let Ok(mut cache) = self.scans.lock() {
-                    cache.remove(pr.digest);
-                }
+                self.scans.remove(pr.digest);
             } else {
                 actions.push((user, action));
             }

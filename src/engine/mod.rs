@@ -153,6 +153,10 @@ pub struct EnvReport {
     pub rejected: Option<Vec<Severity>>,
 }
 
+/// How many complete scan reports the engine keeps: several per service and environment of a
+/// large fleet, bounded so that a long-running tugboat does not keep every digest it ever saw.
+const SCAN_CACHE_ENTRIES: usize = 16_384;
+
 /// The engine, holding its caches between cycles.
 pub struct Engine {
     cfg: Arc<Config>,
@@ -160,7 +164,8 @@ pub struct Engine {
     policy_docs: Mutex<Option<(Instant, Vec<PolicyDocument>)>>,
     /// Set by [`Engine::refresh_policy`]: the next cycle re-reads the policy whatever its age.
     policy_stale: AtomicBool,
-    scans: Mutex<HashMap<Digest, ScanReport>>,
+    /// Complete scan reports by digest; bounded (older digests are read again if needed).
+    scans: quick_cache::sync::Cache<Digest, ScanReport>,
     /// (user, the environment's approver list) → whether the user may approve, and when
     /// that was checked.
     approver_cache: Mutex<HashMap<(String, String), (Instant, bool)>>,
@@ -173,7 +178,7 @@ impl Engine {
             ports,
             policy_docs: Mutex::new(None),
             policy_stale: AtomicBool::new(false),
-            scans: Mutex::new(HashMap::new()),
+            scans: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
             approver_cache: Mutex::new(HashMap::new()),
         }
     }
@@ -600,7 +605,7 @@ impl Engine {
         digest: &Digest,
         mode: Mode,
     ) -> Result<ScanReport, PortError> {
-        if let Some(r) = self.scans.lock().ok().and_then(|c| c.get(digest).cloned()) {
+        if let Some(r) = self.scans.get(digest) {
             return Ok(r);
         }
         let deadline = Instant::now()
@@ -617,10 +622,8 @@ impl Engine {
                 .await?;
             let pending = matches!(r.status, ScanStatus::Pending | ScanStatus::InProgress);
             if !pending {
-                if r.status == ScanStatus::Complete
-                    && let Ok(mut c) = self.scans.lock()
-                {
-                    c.insert(digest.clone(), r.clone());
+                if r.status == ScanStatus::Complete {
+                    self.scans.insert(digest.clone(), r.clone());
                 }
                 return Ok(r);
             }

@@ -182,13 +182,11 @@ impl Engine {
                 .collect()
                 .await;
         // Later promotion cycles gate on the fresh findings, not on those cached at push time.
-        if let Ok(mut cache) = self.scans.lock() {
-            for (digest, r) in &reports {
-                if let Ok(r) = r
-                    && r.status == ScanStatus::Complete
-                {
-                    cache.insert(digest.clone(), r.clone());
-                }
+        for (digest, r) in &reports {
+            if let Ok(r) = r
+                && r.status == ScanStatus::Complete
+            {
+                self.scans.insert(digest.clone(), r.clone());
             }
         }
 
