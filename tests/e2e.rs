@@ -1269,3 +1269,31 @@ async fn with_github_login_configured_tugboat_never_asks_who_it_is() {
     );
     assert_eq!(sb.github.calls().get("GET user"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cycle_with_prs_awaiting_approval_costs_github_only_not_modified_answers() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap(); // dev merged, prod PRs opened
+    engine.cycle(Mode::Apply).await.unwrap(); // the lists read once with their ETags
+    let before = sb.github.calls();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&r, "user_service", "prod").action,
+        Action::AwaitingApproval { .. }
+    ));
+    let after = sb.github.calls();
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    let rest: Vec<(&String, u64)> = after
+        .keys()
+        .filter(|k| !k.starts_with("git ") && !k.ends_with(" 304"))
+        .map(|k| (k, delta(k)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert!(!rest.is_empty());
+    for (k, n) in &rest {
+        // Every request of the cycle was conditional and answered 304 (no rate limit used).
+        assert_eq!(delta(&format!("{k} 304")), *n, "{k}: {rest:?}");
+    }
+}

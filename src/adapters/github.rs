@@ -517,14 +517,16 @@ impl GitHub {
 
     /// GET a list that is polled every cycle: the first page conditionally (an unchanged page
     /// answers 304 from its ETag and costs no rate limit), further pages only when it is full.
-    /// `query` is appended to the address as it is (`&key=value…`, already encoded).
+    /// `query` is a JSON object of query parameters.
     async fn conditional_list<T: serde::de::DeserializeOwned>(
         &self,
         op: &'static str,
         rest: &str,
-        query: &str,
+        query: Value,
     ) -> PortResult<Vec<T>> {
-        let uri = format!("{}?per_page={PER_PAGE}{query}", self.route(rest));
+        let mut first = query.clone();
+        first["per_page"] = json!(PER_PAGE);
+        let uri = Self::with_query(self.route(rest), &first);
         let cached = self.etags.get(&uri);
         let mut headers = http::HeaderMap::new();
         if let Some((etag, _)) = &cached
@@ -573,13 +575,7 @@ impl GitHub {
             return Ok(first);
         }
         // More than a page: read them all (not conditionally).
-        let mut q = json!({});
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            if let Some((k, v)) = pair.split_once('=') {
-                q[k] = json!(v);
-            }
-        }
-        self.pages(op, rest, q).await
+        self.pages(op, rest, query).await
     }
 }
 
@@ -588,12 +584,10 @@ impl Forge for GitHub {
     async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>> {
         let head = format!("{}:{branch}", self.owner);
         let prs: Vec<PrWire> = self
-            .req(
+            .conditional_list(
                 "pulls/list",
-                self.client._get(Self::with_query(
-                    self.route("pulls"),
-                    &json!({"state": "open", "head": head, "base": self.base, "per_page": 10}),
-                )),
+                "pulls",
+                json!({"state": "open", "head": head, "base": self.base}),
             )
             .await?;
         Ok(prs.into_iter().next().map(Into::into))
@@ -610,12 +604,9 @@ impl Forge for GitHub {
     }
 
     async fn labelled_prs(&self, labels: &[String]) -> PortResult<Vec<LabelledPr>> {
-        let query = format!(
-            "&state=all&sort=created&direction=asc&labels={}",
-            labels.join(",").replace(' ', "%20")
-        );
+        let query = json!({"state": "all", "sort": "created", "direction": "asc", "labels": labels.join(",")});
         let mut found: Vec<IssueWire> = self
-            .conditional_list("issues/list-for-repo", "issues", &query)
+            .conditional_list("issues/list-for-repo", "issues", query)
             .await?;
         found.sort_by_key(|i| i.number);
         Ok(found
@@ -817,7 +808,7 @@ impl Forge for GitHub {
             .conditional_list::<CommentWire>(
                 "issues/list-comments",
                 &format!("issues/{number}/comments"),
-                "",
+                json!({}),
             )
             .await?
             .into_iter()
@@ -829,7 +820,11 @@ impl Forge for GitHub {
 
     async fn reviews(&self, number: u64) -> PortResult<Vec<chatops::Review>> {
         let reviews: Vec<ReviewWire> = self
-            .conditional_list("pulls/list-reviews", &format!("pulls/{number}/reviews"), "")
+            .conditional_list(
+                "pulls/list-reviews",
+                &format!("pulls/{number}/reviews"),
+                json!({}),
+            )
             .await?;
         Ok(reviews
             .into_iter()

@@ -648,7 +648,12 @@ async fn list_pulls(
         .filter(|p| q.base.as_ref().is_none_or(|b| *b == p.base))
         .map(|p| gh.pr_json(p))
         .collect();
-    Json(prs).into_response()
+    etagged(
+        &gh,
+        &headers,
+        "GET pulls 304",
+        Value::Array(prs).to_string(),
+    )
 }
 
 #[derive(Deserialize)]
