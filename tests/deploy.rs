@@ -414,6 +414,13 @@ async fn without_automated_sync_tugboat_asks_argo_cd_to_sync_the_merge_when_the_
         why.contains("another operation is already in progress"),
         "{why}"
     );
+    // A missing application is named, and said to be missing.
+    let e = argo.app("no-such-app", false).await.unwrap_err();
+    assert_eq!(e.kind, tugboat::ports::ErrorKind::NotFound);
+    assert_eq!(
+        e.message,
+        "application 'no-such-app': HTTP 404: no such application (check argocd_application)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
