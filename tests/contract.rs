@@ -14,16 +14,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::row;
-use tugboat::config::Config;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::rescan::{IssueAction, Scope};
-use tugboat::engine::{Action, Engine, Mode, Verification};
+use tugboat::engine::{Action, Mode, Verification};
 use tugboat::sandbox::{self, Options, SeedFinding, app_name};
-use tugboat::telemetry::ApiMetrics;
 
 /// A running `prism proxy --errors`, killed on drop.
 struct Prism {
@@ -131,18 +128,10 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
             &format!("url = \"{}\"", argo.url),
         );
     assert!(toml.contains(&gh.url) && toml.contains(&argo.url));
-    let cfg = Arc::new(Config::parse(&toml, "contract.toml", std::iter::empty()).unwrap());
-    let engine = Engine::new(
-        cfg.clone(),
-        tugboat::app::ports(&cfg, &ApiMetrics::default())
-            .await
-            .unwrap(),
-    );
+    let engine = common::engine_from(&toml, &Default::default()).await;
 
     // A scenario that uses every GitHub and Argo CD operation tugboat calls.
-    sb.github.add_collaborator("alice", "write");
-    sb.github
-        .add_team_member("salon", "platform-leads", "alice");
+    common::approver(&sb, "alice");
     sb.aws.put_parameter(
         "/salon/promotion/services/service_management",
         "environments:\n  dev:\n    rollback: auto\n",

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_healthy, engine, row, setup, start};
+use common::{approver, assert_healthy, engine, row, setup, start};
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Mode, Verification};
 use tugboat::sandbox::{self, Fleet, Options, Sandbox, Style, app_name, file_of};
@@ -45,11 +45,6 @@ fn policy(sb: &Sandbox, svc: &str, yaml: &str) {
 fn crash(sb: &Sandbox, svc: &str, tag: &str) {
     sb.argocd
         .mark_crashing(&format!("{}:{tag}", sandbox::image_of(svc)));
-}
-
-fn approver(sb: &Sandbox, user: &str) {
-    sb.github.add_collaborator(user, "write");
-    sb.github.add_team_member("salon", "platform-leads", user);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,15 +481,7 @@ async fn the_configured_merge_method_makes_a_merge_commit_or_a_rebase_and_both_v
             &format!("base_branch = \"main\"\nmerge_method = \"{method}\"\n"),
         );
         assert!(toml.contains("merge_method"));
-        let cfg = std::sync::Arc::new(
-            tugboat::config::Config::parse(&toml, "sandbox.toml", std::iter::empty()).unwrap(),
-        );
-        let engine = tugboat::engine::Engine::new(
-            cfg.clone(),
-            tugboat::app::ports(&cfg, &Default::default())
-                .await
-                .unwrap(),
-        );
+        let engine = common::engine_from(&toml, &Default::default()).await;
         sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
         let r = engine.cycle(Mode::Apply).await.unwrap();
         let Action::Merged {
@@ -586,15 +573,7 @@ async fn an_unreachable_argo_cd_stops_the_merge_with_a_clear_error() {
         &format!("url = \"{}\"", sb.argocd_url),
         &format!("url = \"http://{closed}\""),
     );
-    let cfg = std::sync::Arc::new(
-        tugboat::config::Config::parse(&toml, "sandbox.toml", std::iter::empty()).unwrap(),
-    );
-    let engine = tugboat::engine::Engine::new(
-        cfg.clone(),
-        tugboat::app::ports(&cfg, &Default::default())
-            .await
-            .unwrap(),
-    );
+    let engine = common::engine_from(&toml, &Default::default()).await;
     sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
     let Action::Failed { message } = &row(&r, DEV, "dev").action else {

@@ -320,13 +320,7 @@ async fn a_rejected_git_token_fails_clearly_without_looping() {
         &sb.dir().join("github-token").display().to_string(),
         &bad.display().to_string(),
     );
-    let cfg = Arc::new(Config::parse(&text, "x.toml", std::iter::empty()).unwrap());
-    let engine = Engine::new(
-        cfg.clone(),
-        tugboat::app::ports(&cfg, &ApiMetrics::default())
-            .await
-            .unwrap(),
-    );
+    let engine = common::engine_from(&text, &ApiMetrics::default()).await;
     let err = tokio::time::timeout(
         std::time::Duration::from_secs(20),
         engine.cycle(Mode::Apply),
@@ -810,9 +804,7 @@ fn reactions(sb: &Sandbox, comment: u64) -> Vec<(String, String)> {
 async fn only_an_approver_of_the_current_head_can_merge_prod_and_a_hold_stops_it() {
     let (sb, engine, _w) = setup().await;
     // The salon's prod policy: one approval from salon/platform-leads.
-    sb.github.add_collaborator("alice", "write");
-    sb.github
-        .add_team_member("salon", "platform-leads", "alice");
+    common::approver(&sb, "alice");
     sb.github.add_collaborator("mallory", "write"); // write access, but not a platform lead
     sb.github
         .add_team_member("salon", "platform-leads", "reader");
@@ -1196,9 +1188,7 @@ async fn a_stop_between_the_push_and_the_pr_ends_after_a_restart_with_one_pr_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_between_the_approval_and_the_merge_ends_after_a_restart_with_one_merge() {
     let (sb, engine, work) = setup().await;
-    sb.github.add_collaborator("alice", "write");
-    sb.github
-        .add_team_member("salon", "platform-leads", "alice");
+    common::approver(&sb, "alice");
     let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     sb.github.comment_as(number, "alice", "/approve").unwrap();
@@ -1245,16 +1235,8 @@ async fn with_github_login_configured_tugboat_never_asks_who_it_is() {
         "base_branch = \"main\"\n",
         "base_branch = \"main\"\nlogin = \"tugboat[bot]\"\n",
     );
-    let cfg = Arc::new(Config::parse(&toml, "sandbox.toml", std::iter::empty()).unwrap());
-    let engine = Engine::new(
-        cfg.clone(),
-        tugboat::app::ports(&cfg, &ApiMetrics::default())
-            .await
-            .unwrap(),
-    );
-    sb.github.add_collaborator("alice", "write");
-    sb.github
-        .add_team_member("salon", "platform-leads", "alice");
+    let engine = common::engine_from(&toml, &Default::default()).await;
+    common::approver(&sb, "alice");
     let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     sb.github.comment_as(number, "alice", "/approve").unwrap();

@@ -36,14 +36,19 @@ pub async fn start(options: Options) -> Sandbox {
 
 /// A fresh engine (a restarted tugboat: no caches) on the sandbox, working in `work`.
 pub async fn engine(sb: &Sandbox, work: &tempfile::TempDir, api: &ApiMetrics) -> Engine {
-    let cfg = Config::parse(
-        &sb.config_toml(&work.path().join("w")),
-        "sandbox.toml",
-        std::iter::empty(),
-    )
-    .unwrap();
-    let cfg = Arc::new(cfg);
+    engine_from(&sb.config_toml(&work.path().join("w")), api).await
+}
+
+/// An engine for a configuration given as TOML text.
+pub async fn engine_from(toml: &str, api: &ApiMetrics) -> Engine {
+    let cfg = Arc::new(Config::parse(toml, "sandbox.toml", std::iter::empty()).unwrap());
     Engine::new(cfg.clone(), tugboat::app::ports(&cfg, api).await.unwrap())
+}
+
+/// Make `user` an approver of the salon's prod: write access, and a platform lead.
+pub fn approver(sb: &Sandbox, user: &str) {
+    sb.github.add_collaborator(user, "write");
+    sb.github.add_team_member("salon", "platform-leads", user);
 }
 
 pub fn row<'a>(r: &'a [EnvReport], svc: &str, env: &str) -> &'a EnvReport {
