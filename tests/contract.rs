@@ -260,6 +260,11 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
         gh_violations.join("\n"),
         argo_violations.join("\n")
     );
+    eprintln!(
+        "prism checked {} GitHub and {} Argo CD requests and their answers",
+        gh.requests(),
+        argo.requests()
+    );
     assert!(gh.requests() > 50, "{}", gh.requests());
     assert!(argo.requests() > 10, "{}", argo.requests());
 }
