@@ -442,6 +442,10 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
             .ready
             .policy_loaded
             .store(engine.policy_loaded(), Ordering::Relaxed);
+        // A cycle verifies merges inline: it may take a health timeout longer than usual.
+        metrics.set_max_cycle_age_secs(max_age.saturating_add(
+            i64::try_from(engine.longest_health_timeout().as_secs()).unwrap_or(i64::MAX),
+        ));
         log_calls(&calls);
         tokio::select! {
             _ = tokio::time::sleep(cfg.engine.interval) => {},

@@ -185,7 +185,9 @@ pub struct Metrics {
     pub last_success: Gauge<i64, AtomicI64>,
     pub rescan: RescanMetrics,
     pub ready: Readiness,
-    pub max_cycle_age_secs: i64,
+    /// How long after the last finished cycle `/readyz` still passes; grows with the longest
+    /// health timeout of the policy, since a cycle verifies merges inline.
+    max_cycle_age_secs: AtomicI64,
     /// The digest last refused per (service, environment): a rejection is counted once per
     /// candidate, not once per cycle it stays refused.
     refused: Mutex<HashMap<(String, String), Digest>>,
@@ -215,7 +217,7 @@ impl Metrics {
             last_success: Gauge::default(),
             rescan: RescanMetrics::new(&mut registry),
             ready: Readiness::default(),
-            max_cycle_age_secs,
+            max_cycle_age_secs: AtomicI64::new(max_cycle_age_secs),
             refused: Mutex::default(),
             registry,
         };
@@ -271,6 +273,14 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    pub fn max_cycle_age_secs(&self) -> i64 {
+        self.max_cycle_age_secs.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_cycle_age_secs(&self, secs: i64) {
+        self.max_cycle_age_secs.store(secs, Ordering::Relaxed);
     }
 
     /// Record a finished cycle (`Err`: it failed as a whole) with the API calls it made.

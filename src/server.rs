@@ -73,9 +73,9 @@ async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     let cycle = if last == 0 {
         failing.push("last_cycle");
         json!({"ok": false, "detail": "the first cycle has not finished"})
-    } else if age > m.max_cycle_age_secs {
+    } else if age > m.max_cycle_age_secs() {
         failing.push("last_cycle");
-        json!({"ok": false, "detail": format!("the last cycle finished {age}s ago (limit {}s)", m.max_cycle_age_secs)})
+        json!({"ok": false, "detail": format!("the last cycle finished {age}s ago (limit {}s)", m.max_cycle_age_secs())})
     } else {
         json!({"ok": true, "age_seconds": age})
     };

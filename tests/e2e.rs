@@ -1259,6 +1259,11 @@ async fn an_idle_cycle_with_prs_awaiting_approval_costs_github_only_not_modified
     sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
     engine.cycle(Mode::Apply).await.unwrap(); // dev merged, prod PRs opened
     engine.cycle(Mode::Apply).await.unwrap(); // the lists read once with their ETags
+    assert_eq!(
+        engine.longest_health_timeout(),
+        std::time::Duration::from_secs(600),
+        "prod's 10m: a cycle may verify that long, and readiness allows for it"
+    );
     let before = sb.github.calls();
     let r = engine.cycle(Mode::Apply).await.unwrap();
     assert!(matches!(

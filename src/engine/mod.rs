@@ -169,6 +169,9 @@ pub struct Engine {
     /// (user, the environment's approver list) → whether the user may approve, and when
     /// that was checked.
     approver_cache: Mutex<HashMap<(String, String), (Instant, bool)>>,
+    /// The longest `health_timeout` of any policy read since start, in seconds: a cycle that
+    /// verifies a merge may take that long.
+    longest_health_timeout: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -180,7 +183,14 @@ impl Engine {
             policy_stale: AtomicBool::new(false),
             scans: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
             approver_cache: Mutex::new(HashMap::new()),
+            longest_health_timeout: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The longest `health_timeout` of any policy read since start: how long a cycle may
+    /// spend verifying one merge (for readiness).
+    pub fn longest_health_timeout(&self) -> Duration {
+        Duration::from_secs(self.longest_health_timeout.load(Ordering::Relaxed))
     }
 
     /// The outside world this engine works on.
@@ -282,6 +292,10 @@ impl Engine {
             }
             Err(e) => return failed_all(e.clone(), vec![]),
         };
+        if let Some(longest) = policy.environments.values().map(|p| p.health_timeout).max() {
+            self.longest_health_timeout
+                .fetch_max(longest.as_secs(), Ordering::Relaxed);
+        }
         let images = match self
             .ports
             .registry
