@@ -263,9 +263,10 @@ pub trait Forge: Send + Sync {
     async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>>;
     /// One pull request, open or not.
     async fn pull(&self, number: u64) -> PortResult<PullRequest>;
-    /// Every pull request, open or closed, that carries all of `labels`, oldest first (a
-    /// conditional request: an unchanged list costs no rate limit).
-    async fn labelled_prs(&self, labels: &[String]) -> PortResult<Vec<LabelledPr>>;
+    /// Every pull request that carries all of `labels` (only the open ones with `open_only`),
+    /// oldest first (a conditional request: an unchanged list costs no rate limit).
+    async fn labelled_prs(&self, labels: &[String], open_only: bool)
+    -> PortResult<Vec<LabelledPr>>;
     async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()>;
     /// Remove a label; removing one the PR does not carry is not an error.
     async fn remove_label(&self, number: u64, label: &str) -> PortResult<()>;

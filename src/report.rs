@@ -30,6 +30,7 @@ fn action_text(a: &Action) -> String {
             "PR #{number} waits: an Argo CD sync window denies syncs ({})",
             windows.join("; ")
         ),
+        Action::Closed { number, .. } => format!("closed PR #{number}: its image is refused now"),
         Action::Merged {
             number,
             verification,
@@ -289,6 +290,7 @@ fn action_json(a: &Action) -> Value {
         } => {
             json!({"kind": "waiting-for-sync-window", "pr": number, "url": url, "windows": windows})
         }
+        Action::Closed { number, url } => pr("closed", number, url),
         Action::Merged {
             number,
             url,

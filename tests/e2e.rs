@@ -1284,3 +1284,45 @@ async fn an_idle_cycle_with_prs_awaiting_approval_costs_github_only_not_modified
         assert_eq!(delta(&format!("{k} 304")), *n, "{k}: {rest:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_pr_whose_image_a_rescan_now_refuses_is_closed_saying_why() {
+    use tugboat::engine::rescan::Scope;
+    let (sb, engine, _w) = setup().await;
+    let digest = sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
+    // A CVE is published against the image the prod PR promotes.
+    sb.aws.set_scan(
+        "user_service",
+        &digest,
+        "COMPLETE",
+        vec![cve("CVE-2026-5150", "CRITICAL")],
+    );
+    engine.rescan(&Scope::default()).await.unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let prod = row(&r, "user_service", "prod");
+    assert!(
+        matches!(prod.decision, Decision::Blocked { .. }),
+        "{prod:?}"
+    );
+    assert!(
+        matches!(prod.action, Action::Closed { number: n, .. } if n == number),
+        "{prod:?}"
+    );
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap();
+    assert_eq!(pr.state, "closed");
+    assert!(pr.merged_at.is_none());
+    let why = &pr.comments.last().unwrap().1;
+    assert!(
+        why.starts_with("Closed: tugboat no longer promotes `1.1.0`")
+            && why.contains("CVE-2026-5150"),
+        "{why}"
+    );
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, "user_service", "prod").action, Action::None);
+}

@@ -603,8 +603,14 @@ impl Forge for GitHub {
         Ok(pr.into())
     }
 
-    async fn labelled_prs(&self, labels: &[String]) -> PortResult<Vec<LabelledPr>> {
-        let query = json!({"state": "all", "sort": "created", "direction": "asc", "labels": labels.join(",")});
+    async fn labelled_prs(
+        &self,
+        labels: &[String],
+        open_only: bool,
+    ) -> PortResult<Vec<LabelledPr>> {
+        let state = if open_only { "open" } else { "all" };
+        let query = json!({"state": state, "sort": "created", "direction": "asc",
+                           "labels": labels.join(",")});
         let mut found: Vec<IssueWire> = self
             .conditional_list("issues/list-for-repo", "issues", query)
             .await?;

@@ -48,6 +48,8 @@ pub struct Watch {
     verifying: Vec<Watched>,
     deployed: Vec<Watched>,
     bad: Vec<Watched>,
+    /// Every open tugboat PR (promotions and rollbacks).
+    open: Vec<Watched>,
 }
 
 fn of<'a>(list: &'a [Watched], service: &str, env: &str) -> Vec<&'a Watched> {
@@ -57,6 +59,13 @@ fn of<'a>(list: &'a [Watched], service: &str, env: &str) -> Vec<&'a Watched> {
 }
 
 impl Watch {
+    /// The open promotion PR of this service and environment that promotes `digest`.
+    pub fn open_promotion(&self, service: &str, env: &str, digest: &Digest) -> Option<&Watched> {
+        of(&self.open, service, env)
+            .into_iter()
+            .find(|w| w.state.rollback_of.is_none() && w.state.digest == digest.as_str())
+    }
+
     /// The PR that marked this service's digest bad, if one did (in any environment).
     pub fn bad_digest(&self, service: &str, digest: &Digest) -> Option<&Watched> {
         self.bad
@@ -85,11 +94,11 @@ fn image_of(svc: &ServiceConfig, state: &PromotionState) -> String {
 impl Engine {
     /// Read the labelled PRs of this cycle. Plan mode only needs the bad marks.
     pub(super) async fn watch(&self, mode: Mode) -> Result<Watch, String> {
-        let read = |label: &'static str| async move {
+        let read = |label: &'static str, open_only: bool| async move {
             let prs = self
                 .ports
                 .forge
-                .labelled_prs(&[label.to_owned()])
+                .labelled_prs(&[label.to_owned()], open_only)
                 .await
                 .map_err(|e| format!("cannot read the PRs labelled {label}: {e}"))?;
             Ok::<_, String>(
@@ -101,7 +110,7 @@ impl Engine {
                     .collect::<Vec<_>>(),
             )
         };
-        let bad = read(BAD).await?;
+        let bad = read(BAD, false).await?;
         if mode == Mode::Plan {
             return Ok(Watch {
                 bad,
@@ -109,9 +118,10 @@ impl Engine {
             });
         }
         Ok(Watch {
-            verifying: read(VERIFYING).await?,
-            deployed: read(DEPLOYED).await?,
+            verifying: read(VERIFYING, false).await?,
+            deployed: read(DEPLOYED, false).await?,
             bad,
+            open: read("tugboat", true).await?,
         })
     }
 

@@ -93,6 +93,11 @@ pub enum Action {
         url: String,
         windows: Vec<String>,
     },
+    /// An open PR whose image the gate (or a bad mark) now refuses was closed.
+    Closed {
+        number: u64,
+        url: String,
+    },
     Merged {
         number: u64,
         url: String,
@@ -485,13 +490,15 @@ impl Engine {
             }
         };
         if let Some(bad) = watch.bad_digest(&svc.name, &candidate.digest) {
-            report.decision = Decision::Blocked {
-                candidate,
-                reasons: vec![format!(
-                    "marked bad after it failed in {} (PR #{}); an approver can comment /unblock there",
-                    bad.state.environment, bad.pr.number
-                )],
-            };
+            let reasons = vec![format!(
+                "marked bad after it failed in {} (PR #{}); an approver can comment /unblock there",
+                bad.state.environment, bad.pr.number
+            )];
+            if mode == Mode::Apply {
+                let w = watch.open_promotion(&svc.name, &env.name, &candidate.digest);
+                report.action = self.close_refused(w, &candidate, &reasons).await;
+            }
+            report.decision = Decision::Blocked { candidate, reasons };
             return report;
         }
         let scan = match self.scan(svc, &candidate.digest, mode).await {
@@ -533,6 +540,10 @@ impl Engine {
         if mode == Mode::Plan || !matches!(report.decision, Decision::Promote { .. }) {
             if let Decision::Blocked { reasons, .. } = &report.decision {
                 tracing::warn!(service = %svc.name, environment = %env.name, tag = %candidate.tag, reasons = ?reasons, "candidate blocked by the scan gate");
+                if mode == Mode::Apply {
+                    let w = watch.open_promotion(&svc.name, &env.name, &candidate.digest);
+                    report.action = self.close_refused(w, &candidate, reasons).await;
+                }
             }
             return report;
         }
@@ -922,6 +933,38 @@ impl Engine {
             sha,
             verification,
         })
+    }
+
+    /// A candidate the gate (or a bad mark) refuses may have an open PR from before (a rescan
+    /// found a CVE, or it failed elsewhere): close it, saying why, so that nobody approves
+    /// evidence that no longer holds.
+    async fn close_refused(
+        &self,
+        open: Option<&deploy::Watched>,
+        candidate: &Candidate,
+        reasons: &[String],
+    ) -> Action {
+        let Some(w) = open else {
+            return Action::None;
+        };
+        let why = format!(
+            "Closed: tugboat no longer promotes `{}` (`{}`): {}. A new PR opens when a tag passes.",
+            candidate.tag,
+            candidate.digest,
+            reasons.join("; ")
+        );
+        match self.ports.forge.close_pr(w.pr.number, &why).await {
+            Ok(()) => {
+                tracing::warn!(pr = w.pr.number, "closed a PR whose image is now refused");
+                Action::Closed {
+                    number: w.pr.number,
+                    url: w.pr.url.clone(),
+                }
+            }
+            Err(e) => Action::Failed {
+                message: e.to_string(),
+            },
+        }
     }
 
     /// Why a promotion of this environment could not merge now: outside its promotion
