@@ -275,8 +275,15 @@ impl Engine {
             .comment(
                 w.pr.number,
                 &format!(
-                    "Marked bad: {why}. tugboat rolls `{}` back in {} and will not promote `{}` to any environment again. An approver can comment `/unblock` to clear this.",
-                    w.state.service, w.state.environment, w.state.digest
+                    "Marked bad: {why}. {} tugboat will not promote `{}` to any environment again. An approver can comment `/unblock` to clear this.",
+                    match &w.state.from {
+                        Some(from) => format!(
+                            "tugboat rolls `{}` in {} back to `{from}`.",
+                            w.state.service, w.state.environment
+                        ),
+                        None => "There is no earlier image to roll back to: revert it by hand.".to_owned(),
+                    },
+                    w.state.digest
                 ),
             )
             .await
