@@ -207,10 +207,22 @@ async fn a_crashing_tag_is_rolled_back_by_itself_marked_bad_and_not_promoted_aga
     assert_eq!(replies.len(), 1, "{replies:?}");
     assert!(replies[0].contains("not an approver"), "{replies:?}");
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    assert!(
-        matches!(row(&r, svc, "dev").decision, Decision::Promote { .. }),
-        "{:?}",
-        row(&r, svc, "dev")
+    let dev = row(&r, svc, "dev");
+    assert!(matches!(dev.decision, Decision::Promote { .. }), "{dev:?}");
+    // It still crashes: promoted, and rolled back again on the same rollback branch.
+    let Action::RolledBack {
+        bad: again,
+        verification,
+        ..
+    } = &dev.action
+    else {
+        panic!("{dev:?}")
+    };
+    assert_ne!(again, bad, "a new promotion PR");
+    assert!(matches!(verification, Verification::Healthy { .. }));
+    assert_eq!(
+        sb.github.read_file("main", &file_of(svc, "dev")).unwrap(),
+        before
     );
 }
 
