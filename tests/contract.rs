@@ -67,8 +67,9 @@ impl Prism {
             url: format!("http://127.0.0.1:{port}"),
             log,
         };
-        // Prism reads the description first (the GitHub one takes seconds).
-        for _ in 0..600 {
+        // Prism reads the description first (the GitHub one takes seconds; allow two minutes
+        // on a slow machine).
+        for _ in 0..1200 {
             if prism.text().contains("Prism is listening") {
                 return prism;
             }
