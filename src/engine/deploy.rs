@@ -26,7 +26,7 @@ use crate::domain::deploy::{self, Observation, OperationView, Verdict};
 use crate::domain::image::{Digest, ImageRef};
 use crate::domain::policy::{EnvPolicy, RollbackMode, ServicePolicy};
 use crate::manifest;
-use crate::ports::{ErrorKind, LabelledPr, NewPullRequest, StatusState, SyncStart};
+use crate::ports::{ErrorKind, LabelledPr, NewPullRequest, PullRequest, StatusState, SyncStart};
 
 pub const VERIFYING: &str = "tugboat:verifying";
 pub const DEPLOYED: &str = "tugboat:deployed";
@@ -56,6 +56,24 @@ fn of<'a>(list: &'a [Watched], service: &str, env: &str) -> Vec<&'a Watched> {
     list.iter()
         .filter(|w| w.state.service == service && w.state.environment == env)
         .collect()
+}
+
+impl Watched {
+    /// A PR merged a moment ago, as the labelled listing will show it.
+    pub fn merged(pr: &PullRequest, merged_at: DateTime<Utc>, state: PromotionState) -> Self {
+        Self {
+            pr: LabelledPr {
+                number: pr.number,
+                url: pr.url.clone(),
+                title: pr.title.clone(),
+                body: pr.body.clone(),
+                labels: vec![],
+                open: false,
+                merged_at: Some(merged_at),
+            },
+            state,
+        }
+    }
 }
 
 impl Watch {
@@ -535,18 +553,7 @@ impl Engine {
             )
             .await
             .map_err(|e| tracing::warn!(error = %e, "could not comment the rollback"));
-        let w = Watched {
-            pr: LabelledPr {
-                number: pr.number,
-                url: pr.url.clone(),
-                title: pr.title.clone(),
-                body: pr.body.clone(),
-                labels: vec![],
-                open: false,
-                merged_at: Some(merged_at),
-            },
-            state,
-        };
+        let w = Watched::merged(&pr, merged_at, state);
         self.settle(env, env_policy, &w, &verification, &Watch::default())
             .await?;
         Ok(Action::RolledBack {

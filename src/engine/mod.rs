@@ -32,7 +32,7 @@ use crate::domain::window;
 use crate::manifest;
 use crate::ports::{
     ChecksState, Deployer, ErrorKind, Forge, GitOpsRepo, Ledger, NewPullRequest, ParameterStore,
-    PortError, Registry, StatusState,
+    PortError, PullRequest, Registry, StatusState,
 };
 
 /// The outside world, as the engine sees it.
@@ -140,6 +140,43 @@ impl Verification {
             Self::Healthy { after } => format!("Healthy after {:.1}s", after.as_secs_f64()),
             Self::Failed { reason } => format!("not Healthy: {reason}"),
             Self::Unknown { reason } => format!("not verified: {reason}"),
+        }
+    }
+}
+
+/// Why a promotion ready to merge waits.
+enum Hold {
+    /// Outside the environment's promotion windows (the next opening, when known).
+    Window { opens: Option<DateTime<Utc>> },
+    /// An Argo CD sync window denies syncs (the active windows).
+    SyncWindow { windows: Vec<String> },
+}
+
+impl Hold {
+    /// What the PR's row says.
+    fn action(self, number: u64, url: String) -> Action {
+        match self {
+            Self::Window { opens } => Action::WaitingForWindow { number, url, opens },
+            Self::SyncWindow { windows } => Action::WaitingForSyncWindow {
+                number,
+                url,
+                windows,
+            },
+        }
+    }
+
+    /// What `plan` says.
+    fn reason(&self) -> String {
+        match self {
+            Self::Window { opens: Some(t) } => format!(
+                "outside its promotion windows; the next opens {}",
+                t.format("%a %Y-%m-%d %H:%M UTC")
+            ),
+            Self::Window { opens: None } => "outside its promotion windows".to_owned(),
+            Self::SyncWindow { windows } => format!(
+                "an Argo CD sync window denies syncs ({})",
+                windows.join("; ")
+            ),
         }
     }
 }
@@ -495,8 +532,9 @@ impl Engine {
                 bad.state.environment, bad.pr.number
             )];
             if mode == Mode::Apply {
-                let w = watch.open_promotion(&svc.name, &env.name, &candidate.digest);
-                report.action = self.close_refused(w, &candidate, &reasons).await;
+                report.action = self
+                    .close_refused(watch, svc, env, &candidate, &reasons)
+                    .await;
             }
             report.decision = Decision::Blocked { candidate, reasons };
             return report;
@@ -529,7 +567,11 @@ impl Engine {
         report.decision = plan::decide(deployed.as_ref(), candidate.clone(), &gate);
         if mode == Mode::Plan && matches!(report.decision, Decision::Promote { .. }) {
             // What the merge would wait for, said in the plan as it is on the PR.
-            if let Some(reason) = self.window_wait(env, env_policy, policy).await {
+            let held = match self.hold(env, env_policy, policy).await {
+                Ok(hold) => hold.map(|h| h.reason()),
+                Err(e) => Some(e),
+            };
+            if let Some(reason) = held {
                 report.decision = Decision::Waiting {
                     candidate: Some(candidate),
                     reason,
@@ -541,8 +583,9 @@ impl Engine {
             if let Decision::Blocked { reasons, .. } = &report.decision {
                 tracing::warn!(service = %svc.name, environment = %env.name, tag = %candidate.tag, reasons = ?reasons, "candidate blocked by the scan gate");
                 if mode == Mode::Apply {
-                    let w = watch.open_promotion(&svc.name, &env.name, &candidate.digest);
-                    report.action = self.close_refused(w, &candidate, reasons).await;
+                    report.action = self
+                        .close_refused(watch, svc, env, &candidate, reasons)
+                        .await;
                 }
             }
             return report;
@@ -854,27 +897,10 @@ impl Engine {
                 url: pr.url,
             });
         }
-        if let Err(opens) = window::open_at(&env_policy.windows, Utc::now()) {
-            return Ok(Action::WaitingForWindow {
-                number: pr.number,
-                url: pr.url,
-                opens,
-            });
+        if let Some(hold) = self.hold(env, env_policy, policy).await? {
+            return Ok(hold.action(pr.number, pr.url));
         }
         let app = app_name(env, policy);
-        let windows = self
-            .ports
-            .deployer
-            .sync_windows(app)
-            .await
-            .map_err(|e| format!("cannot read the sync windows: {e}"))?;
-        if !windows.can_sync {
-            return Ok(Action::WaitingForSyncWindow {
-                number: pr.number,
-                url: pr.url,
-                windows: windows.active,
-            });
-        }
         match forge.checks(&p.head).await.map_err(|e| e.to_string())? {
             ChecksState::Success | ChecksState::None => {}
             ChecksState::Pending => {
@@ -908,18 +934,12 @@ impl Engine {
         let verification = self
             .verify_and_report(pr.number, &sha, merged_at, app, env_policy, &image, &state)
             .await;
-        let watched = deploy::Watched {
-            pr: crate::ports::LabelledPr {
-                number: pr.number,
-                url: pr.url.clone(),
-                title: title.clone(),
-                body: body.clone(),
-                labels: vec![],
-                open: false,
-                merged_at: Some(merged_at),
-            },
-            state,
+        let written = PullRequest {
+            title: title.clone(),
+            body: body.clone(),
+            ..pr.clone()
         };
+        let watched = deploy::Watched::merged(&written, merged_at, state);
         self.settle(env, env_policy, &watched, &verification, watch)
             .await?;
         if matches!(verification, Verification::Failed { .. })
@@ -940,11 +960,13 @@ impl Engine {
     /// evidence that no longer holds.
     async fn close_refused(
         &self,
-        open: Option<&deploy::Watched>,
+        watch: &deploy::Watch,
+        svc: &ServiceConfig,
+        env: &EnvConfig,
         candidate: &Candidate,
         reasons: &[String],
     ) -> Action {
-        let Some(w) = open else {
+        let Some(w) = watch.open_promotion(&svc.name, &env.name, &candidate.digest) else {
             return Action::None;
         };
         let why = format!(
@@ -967,36 +989,24 @@ impl Engine {
         }
     }
 
-    /// Why a promotion of this environment could not merge now: outside its promotion
-    /// windows, or an Argo CD sync window denies syncs (for `plan`).
-    async fn window_wait(
+    /// Why a promotion of this environment may not merge now: outside its promotion windows,
+    /// or an Argo CD sync window denies syncs. The one rule for the merge and for `plan`.
+    async fn hold(
         &self,
         env: &EnvConfig,
         env_policy: &EnvPolicy,
         policy: &ServicePolicy,
-    ) -> Option<String> {
+    ) -> Result<Option<Hold>, String> {
         if let Err(opens) = window::open_at(&env_policy.windows, Utc::now()) {
-            return Some(match opens {
-                Some(t) => format!(
-                    "outside its promotion windows; the next opens {}",
-                    t.format("%a %Y-%m-%d %H:%M UTC")
-                ),
-                None => "outside its promotion windows".to_owned(),
-            });
+            return Ok(Some(Hold::Window { opens }));
         }
-        match self
+        let w = self
             .ports
             .deployer
             .sync_windows(app_name(env, policy))
             .await
-        {
-            Ok(w) if !w.can_sync => Some(format!(
-                "an Argo CD sync window denies syncs ({})",
-                w.active.join("; ")
-            )),
-            Ok(_) => None,
-            Err(e) => Some(format!("cannot read the Argo CD sync windows: {e}")),
-        }
+            .map_err(|e| format!("cannot read the sync windows: {e}"))?;
+        Ok((!w.can_sync).then_some(Hold::SyncWindow { windows: w.active }))
     }
 
     /// Whether the base branch, fetched now, already holds exactly these file contents.
