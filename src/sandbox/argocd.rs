@@ -223,10 +223,8 @@ impl ArgoCd {
 
     fn images_at(&self, app: &App, revision: &str) -> Vec<String> {
         let mut images = Vec::new();
-        for f in &app.files {
-            if let Some(text) = self.github.read_at(revision, f)
-                && let Ok(refs) = crate::manifest::locate(&text)
-            {
+        for text in self.files_at(app, revision).into_iter().flatten() {
+            if let Ok(refs) = crate::manifest::locate(&text) {
                 images.extend(refs.iter().map(crate::manifest::Reference::image));
             }
         }
