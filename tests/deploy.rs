@@ -37,6 +37,30 @@ fn reports_on(sb: &Sandbox, number: u64) -> Vec<String> {
         .collect()
 }
 
+/// Assert that dev of `svc` reverted PR `bad`, verified Healthy, and main holds `before` again.
+fn assert_rolled_back(
+    sb: &Sandbox,
+    r: &[tugboat::engine::EnvReport],
+    svc: &str,
+    bad: u64,
+    before: &str,
+) {
+    let Action::RolledBack {
+        bad: reverted,
+        verification,
+        ..
+    } = &row(r, svc, "dev").action
+    else {
+        panic!("{:?}", row(r, svc, "dev"))
+    };
+    assert_eq!(*reverted, bad);
+    assert!(matches!(verification, Verification::Healthy { .. }));
+    assert_eq!(
+        sb.github.read_file("main", &file_of(svc, "dev")).unwrap(),
+        before
+    );
+}
+
 fn policy(sb: &Sandbox, svc: &str, yaml: &str) {
     sb.aws
         .put_parameter(&format!("/salon/promotion/services/{svc}"), yaml, "String");
@@ -262,18 +286,7 @@ async fn with_manual_rollback_a_failure_is_reported_and_an_approvers_rollback_re
     sb.github.add_collaborator("alice", "write");
     sb.github.comment_as(number, "alice", "/rollback").unwrap();
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    let Action::RolledBack {
-        bad, verification, ..
-    } = &row(&r, svc, "dev").action
-    else {
-        panic!("{:?}", row(&r, svc, "dev"))
-    };
-    assert_eq!(*bad, number);
-    assert!(matches!(verification, Verification::Healthy { .. }));
-    assert_eq!(
-        sb.github.read_file("main", &file_of(svc, "dev")).unwrap(),
-        before
-    );
+    assert_rolled_back(&sb, &r, svc, number, &before);
     let l = labels(&sb, number);
     assert!(l.contains(&"tugboat:bad".into()) && !l.contains(&"tugboat:deployed".into()));
 }
@@ -556,18 +569,7 @@ async fn a_rollback_stopped_after_the_bad_mark_is_finished_by_the_next_tugboat()
 
     let next = engine(&sb, &work, &Default::default()).await;
     let r = next.cycle(Mode::Apply).await.unwrap();
-    let Action::RolledBack {
-        bad, verification, ..
-    } = &row(&r, svc, "dev").action
-    else {
-        panic!("{:?}", row(&r, svc, "dev"))
-    };
-    assert_eq!(*bad, number);
-    assert!(matches!(verification, Verification::Healthy { .. }));
-    assert_eq!(
-        sb.github.read_file("main", &file_of(svc, "dev")).unwrap(),
-        before
-    );
+    assert_rolled_back(&sb, &r, svc, number, &before);
     let r = next.cycle(Mode::Apply).await.unwrap();
     assert_eq!(row(&r, svc, "dev").action, Action::None, "rolled back once");
 }
