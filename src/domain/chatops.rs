@@ -153,10 +153,15 @@ pub fn replay(
             Command::Approve if ctx.merged => {
                 Answer::Refused("this promotion is already merged".into())
             }
-            Command::Approve if !may => Answer::Refused(format!(
-                "@{} is not an approver for this environment",
-                c.user
-            )),
+            Command::Rollback if !ctx.merged => {
+                Answer::Refused("only a merged promotion can be rolled back".into())
+            }
+            Command::Unblock if !ctx.merged => {
+                Answer::Refused("only a merged, rolled-back promotion can be unblocked".into())
+            }
+            Command::Approve | Command::Rollback | Command::Unblock if !may => Answer::Refused(
+                format!("@{} is not an approver for this environment", c.user),
+            ),
             Command::Approve if !current => {
                 // An approval of an earlier commit: it counted then, not now.
                 Answer::Refused("this approval was for an earlier commit of the PR".into())
@@ -184,29 +189,14 @@ pub fn replay(
                 st.held_by = None;
                 Answer::Accepted
             }
-            Command::Rollback if !ctx.merged => {
-                Answer::Refused("only a merged promotion can be rolled back".into())
-            }
-            Command::Rollback if !may => Answer::Refused(format!(
-                "@{} is not an approver for this environment",
-                c.user
-            )),
-            Command::Rollback => {
+            Command::Rollback | Command::Unblock => {
                 if new {
-                    st.actions.insert(c.id, (c.user.clone(), Action::Rollback));
-                }
-                Answer::Accepted
-            }
-            Command::Unblock if !ctx.merged => {
-                Answer::Refused("only a merged, rolled-back promotion can be unblocked".into())
-            }
-            Command::Unblock if !may => Answer::Refused(format!(
-                "@{} is not an approver for this environment",
-                c.user
-            )),
-            Command::Unblock => {
-                if new {
-                    st.actions.insert(c.id, (c.user.clone(), Action::Unblock));
+                    let action = if cmd == Command::Rollback {
+                        Action::Rollback
+                    } else {
+                        Action::Unblock
+                    };
+                    st.actions.insert(c.id, (c.user.clone(), action));
                 }
                 Answer::Accepted
             }
