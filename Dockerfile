@@ -2,26 +2,36 @@
 # on Debian slim with only what git2 (OpenSSL, zlib) and TLS need. No shell is used at run
 # time: the HEALTHCHECK is `tugboat health`. The root filesystem can be read-only; the GitOps
 # clone lives in /var/lib/tugboat (mount a volume or emptyDir there).
+#
+# The test command builds this file unmodified with buildah (scripts/test-image) and runs the
+# image; the container workflow builds it with Docker against the real base images.
 
 ARG RUST_VERSION=1.95.0
 
-FROM rust:${RUST_VERSION}-slim-bookworm AS build
+FROM rust:${RUST_VERSION}-slim-bookworm AS chef
 RUN apt-get update \
  && apt-get install -y --no-install-recommends pkg-config libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
+# cargo-chef derives the dependency layer from the manifest (every declared target gets its
+# skeleton: no hand-written stubs to drift); cargo-auditable embeds the crate list in the
+# binary, so image scanners (Trivy, grype, `cargo audit bin`) see every crate version.
+RUN cargo install --locked --version 0.1.78 cargo-chef \
+ && cargo install --locked --version 0.7.7 cargo-auditable
 WORKDIR /src
-# Dependencies first, in their own layer: only Cargo.toml / Cargo.lock changes rebuild them.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
- && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
- && for b in editor planning idle_cycle; do echo 'fn main() {}' > "benches/$b.rs"; done \
- && cargo build --release --locked --bin tugboat \
- && rm -rf src benches
-COPY src ./src
-COPY benches ./benches
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS build
+# Dependencies first, in their own layer: it is rebuilt only when the recipe (the manifests
+# and Cargo.lock) changes.
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json --bin tugboat
+COPY . .
+# The crate roots are touched so that cargo never takes the skeleton's build for the source's.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --bin tugboat \
+ && cargo auditable build --release --locked --bin tugboat \
  && cp target/release/tugboat /tugboat
 
 FROM debian:bookworm-slim AS runtime
