@@ -1,4 +1,5 @@
-//! The pure domain core: image names, tag selection, the scan gate, the policy and the plan.
+//! The pure domain core: image names, tag selection, the scan gate, the policy, the plan,
+//! comment commands and the meaning of webhook deliveries.
 //!
 //! Nothing here performs I/O, reads the clock or the environment; every function is text or
 //! values in, values out, so none of it can fail with an I/O error.
@@ -13,4 +14,5 @@ pub mod policy;
 pub mod rescan;
 pub mod schedule;
 pub mod select;
+pub mod webhook;
 pub mod window;
