@@ -195,6 +195,19 @@ impl ImageRef {
         })
     }
 
+    /// Whether `other` names the same image: the same repository, and the same digest when
+    /// both name one, else the same tag. A sidecar that shares the tag (`envoy:1.1.0` beside
+    /// `api:1.1.0`) is not the same image, nor is `api:1.1.0@<another digest>`.
+    pub fn same_image(&self, other: &ImageRef) -> bool {
+        if self.repository != other.repository {
+            return false;
+        }
+        match (&self.digest, &other.digest) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.tag.is_some() && self.tag == other.tag,
+        }
+    }
+
     /// Split a reference that may lack both tag and digest (e.g. `nginx`).
     pub fn split_loose(s: &str) -> Option<(Repository, Option<Tag>, Option<Digest>)> {
         let (rest, digest) = match s.split_once('@') {
@@ -233,6 +246,24 @@ pub(crate) fn printable(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// The images of `repository` among `listed` (as Argo CD's `summary.images` spells them);
+/// entries that are not image references are skipped.
+pub fn of_repository<'a>(
+    listed: &'a [String],
+    repository: &'a Repository,
+) -> impl Iterator<Item = ImageRef> + 'a {
+    listed
+        .iter()
+        .filter_map(|i| ImageRef::parse(i).ok())
+        .filter(move |r| &r.repository == repository)
+}
+
+/// Whether `listed` (Argo CD's `summary.images`) shows `wanted` running: the one answer to
+/// "does it run this image", for upstream readiness, verification and the rescan alike.
+pub fn runs(listed: &[String], wanted: &ImageRef) -> bool {
+    of_repository(listed, &wanted.repository).any(|r| wanted.same_image(&r))
 }
 
 #[cfg(test)]
@@ -301,5 +332,35 @@ mod tests {
     fn error_messages_quote_the_bad_value_without_control_characters() {
         let e = Tag::parse("bad\ttag").unwrap_err().to_string();
         assert!(e.starts_with("tag 'bad\\ttag' is invalid"), "{e}");
+    }
+
+    #[test]
+    fn a_sidecar_with_the_same_tag_is_not_the_image_and_a_digest_decides_when_both_have_one() {
+        let api = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/api";
+        let d1 = format!("sha256:{}", "1".repeat(64));
+        let d2 = format!("sha256:{}", "2".repeat(64));
+        let wanted = ImageRef::parse(&format!("{api}:1.1.0@{d1}")).unwrap();
+        let listed = |v: &[String]| runs(v, &wanted);
+        assert!(!listed(&[
+            "envoyproxy/envoy:1.1.0".into(),
+            format!("{api}:1.0.0")
+        ]));
+        assert!(listed(&[
+            "envoyproxy/envoy:1.1.0".into(),
+            format!("{api}:1.1.0")
+        ]));
+        assert!(listed(&[format!("{api}@{d1}")]));
+        assert!(!listed(&[format!("{api}:1.1.0@{d2}")]));
+        assert!(!listed(&["not a reference".into()]));
+        let by_tag = ImageRef::parse(&format!("{api}:1.1.0")).unwrap();
+        assert!(runs(&[format!("{api}:1.1.0@{d2}")], &by_tag));
+        assert!(!runs(&[format!("{api}@{d2}")], &by_tag));
+        let repo = Repository::parse(api).unwrap();
+        let mine: Vec<ImageRef> = of_repository(
+            &["envoyproxy/envoy:1.1.0".into(), format!("{api}:1.1.0")],
+            &repo,
+        )
+        .collect();
+        assert_eq!(mine, vec![by_tag]);
     }
 }
