@@ -13,13 +13,18 @@ pub fn read<T: DeserializeOwned>(body: &str, marker: &str) -> Option<T> {
     serde_json::from_str(&body[start..end]).ok()
 }
 
-/// `body` with its block after `marker` replaced by `value` (appended when it has none).
-/// JSON never holds ` -->` unescaped in a way that ends the block: `>` is escaped.
-pub fn write<T: Serialize>(body: &str, marker: &str, value: &T) -> String {
-    let json = serde_json::to_string(value)
+/// `value` as the JSON of a block: `<` and `>` (which JSON holds only inside strings) are
+/// escaped, so that a value can neither end the block (` -->`) nor hold a marker of its own.
+pub fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value)
         .unwrap_or_else(|_| "{}".to_owned())
-        .replace('>', "\\u003e");
-    let block = format!("{marker}{json}{END}");
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+}
+
+/// `body` with its block after `marker` replaced by `value` (appended when it has none).
+pub fn write<T: Serialize>(body: &str, marker: &str, value: &T) -> String {
+    let block = format!("{marker}{}{END}", json(value));
     if let Some(start) = body.find(marker)
         && let Some(len) = body[start..].find(END)
     {
@@ -40,6 +45,15 @@ mod tests {
     use serde_json::{Value, json};
 
     const M: &str = "<!-- tugboat:state ";
+
+    #[test]
+    fn a_value_holding_the_marker_or_the_end_is_escaped_so_the_body_keeps_one_block() {
+        // Found by the state_block fuzz target.
+        let tricky = json!({"text": format!("{M}x -->")});
+        let body = write("Some text", M, &tricky);
+        assert_eq!(body.matches(M).count(), 1);
+        assert_eq!(read::<Value>(&body, M), Some(tricky));
+    }
 
     #[test]
     fn a_written_block_reads_back_and_a_rewrite_replaces_it_in_place() {

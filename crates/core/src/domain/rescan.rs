@@ -22,7 +22,7 @@ pub fn issue_marker(service: &str) -> String {
 }
 
 fn json_str(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
+    super::block::json(&s)
 }
 
 /// Labels every security issue carries (one list call finds them all).
@@ -175,9 +175,7 @@ impl Seen {
 impl State {
     /// The block as it appears in the issue body.
     pub fn render(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_default();
-        // `-->` cannot occur in JSON text outside strings; inside strings escape `>` anyway.
-        format!("<!-- tugboat:rescan {} -->", json.replace('>', "\\u003e"))
+        format!("<!-- tugboat:rescan {} -->", super::block::json(self))
     }
 
     /// The block in `body`, if it has one that parses.
