@@ -1,10 +1,25 @@
+//! tugboat: promotes container images from AWS ECR into Kubernetes through GitOps pull
+//! requests, gated on scan findings and verified with Argo CD.
+//!
+//! # Layout
+//! - [`domain`], [`manifest`]: the pure core, re-exported from the `tugboat-core` crate
+//!   (`crates/core`), which has no runtime, no network client and no clock.
+//! - [`ports`]: the narrow traits the engine sees; [`adapters`]: one file per outside system,
+//!   the only code that uses their client crates.
+//! - [`engine`]: the reconcile cycle and its steps, the evidence it writes, the rescan and the
+//!   scheduler.
+//! - [`config`] (the only reader of files and the environment), [`secret`], [`app`] (wiring),
+//!   [`server`] and [`webhook`] (HTTP), [`metrics`] and [`telemetry`], [`report`] (tables).
+//! - [`sandbox`] and [`demo`]: wire-level stand-ins for ECR, SSM, GitHub and Argo CD, and the
+//!   demo that drives them.
+//!
+//! ARCHITECTURE.md has the code map and the invariants.
+
 pub mod adapters;
 pub mod app;
 pub mod config;
 pub mod demo;
-pub mod domain;
 pub mod engine;
-pub mod manifest;
 pub mod metrics;
 pub mod ports;
 pub mod report;
@@ -13,3 +28,5 @@ pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod webhook;
+
+pub use tugboat_core::{domain, manifest};

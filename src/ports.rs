@@ -1,5 +1,6 @@
 //! Narrow, domain-shaped interfaces to the outside systems. The engine sees only these;
-//! `adapters/` implements them with the real client crates, tests with hand-written fakes.
+//! `adapters/` implements them with the real client crates; the tests drive them through the
+//! wire-level stand-ins of `sandbox/`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

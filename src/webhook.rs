@@ -1,16 +1,16 @@
 //! GitHub webhooks: verify the signature before anything else, drop redeliveries, and turn an
-//! event that matters into a wake-up of the run loop, which then handles it by the same path
-//! as polling (so a lost delivery costs only latency, never a command).
+//! event that matters (`domain::webhook::classify`) into a wake-up of the run loop, which then
+//! handles it by the same path as polling (so a lost delivery costs only latency, never a
+//! command).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::Notify;
 
-use crate::domain::chatops;
+use crate::domain::webhook::{self, Meaning};
 use crate::secret::Secret;
 
 /// The largest body accepted; tugboat's events are a few kilobytes.
@@ -85,12 +85,15 @@ impl Webhook {
         let event = event.ok_or_else(|| Refusal::Malformed("no X-GitHub-Event header".into()))?;
         let delivery =
             delivery.ok_or_else(|| Refusal::Malformed("no X-GitHub-Delivery header".into()))?;
-        let payload: Value = serde_json::from_slice(body)
-            .map_err(|e| Refusal::Malformed(format!("the body is not JSON: {e}")))?;
+        let meaning = webhook::classify(event, body).map_err(Refusal::Malformed)?;
         if !self.first_delivery(delivery) {
             return Ok(Outcome::Duplicate);
         }
-        let outcome = classify(event, &payload);
+        let outcome = match meaning {
+            Meaning::Pong => Outcome::Pong,
+            Meaning::Wake(why) => Outcome::Queued(why),
+            Meaning::Ignored(why) => Outcome::Ignored(why),
+        };
         if let Outcome::Queued(why) = &outcome {
             tracing::info!(event, delivery, reason = %why, "webhook: a cycle is due");
             self.wake.notify_one();
@@ -113,57 +116,6 @@ impl Webhook {
             set.remove(&old);
         }
         true
-    }
-}
-
-/// What an event means for tugboat: only new commands on pull requests and changes to its own
-/// promotion PRs call for a cycle.
-fn classify(event: &str, p: &Value) -> Outcome {
-    let action = p.get("action").and_then(Value::as_str).unwrap_or("");
-    match event {
-        "ping" => Outcome::Pong,
-        "issue_comment" => {
-            let on_pr = p.pointer("/issue/pull_request").is_some();
-            let body = p
-                .pointer("/comment/body")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let bot = p
-                .pointer("/comment/user/type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t == "Bot");
-            if action != "created" {
-                Outcome::Ignored(format!("comment {action}: only new comments are commands"))
-            } else if !on_pr {
-                Outcome::Ignored("a comment on an issue, not a pull request".into())
-            } else if bot {
-                Outcome::Ignored("a comment by a bot".into())
-            } else if chatops::parse(body).is_none() {
-                Outcome::Ignored("not a command".into())
-            } else {
-                let n = p
-                    .pointer("/issue/number")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                Outcome::Queued(format!("a command on #{n}"))
-            }
-        }
-        "pull_request" | "pull_request_review" => {
-            let branch = p
-                .pointer("/pull_request/head/ref")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if branch.starts_with("tugboat/") {
-                let n = p
-                    .pointer("/pull_request/number")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                Outcome::Queued(format!("{event} {action} on #{n}"))
-            } else {
-                Outcome::Ignored("not a tugboat promotion PR".into())
-            }
-        }
-        other => Outcome::Ignored(format!("event {other} is not used")),
     }
 }
 

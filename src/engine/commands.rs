@@ -128,11 +128,7 @@ impl Engine {
     /// environment's policy (a login or an `org/team`) when it lists anyone. Cached briefly.
     async fn is_approver(&self, user: &str, listed: &[String]) -> Result<bool, String> {
         let key = (user.to_owned(), listed.join(","));
-        if let Some((at, ok)) = self
-            .approver_cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&key).copied())
+        if let Some((at, ok)) = self.approver_cache.get(&key)
             && at.elapsed() < APPROVER_TTL
         {
             return Ok(ok);
@@ -155,9 +151,7 @@ impl Engine {
                 }
             }
         }
-        if let Ok(mut c) = self.approver_cache.lock() {
-            c.insert(key, (Instant::now(), ok));
-        }
+        self.approver_cache.insert(key, (Instant::now(), ok));
         Ok(ok)
     }
 }

@@ -23,7 +23,7 @@ use super::{Action, Engine, Mode, Verification, app_name};
 use crate::config::{EnvConfig, ServiceConfig};
 use crate::domain::chatops;
 use crate::domain::deploy::{self, Observation, OperationView, Verdict};
-use crate::domain::image::{Digest, ImageRef};
+use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy::{EnvPolicy, RollbackMode, ServicePolicy};
 use crate::manifest;
 use crate::ports::{ErrorKind, LabelledPr, NewPullRequest, PullRequest, StatusState, SyncStart};
@@ -668,6 +668,8 @@ impl Engine {
     ) -> Verification {
         let poll = self.cfg.argocd.poll_interval;
         let timeout = env_policy.health_timeout;
+        // Built from typed values, so it parses; were it not to, nothing would count as running.
+        let wanted = ImageRef::parse(image).ok();
         let start = Instant::now();
         let deadline = start + timeout;
         let not_before = merged_at.timestamp();
@@ -699,10 +701,7 @@ impl Engine {
                             .reconciled_at
                             .is_some_and(|t| t.timestamp() >= not_before),
                         operation: op,
-                        runs_image: s
-                            .images
-                            .iter()
-                            .any(|i| i == image || i.starts_with(&format!("{image}@"))),
+                        runs_image: wanted.as_ref().is_some_and(|w| image::runs(&s.images, w)),
                     };
                     match deploy::judge(&obs) {
                         Verdict::Healthy => {

@@ -12,7 +12,6 @@ pub mod rescan;
 use commands::Commands;
 pub mod scheduler;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +23,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, EnvConfig, ServiceConfig};
 use crate::domain::gate::{self, Finding, GateDecision, ScanReport, ScanStatus, Severity};
-use crate::domain::image::{Digest, ImageRef};
+use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::plan::{self, Decision, Position};
 use crate::domain::policy::{self, EnvPolicy, PolicyDocument, PolicySource, ServicePolicy};
 use crate::domain::select::{self, Candidate, ImageRecord};
@@ -199,6 +198,9 @@ pub struct EnvReport {
 /// large fleet, bounded so that a long-running tugboat does not keep every digest it ever saw.
 const SCAN_CACHE_ENTRIES: usize = 16_384;
 
+/// How many (commenter, approver list) answers the engine keeps for `APPROVER_TTL`.
+const APPROVER_CACHE_ENTRIES: usize = 4_096;
+
 /// The engine, holding its caches between cycles.
 pub struct Engine {
     cfg: Arc<Config>,
@@ -209,8 +211,8 @@ pub struct Engine {
     /// Complete scan reports by digest; bounded (older digests are read again if needed).
     scans: quick_cache::sync::Cache<Digest, ScanReport>,
     /// (user, the environment's approver list) → whether the user may approve, and when
-    /// that was checked.
-    approver_cache: Mutex<HashMap<(String, String), (Instant, bool)>>,
+    /// that was checked; bounded (a commenter beyond it is checked again).
+    approver_cache: quick_cache::sync::Cache<(String, String), (Instant, bool)>,
     /// The longest `health_timeout` of any policy read since start, in seconds: a cycle that
     /// verifies a merge may take that long.
     longest_health_timeout: std::sync::atomic::AtomicU64,
@@ -224,7 +226,7 @@ impl Engine {
             policy_docs: Mutex::new(None),
             policy_stale: AtomicBool::new(false),
             scans: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
-            approver_cache: Mutex::new(HashMap::new()),
+            approver_cache: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             longest_health_timeout: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -646,10 +648,12 @@ impl Engine {
             .app(prev_app, false)
             .await
             .map_err(|e| format!("cannot read {}'s health: {e}", prev.name))?;
-        let runs = app
-            .images
-            .iter()
-            .any(|i| i.ends_with(&format!(":{tag}")) || i.contains(record.digest.as_str()));
+        let wanted = ImageRef {
+            repository: d.repository.clone(),
+            tag: Some(tag.clone()),
+            digest: Some(record.digest.clone()),
+        };
+        let runs = image::runs(&app.images, &wanted);
         if app.sync_status == "Synced" && app.health == "Healthy" && runs {
             Ok(Some((record, app.deployed_at)))
         } else if app.sync_status == "Synced" && app.health == "Healthy" {

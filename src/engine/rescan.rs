@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::{Engine, Mode, deployed_reference, evidence};
 use crate::config::ServiceConfig;
 use crate::domain::gate::{self, GateDecision, ScanReport, ScanStatus, Severity};
-use crate::domain::image::{Digest, ImageRef};
+use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy;
 use crate::domain::rescan::{self, Deployed, IssueStep, Outcome, Row};
 use crate::domain::select::{self, ImageRecord};
@@ -290,13 +290,7 @@ impl Engine {
                 .as_ref()
                 .map_or(env.argocd_application.as_str(), |p| super::app_name(env, p));
             match self.ports.deployer.app(app, false).await {
-                Ok(status) => refs.extend(
-                    status
-                        .images
-                        .iter()
-                        .filter_map(|i| ImageRef::parse(i).ok())
-                        .filter(|r| r.repository == svc.image),
-                ),
+                Ok(status) => refs.extend(image::of_repository(&status.images, &svc.image)),
                 Err(e) => {
                     tracing::warn!(service = %svc.name, environment = %env.name, error = %e, "Argo CD's images unavailable; rescanning what the repository deploys")
                 }

@@ -1,0 +1,18 @@
+//! The pure domain core: image names, tag selection, the scan gate, the policy, the plan,
+//! comment commands and the meaning of webhook deliveries.
+//!
+//! Nothing here performs I/O, reads the clock or the environment; every function is text or
+//! values in, values out, so none of it can fail with an I/O error.
+
+pub mod block;
+pub mod chatops;
+pub mod deploy;
+pub mod gate;
+pub mod image;
+pub mod plan;
+pub mod policy;
+pub mod rescan;
+pub mod schedule;
+pub mod select;
+pub mod webhook;
+pub mod window;

@@ -1,0 +1,103 @@
+//! What a GitHub webhook delivery means for tugboat: only new commands on pull requests and
+//! changes to its own promotion PRs call for a cycle. The body is untrusted input, read here
+//! after the daemon has checked its signature.
+
+use serde_json::Value;
+
+use super::chatops;
+
+/// What a delivery asks of tugboat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Meaning {
+    /// GitHub's `ping` on hook creation.
+    Pong,
+    /// A cycle is due (why).
+    Wake(String),
+    /// Nothing to do (why).
+    Ignored(String),
+}
+
+/// The meaning of a delivery of `event` (the `X-GitHub-Event` header) with this body; an
+/// error says why the body is not a payload tugboat can read.
+pub fn classify(event: &str, body: &[u8]) -> Result<Meaning, String> {
+    let p: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let action = p.get("action").and_then(Value::as_str).unwrap_or("");
+    Ok(match event {
+        "ping" => Meaning::Pong,
+        "issue_comment" => comment(action, &p),
+        "pull_request" | "pull_request_review" => {
+            let branch = p
+                .pointer("/pull_request/head/ref")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if branch.starts_with("tugboat/") {
+                let n = p
+                    .pointer("/pull_request/number")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                Meaning::Wake(format!("{event} {action} on #{n}"))
+            } else {
+                Meaning::Ignored("not a tugboat promotion PR".into())
+            }
+        }
+        other => Meaning::Ignored(format!("event {other} is not used")),
+    })
+}
+
+fn comment(action: &str, p: &Value) -> Meaning {
+    let on_pr = p.pointer("/issue/pull_request").is_some();
+    let body = p
+        .pointer("/comment/body")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let bot = p
+        .pointer("/comment/user/type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "Bot");
+    if action != "created" {
+        Meaning::Ignored(format!("comment {action}: only new comments are commands"))
+    } else if !on_pr {
+        Meaning::Ignored("a comment on an issue, not a pull request".into())
+    } else if bot {
+        Meaning::Ignored("a comment by a bot".into())
+    } else if chatops::parse(body).is_none() {
+        Meaning::Ignored("not a command".into())
+    } else {
+        let n = p
+            .pointer("/issue/number")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Meaning::Wake(format!("a command on #{n}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_on_a_pull_request_wakes_and_chat_or_other_events_do_not() {
+        let cmd = br#"{"action":"created","issue":{"number":7,"pull_request":{}},"comment":{"body":"/approve","user":{"type":"User"}}}"#;
+        assert_eq!(
+            classify("issue_comment", cmd),
+            Ok(Meaning::Wake("a command on #7".into()))
+        );
+        let by_bot = br#"{"action":"created","issue":{"number":7,"pull_request":{}},"comment":{"body":"/approve","user":{"type":"Bot"}}}"#;
+        assert_eq!(
+            classify("issue_comment", by_bot),
+            Ok(Meaning::Ignored("a comment by a bot".into()))
+        );
+        let pr = br#"{"action":"synchronize","pull_request":{"number":3,"head":{"ref":"tugboat/dev/api"}}}"#;
+        assert_eq!(
+            classify("pull_request", pr),
+            Ok(Meaning::Wake("pull_request synchronize on #3".into()))
+        );
+        assert_eq!(classify("ping", b"{}"), Ok(Meaning::Pong));
+        assert_eq!(
+            classify("push", b"{}"),
+            Ok(Meaning::Ignored("event push is not used".into()))
+        );
+        assert!(classify("push", b"\xff").is_err_and(|e| e.starts_with("the body is not JSON")));
+    }
+}

@@ -1,0 +1,87 @@
+//! ARCHITECTURE.md stays true: every source module of the daemon and of the core crate is named
+//! in its code map, and the core crate stays free of runtime, network and clock dependencies.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every module under `dir`: `name` for `name.rs` and for `name/mod.rs`.
+fn modules(dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if path.is_dir() {
+            out.push((name, path.clone()));
+            modules(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && !matches!(name.as_str(), "lib" | "main" | "mod")
+        {
+            out.push((name, path));
+        }
+    }
+}
+
+#[test]
+fn every_source_module_is_named_in_the_code_map() {
+    let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let mut all = Vec::new();
+    modules(&root().join("src"), &mut all);
+    modules(&root().join("crates/core/src"), &mut all);
+    let missing: Vec<String> = all
+        .iter()
+        .filter(|(name, _)| {
+            ![
+                format!("`{name}`"),
+                format!("`{name}.rs`"),
+                format!("`{name}/`"),
+                format!("/{name}.rs`"),
+                format!("/{name}/`"),
+            ]
+            .iter()
+            .any(|spelling| map.contains(spelling.as_str()))
+        })
+        .map(|(name, path)| format!("{name} ({})", path.display()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's code map does not name these modules: {}",
+        missing.join(", ")
+    );
+}
+
+#[test]
+fn the_core_crate_depends_on_no_runtime_network_or_clock() {
+    let manifest = std::fs::read_to_string(root().join("crates/core/Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .unwrap_or_default();
+    for banned in [
+        "tokio", "reqwest", "hyper", "axum", "octocrab", "git2", "aws-", "tracing",
+    ] {
+        assert!(
+            !deps.lines().any(|l| l.trim_start().starts_with(banned)),
+            "tugboat-core depends on {banned}: the core must stay pure"
+        );
+    }
+    let chrono = deps
+        .lines()
+        .find(|l| l.trim_start().starts_with("chrono ="))
+        .unwrap_or_default();
+    assert!(
+        chrono.contains("default-features = false") && !chrono.contains("clock"),
+        "tugboat-core must take chrono without its `clock` feature: {chrono}"
+    );
+}
