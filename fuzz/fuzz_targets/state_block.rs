@@ -1,9 +1,11 @@
 //! The hidden state blocks of PR and issue bodies, which anyone with write access can edit:
-//! reading never panics, and a block written into any body reads back as written, once.
+//! reading never panics, a promotion state that parses holds valid image values and writes
+//! back to itself, and a block written into any body reads back as written, once.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tugboat_core::domain::block;
+use tugboat_core::domain::promotion::PromotionState;
 use tugboat_core::domain::rescan::State;
 
 const MARKER: &str = "<!-- tugboat:state ";
@@ -12,6 +14,12 @@ fuzz_target!(|input: (&str, &str, u64)| {
     let (body, text, n) = input;
     let _ = block::read::<serde_json::Value>(body, MARKER);
     let _ = State::parse(body);
+    // A promotion state that parses is made of valid values, and writes back to itself.
+    if let Ok(state) = PromotionState::parse(body) {
+        assert!(state.tag.is_some() || state.digest.is_some());
+        let again = state.write_into(body);
+        assert_eq!(PromotionState::parse(&again).as_ref(), Ok(&state));
+    }
     // Round trip through an arbitrary body: the value survives any text around it, and the
     // body holds exactly one block afterwards.
     let value = serde_json::json!({"text": text, "n": n});

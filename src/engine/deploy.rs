@@ -81,32 +81,25 @@ impl Watch {
     pub fn open_promotion(&self, service: &str, env: &str, digest: &Digest) -> Option<&Watched> {
         of(&self.open, service, env)
             .into_iter()
-            .find(|w| w.state.rollback_of.is_none() && w.state.digest == digest.as_str())
+            .find(|w| w.state.rollback_of.is_none() && w.state.digest.as_ref() == Some(digest))
     }
 
     /// The PR that marked this service's digest bad, if one did (in any environment).
     pub fn bad_digest(&self, service: &str, digest: &Digest) -> Option<&Watched> {
         self.bad
             .iter()
-            .find(|w| w.state.service == service && w.state.digest == digest.as_str())
+            .find(|w| w.state.service == service && w.state.digest.as_ref() == Some(digest))
     }
 }
 
 /// Whether `deployed` is the image a watched promotion put there.
 fn deploys(deployed: Option<&ImageRef>, state: &PromotionState) -> bool {
-    deployed.is_some_and(|d| match &d.digest {
-        Some(digest) => digest.as_str() == state.digest,
-        None => d.tag.as_ref().is_some_and(|t| t.as_str() == state.tag),
-    })
+    deployed.is_some_and(|d| state.is_deployed_as(d))
 }
 
 /// The reference verification looks for in `summary.images`.
 fn image_of(svc: &ServiceConfig, state: &PromotionState) -> String {
-    if state.tag.is_empty() {
-        format!("{}@{}", svc.image, state.digest)
-    } else {
-        format!("{}:{}", svc.image, state.tag)
-    }
+    state.reference(&svc.image).to_string()
 }
 
 impl Engine {
@@ -121,9 +114,13 @@ impl Engine {
                 .map_err(|e| format!("cannot read the PRs labelled {label}: {e}"))?;
             Ok::<_, String>(
                 prs.into_iter()
-                    .filter_map(|pr| {
-                        let state = PromotionState::of(&pr.body)?;
-                        Some(Watched { pr, state })
+                    .filter_map(|pr| match PromotionState::parse(&pr.body) {
+                        Ok(state) => Some(Watched { pr, state }),
+                        // Edited by hand into something tugboat did not write: not acted on.
+                        Err(e) => {
+                            tracing::warn!(pr = pr.number, label, error = %e, "ignoring a labelled PR whose state block is refused");
+                            None
+                        }
                     })
                     .collect::<Vec<_>>(),
             )
@@ -202,7 +199,7 @@ impl Engine {
         newly_bad: &mut Vec<Watched>,
     ) -> Result<(), String> {
         let forge = &self.ports.forge;
-        let Ok(digest) = Digest::parse(&w.state.digest) else {
+        let Some(digest) = w.state.digest.clone() else {
             return Ok(());
         };
         let target = Target {
@@ -239,13 +236,14 @@ impl Engine {
                         .remove_label(w.pr.number, BAD)
                         .await
                         .map_err(|e| e.to_string())?;
-                    tracing::warn!(user = %user, digest = %w.state.digest, "bad mark cleared");
+                    tracing::warn!(user = %user, digest = %w.state.digest_text(), "bad mark cleared");
                     forge
                         .comment(
                             w.pr.number,
                             &format!(
                                 "@{user} cleared the bad mark: tugboat may promote `{}` (`{}`) again.",
-                                w.state.tag, w.state.digest
+                                w.state.tag_text(),
+                                w.state.digest_text()
                             ),
                         )
                         .await
@@ -301,7 +299,7 @@ impl Engine {
                         ),
                         None => "There is no earlier image to roll back to: revert it by hand.".to_owned(),
                     },
-                    w.state.digest
+                    w.state.digest_text()
                 ),
             )
             .await
@@ -437,14 +435,12 @@ impl Engine {
         policy: &ServicePolicy,
         bad: &Watched,
     ) -> Result<Action, String> {
-        let Some(from) = bad.state.from.as_deref() else {
+        let Some(from) = bad.state.from.clone() else {
             return Err(format!(
                 "PR #{} is marked bad but recorded no earlier image: nothing to roll back to; revert it by hand",
                 bad.pr.number
             ));
         };
-        let from = ImageRef::parse(from)
-            .map_err(|e| format!("PR #{}: earlier image '{from}': {e}", bad.pr.number))?;
         self.ports.repo.sync().await.map_err(|e| e.to_string())?;
         let files = self.read_files(env).await?;
         let mut edited = Vec::new();
@@ -473,7 +469,9 @@ impl Engine {
                 edited,
                 &format!(
                     "{title}\n\nReverts #{} ({}:{}), which did not run Healthy.\n",
-                    bad.pr.number, svc.image, bad.state.tag
+                    bad.pr.number,
+                    svc.image,
+                    bad.state.tag_text()
                 ),
             )
             .await
@@ -481,17 +479,9 @@ impl Engine {
         let state = PromotionState {
             service: svc.name.clone(),
             environment: env.name.clone(),
-            tag: from
-                .tag
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            digest: from
-                .digest
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            from: Some(image_of(svc, &bad.state)),
+            tag: from.tag.clone(),
+            digest: from.digest.clone(),
+            from: Some(bad.state.reference(&svc.image)),
             answered_through: 0,
             rollback_of: Some(bad.pr.number),
         };
@@ -500,8 +490,8 @@ impl Engine {
             svc.name,
             env.name,
             bad.pr.number,
-            bad.state.tag,
-            bad.state.digest,
+            bad.state.tag_text(),
+            bad.state.digest_text(),
             from
         ));
         let forge = &self.ports.forge;

@@ -3,10 +3,8 @@
 
 use std::fmt::Write;
 
-use serde::{Deserialize, Serialize};
-
-use crate::domain::block;
 use crate::domain::gate::{Finding, GateDecision, Severity};
+use crate::domain::image::ImageRef;
 use crate::domain::policy::{EnvPolicy, PolicySource, RollbackMode};
 use crate::domain::rescan::{self, Row};
 use crate::domain::select::Candidate;
@@ -17,7 +15,7 @@ pub struct Evidence<'a> {
     pub service: &'a str,
     pub environment: &'a str,
     pub image: &'a str,
-    pub from: Option<&'a str>,
+    pub from: Option<&'a ImageRef>,
     pub to: &'a Candidate,
     pub gate: &'a GateDecision,
     /// The scan's findings (the body lists the most severe).
@@ -32,42 +30,7 @@ pub struct Evidence<'a> {
     pub answered_through: u64,
 }
 
-/// Where a PR body keeps its machine-readable state.
-pub const STATE_MARKER: &str = "<!-- tugboat:state ";
-
-/// A promotion PR's machine-readable state: what it promotes, from what, and how far tugboat
-/// got with it. Read back after a restart (or by another replica).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PromotionState {
-    pub service: String,
-    pub environment: String,
-    pub tag: String,
-    pub digest: String,
-    /// The reference the environment deployed before (what a rollback restores).
-    pub from: Option<String>,
-    /// Comment commands up to this id have been answered.
-    pub answered_through: u64,
-    /// For a rollback PR: the promotion PR it reverts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback_of: Option<u64>,
-}
-
-impl PromotionState {
-    pub fn of(body: &str) -> Option<Self> {
-        block::read(body, STATE_MARKER)
-    }
-
-    /// `body` with this state in its block.
-    pub fn write_into(&self, body: &str) -> String {
-        block::write(body, STATE_MARKER, self)
-    }
-}
-
-/// The comment id up to which commands were answered, from a PR body's state block.
-pub fn answered_through(body: &str) -> u64 {
-    PromotionState::of(body).map_or(0, |s| s.answered_through)
-}
+pub use crate::domain::promotion::{PromotionState, STATE_MARKER, answered_through};
 
 pub fn branch(service: &str, environment: &str) -> String {
     format!("tugboat/{environment}/{service}")
@@ -142,7 +105,8 @@ pub fn body(e: &Evidence<'_>) -> String {
     let _ = writeln!(
         b,
         "| from | `{}` | |",
-        e.from.unwrap_or("(nothing deployed)")
+        e.from
+            .map_or_else(|| "(nothing deployed)".to_owned(), ToString::to_string)
     );
     let _ = writeln!(b, "| to | `{}` | `{}` |", e.to.tag, e.to.digest);
     let _ = writeln!(
@@ -254,9 +218,9 @@ pub fn body(e: &Evidence<'_>) -> String {
     PromotionState {
         service: e.service.to_owned(),
         environment: e.environment.to_owned(),
-        tag: e.to.tag.as_str().to_owned(),
-        digest: e.to.digest.as_str().to_owned(),
-        from: e.from.map(str::to_owned),
+        tag: Some(e.to.tag.clone()),
+        digest: Some(e.to.digest.clone()),
+        from: e.from.cloned(),
         answered_through: e.answered_through,
         rollback_of: None,
     }

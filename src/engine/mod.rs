@@ -732,7 +732,6 @@ impl Engine {
                 .map_err(|e| format!("{path}: {e}"))?;
             edited.push((path.clone(), e.text));
         }
-        let from = deployed.map(ToString::to_string);
         let file_names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
         let title = evidence::title_of(&svc.name, &env.name, &to.tag);
         let message = format!(
@@ -785,7 +784,7 @@ impl Engine {
             service: &svc.name,
             environment: &env.name,
             image: svc.image.as_str(),
-            from: from.as_deref(),
+            from: deployed,
             to,
             gate,
             findings,
@@ -933,7 +932,8 @@ impl Engine {
             Err(e) => return Err(e.to_string()),
         };
         tracing::info!(merge = %sha, "merged promotion");
-        let state = evidence::PromotionState::of(&body).unwrap_or_default();
+        let state = evidence::PromotionState::parse(&body)
+            .map_err(|e| format!("the body tugboat wrote for PR #{}: {e}", pr.number))?;
         let image = format!("{}:{}", svc.image, to.tag);
         let verification = self
             .verify_and_report(pr.number, &sha, merged_at, app, env_policy, &image, &state)

@@ -6,11 +6,16 @@ use serde::de::DeserializeOwned;
 
 const END: &str = " -->";
 
-/// The block after `marker` (e.g. `<!-- tugboat:state `), if there is one that parses.
-pub fn read<T: DeserializeOwned>(body: &str, marker: &str) -> Option<T> {
+/// The text of the block after `marker` (e.g. `<!-- tugboat:state `), if the body has one.
+pub fn raw<'a>(body: &'a str, marker: &str) -> Option<&'a str> {
     let start = body.find(marker)? + marker.len();
     let end = start + body[start..].find(END)?;
-    serde_json::from_str(&body[start..end]).ok()
+    Some(&body[start..end])
+}
+
+/// The block after `marker`, if there is one that parses.
+pub fn read<T: DeserializeOwned>(body: &str, marker: &str) -> Option<T> {
+    serde_json::from_str(raw(body, marker)?).ok()
 }
 
 /// `value` as the JSON of a block: `<` and `>` (which JSON holds only inside strings) are

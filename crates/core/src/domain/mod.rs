@@ -11,6 +11,7 @@ pub mod gate;
 pub mod image;
 pub mod plan;
 pub mod policy;
+pub mod promotion;
 pub mod rescan;
 pub mod schedule;
 pub mod select;
