@@ -97,11 +97,6 @@ fn deploys(deployed: Option<&ImageRef>, state: &PromotionState) -> bool {
     deployed.is_some_and(|d| state.is_deployed_as(d))
 }
 
-/// The reference verification looks for in `summary.images`.
-fn image_of(svc: &ServiceConfig, state: &PromotionState) -> String {
-    state.reference(&svc.image).to_string()
-}
-
 impl Engine {
     /// Read the labelled PRs of this cycle. Plan mode only needs the bad marks.
     pub(super) async fn watch(&self, mode: Mode) -> Result<Watch, String> {
@@ -368,7 +363,7 @@ impl Engine {
                 merged_at,
                 app_name(env, policy),
                 env_policy,
-                &image_of(svc, &w.state),
+                &w.state.reference(&svc.image),
                 &w.state,
             )
             .await;
@@ -532,7 +527,7 @@ impl Engine {
                 merged_at,
                 app_name(env, policy),
                 env_policy,
-                &image_of(svc, &state),
+                &state.reference(&svc.image),
                 &state,
             )
             .await;
@@ -563,7 +558,7 @@ impl Engine {
         merged_at: DateTime<Utc>,
         app: &str,
         env_policy: &EnvPolicy,
-        image: &str,
+        image: &ImageRef,
         state: &PromotionState,
     ) -> Verification {
         let verification = self.verify(app, sha, image, merged_at, env_policy).await;
@@ -579,7 +574,7 @@ impl Engine {
         number: u64,
         sha: &str,
         app: &str,
-        image: &str,
+        image: &ImageRef,
         verification: &Verification,
         env_policy: &EnvPolicy,
         state: &PromotionState,
@@ -652,14 +647,12 @@ impl Engine {
         &self,
         app: &str,
         sha: &str,
-        image: &str,
+        image: &ImageRef,
         merged_at: DateTime<Utc>,
         env_policy: &EnvPolicy,
     ) -> Verification {
         let poll = self.cfg.argocd.poll_interval;
         let timeout = env_policy.health_timeout;
-        // Built from typed values, so it parses; were it not to, nothing would count as running.
-        let wanted = ImageRef::parse(image).ok();
         let start = Instant::now();
         let deadline = start + timeout;
         let not_before = merged_at.timestamp();
@@ -691,7 +684,7 @@ impl Engine {
                             .reconciled_at
                             .is_some_and(|t| t.timestamp() >= not_before),
                         operation: op,
-                        runs_image: wanted.as_ref().is_some_and(|w| image::runs(&s.images, w)),
+                        runs_image: image::runs(&s.images, image),
                     };
                     match deploy::judge(&obs) {
                         Verdict::Healthy => {

@@ -934,7 +934,7 @@ impl Engine {
         tracing::info!(merge = %sha, "merged promotion");
         let state = evidence::PromotionState::parse(&body)
             .map_err(|e| format!("the body tugboat wrote for PR #{}: {e}", pr.number))?;
-        let image = format!("{}:{}", svc.image, to.tag);
+        let image = state.reference(&svc.image);
         let verification = self
             .verify_and_report(pr.number, &sha, merged_at, app, env_policy, &image, &state)
             .await;
