@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{approver, assert_healthy, engine, row, setup, start};
+use common::{ManualClock, approver, assert_healthy, engine, row, setup, start};
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Mode, Verification};
 use tugboat::sandbox::{self, Fleet, Options, Sandbox, Style, app_name, file_of};
@@ -69,6 +69,50 @@ fn policy(sb: &Sandbox, svc: &str, yaml: &str) {
 fn crash(sb: &Sandbox, svc: &str, tag: &str) {
     sb.argocd
         .mark_crashing(&format!("{}:{tag}", sandbox::image_of(svc)));
+}
+
+/// The engine reads the time of day through its clock (issue 16): a plan on a clock an hour
+/// ahead sees dev's one-hour soak done, without ageing the stand-in or sleeping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_is_judged_on_the_engines_clock_so_a_clock_an_hour_ahead_sees_it_done() {
+    let sb = start(Options {
+        fleet: Fleet {
+            services: vec![(DEV.into(), Style::Kustomize)],
+            environments: vec!["dev".into(), "staging".into()],
+            tags: 1,
+        },
+        ..Options::default()
+    })
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let engine = engine(&sb, &work, &Default::default()).await;
+    policy(
+        &sb,
+        DEV,
+        "environments:\n  staging:\n    auto_merge: true\n    soak: 1h\n",
+    );
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_healthy(&r, DEV, "dev");
+
+    let plan_work = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(chrono::Utc::now());
+    let planner = common::engine(&sb, &plan_work, &Default::default())
+        .await
+        .with_clock(clock.clone());
+    let r = planner.cycle(Mode::Plan).await.unwrap();
+    assert!(
+        matches!(&row(&r, DEV, "staging").decision, Decision::Waiting { reason, .. } if reason.starts_with("soaking in dev until")),
+        "{:?}",
+        row(&r, DEV, "staging")
+    );
+    clock.advance(Duration::from_secs(3700));
+    let r = planner.cycle(Mode::Plan).await.unwrap();
+    assert!(
+        matches!(&row(&r, DEV, "staging").decision, Decision::Promote { .. }),
+        "{:?}",
+        row(&r, DEV, "staging")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

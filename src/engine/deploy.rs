@@ -513,7 +513,7 @@ impl Engine {
                 .map_err(|e| e.to_string())?,
         };
         tracing::warn!(rollback = pr.number, "rolling back");
-        let merged_at = Utc::now();
+        let merged_at = self.clock.now();
         let sha = forge.merge(pr.number, &p.head, &title).await.map_err(|e| {
             format!(
                 "the rollback PR #{} could not be merged ({e}); merge it by hand",

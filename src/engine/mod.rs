@@ -12,6 +12,8 @@ pub mod rescan;
 use commands::Commands;
 pub mod scheduler;
 
+use scheduler::{Clock, SystemClock};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -216,6 +218,8 @@ pub struct Engine {
     /// The longest `health_timeout` of any policy read since start, in seconds: a cycle that
     /// verifies a merge may take that long.
     longest_health_timeout: std::sync::atomic::AtomicU64,
+    /// Where the engine reads the time of day (soak, windows, expiring ignores, merge times).
+    clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -228,7 +232,14 @@ impl Engine {
             scans: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
             approver_cache: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             longest_health_timeout: std::sync::atomic::AtomicU64::new(0),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same engine reading the time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The longest `health_timeout` of any policy read since start: how long a cycle may
@@ -460,7 +471,7 @@ impl Engine {
                 Ok(None) => None,
                 Ok(Some((c, deployed_at))) => {
                     if let Err(reason) =
-                        plan::soaked(env_policy.soak, deployed_at, Utc::now(), &prev.name)
+                        plan::soaked(env_policy.soak, deployed_at, self.clock.now(), &prev.name)
                     {
                         report.decision = Decision::Waiting {
                             candidate: Some(c),
@@ -554,7 +565,7 @@ impl Engine {
                 return report;
             }
         };
-        let gate = gate::gate(&scan, &env_policy.scan, Utc::now().date_naive());
+        let gate = gate::gate(&scan, &env_policy.scan, self.clock.now().date_naive());
         if let GateDecision::Block { counts, .. } = &gate {
             report.rejected = Some(
                 env_policy
@@ -921,7 +932,7 @@ impl Engine {
             .add_labels(pr.number, &[deploy::VERIFYING.to_owned()])
             .await
             .map_err(|e| e.to_string())?;
-        let merged_at = Utc::now();
+        let merged_at = self.clock.now();
         let sha = match forge.merge(pr.number, &p.head, &title).await {
             Ok(sha) => sha,
             // Merged by another tugboat a moment ago: nothing left to do here.
@@ -1001,7 +1012,7 @@ impl Engine {
         env_policy: &EnvPolicy,
         policy: &ServicePolicy,
     ) -> Result<Option<Hold>, String> {
-        if let Err(opens) = window::open_at(&env_policy.windows, Utc::now()) {
+        if let Err(opens) = window::open_at(&env_policy.windows, self.clock.now()) {
             return Ok(Some(Hold::Window { opens }));
         }
         let w = self

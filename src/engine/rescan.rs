@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -190,7 +189,7 @@ impl Engine {
             }
         }
 
-        let today = Utc::now().date_naive();
+        let today = self.clock.now().date_naive();
         // One listing for every service's issue: a call per service would spend GitHub's
         // rate limit on a large fleet.
         let open_issues = self

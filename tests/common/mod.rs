@@ -71,3 +71,23 @@ pub fn assert_healthy(r: &[EnvReport], svc: &str, env: &str) {
         "{svc}/{env}: {action:?}"
     );
 }
+
+/// A clock the test sets: the engine reads the time of day only through its clock.
+pub struct ManualClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl ManualClock {
+    pub fn at(now: chrono::DateTime<chrono::Utc>) -> Arc<Self> {
+        Arc::new(Self(std::sync::Mutex::new(now)))
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut now = self.0.lock().unwrap();
+        *now += chrono::Duration::from_std(by).unwrap();
+    }
+}
+
+impl tugboat::engine::scheduler::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+}
