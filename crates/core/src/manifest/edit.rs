@@ -549,6 +549,21 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_value_with_a_broken_digest_is_not_half_read_as_a_tag() {
+        // Found by the manifest_bytes fuzz target: `0.0.0@` was read as tag 0.0.0, and an
+        // edit then dropped the stray `@` unannounced.
+        for broken in ["0.0.0@", "0.0.0@sha256:abc"] {
+            let src = format!("image:\n  repository: r.io/db\n  tag: {broken}\n");
+            let refs = locate(&src).unwrap();
+            assert_eq!(
+                (refs[0].tag.as_ref(), refs[0].digest.as_ref()),
+                (None, None),
+                "{broken}"
+            );
+        }
+    }
+
+    #[test]
     fn an_image_line_inside_a_block_scalar_is_not_touched() {
         let src = "data:\n  script: |\n    image: x.io/app:1.0\nimage: x.io/app:1.0\n";
         assert_eq!(

@@ -388,9 +388,13 @@ impl Walker<'_> {
                 {
                     let v = text(scalar);
                     match v.split_once('@') {
+                        // `tag@digest`: both parts valid, or the value is unreadable as a
+                        // whole (as `ImageRef::split_loose` reads an image string), so that
+                        // `1.0.0@` or `1.0.0@sha256:bad` is never half-read as a tag.
                         Some((tv, dv)) if *with_digest => {
-                            t = Tag::parse(tv).ok();
-                            d = Digest::parse(dv).ok();
+                            if let (Ok(tv), Ok(dv)) = (Tag::parse(tv), Digest::parse(dv)) {
+                                (t, d) = (Some(tv), Some(dv));
+                            }
                         }
                         _ => t = Tag::parse(&v).ok(),
                     }
