@@ -66,6 +66,22 @@ fn policy(sb: &Sandbox, svc: &str, yaml: &str) {
         .put_parameter(&format!("/salon/promotion/services/{svc}"), yaml, "String");
 }
 
+/// A sandbox with the one service `DEV` through `environments`, and an engine on it.
+async fn chain(environments: &[&str]) -> (Sandbox, tempfile::TempDir, tugboat::engine::Engine) {
+    let sb = start(Options {
+        fleet: Fleet {
+            services: vec![(DEV.into(), Style::Kustomize)],
+            environments: environments.iter().map(|e| (*e).to_owned()).collect(),
+            tags: 1,
+        },
+        ..Options::default()
+    })
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let engine = engine(&sb, &work, &Default::default()).await;
+    (sb, work, engine)
+}
+
 fn crash(sb: &Sandbox, svc: &str, tag: &str) {
     sb.argocd
         .mark_crashing(&format!("{}:{tag}", sandbox::image_of(svc)));
@@ -75,17 +91,7 @@ fn crash(sb: &Sandbox, svc: &str, tag: &str) {
 /// ahead sees dev's one-hour soak done, without ageing the stand-in or sleeping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_is_judged_on_the_engines_clock_so_a_clock_an_hour_ahead_sees_it_done() {
-    let sb = start(Options {
-        fleet: Fleet {
-            services: vec![(DEV.into(), Style::Kustomize)],
-            environments: vec!["dev".into(), "staging".into()],
-            tags: 1,
-        },
-        ..Options::default()
-    })
-    .await;
-    let work = tempfile::tempdir().unwrap();
-    let engine = engine(&sb, &work, &Default::default()).await;
+    let (sb, _work, engine) = chain(&["dev", "staging"]).await;
     policy(
         &sb,
         DEV,
@@ -117,17 +123,7 @@ async fn soak_is_judged_on_the_engines_clock_so_a_clock_an_hour_ahead_sees_it_do
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_digest_goes_dev_then_staging_after_its_soak_then_prod_after_an_approval() {
-    let sb = start(Options {
-        fleet: Fleet {
-            services: vec![(DEV.into(), Style::Kustomize)],
-            environments: vec!["dev".into(), "staging".into(), "prod".into()],
-            tags: 1,
-        },
-        ..Options::default()
-    })
-    .await;
-    let work = tempfile::tempdir().unwrap();
-    let engine = engine(&sb, &work, &Default::default()).await;
+    let (sb, _work, engine) = chain(&["dev", "staging", "prod"]).await;
     policy(
         &sb,
         DEV,
