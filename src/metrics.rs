@@ -46,6 +46,14 @@ pub struct RejectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// The engine step that failed (`propose`, `merge`, …).
+    pub step: String,
+    /// Why: the outside system's failure kind, or the engine's own reason.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EnvLabels {
     pub environment: String,
 }
@@ -179,6 +187,7 @@ pub struct Metrics {
     pub decisions: Family<OutcomeLabels, Counter>,
     pub promotions: Family<OutcomeLabels, Counter>,
     pub rejections: Family<RejectionLabels, Counter>,
+    pub step_failures: Family<StepLabels, Counter>,
     pub push_to_pr: Histograms<EnvLabels>,
     pub merge_to_healthy: Histograms<EnvLabels>,
     pub pending_approvals: Family<EnvLabels, Gauge>,
@@ -211,6 +220,7 @@ impl Metrics {
             decisions: Family::default(),
             promotions: Family::default(),
             rejections: Family::default(),
+            step_failures: Family::default(),
             push_to_pr: Family::new_with_constructor(push_to_pr_buckets),
             merge_to_healthy: Family::new_with_constructor(merge_to_healthy_buckets),
             pending_approvals: Family::default(),
@@ -243,6 +253,11 @@ impl Metrics {
             "gate_rejections",
             "Candidates the scan gate refused, once per candidate, by severity over threshold",
             m.rejections.clone(),
+        );
+        r.register(
+            "step_failures",
+            "Failed engine steps, by step and kind of failure",
+            m.step_failures.clone(),
         );
         r.register_with_unit(
             "push_to_pr",
@@ -294,6 +309,29 @@ impl Metrics {
         let secs = now.timestamp();
         self.cycle_duration.observe(took.as_secs_f64());
         self.ready.last_cycle.store(secs, Ordering::Relaxed);
+        self.record_calls(calls);
+        let reports = match result {
+            Ok(r) => r,
+            Err(_) => {
+                self.cycles
+                    .get_or_create(&ResultLabels {
+                        result: "error".into(),
+                    })
+                    .inc();
+                return;
+            }
+        };
+        self.cycles
+            .get_or_create(&ResultLabels {
+                result: "ok".into(),
+            })
+            .inc();
+        self.last_success.set(secs);
+        self.record_reports(reports, now);
+    }
+
+    /// Which systems every call of which failed, for `/readyz`.
+    fn record_calls(&self, calls: &ApiCounts) {
         let mut unreachable = BTreeMap::new();
         let mut by_system: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for (k, c) in calls {
@@ -312,23 +350,10 @@ impl Metrics {
         if let Ok(mut u) = self.ready.unreachable.lock() {
             *u = unreachable;
         }
-        let reports = match result {
-            Ok(r) => r,
-            Err(_) => {
-                self.cycles
-                    .get_or_create(&ResultLabels {
-                        result: "error".into(),
-                    })
-                    .inc();
-                return;
-            }
-        };
-        self.cycles
-            .get_or_create(&ResultLabels {
-                result: "ok".into(),
-            })
-            .inc();
-        self.last_success.set(secs);
+    }
+
+    /// What each environment decided and did.
+    fn record_reports(&self, reports: &[EnvReport], now: chrono::DateTime<chrono::Utc>) {
         let mut pending: BTreeMap<&str, i64> = BTreeMap::new();
         for r in reports {
             let labels = |outcome: &str| OutcomeLabels {
@@ -373,8 +398,14 @@ impl Metrics {
                 Action::RolledBack { .. } => {
                     self.promotions.get_or_create(&labels("rolled_back")).inc();
                 }
-                Action::Failed { .. } => {
+                Action::Failed { error } => {
                     self.promotions.get_or_create(&labels("error")).inc();
+                    self.step_failures
+                        .get_or_create(&StepLabels {
+                            step: error.step.as_str().to_owned(),
+                            kind: error.metric_label().to_owned(),
+                        })
+                        .inc();
                 }
                 _ => {}
             }

@@ -29,7 +29,7 @@ pub enum ErrorKind {
 }
 
 /// A failed call to an outside system, naming the system and the operation.
-#[derive(Debug, Clone, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{system} {operation}: {message}")]
 pub struct PortError {
     pub system: &'static str,
@@ -193,15 +193,7 @@ pub struct NewPullRequest {
     pub labels: Vec<String>,
 }
 
-/// The combined state of a commit's checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksState {
-    Success,
-    Pending,
-    Failure,
-    /// No checks are configured.
-    None,
-}
+pub use crate::domain::merge::{ChecksState, SyncWindows};
 
 /// A commit status tugboat sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,14 +342,6 @@ pub enum SyncStart {
     Started,
     /// Another operation is already in progress: wait for it, then look again.
     Busy(String),
-}
-
-/// Whether an application's sync windows let it sync now (`…/syncwindows`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncWindows {
-    pub can_sync: bool,
-    /// The active windows, described (`deny 0 22 * * * for 8h`).
-    pub active: Vec<String>,
 }
 
 /// The deployer (Argo CD).

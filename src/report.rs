@@ -45,7 +45,7 @@ fn action_text(a: &Action) -> String {
             "rolled back PR #{bad} with PR #{number}; {}",
             verification.summary()
         ),
-        Action::Failed { message } => format!("error: {message}"),
+        Action::Failed { error } => format!("error: {error}"),
     }
 }
 
@@ -307,7 +307,12 @@ fn action_json(a: &Action) -> Value {
         } => json!({"kind": "rolled-back", "bad_pr": bad, "pr": number, "url": url,
                    "healthy": matches!(verification, Verification::Healthy { .. }),
                    "verification": verification_json(verification)}),
-        Action::Failed { message } => json!({"kind": "failed", "message": message}),
+        Action::Failed { error } => json!({
+            "kind": "failed",
+            "message": error.to_string(),
+            "step": error.step.as_str(),
+            "reason": error.metric_label(),
+        }),
     }
 }
 

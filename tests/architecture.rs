@@ -85,3 +85,73 @@ fn the_core_crate_depends_on_no_runtime_network_or_clock() {
         "tugboat-core must take chrono without its `clock` feature: {chrono}"
     );
 }
+
+/// Every `fn` of a source file with its length in lines (to its closing brace at the same
+/// indentation; rustfmt lays code out so).
+fn functions(text: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let Some(rest) = [
+            "pub(super) async fn ",
+            "pub(super) fn ",
+            "pub async fn ",
+            "pub fn ",
+            "async fn ",
+            "fn ",
+        ]
+        .iter()
+        .find_map(|p| trimmed.strip_prefix(p)) else {
+            continue;
+        };
+        if line.trim_end().ends_with(';') {
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let close = format!("{indent}}}");
+        if let Some(end) = lines[i..].iter().position(|l| *l == close) {
+            out.push((name, end + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_engine_function_runs_past_80_lines_and_none_hides_a_long_parameter_list() {
+    let dir = root().join("src/engine");
+    let mut long = Vec::new();
+    let mut hidden = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        for (name, len) in functions(&text) {
+            if len > 80 {
+                long.push(format!("{file}: {name} ({len} lines)"));
+            }
+        }
+        if text.contains("too_many_arguments") {
+            hidden.push(file);
+        }
+    }
+    long.sort();
+    assert!(long.is_empty(), "engine functions over 80 lines: {long:?}");
+    assert!(
+        hidden.is_empty(),
+        "allow(too_many_arguments) in: {hidden:?}"
+    );
+}
+
+#[test]
+fn the_function_measure_counts_a_function_to_its_closing_brace() {
+    let text = "impl X {\n    pub async fn a(&self) {\n        one();\n    }\n}\nfn b() -> u8 {\n    2\n}\n";
+    assert_eq!(
+        functions(text),
+        vec![("a".to_owned(), 3), ("b".to_owned(), 3)]
+    );
+}

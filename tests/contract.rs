@@ -157,9 +157,7 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
     let failures: Vec<String> = r
         .iter()
         .filter_map(|x| match &x.action {
-            Action::Failed { message } => {
-                Some(format!("{}/{}: {message}", x.service, x.environment))
-            }
+            Action::Failed { error } => Some(format!("{}/{}: {error}", x.service, x.environment)),
             _ => None,
         })
         .collect();

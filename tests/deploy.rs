@@ -427,9 +427,10 @@ async fn an_argo_cd_that_refuses_tugboat_gives_a_clear_error_and_never_a_healthy
     let wrong = engine(&sb, &elsewhere, &Default::default()).await;
     sb.aws.push(DEV, "1.2.0", "COMPLETE", vec![]);
     let r = wrong.cycle(Mode::Apply).await.unwrap();
-    let Action::Failed { message } = &row(&r, DEV, "dev").action else {
+    let Action::Failed { error } = &row(&r, DEV, "dev").action else {
         panic!("{:?}", row(&r, DEV, "dev"))
     };
+    let message = error.to_string();
     assert!(
         message.contains("application 'user-service-dev': HTTP 401: the token was refused"),
         "{message}"
@@ -630,14 +631,20 @@ async fn an_unreachable_argo_cd_stops_the_merge_with_a_clear_error() {
     let engine = common::engine_from(&toml, &Default::default()).await;
     sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    let Action::Failed { message } = &row(&r, DEV, "dev").action else {
+    let Action::Failed { error } = &row(&r, DEV, "dev").action else {
         panic!("{:?}", row(&r, DEV, "dev"))
     };
+    let message = error.to_string();
     assert!(
         message.starts_with(
             "cannot read the sync windows: argocd ApplicationService_GetApplicationSyncWindows: application 'user-service-dev': Argo CD unreachable:"
         ),
         "{message}"
+    );
+    assert_eq!(
+        (error.step.as_str(), error.metric_label()),
+        ("merge", "transient"),
+        "the failure is typed: the merge step, a transient Argo CD failure"
     );
     assert!(sb.github.pulls().iter().all(|p| p.merged_at.is_none()));
 }

@@ -246,9 +246,10 @@ async fn an_invalid_policy_blocks_its_service_and_the_others_carry_on() {
     sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
     sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
     let reports = engine.cycle(Mode::Apply).await.unwrap();
-    let Action::Failed { message } = &row(&reports, "user_service", "dev").action else {
+    let Action::Failed { error } = &row(&reports, "user_service", "dev").action else {
         panic!()
     };
+    let message = error.to_string();
     assert!(
         message.contains("/salon/promotion/services/user_service") && message.contains("auto_merg"),
         "{message}"
@@ -1088,9 +1089,10 @@ async fn a_github_rate_limit_pauses_every_request_until_it_resets_and_nothing_el
     sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
     sb.github.throttle(1, false);
     let reports = engine.cycle(Mode::Apply).await.unwrap();
-    let Action::Failed { message } = &row(&reports, "user_service", "dev").action else {
+    let Action::Failed { error } = &row(&reports, "user_service", "dev").action else {
         panic!("{:?}", row(&reports, "user_service", "dev").action)
     };
+    let message = error.to_string();
     assert!(message.contains("rate limit"), "{message}");
     assert_eq!(
         sb.github.calls().get("GET rate_limit"),
@@ -1108,9 +1110,10 @@ async fn a_github_rate_limit_pauses_every_request_until_it_resets_and_nothing_el
         .map(|(k, v)| v - before.get(k).copied().unwrap_or(0))
         .sum();
     assert_eq!(api, 0, "{before:?} -> {after:?}");
-    let Action::Failed { message } = &row(&reports, "user_service", "dev").action else {
+    let Action::Failed { error } = &row(&reports, "user_service", "dev").action else {
         panic!()
     };
+    let message = error.to_string();
     assert!(
         message.contains("not sent: GitHub's rate limit is used up; requests resume in 29s")
             || message.contains("not sent: GitHub's rate limit is used up; requests resume in 30s"),

@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Engine;
-use crate::config::ServiceConfig;
 use chrono::{DateTime, Utc};
 
-use crate::domain::chatops::{self, Answer};
+use super::{At, Engine, EnvCtx, Step, StepError};
+use crate::domain::chatops::{self, Answer, Comment};
 use crate::domain::image::Digest;
-use crate::domain::policy::EnvPolicy;
 
 /// How long an approver check (permission and team membership) is trusted.
 const APPROVER_TTL: Duration = Duration::from_secs(300);
@@ -45,18 +43,18 @@ impl Engine {
     /// Replay the PR's comments and reviews, answer new commands, carry out `/rescan`.
     pub(super) async fn commands(
         &self,
-        svc: &ServiceConfig,
-        env_policy: &EnvPolicy,
+        cx: &EnvCtx<'_>,
         pr: &Target<'_>,
-    ) -> Result<Commands, String> {
+    ) -> Result<Commands, StepError> {
         let forge = &self.ports.forge;
-        let comments = forge.comments(pr.number).await.map_err(|e| e.to_string())?;
-        let reviews = if env_policy.auto_merge || pr.merged {
+        let auto_merge = cx.env_policy.auto_merge;
+        let comments = forge.comments(pr.number).await.at(Step::Commands)?;
+        let reviews = if auto_merge || pr.merged {
             Vec::new() // no approvals needed: only holds matter
         } else {
-            forge.reviews(pr.number).await.map_err(|e| e.to_string())?
+            forge.reviews(pr.number).await.at(Step::Commands)?
         };
-        let me = forge.me().await.map_err(|e| e.to_string())?;
+        let me = forge.me().await.at(Step::Commands)?;
         let answered_through = super::evidence::answered_through(pr.body);
         // Who may approve: only the users who gave a command or review.
         let mut users: BTreeSet<&str> = comments
@@ -67,7 +65,7 @@ impl Engine {
         users.extend(reviews.iter().map(|r| r.user.as_str()));
         let mut approvers = BTreeSet::new();
         for user in users {
-            if self.is_approver(user, &env_policy.approvers).await? {
+            if self.is_approver(user, &cx.env_policy.approvers).await? {
                 approvers.insert(user.to_owned());
             }
         }
@@ -79,17 +77,41 @@ impl Engine {
             merged: pr.merged,
         };
         let state = chatops::replay(&comments, &reviews, &ctx, |u| approvers.contains(u));
-        let mut newest = answered_through;
-        for (id, (user, cmd, answer)) in &state.answers {
+        let newest = self.answer(pr, &comments, &state.answers).await?;
+        let mut actions = Vec::new();
+        for (user, action) in state.actions.into_values() {
+            if action == chatops::Action::Rescan {
+                self.rescan_requested(cx, &user, pr.digest).await?;
+            } else {
+                actions.push((user, action));
+            }
+        }
+        Ok(Commands {
+            approvals: state.approvals.into_iter().collect(),
+            held_by: state.held_by,
+            answered_through: newest.max(answered_through),
+            actions,
+        })
+    }
+
+    /// Answer every new command: a reaction when done, a reply saying why when not. Returns
+    /// the newest comment answered.
+    async fn answer(
+        &self,
+        pr: &Target<'_>,
+        comments: &[Comment],
+        answers: &std::collections::BTreeMap<u64, (String, chatops::Command, Answer)>,
+    ) -> Result<u64, StepError> {
+        let forge = &self.ports.forge;
+        let mut newest = 0;
+        for (id, (user, cmd, answer)) in answers {
             tracing::info!(user = %user, command = ?cmd, pr = pr.number, head = %pr.head_sha, answer = ?answer, "comment command");
-            let done = match &answer {
+            let done = match answer {
                 Answer::Accepted => forge.react(*id, "+1").await,
                 Answer::Refused(why) => {
+                    let line = first_line(comments, *id);
                     forge
-                        .comment(
-                            pr.number,
-                            &format!("@{user} `{}`: not done: {why}.", first_line(&comments, *id)),
-                        )
+                        .comment(pr.number, &format!("@{user} `{line}`: not done: {why}."))
                         .await
                 }
                 Answer::Help => {
@@ -98,35 +120,34 @@ impl Engine {
                         .await
                 }
             };
-            done.map_err(|e| e.to_string())?;
+            done.at(Step::Commands)?;
             newest = newest.max(*id);
         }
-        let mut actions = Vec::new();
-        for (user, action) in state.actions.into_values() {
-            if action == chatops::Action::Rescan {
-                tracing::info!(user = %user, digest = %pr.digest, "rescan requested on the PR");
-                self.ports
-                    .registry
-                    .start_scan(svc.registry_id.as_deref(), &svc.repository, pr.digest)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // The next look at this digest reads the new scan; the evidence follows.
-                self.scans.remove(pr.digest);
-            } else {
-                actions.push((user, action));
-            }
-        }
-        Ok(Commands {
-            approvals: state.approvals.into_iter().collect(),
-            held_by: state.held_by,
-            answered_through: newest,
-            actions,
-        })
+        Ok(newest)
+    }
+
+    /// `/rescan` on a PR: a new scan of its digest; the next look reads it, and the evidence
+    /// follows.
+    async fn rescan_requested(
+        &self,
+        cx: &EnvCtx<'_>,
+        user: &str,
+        digest: &Digest,
+    ) -> Result<(), StepError> {
+        tracing::info!(user = %user, digest = %digest, "rescan requested on the PR");
+        let svc = cx.svc;
+        self.ports
+            .registry
+            .start_scan(svc.registry_id.as_deref(), &svc.repository, digest)
+            .await
+            .at(Step::Commands)?;
+        self.scans.remove(digest);
+        Ok(())
     }
 
     /// Whether `user` may approve: write access to the GitOps repository, and listed by the
     /// environment's policy (a login or an `org/team`) when it lists anyone. Cached briefly.
-    async fn is_approver(&self, user: &str, listed: &[String]) -> Result<bool, String> {
+    async fn is_approver(&self, user: &str, listed: &[String]) -> Result<bool, StepError> {
         let key = (user.to_owned(), listed.join(","));
         if let Some((at, ok)) = self.approver_cache.get(&key)
             && at.elapsed() < APPROVER_TTL
@@ -134,7 +155,7 @@ impl Engine {
             return Ok(ok);
         }
         let forge = &self.ports.forge;
-        let permission = forge.permission(user).await.map_err(|e| e.to_string())?;
+        let permission = forge.permission(user).await.at(Step::Commands)?;
         let mut ok = matches!(permission.as_str(), "admin" | "maintain" | "write");
         if ok && !listed.is_empty() {
             ok = false;
@@ -143,7 +164,7 @@ impl Engine {
                     Some((org, team)) => forge
                         .team_member(org, team, user)
                         .await
-                        .map_err(|e| e.to_string())?,
+                        .at(Step::Commands)?,
                     None => entry.eq_ignore_ascii_case(user),
                 };
                 if ok {
@@ -157,7 +178,7 @@ impl Engine {
 }
 
 /// The command line of a comment, quoted in a refusal (made safe for inline code).
-fn first_line(comments: &[chatops::Comment], id: u64) -> String {
+fn first_line(comments: &[Comment], id: u64) -> String {
     comments
         .iter()
         .find(|c| c.id == id)

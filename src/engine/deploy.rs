@@ -18,15 +18,16 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::commands::Target;
+use super::environment::manifest_error;
 use super::evidence::{self, PromotionState};
-use super::{Action, Engine, Mode, Verification, app_name};
-use crate::config::{EnvConfig, ServiceConfig};
+use super::promote::Change;
+use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Verification};
 use crate::domain::chatops;
 use crate::domain::deploy::{self, Observation, OperationView, Verdict};
 use crate::domain::image::{self, Digest, ImageRef};
-use crate::domain::policy::{EnvPolicy, RollbackMode, ServicePolicy};
+use crate::domain::policy::RollbackMode;
 use crate::manifest;
-use crate::ports::{ErrorKind, LabelledPr, NewPullRequest, PullRequest, StatusState, SyncStart};
+use crate::ports::{AppStatus, ErrorKind, LabelledPr, PullRequest, StatusState, SyncStart};
 
 pub const VERIFYING: &str = "tugboat:verifying";
 pub const DEPLOYED: &str = "tugboat:deployed";
@@ -97,30 +98,18 @@ fn deploys(deployed: Option<&ImageRef>, state: &PromotionState) -> bool {
     deployed.is_some_and(|d| state.is_deployed_as(d))
 }
 
+/// One look at the application during a verification.
+enum Look {
+    Healthy,
+    Done(Verification),
+    /// Not there yet, and why.
+    Waiting(String),
+}
+
 impl Engine {
     /// Read the labelled PRs of this cycle. Plan mode only needs the bad marks.
-    pub(super) async fn watch(&self, mode: Mode) -> Result<Watch, String> {
-        let read = |label: &'static str, open_only: bool| async move {
-            let prs = self
-                .ports
-                .forge
-                .labelled_prs(&[label.to_owned()], open_only)
-                .await
-                .map_err(|e| format!("cannot read the PRs labelled {label}: {e}"))?;
-            Ok::<_, String>(
-                prs.into_iter()
-                    .filter_map(|pr| match PromotionState::parse(&pr.body) {
-                        Ok(state) => Some(Watched { pr, state }),
-                        // Edited by hand into something tugboat did not write: not acted on.
-                        Err(e) => {
-                            tracing::warn!(pr = pr.number, label, error = %e, "ignoring a labelled PR whose state block is refused");
-                            None
-                        }
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let bad = read(BAD, false).await?;
+    pub(super) async fn watch(&self, mode: Mode) -> Result<Watch, StepError> {
+        let bad = self.labelled(BAD, false).await?;
         if mode == Mode::Plan {
             return Ok(Watch {
                 bad,
@@ -128,45 +117,63 @@ impl Engine {
             });
         }
         Ok(Watch {
-            verifying: read(VERIFYING, false).await?,
-            deployed: read(DEPLOYED, false).await?,
+            verifying: self.labelled(VERIFYING, false).await?,
+            deployed: self.labelled(DEPLOYED, false).await?,
             bad,
-            open: read("tugboat", true).await?,
+            open: self.labelled("tugboat", true).await?,
         })
+    }
+
+    /// The PRs carrying `label`, with their state blocks; a PR whose block was edited by hand
+    /// into something tugboat did not write is logged and not acted on.
+    async fn labelled(
+        &self,
+        label: &'static str,
+        open_only: bool,
+    ) -> Result<Vec<Watched>, StepError> {
+        let prs = self
+            .ports
+            .forge
+            .labelled_prs(&[label.to_owned()], open_only)
+            .await
+            .map_err(|error| StepError::new(Step::Watch, Cause::Watch { label, error }))?;
+        Ok(prs
+            .into_iter()
+            .filter_map(|pr| match PromotionState::parse(&pr.body) {
+                Ok(state) => Some(Watched { pr, state }),
+                Err(e) => {
+                    tracing::warn!(pr = pr.number, label, error = %e, "ignoring a labelled PR whose state block is refused");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// Merged promotions of this environment come first: finish an interrupted verification,
     /// carry out `/rollback` and `/unblock`, roll back a bad digest the environment still
     /// deploys. `Some(action)` ends the environment's step for this cycle.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn aftercare(
         &self,
-        svc: &ServiceConfig,
-        env: &EnvConfig,
-        env_policy: &EnvPolicy,
-        policy: &ServicePolicy,
+        cx: &EnvCtx<'_>,
         deployed: Option<&ImageRef>,
         watch: &Watch,
     ) -> Option<Action> {
-        for w in of(&watch.verifying, &svc.name, &env.name) {
+        let (svc, env) = (&cx.svc.name, &cx.env.name);
+        for w in of(&watch.verifying, svc, env) {
             tracing::Span::current().record("pr", w.pr.number);
-            match self.resume(svc, env, env_policy, policy, w, watch).await {
+            match self.resume(cx, w).await {
                 Ok(None) => {}
                 Ok(Some(action)) => return Some(action),
-                Err(message) => return Some(Action::Failed { message }),
+                Err(error) => return Some(Action::Failed { error }),
             }
         }
-        let deployed_prs = of(&watch.deployed, &svc.name, &env.name);
-        let bad_prs = of(&watch.bad, &svc.name, &env.name);
+        let deployed_prs = of(&watch.deployed, svc, env);
+        let bad_prs = of(&watch.bad, svc, env);
         let mut newly_bad = Vec::new();
         for w in deployed_prs.iter().chain(bad_prs.iter()) {
             let is_bad = bad_prs.iter().any(|b| b.pr.number == w.pr.number);
-            match self
-                .merged_commands(svc, env_policy, w, is_bad, &mut newly_bad)
-                .await
-            {
-                Ok(()) => {}
-                Err(message) => return Some(Action::Failed { message }),
+            if let Err(error) = self.merged_commands(cx, w, is_bad, &mut newly_bad).await {
+                return Some(Action::Failed { error });
             }
         }
         for w in bad_prs.into_iter().chain(newly_bad.iter()) {
@@ -174,9 +181,9 @@ impl Engine {
             if deploys(deployed, &w.state) && w.state.from.is_some() {
                 tracing::Span::current().record("pr", w.pr.number);
                 return Some(
-                    self.rollback(svc, env, env_policy, policy, w)
+                    self.rollback(cx, w)
                         .await
-                        .unwrap_or_else(|message| Action::Failed { message }),
+                        .unwrap_or_else(|error| Action::Failed { error }),
                 );
             }
         }
@@ -187,13 +194,11 @@ impl Engine {
     /// rollback follows), `/unblock` clears a bad mark.
     async fn merged_commands(
         &self,
-        svc: &ServiceConfig,
-        env_policy: &EnvPolicy,
+        cx: &EnvCtx<'_>,
         w: &Watched,
         is_bad: bool,
         newly_bad: &mut Vec<Watched>,
-    ) -> Result<(), String> {
-        let forge = &self.ports.forge;
+    ) -> Result<(), StepError> {
         let Some(digest) = w.state.digest.clone() else {
             return Ok(());
         };
@@ -205,57 +210,10 @@ impl Engine {
             head_at: w.pr.merged_at.unwrap_or_default(),
             digest: &digest,
         };
-        let commands = self.commands(svc, env_policy, &target).await?;
+        let commands = self.commands(cx, &target).await?;
         for (user, action) in &commands.actions {
-            match action {
-                chatops::Action::Rollback if is_bad => {
-                    forge
-                        .comment(w.pr.number, &format!("@{user} this promotion is already marked bad; tugboat rolls it back while the environment still deploys it."))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                chatops::Action::Rollback if w.state.from.is_none() => {
-                    forge
-                        .comment(w.pr.number, &format!("@{user} `/rollback`: not done: this promotion recorded no earlier image to go back to; revert it with a pull request."))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                chatops::Action::Rollback => {
-                    tracing::warn!(user = %user, "rollback requested");
-                    self.mark_bad(w, &format!("@{user} asked for a rollback"))
-                        .await?;
-                    newly_bad.push(w.clone());
-                }
-                chatops::Action::Unblock if is_bad => {
-                    forge
-                        .remove_label(w.pr.number, BAD)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tracing::warn!(user = %user, digest = %w.state.digest_text(), "bad mark cleared");
-                    forge
-                        .comment(
-                            w.pr.number,
-                            &format!(
-                                "@{user} cleared the bad mark: tugboat may promote `{}` (`{}`) again.",
-                                w.state.tag_text(),
-                                w.state.digest_text()
-                            ),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                chatops::Action::Unblock => {
-                    forge
-                        .comment(
-                            w.pr.number,
-                            &format!(
-                                "@{user} this promotion is not marked bad; nothing to unblock."
-                            ),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                chatops::Action::Rescan => {}
+            if self.carry_out(w, user, *action, is_bad).await? {
+                newly_bad.push(w.clone());
             }
         }
         if commands.answered_through > w.state.answered_through {
@@ -263,55 +221,90 @@ impl Engine {
                 answered_through: commands.answered_through,
                 ..w.state.clone()
             };
-            forge
+            self.ports
+                .forge
                 .update_pr(w.pr.number, &w.pr.title, &state.write_into(&w.pr.body))
                 .await
-                .map_err(|e| e.to_string())?;
+                .at(Step::Commands)?;
         }
         Ok(())
     }
 
+    /// Carry out an accepted command on a merged promotion; `true` when it marked the
+    /// promotion bad.
+    async fn carry_out(
+        &self,
+        w: &Watched,
+        user: &str,
+        action: chatops::Action,
+        is_bad: bool,
+    ) -> Result<bool, StepError> {
+        let forge = &self.ports.forge;
+        let n = w.pr.number;
+        let reply = match action {
+            chatops::Action::Rollback if is_bad => format!(
+                "@{user} this promotion is already marked bad; tugboat rolls it back while the environment still deploys it."
+            ),
+            chatops::Action::Rollback if w.state.from.is_none() => format!(
+                "@{user} `/rollback`: not done: this promotion recorded no earlier image to go back to; revert it with a pull request."
+            ),
+            chatops::Action::Rollback => {
+                tracing::warn!(user = %user, "rollback requested");
+                self.mark_bad(w, &format!("@{user} asked for a rollback"))
+                    .await?;
+                return Ok(true);
+            }
+            chatops::Action::Unblock if is_bad => {
+                forge.remove_label(n, BAD).await.at(Step::Commands)?;
+                tracing::warn!(user = %user, digest = %w.state.digest_text(), "bad mark cleared");
+                format!(
+                    "@{user} cleared the bad mark: tugboat may promote `{}` (`{}`) again.",
+                    w.state.tag_text(),
+                    w.state.digest_text()
+                )
+            }
+            chatops::Action::Unblock => {
+                format!("@{user} this promotion is not marked bad; nothing to unblock.")
+            }
+            chatops::Action::Rescan => return Ok(false),
+        };
+        forge.comment(n, &reply).await.at(Step::Commands)?;
+        Ok(false)
+    }
+
     /// Mark a promotion's digest bad: it is never promoted again until cleared.
-    async fn mark_bad(&self, w: &Watched, why: &str) -> Result<(), String> {
+    async fn mark_bad(&self, w: &Watched, why: &str) -> Result<(), StepError> {
         let forge = &self.ports.forge;
         forge
             .add_labels(w.pr.number, &[BAD.to_owned()])
             .await
-            .map_err(|e| e.to_string())?;
+            .at(Step::Settle)?;
         forge
             .remove_label(w.pr.number, DEPLOYED)
             .await
-            .map_err(|e| e.to_string())?;
+            .at(Step::Settle)?;
+        let back = match &w.state.from {
+            Some(from) => format!(
+                "tugboat rolls `{}` in {} back to `{from}`.",
+                w.state.service, w.state.environment
+            ),
+            None => "There is no earlier image to roll back to: revert it by hand.".to_owned(),
+        };
         forge
             .comment(
                 w.pr.number,
                 &format!(
-                    "Marked bad: {why}. {} tugboat will not promote `{}` to any environment again. An approver can comment `/unblock` to clear this.",
-                    match &w.state.from {
-                        Some(from) => format!(
-                            "tugboat rolls `{}` in {} back to `{from}`.",
-                            w.state.service, w.state.environment
-                        ),
-                        None => "There is no earlier image to roll back to: revert it by hand.".to_owned(),
-                    },
+                    "Marked bad: {why}. {back} tugboat will not promote `{}` to any environment again. An approver can comment `/unblock` to clear this.",
                     w.state.digest_text()
                 ),
             )
             .await
-            .map_err(|e| e.to_string())
+            .at(Step::Settle)
     }
 
     /// Finish the verification of a PR labelled `tugboat:verifying` (tugboat stopped before
     /// reporting it). `None` when there was nothing to do.
-    async fn resume(
-        &self,
-        svc: &ServiceConfig,
-        env: &EnvConfig,
-        env_policy: &EnvPolicy,
-        policy: &ServicePolicy,
-        w: &Watched,
-        watch: &Watch,
-    ) -> Result<Option<Action>, String> {
+    async fn resume(&self, cx: &EnvCtx<'_>, w: &Watched) -> Result<Option<Action>, StepError> {
         let forge = &self.ports.forge;
         let Some(merged_at) = w.pr.merged_at else {
             if !w.pr.open {
@@ -319,29 +312,20 @@ impl Engine {
                 forge
                     .remove_label(w.pr.number, VERIFYING)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .at(Step::Settle)?;
             }
             // Still open: the promotion step merges it and verifies then.
             return Ok(None);
         };
-        let pr = forge.pull(w.pr.number).await.map_err(|e| e.to_string())?;
+        let pr = forge.pull(w.pr.number).await.at(Step::Verify)?;
         let Some(sha) = pr.merge_sha else {
-            return Err(format!(
-                "PR #{} is merged but has no merge commit",
-                pr.number
+            return Err(StepError::new(
+                Step::Verify,
+                Cause::NoMergeCommit(pr.number),
             ));
         };
-        let me = forge.me().await.map_err(|e| e.to_string())?;
-        let reported = forge
-            .comments(pr.number)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|c| c.user == me)
-            .find_map(|c| c.body.find(REPORTED).map(|i| c.body[i..].to_owned()));
-        if let Some(report) = reported {
+        if let Some(healthy) = self.reported(pr.number).await? {
             // Reported before the stop; only the labels were left to do.
-            let healthy = report.contains("\"healthy\":true");
             tracing::info!(healthy, "verification was reported before a restart");
             let v = if healthy {
                 Verification::Healthy {
@@ -352,23 +336,14 @@ impl Engine {
                     reason: "reported before a restart".into(),
                 }
             };
-            self.settle(env, env_policy, w, &v, watch).await?;
+            self.settle(cx, w, &v).await?;
             return Ok(None);
         }
         tracing::info!(merge = %sha, "resuming the verification of a merged promotion");
         let verification = self
-            .verify_and_report(
-                pr.number,
-                &sha,
-                merged_at,
-                app_name(env, policy),
-                env_policy,
-                &w.state.reference(&svc.image),
-                &w.state,
-            )
+            .verify_and_report(cx, pr.number, &sha, merged_at, &w.state)
             .await;
-        self.settle(env, env_policy, w, &verification, watch)
-            .await?;
+        self.settle(cx, w, &verification).await?;
         Ok(Some(Action::Merged {
             number: pr.number,
             url: pr.url,
@@ -377,39 +352,52 @@ impl Engine {
         }))
     }
 
+    /// Whether tugboat reported a verification on the PR already, and if so whether healthy.
+    async fn reported(&self, number: u64) -> Result<Option<bool>, StepError> {
+        let forge = &self.ports.forge;
+        let me = forge.me().await.at(Step::Verify)?;
+        let comments = forge.comments(number).await.at(Step::Verify)?;
+        Ok(comments
+            .into_iter()
+            .filter(|c| c.user == me)
+            .find_map(|c| c.body.find(REPORTED).map(|i| c.body[i..].to_owned()))
+            .map(|report| report.contains("\"healthy\":true")))
+    }
+
     /// The labels after a verification: the deployed promotion of the environment moves to
     /// this PR, or (failed, with `rollback: auto`) its digest is marked bad.
     pub(super) async fn settle(
         &self,
-        env: &EnvConfig,
-        env_policy: &EnvPolicy,
+        cx: &EnvCtx<'_>,
         w: &Watched,
         verification: &Verification,
-        watch: &Watch,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         let forge = &self.ports.forge;
         if matches!(verification, Verification::Unknown { .. }) {
             // Not known: stays labelled `verifying`, to be verified again next cycle.
             return Ok(());
         }
         if w.state.rollback_of.is_none() {
-            let failed = matches!(verification, Verification::Failed { .. });
-            if failed && env_policy.rollback == RollbackMode::Auto {
-                if let Verification::Failed { reason } = verification {
+            match verification {
+                Verification::Failed { reason } if cx.env_policy.rollback == RollbackMode::Auto => {
                     self.mark_bad(w, &format!("it did not become Healthy ({reason})"))
                         .await?;
                 }
-            } else {
-                forge
-                    .add_labels(w.pr.number, &[DEPLOYED.to_owned()])
-                    .await
-                    .map_err(|e| e.to_string())?;
-                for old in of(&watch.deployed, &w.state.service, &env.name) {
-                    if old.pr.number != w.pr.number {
-                        forge
-                            .remove_label(old.pr.number, DEPLOYED)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                _ => {
+                    forge
+                        .add_labels(w.pr.number, &[DEPLOYED.to_owned()])
+                        .await
+                        .at(Step::Settle)?;
+                    let before = cx
+                        .watch()
+                        .map(|watch| of(&watch.deployed, &w.state.service, &cx.env.name));
+                    for old in before.unwrap_or_default() {
+                        if old.pr.number != w.pr.number {
+                            forge
+                                .remove_label(old.pr.number, DEPLOYED)
+                                .await
+                                .at(Step::Settle)?;
+                        }
                     }
                 }
             }
@@ -417,169 +405,99 @@ impl Engine {
         forge
             .remove_label(w.pr.number, VERIFYING)
             .await
-            .map_err(|e| e.to_string())
+            .at(Step::Settle)
     }
 
     /// Revert a bad promotion: a PR restoring the previous reference (with the same editor),
     /// merged without waiting for approvals or windows, then verified.
     pub(super) async fn rollback(
         &self,
-        svc: &ServiceConfig,
-        env: &EnvConfig,
-        env_policy: &EnvPolicy,
-        policy: &ServicePolicy,
+        cx: &EnvCtx<'_>,
         bad: &Watched,
-    ) -> Result<Action, String> {
+    ) -> Result<Action, StepError> {
         let Some(from) = bad.state.from.clone() else {
-            return Err(format!(
-                "PR #{} is marked bad but recorded no earlier image: nothing to roll back to; revert it by hand",
-                bad.pr.number
+            return Err(StepError::new(
+                Step::Rollback,
+                Cause::NothingToRollBackTo(bad.pr.number),
             ));
         };
-        self.ports.repo.sync().await.map_err(|e| e.to_string())?;
-        let files = self.read_files(env).await?;
-        let mut edited = Vec::new();
-        for (path, text) in &files {
-            let e =
-                manifest::set_reference(text, &svc.image, from.tag.as_ref(), from.digest.as_ref())
-                    .map_err(|e| format!("{path}: {e}"))?;
-            edited.push((path.clone(), e.text));
-        }
-        let from_text = from.tag.as_ref().map_or_else(
-            || {
-                from.digest
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            },
-            ToString::to_string,
-        );
-        let title = format!("Roll back {} in {}: {from_text}", svc.name, env.name);
-        let branch = evidence::rollback_branch(&svc.name, &env.name);
-        let p = self
-            .ports
-            .repo
-            .propose(
-                &branch,
-                edited,
-                &format!(
-                    "{title}\n\nReverts #{} ({}:{}), which did not run Healthy.\n",
-                    bad.pr.number,
-                    svc.image,
-                    bad.state.tag_text()
-                ),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        self.ports.repo.sync().await.at(Step::Rollback)?;
+        let files = self.read_files(cx.env).await?;
+        let change = rollback_change(cx, &files, bad, &from)?;
+        let head = self.propose(&change).await?;
         let state = PromotionState {
-            service: svc.name.clone(),
-            environment: env.name.clone(),
+            service: cx.svc.name.clone(),
+            environment: cx.env.name.clone(),
             tag: from.tag.clone(),
             digest: from.digest.clone(),
-            from: Some(bad.state.reference(&svc.image)),
+            from: Some(bad.state.reference(&cx.svc.image)),
             answered_through: 0,
             rollback_of: Some(bad.pr.number),
         };
-        let body = state.write_into(&format!(
-            "## Rollback of `{}` in `{}`\n\n#{} promoted `{}` (`{}`), which is marked bad. This PR restores the reference deployed before it, `{}`, changing nothing else.\n\ntugboat merges it at once (a rollback waits for no approval or window) and then waits for Argo CD to report the application Synced and Healthy.\n",
-            svc.name,
-            env.name,
-            bad.pr.number,
-            bad.state.tag_text(),
-            bad.state.digest_text(),
-            from
-        ));
-        let forge = &self.ports.forge;
-        let pr = match forge
-            .find_open_pr(&branch)
+        let body = state.write_into(&rollback_text(cx, bad, &from));
+        let existing = self
+            .ports
+            .forge
+            .find_open_pr(&change.branch)
             .await
-            .map_err(|e| e.to_string())?
-        {
-            Some(pr) => pr,
-            None => forge
-                .open_pr(NewPullRequest {
-                    branch: branch.clone(),
-                    title: title.clone(),
-                    body,
-                    labels: vec![
-                        "tugboat".to_owned(),
-                        ROLLBACK.to_owned(),
-                        VERIFYING.to_owned(),
-                        format!("env:{}", env.name),
-                        format!("service:{}", svc.name),
-                    ],
-                })
-                .await
-                .map_err(|e| e.to_string())?,
+            .at(Step::PullRequest)?;
+        let mut labels = cx.labels();
+        labels.splice(1..1, [ROLLBACK.to_owned(), VERIFYING.to_owned()]);
+        let Some((pr, _)) = self.publish(&change, existing, &body, labels).await? else {
+            return Ok(Action::None);
         };
         tracing::warn!(rollback = pr.number, "rolling back");
-        let merged_at = self.clock.now();
-        let sha = forge.merge(pr.number, &p.head, &title).await.map_err(|e| {
-            format!(
-                "the rollback PR #{} could not be merged ({e}); merge it by hand",
-                pr.number
-            )
-        })?;
-        let verification = self
-            .verify_and_report(
-                pr.number,
-                &sha,
-                merged_at,
-                app_name(env, policy),
-                env_policy,
-                &state.reference(&svc.image),
-                &state,
-            )
-            .await;
-        let _ = forge
-            .comment(
-                bad.pr.number,
-                &format!("Rolled back by #{}: {}", pr.number, verification.summary()),
-            )
-            .await
-            .map_err(|e| tracing::warn!(error = %e, "could not comment the rollback"));
-        let w = Watched::merged(&pr, merged_at, state);
-        self.settle(env, env_policy, &w, &verification, &Watch::default())
-            .await?;
+        let Some(merged) = self
+            .merge_and_verify(cx, &pr, &head.head, &change, &state)
+            .await?
+        else {
+            return Ok(Action::None);
+        };
+        let said = format!(
+            "Rolled back by #{}: {}",
+            pr.number,
+            merged.verification.summary()
+        );
+        if let Err(e) = self.ports.forge.comment(bad.pr.number, &said).await {
+            tracing::warn!(error = %e, "could not comment the rollback");
+        }
+        let w = Watched::merged(&pr, merged.at, state);
+        self.settle(cx, &w, &merged.verification).await?;
         Ok(Action::RolledBack {
             bad: bad.pr.number,
             number: pr.number,
             url: pr.url,
-            verification,
+            verification: merged.verification,
         })
     }
 
     /// Verify merge `sha` of PR `number` (merged at `merged_at`), then report the outcome.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn verify_and_report(
         &self,
+        cx: &EnvCtx<'_>,
         number: u64,
         sha: &str,
         merged_at: DateTime<Utc>,
-        app: &str,
-        env_policy: &EnvPolicy,
-        image: &ImageRef,
         state: &PromotionState,
     ) -> Verification {
-        let verification = self.verify(app, sha, image, merged_at, env_policy).await;
-        self.report(number, sha, app, image, &verification, env_policy, state)
+        let image = state.reference(&cx.svc.image);
+        let verification = self.verify(cx, sha, &image, merged_at).await;
+        self.report(cx, number, sha, &image, &verification, state)
             .await;
         verification
     }
 
     /// Report a verification on the PR (once) and as the `tugboat/deploy` status of the merge.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn report(
+    async fn report(
         &self,
+        cx: &EnvCtx<'_>,
         number: u64,
         sha: &str,
-        app: &str,
         image: &ImageRef,
         verification: &Verification,
-        env_policy: &EnvPolicy,
         state: &PromotionState,
     ) {
-        let short = &sha[..12.min(sha.len())];
+        let (app, short) = (cx.app, &sha[..12.min(sha.len())]);
         let (status, text) = match verification {
             Verification::Healthy { after } => (
                 StatusState::Success,
@@ -598,10 +516,12 @@ impl Engine {
             ),
         };
         let forge = &self.ports.forge;
-        let _ = forge
+        if let Err(e) = forge
             .set_status(sha, status, "tugboat/deploy", &text.replace('`', ""))
             .await
-            .map_err(|e| tracing::warn!(error = %e, "could not set the deploy status"));
+        {
+            tracing::warn!(error = %e, "could not set the deploy status");
+        }
         if matches!(verification, Verification::Unknown { .. }) {
             // Verified again next cycle; only the final outcome is commented.
             return;
@@ -610,7 +530,7 @@ impl Engine {
             Verification::Failed { .. } if state.rollback_of.is_some() => {
                 "\n\nThis was a rollback: tugboat does not roll it back again. Look at the application in Argo CD."
             }
-            Verification::Failed { .. } if env_policy.rollback == RollbackMode::Auto => {
+            Verification::Failed { .. } if cx.env_policy.rollback == RollbackMode::Auto => {
                 "\n\ntugboat rolls this promotion back now (`rollback: auto`)."
             }
             Verification::Failed { .. } => {
@@ -622,10 +542,12 @@ impl Engine {
             "sha": sha,
             "healthy": matches!(verification, Verification::Healthy { .. }),
         });
-        let _ = forge
+        if let Err(e) = forge
             .comment(number, &format!("{text}{next}\n\n{REPORTED}{marker} -->"))
             .await
-            .map_err(|e| tracing::warn!(error = %e, "could not comment the verification"));
+        {
+            tracing::warn!(error = %e, "could not comment the verification");
+        }
     }
 
     /// Whether any of `revisions` is `sha` or descends from it (Helm chart versions of a
@@ -645,73 +567,30 @@ impl Engine {
     /// cannot be read is `Unknown`, never a failure that would roll back.
     pub(super) async fn verify(
         &self,
-        app: &str,
+        cx: &EnvCtx<'_>,
         sha: &str,
         image: &ImageRef,
         merged_at: DateTime<Utc>,
-        env_policy: &EnvPolicy,
     ) -> Verification {
         let poll = self.cfg.argocd.poll_interval;
-        let timeout = env_policy.health_timeout;
+        let timeout = cx.env_policy.health_timeout;
         let start = Instant::now();
         let deadline = start + timeout;
-        let not_before = merged_at.timestamp();
         let mut delay = poll;
         let mut synced = false;
         loop {
             // `seen`: whether this look read the application (a timeout then is a failure).
-            let (last, seen) = match self.ports.deployer.app(app, true).await {
+            let (last, seen) = match self.ports.deployer.app(cx.app, true).await {
                 Ok(s) => {
                     delay = poll;
-                    let at_merge = self.at_merge(&s.all_revisions(), sha).await;
-                    let op = match &s.operation {
-                        Some(o) => {
-                            let revs: Vec<&str> = o.revisions.iter().map(String::as_str).collect();
-                            Some(OperationView {
-                                phase: &o.phase,
-                                message: o.message.as_deref(),
-                                for_merge: self.at_merge(&revs, sha).await,
-                            })
-                        }
-                        None => None,
-                    };
-                    let obs = Observation {
-                        sync_status: &s.sync_status,
-                        health: &s.health,
-                        health_message: s.health_message.as_deref(),
-                        at_merge,
-                        reconciled_after_merge: s
-                            .reconciled_at
-                            .is_some_and(|t| t.timestamp() >= not_before),
-                        operation: op,
-                        runs_image: image::runs(&s.images, image),
-                    };
-                    match deploy::judge(&obs) {
-                        Verdict::Healthy => {
+                    match self.look(cx, &s, sha, image, merged_at, &mut synced).await {
+                        Look::Healthy => {
                             return Verification::Healthy {
                                 after: start.elapsed(),
                             };
                         }
-                        Verdict::Failed(reason) => return Verification::Failed { reason },
-                        Verdict::Waiting(mut why) => {
-                            let busy = op.is_some_and(|o| o.phase == "Running");
-                            if env_policy.sync && !synced && !at_merge && !s.automated && !busy {
-                                match self.ports.deployer.sync(app, sha).await {
-                                    Ok(SyncStart::Started) => {
-                                        tracing::info!(revision = %sha, "asked Argo CD to sync the merge");
-                                        synced = true;
-                                    }
-                                    Ok(SyncStart::Busy(m)) => why = format!("{why}; {m}"),
-                                    Err(e) if e.kind == ErrorKind::Denied => {
-                                        return Verification::Unknown {
-                                            reason: e.to_string(),
-                                        };
-                                    }
-                                    Err(e) => why = format!("{why}; sync refused: {e}"),
-                                }
-                            }
-                            (why, true)
-                        }
+                        Look::Done(v) => return v,
+                        Look::Waiting(why) => (why, true),
                     }
                 }
                 // A refused token or a missing application does not heal by waiting.
@@ -739,4 +618,114 @@ impl Engine {
             tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
+
+    /// Judge one reading of the application; ask Argo CD to sync the merge when the policy
+    /// says so and nothing else will.
+    async fn look(
+        &self,
+        cx: &EnvCtx<'_>,
+        s: &AppStatus,
+        sha: &str,
+        image: &ImageRef,
+        merged_at: DateTime<Utc>,
+        synced: &mut bool,
+    ) -> Look {
+        let at_merge = self.at_merge(&s.all_revisions(), sha).await;
+        let op = match &s.operation {
+            Some(o) => {
+                let revs: Vec<&str> = o.revisions.iter().map(String::as_str).collect();
+                Some(OperationView {
+                    phase: &o.phase,
+                    message: o.message.as_deref(),
+                    for_merge: self.at_merge(&revs, sha).await,
+                })
+            }
+            None => None,
+        };
+        let obs = Observation {
+            sync_status: &s.sync_status,
+            health: &s.health,
+            health_message: s.health_message.as_deref(),
+            at_merge,
+            reconciled_after_merge: s
+                .reconciled_at
+                .is_some_and(|t| t.timestamp() >= merged_at.timestamp()),
+            operation: op,
+            runs_image: image::runs(&s.images, image),
+        };
+        match deploy::judge(&obs) {
+            Verdict::Healthy => Look::Healthy,
+            Verdict::Failed(reason) => Look::Done(Verification::Failed { reason }),
+            Verdict::Waiting(why) => {
+                let busy = op.is_some_and(|o| o.phase == "Running");
+                if cx.env_policy.sync && !*synced && !at_merge && !s.automated && !busy {
+                    self.sync_merge(cx, sha, why, synced).await
+                } else {
+                    Look::Waiting(why)
+                }
+            }
+        }
+    }
+
+    /// Ask Argo CD to sync the merge (once per verification).
+    async fn sync_merge(&self, cx: &EnvCtx<'_>, sha: &str, why: String, synced: &mut bool) -> Look {
+        match self.ports.deployer.sync(cx.app, sha).await {
+            Ok(SyncStart::Started) => {
+                tracing::info!(revision = %sha, "asked Argo CD to sync the merge");
+                *synced = true;
+                Look::Waiting(why)
+            }
+            Ok(SyncStart::Busy(m)) => Look::Waiting(format!("{why}; {m}")),
+            Err(e) if e.kind == ErrorKind::Denied => Look::Done(Verification::Unknown {
+                reason: e.to_string(),
+            }),
+            Err(e) => Look::Waiting(format!("{why}; sync refused: {e}")),
+        }
+    }
+}
+
+/// The edit of a rollback: the previous reference restored in every file of the environment.
+fn rollback_change(
+    cx: &EnvCtx<'_>,
+    files: &[(String, String)],
+    bad: &Watched,
+    from: &ImageRef,
+) -> Result<Change, StepError> {
+    let image = &cx.svc.image;
+    let mut edited = Vec::new();
+    for (path, text) in files {
+        let e = manifest::set_reference(text, image, from.tag.as_ref(), from.digest.as_ref())
+            .map_err(|e| manifest_error(Step::Rollback, path, e))?;
+        edited.push((path.clone(), e.text));
+    }
+    let from_text = match (&from.tag, &from.digest) {
+        (Some(tag), _) => tag.to_string(),
+        (None, Some(digest)) => digest.to_string(),
+        (None, None) => String::new(),
+    };
+    let title = format!("Roll back {} in {}: {from_text}", cx.svc.name, cx.env.name);
+    let message = format!(
+        "{title}\n\nReverts #{} ({image}:{}), which did not run Healthy.\n",
+        bad.pr.number,
+        bad.state.tag_text()
+    );
+    Ok(Change {
+        branch: evidence::rollback_branch(&cx.svc.name, &cx.env.name),
+        title,
+        message,
+        files: edited,
+    })
+}
+
+/// The words of a rollback PR (its state block is written into them).
+fn rollback_text(cx: &EnvCtx<'_>, bad: &Watched, from: &ImageRef) -> String {
+    format!(
+        "## Rollback of `{}` in `{}`\n\n#{} promoted `{}` (`{}`), which is marked bad. This PR restores the reference deployed before it, `{}`, changing nothing else.\n\ntugboat merges it at once (a rollback waits for no approval or window) and then waits for Argo CD to report the application Synced and Healthy.\n",
+        cx.svc.name,
+        cx.env.name,
+        bad.pr.number,
+        bad.state.tag_text(),
+        bad.state.digest_text(),
+        from
+    )
 }

@@ -115,6 +115,35 @@ pub fn body(e: &Evidence<'_>) -> String {
         e.image,
         e.to.pushed_at.format("%Y-%m-%d %H:%M:%S UTC")
     );
+    scan_section(&mut b, e);
+    let _ = writeln!(b, "\n### Policy\n");
+    for s in e.sources {
+        let _ = writeln!(b, "- `{}` version {}", s.name, s.version);
+    }
+    let _ = writeln!(b, "\n### Files\n");
+    for f in e.files {
+        let _ = writeln!(b, "- `{f}`");
+    }
+    next_section(&mut b, e);
+    let _ = writeln!(
+        b,
+        "\n<details><summary>Commands</summary>\n\n{}\n</details>",
+        crate::domain::chatops::HELP
+    );
+    PromotionState {
+        service: e.service.to_owned(),
+        environment: e.environment.to_owned(),
+        tag: Some(e.to.tag.clone()),
+        digest: Some(e.to.digest.clone()),
+        from: e.from.cloned(),
+        answered_through: e.answered_through,
+        rollback_of: None,
+    }
+    .write_into(&b)
+}
+
+/// The scan: the gate's decision, the counts against the thresholds, the top findings.
+fn scan_section(b: &mut String, e: &Evidence<'_>) {
     let _ = writeln!(b, "### Scan\n");
     match e.gate {
         GateDecision::Pass {
@@ -146,15 +175,11 @@ pub fn body(e: &Evidence<'_>) -> String {
             let _ = writeln!(b, "Waiting: {reason}");
         }
     }
-    top_findings(&mut b, e.findings);
-    let _ = writeln!(b, "\n### Policy\n");
-    for s in e.sources {
-        let _ = writeln!(b, "- `{}` version {}", s.name, s.version);
-    }
-    let _ = writeln!(b, "\n### Files\n");
-    for f in e.files {
-        let _ = writeln!(b, "- `{f}`");
-    }
+    top_findings(b, e.findings);
+}
+
+/// What happens next: a hold, the approvals, the windows, what a failure leads to.
+fn next_section(b: &mut String, e: &Evidence<'_>) {
     let _ = writeln!(b, "\n### What happens next\n");
     if let Some(who) = e.held_by {
         let _ = writeln!(
@@ -162,11 +187,11 @@ pub fn body(e: &Evidence<'_>) -> String {
             "**On hold** (by @{who}): tugboat will not merge this PR until an approver comments `/unhold`.\n"
         );
     }
+    let wait = humantime::format_duration(e.policy.health_timeout);
     if e.policy.auto_merge {
         let _ = writeln!(
             b,
-            "tugboat merges this PR once its checks pass, then waits up to {} for Argo CD to report the application Synced and Healthy at the merge commit.",
-            humantime::format_duration(e.policy.health_timeout)
+            "tugboat merges this PR once its checks pass, then waits up to {wait} for Argo CD to report the application Synced and Healthy at the merge commit."
         );
     } else {
         let who = if e.policy.approvers.is_empty() {
@@ -185,9 +210,8 @@ pub fn body(e: &Evidence<'_>) -> String {
         };
         let _ = writeln!(
             b,
-            "This environment needs {} approval(s) from {who} (approved at this commit: {have}). tugboat merges once they are in, then waits up to {} for Argo CD to report the application Synced and Healthy.",
+            "This environment needs {} approval(s) from {who} (approved at this commit: {have}). tugboat merges once they are in, then waits up to {wait} for Argo CD to report the application Synced and Healthy.",
             e.policy.approvals.max(1),
-            humantime::format_duration(e.policy.health_timeout)
         );
     }
     if !e.policy.windows.is_empty() {
@@ -210,21 +234,6 @@ pub fn body(e: &Evidence<'_>) -> String {
                 "If it does not become Healthy, tugboat reports it here; an approver can then comment `/rollback`.",
         }
     );
-    let _ = writeln!(
-        b,
-        "\n<details><summary>Commands</summary>\n\n{}\n</details>",
-        crate::domain::chatops::HELP
-    );
-    PromotionState {
-        service: e.service.to_owned(),
-        environment: e.environment.to_owned(),
-        tag: Some(e.to.tag.clone()),
-        digest: Some(e.to.digest.clone()),
-        from: e.from.cloned(),
-        answered_through: e.answered_through,
-        rollback_of: None,
-    }
-    .write_into(&b)
 }
 
 /// How many findings an issue lists per image (GitHub caps a body at 65,536 characters).
@@ -269,52 +278,7 @@ pub fn issue_body(t: &IssueText<'_>) -> String {
         );
     }
     for r in t.rows {
-        let d = &r.deployed;
-        let _ = writeln!(b, "### {} — `{}`\n", d.environment, d.reference);
-        let verdict = if r.blocked {
-            "**blocked**: tugboat will not promote this digest further"
-        } else {
-            "within the policy"
-        };
-        let _ = writeln!(b, "Digest `{}` · {verdict}.\n", d.digest);
-        if let Some(why) = r.unknown.as_ref().filter(|_| r.in_scope) {
-            if r.findings.is_empty() {
-                let _ = writeln!(b, "No fresh result: {why}.\n");
-                continue;
-            }
-            let _ = writeln!(
-                b,
-                "No fresh result: {why}. The findings below are the last known.\n"
-            );
-        }
-        if r.findings.is_empty() {
-            let _ = writeln!(b, "No findings above the thresholds.\n");
-        } else {
-            let _ = writeln!(
-                b,
-                "| finding | severity | package | fixed in | first reported |\n|---|---|---|---|---|"
-            );
-            for f in r.findings.iter().take(ISSUE_FINDINGS) {
-                let since = r
-                    .since
-                    .get(&f.id)
-                    .map_or_else(|| "-".to_owned(), ToString::to_string);
-                let _ = writeln!(b, "{} | {since} |", finding_row(f));
-            }
-            if r.findings.len() > ISSUE_FINDINGS {
-                let _ = writeln!(
-                    b,
-                    "\n…and {} more (`tugboat rescan --service {} --dry-run` lists them all).",
-                    r.findings.len() - ISSUE_FINDINGS,
-                    t.service
-                );
-            }
-            let _ = writeln!(b);
-        }
-        if !r.gone.is_empty() {
-            let ids: Vec<String> = r.gone.iter().map(|i| cell(i)).collect();
-            let _ = writeln!(b, "Gone since the last rescan: {}.\n", ids.join(", "));
-        }
+        issue_row(&mut b, r, t.service);
     }
     let _ = writeln!(b, "### What tugboat does\n");
     let _ = writeln!(
@@ -343,6 +307,56 @@ pub fn issue_body(t: &IssueText<'_>) -> String {
     );
     let _ = writeln!(b, "\n{}", t.state.render());
     b
+}
+
+/// One deployed image of an issue: its verdict and its findings.
+fn issue_row(b: &mut String, r: &Row, service: &str) {
+    let d = &r.deployed;
+    let _ = writeln!(b, "### {} — `{}`\n", d.environment, d.reference);
+    let verdict = if r.blocked {
+        "**blocked**: tugboat will not promote this digest further"
+    } else {
+        "within the policy"
+    };
+    let _ = writeln!(b, "Digest `{}` · {verdict}.\n", d.digest);
+    if let Some(why) = r.unknown.as_ref().filter(|_| r.in_scope) {
+        if r.findings.is_empty() {
+            let _ = writeln!(b, "No fresh result: {why}.\n");
+            return;
+        }
+        let _ = writeln!(
+            b,
+            "No fresh result: {why}. The findings below are the last known.\n"
+        );
+    }
+    if r.findings.is_empty() {
+        let _ = writeln!(b, "No findings above the thresholds.\n");
+    } else {
+        let _ = writeln!(
+            b,
+            "| finding | severity | package | fixed in | first reported |\n|---|---|---|---|---|"
+        );
+        for f in r.findings.iter().take(ISSUE_FINDINGS) {
+            let since = r
+                .since
+                .get(&f.id)
+                .map_or_else(|| "-".to_owned(), ToString::to_string);
+            let _ = writeln!(b, "{} | {since} |", finding_row(f));
+        }
+        if r.findings.len() > ISSUE_FINDINGS {
+            let _ = writeln!(
+                b,
+                "\n…and {} more (`tugboat rescan --service {} --dry-run` lists them all).",
+                r.findings.len() - ISSUE_FINDINGS,
+                service
+            );
+        }
+        let _ = writeln!(b);
+    }
+    if !r.gone.is_empty() {
+        let ids: Vec<String> = r.gone.iter().map(|i| cell(i)).collect();
+        let _ = writeln!(b, "Gone since the last rescan: {}.\n", ids.join(", "));
+    }
 }
 
 /// The comment that tells subscribers what changed (a body edit notifies nobody).

@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use super::{Engine, Mode, deployed_reference, evidence};
-use crate::config::ServiceConfig;
+use super::{At, Cause, Engine, Mode, Step, StepError, deployed_reference, evidence};
+use crate::config::{EnvConfig, ServiceConfig};
 use crate::domain::gate::{self, GateDecision, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy;
@@ -50,7 +50,7 @@ pub enum IssueAction {
     },
     /// Dry run: what a real run would do.
     Would(&'static str),
-    Failed(String),
+    Failed(StepError),
 }
 
 /// The rescan of one service.
@@ -97,6 +97,17 @@ struct Inventory<'a> {
     problems: Vec<String>,
 }
 
+/// The findings read for each digest: a report, or why there is none.
+type Reports = HashMap<Digest, Result<ScanReport, StepError>>;
+
+/// What asking for new scans did.
+#[derive(Default)]
+struct Starts {
+    started: usize,
+    already_scanned_today: usize,
+    failed: HashMap<Digest, PortError>,
+}
+
 impl Engine {
     /// Rescan what `scope` covers and bring each service's security issue up to date.
     /// A failure in one service is reported in its entry and never stops the others.
@@ -107,24 +118,7 @@ impl Engine {
             Some(t) => t,
             None => self.ports.registry.scan_type().await?,
         };
-        let docs = self.policy_documents().await;
-        let services: Vec<&ServiceConfig> = self
-            .cfg
-            .services
-            .iter()
-            .filter(|s| scope.service.as_ref().is_none_or(|n| *n == s.name))
-            .collect();
-        // The futures are collected first: a lazy `map` in the stream makes the future not
-        // provably `Send` for every lifetime, which `tokio::spawn` needs.
-        let lookups: Vec<_> = services
-            .into_iter()
-            .map(|svc| self.inventory(svc, docs.as_ref(), scope.environment.as_deref()))
-            .collect();
-        let inventories: Vec<Inventory<'_>> = futures_util::stream::iter(lookups)
-            .buffered(self.cfg.engine.concurrency)
-            .collect()
-            .await;
-
+        let inventories = self.inventories(scope).await;
         // Each digest once, whichever services and environments run it.
         let mut digests: Vec<(Digest, &ServiceConfig)> = Vec::new();
         for inv in &inventories {
@@ -134,61 +128,12 @@ impl Engine {
                 }
             }
         }
-        let mut failed_starts: HashMap<Digest, String> = HashMap::new();
-        let (mut scans_started, mut already_scanned_today) = (0, 0);
-        if scan_type == ScanType::Basic && !scope.dry_run {
-            for (i, (digest, svc)) in digests.iter().enumerate() {
-                if i > 0 {
-                    tokio::time::sleep(self.cfg.rescan.spread).await;
-                }
-                match self
-                    .ports
-                    .registry
-                    .start_scan(svc.registry_id.as_deref(), &svc.repository, digest)
-                    .await
-                {
-                    Ok(ScanStart::Started) => scans_started += 1,
-                    Ok(ScanStart::AlreadyScannedToday) => already_scanned_today += 1,
-                    Err(e) => {
-                        tracing::warn!(service = %svc.name, %digest, error = %e, "could not start a scan");
-                        failed_starts.insert(digest.clone(), e.to_string());
-                    }
-                }
-            }
-        }
-        let deadline = Instant::now()
-            + if scope.dry_run {
-                Duration::ZERO
-            } else {
-                self.cfg.rescan.wait
-            };
-        let reads: Vec<_> = digests
-            .iter()
-            .map(|(digest, svc)| {
-                let failed = failed_starts.get(digest).cloned();
-                async move {
-                    let r = match failed {
-                        Some(e) => Err(format!("StartImageScan failed: {e}")),
-                        None => self.fresh_report(svc, digest, deadline).await,
-                    };
-                    (digest.clone(), r)
-                }
-            })
-            .collect();
-        let reports: HashMap<Digest, Result<ScanReport, String>> =
-            futures_util::stream::iter(reads)
-                .buffer_unordered(self.cfg.engine.concurrency)
-                .collect()
-                .await;
-        // Later promotion cycles gate on the fresh findings, not on those cached at push time.
-        for (digest, r) in &reports {
-            if let Ok(r) = r
-                && r.status == ScanStatus::Complete
-            {
-                self.scans.insert(digest.clone(), r.clone());
-            }
-        }
-
+        let starts = if scan_type == ScanType::Basic && !scope.dry_run {
+            self.start_scans(&digests).await
+        } else {
+            Starts::default()
+        };
+        let reports = self.fresh_reports(&digests, &starts, scope.dry_run).await;
         let today = self.clock.now().date_naive();
         // One listing for every service's issue: a call per service would spend GitHub's
         // rate limit on a large fleet.
@@ -197,47 +142,116 @@ impl Engine {
             .forge
             .open_issues(&rescan::security_labels())
             .await
-            .map_err(|e| e.to_string());
-        let mut out = Vec::new();
-        let mut new_findings: BTreeMap<Severity, u64> = BTreeMap::new();
+            .at(Step::Issue);
+        let mut services = Vec::new();
         for inv in inventories {
             let s = self
-                .report_service(
-                    inv,
-                    &reports,
-                    &open_issues,
-                    today,
-                    scope.environment.as_deref(),
-                    scope.dry_run,
-                )
+                .report_service(inv, &reports, &open_issues, today, scope)
                 .await;
-            // Each new finding once per image, however many environments run it.
-            let mut seen = std::collections::BTreeSet::new();
-            for r in &s.rows {
-                for f in r.findings.iter().filter(|f| r.new.contains(&f.id)) {
-                    if seen.insert((r.deployed.digest.clone(), f.id.clone())) {
-                        *new_findings.entry(f.severity).or_insert(0) += 1;
-                    }
-                }
-            }
-            out.push(s);
+            services.push(s);
         }
         Ok(RescanReport {
             scan_type,
-            services: out,
+            new_findings: new_findings(&services),
+            services,
             images: digests.len(),
-            scans_started,
-            already_scanned_today,
-            new_findings,
+            scans_started: starts.started,
+            already_scanned_today: starts.already_scanned_today,
             duration: started.elapsed(),
         })
+    }
+
+    /// What each service in scope deploys now, a bounded number of services at once.
+    async fn inventories<'a>(&'a self, scope: &Scope) -> Vec<Inventory<'a>> {
+        let docs = self.policy_documents().await;
+        // The futures are collected first: a lazy `map` in the stream makes the future not
+        // provably `Send` for every lifetime, which `tokio::spawn` needs.
+        let lookups: Vec<_> = self
+            .cfg
+            .services
+            .iter()
+            .filter(|s| scope.service.as_ref().is_none_or(|n| *n == s.name))
+            .map(|svc| self.inventory(svc, docs.as_ref(), scope.environment.as_deref()))
+            .collect();
+        futures_util::stream::iter(lookups)
+            .buffered(self.cfg.engine.concurrency)
+            .collect()
+            .await
+    }
+
+    /// Ask for a basic scan of every digest, spread out over time.
+    async fn start_scans(&self, digests: &[(Digest, &ServiceConfig)]) -> Starts {
+        let mut starts = Starts::default();
+        for (i, (digest, svc)) in digests.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(self.cfg.rescan.spread).await;
+            }
+            match self
+                .ports
+                .registry
+                .start_scan(svc.registry_id.as_deref(), &svc.repository, digest)
+                .await
+            {
+                Ok(ScanStart::Started) => starts.started += 1,
+                Ok(ScanStart::AlreadyScannedToday) => starts.already_scanned_today += 1,
+                Err(e) => {
+                    tracing::warn!(service = %svc.name, %digest, error = %e, "could not start a scan");
+                    starts.failed.insert(digest.clone(), e);
+                }
+            }
+        }
+        starts
+    }
+
+    /// The findings of every digest, waiting up to `rescan.wait` for running scans. Complete
+    /// reports replace the cached ones: later promotion cycles gate on the fresh findings.
+    async fn fresh_reports(
+        &self,
+        digests: &[(Digest, &ServiceConfig)],
+        starts: &Starts,
+        dry_run: bool,
+    ) -> Reports {
+        let wait = if dry_run {
+            Duration::ZERO
+        } else {
+            self.cfg.rescan.wait
+        };
+        let deadline = Instant::now() + wait;
+        let reads: Vec<_> = digests
+            .iter()
+            .map(|(digest, svc)| {
+                let failed = starts.failed.get(digest).cloned();
+                async move {
+                    let r = match failed {
+                        Some(e) => Err(StepError::new(Step::Scan, Cause::StartScan(e))),
+                        None => self
+                            .fresh_report(svc, digest, deadline)
+                            .await
+                            .at(Step::Scan),
+                    };
+                    (digest.clone(), r)
+                }
+            })
+            .collect();
+        let reports: Reports = futures_util::stream::iter(reads)
+            .buffer_unordered(self.cfg.engine.concurrency)
+            .collect()
+            .await;
+        for (digest, r) in &reports {
+            if let Ok(r) = r
+                && r.status == ScanStatus::Complete
+            {
+                self.scans.insert(digest.clone(), r.clone());
+            }
+        }
+        reports
     }
 
     /// What one service deploys now in the environments in scope.
     async fn inventory<'a>(
         &self,
         svc: &'a ServiceConfig,
-        docs: Result<&Vec<policy::PolicyDocument>, &String>,
+        docs: Result<&Vec<policy::PolicyDocument>, &StepError>,
         only_env: Option<&str>,
     ) -> Inventory<'a> {
         let mut inv = Inventory {
@@ -255,7 +269,7 @@ impl Engine {
                     Err(e) => inv.problems.push(format!("invalid policy: {e}")),
                 }
             }
-            Err(e) => inv.problems.push(e.clone()),
+            Err(e) => inv.problems.push(e.to_string()),
         }
         match self
             .ports
@@ -274,54 +288,36 @@ impl Engine {
             .iter()
             .filter(|e| only_env.is_none_or(|n| n == e.name))
         {
-            let mut refs: Vec<ImageRef> = Vec::new();
-            match self
-                .read_files(env)
-                .await
-                .and_then(|f| deployed_reference(&f, svc))
-            {
-                Ok(Some(r)) => refs.push(r),
-                Ok(None) => {}
-                Err(e) => inv.problems.push(format!("{}: {e}", env.name)),
-            }
-            let app = inv
-                .policy
-                .as_ref()
-                .map_or(env.argocd_application.as_str(), |p| super::app_name(env, p));
-            match self.ports.deployer.app(app, false).await {
-                Ok(status) => refs.extend(image::of_repository(&status.images, &svc.image)),
-                Err(e) => {
-                    tracing::warn!(service = %svc.name, environment = %env.name, error = %e, "Argo CD's images unavailable; rescanning what the repository deploys")
-                }
-            }
-            for r in refs {
-                let digest = r.digest.clone().or_else(|| {
-                    r.tag
-                        .as_ref()
-                        .and_then(|t| select::find_tag(&inv.images, t))
-                        .map(|c| c.digest)
-                });
-                let Some(digest) = digest else {
-                    inv.problems.push(format!(
-                        "{}: {r} is deployed, but the registry has no such tag",
-                        env.name
-                    ));
-                    continue;
-                };
-                if !inv
-                    .deployed
-                    .iter()
-                    .any(|d| d.environment == env.name && d.digest == digest)
-                {
-                    inv.deployed.push(Deployed {
-                        environment: env.name.clone(),
-                        reference: r.to_string(),
-                        digest,
-                    });
-                }
-            }
+            let refs = self.deployed_in(&mut inv, env).await;
+            inv.add(env, refs);
         }
         inv
+    }
+
+    /// What one environment deploys: its files' reference and the images Argo CD reports.
+    async fn deployed_in(&self, inv: &mut Inventory<'_>, env: &EnvConfig) -> Vec<ImageRef> {
+        let svc = inv.svc;
+        let mut refs: Vec<ImageRef> = Vec::new();
+        match self
+            .read_files(env)
+            .await
+            .and_then(|f| deployed_reference(&f, svc))
+        {
+            Ok(Some(r)) => refs.push(r),
+            Ok(None) => {}
+            Err(e) => inv.problems.push(format!("{}: {e}", env.name)),
+        }
+        let app = inv
+            .policy
+            .as_ref()
+            .map_or(env.argocd_application.as_str(), |p| super::app_name(env, p));
+        match self.ports.deployer.app(app, false).await {
+            Ok(status) => refs.extend(image::of_repository(&status.images, &svc.image)),
+            Err(e) => {
+                tracing::warn!(service = %svc.name, environment = %env.name, error = %e, "Argo CD's images unavailable; rescanning what the repository deploys")
+            }
+        }
+        refs
     }
 
     /// The findings of `digest`, waiting until `deadline` while its scan runs.
@@ -330,14 +326,13 @@ impl Engine {
         svc: &ServiceConfig,
         digest: &Digest,
         deadline: Instant,
-    ) -> Result<ScanReport, String> {
+    ) -> Result<ScanReport, PortError> {
         loop {
             let r = self
                 .ports
                 .registry
                 .scan_report(svc.registry_id.as_deref(), &svc.repository, digest)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let running = matches!(r.status, ScanStatus::Pending | ScanStatus::InProgress);
             if !running || Instant::now() >= deadline {
                 return Ok(r);
@@ -355,11 +350,10 @@ impl Engine {
     async fn report_service(
         &self,
         inv: Inventory<'_>,
-        reports: &HashMap<Digest, Result<ScanReport, String>>,
-        open_issues: &Result<Vec<Issue>, String>,
+        reports: &Reports,
+        open_issues: &Result<Vec<Issue>, StepError>,
         today: chrono::NaiveDate,
-        scope_env: Option<&str>,
-        dry_run: bool,
+        scope: &Scope,
     ) -> ServiceRescan {
         let svc = inv.svc;
         let mut out = ServiceRescan {
@@ -371,28 +365,11 @@ impl Engine {
         let Some(policy) = inv.policy else {
             return out;
         };
-        let results: Vec<(Deployed, Outcome)> = inv
-            .deployed
-            .into_iter()
-            .map(|d| {
-                let outcome = match (
-                    reports.get(&d.digest),
-                    policy.environments.get(&d.environment),
-                ) {
-                    (Some(Ok(r)), Some(p)) => rescan::judge(r, &p.scan, today),
-                    (Some(Err(e)), _) => Outcome::Unknown { reason: e.clone() },
-                    (None, _) | (_, None) => Outcome::Unknown {
-                        reason: "not scanned".to_owned(),
-                    },
-                };
-                (d, outcome)
-            })
-            .collect();
-        let forge = &self.ports.forge;
-        let labels = rescan::issue_labels(&svc.name);
-        let marker = rescan::issue_marker(&svc.name);
         let existing = match open_issues {
-            Ok(all) => all.iter().find(|i| i.body.contains(&marker)).cloned(),
+            Ok(all) => {
+                let marker = rescan::issue_marker(&svc.name);
+                all.iter().find(|i| i.body.contains(&marker)).cloned()
+            }
             Err(e) => {
                 out.issue = IssueAction::Failed(e.clone());
                 return out;
@@ -402,11 +379,11 @@ impl Engine {
             .as_ref()
             .and_then(|i| rescan::State::parse(&i.body))
             .unwrap_or_default();
-        let mut results = results;
+        let mut results = outcomes(inv.deployed, reports, &policy, today);
         let extra = rescan::carried(
             &previous,
             &results,
-            |env| scope_env.is_none_or(|e| e == env),
+            |env| scope.environment.as_deref().is_none_or(|e| e == env),
             out.problems.is_empty(),
         );
         results.extend(extra);
@@ -420,60 +397,19 @@ impl Engine {
             newest,
             policy_path: &self.cfg.policy.ssm_path,
         });
-        let title = evidence::issue_title(&svc.name);
+        for r in rows.iter().filter(|r| r.blocked) {
+            tracing::warn!(service = %svc.name, environment = %r.deployed.environment, digest = %r.deployed.digest, reasons = ?r.reasons, "deployed digest now fails the scan gate; blocked for further promotion");
+        }
         let step = rescan::issue_step(
             &rows,
             existing.as_ref().map(|i| (i.number, i.body.as_str())),
             &body,
         );
-        for r in rows.iter().filter(|r| r.blocked) {
-            tracing::warn!(service = %svc.name, environment = %r.deployed.environment, digest = %r.deployed.digest, reasons = ?r.reasons, "deployed digest now fails the scan gate; blocked for further promotion");
-        }
-        out.issue = if dry_run {
-            match step {
-                IssueStep::Nothing => IssueAction::None,
-                IssueStep::Unchanged { number } => IssueAction::Unchanged {
-                    number,
-                    url: existing.map(|i| i.url).unwrap_or_default(),
-                },
-                IssueStep::Open => IssueAction::Would("open"),
-                IssueStep::Update { .. } => IssueAction::Would("update"),
-                IssueStep::Close { .. } => IssueAction::Would("close"),
-            }
+        let url = existing.map(|i| i.url).unwrap_or_default();
+        out.issue = if scope.dry_run {
+            would(step, url)
         } else {
-            let url = existing.as_ref().map(|i| i.url.clone()).unwrap_or_default();
-            let written =
-                match step {
-                    IssueStep::Nothing => Ok(IssueAction::None),
-                    IssueStep::Unchanged { number } => Ok(IssueAction::Unchanged { number, url }),
-                    IssueStep::Open => forge.open_issue(&title, &body, &labels).await.map(|i| {
-                        IssueAction::Opened {
-                            number: i.number,
-                            url: i.url,
-                        }
-                    }),
-                    IssueStep::Update { number, notify } => {
-                        let r = forge.update_issue(number, &title, &body, true).await;
-                        match r {
-                            Ok(()) if notify => forge
-                                .comment(number, &evidence::issue_comment(&rows, false))
-                                .await
-                                .map(|()| IssueAction::Updated { number, url }),
-                            Ok(()) => Ok(IssueAction::Updated { number, url }),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    IssueStep::Close { number } => {
-                        match forge.update_issue(number, &title, &body, false).await {
-                            Ok(()) => forge
-                                .comment(number, &evidence::issue_comment(&rows, true))
-                                .await
-                                .map(|()| IssueAction::Closed { number, url }),
-                            Err(e) => Err(e),
-                        }
-                    }
-                };
-            written.unwrap_or_else(|e| IssueAction::Failed(e.to_string()))
+            self.write_issue(svc, step, &body, &rows, url).await
         };
         if let IssueAction::Opened { number, .. }
         | IssueAction::Updated { number, .. }
@@ -483,6 +419,53 @@ impl Engine {
         }
         out.rows = rows;
         out
+    }
+
+    /// Carry out one step on a service's security issue.
+    async fn write_issue(
+        &self,
+        svc: &ServiceConfig,
+        step: IssueStep,
+        body: &str,
+        rows: &[Row],
+        url: String,
+    ) -> IssueAction {
+        let forge = &self.ports.forge;
+        let title = evidence::issue_title(&svc.name);
+        let written = match step {
+            IssueStep::Nothing => Ok(IssueAction::None),
+            IssueStep::Unchanged { number } => Ok(IssueAction::Unchanged { number, url }),
+            IssueStep::Open => {
+                let labels = rescan::issue_labels(&svc.name);
+                forge
+                    .open_issue(&title, body, &labels)
+                    .await
+                    .map(|i| IssueAction::Opened {
+                        number: i.number,
+                        url: i.url,
+                    })
+            }
+            IssueStep::Update { number, notify } => {
+                match forge.update_issue(number, &title, body, true).await {
+                    Ok(()) if notify => forge
+                        .comment(number, &evidence::issue_comment(rows, false))
+                        .await
+                        .map(|()| IssueAction::Updated { number, url }),
+                    Ok(()) => Ok(IssueAction::Updated { number, url }),
+                    Err(e) => Err(e),
+                }
+            }
+            IssueStep::Close { number } => {
+                match forge.update_issue(number, &title, body, false).await {
+                    Ok(()) => forge
+                        .comment(number, &evidence::issue_comment(rows, true))
+                        .await
+                        .map(|()| IssueAction::Closed { number, url }),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        written.unwrap_or_else(|e| IssueAction::Failed(StepError::new(Step::Issue, e)))
     }
 
     /// The newest tag of the first environment's tag rule and what the gate says of it now.
@@ -510,4 +493,91 @@ impl Engine {
         };
         Some(format!("`{}` ({verdict})", c.tag))
     }
+}
+
+impl Inventory<'_> {
+    /// Record what `env` deploys, by digest (a tag the registry no longer has is a problem).
+    fn add(&mut self, env: &EnvConfig, refs: Vec<ImageRef>) {
+        for r in refs {
+            let digest = r.digest.clone().or_else(|| {
+                r.tag
+                    .as_ref()
+                    .and_then(|t| select::find_tag(&self.images, t))
+                    .map(|c| c.digest)
+            });
+            let Some(digest) = digest else {
+                self.problems.push(format!(
+                    "{}: {r} is deployed, but the registry has no such tag",
+                    env.name
+                ));
+                continue;
+            };
+            if !self
+                .deployed
+                .iter()
+                .any(|d| d.environment == env.name && d.digest == digest)
+            {
+                self.deployed.push(Deployed {
+                    environment: env.name.clone(),
+                    reference: r.to_string(),
+                    digest,
+                });
+            }
+        }
+    }
+}
+
+/// Each deployment judged under its environment's policy.
+fn outcomes(
+    deployed: Vec<Deployed>,
+    reports: &Reports,
+    policy: &policy::ServicePolicy,
+    today: chrono::NaiveDate,
+) -> Vec<(Deployed, Outcome)> {
+    deployed
+        .into_iter()
+        .map(|d| {
+            let outcome = match (
+                reports.get(&d.digest),
+                policy.environments.get(&d.environment),
+            ) {
+                (Some(Ok(r)), Some(p)) => rescan::judge(r, &p.scan, today),
+                (Some(Err(e)), _) => Outcome::Unknown {
+                    reason: e.to_string(),
+                },
+                (None, _) | (_, None) => Outcome::Unknown {
+                    reason: "not scanned".to_owned(),
+                },
+            };
+            (d, outcome)
+        })
+        .collect()
+}
+
+/// What a dry run says a real run would do to the issue.
+fn would(step: IssueStep, url: String) -> IssueAction {
+    match step {
+        IssueStep::Nothing => IssueAction::None,
+        IssueStep::Unchanged { number } => IssueAction::Unchanged { number, url },
+        IssueStep::Open => IssueAction::Would("open"),
+        IssueStep::Update { .. } => IssueAction::Would("update"),
+        IssueStep::Close { .. } => IssueAction::Would("close"),
+    }
+}
+
+/// New findings (counted under the policy) by severity: each once per image, however many
+/// environments run it.
+fn new_findings(services: &[ServiceRescan]) -> BTreeMap<Severity, u64> {
+    let mut out: BTreeMap<Severity, u64> = BTreeMap::new();
+    for s in services {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &s.rows {
+            for f in r.findings.iter().filter(|f| r.new.contains(&f.id)) {
+                if seen.insert((r.deployed.digest.clone(), f.id.clone())) {
+                    *out.entry(f.severity).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    out
 }

@@ -84,7 +84,7 @@ pub enum Answer {
 }
 
 /// A command that wants doing beyond the PR's state (the engine acts on it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Rescan,
     Rollback,

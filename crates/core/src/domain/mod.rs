@@ -9,6 +9,7 @@ pub mod chatops;
 pub mod deploy;
 pub mod gate;
 pub mod image;
+pub mod merge;
 pub mod plan;
 pub mod policy;
 pub mod promotion;

@@ -346,7 +346,7 @@ pub fn compare(
 }
 
 /// What to do with the service's security issue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueStep {
     /// No findings and no open issue.
     Nothing,

@@ -1,0 +1,397 @@
+//! One environment's step, read as observe → choose → judge → act.
+//!
+//! Each phase either hands the next one what it found, or has written the row's final
+//! decision and action into the report and returns `None`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::{Action, At, Cause, Engine, EnvCtx, EnvReport, Mode, Step, StepError, Upstream};
+use crate::config::{EnvConfig, ServiceConfig};
+use crate::domain::gate::{self, Finding, GateDecision, ScanReport, ScanStatus};
+use crate::domain::image::{self, Digest, ImageRef};
+use crate::domain::plan::{self, Decision, Position};
+use crate::domain::select::{self, Candidate};
+use crate::manifest;
+use crate::ports::PortError;
+
+/// What the base branch holds for this environment.
+pub(super) struct Seen {
+    /// The environment's files, as read.
+    pub files: Vec<(String, String)>,
+    /// The service's image reference they deploy.
+    pub deployed: Option<ImageRef>,
+}
+
+/// A candidate with the scan gate's judgement.
+pub(super) struct Judged {
+    pub candidate: Candidate,
+    pub gate: GateDecision,
+    pub findings: Vec<Finding>,
+}
+
+/// What the previous environment offers.
+enum Offer {
+    /// It deploys nothing of this service (or nothing with a tag).
+    Nothing,
+    /// It runs this candidate Synced and Healthy, deployed there at this time.
+    Ready(Candidate, Option<DateTime<Utc>>),
+    /// Not yet, and why.
+    NotYet(String),
+}
+
+impl Engine {
+    /// The environment's step.
+    pub(super) async fn environment(&self, cx: &EnvCtx<'_>) -> EnvReport {
+        let mut report = cx.report();
+        let Some(seen) = self.observe(cx, &mut report).await else {
+            return report;
+        };
+        let Some(candidate) = self.choose(cx, &seen, &mut report).await else {
+            return report;
+        };
+        let Some(judged) = self.judge(cx, &seen, candidate, &mut report).await else {
+            return report;
+        };
+        self.act(cx, &seen, judged, &mut report).await;
+        report
+    }
+
+    /// What main deploys now; then the merged promotions, which come first (an interrupted
+    /// verification, `/rollback`, a bad digest still deployed).
+    async fn observe(&self, cx: &EnvCtx<'_>, report: &mut EnvReport) -> Option<Seen> {
+        let read = match self.read_files(cx.env).await {
+            Ok(files) => deployed_reference(&files, cx.svc).map(|d| Seen { files, deployed: d }),
+            Err(e) => Err(e),
+        };
+        let seen = match read {
+            Ok(seen) => seen,
+            Err(error) => {
+                report.decision = Decision::NoCandidate {
+                    reason: error.to_string(),
+                };
+                report.action = Action::Failed { error };
+                return None;
+            }
+        };
+        report.deployed = seen.deployed.as_ref().map(ToString::to_string);
+        if cx.mode == Mode::Apply
+            && let Some(watch) = cx.watch()
+            && let Some(action) = self.aftercare(cx, seen.deployed.as_ref(), watch).await
+        {
+            report.action = action;
+            return None;
+        }
+        Some(seen)
+    }
+
+    /// The candidate (the registry's newest eligible tag, or what the previous environment
+    /// runs healthy and soaked), unless it is deployed already or marked bad.
+    async fn choose(
+        &self,
+        cx: &EnvCtx<'_>,
+        seen: &Seen,
+        report: &mut EnvReport,
+    ) -> Option<Candidate> {
+        let candidate = match self.candidate(cx).await {
+            Ok(c) => c,
+            Err(decision) => {
+                report.decision = decision;
+                return None;
+            }
+        };
+        if let Some(decision) = standing(cx, seen, &candidate) {
+            report.decision = decision;
+            return None;
+        }
+        let watch = match cx.watch {
+            Ok(w) => w,
+            Err(error) => {
+                report.decision = Decision::Waiting {
+                    candidate: Some(candidate),
+                    reason: error.to_string(),
+                };
+                report.action = Action::Failed {
+                    error: error.clone(),
+                };
+                return None;
+            }
+        };
+        // A digest marked bad (it failed somewhere and was rolled back) is never promoted.
+        if let Some(bad) = watch.bad_digest(&cx.svc.name, &candidate.digest) {
+            let reasons = vec![format!(
+                "marked bad after it failed in {} (PR #{}); an approver can comment /unblock there",
+                bad.state.environment, bad.pr.number
+            )];
+            if cx.mode == Mode::Apply {
+                report.action = self.close_refused(cx, &candidate, &reasons).await;
+            }
+            report.decision = Decision::Blocked { candidate, reasons };
+            return None;
+        }
+        Some(candidate)
+    }
+
+    /// The candidate of this environment, or the decision that there is none yet.
+    async fn candidate(&self, cx: &EnvCtx<'_>) -> Result<Candidate, Decision> {
+        let Some(up) = cx.upstream else {
+            return select::eligible(cx.images, &cx.env_policy.tag)
+                .into_iter()
+                .next()
+                .ok_or_else(|| Decision::NoCandidate {
+                    reason: "no tag matches the policy's tag rule".into(),
+                });
+        };
+        match self.offer(up, cx.images).await {
+            Offer::Nothing => Err(Decision::NoCandidate {
+                reason: format!("{} deploys nothing of this service", up.env.name),
+            }),
+            Offer::NotYet(reason) => Err(Decision::Waiting {
+                candidate: None,
+                reason,
+            }),
+            Offer::Ready(c, deployed_at) => {
+                match plan::soaked(cx.env_policy.soak, deployed_at, cx.now, &up.env.name) {
+                    Ok(()) => Ok(c),
+                    Err(reason) => Err(Decision::Waiting {
+                        candidate: Some(c),
+                        reason,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The scan findings and the gate's decision on them.
+    async fn judge(
+        &self,
+        cx: &EnvCtx<'_>,
+        seen: &Seen,
+        candidate: Candidate,
+        report: &mut EnvReport,
+    ) -> Option<Judged> {
+        let scan = match self.scan(cx.svc, &candidate.digest, cx.mode).await {
+            Ok(r) => r,
+            Err(e) => {
+                report.decision = Decision::Waiting {
+                    candidate: Some(candidate),
+                    reason: format!("scan findings unavailable: {e}"),
+                };
+                report.action = Action::Failed {
+                    error: StepError::new(Step::Scan, e),
+                };
+                return None;
+            }
+        };
+        let gate = gate::gate(&scan, &cx.env_policy.scan, cx.now.date_naive());
+        if let GateDecision::Block { counts, .. } = &gate {
+            report.rejected = Some(
+                cx.env_policy
+                    .scan
+                    .thresholds
+                    .iter()
+                    .filter(|(sev, max)| counts.get(sev).copied().unwrap_or(0) > **max)
+                    .map(|(sev, _)| *sev)
+                    .collect(),
+            );
+        }
+        report.decision = plan::decide(seen.deployed.as_ref(), candidate.clone(), &gate);
+        Some(Judged {
+            candidate,
+            gate,
+            findings: scan.findings,
+        })
+    }
+
+    /// Promote what the gate passed; in a plan, say what the merge would wait for; close
+    /// the open PR of a candidate the gate now refuses.
+    async fn act(&self, cx: &EnvCtx<'_>, seen: &Seen, judged: Judged, report: &mut EnvReport) {
+        let promote = matches!(report.decision, Decision::Promote { .. });
+        if cx.mode == Mode::Plan && promote {
+            // What the merge would wait for, said in the plan as it is on the PR.
+            if let Some(reason) = self.plan_hold(cx).await {
+                report.decision = Decision::Waiting {
+                    candidate: Some(judged.candidate),
+                    reason,
+                };
+            }
+            return;
+        }
+        if let Decision::Blocked { reasons, .. } = &report.decision {
+            tracing::warn!(service = %cx.svc.name, environment = %cx.env.name, tag = %judged.candidate.tag, reasons = ?reasons, "candidate blocked by the scan gate");
+            if cx.mode == Mode::Apply {
+                report.action = self.close_refused(cx, &judged.candidate, reasons).await;
+            }
+        }
+        if cx.mode == Mode::Plan || !promote {
+            return;
+        }
+        report.action = self
+            .promote(cx, seen, &judged)
+            .await
+            .unwrap_or_else(|error| Action::Failed { error });
+    }
+
+    /// The environment's files on the base branch.
+    pub(super) async fn read_files(
+        &self,
+        env: &EnvConfig,
+    ) -> Result<Vec<(String, String)>, StepError> {
+        let mut out = Vec::new();
+        for path in &env.files {
+            match self.ports.repo.read(path).await.at(Step::Read)? {
+                Some(text) => out.push((path.clone(), text)),
+                None => {
+                    return Err(StepError::new(
+                        Step::Read,
+                        Cause::MissingFile { path: path.clone() },
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The previous environment's deployed image, once Argo CD runs it Synced and Healthy,
+    /// with the time Argo CD deployed it there.
+    async fn offer(&self, up: &Upstream<'_>, images: &[select::ImageRecord]) -> Offer {
+        let Some(d) = &up.deployed else {
+            return Offer::Nothing;
+        };
+        let Some(tag) = &d.tag else {
+            return Offer::Nothing;
+        };
+        let prev = &up.env.name;
+        let Some(record) = select::find_tag(images, tag) else {
+            return Offer::NotYet(format!(
+                "{prev} deploys {tag}, which the registry no longer has"
+            ));
+        };
+        let app = match self.ports.deployer.app(up.app, false).await {
+            Ok(app) => app,
+            Err(e) => return Offer::NotYet(format!("cannot read {prev}'s health: {e}")),
+        };
+        let wanted = ImageRef {
+            repository: d.repository.clone(),
+            tag: Some(tag.clone()),
+            digest: Some(record.digest.clone()),
+        };
+        let healthy = app.sync_status == "Synced" && app.health == "Healthy";
+        if healthy && image::runs(&app.images, &wanted) {
+            Offer::Ready(record, app.deployed_at)
+        } else if healthy {
+            Offer::NotYet(format!(
+                "{prev}'s application does not run {tag} yet (it runs {})",
+                app.images.join(", ")
+            ))
+        } else {
+            Offer::NotYet(format!(
+                "{prev} is not yet Synced and Healthy with {tag} (sync {}, health {})",
+                app.sync_status, app.health
+            ))
+        }
+    }
+
+    /// The scan report of a digest: cached once complete, polled within `scan_wait` while pending.
+    pub(super) async fn scan(
+        &self,
+        svc: &ServiceConfig,
+        digest: &Digest,
+        mode: Mode,
+    ) -> Result<ScanReport, PortError> {
+        if let Some(r) = self.scans.get(digest) {
+            return Ok(r);
+        }
+        let wait = match mode {
+            Mode::Plan => Duration::ZERO,
+            Mode::Apply => self.cfg.engine.scan_wait,
+        };
+        let deadline = Instant::now() + wait;
+        loop {
+            let r = self
+                .ports
+                .registry
+                .scan_report(svc.registry_id.as_deref(), &svc.repository, digest)
+                .await?;
+            let pending = matches!(r.status, ScanStatus::Pending | ScanStatus::InProgress);
+            if !pending {
+                if r.status == ScanStatus::Complete {
+                    self.scans.insert(digest.clone(), r.clone());
+                }
+                return Ok(r);
+            }
+            if Instant::now() >= deadline {
+                return Ok(r);
+            }
+            tokio::time::sleep(Duration::from_secs(2).min(self.cfg.engine.scan_wait)).await;
+        }
+    }
+}
+
+/// Whether the candidate is deployed already, or older than what is deployed (never
+/// promote backwards): the decision that ends the step, if so.
+fn standing(cx: &EnvCtx<'_>, seen: &Seen, candidate: &Candidate) -> Option<Decision> {
+    let deployed_record = seen
+        .deployed
+        .as_ref()
+        .and_then(|d| d.tag.as_ref())
+        .and_then(|t| select::find_tag(cx.images, t));
+    match plan::position(
+        seen.deployed.as_ref(),
+        deployed_record.as_ref(),
+        candidate,
+        &cx.env_policy.tag,
+    ) {
+        Position::Deployed => Some(Decision::UpToDate {
+            deployed: candidate.tag.to_string(),
+        }),
+        Position::Behind => Some(Decision::UpToDate {
+            deployed: format!(
+                "{} (newer than candidate {})",
+                deployed_record.map_or_else(String::new, |r| r.tag.to_string()),
+                candidate.tag
+            ),
+        }),
+        Position::Ahead => None,
+    }
+}
+
+/// The reference of the service's image that the environment's files deploy.
+pub(super) fn deployed_reference(
+    files: &[(String, String)],
+    svc: &ServiceConfig,
+) -> Result<Option<ImageRef>, StepError> {
+    let mut found: Option<ImageRef> = None;
+    for (path, text) in files {
+        let refs = manifest::locate(text).map_err(|e| manifest_error(Step::Read, path, e))?;
+        let mine: Vec<_> = refs.iter().filter(|r| r.is_for(&svc.image)).collect();
+        if mine.is_empty() {
+            let error = manifest::ManifestError::NotFound {
+                repository: svc.image.to_string(),
+                found: refs.iter().map(|r| r.repository.to_string()).collect(),
+            };
+            return Err(manifest_error(Step::Read, path, error));
+        }
+        if found.is_none() {
+            found = Some(ImageRef {
+                repository: svc.image.clone(),
+                tag: mine[0].tag.clone(),
+                digest: mine[0].digest.clone(),
+            });
+        }
+    }
+    Ok(found.filter(|f| f.tag.is_some() || f.digest.is_some()))
+}
+
+/// A manifest problem of `path`, met in `step`.
+pub(super) fn manifest_error(step: Step, path: &str, error: manifest::ManifestError) -> StepError {
+    StepError::new(
+        step,
+        Cause::Manifest {
+            path: path.to_owned(),
+            error,
+        },
+    )
+}

@@ -1,0 +1,473 @@
+//! A promotion: edit → propose → pull request → may it merge? → merge and verify → settle.
+//! Rollback (in `deploy`) shares `propose`, `publish`, `merge_and_verify` and `settle`.
+
+use chrono::{DateTime, Utc};
+
+use super::commands::{Commands, Target};
+use super::deploy::{self, Watched};
+use super::environment::{Judged, Seen, manifest_error};
+use super::evidence::{self, PromotionState};
+use super::{Action, At, Cause, Engine, EnvCtx, Step, StepError, Verification};
+use crate::domain::gate::GateDecision;
+use crate::domain::merge::{self, Fact, SyncWindows, Verdict};
+use crate::domain::policy::RollbackMode;
+use crate::domain::select::Candidate;
+use crate::domain::window;
+use crate::manifest;
+use crate::ports::{ErrorKind, NewPullRequest, Proposal, PullRequest, StatusState};
+
+/// A change to the GitOps repository on its own branch: a promotion or a rollback.
+pub(super) struct Change {
+    pub branch: String,
+    pub title: String,
+    /// The commit message.
+    pub message: String,
+    /// The edited files, whole.
+    pub files: Vec<(String, String)>,
+}
+
+/// A merge, and how it turned out in the cluster.
+pub(super) struct Merged {
+    pub sha: String,
+    pub at: DateTime<Utc>,
+    pub verification: Verification,
+}
+
+impl Engine {
+    /// Promote the judged candidate: the PR is opened or brought up to date, and merged and
+    /// verified once the merge rule allows it.
+    pub(super) async fn promote(
+        &self,
+        cx: &EnvCtx<'_>,
+        seen: &Seen,
+        judged: &Judged,
+    ) -> Result<Action, StepError> {
+        let change = promotion_change(cx, seen, &judged.candidate)?;
+        let head = self.propose(&change).await?;
+        let forge = &self.ports.forge;
+        let existing = forge
+            .find_open_pr(&change.branch)
+            .await
+            .at(Step::PullRequest)?;
+        let commands = match &existing {
+            Some(pr) => self.pr_commands(cx, pr, &head, &judged.candidate).await?,
+            // About to open a PR: first make sure main does not have the change already
+            // (another tugboat may have opened and merged it since this cycle fetched).
+            None if self.on_main(&change.files).await? => {
+                tracing::info!("main already has this promotion (another tugboat merged it)");
+                return Ok(Action::None);
+            }
+            None => Commands::default(),
+        };
+        let files: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
+        let body = evidence::body(&evidence_of(cx, seen, judged, &files, &commands));
+        let Some((pr, opened)) = self.publish(&change, existing, &body, cx.labels()).await? else {
+            return Ok(Action::None);
+        };
+        if head.pushed || opened {
+            self.gate_status(&head.head, &judged.gate).await?;
+        }
+        if opened && self.on_main(&change.files).await? {
+            return self.close_redundant(&pr).await;
+        }
+        let verdict = self.merge_verdict(cx, &commands, &head.head).await?;
+        if verdict != Verdict::Merge {
+            return waiting(verdict, pr);
+        }
+        self.merge_promotion(cx, &change, &head, pr, body).await
+    }
+
+    /// Merge an approved promotion, verify it, and roll it back when it failed and the
+    /// policy says `rollback: auto`.
+    async fn merge_promotion(
+        &self,
+        cx: &EnvCtx<'_>,
+        change: &Change,
+        head: &Proposal,
+        pr: PullRequest,
+        body: String,
+    ) -> Result<Action, StepError> {
+        let state = PromotionState::parse(&body).map_err(|error| {
+            StepError::new(
+                Step::Merge,
+                Cause::OwnState {
+                    pr: pr.number,
+                    error,
+                },
+            )
+        })?;
+        // Labelled before the merge, so that a stop right after it still gets verified.
+        self.ports
+            .forge
+            .add_labels(pr.number, &[deploy::VERIFYING.to_owned()])
+            .await
+            .at(Step::Merge)?;
+        let Some(merged) = self
+            .merge_and_verify(cx, &pr, &head.head, change, &state)
+            .await?
+        else {
+            return Ok(Action::None);
+        };
+        let written = PullRequest {
+            title: change.title.clone(),
+            body,
+            ..pr.clone()
+        };
+        let watched = Watched::merged(&written, merged.at, state);
+        self.settle(cx, &watched, &merged.verification).await?;
+        if matches!(merged.verification, Verification::Failed { .. })
+            && cx.env_policy.rollback == RollbackMode::Auto
+        {
+            return self.rollback(cx, &watched).await;
+        }
+        Ok(Action::Merged {
+            number: pr.number,
+            url: pr.url,
+            sha: merged.sha,
+            verification: merged.verification,
+        })
+    }
+
+    /// Commit the change on its branch and push it (nothing is pushed when the branch has it).
+    pub(super) async fn propose(&self, change: &Change) -> Result<Proposal, StepError> {
+        self.ports
+            .repo
+            .propose(&change.branch, change.files.clone(), &change.message)
+            .await
+            .at(Step::Propose)
+    }
+
+    /// Bring the open PR of the change up to date, or open it. `None` when another tugboat
+    /// merged the change meanwhile; otherwise the PR and whether this call opened it.
+    pub(super) async fn publish(
+        &self,
+        change: &Change,
+        existing: Option<PullRequest>,
+        body: &str,
+        labels: Vec<String>,
+    ) -> Result<Option<(PullRequest, bool)>, StepError> {
+        let forge = &self.ports.forge;
+        if let Some(pr) = existing {
+            tracing::Span::current().record("pr", pr.number);
+            if pr.title != change.title || pr.body != body {
+                forge
+                    .update_pr(pr.number, &change.title, body)
+                    .await
+                    .at(Step::PullRequest)?;
+            }
+            return Ok(Some((pr, false)));
+        }
+        let opened = forge
+            .open_pr(NewPullRequest {
+                branch: change.branch.clone(),
+                title: change.title.clone(),
+                body: body.to_owned(),
+                labels,
+            })
+            .await;
+        match opened {
+            Ok(pr) => {
+                tracing::Span::current().record("pr", pr.number);
+                tracing::info!(title = %change.title, "opened pull request");
+                Ok(Some((pr, true)))
+            }
+            // Another replica opened it between our look and our request (GitHub refuses a
+            // second PR for the same head): use that one, or see that it merged it already.
+            Err(e) if e.kind == ErrorKind::Rejected => {
+                match forge
+                    .find_open_pr(&change.branch)
+                    .await
+                    .at(Step::PullRequest)?
+                {
+                    Some(pr) => {
+                        tracing::info!(pr = pr.number, "another tugboat opened this PR first");
+                        Ok(Some((pr, false)))
+                    }
+                    None if self.on_main(&change.files).await? => Ok(None),
+                    None => Err(StepError::new(Step::PullRequest, e)),
+                }
+            }
+            Err(e) => Err(StepError::new(Step::PullRequest, e)),
+        }
+    }
+
+    /// Merge the PR if its head is still `head`, then verify and report the outcome. `None`
+    /// when another tugboat merged the same change a moment ago.
+    pub(super) async fn merge_and_verify(
+        &self,
+        cx: &EnvCtx<'_>,
+        pr: &PullRequest,
+        head: &str,
+        change: &Change,
+        state: &PromotionState,
+    ) -> Result<Option<Merged>, StepError> {
+        let at = self.clock.now();
+        let sha = match self.ports.forge.merge(pr.number, head, &change.title).await {
+            Ok(sha) => sha,
+            Err(e) if e.kind == ErrorKind::Rejected && self.on_main(&change.files).await? => {
+                tracing::info!(error = %e, "main already has this change (another tugboat merged it)");
+                return Ok(None);
+            }
+            Err(error) if state.rollback_of.is_some() => {
+                let cause = Cause::RollbackNotMerged {
+                    pr: pr.number,
+                    error,
+                };
+                return Err(StepError::new(Step::Rollback, cause));
+            }
+            Err(e) => return Err(StepError::new(Step::Merge, e)),
+        };
+        tracing::info!(merge = %sha, "merged");
+        let verification = self.verify_and_report(cx, pr.number, &sha, at, state).await;
+        Ok(Some(Merged {
+            sha,
+            at,
+            verification,
+        }))
+    }
+
+    /// The commands on the open PR: approvals of this head, a hold, and an answer to every
+    /// new command.
+    async fn pr_commands(
+        &self,
+        cx: &EnvCtx<'_>,
+        pr: &PullRequest,
+        head: &Proposal,
+        candidate: &Candidate,
+    ) -> Result<Commands, StepError> {
+        tracing::Span::current().record("pr", pr.number);
+        let target = Target {
+            number: pr.number,
+            body: &pr.body,
+            merged: pr.merged,
+            head_sha: &head.head,
+            head_at: head.committed_at,
+            digest: &candidate.digest,
+        };
+        self.commands(cx, &target).await
+    }
+
+    /// What the merge rule says, reading the outside facts it asks for and no others.
+    async fn merge_verdict(
+        &self,
+        cx: &EnvCtx<'_>,
+        commands: &Commands,
+        head: &str,
+    ) -> Result<Verdict, StepError> {
+        let mut facts = merge::Facts {
+            held_by: commands.held_by.as_deref(),
+            approvals: commands.approvals.len(),
+            approvals_needed: cx.env_policy.approvals,
+            auto_merge: cx.env_policy.auto_merge,
+            window: window::open_at(&cx.env_policy.windows, cx.now),
+            sync_windows: None,
+            checks: None,
+        };
+        loop {
+            match merge::may_merge(&facts) {
+                Verdict::Read(Fact::SyncWindows) => {
+                    facts.sync_windows = Some(self.sync_windows(cx).await?);
+                }
+                Verdict::Read(Fact::Checks) => {
+                    facts.checks = Some(self.ports.forge.checks(head).await.at(Step::Merge)?);
+                }
+                verdict => return Ok(verdict),
+            }
+        }
+    }
+
+    /// What a plan says the merge would wait for (the windows part of the merge rule).
+    pub(super) async fn plan_hold(&self, cx: &EnvCtx<'_>) -> Option<String> {
+        let window = window::open_at(&cx.env_policy.windows, cx.now);
+        let mut sync = None;
+        loop {
+            match merge::windows(&window, sync.as_ref()) {
+                None => return None,
+                Some(Verdict::Read(_)) => match self.sync_windows(cx).await {
+                    Ok(s) => sync = Some(s),
+                    Err(e) => return Some(e.to_string()),
+                },
+                Some(verdict) => return Some(hold_reason(&verdict)),
+            }
+        }
+    }
+
+    async fn sync_windows(&self, cx: &EnvCtx<'_>) -> Result<SyncWindows, StepError> {
+        self.ports
+            .deployer
+            .sync_windows(cx.app)
+            .await
+            .map_err(|e| StepError::new(Step::Merge, Cause::SyncWindows(e)))
+    }
+
+    /// The `tugboat/scan-gate` status of a new head.
+    async fn gate_status(&self, head: &str, gate: &GateDecision) -> Result<(), StepError> {
+        let counts = gate
+            .counts()
+            .map(|c| {
+                c.iter()
+                    .map(|(s, n)| format!("{s} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let desc = if counts.is_empty() {
+            "scan gate passed".to_owned()
+        } else {
+            format!("scan gate passed: {counts}")
+        };
+        self.ports
+            .forge
+            .set_status(head, StatusState::Success, "tugboat/scan-gate", &desc)
+            .await
+            .at(Step::PullRequest)
+    }
+
+    /// Close a PR just opened whose promotion another tugboat merged meanwhile.
+    async fn close_redundant(&self, pr: &PullRequest) -> Result<Action, StepError> {
+        let why = "Closed: another tugboat replica merged this same promotion a moment ago, so this PR has nothing left to do.";
+        match self.ports.forge.close_pr(pr.number, why).await {
+            Ok(()) => tracing::warn!("closed a PR that another tugboat made redundant"),
+            // Already merged (by the other replica): nothing to close.
+            Err(e) if e.kind == ErrorKind::Rejected => {}
+            Err(e) => return Err(StepError::new(Step::PullRequest, e)),
+        }
+        Ok(Action::None)
+    }
+
+    /// A candidate the gate (or a bad mark) refuses may have an open PR from before (a rescan
+    /// found a CVE, or it failed elsewhere): close it, saying why, so that nobody approves
+    /// evidence that no longer holds.
+    pub(super) async fn close_refused(
+        &self,
+        cx: &EnvCtx<'_>,
+        candidate: &Candidate,
+        reasons: &[String],
+    ) -> Action {
+        let Some(w) = cx
+            .watch()
+            .and_then(|w| w.open_promotion(&cx.svc.name, &cx.env.name, &candidate.digest))
+        else {
+            return Action::None;
+        };
+        let why = format!(
+            "Closed: tugboat no longer promotes `{}` (`{}`): {}. A new PR opens when a tag passes.",
+            candidate.tag,
+            candidate.digest,
+            reasons.join("; ")
+        );
+        match self.ports.forge.close_pr(w.pr.number, &why).await {
+            Ok(()) => {
+                tracing::warn!(pr = w.pr.number, "closed a PR whose image is now refused");
+                Action::Closed {
+                    number: w.pr.number,
+                    url: w.pr.url.clone(),
+                }
+            }
+            Err(e) => Action::Failed {
+                error: StepError::new(Step::Close, e),
+            },
+        }
+    }
+
+    /// Whether the base branch, fetched now, already holds exactly these file contents.
+    pub(super) async fn on_main(&self, files: &[(String, String)]) -> Result<bool, StepError> {
+        self.ports.repo.sync().await.at(Step::Propose)?;
+        for (path, text) in files {
+            let now = self.ports.repo.read(path).await.at(Step::Propose)?;
+            if now.as_deref() != Some(text.as_str()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The edit of a promotion: the service's image set to the candidate in every file of the
+/// environment (pinned by digest when the policy or the file already pins).
+fn promotion_change(cx: &EnvCtx<'_>, seen: &Seen, to: &Candidate) -> Result<Change, StepError> {
+    let image = &cx.svc.image;
+    let mut files = Vec::new();
+    for (path, text) in &seen.files {
+        let refs = manifest::locate(text).map_err(|e| manifest_error(Step::Edit, path, e))?;
+        let pinned =
+            cx.env_policy.pin_digest || refs.iter().any(|r| r.is_for(image) && r.digest.is_some());
+        let edit = manifest::set_image(text, image, &to.tag, pinned.then_some(&to.digest))
+            .map_err(|e| manifest_error(Step::Edit, path, e))?;
+        files.push((path.clone(), edit.text));
+    }
+    let title = evidence::title_of(&cx.svc.name, &cx.env.name, &to.tag);
+    let from = seen
+        .deployed
+        .as_ref()
+        .and_then(|d| d.tag.as_ref())
+        .map_or("(none)".to_owned(), ToString::to_string);
+    let message = format!("{title}\n\n{image} {from} -> {}@{}\n", to.tag, to.digest);
+    Ok(Change {
+        branch: evidence::branch(&cx.svc.name, &cx.env.name),
+        title,
+        message,
+        files,
+    })
+}
+
+/// Everything the promotion PR says.
+fn evidence_of<'a>(
+    cx: &'a EnvCtx<'_>,
+    seen: &'a Seen,
+    judged: &'a Judged,
+    files: &'a [String],
+    commands: &'a Commands,
+) -> evidence::Evidence<'a> {
+    evidence::Evidence {
+        service: &cx.svc.name,
+        environment: &cx.env.name,
+        image: cx.svc.image.as_str(),
+        from: seen.deployed.as_ref(),
+        to: &judged.candidate,
+        gate: &judged.gate,
+        findings: &judged.findings,
+        policy: cx.env_policy,
+        sources: &cx.policy.sources,
+        files,
+        approvals: &commands.approvals,
+        held_by: commands.held_by.as_deref(),
+        answered_through: commands.answered_through,
+    }
+}
+
+/// The row of a PR the merge rule keeps waiting (or the failure, for failed checks).
+fn waiting(verdict: Verdict, pr: PullRequest) -> Result<Action, StepError> {
+    let (number, url) = (pr.number, pr.url);
+    Ok(match verdict {
+        Verdict::Held { by } => Action::Held { number, url, by },
+        Verdict::AwaitingApproval => Action::AwaitingApproval { number, url },
+        Verdict::OutsideWindow { opens } => Action::WaitingForWindow { number, url, opens },
+        Verdict::SyncWindowDenies { windows } => Action::WaitingForSyncWindow {
+            number,
+            url,
+            windows,
+        },
+        Verdict::WaitingForChecks => Action::WaitingForChecks { number, url },
+        Verdict::ChecksFailed => {
+            return Err(StepError::new(Step::Merge, Cause::ChecksFailed(number)));
+        }
+        // `merge_verdict` reads every fact the rule asks for, and its caller merges on `Merge`.
+        Verdict::Merge | Verdict::Read(_) => Action::None,
+    })
+}
+
+/// What `plan` says of a window that keeps the merge waiting.
+fn hold_reason(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::OutsideWindow { opens: Some(t) } => format!(
+            "outside its promotion windows; the next opens {}",
+            t.format("%a %Y-%m-%d %H:%M UTC")
+        ),
+        Verdict::SyncWindowDenies { windows } => format!(
+            "an Argo CD sync window denies syncs ({})",
+            windows.join("; ")
+        ),
+        _ => "outside its promotion windows".to_owned(),
+    }
+}
