@@ -52,7 +52,7 @@ pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
         &cfg.github.base_branch,
         api,
     )?
-    .with_merge_method(&cfg.github.merge_method)
+    .with_merge_method(cfg.github.merge_method)
     .with_login(cfg.github.login.as_deref());
     let argo = ArgoCd::new(
         &cfg.argocd.url,

@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::domain::image::Repository;
 use crate::domain::schedule::Schedule;
+use crate::ports::MergeMethod;
 use crate::secret::Secret;
 
 /// A configuration problem, naming the file and the field.
@@ -223,7 +224,7 @@ pub struct GithubConfig {
     pub webhook_secret: Option<SecretRef>,
     /// How promotion and rollback PRs are merged: `squash` (default), `merge` or `rebase`;
     /// the repository must allow it.
-    pub merge_method: String,
+    pub merge_method: MergeMethod,
     /// The login tugboat's token acts as, when `GET /user` cannot tell (a GitHub App
     /// installation token: `my-app[bot]`).
     pub login: Option<String>,
@@ -583,8 +584,9 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
                 other => other,
             },
             merge_method: match raw.github.merge_method.as_deref() {
-                None => "squash".to_owned(),
-                Some(m @ ("squash" | "merge" | "rebase")) => m.to_owned(),
+                None | Some("squash") => MergeMethod::Squash,
+                Some("merge") => MergeMethod::Merge,
+                Some("rebase") => MergeMethod::Rebase,
                 Some(other) => {
                     return Err(err(
                         "github.merge_method",
@@ -881,7 +883,7 @@ argocd_application = "user-service-dev"
     #[test]
     fn merge_method_refresh_and_ca_bundle_are_checked_at_start() {
         let c = parse(EXAMPLE, &[]).unwrap();
-        assert_eq!(c.github.merge_method, "squash", "default");
+        assert_eq!(c.github.merge_method.as_str(), "squash", "default");
         assert!(!c.argocd.hard_refresh && c.argocd.ca_bundle.is_none());
         let with = |section: &str, line: &str| {
             EXAMPLE.replacen(
@@ -891,7 +893,7 @@ argocd_application = "user-service-dev"
             )
         };
         let c = parse(&with("github", "merge_method = \"rebase\""), &[]).unwrap();
-        assert_eq!(c.github.merge_method, "rebase");
+        assert_eq!(c.github.merge_method.as_str(), "rebase");
         let c = parse(&with("github", "login = \"salon-tugboat[bot]\""), &[]).unwrap();
         assert_eq!(c.github.login.as_deref(), Some("salon-tugboat[bot]"));
         let e = parse(&with("github", "login = \"tug boat\""), &[]).unwrap_err();

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use crate::domain::chatops;
+pub use crate::domain::deploy::{Health, OperationPhase, SyncStatus};
 use crate::domain::gate::ScanReport;
 use crate::domain::image::Digest;
 use crate::domain::policy::PolicyDocument;
@@ -238,9 +239,138 @@ pub struct LabelledPr {
     pub merged_at: Option<DateTime<Utc>>,
 }
 
-/// The Git host's review surface (GitHub).
+/// A user's permission on the GitOps repository (GitHub's `permission` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Admin,
+    Maintain,
+    Write,
+    Triage,
+    Read,
+    /// No access, an unknown login, or a word this version does not know.
+    None,
+}
+
+impl Permission {
+    /// GitHub's word; an unknown word grants nothing.
+    pub fn parse(word: &str) -> Self {
+        match word {
+            "admin" => Self::Admin,
+            "maintain" => Self::Maintain,
+            "write" => Self::Write,
+            "triage" => Self::Triage,
+            "read" => Self::Read,
+            _ => Self::None,
+        }
+    }
+
+    /// Whether it allows pushing to the repository (what an approver needs).
+    pub fn writes(self) -> bool {
+        matches!(self, Self::Admin | Self::Maintain | Self::Write)
+    }
+}
+
+/// A reaction tugboat puts on a comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaction {
+    /// 👍: the command was carried out.
+    PlusOne,
+    /// 👀: seen.
+    Eyes,
+}
+
+impl Reaction {
+    /// GitHub's `content` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PlusOne => "+1",
+            Self::Eyes => "eyes",
+        }
+    }
+}
+
+/// How pull requests are merged (`github.merge_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeMethod {
+    #[default]
+    Squash,
+    Merge,
+    Rebase,
+}
+
+impl MergeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Squash => "squash",
+            Self::Merge => "merge",
+            Self::Rebase => "rebase",
+        }
+    }
+}
+
+/// The Git host's pull requests: the promotions and rollbacks.
 #[async_trait]
-pub trait Forge: Send + Sync {
+pub trait PullRequests: Send + Sync {
+    /// The open PR whose head is `branch`, if any.
+    async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>>;
+    /// One pull request, open or not.
+    async fn pull(&self, number: u64) -> PortResult<PullRequest>;
+    /// Every pull request that carries all of `labels` (only the open ones with `open_only`),
+    /// oldest first (a conditional request: an unchanged list costs no rate limit).
+    async fn labelled_prs(&self, labels: &[String], open_only: bool)
+    -> PortResult<Vec<LabelledPr>>;
+    async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest>;
+    async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()>;
+    /// Close a pull request without merging it, saying why in a comment.
+    async fn close_pr(&self, number: u64, why: &str) -> PortResult<()>;
+    /// Merge only if the head is still `expected_head`; returns the merge commit.
+    async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String>;
+    async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()>;
+    /// Remove a label; removing one the PR does not carry is not an error.
+    async fn remove_label(&self, number: u64, label: &str) -> PortResult<()>;
+}
+
+/// The conversation on pull requests and issues.
+#[async_trait]
+pub trait Conversation: Send + Sync {
+    /// Comment on a pull request or an issue.
+    async fn comment(&self, number: u64, body: &str) -> PortResult<()>;
+    /// Every comment on a pull request or issue, oldest first (a conditional request: an
+    /// unchanged list costs no rate limit).
+    async fn comments(&self, number: u64) -> PortResult<Vec<chatops::Comment>>;
+    /// Every review of a pull request, oldest first.
+    async fn reviews(&self, number: u64) -> PortResult<Vec<chatops::Review>>;
+    async fn react(&self, comment_id: u64, reaction: Reaction) -> PortResult<()>;
+    /// The login tugboat acts as.
+    async fn me(&self) -> PortResult<String>;
+}
+
+/// Who may do what on the repository.
+#[async_trait]
+pub trait Access: Send + Sync {
+    /// A user's permission on the repository.
+    async fn permission(&self, user: &str) -> PortResult<Permission>;
+    /// Whether `user` is an active member of the team `org/team`.
+    async fn team_member(&self, org: &str, team: &str, user: &str) -> PortResult<bool>;
+}
+
+/// Commit statuses: the checks a merge waits for, and tugboat's own.
+#[async_trait]
+pub trait Checks: Send + Sync {
+    async fn checks(&self, sha: &str) -> PortResult<ChecksState>;
+    async fn set_status(
+        &self,
+        sha: &str,
+        state: StatusState,
+        context: &str,
+        description: &str,
+    ) -> PortResult<()>;
+}
+
+/// tugboat's issues (the security reports of the rescan).
+#[async_trait]
+pub trait Issues: Send + Sync {
     /// Every open issue (never a pull request) that carries all of `labels`, oldest first.
     async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>>;
     async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue>;
@@ -252,58 +382,23 @@ pub trait Forge: Send + Sync {
         body: &str,
         open: bool,
     ) -> PortResult<()>;
-    /// The open PR whose head is `branch`, if any.
-    async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>>;
-    /// One pull request, open or not.
-    async fn pull(&self, number: u64) -> PortResult<PullRequest>;
-    /// Every pull request that carries all of `labels` (only the open ones with `open_only`),
-    /// oldest first (a conditional request: an unchanged list costs no rate limit).
-    async fn labelled_prs(&self, labels: &[String], open_only: bool)
-    -> PortResult<Vec<LabelledPr>>;
-    async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()>;
-    /// Remove a label; removing one the PR does not carry is not an error.
-    async fn remove_label(&self, number: u64, label: &str) -> PortResult<()>;
-    async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest>;
-    async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()>;
-    /// Close a pull request without merging it, saying why in a comment.
-    async fn close_pr(&self, number: u64, why: &str) -> PortResult<()>;
-    async fn checks(&self, sha: &str) -> PortResult<ChecksState>;
-    /// Merge only if the head is still `expected_head`; returns the merge commit.
-    async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String>;
-    /// Comment on a pull request or an issue.
-    async fn comment(&self, number: u64, body: &str) -> PortResult<()>;
-    /// Every comment on a pull request or issue, oldest first (a conditional request: an
-    /// unchanged list costs no rate limit).
-    async fn comments(&self, number: u64) -> PortResult<Vec<chatops::Comment>>;
-    /// Every review of a pull request, oldest first.
-    async fn reviews(&self, number: u64) -> PortResult<Vec<chatops::Review>>;
-    /// React to a comment (`+1`, `eyes`, …).
-    async fn react(&self, comment_id: u64, content: &str) -> PortResult<()>;
-    /// A user's permission on the repository: `admin`, `maintain`, `write`, `triage`, `read`
-    /// or `none`.
-    async fn permission(&self, user: &str) -> PortResult<String>;
-    /// Whether `user` is an active member of the team `org/team`.
-    async fn team_member(&self, org: &str, team: &str, user: &str) -> PortResult<bool>;
-    /// The login tugboat acts as.
-    async fn me(&self) -> PortResult<String>;
-    async fn set_status(
-        &self,
-        sha: &str,
-        state: StatusState,
-        context: &str,
-        description: &str,
-    ) -> PortResult<()>;
 }
+
+/// The Git host (GitHub), every role of it: one adapter implements them all, and the engine
+/// calls each role's methods through this one handle.
+pub trait Forge: PullRequests + Conversation + Access + Checks + Issues {}
+
+impl<T: PullRequests + Conversation + Access + Checks + Issues + ?Sized> Forge for T {}
 
 /// Sync and health of an Argo CD Application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppStatus {
-    pub sync_status: String,
+    pub sync_status: SyncStatus,
     /// `status.sync.revision` (single source).
     pub revision: Option<String>,
     /// `status.sync.revisions` (multi-source applications: one per source).
     pub revisions: Vec<String>,
-    pub health: String,
+    pub health: Health,
     pub health_message: Option<String>,
     pub reconciled_at: Option<DateTime<Utc>>,
     /// When the current revision was deployed (the newest `status.history` entry).
@@ -329,8 +424,7 @@ impl AppStatus {
 /// An Argo CD sync operation (`status.operationState`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
-    /// `Running`, `Terminating`, `Succeeded`, `Failed` or `Error`.
-    pub phase: String,
+    pub phase: OperationPhase,
     pub message: Option<String>,
     /// The revisions the operation syncs (`operation.sync.revision(s)`, else `syncResult`).
     pub revisions: Vec<String>,

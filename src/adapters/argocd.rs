@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::ports::{
-    AppStatus, Deployer, ErrorKind, Operation, PortError, PortResult, SyncStart, SyncWindows,
+    AppStatus, Deployer, ErrorKind, Health, Operation, OperationPhase, PortError, PortResult,
+    SyncStart, SyncStatus, SyncWindows,
 };
 use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
@@ -291,10 +292,18 @@ impl Deployer for ArgoCd {
         let app: AppWire = Self::json(op, name, resp).await?;
         let s = app.status;
         Ok(AppStatus {
-            sync_status: s.sync.status.unwrap_or_else(|| "Unknown".into()),
+            sync_status: s
+                .sync
+                .status
+                .as_deref()
+                .map_or(SyncStatus::Unknown, SyncStatus::parse),
             revision: s.sync.revision,
             revisions: s.sync.revisions,
-            health: s.health.status.unwrap_or_else(|| "Unknown".into()),
+            health: s
+                .health
+                .status
+                .as_deref()
+                .map_or(Health::Unknown, Health::parse),
             health_message: s.health.message,
             reconciled_at: s.reconciled_at,
             deployed_at: s.history.last().and_then(|h| h.deployed_at),
@@ -305,7 +314,10 @@ impl Deployer for ArgoCd {
                     revisions = o.sync_result.all();
                 }
                 Operation {
-                    phase: o.phase.unwrap_or_else(|| "Unknown".into()),
+                    phase: o
+                        .phase
+                        .as_deref()
+                        .map_or(OperationPhase::Unknown, OperationPhase::parse),
                     message: o.message.filter(|m| !m.is_empty()),
                     revisions,
                 }

@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 
 use crate::domain::chatops;
 use crate::ports::{
-    ChecksState, ErrorKind, Forge, Issue, LabelledPr, NewPullRequest, PortError, PortResult,
-    PullRequest, StatusState,
+    Access, Checks, ChecksState, Conversation, ErrorKind, Issue, Issues, LabelledPr, MergeMethod,
+    NewPullRequest, Permission, PortError, PortResult, PullRequest, PullRequests, Reaction,
+    StatusState,
 };
 use crate::secret::Secret;
 use crate::telemetry::{ApiLabels, ApiMetrics};
@@ -80,7 +81,7 @@ pub struct GitHub {
     etags: Arc<quick_cache::sync::Cache<String, CachedPage>>,
     me: Arc<tokio::sync::OnceCell<String>>,
     /// `squash`, `merge` or `rebase`.
-    merge_method: String,
+    merge_method: MergeMethod,
     /// After a rate-limit answer: no request before this instant (and why).
     paused: Arc<Mutex<Option<(Instant, String)>>>,
     /// Content-creating requests, one at a time and at most `WRITES_PER_MINUTE` a minute.
@@ -296,7 +297,7 @@ impl GitHub {
             repo: repo.to_owned(),
             base: base.to_owned(),
             etags: Arc::new(quick_cache::sync::Cache::new(ETAG_ENTRIES)),
-            merge_method: "squash".to_owned(),
+            merge_method: MergeMethod::Squash,
             me: Arc::default(),
             paused: Arc::default(),
             writes: Arc::new(tokio::sync::Mutex::new(WriteWindow::new(
@@ -482,8 +483,8 @@ impl GitHub {
     }
 
     /// Merge with `method` (`squash`, `merge` or `rebase`) instead of squashing.
-    pub fn with_merge_method(mut self, method: &str) -> Self {
-        method.clone_into(&mut self.merge_method);
+    pub fn with_merge_method(mut self, method: MergeMethod) -> Self {
+        self.merge_method = method;
         self
     }
 
@@ -580,7 +581,7 @@ impl GitHub {
 }
 
 #[async_trait]
-impl Forge for GitHub {
+impl PullRequests for GitHub {
     async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>> {
         let head = format!("{}:{branch}", self.owner);
         let prs: Vec<PrWire> = self
@@ -630,78 +631,6 @@ impl Forge for GitHub {
                 })
             })
             .collect())
-    }
-
-    async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()> {
-        let _: Value = self
-            .req(
-                "issues/add-labels",
-                self.client._post(
-                    self.route(&format!("issues/{number}/labels")),
-                    Some(&json!({"labels": labels})),
-                ),
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn remove_label(&self, number: u64, label: &str) -> PortResult<()> {
-        let path = format!("issues/{number}/labels/{}", label.replace(' ', "%20"));
-        match self
-            .req::<Value>(
-                "issues/remove-label",
-                self.client._delete(self.route(&path), None::<&()>),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>> {
-        let q = json!({"state": "open", "labels": labels.join(","), "sort": "created",
-                       "direction": "asc"});
-        let mut found: Vec<IssueWire> = self.pages("issues/list-for-repo", "issues", q).await?;
-        found.retain(|i| i.pull_request.is_none() && i.state == "open");
-        found.sort_by_key(|i| i.number);
-        Ok(found.into_iter().map(Into::into).collect())
-    }
-
-    async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue> {
-        let created: IssueWire = self
-            .req(
-                "issues/create",
-                self.client._post(
-                    self.route("issues"),
-                    Some(&json!({"title": title, "body": body, "labels": labels})),
-                ),
-            )
-            .await?;
-        Ok(created.into())
-    }
-
-    async fn update_issue(
-        &self,
-        number: u64,
-        title: &str,
-        body: &str,
-        open: bool,
-    ) -> PortResult<()> {
-        let mut patch = json!({"title": title, "body": body,
-                               "state": if open { "open" } else { "closed" }});
-        if !open {
-            patch["state_reason"] = json!("completed");
-        }
-        let _: Value = self
-            .req(
-                "issues/update",
-                self.client
-                    ._patch(self.route(&format!("issues/{number}")), Some(&patch)),
-            )
-            .await?;
-        Ok(())
     }
 
     async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest> {
@@ -756,34 +685,13 @@ impl Forge for GitHub {
         Ok(())
     }
 
-    async fn checks(&self, sha: &str) -> PortResult<ChecksState> {
-        #[derive(Deserialize)]
-        struct Combined {
-            state: String,
-            total_count: u64,
-        }
-        let c: Combined = self
-            .req(
-                "repos/get-combined-status-for-ref",
-                self.client
-                    ._get(self.route(&format!("commits/{sha}/status"))),
-            )
-            .await?;
-        Ok(match (c.total_count, c.state.as_str()) {
-            (0, _) => ChecksState::None,
-            (_, "success") => ChecksState::Success,
-            (_, "pending") => ChecksState::Pending,
-            _ => ChecksState::Failure,
-        })
-    }
-
     async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String> {
         #[derive(Deserialize)]
         struct Merged {
             sha: String,
         }
-        let mut body = json!({"sha": expected_head, "merge_method": self.merge_method});
-        if self.merge_method != "rebase" {
+        let mut body = json!({"sha": expected_head, "merge_method": self.merge_method.as_str()});
+        if self.merge_method != MergeMethod::Rebase {
             body["commit_title"] = json!(title);
         }
         let m: Merged = self
@@ -796,6 +704,37 @@ impl Forge for GitHub {
         Ok(m.sha)
     }
 
+    async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()> {
+        let _: Value = self
+            .req(
+                "issues/add-labels",
+                self.client._post(
+                    self.route(&format!("issues/{number}/labels")),
+                    Some(&json!({"labels": labels})),
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_label(&self, number: u64, label: &str) -> PortResult<()> {
+        let path = format!("issues/{number}/labels/{}", label.replace(' ', "%20"));
+        match self
+            .req::<Value>(
+                "issues/remove-label",
+                self.client._delete(self.route(&path), None::<&()>),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Conversation for GitHub {
     async fn comment(&self, number: u64, body: &str) -> PortResult<()> {
         let _: Value = self
             .req(
@@ -842,25 +781,40 @@ impl Forge for GitHub {
             .collect())
     }
 
-    async fn react(&self, comment_id: u64, content: &str) -> PortResult<()> {
+    async fn react(&self, comment_id: u64, reaction: Reaction) -> PortResult<()> {
         let _: Value = self
             .req(
                 "reactions/create-for-issue-comment",
                 self.client._post(
                     self.route(&format!("issues/comments/{comment_id}/reactions")),
-                    Some(&json!({"content": content})),
+                    Some(&json!({"content": reaction.as_str()})),
                 ),
             )
             .await?;
         Ok(())
     }
 
-    async fn permission(&self, user: &str) -> PortResult<String> {
+    async fn me(&self) -> PortResult<String> {
+        self.me
+            .get_or_try_init(|| async {
+                let u: UserWire = self
+                    .req("users/get-authenticated", self.client._get("/user"))
+                    .await?;
+                Ok(u.login)
+            })
+            .await
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl Access for GitHub {
+    async fn permission(&self, user: &str) -> PortResult<Permission> {
         #[derive(Deserialize)]
-        struct Permission {
+        struct Level {
             permission: String,
         }
-        let p: PortResult<Permission> = self
+        let p: PortResult<Level> = self
             .req(
                 "repos/get-collaborator-permission-level",
                 self.client
@@ -868,9 +822,9 @@ impl Forge for GitHub {
             )
             .await;
         match p {
-            Ok(p) => Ok(p.permission),
+            Ok(p) => Ok(Permission::parse(&p.permission)),
             // A login that no longer exists (or never had access): no permission at all.
-            Err(e) if e.kind == ErrorKind::NotFound => Ok("none".to_owned()),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(Permission::None),
             Err(e) => Err(e),
         }
     }
@@ -893,17 +847,29 @@ impl Forge for GitHub {
             Err(e) => Err(e),
         }
     }
+}
 
-    async fn me(&self) -> PortResult<String> {
-        self.me
-            .get_or_try_init(|| async {
-                let u: UserWire = self
-                    .req("users/get-authenticated", self.client._get("/user"))
-                    .await?;
-                Ok(u.login)
-            })
-            .await
-            .cloned()
+#[async_trait]
+impl Checks for GitHub {
+    async fn checks(&self, sha: &str) -> PortResult<ChecksState> {
+        #[derive(Deserialize)]
+        struct Combined {
+            state: String,
+            total_count: u64,
+        }
+        let c: Combined = self
+            .req(
+                "repos/get-combined-status-for-ref",
+                self.client
+                    ._get(self.route(&format!("commits/{sha}/status"))),
+            )
+            .await?;
+        Ok(match (c.total_count, c.state.as_str()) {
+            (0, _) => ChecksState::None,
+            (_, "success") => ChecksState::Success,
+            (_, "pending") => ChecksState::Pending,
+            _ => ChecksState::Failure,
+        })
     }
 
     async fn set_status(
@@ -920,6 +886,53 @@ impl Forge for GitHub {
                 "repos/create-commit-status",
                 self.client
                     ._post(self.route(&format!("statuses/{sha}")), Some(&body)),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Issues for GitHub {
+    async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>> {
+        let q = json!({"state": "open", "labels": labels.join(","), "sort": "created",
+                       "direction": "asc"});
+        let mut found: Vec<IssueWire> = self.pages("issues/list-for-repo", "issues", q).await?;
+        found.retain(|i| i.pull_request.is_none() && i.state == "open");
+        found.sort_by_key(|i| i.number);
+        Ok(found.into_iter().map(Into::into).collect())
+    }
+
+    async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue> {
+        let created: IssueWire = self
+            .req(
+                "issues/create",
+                self.client._post(
+                    self.route("issues"),
+                    Some(&json!({"title": title, "body": body, "labels": labels})),
+                ),
+            )
+            .await?;
+        Ok(created.into())
+    }
+
+    async fn update_issue(
+        &self,
+        number: u64,
+        title: &str,
+        body: &str,
+        open: bool,
+    ) -> PortResult<()> {
+        let mut patch = json!({"title": title, "body": body,
+                               "state": if open { "open" } else { "closed" }});
+        if !open {
+            patch["state_reason"] = json!("completed");
+        }
+        let _: Value = self
+            .req(
+                "issues/update",
+                self.client
+                    ._patch(self.route(&format!("issues/{number}")), Some(&patch)),
             )
             .await?;
         Ok(())

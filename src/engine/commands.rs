@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use super::{At, Engine, EnvCtx, Step, StepError};
 use crate::domain::chatops::{self, Answer, Comment};
 use crate::domain::image::Digest;
+use crate::ports::Reaction;
 
 /// How long an approver check (permission and team membership) is trusted.
 const APPROVER_TTL: Duration = Duration::from_secs(300);
@@ -107,7 +108,7 @@ impl Engine {
         for (id, (user, cmd, answer)) in answers {
             tracing::info!(user = %user, command = ?cmd, pr = pr.number, head = %pr.head_sha, answer = ?answer, "comment command");
             let done = match answer {
-                Answer::Accepted => forge.react(*id, "+1").await,
+                Answer::Accepted => forge.react(*id, Reaction::PlusOne).await,
                 Answer::Refused(why) => {
                     let line = first_line(comments, *id);
                     forge
@@ -156,7 +157,7 @@ impl Engine {
         }
         let forge = &self.ports.forge;
         let permission = forge.permission(user).await.at(Step::Commands)?;
-        let mut ok = matches!(permission.as_str(), "admin" | "maintain" | "write");
+        let mut ok = permission.writes();
         if ok && !listed.is_empty() {
             ok = false;
             for entry in listed {

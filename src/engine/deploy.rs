@@ -27,7 +27,9 @@ use crate::domain::deploy::{self, Observation, OperationView, Verdict};
 use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy::RollbackMode;
 use crate::manifest;
-use crate::ports::{AppStatus, ErrorKind, LabelledPr, PullRequest, StatusState, SyncStart};
+use crate::ports::{
+    AppStatus, ErrorKind, LabelledPr, OperationPhase, PullRequest, StatusState, SyncStart,
+};
 
 pub const VERIFYING: &str = "tugboat:verifying";
 pub const DEPLOYED: &str = "tugboat:deployed";
@@ -635,7 +637,7 @@ impl Engine {
             Some(o) => {
                 let revs: Vec<&str> = o.revisions.iter().map(String::as_str).collect();
                 Some(OperationView {
-                    phase: &o.phase,
+                    phase: o.phase,
                     message: o.message.as_deref(),
                     for_merge: self.at_merge(&revs, sha).await,
                 })
@@ -643,8 +645,8 @@ impl Engine {
             None => None,
         };
         let obs = Observation {
-            sync_status: &s.sync_status,
-            health: &s.health,
+            sync_status: s.sync_status,
+            health: s.health,
             health_message: s.health_message.as_deref(),
             at_merge,
             reconciled_after_merge: s
@@ -657,7 +659,7 @@ impl Engine {
             Verdict::Healthy => Look::Healthy,
             Verdict::Failed(reason) => Look::Done(Verification::Failed { reason }),
             Verdict::Waiting(why) => {
-                let busy = op.is_some_and(|o| o.phase == "Running");
+                let busy = op.is_some_and(|o| o.phase == OperationPhase::Running);
                 if cx.env_policy.sync && !*synced && !at_merge && !s.automated && !busy {
                     self.sync_merge(cx, sha, why, synced).await
                 } else {

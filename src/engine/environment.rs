@@ -15,7 +15,7 @@ use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::plan::{self, Decision, Position};
 use crate::domain::select::{self, Candidate};
 use crate::manifest;
-use crate::ports::PortError;
+use crate::ports::{Health, PortError, SyncStatus};
 
 /// What the base branch holds for this environment.
 pub(super) struct Seen {
@@ -278,7 +278,7 @@ impl Engine {
             tag: Some(tag.clone()),
             digest: Some(record.digest.clone()),
         };
-        let healthy = app.sync_status == "Synced" && app.health == "Healthy";
+        let healthy = app.sync_status == SyncStatus::Synced && app.health == Health::Healthy;
         if healthy && image::runs(&app.images, &wanted) {
             Offer::Ready(record, app.deployed_at)
         } else if healthy {

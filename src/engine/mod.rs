@@ -10,9 +10,13 @@ pub mod deploy;
 mod environment;
 pub mod evidence;
 mod failure;
+#[cfg(test)]
+mod fake;
 mod promote;
 pub mod rescan;
 pub mod scheduler;
+#[cfg(test)]
+mod tests;
 
 use context::{EnvCtx, Upstream};
 use environment::deployed_reference;

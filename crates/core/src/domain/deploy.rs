@@ -2,10 +2,84 @@
 //! application (no I/O: what needs the repository, such as "does this revision include the
 //! merge commit", is decided outside and passed in).
 
+/// An enum of Argo CD's words, each with an `Unknown` for a word this version does not know.
+macro_rules! argo_words {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vm])* $variant,)+
+            /// A word this version of tugboat does not know (or none).
+            Unknown,
+        }
+
+        impl $name {
+            /// Argo CD's word.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                    Self::Unknown => "Unknown",
+                }
+            }
+
+            /// The value of Argo CD's word.
+            pub fn parse(word: &str) -> Self {
+                match word {
+                    $($text => Self::$variant,)+
+                    _ => Self::Unknown,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+argo_words! {
+    /// An application's sync status (`status.sync.status`).
+    SyncStatus {
+        Synced = "Synced",
+        OutOfSync = "OutOfSync",
+    }
+}
+
+argo_words! {
+    /// An application's health (`status.health.status`).
+    Health {
+        Healthy = "Healthy",
+        Progressing = "Progressing",
+        Degraded = "Degraded",
+        Suspended = "Suspended",
+        Missing = "Missing",
+    }
+}
+
+argo_words! {
+    /// The phase of a sync operation (`status.operationState.phase`).
+    OperationPhase {
+        Running = "Running",
+        Terminating = "Terminating",
+        Succeeded = "Succeeded",
+        Failed = "Failed",
+        Error = "Error",
+    }
+}
+
+impl OperationPhase {
+    /// Whether the operation is still under way.
+    pub fn running(self) -> bool {
+        matches!(self, Self::Running | Self::Terminating)
+    }
+}
+
 /// An operation (`status.operationState`), as far as the judgement needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct OperationView<'a> {
-    pub phase: &'a str,
+    pub phase: OperationPhase,
     pub message: Option<&'a str>,
     /// Whether the operation syncs the merge commit (or a descendant of it).
     pub for_merge: bool,
@@ -14,8 +88,8 @@ pub struct OperationView<'a> {
 /// One look at the application.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
-    pub sync_status: &'a str,
-    pub health: &'a str,
+    pub sync_status: SyncStatus,
+    pub health: Health,
     pub health_message: Option<&'a str>,
     /// The revision shown (any source's, for a multi-source application) is the merge commit
     /// or descends from it.
@@ -45,20 +119,20 @@ pub enum Verdict {
 pub fn judge(o: &Observation<'_>) -> Verdict {
     let with = |m: Option<&str>| m.map(|m| format!(": {m}")).unwrap_or_default();
     if let Some(op) = o.operation.filter(|op| op.for_merge) {
-        if matches!(op.phase, "Failed" | "Error") {
+        if matches!(op.phase, OperationPhase::Failed | OperationPhase::Error) {
             return Verdict::Failed(format!("sync operation {}{}", op.phase, with(op.message)));
         }
-        if matches!(op.phase, "Running" | "Terminating") {
+        if op.phase.running() {
             return Verdict::Waiting(format!("sync operation {}", op.phase));
         }
     }
-    if o.at_merge && matches!(o.health, "Degraded" | "Missing") {
+    if o.at_merge && matches!(o.health, Health::Degraded | Health::Missing) {
         return Verdict::Failed(format!("health {}{}", o.health, with(o.health_message)));
     }
     let missing: Vec<&str> = [
         (!o.at_merge, "revision is not the merge commit yet"),
-        (o.sync_status != "Synced", "not Synced"),
-        (o.health != "Healthy", "not Healthy"),
+        (o.sync_status != SyncStatus::Synced, "not Synced"),
+        (o.health != Health::Healthy, "not Healthy"),
         (!o.reconciled_after_merge, "not reconciled since the merge"),
         (!o.runs_image, "the promoted image is not running"),
     ]
@@ -89,13 +163,13 @@ mod tests {
 
     fn healthy() -> Observation<'static> {
         Observation {
-            sync_status: "Synced",
-            health: "Healthy",
+            sync_status: SyncStatus::Synced,
+            health: Health::Healthy,
             health_message: None,
             at_merge: true,
             reconciled_after_merge: true,
             operation: Some(OperationView {
-                phase: "Succeeded",
+                phase: OperationPhase::Succeeded,
                 message: None,
                 for_merge: true,
             }),
@@ -113,8 +187,8 @@ mod tests {
         type Change = fn(&mut Observation<'static>);
         let cases: [(Change, &str); 5] = [
             (|o| o.at_merge = false, "revision is not the merge commit"),
-            (|o| o.sync_status = "OutOfSync", "not Synced"),
-            (|o| o.health = "Progressing", "not Healthy"),
+            (|o| o.sync_status = SyncStatus::OutOfSync, "not Synced"),
+            (|o| o.health = Health::Progressing, "not Healthy"),
             (|o| o.reconciled_after_merge = false, "not reconciled"),
             (|o| o.runs_image = false, "image is not running"),
         ];
@@ -131,13 +205,13 @@ mod tests {
     #[test]
     fn degraded_or_missing_at_the_merge_fails_with_argo_cds_message() {
         let mut o = healthy();
-        o.health = "Degraded";
+        o.health = Health::Degraded;
         o.health_message = Some("CrashLoopBackOff");
         assert_eq!(
             judge(&o),
             Verdict::Failed("health Degraded: CrashLoopBackOff".into())
         );
-        o.health = "Missing";
+        o.health = Health::Missing;
         o.health_message = None;
         assert_eq!(judge(&o), Verdict::Failed("health Missing".into()));
     }
@@ -146,7 +220,7 @@ mod tests {
     fn degraded_before_the_merge_is_reached_still_waits() {
         let mut o = healthy();
         o.at_merge = false;
-        o.health = "Degraded";
+        o.health = Health::Degraded;
         assert!(matches!(judge(&o), Verdict::Waiting(_)));
     }
 
@@ -154,7 +228,7 @@ mod tests {
     fn a_failed_operation_for_the_merge_fails_but_an_older_one_does_not_count() {
         let mut o = healthy();
         o.operation = Some(OperationView {
-            phase: "Failed",
+            phase: OperationPhase::Failed,
             message: Some("one or more objects failed to apply"),
             for_merge: true,
         });
@@ -163,7 +237,7 @@ mod tests {
             Verdict::Failed("sync operation Failed: one or more objects failed to apply".into())
         );
         o.operation = Some(OperationView {
-            phase: "Failed",
+            phase: OperationPhase::Failed,
             message: None,
             for_merge: false,
         });
@@ -174,11 +248,27 @@ mod tests {
     fn a_running_operation_for_the_merge_waits_even_when_health_looks_good() {
         let mut o = healthy();
         o.operation = Some(OperationView {
-            phase: "Running",
+            phase: OperationPhase::Running,
             message: None,
             for_merge: true,
         });
         assert_eq!(judge(&o), Verdict::Waiting("sync operation Running".into()));
+    }
+
+    #[test]
+    fn argo_cds_words_read_back_as_written_and_an_unknown_word_is_unknown() {
+        for h in [
+            Health::Healthy,
+            Health::Degraded,
+            Health::Missing,
+            Health::Unknown,
+        ] {
+            assert_eq!(Health::parse(h.as_str()), h);
+        }
+        assert_eq!(SyncStatus::parse("OutOfSync"), SyncStatus::OutOfSync);
+        assert_eq!(Health::parse("Exploded"), Health::Unknown);
+        assert_eq!(OperationPhase::parse(""), OperationPhase::Unknown);
+        assert!(OperationPhase::Terminating.running() && !OperationPhase::Failed.running());
     }
 
     #[test]

@@ -1,0 +1,638 @@
+//! An in-memory world behind every port, for fast engine unit tests (the sandbox-backed
+//! tests in `tests/` drive the real adapters over the wire). It keeps the rules the engine
+//! relies on: a merge checks the head, a second open PR for a branch is refused, Argo CD runs
+//! what main's files deploy. Calls are counted, and any operation can be made to fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a poisoned lock is a bug
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration as Span, Utc};
+
+use super::scheduler::Clock;
+use crate::domain::chatops::{Comment, Review};
+use crate::domain::gate::{ScanReport, ScanStatus};
+use crate::domain::image::Digest;
+use crate::domain::policy::PolicyDocument;
+use crate::domain::select::ImageRecord;
+use crate::manifest;
+use crate::ports::{
+    Access, AppStatus, Checks, ChecksState, Conversation, Deployer, ErrorKind, GitOpsRepo, Health,
+    Issue, Issues, LabelledPr, Ledger, NewPullRequest, ParameterStore, Permission, PortError,
+    PortResult, Proposal, PullRequest, PullRequests, Reaction, Registry, ScanStart, ScanType,
+    StatusState, SyncStart, SyncStatus, SyncWindows,
+};
+use crate::secret::Secret;
+
+/// A clock the test moves.
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    pub fn at(t: DateTime<Utc>) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(t)))
+    }
+
+    pub fn advance(&self, by: Span) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A pull request of the fake forge.
+#[derive(Debug, Clone)]
+pub struct Pr {
+    pub number: u64,
+    pub branch: String,
+    pub title: String,
+    pub body: String,
+    pub labels: BTreeSet<String>,
+    pub open: bool,
+    pub merged_at: Option<DateTime<Utc>>,
+    pub merge_sha: Option<String>,
+}
+
+/// A pushed branch: its head and files on top of main.
+#[derive(Debug, Clone)]
+struct Branch {
+    head: String,
+    committed_at: DateTime<Utc>,
+    base: usize,
+    files: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    images: Vec<ImageRecord>,
+    scans: HashMap<Digest, ScanReport>,
+    docs: Vec<PolicyDocument>,
+    /// Main's commits, oldest first: when, and every file.
+    main: Vec<(DateTime<Utc>, BTreeMap<String, String>)>,
+    branches: HashMap<String, Branch>,
+    pushes: usize,
+    prs: Vec<Pr>,
+    comments: HashMap<u64, Vec<Comment>>,
+    next_comment: u64,
+    reviews: HashMap<u64, Vec<Review>>,
+    permissions: HashMap<String, Permission>,
+    /// Application → (the file whose images it runs, its health).
+    apps: HashMap<String, (String, Health)>,
+    statuses: Vec<(String, StatusState, String)>,
+    ledger: HashMap<String, DateTime<Utc>>,
+    calls: BTreeMap<&'static str, usize>,
+    failing: HashMap<&'static str, ErrorKind>,
+}
+
+/// The whole outside world in memory.
+pub struct World {
+    state: Mutex<State>,
+    clock: Arc<TestClock>,
+}
+
+impl World {
+    pub fn new(clock: Arc<TestClock>, files: &[(&str, &str)]) -> Arc<Self> {
+        let files = files
+            .iter()
+            .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+            .collect();
+        let state = State {
+            main: vec![(clock.now(), files)],
+            next_comment: 1000,
+            ..State::default()
+        };
+        Arc::new(Self {
+            state: Mutex::new(state),
+            clock,
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// Count a call of `op`, and fail it if the test asked so.
+    fn call(&self, op: &'static str) -> PortResult<()> {
+        self.with(|s| {
+            *s.calls.entry(op).or_default() += 1;
+            match s.failing.get(op) {
+                Some(kind) => Err(PortError::new("fake", op, *kind, "injected failure")),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Every later call of `op` fails with `kind`.
+    pub fn fail(&self, op: &'static str, kind: ErrorKind) {
+        self.with(|s| s.failing.insert(op, kind));
+    }
+
+    /// Calls of `op` succeed again.
+    pub fn heal(&self, op: &str) {
+        self.with(|s| s.failing.remove(op));
+    }
+
+    pub fn calls(&self, op: &str) -> usize {
+        self.with(|s| s.calls.get(op).copied().unwrap_or(0))
+    }
+
+    pub fn set_policy(&self, name: &str, body: &str) {
+        self.with(|s| {
+            s.docs.retain(|d| d.name != name);
+            s.docs.push(PolicyDocument {
+                name: name.to_owned(),
+                version: 1,
+                body: body.to_owned(),
+            });
+        });
+    }
+
+    /// Push `tag` with a clean, complete scan; returns its digest.
+    pub fn push(&self, tag: &str, seed: char) -> Digest {
+        let digest = Digest::parse(&format!("sha256:{}", seed.to_string().repeat(64))).unwrap();
+        let record = ImageRecord {
+            digest: digest.clone(),
+            tags: vec![crate::domain::image::Tag::parse(tag).unwrap()],
+            pushed_at: self.clock.now(),
+        };
+        let clean = ScanReport {
+            status: ScanStatus::Complete,
+            counts: BTreeMap::new(),
+            findings: Vec::new(),
+        };
+        self.with(|s| {
+            s.images.push(record);
+            s.scans.insert(digest.clone(), clean);
+        });
+        digest
+    }
+
+    /// Argo CD application `app` runs what main's `file` deploys, with `health`.
+    pub fn app(&self, app: &str, file: &str, health: Health) {
+        self.with(|s| s.apps.insert(app.to_owned(), (file.to_owned(), health)));
+    }
+
+    pub fn allow(&self, user: &str, permission: Permission) {
+        self.with(|s| s.permissions.insert(user.to_owned(), permission));
+    }
+
+    /// `user` comments on issue or PR `number` now.
+    pub fn say(&self, number: u64, user: &str, body: &str) {
+        let at = self.clock.now();
+        self.with(|s| {
+            s.next_comment += 1;
+            let c = Comment {
+                id: s.next_comment,
+                user: user.to_owned(),
+                body: body.to_owned(),
+                created_at: at,
+                edited: false,
+            };
+            s.comments.entry(number).or_default().push(c);
+        });
+    }
+
+    pub fn prs(&self) -> Vec<Pr> {
+        self.with(|s| s.prs.clone())
+    }
+
+    pub fn comments_on(&self, number: u64) -> Vec<String> {
+        self.with(|s| {
+            s.comments
+                .get(&number)
+                .map(|c| c.iter().map(|c| c.body.clone()).collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// A file of main now.
+    pub fn main_file(&self, path: &str) -> String {
+        self.with(|s| s.main.last().unwrap().1[path].clone())
+    }
+
+    fn head(s: &State) -> String {
+        format!("{:040x}", s.main.len())
+    }
+}
+
+#[async_trait]
+impl Registry for World {
+    async fn scan_type(&self) -> PortResult<ScanType> {
+        self.call("scan_type")?;
+        Ok(ScanType::Basic)
+    }
+
+    async fn list_images(&self, _: Option<&str>, _: &str) -> PortResult<Vec<ImageRecord>> {
+        self.call("list_images")?;
+        Ok(self.with(|s| s.images.clone()))
+    }
+
+    async fn scan_report(&self, _: Option<&str>, _: &str, d: &Digest) -> PortResult<ScanReport> {
+        self.call("scan_report")?;
+        Ok(self.with(|s| {
+            s.scans
+                .get(d)
+                .cloned()
+                .unwrap_or_else(ScanReport::not_found)
+        }))
+    }
+
+    async fn start_scan(&self, _: Option<&str>, _: &str, _: &Digest) -> PortResult<ScanStart> {
+        self.call("start_scan")?;
+        Ok(ScanStart::Started)
+    }
+}
+
+#[async_trait]
+impl ParameterStore for World {
+    async fn documents(&self, _: &str) -> PortResult<Vec<PolicyDocument>> {
+        self.call("documents")?;
+        Ok(self.with(|s| s.docs.clone()))
+    }
+
+    async fn secret(&self, name: &str) -> PortResult<Secret> {
+        self.call("secret")?;
+        Err(PortError::new("fake", "secret", ErrorKind::NotFound, name))
+    }
+}
+
+#[async_trait]
+impl GitOpsRepo for World {
+    async fn sync(&self) -> PortResult<String> {
+        self.call("sync")?;
+        Ok(self.with(|s| Self::head(s)))
+    }
+
+    async fn read(&self, path: &str) -> PortResult<Option<String>> {
+        self.call("read")?;
+        Ok(self.with(|s| s.main.last().unwrap().1.get(path).cloned()))
+    }
+
+    async fn propose(
+        &self,
+        branch: &str,
+        files: Vec<(String, String)>,
+        _message: &str,
+    ) -> PortResult<Proposal> {
+        self.call("propose")?;
+        let now = self.clock.now();
+        Ok(self.with(|s| {
+            let base = s.main.len();
+            if let Some(b) = s.branches.get(branch)
+                && b.base == base
+                && b.files == files
+            {
+                return Proposal {
+                    head: b.head.clone(),
+                    committed_at: b.committed_at,
+                    pushed: false,
+                };
+            }
+            s.pushes += 1;
+            let head = format!("b{:039x}", s.pushes);
+            let b = Branch {
+                head: head.clone(),
+                committed_at: now,
+                base,
+                files,
+            };
+            s.branches.insert(branch.to_owned(), b);
+            Proposal {
+                head,
+                committed_at: now,
+                pushed: true,
+            }
+        }))
+    }
+
+    async fn includes(&self, commit: &str, ancestor: &str) -> PortResult<bool> {
+        self.call("includes")?;
+        let n = |c: &str| u64::from_str_radix(c, 16).ok();
+        Ok(matches!((n(commit), n(ancestor)), (Some(c), Some(a)) if c >= a))
+    }
+}
+
+#[async_trait]
+impl Ledger for World {
+    async fn last_run(&self, job: &str) -> PortResult<Option<DateTime<Utc>>> {
+        self.call("last_run")?;
+        Ok(self.with(|s| s.ledger.get(job).copied()))
+    }
+
+    async fn claim(&self, job: &str, slot: DateTime<Utc>) -> PortResult<bool> {
+        self.call("claim")?;
+        Ok(self.with(|s| match s.ledger.get(job) {
+            Some(t) if *t >= slot => false,
+            _ => {
+                s.ledger.insert(job.to_owned(), slot);
+                true
+            }
+        }))
+    }
+}
+
+fn pull_request(p: &Pr, heads: &HashMap<String, Branch>) -> PullRequest {
+    PullRequest {
+        number: p.number,
+        url: format!("https://github.test/pull/{}", p.number),
+        head_sha: heads
+            .get(&p.branch)
+            .map(|b| b.head.clone())
+            .unwrap_or_default(),
+        title: p.title.clone(),
+        body: p.body.clone(),
+        merged: p.merged_at.is_some(),
+        merge_sha: p.merge_sha.clone(),
+    }
+}
+
+fn rejected(op: &'static str, why: &str) -> PortError {
+    PortError::new("fake", op, ErrorKind::Rejected, why)
+}
+
+impl World {
+    fn pr_mut<'a>(s: &'a mut State, number: u64, op: &'static str) -> PortResult<&'a mut Pr> {
+        s.prs
+            .iter_mut()
+            .find(|p| p.number == number)
+            .ok_or_else(|| PortError::new("fake", op, ErrorKind::NotFound, "no such PR"))
+    }
+}
+
+#[async_trait]
+impl PullRequests for World {
+    async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>> {
+        self.call("find_open_pr")?;
+        Ok(self.with(|s| {
+            s.prs
+                .iter()
+                .find(|p| p.open && p.branch == branch)
+                .map(|p| pull_request(p, &s.branches))
+        }))
+    }
+
+    async fn pull(&self, number: u64) -> PortResult<PullRequest> {
+        self.call("pull")?;
+        self.with(|s| {
+            let p = Self::pr_mut(s, number, "pull")?.clone();
+            Ok(pull_request(&p, &s.branches))
+        })
+    }
+
+    async fn labelled_prs(
+        &self,
+        labels: &[String],
+        open_only: bool,
+    ) -> PortResult<Vec<LabelledPr>> {
+        self.call("labelled_prs")?;
+        Ok(self.with(|s| {
+            s.prs
+                .iter()
+                .filter(|p| labels.iter().all(|l| p.labels.contains(l)) && (p.open || !open_only))
+                .map(|p| LabelledPr {
+                    number: p.number,
+                    url: format!("https://github.test/pull/{}", p.number),
+                    title: p.title.clone(),
+                    body: p.body.clone(),
+                    labels: p.labels.iter().cloned().collect(),
+                    open: p.open,
+                    merged_at: p.merged_at,
+                })
+                .collect()
+        }))
+    }
+
+    async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest> {
+        self.call("open_pr")?;
+        self.with(|s| {
+            if s.prs.iter().any(|p| p.open && p.branch == pr.branch) {
+                return Err(rejected("open_pr", "a pull request already exists"));
+            }
+            let p = Pr {
+                number: s.prs.len() as u64 + 1,
+                branch: pr.branch,
+                title: pr.title,
+                body: pr.body,
+                labels: pr.labels.into_iter().collect(),
+                open: true,
+                merged_at: None,
+                merge_sha: None,
+            };
+            s.prs.push(p.clone());
+            Ok(pull_request(&p, &s.branches))
+        })
+    }
+
+    async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()> {
+        self.call("update_pr")?;
+        self.with(|s| {
+            let p = Self::pr_mut(s, number, "update_pr")?;
+            title.clone_into(&mut p.title);
+            body.clone_into(&mut p.body);
+            Ok(())
+        })
+    }
+
+    async fn close_pr(&self, number: u64, why: &str) -> PortResult<()> {
+        self.call("close_pr")?;
+        self.with(|s| {
+            let p = Self::pr_mut(s, number, "close_pr")?;
+            if !p.open {
+                return Err(rejected("close_pr", "not open"));
+            }
+            p.open = false;
+            Ok(())
+        })?;
+        self.say(number, "tugboat[bot]", why);
+        Ok(())
+    }
+
+    async fn merge(&self, number: u64, expected_head: &str, _title: &str) -> PortResult<String> {
+        self.call("merge")?;
+        let now = self.clock.now();
+        self.with(|s| {
+            let p = Self::pr_mut(s, number, "merge")?.clone();
+            let branch = s.branches.get(&p.branch).cloned();
+            let Some(branch) = branch.filter(|b| p.open && b.head == expected_head) else {
+                return Err(rejected("merge", "not open, or the head moved"));
+            };
+            let mut files = s.main.last().unwrap().1.clone();
+            files.extend(branch.files);
+            s.main.push((now, files));
+            let sha = Self::head(s);
+            let p = Self::pr_mut(s, number, "merge")?;
+            p.open = false;
+            p.merged_at = Some(now);
+            p.merge_sha = Some(sha.clone());
+            Ok(sha)
+        })
+    }
+
+    async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()> {
+        self.call("add_labels")?;
+        self.with(|s| {
+            let p = Self::pr_mut(s, number, "add_labels")?;
+            p.labels.extend(labels.iter().cloned());
+            Ok(())
+        })
+    }
+
+    async fn remove_label(&self, number: u64, label: &str) -> PortResult<()> {
+        self.call("remove_label")?;
+        self.with(|s| {
+            Self::pr_mut(s, number, "remove_label")?
+                .labels
+                .remove(label);
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl Conversation for World {
+    async fn comment(&self, number: u64, body: &str) -> PortResult<()> {
+        self.call("comment")?;
+        self.say(number, "tugboat[bot]", body);
+        Ok(())
+    }
+
+    async fn comments(&self, number: u64) -> PortResult<Vec<Comment>> {
+        self.call("comments")?;
+        Ok(self.with(|s| s.comments.get(&number).cloned().unwrap_or_default()))
+    }
+
+    async fn reviews(&self, number: u64) -> PortResult<Vec<Review>> {
+        self.call("reviews")?;
+        Ok(self.with(|s| s.reviews.get(&number).cloned().unwrap_or_default()))
+    }
+
+    async fn react(&self, _comment_id: u64, _reaction: Reaction) -> PortResult<()> {
+        self.call("react")
+    }
+
+    async fn me(&self) -> PortResult<String> {
+        self.call("me")?;
+        Ok("tugboat[bot]".to_owned())
+    }
+}
+
+#[async_trait]
+impl Access for World {
+    async fn permission(&self, user: &str) -> PortResult<Permission> {
+        self.call("permission")?;
+        Ok(self.with(|s| s.permissions.get(user).copied().unwrap_or(Permission::None)))
+    }
+
+    async fn team_member(&self, _org: &str, _team: &str, _user: &str) -> PortResult<bool> {
+        self.call("team_member")?;
+        Ok(false)
+    }
+}
+
+#[async_trait]
+impl Checks for World {
+    async fn checks(&self, _sha: &str) -> PortResult<ChecksState> {
+        self.call("checks")?;
+        Ok(ChecksState::None)
+    }
+
+    async fn set_status(
+        &self,
+        sha: &str,
+        state: StatusState,
+        context: &str,
+        _description: &str,
+    ) -> PortResult<()> {
+        self.call("set_status")?;
+        self.with(|s| {
+            s.statuses.push((sha.to_owned(), state, context.to_owned()));
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Issues for World {
+    async fn open_issues(&self, _labels: &[String]) -> PortResult<Vec<Issue>> {
+        self.call("open_issues")?;
+        Ok(Vec::new())
+    }
+
+    async fn open_issue(&self, _title: &str, _body: &str, _labels: &[String]) -> PortResult<Issue> {
+        self.call("open_issue")?;
+        Err(rejected("open_issue", "the fake keeps no issues"))
+    }
+
+    async fn update_issue(&self, _: u64, _: &str, _: &str, _: bool) -> PortResult<()> {
+        self.call("update_issue")?;
+        Err(rejected("update_issue", "the fake keeps no issues"))
+    }
+}
+
+#[async_trait]
+impl Deployer for World {
+    async fn app(&self, name: &str, _refresh: bool) -> PortResult<AppStatus> {
+        self.call("app")?;
+        let now = self.clock.now();
+        self.with(|s| {
+            let (file, health) = s
+                .apps
+                .get(name)
+                .cloned()
+                .ok_or_else(|| PortError::new("fake", "app", ErrorKind::NotFound, name))?;
+            let (_, files) = s.main.last().unwrap();
+            let text = files.get(&file).cloned().unwrap_or_default();
+            let images = manifest::locate(&text)
+                .map(|refs| {
+                    refs.iter()
+                        .map(|r| {
+                            let image = crate::domain::image::ImageRef {
+                                repository: r.repository.clone(),
+                                tag: r.tag.clone(),
+                                digest: r.digest.clone(),
+                            };
+                            image.to_string()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            // When main last changed this file: Argo CD deployed it then.
+            let deployed_at = s
+                .main
+                .windows(2)
+                .rfind(|w| w[0].1.get(&file) != w[1].1.get(&file))
+                .map(|w| w[1].0)
+                .unwrap_or(s.main[0].0);
+            Ok(AppStatus {
+                sync_status: SyncStatus::Synced,
+                revision: Some(Self::head(s)),
+                revisions: vec![],
+                health,
+                health_message: None,
+                reconciled_at: Some(now),
+                deployed_at: Some(deployed_at),
+                images,
+                operation: None,
+                automated: true,
+            })
+        })
+    }
+
+    async fn sync(&self, _name: &str, _revision: &str) -> PortResult<SyncStart> {
+        self.call("sync_app")?;
+        Ok(SyncStart::Started)
+    }
+
+    async fn sync_windows(&self, _name: &str) -> PortResult<SyncWindows> {
+        self.call("sync_windows")?;
+        Ok(SyncWindows {
+            can_sync: true,
+            active: vec![],
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! The engine over the in-memory fake (`fake.rs`): its decisions, its calls and its typed
+//! failures, in paused time, without a sandbox.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use chrono::{Duration as Span, TimeZone, Utc};
+
+use super::fake::{TestClock, World};
+use super::{Action, Engine, Mode, Ports, Step, Verification};
+use crate::config::Config;
+use crate::domain::plan::Decision;
+use crate::ports::{ErrorKind, Health, Permission};
+
+const DEV: &str = "apps/user_service/dev/values.yaml";
+const PROD: &str = "apps/user_service/prod/values.yaml";
+const IMAGE: &str = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/user_service";
+
+fn config() -> Arc<Config> {
+    let toml = format!(
+        r#"
+[aws]
+region = "eu-north-1"
+registry_id = "123456789012"
+[policy]
+ssm_path = "/salon/promotion/"
+[github]
+repository = "salon/salon-gitops"
+token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
+[argocd]
+url = "https://argocd.test"
+token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
+poll_interval = "1s"
+[engine]
+workdir = "/nonexistent/tugboat-fake"
+scan_wait = "0s"
+[[services]]
+name = "user_service"
+repository = "user_service"
+[[services.environments]]
+name = "dev"
+files = ["{DEV}"]
+argocd_application = "user-service-dev"
+[[services.environments]]
+name = "prod"
+files = ["{PROD}"]
+argocd_application = "user-service-prod"
+"#
+    );
+    Arc::new(Config::parse(&toml, "fake.toml", std::iter::empty()).unwrap())
+}
+
+const POLICY: &str = r#"
+version: 1
+environments:
+  dev:
+    tag: {pattern: '^(?P<version>\d+\.\d+\.\d+)$', ordering: semver}
+    scan: {thresholds: {CRITICAL: 0}}
+    auto_merge: true
+    health_timeout: 2m
+    rollback: auto
+  prod:
+    scan: {thresholds: {CRITICAL: 0}}
+    auto_merge: false
+    approvals: 1
+    soak: 1h
+    health_timeout: 2m
+    rollback: manual
+"#;
+
+fn values(tag: &str) -> String {
+    format!("image:\n  repository: {IMAGE}\n  tag: \"{tag}\"\n")
+}
+
+/// A world where dev and prod run 1.0.0 healthy, and an engine on it.
+fn world() -> (Arc<World>, Arc<TestClock>, Engine) {
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap());
+    let w = World::new(
+        clock.clone(),
+        &[(DEV, &values("1.0.0")), (PROD, &values("1.0.0"))],
+    );
+    w.set_policy("/salon/promotion/defaults", POLICY);
+    w.push("1.0.0", 'a');
+    w.app("user-service-dev", DEV, Health::Healthy);
+    w.app("user-service-prod", PROD, Health::Healthy);
+    let ports = Ports {
+        registry: w.clone(),
+        params: w.clone(),
+        repo: w.clone(),
+        forge: w.clone(),
+        deployer: w.clone(),
+        ledger: w.clone(),
+    };
+    let engine = Engine::new(config(), ports).with_clock(clock.clone());
+    (w, clock, engine)
+}
+
+fn row(r: &[super::EnvReport], env: &str) -> super::EnvReport {
+    r.iter().find(|x| x.environment == env).unwrap().clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_tag_is_promoted_merged_and_verified_healthy_in_dev_and_labelled_deployed() {
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = row(&r, "dev");
+    assert!(
+        matches!(
+            dev.action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        dev.action
+    );
+    assert_eq!(w.main_file(DEV), values("1.1.0"), "byte-exact edit");
+    let pr = &w.prs()[0];
+    assert!(pr.labels.contains("tugboat:deployed") && !pr.labels.contains("tugboat:verifying"));
+    assert!(
+        w.comments_on(pr.number)
+            .iter()
+            .any(|c| c.contains("Synced and Healthy")),
+        "the verification is reported on the PR"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prod_promotion_awaiting_approval_costs_no_argo_cd_or_checks_call() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::hours(2)); // dev's soak of 1 h is over
+    let before = (w.calls("sync_windows"), w.calls("checks"));
+    assert_eq!(before, (1, 1), "dev's merge read them once");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let prod = row(&r, "prod");
+    assert!(
+        matches!(prod.action, Action::AwaitingApproval { .. }),
+        "{:?}",
+        prod.action
+    );
+    assert_eq!(
+        (w.calls("sync_windows"), w.calls("checks")),
+        before,
+        "prod's merge rule stopped at approvals"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_by_a_writer_merges_prod_and_one_by_a_reader_does_not() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::hours(2));
+    engine.cycle(Mode::Apply).await.unwrap();
+    let prod_pr = w
+        .prs()
+        .into_iter()
+        .find(|p| p.branch == "tugboat/prod/user_service")
+        .unwrap();
+    w.allow("mallory", Permission::Read);
+    clock.advance(Span::seconds(5));
+    w.say(prod_pr.number, "mallory", "/approve");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&r, "prod").action,
+        Action::AwaitingApproval { .. }
+    ));
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::seconds(5));
+    w.say(prod_pr.number, "alice", "/approve");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "prod").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "prod").action
+    );
+    assert_eq!(w.main_file(PROD), values("1.1.0"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_push_is_a_typed_propose_failure_and_the_next_cycle_retries() {
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    w.fail("propose", ErrorKind::Throttled);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Failed { error } = row(&r, "dev").action else {
+        panic!("{:?}", row(&r, "dev").action)
+    };
+    assert_eq!(
+        (error.step, error.metric_label()),
+        (Step::Propose, "throttled")
+    );
+    assert!(error.to_string().contains("fake propose"), "{error}");
+    assert!(w.prs().is_empty(), "nothing was opened");
+    w.heal("propose");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_dev_promotion_is_rolled_back_and_its_digest_marked_bad() {
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    w.app("user-service-dev", DEV, Health::Degraded);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = row(&r, "dev");
+    assert!(
+        matches!(dev.action, Action::RolledBack { .. }),
+        "{:?}",
+        dev.action
+    );
+    assert_eq!(
+        w.main_file(DEV),
+        values("1.0.0"),
+        "the previous tag is back"
+    );
+    let promoted = &w.prs()[0];
+    assert!(promoted.labels.contains("tugboat:bad"));
+    // The bad digest is never offered again.
+    w.app("user-service-dev", DEV, Health::Healthy);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").decision, Decision::Blocked { .. }),
+        "{:?}",
+        row(&r, "dev").decision
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn prod_waits_for_devs_soak_on_the_engines_clock() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Decision::Waiting { reason, .. } = row(&r, "prod").decision else {
+        panic!("{:?}", row(&r, "prod").decision)
+    };
+    assert!(reason.contains("soak"), "{reason}");
+    clock.advance(Span::minutes(61));
+    let r = engine.cycle(Mode::Plan).await.unwrap();
+    assert!(
+        matches!(row(&r, "prod").decision, Decision::Promote { .. }),
+        "{:?}",
+        row(&r, "prod").decision
+    );
+}
