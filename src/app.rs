@@ -12,6 +12,7 @@ use crate::adapters::{
     github::GitHub,
     ssm::Ssm,
 };
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SecretRef, read_local_secret};
 use crate::engine::Ports;
 use crate::ports::ParameterStore;
@@ -32,6 +33,16 @@ async fn secret(r: &SecretRef, what: &str, ssm: &Ssm) -> anyhow::Result<Secret> 
 
 /// Build the production adapters for `cfg`; every request they send is counted into `api`.
 pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
+    ports_on(cfg, api, Arc::new(SystemClock)).await
+}
+
+/// The adapters, stamping commits from `clock` (the one the engine reads, so that a test's
+/// sandbox, adapters and engine share one time of day).
+pub async fn ports_on(
+    cfg: &Config,
+    api: &ApiMetrics,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Ports> {
     let sdk = aws::sdk_config(&cfg.aws).await;
     let ssm = Ssm::new(&sdk, api);
     let gh_token = secret(&cfg.github.token, "github.token", &ssm).await?;
@@ -43,7 +54,8 @@ pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
         gh_token.clone(),
         api,
     )
-    .context("opening the local clone of the GitOps repository")?;
+    .context("opening the local clone of the GitOps repository")?
+    .with_clock(clock);
     let forge = GitHub::new(
         &cfg.github.api_url,
         &gh_token,

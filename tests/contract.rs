@@ -129,7 +129,7 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
             &format!("url = \"{}\"", argo.url),
         );
     assert!(toml.contains(&gh.url) && toml.contains(&argo.url));
-    let engine = common::engine_from(&toml, &Default::default()).await;
+    let engine = common::engine_from(&sb, &toml, &Default::default()).await;
 
     // A scenario that uses every GitHub and Argo CD operation tugboat calls.
     common::approver(&sb, "alice");
@@ -190,7 +190,7 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
             gh.violations()
         )
     };
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sb.advance(Duration::from_secs(1)); // comments are stamped to the second
     sb.github.comment_as(number, "alice", "/help").unwrap();
     sb.github.comment_as(number, "alice", "/approve").unwrap();
     let r = engine.cycle(Mode::Apply).await.unwrap();

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ManualClock, approver, assert_healthy, engine, row, setup, start};
+use common::{approver, assert_healthy, engine, row, setup, start};
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Mode, Verification};
 use tugboat::sandbox::{self, Fleet, Options, Sandbox, Style, app_name, file_of};
@@ -87,8 +87,9 @@ fn crash(sb: &Sandbox, svc: &str, tag: &str) {
         .mark_crashing(&format!("{}:{tag}", sandbox::image_of(svc)));
 }
 
-/// The engine reads the time of day through its clock (issue 16): a plan on a clock an hour
-/// ahead sees dev's one-hour soak done, without ageing the stand-in or sleeping.
+/// The engine reads the time of day through its clock (issue 16), the one the stand-ins stamp
+/// with: moved an hour ahead, a plan sees dev's one-hour soak done, without back-dating the
+/// stand-in or sleeping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_is_judged_on_the_engines_clock_so_a_clock_an_hour_ahead_sees_it_done() {
     let (sb, _work, engine) = chain(&["dev", "staging"]).await;
@@ -102,17 +103,14 @@ async fn soak_is_judged_on_the_engines_clock_so_a_clock_an_hour_ahead_sees_it_do
     assert_healthy(&r, DEV, "dev");
 
     let plan_work = tempfile::tempdir().unwrap();
-    let clock = ManualClock::at(chrono::Utc::now());
-    let planner = common::engine(&sb, &plan_work, &Default::default())
-        .await
-        .with_clock(clock.clone());
+    let planner = common::engine(&sb, &plan_work, &Default::default()).await;
     let r = planner.cycle(Mode::Plan).await.unwrap();
     assert!(
         matches!(&row(&r, DEV, "staging").decision, Decision::Waiting { reason, .. } if reason.starts_with("soaking in dev until")),
         "{:?}",
         row(&r, DEV, "staging")
     );
-    clock.advance(Duration::from_secs(3700));
+    sb.advance(Duration::from_secs(3700));
     let r = planner.cycle(Mode::Plan).await.unwrap();
     assert!(
         matches!(&row(&r, DEV, "staging").decision, Decision::Promote { .. }),
@@ -143,9 +141,8 @@ async fn a_digest_goes_dev_then_staging_after_its_soak_then_prod_after_an_approv
     };
     assert!(reason.starts_with("soaking in dev until"), "{reason}");
 
-    // An hour and more passes for dev's deployment; staging takes the digest by itself.
-    sb.argocd
-        .age(&app_name(DEV, "dev"), Duration::from_secs(3700));
+    // An hour and more passes; staging takes the digest by itself.
+    sb.advance(Duration::from_secs(3700));
     let r = engine.cycle(Mode::Apply).await.unwrap();
     let Action::Merged { verification, .. } = &row(&r, DEV, "staging").action else {
         panic!("{:?}", row(&r, DEV, "staging"))
@@ -158,13 +155,12 @@ async fn a_digest_goes_dev_then_staging_after_its_soak_then_prod_after_an_approv
         row(&r, DEV, "prod")
     );
 
-    sb.argocd
-        .age(&app_name(DEV, "staging"), Duration::from_secs(3700));
+    sb.advance(Duration::from_secs(3700));
     let r = engine.cycle(Mode::Apply).await.unwrap();
     let Action::AwaitingApproval { number, .. } = row(&r, DEV, "prod").action else {
         panic!("{:?}", row(&r, DEV, "prod"))
     };
-    tokio::time::sleep(Duration::from_millis(1100)).await; // comments are stamped to the second
+    sb.advance(Duration::from_secs(1)); // comments are stamped to the second
     sb.github.comment_as(number, "alice", "/approve").unwrap();
     let r = engine.cycle(Mode::Apply).await.unwrap();
     let Action::Merged { verification, .. } = &row(&r, DEV, "prod").action else {
@@ -547,7 +543,7 @@ async fn the_configured_merge_method_makes_a_merge_commit_or_a_rebase_and_both_v
             &format!("base_branch = \"main\"\nmerge_method = \"{method}\"\n"),
         );
         assert!(toml.contains("merge_method"));
-        let engine = common::engine_from(&toml, &Default::default()).await;
+        let engine = common::engine_from(&sb, &toml, &Default::default()).await;
         sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
         let r = engine.cycle(Mode::Apply).await.unwrap();
         let Action::Merged {
@@ -628,7 +624,7 @@ async fn an_unreachable_argo_cd_stops_the_merge_with_a_clear_error() {
         &format!("url = \"{}\"", sb.argocd_url),
         &format!("url = \"http://{closed}\""),
     );
-    let engine = common::engine_from(&toml, &Default::default()).await;
+    let engine = common::engine_from(&sb, &toml, &Default::default()).await;
     sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
     let Action::Failed { error } = &row(&r, DEV, "dev").action else {

@@ -321,7 +321,7 @@ async fn a_rejected_git_token_fails_clearly_without_looping() {
         &sb.dir().join("github-token").display().to_string(),
         &bad.display().to_string(),
     );
-    let engine = common::engine_from(&text, &ApiMetrics::default()).await;
+    let engine = common::engine_from(&sb, &text, &ApiMetrics::default()).await;
     let err = tokio::time::timeout(
         std::time::Duration::from_secs(20),
         engine.cycle(Mode::Apply),
@@ -811,7 +811,7 @@ async fn only_an_approver_of_the_current_head_can_merge_prod_and_a_hold_stops_it
         .add_team_member("salon", "platform-leads", "reader");
     sb.github.add_collaborator("reader", "read"); // a lead without write access
     let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
 
     let m = sb.github.comment_as(number, "mallory", "/approve").unwrap();
     let r = sb
@@ -895,7 +895,7 @@ async fn only_an_approver_of_the_current_head_can_merge_prod_and_a_hold_stops_it
         Action::Held { .. }
     ));
     assert!(pr(&sb).title.ends_with("1.2.0"));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
     sb.github.comment_as(number, "alice", "/unhold").unwrap();
     let reports = engine.cycle(Mode::Apply).await.unwrap();
     assert!(
@@ -1193,7 +1193,7 @@ async fn a_stop_between_the_approval_and_the_merge_ends_after_a_restart_with_one
     let (sb, engine, work) = setup().await;
     common::approver(&sb, "alice");
     let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
     sb.github.comment_as(number, "alice", "/approve").unwrap();
     // The tugboat that saw the PR stops before it merges; a new one starts.
     drop(engine);
@@ -1238,10 +1238,10 @@ async fn with_github_login_configured_tugboat_never_asks_who_it_is() {
         "base_branch = \"main\"\n",
         "base_branch = \"main\"\nlogin = \"tugboat[bot]\"\n",
     );
-    let engine = common::engine_from(&toml, &Default::default()).await;
+    let engine = common::engine_from(&sb, &toml, &Default::default()).await;
     common::approver(&sb, "alice");
     let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
     sb.github.comment_as(number, "alice", "/approve").unwrap();
     let r = engine.cycle(Mode::Apply).await.unwrap();
     assert!(

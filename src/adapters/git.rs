@@ -13,6 +13,7 @@ use git2::{
     Cred, FetchOptions, FileMode, Oid, PushOptions, RemoteCallbacks, Repository, Signature,
 };
 
+use crate::clock::{Clock, SystemClock};
 use crate::ports::{ErrorKind, GitOpsRepo, Ledger, PortError, PortResult, Proposal};
 use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
@@ -25,6 +26,8 @@ pub struct Git {
     token: Secret,
     author: (String, String),
     api: ApiMetrics,
+    /// Stamps commits and push times.
+    clock: Arc<dyn Clock>,
 }
 
 fn err(op: &'static str, e: &git2::Error) -> PortError {
@@ -76,7 +79,20 @@ impl Git {
             token,
             author: ("tugboat".into(), "tugboat@users.noreply.github.com".into()),
             api: api.clone(),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same clone, stamping commits and push times from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// A commit signature at the clock's time.
+    fn signature(&self, op: &'static str) -> PortResult<Signature<'static>> {
+        let at = git2::Time::new(self.clock.now().timestamp(), 0);
+        Signature::new(&self.author.0, &self.author.1, &at).map_err(|e| err(op, &e))
     }
 
     /// Where a clone for `url` lives under `workdir`.
@@ -277,7 +293,7 @@ impl GitOpsRepo for Git {
                 return Ok(p);
             }
             let tree = repo.find_tree(tree_id).map_err(|e| err("commit", &e))?;
-            let sig = Signature::now(&me.author.0, &me.author.1).map_err(|e| err("commit", &e))?;
+            let sig = me.signature("commit")?;
             let commit = repo
                 .commit(None, &sig, &sig, &message, &tree, &[&base])
                 .map_err(|e| err("commit", &e))?;
@@ -307,7 +323,7 @@ impl GitOpsRepo for Git {
                 head: commit.to_string(),
                 // The push time, not the commit's: a comment made while the push was on its
                 // way approved the previous head.
-                committed_at: Utc::now(),
+                committed_at: me.clock.now(),
                 pushed: true,
             })
         })
@@ -452,7 +468,7 @@ impl Ledger for Git {
                 return Ok(false);
             }
             map.insert(job.clone(), slot);
-            let sig = Signature::now(&me.author.0, &me.author.1).map_err(|e| err("ledger", &e))?;
+            let sig = me.signature("ledger")?;
             let message = format!("{job}: run the slot of {}", slot.to_rfc3339());
             let commit = commit_ledger(repo, &map, &sig, &message, parent)?;
             let local_ref = ledger_ref();

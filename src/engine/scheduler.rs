@@ -24,44 +24,7 @@ pub struct Job {
     pub grace: chrono::Duration,
 }
 
-/// The wall clock as the scheduler reads it.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A wall clock that moves with tokio's clock from a fixed start, so tests with a paused
-/// runtime can live through a week in milliseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    start: DateTime<Utc>,
-    at: tokio::time::Instant,
-}
-
-impl TokioClock {
-    pub fn starting_at(start: DateTime<Utc>) -> Self {
-        Self {
-            start,
-            at: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = chrono::Duration::from_std(self.at.elapsed()).unwrap_or_default();
-        self.start + elapsed
-    }
-}
+pub use crate::clock::{Clock, SystemClock, TokioClock};
 
 /// A slot that is due: which job, and the instant it was scheduled for.
 #[derive(Debug, Clone, PartialEq, Eq)]

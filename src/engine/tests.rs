@@ -252,3 +252,77 @@ async fn prod_waits_for_devs_soak_on_the_engines_clock() {
         row(&r, "prod").decision
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_application_that_never_turns_healthy_fails_at_the_health_timeout_in_paused_time() {
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    w.app("user-service-dev", DEV, Health::Progressing);
+    let started = tokio::time::Instant::now();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::RolledBack { bad, .. } = row(&r, "dev").action else {
+        panic!("{:?}", row(&r, "dev").action)
+    };
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(120),
+        "it waited out the 2 m health timeout on tokio's clock"
+    );
+    assert!(
+        w.comments_on(bad)
+            .iter()
+            .any(|c| c.contains("timed out after 2m")),
+        "{:?}",
+        w.comments_on(bad)
+    );
+}
+
+const WINDOWED: &str = r#"
+environments:
+  prod:
+    soak: 0s
+    windows:
+      - days: [MON-THU]
+        hours: '09:00-16:00'
+        time_zone: UTC
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn an_approved_prod_promotion_waits_for_its_window_and_merges_when_it_opens() {
+    let (w, clock, engine) = world();
+    w.set_policy("/salon/promotion/services/user_service", WINDOWED);
+    // Friday 2026-12-04 10:00 UTC: outside MON-THU.
+    clock.advance(Span::days(3));
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&r, "prod").action else {
+        panic!("{:?}", row(&r, "prod").action)
+    };
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::seconds(5));
+    w.say(number, "alice", "/approve");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::WaitingForWindow { opens, .. } = row(&r, "prod").action else {
+        panic!("{:?}", row(&r, "prod").action)
+    };
+    let monday = Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap();
+    assert_eq!(opens, Some(monday));
+    let checks = w.calls("sync_windows");
+    clock.advance(monday - clock_now(&clock));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "prod").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "prod").action
+    );
+    assert_eq!(
+        w.calls("sync_windows"),
+        checks + 1,
+        "read once the window opened"
+    );
+}
+
+fn clock_now(clock: &TestClock) -> chrono::DateTime<Utc> {
+    use super::scheduler::Clock as _;
+    clock.now()
+}

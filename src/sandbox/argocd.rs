@@ -164,21 +164,6 @@ impl ArgoCd {
         self.with_app(name, |a| a.multi_source = true);
     }
 
-    /// Let `by` pass for an application's record: its syncs (history, `reconciledAt`)
-    /// happened that much earlier. Soak times are measured from Argo CD's `deployedAt`, so
-    /// this stands for waiting without a test sleeping.
-    pub fn age(&self, name: &str, by: Duration) {
-        let by = chrono::Duration::from_std(by).unwrap_or_default();
-        self.with_app(name, |a| {
-            for (_, at) in &mut a.history {
-                *at -= by;
-            }
-            if let Some(t) = &mut a.reconciled_at {
-                *t -= by;
-            }
-        });
-    }
-
     /// For the last sync of an application: when it turned Healthy (its rollout settled), and
     /// when a GET first answered Healthy after that. The gap is how late a poller saw it.
     pub fn healthy_seen(&self, name: &str) -> Option<(Instant, Instant)> {
@@ -260,7 +245,7 @@ impl ArgoCd {
                 app.message = None;
             }
         }
-        let now = Utc::now();
+        let now = self.github.now();
         app.images = images;
         app.revision = Some(revision.to_owned());
         app.reconciled_at = Some(now);
@@ -273,14 +258,14 @@ impl ArgoCd {
     }
 
     /// Start an operation syncing `revision`.
-    fn start(app: &mut App, revision: &str, automated: bool) {
+    fn start(app: &mut App, revision: &str, automated: bool, now: DateTime<Utc>) {
         app.operation = Some(Op {
             revision: revision.to_owned(),
             phase: "Running",
             message: "one or more tasks are running".into(),
             automated,
             started: Instant::now(),
-            started_at: Utc::now(),
+            started_at: now,
             finished_at: None,
         });
     }
@@ -303,7 +288,7 @@ impl ArgoCd {
             && self.files_at(app, head) == self.files_at(app, &rev)
         {
             app.revision = Some(head.clone());
-            app.reconciled_at = Some(Utc::now());
+            app.reconciled_at = Some(self.github.now());
             app.seen = None;
         }
         if let Some(head) = &head
@@ -325,7 +310,7 @@ impl ArgoCd {
             && let Some((h, at)) = app.seen.clone()
             && at.elapsed() >= self.sync_delay
         {
-            Self::start(app, &h, true);
+            Self::start(app, &h, true, self.github.now());
             // An automated sync starts once the change is noticed; it finishes at once.
             if let Some(op) = &mut app.operation {
                 op.started = at + self.sync_delay;
@@ -350,7 +335,7 @@ impl ArgoCd {
                     op.message = "successfully synced (all tasks run)".into();
                 }
             }
-            op.finished_at = Some(Utc::now());
+            op.finished_at = Some(self.github.now());
             app.operation = Some(op);
         }
     }
@@ -567,7 +552,7 @@ async fn sync_app(
                 format!("unknown revision '{revision}'"),
             ))
         } else {
-            ArgoCd::start(&mut app, &revision, false);
+            ArgoCd::start(&mut app, &revision, false, argo.github.now());
             Ok(())
         }
     };

@@ -11,6 +11,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
+
+use super::SandboxClock;
+use crate::clock::Clock as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -58,6 +61,18 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Aws {
     inner: Arc<Mutex<Inner>>,
+    /// Stamps pushes and the day of a scan.
+    clock: SandboxClock,
+}
+
+impl Aws {
+    /// A stand-in stamping from `clock`.
+    pub fn with_clock(clock: SandboxClock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
 }
 
 pub const REGISTRY_ID: &str = "123456789012";
@@ -109,7 +124,7 @@ impl Aws {
         scan_status: &str,
         findings: Vec<SeedFinding>,
     ) -> String {
-        self.push_at(repository, tag, scan_status, findings, Utc::now())
+        self.push_at(repository, tag, scan_status, findings, self.clock.now())
     }
 
     /// [`Aws::push`] with a given push time.
@@ -285,7 +300,7 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
                 );
             };
             let tag = s("imageTag").unwrap_or_default();
-            let digest = aws.put_image(&repo, &tag, &manifest, "COMPLETE", vec![], Utc::now());
+            let digest = aws.put_image(&repo, &tag, &manifest, "COMPLETE", vec![], aws.clock.now());
             ok(
                 json!({"image": {"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": digest, "imageTag": tag}, "imageManifest": manifest}}),
             )
@@ -419,7 +434,7 @@ fn start_scan(aws: &Aws, req: &Value) -> Response {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let today = Utc::now().date_naive();
+    let today = aws.clock.now().date_naive();
     let mut g = aws.lock();
     let img = match image_mut(&mut g, &repo, &digest) {
         Ok(i) => i,

@@ -16,7 +16,9 @@ use axum::routing::{any, delete, get, patch, post, put};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
+use super::SandboxClock;
 use super::github_wire as wire;
+use crate::clock::Clock as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -105,8 +107,13 @@ impl Inner {
     }
 
     /// Add a comment; its id is larger than every earlier one's, as on GitHub.
-    fn add_comment(&mut self, number: u64, user: &str, body: &str) -> CommentRec {
-        let now = Utc::now();
+    fn add_comment(
+        &mut self,
+        now: DateTime<Utc>,
+        number: u64,
+        user: &str,
+        body: &str,
+    ) -> CommentRec {
         let c = CommentRec {
             id: 9000 + self.comments.len() as u64 + 1,
             number,
@@ -166,6 +173,8 @@ pub struct GitHub {
     pub owner: String,
     pub repo: String,
     token: String,
+    /// Stamps comments, reviews, merges and statuses.
+    clock: SandboxClock,
 }
 
 /// The login tugboat's token acts as in the stand-in.
@@ -213,7 +222,19 @@ impl GitHub {
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             token: token.to_owned(),
+            clock: SandboxClock::default(),
         }
+    }
+
+    /// The same stand-in, stamping from `clock`.
+    pub fn with_clock(mut self, clock: SandboxClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The stand-in's time of day.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     pub fn repo_path(&self) -> PathBuf {
@@ -332,7 +353,7 @@ impl GitHub {
         match g.comments.iter_mut().find(|c| c.id == id) {
             Some(c) => {
                 c.body = body.to_owned();
-                c.updated_at = Utc::now() + chrono::Duration::seconds(1);
+                c.updated_at = self.now() + chrono::Duration::seconds(1);
                 true
             }
             None => false,
@@ -437,9 +458,10 @@ impl GitHub {
 
     /// Post a comment on a PR or issue as `user` (a person, not tugboat); its id.
     pub fn comment_as(&self, number: u64, user: &str, body: &str) -> Option<u64> {
+        let now = self.now();
         let mut g = self.lock();
         g.exists(number)
-            .then(|| g.add_comment(number, user, body).id)
+            .then(|| g.add_comment(now, number, user, body).id)
     }
 
     /// Give `user` a permission (`admin`, `write`, `read`) on the repository.
@@ -786,7 +808,7 @@ async fn create_issue(
             state_reason: None,
             labels: c.labels,
             comments: vec![],
-            created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created_at: gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         g.issues.push(issue.clone());
         issue
@@ -890,7 +912,7 @@ async fn create_pull(
             closed_head: None,
             labels: vec![],
             comments: vec![],
-            created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created_at: gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         g.prs.push(pr.clone());
         pr
@@ -1014,7 +1036,7 @@ async fn merge_pull(
             let mut g = gh.lock();
             if let Some(p) = g.prs.iter_mut().find(|p| p.number == n) {
                 p.state = "closed".into();
-                p.merged_at = Some(Utc::now().to_rfc3339());
+                p.merged_at = Some(gh.now().to_rfc3339());
                 p.merge_sha = Some(sha.clone());
                 p.closed_head = Some(head.clone());
             }
@@ -1085,7 +1107,7 @@ async fn add_comment(
     if !g.exists(n) {
         return gh_error(StatusCode::NOT_FOUND, "Not Found");
     }
-    let c = g.add_comment(n, BOT, &c.body);
+    let c = g.add_comment(gh.now(), n, BOT, &c.body);
     (StatusCode::CREATED, Json(comment_json(&gh, &c))).into_response()
 }
 
@@ -1119,7 +1141,7 @@ async fn add_status(
         s.description.clone().unwrap_or_default(),
     ));
     let description = s.description.unwrap_or_default();
-    let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let at = gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let status = wire::status(
         &gh.owner,
         &gh.repo,
@@ -1148,7 +1170,7 @@ async fn combined_status(
     } else {
         "pending"
     };
-    let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let at = gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let statuses: Vec<Value> = list
         .iter()
         .map(|(c, s, d)| {
@@ -1443,7 +1465,7 @@ async fn add_reaction(
             id * 10 + c.reactions.len() as u64,
             BOT,
             &req.content,
-            &Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            &gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         )),
     )
         .into_response()

@@ -16,6 +16,32 @@ use tokio::net::TcpListener;
 
 pub use aws::SeedFinding;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::clock::Clock;
+
+/// The sandbox's time of day: the wall clock plus an offset that a test moves forward
+/// ([`Sandbox::advance`]) instead of sleeping. Every stand-in stamps comments, merges,
+/// statuses, operations and pushes from it, and a test gives the same clock to its engine and
+/// adapters ([`Sandbox::clock`]).
+#[derive(Debug, Clone, Default)]
+pub struct SandboxClock(Arc<AtomicI64>);
+
+impl SandboxClock {
+    /// Move the time of day forward by `by` for every reader of this clock.
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, Ordering::Relaxed);
+    }
+}
+
+impl Clock for SandboxClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::milliseconds(self.0.load(Ordering::Relaxed))
+    }
+}
+
 /// Tunables of a sandbox.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -87,6 +113,7 @@ pub struct Sandbox {
     pub github_token: String,
     pub argocd_token: String,
     pub fleet: Fleet,
+    clock: SandboxClock,
     dir: tempfile::TempDir,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -165,16 +192,18 @@ impl Sandbox {
             .tempdir()?;
         let github_token = token("gh");
         let argocd_token = token("argo");
+        let clock = SandboxClock::default();
         let gh = github::GitHub::new(
             &dir.path().join("git"),
             "salon",
             "salon-gitops",
             &github_token,
-        );
+        )
+        .with_clock(clock.clone());
         gh.init(&fleet_files(&opts.fleet))
             .map_err(|e| std::io::Error::other(e.message().to_owned()))?;
         let argo = argocd::ArgoCd::new(gh.clone(), &argocd_token, opts.sync_delay);
-        let aws = aws::Aws::default();
+        let aws = aws::Aws::with_clock(clock.clone());
         let lo: SocketAddr = ([127, 0, 0, 1], 0).into();
         let (aws_url, t1) = serve(aws.router(), lo).await?;
         let (github_url, t2) = serve(gh.router(), lo).await?;
@@ -189,6 +218,7 @@ impl Sandbox {
             github_token,
             argocd_token,
             fleet: opts.fleet,
+            clock,
             dir,
             tasks: vec![t1, t2, t3],
         };
@@ -199,7 +229,7 @@ impl Sandbox {
     }
 
     fn seed(&self) {
-        let start = chrono::Utc::now() - chrono::Duration::hours(self.fleet.tags as i64);
+        let start = self.clock.now() - chrono::Duration::hours(self.fleet.tags as i64);
         for (svc, style) in &self.fleet.services {
             for t in 0..self.fleet.tags {
                 let at = start + chrono::Duration::hours(t as i64);
@@ -218,6 +248,17 @@ impl Sandbox {
             "# Release tags only, e.g. 1.2.0\nenvironments:\n  dev:\n    tag:\n      pattern: '^\\d+\\.\\d+\\.\\d+$'\n",
             "String",
         );
+    }
+
+    /// The time of day every stand-in stamps with: give it to the engine and the adapters.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::new(self.clock.clone())
+    }
+
+    /// Move the sandbox's time of day forward (comments, merges and pushes made after this
+    /// are stamped later), for a test that would otherwise sleep.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
     }
 
     /// The sandbox's own directory (tokens, git root).

@@ -36,13 +36,15 @@ pub async fn start(options: Options) -> Sandbox {
 
 /// A fresh engine (a restarted tugboat: no caches) on the sandbox, working in `work`.
 pub async fn engine(sb: &Sandbox, work: &tempfile::TempDir, api: &ApiMetrics) -> Engine {
-    engine_from(&sb.config_toml(&work.path().join("w")), api).await
+    engine_from(sb, &sb.config_toml(&work.path().join("w")), api).await
 }
 
-/// An engine for a configuration given as TOML text.
-pub async fn engine_from(toml: &str, api: &ApiMetrics) -> Engine {
+/// An engine for a configuration given as TOML text, reading (and stamping its commits with)
+/// the sandbox's clock, so that `sb.advance` moves tugboat and the stand-ins together.
+pub async fn engine_from(sb: &Sandbox, toml: &str, api: &ApiMetrics) -> Engine {
     let cfg = Arc::new(Config::parse(toml, "sandbox.toml", std::iter::empty()).unwrap());
-    Engine::new(cfg.clone(), tugboat::app::ports(&cfg, api).await.unwrap())
+    let ports = tugboat::app::ports_on(&cfg, api, sb.clock()).await.unwrap();
+    Engine::new(cfg.clone(), ports).with_clock(sb.clock())
 }
 
 /// Make `user` an approver of the salon's prod: write access, and a platform lead.
@@ -70,24 +72,4 @@ pub fn assert_healthy(r: &[EnvReport], svc: &str, env: &str) {
         ),
         "{svc}/{env}: {action:?}"
     );
-}
-
-/// A clock the test sets: the engine reads the time of day only through its clock.
-pub struct ManualClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
-
-impl ManualClock {
-    pub fn at(now: chrono::DateTime<chrono::Utc>) -> Arc<Self> {
-        Arc::new(Self(std::sync::Mutex::new(now)))
-    }
-
-    pub fn advance(&self, by: std::time::Duration) {
-        let mut now = self.0.lock().unwrap();
-        *now += chrono::Duration::from_std(by).unwrap();
-    }
-}
-
-impl tugboat::engine::scheduler::Clock for ManualClock {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        *self.0.lock().unwrap()
-    }
 }
