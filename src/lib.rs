@@ -8,6 +8,8 @@
 //!   the only code that uses their client crates.
 //! - [`engine`]: the reconcile cycle and its steps, the evidence it writes, the rescan and the
 //!   scheduler.
+//! - [`daemon`]: `tugboat run`, the loop of cycles, scheduled jobs and rescans; [`clock`]: the
+//!   one source of the time of day.
 //! - [`config`] (the only reader of files and the environment), [`secret`], [`app`] (wiring),
 //!   [`server`] and [`webhook`] (HTTP), [`metrics`] and [`telemetry`], [`report`] (tables).
 //! - [`sandbox`] and [`demo`]: wire-level stand-ins for ECR, SSM, GitHub and Argo CD, and the
@@ -19,6 +21,7 @@ pub mod adapters;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod metrics;

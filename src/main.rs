@@ -4,7 +4,6 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -12,10 +11,8 @@ use tracing_subscriber::EnvFilter;
 use tugboat::config::Config;
 use tugboat::domain::image::{Digest, Repository, Tag};
 use tugboat::engine::rescan::Scope;
-use tugboat::engine::scheduler::{self, Due, Job, SystemClock};
 use tugboat::engine::{Action, Engine, Mode};
-use tugboat::metrics::Metrics;
-use tugboat::telemetry::{ApiCounts, ApiMetrics};
+use tugboat::telemetry::ApiMetrics;
 
 #[derive(Parser)]
 #[command(
@@ -239,7 +236,7 @@ async fn once(config: &Path, mode: Mode, output: Output) -> anyhow::Result<ExitC
         Output::Table => emit(&tugboat::report::table(&reports))?,
         Output::Json => emit(&format!("{:#}\n", tugboat::report::json(&reports)))?,
     }
-    log_calls(&api.snapshot());
+    tugboat::daemon::log_calls(&api.snapshot());
     let failed = reports
         .iter()
         .any(|r| matches!(r.action, Action::Failed { .. }));
@@ -285,7 +282,7 @@ async fn rescan(config: &Path, scope: Scope) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
     let report = engine.rescan(&scope).await?;
     emit(&tugboat::report::rescan_table(&report))?;
-    log_calls(&api.snapshot());
+    tugboat::daemon::log_calls(&api.snapshot());
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {
@@ -323,177 +320,8 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// One log line with the API calls a cycle made, e.g. `ecr DescribeImages=6 github pulls/list=4`.
-fn log_calls(calls: &ApiCounts) {
-    let total: u64 = calls.values().map(|c| c.calls).sum();
-    let errors: u64 = calls.values().map(|c| c.errors).sum();
-    let by_operation = calls
-        .iter()
-        .map(|(k, c)| format!("{} {}={}", k.system, k.operation, c.calls))
-        .collect::<Vec<_>>()
-        .join(" ");
-    tracing::info!(total, errors, calls = %by_operation, "API calls of the cycle");
-}
-
 async fn run(config: &Path) -> anyhow::Result<ExitCode> {
-    let cfg = load(config)?;
-    let api = ApiMetrics::default();
-    let engine = Arc::new(Engine::new(
-        cfg.clone(),
-        tugboat::app::ports(&cfg, &api).await?,
-    ));
-    let max_age = i64::try_from(cfg.engine.interval.as_secs() * 3 + 600).unwrap_or(i64::MAX);
-    let metrics = Arc::new(Metrics::new(max_age, &api));
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.server.listen))?;
-    // Woken by SIGHUP, webhooks and finished rescans: run a cycle now.
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let webhook = tugboat::app::webhook_secret(&cfg)
-        .await?
-        .map(|secret| Arc::new(tugboat::webhook::Webhook::new(secret, wake.clone())));
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        webhooks = webhook.is_some(),
-        "serving /healthz, /readyz, /metrics{}",
-        if webhook.is_some() { " and /webhooks/github" } else { "" }
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(tugboat::server::serve(
-        listener,
-        metrics.clone(),
-        webhook,
-        async move {
-            let _ = server_stop.changed().await;
-        },
-    ));
-    let signal = tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    // SIGHUP: re-read the policy now and run a cycle without waiting for the interval.
-    #[cfg(unix)]
-    let hangup = {
-        let (engine, wake) = (engine.clone(), wake.clone());
-        tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: the policy will be re-read and a cycle run now");
-                engine.refresh_policy();
-                wake.notify_one();
-            }
-        })
-    };
-    // Cron-scheduled cycles and policy refreshes, each slot claimed in the GitOps repository's
-    // ledger so that replicas and restarts never run it twice.
-    let (due_tx, mut due_rx) = tokio::sync::mpsc::channel::<Due>(8);
-    let scheduler = if cfg.schedules.is_empty() {
-        None
-    } else {
-        let jobs = cfg
-            .schedules
-            .iter()
-            .map(|s| Job {
-                name: s.name.clone(),
-                schedule: s.schedule.clone(),
-                grace: chrono::Duration::from_std(s.grace).unwrap_or(chrono::Duration::MAX),
-            })
-            .collect();
-        Some(tokio::spawn(scheduler::run(
-            jobs,
-            Arc::new(SystemClock),
-            engine.ports().ledger.clone(),
-            due_tx,
-        )))
-    };
-    // A scheduled rescan runs beside the cycles (it may wait long for scans); never two at once.
-    let rescan_lock = Arc::new(tokio::sync::Mutex::new(()));
-    let mut rescans = tokio::task::JoinSet::new();
-    let mut stop = stop_rx;
-    loop {
-        let before = api.snapshot();
-        let started = tokio::time::Instant::now();
-        let cycle = engine.cycle(Mode::Apply);
-        let result = tokio::select! {
-            r = cycle => Some(r),
-            _ = stop.changed() => None,
-        };
-        let Some(result) = result else { break };
-        let calls = api.since(&before);
-        let error = result.as_ref().err().map(ToString::to_string);
-        if let Some(e) = &error {
-            tracing::error!(error = %e, "cycle failed");
-        }
-        metrics.record_cycle(
-            match (&result, &error) {
-                (Ok(reports), _) => Ok(reports.as_slice()),
-                (Err(_), e) => Err(e.as_deref().unwrap_or_default()),
-            },
-            started.elapsed(),
-            &calls,
-            chrono::Utc::now(),
-        );
-        metrics
-            .ready
-            .policy_loaded
-            .store(engine.policy_loaded(), Ordering::Relaxed);
-        // A cycle verifies merges inline: it may take a health timeout longer than usual.
-        metrics.set_max_cycle_age_secs(max_age.saturating_add(
-            i64::try_from(engine.longest_health_timeout().as_secs()).unwrap_or(i64::MAX),
-        ));
-        log_calls(&calls);
-        tokio::select! {
-            _ = tokio::time::sleep(cfg.engine.interval) => {},
-            _ = wake.notified() => {},
-            Some(due) = due_rx.recv() => {
-                tracing::info!(job = %due.job, slot = %due.slot, "scheduled cycle");
-                if due.job == "policy_refresh" {
-                    engine.refresh_policy();
-                }
-                if due.job == "rescan" {
-                    match rescan_lock.clone().try_lock_owned() {
-                        Ok(guard) => {
-                            let (engine, metrics, wake) = (engine.clone(), metrics.clone(), wake.clone());
-                            rescans.spawn(async move {
-                                let _running = guard;
-                                let result = engine.rescan(&Scope::default()).await;
-                                let now = chrono::Utc::now().timestamp();
-                                match &result {
-                                    Ok(r) => {
-                                        tracing::info!(images = r.images, started = r.scans_started, failed = r.failed(), seconds = r.duration.as_secs_f64(), "rescan finished");
-                                        metrics.rescan.record(Some(r), now);
-                                    }
-                                    Err(e) => {
-                                        tracing::error!(error = %e, "rescan failed");
-                                        metrics.rescan.record(None, now);
-                                    }
-                                }
-                                // Newer tags that pass the gate get their promotion PRs now.
-                                wake.notify_one();
-                            });
-                        }
-                        Err(_) => tracing::warn!(slot = %due.slot, "the previous rescan is still running; this slot is skipped"),
-                    }
-                }
-            },
-            _ = stop.changed() => break,
-        }
-    }
-    tracing::info!("shutting down");
-    signal.abort();
-    #[cfg(unix)]
-    hangup.abort();
-    if let Some(s) = scheduler {
-        s.abort();
-    }
-    // A rescan is safe to abandon: its issue writes are level-triggered and the next one redoes them.
-    rescans.shutdown().await;
-    let _ = server.await;
+    tugboat::daemon::run(load(config)?, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,9 +9,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration as Span, Utc};
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 
+use super::Ports;
 use super::scheduler::Clock;
+use crate::config::Config;
 use crate::domain::chatops::{Comment, Review};
 use crate::domain::gate::{ScanReport, ScanStatus};
 use crate::domain::image::Digest;
@@ -92,11 +94,11 @@ struct State {
 /// The whole outside world in memory.
 pub struct World {
     state: Mutex<State>,
-    clock: Arc<TestClock>,
+    clock: Arc<dyn Clock>,
 }
 
 impl World {
-    pub fn new(clock: Arc<TestClock>, files: &[(&str, &str)]) -> Arc<Self> {
+    pub fn new(clock: Arc<dyn Clock>, files: &[(&str, &str)]) -> Arc<Self> {
         let files = files
             .iter()
             .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
@@ -634,5 +636,101 @@ impl Deployer for World {
             can_sync: true,
             active: vec![],
         })
+    }
+}
+
+pub const DEV: &str = "apps/user_service/dev/values.yaml";
+pub const PROD: &str = "apps/user_service/prod/values.yaml";
+pub const IMAGE: &str = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/user_service";
+
+/// The fake's configuration: one service, `user_service`, in dev and prod; `engine` adds keys
+/// to `[engine]` (say, `interval = "10s"`) and `extra` TOML (say, `[schedules.rescan]`) is
+/// appended.
+pub fn config(engine: &str, extra: &str) -> Arc<Config> {
+    let toml = format!(
+        r#"
+[aws]
+region = "eu-north-1"
+registry_id = "123456789012"
+[policy]
+ssm_path = "/salon/promotion/"
+[github]
+repository = "salon/salon-gitops"
+token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
+[argocd]
+url = "https://argocd.test"
+token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
+poll_interval = "1s"
+[engine]
+workdir = "/nonexistent/tugboat-fake"
+scan_wait = "0s"
+{engine}
+[[services]]
+name = "user_service"
+repository = "user_service"
+[[services.environments]]
+name = "dev"
+files = ["{DEV}"]
+argocd_application = "user-service-dev"
+[[services.environments]]
+name = "prod"
+files = ["{PROD}"]
+argocd_application = "user-service-prod"
+{extra}"#
+    );
+    Arc::new(Config::parse(&toml, "fake.toml", std::iter::empty()).unwrap())
+}
+
+pub const POLICY: &str = r#"
+version: 1
+environments:
+  dev:
+    tag: {pattern: '^(?P<version>\d+\.\d+\.\d+)$', ordering: semver}
+    scan: {thresholds: {CRITICAL: 0}}
+    auto_merge: true
+    health_timeout: 2m
+    rollback: auto
+  prod:
+    scan: {thresholds: {CRITICAL: 0}}
+    auto_merge: false
+    approvals: 1
+    soak: 1h
+    health_timeout: 2m
+    rollback: manual
+"#;
+
+/// A Helm values file deploying `tag` of the service.
+pub fn values(tag: &str) -> String {
+    format!("image:\n  repository: {IMAGE}\n  tag: \"{tag}\"\n")
+}
+
+impl World {
+    /// The salon in small: dev and prod run `user_service` 1.0.0 healthy, with the fake's
+    /// policy in place.
+    pub fn salon() -> (Arc<Self>, Arc<TestClock>) {
+        let clock = TestClock::at(Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap());
+        (Self::salon_on(clock.clone()), clock)
+    }
+
+    /// [`World::salon`] on another clock.
+    pub fn salon_on(clock: Arc<dyn Clock>) -> Arc<Self> {
+        let w = Self::new(clock, &[(DEV, &values("1.0.0")), (PROD, &values("1.0.0"))]);
+        w.set_policy("/salon/promotion/defaults", POLICY);
+        w.push("1.0.0", 'a');
+        w.app("user-service-dev", DEV, Health::Healthy);
+        w.app("user-service-prod", PROD, Health::Healthy);
+        w
+    }
+
+    /// Every port, played by this world.
+    pub fn ports(self: &Arc<Self>) -> Ports {
+        Ports {
+            registry: self.clone(),
+            params: self.clone(),
+            repo: self.clone(),
+            forge: self.clone(),
+            deployer: self.clone(),
+            ledger: self.clone(),
+        }
     }
 }

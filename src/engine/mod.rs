@@ -11,7 +11,7 @@ mod environment;
 pub mod evidence;
 mod failure;
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 mod promote;
 pub mod rescan;
 pub mod scheduler;
@@ -240,11 +240,14 @@ impl Engine {
         if let Err(e) = &watch {
             tracing::error!(error = %e, "merged promotions unknown: nothing is promoted this cycle");
         }
-        let runs = self
+        // Collected first: a lazy `map` in the stream makes the cycle's future not provably
+        // `Send` for every lifetime, which `tokio::spawn` needs.
+        let runs: Vec<_> = self
             .cfg
             .services
             .iter()
-            .map(|svc| self.service(svc, docs.as_ref(), watch.as_ref(), mode));
+            .map(|svc| self.service(svc, docs.as_ref(), watch.as_ref(), mode))
+            .collect();
         // A bounded number of services at once, reported in configuration order.
         let reports: Vec<Vec<EnvReport>> = futures_util::stream::iter(runs)
             .buffered(self.cfg.engine.concurrency)

@@ -8,91 +8,16 @@ use std::sync::Arc;
 use chrono::{Duration as Span, TimeZone, Utc};
 
 use super::fake::{TestClock, World};
-use super::{Action, Engine, Mode, Ports, Step, Verification};
-use crate::config::Config;
+use super::{Action, Engine, Mode, Step, Verification};
 use crate::domain::plan::Decision;
 use crate::ports::{ErrorKind, Health, Permission};
 
-const DEV: &str = "apps/user_service/dev/values.yaml";
-const PROD: &str = "apps/user_service/prod/values.yaml";
-const IMAGE: &str = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/user_service";
-
-fn config() -> Arc<Config> {
-    let toml = format!(
-        r#"
-[aws]
-region = "eu-north-1"
-registry_id = "123456789012"
-[policy]
-ssm_path = "/salon/promotion/"
-[github]
-repository = "salon/salon-gitops"
-token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
-[argocd]
-url = "https://argocd.test"
-token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
-poll_interval = "1s"
-[engine]
-workdir = "/nonexistent/tugboat-fake"
-scan_wait = "0s"
-[[services]]
-name = "user_service"
-repository = "user_service"
-[[services.environments]]
-name = "dev"
-files = ["{DEV}"]
-argocd_application = "user-service-dev"
-[[services.environments]]
-name = "prod"
-files = ["{PROD}"]
-argocd_application = "user-service-prod"
-"#
-    );
-    Arc::new(Config::parse(&toml, "fake.toml", std::iter::empty()).unwrap())
-}
-
-const POLICY: &str = r#"
-version: 1
-environments:
-  dev:
-    tag: {pattern: '^(?P<version>\d+\.\d+\.\d+)$', ordering: semver}
-    scan: {thresholds: {CRITICAL: 0}}
-    auto_merge: true
-    health_timeout: 2m
-    rollback: auto
-  prod:
-    scan: {thresholds: {CRITICAL: 0}}
-    auto_merge: false
-    approvals: 1
-    soak: 1h
-    health_timeout: 2m
-    rollback: manual
-"#;
-
-fn values(tag: &str) -> String {
-    format!("image:\n  repository: {IMAGE}\n  tag: \"{tag}\"\n")
-}
+use super::fake::{DEV, PROD, values};
 
 /// A world where dev and prod run 1.0.0 healthy, and an engine on it.
 fn world() -> (Arc<World>, Arc<TestClock>, Engine) {
-    let clock = TestClock::at(Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap());
-    let w = World::new(
-        clock.clone(),
-        &[(DEV, &values("1.0.0")), (PROD, &values("1.0.0"))],
-    );
-    w.set_policy("/salon/promotion/defaults", POLICY);
-    w.push("1.0.0", 'a');
-    w.app("user-service-dev", DEV, Health::Healthy);
-    w.app("user-service-prod", PROD, Health::Healthy);
-    let ports = Ports {
-        registry: w.clone(),
-        params: w.clone(),
-        repo: w.clone(),
-        forge: w.clone(),
-        deployer: w.clone(),
-        ledger: w.clone(),
-    };
-    let engine = Engine::new(config(), ports).with_clock(clock.clone());
+    let (w, clock) = World::salon();
+    let engine = Engine::new(super::fake::config("", ""), w.ports()).with_clock(clock.clone());
     (w, clock, engine)
 }
 

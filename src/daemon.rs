@@ -1,0 +1,376 @@
+//! `tugboat run`: reconcile cycles on the interval (or at once when woken by SIGHUP, a
+//! webhook or a finished rescan), cron-scheduled jobs claimed in the ledger, a rescan beside
+//! the cycles (never two at once), and `/healthz`, `/readyz`, `/metrics` and the webhook
+//! endpoint, until shutdown.
+//!
+//! [`run`] wires it from a configuration; [`Daemon`] is the loop itself, over any ports and
+//! clock, which is what the tests drive in paused time.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use tokio::sync::{Mutex, Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::engine::rescan::Scope;
+use crate::engine::scheduler::{self, Due, Job};
+use crate::engine::{Engine, Mode};
+use crate::metrics::Metrics;
+use crate::telemetry::{ApiCounts, ApiMetrics};
+
+/// Run the daemon on `cfg` until `shutdown` resolves.
+pub async fn run(
+    cfg: Arc<Config>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let api = ApiMetrics::default();
+    let engine = Engine::new(cfg.clone(), crate::app::ports(&cfg, &api).await?);
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen))?;
+    let daemon = Arc::new(Daemon::new(cfg.clone(), engine, api, Arc::new(SystemClock)));
+    let webhook = crate::app::webhook_secret(&cfg)
+        .await?
+        .map(|secret| Arc::new(crate::webhook::Webhook::new(secret, daemon.wake.clone())));
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        webhooks = webhook.is_some(),
+        "serving /healthz, /readyz, /metrics{}",
+        if webhook.is_some() { " and /webhooks/github" } else { "" }
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        daemon.metrics.clone(),
+        webhook,
+        async move {
+            let _ = server_stop.changed().await;
+        },
+    ));
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    #[cfg(unix)]
+    let hangup = tokio::spawn(on_hangup(daemon.clone()));
+    daemon.cycles(stop_rx).await;
+    signal.abort();
+    #[cfg(unix)]
+    hangup.abort();
+    let _ = server.await;
+    Ok(())
+}
+
+/// SIGHUP: re-read the policy now and run a cycle without waiting for the interval.
+#[cfg(unix)]
+async fn on_hangup(daemon: Arc<Daemon>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: the policy will be re-read and a cycle run now");
+        daemon.engine.refresh_policy();
+        daemon.wake.notify_one();
+    }
+}
+
+/// The daemon's loop and what it shares with the server and the signal handlers.
+pub struct Daemon {
+    cfg: Arc<Config>,
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    api: ApiMetrics,
+    /// Woken by SIGHUP, webhooks and finished rescans: a cycle runs now.
+    pub wake: Arc<Notify>,
+    /// The time of day of the scheduler and of the metrics.
+    clock: Arc<dyn Clock>,
+    /// A scheduled rescan runs beside the cycles (it may wait long for scans); never two.
+    rescan_lock: Arc<Mutex<()>>,
+    /// `/readyz` fails when no cycle finished for this long (plus the longest health timeout).
+    max_age: i64,
+}
+
+impl Daemon {
+    pub fn new(cfg: Arc<Config>, engine: Engine, api: ApiMetrics, clock: Arc<dyn Clock>) -> Self {
+        let max_age = i64::try_from(cfg.engine.interval.as_secs() * 3 + 600).unwrap_or(i64::MAX);
+        Self {
+            metrics: Arc::new(Metrics::new(max_age, &api)),
+            engine: Arc::new(engine),
+            cfg,
+            api,
+            wake: Arc::new(Notify::new()),
+            clock,
+            rescan_lock: Arc::new(Mutex::new(())),
+            max_age,
+        }
+    }
+
+    /// Cycles until `stop` turns true; a cycle under way is abandoned then (every step is
+    /// safe to redo). Rescans still running are abandoned too: their issue writes are
+    /// level-triggered and the next rescan redoes them.
+    pub async fn cycles(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let (due_tx, mut due_rx) = mpsc::channel::<Due>(8);
+        let scheduler = self.scheduler(due_tx);
+        let mut rescans = JoinSet::new();
+        loop {
+            tokio::select! {
+                () = self.cycle() => {},
+                _ = stop.changed() => break,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.cfg.engine.interval) => {},
+                () = self.wake.notified() => {},
+                Some(due) = due_rx.recv() => self.on_due(&due, &mut rescans),
+                _ = stop.changed() => break,
+            }
+        }
+        tracing::info!("shutting down");
+        if let Some(s) = scheduler {
+            s.abort();
+        }
+        rescans.shutdown().await;
+    }
+
+    /// One reconcile cycle, recorded in the metrics and the log.
+    async fn cycle(&self) {
+        let before = self.api.snapshot();
+        let started = tokio::time::Instant::now();
+        let result = self.engine.cycle(Mode::Apply).await;
+        let calls = self.api.since(&before);
+        let error = result.as_ref().err().map(ToString::to_string);
+        if let Some(e) = &error {
+            tracing::error!(error = %e, "cycle failed");
+        }
+        let outcome = match (&result, &error) {
+            (Ok(reports), _) => Ok(reports.as_slice()),
+            (Err(_), e) => Err(e.as_deref().unwrap_or_default()),
+        };
+        let now = self.clock.now();
+        self.metrics
+            .record_cycle(outcome, started.elapsed(), &calls, now);
+        self.metrics
+            .ready
+            .policy_loaded
+            .store(self.engine.policy_loaded(), Ordering::Relaxed);
+        // A cycle verifies merges inline: it may take a health timeout longer than usual.
+        let verifying = i64::try_from(self.engine.longest_health_timeout().as_secs());
+        self.metrics
+            .set_max_cycle_age_secs(self.max_age.saturating_add(verifying.unwrap_or(i64::MAX)));
+        log_calls(&calls);
+    }
+
+    /// The cron-scheduled jobs, each slot claimed in the GitOps repository's ledger so that
+    /// replicas and restarts never run it twice.
+    fn scheduler(&self, due: mpsc::Sender<Due>) -> Option<tokio::task::JoinHandle<()>> {
+        if self.cfg.schedules.is_empty() {
+            return None;
+        }
+        let jobs = self
+            .cfg
+            .schedules
+            .iter()
+            .map(|s| Job {
+                name: s.name.clone(),
+                schedule: s.schedule.clone(),
+                grace: chrono::Duration::from_std(s.grace).unwrap_or(chrono::Duration::MAX),
+            })
+            .collect();
+        let ledger = self.engine.ports().ledger.clone();
+        Some(tokio::spawn(scheduler::run(
+            jobs,
+            self.clock.clone(),
+            ledger,
+            due,
+        )))
+    }
+
+    /// A scheduled slot is due: refresh the policy, or start a rescan; a cycle follows.
+    fn on_due(self: &Arc<Self>, due: &Due, rescans: &mut JoinSet<()>) {
+        tracing::info!(job = %due.job, slot = %due.slot, "scheduled cycle");
+        match due.job.as_str() {
+            "policy_refresh" => self.engine.refresh_policy(),
+            "rescan" => match self.rescan_lock.clone().try_lock_owned() {
+                Ok(guard) => {
+                    let me = self.clone();
+                    rescans.spawn(async move {
+                        let _running = guard;
+                        me.rescan().await;
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(slot = %due.slot, "the previous rescan is still running; this slot is skipped");
+                }
+            },
+            _ => {}
+        }
+    }
+
+    /// Rescan everything deployed, then wake a cycle: newer tags that pass the gate get their
+    /// promotion PRs now.
+    async fn rescan(&self) {
+        let result = self.engine.rescan(&Scope::default()).await;
+        let now = self.clock.now().timestamp();
+        match &result {
+            Ok(r) => {
+                tracing::info!(
+                    images = r.images,
+                    started = r.scans_started,
+                    failed = r.failed(),
+                    seconds = r.duration.as_secs_f64(),
+                    "rescan finished"
+                );
+                self.metrics.rescan.record(Some(r), now);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rescan failed");
+                self.metrics.rescan.record(None, now);
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// One log line with the API calls a cycle made, e.g. `ecr DescribeImages=6 github pulls/list=4`.
+pub fn log_calls(calls: &ApiCounts) {
+    let total: u64 = calls.values().map(|c| c.calls).sum();
+    let errors: u64 = calls.values().map(|c| c.errors).sum();
+    let by_operation = calls
+        .iter()
+        .map(|(k, c)| format!("{} {}={}", k.system, k.operation, c.calls))
+        .collect::<Vec<_>>()
+        .join(" ");
+    tracing::info!(total, errors, calls = %by_operation, "API calls of the cycle");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::engine::fake::{self, World};
+
+    /// A daemon over the fake world, on a clock that moves with tokio's (paused) clock.
+    fn daemon(engine: &str, extra: &str) -> (Arc<World>, Arc<Daemon>) {
+        let cfg = fake::config(engine, extra);
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(
+            chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:30Z")
+                .unwrap()
+                .into(),
+        ));
+        let w = World::salon_on(clock.clone());
+        let engine = Engine::new(cfg.clone(), w.ports()).with_clock(clock.clone());
+        let d = Daemon::new(cfg, engine, ApiMetrics::default(), clock);
+        (w, Arc::new(d))
+    }
+
+    /// The value of a metric line, e.g. `tugboat_cycles_total{result="ok"}`.
+    fn metric(d: &Daemon, line: &str) -> Option<f64> {
+        d.metrics.encode().lines().find_map(|l| {
+            l.strip_prefix(line)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cycles_run_on_the_interval_until_shutdown_and_each_is_recorded() {
+        let (w, d) = daemon("interval = \"10s\"", "");
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn({
+            let d = d.clone();
+            async move { d.cycles(stopped).await }
+        });
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        // At 0, 10, 20 and 30 s.
+        assert_eq!(metric(&d, "tugboat_cycles_total{result=\"ok\"}"), Some(4.0));
+        assert_eq!(
+            w.calls("documents"),
+            1,
+            "the policy is cached between cycles"
+        );
+        assert!(d.engine.policy_loaded());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_runs_a_cycle_at_once_without_waiting_for_the_interval() {
+        let (w, d) = daemon("interval = \"1h\"", "");
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn({
+            let d = d.clone();
+            async move { d.cycles(stopped).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(metric(&d, "tugboat_cycles_total{result=\"ok\"}"), Some(1.0));
+        w.push("1.1.0", 'b');
+        d.wake.notify_one();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(metric(&d, "tugboat_cycles_total{result=\"ok\"}"), Some(2.0));
+        assert_eq!(
+            w.main_file(fake::DEV),
+            fake::values("1.1.0"),
+            "woken, it promoted"
+        );
+        stop.send(true).unwrap();
+        running.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scheduled_rescan_runs_beside_the_cycles_once_per_slot_and_wakes_a_cycle() {
+        let (w, d) = daemon(
+            "interval = \"1h\"",
+            "[schedules.rescan]\ncron = \"*/5 * * * *\"\ngrace = \"0s\"",
+        );
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn({
+            let d = d.clone();
+            async move { d.cycles(stopped).await }
+        });
+        // 10:00:30 → 10:11: the slots of 10:05 and 10:10.
+        tokio::time::sleep(Duration::from_secs(630)).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        assert_eq!(
+            metric(&d, "tugboat_rescans_total{result=\"ok\"}"),
+            Some(2.0)
+        );
+        assert_eq!(w.calls("claim"), 2, "each slot claimed once in the ledger");
+        // The first cycle; then per slot, one when it falls due and one when its rescan
+        // finished and woke the loop.
+        assert_eq!(metric(&d, "tugboat_cycles_total{result=\"ok\"}"), Some(5.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cycle_under_way_is_abandoned_at_shutdown() {
+        let (w, d) = daemon("interval = \"10s\"", "");
+        w.push("1.1.0", 'b');
+        // Dev never turns healthy: the cycle verifies for its 2 m health timeout.
+        w.app(
+            "user-service-dev",
+            fake::DEV,
+            crate::ports::Health::Progressing,
+        );
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn({
+            let d = d.clone();
+            async move { d.cycles(stopped).await }
+        });
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        assert_eq!(metric(&d, "tugboat_cycles_total{result=\"ok\"}"), None);
+        assert!(
+            tokio::time::Instant::now().elapsed() < Duration::from_secs(1),
+            "stopped at once"
+        );
+    }
+}
