@@ -53,13 +53,36 @@ struct RawConfig {
     services: Vec<RawService>,
 }
 
+/// `rescan.scan_type`: ask the registry (`auto`), or say which.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ScanTypeSetting {
+    #[default]
+    Auto,
+    Basic,
+    Enhanced,
+}
+
+/// `argocd.refresh`: the kind of refresh asked of Argo CD before each look.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Refresh {
+    #[default]
+    Normal,
+    Hard,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRescan {
-    scan_type: Option<String>,
-    spread: Option<String>,
-    wait: Option<String>,
-    poll: Option<String>,
+    #[serde(default)]
+    scan_type: ScanTypeSetting,
+    #[serde(default, with = "humantime_serde")]
+    spread: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    wait: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    poll: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -75,7 +98,8 @@ struct RawSchedules {
 struct RawSchedule {
     cron: String,
     zone: Option<String>,
-    grace: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    grace: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +116,8 @@ struct RawAws {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     ssm_path: String,
-    refresh: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    refresh: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,7 +130,8 @@ struct RawGithub {
     clone_url: Option<String>,
     token: SecretRef,
     webhook_secret: Option<SecretRef>,
-    merge_method: Option<String>,
+    #[serde(default)]
+    merge_method: MergeMethod,
     login: Option<String>,
 }
 
@@ -118,17 +144,21 @@ fn default_branch() -> String {
 struct RawArgo {
     url: String,
     token: SecretRef,
-    poll_interval: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    poll_interval: Option<Duration>,
     ca_bundle: Option<PathBuf>,
-    refresh: Option<String>,
+    #[serde(default)]
+    refresh: Refresh,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawEngine {
-    interval: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    interval: Option<Duration>,
     workdir: Option<PathBuf>,
-    scan_wait: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    scan_wait: Option<Duration>,
     concurrency: Option<usize>,
 }
 
@@ -306,9 +336,9 @@ impl Config {
         let raw: RawConfig =
             serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
                 let path = e.path().to_string();
-                err(&path, e.into_inner().message().to_owned())
+                err(&path, explain(e.into_inner().message()))
             })?;
-        validate(raw, file)
+        validate(raw, &Fields { file })
     }
 }
 
@@ -350,23 +380,221 @@ fn apply_env_overrides(
     Ok(())
 }
 
-fn duration(
-    s: Option<&str>,
-    default: Duration,
-    field: &str,
-    file: &str,
-) -> Result<Duration, ConfigError> {
-    match s {
-        None => Ok(default),
-        Some(s) => humantime::parse_duration(s).map_err(|e| ConfigError {
-            file: file.to_owned(),
+/// Serde's words for a bad value, in ours: which value, and what would do instead.
+fn explain(message: &str) -> String {
+    // `unknown variant `x`, expected `a``, `… expected `a` or `b``, `… expected one of `a`, `b`, `c``
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, expected)) = rest.split_once("`, expected ")
+    {
+        let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+        let choices: Vec<&str> = expected
+            .split(", ")
+            .flat_map(|c| c.split(" or "))
+            .map(|c| c.trim_matches('`'))
+            .collect();
+        return format!("'{value}' is not one of: {}", choices.join(", "));
+    }
+    // humantime-serde: `invalid value: string "soon", expected a duration`
+    if let Some(rest) = message.strip_prefix("invalid value: string \"")
+        && let Some(value) = rest.strip_suffix("\", expected a duration")
+    {
+        let why = humantime::parse_duration(value)
+            .err()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        return format!("duration '{value}' is invalid{why}; use e.g. '60s' or '5m'");
+    }
+    message.to_owned()
+}
+
+/// Names the file in every error.
+struct Fields<'a> {
+    file: &'a str,
+}
+
+impl Fields<'_> {
+    fn err(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
             field: field.to_owned(),
-            message: format!("duration '{s}' is invalid ({e}); use e.g. '60s' or '5m'"),
-        }),
+            message: message.into(),
+        }
+    }
+
+    fn http_url(&self, field: &str, url: &str) -> Result<(), ConfigError> {
+        if url.starts_with("https://") || url.starts_with("http://") {
+            Ok(())
+        } else {
+            Err(self.err(field, format!("'{url}' is not an http(s) URL")))
+        }
     }
 }
 
-fn schedules(raw: RawSchedules, file: &str) -> Result<Vec<ScheduleConfig>, ConfigError> {
+fn validate(raw: RawConfig, f: &Fields<'_>) -> Result<Config, ConfigError> {
+    Ok(Config {
+        source: f.file.to_owned(),
+        github: github(raw.github, f)?,
+        argocd: argocd(raw.argocd, f)?,
+        services: services(raw.services, &raw.aws, f)?,
+        aws: aws(raw.aws, f)?,
+        policy: policy(raw.policy, f)?,
+        server: server(raw.server, f)?,
+        engine: engine(raw.engine, f)?,
+        schedules: schedules(raw.schedules, f)?,
+        rescan: rescan(raw.rescan, f)?,
+    })
+}
+
+fn aws(raw: RawAws, f: &Fields<'_>) -> Result<AwsConfig, ConfigError> {
+    if let Some(id) = raw.registry_id.as_deref()
+        && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(f.err(
+            "aws.registry_id",
+            format!("'{id}' is not a 12-digit AWS account id"),
+        ));
+    }
+    Ok(AwsConfig {
+        region: raw.region,
+        registry_id: raw.registry_id,
+        endpoint_url: raw.endpoint_url,
+        test_credentials: raw.test_credentials,
+    })
+}
+
+fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
+    let (owner, repo) = raw
+        .repository
+        .split_once('/')
+        .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
+        .ok_or_else(|| {
+            f.err(
+                "github.repository",
+                format!("'{}' is not of the form 'owner/name'", raw.repository),
+            )
+        })?;
+    let api_url = raw
+        .api_url
+        .unwrap_or_else(|| "https://api.github.com".into());
+    let clone_url = raw
+        .clone_url
+        .unwrap_or_else(|| format!("https://github.com/{owner}/{repo}.git"));
+    f.http_url("github.api_url", &api_url)?;
+    f.http_url("github.clone_url", &clone_url)?;
+    if let Some(l) = &raw.login
+        && (l.trim().is_empty() || l.contains(char::is_whitespace))
+    {
+        return Err(f.err("github.login", format!("'{l}' is not a GitHub login")));
+    }
+    Ok(GithubConfig {
+        owner: owner.to_owned(),
+        repo: repo.to_owned(),
+        base_branch: raw.base_branch,
+        api_url,
+        clone_url,
+        token: raw.token,
+        webhook_secret: raw.webhook_secret,
+        merge_method: raw.merge_method,
+        login: raw.login,
+    })
+}
+
+fn argocd(raw: RawArgo, f: &Fields<'_>) -> Result<ArgoConfig, ConfigError> {
+    f.http_url("argocd.url", &raw.url)?;
+    let ca_bundle = match &raw.ca_bundle {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                f.err(
+                    "argocd.ca_bundle",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(f.err(
+                    "argocd.ca_bundle",
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+            Some(pem)
+        }
+    };
+    Ok(ArgoConfig {
+        url: raw.url.trim_end_matches('/').to_owned(),
+        token: raw.token,
+        poll_interval: raw.poll_interval.unwrap_or(Duration::from_secs(5)),
+        ca_bundle,
+        hard_refresh: matches!(raw.refresh, Refresh::Hard),
+    })
+}
+
+fn policy(raw: RawPolicy, f: &Fields<'_>) -> Result<PolicyConfig, ConfigError> {
+    let mut ssm_path = raw.ssm_path;
+    if !ssm_path.starts_with('/') {
+        return Err(f.err(
+            "policy.ssm_path",
+            format!("'{ssm_path}' must start with '/'"),
+        ));
+    }
+    if !ssm_path.ends_with('/') {
+        ssm_path.push('/');
+    }
+    Ok(PolicyConfig {
+        ssm_path,
+        refresh: raw.refresh.unwrap_or(Duration::from_secs(300)),
+    })
+}
+
+fn server(raw: RawServer, f: &Fields<'_>) -> Result<ServerConfig, ConfigError> {
+    let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:8080");
+    let listen = listen.parse().map_err(|_| {
+        f.err(
+            "server.listen",
+            format!("'{listen}' is not an address such as '0.0.0.0:8080'"),
+        )
+    })?;
+    Ok(ServerConfig { listen })
+}
+
+fn engine(raw: RawEngine, f: &Fields<'_>) -> Result<EngineConfig, ConfigError> {
+    let concurrency = match raw.concurrency {
+        None => 8,
+        Some(n @ 1..=256) => n,
+        Some(n) => {
+            return Err(f.err(
+                "engine.concurrency",
+                format!("{n} is out of range; use 1 to 256 services at once"),
+            ));
+        }
+    };
+    Ok(EngineConfig {
+        interval: raw.interval.unwrap_or(Duration::from_secs(60)),
+        workdir: raw
+            .workdir
+            .unwrap_or_else(|| PathBuf::from("/var/lib/tugboat")),
+        scan_wait: raw.scan_wait.unwrap_or(Duration::from_secs(30)),
+        concurrency,
+    })
+}
+
+fn rescan(raw: RawRescan, f: &Fields<'_>) -> Result<RescanConfig, ConfigError> {
+    let poll = raw.poll.unwrap_or(Duration::from_secs(15));
+    if poll.is_zero() {
+        return Err(f.err("rescan.poll", "must be more than 0s"));
+    }
+    Ok(RescanConfig {
+        scan_type: match raw.scan_type {
+            ScanTypeSetting::Auto => None,
+            ScanTypeSetting::Basic => Some(crate::ports::ScanType::Basic),
+            ScanTypeSetting::Enhanced => Some(crate::ports::ScanType::Enhanced),
+        },
+        spread: raw.spread.unwrap_or(Duration::from_secs(1)),
+        wait: raw.wait.unwrap_or(Duration::from_secs(1800)),
+        poll,
+    })
+}
+
+fn schedules(raw: RawSchedules, f: &Fields<'_>) -> Result<Vec<ScheduleConfig>, ConfigError> {
     let mut out = Vec::new();
     for (name, r) in [
         ("promotion", raw.promotion),
@@ -375,24 +603,12 @@ fn schedules(raw: RawSchedules, file: &str) -> Result<Vec<ScheduleConfig>, Confi
     ] {
         let Some(r) = r else { continue };
         let field = format!("schedules.{name}");
-        let schedule =
-            Schedule::parse(&r.cron, r.zone.as_deref().unwrap_or("UTC")).map_err(|message| {
-                ConfigError {
-                    file: file.to_owned(),
-                    field: field.clone(),
-                    message,
-                }
-            })?;
-        let grace = duration(
-            r.grace.as_deref(),
-            Duration::from_secs(3600),
-            &format!("{field}.grace"),
-            file,
-        )?;
+        let schedule = Schedule::parse(&r.cron, r.zone.as_deref().unwrap_or("UTC"))
+            .map_err(|message| f.err(&field, message))?;
         out.push(ScheduleConfig {
             name: name.to_owned(),
             schedule,
-            grace,
+            grace: r.grace.unwrap_or(Duration::from_secs(3600)),
         });
     }
     Ok(out)
@@ -406,313 +622,114 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
-    let err = |field: &str, message: String| ConfigError {
-        file: file.to_owned(),
-        field: field.to_owned(),
-        message,
-    };
-    let (owner, repo) = raw
-        .github
-        .repository
-        .split_once('/')
-        .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
-        .ok_or_else(|| {
-            err(
-                "github.repository",
-                format!(
-                    "'{}' is not of the form 'owner/name'",
-                    raw.github.repository
-                ),
-            )
-        })?;
-    let api_url = raw
-        .github
-        .api_url
-        .unwrap_or_else(|| "https://api.github.com".into());
-    let clone_url = raw
-        .github
-        .clone_url
-        .unwrap_or_else(|| format!("https://github.com/{owner}/{repo}.git"));
-    for (field, url) in [
-        ("github.api_url", &api_url),
-        ("github.clone_url", &clone_url),
-        ("argocd.url", &raw.argocd.url),
-    ] {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(err(field, format!("'{url}' is not an http(s) URL")));
-        }
-    }
-    if let Some(id) = raw.aws.registry_id.as_deref()
-        && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(err(
-            "aws.registry_id",
-            format!("'{id}' is not a 12-digit AWS account id"),
-        ));
-    }
-    let mut ssm_path = raw.policy.ssm_path.clone();
-    if !ssm_path.starts_with('/') {
-        return Err(err(
-            "policy.ssm_path",
-            format!("'{ssm_path}' must start with '/'"),
-        ));
-    }
-    if !ssm_path.ends_with('/') {
-        ssm_path.push('/');
-    }
-    let listen = raw.server.listen.as_deref().unwrap_or("0.0.0.0:8080");
-    let listen = listen.parse().map_err(|_| {
-        err(
-            "server.listen",
-            format!("'{listen}' is not an address such as '0.0.0.0:8080'"),
-        )
-    })?;
-    if raw.services.is_empty() {
-        return Err(err(
+fn services(
+    raw: Vec<RawService>,
+    aws: &RawAws,
+    f: &Fields<'_>,
+) -> Result<Vec<ServiceConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Err(f.err(
             "services",
-            "no services are configured; add at least one [[services]] table".into(),
+            "no services are configured; add at least one [[services]] table",
         ));
     }
     let mut names = BTreeSet::new();
-    let mut services = Vec::new();
-    for (i, s) in raw.services.into_iter().enumerate() {
-        let at = |f: &str| format!("services[{i}].{f}");
+    let mut out = Vec::new();
+    for (i, s) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("services[{i}].{field}");
         if !valid_name(&s.name) {
-            return Err(err(
+            return Err(f.err(
                 &at("name"),
                 format!("'{}' must be letters, digits, '_' or '-'", s.name),
             ));
         }
         if !names.insert(s.name.clone()) {
-            return Err(err(
+            return Err(f.err(
                 &at("name"),
                 format!("service '{}' is configured twice", s.name),
             ));
         }
-        let registry = s
-            .registry_id
-            .clone()
-            .or_else(|| raw.aws.registry_id.clone());
-        let image = match (&s.image, &registry) {
-            (Some(img), _) => img.clone(),
-            (None, Some(id)) => format!(
-                "{id}.dkr.ecr.{}.amazonaws.com/{}",
-                raw.aws.region, s.repository
-            ),
-            (None, None) => {
-                return Err(err(
-                    &at("image"),
-                    "set `image` (the repository as manifests spell it) or aws.registry_id".into(),
-                ));
-            }
-        };
-        let image = Repository::parse(&image).map_err(|e| err(&at("image"), e.to_string()))?;
-        if s.environments.is_empty() {
-            return Err(err(
-                &at("environments"),
-                "no environments; add at least one [[services.environments]]".into(),
+        out.push(service(s, aws, i, f)?);
+    }
+    Ok(out)
+}
+
+fn service(
+    s: RawService,
+    aws: &RawAws,
+    i: usize,
+    f: &Fields<'_>,
+) -> Result<ServiceConfig, ConfigError> {
+    let at = |field: &str| format!("services[{i}].{field}");
+    let registry = s.registry_id.clone().or_else(|| aws.registry_id.clone());
+    let image = match (&s.image, &registry) {
+        (Some(img), _) => img.clone(),
+        (None, Some(id)) => format!("{id}.dkr.ecr.{}.amazonaws.com/{}", aws.region, s.repository),
+        (None, None) => {
+            return Err(f.err(
+                &at("image"),
+                "set `image` (the repository as manifests spell it) or aws.registry_id",
             ));
         }
-        let mut env_names = BTreeSet::new();
-        let mut envs = Vec::new();
-        for (j, e) in s.environments.into_iter().enumerate() {
-            let at = |f: &str| format!("services[{i}].environments[{j}].{f}");
-            if !valid_name(&e.name) {
-                return Err(err(
-                    &at("name"),
-                    format!("'{}' must be letters, digits, '_' or '-'", e.name),
-                ));
-            }
-            if !env_names.insert(e.name.clone()) {
-                return Err(err(
-                    &at("name"),
-                    format!("environment '{}' is listed twice", e.name),
-                ));
-            }
-            if e.files.is_empty() {
-                return Err(err(
-                    &at("files"),
-                    "list at least one file that holds the image reference".into(),
-                ));
-            }
-            for f in &e.files {
-                if f.starts_with('/') || f.split('/').any(|c| c == ".." || c.is_empty()) {
-                    return Err(err(
-                        &at("files"),
-                        format!("'{f}' must be a relative path inside the repository"),
-                    ));
-                }
-            }
-            envs.push(EnvConfig {
-                name: e.name,
-                files: e.files,
-                argocd_application: e.argocd_application,
-            });
-        }
-        services.push(ServiceConfig {
-            name: s.name,
-            repository: s.repository,
-            registry_id: s.registry_id,
-            image,
-            environments: envs,
-        });
+    };
+    let image = Repository::parse(&image).map_err(|e| f.err(&at("image"), e.to_string()))?;
+    if s.environments.is_empty() {
+        return Err(f.err(
+            &at("environments"),
+            "no environments; add at least one [[services.environments]]",
+        ));
     }
-    Ok(Config {
-        source: file.to_owned(),
-        policy: PolicyConfig {
-            ssm_path,
-            refresh: duration(
-                raw.policy.refresh.as_deref(),
-                Duration::from_secs(300),
-                "policy.refresh",
-                file,
-            )?,
-        },
-        github: GithubConfig {
-            owner: owner.to_owned(),
-            repo: repo.to_owned(),
-            base_branch: raw.github.base_branch,
-            api_url,
-            clone_url,
-            token: raw.github.token,
-            webhook_secret: raw.github.webhook_secret,
-            login: match raw.github.login {
-                Some(l) if l.trim().is_empty() || l.contains(char::is_whitespace) => {
-                    return Err(err("github.login", format!("'{l}' is not a GitHub login")));
-                }
-                other => other,
-            },
-            merge_method: match raw.github.merge_method.as_deref() {
-                None | Some("squash") => MergeMethod::Squash,
-                Some("merge") => MergeMethod::Merge,
-                Some("rebase") => MergeMethod::Rebase,
-                Some(other) => {
-                    return Err(err(
-                        "github.merge_method",
-                        format!("'{other}' is not one of: squash, merge, rebase"),
-                    ));
-                }
-            },
-        },
-        argocd: ArgoConfig {
-            url: raw.argocd.url.trim_end_matches('/').to_owned(),
-            token: raw.argocd.token,
-            poll_interval: duration(
-                raw.argocd.poll_interval.as_deref(),
-                Duration::from_secs(5),
-                "argocd.poll_interval",
-                file,
-            )?,
-            ca_bundle: match &raw.argocd.ca_bundle {
-                None => None,
-                Some(path) => {
-                    let pem = std::fs::read(path).map_err(|e| {
-                        err(
-                            "argocd.ca_bundle",
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?;
-                    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-                        return Err(err(
-                            "argocd.ca_bundle",
-                            format!("{} holds no PEM certificate", path.display()),
-                        ));
-                    }
-                    Some(pem)
-                }
-            },
-            hard_refresh: match raw.argocd.refresh.as_deref() {
-                None | Some("normal") => false,
-                Some("hard") => true,
-                Some(other) => {
-                    return Err(err(
-                        "argocd.refresh",
-                        format!("'{other}' is not one of: normal, hard"),
-                    ));
-                }
-            },
-        },
-        engine: EngineConfig {
-            interval: duration(
-                raw.engine.interval.as_deref(),
-                Duration::from_secs(60),
-                "engine.interval",
-                file,
-            )?,
-            workdir: raw
-                .engine
-                .workdir
-                .unwrap_or_else(|| PathBuf::from("/var/lib/tugboat")),
-            scan_wait: duration(
-                raw.engine.scan_wait.as_deref(),
-                Duration::from_secs(30),
-                "engine.scan_wait",
-                file,
-            )?,
-            concurrency: match raw.engine.concurrency {
-                None => 8,
-                Some(n @ 1..=256) => n,
-                Some(n) => {
-                    return Err(err(
-                        "engine.concurrency",
-                        format!("{n} is out of range; use 1 to 256 services at once"),
-                    ));
-                }
-            },
-        },
-        server: ServerConfig { listen },
-        schedules: schedules(raw.schedules, file)?,
-        rescan: RescanConfig {
-            scan_type: match raw.rescan.scan_type.as_deref() {
-                None | Some("auto") => None,
-                Some("basic") => Some(crate::ports::ScanType::Basic),
-                Some("enhanced") => Some(crate::ports::ScanType::Enhanced),
-                Some(other) => {
-                    return Err(err(
-                        "rescan.scan_type",
-                        format!("'{other}' is not a scan type; use auto, basic or enhanced"),
-                    ));
-                }
-            },
-            spread: duration(
-                raw.rescan.spread.as_deref(),
-                Duration::from_secs(1),
-                "rescan.spread",
-                file,
-            )?,
-            wait: duration(
-                raw.rescan.wait.as_deref(),
-                Duration::from_secs(1800),
-                "rescan.wait",
-                file,
-            )?,
-            poll: match duration(
-                raw.rescan.poll.as_deref(),
-                Duration::from_secs(15),
-                "rescan.poll",
-                file,
-            )? {
-                d if d.is_zero() => {
-                    return Err(err("rescan.poll", "must be more than 0s".to_owned()));
-                }
-                d => d,
-            },
-        },
-        aws: raw.aws.into(),
-        services,
+    let mut env_names = BTreeSet::new();
+    let mut environments = Vec::new();
+    for (j, e) in s.environments.into_iter().enumerate() {
+        let at = |field: &str| format!("services[{i}].environments[{j}].{field}");
+        if !env_names.insert(e.name.clone()) {
+            return Err(f.err(
+                &at("name"),
+                format!("environment '{}' is listed twice", e.name),
+            ));
+        }
+        environments.push(environment(e, &at, f)?);
+    }
+    Ok(ServiceConfig {
+        name: s.name,
+        repository: s.repository,
+        registry_id: s.registry_id,
+        image,
+        environments,
     })
 }
 
-impl From<RawAws> for AwsConfig {
-    fn from(r: RawAws) -> Self {
-        Self {
-            region: r.region,
-            registry_id: r.registry_id,
-            endpoint_url: r.endpoint_url,
-            test_credentials: r.test_credentials,
+fn environment(
+    e: RawEnv,
+    at: &dyn Fn(&str) -> String,
+    f: &Fields<'_>,
+) -> Result<EnvConfig, ConfigError> {
+    if !valid_name(&e.name) {
+        return Err(f.err(
+            &at("name"),
+            format!("'{}' must be letters, digits, '_' or '-'", e.name),
+        ));
+    }
+    if e.files.is_empty() {
+        return Err(f.err(
+            &at("files"),
+            "list at least one file that holds the image reference",
+        ));
+    }
+    for file in &e.files {
+        if file.starts_with('/') || file.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(f.err(
+                &at("files"),
+                format!("'{file}' must be a relative path inside the repository"),
+            ));
         }
     }
+    Ok(EnvConfig {
+        name: e.name,
+        files: e.files,
+        argocd_application: e.argocd_application,
+    })
 }
 
 /// Read an `env` or `file` secret. `ssm` secrets are resolved by the caller through SSM.
@@ -874,10 +891,16 @@ argocd_application = "user-service-dev"
         let e = parse(&file("[rescan]\nscan_type = \"inspector\""), &[]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "tugboat.toml: rescan.scan_type: 'inspector' is not a scan type; use auto, basic or enhanced"
+            "tugboat.toml: rescan.scan_type: 'inspector' is not one of: auto, basic, enhanced"
         );
         let e = parse(&file("[rescan]\npoll = \"0s\""), &[]).unwrap_err();
         assert_eq!(e.field, "rescan.poll");
+        let e = parse(&file("[rescan]\nwait = \"ten minutes\""), &[]).unwrap_err();
+        assert_eq!(e.field, "rescan.wait");
+        assert!(
+            e.message.starts_with("duration 'ten minutes' is invalid ("),
+            "{e}"
+        );
     }
 
     #[test]
