@@ -29,8 +29,9 @@ FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin tugboat
 COPY . .
-# The crate roots are touched so that cargo never takes the skeleton's build for the source's.
-RUN touch src/main.rs src/lib.rs \
+# The crate roots (the binary's and every workspace library's) are touched so that cargo
+# never takes the skeleton's build for the source's.
+RUN touch src/main.rs crates/core/src/lib.rs crates/daemon/src/lib.rs crates/sandbox/src/lib.rs \
  && cargo auditable build --release --locked --bin tugboat \
  && cp target/release/tugboat /tugboat
 

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use tugboat::config::Config;
 use tugboat::engine::{Engine, Mode};
-use tugboat::sandbox::{Fleet, Options, Sandbox};
 use tugboat::telemetry::{ApiCounts, ApiMetrics, count};
+use tugboat_sandbox::{Fleet, Options, Sandbox};
 
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -86,7 +86,7 @@ fn main() {
                 svc,
                 "2.0.0",
                 "COMPLETE",
-                vec![tugboat::sandbox::SeedFinding {
+                vec![tugboat_sandbox::SeedFinding {
                     id: "CVE-2026-0001".into(),
                     severity: "CRITICAL".into(),
                     package: Some("openssl".into()),
@@ -163,7 +163,7 @@ fn main() {
                 svc,
                 &digest,
                 "COMPLETE",
-                vec![tugboat::sandbox::SeedFinding {
+                vec![tugboat_sandbox::SeedFinding {
                     id: "CVE-2026-9000".into(),
                     severity: "HIGH".into(),
                     package: None,

@@ -15,7 +15,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tugboat::sandbox::{Fleet, Options, Sandbox};
+use tugboat_sandbox::{Fleet, Options, Sandbox};
 
 const IDLE_CYCLES: u64 = 10;
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tugboat::config::Config;
 use tugboat::engine::{Action, Engine, Mode, Verification};
-use tugboat::sandbox::{Options, Sandbox, app_name};
 use tugboat::telemetry::ApiMetrics;
+use tugboat_sandbox::{Options, Sandbox, app_name};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

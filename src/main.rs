@@ -165,7 +165,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Demo => {
             init_logs("error");
-            tugboat::demo::run(&mut std::io::stdout()).await?;
+            tugboat_sandbox::demo::run(&mut std::io::stdout()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sandbox {
@@ -175,8 +175,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             init_logs("info");
             let fleet = match synthetic {
-                Some(n) => tugboat::sandbox::Fleet::synthetic(n, tags),
-                None => tugboat::sandbox::Fleet::salon(),
+                Some(n) => tugboat_sandbox::Fleet::synthetic(n, tags),
+                None => tugboat_sandbox::Fleet::salon(),
             };
             sandbox(&write_config, fleet).await
         }
@@ -325,10 +325,10 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn sandbox(write_config: &Path, fleet: tugboat::sandbox::Fleet) -> anyhow::Result<ExitCode> {
-    let sb = tugboat::sandbox::Sandbox::start(tugboat::sandbox::Options {
+async fn sandbox(write_config: &Path, fleet: tugboat_sandbox::Fleet) -> anyhow::Result<ExitCode> {
+    let sb = tugboat_sandbox::Sandbox::start(tugboat_sandbox::Options {
         fleet,
-        ..tugboat::sandbox::Options::default()
+        ..tugboat_sandbox::Options::default()
     })
     .await?;
     let work = sb.dir().join("tugboat-work");

@@ -37,6 +37,8 @@ fn every_source_module_is_named_in_the_code_map() {
     let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
     let mut all = Vec::new();
     modules(&root().join("src"), &mut all);
+    modules(&root().join("crates/daemon/src"), &mut all);
+    modules(&root().join("crates/sandbox/src"), &mut all);
     modules(&root().join("crates/core/src"), &mut all);
     let missing: Vec<String> = all
         .iter()
@@ -123,7 +125,7 @@ fn functions(text: &str) -> Vec<(String, usize)> {
 
 #[test]
 fn no_engine_function_runs_past_80_lines_and_none_hides_a_long_parameter_list() {
-    let dir = root().join("src/engine");
+    let dir = root().join("crates/daemon/src/engine");
     let mut long = Vec::new();
     let mut hidden = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
@@ -154,4 +156,15 @@ fn the_function_measure_counts_a_function_to_its_closing_brace() {
         functions(text),
         vec![("a".to_owned(), 3), ("b".to_owned(), 3)]
     );
+}
+
+#[test]
+fn the_sandbox_depends_on_the_daemon_library_so_the_library_cannot_import_it() {
+    let sandbox = std::fs::read_to_string(root().join("crates/sandbox/Cargo.toml")).unwrap();
+    let daemon = std::fs::read_to_string(root().join("crates/daemon/Cargo.toml")).unwrap();
+    assert!(
+        sandbox.contains("tugboat-daemon = { path = \"../daemon\" }"),
+        "the sandbox depends on the daemon library (a reverse dependency would be a cycle)"
+    );
+    assert!(!daemon.contains("tugboat-sandbox"));
 }

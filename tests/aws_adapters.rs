@@ -205,7 +205,7 @@ impl Seed for MotoSeed {
     }
 }
 
-struct SandboxSeed(tugboat::sandbox::aws::Aws);
+struct SandboxSeed(tugboat_sandbox::aws::Aws);
 
 impl Seed for SandboxSeed {
     fn describe_images_pages(&self, images: usize) -> u64 {
@@ -218,7 +218,7 @@ impl Seed for SandboxSeed {
 
     async fn image(&self, repo: &str, tag: &str, scan: &str) -> String {
         let findings = if scan == CRITICAL {
-            vec![tugboat::sandbox::SeedFinding {
+            vec![tugboat_sandbox::SeedFinding {
                 id: "CVE-2026-0001".into(),
                 severity: "CRITICAL".into(),
                 package: Some("openssl".into()),
@@ -413,7 +413,7 @@ async fn the_ecr_and_ssm_adapters_work_against_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ecr_and_ssm_adapters_work_against_the_sandbox() {
-    let aws = tugboat::sandbox::aws::Aws::default();
+    let aws = tugboat_sandbox::aws::Aws::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = aws.router();
@@ -426,7 +426,7 @@ async fn a_rescan_against_moto_takes_limit_exceeded_as_scanned_today_and_follows
 {
     use tugboat::engine::Engine;
     use tugboat::engine::rescan::{IssueAction, Scope};
-    use tugboat::sandbox::{Fleet, Options, Sandbox, Style};
+    use tugboat_sandbox::{Fleet, Options, Sandbox, Style};
     tugboat::app::init_crypto();
     let (_moto, url) = start_moto();
     let sdk = sdk(&url).await;

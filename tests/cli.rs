@@ -184,8 +184,8 @@ fn the_demo_at_trace_level_never_prints_a_token_on_any_stream() {
 fn rescan_names_an_unknown_service_and_a_dry_run_prints_the_table_and_writes_nothing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sb = rt
-        .block_on(tugboat::sandbox::Sandbox::start(
-            tugboat::sandbox::Options::default(),
+        .block_on(tugboat_sandbox::Sandbox::start(
+            tugboat_sandbox::Options::default(),
         ))
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -249,8 +249,8 @@ fn rescan_names_an_unknown_service_and_a_dry_run_prints_the_table_and_writes_not
 fn tugboat_run_catches_up_a_missed_rescan_slot_at_start_opens_the_issue_and_stops_on_sigterm() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sb = rt
-        .block_on(tugboat::sandbox::Sandbox::start(
-            tugboat::sandbox::Options::default(),
+        .block_on(tugboat_sandbox::Sandbox::start(
+            tugboat_sandbox::Options::default(),
         ))
         .unwrap();
     let digest = sb.aws.digest("user_service", "1.0.0").unwrap();
@@ -258,7 +258,7 @@ fn tugboat_run_catches_up_a_missed_rescan_slot_at_start_opens_the_issue_and_stop
         "user_service",
         &digest,
         "COMPLETE",
-        vec![tugboat::sandbox::SeedFinding {
+        vec![tugboat_sandbox::SeedFinding {
             id: "CVE-2026-7777".into(),
             severity: "CRITICAL".into(),
             package: None,

@@ -20,7 +20,7 @@ use common::row;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::rescan::{IssueAction, Scope};
 use tugboat::engine::{Action, Mode, Verification};
-use tugboat::sandbox::{self, Options, SeedFinding, app_name};
+use tugboat_sandbox::{self as sandbox, Options, SeedFinding, app_name};
 
 /// A running `prism proxy --errors`, killed on drop.
 struct Prism {

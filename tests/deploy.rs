@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{approver, assert_healthy, engine, row, setup, start};
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Mode, Verification};
-use tugboat::sandbox::{self, Fleet, Options, Sandbox, Style, app_name, file_of};
+use tugboat_sandbox::{self as sandbox, Fleet, Options, Sandbox, Style, app_name, file_of};
 
 const DEV: &str = "user_service";
 

@@ -10,8 +10,8 @@ use common::{row, setup, setup_counted};
 use tugboat::config::Config;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Engine, Mode, Verification};
-use tugboat::sandbox::{self, Options, Sandbox, SeedFinding};
 use tugboat::telemetry::{self, ApiMetrics};
+use tugboat_sandbox::{self as sandbox, Options, Sandbox, SeedFinding};
 
 fn writes(sb: &Sandbox) -> u64 {
     sb.github

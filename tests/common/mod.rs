@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tugboat::config::Config;
 use tugboat::engine::{Action, Engine, EnvReport, Verification};
-use tugboat::sandbox::{Options, Sandbox};
 use tugboat::telemetry::ApiMetrics;
+use tugboat_sandbox::{Options, Sandbox};
 
 pub async fn setup() -> (Sandbox, Engine, tempfile::TempDir) {
     let (sb, engine, work, _) = setup_counted().await;

@@ -209,8 +209,8 @@ impl ArgoCd {
     fn images_at(&self, app: &App, revision: &str) -> Vec<String> {
         let mut images = Vec::new();
         for text in self.files_at(app, revision).into_iter().flatten() {
-            if let Ok(refs) = crate::manifest::locate(&text) {
-                images.extend(refs.iter().map(crate::manifest::Reference::image));
+            if let Ok(refs) = tugboat::manifest::locate(&text) {
+                images.extend(refs.iter().map(tugboat::manifest::Reference::image));
             }
         }
         images.sort();

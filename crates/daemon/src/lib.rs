@@ -12,8 +12,9 @@
 //!   one source of the time of day.
 //! - [`config`] (the only reader of files and the environment), [`secret`], [`app`] (wiring),
 //!   [`server`] and [`webhook`] (HTTP), [`metrics`] and [`telemetry`], [`report`] (tables).
-//! - [`sandbox`] and [`demo`]: wire-level stand-ins for ECR, SSM, GitHub and Argo CD, and the
-//!   demo that drives them.
+//!
+//! The sandbox (wire-level stand-ins for ECR, SSM, GitHub and Argo CD) and the demo are the
+//! crate `tugboat-sandbox`, which depends on this one: this library cannot import them.
 //!
 //! ARCHITECTURE.md has the code map and the invariants.
 
@@ -22,12 +23,10 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod engine;
 pub mod metrics;
 pub mod ports;
 pub mod report;
-pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod telemetry;

@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::config::Config;
-use crate::engine::{Engine, Mode};
-use crate::sandbox::{self, Options, Sandbox, SeedFinding};
+use crate::{self as sandbox, Options, Sandbox, SeedFinding};
+use tugboat::config::Config;
+use tugboat::engine::{Engine, Mode};
 
 fn calls(sb: &Sandbox) -> BTreeMap<String, u64> {
     let mut all = BTreeMap::new();
@@ -103,7 +103,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     let cfg = Arc::new(Config::load(&cfg_path, std::iter::empty())?);
     let engine = Engine::new(
         cfg.clone(),
-        crate::app::ports(&cfg, &crate::telemetry::ApiMetrics::default()).await?,
+        tugboat::app::ports(&cfg, &tugboat::telemetry::ApiMetrics::default()).await?,
     );
 
     let stories = [
@@ -117,7 +117,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         let t = Instant::now();
         let reports = engine.cycle(Mode::Apply).await?;
         writeln!(out, "\n{story} ({:.1}s):\n", t.elapsed().as_secs_f64())?;
-        write!(out, "{}", crate::report::table(&reports))?;
+        write!(out, "{}", tugboat::report::table(&reports))?;
         idle = delta(&before, &calls(&sb));
     }
     writeln!(
@@ -156,7 +156,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         .into_iter()
         .filter(|r| r.service == "user_service")
         .collect();
-    write!(out, "{}", crate::report::table(&user))?;
+    write!(out, "{}", tugboat::report::table(&user))?;
 
     writeln!(out, "\nPull requests in salon/salon-gitops:")?;
     for pr in sb.github.pulls() {
@@ -187,14 +187,14 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     );
     let t = Instant::now();
     let rescan = engine
-        .rescan(&crate::engine::rescan::Scope::default())
+        .rescan(&tugboat::engine::rescan::Scope::default())
         .await?;
     writeln!(
         out,
         "\nMonday rescan: a HIGH CVE was published against user_service 1.1.0, which dev and prod run ({:.1}s):\n",
         t.elapsed().as_secs_f64()
     )?;
-    write!(out, "{}", crate::report::rescan_table(&rescan))?;
+    write!(out, "{}", tugboat::report::rescan_table(&rescan))?;
     for i in sb.github.issues() {
         writeln!(
             out,

@@ -18,10 +18,10 @@ use chrono::{DateTime, Utc};
 
 use super::SandboxClock;
 use super::github_wire as wire;
-use crate::clock::Clock as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
+use tugboat::clock::Clock as _;
 
 /// A pull request in the stand-in.
 #[derive(Debug, Clone)]

@@ -13,10 +13,10 @@ use axum::routing::{get, post};
 use chrono::Utc;
 
 use super::SandboxClock;
-use crate::clock::Clock as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use tugboat::clock::Clock as _;
 
 /// One finding seeded into the registry.
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@
 
 pub mod argocd;
 pub mod aws;
+pub mod demo;
 pub mod github;
 mod github_wire;
 
@@ -19,7 +20,7 @@ pub use aws::SeedFinding;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::clock::Clock;
+use tugboat::clock::Clock;
 
 /// The sandbox's time of day: the wall clock plus an offset that a test moves forward
 /// ([`Sandbox::advance`]) instead of sleeping. Every stand-in stamps comments, merges,
