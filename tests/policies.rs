@@ -222,7 +222,9 @@ fn the_iam_policy_grants_exactly_the_aws_operations_the_adapters_call() {
     // Every SDK operation the ECR and SSM adapters call, as IAM spells it.
     let mut called = BTreeSet::new();
     for (file, service) in [("ecr", "ecr"), ("ssm", "ssm")] {
-        let src = std::fs::read_to_string(root().join(format!("crates/daemon/src/adapters/{file}.rs"))).unwrap();
+        let src =
+            std::fs::read_to_string(root().join(format!("crates/daemon/src/adapters/{file}.rs")))
+                .unwrap();
         let lines: Vec<&str> = src.lines().map(str::trim).collect();
         for w in lines.windows(2) {
             if (w[0] == ".client" || w[0].ends_with("self.client")) && w[1].ends_with("()") {

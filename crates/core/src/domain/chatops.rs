@@ -24,8 +24,21 @@ pub enum Command {
 
 /// The command a comment gives, if its first non-blank line is one: `/word [arg]`, case
 /// insensitive; text after the command line is ignored.
+///
+/// Only a line that renders as plain text is a command (CommonMark): indented code (four
+/// columns or more, a tab counting to the next multiple of four), a fence, a block quote, a
+/// list item, a heading (ATX or setext), inline code or HTML is not, so that a quoted or
+/// pasted command is never obeyed.
 pub fn parse(body: &str) -> Option<Command> {
-    let line = body.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let mut lines = body.lines();
+    let raw = lines.by_ref().find(|l| !l.trim().is_empty())?;
+    if indent_columns(raw) >= 4 {
+        return None; // indented code
+    }
+    if lines.next().is_some_and(is_setext_underline) {
+        return None; // the line is a heading
+    }
+    let line = raw.trim();
     let rest = line.strip_prefix('/')?;
     let mut words = rest.split_whitespace();
     let word = words.next()?.to_ascii_lowercase();
@@ -41,6 +54,28 @@ pub fn parse(body: &str) -> Option<Command> {
         ("help", _) => Command::Help,
         _ => Command::Unknown(format!("/{word}")),
     })
+}
+
+/// How many columns of indentation a line has (a tab advances to the next multiple of 4).
+fn indent_columns(line: &str) -> usize {
+    let mut col = 0;
+    for c in line.chars() {
+        match c {
+            ' ' => col += 1,
+            '\t' => col += 4 - col % 4,
+            _ => break,
+        }
+    }
+    col
+}
+
+/// A setext heading underline: `===` or `---` (at most three columns indented), which makes
+/// the line above it a heading.
+fn is_setext_underline(line: &str) -> bool {
+    let t = line.trim();
+    indent_columns(line) < 4
+        && !t.is_empty()
+        && (t.bytes().all(|b| b == b'=') || t.bytes().all(|b| b == b'-'))
 }
 
 /// The text answering `/help` and unknown commands.
@@ -228,6 +263,65 @@ pub fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_first_line_that_renders_as_plain_text_is_a_command() {
+        for plain in [
+            "/approve",
+            "   /approve",
+            "\n\n/approve\nthanks",
+            " \t\n/approve",
+        ] {
+            assert_eq!(parse(plain), Some(Command::Approve), "{plain:?}");
+        }
+        for code in [
+            "    /approve",       // indented code
+            "\t/approve",         // a tab is four columns
+            "  \t/approve",       // two spaces and a tab: four columns
+            "```\n/approve\n```", // fenced
+            "~~~\n/approve\n~~~",
+            "> /approve", // block quote
+            ">/approve",
+            "`/approve`", // inline code
+            "- /approve", // list item
+            "1. /approve",
+            "# /approve",    // ATX heading
+            "/approve\n===", // setext headings
+            "/approve\n---",
+            "<!-- /approve -->", // HTML
+            "<p>/approve</p>",
+        ] {
+            assert_eq!(parse(code), None, "{code:?} is not plain text");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever follows, a command word on a plain first line is that command, and the
+        /// same line made code, a quote, a list item or a heading is none.
+        #[test]
+        fn commands_are_read_from_plain_text_only(
+            word in proptest::sample::select(vec!["approve", "hold", "unhold", "rollback", "unblock", "rescan", "help"]),
+            lead in 0usize..4,
+            deep in 4usize..9,
+            tail in "[a-z ]{0,20}(\n[^=\n-][^\n]{0,20}){0,3}",
+            wrap in 0usize..6,
+        ) {
+            let line = format!("/{word}");
+            let plain = format!("{}{line}\n{tail}", " ".repeat(lead));
+            let expected = parse(&line);
+            proptest::prop_assert!(expected.is_some());
+            proptest::prop_assert_eq!(parse(&plain), expected);
+            let code = match wrap {
+                0 => format!("{}{line}\n{tail}", " ".repeat(deep)),
+                1 => format!("```\n{line}\n```\n{tail}"),
+                2 => format!("> {line}\n{tail}"),
+                3 => format!("- {line}\n{tail}"),
+                4 => format!("## {line}\n{tail}"),
+                _ => format!("{line}\n===\n{tail}"),
+            };
+            proptest::prop_assert_eq!(parse(&code), None, "{:?}", code);
+        }
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
