@@ -258,6 +258,30 @@ async fn an_invalid_policy_blocks_its_service_and_the_others_carry_on() {
         row(&reports, "staff_management", "dev").action,
         Action::Merged { .. }
     ));
+    // The plan says blocked, naming the parameter and the field, in the table and in JSON.
+    let plan = engine.cycle(Mode::Plan).await.unwrap();
+    let user = row(&plan, "user_service", "dev");
+    assert_eq!(user.decision.kind(), "blocked", "{:?}", user.decision);
+    let json = tugboat::report::json(&plan);
+    let rows = json["rows"].as_array().unwrap();
+    let r = rows
+        .iter()
+        .find(|r| r["service"] == "user_service" && r["environment"] == "dev")
+        .unwrap();
+    assert_eq!(r["decision"], "blocked");
+    assert!(
+        r["reasons"][0].as_str().unwrap().contains("auto_merg"),
+        "{r}"
+    );
+    let table = tugboat::report::table(&plan);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("user_service") && l.contains(" dev "))
+        .unwrap();
+    assert!(
+        line.contains("blocked") && line.contains("auto_merg"),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

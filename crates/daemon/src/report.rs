@@ -99,8 +99,23 @@ fn reason_text(d: &Decision) -> String {
             }),
         Decision::Promote { .. } => "scan gate passed".to_owned(),
         Decision::Blocked { reasons, .. } => reasons.join("; "),
-        Decision::Waiting { reason, .. } | Decision::NoCandidate { reason } => reason.clone(),
+        Decision::Waiting { reason, .. }
+        | Decision::NoCandidate { reason }
+        | Decision::BlockedByPolicy { reason } => reason.clone(),
     }
+}
+
+/// A cell on one line: a multi-line reason (a policy's parse error, say) is folded, its lines
+/// joined with ` / ` (the JSON output and the logs keep the full text).
+fn one_line(cell: String) -> String {
+    if !cell.contains(['\n', '\r']) {
+        return cell;
+    }
+    cell.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// A fixed-width table: service, environment, what is deployed, the candidate, the decision,
@@ -124,6 +139,7 @@ pub fn table(reports: &[EnvReport]) -> String {
                 action_text(&r.action),
                 reason_text(&r.decision),
             ]
+            .map(one_line)
         })
         .collect();
     grid(
@@ -339,9 +355,9 @@ pub fn json(reports: &[EnvReport]) -> Value {
             });
             let reasons: Vec<String> = match &r.decision {
                 Decision::Blocked { reasons, .. } => reasons.clone(),
-                Decision::Waiting { reason, .. } | Decision::NoCandidate { reason } => {
-                    vec![reason.clone()]
-                }
+                Decision::Waiting { reason, .. }
+                | Decision::NoCandidate { reason }
+                | Decision::BlockedByPolicy { reason } => vec![reason.clone()],
                 Decision::UpToDate { .. } | Decision::Promote { .. } => Vec::new(),
             };
             json!({
@@ -358,4 +374,34 @@ pub fn json(reports: &[EnvReport]) -> Value {
         })
         .collect();
     json!({"version": 1, "rows": rows})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_line_reason_is_one_line_in_the_table_and_whole_in_json() {
+        let reason = "policy /salon/promotion/services/user_service: environments.dev:\n  unknown field `auto_merg`\n\n  expected one of `tag`, `scan`".to_owned();
+        let rows = vec![EnvReport {
+            service: "user_service".into(),
+            environment: "dev".into(),
+            deployed: None,
+            decision: Decision::BlockedByPolicy {
+                reason: reason.clone(),
+            },
+            action: Action::None,
+            policy: vec![],
+            rejected: None,
+        }];
+        let table = table(&rows);
+        assert_eq!(table.lines().count(), 2, "a header and one row:\n{table}");
+        assert!(
+            table.contains("environments.dev: / unknown field `auto_merg` / expected one of"),
+            "{table}"
+        );
+        let json = json(&rows);
+        assert_eq!(json["rows"][0]["decision"], "blocked");
+        assert_eq!(json["rows"][0]["reasons"][0], reason.as_str());
+    }
 }

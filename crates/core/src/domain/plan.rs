@@ -58,6 +58,11 @@ pub enum Decision {
         candidate: Candidate,
         reasons: Vec<String>,
     },
+    /// The service's policy refuses to be read (fail closed): nothing is promoted, and the
+    /// reason names the parameter and the field.
+    BlockedByPolicy {
+        reason: String,
+    },
     Waiting {
         candidate: Option<Candidate>,
         reason: String,
@@ -73,7 +78,7 @@ impl Decision {
         match self {
             Self::UpToDate { .. } => "up-to-date",
             Self::Promote { .. } => "promote",
-            Self::Blocked { .. } => "blocked",
+            Self::Blocked { .. } | Self::BlockedByPolicy { .. } => "blocked",
             Self::Waiting { .. } => "waiting",
             Self::NoCandidate { .. } => "no-candidate",
         }
@@ -103,6 +108,7 @@ impl fmt::Display for Decision {
             Self::Blocked { candidate, reasons } => {
                 write!(f, "{} blocked: {}", candidate.tag, reasons.join("; "))
             }
+            Self::BlockedByPolicy { reason } => write!(f, "blocked: {reason}"),
             Self::Waiting { reason, .. } => write!(f, "waiting: {reason}"),
             Self::NoCandidate { reason } => write!(f, "no candidate: {reason}"),
         }

@@ -386,20 +386,30 @@ impl Engine {
 }
 
 impl EnvReport {
-    /// The row of an environment whose step failed before it could decide anything.
+    /// The row of an environment whose step failed before it could decide anything. A policy
+    /// that refuses to be read blocks the environment (fail closed), and stays a failure that
+    /// `tugboat once` exits non-zero for and the step-failure metric counts.
     fn failed(
         svc: &ServiceConfig,
         env: &EnvConfig,
         error: &StepError,
         sources: &[PolicySource],
     ) -> Self {
+        let blocked = matches!(
+            error.cause,
+            Cause::InvalidPolicy(_) | Cause::NoEnvironmentPolicy(_)
+        );
+        let reason = error.to_string();
+        let decision = if blocked {
+            Decision::BlockedByPolicy { reason }
+        } else {
+            Decision::NoCandidate { reason }
+        };
         Self {
             service: svc.name.clone(),
             environment: env.name.clone(),
             deployed: None,
-            decision: Decision::NoCandidate {
-                reason: error.to_string(),
-            },
+            decision,
             action: Action::Failed {
                 error: error.clone(),
             },
