@@ -1353,3 +1353,89 @@ async fn an_open_pr_whose_image_a_rescan_now_refuses_is_closed_saying_why() {
     let r = engine.cycle(Mode::Apply).await.unwrap();
     assert_eq!(row(&r, "user_service", "prod").action, Action::None);
 }
+
+/// The head commit of pull request `number`.
+fn pr_head(sb: &Sandbox, number: u64) -> String {
+    let head = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap()
+        .head;
+    sb.github.branch_sha(&head).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_survives_unrelated_merges_and_a_persons_push_to_the_branch_voids_it() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.put_parameter(
+        "/salon/promotion/services/user_service",
+        "environments:\n  prod:\n    approvals: 2\n",
+        "String",
+    );
+    common::approver(&sb, "alice");
+    common::approver(&sb, "bob");
+    let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
+    sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    engine.cycle(Mode::Apply).await.unwrap();
+    let head = pr_head(&sb, number);
+    let statuses = sb.github.statuses(&head).len();
+
+    // Two other services are promoted in dev: main moves twice.
+    for svc in ["staff_management", "appointment_service"] {
+        let main = sb.github.branch_sha("main");
+        sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        common::assert_healthy(&r, svc, "dev");
+        assert_ne!(sb.github.branch_sha("main"), main);
+        assert!(matches!(
+            row(&r, "user_service", "prod").action,
+            Action::AwaitingApproval { .. }
+        ));
+    }
+    assert_eq!(pr_head(&sb, number), head, "the PR was not rewritten");
+    assert_eq!(
+        sb.github.statuses(&head).len(),
+        statuses,
+        "no status rewritten"
+    );
+
+    // A person pushes to the branch: alice's approval was for the earlier commit.
+    sb.advance(std::time::Duration::from_secs(1));
+    let branch = "tugboat/prod/user_service";
+    sb.github
+        .commit_as(branch, "apps/user_service/NOTES.md", "why\n", "mallory")
+        .unwrap();
+    sb.advance(std::time::Duration::from_secs(1));
+    sb.github.comment_as(number, "bob", "/approve").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            row(&r, "user_service", "prod").action,
+            Action::AwaitingApproval { .. }
+        ),
+        "one approval of the new head is not two: {:?}",
+        row(&r, "user_service", "prod").action
+    );
+    assert_ne!(pr_head(&sb, number), head);
+    assert!(
+        replies_to(&sb, number, "bob")
+            .iter()
+            .any(|c| c.contains("approve again")),
+        "bob, who approved the pushed commit, is told"
+    );
+    assert_eq!(
+        sb.github
+            .read_file("main", &sandbox::file_of("user_service", "prod")),
+        Some(
+            sandbox::salon_files()
+                .into_iter()
+                .find(|(p, _)| *p == sandbox::file_of("user_service", "prod"))
+                .unwrap()
+                .1
+        ),
+        "prod was not promoted"
+    );
+}

@@ -139,8 +139,10 @@ pub struct Proposal {
     pub head: String,
     /// When the head commit was made: approvals before it are for an earlier commit.
     pub committed_at: DateTime<Utc>,
-    /// Whether a new commit was pushed (false: the branch already had this content).
+    /// Whether a new commit was pushed (false: the branch already made this change).
     pub pushed: bool,
+    /// The head this push replaced, and when that was committed (approvals of it are void).
+    pub replaced: Option<(String, DateTime<Utc>)>,
 }
 
 /// The GitOps repository (a persistent local clone of it).
@@ -151,7 +153,8 @@ pub trait GitOpsRepo: Send + Sync {
     /// A file's text at the fetched base head; `None` when absent.
     async fn read(&self, path: &str) -> PortResult<Option<String>>;
     /// Commit `files` on top of the base head as `branch` and force-push it, unless the
-    /// remote branch already holds exactly that tree on top of that base.
+    /// remote branch already makes exactly this change on an earlier base whose copies of
+    /// `files` main has not changed since (then its head stays, and so do its approvals).
     async fn propose(
         &self,
         branch: &str,

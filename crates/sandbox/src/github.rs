@@ -488,6 +488,33 @@ impl GitHub {
             .map(|o| o.to_string())
     }
 
+    /// A person (`who`) commits `text` to `path` on top of `branch` and pushes it, as a push
+    /// from their machine would; the new head. Stamped from the sandbox's clock.
+    pub fn commit_as(&self, branch: &str, path: &str, text: &str, who: &str) -> Option<String> {
+        let repo = git2::Repository::open_bare(self.repo_path()).ok()?;
+        let refname = format!("refs/heads/{branch}");
+        let parent = repo.find_reference(&refname).ok()?.peel_to_commit().ok()?;
+        let blob = repo.blob(text.as_bytes()).ok()?;
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        update.upsert(path, blob, git2::FileMode::Blob);
+        let tree = repo
+            .find_tree(update.create_updated(&repo, &parent.tree().ok()?).ok()?)
+            .ok()?;
+        let at = git2::Time::new(self.now().timestamp(), 0);
+        let sig = git2::Signature::new(who, &format!("{who}@example.com"), &at).ok()?;
+        let oid = repo
+            .commit(
+                Some(&refname),
+                &sig,
+                &sig,
+                &format!("{who} edits {path}"),
+                &tree,
+                &[&parent],
+            )
+            .ok()?;
+        Some(oid.to_string())
+    }
+
     /// The parents and the message of a commit.
     pub fn commit(&self, sha: &str) -> Option<(Vec<String>, String)> {
         let repo = git2::Repository::open_bare(self.repo_path()).ok()?;
@@ -593,7 +620,8 @@ impl GitHub {
         let tree = repo
             .find_tree(index.write_tree_to(&repo).map_err(bad)?)
             .map_err(bad)?;
-        let sig = git2::Signature::now("GitHub", "noreply@github.com").map_err(bad)?;
+        let at = git2::Time::new(self.now().timestamp(), 0);
+        let sig = git2::Signature::new("GitHub", "noreply@github.com", &at).map_err(bad)?;
         let (author, message, parents) = match method {
             MergeMethod::Squash => (sig.clone(), title.to_owned(), vec![&base_c]),
             MergeMethod::Merge => (sig.clone(), title.to_owned(), vec![&base_c, &head_c]),

@@ -145,6 +145,69 @@ impl Git {
     }
 }
 
+/// When a commit was made.
+fn commit_time(c: &git2::Commit<'_>) -> DateTime<Utc> {
+    DateTime::from_timestamp(c.time().seconds(), 0).unwrap_or_default()
+}
+
+/// The tree of `base` with `files` written into it (keeping an executable bit it had).
+fn tree_with(
+    repo: &Repository,
+    base: &git2::Tree<'_>,
+    files: &[(String, String)],
+) -> PortResult<Oid> {
+    let mut update = TreeUpdateBuilder::new();
+    for (path, text) in files {
+        let mode = base
+            .get_path(Path::new(path))
+            .ok()
+            .map_or(FileMode::Blob, |e| {
+                if e.filemode() == 0o100755 {
+                    FileMode::BlobExecutable
+                } else {
+                    FileMode::Blob
+                }
+            });
+        let oid = repo.blob(text.as_bytes()).map_err(|e| err("commit", &e))?;
+        update.upsert(path, oid, mode);
+    }
+    update
+        .create_updated(repo, base)
+        .map_err(|e| err("commit", &e))
+}
+
+/// Whether `head` is one commit that writes exactly `files` on top of an ancestor of `base`,
+/// and main has not changed those files since that ancestor: the branch makes this very
+/// change, and merging it into `base` gives the same result as a fresh commit would. A
+/// branch someone else pushed to, or one whose files main changed, does not hold it.
+fn holds_change(
+    repo: &Repository,
+    head: &git2::Commit<'_>,
+    base: &git2::Commit<'_>,
+    files: &[(String, String)],
+) -> bool {
+    let Ok(parent) = head.parent(0) else {
+        return false;
+    };
+    if head.parent_count() != 1 {
+        return false;
+    }
+    let on_main = parent.id() == base.id()
+        || repo
+            .graph_descendant_of(base.id(), parent.id())
+            .unwrap_or(false);
+    let (Ok(parent_tree), Ok(base_tree)) = (parent.tree(), base.tree()) else {
+        return false;
+    };
+    let unchanged_on_main = files.iter().all(|(path, _)| {
+        let at = |t: &git2::Tree<'_>| t.get_path(Path::new(path)).ok().map(|e| e.id());
+        at(&parent_tree) == at(&base_tree)
+    });
+    on_main
+        && unchanged_on_main
+        && tree_with(repo, &parent_tree, files).is_ok_and(|t| t == head.tree_id())
+}
+
 fn fetch(repo: &Repository, me: &Git) -> PortResult<()> {
     let mut remote = repo.find_remote("origin").map_err(|e| err("fetch", &e))?;
     let mut opts = FetchOptions::new();
@@ -256,37 +319,21 @@ impl GitOpsRepo for Git {
                 .and_then(|r| r.peel_to_commit())
                 .map_err(|e| err("commit", &e))?;
             let base_tree = base.tree().map_err(|e| err("commit", &e))?;
-            let mut update = TreeUpdateBuilder::new();
-            for (path, text) in &files {
-                let mode = base_tree
-                    .get_path(Path::new(path))
-                    .ok()
-                    .map_or(FileMode::Blob, |e| {
-                        if e.filemode() == 0o100755 {
-                            FileMode::BlobExecutable
-                        } else {
-                            FileMode::Blob
-                        }
-                    });
-                let oid = repo.blob(text.as_bytes()).map_err(|e| err("commit", &e))?;
-                update.upsert(path, oid, mode);
-            }
-            let tree_id = update
-                .create_updated(repo, &base_tree)
-                .map_err(|e| err("commit", &e))?;
+            let tree_id = tree_with(repo, &base_tree, &files)?;
             let remote_ref = format!("refs/remotes/origin/{branch}");
-            // The remote branch already holds this tree on this base: nothing to push.
+            // The remote branch already makes this change, and main has not touched its files
+            // since: nothing to push (GitHub merges it against the current main anyway), so
+            // approvals of its head stay valid however often main moves.
             let already = |repo: &Repository| -> Option<Proposal> {
                 let existing = repo
                     .find_reference(&remote_ref)
                     .and_then(|r| r.peel_to_commit())
                     .ok()?;
-                let same_base = existing.parent_ids().collect::<Vec<Oid>>() == [base.id()];
-                (same_base && existing.tree_id() == tree_id).then(|| Proposal {
+                holds_change(repo, &existing, &base, &files).then(|| Proposal {
                     head: existing.id().to_string(),
-                    committed_at: DateTime::from_timestamp(existing.time().seconds(), 0)
-                        .unwrap_or_default(),
+                    committed_at: commit_time(&existing),
                     pushed: false,
+                    replaced: None,
                 })
             };
             if let Some(p) = already(repo) {
@@ -302,8 +349,12 @@ impl GitOpsRepo for Git {
                 .map_err(|e| err("commit", &e))?;
             // Force only over a branch we have seen: when we believe it absent, a plain push
             // fails if another replica created it meanwhile, and we look at theirs instead.
-            let seen = repo.find_reference(&remote_ref).is_ok();
-            let force = if seen { "+" } else { "" };
+            let replaced = repo
+                .find_reference(&remote_ref)
+                .and_then(|r| r.peel_to_commit())
+                .ok()
+                .map(|c| (c.id().to_string(), commit_time(&c)));
+            let force = if replaced.is_some() { "+" } else { "" };
             if let Some(msg) = push(repo, me, &format!("{force}{local_ref}:{local_ref}"))? {
                 // Another replica may have pushed the same proposal at the same moment.
                 fetch(repo, me)?;
@@ -325,6 +376,7 @@ impl GitOpsRepo for Git {
                 // way approved the previous head.
                 committed_at: me.clock.now(),
                 pushed: true,
+                replaced,
             })
         })
         .await

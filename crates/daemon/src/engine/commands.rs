@@ -27,6 +27,8 @@ pub struct Commands {
     /// Accepted `/rollback` and `/unblock` commands (by whom), for the caller to carry out;
     /// `/rescan` is carried out here.
     pub actions: Vec<(String, chatops::Action)>,
+    /// Who approved the head this cycle's push replaced, and has not approved the new one.
+    pub dropped: Vec<String>,
 }
 
 /// The PR whose commands are read, and the commit approvals bind to.
@@ -38,6 +40,8 @@ pub struct Target<'a> {
     pub head_at: DateTime<Utc>,
     /// The image digest `/rescan` scans.
     pub digest: &'a Digest,
+    /// The head a push of this cycle replaced, and when it was committed.
+    pub previous: Option<(&'a str, DateTime<Utc>)>,
 }
 
 impl Engine {
@@ -78,6 +82,23 @@ impl Engine {
             merged: pr.merged,
         };
         let state = chatops::replay(&comments, &reviews, &ctx, |u| approvers.contains(u));
+        // Who approved the replaced head (no answers owed: that replay only counts).
+        let dropped: Vec<String> = match pr.previous {
+            Some((head_sha, head_at)) => {
+                let before = chatops::Context {
+                    head_sha,
+                    head_at,
+                    answered_through: u64::MAX,
+                    ..ctx
+                };
+                chatops::replay(&comments, &reviews, &before, |u| approvers.contains(u))
+                    .approvals
+                    .into_iter()
+                    .filter(|u| !state.approvals.contains(u))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let newest = self.answer(pr, &comments, &state.answers).await?;
         let mut actions = Vec::new();
         for (user, action) in state.actions.into_values() {
@@ -92,6 +113,7 @@ impl Engine {
             held_by: state.held_by,
             answered_through: newest.max(answered_through),
             actions,
+            dropped,
         })
     }
 

@@ -211,6 +211,7 @@ impl Engine {
             head_sha: "",
             head_at: w.pr.merged_at.unwrap_or_default(),
             digest: &digest,
+            previous: None,
         };
         let commands = self.commands(cx, &target).await?;
         for (user, action) in &commands.actions {

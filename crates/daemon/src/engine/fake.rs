@@ -212,6 +212,16 @@ impl World {
         })
     }
 
+    /// Someone commits `text` to `path` on main.
+    pub fn commit_to_main(&self, path: &str, text: &str) {
+        let now = self.clock.now();
+        self.with(|s| {
+            let mut files = s.main.last().unwrap().1.clone();
+            files.insert(path.to_owned(), text.to_owned());
+            s.main.push((now, files));
+        });
+    }
+
     /// A file of main now.
     pub fn main_file(&self, path: &str) -> String {
         self.with(|s| s.main.last().unwrap().1[path].clone())
@@ -285,17 +295,26 @@ impl GitOpsRepo for World {
         let now = self.clock.now();
         Ok(self.with(|s| {
             let base = s.main.len();
-            if let Some(b) = s.branches.get(branch)
-                && b.base == base
-                && b.files == files
-            {
-                return Proposal {
-                    head: b.head.clone(),
-                    committed_at: b.committed_at,
-                    pushed: false,
-                };
+            let now_main = &s.main[base - 1].1;
+            if let Some(b) = s.branches.get(branch) {
+                // The same change, on a base whose copies of its files main has not changed.
+                let then = &s.main[b.base - 1].1;
+                let untouched = files.iter().all(|(p, _)| then.get(p) == now_main.get(p));
+                if b.files == files && untouched {
+                    return Proposal {
+                        head: b.head.clone(),
+                        committed_at: b.committed_at,
+                        pushed: false,
+                        replaced: None,
+                    };
+                }
             }
+            let replaced = s
+                .branches
+                .get(branch)
+                .map(|b| (b.head.clone(), b.committed_at));
             s.pushes += 1;
+            *s.calls.entry("propose_pushed").or_default() += 1;
             let head = format!("b{:039x}", s.pushes);
             let b = Branch {
                 head: head.clone(),
@@ -308,6 +327,7 @@ impl GitOpsRepo for World {
                 head,
                 committed_at: now,
                 pushed: true,
+                replaced,
             }
         }))
     }

@@ -243,8 +243,37 @@ impl Engine {
             head_sha: &head.head,
             head_at: head.committed_at,
             digest: &candidate.digest,
+            previous: head.replaced.as_ref().map(|(sha, at)| (sha.as_str(), *at)),
         };
-        self.commands(cx, &target).await
+        let commands = self.commands(cx, &target).await?;
+        if !commands.dropped.is_empty() {
+            self.say_rebased(cx, pr, head, &commands.dropped).await?;
+        }
+        Ok(commands)
+    }
+
+    /// Tell the approvers whose approvals a rebase voided that they must approve again.
+    async fn say_rebased(
+        &self,
+        cx: &EnvCtx<'_>,
+        pr: &PullRequest,
+        head: &Proposal,
+        dropped: &[String],
+    ) -> Result<(), StepError> {
+        let who: Vec<String> = dropped.iter().map(|u| format!("@{u}")).collect();
+        let files: Vec<String> = cx.env.files.iter().map(|f| format!("`{f}`")).collect();
+        let text = format!(
+            "{} — tugboat rewrote this PR's branch onto the current main (now `{}`): main changed the files it edits ({}) since its commit, or the branch held changes tugboat did not make. Approvals are for the commit they were given on, so yours no longer count: approve again to let it merge.",
+            who.join(" "),
+            &head.head[..12.min(head.head.len())],
+            files.join(", ")
+        );
+        tracing::info!(pr = pr.number, dropped = ?dropped, "a rebase voided approvals");
+        self.ports
+            .forge
+            .comment(pr.number, &text)
+            .await
+            .at(Step::Commands)
     }
 
     /// What the merge rule says, reading the outside facts it asks for and no others.

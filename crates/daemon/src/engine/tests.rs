@@ -251,3 +251,104 @@ fn clock_now(clock: &TestClock) -> chrono::DateTime<Utc> {
     use super::scheduler::Clock as _;
     clock.now()
 }
+
+/// Dev promoted 1.1.0 and prod's PR awaits approval; alice (a writer) approved it. Returns
+/// the prod PR's number.
+async fn approved_prod_pr(w: &World, clock: &TestClock, engine: &Engine) -> u64 {
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::hours(2));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&r, "prod").action else {
+        panic!("{:?}", row(&r, "prod").action)
+    };
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::seconds(5));
+    w.say(number, "alice", "/approve");
+    number
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_survives_unrelated_merges_to_main_and_they_cost_no_writes() {
+    let (w, clock, engine) = world();
+    w.set_policy(
+        "/salon/promotion/services/user_service",
+        "environments:\n  prod:\n    approvals: 2\n",
+    );
+    let number = approved_prod_pr(&w, &clock, &engine).await;
+    let writes = |w: &World| {
+        [
+            "propose_pushed",
+            "set_status",
+            "update_pr",
+            "comment",
+            "add_labels",
+        ]
+        .map(|op| w.calls(op))
+    };
+    engine.cycle(Mode::Apply).await.unwrap(); // answers alice's command
+    let before = (writes(&w), w.prs());
+    for i in 0..3 {
+        clock.advance(Span::minutes(1));
+        w.commit_to_main(&format!("apps/other/values-{i}.yaml"), "replicas: 2\n");
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        assert!(matches!(
+            row(&r, "prod").action,
+            Action::AwaitingApproval { .. }
+        ));
+    }
+    let after = (writes(&w), w.prs());
+    assert_eq!(after.0, before.0, "no push, status, edit, comment or label");
+    assert_eq!(
+        after.1[number as usize - 1].title,
+        before.1[number as usize - 1].title
+    );
+    // A second approver: the first approval still counts, so the PR merges.
+    w.allow("bob", Permission::Write);
+    clock.advance(Span::seconds(5));
+    w.say(number, "bob", "/approve");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "prod").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "prod").action
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rebase_forced_by_a_change_to_the_prs_file_says_who_must_approve_again() {
+    let (w, clock, engine) = world();
+    w.set_policy(
+        "/salon/promotion/services/user_service",
+        "environments:\n  prod:\n    approvals: 2\n",
+    );
+    let number = approved_prod_pr(&w, &clock, &engine).await;
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::minutes(1));
+    // Someone edits prod's file on main (not the image): the PR must be rebased.
+    w.commit_to_main(PROD, &format!("{}replicas: 3\n", values("1.0.0")));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&r, "prod").action,
+        Action::AwaitingApproval { .. }
+    ));
+    let said = w.comments_on(number);
+    let notice = said
+        .iter()
+        .find(|c| c.contains("approve again"))
+        .unwrap_or_else(|| panic!("{said:#?}"));
+    assert!(
+        notice.starts_with("@alice — tugboat rewrote this PR's branch"),
+        "{notice}"
+    );
+    assert!(notice.contains(PROD), "{notice}");
+    // Said once: the next cycle has nothing to rebase and nobody to name.
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        w.comments_on(number)
+            .iter()
+            .filter(|c| c.contains("approve again"))
+            .count(),
+        1
+    );
+}
