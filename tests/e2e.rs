@@ -1439,3 +1439,72 @@ async fn an_approval_survives_unrelated_merges_and_a_persons_push_to_the_branch_
         "prod was not promoted"
     );
 }
+
+/// The persistent clone of the engine working in `work`.
+fn clone_dir(work: &tempfile::TempDir) -> std::path::PathBuf {
+    work.path().join("w").join("gitops.git")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_file_left_by_a_killed_tugboat_is_removed_and_promotions_carry_on() {
+    let (sb, engine, work) = setup().await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    common::assert_healthy(
+        &engine.cycle(Mode::Apply).await.unwrap(),
+        "user_service",
+        "dev",
+    );
+    // What `kill -9` while git updated a ref leaves behind, from before this process.
+    let lock = clone_dir(&work).join("refs/remotes/origin/tugboat/dev/user_service.lock");
+    std::fs::write(&lock, "").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    sb.aws.push("user_service", "1.2.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    common::assert_healthy(&r, "user_service", "dev");
+    assert!(!lock.exists(), "the stale lock is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_with_missing_objects_is_moved_aside_and_fetched_anew() {
+    let (sb, engine, work) = setup().await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    common::assert_healthy(
+        &engine.cycle(Mode::Apply).await.unwrap(),
+        "user_service",
+        "dev",
+    );
+    // A pack and loose objects lost (a disk that filled up, a kill mid-write).
+    let objects = clone_dir(&work).join("objects");
+    std::fs::remove_dir_all(&objects).unwrap();
+    std::fs::create_dir_all(objects.join("pack")).unwrap();
+    sb.aws.push("user_service", "1.2.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    common::assert_healthy(&r, "user_service", "dev");
+    let aside: Vec<_> = std::fs::read_dir(work.path().join("w"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("gitops.damaged-")
+        })
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the damaged clone is kept aside for a post-mortem"
+    );
+    // The server's repository was never touched: main holds both promotions.
+    assert!(
+        sb.github
+            .read_file("main", &sandbox::file_of("user_service", "dev"))
+            .unwrap()
+            .contains("1.2.0")
+    );
+}

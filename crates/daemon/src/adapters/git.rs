@@ -28,6 +28,9 @@ pub struct Git {
     api: ApiMetrics,
     /// Stamps commits and push times.
     clock: Arc<dyn Clock>,
+    /// Where the clone lives, and its remote: what a repair starts again from.
+    dir: PathBuf,
+    url: String,
 }
 
 fn err(op: &'static str, e: &git2::Error) -> PortError {
@@ -38,8 +41,25 @@ fn err(op: &'static str, e: &git2::Error) -> PortError {
         (_, git2::ErrorCode::NotFound) => ErrorKind::NotFound,
         _ => ErrorKind::Rejected,
     };
-    PortError::new("git", op, kind, e.message().to_owned())
+    // A lock left by a killed process, or objects, an index or a pack that a kill cut short:
+    // the local clone is damaged, and `Git::blocking` repairs it.
+    let damaged = e.code() == git2::ErrorCode::Locked
+        || matches!(e.class(), C::Odb | C::Zlib | C::Index | C::Object)
+        || e.message().contains("failed to lock file");
+    let message = if damaged {
+        format!("{DAMAGED}{}", e.message())
+    } else {
+        e.message().to_owned()
+    };
+    PortError::new("git", op, kind, message)
 }
+
+/// Starts the message of an error that says the local clone is damaged.
+const DAMAGED: &str = "the local clone is damaged: ";
+
+/// When this process first opened a clone: a lock file older than that was left by a process
+/// that is gone (each tugboat has its own clone).
+static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
 
 impl Git {
     /// Open the clone in `dir`, creating it (empty, to be filled by the first fetch) if needed.
@@ -50,29 +70,19 @@ impl Git {
         token: Secret,
         api: &ApiMetrics,
     ) -> PortResult<Self> {
-        let repo = match Repository::open_bare(dir) {
+        STARTED.get_or_init(std::time::SystemTime::now);
+        let removed = remove_stale_locks(dir);
+        if removed > 0 {
+            tracing::warn!(dir = %dir.display(), removed, "removed lock files a stopped tugboat left in the clone");
+        }
+        let repo = match open_clone(dir, url) {
             Ok(r) => r,
-            Err(_) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    PortError::new(
-                        "git",
-                        "init",
-                        ErrorKind::Rejected,
-                        format!("cannot create {}: {e}", dir.display()),
-                    )
-                })?;
-                Repository::init_bare(dir).map_err(|e| err("init", &e))?
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "the local clone cannot be opened; starting a new one");
+                move_aside(dir)?;
+                open_clone(dir, url)?
             }
         };
-        match repo.find_remote("origin") {
-            Ok(r) if r.url().ok() == Some(url) => {}
-            Ok(_) => repo
-                .remote_set_url("origin", url)
-                .map_err(|e| err("init", &e))?,
-            Err(_) => {
-                repo.remote("origin", url).map_err(|e| err("init", &e))?;
-            }
-        }
         Ok(Self {
             inner: Arc::new(Mutex::new(repo)),
             base_branch: base_branch.to_owned(),
@@ -80,6 +90,8 @@ impl Git {
             author: ("tugboat".into(), "tugboat@users.noreply.github.com".into()),
             api: api.clone(),
             clock: Arc::new(SystemClock),
+            dir: dir.to_owned(),
+            url: url.to_owned(),
         })
     }
 
@@ -100,13 +112,17 @@ impl Git {
         workdir.join("gitops.git")
     }
 
+    /// Run a git operation on the clone off the async threads. When it fails because the
+    /// clone is damaged, stale lock files are removed and it runs again; if it still fails
+    /// so, the clone is moved aside, fetched anew, and the operation runs a last time. The
+    /// GitOps repository on the server is never touched by a repair.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Repository, &Git) -> PortResult<T> + Send + 'static,
+        f: impl Fn(&Repository, &Git) -> PortResult<T> + Send + 'static,
     ) -> PortResult<T> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let repo = me.inner.lock().map_err(|_| {
+            let mut repo = me.inner.lock().map_err(|_| {
                 PortError::new(
                     "git",
                     "lock",
@@ -114,7 +130,22 @@ impl Git {
                     "a previous git operation panicked",
                 )
             })?;
-            f(&repo, &me)
+            match f(&repo, &me) {
+                Err(e) if e.message.starts_with(DAMAGED) => {}
+                done => return done,
+            }
+            let removed = remove_stale_locks(&me.dir);
+            tracing::warn!(dir = %me.dir.display(), removed, "the local clone is damaged; removed stale lock files");
+            match f(&repo, &me) {
+                Err(e) if e.message.starts_with(DAMAGED) => {
+                    tracing::warn!(dir = %me.dir.display(), error = %e, "the local clone is still damaged; moving it aside and fetching it anew");
+                    move_aside(&me.dir)?;
+                    *repo = open_clone(&me.dir, &me.url)?;
+                    fetch(&repo, &me)?;
+                    f(&repo, &me)
+                }
+                done => done,
+            }
         })
         .await
         .map_err(|e| PortError::new("git", "task", ErrorKind::Transient, e.to_string()))?
@@ -143,6 +174,79 @@ impl Git {
     fn base_ref(&self) -> String {
         format!("refs/remotes/origin/{}", self.base_branch)
     }
+}
+
+/// Open the bare clone in `dir` (creating it, empty, to be filled by the first fetch), with
+/// `url` as its `origin`.
+fn open_clone(dir: &Path, url: &str) -> PortResult<Repository> {
+    let repo = match Repository::open_bare(dir) {
+        Ok(r) => r,
+        Err(_) => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                PortError::new(
+                    "git",
+                    "init",
+                    ErrorKind::Rejected,
+                    format!("cannot create {}: {e}", dir.display()),
+                )
+            })?;
+            Repository::init_bare(dir).map_err(|e| err("init", &e))?
+        }
+    };
+    match repo.find_remote("origin") {
+        Ok(r) if r.url().ok() == Some(url) => {}
+        Ok(_) => repo
+            .remote_set_url("origin", url)
+            .map_err(|e| err("init", &e))?,
+        Err(_) => {
+            repo.remote("origin", url).map_err(|e| err("init", &e))?;
+        }
+    }
+    Ok(repo)
+}
+
+/// Remove every `*.lock` file under `dir` older than this process; how many.
+fn remove_stale_locks(dir: &Path) -> usize {
+    let started = STARTED.get().copied();
+    let mut removed = 0;
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "lock")
+                && meta.modified().is_ok_and(|m| started.is_none_or(|s| m < s))
+                && std::fs::remove_file(&path).is_ok()
+            {
+                tracing::warn!(file = %path.display(), "removed a stale lock file");
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// Move a damaged clone aside (kept for a post-mortem, beside it), so a new one can start.
+fn move_aside(dir: &Path) -> PortResult<()> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = dir.with_extension(format!("damaged-{stamp}"));
+    std::fs::rename(dir, &aside).map_err(|e| {
+        PortError::new(
+            "git",
+            "repair",
+            ErrorKind::Rejected,
+            format!("cannot move the damaged clone {} aside: {e}", dir.display()),
+        )
+    })?;
+    tracing::warn!(from = %dir.display(), to = %aside.display(), "moved the damaged clone aside");
+    Ok(())
 }
 
 /// When a commit was made.
