@@ -1508,3 +1508,30 @@ async fn a_clone_with_missing_objects_is_moved_aside_and_fetched_anew() {
             .contains("1.2.0")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_merges_of_one_pr_at_the_same_moment_merge_it_once_as_on_github() {
+    let (sb, engine, _w) = setup().await;
+    let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
+    let main = sb.github.branch_sha("main").unwrap();
+    let url = format!(
+        "{}/repos/salon/salon-gitops/pulls/{number}/merge",
+        sb.github_url
+    );
+    let client = reqwest::Client::new();
+    let merge = || {
+        client
+            .put(&url)
+            .bearer_auth(&sb.github_token)
+            .header("user-agent", "tugboat-test")
+            .json(&serde_json::json!({"merge_method": "squash"}))
+            .send()
+    };
+    let (a, b) = tokio::join!(merge(), merge());
+    let mut codes = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 405], "one merge, one refusal");
+    let head = sb.github.branch_sha("main").unwrap();
+    let (parents, _) = sb.github.commit(&head).unwrap();
+    assert_eq!(parents, vec![main], "main moved by exactly one commit");
+}

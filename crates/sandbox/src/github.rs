@@ -1019,6 +1019,9 @@ async fn merge_pull(
     Json(m): Json<MergeReq>,
 ) -> Response {
     guard!(gh, headers, o, r, "PUT merge");
+    // Held from the look at the PR's state to its update, as GitHub does: of two merges of one
+    // PR at the same moment, the second finds it merged and is refused.
+    let _merging = gh.git_lock.lock().await;
     let Some(pr) = gh.pulls().into_iter().find(|p| p.number == n) else {
         return gh_error(StatusCode::NOT_FOUND, "Not Found");
     };
@@ -1055,11 +1058,7 @@ async fn merge_pull(
         ),
         (MergeMethod::Rebase, _) => String::new(),
     };
-    let merged = {
-        let _g = gh.git_lock.lock().await;
-        gh.merge_into(&pr.base, &pr.head, &title, &method)
-    };
-    match merged {
+    match gh.merge_into(&pr.base, &pr.head, &title, &method) {
         Ok(sha) => {
             let mut g = gh.lock();
             if let Some(p) = g.prs.iter_mut().find(|p| p.number == n) {
