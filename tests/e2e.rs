@@ -1177,6 +1177,7 @@ async fn a_stop_between_the_push_and_the_pr_ends_after_a_restart_with_one_pr_and
             "tugboat/dev/user_service",
             vec![(path.clone(), edited.text.clone())],
             "Promote user_service to dev: 1.1.0",
+            tugboat::ports::Base::Untouched,
         )
         .await
         .unwrap();
@@ -1534,4 +1535,42 @@ async fn two_merges_of_one_pr_at_the_same_moment_merge_it_once_as_on_github() {
     let head = sb.github.branch_sha("main").unwrap();
     let (parents, _) = sb.github.commit(&head).unwrap();
     assert_eq!(parents, vec![main], "main moved by exactly one commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_branch_that_protection_wants_up_to_date_is_rebased_and_its_approvers_told() {
+    let (sb, engine, _w) = setup().await;
+    sb.github.require_up_to_date(true);
+    common::approver(&sb, "alice");
+    let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
+    // An unrelated dev promotion moves main; the prod PR is kept (its files are untouched).
+    sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    common::assert_healthy(&r, "staff_management", "dev");
+    let kept = pr_head(&sb, number);
+    sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    // Approved, but main protection refuses a branch that is behind: tugboat rebases it.
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            row(&r, "user_service", "prod").action,
+            Action::Updated { .. }
+        ),
+        "{:?}",
+        row(&r, "user_service", "prod").action
+    );
+    assert_ne!(pr_head(&sb, number), kept);
+    assert!(
+        replies_to(&sb, number, "alice")
+            .iter()
+            .any(|c| c.contains("up to date with main") && c.contains("approve again")),
+        "{:?}",
+        replies_to(&sb, number, "alice")
+    );
+    // Approved again on the new head, it merges.
+    sb.advance(std::time::Duration::from_secs(1));
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    common::assert_healthy(&r, "user_service", "prod");
 }

@@ -145,6 +145,16 @@ pub struct Proposal {
     pub replaced: Option<(String, DateTime<Utc>)>,
 }
 
+/// Which base a proposed branch may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// Any ancestor of main whose copies of the branch's files main has not changed: merges
+    /// to main that leave them alone do not rewrite the branch.
+    Untouched,
+    /// The current main only (a protected branch that must be up to date before it merges).
+    Current,
+}
+
 /// The GitOps repository (a persistent local clone of it).
 #[async_trait]
 pub trait GitOpsRepo: Send + Sync {
@@ -153,13 +163,15 @@ pub trait GitOpsRepo: Send + Sync {
     /// A file's text at the fetched base head; `None` when absent.
     async fn read(&self, path: &str) -> PortResult<Option<String>>;
     /// Commit `files` on top of the base head as `branch` and force-push it, unless the
-    /// remote branch already makes exactly this change on an earlier base whose copies of
-    /// `files` main has not changed since (then its head stays, and so do its approvals).
+    /// remote branch already makes exactly this change: on the current base, or (with
+    /// [`Base::Untouched`]) on an earlier base whose copies of `files` main has not changed
+    /// since (then its head stays, and so do its approvals).
     async fn propose(
         &self,
         branch: &str,
         files: Vec<(String, String)>,
         message: &str,
+        base: Base,
     ) -> PortResult<Proposal>;
     /// Whether `commit` is `ancestor` or descends from it (fetching once if `commit` is unknown).
     async fn includes(&self, commit: &str, ancestor: &str) -> PortResult<bool>;

@@ -93,6 +93,9 @@ struct Inner {
     main_moved: Option<(String, tokio::time::Instant)>,
     collaborators: BTreeMap<String, String>,
     calls: BTreeMap<String, u64>,
+    /// Branch protection on main: a PR merges only when its head contains main's head
+    /// ("Require branches to be up to date before merging").
+    require_up_to_date: bool,
 }
 
 impl Inner {
@@ -462,6 +465,23 @@ impl GitHub {
         let mut g = self.lock();
         g.exists(number)
             .then(|| g.add_comment(now, number, user, body).id)
+    }
+
+    /// Protect main as "Require branches to be up to date before merging" does: a PR whose
+    /// head does not contain main's head is refused, its required checks "expected".
+    pub fn require_up_to_date(&self, on: bool) {
+        self.lock().require_up_to_date = on;
+    }
+
+    /// Whether `head` is `base` or descends from it.
+    fn contains(&self, head: &str, base: &str) -> bool {
+        let Ok(repo) = git2::Repository::open_bare(self.repo_path()) else {
+            return false;
+        };
+        let (Ok(h), Ok(b)) = (git2::Oid::from_str(head), git2::Oid::from_str(base)) else {
+            return false;
+        };
+        h == b || repo.graph_descendant_of(h, b).unwrap_or(false)
     }
 
     /// Give `user` a permission (`admin`, `write`, `read`) on the repository.
@@ -1036,6 +1056,13 @@ async fn merge_pull(
         return gh_error(
             StatusCode::CONFLICT,
             "Head branch was modified. Review and try the merge again.",
+        );
+    }
+    let base_head = gh.branch_sha(&pr.base).unwrap_or_default();
+    if gh.lock().require_up_to_date && !gh.contains(&head, &base_head) {
+        return gh_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "1 of 1 required status checks are expected.",
         );
     }
     let method = match m.merge_method.as_deref().unwrap_or("merge") {

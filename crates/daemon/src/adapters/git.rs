@@ -14,7 +14,7 @@ use git2::{
 };
 
 use crate::clock::{Clock, SystemClock};
-use crate::ports::{ErrorKind, GitOpsRepo, Ledger, PortError, PortResult, Proposal};
+use crate::ports::{Base, ErrorKind, GitOpsRepo, Ledger, PortError, PortResult, Proposal};
 use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
 
@@ -414,6 +414,7 @@ impl GitOpsRepo for Git {
         branch: &str,
         files: Vec<(String, String)>,
         message: &str,
+        keep: Base,
     ) -> PortResult<Proposal> {
         let branch = branch.to_owned();
         let message = message.to_owned();
@@ -433,7 +434,12 @@ impl GitOpsRepo for Git {
                     .find_reference(&remote_ref)
                     .and_then(|r| r.peel_to_commit())
                     .ok()?;
-                holds_change(repo, &existing, &base, &files).then(|| Proposal {
+                let on_base = existing.parent_ids().collect::<Vec<Oid>>() == [base.id()];
+                let holds = match keep {
+                    Base::Untouched => holds_change(repo, &existing, &base, &files),
+                    Base::Current => on_base && existing.tree_id() == tree_id,
+                };
+                holds.then(|| Proposal {
                     head: existing.id().to_string(),
                     committed_at: commit_time(&existing),
                     pushed: false,

@@ -21,10 +21,10 @@ use crate::domain::policy::PolicyDocument;
 use crate::domain::select::ImageRecord;
 use crate::manifest;
 use crate::ports::{
-    Access, AppStatus, Checks, ChecksState, Conversation, Deployer, ErrorKind, GitOpsRepo, Health,
-    Issue, Issues, LabelledPr, Ledger, NewPullRequest, ParameterStore, Permission, PortError,
-    PortResult, Proposal, PullRequest, PullRequests, Reaction, Registry, ScanStart, ScanType,
-    StatusState, SyncStart, SyncStatus, SyncWindows,
+    Access, AppStatus, Base, Checks, ChecksState, Conversation, Deployer, ErrorKind, GitOpsRepo,
+    Health, Issue, Issues, LabelledPr, Ledger, NewPullRequest, ParameterStore, Permission,
+    PortError, PortResult, Proposal, PullRequest, PullRequests, Reaction, Registry, ScanStart,
+    ScanType, StatusState, SyncStart, SyncStatus, SyncWindows,
 };
 use crate::secret::Secret;
 
@@ -290,6 +290,7 @@ impl GitOpsRepo for World {
         branch: &str,
         files: Vec<(String, String)>,
         _message: &str,
+        keep: Base,
     ) -> PortResult<Proposal> {
         self.call("propose")?;
         let now = self.clock.now();
@@ -299,7 +300,10 @@ impl GitOpsRepo for World {
             if let Some(b) = s.branches.get(branch) {
                 // The same change, on a base whose copies of its files main has not changed.
                 let then = &s.main[b.base - 1].1;
-                let untouched = files.iter().all(|(p, _)| then.get(p) == now_main.get(p));
+                let untouched = match keep {
+                    Base::Untouched => files.iter().all(|(p, _)| then.get(p) == now_main.get(p)),
+                    Base::Current => b.base == base,
+                };
                 if b.files == files && untouched {
                     return Proposal {
                         head: b.head.clone(),

@@ -14,7 +14,7 @@ use crate::domain::policy::RollbackMode;
 use crate::domain::select::Candidate;
 use crate::domain::window;
 use crate::manifest;
-use crate::ports::{ErrorKind, NewPullRequest, Proposal, PullRequest, StatusState};
+use crate::ports::{Base, ErrorKind, NewPullRequest, Proposal, PullRequest, StatusState};
 
 /// A change to the GitOps repository on its own branch: a promotion or a rollback.
 pub(super) struct Change {
@@ -74,7 +74,52 @@ impl Engine {
         if verdict != Verdict::Merge {
             return waiting(verdict, pr);
         }
-        self.merge_promotion(cx, &change, &head, pr, body).await
+        match self
+            .merge_promotion(cx, &change, &head, pr.clone(), body)
+            .await
+        {
+            Err(e) if refused_as_behind(&e) => {
+                self.rebase_behind(cx, &change, &pr, &judged.gate, &commands, e)
+                    .await
+            }
+            done => done,
+        }
+    }
+
+    /// The repository requires a branch to be up to date with main before it merges, and
+    /// this one is behind (it was kept while main moved): put it on the current main, which
+    /// voids its approvals, and say so. The next cycles merge it as usual.
+    async fn rebase_behind(
+        &self,
+        cx: &EnvCtx<'_>,
+        change: &Change,
+        pr: &PullRequest,
+        gate: &GateDecision,
+        commands: &Commands,
+        refusal: StepError,
+    ) -> Result<Action, StepError> {
+        let files = change.files.clone();
+        let head = self
+            .ports
+            .repo
+            .propose(&change.branch, files, &change.message, Base::Current)
+            .await
+            .at(Step::Propose)?;
+        if !head.pushed {
+            return Err(refusal); // already on the current main: refused for another reason
+        }
+        tracing::info!(pr = pr.number, error = %refusal, "the merge wants the branch up to date; rebased it");
+        self.gate_status(&head.head, gate).await?;
+        if !commands.approvals.is_empty() {
+            let why =
+                "the repository requires a branch to be up to date with main before it merges";
+            self.say_rebased(cx, pr, &head, &commands.approvals, why)
+                .await?;
+        }
+        Ok(Action::Updated {
+            number: pr.number,
+            url: pr.url.clone(),
+        })
     }
 
     /// Merge an approved promotion, verify it, and roll it back when it failed and the
@@ -132,7 +177,12 @@ impl Engine {
     pub(super) async fn propose(&self, change: &Change) -> Result<Proposal, StepError> {
         self.ports
             .repo
-            .propose(&change.branch, change.files.clone(), &change.message)
+            .propose(
+                &change.branch,
+                change.files.clone(),
+                &change.message,
+                Base::Untouched,
+            )
             .await
             .at(Step::Propose)
     }
@@ -247,7 +297,9 @@ impl Engine {
         };
         let commands = self.commands(cx, &target).await?;
         if !commands.dropped.is_empty() {
-            self.say_rebased(cx, pr, head, &commands.dropped).await?;
+            let why = "main changed the files it edits since its commit, or the branch held changes tugboat did not make";
+            self.say_rebased(cx, pr, head, &commands.dropped, why)
+                .await?;
         }
         Ok(commands)
     }
@@ -259,14 +311,15 @@ impl Engine {
         pr: &PullRequest,
         head: &Proposal,
         dropped: &[String],
+        why: &str,
     ) -> Result<(), StepError> {
         let who: Vec<String> = dropped.iter().map(|u| format!("@{u}")).collect();
         let files: Vec<String> = cx.env.files.iter().map(|f| format!("`{f}`")).collect();
         let text = format!(
-            "{} — tugboat rewrote this PR's branch onto the current main (now `{}`): main changed the files it edits ({}) since its commit, or the branch held changes tugboat did not make. Approvals are for the commit they were given on, so yours no longer count: approve again to let it merge.",
+            "{} — tugboat rewrote this PR's branch ({}) onto the current main (now `{}`): {why}. Approvals are for the commit they were given on, so yours no longer count: approve again to let it merge.",
             who.join(" "),
+            files.join(", "),
             &head.head[..12.min(head.head.len())],
-            files.join(", ")
         );
         tracing::info!(pr = pr.number, dropped = ?dropped, "a rebase voided approvals");
         self.ports
@@ -484,6 +537,26 @@ fn waiting(verdict: Verdict, pr: PullRequest) -> Result<Action, StepError> {
         // `merge_verdict` reads every fact the rule asks for, and its caller merges on `Merge`.
         Verdict::Merge | Verdict::Read(_) => Action::None,
     })
+}
+
+/// Whether a merge was refused because the branch is not up to date with main (branch
+/// protection that requires it: GitHub reports the required checks as merely expected).
+fn refused_as_behind(e: &StepError) -> bool {
+    let Cause::Port(p) = &e.cause else {
+        return false;
+    };
+    let m = p.message.to_ascii_lowercase();
+    e.step == Step::Merge
+        && p.kind == ErrorKind::Rejected
+        && [
+            "are expected",
+            "is expected",
+            "up to date",
+            "out of date",
+            "out-of-date",
+        ]
+        .iter()
+        .any(|w| m.contains(w))
 }
 
 /// What `plan` says of a window that keeps the merge waiting.

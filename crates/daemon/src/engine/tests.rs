@@ -341,7 +341,10 @@ async fn a_rebase_forced_by_a_change_to_the_prs_file_says_who_must_approve_again
         notice.starts_with("@alice — tugboat rewrote this PR's branch"),
         "{notice}"
     );
-    assert!(notice.contains(PROD), "{notice}");
+    assert!(
+        notice.contains(PROD) && notice.contains("main changed the files"),
+        "{notice}"
+    );
     // Said once: the next cycle has nothing to rebase and nobody to name.
     engine.cycle(Mode::Apply).await.unwrap();
     assert_eq!(
