@@ -297,7 +297,12 @@ impl Engine {
         };
         let commands = self.commands(cx, &target).await?;
         if !commands.dropped.is_empty() {
-            let why = "main changed the files it edits since its commit, or the branch held changes tugboat did not make";
+            let same = pr.title == evidence::title_of(&cx.svc.name, &cx.env.name, &candidate.tag);
+            let why = if same {
+                "main changed the files it edits since its commit, or the branch held changes tugboat did not make"
+            } else {
+                "it promotes a newer tag now"
+            };
             self.say_rebased(cx, pr, head, &commands.dropped, why)
                 .await?;
         }

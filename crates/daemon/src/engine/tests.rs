@@ -355,3 +355,27 @@ async fn a_rebase_forced_by_a_change_to_the_prs_file_says_who_must_approve_again
         1
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_tag_moves_an_approved_pr_and_its_approvers_are_told_why() {
+    let (w, clock, engine) = world();
+    w.set_policy(
+        "/salon/promotion/services/user_service",
+        "environments:\n  prod:\n    approvals: 2\n",
+    );
+    let number = approved_prod_pr(&w, &clock, &engine).await;
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.push("1.2.0", 'c');
+    engine.cycle(Mode::Apply).await.unwrap(); // dev takes 1.2.0
+    clock.advance(Span::hours(2));
+    engine.cycle(Mode::Apply).await.unwrap(); // the prod PR moves to 1.2.0
+    let said = w.comments_on(number);
+    let notice = said
+        .iter()
+        .find(|c| c.contains("approve again"))
+        .unwrap_or_else(|| panic!("{said:#?}"));
+    assert!(
+        notice.starts_with("@alice — ") && notice.contains("it promotes a newer tag now"),
+        "{notice}"
+    );
+}
