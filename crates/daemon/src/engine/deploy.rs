@@ -28,7 +28,7 @@ use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy::RollbackMode;
 use crate::manifest;
 use crate::ports::{
-    AppStatus, ErrorKind, LabelledPr, OperationPhase, PullRequest, StatusState, SyncStart,
+    AppStatus, Base, ErrorKind, LabelledPr, OperationPhase, PullRequest, StatusState, SyncStart,
 };
 
 pub const VERIFYING: &str = "tugboat:verifying";
@@ -427,7 +427,7 @@ impl Engine {
         self.ports.repo.sync().await.at(Step::Rollback)?;
         let files = self.read_files(cx.env).await?;
         let change = rollback_change(cx, &files, bad, &from)?;
-        let head = self.propose(&change).await?;
+        let head = self.propose(&change, Base::Untouched).await?;
         let state = PromotionState {
             service: cx.svc.name.clone(),
             environment: cx.env.name.clone(),

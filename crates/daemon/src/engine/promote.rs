@@ -43,7 +43,7 @@ impl Engine {
         judged: &Judged,
     ) -> Result<Action, StepError> {
         let change = promotion_change(cx, seen, &judged.candidate)?;
-        let head = self.propose(&change).await?;
+        let head = self.propose(&change, Base::Untouched).await?;
         let forge = &self.ports.forge;
         let existing = forge
             .find_open_pr(&change.branch)
@@ -98,13 +98,7 @@ impl Engine {
         commands: &Commands,
         refusal: StepError,
     ) -> Result<Action, StepError> {
-        let files = change.files.clone();
-        let head = self
-            .ports
-            .repo
-            .propose(&change.branch, files, &change.message, Base::Current)
-            .await
-            .at(Step::Propose)?;
+        let head = self.propose(change, Base::Current).await?;
         if !head.pushed {
             return Err(refusal); // already on the current main: refused for another reason
         }
@@ -173,16 +167,12 @@ impl Engine {
         })
     }
 
-    /// Commit the change on its branch and push it (nothing is pushed when the branch has it).
-    pub(super) async fn propose(&self, change: &Change) -> Result<Proposal, StepError> {
+    /// Commit the change on its branch and push it (nothing is pushed when the branch
+    /// already makes it on a `base` it may keep).
+    pub(super) async fn propose(&self, change: &Change, base: Base) -> Result<Proposal, StepError> {
         self.ports
             .repo
-            .propose(
-                &change.branch,
-                change.files.clone(),
-                &change.message,
-                Base::Untouched,
-            )
+            .propose(&change.branch, change.files.clone(), &change.message, base)
             .await
             .at(Step::Propose)
     }
