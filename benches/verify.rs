@@ -65,7 +65,7 @@ async fn main() {
             .find(|r| r.service == svc && r.environment == "dev")
             .unwrap();
         let Action::Merged {
-            verification: Verification::Healthy { after },
+            verification: Verification::Healthy { after, .. },
             ..
         } = &row.action
         else {

@@ -644,3 +644,115 @@ async fn an_unreachable_argo_cd_stops_the_merge_with_a_clear_error() {
     );
     assert!(sb.github.pulls().iter().all(|p| p.merged_at.is_none()));
 }
+
+/// The open hold issues of the sandbox.
+fn open_holds(sb: &Sandbox) -> Vec<sandbox::github::IssueRec> {
+    sb.github
+        .issues()
+        .into_iter()
+        .filter(|i| i.state == "open" && i.labels.iter().any(|l| l == "tugboat:hold"))
+        .collect()
+}
+
+fn held(r: &[tugboat::engine::EnvReport], svc: &str, env: &str) -> tugboat::domain::hold::Hold {
+    match &row(r, svc, env).decision {
+        Decision::Held { hold, .. } => hold.clone(),
+        other => panic!("{svc} in {env} is not held: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_rollback_on_main_is_held_through_a_restart_and_a_second_replica_until_an_approver_resumes()
+ {
+    let (sb, first, work) = setup().await;
+    let path = file_of(DEV, "dev");
+    let before = sb.github.read_file("main", &path).unwrap();
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    assert_healthy(&first.cycle(Mode::Apply).await.unwrap(), DEV, "dev");
+    // In the middle of an incident, on-call puts 1.0.0 back by hand.
+    let manual = sb
+        .github
+        .commit_as("main", &path, &before, "oncall")
+        .unwrap();
+    sb.advance(Duration::from_secs(60));
+
+    let r = first.cycle(Mode::Apply).await.unwrap();
+    let hold = held(&r, DEV, "dev");
+    assert_eq!(
+        (hold.by.as_deref(), hold.commit.as_deref()),
+        (Some("oncall"), Some(manual.as_str()))
+    );
+    assert!(matches!(
+        row(&r, DEV, "dev").action,
+        Action::EnvironmentHeld { .. }
+    ));
+    let issues = open_holds(&sb);
+    assert_eq!(issues.len(), 1);
+    let issue = issues[0].number;
+    assert!(issues[0].body.contains("/resume"), "{}", issues[0].body);
+    let prs = sb.github.pulls().len();
+
+    // A restarted tugboat and a second replica, at once, for several cycles: still held.
+    drop(first);
+    let restarted = engine(&sb, &work, &Default::default()).await;
+    let other = tempfile::tempdir().unwrap();
+    let replica = engine(&sb, &other, &Default::default()).await;
+    for _ in 0..3 {
+        sb.advance(Duration::from_secs(60));
+        let (a, b) = tokio::join!(restarted.cycle(Mode::Apply), replica.cycle(Mode::Apply));
+        for r in [a.unwrap(), b.unwrap()] {
+            held(&r, DEV, "dev");
+            assert_eq!(row(&r, DEV, "dev").action, Action::None);
+        }
+    }
+    assert_eq!(
+        sb.github.read_file("main", &path).unwrap(),
+        before,
+        "the rollback stands"
+    );
+    assert_eq!((sb.github.pulls().len(), open_holds(&sb).len()), (prs, 1));
+
+    // Only an approver resumes.
+    sb.github.add_collaborator("mallory", "read");
+    sb.github.comment_as(issue, "mallory", "/resume").unwrap();
+    let r = restarted.cycle(Mode::Apply).await.unwrap();
+    held(&r, DEV, "dev");
+    let answers = &open_holds(&sb)[0].comments;
+    assert!(
+        answers.iter().any(|(_, b)| b.contains("not an approver")),
+        "{answers:?}"
+    );
+    approver(&sb, "alice");
+    sb.github.comment_as(issue, "alice", "/resume").unwrap();
+    let r = replica.cycle(Mode::Apply).await.unwrap();
+    assert_healthy(&r, DEV, "dev");
+    assert!(open_holds(&sb).is_empty(), "the hold's issue is closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argo_cd_rollback_after_a_promotion_holds_the_environment() {
+    let (sb, engine, _w) = setup().await;
+    let app = app_name(DEV, "dev");
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    assert_healthy(&engine.cycle(Mode::Apply).await.unwrap(), DEV, "dev");
+    // Later, `argocd app set --sync-policy none`, then `argocd app rollback` to the earlier
+    // entry (Argo CD stamps operations to the second).
+    sb.advance(Duration::from_secs(60));
+    sb.argocd.set_automated(&app, false);
+    sb.argocd.rollback_as(&app, 1, "oncall").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the stand-in's operation runs
+    sb.aws.push(DEV, "1.2.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let hold = held(&r, DEV, "dev");
+    assert_eq!(
+        hold.cause,
+        tugboat::domain::hold::Cause::ArgoRollback,
+        "{hold:?}"
+    );
+    assert_eq!(hold.by.as_deref(), Some("oncall"));
+    assert_eq!(open_holds(&sb).len(), 1);
+    assert!(
+        !sb.github.pulls().iter().any(|p| p.title.contains("1.2.0")),
+        "nothing is promoted to a held environment"
+    );
+}

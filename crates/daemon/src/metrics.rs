@@ -21,6 +21,19 @@ use crate::engine::{Action, EnvReport, Verification};
 use crate::telemetry::{ApiCounts, ApiMetrics};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HoldLabels {
+    pub service: String,
+    pub environment: String,
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceEnvLabels {
+    pub service: String,
+    pub environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub service: String,
     pub environment: String,
@@ -191,6 +204,8 @@ pub struct Metrics {
     pub push_to_pr: Histograms<EnvLabels>,
     pub merge_to_healthy: Histograms<EnvLabels>,
     pub pending_approvals: Family<EnvLabels, Gauge>,
+    pub holds: Family<HoldLabels, Counter>,
+    pub held: Family<ServiceEnvLabels, Gauge>,
     pub last_success: Gauge<i64, AtomicI64>,
     pub rescan: RescanMetrics,
     pub ready: Readiness,
@@ -224,6 +239,8 @@ impl Metrics {
             push_to_pr: Family::new_with_constructor(push_to_pr_buckets),
             merge_to_healthy: Family::new_with_constructor(merge_to_healthy_buckets),
             pending_approvals: Family::default(),
+            holds: Family::default(),
+            held: Family::default(),
             last_success: Gauge::default(),
             rescan: RescanMetrics::new(&mut registry),
             ready: Readiness::default(),
@@ -275,6 +292,16 @@ impl Metrics {
             "pending_approvals",
             "Promotion PRs waiting for approval",
             m.pending_approvals.clone(),
+        );
+        r.register(
+            "holds",
+            "Environments held because a person changed them (or an approver asked), by cause",
+            m.holds.clone(),
+        );
+        r.register(
+            "held",
+            "1 while tugboat holds the service in the environment (nothing is promoted there)",
+            m.held.clone(),
         );
         r.register(
             "last_successful_cycle_timestamp_seconds",
@@ -370,6 +397,13 @@ impl Metrics {
                 r.decision.kind()
             };
             self.decisions.get_or_create(&labels(outcome)).inc();
+            let here = ServiceEnvLabels {
+                service: r.service.clone(),
+                environment: r.environment.clone(),
+            };
+            self.held
+                .get_or_create(&here)
+                .set(i64::from(matches!(r.decision, Decision::Held { .. })));
             *pending.entry(r.environment.as_str()).or_default() +=
                 i64::from(matches!(r.action, Action::AwaitingApproval { .. }));
             match &r.action {
@@ -382,7 +416,7 @@ impl Metrics {
                     }
                 }
                 Action::Merged { verification, .. } => match verification {
-                    Verification::Healthy { after } => {
+                    Verification::Healthy { after, .. } => {
                         self.merge_to_healthy
                             .get_or_create(&env())
                             .observe(after.as_secs_f64());
@@ -397,6 +431,15 @@ impl Metrics {
                 },
                 Action::RolledBack { .. } => {
                     self.promotions.get_or_create(&labels("rolled_back")).inc();
+                }
+                Action::EnvironmentHeld { cause, .. } => {
+                    self.holds
+                        .get_or_create(&HoldLabels {
+                            service: r.service.clone(),
+                            environment: r.environment.clone(),
+                            cause: cause.as_str().to_owned(),
+                        })
+                        .inc();
                 }
                 Action::Failed { error } => {
                     self.promotions.get_or_create(&labels("error")).inc();
@@ -460,6 +503,7 @@ mod tests {
             action,
             policy: vec![],
             rejected: None,
+            approvals: None,
         }
     }
 
@@ -493,6 +537,7 @@ mod tests {
                     sha: "abc".into(),
                     verification: Verification::Healthy {
                         after: Duration::from_secs(42),
+                        automated: Some(true),
                     },
                 },
             ),
@@ -505,6 +550,7 @@ mod tests {
                 Action::AwaitingApproval {
                     number: 2,
                     url: String::new(),
+                    approvals: crate::engine::Approvals::default(),
                 },
             ),
             blocked,

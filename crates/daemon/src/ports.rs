@@ -175,6 +175,23 @@ pub trait GitOpsRepo: Send + Sync {
     ) -> PortResult<Proposal>;
     /// Whether `commit` is `ancestor` or descends from it (fetching once if `commit` is unknown).
     async fn includes(&self, commit: &str, ancestor: &str) -> PortResult<bool>;
+    /// The newest commit of the fetched base branch (following first parents, at most
+    /// [`HISTORY_DEPTH`] back) that changed any of `paths`; `None` when none in that depth did.
+    async fn last_change(&self, paths: &[String]) -> PortResult<Option<CommitInfo>>;
+}
+
+/// How far back [`GitOpsRepo::last_change`] looks.
+pub const HISTORY_DEPTH: usize = 1000;
+
+/// A commit as people read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub sha: String,
+    /// The author's name.
+    pub author: String,
+    /// The first line of its message.
+    pub summary: String,
+    pub at: DateTime<Utc>,
 }
 
 /// Where scheduled runs are recorded, visible to every replica (in the GitOps repository), so
@@ -443,6 +460,10 @@ pub struct Operation {
     pub message: Option<String>,
     /// The revisions the operation syncs (`operation.sync.revision(s)`, else `syncResult`).
     pub revisions: Vec<String>,
+    /// The user who started it (`operation.initiatedBy.username`); `None` when Argo CD's
+    /// automated sync did.
+    pub initiated_by: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 /// What asking Argo CD to sync did.

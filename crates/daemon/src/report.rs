@@ -7,15 +7,26 @@ use serde_json::{Value, json};
 
 use crate::domain::plan::Decision;
 use crate::engine::rescan::{IssueAction, RescanReport};
-use crate::engine::{Action, EnvReport, Verification};
+use crate::engine::{Action, Approvals, EnvReport, Verification};
 
 fn action_text(a: &Action) -> String {
     match a {
         Action::None => "-".into(),
         Action::Opened { number, .. } => format!("opened PR #{number}"),
         Action::Updated { number, .. } => format!("updated PR #{number}"),
-        Action::AwaitingApproval { number, .. } => format!("PR #{number} awaits approval"),
+        Action::AwaitingApproval {
+            number, approvals, ..
+        } => {
+            let from = if approvals.from.is_empty() {
+                "a writer".to_owned()
+            } else {
+                approvals.from.join(", ")
+            };
+            let missing = approvals.missing().unwrap_or(1);
+            format!("PR #{number} awaits {missing} more approval(s) from {from}")
+        }
         Action::Held { number, by, .. } => format!("PR #{number} held by @{by}"),
+        Action::EnvironmentHeld { issue, .. } => format!("held: opened issue #{issue}"),
         Action::WaitingForChecks { number, .. } => format!("PR #{number} waits for checks"),
         Action::WaitingForWindow { number, opens, .. } => match opens {
             Some(t) => format!(
@@ -102,6 +113,7 @@ fn reason_text(d: &Decision) -> String {
         Decision::Waiting { reason, .. }
         | Decision::NoCandidate { reason }
         | Decision::BlockedByPolicy { reason } => reason.clone(),
+        Decision::Held { .. } => d.to_string().trim_start_matches("held: ").to_owned(),
     }
 }
 
@@ -290,9 +302,12 @@ fn action_json(a: &Action) -> Value {
         Action::None => json!({"kind": "none"}),
         Action::Opened { number, url } => pr("opened", number, url),
         Action::Updated { number, url } => pr("updated", number, url),
-        Action::AwaitingApproval { number, url } => pr("awaiting-approval", number, url),
+        Action::AwaitingApproval { number, url, .. } => pr("awaiting-approval", number, url),
         Action::Held { number, url, by } => {
             json!({"kind": "held", "pr": number, "url": url, "by": by})
+        }
+        Action::EnvironmentHeld { issue, url, cause } => {
+            json!({"kind": "environment-held", "issue": issue, "url": url, "cause": cause.as_str()})
         }
         Action::WaitingForChecks { number, url } => pr("waiting-for-checks", number, url),
         Action::WaitingForWindow { number, url, opens } => json!({
@@ -332,9 +347,22 @@ fn action_json(a: &Action) -> Value {
     }
 }
 
+/// Approvals: how many are needed, who gave one (`null` in a plan, which reads no PR), how
+/// many are missing, and who may give them.
+fn approvals_json(a: &Approvals) -> Value {
+    json!({
+        "needed": a.needed.max(1), "given": a.given, "missing": a.missing(),
+        "from": if a.from.is_empty() {
+            json!(["anyone with write access to the GitOps repository"])
+        } else {
+            json!(a.from)
+        },
+    })
+}
+
 fn verification_json(v: &Verification) -> Value {
     match v {
-        Verification::Healthy { after } => {
+        Verification::Healthy { after, .. } => {
             json!({"outcome": "healthy", "seconds": after.as_secs_f64()})
         }
         Verification::Failed { reason } => json!({"outcome": "failed", "reason": reason}),
@@ -358,7 +386,16 @@ pub fn json(reports: &[EnvReport]) -> Value {
                 Decision::Waiting { reason, .. }
                 | Decision::NoCandidate { reason }
                 | Decision::BlockedByPolicy { reason } => vec![reason.clone()],
+                Decision::Held { hold, .. } => vec![hold.detail.clone()],
                 Decision::UpToDate { .. } | Decision::Promote { .. } => Vec::new(),
+            };
+            let hold = match &r.decision {
+                Decision::Held { hold, issue } => json!({
+                    "cause": hold.cause.as_str(), "by": hold.by, "commit": hold.commit,
+                    "since": hold.since.to_rfc3339(), "deployed": hold.deployed,
+                    "issue": issue, "resume": "an approver comments /resume on the hold issue",
+                }),
+                _ => Value::Null,
             };
             json!({
                 "service": r.service,
@@ -368,6 +405,8 @@ pub fn json(reports: &[EnvReport]) -> Value {
                 "decision": r.decision.kind(),
                 "summary": r.decision.to_string(),
                 "reasons": reasons,
+                "hold": hold,
+                "approvals": r.approvals.as_ref().map(approvals_json),
                 "action": action_json(&r.action),
                 "policy": r.policy.iter().map(|p| json!({"name": p.name, "version": p.version})).collect::<Vec<_>>(),
             })
@@ -393,6 +432,7 @@ mod tests {
             action: Action::None,
             policy: vec![],
             rejected: None,
+            approvals: None,
         }];
         let table = table(&rows);
         assert_eq!(table.lines().count(), 2, "a header and one row:\n{table}");
@@ -403,5 +443,83 @@ mod tests {
         let json = json(&rows);
         assert_eq!(json["rows"][0]["decision"], "blocked");
         assert_eq!(json["rows"][0]["reasons"][0], reason.as_str());
+    }
+
+    #[test]
+    fn a_held_row_says_who_which_commit_since_when_and_a_plan_says_which_approvals_are_needed() {
+        use crate::domain::hold::{Cause, Hold};
+        let hold = Hold {
+            service: "user_service".into(),
+            environment: "dev".into(),
+            cause: Cause::ManualChange,
+            by: Some("oncall".into()),
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            since: "2026-11-30T10:00:00Z".parse().unwrap(),
+            deployed: Some("reg/user_service:1.0.0".into()),
+            detail: "main deploys reg/user_service:1.0.0, not 1.1.0 that tugboat promoted".into(),
+            answered_through: 0,
+        };
+        let row = |environment: &str, decision, approvals| EnvReport {
+            service: "user_service".into(),
+            environment: environment.into(),
+            deployed: None,
+            decision,
+            action: Action::None,
+            policy: vec![],
+            rejected: None,
+            approvals,
+        };
+        let rows = vec![
+            row(
+                "dev",
+                Decision::Held {
+                    hold,
+                    issue: Some(7),
+                },
+                None,
+            ),
+            row(
+                "prod",
+                Decision::NoCandidate {
+                    reason: String::new(),
+                },
+                Some(Approvals {
+                    needed: 2,
+                    given: None,
+                    from: vec!["salon/platform-leads".into()],
+                }),
+            ),
+        ];
+        let text = table(&rows);
+        assert!(text.contains("held"), "{text}");
+        assert!(
+            text.contains("by @oncall; an approver comments /resume on #7"),
+            "{text}"
+        );
+        let v = json(&rows);
+        let h = &v["rows"][0]["hold"];
+        assert_eq!(v["rows"][0]["decision"], "held");
+        assert_eq!(
+            (h["cause"].as_str(), h["by"].as_str(), h["issue"].as_u64()),
+            (Some("manual-change"), Some("oncall"), Some(7))
+        );
+        assert_eq!(h["commit"], "0123456789abcdef0123456789abcdef01234567");
+        assert_eq!(h["since"], "2026-11-30T10:00:00+00:00");
+        let a = &v["rows"][1]["approvals"];
+        assert_eq!(
+            (a["needed"].as_u64(), &a["given"], &a["missing"]),
+            (Some(2), &Value::Null, &Value::Null)
+        );
+        assert_eq!(a["from"][0], "salon/platform-leads");
+        let given = Approvals {
+            needed: 2,
+            given: Some(vec!["alice".into()]),
+            from: vec![],
+        };
+        assert_eq!(approvals_json(&given)["missing"], 1);
+        assert_eq!(
+            approvals_json(&given)["from"][0],
+            "anyone with write access to the GitOps repository"
+        );
     }
 }

@@ -36,6 +36,8 @@ struct Op {
     phase: &'static str,
     message: String,
     automated: bool,
+    /// Who started a manual operation (Argo CD's `initiatedBy.username`).
+    user: String,
     started: Instant,
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
@@ -149,6 +151,31 @@ impl ArgoCd {
         }
     }
 
+    /// What a person does with `argocd app rollback <name> <id>`: sync the revision of the
+    /// history entry `steps_back` entries before the newest, as `user`. Like Argo CD, refused
+    /// while automated sync is on (it would undo the rollback) or an operation runs.
+    pub fn rollback_as(&self, name: &str, steps_back: usize, user: &str) -> Result<(), String> {
+        let mut g = self.lock();
+        let app = g
+            .apps
+            .get_mut(name)
+            .ok_or_else(|| format!("no application {name}"))?;
+        if app.automated {
+            return Err("rollback cannot be initiated when auto-sync is enabled".into());
+        }
+        if app.operation.as_ref().is_some_and(|o| o.phase == "Running") {
+            return Err("another operation is already in progress".into());
+        }
+        let i = app
+            .history
+            .len()
+            .checked_sub(1 + steps_back)
+            .ok_or_else(|| format!("{name} has no history entry {steps_back} back"))?;
+        let revision = app.history[i].0.clone();
+        Self::start_as(app, &revision, false, user, self.github.now());
+        Ok(())
+    }
+
     /// Turn automated sync off (`syncPolicy: {}`) or on.
     pub fn set_automated(&self, name: &str, on: bool) {
         self.with_app(name, |a| a.automated = on);
@@ -259,11 +286,16 @@ impl ArgoCd {
 
     /// Start an operation syncing `revision`.
     fn start(app: &mut App, revision: &str, automated: bool, now: DateTime<Utc>) {
+        Self::start_as(app, revision, automated, "tugboat", now);
+    }
+
+    fn start_as(app: &mut App, revision: &str, automated: bool, user: &str, now: DateTime<Utc>) {
         app.operation = Some(Op {
             revision: revision.to_owned(),
             phase: "Running",
             message: "one or more tasks are running".into(),
             automated,
+            user: user.to_owned(),
             started: Instant::now(),
             started_at: now,
             finished_at: None,
@@ -419,7 +451,7 @@ impl ArgoCd {
             let initiated = if op.automated {
                 json!({"automated": true})
             } else {
-                json!({"username": "tugboat"})
+                json!({"username": op.user})
             };
             let mut o = json!({
                 "phase": op.phase, "message": op.message, "startedAt": rfc3339(op.started_at),

@@ -17,6 +17,8 @@ pub enum Command {
     /// Clear the bad mark of a rolled-back promotion's digest.
     Unblock,
     Rescan,
+    /// Let tugboat act on a held environment again.
+    Resume,
     Help,
     /// A line starting with `/` that is none of the above.
     Unknown(String),
@@ -51,6 +53,7 @@ pub fn parse(body: &str) -> Option<Command> {
         ("rollback", _) => Command::Rollback,
         ("unblock", _) => Command::Unblock,
         ("rescan", _) => Command::Rescan,
+        ("resume", _) => Command::Resume,
         ("help", _) => Command::Help,
         _ => Command::Unknown(format!("/{word}")),
     })
@@ -84,6 +87,8 @@ pub const HELP: &str = "tugboat commands (first line of a comment):\n\
 - `/hold`, `/unhold`: stop this promotion from merging, or let it go again (`/unhold`: approvers)\n\
 - `/rescan`: scan this PR's image again and refresh the evidence\n\
 - `/rollback`: on the merged promotion an environment runs now, revert it (approvers)\n\
+- `/hold` on the merged promotion an environment runs now: hold the environment, no promotion until `/resume` (approvers)\n\
+- `/resume`: on tugboat's hold issue, or that merged promotion, let tugboat promote to the environment again (approvers)\n\
 - `/unblock`: on a rolled-back promotion, let tugboat promote its image again (approvers)\n\
 - `/help`: this text";
 
@@ -124,6 +129,21 @@ pub enum Action {
     Rescan,
     Rollback,
     Unblock,
+    /// Hold the environment the merged promotion runs in.
+    HoldEnvironment,
+    /// Lift the environment's hold.
+    Resume,
+}
+
+/// What the commands are written on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// An open promotion PR: approvals and holds of the PR itself.
+    Open,
+    /// A merged promotion: `/rollback`, `/unblock`, and the environment's `/hold` and `/resume`.
+    Merged,
+    /// tugboat's hold issue of an environment: `/resume`.
+    HoldIssue,
 }
 
 /// What a PR's comments and reviews add up to.
@@ -148,8 +168,66 @@ pub struct Context<'a> {
     pub me: &'a str,
     /// Comment ids up to this one were answered before (recorded in the PR body).
     pub answered_through: u64,
-    /// Whether the PR is merged (`/rollback` only then; approvals no longer matter).
-    pub merged: bool,
+    /// What the comments are on (`/rollback` only on a merged PR; approvals only on an open one).
+    pub subject: Subject,
+}
+
+/// What an accepted command changes in the replayed state.
+enum Effect {
+    None,
+    Approve,
+    Unapprove,
+    Hold,
+    Unhold,
+    Act(Action),
+}
+
+/// The answer to one command on `subject`, and what it changes. `may`: the user is an
+/// approver; `current`: the comment is newer than the head commit.
+fn judge(
+    cmd: &Command,
+    subject: Subject,
+    may: bool,
+    current: bool,
+    user: &str,
+) -> (Answer, Effect) {
+    use Subject::{HoldIssue, Merged, Open};
+    let refuse = |why: &str| (Answer::Refused(why.to_owned()), Effect::None);
+    let not_approver = || refuse(&format!("@{user} is not an approver for this environment"));
+    let accept = |effect| (Answer::Accepted, effect);
+    match (cmd, subject) {
+        (Command::Help | Command::Unknown(_), _) => (Answer::Help, Effect::None),
+        (Command::Resume, Open) => refuse(
+            "`/resume` lifts an environment's hold: comment it on tugboat's hold issue, or on the merged promotion the environment runs",
+        ),
+        (Command::Resume, _) if !may => not_approver(),
+        (Command::Resume, _) => accept(Effect::Act(Action::Resume)),
+        (_, HoldIssue) => {
+            refuse("this is tugboat's hold issue of an environment: only `/resume` is read here")
+        }
+        (Command::Approve | Command::ApproveCancel | Command::Unhold, Merged) => {
+            refuse("this promotion is already merged")
+        }
+        (Command::Hold, Merged) if !may => not_approver(),
+        (Command::Hold, Merged) => accept(Effect::Act(Action::HoldEnvironment)),
+        (Command::Rollback, Open) => refuse("only a merged promotion can be rolled back"),
+        (Command::Unblock, Open) => refuse("only a merged, rolled-back promotion can be unblocked"),
+        (Command::Approve | Command::Rollback | Command::Unblock, _) if !may => not_approver(),
+        // An approval of an earlier commit: it counted then, not now.
+        (Command::Approve, _) if !current => {
+            refuse("this approval was for an earlier commit of the PR")
+        }
+        (Command::Approve, _) => accept(Effect::Approve),
+        (Command::ApproveCancel, _) => accept(Effect::Unapprove),
+        (Command::Hold, _) => accept(Effect::Hold),
+        (Command::Unhold, _) if !may => refuse(&format!(
+            "only an approver can lift a hold; @{user} is not one"
+        )),
+        (Command::Unhold, _) => accept(Effect::Unhold),
+        (Command::Rollback, _) => accept(Effect::Act(Action::Rollback)),
+        (Command::Unblock, _) => accept(Effect::Act(Action::Unblock)),
+        (Command::Rescan, _) => accept(Effect::Act(Action::Rescan)),
+    }
 }
 
 /// Replay comments (oldest first) and reviews into the PR's state. `approver` says whether a
@@ -184,65 +262,23 @@ pub fn replay(
         }
         let may = approver(&c.user);
         let current = c.created_at > ctx.head_at;
-        let answer = match &cmd {
-            Command::Approve if ctx.merged => {
-                Answer::Refused("this promotion is already merged".into())
-            }
-            Command::Rollback if !ctx.merged => {
-                Answer::Refused("only a merged promotion can be rolled back".into())
-            }
-            Command::Unblock if !ctx.merged => {
-                Answer::Refused("only a merged, rolled-back promotion can be unblocked".into())
-            }
-            Command::Approve | Command::Rollback | Command::Unblock if !may => Answer::Refused(
-                format!("@{} is not an approver for this environment", c.user),
-            ),
-            Command::Approve if !current => {
-                // An approval of an earlier commit: it counted then, not now.
-                Answer::Refused("this approval was for an earlier commit of the PR".into())
-            }
-            Command::Approve => {
+        let (answer, effect) = judge(&cmd, ctx.subject, may, current, &c.user);
+        match effect {
+            Effect::None => {}
+            Effect::Approve => {
                 st.approvals.insert(c.user.clone());
-                Answer::Accepted
             }
-            Command::Hold | Command::Unhold | Command::ApproveCancel if ctx.merged => {
-                Answer::Refused("this promotion is already merged".into())
-            }
-            Command::ApproveCancel => {
+            Effect::Unapprove => {
                 st.approvals.remove(&c.user);
-                Answer::Accepted
             }
-            Command::Hold => {
-                st.held_by = Some(c.user.clone());
-                Answer::Accepted
-            }
-            Command::Unhold if !may => Answer::Refused(format!(
-                "only an approver can lift a hold; @{} is not one",
-                c.user
-            )),
-            Command::Unhold => {
-                st.held_by = None;
-                Answer::Accepted
-            }
-            Command::Rollback | Command::Unblock => {
+            Effect::Hold => st.held_by = Some(c.user.clone()),
+            Effect::Unhold => st.held_by = None,
+            Effect::Act(action) => {
                 if new {
-                    let action = if cmd == Command::Rollback {
-                        Action::Rollback
-                    } else {
-                        Action::Unblock
-                    };
                     st.actions.insert(c.id, (c.user.clone(), action));
                 }
-                Answer::Accepted
             }
-            Command::Rescan => {
-                if new {
-                    st.actions.insert(c.id, (c.user.clone(), Action::Rescan));
-                }
-                Answer::Accepted
-            }
-            Command::Help | Command::Unknown(_) => Answer::Help,
-        };
+        }
         if new {
             st.answers.insert(c.id, (c.user.clone(), cmd, answer));
         }
@@ -253,7 +289,11 @@ pub fn replay(
         latest.insert(r.user.as_str(), r);
     }
     for (user, r) in latest {
-        if r.state == "APPROVED" && r.commit_id == ctx.head_sha && approver(user) && !ctx.merged {
+        if r.state == "APPROVED"
+            && r.commit_id == ctx.head_sha
+            && approver(user)
+            && ctx.subject == Subject::Open
+        {
             st.approvals.insert(user.to_owned());
         }
     }
@@ -300,7 +340,7 @@ mod tests {
         /// same line made code, a quote, a list item or a heading is none.
         #[test]
         fn commands_are_read_from_plain_text_only(
-            word in proptest::sample::select(vec!["approve", "hold", "unhold", "rollback", "unblock", "rescan", "help"]),
+            word in proptest::sample::select(vec!["approve", "hold", "unhold", "rollback", "unblock", "rescan", "resume", "help"]),
             lead in 0usize..4,
             deep in 4usize..9,
             tail in "[a-z ]{0,20}(\n[^=\n-][^\n]{0,20}){0,3}",
@@ -343,7 +383,7 @@ mod tests {
             head_at: at("2026-11-23T10:00:00Z"),
             me: "tugboat[bot]",
             answered_through: answered,
-            merged: false,
+            subject: Subject::Open,
         }
     }
 
@@ -463,11 +503,47 @@ mod tests {
         );
         assert_eq!(st.answers[&3].2, Answer::Help);
         let merged = Context {
-            merged: true,
+            subject: Subject::Merged,
             ..ctx(1)
         };
         let st = replay(&comments, &[], &merged, |u| u == "alice");
         assert_eq!(st.actions.get(&2).map(|a| &a.1), Some(&Action::Rollback));
         assert!(!st.actions.contains_key(&1), "answered before: not redone");
+    }
+
+    #[test]
+    fn an_environment_is_held_and_resumed_by_approvers_on_the_merged_promotion_or_the_hold_issue() {
+        let comments = vec![
+            c(1, "dev", "/hold", "2026-11-23T10:01:00Z"),
+            c(2, "alice", "/hold", "2026-11-23T10:02:00Z"),
+            c(3, "dev", "/resume", "2026-11-23T10:03:00Z"),
+            c(4, "alice", "/resume", "2026-11-23T10:04:00Z"),
+            c(5, "alice", "/approve", "2026-11-23T10:05:00Z"),
+        ];
+        let on = |subject| Context { subject, ..ctx(0) };
+        let st = replay(&comments, &[], &on(Subject::Merged), |u| u == "alice");
+        assert!(matches!(&st.answers[&1].2, Answer::Refused(r) if r.contains("not an approver")));
+        assert_eq!(st.actions[&2].1, Action::HoldEnvironment);
+        assert!(matches!(&st.answers[&3].2, Answer::Refused(r) if r.contains("not an approver")));
+        assert_eq!(st.actions[&4].1, Action::Resume);
+        assert!(
+            st.held_by.is_none(),
+            "a merged PR's /hold holds the environment, not the PR"
+        );
+
+        let st = replay(&comments, &[], &on(Subject::HoldIssue), |u| u == "alice");
+        assert_eq!(st.actions.len(), 1, "only /resume is read on a hold issue");
+        assert_eq!(st.actions[&4].1, Action::Resume);
+        assert!(matches!(&st.answers[&5].2, Answer::Refused(r) if r.contains("only `/resume`")));
+        assert!(st.approvals.is_empty());
+
+        let st = replay(&comments, &[], &on(Subject::Open), |u| u == "alice");
+        assert_eq!(
+            st.held_by.as_deref(),
+            Some("alice"),
+            "on an open PR /hold holds the PR"
+        );
+        assert!(matches!(&st.answers[&4].2, Answer::Refused(r) if r.contains("hold issue")));
+        assert!(st.actions.is_empty());
     }
 }

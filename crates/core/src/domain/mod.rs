@@ -8,6 +8,7 @@ pub mod block;
 pub mod chatops;
 pub mod deploy;
 pub mod gate;
+pub mod hold;
 pub mod image;
 pub mod merge;
 pub mod plan;

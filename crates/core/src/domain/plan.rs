@@ -5,6 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use super::gate::GateDecision;
+use super::hold::Hold;
 use super::image::ImageRef;
 use super::select::{Candidate, TagRule};
 
@@ -70,6 +71,13 @@ pub enum Decision {
     NoCandidate {
         reason: String,
     },
+    /// A person changed the environment behind tugboat's back, or an approver held it:
+    /// nothing is promoted there, and none of its PRs touched, until an approver resumes.
+    /// `issue`: the hold's issue (none yet in a plan).
+    Held {
+        hold: Hold,
+        issue: Option<u64>,
+    },
 }
 
 impl Decision {
@@ -81,6 +89,7 @@ impl Decision {
             Self::Blocked { .. } | Self::BlockedByPolicy { .. } => "blocked",
             Self::Waiting { .. } => "waiting",
             Self::NoCandidate { .. } => "no-candidate",
+            Self::Held { .. } => "held",
         }
     }
 
@@ -111,6 +120,19 @@ impl fmt::Display for Decision {
             Self::BlockedByPolicy { reason } => write!(f, "blocked: {reason}"),
             Self::Waiting { reason, .. } => write!(f, "waiting: {reason}"),
             Self::NoCandidate { reason } => write!(f, "no candidate: {reason}"),
+            Self::Held { hold, issue } => {
+                write!(f, "held: {}", hold.detail)?;
+                if let Some(commit) = &hold.commit {
+                    write!(f, " (commit {})", &commit[..commit.len().min(12)])?;
+                }
+                if let Some(by) = &hold.by {
+                    write!(f, " by @{by}")?;
+                }
+                match issue {
+                    Some(n) => write!(f, "; an approver comments /resume on #{n}"),
+                    None => write!(f, "; an approver comments /resume on its hold issue"),
+                }
+            }
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct PromotionState {
     pub answered_through: u64,
     /// For a rollback PR: the promotion PR it reverts.
     pub rollback_of: Option<u64>,
+    /// Whether the application synced by itself when the promotion was verified (recorded
+    /// then; a person turning it off afterwards holds the environment).
+    pub auto_sync: Option<bool>,
 }
 
 /// Why a PR body's state block was refused.
@@ -59,6 +62,8 @@ struct Wire {
     answered_through: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     rollback_of: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_sync: Option<bool>,
 }
 
 fn field<T, E: std::fmt::Display>(
@@ -92,6 +97,7 @@ impl PromotionState {
             environment: w.environment,
             answered_through: w.answered_through,
             rollback_of: w.rollback_of,
+            auto_sync: w.auto_sync,
         };
         if state.tag.is_none() && state.digest.is_none() {
             return Err(StateError::NoImage);
@@ -117,6 +123,7 @@ impl PromotionState {
             from: self.from.as_ref().map(ToString::to_string),
             answered_through: self.answered_through,
             rollback_of: self.rollback_of,
+            auto_sync: self.auto_sync,
         };
         block::write(body, STATE_MARKER, &wire)
     }
@@ -147,6 +154,16 @@ impl PromotionState {
     /// The tag as text (empty when there is none).
     pub fn tag_text(&self) -> &str {
         self.tag.as_ref().map_or("", Tag::as_str)
+    }
+
+    /// What was promoted, as people read it: `tag (short digest)`, or either alone.
+    pub fn target_text(&self) -> String {
+        match (&self.tag, &self.digest) {
+            (Some(t), Some(d)) => format!("{t} ({})", d.short()),
+            (Some(t), None) => t.to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => "nothing".to_owned(),
+        }
     }
 
     /// The digest as text (empty when there is none).

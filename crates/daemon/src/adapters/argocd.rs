@@ -98,12 +98,23 @@ struct OperationStateWire {
     message: Option<String>,
     operation: OperationWire,
     sync_result: RevisionsWire,
+    started_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 struct OperationWire {
     sync: RevisionsWire,
+    #[serde(rename = "initiatedBy")]
+    initiated_by: InitiatorWire,
+}
+
+/// `v1alpha1OperationInitiator`: a user's name, or `automated` for the controller.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct InitiatorWire {
+    username: Option<String>,
+    automated: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -320,6 +331,12 @@ impl Deployer for ArgoCd {
                         .map_or(OperationPhase::Unknown, OperationPhase::parse),
                     message: o.message.filter(|m| !m.is_empty()),
                     revisions,
+                    initiated_by: o
+                        .operation
+                        .initiated_by
+                        .username
+                        .filter(|u| !u.is_empty() && !o.operation.initiated_by.automated),
+                    started_at: o.started_at,
                 }
             }),
             automated: app

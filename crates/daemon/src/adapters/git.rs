@@ -14,7 +14,9 @@ use git2::{
 };
 
 use crate::clock::{Clock, SystemClock};
-use crate::ports::{Base, ErrorKind, GitOpsRepo, Ledger, PortError, PortResult, Proposal};
+use crate::ports::{
+    Base, CommitInfo, ErrorKind, GitOpsRepo, HISTORY_DEPTH, Ledger, PortError, PortResult, Proposal,
+};
 use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
 
@@ -508,6 +510,48 @@ impl GitOpsRepo for Git {
             }
             repo.graph_descendant_of(c, a)
                 .map_err(|e| err("includes", &e))
+        })
+        .await
+    }
+
+    async fn last_change(&self, paths: &[String]) -> PortResult<Option<CommitInfo>> {
+        let paths = paths.to_vec();
+        self.blocking(move |repo, me| {
+            let e = |e: git2::Error| err("last_change", &e);
+            let mut commit = repo
+                .find_reference(&me.base_ref())
+                .and_then(|r| r.peel_to_commit())
+                .map_err(e)?;
+            for _ in 0..HISTORY_DEPTH {
+                let parent = commit.parent(0).ok();
+                let tree = commit.tree().map_err(e)?;
+                let before = parent
+                    .as_ref()
+                    .map(git2::Commit::tree)
+                    .transpose()
+                    .map_err(e)?;
+                let id =
+                    |t: &git2::Tree<'_>, p: &str| t.get_path(Path::new(p)).ok().map(|x| x.id());
+                let changed = paths
+                    .iter()
+                    .any(|p| id(&tree, p) != before.as_ref().and_then(|b| id(b, p)));
+                if changed {
+                    return Ok(Some(CommitInfo {
+                        sha: commit.id().to_string(),
+                        author: commit.author().name().unwrap_or("unknown").to_owned(),
+                        summary: String::from_utf8_lossy(
+                            commit.summary_bytes().unwrap_or_default(),
+                        )
+                        .into_owned(),
+                        at: commit_time(&commit),
+                    }));
+                }
+                match parent {
+                    Some(p) => commit = p,
+                    None => return Ok(None),
+                }
+            }
+            Ok(None)
         })
         .await
     }

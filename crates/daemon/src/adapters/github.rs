@@ -897,7 +897,10 @@ impl Issues for GitHub {
     async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>> {
         let q = json!({"state": "open", "labels": labels.join(","), "sort": "created",
                        "direction": "asc"});
-        let mut found: Vec<IssueWire> = self.pages("issues/list-for-repo", "issues", q).await?;
+        // Conditional: the hold issues are listed every cycle, and an unchanged list is free.
+        let mut found: Vec<IssueWire> = self
+            .conditional_list("issues/list-for-repo", "issues", q)
+            .await?;
         found.retain(|i| i.pull_request.is_none() && i.state == "open");
         found.sort_by_key(|i| i.number);
         Ok(found.into_iter().map(Into::into).collect())

@@ -31,15 +31,16 @@ pub struct Commands {
     pub dropped: Vec<String>,
 }
 
-/// The PR whose commands are read, and the commit approvals bind to.
+/// The PR (or hold issue) whose commands are read, and the commit approvals bind to.
 pub struct Target<'a> {
     pub number: u64,
-    pub body: &'a str,
-    pub merged: bool,
+    /// Comment ids up to this one were answered before (kept in the body's block).
+    pub answered_through: u64,
+    pub subject: chatops::Subject,
     pub head_sha: &'a str,
     pub head_at: DateTime<Utc>,
-    /// The image digest `/rescan` scans.
-    pub digest: &'a Digest,
+    /// The image digest `/rescan` scans (none on a hold issue, where it is refused).
+    pub digest: Option<&'a Digest>,
     /// The head a push of this cycle replaced, and when it was committed.
     pub previous: Option<(&'a str, DateTime<Utc>)>,
 }
@@ -54,13 +55,13 @@ impl Engine {
         let forge = &self.ports.forge;
         let auto_merge = cx.env_policy.auto_merge;
         let comments = forge.comments(pr.number).await.at(Step::Commands)?;
-        let reviews = if auto_merge || pr.merged {
+        let reviews = if auto_merge || pr.subject != chatops::Subject::Open {
             Vec::new() // no approvals needed: only holds matter
         } else {
             forge.reviews(pr.number).await.at(Step::Commands)?
         };
         let me = forge.me().await.at(Step::Commands)?;
-        let answered_through = super::evidence::answered_through(pr.body);
+        let answered_through = pr.answered_through;
         // Who may approve: only the users who gave a command or review.
         let mut users: BTreeSet<&str> = comments
             .iter()
@@ -79,7 +80,7 @@ impl Engine {
             head_at: pr.head_at,
             me: &me,
             answered_through,
-            merged: pr.merged,
+            subject: pr.subject,
         };
         let state = chatops::replay(&comments, &reviews, &ctx, |u| approvers.contains(u));
         // Who approved the replaced head (no answers owed: that replay only counts).
@@ -103,7 +104,9 @@ impl Engine {
         let mut actions = Vec::new();
         for (user, action) in state.actions.into_values() {
             if action == chatops::Action::Rescan {
-                self.rescan_requested(cx, &user, pr.digest).await?;
+                if let Some(digest) = pr.digest {
+                    self.rescan_requested(cx, &user, digest).await?;
+                }
             } else {
                 actions.push((user, action));
             }

@@ -59,6 +59,7 @@ impl EnvCtx<'_> {
             action: Action::None,
             policy: self.policy.sources.clone(),
             rejected: None,
+            approvals: None,
         }
     }
 

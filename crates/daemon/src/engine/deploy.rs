@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::commands::Target;
 use super::environment::manifest_error;
 use super::evidence::{self, PromotionState};
+use super::hold::HoldIssue;
 use super::promote::Change;
 use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Verification};
 use crate::domain::chatops;
@@ -53,6 +54,10 @@ pub struct Watch {
     bad: Vec<Watched>,
     /// Every open tugboat PR (promotions and rollbacks).
     open: Vec<Watched>,
+    /// The open hold issues.
+    holds: Vec<HoldIssue>,
+    /// Holds lifted during this cycle (by `/resume` on a merged promotion).
+    lifted: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 fn of<'a>(list: &'a [Watched], service: &str, env: &str) -> Vec<&'a Watched> {
@@ -87,6 +92,52 @@ impl Watch {
             .find(|w| w.state.rollback_of.is_none() && w.state.digest.as_ref() == Some(digest))
     }
 
+    /// The environment's open hold (the oldest, should two replicas have opened one each).
+    pub fn hold_of(&self, service: &str, env: &str) -> Option<&HoldIssue> {
+        let lifted = self.lifted.lock().map(|l| l.clone()).unwrap_or_default();
+        self.holds
+            .iter()
+            .filter(|h| h.hold.service == service && h.hold.environment == env)
+            .filter(|h| !lifted.contains(&h.issue.number))
+            .min_by_key(|h| h.issue.number)
+    }
+
+    /// Open hold issues of the environment besides the one that counts (two replicas, each
+    /// opening one at the same moment).
+    pub fn duplicate_holds(&self, service: &str, env: &str) -> Vec<&HoldIssue> {
+        let keep = self.hold_of(service, env).map(|h| h.issue.number);
+        self.holds
+            .iter()
+            .filter(|h| h.hold.service == service && h.hold.environment == env)
+            .filter(|h| Some(h.issue.number) != keep)
+            .collect()
+    }
+
+    /// A hold lifted during this cycle: the rest of the cycle sees the environment free.
+    pub fn lift(&self, issue: u64) {
+        if let Ok(mut l) = self.lifted.lock() {
+            l.insert(issue);
+        }
+    }
+
+    /// tugboat's record of its last promotion to the environment: the newest merged PR
+    /// labelled `tugboat:deployed` there.
+    pub fn record_of(&self, service: &str, env: &str) -> Option<&Watched> {
+        of(&self.deployed, service, env)
+            .into_iter()
+            // A promotion marked bad (and not yet unlabelled, say by a stop) is no record.
+            .filter(|w| w.pr.merged_at.is_some() && !w.pr.labels.iter().any(|l| l == BAD))
+            .max_by_key(|w| w.pr.merged_at)
+    }
+
+    /// The environment's open promotion PRs (not rollbacks).
+    pub fn open_of(&self, service: &str, env: &str) -> Vec<&Watched> {
+        of(&self.open, service, env)
+            .into_iter()
+            .filter(|w| w.state.rollback_of.is_none())
+            .collect()
+    }
+
     /// The PR that marked this service's digest bad, if one did (in any environment).
     pub fn bad_digest(&self, service: &str, digest: &Digest) -> Option<&Watched> {
         self.bad
@@ -100,29 +151,46 @@ fn deploys(deployed: Option<&ImageRef>, state: &PromotionState) -> bool {
     deployed.is_some_and(|d| state.is_deployed_as(d))
 }
 
+/// What a command on a merged promotion did, beyond its answer.
+enum Carried {
+    Nothing,
+    /// `/rollback`: the promotion is marked bad now (its rollback follows).
+    MarkedBad,
+    /// `/hold`: the environment is held now.
+    Held(Action),
+}
+
 /// One look at the application during a verification.
 enum Look {
-    Healthy,
+    /// Healthy; whether the application syncs by itself.
+    Healthy(bool),
     Done(Verification),
     /// Not there yet, and why.
     Waiting(String),
 }
 
 impl Engine {
-    /// Read the labelled PRs of this cycle. Plan mode only needs the bad marks.
+    /// Read the labelled PRs and the holds of this cycle. Plan mode only needs the bad marks,
+    /// the deployed promotions and the holds.
     pub(super) async fn watch(&self, mode: Mode) -> Result<Watch, StepError> {
         let bad = self.labelled(BAD, false).await?;
+        let deployed = self.labelled(DEPLOYED, false).await?;
+        let holds = self.holds().await?;
         if mode == Mode::Plan {
             return Ok(Watch {
                 bad,
+                deployed,
+                holds,
                 ..Watch::default()
             });
         }
         Ok(Watch {
             verifying: self.labelled(VERIFYING, false).await?,
-            deployed: self.labelled(DEPLOYED, false).await?,
+            deployed,
             bad,
             open: self.labelled("tugboat", true).await?,
+            holds,
+            lifted: std::sync::Mutex::default(),
         })
     }
 
@@ -172,11 +240,18 @@ impl Engine {
         let deployed_prs = of(&watch.deployed, svc, env);
         let bad_prs = of(&watch.bad, svc, env);
         let mut newly_bad = Vec::new();
+        let mut held = None;
         for w in deployed_prs.iter().chain(bad_prs.iter()) {
             let is_bad = bad_prs.iter().any(|b| b.pr.number == w.pr.number);
-            if let Err(error) = self.merged_commands(cx, w, is_bad, &mut newly_bad).await {
-                return Some(Action::Failed { error });
+            match self.merged_commands(cx, w, is_bad).await {
+                Ok(Carried::MarkedBad) => newly_bad.push((*w).clone()),
+                Ok(Carried::Held(action)) => held = Some(action),
+                Ok(Carried::Nothing) => {}
+                Err(error) => return Some(Action::Failed { error }),
             }
+        }
+        if held.is_some() {
+            return held; // an approver's `/hold`: nothing more this cycle
         }
         for w in bad_prs.into_iter().chain(newly_bad.iter()) {
             // Without an earlier image there is nothing to go back to; the report said so.
@@ -193,30 +268,32 @@ impl Engine {
     }
 
     /// Read the commands on a merged promotion PR: `/rollback` marks its digest bad (the
-    /// rollback follows), `/unblock` clears a bad mark.
+    /// rollback follows), `/unblock` clears a bad mark, `/hold` and `/resume` hold the
+    /// environment or lift its hold.
     async fn merged_commands(
         &self,
         cx: &EnvCtx<'_>,
         w: &Watched,
         is_bad: bool,
-        newly_bad: &mut Vec<Watched>,
-    ) -> Result<(), StepError> {
+    ) -> Result<Carried, StepError> {
         let Some(digest) = w.state.digest.clone() else {
-            return Ok(());
+            return Ok(Carried::Nothing);
         };
         let target = Target {
             number: w.pr.number,
-            body: &w.pr.body,
-            merged: true,
+            answered_through: w.state.answered_through,
+            subject: chatops::Subject::Merged,
             head_sha: "",
             head_at: w.pr.merged_at.unwrap_or_default(),
-            digest: &digest,
+            digest: Some(&digest),
             previous: None,
         };
         let commands = self.commands(cx, &target).await?;
+        let mut carried = Carried::Nothing;
         for (user, action) in &commands.actions {
-            if self.carry_out(w, user, *action, is_bad).await? {
-                newly_bad.push(w.clone());
+            match self.carry_out(cx, w, user, *action, is_bad).await? {
+                Carried::Nothing => {}
+                c => carried = c,
             }
         }
         if commands.answered_through > w.state.answered_through {
@@ -230,18 +307,18 @@ impl Engine {
                 .await
                 .at(Step::Commands)?;
         }
-        Ok(())
+        Ok(carried)
     }
 
-    /// Carry out an accepted command on a merged promotion; `true` when it marked the
-    /// promotion bad.
+    /// Carry out an accepted command on a merged promotion.
     async fn carry_out(
         &self,
+        cx: &EnvCtx<'_>,
         w: &Watched,
         user: &str,
         action: chatops::Action,
         is_bad: bool,
-    ) -> Result<bool, StepError> {
+    ) -> Result<Carried, StepError> {
         let forge = &self.ports.forge;
         let n = w.pr.number;
         let reply = match action {
@@ -255,7 +332,7 @@ impl Engine {
                 tracing::warn!(user = %user, "rollback requested");
                 self.mark_bad(w, &format!("@{user} asked for a rollback"))
                     .await?;
-                return Ok(true);
+                return Ok(Carried::MarkedBad);
             }
             chatops::Action::Unblock if is_bad => {
                 forge.remove_label(n, BAD).await.at(Step::Commands)?;
@@ -269,10 +346,16 @@ impl Engine {
             chatops::Action::Unblock => {
                 format!("@{user} this promotion is not marked bad; nothing to unblock.")
             }
-            chatops::Action::Rescan => return Ok(false),
+            chatops::Action::HoldEnvironment => {
+                let (reply, held) = self.hold_by_command(cx, w, user).await?;
+                forge.comment(n, &reply).await.at(Step::Commands)?;
+                return Ok(held.map_or(Carried::Nothing, Carried::Held));
+            }
+            chatops::Action::Resume => self.resume_by_command(cx, user).await?,
+            chatops::Action::Rescan => return Ok(Carried::Nothing),
         };
         forge.comment(n, &reply).await.at(Step::Commands)?;
-        Ok(false)
+        Ok(Carried::Nothing)
     }
 
     /// Mark a promotion's digest bad: it is never promoted again until cleared.
@@ -333,6 +416,7 @@ impl Engine {
             let v = if healthy {
                 Verification::Healthy {
                     after: Duration::ZERO,
+                    automated: None,
                 }
             } else {
                 Verification::Failed {
@@ -387,6 +471,7 @@ impl Engine {
                         .await?;
                 }
                 _ => {
+                    self.record_auto_sync(w, verification).await?;
                     forge
                         .add_labels(w.pr.number, &[DEPLOYED.to_owned()])
                         .await
@@ -407,6 +492,30 @@ impl Engine {
         }
         forge
             .remove_label(w.pr.number, VERIFYING)
+            .await
+            .at(Step::Settle)
+    }
+
+    /// Write into the promotion's state whether the application synced by itself when it
+    /// was verified: turning that off afterwards is a person taking over (a hold).
+    async fn record_auto_sync(&self, w: &Watched, v: &Verification) -> Result<(), StepError> {
+        let Verification::Healthy {
+            automated: Some(automated),
+            ..
+        } = v
+        else {
+            return Ok(());
+        };
+        if w.state.auto_sync == Some(*automated) {
+            return Ok(());
+        }
+        let state = PromotionState {
+            auto_sync: Some(*automated),
+            ..w.state.clone()
+        };
+        self.ports
+            .forge
+            .update_pr(w.pr.number, &w.pr.title, &state.write_into(&w.pr.body))
             .await
             .at(Step::Settle)
     }
@@ -436,6 +545,7 @@ impl Engine {
             from: Some(bad.state.reference(&cx.svc.image)),
             answered_through: 0,
             rollback_of: Some(bad.pr.number),
+            auto_sync: None,
         };
         let body = state.write_into(&rollback_text(cx, bad, &from));
         let existing = self
@@ -502,7 +612,7 @@ impl Engine {
     ) {
         let (app, short) = (cx.app, &sha[..12.min(sha.len())]);
         let (status, text) = match verification {
-            Verification::Healthy { after } => (
+            Verification::Healthy { after, .. } => (
                 StatusState::Success,
                 format!(
                     "Argo CD reports `{app}` Synced and Healthy at {short} with `{image}`, {:.1}s after the merge.",
@@ -587,9 +697,10 @@ impl Engine {
                 Ok(s) => {
                     delay = poll;
                     match self.look(cx, &s, sha, image, merged_at, &mut synced).await {
-                        Look::Healthy => {
+                        Look::Healthy(automated) => {
                             return Verification::Healthy {
                                 after: start.elapsed(),
+                                automated: Some(automated),
                             };
                         }
                         Look::Done(v) => return v,
@@ -657,7 +768,7 @@ impl Engine {
             runs_image: image::runs(&s.images, image),
         };
         match deploy::judge(&obs) {
-            Verdict::Healthy => Look::Healthy,
+            Verdict::Healthy => Look::Healthy(s.automated),
             Verdict::Failed(reason) => Look::Done(Verification::Failed { reason }),
             Verdict::Waiting(why) => {
                 let busy = op.is_some_and(|o| o.phase == OperationPhase::Running);

@@ -8,7 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::{Action, At, Cause, Engine, EnvCtx, EnvReport, Mode, Step, StepError, Upstream};
+use super::{
+    Action, Approvals, At, Cause, Engine, EnvCtx, EnvReport, Mode, Step, StepError, Upstream,
+};
 use crate::config::{EnvConfig, ServiceConfig};
 use crate::domain::gate::{self, Finding, GateDecision, ScanReport, ScanStatus};
 use crate::domain::image::{self, Digest, ImageRef};
@@ -49,6 +51,9 @@ impl Engine {
         let Some(seen) = self.observe(cx, &mut report).await else {
             return report;
         };
+        if !self.free(cx, &seen, &mut report).await {
+            return report;
+        }
         let Some(candidate) = self.choose(cx, &seen, &mut report).await else {
             return report;
         };
@@ -209,6 +214,13 @@ impl Engine {
     /// the open PR of a candidate the gate now refuses.
     async fn act(&self, cx: &EnvCtx<'_>, seen: &Seen, judged: Judged, report: &mut EnvReport) {
         let promote = matches!(report.decision, Decision::Promote { .. });
+        if promote && !cx.env_policy.auto_merge {
+            report.approvals = Some(Approvals {
+                needed: cx.env_policy.approvals,
+                given: None,
+                from: cx.env_policy.approvers.clone(),
+            });
+        }
         if cx.mode == Mode::Plan && promote {
             // What the merge would wait for, said in the plan as it is on the PR.
             if let Some(reason) = self.plan_hold(cx).await {
@@ -232,6 +244,9 @@ impl Engine {
             .promote(cx, seen, &judged)
             .await
             .unwrap_or_else(|error| Action::Failed { error });
+        if let Action::AwaitingApproval { approvals, .. } = &report.action {
+            report.approvals = Some(approvals.clone());
+        }
     }
 
     /// The environment's files on the base branch.

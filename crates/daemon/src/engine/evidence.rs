@@ -138,6 +138,7 @@ pub fn body(e: &Evidence<'_>) -> String {
         from: e.from.cloned(),
         answered_through: e.answered_through,
         rollback_of: None,
+        auto_sync: None,
     }
     .write_into(&b)
 }

@@ -40,6 +40,8 @@ pub enum Step {
     Rollback,
     /// Keeping a service's security issue in step with a rescan.
     Issue,
+    /// Seeing, recording or lifting an environment's hold.
+    Hold,
 }
 
 impl Step {
@@ -48,6 +50,7 @@ impl Step {
             Self::Policy => "policy",
             Self::Registry => "registry",
             Self::Watch => "watch",
+            Self::Hold => "hold",
             Self::Read => "read",
             Self::Scan => "scan",
             Self::Edit => "edit",

@@ -21,10 +21,10 @@ use crate::domain::policy::PolicyDocument;
 use crate::domain::select::ImageRecord;
 use crate::manifest;
 use crate::ports::{
-    Access, AppStatus, Base, Checks, ChecksState, Conversation, Deployer, ErrorKind, GitOpsRepo,
-    Health, Issue, Issues, LabelledPr, Ledger, NewPullRequest, ParameterStore, Permission,
-    PortError, PortResult, Proposal, PullRequest, PullRequests, Reaction, Registry, ScanStart,
-    ScanType, StatusState, SyncStart, SyncStatus, SyncWindows,
+    Access, AppStatus, Base, Checks, ChecksState, CommitInfo, Conversation, Deployer, ErrorKind,
+    GitOpsRepo, Health, Issue, Issues, LabelledPr, Ledger, NewPullRequest, ParameterStore,
+    Permission, PortError, PortResult, Proposal, PullRequest, PullRequests, Reaction, Registry,
+    ScanStart, ScanType, StatusState, SyncStart, SyncStatus, SyncWindows,
 };
 use crate::secret::Secret;
 
@@ -60,6 +60,20 @@ pub struct Pr {
     pub merge_sha: Option<String>,
 }
 
+/// An issue of the fake forge.
+#[derive(Debug, Clone)]
+pub struct FakeIssue {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub labels: BTreeSet<String>,
+    pub open: bool,
+}
+
+/// Issues are numbered apart from pull requests (GitHub shares the sequence; nothing in the
+/// engine depends on it).
+const FIRST_ISSUE: u64 = 10_000;
+
 /// A pushed branch: its head and files on top of main.
 #[derive(Debug, Clone)]
 struct Branch {
@@ -76,6 +90,9 @@ struct State {
     docs: Vec<PolicyDocument>,
     /// Main's commits, oldest first: when, and every file.
     main: Vec<(DateTime<Utc>, BTreeMap<String, String>)>,
+    /// Who made each of main's commits.
+    authors: Vec<String>,
+    issues: Vec<FakeIssue>,
     branches: HashMap<String, Branch>,
     pushes: usize,
     prs: Vec<Pr>,
@@ -105,6 +122,7 @@ impl World {
             .collect();
         let state = State {
             main: vec![(clock.now(), files)],
+            authors: vec!["init".to_owned()],
             next_comment: 1000,
             ..State::default()
         };
@@ -214,12 +232,22 @@ impl World {
 
     /// Someone commits `text` to `path` on main.
     pub fn commit_to_main(&self, path: &str, text: &str) {
+        self.commit_as(path, text, "someone");
+    }
+
+    /// `who` commits `text` to `path` on main.
+    pub fn commit_as(&self, path: &str, text: &str, who: &str) {
         let now = self.clock.now();
         self.with(|s| {
             let mut files = s.main.last().unwrap().1.clone();
             files.insert(path.to_owned(), text.to_owned());
             s.main.push((now, files));
+            s.authors.push(who.to_owned());
         });
+    }
+
+    pub fn issues(&self) -> Vec<FakeIssue> {
+        self.with(|s| s.issues.clone())
     }
 
     /// A file of main now.
@@ -340,6 +368,23 @@ impl GitOpsRepo for World {
         self.call("includes")?;
         let n = |c: &str| u64::from_str_radix(c, 16).ok();
         Ok(matches!((n(commit), n(ancestor)), (Some(c), Some(a)) if c >= a))
+    }
+
+    async fn last_change(&self, paths: &[String]) -> PortResult<Option<CommitInfo>> {
+        self.call("last_change")?;
+        Ok(self.with(|s| {
+            let i = (1..s.main.len()).rev().find(|&i| {
+                paths
+                    .iter()
+                    .any(|p| s.main[i].1.get(p) != s.main[i - 1].1.get(p))
+            })?;
+            Some(CommitInfo {
+                sha: format!("{:040x}", i + 1),
+                author: s.authors[i].clone(),
+                summary: format!("commit {}", i + 1),
+                at: s.main[i].0,
+            })
+        }))
     }
 }
 
@@ -490,6 +535,7 @@ impl PullRequests for World {
             let mut files = s.main.last().unwrap().1.clone();
             files.extend(branch.files);
             s.main.push((now, files));
+            s.authors.push("tugboat".to_owned());
             let sha = Self::head(s);
             let p = Self::pr_mut(s, number, "merge")?;
             p.open = false;
@@ -584,19 +630,51 @@ impl Checks for World {
 
 #[async_trait]
 impl Issues for World {
-    async fn open_issues(&self, _labels: &[String]) -> PortResult<Vec<Issue>> {
+    async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>> {
         self.call("open_issues")?;
-        Ok(Vec::new())
+        Ok(self.with(|s| {
+            s.issues
+                .iter()
+                .filter(|i| i.open && labels.iter().all(|l| i.labels.contains(l)))
+                .map(issue)
+                .collect()
+        }))
     }
 
-    async fn open_issue(&self, _title: &str, _body: &str, _labels: &[String]) -> PortResult<Issue> {
+    async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue> {
         self.call("open_issue")?;
-        Err(rejected("open_issue", "the fake keeps no issues"))
+        Ok(self.with(|s| {
+            let i = FakeIssue {
+                number: FIRST_ISSUE + s.issues.len() as u64,
+                title: title.to_owned(),
+                body: body.to_owned(),
+                labels: labels.iter().cloned().collect(),
+                open: true,
+            };
+            s.issues.push(i.clone());
+            issue(&i)
+        }))
     }
 
-    async fn update_issue(&self, _: u64, _: &str, _: &str, _: bool) -> PortResult<()> {
+    async fn update_issue(
+        &self,
+        number: u64,
+        title: &str,
+        body: &str,
+        open: bool,
+    ) -> PortResult<()> {
         self.call("update_issue")?;
-        Err(rejected("update_issue", "the fake keeps no issues"))
+        self.with(|s| {
+            let i = s
+                .issues
+                .iter_mut()
+                .find(|i| i.number == number)
+                .ok_or_else(|| rejected("update_issue", "no such issue"))?;
+            title.clone_into(&mut i.title);
+            body.clone_into(&mut i.body);
+            i.open = open;
+            Ok(())
+        })
     }
 }
 
@@ -660,6 +738,16 @@ impl Deployer for World {
             can_sync: true,
             active: vec![],
         })
+    }
+}
+
+fn issue(i: &FakeIssue) -> Issue {
+    Issue {
+        number: i.number,
+        url: format!("https://github.test/issues/{}", i.number),
+        title: i.title.clone(),
+        body: i.body.clone(),
+        open: i.open,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod evidence;
 mod failure;
 #[cfg(test)]
 pub(crate) mod fake;
+mod hold;
 mod promote;
 pub mod rescan;
 pub mod scheduler;
@@ -75,6 +76,14 @@ pub enum Action {
     AwaitingApproval {
         number: u64,
         url: String,
+        approvals: Approvals,
+    },
+    /// The environment was found changed by a person (or an approver held it): tugboat
+    /// opened the hold's issue.
+    EnvironmentHeld {
+        issue: u64,
+        url: String,
+        cause: crate::domain::hold::Cause,
     },
     /// Someone commented `/hold`.
     Held {
@@ -122,28 +131,46 @@ pub enum Action {
     },
 }
 
+/// Where a promotion's approvals stand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Approvals {
+    /// How many the environment needs.
+    pub needed: u32,
+    /// Who approved the current head (`None`: not read, as in a plan, which reads no PR).
+    pub given: Option<Vec<String>>,
+    /// Who may approve: the environment's listed logins and `org/team`s (empty: anyone
+    /// with write access to the GitOps repository).
+    pub from: Vec<String>,
+}
+
+impl Approvals {
+    /// How many more approvals it takes, when who approved is known.
+    pub fn missing(&self) -> Option<usize> {
+        let given = self.given.as_ref()?.len();
+        Some((self.needed.max(1) as usize).saturating_sub(given))
+    }
+}
+
 /// How a merged promotion turned out in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
     Healthy {
         after: Duration,
+        /// Whether the application synced by itself then (`None`: not seen, a restart).
+        automated: Option<bool>,
     },
     /// It did not become Healthy (Argo CD's words, or the health timeout).
-    Failed {
-        reason: String,
-    },
+    Failed { reason: String },
     /// Argo CD could not be read (refused token, missing application, unreachable): not
     /// known, so never rolled back for; verified again next cycle.
-    Unknown {
-        reason: String,
-    },
+    Unknown { reason: String },
 }
 
 impl Verification {
     /// One line for comments and tables.
     pub fn summary(&self) -> String {
         match self {
-            Self::Healthy { after } => format!("Healthy after {:.1}s", after.as_secs_f64()),
+            Self::Healthy { after, .. } => format!("Healthy after {:.1}s", after.as_secs_f64()),
             Self::Failed { reason } => format!("not Healthy: {reason}"),
             Self::Unknown { reason } => format!("not verified: {reason}"),
         }
@@ -162,6 +189,8 @@ pub struct EnvReport {
     /// When the scan gate refused the candidate: the severities over their thresholds (empty
     /// when it refused an image without a usable scan).
     pub rejected: Option<Vec<Severity>>,
+    /// For a promotion that needs approvals: how many, from whom, and (apply) who gave one.
+    pub approvals: Option<Approvals>,
 }
 
 /// How many complete scan reports the engine keeps: several per service and environment of a
@@ -415,6 +444,7 @@ impl EnvReport {
             },
             policy: sources.to_vec(),
             rejected: None,
+            approvals: None,
         }
     }
 }

@@ -7,7 +7,8 @@ use super::commands::{Commands, Target};
 use super::deploy::{self, Watched};
 use super::environment::{Judged, Seen, manifest_error};
 use super::evidence::{self, PromotionState};
-use super::{Action, At, Cause, Engine, EnvCtx, Step, StepError, Verification};
+use super::{Action, Approvals, At, Cause, Engine, EnvCtx, Step, StepError, Verification};
+use crate::domain::chatops;
 use crate::domain::gate::GateDecision;
 use crate::domain::merge::{self, Fact, SyncWindows, Verdict};
 use crate::domain::policy::RollbackMode;
@@ -72,7 +73,7 @@ impl Engine {
         }
         let verdict = self.merge_verdict(cx, &commands, &head.head).await?;
         if verdict != Verdict::Merge {
-            return waiting(verdict, pr);
+            return waiting(verdict, pr, cx, &commands);
         }
         match self
             .merge_promotion(cx, &change, &head, pr.clone(), body)
@@ -278,11 +279,15 @@ impl Engine {
         tracing::Span::current().record("pr", pr.number);
         let target = Target {
             number: pr.number,
-            body: &pr.body,
-            merged: pr.merged,
+            answered_through: evidence::answered_through(&pr.body),
+            subject: if pr.merged {
+                chatops::Subject::Merged
+            } else {
+                chatops::Subject::Open
+            },
             head_sha: &head.head,
             head_at: head.committed_at,
-            digest: &candidate.digest,
+            digest: Some(&candidate.digest),
             previous: head.replaced.as_ref().map(|(sha, at)| (sha.as_str(), *at)),
         };
         let commands = self.commands(cx, &target).await?;
@@ -514,11 +519,24 @@ fn evidence_of<'a>(
 }
 
 /// The row of a PR the merge rule keeps waiting (or the failure, for failed checks).
-fn waiting(verdict: Verdict, pr: PullRequest) -> Result<Action, StepError> {
+fn waiting(
+    verdict: Verdict,
+    pr: PullRequest,
+    cx: &EnvCtx<'_>,
+    commands: &Commands,
+) -> Result<Action, StepError> {
     let (number, url) = (pr.number, pr.url);
     Ok(match verdict {
         Verdict::Held { by } => Action::Held { number, url, by },
-        Verdict::AwaitingApproval => Action::AwaitingApproval { number, url },
+        Verdict::AwaitingApproval => Action::AwaitingApproval {
+            number,
+            url,
+            approvals: Approvals {
+                needed: cx.env_policy.approvals,
+                given: Some(commands.approvals.clone()),
+                from: cx.env_policy.approvers.clone(),
+            },
+        },
         Verdict::OutsideWindow { opens } => Action::WaitingForWindow { number, url, opens },
         Verdict::SyncWindowDenies { windows } => Action::WaitingForSyncWindow {
             number,

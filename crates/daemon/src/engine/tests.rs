@@ -379,3 +379,126 @@ async fn a_newer_tag_moves_an_approved_pr_and_its_approvers_are_told_why() {
         "{notice}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_rollback_on_main_is_held_across_cycles_and_restarts_until_an_approver_resumes() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(w.main_file(DEV), values("1.1.0"));
+    clock.advance(Span::minutes(5));
+    w.commit_as(DEV, &values("1.0.0"), "oncall");
+
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = row(&r, "dev");
+    let Decision::Held { hold, issue } = &dev.decision else {
+        panic!("{:?}", dev.decision)
+    };
+    assert_eq!(hold.by.as_deref(), Some("oncall"));
+    assert!(
+        hold.commit.is_some() && hold.detail.contains("main deploys"),
+        "{hold:?}"
+    );
+    let issue = issue.unwrap();
+    assert!(matches!(dev.action, Action::EnvironmentHeld { issue: i, .. } if i == issue));
+
+    // Held for several cycles, and after a restart (a new engine reads the same issue).
+    let prs = w.prs().len();
+    let engine = Engine::new(super::fake::config("", ""), w.ports()).with_clock(clock.clone());
+    for _ in 0..3 {
+        clock.advance(Span::minutes(1));
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        assert_eq!(row(&r, "dev").decision.kind(), "held");
+        assert_eq!(row(&r, "dev").action, Action::None);
+    }
+    assert_eq!(
+        w.main_file(DEV),
+        values("1.0.0"),
+        "the person's rollback stands"
+    );
+    assert_eq!(
+        (w.prs().len(), w.issues().len()),
+        (prs, 1),
+        "no new PR, one issue"
+    );
+
+    // A reader's /resume is refused; an approver's lifts the hold and promotion goes on.
+    w.allow("mallory", Permission::Read);
+    w.say(issue, "mallory", "/resume");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, "dev").decision.kind(), "held");
+    assert!(
+        w.comments_on(issue)
+            .iter()
+            .any(|c| c.contains("not an approver"))
+    );
+    w.allow("alice", Permission::Write);
+    w.say(issue, "alice", "/resume");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(!w.issues()[0].open, "the hold's issue is closed");
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "dev")
+    );
+    assert_eq!(w.main_file(DEV), values("1.1.0"));
+    let first = &w.prs()[0];
+    assert!(
+        !first.labels.contains("tugboat:deployed"),
+        "the old record was dropped on resume"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_shows_a_manual_change_as_held_without_writing_anything() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::minutes(5));
+    w.commit_as(DEV, &values("1.0.0"), "oncall");
+    let writes = |w: &World| {
+        (
+            w.calls("open_issue"),
+            w.calls("comment"),
+            w.calls("propose"),
+        )
+    };
+    let before = writes(&w);
+    let r = engine.cycle(Mode::Plan).await.unwrap();
+    let dev = row(&r, "dev");
+    assert_eq!(dev.decision.kind(), "held", "{:?}", dev.decision);
+    assert!(
+        dev.decision.to_string().contains("by @oncall"),
+        "{}",
+        dev.decision
+    );
+    assert_eq!(writes(&w), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approvers_hold_on_the_merged_promotion_holds_the_environment_and_resume_keeps_the_record()
+ {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let deployed = w.prs()[0].number;
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::minutes(1));
+    w.say(deployed, "alice", "/hold for the migration");
+    w.push("1.2.0", 'c');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(w.issues().len(), 1, "{:?}", row(&r, "dev"));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, "dev").decision.kind(), "held");
+    assert_eq!(w.main_file(DEV), values("1.1.0"), "1.2.0 waits");
+    clock.advance(Span::minutes(1));
+    w.say(deployed, "alice", "/resume");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(!w.issues()[0].open);
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "dev")
+    );
+    assert_eq!(w.main_file(DEV), values("1.2.0"));
+}

@@ -1,0 +1,403 @@
+//! Holds of an environment (`domain::hold` is the rule): seen before anything is chosen,
+//! recorded in a GitHub issue that a restart or a second replica reads back, said on the
+//! environment's open promotion PR and in the logs and metrics, and lifted by an approver's
+//! `/resume` on the issue (or on the merged promotion the environment runs).
+
+use super::commands::Target;
+use super::deploy::{DEPLOYED, Watch, Watched};
+use super::environment::Seen;
+use super::{Action, At, Engine, EnvCtx, EnvReport, Mode, Step, StepError};
+use crate::domain::chatops::{self, Subject};
+use crate::domain::hold::{self, AppFacts, Cause, Facts, Hold, Record, Verdict};
+use crate::domain::plan::Decision;
+use crate::ports::Issue;
+
+/// An open hold issue, read at the start of a cycle.
+#[derive(Debug, Clone)]
+pub struct HoldIssue {
+    pub issue: Issue,
+    pub hold: Hold,
+}
+
+impl Engine {
+    /// The open hold issues, with their blocks; an issue whose block does not parse is not
+    /// tugboat's record of a hold and is left alone.
+    pub(super) async fn holds(&self) -> Result<Vec<HoldIssue>, StepError> {
+        let issues = self
+            .ports
+            .forge
+            .open_issues(&[hold::HOLD_LABEL.to_owned()])
+            .await
+            .at(Step::Hold)?;
+        Ok(issues
+            .into_iter()
+            .filter_map(|issue| {
+                let hold = Hold::parse(&issue.body);
+                if hold.is_none() {
+                    tracing::warn!(
+                        issue = issue.number,
+                        "ignoring a hold issue without tugboat's block"
+                    );
+                }
+                hold.map(|hold| HoldIssue { issue, hold })
+            })
+            .collect())
+    }
+
+    /// Whether the environment is free for tugboat: `false` when it is held (the row then
+    /// says so). A new hold is recorded (apply) or only shown (plan); an open one reads its
+    /// issue for `/resume`.
+    pub(super) async fn free(&self, cx: &EnvCtx<'_>, seen: &Seen, report: &mut EnvReport) -> bool {
+        let Some(watch) = cx.watch() else {
+            return true; // the labels could not be read: the next step says so and waits
+        };
+        let open = watch.hold_of(&cx.svc.name, &cx.env.name);
+        let record = watch.record_of(&cx.svc.name, &cx.env.name);
+        let app = match (open, record) {
+            (None, Some(r))
+                if seen
+                    .deployed
+                    .as_ref()
+                    .is_some_and(|d| r.state.is_deployed_as(d)) =>
+            {
+                self.app_facts(cx).await
+            }
+            _ => None,
+        };
+        let facts = Facts {
+            open: open.map(|h| &h.hold),
+            deployed: seen.deployed.as_ref(),
+            record: record.and_then(|w| {
+                Some(Record {
+                    state: &w.state,
+                    merged_at: w.pr.merged_at?,
+                })
+            }),
+            app: app.as_ref(),
+        };
+        let outcome = match hold::check(&facts) {
+            Verdict::Free => return true,
+            Verdict::Held(_) => match open {
+                Some(h) => self.still_held(cx, watch, h).await,
+                None => return true,
+            },
+            Verdict::New(cause, why) => self.new_hold(cx, seen, watch, cause, why).await,
+        };
+        match outcome {
+            Ok(Some((hold, issue, action))) => {
+                report.decision = Decision::Held { hold, issue };
+                report.action = action;
+                false
+            }
+            Ok(None) => true,
+            Err(error) => {
+                report.decision = Decision::Waiting {
+                    candidate: None,
+                    reason: error.to_string(),
+                };
+                report.action = Action::Failed { error };
+                false
+            }
+        }
+    }
+
+    /// What Argo CD shows of the environment's application; `None` when it cannot be read
+    /// (then nothing is concluded from it).
+    async fn app_facts(&self, cx: &EnvCtx<'_>) -> Option<AppFacts> {
+        match self.ports.deployer.app(cx.app, false).await {
+            Ok(s) => Some(AppFacts {
+                automated: s.automated,
+                images: s.images,
+                last_operation: s
+                    .operation
+                    .and_then(|o| Some((o.initiated_by, o.started_at?))),
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "application not read for the hold check");
+                None
+            }
+        }
+    }
+
+    /// A hold seen for the first time: recorded in an issue and said on the open promotion
+    /// PR (apply), or only shown (plan).
+    async fn new_hold(
+        &self,
+        cx: &EnvCtx<'_>,
+        seen: &Seen,
+        watch: &Watch,
+        cause: Cause,
+        why: String,
+    ) -> Result<Option<(Hold, Option<u64>, Action)>, StepError> {
+        let mut hold = Hold {
+            service: cx.svc.name.clone(),
+            environment: cx.env.name.clone(),
+            cause,
+            by: None,
+            commit: None,
+            since: cx.now,
+            deployed: seen.deployed.as_ref().map(ToString::to_string),
+            detail: why,
+            answered_through: 0,
+        };
+        if cause == Cause::ManualChange {
+            let paths: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
+            if let Some(c) = self.ports.repo.last_change(&paths).await.at(Step::Hold)? {
+                hold.by = Some(c.author.clone());
+                hold.since = c.at;
+                hold.detail = format!(
+                    "{}: commit {} \"{}\"",
+                    hold.detail,
+                    short(&c.sha),
+                    c.summary
+                );
+                hold.commit = Some(c.sha);
+            }
+        }
+        if cause == Cause::ArgoRollback
+            && let Some(app) = self.app_facts(cx).await
+            && let Some((by, at)) = app.last_operation
+        {
+            hold.by = by;
+            hold.since = at;
+        }
+        tracing::warn!(cause = cause.as_str(), by = ?hold.by, commit = ?hold.commit, detail = %hold.detail, "environment held: tugboat promotes nothing here until an approver comments /resume");
+        if cx.mode == Mode::Plan {
+            return Ok(Some((hold, None, Action::None)));
+        }
+        let issue = self.record_hold(&hold).await?;
+        for w in watch.open_of(&cx.svc.name, &cx.env.name) {
+            self.ports
+                .forge
+                .comment(
+                    w.pr.number,
+                    &format!(
+                        "tugboat holds {} in {}: {}. It leaves this PR alone until an approver comments `/resume` on #{}.",
+                        hold.service, hold.environment, hold.detail, issue.number
+                    ),
+                )
+                .await
+                .at(Step::Hold)?;
+        }
+        let action = Action::EnvironmentHeld {
+            issue: issue.number,
+            url: issue.url.clone(),
+            cause,
+        };
+        Ok(Some((hold, Some(issue.number), action)))
+    }
+
+    /// Open the hold's issue: the system of record of the hold.
+    async fn record_hold(&self, hold: &Hold) -> Result<Issue, StepError> {
+        let title = format!("tugboat holds {} in {}", hold.service, hold.environment);
+        let who = hold
+            .by
+            .as_ref()
+            .map_or(String::new(), |b| format!(" by @{b}"));
+        let forgets = if hold.cause.forgets_record() {
+            " tugboat then treats what the environment runs now as the starting point, and promotes the newest eligible image again (to keep an image out for good, comment `/rollback` on its promotion PR instead)."
+        } else {
+            ""
+        };
+        let text = format!(
+            "tugboat holds **{}** in **{}** since {}{who}: {}.\n\n\
+             While this issue is open, tugboat promotes nothing to this environment and leaves its promotion PRs alone; the other environments and services carry on.\n\n\
+             To resume, an approver of {} comments `/resume` on this issue.{forgets}\n",
+            hold.service,
+            hold.environment,
+            hold.since.format("%Y-%m-%d %H:%M UTC"),
+            hold.detail,
+            hold.environment,
+        );
+        self.ports
+            .forge
+            .open_issue(
+                &title,
+                &hold.write_into(&text),
+                &Hold::labels(&hold.service, &hold.environment),
+            )
+            .await
+            .at(Step::Hold)
+    }
+
+    /// An open hold: read its issue's commands; `None` when an approver resumed it.
+    async fn still_held(
+        &self,
+        cx: &EnvCtx<'_>,
+        watch: &Watch,
+        h: &HoldIssue,
+    ) -> Result<Option<(Hold, Option<u64>, Action)>, StepError> {
+        if cx.mode == Mode::Plan {
+            return Ok(Some((h.hold.clone(), Some(h.issue.number), Action::None)));
+        }
+        for dup in watch.duplicate_holds(&cx.svc.name, &cx.env.name) {
+            let forge = &self.ports.forge;
+            let note = format!(
+                "A duplicate of #{}, which records this hold.",
+                h.issue.number
+            );
+            forge
+                .comment(dup.issue.number, &note)
+                .await
+                .at(Step::Hold)?;
+            forge
+                .update_issue(dup.issue.number, &dup.issue.title, &dup.issue.body, false)
+                .await
+                .at(Step::Hold)?;
+        }
+        let target = Target {
+            number: h.issue.number,
+            answered_through: h.hold.answered_through,
+            subject: Subject::HoldIssue,
+            head_sha: "",
+            head_at: h.hold.since,
+            digest: None,
+            previous: None,
+        };
+        let commands = self.commands(cx, &target).await?;
+        let resumed_by = commands
+            .actions
+            .iter()
+            .find(|(_, a)| *a == chatops::Action::Resume)
+            .map(|(u, _)| u.clone());
+        let mut hold = h.hold.clone();
+        hold.answered_through = commands.answered_through;
+        if let Some(user) = resumed_by {
+            self.lift(cx, watch, h, &hold, &user).await?;
+            return Ok(None);
+        }
+        if hold.answered_through != h.hold.answered_through {
+            self.ports
+                .forge
+                .update_issue(
+                    h.issue.number,
+                    &h.issue.title,
+                    &hold.write_into(&h.issue.body),
+                    true,
+                )
+                .await
+                .at(Step::Hold)?;
+        }
+        Ok(Some((hold, Some(h.issue.number), Action::None)))
+    }
+
+    /// Lift a hold: close its issue saying who resumed it, and (a change by hand) drop
+    /// tugboat's record of its last promotion there, which no longer stands.
+    pub(super) async fn lift(
+        &self,
+        cx: &EnvCtx<'_>,
+        watch: &Watch,
+        h: &HoldIssue,
+        hold: &Hold,
+        user: &str,
+    ) -> Result<(), StepError> {
+        let forge = &self.ports.forge;
+        tracing::warn!(user = %user, issue = h.issue.number, cause = hold.cause.as_str(), "hold lifted");
+        if hold.cause.forgets_record()
+            && let Some(record) = watch.record_of(&cx.svc.name, &cx.env.name)
+        {
+            forge
+                .remove_label(record.pr.number, DEPLOYED)
+                .await
+                .at(Step::Hold)?;
+            forge
+                .comment(
+                    record.pr.number,
+                    &format!(
+                        "@{user} resumed {} in {} (#{}): this promotion is no longer what it runs.",
+                        hold.service, hold.environment, h.issue.number
+                    ),
+                )
+                .await
+                .at(Step::Hold)?;
+        }
+        forge
+            .comment(
+                h.issue.number,
+                &format!(
+                    "@{user} resumed: tugboat promotes to {} again.",
+                    hold.environment
+                ),
+            )
+            .await
+            .at(Step::Hold)?;
+        forge
+            .update_issue(
+                h.issue.number,
+                &h.issue.title,
+                &hold.write_into(&h.issue.body),
+                false,
+            )
+            .await
+            .at(Step::Hold)?;
+        watch.lift(h.issue.number);
+        Ok(())
+    }
+
+    /// An approver's `/hold` on the merged promotion an environment runs: hold it now.
+    pub(super) async fn hold_by_command(
+        &self,
+        cx: &EnvCtx<'_>,
+        w: &Watched,
+        user: &str,
+    ) -> Result<(String, Option<Action>), StepError> {
+        let watch = cx.watch();
+        if let Some(h) = watch.and_then(|w| w.hold_of(&cx.svc.name, &cx.env.name)) {
+            let reply = format!(
+                "@{user} {} is held already: #{}.",
+                cx.env.name, h.issue.number
+            );
+            return Ok((reply, None));
+        }
+        let hold = Hold {
+            service: cx.svc.name.clone(),
+            environment: cx.env.name.clone(),
+            cause: Cause::Command,
+            by: Some(user.to_owned()),
+            commit: None,
+            since: cx.now,
+            deployed: Some(w.state.reference(&cx.svc.image).to_string()),
+            detail: format!("@{user} asked for a hold on #{}", w.pr.number),
+            answered_through: 0,
+        };
+        tracing::warn!(user = %user, pr = w.pr.number, "environment held by command");
+        let issue = self.record_hold(&hold).await?;
+        let reply = format!(
+            "@{user} tugboat holds {} in {}: #{}. An approver comments `/resume` there (or here) to let it promote again.",
+            cx.svc.name, cx.env.name, issue.number
+        );
+        let action = Action::EnvironmentHeld {
+            issue: issue.number,
+            url: issue.url,
+            cause: Cause::Command,
+        };
+        Ok((reply, Some(action)))
+    }
+
+    /// An approver's `/resume` on the merged promotion an environment runs.
+    pub(super) async fn resume_by_command(
+        &self,
+        cx: &EnvCtx<'_>,
+        user: &str,
+    ) -> Result<String, StepError> {
+        let Some(watch) = cx.watch() else {
+            return Ok(format!("@{user} the holds could not be read; try again."));
+        };
+        let Some(h) = watch.hold_of(&cx.svc.name, &cx.env.name) else {
+            return Ok(format!(
+                "@{user} {} is not held; nothing to resume.",
+                cx.env.name
+            ));
+        };
+        self.lift(cx, watch, h, &h.hold, user).await?;
+        Ok(format!(
+            "@{user} resumed {} (#{}).",
+            cx.env.name, h.issue.number
+        ))
+    }
+}
+
+/// A commit as people quote it.
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
