@@ -65,7 +65,8 @@ pub async fn ports_on(
         api,
     )?
     .with_merge_method(cfg.github.merge_method)
-    .with_login(cfg.github.login.as_deref());
+    .with_login(cfg.github.login.as_deref())
+    .with_writes_per_minute(cfg.github.writes_per_minute);
     let argo = ArgoCd::new(
         &cfg.argocd.url,
         argo_token,

@@ -133,6 +133,7 @@ struct RawGithub {
     #[serde(default)]
     merge_method: MergeMethod,
     login: Option<String>,
+    writes_per_minute: Option<usize>,
 }
 
 fn default_branch() -> String {
@@ -258,6 +259,8 @@ pub struct GithubConfig {
     /// The login tugboat's token acts as, when `GET /user` cannot tell (a GitHub App
     /// installation token: `my-app[bot]`).
     pub login: Option<String>,
+    /// Content-creating requests a minute at most (GitHub's secondary limit: 80).
+    pub writes_per_minute: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -486,6 +489,15 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
     {
         return Err(f.err("github.login", format!("'{l}' is not a GitHub login")));
     }
+    let writes_per_minute = raw
+        .writes_per_minute
+        .unwrap_or(crate::adapters::github::WRITES_PER_MINUTE);
+    if !(1..=10_000).contains(&writes_per_minute) {
+        return Err(f.err(
+            "github.writes_per_minute",
+            format!("{writes_per_minute} is not between 1 and 10000"),
+        ));
+    }
     Ok(GithubConfig {
         owner: owner.to_owned(),
         repo: repo.to_owned(),
@@ -496,6 +508,7 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
         webhook_secret: raw.webhook_secret,
         merge_method: raw.merge_method,
         login: raw.login,
+        writes_per_minute,
     })
 }
 

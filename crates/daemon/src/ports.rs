@@ -203,6 +203,15 @@ pub trait Ledger: Send + Sync {
     /// Record `slot` for `job` unless it (or a later slot) is already recorded. Atomic against
     /// other writers: exactly one of several concurrent claims of a slot returns `true`.
     async fn claim(&self, job: &str, slot: DateTime<Utc>) -> PortResult<bool>;
+    /// Claim the opening of the PR on branch `key` for the change `what`: `true` unless another
+    /// replica claimed the same change there less than `ttl` ago. Atomic like `claim`: of two
+    /// replicas about to open the same PR, exactly one may.
+    async fn claim_change(
+        &self,
+        key: &str,
+        what: &str,
+        ttl: std::time::Duration,
+    ) -> PortResult<bool>;
 }
 
 /// A pull request as the engine needs it.

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,6 +34,8 @@ pub struct Git {
     /// Where the clone lives, and its remote: what a repair starts again from.
     dir: PathBuf,
     url: String,
+    /// This process, as its claims in the ledger name it.
+    replica: String,
 }
 
 fn err(op: &'static str, e: &git2::Error) -> PortError {
@@ -54,6 +57,15 @@ fn err(op: &'static str, e: &git2::Error) -> PortError {
         e.message().to_owned()
     };
     PortError::new("git", op, kind, message)
+}
+
+/// A name for this process in the ledger: the host and process, and when it started.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "tugboat".to_owned());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{host}/{}/{started:x}", std::process::id())
 }
 
 /// Starts the message of an error that says the local clone is damaged.
@@ -94,6 +106,7 @@ impl Git {
             clock: Arc::new(SystemClock),
             dir: dir.to_owned(),
             url: url.to_owned(),
+            replica: replica_id(),
         })
     }
 
@@ -557,57 +570,100 @@ impl GitOpsRepo for Git {
     }
 }
 
-/// The branch that records scheduled runs: one `schedules.json` file, one commit per claim.
+/// The branch where replicas claim work: `schedules.json` (scheduled slots) and
+/// `claims.json` (the opening of promotion PRs), one commit per claim.
 pub const LEDGER_BRANCH: &str = "tugboat-ledger";
 const LEDGER_FILE: &str = "schedules.json";
+const CLAIMS_FILE: &str = "claims.json";
+/// How often a claim is tried again when another replica moved the ledger in between (for
+/// another key: the ledger is one ref, so any claim moves it).
+const CAS_ATTEMPTS: usize = 5;
 
 type LedgerMap = std::collections::BTreeMap<String, DateTime<Utc>>;
 
-/// The ledger's head commit on the remote (as last fetched) and its map of job → last slot.
-fn read_ledger(repo: &Repository) -> PortResult<(Option<Oid>, LedgerMap)> {
+/// Who claimed the opening of a PR, for which change, and when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ChangeClaim {
+    what: String,
+    by: String,
+    at: DateTime<Utc>,
+}
+
+/// Claims older than this are dropped when the ledger is written: a claim only matters while
+/// it keeps others waiting (minutes), so the file stays small however long tugboat runs.
+const CLAIMS_KEPT_FOR: chrono::Duration = chrono::Duration::days(1);
+
+/// One claim per key: the latest (pruned after `CLAIMS_KEPT_FOR`).
+type ClaimMap = std::collections::BTreeMap<String, ChangeClaim>;
+
+/// The ledger as last fetched: its head commit on the remote, and its two files.
+#[derive(Default)]
+struct LedgerState {
+    head: Option<Oid>,
+    schedules: LedgerMap,
+    claims: ClaimMap,
+}
+
+fn read_json<T: serde::de::DeserializeOwned + Default>(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    file: &str,
+) -> PortResult<T> {
+    let Ok(entry) = tree.get_path(Path::new(file)) else {
+        return Ok(T::default());
+    };
+    let blob = repo.find_blob(entry.id()).map_err(|e| err("ledger", &e))?;
+    serde_json::from_slice(blob.content()).map_err(|e| {
+        PortError::new(
+            "git",
+            "ledger",
+            ErrorKind::Rejected,
+            format!("{LEDGER_BRANCH}:{file} is not what tugboat writes: {e}"),
+        )
+    })
+}
+
+/// The ledger as last fetched.
+fn read_ledger(repo: &Repository) -> PortResult<LedgerState> {
     let Ok(commit) = repo
         .find_reference(&ledger_remote_ref())
         .and_then(|r| r.peel_to_commit())
     else {
-        return Ok((None, LedgerMap::new()));
+        return Ok(LedgerState::default());
     };
     let tree = commit.tree().map_err(|e| err("ledger", &e))?;
-    let map = match tree.get_path(Path::new(LEDGER_FILE)) {
-        Ok(entry) => {
-            let blob = repo.find_blob(entry.id()).map_err(|e| err("ledger", &e))?;
-            serde_json::from_slice(blob.content()).map_err(|e| {
-                PortError::new(
-                    "git",
-                    "ledger",
-                    ErrorKind::Rejected,
-                    format!("{LEDGER_BRANCH}:{LEDGER_FILE} is not a map of job to time: {e}"),
-                )
-            })?
-        }
-        Err(_) => LedgerMap::new(),
-    };
-    Ok((Some(commit.id()), map))
+    Ok(LedgerState {
+        head: Some(commit.id()),
+        schedules: read_json(repo, &tree, LEDGER_FILE)?,
+        claims: read_json(repo, &tree, CLAIMS_FILE)?,
+    })
 }
 
-/// Commit `map` as the ledger's one file on top of `parent`, and point the local ledger
-/// branch at it.
+fn json_blob<T: serde::Serialize>(repo: &Repository, value: &T) -> PortResult<Oid> {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    repo.blob(text.as_bytes()).map_err(|e| err("ledger", &e))
+}
+
+/// Commit the ledger's files on top of its head, and point the local ledger branch at it.
 fn commit_ledger(
     repo: &Repository,
-    map: &LedgerMap,
+    state: &LedgerState,
     sig: &Signature<'_>,
     message: &str,
-    parent: Option<Oid>,
 ) -> PortResult<Oid> {
     let ledger = |e: git2::Error| err("ledger", &e);
-    let mut text = serde_json::to_string_pretty(map).unwrap_or_default();
-    text.push('\n');
-    let blob = repo.blob(text.as_bytes()).map_err(ledger)?;
     let mut tree = repo.treebuilder(None).map_err(ledger)?;
-    tree.insert(LEDGER_FILE, blob, 0o100644).map_err(ledger)?;
+    tree.insert(LEDGER_FILE, json_blob(repo, &state.schedules)?, 0o100644)
+        .map_err(ledger)?;
+    if !state.claims.is_empty() {
+        tree.insert(CLAIMS_FILE, json_blob(repo, &state.claims)?, 0o100644)
+            .map_err(ledger)?;
+    }
     let tree = repo
         .find_tree(tree.write().map_err(ledger)?)
         .map_err(ledger)?;
-    let parents = match parent {
+    let parents = match state.head {
         Some(p) => vec![repo.find_commit(p).map_err(ledger)?],
         None => vec![],
     };
@@ -637,15 +693,85 @@ fn create_ledger(repo: &Repository, me: &Git) -> PortResult<()> {
         .map_err(|e| err("ledger", &e))?;
     commit_ledger(
         repo,
-        &LedgerMap::new(),
+        &LedgerState::default(),
         &sig,
         "tugboat ledger: scheduled runs\n",
-        None,
     )?;
     let local_ref = ledger_ref();
     // Refused means another replica created it first: the same commit, or one to build on.
     let _ = push(repo, me, &format!("{local_ref}:{local_ref}"))?;
     Ok(())
+}
+
+/// The fetched ledger, created first if the repository has none.
+fn fetch_ledger(repo: &Repository, me: &Git) -> PortResult<LedgerState> {
+    fetch(repo, me)?;
+    let state = read_ledger(repo)?;
+    if state.head.is_some() {
+        return Ok(state);
+    }
+    create_ledger(repo, me)?;
+    fetch(repo, me)?;
+    read_ledger(repo)
+}
+
+/// Push the local ledger as a compare and swap: connect, check that the server's ledger is
+/// still `parent`, and push on that connection naming it as the old value, so the server
+/// refuses the update if another replica moved the ledger in between. `false` when it moved.
+fn swap_ledger(repo: &Repository, me: &Git, parent: Option<Oid>, commit: Oid) -> PortResult<bool> {
+    let local_ref = ledger_ref();
+    let mut remote = repo.find_remote("origin").map_err(|e| err("push", &e))?;
+    let refused = {
+        let mut conn = remote
+            .connect_auth(git2::Direction::Push, Some(me.callbacks()), None)
+            .map_err(|e| err("push", &e))?;
+        let at = conn
+            .list()
+            .map_err(|e| err("push", &e))?
+            .iter()
+            .find(|h| h.name() == local_ref)
+            .map(git2::RemoteHead::oid);
+        if at != parent {
+            Some("the ledger moved since it was read".to_owned())
+        } else {
+            push_on(conn.remote(), me, &format!("+{local_ref}:{local_ref}"))?
+        }
+    };
+    if let Some(msg) = refused {
+        tracing::debug!(reason = %msg, "the ledger moved; reading it again");
+        return Ok(false);
+    }
+    repo.reference(&ledger_remote_ref(), commit, true, "tugboat ledger")
+        .map_err(|e| err("ledger", &e))?;
+    Ok(true)
+}
+
+/// Claim something in the ledger: `decide` looks at the fetched ledger and either refuses
+/// (`None`: taken) or changes it and names the commit message; the change is pushed as a
+/// compare and swap, read and decided again when another replica moved the ledger first.
+fn claim_in_ledger(
+    repo: &Repository,
+    me: &Git,
+    decide: &dyn Fn(&mut LedgerState) -> Option<String>,
+) -> PortResult<bool> {
+    for _ in 0..CAS_ATTEMPTS {
+        let mut state = fetch_ledger(repo, me)?;
+        let parent = state.head;
+        let Some(message) = decide(&mut state) else {
+            return Ok(false);
+        };
+        let sig = me.signature("ledger")?;
+        let commit = commit_ledger(repo, &state, &sig, &message)?;
+        if swap_ledger(repo, me, parent, commit)? {
+            return Ok(true);
+        }
+    }
+    Err(PortError::new(
+        "git",
+        "ledger",
+        ErrorKind::Transient,
+        format!("the ledger moved {CAS_ATTEMPTS} times while claiming; try again"),
+    ))
 }
 
 #[async_trait]
@@ -654,7 +780,7 @@ impl Ledger for Git {
         let job = job.to_owned();
         self.blocking(move |repo, me| {
             fetch(repo, me)?;
-            Ok(read_ledger(repo)?.1.get(&job).copied())
+            Ok(read_ledger(repo)?.schedules.get(&job).copied())
         })
         .await
     }
@@ -662,49 +788,43 @@ impl Ledger for Git {
     async fn claim(&self, job: &str, slot: DateTime<Utc>) -> PortResult<bool> {
         let job = job.to_owned();
         self.blocking(move |repo, me| {
-            fetch(repo, me)?;
-            let mut ledger = read_ledger(repo)?;
-            if ledger.0.is_none() {
-                create_ledger(repo, me)?;
-                fetch(repo, me)?;
-                ledger = read_ledger(repo)?;
-            }
-            let (parent, mut map) = ledger;
-            if map.get(&job).is_some_and(|last| *last >= slot) {
-                return Ok(false);
-            }
-            map.insert(job.clone(), slot);
-            let sig = me.signature("ledger")?;
-            let message = format!("{job}: run the slot of {}", slot.to_rfc3339());
-            let commit = commit_ledger(repo, &map, &sig, &message, parent)?;
-            let local_ref = ledger_ref();
-            // Compare and swap: connect, check that the server's ledger is still the one we
-            // built on, and push on that connection; the update names that old value, so the
-            // server refuses it if another replica moved the ledger in between.
-            let mut remote = repo.find_remote("origin").map_err(|e| err("push", &e))?;
-            let refused = {
-                let mut conn = remote
-                    .connect_auth(git2::Direction::Push, Some(me.callbacks()), None)
-                    .map_err(|e| err("push", &e))?;
-                let at = conn
-                    .list()
-                    .map_err(|e| err("push", &e))?
-                    .iter()
-                    .find(|h| h.name() == local_ref)
-                    .map(git2::RemoteHead::oid);
-                if at != parent {
-                    Some("the ledger moved since it was read".to_owned())
-                } else {
-                    push_on(conn.remote(), me, &format!("+{local_ref}:{local_ref}"))?
+            let claimed = claim_in_ledger(repo, me, &|state| {
+                if state.schedules.get(&job).is_some_and(|last| *last >= slot) {
+                    return None;
                 }
-            };
-            if let Some(msg) = refused {
-                tracing::info!(job, slot = %slot, reason = %msg, "another tugboat claimed this slot first");
-                return Ok(false);
+                state.schedules.insert(job.clone(), slot);
+                Some(format!("{job}: run the slot of {}", slot.to_rfc3339()))
+            })?;
+            if !claimed {
+                tracing::info!(job, slot = %slot, "another tugboat claimed this slot first");
             }
-            repo.reference(&ledger_remote_ref(), commit, true, "tugboat ledger")
-                .map_err(|e| err("ledger", &e))?;
-            Ok(true)
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn claim_change(&self, key: &str, what: &str, ttl: Duration) -> PortResult<bool> {
+        let (key, what) = (key.to_owned(), what.to_owned());
+        self.blocking(move |repo, me| {
+            let now = me.clock.now();
+            let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+            claim_in_ledger(repo, me, &|state| {
+                let taken = state
+                    .claims
+                    .get(&key)
+                    .is_some_and(|c| c.what == what && c.by != me.replica && now - c.at < ttl);
+                if taken {
+                    return None;
+                }
+                let claim = ChangeClaim {
+                    what: what.clone(),
+                    by: me.replica.clone(),
+                    at: now,
+                };
+                state.claims.retain(|_, c| now - c.at < CLAIMS_KEPT_FOR);
+                state.claims.insert(key.clone(), claim);
+                Some(format!("{key}: {} opens the PR of \"{what}\"", me.replica))
+            })
         })
         .await
     }

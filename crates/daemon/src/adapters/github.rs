@@ -89,7 +89,7 @@ pub struct GitHub {
 }
 
 /// GitHub's secondary limit allows 80 content-creating requests a minute; stay under it.
-const WRITES_PER_MINUTE: usize = 80;
+pub const WRITES_PER_MINUTE: usize = 80;
 
 /// The times of the last writes, to keep at most `max` in any `per`.
 #[derive(Debug)]
@@ -479,6 +479,16 @@ impl GitHub {
         if let Some(login) = login {
             let _ = self.me.set(login.to_owned());
         }
+        self
+    }
+
+    /// At most `per_minute` content-creating requests a minute (GitHub's secondary limit is
+    /// 80; a GitHub Enterprise Server may set another).
+    pub fn with_writes_per_minute(mut self, per_minute: usize) -> Self {
+        self.writes = Arc::new(tokio::sync::Mutex::new(WriteWindow::new(
+            per_minute,
+            Duration::from_secs(60),
+        )));
         self
     }
 

@@ -36,6 +36,8 @@ pub const VERIFYING: &str = "tugboat:verifying";
 pub const DEPLOYED: &str = "tugboat:deployed";
 pub const BAD: &str = "tugboat:bad";
 pub const ROLLBACK: &str = "tugboat:rollback";
+/// How long a replica's claim to report a verification keeps the others from reporting it.
+const REPORT_CLAIM_TTL: Duration = Duration::from_secs(120);
 /// Starts tugboat's verification report (looked for so that nothing is reported twice).
 const REPORTED: &str = "<!-- tugboat:verified ";
 
@@ -655,6 +657,25 @@ impl Engine {
             "sha": sha,
             "healthy": matches!(verification, Verification::Healthy { .. }),
         });
+        // Two replicas may verify the same merge at once (one merged it, the other resumes
+        // it from its label): only the one that claims the report posts it.
+        let key = format!("report/{number}");
+        match self
+            .ports
+            .ledger
+            .claim_change(&key, sha, REPORT_CLAIM_TTL)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(pr = number, "another tugboat reports this verification");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim the report; not reporting this cycle");
+                return;
+            }
+        }
         if let Err(e) = forge
             .comment(number, &format!("{text}{next}\n\n{REPORTED}{marker} -->"))
             .await

@@ -104,6 +104,10 @@ struct State {
     apps: HashMap<String, (String, Health)>,
     statuses: Vec<(String, StatusState, String)>,
     ledger: HashMap<String, DateTime<Utc>>,
+    /// Branch → (change, when) of the PR-opening claims.
+    claims: HashMap<String, (String, DateTime<Utc>)>,
+    /// Whether the claims on record are another replica's (a test sets it).
+    foreign_claims: bool,
     calls: BTreeMap<&'static str, usize>,
     failing: HashMap<&'static str, ErrorKind>,
 }
@@ -244,6 +248,11 @@ impl World {
             s.main.push((now, files));
             s.authors.push(who.to_owned());
         });
+    }
+
+    /// The PR-opening claims on record are another replica's from now on.
+    pub fn claims_are_foreign(&self) {
+        self.with(|s| s.foreign_claims = true);
     }
 
     pub fn issues(&self) -> Vec<FakeIssue> {
@@ -393,6 +402,25 @@ impl Ledger for World {
     async fn last_run(&self, job: &str) -> PortResult<Option<DateTime<Utc>>> {
         self.call("last_run")?;
         Ok(self.with(|s| s.ledger.get(job).copied()))
+    }
+
+    async fn claim_change(
+        &self,
+        key: &str,
+        what: &str,
+        ttl: std::time::Duration,
+    ) -> PortResult<bool> {
+        self.call("claim_change")?;
+        let now = self.clock.now();
+        let ttl = Span::from_std(ttl).unwrap();
+        Ok(self.with(|s| match s.claims.get(key) {
+            // One engine per fake world: a claim of its own counts as free.
+            Some((w, at)) if w == what && now - *at < ttl && s.foreign_claims => false,
+            _ => {
+                s.claims.insert(key.to_owned(), (what.to_owned(), now));
+                true
+            }
+        }))
     }
 
     async fn claim(&self, job: &str, slot: DateTime<Utc>) -> PortResult<bool> {

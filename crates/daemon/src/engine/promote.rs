@@ -27,6 +27,11 @@ pub(super) struct Change {
     pub files: Vec<(String, String)>,
 }
 
+/// How long a replica's claim to open a PR keeps the others from opening it: long enough for
+/// it to open the PR (a moment), short enough that a replica stopped between its claim and
+/// the PR (or a PR a person closed) does not stop the promotion for long.
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// A merge, and how it turned out in the cluster.
 pub(super) struct Merged {
     pub sha: String,
@@ -82,6 +87,12 @@ impl Engine {
             Err(e) if refused_as_behind(&e) => {
                 self.rebase_behind(cx, &change, &pr, &judged.gate, &commands, e)
                     .await
+            }
+            // Someone pushed to the branch since this cycle read it (another replica making the
+            // same change, or a person): the next cycle reads the new head and its approvals.
+            Err(e) if refused_as_moved(&e) => {
+                tracing::info!(error = %e, "the branch moved under the merge; merging next cycle");
+                Ok(Action::None)
             }
             done => done,
         }
@@ -197,6 +208,18 @@ impl Engine {
                     .at(Step::PullRequest)?;
             }
             return Ok(Some((pr, false)));
+        }
+        // Only the replica that claimed this change opens its PR: another one, about to open
+        // it too, might otherwise do so just after the first one merged it (a duplicate).
+        let claimed = self
+            .ports
+            .ledger
+            .claim_change(&change.branch, &change.title, CLAIM_TTL)
+            .await
+            .at(Step::PullRequest)?;
+        if !claimed {
+            tracing::info!(branch = %change.branch, "another tugboat claimed opening this PR; it opens it");
+            return Ok(None);
         }
         let opened = forge
             .open_pr(NewPullRequest {
@@ -570,6 +593,19 @@ fn refused_as_behind(e: &StepError) -> bool {
         ]
         .iter()
         .any(|w| m.contains(w))
+}
+
+/// A merge GitHub refused because the PR's head is no longer the commit named (HTTP 409,
+/// "Head branch was modified").
+fn refused_as_moved(e: &StepError) -> bool {
+    let Cause::Port(p) = &e.cause else {
+        return false;
+    };
+    e.step == Step::Merge
+        && p.kind == ErrorKind::Rejected
+        && p.message
+            .to_ascii_lowercase()
+            .contains("head branch was modified")
 }
 
 /// What `plan` says of a window that keeps the merge waiting.

@@ -137,6 +137,9 @@ mod tests {
             g.insert(job.to_owned(), slot);
             Ok(true)
         }
+        async fn claim_change(&self, _: &str, _: &str, _: std::time::Duration) -> PortResult<bool> {
+            Ok(true) // the scheduler claims no PR
+        }
     }
 
     fn utc(s: &str) -> DateTime<Utc> {

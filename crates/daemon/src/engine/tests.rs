@@ -502,3 +502,26 @@ async fn an_approvers_hold_on_the_merged_promotion_holds_the_environment_and_res
     );
     assert_eq!(w.main_file(DEV), values("1.2.0"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pr_another_replica_claimed_is_left_to_it_and_opened_here_once_its_claim_is_stale() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    // The other replica claimed this very change a moment ago, then stopped before opening.
+    engine.cycle(Mode::Plan).await.unwrap();
+    w.fail("open_pr", ErrorKind::Transient);
+    engine.cycle(Mode::Apply).await.unwrap(); // claimed here, the open failed
+    w.heal("open_pr");
+    w.claims_are_foreign();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, "dev").action, Action::None, "the claimer opens it");
+    assert!(w.prs().is_empty());
+    clock.advance(Span::minutes(3)); // the claim is stale: its replica is gone
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "dev")
+    );
+    assert_eq!(w.prs().len(), 1);
+}
