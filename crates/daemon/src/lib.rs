@@ -18,6 +18,16 @@
 //!
 //! ARCHITECTURE.md has the code map and the invariants.
 
+/// A failpoint: a step where the crash tests stop tugboat (`fail::cfg(name, "panic")`), to
+/// prove that a tugboat killed there is finished by the next one. Nothing at all unless the
+/// crate is built with its `failpoints` feature (the tests' build only).
+macro_rules! failpoint {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name);
+    };
+}
+
 pub mod adapters;
 pub mod app;
 pub mod clock;

@@ -448,12 +448,13 @@ mod tests {
     #[test]
     fn a_held_row_says_who_which_commit_since_when_and_a_plan_says_which_approvals_are_needed() {
         use crate::domain::hold::{Cause, Hold};
+        const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567"; // pragma: allowlist secret
         let hold = Hold {
             service: "user_service".into(),
             environment: "dev".into(),
             cause: Cause::ManualChange,
             by: Some("oncall".into()),
-            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            commit: Some(COMMIT.into()),
             since: "2026-11-30T10:00:00Z".parse().unwrap(),
             deployed: Some("reg/user_service:1.0.0".into()),
             detail: "main deploys reg/user_service:1.0.0, not 1.1.0 that tugboat promoted".into(),
@@ -503,7 +504,7 @@ mod tests {
             (h["cause"].as_str(), h["by"].as_str(), h["issue"].as_u64()),
             (Some("manual-change"), Some("oncall"), Some(7))
         );
-        assert_eq!(h["commit"], "0123456789abcdef0123456789abcdef01234567");
+        assert_eq!(h["commit"], COMMIT);
         assert_eq!(h["since"], "2026-11-30T10:00:00+00:00");
         let a = &v["rows"][1]["approvals"];
         assert_eq!(

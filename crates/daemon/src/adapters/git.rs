@@ -472,6 +472,7 @@ impl GitOpsRepo for Git {
             let local_ref = format!("refs/heads/{branch}");
             repo.reference(&local_ref, commit, true, "tugboat proposal")
                 .map_err(|e| err("commit", &e))?;
+            failpoint!("commit");
             // Force only over a branch we have seen: when we believe it absent, a plain push
             // fails if another replica created it meanwhile, and we look at theirs instead.
             let replaced = repo

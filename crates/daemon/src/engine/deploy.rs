@@ -539,6 +539,7 @@ impl Engine {
         let files = self.read_files(cx.env).await?;
         let change = rollback_change(cx, &files, bad, &from)?;
         let head = self.propose(&change, Base::Untouched).await?;
+        failpoint!("rollback");
         let state = PromotionState {
             service: cx.svc.name.clone(),
             environment: cx.env.name.clone(),
@@ -597,8 +598,10 @@ impl Engine {
     ) -> Verification {
         let image = state.reference(&cx.svc.image);
         let verification = self.verify(cx, sha, &image, merged_at).await;
+        failpoint!("verify");
         self.report(cx, number, sha, &image, &verification, state)
             .await;
+        failpoint!("report");
         verification
     }
 

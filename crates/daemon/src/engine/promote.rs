@@ -49,7 +49,9 @@ impl Engine {
         judged: &Judged,
     ) -> Result<Action, StepError> {
         let change = promotion_change(cx, seen, &judged.candidate)?;
+        failpoint!("edit");
         let head = self.propose(&change, Base::Untouched).await?;
+        failpoint!("push");
         let forge = &self.ports.forge;
         let existing = forge
             .find_open_pr(&change.branch)
@@ -153,6 +155,7 @@ impl Engine {
             .add_labels(pr.number, &[deploy::VERIFYING.to_owned()])
             .await
             .at(Step::Merge)?;
+        failpoint!("label");
         let Some(merged) = self
             .merge_and_verify(cx, &pr, &head.head, change, &state)
             .await?
@@ -231,6 +234,7 @@ impl Engine {
             .await;
         match opened {
             Ok(pr) => {
+                failpoint!("open-pr");
                 tracing::Span::current().record("pr", pr.number);
                 tracing::info!(title = %change.title, "opened pull request");
                 Ok(Some((pr, true)))
@@ -282,6 +286,7 @@ impl Engine {
             Err(e) => return Err(StepError::new(Step::Merge, e)),
         };
         tracing::info!(merge = %sha, "merged");
+        failpoint!("merge");
         let verification = self.verify_and_report(cx, pr.number, &sha, at, state).await;
         Ok(Some(Merged {
             sha,

@@ -1,0 +1,154 @@
+//! Kill it anywhere: tugboat is stopped at each step of a promotion (and of a rollback) by a
+//! failpoint, then a new tugboat on the same working directory takes over. Every step must
+//! end, with no manual step, in exactly one PR, one merge and one verification report per
+//! promotion.
+//!
+//! The failpoints (`failpoint!` in the daemon, compiled in only for the tests) are process
+//! wide, so the scenarios run one after the other in one test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{engine, start};
+use tugboat::engine::Mode;
+use tugboat_sandbox::{self as sandbox, Fleet, Options, Sandbox, Style, file_of};
+
+const SVC: &str = "user_service";
+
+/// Every step a promotion goes through, in order.
+const PROMOTION_STEPS: [&str; 8] = [
+    "edit", "commit", "push", "open-pr", "label", "merge", "verify", "report",
+];
+
+/// A sandbox with `user_service` in dev only.
+async fn sandbox() -> Sandbox {
+    start(Options {
+        fleet: Fleet {
+            services: vec![(SVC.into(), Style::Kustomize)],
+            environments: vec!["dev".into()],
+            tags: 1,
+        },
+        ..Options::default()
+    })
+    .await
+}
+
+/// The PRs of `branch`, and tugboat's verification reports on each.
+fn prs_of(sb: &Sandbox, branch: &str) -> Vec<(sandbox::github::Pr, usize)> {
+    sb.github
+        .pulls()
+        .into_iter()
+        .filter(|p| p.head == branch)
+        .map(|p| {
+            let reports = p
+                .comments
+                .iter()
+                .filter(|(u, b)| u == "tugboat[bot]" && b.contains("<!-- tugboat:verified "))
+                .count();
+            (p, reports)
+        })
+        .collect()
+}
+
+/// Run one cycle of a tugboat that is killed at `point`: the failpoint stops it there (a
+/// panic unwinds the whole cycle, as a kill ends the process; inside a blocking git call
+/// it ends that step). Returns whether the point was reached.
+async fn killed_at(sb: &Sandbox, work: &tempfile::TempDir, point: &'static str) -> bool {
+    let hit = Arc::new(AtomicBool::new(false));
+    let seen = hit.clone();
+    fail::cfg_callback(point, move || {
+        seen.store(true, Ordering::SeqCst);
+        panic!("killed at the failpoint {point}");
+    })
+    .unwrap();
+    let first = engine(sb, work, &Default::default()).await;
+    let _ = tokio::spawn(async move { first.cycle(Mode::Apply).await }).await;
+    fail::remove(point);
+    hit.load(Ordering::SeqCst)
+}
+
+/// A new tugboat on the same working directory, run until nothing is left to do.
+async fn restarted(sb: &Sandbox, work: &tempfile::TempDir) {
+    let next = engine(sb, work, &Default::default()).await;
+    for _ in 0..4 {
+        // Past the claim of the killed tugboat, should it have stopped right after claiming.
+        sb.advance(Duration::from_secs(180));
+        next.cycle(Mode::Apply).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tugboat_killed_at_any_step_is_finished_by_the_next_with_one_pr_one_merge_and_one_report()
+{
+    let scenario = fail::FailScenario::setup();
+    for point in PROMOTION_STEPS {
+        let sb = sandbox().await;
+        let work = tempfile::tempdir().unwrap();
+        sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+        assert!(
+            killed_at(&sb, &work, point).await,
+            "{point}: the failpoint was reached"
+        );
+        restarted(&sb, &work).await;
+
+        let prs = prs_of(&sb, "tugboat/dev/user_service");
+        assert_eq!(prs.len(), 1, "{point}: exactly one PR: {prs:?}");
+        let (pr, reports) = &prs[0];
+        assert!(pr.merged_at.is_some(), "{point}: merged");
+        assert_eq!(*reports, 1, "{point}: reported once: {:?}", pr.comments);
+        assert!(
+            pr.labels.contains(&"tugboat:deployed".to_owned())
+                && !pr.labels.contains(&"tugboat:verifying".to_owned()),
+            "{point}: settled: {:?}",
+            pr.labels
+        );
+        let main = sb.github.read_file("main", &file_of(SVC, "dev")).unwrap();
+        assert!(main.contains("1.1.0"), "{point}: promoted:\n{main}");
+    }
+
+    // A failed promotion rolled back (`rollback: auto`), killed while the rollback was on its
+    // way: the next tugboat finishes it, once.
+    let sb = sandbox().await;
+    let work = tempfile::tempdir().unwrap();
+    sb.aws.put_parameter(
+        &format!("/salon/promotion/services/{SVC}"),
+        "environments:\n  dev:\n    rollback: auto\n",
+        "String",
+    );
+    let before = sb.github.read_file("main", &file_of(SVC, "dev")).unwrap();
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    sb.argocd
+        .mark_crashing(&format!("{}:1.1.0", sandbox::image_of(SVC)));
+    assert!(
+        killed_at(&sb, &work, "rollback").await,
+        "the rollback was started"
+    );
+    restarted(&sb, &work).await;
+    let promotions = prs_of(&sb, "tugboat/dev/user_service");
+    let rollbacks = prs_of(&sb, "tugboat/rollback/dev/user_service");
+    assert_eq!(
+        (promotions.len(), rollbacks.len()),
+        (1, 1),
+        "{promotions:?} {rollbacks:?}"
+    );
+    for (pr, reports) in promotions.iter().chain(&rollbacks) {
+        assert!(pr.merged_at.is_some(), "#{} merged", pr.number);
+        assert_eq!(
+            *reports, 1,
+            "#{} reported once: {:?}",
+            pr.number, pr.comments
+        );
+    }
+    assert!(promotions[0].0.labels.contains(&"tugboat:bad".to_owned()));
+    assert_eq!(
+        sb.github.read_file("main", &file_of(SVC, "dev")).unwrap(),
+        before,
+        "rolled back byte for byte"
+    );
+    scenario.teardown();
+}
