@@ -267,3 +267,33 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
     assert!(gh.requests() > 50, "{}", gh.requests());
     assert!(argo.requests() > 10, "{}", argo.requests());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_elections_lease_traffic_matches_kubernetes_own_description() {
+    use common::election::{QUICK, candidate, stand_in, until_leading};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let spec = root.join("../shared/specs/kubernetes-coordination.k8s.io-v1-openapi.json");
+    let kube = stand_in();
+    let (url, _server) = kube.start().await.unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let prism = Prism::start(&spec, &url, logs.path().join("kube.log")).await;
+    // Every call leader election makes: create, read, renew, release, and a takeover.
+    let a = candidate(&prism.url, "tugboat-a", QUICK).await;
+    until_leading(&a).await;
+    let b = candidate(&prism.url, "tugboat-b", QUICK).await;
+    tokio::time::sleep(QUICK.retry_period * 5).await;
+    a.stop.send(true).unwrap();
+    until_leading(&b).await;
+    b.stop.send(true).unwrap();
+    let _ = b.task.await;
+    assert_eq!(kube.holder("tugboat", "tugboat"), None, "released");
+    let calls = kube.calls();
+    assert!(
+        calls.get("POST") >= Some(&1)
+            && calls.get("PUT") >= Some(&3)
+            && calls.get("GET") >= Some(&5),
+        "{calls:?}"
+    );
+    assert!(prism.requests() >= 9, "{}", prism.text());
+    assert_eq!(prism.violations(), Vec::<String>::new(), "{}", prism.text());
+}

@@ -1630,3 +1630,42 @@ async fn a_kept_branch_that_protection_wants_up_to_date_is_rebased_and_its_appro
     let r = engine.cycle(Mode::Apply).await.unwrap();
     common::assert_healthy(&r, "user_service", "prod");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_a_released_lease_passes_at_once_and_a_killed_leaders_after_it_expires() {
+    use common::election::{QUICK, candidate, stand_in, until_leading};
+    let kube = stand_in();
+    let (url, _server) = kube.start().await.unwrap();
+    let a = candidate(&url, "tugboat-a", QUICK).await;
+    until_leading(&a).await;
+    let b = candidate(&url, "tugboat-b", QUICK).await;
+    tokio::time::sleep(QUICK.lease_duration * 2).await;
+    assert!(
+        *a.leading.borrow() && !*b.leading.borrow(),
+        "a leads, b stands by"
+    );
+    assert_eq!(
+        kube.holder("tugboat", "tugboat").as_deref(),
+        Some("tugboat-a")
+    );
+
+    // SIGTERM: a releases the lease; b takes it at its next try.
+    a.stop.send(true).unwrap();
+    let handover = until_leading(&b).await;
+    assert!(handover < QUICK.retry_period * 3, "{handover:?}");
+    assert!(!*a.leading.borrow());
+
+    // kill -9: b's lease stays b's until it expires, then c takes it.
+    b.task.abort();
+    let c = candidate(&url, "tugboat-c", QUICK).await;
+    let failover = until_leading(&c).await;
+    assert!(
+        failover >= QUICK.lease_duration,
+        "not before the lease expired: {failover:?}"
+    );
+    assert!(
+        failover < QUICK.lease_duration + QUICK.retry_period * 3,
+        "{failover:?}"
+    );
+    println!("handover on release {handover:?}, failover after a kill {failover:?} (1 s lease)");
+}

@@ -73,3 +73,60 @@ pub fn assert_healthy(r: &[EnvReport], svc: &str, env: &str) {
         "{svc}/{env}: {action:?}"
     );
 }
+
+/// Two candidates for the lease of the Lease stand-in, through kube-rs, with short timings.
+pub mod election {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+    use tugboat::adapters::lease::KubeLease;
+    use tugboat::clock::SystemClock;
+    use tugboat::domain::lease::Timing;
+    use tugboat::leader::Elector;
+    use tugboat::telemetry::ApiMetrics;
+    use tugboat_sandbox::kube::Kube;
+
+    /// 1 s leases renewed every 100 ms, a leader stopping after 600 ms without renewal.
+    pub const QUICK: Timing = Timing {
+        lease_duration: Duration::from_secs(1),
+        renew_deadline: Duration::from_millis(600),
+        retry_period: Duration::from_millis(100),
+    };
+
+    pub struct Candidate {
+        pub leading: watch::Receiver<bool>,
+        pub stop: watch::Sender<bool>,
+        pub task: tokio::task::JoinHandle<()>,
+    }
+
+    pub async fn candidate(url: &str, me: &str, timing: Timing) -> Candidate {
+        let client = KubeLease::client(Some(url)).await.unwrap();
+        let lease = KubeLease::new(client, "tugboat", "tugboat", &ApiMetrics::default());
+        let (leading_tx, leading) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(false);
+        let elector = Elector::new(Arc::new(lease), me, timing, Arc::new(SystemClock));
+        let task = tokio::spawn(elector.run(leading_tx, stop_rx));
+        Candidate {
+            leading,
+            stop,
+            task,
+        }
+    }
+
+    /// How long until `c` leads.
+    pub async fn until_leading(c: &Candidate) -> Duration {
+        let t0 = std::time::Instant::now();
+        let mut l = c.leading.clone();
+        tokio::time::timeout(Duration::from_secs(10), l.wait_for(|x| *x))
+            .await
+            .expect("leads within 10 s")
+            .unwrap();
+        t0.elapsed()
+    }
+
+    pub fn stand_in() -> Kube {
+        tugboat::app::init_crypto();
+        Kube::new(Arc::new(SystemClock))
+    }
+}

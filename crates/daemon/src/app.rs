@@ -100,3 +100,20 @@ pub async fn webhook_secret(cfg: &Config) -> anyhow::Result<Option<Secret>> {
 pub fn init_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
+
+/// The leader election's lease, through kube-rs.
+pub async fn lease(
+    e: &crate::config::ElectionConfig,
+    api: &ApiMetrics,
+) -> anyhow::Result<Arc<dyn crate::ports::Election>> {
+    use crate::adapters::lease::KubeLease;
+    let client = KubeLease::client(e.api_url.as_deref())
+        .await
+        .context("connecting to the Kubernetes API server for leader election")?;
+    Ok(Arc::new(KubeLease::new(
+        client,
+        &e.namespace,
+        &e.lease,
+        api,
+    )))
+}

@@ -50,6 +50,8 @@ struct RawConfig {
     schedules: RawSchedules,
     #[serde(default)]
     rescan: RawRescan,
+    #[serde(default)]
+    election: RawElection,
     services: Vec<RawService>,
 }
 
@@ -169,6 +171,24 @@ struct RawServer {
     listen: Option<String>,
 }
 
+/// `[election]`: leader election with a Kubernetes Lease (off unless enabled).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawElection {
+    #[serde(default)]
+    enabled: bool,
+    lease: Option<String>,
+    namespace: Option<String>,
+    identity: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    lease_duration: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    renew_deadline: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    retry_period: Option<Duration>,
+    api_url: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawService {
@@ -200,6 +220,8 @@ pub struct Config {
     /// Cron-scheduled jobs besides the plain interval.
     pub schedules: Vec<ScheduleConfig>,
     pub rescan: RescanConfig,
+    /// `None`: no election, this tugboat acts (outside Kubernetes, `tugboat once`, the demo).
+    pub election: Option<ElectionConfig>,
     pub services: Vec<ServiceConfig>,
 }
 
@@ -289,6 +311,20 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
 }
 
+/// Leader election: only the holder of the Lease acts; the other replicas stand by.
+#[derive(Debug, Clone)]
+pub struct ElectionConfig {
+    /// The Lease's name and namespace.
+    pub lease: String,
+    pub namespace: String,
+    /// This replica's name in the Lease (the pod's name).
+    pub identity: String,
+    pub timing: crate::domain::lease::Timing,
+    /// The API server (without credentials); by default the cluster tugboat runs in (its
+    /// service account) or the kubeconfig.
+    pub api_url: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub name: String,
@@ -350,7 +386,9 @@ fn apply_env_overrides(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), (String, String)> {
-    const SECTIONS: &[&str] = &["aws", "policy", "github", "argocd", "engine", "server"];
+    const SECTIONS: &[&str] = &[
+        "aws", "policy", "github", "argocd", "engine", "server", "election",
+    ];
     for (k, v) in env {
         let Some(rest) = k.strip_prefix("TUGBOAT_") else {
             continue;
@@ -445,7 +483,39 @@ fn validate(raw: RawConfig, f: &Fields<'_>) -> Result<Config, ConfigError> {
         engine: engine(raw.engine, f)?,
         schedules: schedules(raw.schedules, f)?,
         rescan: rescan(raw.rescan, f)?,
+        election: election(raw.election, f)?,
     })
+}
+
+fn election(raw: RawElection, f: &Fields<'_>) -> Result<Option<ElectionConfig>, ConfigError> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    let defaults = crate::domain::lease::Timing::default();
+    let timing = crate::domain::lease::Timing {
+        lease_duration: raw.lease_duration.unwrap_or(defaults.lease_duration),
+        renew_deadline: raw.renew_deadline.unwrap_or(defaults.renew_deadline),
+        retry_period: raw.retry_period.unwrap_or(defaults.retry_period),
+    };
+    timing.check().map_err(|m| f.err("election", m))?;
+    let required = |field: &str, v: Option<String>| {
+        v.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+            f.err(
+                &format!("election.{field}"),
+                "is required when election is enabled (the chart sets it from the pod)".to_owned(),
+            )
+        })
+    };
+    if let Some(u) = &raw.api_url {
+        f.http_url("election.api_url", u)?;
+    }
+    Ok(Some(ElectionConfig {
+        lease: raw.lease.unwrap_or_else(|| "tugboat".to_owned()),
+        namespace: required("namespace", raw.namespace)?,
+        identity: required("identity", raw.identity)?,
+        timing,
+        api_url: raw.api_url,
+    }))
 }
 
 fn aws(raw: RawAws, f: &Fields<'_>) -> Result<AwsConfig, ConfigError> {
@@ -797,6 +867,32 @@ argocd_application = "user-service-dev"
             "tugboat.toml",
             env.iter().map(|(k, v)| ((*k).into(), (*v).into())),
         )
+    }
+
+    #[test]
+    fn election_is_off_by_default_and_set_from_the_pods_environment_when_enabled() {
+        assert!(parse(EXAMPLE, &[]).unwrap().election.is_none());
+        let pod = [
+            ("TUGBOAT_ELECTION_ENABLED", "true"),
+            ("TUGBOAT_ELECTION_NAMESPACE", "tugboat"),
+            ("TUGBOAT_ELECTION_IDENTITY", "tugboat-7f9c-abcde"),
+        ];
+        let e = parse(EXAMPLE, &pod).unwrap().election.unwrap();
+        assert_eq!(
+            (e.lease.as_str(), e.namespace.as_str(), e.identity.as_str()),
+            ("tugboat", "tugboat", "tugboat-7f9c-abcde")
+        );
+        assert_eq!(e.timing, crate::domain::lease::Timing::default());
+        let err = parse(EXAMPLE, &pod[..2]).unwrap_err();
+        assert_eq!(err.field, "election.identity");
+        let slow = [
+            pod[0],
+            pod[1],
+            pod[2],
+            ("TUGBOAT_ELECTION_RENEW_DEADLINE", "20s"),
+        ];
+        let err = parse(EXAMPLE, &slow).unwrap_err();
+        assert!(err.message.contains("renew_deadline"), "{err}");
     }
 
     #[test]

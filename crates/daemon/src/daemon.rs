@@ -32,7 +32,12 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
-    let daemon = Arc::new(Daemon::new(cfg.clone(), engine, api, Arc::new(SystemClock)));
+    let daemon = Arc::new(Daemon::new(
+        cfg.clone(),
+        engine,
+        api.clone(),
+        Arc::new(SystemClock),
+    ));
     let webhook = crate::app::webhook_secret(&cfg)
         .await?
         .map(|secret| Arc::new(crate::webhook::Webhook::new(secret, daemon.wake.clone())));
@@ -58,7 +63,21 @@ pub async fn run(
     });
     #[cfg(unix)]
     let hangup = tokio::spawn(on_hangup(daemon.clone()));
-    daemon.cycles(stop_rx).await;
+    match &cfg.election {
+        None => daemon.cycles(stop_rx).await,
+        Some(e) => {
+            let (leading_tx, leading_rx) = watch::channel(false);
+            let (release_tx, release_rx) = watch::channel(false);
+            let lease = crate::app::lease(e, &api).await?;
+            let elector =
+                crate::leader::Elector::new(lease, &e.identity, e.timing, Arc::new(SystemClock));
+            let electing = tokio::spawn(elector.run(leading_tx, release_rx));
+            daemon.lead(leading_rx, stop_rx).await;
+            // Stopped: release the lease so a follower takes over at once.
+            let _ = release_tx.send(true);
+            let _ = electing.await;
+        }
+    }
     signal.abort();
     #[cfg(unix)]
     hangup.abort();
@@ -135,6 +154,39 @@ impl Daemon {
             s.abort();
         }
         rescans.shutdown().await;
+    }
+
+    /// Under leader election: stand by until this replica leads, then run cycles until `stop`
+    /// or until leadership is lost; a cycle under way is abandoned then, as on a stop (every
+    /// step is safe to redo), so a replica that lost the lease stops acting at once.
+    pub async fn lead(
+        self: &Arc<Self>,
+        mut leading: watch::Receiver<bool>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            self.metrics.ready.standby.store(true, Ordering::Relaxed);
+            tokio::select! {
+                led = leading.wait_for(|l| *l) => if led.is_err() { break },
+                _ = stop.changed() => break,
+            }
+            self.metrics.ready.standby.store(false, Ordering::Relaxed);
+            let (term_tx, term_rx) = watch::channel(false);
+            let (mut lost, mut stopped) = (leading.clone(), stop.clone());
+            let term = tokio::spawn(async move {
+                tokio::select! {
+                    _ = lost.wait_for(|l| !*l) => {}
+                    _ = stopped.changed() => {}
+                }
+                let _ = term_tx.send(true);
+            });
+            self.cycles(term_rx).await;
+            term.abort();
+            if *stop.borrow() {
+                break;
+            }
+            tracing::warn!("leadership lost: standing by");
+        }
     }
 
     /// One reconcile cycle, recorded in the metrics and the log.
@@ -299,6 +351,35 @@ mod tests {
             "the policy is cached between cycles"
         );
         assert!(d.engine.policy_loaded());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_runs_no_cycle_says_standby_and_acts_only_while_it_leads() {
+        let (w, d) = daemon("interval = \"10s\"", "");
+        let (lead, leading) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn({
+            let d = d.clone();
+            async move { d.lead(leading, stopped).await }
+        });
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        assert_eq!(w.calls("list_images"), 0, "a follower acts on nothing");
+        assert!(d.metrics.ready.standby.load(Ordering::Relaxed));
+        lead.send(true).unwrap();
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        // At 35, 45 and 55 s.
+        assert_eq!(metric(&d, "tugboat_cycles_total{result=\"ok\"}"), Some(3.0));
+        assert!(!d.metrics.ready.standby.load(Ordering::Relaxed));
+        lead.send(false).unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            metric(&d, "tugboat_cycles_total{result=\"ok\"}"),
+            Some(3.0),
+            "lost: no more cycles"
+        );
+        assert!(d.metrics.ready.standby.load(Ordering::Relaxed));
+        stop.send(true).unwrap();
+        running.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

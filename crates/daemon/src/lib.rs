@@ -34,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod leader;
 pub mod metrics;
 pub mod ports;
 pub mod report;

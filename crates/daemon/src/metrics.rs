@@ -190,6 +190,8 @@ pub struct Readiness {
     pub policy_loaded: AtomicBool,
     /// Systems every call of which failed in the last cycle, with how many.
     pub unreachable: Mutex<BTreeMap<String, String>>,
+    /// A follower under leader election: it stands by, so its cycles are not expected.
+    pub standby: AtomicBool,
 }
 
 /// The metrics tugboat exports, and the readiness state beside them.

@@ -214,6 +214,27 @@ pub trait Ledger: Send + Sync {
     ) -> PortResult<bool>;
 }
 
+/// A lease as read, with the version a write must name (optimistic concurrency).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub record: crate::domain::lease::Record,
+    pub version: String,
+}
+
+/// Leader election's lease (a Kubernetes `coordination.k8s.io/v1` Lease).
+#[async_trait]
+pub trait Election: Send + Sync {
+    /// The lease; `None` when it does not exist yet.
+    async fn read(&self) -> PortResult<Option<Versioned>>;
+    /// Write the lease: create it (`version` `None`) or replace the version read. `false`
+    /// when another replica wrote it first (a conflict): read it again.
+    async fn write(
+        &self,
+        record: &crate::domain::lease::Record,
+        version: Option<&str>,
+    ) -> PortResult<bool>;
+}
+
 /// A pull request as the engine needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequest {

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod demo;
 pub mod github;
 mod github_wire;
+pub mod kube;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

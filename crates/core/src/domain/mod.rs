@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod gate;
 pub mod hold;
 pub mod image;
+pub mod lease;
 pub mod merge;
 pub mod plan;
 pub mod policy;

@@ -4,4 +4,5 @@ pub mod aws;
 pub mod ecr;
 pub mod git;
 pub mod github;
+pub mod lease;
 pub mod ssm;

@@ -1,0 +1,192 @@
+//! A stand-in for the Kubernetes API server's Leases (`coordination.k8s.io/v1`), behaving
+//! like the real one where leader election depends on it: namespaced Leases read, created
+//! (409 `AlreadyExists` when one is there) and replaced with optimistic concurrency (409
+//! `Conflict` when the `resourceVersion` named is not the current one), errors as `Status`
+//! objects. Held to Kubernetes' own description by Prism in `tests/contract.rs`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tugboat::clock::Clock;
+
+#[derive(Default)]
+struct Inner {
+    /// (namespace, name) → the Lease object as stored.
+    leases: BTreeMap<(String, String), Value>,
+    version: u64,
+    calls: BTreeMap<String, u64>,
+}
+
+/// The shared state of the Lease stand-in.
+#[derive(Clone)]
+pub struct Kube {
+    inner: Arc<Mutex<Inner>>,
+    /// Stamps creation times.
+    clock: Arc<dyn Clock>,
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    (code, Json(body)).into_response()
+}
+
+impl Kube {
+    /// An API server with no Lease yet, stamping from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::default(),
+            clock,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Serve on a loopback port chosen by the OS; returns its URL.
+    pub async fn start(&self) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
+        super::serve(self.router(), SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub fn router(&self) -> axum::Router {
+        let base = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases";
+        axum::Router::new()
+            .route(base, post(create))
+            .route(&format!("{base}/{{name}}"), get(read).put(replace))
+            .with_state(self.clone())
+    }
+
+    /// Who holds the lease `namespace/name` now.
+    pub fn holder(&self, namespace: &str, name: &str) -> Option<String> {
+        let g = self.lock();
+        let lease = g.leases.get(&(namespace.to_owned(), name.to_owned()))?;
+        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    }
+
+    /// Requests served, by method.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    fn count(&self, what: &str) {
+        *self.lock().calls.entry(what.to_owned()).or_default() += 1;
+    }
+
+    /// Store `lease` as `namespace/name` with a new resourceVersion (and a uid and creation
+    /// time on creation), returning it as stored.
+    fn store(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut lease: Value,
+        created: Option<&Value>,
+    ) -> Value {
+        let now = self.clock.now();
+        let mut g = self.lock();
+        g.version += 1;
+        let meta = &mut lease["metadata"];
+        meta["name"] = json!(name);
+        meta["namespace"] = json!(namespace);
+        meta["resourceVersion"] = json!(g.version.to_string());
+        let (uid, at) = match created {
+            Some(old) => (
+                old["metadata"]["uid"].clone(),
+                old["metadata"]["creationTimestamp"].clone(),
+            ),
+            None => (
+                json!(format!("00000000-0000-4000-8000-{:012x}", g.version)),
+                json!(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            ),
+        };
+        meta["uid"] = uid;
+        meta["creationTimestamp"] = at;
+        lease["apiVersion"] = json!("coordination.k8s.io/v1");
+        lease["kind"] = json!("Lease");
+        g.leases
+            .insert((namespace.to_owned(), name.to_owned()), lease.clone());
+        lease
+    }
+}
+
+async fn read(State(k): State<Kube>, Path((namespace, name)): Path<(String, String)>) -> Response {
+    k.count("GET");
+    let found = k.lock().leases.get(&(namespace, name.clone())).cloned();
+    match found {
+        Some(lease) => Json(lease).into_response(),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("leases.coordination.k8s.io \"{name}\" not found"),
+        ),
+    }
+}
+
+async fn create(
+    State(k): State<Kube>,
+    Path(namespace): Path<String>,
+    Json(lease): Json<Value>,
+) -> Response {
+    k.count("POST");
+    let Some(name) = lease["metadata"]["name"].as_str().map(str::to_owned) else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "metadata.name: Required value",
+        );
+    };
+    if k.lock()
+        .leases
+        .contains_key(&(namespace.clone(), name.clone()))
+    {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            &format!("leases.coordination.k8s.io \"{name}\" already exists"),
+        );
+    }
+    let stored = k.store(&namespace, &name, lease, None);
+    (StatusCode::CREATED, Json(stored)).into_response()
+}
+
+async fn replace(
+    State(k): State<Kube>,
+    Path((namespace, name)): Path<(String, String)>,
+    Json(lease): Json<Value>,
+) -> Response {
+    k.count("PUT");
+    let current = k
+        .lock()
+        .leases
+        .get(&(namespace.clone(), name.clone()))
+        .cloned();
+    let Some(current) = current else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("leases.coordination.k8s.io \"{name}\" not found"),
+        );
+    };
+    let asked = lease["metadata"]["resourceVersion"].as_str();
+    if asked.is_some_and(|v| Some(v) != current["metadata"]["resourceVersion"].as_str()) {
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        );
+    }
+    Json(k.store(&namespace, &name, lease, Some(&current))).into_response()
+}
