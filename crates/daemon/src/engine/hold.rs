@@ -81,7 +81,10 @@ impl Engine {
                 Some(h) => self.still_held(cx, watch, h).await,
                 None => return true,
             },
-            Verdict::New(cause, why) => self.new_hold(cx, seen, watch, cause, why).await,
+            Verdict::New(cause, why) => {
+                let by_argo = app.as_ref().and_then(|a| a.last_operation.clone());
+                self.new_hold(cx, seen, watch, (cause, why), by_argo).await
+            }
         };
         match outcome {
             Ok(Some((hold, issue, action))) => {
@@ -120,14 +123,15 @@ impl Engine {
     }
 
     /// A hold seen for the first time: recorded in an issue and said on the open promotion
-    /// PR (apply), or only shown (plan).
+    /// PR (apply), or only shown (plan). `operation`: who started Argo CD's last operation,
+    /// and when (as the rule read it).
     async fn new_hold(
         &self,
         cx: &EnvCtx<'_>,
         seen: &Seen,
         watch: &Watch,
-        cause: Cause,
-        why: String,
+        (cause, why): (Cause, String),
+        operation: Option<(Option<String>, chrono::DateTime<chrono::Utc>)>,
     ) -> Result<Option<(Hold, Option<u64>, Action)>, StepError> {
         let mut hold = Hold {
             service: cx.svc.name.clone(),
@@ -155,8 +159,7 @@ impl Engine {
             }
         }
         if cause == Cause::ArgoRollback
-            && let Some(app) = self.app_facts(cx).await
-            && let Some((by, at)) = app.last_operation
+            && let Some((by, at)) = operation
         {
             hold.by = by;
             hold.since = at;
