@@ -214,12 +214,20 @@ impl Engine {
         }
         // Only the replica that claimed this change opens its PR: another one, about to open
         // it too, might otherwise do so just after the first one merged it (a duplicate).
-        let claimed = self
+        // A ledger that cannot be written does not stop a promotion or a rollback: GitHub's one
+        // open PR per branch still holds, and only the narrow race after a merge is open then.
+        let claimed = match self
             .ports
             .ledger
             .claim_change(&change.branch, &change.title, CLAIM_TTL)
             .await
-            .at(Step::PullRequest)?;
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim opening this PR; opening it unclaimed");
+                true
+            }
+        };
         if !claimed {
             tracing::info!(branch = %change.branch, "another tugboat claimed opening this PR; it opens it");
             return Ok(None);

@@ -525,3 +525,31 @@ async fn a_pr_another_replica_claimed_is_left_to_it_and_opened_here_once_its_cla
     );
     assert_eq!(w.prs().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_ledger_that_cannot_be_written_does_not_stop_a_promotion_or_its_report() {
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    w.fail("claim_change", ErrorKind::Denied);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            row(&r, "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        row(&r, "dev").action
+    );
+    let pr = &w.prs()[0];
+    assert_eq!(
+        w.comments_on(pr.number)
+            .iter()
+            .filter(|c| c.contains("Synced and Healthy"))
+            .count(),
+        1,
+        "reported once, unclaimed"
+    );
+}
