@@ -96,11 +96,11 @@ impl Watch {
 
     /// The environment's open hold (the oldest, should two replicas have opened one each).
     pub fn hold_of(&self, service: &str, env: &str) -> Option<&HoldIssue> {
-        let lifted = self.lifted.lock().map(|l| l.clone()).unwrap_or_default();
+        let lifted = |n: &u64| self.lifted.lock().is_ok_and(|l| l.contains(n));
         self.holds
             .iter()
             .filter(|h| h.hold.service == service && h.hold.environment == env)
-            .filter(|h| !lifted.contains(&h.issue.number))
+            .filter(|h| !lifted(&h.issue.number))
             .min_by_key(|h| h.issue.number)
     }
 

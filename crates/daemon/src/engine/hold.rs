@@ -243,10 +243,7 @@ impl Engine {
                 .comment(dup.issue.number, &note)
                 .await
                 .at(Step::Hold)?;
-            forge
-                .update_issue(dup.issue.number, &dup.issue.title, &dup.issue.body, false)
-                .await
-                .at(Step::Hold)?;
+            self.save_hold(&dup.issue, &dup.hold, false).await?;
         }
         let target = Target {
             number: h.issue.number,
@@ -270,16 +267,7 @@ impl Engine {
             return Ok(None);
         }
         if hold.answered_through != h.hold.answered_through {
-            self.ports
-                .forge
-                .update_issue(
-                    h.issue.number,
-                    &h.issue.title,
-                    &hold.write_into(&h.issue.body),
-                    true,
-                )
-                .await
-                .at(Step::Hold)?;
+            self.save_hold(&h.issue, &hold, true).await?;
         }
         Ok(Some((hold, Some(h.issue.number), Action::None)))
     }
@@ -324,17 +312,23 @@ impl Engine {
             )
             .await
             .at(Step::Hold)?;
-        forge
-            .update_issue(
-                h.issue.number,
-                &h.issue.title,
-                &hold.write_into(&h.issue.body),
-                false,
-            )
-            .await
-            .at(Step::Hold)?;
+        self.save_hold(&h.issue, hold, false).await?;
         watch.lift(h.issue.number);
         Ok(())
+    }
+
+    /// Write `hold` into its issue's block, leaving the issue open or closing it.
+    async fn save_hold(&self, issue: &Issue, hold: &Hold, open: bool) -> Result<(), StepError> {
+        self.ports
+            .forge
+            .update_issue(
+                issue.number,
+                &issue.title,
+                &hold.write_into(&issue.body),
+                open,
+            )
+            .await
+            .at(Step::Hold)
     }
 
     /// An approver's `/hold` on the merged promotion an environment runs: hold it now.
