@@ -1,5 +1,6 @@
 //! ARCHITECTURE.md stays true: every source module of the daemon and of the core crate is named
-//! in its code map, and the core crate stays free of runtime, network and clock dependencies.
+//! in its code map, the core crate stays free of runtime, network and clock dependencies, and
+//! the one `unsafe` block is the git transport's registration.
 
 use std::path::{Path, PathBuf};
 
@@ -167,4 +168,40 @@ fn the_sandbox_depends_on_the_daemon_library_so_the_library_cannot_import_it() {
         "the sandbox depends on the daemon library (a reverse dependency would be a cycle)"
     );
     assert!(!daemon.contains("tugboat-sandbox"));
+}
+
+#[test]
+fn unsafe_code_appears_only_where_the_git_transport_is_registered() {
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    for dir in ["src", "crates", "benches", "tests", "fuzz/fuzz_targets"] {
+        rust_files(&root().join(dir), &mut all);
+    }
+    // The workspace denies `unsafe_code`; an `allow` of it is where unsafe code can be.
+    let needle = ["allow(", "unsafe_code)"].concat();
+    let mut sites = Vec::new();
+    for path in &all {
+        let text = std::fs::read_to_string(path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains(&needle) {
+                sites.push(format!("{}:{}", path.display(), n + 1));
+            }
+        }
+    }
+    assert_eq!(
+        sites.len(),
+        1,
+        "unsafe code allowed outside the git transport's registration: {sites:?}"
+    );
+    assert!(sites[0].contains("adapters/git_http.rs"), "{sites:?}");
 }

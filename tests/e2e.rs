@@ -172,10 +172,10 @@ async fn the_api_call_metrics_of_an_idle_cycle_match_what_the_stand_ins_received
         count("argocd", "ApplicationService_Get"),
         received(sb.argocd.calls(), &argo0, "GET application")
     );
-    // One fetch per cycle; smart HTTP spends two requests on it (ref advertisement, then
-    // upload-pack), which the stand-in counts separately.
+    // One fetch per cycle, and one request for it: nothing is new, so the ref advertisement
+    // is all, and the credentials go with it (no 401 challenge first).
     assert_eq!(count("git", "fetch"), 1, "{grown:?}");
-    assert_eq!(received(sb.github.calls(), &gh0, "git fetch"), 2);
+    assert_eq!(received(sb.github.calls(), &gh0, "git fetch"), 1);
     assert!(
         grown.values().all(|c| c.errors == 0 && c.retries == 0),
         "{grown:?}"
@@ -1668,4 +1668,81 @@ async fn one_replica_leads_a_released_lease_passes_at_once_and_a_killed_leaders_
         "{failover:?}"
     );
     println!("handover on release {handover:?}, failover after a kill {failover:?} (1 s lease)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_over_http_says_which_server_refused_what_and_never_shows_the_token() {
+    use tugboat::adapters::git::Git;
+    use tugboat::ports::{ErrorKind, GitOpsRepo};
+    tugboat::app::init_crypto();
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let open = |dir: &str, url: &str, token: &str| {
+        Git::open(
+            &work.path().join(dir),
+            url,
+            "main",
+            tugboat::secret::Secret::new(token),
+            &ApiMetrics::default(),
+        )
+        .unwrap()
+    };
+    let repo = format!("{}/git/salon/salon-gitops.git", sb.github_url);
+
+    // The right token fetches main, in one request per step.
+    let head = open("ok", &repo, &sb.github_token).sync().await.unwrap();
+    assert_eq!(Some(head), sb.github.branch_sha("main"));
+
+    // A wrong token: refused credentials (not a network failure), naming the URL, not the token.
+    let wrong = "not-the-token-4f2a"; // pragma: allowlist secret
+    let e = open("wrong", &repo, wrong).sync().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Denied, "{e}");
+    assert!(
+        e.message.contains("refused the credentials (HTTP 401"),
+        "{e}"
+    );
+    assert!(e.message.contains("/git/salon/salon-gitops.git"), "{e}");
+    assert!(!e.message.contains(wrong), "{e}");
+
+    // No repository there.
+    let missing = format!("{}/git/salon/no-such-repo.git", sb.github_url);
+    let e = open("missing", &missing, &sb.github_token)
+        .sync()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    assert!(e.message.contains("no git repository at"), "{e}");
+
+    // A web server that is not a git server answers 200 with a page: said so, with its type.
+    let page =
+        axum::Router::new().fallback(|| async { axum::response::Html("<html>login</html>") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = format!(
+        "http://{}/salon/salon-gitops.git",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, page).await });
+    let e = open("web", &web, &sb.github_token)
+        .sync()
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("does not speak git's smart HTTP protocol: content type 'text/html"),
+        "{e}"
+    );
+
+    // Nothing listening: a transient network failure.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!("http://{}/x.git", closed.local_addr().unwrap());
+    drop(closed);
+    let e = open("gone", &gone, &sb.github_token)
+        .sync()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(
+        e.message.contains("git over HTTP to http://127.0.0.1:"),
+        "{e}"
+    );
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use git2::build::TreeUpdateBuilder;
-use git2::{
-    Cred, FetchOptions, FileMode, Oid, PushOptions, RemoteCallbacks, Repository, Signature,
-};
+use git2::{FetchOptions, FileMode, Oid, PushOptions, RemoteCallbacks, Repository, Signature};
+
+use super::git_http::Session;
 
 use crate::clock::{Clock, SystemClock};
 use crate::ports::{
@@ -24,9 +24,11 @@ use crate::telemetry::ApiMetrics;
 /// A local bare clone of the GitOps repository.
 #[derive(Clone)]
 pub struct Git {
-    inner: Arc<Mutex<Repository>>,
+    /// The clone; an async lock, so that operations waiting for it hold no blocking thread.
+    inner: Arc<tokio::sync::Mutex<Repository>>,
     base_branch: String,
-    token: Secret,
+    /// What fetches and pushes talk to the server with (`git_http`).
+    session: Session,
     author: (String, String),
     api: ApiMetrics,
     /// Stamps commits and push times.
@@ -42,8 +44,8 @@ fn err(op: &'static str, e: &git2::Error) -> PortError {
     use git2::ErrorClass as C;
     let kind = match (e.class(), e.code()) {
         (_, git2::ErrorCode::Auth) => ErrorKind::Denied,
-        (C::Http | C::Net | C::Ssl | C::Ssh, _) => ErrorKind::Transient,
         (_, git2::ErrorCode::NotFound) => ErrorKind::NotFound,
+        (C::Http | C::Net | C::Ssl | C::Ssh, _) => ErrorKind::Transient,
         _ => ErrorKind::Rejected,
     };
     // A lock left by a killed process, or objects, an index or a pack that a kill cut short:
@@ -57,6 +59,18 @@ fn err(op: &'static str, e: &git2::Error) -> PortError {
         e.message().to_owned()
     };
     PortError::new("git", op, kind, message)
+}
+
+/// The HTTP client of git's fetches and pushes: the system's trust store (rustls, as every
+/// adapter), a bounded connect, and a read that may not stall for long; a large clone may take
+/// as long as it keeps receiving.
+fn git_http_client() -> PortResult<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("git/2.0 (tugboat/", env!("CARGO_PKG_VERSION"), ")"))
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| PortError::new("git", "client", ErrorKind::Rejected, e.to_string()))
 }
 
 /// A name for this process in the ledger: the host and process, and when it started.
@@ -98,9 +112,12 @@ impl Git {
             }
         };
         Ok(Self {
-            inner: Arc::new(Mutex::new(repo)),
+            inner: Arc::new(tokio::sync::Mutex::new(repo)),
             base_branch: base_branch.to_owned(),
-            token,
+            session: Session {
+                http: git_http_client()?,
+                token,
+            },
             author: ("tugboat".into(), "tugboat@users.noreply.github.com".into()),
             api: api.clone(),
             clock: Arc::new(SystemClock),
@@ -136,54 +153,30 @@ impl Git {
         f: impl Fn(&Repository, &Git) -> PortResult<T> + Send + 'static,
     ) -> PortResult<T> {
         let me = self.clone();
+        // One operation at a time on the clone; the others wait here, on no thread.
+        let mut repo = Arc::clone(&self.inner).lock_owned().await;
         tokio::task::spawn_blocking(move || {
-            let mut repo = me.inner.lock().map_err(|_| {
-                PortError::new(
-                    "git",
-                    "lock",
-                    ErrorKind::Transient,
-                    "a previous git operation panicked",
-                )
-            })?;
-            match f(&repo, &me) {
-                Err(e) if e.message.starts_with(DAMAGED) => {}
-                done => return done,
-            }
-            let removed = remove_stale_locks(&me.dir);
-            tracing::warn!(dir = %me.dir.display(), removed, "the local clone is damaged; removed stale lock files");
-            match f(&repo, &me) {
-                Err(e) if e.message.starts_with(DAMAGED) => {
-                    tracing::warn!(dir = %me.dir.display(), error = %e, "the local clone is still damaged; moving it aside and fetching it anew");
-                    move_aside(&me.dir)?;
-                    *repo = open_clone(&me.dir, &me.url)?;
-                    fetch(&repo, &me)?;
-                    f(&repo, &me)
+            me.session.clone().run(|| {
+                match f(&repo, &me) {
+                    Err(e) if e.message.starts_with(DAMAGED) => {}
+                    done => return done,
                 }
-                done => done,
-            }
+                let removed = remove_stale_locks(&me.dir);
+                tracing::warn!(dir = %me.dir.display(), removed, "the local clone is damaged; removed stale lock files");
+                match f(&repo, &me) {
+                    Err(e) if e.message.starts_with(DAMAGED) => {
+                        tracing::warn!(dir = %me.dir.display(), error = %e, "the local clone is still damaged; moving it aside and fetching it anew");
+                        move_aside(&me.dir)?;
+                        *repo = open_clone(&me.dir, &me.url)?;
+                        fetch(&repo, &me)?;
+                        f(&repo, &me)
+                    }
+                    done => done,
+                }
+            })
         })
         .await
         .map_err(|e| PortError::new("git", "task", ErrorKind::Transient, e.to_string()))?
-    }
-
-    /// Callbacks that answer one credentials request with the token, then give up:
-    /// libgit2 asks again after a rejection and would loop forever.
-    fn callbacks(&self) -> RemoteCallbacks<'static> {
-        let token = self.token.clone();
-        let mut attempts = 0;
-        let mut cb = RemoteCallbacks::new();
-        cb.credentials(move |_url, _user, _allowed| {
-            attempts += 1;
-            if attempts > 1 {
-                return Err(git2::Error::new(
-                    git2::ErrorCode::Auth,
-                    git2::ErrorClass::Http,
-                    "the git server rejected the token",
-                ));
-            }
-            Cred::userpass_plaintext("x-access-token", token.expose())
-        });
-        cb
     }
 
     fn base_ref(&self) -> String {
@@ -330,7 +323,6 @@ fn holds_change(
 fn fetch(repo: &Repository, me: &Git) -> PortResult<()> {
     let mut remote = repo.find_remote("origin").map_err(|e| err("fetch", &e))?;
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(me.callbacks());
     opts.prune(git2::FetchPrune::On);
     opts.download_tags(git2::AutotagOption::None);
     let r = remote.fetch(
@@ -351,7 +343,7 @@ fn push(repo: &Repository, me: &Git, refspec: &str) -> PortResult<Option<String>
 /// [`push`] on a remote that may already be connected (then its ref advertisement is the one
 /// the update is checked against).
 fn push_on(remote: &mut git2::Remote<'_>, me: &Git, refspec: &str) -> PortResult<Option<String>> {
-    let mut cb = me.callbacks();
+    let mut cb = RemoteCallbacks::new();
     let rejected = Arc::new(Mutex::new(None::<String>));
     let r2 = Arc::clone(&rejected);
     cb.push_update_reference(move |_refname, status| {
@@ -724,7 +716,7 @@ fn swap_ledger(repo: &Repository, me: &Git, parent: Option<Oid>, commit: Oid) ->
     let mut remote = repo.find_remote("origin").map_err(|e| err("push", &e))?;
     let refused = {
         let mut conn = remote
-            .connect_auth(git2::Direction::Push, Some(me.callbacks()), None)
+            .connect_auth(git2::Direction::Push, None, None)
             .map_err(|e| err("push", &e))?;
         let at = conn
             .list()

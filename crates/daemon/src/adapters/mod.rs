@@ -3,6 +3,7 @@ pub mod argocd;
 pub mod aws;
 pub mod ecr;
 pub mod git;
+mod git_http;
 pub mod github;
 pub mod lease;
 pub mod ssm;
