@@ -74,7 +74,10 @@ async fn an_argo_cd_behind_a_private_ca_is_reached_only_with_that_ca_in_the_bund
     let argo = |ca_bundle: Option<Vec<u8>>| {
         ArgoCd::new(
             &url,
-            Secret::new("token"),
+            std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
+                Secret::new("token"),
+                "argocd.token",
+            )),
             &ArgoOptions {
                 ca_bundle,
                 hard_refresh: false,
@@ -107,7 +110,10 @@ async fn an_argo_cd_behind_a_private_ca_is_reached_only_with_that_ca_in_the_bund
 
     let refused = ArgoCd::new(
         &url,
-        Secret::new("token"),
+        std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
+            Secret::new("token"),
+            "argocd.token",
+        )),
         &ArgoOptions {
             ca_bundle: Some(
                 b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".to_vec(),

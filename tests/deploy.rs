@@ -453,7 +453,10 @@ async fn without_automated_sync_tugboat_asks_argo_cd_to_sync_the_merge_when_the_
     use tugboat::ports::{Deployer, SyncStart};
     let argo = tugboat::adapters::argocd::ArgoCd::new(
         &sb.argocd_url,
-        tugboat::secret::Secret::new(sb.argocd_token.clone()),
+        std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
+            tugboat::secret::Secret::new(sb.argocd_token.clone()),
+            "argocd.token",
+        )),
         &tugboat::adapters::argocd::ArgoOptions {
             ca_bundle: None,
             hard_refresh: false,

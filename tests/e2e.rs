@@ -508,7 +508,10 @@ async fn the_git_ledger_lets_exactly_one_of_two_replicas_claim_a_slot() {
             &work.path().join(dir),
             &url,
             "main",
-            tugboat::secret::Secret::new(&sb.github_token),
+            std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
+                tugboat::secret::Secret::new(&sb.github_token),
+                "github.token",
+            )),
             &ApiMetrics::default(),
         )
         .unwrap()
@@ -1001,7 +1004,10 @@ async fn githubs_example_deliveries_are_verified_deduplicated_and_wake_the_loop(
     let wake = Arc::new(tokio::sync::Notify::new());
     let secret = "whsec-test-7f3a"; // pragma: allowlist secret (a test fixture)
     let hook = Arc::new(Webhook::new(
-        tugboat::secret::Secret::new(secret),
+        Arc::new(tugboat::credentials::Rotating::fixed(
+            tugboat::secret::Secret::new(secret),
+            "github.webhook_secret",
+        )),
         wake.clone(),
     ));
     let metrics = Arc::new(tugboat::metrics::Metrics::new(600, &ApiMetrics::default()));
@@ -1682,7 +1688,10 @@ async fn git_over_http_says_which_server_refused_what_and_never_shows_the_token(
             &work.path().join(dir),
             url,
             "main",
-            tugboat::secret::Secret::new(token),
+            std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
+                tugboat::secret::Secret::new(token),
+                "github.token",
+            )),
             &ApiMetrics::default(),
         )
         .unwrap()
@@ -1744,5 +1753,58 @@ async fn git_over_http_says_which_server_refused_what_and_never_shows_the_token(
     assert!(
         e.message.contains("git over HTTP to http://127.0.0.1:"),
         "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_token_rotated_in_ssm_is_read_at_its_first_refusal_and_the_cycle_goes_on() {
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let param = "/salon/tugboat/github-token";
+    sb.aws
+        .put_parameter(param, &sb.github_token, "SecureString");
+    let toml: String = sb
+        .config_toml(&work.path().join("w"))
+        .lines()
+        .map(|l| {
+            if l.starts_with("token = { file =") && l.contains("github-token") {
+                format!("token = {{ ssm = \"{param}\" }}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(toml.contains(param), "{toml}");
+    let api = ApiMetrics::default();
+    let engine = common::engine_from(&sb, &toml, &api).await;
+    sb.aws.push("staff_management", "1.2.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert!(!sb.github.pulls().is_empty());
+
+    // The token is rotated: GitHub accepts only the new one, and SSM holds it.
+    let rotated = "gh-rotated-5b1e"; // pragma: allowlist secret (a test fixture)
+    sb.github.rotate_token(rotated);
+    sb.aws.put_parameter(param, rotated, "SecureString");
+    let reads = |sb: &Sandbox| sb.aws.calls().get("GetParameter").copied().unwrap_or(0);
+    let before = reads(&sb);
+    sb.aws.push("user_service", "2.0.0", "COMPLETE", vec![]);
+
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+
+    // The cycle's first request (the fetch) was refused, the token read again once, and the
+    // fetch and everything after it went on with the new one: no row failed.
+    assert_eq!(reads(&sb) - before, 1, "exactly one refresh");
+    let failed: Vec<_> = reports
+        .iter()
+        .filter(|r| matches!(r.action, Action::Failed { .. }))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        sb.github
+            .pulls()
+            .iter()
+            .any(|p| p.head.contains("user_service")),
+        "{:?}",
+        sb.github.pulls()
     );
 }

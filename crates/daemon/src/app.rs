@@ -13,22 +13,19 @@ use crate::adapters::{
     ssm::Ssm,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, SecretRef, read_local_secret};
+use crate::config::{Config, SecretRef};
+use crate::credentials::{Rotating, SSM_REFRESH, Token};
 use crate::engine::Ports;
 use crate::ports::ParameterStore;
-use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
 
-async fn secret(r: &SecretRef, what: &str, ssm: &Ssm) -> anyhow::Result<Secret> {
-    if let SecretRef::Ssm(name) = r {
-        return ssm
-            .secret(name)
-            .await
-            .with_context(|| format!("reading the {what} from SSM parameter {name}"));
-    }
-    read_local_secret(r, |k| std::env::var(k).ok())
-        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
-        .ok_or_else(|| anyhow::anyhow!("{what}: no value"))
+/// A secret read from its reference, and read again when it rotates (`credentials`).
+async fn rotating(r: &SecretRef, what: &'static str, ssm: &Ssm) -> anyhow::Result<Arc<Rotating>> {
+    let store: Arc<dyn ParameterStore> = Arc::new(ssm.clone());
+    Rotating::read(r.clone(), what, Some(store), SSM_REFRESH)
+        .await
+        .map(Arc::new)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
 /// Build the production adapters for `cfg`; every request they send is counted into `api`.
@@ -45,8 +42,8 @@ pub async fn ports_on(
 ) -> anyhow::Result<Ports> {
     let sdk = aws::sdk_config(&cfg.aws).await;
     let ssm = Ssm::new(&sdk, api);
-    let gh_token = secret(&cfg.github.token, "github.token", &ssm).await?;
-    let argo_token = secret(&cfg.argocd.token, "argocd.token", &ssm).await?;
+    let gh_token: Arc<dyn Token> = rotating(&cfg.github.token, "github.token", &ssm).await?;
+    let argo_token: Arc<dyn Token> = rotating(&cfg.argocd.token, "argocd.token", &ssm).await?;
     let git = Git::open(
         &Git::clone_dir(&cfg.engine.workdir),
         &cfg.github.clone_url,
@@ -58,12 +55,13 @@ pub async fn ports_on(
     .with_clock(clock);
     let forge = GitHub::new(
         &cfg.github.api_url,
-        &gh_token,
+        gh_token,
         &cfg.github.owner,
         &cfg.github.repo,
         &cfg.github.base_branch,
         api,
-    )?
+    )
+    .await?
     .with_merge_method(cfg.github.merge_method)
     .with_login(cfg.github.login.as_deref())
     .with_writes_per_minute(cfg.github.writes_per_minute);
@@ -86,14 +84,14 @@ pub async fn ports_on(
     })
 }
 
-/// The GitHub webhook secret, when the config enables webhooks.
-pub async fn webhook_secret(cfg: &Config) -> anyhow::Result<Option<Secret>> {
+/// The GitHub webhook secret, when the config enables webhooks; read again when it rotates.
+pub async fn webhook_secret(cfg: &Config) -> anyhow::Result<Option<Arc<Rotating>>> {
     let Some(r) = &cfg.github.webhook_secret else {
         return Ok(None);
     };
     let sdk = aws::sdk_config(&cfg.aws).await;
     let ssm = Ssm::new(&sdk, &ApiMetrics::default());
-    secret(r, "github.webhook_secret", &ssm).await.map(Some)
+    rotating(r, "github.webhook_secret", &ssm).await.map(Some)
 }
 
 /// Install the process-wide rustls crypto provider (once; later calls are no-ops).

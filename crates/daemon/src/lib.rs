@@ -32,6 +32,7 @@ pub mod adapters;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod engine;
 pub mod leader;

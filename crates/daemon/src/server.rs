@@ -42,12 +42,15 @@ async fn github_webhook(
     body: Bytes,
 ) -> Response {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    match w.handle(
-        h("x-github-event"),
-        h("x-github-delivery"),
-        h("x-hub-signature-256"),
-        &body,
-    ) {
+    match w
+        .handle(
+            h("x-github-event"),
+            h("x-github-delivery"),
+            h("x-hub-signature-256"),
+            &body,
+        )
+        .await
+    {
         Ok(Outcome::Pong) => (StatusCode::OK, "pong\n").into_response(),
         Ok(Outcome::Duplicate) => (StatusCode::OK, "already received\n").into_response(),
         Ok(Outcome::Queued(why)) => {

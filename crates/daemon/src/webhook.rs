@@ -10,6 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use tokio::sync::Notify;
 
+use crate::credentials::Rotating;
 use crate::domain::webhook::{self, Meaning};
 use crate::secret::Secret;
 
@@ -56,13 +57,14 @@ pub enum Refusal {
 
 /// The webhook receiver's state.
 pub struct Webhook {
-    secret: Secret,
+    /// Read again when it rotates, and at once when a delivery's signature does not match.
+    secret: std::sync::Arc<Rotating>,
     seen: Mutex<(VecDeque<String>, HashSet<String>)>,
     wake: std::sync::Arc<Notify>,
 }
 
 impl Webhook {
-    pub fn new(secret: Secret, wake: std::sync::Arc<Notify>) -> Self {
+    pub fn new(secret: std::sync::Arc<Rotating>, wake: std::sync::Arc<Notify>) -> Self {
         Self {
             secret,
             seen: Mutex::default(),
@@ -72,15 +74,21 @@ impl Webhook {
 
     /// Handle one delivery: `event` and `delivery` are the `X-GitHub-Event` and
     /// `X-GitHub-Delivery` headers. Only a verified body is parsed.
-    pub fn handle(
+    pub async fn handle(
         &self,
         event: Option<&str>,
         delivery: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
     ) -> Result<Outcome, Refusal> {
-        if !verify(&self.secret, body, signature) {
-            return Err(Refusal::Unauthorized);
+        let secret = self.secret.current().await;
+        if !verify(&secret, body, signature) {
+            // GitHub may already sign with a rotated secret: read it again (at most every
+            // few seconds) and check once more.
+            match self.secret.refused(&secret).await {
+                Some(newer) if verify(&newer, body, signature) => {}
+                _ => return Err(Refusal::Unauthorized),
+            }
         }
         let event = event.ok_or_else(|| Refusal::Malformed("no X-GitHub-Event header".into()))?;
         let delivery =
@@ -146,22 +154,33 @@ mod tests {
         assert!(!verify(&secret, b"Hello, World!", None));
     }
 
-    #[test]
-    fn a_redelivery_is_dropped_and_only_commands_on_promotion_prs_wake_the_loop() {
+    fn fixed(secret: &str) -> std::sync::Arc<Rotating> {
+        std::sync::Arc::new(Rotating::fixed(
+            Secret::new(secret),
+            "github.webhook_secret",
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_is_dropped_and_only_commands_on_promotion_prs_wake_the_loop() {
         let wake = std::sync::Arc::new(Notify::new());
-        let w = Webhook::new(Secret::new("s"), wake);
+        let w = Webhook::new(fixed("s"), wake);
         let comment = br#"{"action":"created","issue":{"number":7,"pull_request":{}},"comment":{"body":"/approve","user":{"type":"User"}}}"#;
         let sig = sign("s", comment);
-        let go = |d: &str| w.handle(Some("issue_comment"), Some(d), Some(&sig), comment);
-        assert_eq!(go("d-1"), Ok(Outcome::Queued("a command on #7".into())));
-        assert_eq!(go("d-1"), Ok(Outcome::Duplicate));
+        let go = |d: &'static str| w.handle(Some("issue_comment"), Some(d), Some(&sig), comment);
+        assert_eq!(
+            go("d-1").await,
+            Ok(Outcome::Queued("a command on #7".into()))
+        );
+        assert_eq!(go("d-1").await, Ok(Outcome::Duplicate));
         assert_eq!(
             w.handle(
                 Some("issue_comment"),
                 Some("d-2"),
                 Some("sha256=00"),
                 comment
-            ),
+            )
+            .await,
             Err(Refusal::Unauthorized)
         );
         let chat = br#"{"action":"created","issue":{"number":7,"pull_request":{}},"comment":{"body":"thanks!","user":{"type":"User"}}}"#;
@@ -171,13 +190,44 @@ mod tests {
                 Some("d-3"),
                 Some(&sign("s", chat)),
                 chat
-            ),
+            )
+            .await,
             Ok(Outcome::Ignored("not a command".into()))
         );
         let bad = b"not json";
         assert!(matches!(
-            w.handle(Some("push"), Some("d-4"), Some(&sign("s", bad)), bad),
+            w.handle(Some("push"), Some("d-4"), Some(&sign("s", bad)), bad).await,
             Err(Refusal::Malformed(m)) if m.starts_with("the body is not JSON")
         ));
+    }
+
+    #[tokio::test]
+    async fn a_delivery_signed_with_a_rotated_secret_is_accepted_once_the_file_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhook-secret");
+        std::fs::write(&path, "old").unwrap();
+        let secret = Rotating::read(
+            crate::config::SecretRef::File(path.clone()),
+            "github.webhook_secret",
+            None,
+            crate::credentials::SSM_REFRESH,
+        )
+        .await
+        .unwrap();
+        let w = Webhook::new(
+            std::sync::Arc::new(secret),
+            std::sync::Arc::new(Notify::new()),
+        );
+        let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+        let deliver = |d: &'static str, key: &str| {
+            let sig = sign(key, ping);
+            let w = &w;
+            async move { w.handle(Some("ping"), Some(d), Some(&sig), ping).await }
+        };
+        assert_eq!(deliver("d-1", "old").await, Ok(Outcome::Pong));
+        // The secret rotates: the file changes, and GitHub signs with the new one.
+        std::fs::write(&path, "new-secret").unwrap();
+        assert_eq!(deliver("d-2", "new-secret").await, Ok(Outcome::Pong));
+        assert_eq!(deliver("d-3", "old").await, Err(Refusal::Unauthorized));
     }
 }

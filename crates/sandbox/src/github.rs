@@ -175,7 +175,8 @@ pub struct GitHub {
     root: PathBuf,
     pub owner: String,
     pub repo: String,
-    token: String,
+    /// The one token accepted; rotating it revokes the one before.
+    token: Arc<Mutex<String>>,
     /// Stamps comments, reviews, merges and statuses.
     clock: SandboxClock,
 }
@@ -224,7 +225,7 @@ impl GitHub {
             root: root.to_owned(),
             owner: owner.to_owned(),
             repo: repo.to_owned(),
-            token: token.to_owned(),
+            token: Arc::new(Mutex::new(token.to_owned())),
             clock: SandboxClock::default(),
         }
     }
@@ -559,7 +560,18 @@ impl GitHub {
         String::from_utf8(blob.content().to_vec()).ok()
     }
 
+    /// Rotate the token: from now on only `token` is accepted (REST and git alike).
+    pub fn rotate_token(&self, token: &str) {
+        if let Ok(mut t) = self.token.lock() {
+            token.clone_into(&mut t);
+        }
+    }
+
     fn authorized(&self, headers: &HeaderMap) -> bool {
+        let token = match self.token.lock() {
+            Ok(t) => t.clone(),
+            Err(_) => return false,
+        };
         let Some(v) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -570,14 +582,14 @@ impl GitHub {
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("token "))
         {
-            return t == self.token;
+            return t == token;
         }
         if let Some(b) = v.strip_prefix("Basic ") {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(b)
                 .unwrap_or_default();
             let text = String::from_utf8_lossy(&decoded);
-            return text.split_once(':').is_some_and(|(_, pw)| pw == self.token);
+            return text.split_once(':').is_some_and(|(_, pw)| pw == token);
         }
         false
     }

@@ -1,16 +1,18 @@
 //! The Argo CD adapter (reqwest): read an Application's sync, health and operation (with a
 //! refresh), trigger a sync, read its sync windows.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::credentials::Token;
 use crate::ports::{
     AppStatus, Deployer, ErrorKind, Health, Operation, OperationPhase, PortError, PortResult,
     SyncStart, SyncStatus, SyncWindows,
 };
-use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
 
 /// How the adapter is set up (from `[argocd]`).
@@ -27,7 +29,7 @@ pub struct ArgoOptions {
 pub struct ArgoCd {
     http: reqwest::Client,
     base: String,
-    token: Secret,
+    token: Arc<dyn Token>,
     api: ApiMetrics,
     refresh: &'static str,
 }
@@ -156,7 +158,7 @@ struct ErrorWire {
 impl ArgoCd {
     pub fn new(
         base: &str,
-        token: Secret,
+        token: Arc<dyn Token>,
         options: &ArgoOptions,
         api: &ApiMetrics,
     ) -> Result<Self, PortError> {
@@ -180,7 +182,7 @@ impl ArgoCd {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
-            token: token.clone(),
+            token,
             api: api.clone(),
             refresh: if options.hard_refresh {
                 "hard"
@@ -197,7 +199,18 @@ impl ArgoCd {
         name: &str,
         req: reqwest::RequestBuilder,
     ) -> PortResult<reqwest::Response> {
-        let resp = req.bearer_auth(self.token.expose()).send().await;
+        let token = self.token.token().await?;
+        let retry = req.try_clone();
+        let mut resp = req.bearer_auth(token.expose()).send().await;
+        if let (Ok(r), Some(retry)) = (&resp, retry)
+            && r.status() == reqwest::StatusCode::UNAUTHORIZED
+            && let Some(newer) = self.token.refused(&token).await
+        {
+            // The token rotated: once more with the new one.
+            self.api.call("argocd", op);
+            self.api.error("argocd", op);
+            resp = retry.bearer_auth(newer.expose()).send().await;
+        }
         self.api.call("argocd", op);
         let resp = match resp {
             Ok(r) => r,

@@ -15,10 +15,10 @@ use git2::{FetchOptions, FileMode, Oid, PushOptions, RemoteCallbacks, Repository
 use super::git_http::Session;
 
 use crate::clock::{Clock, SystemClock};
+use crate::credentials::Token;
 use crate::ports::{
     Base, CommitInfo, ErrorKind, GitOpsRepo, HISTORY_DEPTH, Ledger, PortError, PortResult, Proposal,
 };
-use crate::secret::Secret;
 use crate::telemetry::ApiMetrics;
 
 /// A local bare clone of the GitOps repository.
@@ -95,7 +95,7 @@ impl Git {
         dir: &Path,
         url: &str,
         base_branch: &str,
-        token: Secret,
+        token: Arc<dyn Token>,
         api: &ApiMetrics,
     ) -> PortResult<Self> {
         STARTED.get_or_init(std::time::SystemTime::now);

@@ -16,24 +16,27 @@
 //!
 //! The credentials go in an `Authorization` header (the token as the password of
 //! `x-access-token`, as GitHub wants it), never in a URL; errors name the URL without them.
+//! The token is asked for at every request (a rotated or renewed one is used at once), and a
+//! request the server refuses with 401 is sent once more with a newer token, if there is one.
 //! libgit2 calls the transport synchronously on the thread that fetches or pushes, so the
 //! [`Session`] (client, token, runtime) is set for that thread by [`Session::run`].
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use bytes::{Buf, Bytes};
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 use git2::{ErrorClass, ErrorCode};
 
-use crate::secret::Secret;
+use crate::credentials::Token;
 
 /// What one fetch or push talks to its server with.
 #[derive(Clone)]
 pub struct Session {
     pub http: reqwest::Client,
-    pub token: Secret,
+    /// Read for every request; a refused one is retried once with a newer token, if any.
+    pub token: Arc<dyn Token>,
 }
 
 thread_local! {
@@ -146,7 +149,31 @@ struct Stream {
 }
 
 impl Stream {
+    /// Send the request; when the server refuses the token, once more with a newer one.
     fn send(&mut self) -> Result<reqwest::Response, git2::Error> {
+        let body = Bytes::from(std::mem::take(&mut self.body));
+        let token = self
+            .handle
+            .block_on(self.session.token.token())
+            .map_err(|e| git2::Error::new(ErrorCode::Auth, ErrorClass::Http, e.message))?;
+        let response = self.request(&body, &token)?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+            check(&self.url, self.service, self.post, &response)?;
+            return Ok(response);
+        }
+        let response = match self.handle.block_on(self.session.token.refused(&token)) {
+            Some(newer) => self.request(&body, &newer)?,
+            None => response,
+        };
+        check(&self.url, self.service, self.post, &response)?;
+        Ok(response)
+    }
+
+    fn request(
+        &self,
+        body: &Bytes,
+        token: &crate::secret::Secret,
+    ) -> Result<reqwest::Response, git2::Error> {
         let http = &self.session.http;
         let request = if self.post {
             http.post(&self.url)
@@ -155,17 +182,14 @@ impl Stream {
                     format!("application/x-{}-request", self.service),
                 )
                 .header("Accept", format!("application/x-{}-result", self.service))
-                .body(std::mem::take(&mut self.body))
+                .body(body.clone())
         } else {
             http.get(&self.url).header("Accept", "*/*")
         };
-        let request = request.basic_auth("x-access-token", Some(self.session.token.expose()));
-        let response = self
-            .handle
+        let request = request.basic_auth("x-access-token", Some(token.expose()));
+        self.handle
             .block_on(request.send())
-            .map_err(|e| net_error(&self.url, &e))?;
-        check(&self.url, self.service, self.post, &response)?;
-        Ok(response)
+            .map_err(|e| net_error(&self.url, &e))
     }
 }
 

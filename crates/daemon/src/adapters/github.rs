@@ -14,6 +14,7 @@ use octocrab::Octocrab;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::credentials::Token;
 use crate::domain::chatops;
 use crate::ports::{
     Access, Checks, ChecksState, Conversation, ErrorKind, Issue, Issues, LabelledPr, MergeMethod,
@@ -71,7 +72,7 @@ const ETAG_ENTRIES: usize = 4096;
 /// A GitHub repository through octocrab.
 #[derive(Clone)]
 pub struct GitHub {
-    client: Octocrab,
+    auth: Arc<Auth>,
     api: ApiMetrics,
     owner: String,
     repo: String,
@@ -86,6 +87,68 @@ pub struct GitHub {
     paused: Arc<Mutex<Option<(Instant, String)>>>,
     /// Content-creating requests, one at a time and at most `WRITES_PER_MINUTE` a minute.
     writes: Arc<tokio::sync::Mutex<WriteWindow>>,
+}
+
+/// The token and the client built with it: built again when the token rotates.
+struct Auth {
+    api_url: String,
+    token: Arc<dyn Token>,
+    built: std::sync::RwLock<(Secret, Octocrab)>,
+}
+
+fn build_client(api_url: &str, token: &Secret) -> PortResult<Octocrab> {
+    Octocrab::builder()
+        .base_uri(api_url)
+        .map_err(|e| {
+            PortError::new(
+                "github",
+                "connect",
+                ErrorKind::Rejected,
+                format!("api url '{api_url}': {e}"),
+            )
+        })?
+        .personal_token(token.expose().to_owned())
+        .build()
+        .map_err(|e| map_err("connect", e))
+}
+
+impl Auth {
+    fn built(&self) -> (Secret, Octocrab) {
+        match self.built.read() {
+            Ok(b) => b.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn store(&self, token: Secret, client: Octocrab) {
+        match self.built.write() {
+            Ok(mut b) => *b = (token, client),
+            Err(poisoned) => *poisoned.into_inner() = (token, client),
+        }
+    }
+
+    /// The client for the token to use now.
+    async fn client(&self) -> PortResult<Octocrab> {
+        let token = self.token.token().await?;
+        let (built_for, client) = self.built();
+        if built_for == token {
+            return Ok(client);
+        }
+        let client = build_client(&self.api_url, &token)?;
+        self.store(token, client.clone());
+        Ok(client)
+    }
+
+    /// GitHub refused the token (401): read it again at once, so the next request carries a
+    /// rotated one.
+    async fn refused(&self) {
+        let (used, _) = self.built();
+        if let Some(newer) = self.token.refused(&used).await
+            && let Ok(client) = build_client(&self.api_url, &newer)
+        {
+            self.store(newer, client);
+        }
+    }
 }
 
 /// GitHub's secondary limit allows 80 content-creating requests a minute; stay under it.
@@ -269,29 +332,23 @@ fn map_err(operation: &'static str, e: octocrab::Error) -> PortError {
 }
 
 impl GitHub {
-    pub fn new(
+    pub async fn new(
         api_url: &str,
-        token: &Secret,
+        token: Arc<dyn Token>,
         owner: &str,
         repo: &str,
         base: &str,
         api: &ApiMetrics,
     ) -> Result<Self, PortError> {
-        let client = Octocrab::builder()
-            .base_uri(api_url)
-            .map_err(|e| {
-                PortError::new(
-                    "github",
-                    "connect",
-                    ErrorKind::Rejected,
-                    format!("api url '{api_url}': {e}"),
-                )
-            })?
-            .personal_token(token.expose().to_owned())
-            .build()
-            .map_err(|e| map_err("connect", e))?;
+        let first = token.token().await?;
+        let client = build_client(api_url, &first)?;
+        let auth = Arc::new(Auth {
+            api_url: api_url.to_owned(),
+            token,
+            built: std::sync::RwLock::new((first, client)),
+        });
         Ok(Self {
-            client,
+            auth,
             api: api.clone(),
             owner: owner.to_owned(),
             repo: repo.to_owned(),
@@ -344,10 +401,12 @@ impl GitHub {
             Ok(resp) => {
                 let hint = LimitHint::of(resp.headers(), Utc::now().timestamp());
                 let r = octocrab::map_github_error(resp).await;
-                if let Err(octocrab::Error::GitHub { source, .. }) = &r
-                    && throttled(source.status_code.as_u16(), &source.message)
-                {
-                    self.pause(&source.message, hint).await;
+                if let Err(octocrab::Error::GitHub { source, .. }) = &r {
+                    if throttled(source.status_code.as_u16(), &source.message) {
+                        self.pause(&source.message, hint).await;
+                    } else if source.status_code == http::StatusCode::UNAUTHORIZED {
+                        self.auth.refused().await;
+                    }
                 }
                 r
             }
@@ -364,7 +423,9 @@ impl GitHub {
     ) -> PortResult<T> {
         let resp = self.send(operation, request).await?;
         let text = self
-            .client
+            .auth
+            .built()
+            .1
             .body_to_string(resp)
             .await
             .map_err(|e| map_err(operation, e))?;
@@ -441,7 +502,8 @@ impl GitHub {
                 resources: Resources,
             }
             // Asking costs no rate limit.
-            let limit: Result<RateLimit, _> = self.client.get("/rate_limit", None::<&()>).await;
+            let client = self.auth.built().1;
+            let limit: Result<RateLimit, _> = client.get("/rate_limit", None::<&()>).await;
             self.api.record("github", "rate-limit/get", &limit);
             match limit {
                 Ok(l) => Duration::from_secs(
@@ -514,7 +576,10 @@ impl GitHub {
             let items: Vec<T> = self
                 .req(
                     operation,
-                    self.client._get(Self::with_query(self.route(rest), &q)),
+                    self.auth
+                        .client()
+                        .await?
+                        ._get(Self::with_query(self.route(rest), &q)),
                 )
                 .await?;
             let short = items.len() < PER_PAGE;
@@ -548,7 +613,10 @@ impl GitHub {
         let response = self
             .send(
                 op,
-                self.client._get_with_headers(uri.clone(), Some(headers)),
+                self.auth
+                    .client()
+                    .await?
+                    ._get_with_headers(uri.clone(), Some(headers)),
             )
             .await?;
         let response = (response.status() != http::StatusCode::NOT_MODIFIED).then_some(response);
@@ -560,7 +628,9 @@ impl GitHub {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
                 let text = self
-                    .client
+                    .auth
+                    .built()
+                    .1
                     .body_to_string(response)
                     .await
                     .map_err(|e| map_err(op, e))?;
@@ -608,7 +678,10 @@ impl PullRequests for GitHub {
         let pr: PrWire = self
             .req(
                 "pulls/get",
-                self.client._get(self.route(&format!("pulls/{number}"))),
+                self.auth
+                    .client()
+                    .await?
+                    ._get(self.route(&format!("pulls/{number}"))),
             )
             .await?;
         Ok(pr.into())
@@ -651,14 +724,17 @@ impl PullRequests for GitHub {
         let created: PrWire = self
             .req(
                 "pulls/create",
-                self.client._post(self.route("pulls"), Some(&body)),
+                self.auth
+                    .client()
+                    .await?
+                    ._post(self.route("pulls"), Some(&body)),
             )
             .await?;
         if !pr.labels.is_empty() {
             let _: Value = self
                 .req(
                     "issues/add-labels",
-                    self.client._post(
+                    self.auth.client().await?._post(
                         self.route(&format!("issues/{}/labels", created.number)),
                         Some(&json!({"labels": pr.labels})),
                     ),
@@ -672,7 +748,7 @@ impl PullRequests for GitHub {
         let _: Value = self
             .req(
                 "pulls/update",
-                self.client._patch(
+                self.auth.client().await?._patch(
                     self.route(&format!("pulls/{number}")),
                     Some(&json!({"title": title, "body": body})),
                 ),
@@ -686,7 +762,7 @@ impl PullRequests for GitHub {
         let _: Value = self
             .req(
                 "pulls/update",
-                self.client._patch(
+                self.auth.client().await?._patch(
                     self.route(&format!("pulls/{number}")),
                     Some(&json!({"state": "closed"})),
                 ),
@@ -707,7 +783,9 @@ impl PullRequests for GitHub {
         let m: Merged = self
             .req(
                 "pulls/merge",
-                self.client
+                self.auth
+                    .client()
+                    .await?
                     ._put(self.route(&format!("pulls/{number}/merge")), Some(&body)),
             )
             .await?;
@@ -718,7 +796,7 @@ impl PullRequests for GitHub {
         let _: Value = self
             .req(
                 "issues/add-labels",
-                self.client._post(
+                self.auth.client().await?._post(
                     self.route(&format!("issues/{number}/labels")),
                     Some(&json!({"labels": labels})),
                 ),
@@ -732,7 +810,10 @@ impl PullRequests for GitHub {
         match self
             .req::<Value>(
                 "issues/remove-label",
-                self.client._delete(self.route(&path), None::<&()>),
+                self.auth
+                    .client()
+                    .await?
+                    ._delete(self.route(&path), None::<&()>),
             )
             .await
         {
@@ -749,7 +830,7 @@ impl Conversation for GitHub {
         let _: Value = self
             .req(
                 "issues/create-comment",
-                self.client._post(
+                self.auth.client().await?._post(
                     self.route(&format!("issues/{number}/comments")),
                     Some(&json!({"body": body})),
                 ),
@@ -795,7 +876,7 @@ impl Conversation for GitHub {
         let _: Value = self
             .req(
                 "reactions/create-for-issue-comment",
-                self.client._post(
+                self.auth.client().await?._post(
                     self.route(&format!("issues/comments/{comment_id}/reactions")),
                     Some(&json!({"content": reaction.as_str()})),
                 ),
@@ -808,7 +889,10 @@ impl Conversation for GitHub {
         self.me
             .get_or_try_init(|| async {
                 let u: UserWire = self
-                    .req("users/get-authenticated", self.client._get("/user"))
+                    .req(
+                        "users/get-authenticated",
+                        self.auth.client().await?._get("/user"),
+                    )
                     .await?;
                 Ok(u.login)
             })
@@ -827,7 +911,9 @@ impl Access for GitHub {
         let p: PortResult<Level> = self
             .req(
                 "repos/get-collaborator-permission-level",
-                self.client
+                self.auth
+                    .client()
+                    .await?
                     ._get(self.route(&format!("collaborators/{user}/permission"))),
             )
             .await;
@@ -847,7 +933,9 @@ impl Access for GitHub {
         let r: PortResult<Membership> = self
             .req(
                 "teams/get-membership-for-user-in-org",
-                self.client
+                self.auth
+                    .client()
+                    .await?
                     ._get(format!("/orgs/{org}/teams/{team}/memberships/{user}")),
             )
             .await;
@@ -870,7 +958,9 @@ impl Checks for GitHub {
         let c: Combined = self
             .req(
                 "repos/get-combined-status-for-ref",
-                self.client
+                self.auth
+                    .client()
+                    .await?
                     ._get(self.route(&format!("commits/{sha}/status"))),
             )
             .await?;
@@ -894,7 +984,9 @@ impl Checks for GitHub {
         let _: Value = self
             .req(
                 "repos/create-commit-status",
-                self.client
+                self.auth
+                    .client()
+                    .await?
                     ._post(self.route(&format!("statuses/{sha}")), Some(&body)),
             )
             .await?;
@@ -920,7 +1012,7 @@ impl Issues for GitHub {
         let created: IssueWire = self
             .req(
                 "issues/create",
-                self.client._post(
+                self.auth.client().await?._post(
                     self.route("issues"),
                     Some(&json!({"title": title, "body": body, "labels": labels})),
                 ),
@@ -944,7 +1036,9 @@ impl Issues for GitHub {
         let _: Value = self
             .req(
                 "issues/update",
-                self.client
+                self.auth
+                    .client()
+                    .await?
                     ._patch(self.route(&format!("issues/{number}")), Some(&patch)),
             )
             .await?;

@@ -1,0 +1,359 @@
+//! Secrets that rotate: a token kept in a file or in SSM is read again when it may have
+//! changed, so a rotation reaches a running tugboat without a restart.
+//!
+//! - a file is read again when its modification time or size changes (a Kubernetes Secret
+//!   volume swaps its files in place);
+//! - an SSM parameter is read again after `refresh` (five minutes unless configured);
+//! - both are read again at once when the system that uses the token refused it
+//!   ([`Rotating::refused`]), so a rotation costs at most one refused request;
+//! - an environment variable cannot change under a running process and is read once.
+//!
+//! A read that fails keeps the value in hand (it may still be valid) and says so in the log,
+//! by the reference's name only; the value itself is never logged.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{SecretRef, read_local_secret};
+use crate::ports::{ErrorKind, ParameterStore, PortError, PortResult};
+use crate::secret::Secret;
+
+/// Where an adapter gets the token it sends: the one to use now, and what to do when the
+/// server refused it.
+#[async_trait::async_trait]
+pub trait Token: Send + Sync {
+    /// The token to send now.
+    async fn token(&self) -> PortResult<Secret>;
+    /// The server refused `used` (HTTP 401): a newer token to retry with once, or `None`
+    /// when there is none.
+    async fn refused(&self, used: &Secret) -> Option<Secret>;
+}
+
+#[async_trait::async_trait]
+impl Token for Rotating {
+    async fn token(&self) -> PortResult<Secret> {
+        Ok(self.current().await)
+    }
+
+    async fn refused(&self, used: &Secret) -> Option<Secret> {
+        Rotating::refused(self, used).await
+    }
+}
+
+/// How often a secret kept in SSM is read again unless configured otherwise.
+pub const SSM_REFRESH: Duration = Duration::from_secs(300);
+
+/// The least time between two reads that refusals cause: a stream of requests with a bad
+/// signature or a revoked token cannot turn into a stream of SSM reads.
+pub const REREAD_GAP: Duration = Duration::from_secs(10);
+
+/// A token read from its reference, and read again when it may have rotated.
+pub struct Rotating {
+    reference: SecretRef,
+    /// The configuration key it comes from (`github.token`), for errors and logs.
+    name: &'static str,
+    ssm: Option<Arc<dyn ParameterStore>>,
+    refresh: Duration,
+    state: Mutex<State>,
+}
+
+struct State {
+    value: Secret,
+    read_at: Instant,
+    /// A file's modification time and size when it was read.
+    stamp: Option<(SystemTime, u64)>,
+    /// When a refusal last made it read the source again.
+    refusal_read: Option<Instant>,
+}
+
+impl std::fmt::Debug for Rotating {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotating")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Rotating {
+    /// Read `reference` (named `name` in errors) for the first time: an error if it has no
+    /// value. `ssm` reads `ssm` references.
+    pub async fn read(
+        reference: SecretRef,
+        name: &'static str,
+        ssm: Option<Arc<dyn ParameterStore>>,
+        refresh: Duration,
+    ) -> PortResult<Self> {
+        let me = Self {
+            reference,
+            name,
+            ssm,
+            refresh,
+            state: Mutex::new(State {
+                value: Secret::new(""),
+                read_at: Instant::now(),
+                stamp: None,
+                refusal_read: None,
+            }),
+        };
+        let (value, stamp) = me.load().await?;
+        *me.state.lock().await = State {
+            value,
+            read_at: Instant::now(),
+            stamp,
+            refusal_read: None,
+        };
+        Ok(me)
+    }
+
+    /// A secret that never changes (a test's, or one given on the command line).
+    pub fn fixed(value: Secret, name: &'static str) -> Self {
+        Self {
+            reference: SecretRef::Env(String::new()),
+            name,
+            ssm: None,
+            refresh: Duration::MAX,
+            state: Mutex::new(State {
+                value,
+                read_at: Instant::now(),
+                stamp: None,
+                refusal_read: None,
+            }),
+        }
+    }
+
+    /// The configuration key this secret comes from.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn error(&self, message: String) -> PortError {
+        PortError::new(
+            "secret",
+            "read",
+            ErrorKind::Rejected,
+            format!("{}: {message}", self.name),
+        )
+    }
+
+    async fn load(&self) -> PortResult<(Secret, Option<(SystemTime, u64)>)> {
+        match &self.reference {
+            SecretRef::Ssm(parameter) => {
+                let ssm = self.ssm.as_ref().ok_or_else(|| {
+                    self.error(format!("SSM parameter {parameter} and no SSM client"))
+                })?;
+                let value = ssm.secret(parameter).await.map_err(|e| {
+                    PortError::new(
+                        "secret",
+                        "read",
+                        e.kind,
+                        format!("{} (SSM parameter {parameter}): {}", self.name, e.message),
+                    )
+                })?;
+                if value.expose().is_empty() {
+                    return Err(self.error(format!("SSM parameter {parameter} is empty")));
+                }
+                Ok((value, None))
+            }
+            SecretRef::File(path) => {
+                let before = stamp(path);
+                let value = read_local_secret(&self.reference, |_| None)
+                    .map_err(|e| self.error(e))?
+                    .filter(|v| !v.expose().is_empty())
+                    .ok_or_else(|| self.error(format!("{} is empty", path.display())))?;
+                Ok((value, before))
+            }
+            SecretRef::Env(var) => {
+                let value = read_local_secret(&self.reference, |k| std::env::var(k).ok())
+                    .map_err(|e| self.error(e))?
+                    .ok_or_else(|| self.error(format!("{var} has no value")))?;
+                Ok((value, None))
+            }
+        }
+    }
+
+    /// Whether the source may hold a newer value than the one read at `state`.
+    fn may_have_changed(&self, state: &State) -> bool {
+        match &self.reference {
+            SecretRef::File(path) => stamp(path) != state.stamp,
+            SecretRef::Ssm(_) => state.read_at.elapsed() >= self.refresh,
+            SecretRef::Env(_) => false,
+        }
+    }
+
+    /// Read the source again into `state`; on failure keep the value in hand.
+    async fn reload(&self, state: &mut State, why: &str) {
+        match self.load().await {
+            Ok((value, stamp)) => {
+                if value != state.value {
+                    tracing::info!(secret = self.name, why, "a rotated secret was read");
+                }
+                state.value = value;
+                state.read_at = Instant::now();
+                state.stamp = stamp;
+            }
+            Err(e) => {
+                // Try again on the next use, not at once on every request.
+                state.read_at = Instant::now();
+                tracing::warn!(secret = self.name, why, error = %e.message, "cannot read the secret again; keeping the one in hand");
+            }
+        }
+    }
+
+    /// The value to use now: read again first when its source may have changed.
+    pub async fn current(&self) -> Secret {
+        let mut state = self.state.lock().await;
+        if self.may_have_changed(&state) {
+            self.reload(&mut state, "its source changed").await;
+        }
+        state.value.clone()
+    }
+
+    /// The system that uses this secret refused `used`: read it again at once (unless a
+    /// refusal made it read less than [`REREAD_GAP`] ago). The new value when it differs (another request may
+    /// have read it already), `None` when the source still holds the refused one.
+    pub async fn refused(&self, used: &Secret) -> Option<Secret> {
+        let mut state = self.state.lock().await;
+        if state.value == *used
+            && !matches!(self.reference, SecretRef::Env(_))
+            && state
+                .refusal_read
+                .is_none_or(|at| at.elapsed() >= REREAD_GAP)
+        {
+            state.refusal_read = Some(Instant::now());
+            self.reload(&mut state, "it was refused").await;
+        }
+        (state.value != *used).then(|| state.value.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::PolicyDocument;
+    use std::sync::Mutex as StdMutex;
+
+    /// SSM holding one parameter, counting its reads.
+    #[derive(Default)]
+    struct Store {
+        value: StdMutex<String>,
+        reads: StdMutex<u32>,
+    }
+
+    #[async_trait::async_trait]
+    impl ParameterStore for Store {
+        async fn documents(&self, _: &str) -> PortResult<Vec<PolicyDocument>> {
+            Ok(Vec::new())
+        }
+        async fn secret(&self, _: &str) -> PortResult<Secret> {
+            *self.reads.lock().unwrap() += 1;
+            Ok(Secret::new(self.value.lock().unwrap().clone()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotated_file_is_read_at_its_next_use_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let s = Rotating::read(
+            SecretRef::File(path.clone()),
+            "github.token",
+            None,
+            SSM_REFRESH,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.current().await.expose(), "first");
+
+        // A Kubernetes Secret volume swaps the file: a new one, of another size.
+        std::fs::write(&path, "second-token\n").unwrap();
+        assert_eq!(s.current().await.expose(), "second-token");
+        assert_eq!(s.current().await.expose(), "second-token");
+    }
+
+    #[tokio::test]
+    async fn a_file_that_cannot_be_read_again_keeps_the_token_in_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first").unwrap();
+        let s = Rotating::read(
+            SecretRef::File(path.clone()),
+            "github.token",
+            None,
+            SSM_REFRESH,
+        )
+        .await
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(s.current().await.expose(), "first");
+        // At first read, the same problem is an error naming the key and the file, not a value.
+        let e = Rotating::read(
+            SecretRef::File(path.clone()),
+            "github.token",
+            None,
+            SSM_REFRESH,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("github.token: cannot read secret file"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ssm_secret_is_read_again_after_the_refresh_interval_or_at_once_when_refused() {
+        let store = Arc::new(Store::default());
+        *store.value.lock().unwrap() = "one".into();
+        let ssm: Arc<dyn ParameterStore> = store.clone();
+        let s = Rotating::read(
+            SecretRef::Ssm("/salon/tugboat/github-token".into()),
+            "github.token",
+            Some(ssm),
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
+        *store.value.lock().unwrap() = "two".into();
+
+        // Within the interval: the value in hand, no read.
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert_eq!(s.current().await.expose(), "one");
+        assert_eq!(*store.reads.lock().unwrap(), 1);
+
+        // Refused: read at once, and the new value is handed over for the retry.
+        assert_eq!(
+            s.refused(&Secret::new("one")).await.unwrap().expose(),
+            "two"
+        );
+        assert_eq!(*store.reads.lock().unwrap(), 2);
+        // A second refusal of the old value (a concurrent request) reads nothing more.
+        assert_eq!(
+            s.refused(&Secret::new("one")).await.unwrap().expose(),
+            "two"
+        );
+        assert_eq!(*store.reads.lock().unwrap(), 2);
+        // The new value refused as well: not read again within the gap, then once more.
+        assert!(s.refused(&Secret::new("two")).await.is_none());
+        assert_eq!(*store.reads.lock().unwrap(), 2);
+        tokio::time::advance(REREAD_GAP).await;
+        assert!(s.refused(&Secret::new("two")).await.is_none());
+        assert_eq!(*store.reads.lock().unwrap(), 3);
+
+        // After the interval, the next use reads it again.
+        *store.value.lock().unwrap() = "three".into();
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert_eq!(s.current().await.expose(), "three");
+        assert_eq!(*store.reads.lock().unwrap(), 4);
+    }
+}
