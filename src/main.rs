@@ -74,6 +74,13 @@ enum Command {
         /// Tags per synthetic service.
         #[arg(long, default_value_t = 100, requires = "synthetic")]
         tags: usize,
+        /// How long the App's installation tokens live (GitHub: 1h); shorten it to live
+        /// through several expiries, e.g. `--token-ttl 2m`.
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+        token_ttl: std::time::Duration,
+        /// Authenticate with a plain token instead of as the sandbox's GitHub App.
+        #[arg(long)]
+        token_auth: bool,
     },
     /// Point every reference of REPOSITORY in FILE at TAG, changing only those bytes.
     SetImage {
@@ -172,13 +179,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             write_config,
             synthetic,
             tags,
+            token_ttl,
+            token_auth,
         } => {
             init_logs("info");
             let fleet = match synthetic {
                 Some(n) => tugboat_sandbox::Fleet::synthetic(n, tags),
                 None => tugboat_sandbox::Fleet::salon(),
             };
-            sandbox(&write_config, fleet).await
+            sandbox(&write_config, fleet, (!token_auth).then_some(token_ttl)).await
         }
         Command::SetImage {
             file,
@@ -325,19 +334,39 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn sandbox(write_config: &Path, fleet: tugboat_sandbox::Fleet) -> anyhow::Result<ExitCode> {
+/// `app_token_ttl`: authenticate as the stand-in's GitHub App, its tokens living this long;
+/// `None`: with a plain token.
+async fn sandbox(
+    write_config: &Path,
+    fleet: tugboat_sandbox::Fleet,
+    app_token_ttl: Option<std::time::Duration>,
+) -> anyhow::Result<ExitCode> {
     let sb = tugboat_sandbox::Sandbox::start(tugboat_sandbox::Options {
         fleet,
         ..tugboat_sandbox::Options::default()
     })
     .await?;
     let work = sb.dir().join("tugboat-work");
-    std::fs::write(write_config, sb.config_toml(&work))
+    let config = match app_token_ttl {
+        Some(ttl) => {
+            sb.github.app.set_token_ttl(ttl);
+            sb.config_toml_as_app(&work)
+        }
+        None => sb.config_toml(&work),
+    };
+    std::fs::write(write_config, config)
         .with_context(|| format!("writing {}", write_config.display()))?;
     println!(
         "tugboat sandbox is running on loopback:\n{}",
         sb.endpoints()
     );
+    if let Some(ttl) = app_token_ttl {
+        println!(
+            "GitHub authenticates tugboat as the App {} (private key in the config's file); installation tokens live {}.\n",
+            tugboat_sandbox::github_app::APP_ID,
+            humantime::format_duration(ttl)
+        );
+    }
     println!(
         "Config written to {} — try:\n  tugboat plan --config {0}\n  tugboat once --config {0}",
         write_config.display()

@@ -181,6 +181,58 @@ fn the_demo_at_trace_level_never_prints_a_token_on_any_stream() {
 }
 
 #[test]
+fn as_a_github_app_at_trace_level_tugboat_never_prints_the_key_a_jwt_or_a_token() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt
+        .block_on(tugboat_sandbox::Sandbox::start(
+            tugboat_sandbox::Options::default(),
+        ))
+        .unwrap();
+    // Short-lived tokens: the cycle renews some, so renewals are in the logs too.
+    sb.github
+        .app
+        .set_token_ttl(std::time::Duration::from_secs(30));
+    sb.aws.push("user_service", "1.2.0", "COMPLETE", vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tugboat.toml",
+        &sb.config_toml_as_app(&dir.path().join("work")),
+        0o600,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+        .args(["once", "--config", &config])
+        .env("RUST_LOG", "trace")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(sb.github.app.tokens_issued() >= 1);
+    let key_line = sb
+        .github
+        .app
+        .private_key_pem()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        text(&out.stderr).contains("authenticated as a GitHub App"),
+        "the App was used"
+    );
+    for stream in [text(&out.stdout), text(&out.stderr)] {
+        assert!(
+            !stream.contains(&key_line) && !stream.contains("PRIVATE KEY"),
+            "the key leaked"
+        );
+        // A JWT's header is base64url JSON, which always begins `eyJ`.
+        assert!(!stream.contains("eyJ"), "a JWT leaked");
+        // The stand-in's installation tokens begin `sbx_`.
+        assert!(!stream.contains("sbx_"), "an installation token leaked");
+    }
+}
+
+#[test]
 fn rescan_names_an_unknown_service_and_a_dry_run_prints_the_table_and_writes_nothing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sb = rt

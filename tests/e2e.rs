@@ -1808,3 +1808,91 @@ async fn a_github_token_rotated_in_ssm_is_read_at_its_first_refusal_and_the_cycl
         sb.github.pulls()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_github_app_tugboat_lives_through_token_expiries_renewing_once_each() {
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let api = ApiMetrics::default();
+    let toml = sb.config_toml_as_app(&work.path().join("w"));
+    assert!(
+        toml.contains("[github.app]") && !toml.contains("github-token"),
+        "{toml}"
+    );
+    let engine = common::engine_from(&sb, &toml, &api).await;
+    // Connecting found the installation, read the App's slug and got a first token.
+    assert_eq!(sb.github.app.tokens_issued(), 1);
+    let pushes = [
+        ("staff_management", "1.2.0"),
+        ("user_service", "2.0.0"),
+        ("appointment_service", "3.1.0"),
+    ];
+    for (round, (svc, tag)) in pushes.into_iter().enumerate() {
+        // An hour passes: every token issued so far has expired.
+        sb.github.app.expire_tokens();
+        sb.aws.push(svc, tag, "COMPLETE", vec![]);
+
+        let reports = engine.cycle(Mode::Apply).await.unwrap();
+
+        let failed: Vec<_> = reports
+            .iter()
+            .filter(|r| matches!(r.action, Action::Failed { .. }))
+            .collect();
+        assert!(failed.is_empty(), "round {round}: {failed:?}");
+        assert_eq!(
+            sb.github.app.tokens_issued(),
+            round + 2,
+            "one renewal per expiry (the cycle's first refused request), shared by git and REST"
+        );
+        assert!(
+            sb.github.pulls().iter().any(|p| p.head.contains(svc)),
+            "round {round}: {:?}",
+            sb.github.pulls()
+        );
+    }
+    assert!(
+        sb.github.app.refused_jwts().is_empty(),
+        "{:?}",
+        sb.github.app.refused_jwts()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_unreadable_app_key_is_an_error_naming_the_app_and_never_the_key() {
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let toml = sb.config_toml_as_app(&work.path().join("w"));
+    let key_file = sb.dir().join("github-app.pem");
+    let try_with = |pem: &str| {
+        std::fs::write(&key_file, pem).unwrap();
+        let cfg = Config::parse(&toml, "tugboat.toml", std::iter::empty()).unwrap();
+        let sb_clock = sb.clock();
+        async move {
+            match tugboat::app::ports_on(&cfg, &ApiMetrics::default(), sb_clock).await {
+                Ok(_) => panic!("connected with a wrong key"),
+                Err(e) => format!("{e:#}"),
+            }
+        }
+    };
+
+    // Another App's key (a revoked one looks the same): GitHub refuses the JWT.
+    let other = tugboat_sandbox::github_app::App::generate().unwrap();
+    let e = try_with(other.private_key_pem()).await;
+    assert!(e.contains("GitHub App 424242"), "{e}");
+    assert!(
+        e.contains("HTTP 401") && e.contains("wrong or revoked private key"),
+        "{e}"
+    );
+    let body_line = other.private_key_pem().lines().nth(1).unwrap();
+    assert!(!e.contains(body_line) && !e.contains("PRIVATE KEY"), "{e}");
+    assert_eq!(sb.github.app.tokens_issued(), 0);
+    assert!(!sb.github.app.refused_jwts().is_empty());
+
+    // Not a key at all.
+    let e = try_with("hunter2\n").await;
+    assert!(
+        e.contains("GitHub App 424242: the private key is not an RSA key in PEM"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+}

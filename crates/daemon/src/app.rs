@@ -4,16 +4,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::adapters::github_app::{GitHubApp, Installation};
 use crate::adapters::{
     argocd::{ArgoCd, ArgoOptions},
     aws,
     ecr::Ecr,
     git::Git,
-    github::GitHub,
+    github::{Credentials, GitHub},
     ssm::Ssm,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, SecretRef};
+use crate::config::{Config, GithubAuth, SecretRef};
 use crate::credentials::{Rotating, SSM_REFRESH, Token};
 use crate::engine::Ports;
 use crate::ports::ParameterStore;
@@ -26,6 +27,42 @@ async fn rotating(r: &SecretRef, what: &'static str, ssm: &Ssm) -> anyhow::Resul
         .await
         .map(Arc::new)
         .map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
+/// What tugboat sends GitHub: the token (git and REST), or the App (its installation tokens
+/// for git, its client for REST); and, for an App, the login its actions show.
+async fn github_identity(
+    cfg: &Config,
+    ssm: &Ssm,
+) -> anyhow::Result<(Arc<dyn Token>, Credentials, Option<String>)> {
+    match &cfg.github.auth {
+        GithubAuth::Token(r) => {
+            let token: Arc<dyn Token> = rotating(r, "github.token", ssm).await?;
+            Ok((Arc::clone(&token), Credentials::Token(token), None))
+        }
+        GithubAuth::App {
+            id,
+            private_key,
+            installation_id,
+        } => {
+            let key = rotating(private_key, "github.app.private_key", ssm).await?;
+            let app = GitHubApp::connect(
+                *id,
+                key,
+                Installation {
+                    api_url: &cfg.github.api_url,
+                    owner: &cfg.github.owner,
+                    repo: &cfg.github.repo,
+                    id: *installation_id,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let login = app.login();
+            let app = Arc::new(app);
+            Ok((app.clone(), Credentials::App(app), Some(login)))
+        }
+    }
 }
 
 /// Build the production adapters for `cfg`; every request they send is counted into `api`.
@@ -42,7 +79,7 @@ pub async fn ports_on(
 ) -> anyhow::Result<Ports> {
     let sdk = aws::sdk_config(&cfg.aws).await;
     let ssm = Ssm::new(&sdk, api);
-    let gh_token: Arc<dyn Token> = rotating(&cfg.github.token, "github.token", &ssm).await?;
+    let (gh_token, gh_credentials, app_login) = github_identity(cfg, &ssm).await?;
     let argo_token: Arc<dyn Token> = rotating(&cfg.argocd.token, "argocd.token", &ssm).await?;
     let git = Git::open(
         &Git::clone_dir(&cfg.engine.workdir),
@@ -55,7 +92,7 @@ pub async fn ports_on(
     .with_clock(clock);
     let forge = GitHub::new(
         &cfg.github.api_url,
-        gh_token,
+        gh_credentials,
         &cfg.github.owner,
         &cfg.github.repo,
         &cfg.github.base_branch,
@@ -63,7 +100,7 @@ pub async fn ports_on(
     )
     .await?
     .with_merge_method(cfg.github.merge_method)
-    .with_login(cfg.github.login.as_deref())
+    .with_login(cfg.github.login.as_deref().or(app_login.as_deref()))
     .with_writes_per_minute(cfg.github.writes_per_minute);
     let argo = ArgoCd::new(
         &cfg.argocd.url,

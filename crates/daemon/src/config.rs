@@ -130,12 +130,22 @@ struct RawGithub {
     base_branch: String,
     api_url: Option<String>,
     clone_url: Option<String>,
-    token: SecretRef,
+    token: Option<SecretRef>,
+    app: Option<RawApp>,
     webhook_secret: Option<SecretRef>,
     #[serde(default)]
     merge_method: MergeMethod,
     login: Option<String>,
     writes_per_minute: Option<usize>,
+}
+
+/// `[github.app]`: tugboat authenticates as this GitHub App's installation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    id: u64,
+    private_key: SecretRef,
+    installation_id: Option<u64>,
 }
 
 fn default_branch() -> String {
@@ -272,7 +282,8 @@ pub struct GithubConfig {
     pub base_branch: String,
     pub api_url: String,
     pub clone_url: String,
-    pub token: SecretRef,
+    /// A token, or a GitHub App.
+    pub auth: GithubAuth,
     /// Enables `POST /webhooks/github`: deliveries must be signed with it.
     pub webhook_secret: Option<SecretRef>,
     /// How promotion and rollback PRs are merged: `squash` (default), `merge` or `rebase`;
@@ -283,6 +294,20 @@ pub struct GithubConfig {
     pub login: Option<String>,
     /// Content-creating requests a minute at most (GitHub's secondary limit: 80).
     pub writes_per_minute: usize,
+}
+
+/// How tugboat authenticates to GitHub (REST and git alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GithubAuth {
+    /// `github.token`: a personal, fine-grained or installation token kept elsewhere.
+    Token(SecretRef),
+    /// `[github.app]`: installation tokens from the App's private key, renewed as they expire.
+    App {
+        id: u64,
+        private_key: SecretRef,
+        /// Discovered from the repository when not given.
+        installation_id: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -559,6 +584,37 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
     {
         return Err(f.err("github.login", format!("'{l}' is not a GitHub login")));
     }
+    let auth = match (raw.token, raw.app) {
+        (Some(token), None) => GithubAuth::Token(token),
+        (None, Some(app)) => {
+            if app.id == 0 {
+                return Err(f.err("github.app.id", "0 is not a GitHub App id".to_owned()));
+            }
+            if app.installation_id == Some(0) {
+                return Err(f.err(
+                    "github.app.installation_id",
+                    "0 is not an installation id".to_owned(),
+                ));
+            }
+            GithubAuth::App {
+                id: app.id,
+                private_key: app.private_key,
+                installation_id: app.installation_id,
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(f.err(
+                "github",
+                "both a token and [github.app] are given; choose one".to_owned(),
+            ));
+        }
+        (None, None) => {
+            return Err(f.err(
+                "github",
+                "no credentials: give `token` or a [github.app] section".to_owned(),
+            ));
+        }
+    };
     let writes_per_minute = raw
         .writes_per_minute
         .unwrap_or(crate::adapters::github::WRITES_PER_MINUTE);
@@ -574,7 +630,7 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
         base_branch: raw.base_branch,
         api_url,
         clone_url,
-        token: raw.token,
+        auth,
         webhook_secret: raw.webhook_secret,
         merge_method: raw.merge_method,
         login: raw.login,
@@ -1010,6 +1066,55 @@ argocd_application = "user-service-dev"
             e.message.starts_with("duration 'ten minutes' is invalid ("),
             "{e}"
         );
+    }
+
+    #[test]
+    fn github_credentials_are_a_token_or_an_app_never_both_nor_neither() {
+        let token = "token = { env = \"GITHUB_TOKEN\" }\n";
+        let c = parse(EXAMPLE, &[]).unwrap();
+        assert_eq!(
+            c.github.auth,
+            GithubAuth::Token(SecretRef::Env("GITHUB_TOKEN".into()))
+        );
+        let app =
+            "\n[github.app]\nid = 123456\nprivate_key = { ssm = \"/salon/tugboat/app-key\" }\n";
+        let as_app =
+            EXAMPLE
+                .replacen(token, "", 1)
+                .replacen("\n[argocd]", &format!("{app}\n[argocd]"), 1);
+        let c = parse(&as_app, &[]).unwrap();
+        assert_eq!(
+            c.github.auth,
+            GithubAuth::App {
+                id: 123456,
+                private_key: SecretRef::Ssm("/salon/tugboat/app-key".into()),
+                installation_id: None,
+            }
+        );
+        let pinned = as_app.replacen("id = 123456\n", "id = 123456\ninstallation_id = 99\n", 1);
+        assert!(matches!(
+            parse(&pinned, &[]).unwrap().github.auth,
+            GithubAuth::App {
+                installation_id: Some(99),
+                ..
+            }
+        ));
+
+        let both = EXAMPLE.replacen("\n[argocd]", &format!("{app}\n[argocd]"), 1);
+        let e = parse(&both, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: github: both a token and [github.app] are given; choose one"
+        );
+        let e = parse(&EXAMPLE.replacen(token, "", 1), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: github: no credentials: give `token` or a [github.app] section"
+        );
+        let e = parse(&as_app.replacen("id = 123456", "id = 0", 1), &[]).unwrap_err();
+        assert_eq!(e.field, "github.app.id");
+        let e = parse(&as_app.replacen("private_key", "key", 1), &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown field `key`"), "{e}");
     }
 
     #[test]

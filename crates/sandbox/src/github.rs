@@ -177,6 +177,8 @@ pub struct GitHub {
     pub repo: String,
     /// The one token accepted; rotating it revokes the one before.
     token: Arc<Mutex<String>>,
+    /// The GitHub App installed on the repository, and its installation tokens.
+    pub app: Arc<crate::github_app::App>,
     /// Stamps comments, reviews, merges and statuses.
     clock: SandboxClock,
 }
@@ -226,6 +228,10 @@ impl GitHub {
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             token: Arc::new(Mutex::new(token.to_owned())),
+            app: Arc::new(
+                crate::github_app::App::generate()
+                    .unwrap_or_else(|e| panic!("the stand-in cannot make an RSA key: {e}")),
+            ),
             clock: SandboxClock::default(),
         }
     }
@@ -306,6 +312,12 @@ impl GitHub {
                 get(team_membership),
             )
             .route("/user", get(authenticated_user))
+            .route("/app", get(get_app))
+            .route("/repos/{owner}/{repo}/installation", get(repo_installation))
+            .route(
+                "/app/installations/{id}/access_tokens",
+                post(create_installation_token),
+            )
             .route("/rate_limit", get(rate_limit))
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(add_status))
             .route(
@@ -582,14 +594,16 @@ impl GitHub {
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("token "))
         {
-            return t == token;
+            return t == token || self.app.token_valid(t);
         }
         if let Some(b) = v.strip_prefix("Basic ") {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(b)
                 .unwrap_or_default();
             let text = String::from_utf8_lossy(&decoded);
-            return text.split_once(':').is_some_and(|(_, pw)| pw == token);
+            return text
+                .split_once(':')
+                .is_some_and(|(_, pw)| pw == token || self.app.token_valid(pw));
         }
         false
     }
@@ -1615,6 +1629,70 @@ async fn authenticated_user(State(gh): State<GitHub>, headers: HeaderMap) -> Res
         return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
     Json(wire::me(BOT)).into_response()
+}
+
+/// The App JWT of a request, checked: `None` when it may go on.
+fn app_refusal(gh: &GitHub, headers: &HeaderMap) -> Option<Response> {
+    let jwt = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(jwt) = jwt else {
+        return Some(gh_error(
+            StatusCode::UNAUTHORIZED,
+            "A JSON web token could not be decoded",
+        ));
+    };
+    match gh.app.verify_jwt(jwt) {
+        Ok(()) => None,
+        Err(_) => Some(gh_error(
+            StatusCode::UNAUTHORIZED,
+            "A JSON web token could not be decoded",
+        )),
+    }
+}
+
+async fn get_app(State(gh): State<GitHub>, headers: HeaderMap) -> Response {
+    gh.count("GET app");
+    if let Some(refused) = app_refusal(&gh, &headers) {
+        return refused;
+    }
+    Json(wire::app(&gh.owner)).into_response()
+}
+
+async fn repo_installation(
+    State(gh): State<GitHub>,
+    UrlPath((owner, repo)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    gh.count("GET installation");
+    if let Some(refused) = app_refusal(&gh, &headers) {
+        return refused;
+    }
+    if owner != gh.owner || repo != gh.repo {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    Json(wire::installation(&gh.owner)).into_response()
+}
+
+async fn create_installation_token(
+    State(gh): State<GitHub>,
+    UrlPath(id): UrlPath<u64>,
+    headers: HeaderMap,
+) -> Response {
+    gh.count("POST access_tokens");
+    if let Some(refused) = app_refusal(&gh, &headers) {
+        return refused;
+    }
+    if id != crate::github_app::INSTALLATION_ID {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let (token, expires_at) = gh.app.issue();
+    (
+        StatusCode::CREATED,
+        Json(wire::installation_token(&token, expires_at)),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -297,3 +297,53 @@ pub struct Status<'a> {
     pub description: &'a str,
     pub at: &'a str,
 }
+
+/// The permissions tugboat's App asks for (and the README lists).
+fn app_permissions() -> Value {
+    json!({
+        "contents": "write", "pull_requests": "write", "issues": "write",
+        "statuses": "write", "checks": "write", "members": "read", "metadata": "read",
+    })
+}
+
+/// An `integration`: the sandbox's GitHub App (`GET /app`).
+pub fn app(owner: &str) -> Value {
+    use crate::github_app::{APP_ID, APP_SLUG};
+    json!({
+        "id": APP_ID, "slug": APP_SLUG, "node_id": format!("A_{APP_ID}"),
+        "client_id": "Iv1.sandbox", "owner": account(owner, "Organization"),
+        "name": "tugboat (sandbox)", "description": "tugboat's sandbox App",
+        "external_url": WEB, "html_url": format!("{WEB}/apps/{APP_SLUG}"),
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        "permissions": app_permissions(),
+        "events": ["issue_comment", "pull_request", "pull_request_review", "check_run"],
+        "installations_count": 1,
+    })
+}
+
+/// An `installation` of the sandbox's App on `owner` (`GET /repos/{owner}/{repo}/installation`).
+pub fn installation(owner: &str) -> Value {
+    use crate::github_app::{APP_ID, APP_SLUG, INSTALLATION_ID};
+    json!({
+        "id": INSTALLATION_ID, "account": account(owner, "Organization"),
+        "repository_selection": "selected",
+        "access_tokens_url": format!("{API}/app/installations/{INSTALLATION_ID}/access_tokens"),
+        "repositories_url": format!("{API}/installation/repositories"),
+        "html_url": format!("{WEB}/organizations/{owner}/settings/installations/{INSTALLATION_ID}"),
+        "app_id": APP_ID, "target_id": 1, "target_type": "Organization",
+        "permissions": app_permissions(),
+        "events": ["issue_comment", "pull_request", "pull_request_review", "check_run"],
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        "single_file_name": null, "app_slug": APP_SLUG, "suspended_by": null, "suspended_at": null,
+    })
+}
+
+/// An `installation-token` (`POST /app/installations/{id}/access_tokens`).
+pub fn installation_token(token: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "token": token,
+        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "permissions": app_permissions(),
+        "repository_selection": "selected",
+    })
+}

@@ -6,6 +6,7 @@ pub mod argocd;
 pub mod aws;
 pub mod demo;
 pub mod github;
+pub mod github_app;
 mod github_wire;
 pub mod kube;
 
@@ -227,6 +228,10 @@ impl Sandbox {
         sb.seed();
         std::fs::write(sb.dir.path().join("github-token"), &sb.github_token)?;
         std::fs::write(sb.dir.path().join("argocd-token"), &sb.argocd_token)?;
+        std::fs::write(
+            sb.dir.path().join("github-app.pem"),
+            sb.github.app.private_key_pem(),
+        )?;
         Ok(sb)
     }
 
@@ -329,6 +334,21 @@ wait = "30s"
             }
         }
         s
+    }
+
+    /// [`config_toml`](Self::config_toml), authenticating to GitHub as the stand-in's App
+    /// (its private key in a file) instead of with a token.
+    pub fn config_toml_as_app(&self, workdir: &Path) -> String {
+        let token_line = format!(
+            "token = {{ file = \"{}\" }}\n",
+            self.dir.path().join("github-token").display()
+        );
+        let app = format!(
+            "\n[github.app]\nid = {}\nprivate_key = {{ file = \"{}\" }}\n",
+            github_app::APP_ID,
+            self.dir.path().join("github-app.pem").display()
+        );
+        self.config_toml(workdir).replacen(&token_line, &app, 1)
     }
 
     /// Where the stand-ins listen, one per line.

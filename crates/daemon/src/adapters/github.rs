@@ -14,6 +14,7 @@ use octocrab::Octocrab;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::github_app::GitHubApp;
 use crate::credentials::Token;
 use crate::domain::chatops;
 use crate::ports::{
@@ -89,14 +90,23 @@ pub struct GitHub {
     writes: Arc<tokio::sync::Mutex<WriteWindow>>,
 }
 
-/// The token and the client built with it: built again when the token rotates.
-struct Auth {
-    api_url: String,
-    token: Arc<dyn Token>,
-    built: std::sync::RwLock<(Secret, Octocrab)>,
+/// What the GitHub adapter authenticates with.
+pub enum Credentials {
+    /// A token (rotating): the client is built again when it changes.
+    Token(Arc<dyn Token>),
+    /// A GitHub App's installation: its own client, whose token octocrab renews.
+    App(Arc<GitHubApp>),
 }
 
-fn build_client(api_url: &str, token: &Secret) -> PortResult<Octocrab> {
+/// The credentials and the client built with them.
+struct Auth {
+    api_url: String,
+    source: Credentials,
+    /// For a token: the token and the client built with it.
+    built: std::sync::RwLock<(Secret, Arc<Octocrab>)>,
+}
+
+fn build_client(api_url: &str, token: &Secret) -> PortResult<Arc<Octocrab>> {
     Octocrab::builder()
         .base_uri(api_url)
         .map_err(|e| {
@@ -109,41 +119,64 @@ fn build_client(api_url: &str, token: &Secret) -> PortResult<Octocrab> {
         })?
         .personal_token(token.expose().to_owned())
         .build()
+        .map(Arc::new)
         .map_err(|e| map_err("connect", e))
 }
 
 impl Auth {
-    fn built(&self) -> (Secret, Octocrab) {
+    async fn new(api_url: &str, source: Credentials) -> PortResult<Self> {
+        let built = match &source {
+            Credentials::Token(token) => {
+                let first = token.token().await?;
+                let client = build_client(api_url, &first)?;
+                (first, client)
+            }
+            Credentials::App(app) => (Secret::new(""), app.client().await?),
+        };
+        Ok(Self {
+            api_url: api_url.to_owned(),
+            source,
+            built: std::sync::RwLock::new(built),
+        })
+    }
+
+    fn built(&self) -> (Secret, Arc<Octocrab>) {
         match self.built.read() {
             Ok(b) => b.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    fn store(&self, token: Secret, client: Octocrab) {
+    fn store(&self, token: Secret, client: Arc<Octocrab>) {
         match self.built.write() {
             Ok(mut b) => *b = (token, client),
             Err(poisoned) => *poisoned.into_inner() = (token, client),
         }
     }
 
-    /// The client for the token to use now.
-    async fn client(&self) -> PortResult<Octocrab> {
-        let token = self.token.token().await?;
+    /// The client to send a request with now.
+    async fn client(&self) -> PortResult<Arc<Octocrab>> {
+        let token = match &self.source {
+            Credentials::App(app) => return app.client().await,
+            Credentials::Token(token) => token.token().await?,
+        };
         let (built_for, client) = self.built();
         if built_for == token {
             return Ok(client);
         }
         let client = build_client(&self.api_url, &token)?;
-        self.store(token, client.clone());
+        self.store(token, Arc::clone(&client));
         Ok(client)
     }
 
     /// GitHub refused the token (401): read it again at once, so the next request carries a
-    /// rotated one.
+    /// rotated one. (An App's client has renewed its token and retried already.)
     async fn refused(&self) {
+        let Credentials::Token(token) = &self.source else {
+            return;
+        };
         let (used, _) = self.built();
-        if let Some(newer) = self.token.refused(&used).await
+        if let Some(newer) = token.refused(&used).await
             && let Ok(client) = build_client(&self.api_url, &newer)
         {
             self.store(newer, client);
@@ -334,19 +367,13 @@ fn map_err(operation: &'static str, e: octocrab::Error) -> PortError {
 impl GitHub {
     pub async fn new(
         api_url: &str,
-        token: Arc<dyn Token>,
+        credentials: Credentials,
         owner: &str,
         repo: &str,
         base: &str,
         api: &ApiMetrics,
     ) -> Result<Self, PortError> {
-        let first = token.token().await?;
-        let client = build_client(api_url, &first)?;
-        let auth = Arc::new(Auth {
-            api_url: api_url.to_owned(),
-            token,
-            built: std::sync::RwLock::new((first, client)),
-        });
+        let auth = Arc::new(Auth::new(api_url, credentials).await?);
         Ok(Self {
             auth,
             api: api.clone(),

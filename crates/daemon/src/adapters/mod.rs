@@ -5,5 +5,6 @@ pub mod ecr;
 pub mod git;
 mod git_http;
 pub mod github;
+pub mod github_app;
 pub mod lease;
 pub mod ssm;
