@@ -1504,6 +1504,15 @@ async fn an_approval_survives_unrelated_merges_and_a_persons_push_to_the_branch_
 }
 
 /// The persistent clone of the engine working in `work`.
+/// No row of a cycle's report failed; `when` says which cycle.
+fn assert_no_failed_row(reports: &[tugboat::engine::EnvReport], when: &str) {
+    let failed: Vec<_> = reports
+        .iter()
+        .filter(|r| matches!(r.action, Action::Failed { .. }))
+        .collect();
+    assert!(failed.is_empty(), "{when}: {failed:?}");
+}
+
 fn clone_dir(work: &tempfile::TempDir) -> std::path::PathBuf {
     work.path().join("w").join("gitops.git")
 }
@@ -1794,11 +1803,7 @@ async fn a_github_token_rotated_in_ssm_is_read_at_its_first_refusal_and_the_cycl
     // The cycle's first request (the fetch) was refused, the token read again once, and the
     // fetch and everything after it went on with the new one: no row failed.
     assert_eq!(reads(&sb) - before, 1, "exactly one refresh");
-    let failed: Vec<_> = reports
-        .iter()
-        .filter(|r| matches!(r.action, Action::Failed { .. }))
-        .collect();
-    assert!(failed.is_empty(), "{failed:?}");
+    assert_no_failed_row(&reports, "after the rotation");
     assert!(
         sb.github
             .pulls()
@@ -1834,11 +1839,7 @@ async fn as_a_github_app_tugboat_lives_through_token_expiries_renewing_once_each
 
         let reports = engine.cycle(Mode::Apply).await.unwrap();
 
-        let failed: Vec<_> = reports
-            .iter()
-            .filter(|r| matches!(r.action, Action::Failed { .. }))
-            .collect();
-        assert!(failed.is_empty(), "round {round}: {failed:?}");
+        assert_no_failed_row(&reports, &format!("round {round}"));
         assert_eq!(
             sb.github.app.tokens_issued(),
             round + 2,

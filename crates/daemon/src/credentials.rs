@@ -130,6 +130,12 @@ impl Rotating {
         }
     }
 
+    /// A secret kept in the file at `path` (the tests').
+    #[cfg(test)]
+    pub(crate) async fn file(path: &std::path::Path, name: &'static str) -> PortResult<Self> {
+        Self::read(SecretRef::File(path.to_owned()), name, None, SSM_REFRESH).await
+    }
+
     /// The configuration key this secret comes from.
     pub fn name(&self) -> &'static str {
         self.name
@@ -264,14 +270,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "first\n").unwrap();
-        let s = Rotating::read(
-            SecretRef::File(path.clone()),
-            "github.token",
-            None,
-            SSM_REFRESH,
-        )
-        .await
-        .unwrap();
+        let s = Rotating::file(&path, "github.token").await.unwrap();
         assert_eq!(s.current().await.expose(), "first");
 
         // A Kubernetes Secret volume swaps the file: a new one, of another size.
@@ -285,25 +284,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "first").unwrap();
-        let s = Rotating::read(
-            SecretRef::File(path.clone()),
-            "github.token",
-            None,
-            SSM_REFRESH,
-        )
-        .await
-        .unwrap();
+        let s = Rotating::file(&path, "github.token").await.unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(s.current().await.expose(), "first");
         // At first read, the same problem is an error naming the key and the file, not a value.
-        let e = Rotating::read(
-            SecretRef::File(path.clone()),
-            "github.token",
-            None,
-            SSM_REFRESH,
-        )
-        .await
-        .unwrap_err();
+        let e = Rotating::file(&path, "github.token").await.unwrap_err();
         assert!(
             e.message
                 .starts_with("github.token: cannot read secret file"),

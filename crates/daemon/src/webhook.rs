@@ -206,14 +206,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("webhook-secret");
         std::fs::write(&path, "old").unwrap();
-        let secret = Rotating::read(
-            crate::config::SecretRef::File(path.clone()),
-            "github.webhook_secret",
-            None,
-            crate::credentials::SSM_REFRESH,
-        )
-        .await
-        .unwrap();
+        let secret = Rotating::file(&path, "github.webhook_secret")
+            .await
+            .unwrap();
         let w = Webhook::new(
             std::sync::Arc::new(secret),
             std::sync::Arc::new(Notify::new()),

@@ -30,6 +30,7 @@ use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Trans
 use git2::{ErrorClass, ErrorCode};
 
 use crate::credentials::Token;
+use crate::ports::ErrorKind;
 
 /// What one fetch or push talks to its server with.
 #[derive(Clone)]
@@ -155,7 +156,16 @@ impl Stream {
         let token = self
             .handle
             .block_on(self.session.token.token())
-            .map_err(|e| git2::Error::new(ErrorCode::Auth, ErrorClass::Http, e.message))?;
+            .map_err(|e| {
+                // No token to send: refused credentials (a revoked App key) are an
+                // authentication failure; anything else (GitHub unreachable) is the network's.
+                let code = if e.kind == ErrorKind::Denied {
+                    ErrorCode::Auth
+                } else {
+                    ErrorCode::GenericError
+                };
+                git2::Error::new(code, ErrorClass::Net, e.message)
+            })?;
         let response = self.request(&body, &token)?;
         if response.status() != reqwest::StatusCode::UNAUTHORIZED {
             check(&self.url, self.service, self.post, &response)?;
