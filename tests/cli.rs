@@ -220,7 +220,26 @@ fn as_a_github_app_at_trace_level_tugboat_never_prints_the_key_a_jwt_or_a_token(
         text(&out.stderr).contains("authenticated as a GitHub App"),
         "the App was used"
     );
-    for stream in [text(&out.stdout), text(&out.stderr)] {
+    // What tugboat wrote on GitHub: PR bodies and titles, comments, check runs.
+    let mut written: Vec<String> = sb
+        .github
+        .pulls()
+        .into_iter()
+        .flat_map(|p| {
+            let comments = p.comments.into_iter().map(|(_, body)| body);
+            [p.title, p.body].into_iter().chain(comments)
+        })
+        .collect();
+    let runs = sb.github.all_check_runs();
+    assert!(
+        !runs.is_empty(),
+        "as an App, the gate and deploy are check runs"
+    );
+    written.extend(
+        runs.into_iter()
+            .flat_map(|c| [c.title, c.summary, c.details_url].into_iter().flatten()),
+    );
+    for stream in [text(&out.stdout), text(&out.stderr), written.join("\n")] {
         assert!(
             !stream.contains(&key_line) && !stream.contains("PRIVATE KEY"),
             "the key leaked"
@@ -354,4 +373,84 @@ fn tugboat_run_catches_up_a_missed_rescan_slot_at_start_opens_the_issue_and_stop
         Some(true),
         "the slot is claimed in the ledger"
     );
+}
+
+#[test]
+fn tugboat_run_as_an_app_lives_through_several_token_expiries_and_keeps_promoting() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt
+        .block_on(tugboat_sandbox::Sandbox::start(
+            tugboat_sandbox::Options::default(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tugboat.toml",
+        &sb.config_toml_as_app(&dir.path().join("work")),
+        0o600,
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+        .args(["run", "--config", &config])
+        .env("TUGBOAT_ENGINE_INTERVAL", "1s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let merged = |svc: &str, tag: &str| {
+        sb.github.pulls().iter().any(|p| {
+            p.head.ends_with(&format!("dev/{svc}"))
+                && p.title.ends_with(tag)
+                && p.merged_at.is_some()
+        })
+    };
+    let rounds = [
+        ("user_service", "1.5.0"),
+        ("staff_management", "1.5.0"),
+        ("appointment_service", "1.5.0"),
+    ];
+    // Started: it holds its first installation token.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while sb.github.app.tokens_issued() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut done = 0;
+    for (svc, tag) in rounds {
+        // Every token issued so far expires (an hour passes, as far as GitHub is concerned).
+        sb.github.app.expire_tokens();
+        sb.aws.push(svc, tag, "COMPLETE", vec![]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !merged(svc, tag) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if !merged(svc, tag) {
+            break;
+        }
+        done += 1;
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out.stderr);
+    assert_eq!(done, rounds.len(), "{log}");
+    assert!(out.status.success(), "graceful exit on SIGTERM: {log}");
+    // A first token, then one renewal per expiry at least (a renewal ahead of expiry may add
+    // one), and GitHub never refused the App's JWT.
+    let issued = sb.github.app.tokens_issued();
+    assert!(
+        issued > rounds.len(),
+        "{issued} tokens for {} expiries",
+        rounds.len()
+    );
+    assert!(sb.github.app.refused_jwts().is_empty());
+    // Every promotion commit was GitHub's, signed.
+    for p in sb.github.pulls().iter().filter(|p| p.merged_at.is_some()) {
+        assert!(
+            sb.github.verified(p.closed_head.as_deref().unwrap()),
+            "{}",
+            p.title
+        );
+    }
 }

@@ -269,6 +269,92 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_github_app_its_tokens_check_runs_and_api_commits_match_githubs_description() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let sb = common::start(Options::default()).await;
+    sb.github.require_signed_commits(true);
+    let logs = tempfile::tempdir().unwrap();
+    let gh = Prism::start(
+        &root.join("node_modules/@octokit/openapi/generated/api.github.com.json"),
+        &sb.github_url,
+        logs.path().join("github.log"),
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let toml = sb.config_toml_as_app(&work.path().join("w")).replace(
+        &format!("api_url = \"{}\"", sb.github_url),
+        &format!("api_url = \"{}\"", gh.url),
+    );
+    assert!(toml.contains(&gh.url) && toml.contains("[github.app]"));
+    // Connecting: the installation, the App, an installation token.
+    let engine = common::engine_from(&sb, &toml, &Default::default()).await;
+    common::approver(&sb, "alice");
+    sb.aws.put_parameter(
+        "/salon/promotion/services/user_service",
+        "environments:\n  dev:\n    auto_merge: false\n",
+        "String",
+    );
+
+    // A PR (a commit through the Git Data API, a gate check run), then a newer tag moves its
+    // branch (a ref update), an approval merges it (check runs read), the deploy is a check.
+    let mut number = 0;
+    for tag in ["1.1.0", "1.2.0"] {
+        sb.aws.push("user_service", tag, "COMPLETE", vec![]);
+        sb.github.app.expire_tokens(); // and a renewal on the way
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        let Action::AwaitingApproval { number: n, .. } = row(&r, "user_service", "dev").action
+        else {
+            panic!(
+                "{:?}\n{:#?}",
+                row(&r, "user_service", "dev"),
+                gh.violations()
+            )
+        };
+        number = n;
+    }
+    sb.advance(Duration::from_secs(1)); // comments are stamped to the second
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            &row(&r, "user_service", "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ),
+        "{:?}\n{:#?}",
+        row(&r, "user_service", "dev"),
+        gh.violations()
+    );
+
+    let calls = sb.github.calls();
+    for op in [
+        "GET installation",
+        "GET app",
+        "POST access_tokens",
+        "POST git/blobs",
+        "POST git/trees",
+        "POST git/commits",
+        "POST git/refs",
+        "PATCH git/refs",
+        "POST check-runs",
+        "GET check-runs",
+    ] {
+        assert!(
+            calls.get(op).is_some_and(|n| *n > 0),
+            "{op} not exercised: {calls:?}"
+        );
+    }
+    let violations = gh.violations();
+    assert!(violations.is_empty(), "GitHub:\n{}", violations.join("\n"));
+    eprintln!(
+        "prism checked {} GitHub requests of an App and their answers",
+        gh.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_elections_lease_traffic_matches_kubernetes_own_description() {
     use common::election::{QUICK, candidate, stand_in, until_leading};
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

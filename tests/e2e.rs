@@ -1036,7 +1036,13 @@ async fn githubs_example_deliveries_are_verified_deduplicated_and_wake_the_loop(
         r.send()
     };
     let mut delivered = 0;
-    for event in ["ping", "issue_comment", "pull_request"] {
+    for event in [
+        "ping",
+        "issue_comment",
+        "pull_request",
+        "check_run",
+        "check_suite",
+    ] {
         let group = examples
             .as_array()
             .unwrap()
@@ -1896,4 +1902,232 @@ async fn a_wrong_or_unreadable_app_key_is_an_error_naming_the_app_and_never_the_
         "{e}"
     );
     assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_an_app_commits_are_made_and_signed_by_github_so_a_main_requiring_signed_commits_merges_them()
+ {
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    sb.github.require_signed_commits(true);
+    let work = tempfile::tempdir().unwrap();
+    let api = ApiMetrics::default();
+    let app = common::engine_from(&sb, &sb.config_toml_as_app(&work.path().join("a")), &api).await;
+    sb.aws.push(
+        "user_service",
+        "1.1.0",
+        "COMPLETE",
+        vec![SeedFinding {
+            id: "CVE-2026-1111".into(),
+            severity: "MEDIUM".into(),
+            package: Some("zlib".into()),
+        }],
+    );
+
+    let r = app.cycle(Mode::Apply).await.unwrap();
+
+    let Action::Merged {
+        number,
+        sha,
+        verification,
+        ..
+    } = &row(&r, "user_service", "dev").action
+    else {
+        panic!("{:?}", row(&r, "user_service", "dev"))
+    };
+    assert!(
+        matches!(verification, Verification::Healthy { .. }),
+        "{verification:?}"
+    );
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == *number)
+        .unwrap();
+    let head = pr.closed_head.clone().unwrap();
+    assert!(
+        sb.github.verified(&head),
+        "the promotion commit is GitHub's, signed"
+    );
+    let (parents, message) = sb.github.commit(&head).unwrap();
+    assert_eq!(parents.len(), 1);
+    assert!(
+        message.starts_with("Promote user_service to dev: 1.1.0"),
+        "{message}"
+    );
+    // The byte-exact edit is the same whichever way it travels: only the image line changed.
+    let path = "apps/user_service/overlays/dev/kustomization.yaml";
+    let (before, after) = (
+        sb.github.read_at(&parents[0], path),
+        sb.github.read_at(&head, path),
+    );
+    let (before, after) = (before.unwrap(), after.unwrap());
+    let changed: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(before.lines().count(), after.lines().count());
+
+    // The gate and the deploy are check runs with summaries, not commit statuses.
+    assert!(sb.github.statuses(&head).is_empty() && sb.github.statuses(sha).is_empty());
+    let gate = sb.github.check_runs(&head);
+    let gate = gate
+        .iter()
+        .find(|c| c.name == "tugboat/scan-gate")
+        .expect("gate check run");
+    assert_eq!(
+        (gate.status.as_str(), gate.conclusion.as_deref()),
+        ("completed", Some("success"))
+    );
+    let summary = gate.summary.clone().unwrap();
+    assert!(
+        summary.contains("| severity | findings | allowed |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| MEDIUM | 1 |") && summary.contains("CVE-2026-1111"),
+        "{summary}"
+    );
+    assert!(summary.contains("### Policy"), "{summary}");
+    let deploy = sb.github.check_runs(sha);
+    let deploy = deploy
+        .iter()
+        .find(|c| c.name == "tugboat/deploy")
+        .expect("deploy check run");
+    assert_eq!(deploy.conclusion.as_deref(), Some("success"));
+    let app_name = sandbox::app_name("user_service", "dev");
+    assert_eq!(
+        deploy.details_url.as_deref(),
+        Some(format!("{}/applications/{app_name}", sb.argocd_url).as_str())
+    );
+    assert!(
+        deploy
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("Synced and Healthy")
+    );
+    // Four writes made each commit (blob, tree, commit, ref), one per PR (dev's, and the
+    // next environment's opened after dev turned Healthy).
+    let calls = sb.github.calls();
+    for op in [
+        "POST git/blobs",
+        "POST git/trees",
+        "POST git/commits",
+        "POST git/refs",
+    ] {
+        assert_eq!(calls.get(op), calls.get("POST pulls"), "{op}: {calls:?}");
+    }
+
+    // A token install pushes its commits (unsigned): the same protection refuses the merge,
+    // and the row says why.
+    let token = common::engine_from(&sb, &sb.config_toml(&work.path().join("t")), &api).await;
+    sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
+    let r = token.cycle(Mode::Apply).await.unwrap();
+    let Action::Failed { error } = &row(&r, "staff_management", "dev").action else {
+        panic!("{:?}", row(&r, "staff_management", "dev"))
+    };
+    assert!(
+        error.to_string().contains("requires signed commits"),
+        "{error}"
+    );
+    let open = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.head.contains("staff_management"))
+        .unwrap();
+    assert!(
+        !sb.github
+            .verified(&sb.github.branch_sha(&open.head).unwrap())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_of_the_gate_check_scans_the_image_again_and_reports_the_gate_anew() {
+    use tugboat::webhook::{Outcome, Webhook};
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let engine = common::engine_from(
+        &sb,
+        &sb.config_toml_as_app(&work.path().join("w")),
+        &ApiMetrics::default(),
+    )
+    .await;
+    sb.aws.put_parameter(
+        "/salon/promotion/services/user_service",
+        "environments:\n  dev:\n    auto_merge: false\n",
+        "String",
+    );
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&r, "user_service", "dev").action else {
+        panic!("{:?}", row(&r, "user_service", "dev"))
+    };
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap();
+    let head = sb.github.branch_sha(&pr.head).unwrap();
+    assert_eq!(sb.github.check_runs(&head).len(), 1);
+
+    // A person clicks "Re-run" on the gate check; GitHub tells the App by webhook.
+    let secret = "whsec-rerun"; // pragma: allowlist secret (a test fixture)
+    let hook = Webhook::new(
+        Arc::new(tugboat::credentials::Rotating::fixed(
+            tugboat::secret::Secret::new(secret),
+            "github.webhook_secret",
+        )),
+        Arc::new(tokio::sync::Notify::new()),
+    )
+    .with_inbox(engine.inbox());
+    let body = serde_json::to_vec(&serde_json::json!({"action": "rerequested",
+        "check_run": {"name": "tugboat/scan-gate", "head_sha": head,
+                      "pull_requests": [{"number": number}]}}))
+    .unwrap();
+    let signature = {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(&body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let outcome = hook
+        .handle(Some("check_run"), Some("d-1"), Some(&signature), &body)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Queued(_)), "{outcome:?}");
+    // Meanwhile the scanner learned of a MEDIUM finding (within the policy).
+    let digest = sb.aws.digest("user_service", "1.1.0").unwrap();
+    sb.aws.set_scan(
+        "user_service",
+        &digest,
+        "COMPLETE",
+        vec![SeedFinding {
+            id: "CVE-2026-2222".into(),
+            severity: "MEDIUM".into(),
+            package: None,
+        }],
+    );
+    let scans = |sb: &Sandbox| sb.aws.calls().get("StartImageScan").copied().unwrap_or(0);
+    let before = scans(&sb);
+
+    engine.cycle(Mode::Apply).await.unwrap(); // the re-run: a new scan starts
+    assert_eq!(scans(&sb), before + 1);
+    for _ in 0..3 {
+        engine.cycle(Mode::Apply).await.unwrap(); // the scan completes; the gate is judged
+    }
+
+    let runs = sb.github.check_runs(&head);
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let newest = runs.last().unwrap();
+    assert_eq!(newest.conclusion.as_deref(), Some("success"));
+    assert!(
+        newest.summary.as_deref().unwrap().contains("CVE-2026-2222"),
+        "{newest:#?}"
+    );
+    assert_eq!(scans(&sb), before + 1, "one re-run, one scan");
 }

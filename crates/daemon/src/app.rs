@@ -14,7 +14,7 @@ use crate::adapters::{
     ssm::Ssm,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, GithubAuth, SecretRef};
+use crate::config::{CommitVia, Config, GithubAuth, SecretRef};
 use crate::credentials::{Rotating, SSM_REFRESH, Token};
 use crate::engine::Ports;
 use crate::ports::ParameterStore;
@@ -102,6 +102,11 @@ pub async fn ports_on(
     .with_merge_method(cfg.github.merge_method)
     .with_login(cfg.github.login.as_deref().or(app_login.as_deref()))
     .with_writes_per_minute(cfg.github.writes_per_minute);
+    let forge = Arc::new(forge);
+    let git = match cfg.github.commits {
+        CommitVia::Api => git.with_commit_api(forge.clone()),
+        CommitVia::Push => git,
+    };
     let argo = ArgoCd::new(
         &cfg.argocd.url,
         argo_token,
@@ -116,7 +121,7 @@ pub async fn ports_on(
         params: Arc::new(ssm),
         repo: Arc::new(git.clone()),
         ledger: Arc::new(git),
-        forge: Arc::new(forge),
+        forge,
         deployer: Arc::new(argo),
     })
 }

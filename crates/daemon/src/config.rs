@@ -137,6 +137,7 @@ struct RawGithub {
     merge_method: MergeMethod,
     login: Option<String>,
     writes_per_minute: Option<usize>,
+    commits: Option<CommitVia>,
 }
 
 /// `[github.app]`: tugboat authenticates as this GitHub App's installation.
@@ -294,6 +295,19 @@ pub struct GithubConfig {
     pub login: Option<String>,
     /// Content-creating requests a minute at most (GitHub's secondary limit: 80).
     pub writes_per_minute: usize,
+    /// How promotion and rollback commits reach GitHub (`github.commits`).
+    pub commits: CommitVia,
+}
+
+/// How tugboat's commits reach GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitVia {
+    /// A git push of a commit made locally (unsigned). The default for a token.
+    Push,
+    /// GitHub's Git Data API makes the commit and signs it (Verified), which branch
+    /// protection's "Require signed commits" needs. The default for a GitHub App.
+    Api,
 }
 
 /// How tugboat authenticates to GitHub (REST and git alike).
@@ -630,9 +644,13 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
         base_branch: raw.base_branch,
         api_url,
         clone_url,
-        auth,
         webhook_secret: raw.webhook_secret,
         merge_method: raw.merge_method,
+        commits: raw.commits.unwrap_or(match auth {
+            GithubAuth::App { .. } => CommitVia::Api,
+            GithubAuth::Token(_) => CommitVia::Push,
+        }),
+        auth,
         login: raw.login,
         writes_per_minute,
     })
@@ -1131,6 +1149,18 @@ argocd_application = "user-service-dev"
         };
         let c = parse(&with("github", "merge_method = \"rebase\""), &[]).unwrap();
         assert_eq!(c.github.merge_method.as_str(), "rebase");
+        assert_eq!(
+            c.github.commits,
+            CommitVia::Push,
+            "a token pushes by default"
+        );
+        let c = parse(&with("github", "commits = \"api\""), &[]).unwrap();
+        assert_eq!(c.github.commits, CommitVia::Api);
+        let e = parse(&with("github", "commits = \"ssh\""), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: github.commits: 'ssh' is not one of: push, api"
+        );
         let c = parse(&with("github", "login = \"salon-tugboat[bot]\""), &[]).unwrap();
         assert_eq!(c.github.login.as_deref(), Some("salon-tugboat[bot]"));
         let e = parse(&with("github", "login = \"tug boat\""), &[]).unwrap_err();

@@ -38,9 +38,10 @@ pub async fn run(
         api.clone(),
         Arc::new(SystemClock),
     ));
-    let webhook = crate::app::webhook_secret(&cfg)
-        .await?
-        .map(|secret| Arc::new(crate::webhook::Webhook::new(secret, daemon.wake.clone())));
+    let webhook = crate::app::webhook_secret(&cfg).await?.map(|secret| {
+        let hook = crate::webhook::Webhook::new(secret, daemon.wake.clone());
+        Arc::new(hook.with_inbox(daemon.engine.inbox()))
+    });
     tracing::info!(
         listen = %listener.local_addr()?,
         webhooks = webhook.is_some(),

@@ -417,17 +417,55 @@ pub trait Access: Send + Sync {
     async fn team_member(&self, org: &str, team: &str, user: &str) -> PortResult<bool>;
 }
 
-/// Commit statuses: the checks a merge waits for, and tugboat's own.
+/// Which of tugboat's own checks a report is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// The scan gate's decision on a promotion PR's head.
+    Gate,
+    /// The deploy verification of a merge commit.
+    Deploy,
+}
+
+impl CheckKind {
+    /// The status context, and the check run's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gate => crate::domain::webhook::GATE_CHECK,
+            Self::Deploy => "tugboat/deploy",
+        }
+    }
+
+    /// The kind named `name`, if tugboat makes it.
+    pub fn named(name: &str) -> Option<Self> {
+        [Self::Gate, Self::Deploy]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
+/// One of tugboat's checks on a commit. The adapter makes it a commit status for a token and
+/// a check run for a GitHub App (GitHub allows check runs to Apps only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    pub sha: String,
+    pub kind: CheckKind,
+    /// `Pending` and `Error` are not final: a check run stays in progress.
+    pub state: StatusState,
+    /// One line: a status's description (cut to 140 characters), a check run's title.
+    pub title: String,
+    /// Markdown for a check run's summary; a status has no room for it.
+    pub summary: String,
+    /// Where to look further: a status's target URL, a check run's details URL.
+    pub link: Option<String>,
+}
+
+/// The checks a merge waits for, and tugboat's own.
 #[async_trait]
 pub trait Checks: Send + Sync {
+    /// The combined state of a commit's statuses (and, as an App, its check runs other than
+    /// tugboat's own).
     async fn checks(&self, sha: &str) -> PortResult<ChecksState>;
-    async fn set_status(
-        &self,
-        sha: &str,
-        state: StatusState,
-        context: &str,
-        description: &str,
-    ) -> PortResult<()>;
+    async fn report(&self, report: &CheckReport) -> PortResult<()>;
 }
 
 /// tugboat's issues (the security reports of the rescan).

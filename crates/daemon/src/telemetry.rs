@@ -36,6 +36,12 @@ impl ApiLabels {
                         | "issues/update"
                         | "reactions/create-for-issue-comment"
                         | "repos/create-commit-status"
+                        | "checks/create"
+                        | "git/create-blob"
+                        | "git/create-tree"
+                        | "git/create-commit"
+                        | "git/create-ref"
+                        | "git/update-ref"
                 )
         )
     }

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::credentials::Rotating;
 use crate::domain::webhook::{self, Meaning};
+use crate::engine::Inbox;
 use crate::secret::Secret;
 
 /// The largest body accepted; tugboat's events are a few kilobytes.
@@ -61,6 +62,8 @@ pub struct Webhook {
     secret: std::sync::Arc<Rotating>,
     seen: Mutex<(VecDeque<String>, HashSet<String>)>,
     wake: std::sync::Arc<Notify>,
+    /// Where re-runs of the gate check go, for the engine's next cycle.
+    inbox: std::sync::Arc<Inbox>,
 }
 
 impl Webhook {
@@ -69,7 +72,14 @@ impl Webhook {
             secret,
             seen: Mutex::default(),
             wake,
+            inbox: std::sync::Arc::default(),
         }
+    }
+
+    /// The same receiver, handing re-runs of the gate check to the engine owning `inbox`.
+    pub fn with_inbox(mut self, inbox: std::sync::Arc<Inbox>) -> Self {
+        self.inbox = inbox;
+        self
     }
 
     /// Handle one delivery: `event` and `delivery` are the `X-GitHub-Event` and
@@ -100,6 +110,12 @@ impl Webhook {
         let outcome = match meaning {
             Meaning::Pong => Outcome::Pong,
             Meaning::Wake(why) => Outcome::Queued(why),
+            Meaning::Rerun { prs, why } => {
+                for pr in prs {
+                    self.inbox.rerun(pr);
+                }
+                Outcome::Queued(why)
+            }
             Meaning::Ignored(why) => Outcome::Ignored(why),
         };
         if let Outcome::Queued(why) = &outcome {

@@ -79,7 +79,7 @@ pub struct ReviewRec {
 }
 
 #[derive(Default)]
-struct Inner {
+pub(crate) struct Inner {
     prs: Vec<Pr>,
     issues: Vec<IssueRec>,
     /// Every comment, oldest first (the truth behind `Pr::comments` / `IssueRec::comments`).
@@ -96,6 +96,12 @@ struct Inner {
     /// Branch protection on main: a PR merges only when its head contains main's head
     /// ("Require branches to be up to date before merging").
     require_up_to_date: bool,
+    /// Check runs, oldest first.
+    pub(crate) check_runs: Vec<crate::github_data::CheckRunRec>,
+    /// Commits GitHub made through the Git Data API and signed (shown as Verified).
+    pub(crate) verified: std::collections::BTreeSet<String>,
+    /// Branch protection on main: "Require signed commits".
+    require_signed: bool,
 }
 
 impl Inner {
@@ -171,7 +177,7 @@ fn comment_json(gh: &GitHub, c: &CommentRec) -> Value {
 #[derive(Clone)]
 pub struct GitHub {
     inner: Arc<Mutex<Inner>>,
-    git_lock: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) git_lock: Arc<tokio::sync::Mutex<()>>,
     root: PathBuf,
     pub owner: String,
     pub repo: String,
@@ -210,7 +216,7 @@ fn throttled(message: &str) -> Response {
     r
 }
 
-fn gh_error(code: StatusCode, message: &str) -> Response {
+pub(crate) fn gh_error(code: StatusCode, message: &str) -> Response {
     (
         code,
         Json(json!({"message": message, "documentation_url": "https://docs.github.com/rest"})),
@@ -329,6 +335,7 @@ impl GitHub {
                 "/repos/{owner}/{repo}/collaborators/{user}/permission",
                 get(permission),
             )
+            .merge(crate::github_data::routes())
             .route("/_sandbox/pulls", get(dump))
             .route("/_sandbox/comments", post(comment_as))
             .route("/_sandbox/collaborators", post(add_collaborator))
@@ -336,13 +343,13 @@ impl GitHub {
             .with_state(self.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn count(&self, op: &str) {
+    pub(crate) fn count(&self, op: &str) {
         *self.lock().calls.entry(op.to_owned()).or_insert(0) += 1;
     }
 
@@ -579,7 +586,65 @@ impl GitHub {
         }
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
+    /// What the `guard!` of every handler checks, in its order: the credentials, a rate
+    /// limit, the repository. `Some` is the refusal.
+    pub(crate) fn refusal(
+        &self,
+        headers: &HeaderMap,
+        owner: &str,
+        repo: &str,
+        op: &str,
+    ) -> Option<Response> {
+        self.count(op);
+        if !self.authorized(headers) {
+            return Some(gh_error(StatusCode::UNAUTHORIZED, "Bad credentials"));
+        }
+        if let Some(message) = self.take_throttle() {
+            return Some(throttled(&message));
+        }
+        (owner != self.owner || repo != self.repo)
+            .then(|| gh_error(StatusCode::NOT_FOUND, "Not Found"))
+    }
+
+    /// Whether the request carries one of the App's installation tokens (check runs are the
+    /// Apps' alone).
+    pub(crate) fn by_app(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("token "))
+            })
+            .is_some_and(|t| self.app.token_valid(t))
+    }
+
+    /// Protect main as "Require signed commits" does: a PR whose commits GitHub did not
+    /// verify is refused.
+    pub fn require_signed_commits(&self, on: bool) {
+        self.lock().require_signed = on;
+    }
+
+    /// Whether GitHub made and signed `sha` (a commit through the Git Data API).
+    pub fn verified(&self, sha: &str) -> bool {
+        self.lock().verified.contains(sha)
+    }
+
+    /// The commits of `head` that `base` does not have.
+    fn commits_between(&self, head: &str, base: &str) -> Vec<String> {
+        let Ok(repo) = git2::Repository::open_bare(self.repo_path()) else {
+            return Vec::new();
+        };
+        let walk = || -> Result<Vec<String>, git2::Error> {
+            let mut w = repo.revwalk()?;
+            w.push(git2::Oid::from_str(head)?)?;
+            w.hide(git2::Oid::from_str(base)?)?;
+            w.map(|o| o.map(|o| o.to_string())).collect()
+        };
+        walk().unwrap_or_default()
+    }
+
+    pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
         let token = match self.token.lock() {
             Ok(t) => t.clone(),
             Err(_) => return false,
@@ -704,15 +769,8 @@ type RepoS = UrlPath<(String, String, String)>;
 
 macro_rules! guard {
     ($gh:expr, $headers:expr, $owner:expr, $repo:expr, $op:expr) => {
-        $gh.count($op);
-        if !$gh.authorized(&$headers) {
-            return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
-        }
-        if let Some(message) = $gh.take_throttle() {
-            return throttled(&message);
-        }
-        if $owner != $gh.owner || $repo != $gh.repo {
-            return gh_error(StatusCode::NOT_FOUND, "Not Found");
+        if let Some(refused) = $gh.refusal(&$headers, &$owner, &$repo, $op) {
+            return refused;
         }
     };
 }
@@ -1089,6 +1147,17 @@ async fn merge_pull(
         return gh_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "1 of 1 required status checks are expected.",
+        );
+    }
+    if gh.lock().require_signed
+        && gh
+            .commits_between(&head, &base_head)
+            .iter()
+            .any(|c| !gh.verified(c))
+    {
+        return gh_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Base branch requires signed commits. Commits must have verified signatures.",
         );
     }
     let method = match m.merge_method.as_deref().unwrap_or("merge") {

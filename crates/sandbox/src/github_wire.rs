@@ -347,3 +347,136 @@ pub fn installation_token(token: &str, expires_at: chrono::DateTime<chrono::Utc>
         "repository_selection": "selected",
     })
 }
+
+/// A check run as the stand-in keeps it.
+pub struct CheckRun<'a> {
+    pub id: u64,
+    pub name: &'a str,
+    pub head_sha: &'a str,
+    pub status: &'a str,
+    pub conclusion: Option<&'a str>,
+    pub title: Option<&'a str>,
+    pub summary: Option<&'a str>,
+    pub details_url: Option<&'a str>,
+    pub started_at: &'a str,
+    pub completed_at: Option<&'a str>,
+}
+
+/// A `check-run`, with the open pull requests whose head is its commit (number, head branch,
+/// base branch, base sha).
+pub fn check_run(
+    owner: &str,
+    repo: &str,
+    c: &CheckRun<'_>,
+    prs: &[(u64, &str, &str, &str)],
+) -> Value {
+    let url = format!("{API}/repos/{owner}/{repo}/check-runs/{}", c.id);
+    let repo_min = json!({"id": 1, "url": format!("{API}/repos/{owner}/{repo}"), "name": repo});
+    let pulls: Vec<Value> = prs
+        .iter()
+        .map(|(n, head, base, base_sha)| {
+            json!({
+                "id": 1000 + n, "number": n,
+                "url": format!("{API}/repos/{owner}/{repo}/pulls/{n}"),
+                "head": {"ref": head, "sha": c.head_sha, "repo": repo_min},
+                "base": {"ref": base, "sha": base_sha, "repo": repo_min},
+            })
+        })
+        .collect();
+    json!({
+        "id": c.id, "node_id": format!("CR_{}", c.id), "head_sha": c.head_sha, "name": c.name,
+        "external_id": "", "url": url,
+        "html_url": format!("{WEB}/{owner}/{repo}/runs/{}", c.id),
+        "details_url": c.details_url, "status": c.status, "conclusion": c.conclusion,
+        "started_at": c.started_at, "completed_at": c.completed_at,
+        "output": {
+            "title": c.title, "summary": c.summary, "text": null, "annotations_count": 0,
+            "annotations_url": format!("{url}/annotations"),
+        },
+        "check_suite": {"id": 1},
+        "app": app(owner),
+        "pull_requests": pulls,
+    })
+}
+
+/// A `short-blob` (`POST /repos/{owner}/{repo}/git/blobs`).
+pub fn blob(owner: &str, repo: &str, sha: &str) -> Value {
+    json!({"sha": sha, "url": format!("{API}/repos/{owner}/{repo}/git/blobs/{sha}")})
+}
+
+/// A `git-tree` (`POST /repos/{owner}/{repo}/git/trees`): its top-level entries (path, mode,
+/// type, sha).
+pub fn tree(
+    owner: &str,
+    repo: &str,
+    sha: &str,
+    entries: &[(String, String, String, String)],
+) -> Value {
+    let tree: Vec<Value> = entries
+        .iter()
+        .map(|(path, mode, kind, sha)| {
+            json!({"path": path, "mode": mode, "type": kind, "sha": sha,
+                   "url": format!("{API}/repos/{owner}/{repo}/git/{kind}s/{sha}")})
+        })
+        .collect();
+    json!({"sha": sha, "url": format!("{API}/repos/{owner}/{repo}/git/trees/{sha}"),
+           "tree": tree, "truncated": false})
+}
+
+/// A commit's author or committer.
+pub struct Person<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+    pub date: &'a str,
+}
+
+/// A commit as GitHub describes it.
+pub struct GitCommit<'a> {
+    pub sha: &'a str,
+    pub author: Person<'a>,
+    pub committer: Person<'a>,
+    pub message: &'a str,
+    pub tree: &'a str,
+    pub parents: &'a [String],
+    /// Whether GitHub made and signed it.
+    pub verified: bool,
+}
+
+/// A `git-commit` (`POST /repos/{owner}/{repo}/git/commits`), verified when GitHub signed it.
+pub fn git_commit(owner: &str, repo: &str, c: &GitCommit<'_>) -> Value {
+    let person = |p: &Person<'_>| json!({"name": p.name, "email": p.email, "date": p.date});
+    let parents: Vec<Value> = c
+        .parents
+        .iter()
+        .map(|p| {
+            json!({"sha": p, "url": format!("{API}/repos/{owner}/{repo}/git/commits/{p}"),
+                   "html_url": format!("{WEB}/{owner}/{repo}/commit/{p}")})
+        })
+        .collect();
+    let (sha, tree, verified) = (c.sha, c.tree, c.verified);
+    json!({
+        "sha": sha, "node_id": format!("C_{sha}"),
+        "url": format!("{API}/repos/{owner}/{repo}/git/commits/{sha}"),
+        "html_url": format!("{WEB}/{owner}/{repo}/commit/{sha}"),
+        "author": person(&c.author), "committer": person(&c.committer), "message": c.message,
+        "tree": {"sha": tree, "url": format!("{API}/repos/{owner}/{repo}/git/trees/{tree}")},
+        "parents": parents,
+        "verification": {
+            "verified": verified,
+            "reason": if verified { "valid" } else { "unsigned" },
+            "signature": verified.then_some("-----BEGIN PGP SIGNATURE-----\n(sandbox)\n-----END PGP SIGNATURE-----"),
+            "payload": verified.then_some(c.message),
+            "verified_at": verified.then_some(c.committer.date),
+        },
+    })
+}
+
+/// A `git-ref`.
+pub fn git_ref(owner: &str, repo: &str, name: &str, sha: &str) -> Value {
+    json!({
+        "ref": name, "node_id": format!("REF_{sha}"),
+        "url": format!("{API}/repos/{owner}/{repo}/git/{name}"),
+        "object": {"type": "commit", "sha": sha,
+                   "url": format!("{API}/repos/{owner}/{repo}/git/commits/{sha}")},
+    })
+}

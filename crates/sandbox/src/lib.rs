@@ -7,6 +7,7 @@ pub mod aws;
 pub mod demo;
 pub mod github;
 pub mod github_app;
+mod github_data;
 mod github_wire;
 pub mod kube;
 

@@ -13,6 +13,9 @@ pub enum Meaning {
     Pong,
     /// A cycle is due (why).
     Wake(String),
+    /// A person asked to run tugboat's gate check again on these pull requests: a cycle is
+    /// due, and it scans their images again, as `/rescan` does.
+    Rerun { prs: Vec<u64>, why: String },
     /// Nothing to do (why).
     Ignored(String),
 }
@@ -41,9 +44,47 @@ pub fn classify(event: &str, body: &[u8]) -> Result<Meaning, String> {
                 Meaning::Ignored("not a tugboat promotion PR".into())
             }
         }
+        "check_run" | "check_suite" => rerun(event, action, &p),
         other => Meaning::Ignored(format!("event {other} is not used")),
     })
 }
+
+/// "Re-run" on tugboat's gate check (`check_run`), or "Re-run all checks" on a suite that
+/// holds it (`check_suite`): GitHub sends these to the App that made the checks.
+fn rerun(event: &str, action: &str, p: &Value) -> Meaning {
+    if action != "rerequested" {
+        return Meaning::Ignored(format!("{event} {action}: only a re-run asks for anything"));
+    }
+    if event == "check_run" {
+        let name = p
+            .pointer("/check_run/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if name != GATE_CHECK {
+            return Meaning::Ignored(format!("a re-run of {name:?}, not of {GATE_CHECK}"));
+        }
+    }
+    let prs: Vec<u64> = p
+        .pointer(&format!("/{event}/pull_requests"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|pr| pr.get("number").and_then(Value::as_u64))
+                .collect()
+        })
+        .unwrap_or_default();
+    if prs.is_empty() {
+        return Meaning::Ignored(format!("a re-run of {event} on no pull request"));
+    }
+    let list: Vec<String> = prs.iter().map(|n| format!("#{n}")).collect();
+    Meaning::Rerun {
+        why: format!("{event} re-run on {}", list.join(", ")),
+        prs,
+    }
+}
+
+/// The name of tugboat's gate check run (and commit status context).
+pub const GATE_CHECK: &str = "tugboat/scan-gate";
 
 fn comment(action: &str, p: &Value) -> Meaning {
     let on_pr = p.pointer("/issue/pull_request").is_some();
@@ -99,5 +140,37 @@ mod tests {
             Ok(Meaning::Ignored("event push is not used".into()))
         );
         assert!(classify("push", b"\xff").is_err_and(|e| e.starts_with("the body is not JSON")));
+    }
+
+    #[test]
+    fn a_rerun_of_the_gate_check_asks_for_a_rescan_of_its_pull_requests_and_others_do_not() {
+        let gate = br#"{"action":"rerequested","check_run":{"name":"tugboat/scan-gate","pull_requests":[{"number":4},{"number":9}]}}"#;
+        assert_eq!(
+            classify("check_run", gate),
+            Ok(Meaning::Rerun {
+                prs: vec![4, 9],
+                why: "check_run re-run on #4, #9".into()
+            })
+        );
+        let deploy = br#"{"action":"rerequested","check_run":{"name":"tugboat/deploy","pull_requests":[{"number":4}]}}"#;
+        assert!(matches!(
+            classify("check_run", deploy),
+            Ok(Meaning::Ignored(_))
+        ));
+        let done = br#"{"action":"completed","check_run":{"name":"tugboat/scan-gate","pull_requests":[{"number":4}]}}"#;
+        assert!(matches!(
+            classify("check_run", done),
+            Ok(Meaning::Ignored(_))
+        ));
+        let suite = br#"{"action":"rerequested","check_suite":{"pull_requests":[{"number":2}]}}"#;
+        assert!(matches!(
+            classify("check_suite", suite),
+            Ok(Meaning::Rerun { prs, .. }) if prs == vec![2]
+        ));
+        let nowhere = br#"{"action":"rerequested","check_suite":{"pull_requests":[]}}"#;
+        assert!(matches!(
+            classify("check_suite", nowhere),
+            Ok(Meaning::Ignored(_))
+        ));
     }
 }

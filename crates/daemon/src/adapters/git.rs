@@ -38,6 +38,8 @@ pub struct Git {
     url: String,
     /// This process, as its claims in the ledger name it.
     replica: String,
+    /// When set, proposals are committed through the host's API (signed by it), not pushed.
+    commits: Option<Arc<dyn CommitApi>>,
 }
 
 fn err(op: &'static str, e: &git2::Error) -> PortError {
@@ -124,6 +126,7 @@ impl Git {
             dir: dir.to_owned(),
             url: url.to_owned(),
             replica: replica_id(),
+            commits: None,
         })
     }
 
@@ -371,6 +374,236 @@ fn push_on(remote: &mut git2::Remote<'_>, me: &Git, refspec: &str) -> PortResult
     Ok(refused)
 }
 
+/// What a proposal needs: nothing (the remote branch makes the change already), or a commit.
+enum Planned {
+    Holds(Proposal),
+    Commit(NewCommit),
+}
+
+/// A commit to make: the edited files on top of the fetched base.
+struct NewCommit {
+    base: Oid,
+    base_tree: Oid,
+    tree: Oid,
+    /// Each file's blob and mode, as the local clone hashes them.
+    blobs: Vec<(String, Oid, i32)>,
+    /// The remote branch's head this commit replaces, and when it was committed.
+    replaced: Option<(String, DateTime<Utc>)>,
+}
+
+/// Whether the remote branch already makes this change on a base it may keep (then its head
+/// stays, and so do its approvals); otherwise the commit to make.
+fn plan(
+    repo: &Repository,
+    me: &Git,
+    branch: &str,
+    files: &[(String, String)],
+    keep: Base,
+) -> PortResult<Planned> {
+    let base = repo
+        .find_reference(&me.base_ref())
+        .and_then(|r| r.peel_to_commit())
+        .map_err(|e| err("commit", &e))?;
+    let base_tree = base.tree().map_err(|e| err("commit", &e))?;
+    let tree = tree_with(repo, &base_tree, files)?;
+    if let Some(p) = held(repo, branch, &base, files, tree, keep) {
+        return Ok(Planned::Holds(p));
+    }
+    let mut blobs = Vec::new();
+    for (path, text) in files {
+        let oid = repo.blob(text.as_bytes()).map_err(|e| err("commit", &e))?;
+        blobs.push((path.clone(), oid, mode_in(&base_tree, path)));
+    }
+    let replaced = repo
+        .find_reference(&format!("refs/remotes/origin/{branch}"))
+        .and_then(|r| r.peel_to_commit())
+        .ok()
+        .map(|c| (c.id().to_string(), commit_time(&c)));
+    Ok(Planned::Commit(NewCommit {
+        base: base.id(),
+        base_tree: base_tree.id(),
+        tree,
+        blobs,
+        replaced,
+    }))
+}
+
+/// The fetched remote branch, if it makes exactly this change on a base it may keep: on
+/// the current base, or (with [`Base::Untouched`]) on an earlier one whose copies of
+/// `files` main has not changed since.
+fn held(
+    repo: &Repository,
+    branch: &str,
+    base: &git2::Commit<'_>,
+    files: &[(String, String)],
+    tree: Oid,
+    keep: Base,
+) -> Option<Proposal> {
+    let existing = repo
+        .find_reference(&format!("refs/remotes/origin/{branch}"))
+        .and_then(|r| r.peel_to_commit())
+        .ok()?;
+    let on_base = existing.parent_ids().collect::<Vec<Oid>>() == [base.id()];
+    let holds = match keep {
+        Base::Untouched => holds_change(repo, &existing, base, files),
+        Base::Current => on_base && existing.tree_id() == tree,
+    };
+    holds.then(|| Proposal {
+        head: existing.id().to_string(),
+        committed_at: commit_time(&existing),
+        pushed: false,
+        replaced: None,
+    })
+}
+
+/// The mode a file has in `tree` (a new file is a plain blob; an executable stays one).
+fn mode_in(tree: &git2::Tree<'_>, path: &str) -> i32 {
+    tree.get_path(Path::new(path))
+        .ok()
+        .filter(|e| e.filemode() == 0o100755)
+        .map_or(0o100644, |_| 0o100755)
+}
+
+/// Commit locally and push the branch (forced only over a head we have seen: when we believe
+/// it absent, a plain push fails if another replica created it meanwhile, and we look at
+/// theirs instead).
+fn push_commit(
+    repo: &Repository,
+    me: &Git,
+    branch: &str,
+    files: &[(String, String)],
+    message: &str,
+    keep: Base,
+    c: &NewCommit,
+) -> PortResult<Proposal> {
+    let find = |e: git2::Error| err("commit", &e);
+    let tree = repo.find_tree(c.tree).map_err(find)?;
+    let base = repo.find_commit(c.base).map_err(find)?;
+    let sig = me.signature("commit")?;
+    let commit = repo
+        .commit(None, &sig, &sig, message, &tree, &[&base])
+        .map_err(find)?;
+    let local_ref = format!("refs/heads/{branch}");
+    repo.reference(&local_ref, commit, true, "tugboat proposal")
+        .map_err(find)?;
+    failpoint!("commit");
+    let force = if c.replaced.is_some() { "+" } else { "" };
+    if let Some(msg) = push(repo, me, &format!("{force}{local_ref}:{local_ref}"))? {
+        // Another replica may have pushed the same proposal at the same moment.
+        fetch(repo, me)?;
+        if let Some(p) = held(repo, branch, &base, files, c.tree, keep) {
+            return Ok(p);
+        }
+        return Err(PortError::new(
+            "git",
+            "push",
+            ErrorKind::Rejected,
+            format!("the server refused {branch}: {msg}"),
+        ));
+    }
+    let remote_ref = format!("refs/remotes/origin/{branch}");
+    repo.reference(&remote_ref, commit, true, "tugboat push")
+        .map_err(|e| err("push", &e))?;
+    Ok(Proposal {
+        head: commit.to_string(),
+        // The push time, not the commit's: a comment made while the push was on its way
+        // approved the previous head.
+        committed_at: me.clock.now(),
+        pushed: true,
+        replaced: c.replaced.clone(),
+    })
+}
+
+/// The files of a commit made through the API: path, text, mode and the blob id the local
+/// clone gives it (the server must give the same).
+pub struct ApiFile<'a> {
+    pub path: &'a str,
+    pub text: &'a str,
+    pub mode: i32,
+    pub blob: String,
+}
+
+/// A commit made through the Git host's API instead of a push, so that the host signs it
+/// (GitHub shows such commits as Verified): the byte-exact edit is the same, only the way
+/// it reaches the host differs.
+#[async_trait]
+pub trait CommitApi: Send + Sync {
+    /// Create the blobs, a tree of `base_tree` with them, and a commit of it on `parent`;
+    /// the new commit. Refused unless the host's tree is `tree` (what the clone computed).
+    async fn create_commit(
+        &self,
+        parent: &str,
+        base_tree: &str,
+        files: &[ApiFile<'_>],
+        tree: &str,
+        message: &str,
+    ) -> PortResult<String>;
+    /// Point `branch` at `sha`: create it when `exists` is false (refused if it exists by
+    /// then), else move it there whatever it held. `Ok(false)` when refused.
+    async fn set_branch(&self, branch: &str, sha: &str, exists: bool) -> PortResult<bool>;
+}
+
+impl Git {
+    /// Commits go to the host through `api` from now on, instead of being pushed.
+    pub fn with_commit_api(mut self, api: Arc<dyn CommitApi>) -> Self {
+        self.commits = Some(api);
+        self
+    }
+
+    /// [`GitOpsRepo::propose`]'s commit through the host's API, then fetched into the clone.
+    async fn commit_through_api(
+        &self,
+        api: &dyn CommitApi,
+        branch: &str,
+        files: Vec<(String, String)>,
+        message: &str,
+        keep: Base,
+        c: NewCommit,
+    ) -> PortResult<Proposal> {
+        let api_files: Vec<ApiFile<'_>> = files
+            .iter()
+            .zip(&c.blobs)
+            .map(|((path, text), (_, blob, mode))| ApiFile {
+                path,
+                text,
+                mode: *mode,
+                blob: blob.to_string(),
+            })
+            .collect();
+        let (base, base_tree, tree) = (c.base.to_string(), c.base_tree.to_string(), c.tree);
+        let sha = api
+            .create_commit(&base, &base_tree, &api_files, &tree.to_string(), message)
+            .await?;
+        failpoint!("commit");
+        let set = api.set_branch(branch, &sha, c.replaced.is_some()).await?;
+        let branch = branch.to_owned();
+        let replaced = c.replaced.clone();
+        let now = self.clock.now();
+        self.blocking(move |repo, me| {
+            fetch(repo, me)?;
+            let base = repo.find_commit(c.base).map_err(|e| err("commit", &e))?;
+            if !set {
+                // Another replica created the branch at the same moment: theirs may hold it.
+                return held(repo, &branch, &base, &files, c.tree, keep).ok_or_else(|| {
+                    PortError::new(
+                        "git",
+                        "push",
+                        ErrorKind::Rejected,
+                        format!("the server refused to create {branch}: it exists"),
+                    )
+                });
+            }
+            Ok(Proposal {
+                head: sha.clone(),
+                committed_at: now,
+                pushed: true,
+                replaced: replaced.clone(),
+            })
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl GitOpsRepo for Git {
     async fn sync(&self) -> PortResult<String> {
@@ -423,81 +656,31 @@ impl GitOpsRepo for Git {
         message: &str,
         keep: Base,
     ) -> PortResult<Proposal> {
-        let branch = branch.to_owned();
-        let message = message.to_owned();
-        self.blocking(move |repo, me| {
-            let base = repo
-                .find_reference(&me.base_ref())
-                .and_then(|r| r.peel_to_commit())
-                .map_err(|e| err("commit", &e))?;
-            let base_tree = base.tree().map_err(|e| err("commit", &e))?;
-            let tree_id = tree_with(repo, &base_tree, &files)?;
-            let remote_ref = format!("refs/remotes/origin/{branch}");
-            // The remote branch already makes this change, and main has not touched its files
-            // since: nothing to push (GitHub merges it against the current main anyway), so
-            // approvals of its head stay valid however often main moves.
-            let already = |repo: &Repository| -> Option<Proposal> {
-                let existing = repo
-                    .find_reference(&remote_ref)
-                    .and_then(|r| r.peel_to_commit())
-                    .ok()?;
-                let on_base = existing.parent_ids().collect::<Vec<Oid>>() == [base.id()];
-                let holds = match keep {
-                    Base::Untouched => holds_change(repo, &existing, &base, &files),
-                    Base::Current => on_base && existing.tree_id() == tree_id,
-                };
-                holds.then(|| Proposal {
-                    head: existing.id().to_string(),
-                    committed_at: commit_time(&existing),
-                    pushed: false,
-                    replaced: None,
-                })
-            };
-            if let Some(p) = already(repo) {
-                return Ok(p);
-            }
-            let tree = repo.find_tree(tree_id).map_err(|e| err("commit", &e))?;
-            let sig = me.signature("commit")?;
-            let commit = repo
-                .commit(None, &sig, &sig, &message, &tree, &[&base])
-                .map_err(|e| err("commit", &e))?;
-            let local_ref = format!("refs/heads/{branch}");
-            repo.reference(&local_ref, commit, true, "tugboat proposal")
-                .map_err(|e| err("commit", &e))?;
-            failpoint!("commit");
-            // Force only over a branch we have seen: when we believe it absent, a plain push
-            // fails if another replica created it meanwhile, and we look at theirs instead.
-            let replaced = repo
-                .find_reference(&remote_ref)
-                .and_then(|r| r.peel_to_commit())
-                .ok()
-                .map(|c| (c.id().to_string(), commit_time(&c)));
-            let force = if replaced.is_some() { "+" } else { "" };
-            if let Some(msg) = push(repo, me, &format!("{force}{local_ref}:{local_ref}"))? {
-                // Another replica may have pushed the same proposal at the same moment.
-                fetch(repo, me)?;
-                if let Some(p) = already(repo) {
-                    return Ok(p);
+        let (branch, message) = (branch.to_owned(), message.to_owned());
+        let api = self.commits.clone();
+        let planned = {
+            let (branch, files, message) = (branch.clone(), files.clone(), message.clone());
+            self.blocking(move |repo, me| {
+                let plan = plan(repo, me, &branch, &files, keep)?;
+                match (plan, api.is_some()) {
+                    (Planned::Holds(p), _) => Ok(Planned::Holds(p)),
+                    (Planned::Commit(c), true) => Ok(Planned::Commit(c)),
+                    (Planned::Commit(c), false) => {
+                        push_commit(repo, me, &branch, &files, &message, keep, &c)
+                            .map(Planned::Holds)
+                    }
                 }
-                return Err(PortError::new(
-                    "git",
-                    "push",
-                    ErrorKind::Rejected,
-                    format!("the server refused {branch}: {msg}"),
-                ));
-            }
-            repo.reference(&remote_ref, commit, true, "tugboat push")
-                .map_err(|e| err("push", &e))?;
-            Ok(Proposal {
-                head: commit.to_string(),
-                // The push time, not the commit's: a comment made while the push was on its
-                // way approved the previous head.
-                committed_at: me.clock.now(),
-                pushed: true,
-                replaced,
             })
-        })
-        .await
+            .await?
+        };
+        match (planned, &self.commits) {
+            (Planned::Holds(p), _) => Ok(p),
+            (Planned::Commit(c), Some(api)) => {
+                self.commit_through_api(api.as_ref(), &branch, files, &message, keep, c)
+                    .await
+            }
+            (Planned::Commit(_), None) => unreachable!("pushed above"),
+        }
     }
 
     async fn includes(&self, commit: &str, ancestor: &str) -> PortResult<bool> {

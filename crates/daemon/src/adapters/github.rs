@@ -15,12 +15,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::github_app::GitHubApp;
+
+mod commits;
 use crate::credentials::Token;
 use crate::domain::chatops;
 use crate::ports::{
-    Access, Checks, ChecksState, Conversation, ErrorKind, Issue, Issues, LabelledPr, MergeMethod,
-    NewPullRequest, Permission, PortError, PortResult, PullRequest, PullRequests, Reaction,
-    StatusState,
+    Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, ErrorKind, Issue, Issues,
+    LabelledPr, MergeMethod, NewPullRequest, Permission, PortError, PortResult, PullRequest,
+    PullRequests, Reaction, StatusState,
 };
 use crate::secret::Secret;
 use crate::telemetry::{ApiLabels, ApiMetrics};
@@ -152,6 +154,11 @@ impl Auth {
             Ok(mut b) => *b = (token, client),
             Err(poisoned) => *poisoned.into_inner() = (token, client),
         }
+    }
+
+    /// Whether tugboat acts as a GitHub App (check runs and API commits are the App's).
+    fn is_app(&self) -> bool {
+        matches!(self.source, Credentials::App(_))
     }
 
     /// The client to send a request with now.
@@ -991,33 +998,130 @@ impl Checks for GitHub {
                     ._get(self.route(&format!("commits/{sha}/status"))),
             )
             .await?;
-        Ok(match (c.total_count, c.state.as_str()) {
+        let statuses = match (c.total_count, c.state.as_str()) {
             (0, _) => ChecksState::None,
             (_, "success") => ChecksState::Success,
             (_, "pending") => ChecksState::Pending,
             _ => ChecksState::Failure,
-        })
+        };
+        if !self.auth.is_app() {
+            return Ok(statuses);
+        }
+        // An App may read check runs (a token may lack the permission): CI as GitHub Actions.
+        let runs = self.check_runs(sha).await?;
+        Ok(combine(statuses, checks_of(&runs)))
     }
 
-    async fn set_status(
-        &self,
-        sha: &str,
-        state: StatusState,
-        context: &str,
-        description: &str,
-    ) -> PortResult<()> {
-        let description: String = description.chars().take(140).collect();
-        let body = json!({"state": state.as_str(), "context": context, "description": description});
+    async fn report(&self, r: &CheckReport) -> PortResult<()> {
+        let body = if self.auth.is_app() {
+            check_run(r)
+        } else {
+            let description: String = r.title.chars().take(140).collect();
+            let mut body = json!({"state": r.state.as_str(), "context": r.kind.name(),
+                                  "description": description});
+            if let Some(link) = &r.link {
+                body["target_url"] = json!(link);
+            }
+            body
+        };
+        let (operation, route) = if self.auth.is_app() {
+            ("checks/create", self.route("check-runs"))
+        } else {
+            (
+                "repos/create-commit-status",
+                self.route(&format!("statuses/{}", r.sha)),
+            )
+        };
         let _: Value = self
             .req(
-                "repos/create-commit-status",
-                self.auth
-                    .client()
-                    .await?
-                    ._post(self.route(&format!("statuses/{sha}")), Some(&body)),
+                operation,
+                self.auth.client().await?._post(route, Some(&body)),
             )
             .await?;
         Ok(())
+    }
+}
+
+/// The most a check run's summary may hold (GitHub's limit is 65,535 characters).
+const SUMMARY_MAX: usize = 60_000;
+
+/// A check run for `r`: completed with a conclusion when final, in progress when not.
+fn check_run(r: &CheckReport) -> Value {
+    let title: String = r.title.chars().take(200).collect();
+    let mut summary: String = r.summary.chars().take(SUMMARY_MAX).collect();
+    if summary.len() < r.summary.len() {
+        summary.push_str("\n\n(cut short)");
+    }
+    let mut body = json!({
+        "name": r.kind.name(),
+        "head_sha": r.sha,
+        "output": {"title": title, "summary": summary},
+    });
+    match r.state {
+        StatusState::Success | StatusState::Failure => {
+            body["status"] = json!("completed");
+            body["conclusion"] = json!(if r.state == StatusState::Success {
+                "success"
+            } else {
+                "failure"
+            });
+        }
+        StatusState::Pending | StatusState::Error => body["status"] = json!("in_progress"),
+    }
+    if let Some(link) = &r.link {
+        body["details_url"] = json!(link);
+    }
+    body
+}
+
+/// A check run as listed.
+#[derive(Debug, Deserialize)]
+struct RunWire {
+    name: String,
+    status: String,
+    conclusion: Option<String>,
+}
+
+/// The state of a commit's check runs other than tugboat's own (the newest run per name).
+fn checks_of(runs: &[RunWire]) -> ChecksState {
+    let mut state = ChecksState::None;
+    for run in runs.iter().filter(|r| CheckKind::named(&r.name).is_none()) {
+        let this = match (run.status.as_str(), run.conclusion.as_deref()) {
+            ("completed", Some("success" | "neutral" | "skipped")) => ChecksState::Success,
+            ("completed", _) => ChecksState::Failure,
+            _ => ChecksState::Pending,
+        };
+        state = combine(state, this);
+    }
+    state
+}
+
+/// Two states as one: a failure wins, then pending, then success.
+fn combine(a: ChecksState, b: ChecksState) -> ChecksState {
+    use ChecksState as S;
+    match (a, b) {
+        (S::Failure, _) | (_, S::Failure) => S::Failure,
+        (S::Pending, _) | (_, S::Pending) => S::Pending,
+        (S::Success, _) | (_, S::Success) => S::Success,
+        (S::None, S::None) => S::None,
+    }
+}
+
+impl GitHub {
+    /// The check runs of a commit (the newest of each name first, as GitHub lists them).
+    async fn check_runs(&self, sha: &str) -> PortResult<Vec<RunWire>> {
+        #[derive(Deserialize)]
+        struct Page {
+            check_runs: Vec<RunWire>,
+        }
+        let route = Self::with_query(
+            self.route(&format!("commits/{sha}/check-runs")),
+            &json!({"filter": "latest", "per_page": 100}),
+        );
+        let page: Page = self
+            .req("checks/list-for-ref", self.auth.client().await?._get(route))
+            .await?;
+        Ok(page.check_runs)
     }
 }
 
@@ -1145,6 +1249,61 @@ mod tests {
         tokio::time::advance(wait).await;
         assert_eq!(w.wait(Instant::now()), Duration::ZERO);
         assert_eq!(Instant::now() - start, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn other_check_runs_decide_the_checks_and_tugboats_own_are_left_out() {
+        let run = |name: &str, status: &str, conclusion: Option<&str>| RunWire {
+            name: name.into(),
+            status: status.into(),
+            conclusion: conclusion.map(Into::into),
+        };
+        assert_eq!(checks_of(&[]), ChecksState::None);
+        let own = run("tugboat/scan-gate", "in_progress", None);
+        assert_eq!(checks_of(std::slice::from_ref(&own)), ChecksState::None);
+        let ci = run("build", "completed", Some("success"));
+        let lint = run("lint", "completed", Some("skipped"));
+        assert_eq!(checks_of(&[own, ci, lint]), ChecksState::Success);
+        let slow = run("e2e", "queued", None);
+        let red = run("unit", "completed", Some("timed_out"));
+        assert_eq!(checks_of(std::slice::from_ref(&slow)), ChecksState::Pending);
+        assert_eq!(checks_of(&[slow, red]), ChecksState::Failure);
+        assert_eq!(
+            combine(ChecksState::None, ChecksState::Pending),
+            ChecksState::Pending
+        );
+        assert_eq!(
+            combine(ChecksState::Success, ChecksState::None),
+            ChecksState::Success
+        );
+    }
+
+    #[test]
+    fn a_report_is_a_completed_check_run_when_final_and_in_progress_when_not() {
+        let mut r = CheckReport {
+            sha: "a".repeat(40),
+            kind: CheckKind::Deploy,
+            state: StatusState::Failure,
+            title: "not Healthy".into(),
+            summary: "x".repeat(70_000),
+            link: Some("https://argocd.example/applications/api".into()),
+        };
+        let body = check_run(&r);
+        assert_eq!(body["name"], "tugboat/deploy");
+        assert_eq!(
+            (body["status"].as_str(), body["conclusion"].as_str()),
+            (Some("completed"), Some("failure"))
+        );
+        assert_eq!(
+            body["details_url"],
+            "https://argocd.example/applications/api"
+        );
+        let summary = body["output"]["summary"].as_str().unwrap();
+        assert!(summary.len() < 65_535 && summary.ends_with("(cut short)"));
+        r.state = StatusState::Error;
+        let body = check_run(&r);
+        assert_eq!(body["status"], "in_progress");
+        assert!(body.get("conclusion").is_none());
     }
 
     #[test]

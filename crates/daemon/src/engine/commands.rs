@@ -154,7 +154,7 @@ impl Engine {
 
     /// `/rescan` on a PR: a new scan of its digest; the next look reads it, and the evidence
     /// follows.
-    async fn rescan_requested(
+    pub(super) async fn rescan_requested(
         &self,
         cx: &EnvCtx<'_>,
         user: &str,

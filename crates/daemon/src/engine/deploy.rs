@@ -29,7 +29,8 @@ use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy::RollbackMode;
 use crate::manifest;
 use crate::ports::{
-    AppStatus, Base, ErrorKind, LabelledPr, OperationPhase, PullRequest, StatusState, SyncStart,
+    AppStatus, Base, CheckKind, CheckReport, ErrorKind, LabelledPr, OperationPhase, PullRequest,
+    StatusState, SyncStart,
 };
 
 pub const VERIFYING: &str = "tugboat:verifying";
@@ -605,6 +606,34 @@ impl Engine {
         verification
     }
 
+    /// The `tugboat/deploy` check of merge `sha`: the outcome, and a deep link to the
+    /// application in Argo CD.
+    fn deploy_check(
+        &self,
+        cx: &EnvCtx<'_>,
+        sha: &str,
+        image: &ImageRef,
+        state: StatusState,
+        text: &str,
+    ) -> CheckReport {
+        let app = cx.app;
+        let link = format!(
+            "{}/applications/{app}",
+            self.cfg.argocd.url.trim_end_matches('/')
+        );
+        CheckReport {
+            sha: sha.to_owned(),
+            kind: CheckKind::Deploy,
+            state,
+            title: text.replace('`', ""),
+            summary: format!(
+                "{text}\n\n| | |\n|---|---|\n| service | `{}` |\n| environment | `{}` |\n| Argo CD application | [`{app}`]({link}) |\n| merge commit | `{sha}` |\n| image | `{image}` |",
+                cx.svc.name, cx.env.name
+            ),
+            link: Some(link),
+        }
+    }
+
     /// Report a verification on the PR (once) and as the `tugboat/deploy` status of the merge.
     async fn report(
         &self,
@@ -634,11 +663,9 @@ impl Engine {
             ),
         };
         let forge = &self.ports.forge;
-        if let Err(e) = forge
-            .set_status(sha, status, "tugboat/deploy", &text.replace('`', ""))
-            .await
-        {
-            tracing::warn!(error = %e, "could not set the deploy status");
+        let report = self.deploy_check(cx, sha, image, status, &text);
+        if let Err(e) = forge.report(&report).await {
+            tracing::warn!(error = %e, "could not report the deploy check");
         }
         if matches!(verification, Verification::Unknown { .. }) {
             // Verified again next cycle; only the final outcome is commented.

@@ -143,6 +143,42 @@ pub fn body(e: &Evidence<'_>) -> String {
     .write_into(&b)
 }
 
+/// The gate's check on a promotion's head: a one-line title and a Markdown summary (the
+/// severity table against the thresholds, the top findings, the policy it was judged by).
+pub fn gate_check(e: &Evidence<'_>) -> (String, String) {
+    let counts = e
+        .gate
+        .counts()
+        .map(|c| {
+            c.iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let title = if counts.is_empty() {
+        "scan gate passed".to_owned()
+    } else {
+        format!("scan gate passed: {counts}")
+    };
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "`{}` `{}` (`{}`) for `{}` in `{}`.\n",
+        e.image, e.to.tag, e.to.digest, e.service, e.environment
+    );
+    scan_section(&mut b, e);
+    let _ = writeln!(b, "\n### Policy\n");
+    for s in e.sources {
+        let _ = writeln!(b, "- `{}` version {}", s.name, s.version);
+    }
+    let _ = writeln!(
+        b,
+        "\nRe-run this check to scan the image again (as `/rescan` does)."
+    );
+    (title, b)
+}
+
 /// The scan: the gate's decision, the counts against the thresholds, the top findings.
 fn scan_section(b: &mut String, e: &Evidence<'_>) {
     let _ = writeln!(b, "### Scan\n");

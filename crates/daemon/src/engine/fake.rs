@@ -21,10 +21,10 @@ use crate::domain::policy::PolicyDocument;
 use crate::domain::select::ImageRecord;
 use crate::manifest;
 use crate::ports::{
-    Access, AppStatus, Base, Checks, ChecksState, CommitInfo, Conversation, Deployer, ErrorKind,
-    GitOpsRepo, Health, Issue, Issues, LabelledPr, Ledger, NewPullRequest, ParameterStore,
-    Permission, PortError, PortResult, Proposal, PullRequest, PullRequests, Reaction, Registry,
-    ScanStart, ScanType, StatusState, SyncStart, SyncStatus, SyncWindows,
+    Access, AppStatus, Base, CheckReport, Checks, ChecksState, CommitInfo, Conversation, Deployer,
+    ErrorKind, GitOpsRepo, Health, Issue, Issues, LabelledPr, Ledger, NewPullRequest,
+    ParameterStore, Permission, PortError, PortResult, Proposal, PullRequest, PullRequests,
+    Reaction, Registry, ScanStart, ScanType, StatusState, SyncStart, SyncStatus, SyncWindows,
 };
 use crate::secret::Secret;
 
@@ -641,16 +641,14 @@ impl Checks for World {
         Ok(ChecksState::None)
     }
 
-    async fn set_status(
-        &self,
-        sha: &str,
-        state: StatusState,
-        context: &str,
-        _description: &str,
-    ) -> PortResult<()> {
-        self.call("set_status")?;
+    async fn report(&self, report: &CheckReport) -> PortResult<()> {
+        self.call("report")?;
         self.with(|s| {
-            s.statuses.push((sha.to_owned(), state, context.to_owned()));
+            s.statuses.push((
+                report.sha.clone(),
+                report.state,
+                report.kind.name().to_owned(),
+            ));
         });
         Ok(())
     }

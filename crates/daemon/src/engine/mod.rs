@@ -201,6 +201,33 @@ const SCAN_CACHE_ENTRIES: usize = 16_384;
 const APPROVER_CACHE_ENTRIES: usize = 4_096;
 
 /// The engine, holding its caches between cycles.
+/// Requests that arrive between cycles by webhook, for the next cycle. Only a hint: a lost
+/// one (a restart) costs the person a click, never a wrong promotion.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    /// Pull requests whose gate check a person asked to run again.
+    reruns: Mutex<std::collections::BTreeSet<u64>>,
+}
+
+/// How many re-run requests wait at most (a flood of deliveries cannot grow it further).
+const INBOX_LIMIT: usize = 1024;
+
+impl Inbox {
+    /// Ask for the gate of PR `number` to run again (its image scanned again).
+    pub fn rerun(&self, number: u64) {
+        if let Ok(mut r) = self.reruns.lock()
+            && (r.len() < INBOX_LIMIT || r.contains(&number))
+        {
+            r.insert(number);
+        }
+    }
+
+    /// Whether a re-run of PR `number` was asked for; taking it answers it.
+    pub fn take_rerun(&self, number: u64) -> bool {
+        self.reruns.lock().is_ok_and(|mut r| r.remove(&number))
+    }
+}
+
 pub struct Engine {
     cfg: Arc<Config>,
     ports: Ports,
@@ -217,6 +244,10 @@ pub struct Engine {
     longest_health_timeout: std::sync::atomic::AtomicU64,
     /// Where the engine reads the time of day (soak, windows, expiring ignores, merge times).
     clock: Arc<dyn Clock>,
+    /// Re-runs asked for by webhook.
+    inbox: Arc<Inbox>,
+    /// Open PRs whose gate check is reported again once their image is judged anew (a re-run).
+    gate_due: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Engine {
@@ -230,7 +261,14 @@ impl Engine {
             approver_cache: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             longest_health_timeout: std::sync::atomic::AtomicU64::new(0),
             clock: Arc::new(SystemClock),
+            inbox: Arc::default(),
+            gate_due: Mutex::default(),
         }
+    }
+
+    /// Where webhooks leave requests for this engine's cycles.
+    pub fn inbox(&self) -> Arc<Inbox> {
+        Arc::clone(&self.inbox)
     }
 
     /// The same engine reading the time from `clock` instead of the system's.

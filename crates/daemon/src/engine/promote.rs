@@ -9,13 +9,14 @@ use super::environment::{Judged, Seen, manifest_error};
 use super::evidence::{self, PromotionState};
 use super::{Action, Approvals, At, Cause, Engine, EnvCtx, Step, StepError, Verification};
 use crate::domain::chatops;
-use crate::domain::gate::GateDecision;
 use crate::domain::merge::{self, Fact, SyncWindows, Verdict};
 use crate::domain::policy::RollbackMode;
 use crate::domain::select::Candidate;
 use crate::domain::window;
 use crate::manifest;
-use crate::ports::{Base, ErrorKind, NewPullRequest, Proposal, PullRequest, StatusState};
+use crate::ports::{
+    Base, CheckKind, CheckReport, ErrorKind, NewPullRequest, Proposal, PullRequest, StatusState,
+};
 
 /// A change to the GitOps repository on its own branch: a promotion or a rollback.
 pub(super) struct Change {
@@ -68,13 +69,15 @@ impl Engine {
             None => Commands::default(),
         };
         let files: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
-        let body = evidence::body(&evidence_of(cx, seen, judged, &files, &commands));
+        let evidence = evidence_of(cx, seen, judged, &files, &commands);
+        let (body, gate) = (evidence::body(&evidence), evidence::gate_check(&evidence));
         let Some((pr, opened)) = self.publish(&change, existing, &body, cx.labels()).await? else {
             return Ok(Action::None);
         };
-        if head.pushed || opened {
-            self.gate_status(&head.head, &judged.gate).await?;
+        if head.pushed || opened || self.gate_was_due(pr.number) {
+            self.gate_report(&head.head, &gate).await?;
         }
+        self.rerun_if_asked(cx, &pr, &judged.candidate).await?;
         if opened && self.on_main(&change.files).await? {
             return self.close_redundant(&pr).await;
         }
@@ -87,7 +90,7 @@ impl Engine {
             .await
         {
             Err(e) if refused_as_behind(&e) => {
-                self.rebase_behind(cx, &change, &pr, &judged.gate, &commands, e)
+                self.rebase_behind(cx, &change, &pr, &gate, &commands, e)
                     .await
             }
             // Someone pushed to the branch since this cycle read it (another replica making the
@@ -108,7 +111,7 @@ impl Engine {
         cx: &EnvCtx<'_>,
         change: &Change,
         pr: &PullRequest,
-        gate: &GateDecision,
+        gate: &(String, String),
         commands: &Commands,
         refusal: StepError,
     ) -> Result<Action, StepError> {
@@ -117,7 +120,7 @@ impl Engine {
             return Err(refusal); // already on the current main: refused for another reason
         }
         tracing::info!(pr = pr.number, error = %refusal, "the merge wants the branch up to date; rebased it");
-        self.gate_status(&head.head, gate).await?;
+        self.gate_report(&head.head, gate).await?;
         if !commands.approvals.is_empty() {
             let why =
                 "the repository requires a branch to be up to date with main before it merges";
@@ -418,27 +421,42 @@ impl Engine {
             .map_err(|e| StepError::new(Step::Merge, Cause::SyncWindows(e)))
     }
 
-    /// The `tugboat/scan-gate` status of a new head.
-    async fn gate_status(&self, head: &str, gate: &GateDecision) -> Result<(), StepError> {
-        let counts = gate
-            .counts()
-            .map(|c| {
-                c.iter()
-                    .map(|(s, n)| format!("{s} {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        let desc = if counts.is_empty() {
-            "scan gate passed".to_owned()
-        } else {
-            format!("scan gate passed: {counts}")
+    /// The gate's check (`tugboat/scan-gate`) on a new head: its title and summary.
+    async fn gate_report(&self, head: &str, gate: &(String, String)) -> Result<(), StepError> {
+        let report = CheckReport {
+            sha: head.to_owned(),
+            kind: CheckKind::Gate,
+            state: StatusState::Success,
+            title: gate.0.clone(),
+            summary: gate.1.clone(),
+            link: None,
         };
-        self.ports
-            .forge
-            .set_status(head, StatusState::Success, "tugboat/scan-gate", &desc)
-            .await
-            .at(Step::PullRequest)
+        self.ports.forge.report(&report).await.at(Step::PullRequest)
+    }
+
+    /// Whether a re-run asked for the gate of PR `number` to be reported again; it is now.
+    fn gate_was_due(&self, number: u64) -> bool {
+        self.gate_due.lock().is_ok_and(|mut d| d.remove(&number))
+    }
+
+    /// A person re-ran the gate check of this PR (a webhook): scan its image again and read
+    /// the policy anew, as `/rescan` does; the gate is reported again once judged afresh.
+    async fn rerun_if_asked(
+        &self,
+        cx: &EnvCtx<'_>,
+        pr: &PullRequest,
+        candidate: &Candidate,
+    ) -> Result<(), StepError> {
+        if !self.inbox.take_rerun(pr.number) {
+            return Ok(());
+        }
+        self.rescan_requested(cx, "a re-run of the gate check", &candidate.digest)
+            .await?;
+        self.refresh_policy();
+        if let Ok(mut due) = self.gate_due.lock() {
+            due.insert(pr.number);
+        }
+        Ok(())
     }
 
     /// Close a PR just opened whose promotion another tugboat merged meanwhile.

@@ -279,7 +279,7 @@ async fn an_approval_survives_unrelated_merges_to_main_and_they_cost_no_writes()
     let writes = |w: &World| {
         [
             "propose_pushed",
-            "set_status",
+            "report",
             "update_pr",
             "comment",
             "add_labels",
