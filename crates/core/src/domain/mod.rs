@@ -7,6 +7,7 @@
 pub mod block;
 pub mod chatops;
 pub mod deploy;
+pub mod events;
 pub mod gate;
 pub mod hold;
 pub mod image;
