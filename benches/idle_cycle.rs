@@ -8,6 +8,9 @@
 //! listing of the security issues for all services, one issue per flagged service. Exits
 //! non-zero when a target is missed.
 //!
+//! It also prints the API calls of an idle hour at that size: polling every minute, against
+//! events on with a 10-minute interval (6 idle cycles and the queue's long polls).
+//!
 //! Run with `cargo bench --bench idle_cycle`; `TUGBOAT_BENCH_REPOS` / `TUGBOAT_BENCH_TAGS`
 //! change the size.
 
@@ -132,6 +135,18 @@ fn main() {
             print_calls(&calls);
             idle = calls;
         }
+
+        // An idle hour: the idle cycle repeated, against the same with events on, where the
+        // interval can be 10 minutes and the listener long-polls the queue (20 s a receive
+        // when nothing arrives, `adapters::sqs`).
+        let per_cycle: u64 = idle.values().map(|c| c.calls).sum();
+        let receives = 3_600 / 20;
+        println!(
+            "\n  an idle hour at {repos} services, from the idle cycle's {per_cycle} calls:\n    polling every minute:              60 x {per_cycle} = {} calls\n    events on, polling every 10 min:    6 x {per_cycle} + {receives} ReceiveMessage = {} calls ({:.1}x fewer)",
+            60 * per_cycle,
+            6 * per_cycle + receives,
+            (60 * per_cycle) as f64 / (6 * per_cycle + receives) as f64
+        );
 
         let describe = count(&idle, "ecr", "DescribeImages").calls;
         let pages = (repos * (tags + 1).div_ceil(1_000)) as u64;

@@ -512,3 +512,302 @@ async fn a_rescan_against_moto_takes_limit_exceeded_as_scanned_today_and_follows
     let issues = sb.github.issues();
     assert_eq!((issues.len(), issues[0].state.as_str()), (1, "closed"));
 }
+
+/// A documented "ECR Image Action" push (Amazon ECR user guide) of `user_service:<tag>`.
+fn push_event(id: &str, tag: &str) -> String {
+    json!({"version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
+           "account": "123456789012", "time": "2026-12-01T10:00:00Z", "region": "eu-north-1",
+           "resources": [], "detail": {"result": "SUCCESS", "repository-name": "user_service",
+           "image-digest": format!("sha256:{}", "7f".repeat(32)), "action-type": "PUSH", "image-tag": tag}})
+    .to_string()
+}
+
+/// The checks of the SQS adapter that both emulators must pass: long polls of up to ten,
+/// batch deletes, the queue's depth, and a missing queue named as such.
+async fn queue_checks(sdk: &aws_config::SdkConfig, queue_url: &str) {
+    use tugboat::adapters::sqs::Sqs;
+    use tugboat::domain::events::{Change, parse};
+    use tugboat::ports::{ErrorKind, EventQueue};
+    let api = ApiMetrics::default();
+    let queue = Sqs::new(sdk, queue_url, &api);
+    let client = aws_sdk_sqs::Client::new(sdk);
+    for i in 0..12 {
+        client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(push_event(&format!("e{i}"), &format!("1.{i}.0")))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(queue.depth().await.unwrap(), 12);
+    let first = queue.receive().await.unwrap();
+    assert_eq!(first.len(), 10, "at most ten a receive");
+    for m in &first {
+        let e = parse(&m.body).unwrap();
+        assert_eq!(
+            (e.change, e.repository.as_str()),
+            (Change::Pushed, "user_service")
+        );
+    }
+    let receipts: Vec<String> = first.iter().map(|m| m.receipt.clone()).collect();
+    queue.delete(&receipts).await.unwrap();
+    let rest = queue.receive().await.unwrap();
+    assert_eq!(rest.len(), 2);
+    let mut ids: Vec<String> = first
+        .iter()
+        .chain(&rest)
+        .map(|m| parse(&m.body).unwrap().id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "each message once");
+    queue
+        .delete(&rest.iter().map(|m| m.receipt.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 0);
+    assert_eq!(count(&api.snapshot(), "sqs", "ReceiveMessage").calls, 2);
+
+    let missing = queue_url.replace("tugboat-events", "nobody-made-this");
+    let e = Sqs::new(sdk, &missing, &api).depth().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("GetQueueAttributes"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqs_adapter_works_against_moto() {
+    let (_moto, url) = start_moto();
+    let sdk = sdk(&url).await;
+    let queue_url = aws_sdk_sqs::Client::new(&sdk)
+        .create_queue()
+        .queue_name("tugboat-events")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    queue_checks(&sdk, &queue_url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqs_adapter_works_against_the_sandbox() {
+    let aws = tugboat_sandbox::aws::Aws::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = aws.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let queue_url = tugboat_sandbox::sqs::Sqs::queue_url(&url, tugboat_sandbox::sqs::EVENTS_QUEUE);
+    queue_checks(&sdk(&url).await, &queue_url).await;
+}
+
+/// One EventBridge request to moto (JSON 1.1), in eu-north-1.
+async fn eventbridge(url: &str, operation: &str, body: serde_json::Value) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("X-Amz-Target", format!("AWSEvents.{operation}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        // moto reads the region from the credential scope; it checks no signature.
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20261201/eu-north-1/events/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{operation}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloudformation_rules_send_exactly_the_events_tugboat_uses_to_the_queue() {
+    let template: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/aws/events.cfn.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let (_moto, url) = start_moto();
+    let sdk = sdk(&url).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("tugboat-events")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let rules: Vec<(&String, &serde_json::Value)> = template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Events::Rule")
+        .collect();
+    assert_eq!(rules.len(), 3);
+    for (name, rule) in &rules {
+        let pattern = &rule["Properties"]["EventPattern"];
+        eventbridge(
+            &url,
+            "PutRule",
+            json!({"Name": name, "EventPattern": pattern.to_string()}),
+        )
+        .await;
+        eventbridge(
+            &url,
+            "PutTargets",
+            json!({"Rule": name, "Targets": [{"Id": "q", "Arn": arn}]}),
+        )
+        .await;
+    }
+    let digest = format!("sha256:{}", "7f".repeat(32));
+    let repo_arn = "arn:aws:ecr:eu-north-1:123456789012:repository/user_service";
+    let entry = |source: &str, kind: &str, detail: serde_json::Value| json!({"Source": source, "DetailType": kind, "Detail": detail.to_string()});
+    let sent = [
+        (
+            true,
+            entry(
+                "aws.ecr",
+                "ECR Image Action",
+                json!({"result": "SUCCESS", "action-type": "PUSH", "repository-name": "user_service", "image-digest": digest, "image-tag": "1.1.0"}),
+            ),
+        ),
+        (
+            true,
+            entry(
+                "aws.ecr",
+                "ECR Image Action",
+                json!({"result": "SUCCESS", "action-type": "DELETE", "repository-name": "user_service", "image-digest": digest, "image-tag": "1.1.0"}),
+            ),
+        ),
+        (
+            false,
+            entry(
+                "aws.ecr",
+                "ECR Image Action",
+                json!({"result": "FAILURE", "action-type": "PUSH", "repository-name": "user_service"}),
+            ),
+        ),
+        (
+            true,
+            entry(
+                "aws.ecr",
+                "ECR Image Scan",
+                json!({"scan-status": "COMPLETE", "repository-name": "user_service", "image-digest": digest, "finding-severity-counts": {"HIGH": 1}}),
+            ),
+        ),
+        (
+            false,
+            entry(
+                "aws.ecr",
+                "ECR Image Scan",
+                json!({"scan-status": "FAILED", "repository-name": "user_service", "image-digest": digest}),
+            ),
+        ),
+        (
+            true,
+            entry(
+                "aws.inspector2",
+                "Inspector2 Scan",
+                json!({"scan-status": "INITIAL_SCAN_COMPLETE", "repository-name": repo_arn, "image-digest": digest}),
+            ),
+        ),
+        (
+            true,
+            entry(
+                "aws.inspector2",
+                "Inspector2 Finding",
+                json!({"severity": "HIGH", "resources": [{"type": "AWS_ECR_CONTAINER_IMAGE", "details": {"awsEcrContainerImage": {"repositoryName": "user_service", "imageHash": digest}}}]}),
+            ),
+        ),
+        (
+            false,
+            entry(
+                "aws.ecr",
+                "ECR Replication Action",
+                json!({"result": "SUCCESS", "repository-name": "user_service"}),
+            ),
+        ),
+        (
+            false,
+            entry(
+                "aws.ec2",
+                "EC2 Instance State-change Notification",
+                json!({"state": "running"}),
+            ),
+        ),
+    ];
+    let entries: Vec<serde_json::Value> = sent.iter().map(|(_, e)| e.clone()).collect();
+    let put = eventbridge(&url, "PutEvents", json!({"Entries": entries})).await;
+    assert_eq!(put["FailedEntryCount"], 0, "{put}");
+    let mut got = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let batch = out.messages.unwrap_or_default();
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            let body: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            got.push(json!({"Source": body["source"], "DetailType": body["detail-type"], "Detail": body["detail"].to_string()}));
+            sqs.delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let key = |e: &serde_json::Value| e.to_string();
+    let mut want: Vec<String> = sent
+        .iter()
+        .filter(|(d, _)| *d)
+        .map(|(_, e)| {
+            let mut e = e.clone();
+            // Compare the detail as a value, not as text.
+            e["Detail"] = serde_json::from_str::<serde_json::Value>(e["Detail"].as_str().unwrap())
+                .unwrap()
+                .to_string()
+                .into();
+            key(&e)
+        })
+        .collect();
+    let mut got: Vec<String> = got
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e["Detail"] = serde_json::from_str::<serde_json::Value>(e["Detail"].as_str().unwrap())
+                .unwrap()
+                .to_string()
+                .into();
+            key(&e)
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "the rules deliver what tugboat reads, and nothing else"
+    );
+}

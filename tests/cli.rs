@@ -454,3 +454,74 @@ fn tugboat_run_as_an_app_lives_through_several_token_expiries_and_keeps_promotin
         );
     }
 }
+
+#[test]
+fn tugboat_run_with_a_ten_minute_interval_opens_the_pr_of_a_pushed_image_through_the_event_queue() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt
+        .block_on(tugboat_sandbox::Sandbox::start(
+            tugboat_sandbox::Options::default(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The printed configuration reads the sandbox's event queue.
+    let toml = sb.config_toml(&dir.path().join("work"));
+    assert!(toml.contains("[events]"), "{toml}");
+    let config = write(dir.path(), "tugboat.toml", &toml, 0o600);
+    let child = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+        .args(["run", "--config", &config])
+        .env("TUGBOAT_ENGINE_INTERVAL", "10m")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let queue = tugboat_sandbox::sqs::EVENTS_QUEUE;
+    // The first (full) cycle is done and the listener long-polls the queue.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let calls = |op: &str| sb.aws.calls().get(op).copied().unwrap_or(0);
+    while (calls("ReceiveMessage") == 0 || calls("DescribeImages") < 6)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let listed = calls("DescribeImages");
+    let pushed = std::time::Instant::now();
+    sb.aws.push("staff_management", "1.6.0", "COMPLETE", vec![]);
+    let opened = || {
+        sb.github
+            .pulls()
+            .iter()
+            .any(|p| p.head.ends_with("dev/staff_management") && p.title.ends_with("1.6.0"))
+    };
+    // Far less than the interval: only the event can have brought it.
+    let deadline = pushed + std::time::Duration::from_secs(30);
+    while !opened() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let took = pushed.elapsed();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out.stderr);
+    assert!(opened(), "no PR {took:?} after the push: {log}");
+    assert!(out.status.success(), "graceful exit on SIGTERM: {log}");
+    assert!(
+        log.contains("reconciling the services an event or a webhook concerned"),
+        "{log}"
+    );
+    // Only the pushed service's repository was listed again, not the six.
+    let relisted = calls("DescribeImages") - listed;
+    assert!(
+        (1..6).contains(&relisted),
+        "{relisted} DescribeImages after the push: {log}"
+    );
+    assert_eq!(
+        sb.aws.sqs.sent(queue).len(),
+        2,
+        "a push and its finished scan"
+    );
+    assert_eq!(sb.aws.sqs.waiting(queue), 0, "both handled: {log}");
+    assert!(calls("DeleteMessageBatch") >= 1, "and deleted: {log}");
+}

@@ -221,7 +221,7 @@ fn the_iam_policy_grants_exactly_the_aws_operations_the_adapters_call() {
         .collect();
     // Every SDK operation the ECR and SSM adapters call, as IAM spells it.
     let mut called = BTreeSet::new();
-    for (file, service) in [("ecr", "ecr"), ("ssm", "ssm")] {
+    for (file, service) in [("ecr", "ecr"), ("ssm", "ssm"), ("sqs", "sqs")] {
         let src =
             std::fs::read_to_string(root().join(format!("crates/daemon/src/adapters/{file}.rs")))
                 .unwrap();
@@ -233,11 +233,14 @@ fn the_iam_policy_grants_exactly_the_aws_operations_the_adapters_call() {
                     .split('_')
                     .map(|p| p[..1].to_uppercase() + &p[1..])
                     .collect();
+                // IAM has no action of its own for a batch delete: it is DeleteMessage.
+                let camel = camel.strip_suffix("Batch").unwrap_or(&camel).to_owned();
                 called.insert(format!("{service}:{camel}"));
             }
         }
     }
     assert!(called.contains("ecr:StartImageScan"), "{called:?}");
+    assert!(called.contains("sqs:DeleteMessage"), "{called:?}");
     called.insert("kms:Decrypt".to_owned()); // SecureString parameters
     assert_eq!(granted, called, "least privilege: no more, no less");
 }

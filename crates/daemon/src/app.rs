@@ -136,6 +136,20 @@ pub async fn webhook_secret(cfg: &Config) -> anyhow::Result<Option<Arc<Rotating>
     rotating(r, "github.webhook_secret", &ssm).await.map(Some)
 }
 
+/// The SQS queue of ECR and Inspector events, when the config has an `[events]` section.
+pub async fn event_queue(
+    cfg: &Config,
+    api: &ApiMetrics,
+) -> Option<Arc<dyn crate::ports::EventQueue>> {
+    let events = cfg.events.as_ref()?;
+    let sdk = aws::sdk_config(&cfg.aws).await;
+    Some(Arc::new(crate::adapters::sqs::Sqs::new(
+        &sdk,
+        &events.queue_url,
+        api,
+    )))
+}
+
 /// Install the process-wide rustls crypto provider (once; later calls are no-ops).
 pub fn init_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

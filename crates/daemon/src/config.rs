@@ -52,7 +52,17 @@ struct RawConfig {
     rescan: RawRescan,
     #[serde(default)]
     election: RawElection,
+    #[serde(default)]
+    events: RawEvents,
     services: Vec<RawService>,
+}
+
+/// `[events]`: ECR and Inspector events from an SQS queue that EventBridge rules fill.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    queue_url: Option<String>,
+    accounts: Option<Vec<String>>,
 }
 
 /// `rescan.scan_type`: ask the registry (`auto`), or say which.
@@ -233,7 +243,18 @@ pub struct Config {
     pub rescan: RescanConfig,
     /// `None`: no election, this tugboat acts (outside Kubernetes, `tugboat once`, the demo).
     pub election: Option<ElectionConfig>,
+    /// `None`: no event queue; new images wait for the interval.
+    pub events: Option<EventsConfig>,
     pub services: Vec<ServiceConfig>,
+}
+
+/// The event queue: where ECR pushes and scans arrive within seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    pub queue_url: String,
+    /// The AWS accounts whose events are believed (the queue's own and the configured
+    /// registries', unless listed); an event from any other is dropped.
+    pub accounts: std::collections::BTreeSet<String>,
 }
 
 /// How the rescan of deployed images gets fresh findings.
@@ -513,6 +534,8 @@ impl Fields<'_> {
 fn validate(raw: RawConfig, f: &Fields<'_>) -> Result<Config, ConfigError> {
     Ok(Config {
         source: f.file.to_owned(),
+        // First: it reads the services and the AWS section that later fields take.
+        events: events(raw.events, &raw.aws, &raw.services, f)?,
         github: github(raw.github, f)?,
         argocd: argocd(raw.argocd, f)?,
         services: services(raw.services, &raw.aws, f)?,
@@ -524,6 +547,58 @@ fn validate(raw: RawConfig, f: &Fields<'_>) -> Result<Config, ConfigError> {
         rescan: rescan(raw.rescan, f)?,
         election: election(raw.election, f)?,
     })
+}
+
+fn aws_account(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn events(
+    raw: RawEvents,
+    aws: &RawAws,
+    services: &[RawService],
+    f: &Fields<'_>,
+) -> Result<Option<EventsConfig>, ConfigError> {
+    let Some(queue_url) = raw.queue_url else {
+        if raw.accounts.is_some() {
+            return Err(f.err(
+                "events.accounts",
+                "given without events.queue_url".to_owned(),
+            ));
+        }
+        return Ok(None);
+    };
+    f.http_url("events.queue_url", &queue_url)?;
+    // https://sqs.<region>.amazonaws.com/<account>/<name>
+    let owner = queue_url
+        .split('/')
+        .nth(3)
+        .filter(|a| aws_account(a) && queue_url.split('/').nth(4).is_some_and(|n| !n.is_empty()))
+        .ok_or_else(|| {
+            f.err(
+                "events.queue_url",
+                format!("'{queue_url}' is not a queue URL of the form https://sqs.<region>.amazonaws.com/<account>/<queue>"),
+            )
+        })?;
+    let accounts = match raw.accounts {
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|a| !aws_account(a)) {
+                return Err(f.err(
+                    "events.accounts",
+                    format!("'{bad}' is not a 12-digit AWS account id"),
+                ));
+            }
+            list.into_iter().collect()
+        }
+        None => std::iter::once(owner.to_owned())
+            .chain(aws.registry_id.iter().cloned())
+            .chain(services.iter().filter_map(|s| s.registry_id.clone()))
+            .collect(),
+    };
+    Ok(Some(EventsConfig {
+        queue_url,
+        accounts,
+    }))
 }
 
 fn election(raw: RawElection, f: &Fields<'_>) -> Result<Option<ElectionConfig>, ConfigError> {
@@ -1133,6 +1208,50 @@ argocd_application = "user-service-dev"
         assert_eq!(e.field, "github.app.id");
         let e = parse(&as_app.replacen("private_key", "key", 1), &[]).unwrap_err();
         assert!(e.to_string().contains("unknown field `key`"), "{e}");
+    }
+
+    #[test]
+    fn the_event_queue_is_optional_and_believes_its_own_and_the_registries_accounts_only() {
+        assert_eq!(parse(EXAMPLE, &[]).unwrap().events, None);
+        let with = |lines: &str| {
+            EXAMPLE.replacen(
+                "[[services]]",
+                &format!("[events]\n{lines}\n\n[[services]]"),
+                1,
+            )
+        };
+        let url =
+            "queue_url = \"https://sqs.eu-north-1.amazonaws.com/210987654321/tugboat-events\"";
+        let c = parse(&with(url), &[]).unwrap();
+        let events = c.events.unwrap();
+        assert_eq!(
+            events.accounts,
+            ["123456789012", "210987654321"].map(String::from).into()
+        );
+        let c = parse(&with(&format!("{url}\naccounts = [\"111111111111\"]")), &[]).unwrap();
+        assert_eq!(
+            c.events.unwrap().accounts,
+            ["111111111111".to_owned()].into()
+        );
+        let e = parse(&with(&format!("{url}\naccounts = [\"1234\"]")), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: events.accounts: '1234' is not a 12-digit AWS account id"
+        );
+        let e = parse(
+            &with("queue_url = \"https://sqs.eu-north-1.amazonaws.com/tugboat-events\""),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "events.queue_url");
+        assert!(e.to_string().contains("<account>/<queue>"), "{e}");
+        let e = parse(&with("accounts = [\"111111111111\"]"), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: events.accounts: given without events.queue_url"
+        );
+        let e = parse(&with(&format!("{url}\nqueue = \"x\"")), &[]).unwrap_err();
+        assert!(e.to_string().contains("queue"), "{e}");
     }
 
     #[test]

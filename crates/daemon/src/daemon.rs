@@ -6,11 +6,14 @@
 //! [`run`] wires it from a configuration; [`Daemon`] is the loop itself, over any ports and
 //! clock, which is what the tests drive in paused time.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -18,8 +21,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::rescan::Scope;
 use crate::engine::scheduler::{self, Due, Job};
-use crate::engine::{Engine, Mode};
+use crate::engine::{Engine, Inbox, Mode, Wanted};
+use crate::events::{Listener, Routes};
 use crate::metrics::Metrics;
+use crate::ports::EventQueue;
 use crate::telemetry::{ApiCounts, ApiMetrics};
 
 /// Run the daemon on `cfg` until `shutdown` resolves.
@@ -32,19 +37,18 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
-    let daemon = Arc::new(Daemon::new(
-        cfg.clone(),
-        engine,
-        api.clone(),
-        Arc::new(SystemClock),
-    ));
-    let webhook = crate::app::webhook_secret(&cfg).await?.map(|secret| {
-        let hook = crate::webhook::Webhook::new(secret, daemon.wake.clone());
-        Arc::new(hook.with_inbox(daemon.engine.inbox()))
-    });
+    let mut daemon = Daemon::new(cfg.clone(), engine, api.clone(), Arc::new(SystemClock));
+    if let Some(queue) = crate::app::event_queue(&cfg, &api).await {
+        daemon = daemon.with_events(queue);
+    }
+    let daemon = Arc::new(daemon);
+    let webhook = crate::app::webhook_secret(&cfg)
+        .await?
+        .map(|secret| Arc::new(crate::webhook::Webhook::new(secret, daemon.engine.inbox())));
     tracing::info!(
         listen = %listener.local_addr()?,
         webhooks = webhook.is_some(),
+        events = daemon.events.is_some(),
         "serving /healthz, /readyz, /metrics{}",
         if webhook.is_some() { " and /webhooks/github" } else { "" }
     );
@@ -114,6 +118,9 @@ pub struct Daemon {
     rescan_lock: Arc<Mutex<()>>,
     /// `/readyz` fails when no cycle finished for this long (plus the longest health timeout).
     max_age: i64,
+    /// The event queue's listener, when `[events]` is configured; it runs while this replica
+    /// runs cycles (the leader), so one replica consumes the queue.
+    events: Option<Arc<Listener>>,
 }
 
 impl Daemon {
@@ -128,33 +135,116 @@ impl Daemon {
             clock,
             rescan_lock: Arc::new(Mutex::new(())),
             max_age,
+            events: None,
         }
+    }
+
+    /// Listen to `queue` for ECR and Inspector events, each waking only its services.
+    #[must_use]
+    pub fn with_events(mut self, queue: Arc<dyn EventQueue>) -> Self {
+        self.events = Some(Arc::new(Listener::new(
+            queue,
+            Routes::of(&self.cfg),
+            self.engine.inbox(),
+            self.metrics.clone(),
+            self.clock.clone(),
+        )));
+        self
     }
 
     /// Cycles until `stop` turns true; a cycle under way is abandoned then (every step is
     /// safe to redo). Rescans still running are abandoned too: their issue writes are
     /// level-triggered and the next rescan redoes them.
+    ///
+    /// A full cycle runs at start and then an interval after the last one ended; a wake or a
+    /// scheduled job asks for one at once. Events and webhooks ask for their services only:
+    /// a cycle of just those starts at once, beside any cycle already running, unless one
+    /// still reconciles such a service (then it waits for that service, not for the cycle).
     pub async fn cycles(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
         let (due_tx, mut due_rx) = mpsc::channel::<Due>(8);
         let scheduler = self.scheduler(due_tx);
         let mut rescans = JoinSet::new();
+        let listening = self.events.clone().map(|l| {
+            tokio::spawn({
+                let stop = stop.clone();
+                async move { l.run(stop).await }
+            })
+        });
+        let inbox = self.engine.inbox();
+        inbox.release_all();
+        let mut running = FuturesUnordered::new();
+        let mut wanted = Wanted {
+            all: true,
+            ..Wanted::default()
+        };
+        let mut next_full: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
-                () = self.cycle() => {},
-                _ = stop.changed() => break,
+            while let Some(scope) = self.claim(&inbox, &mut wanted, running.len()) {
+                running.push(self.cycle(scope));
             }
+            let interval_ends = next_full.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
-                () = tokio::time::sleep(self.cfg.engine.interval) => {},
-                () = self.wake.notified() => {},
-                Some(due) = due_rx.recv() => self.on_due(&due, &mut rescans),
+                Some(full) = running.next(), if !running.is_empty() => if full {
+                    next_full = Some(tokio::time::Instant::now() + self.cfg.engine.interval);
+                },
+                () = tokio::time::sleep_until(interval_ends), if next_full.is_some() => {
+                    wanted.all = true;
+                    next_full = None;
+                }
+                () = self.wake.notified() => wanted.all = true,
+                () = inbox.notified() => wanted.add(inbox.take_wanted()),
+                Some(due) = due_rx.recv() => {
+                    self.on_due(&due, &mut rescans);
+                    wanted.all = true;
+                }
                 _ = stop.changed() => break,
             }
         }
         tracing::info!("shutting down");
+        drop(running);
+        inbox.release_all();
         if let Some(s) = scheduler {
             s.abort();
         }
+        if let Some(l) = listening {
+            l.abort();
+        }
         rescans.shutdown().await;
+    }
+
+    /// What to reconcile next, claimed in `inbox`: `Some(None)` for every service (only when
+    /// no cycle runs; the services asked for meanwhile are part of it), `Some(Some(s))` for
+    /// the services asked for that no running cycle holds, or `None` for nothing now.
+    fn claim(
+        &self,
+        inbox: &Inbox,
+        wanted: &mut Wanted,
+        running: usize,
+    ) -> Option<Option<BTreeSet<String>>> {
+        if running >= self.cfg.engine.concurrency {
+            return None;
+        }
+        if wanted.all {
+            if running > 0 || inbox.is_busy() {
+                return None;
+            }
+            *wanted = Wanted::default();
+            let every = self.cfg.services.iter().map(|s| s.name.clone()).collect();
+            inbox.claim(&every);
+            return Some(None);
+        }
+        let known: BTreeSet<String> = wanted
+            .services
+            .iter()
+            .filter(|s| self.cfg.services.iter().any(|c| &c.name == *s))
+            .cloned()
+            .collect();
+        let free = inbox.claim(&known);
+        // Asked for while a cycle holds them: they wait in `wanted` for their release.
+        wanted
+            .services
+            .retain(|s| known.contains(s) && !free.contains(s));
+        (!free.is_empty()).then_some(Some(free))
     }
 
     /// Under leader election: stand by until this replica leads, then run cycles until `stop`
@@ -190,11 +280,16 @@ impl Daemon {
         }
     }
 
-    /// One reconcile cycle, recorded in the metrics and the log.
-    async fn cycle(&self) {
+    /// One reconcile cycle (of only the services in `scope`, when given), recorded in the
+    /// metrics and the log. Whether it was a full one.
+    async fn cycle(&self, scope: Option<BTreeSet<String>>) -> bool {
         let before = self.api.snapshot();
         let started = tokio::time::Instant::now();
-        let result = self.engine.cycle(Mode::Apply).await;
+        if let Some(services) = &scope {
+            tracing::info!(services = ?services, "reconciling the services an event or a webhook concerned");
+            self.metrics.events.scoped_cycles.inc();
+        }
+        let result = self.engine.cycle_of(Mode::Apply, scope.as_ref()).await;
         let calls = self.api.since(&before);
         let error = result.as_ref().err().map(ToString::to_string);
         if let Some(e) = &error {
@@ -206,7 +301,7 @@ impl Daemon {
         };
         let now = self.clock.now();
         self.metrics
-            .record_cycle(outcome, started.elapsed(), &calls, now);
+            .record_cycle(outcome, scope.is_none(), started.elapsed(), &calls, now);
         self.metrics
             .ready
             .policy_loaded
@@ -216,6 +311,7 @@ impl Daemon {
         self.metrics
             .set_max_cycle_age_secs(self.max_age.saturating_add(verifying.unwrap_or(i64::MAX)));
         log_calls(&calls);
+        scope.is_none()
     }
 
     /// The cron-scheduled jobs, each slot claimed in the GitOps repository's ledger so that
@@ -298,7 +394,8 @@ pub fn log_calls(calls: &ApiCounts) {
         .map(|(k, c)| format!("{} {}={}", k.system, k.operation, c.calls))
         .collect::<Vec<_>>()
         .join(" ");
-    tracing::info!(total, errors, calls = %by_operation, "API calls of the cycle");
+    // Cycles of other services may run meanwhile: their calls are counted here too.
+    tracing::info!(total, errors, calls = %by_operation, "API calls while the cycle ran");
 }
 
 #[cfg(test)]
@@ -381,6 +478,125 @@ mod tests {
         assert!(d.metrics.ready.standby.load(Ordering::Relaxed));
         stop.send(true).unwrap();
         running.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_push_events_promotes_at_once_in_one_scoped_cycle_despite_a_ten_minute_interval()
+     {
+        let (w, d) = daemon(
+            "interval = \"10m\"",
+            "[events]\nqueue_url = \"https://sqs.eu-north-1.amazonaws.com/123456789012/q\"\n",
+        );
+        let queue = Arc::new(fake::FakeQueue::default());
+        let d = Arc::new(Arc::into_inner(d).unwrap().with_events(queue.clone()));
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn({
+            let d = d.clone();
+            async move { d.cycles(stopped).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(metric(&d, "tugboat_cycles_total{result=\"ok\"}"), Some(1.0));
+        let digest = w.push("1.1.0", 'b');
+        let now = d.clock.now();
+        let burst: Vec<String> = (0..50)
+            .map(|i| fake::push_event(&format!("e{i}"), "user_service", "1.1.0", &digest, now))
+            .collect();
+        queue.send(&burst);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            w.main_file(fake::DEV),
+            fake::values("1.1.0"),
+            "the event promoted it without waiting for the interval"
+        );
+        assert_eq!(
+            metric(&d, "tugboat_scoped_cycles_total"),
+            Some(1.0),
+            "one reconcile for the burst"
+        );
+        assert_eq!(metric(&d, "tugboat_cycles_total{result=\"ok\"}"), Some(2.0));
+        assert_eq!(queue.deleted().len(), 50);
+        assert_eq!(metric(&d, "tugboat_event_queue_up"), Some(1.0));
+        stop.send(true).unwrap();
+        running.await.unwrap();
+    }
+
+    fn services(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_service_held_by_a_running_cycle_waits_for_its_release_while_others_start_beside_it()
+    {
+        let (_w, d) = daemon(
+            "",
+            "[[services]]\nname = \"booking\"\nrepository = \"booking\"\n[[services.environments]]\nname = \"dev\"\nfiles = [\"apps/booking/dev/values.yaml\"]\nargocd_application = \"booking-dev\"\n",
+        );
+        let inbox = d.engine.inbox();
+        let mut wanted = Wanted {
+            all: true,
+            ..Wanted::default()
+        };
+        assert_eq!(
+            d.claim(&inbox, &mut wanted, 0),
+            Some(None),
+            "the first cycle is full"
+        );
+        assert!(inbox.is_busy());
+        // The full cycle finished booking but still verifies user_service.
+        inbox.release("booking");
+        wanted.add(Wanted {
+            services: services(&["user_service", "booking", "nobody"]),
+            all: false,
+        });
+        assert_eq!(
+            d.claim(&inbox, &mut wanted, 1),
+            Some(Some(services(&["booking"]))),
+            "booking starts beside the full cycle"
+        );
+        assert_eq!(
+            wanted.services,
+            services(&["user_service"]),
+            "an unknown name is dropped"
+        );
+        assert_eq!(d.claim(&inbox, &mut wanted, 2), None, "user_service waits");
+        inbox.release("user_service");
+        assert_eq!(
+            d.claim(&inbox, &mut wanted, 1),
+            Some(Some(services(&["user_service"])))
+        );
+        assert_eq!(wanted, Wanted::default());
+    }
+
+    #[tokio::test]
+    async fn a_full_cycle_waits_until_no_cycle_runs_and_takes_the_services_asked_for_meanwhile() {
+        let (_w, d) = daemon("", "");
+        let inbox = d.engine.inbox();
+        let mut wanted = Wanted {
+            services: services(&["user_service"]),
+            all: false,
+        };
+        assert_eq!(
+            d.claim(&inbox, &mut wanted, 0),
+            Some(Some(services(&["user_service"])))
+        );
+        wanted.add(Wanted {
+            services: services(&["user_service"]),
+            all: true,
+        });
+        assert_eq!(d.claim(&inbox, &mut wanted, 1), None, "a cycle still runs");
+        inbox.release("user_service");
+        assert_eq!(
+            d.claim(&inbox, &mut wanted, 1),
+            None,
+            "it has not ended yet"
+        );
+        assert_eq!(d.claim(&inbox, &mut wanted, 0), Some(None));
+        assert_eq!(
+            wanted,
+            Wanted::default(),
+            "the full cycle covers user_service"
+        );
+        assert_eq!(d.claim(&inbox, &mut wanted, 1), None);
     }
 
     #[tokio::test(start_paused = true)]

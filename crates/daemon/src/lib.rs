@@ -35,6 +35,7 @@ pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod engine;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod ports;

@@ -2,7 +2,7 @@
 //! rescan. Labels are bounded: service, environment, outcome, severity and result, never
 //! tags, digests or user names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -182,6 +182,53 @@ impl RescanMetrics {
     }
 }
 
+/// Labels of an event message's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventOutcomeLabels {
+    pub outcome: String,
+}
+
+/// The event queue's metrics (`[events]`).
+#[derive(Clone, Default)]
+pub struct EventMetrics {
+    /// Messages by outcome: `wake`, `duplicate`, `stale`, `unwatched`, `foreign`, `unused`,
+    /// `malformed`, `oversized`.
+    pub messages: Family<EventOutcomeLabels, Counter>,
+    /// 1 while the queue answers, 0 while tugboat backs off from it (polling carries on).
+    pub queue_up: Gauge,
+    /// Reconciles of some services only, woken by events or webhooks.
+    pub scoped_cycles: Counter,
+}
+
+impl EventMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "event_messages",
+            "Event queue messages by outcome (only `wake` woke a service)",
+            self.messages.clone(),
+        );
+        registry.register(
+            "event_queue_up",
+            "Whether the event queue answered the last receive (1) or is backed off from (0)",
+            self.queue_up.clone(),
+        );
+        registry.register(
+            "scoped_cycles",
+            "Reconciles of only the services an event or a webhook concerned",
+            self.scoped_cycles.clone(),
+        );
+    }
+
+    /// Count a message's outcome.
+    pub fn outcome(&self, outcome: &str) {
+        self.messages
+            .get_or_create(&EventOutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}
+
 /// What `/readyz` answers from.
 #[derive(Default)]
 pub struct Readiness {
@@ -192,6 +239,9 @@ pub struct Readiness {
     pub unreachable: Mutex<BTreeMap<String, String>>,
     /// A follower under leader election: it stands by, so its cycles are not expected.
     pub standby: AtomicBool,
+    /// The event queue, when configured: `Ok` while it answers, else why and since when
+    /// (seconds since the epoch). Informational: polling carries on without it.
+    pub events: Mutex<Option<Result<(), (String, i64)>>>,
 }
 
 /// The metrics tugboat exports, and the readiness state beside them.
@@ -210,6 +260,7 @@ pub struct Metrics {
     pub held: Family<ServiceEnvLabels, Gauge>,
     pub last_success: Gauge<i64, AtomicI64>,
     pub rescan: RescanMetrics,
+    pub events: EventMetrics,
     pub ready: Readiness,
     /// How long after the last finished cycle `/readyz` still passes; grows with the longest
     /// health timeout of the policy, since a cycle verifies merges inline.
@@ -217,6 +268,9 @@ pub struct Metrics {
     /// The digest last refused per (service, environment): a rejection is counted once per
     /// candidate, not once per cycle it stays refused.
     refused: Mutex<HashMap<(String, String), Digest>>,
+    /// Whether each (environment, service) awaits an approval, as its last reconcile said (a
+    /// cycle of some services leaves the others' as they were).
+    awaiting: Mutex<BTreeMap<(String, String), bool>>,
 }
 
 impl Metrics {
@@ -245,12 +299,15 @@ impl Metrics {
             held: Family::default(),
             last_success: Gauge::default(),
             rescan: RescanMetrics::new(&mut registry),
+            events: EventMetrics::default(),
             ready: Readiness::default(),
             max_cycle_age_secs: AtomicI64::new(max_cycle_age_secs),
             refused: Mutex::default(),
+            awaiting: Mutex::default(),
             registry,
         };
         let mut r = m.registry;
+        m.events.register(&mut r);
         r.register("cycles", "Reconcile cycles by result", m.cycles.clone());
         r.register_with_unit(
             "cycle_duration",
@@ -331,6 +388,7 @@ impl Metrics {
     pub fn record_cycle(
         &self,
         result: Result<&[EnvReport], &str>,
+        full: bool,
         took: Duration,
         calls: &ApiCounts,
         now: chrono::DateTime<chrono::Utc>,
@@ -338,7 +396,7 @@ impl Metrics {
         let secs = now.timestamp();
         self.cycle_duration.observe(took.as_secs_f64());
         self.ready.last_cycle.store(secs, Ordering::Relaxed);
-        self.record_calls(calls);
+        self.record_calls(calls, full);
         let reports = match result {
             Ok(r) => r,
             Err(_) => {
@@ -359,9 +417,11 @@ impl Metrics {
         self.record_reports(reports, now);
     }
 
-    /// Which systems every call of which failed, for `/readyz`.
-    fn record_calls(&self, calls: &ApiCounts) {
+    /// Which systems every call of which failed, for `/readyz`: a full cycle says it for
+    /// every system, a cycle of some services only for the systems it called.
+    fn record_calls(&self, calls: &ApiCounts, full: bool) {
         let mut unreachable = BTreeMap::new();
+        let mut called = BTreeSet::new();
         let mut by_system: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for (k, c) in calls {
             let e = by_system.entry(k.system.as_str()).or_default();
@@ -369,6 +429,7 @@ impl Metrics {
             e.1 += c.errors;
         }
         for (system, (calls, errors)) in by_system {
+            called.insert(system.to_owned());
             if calls > 0 && errors == calls {
                 unreachable.insert(
                     system.to_owned(),
@@ -377,13 +438,17 @@ impl Metrics {
             }
         }
         if let Ok(mut u) = self.ready.unreachable.lock() {
+            if !full {
+                u.retain(|system, _| !called.contains(system));
+                unreachable.append(&mut u);
+            }
             *u = unreachable;
         }
     }
 
     /// What each environment decided and did.
     fn record_reports(&self, reports: &[EnvReport], now: chrono::DateTime<chrono::Utc>) {
-        let mut pending: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut awaiting = self.awaiting.lock().ok();
         for r in reports {
             let labels = |outcome: &str| OutcomeLabels {
                 service: r.service.clone(),
@@ -406,8 +471,12 @@ impl Metrics {
             self.held
                 .get_or_create(&here)
                 .set(i64::from(matches!(r.decision, Decision::Held { .. })));
-            *pending.entry(r.environment.as_str()).or_default() +=
-                i64::from(matches!(r.action, Action::AwaitingApproval { .. }));
+            if let Some(a) = awaiting.as_mut() {
+                a.insert(
+                    (r.environment.clone(), r.service.clone()),
+                    matches!(r.action, Action::AwaitingApproval { .. }),
+                );
+            }
             match &r.action {
                 Action::Opened { .. } => {
                     if let Some(c) = r.decision.candidate() {
@@ -478,6 +547,10 @@ impl Metrics {
                     }
                 }
             }
+        }
+        let mut pending: BTreeMap<&str, i64> = BTreeMap::new();
+        for ((environment, _), waits) in awaiting.iter().flat_map(|a| a.iter()) {
+            *pending.entry(environment.as_str()).or_default() += i64::from(*waits);
         }
         for (environment, n) in pending {
             self.pending_approvals
@@ -561,6 +634,7 @@ mod tests {
         for _ in 0..3 {
             m.record_cycle(
                 Ok(&reports),
+                true,
                 Duration::from_millis(300),
                 &ApiCounts::new(),
                 now,
@@ -592,7 +666,13 @@ mod tests {
         api.error("github", "pulls/list");
         api.call("ecr", "DescribeImages");
         let m = Metrics::new(600, &api);
-        m.record_cycle(Ok(&[]), Duration::ZERO, &api.snapshot(), chrono::Utc::now());
+        m.record_cycle(
+            Ok(&[]),
+            true,
+            Duration::ZERO,
+            &api.snapshot(),
+            chrono::Utc::now(),
+        );
         let u = m.ready.unreachable.lock().unwrap().clone();
         assert_eq!(u.len(), 1);
         assert_eq!(u["github"], "1 of 1 calls failed in the last cycle");

@@ -132,6 +132,29 @@ pub trait ParameterStore: Send + Sync {
     async fn secret(&self, name: &str) -> PortResult<Secret>;
 }
 
+/// A message from the event queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub id: String,
+    /// What deletes it.
+    pub receipt: String,
+    pub body: String,
+}
+
+/// Where ECR and Inspector events arrive (an SQS queue fed by EventBridge rules).
+#[async_trait]
+pub trait EventQueue: Send + Sync {
+    /// Wait up to [`LONG_POLL`] for up to ten messages (an empty list when none came).
+    async fn receive(&self) -> PortResult<Vec<QueuedMessage>>;
+    /// Delete handled messages, by their receipts.
+    async fn delete(&self, receipts: &[String]) -> PortResult<()>;
+    /// Whether the queue can be read: its approximate number of waiting messages.
+    async fn depth(&self) -> PortResult<u64>;
+}
+
+/// How long [`EventQueue::receive`] waits for a message (SQS's longest long poll).
+pub const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// What `propose` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {

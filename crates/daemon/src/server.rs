@@ -102,7 +102,7 @@ async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     if !unreachable.is_empty() {
         failing.push("dependencies");
     }
-    let body = json!({
+    let mut body = json!({
         "ready": failing.is_empty(),
         "failing": failing,
         "checks": {
@@ -112,6 +112,15 @@ async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
             "dependencies": {"ok": unreachable.is_empty(), "unreachable": unreachable},
         }
     });
+    // Events only speed things up: a queue that does not answer is reported, never failing.
+    let events = m.ready.events.lock().map(|e| e.clone()).unwrap_or_default();
+    if let Some(state) = events {
+        body["checks"]["events"] = match state {
+            Ok(()) => json!({"ok": true}),
+            Err((why, since)) => json!({"ok": false, "since": since,
+                "detail": format!("the event queue does not answer ({why}); polling every cycle meanwhile")}),
+        };
+    }
     let code = if failing.is_empty() {
         StatusCode::OK
     } else {

@@ -8,7 +8,6 @@ use std::sync::Mutex;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use tokio::sync::Notify;
 
 use crate::credentials::Rotating;
 use crate::domain::webhook::{self, Meaning};
@@ -61,25 +60,17 @@ pub struct Webhook {
     /// Read again when it rotates, and at once when a delivery's signature does not match.
     secret: std::sync::Arc<Rotating>,
     seen: Mutex<(VecDeque<String>, HashSet<String>)>,
-    wake: std::sync::Arc<Notify>,
-    /// Where re-runs of the gate check go, for the engine's next cycle.
+    /// The engine's: what the run loop reconciles next, and re-runs of the gate check.
     inbox: std::sync::Arc<Inbox>,
 }
 
 impl Webhook {
-    pub fn new(secret: std::sync::Arc<Rotating>, wake: std::sync::Arc<Notify>) -> Self {
+    pub fn new(secret: std::sync::Arc<Rotating>, inbox: std::sync::Arc<Inbox>) -> Self {
         Self {
             secret,
             seen: Mutex::default(),
-            wake,
-            inbox: std::sync::Arc::default(),
+            inbox,
         }
-    }
-
-    /// The same receiver, handing re-runs of the gate check to the engine owning `inbox`.
-    pub fn with_inbox(mut self, inbox: std::sync::Arc<Inbox>) -> Self {
-        self.inbox = inbox;
-        self
     }
 
     /// Handle one delivery: `event` and `delivery` are the `X-GitHub-Event` and
@@ -109,10 +100,18 @@ impl Webhook {
         }
         let outcome = match meaning {
             Meaning::Pong => Outcome::Pong,
-            Meaning::Wake(why) => Outcome::Queued(why),
+            Meaning::Wake { why, number } => {
+                // Only the service of that PR or issue, when the last cycle knew it.
+                match number {
+                    Some(n) => self.inbox.wake_subject(n),
+                    None => self.inbox.wake_all(),
+                }
+                Outcome::Queued(why)
+            }
             Meaning::Rerun { prs, why } => {
                 for pr in prs {
                     self.inbox.rerun(pr);
+                    self.inbox.wake_subject(pr);
                 }
                 Outcome::Queued(why)
             }
@@ -120,7 +119,6 @@ impl Webhook {
         };
         if let Outcome::Queued(why) = &outcome {
             tracing::info!(event, delivery, reason = %why, "webhook: a cycle is due");
-            self.wake.notify_one();
         }
         Ok(outcome)
     }
@@ -179,8 +177,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_redelivery_is_dropped_and_only_commands_on_promotion_prs_wake_the_loop() {
-        let wake = std::sync::Arc::new(Notify::new());
-        let w = Webhook::new(fixed("s"), wake);
+        let inbox = std::sync::Arc::new(Inbox::default());
+        let w = Webhook::new(fixed("s"), inbox.clone());
         let comment = br#"{"action":"created","issue":{"number":7,"pull_request":{}},"comment":{"body":"/approve","user":{"type":"User"}}}"#;
         let sig = sign("s", comment);
         let go = |d: &'static str| w.handle(Some("issue_comment"), Some(d), Some(&sig), comment);
@@ -188,7 +186,10 @@ mod tests {
             go("d-1").await,
             Ok(Outcome::Queued("a command on #7".into()))
         );
+        // #7 is no PR the last cycle knew: everything is reconciled.
+        assert!(inbox.take_wanted().all);
         assert_eq!(go("d-1").await, Ok(Outcome::Duplicate));
+        assert_eq!(inbox.take_wanted(), crate::engine::Wanted::default());
         assert_eq!(
             w.handle(
                 Some("issue_comment"),
@@ -225,10 +226,7 @@ mod tests {
         let secret = Rotating::file(&path, "github.webhook_secret")
             .await
             .unwrap();
-        let w = Webhook::new(
-            std::sync::Arc::new(secret),
-            std::sync::Arc::new(Notify::new()),
-        );
+        let w = Webhook::new(std::sync::Arc::new(secret), std::sync::Arc::default());
         let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
         let deliver = |d: &'static str, key: &str| {
             let sig = sign(key, ping);

@@ -1,6 +1,8 @@
 //! A stand-in for ECR and SSM speaking the AWS JSON 1.1 protocol (`X-Amz-Target`), for the
 //! operations tugboat uses plus `PutImage` and `PutParameter`, so images and policies can be
-//! pushed from outside with any AWS client. Signatures are not checked.
+//! pushed from outside with any AWS client; SQS (JSON 1.0, `sqs.rs`) answers on the same
+//! endpoint, and every push and finished scan puts its EventBridge event on the events queue.
+//! Signatures are not checked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,7 @@ use axum::routing::{get, post};
 use chrono::Utc;
 
 use super::SandboxClock;
+use super::sqs::{REGION, Sqs};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -55,6 +58,8 @@ struct Inner {
     calls: BTreeMap<String, u64>,
     /// Registry scanning: Amazon Inspector (enhanced) instead of basic.
     enhanced: bool,
+    /// Pushes and scans put events on the queue (off while the sandbox seeds its history).
+    emitting: bool,
 }
 
 /// The shared state of the AWS stand-in.
@@ -63,15 +68,79 @@ pub struct Aws {
     inner: Arc<Mutex<Inner>>,
     /// Stamps pushes and the day of a scan.
     clock: SandboxClock,
+    /// SQS, with the queue an EventBridge rule would fill with ECR and Inspector events.
+    pub sqs: Sqs,
 }
 
 impl Aws {
     /// A stand-in stamping from `clock`.
     pub fn with_clock(clock: SandboxClock) -> Self {
         Self {
+            sqs: Sqs::with_clock(clock.clone()),
             clock,
             ..Self::default()
         }
+    }
+
+    /// From now on, every push and finished scan puts its event on the events queue.
+    pub fn emit_events(&self) {
+        self.lock().emitting = true;
+    }
+
+    /// The push's event, and for an image whose scan is complete, the scan's, as ECR would
+    /// send them through EventBridge.
+    fn announce(&self, repository: &str, tag: &str, digest: &str, scanned: Option<&[SeedFinding]>) {
+        if !self.lock().emitting {
+            return;
+        }
+        self.sqs.emit(
+            "aws.ecr",
+            "ECR Image Action",
+            vec![],
+            json!({"result": "SUCCESS", "repository-name": repository, "image-digest": digest,
+                   "action-type": "PUSH", "image-tag": tag}),
+        );
+        if let Some(findings) = scanned {
+            self.announce_scan(repository, tag, digest, findings);
+        }
+    }
+
+    /// A finished scan's event: ECR's for basic scanning, Inspector's for enhanced.
+    fn announce_scan(&self, repository: &str, tag: &str, digest: &str, findings: &[SeedFinding]) {
+        let (emitting, enhanced) = {
+            let g = self.lock();
+            (g.emitting, g.enhanced)
+        };
+        if !emitting {
+            return;
+        }
+        let arn = format!("arn:aws:ecr:{REGION}:{REGISTRY_ID}:repository/{repository}");
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for f in findings {
+            *counts.entry(f.severity.as_str()).or_insert(0) += 1;
+        }
+        let (source, kind, status, name) = if enhanced {
+            (
+                "aws.inspector2",
+                "Inspector2 Scan",
+                "INITIAL_SCAN_COMPLETE",
+                arn.clone(),
+            )
+        } else {
+            (
+                "aws.ecr",
+                "ECR Image Scan",
+                "COMPLETE",
+                repository.to_owned(),
+            )
+        };
+        self.sqs.emit(
+            source,
+            kind,
+            vec![arn],
+            json!({"scan-status": status, "repository-name": name, "finding-severity-counts": counts,
+                   "image-digest": digest, "image-tags": [tag]}),
+        );
     }
 }
 
@@ -150,6 +219,21 @@ impl Aws {
         pushed_at: chrono::DateTime<Utc>,
     ) -> String {
         let digest = digest_of(manifest);
+        let complete = (scan_status == "COMPLETE").then(|| findings.clone());
+        self.store_image(repository, tag, &digest, scan_status, findings, pushed_at);
+        self.announce(repository, tag, &digest, complete.as_deref());
+        digest
+    }
+
+    fn store_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        digest: &str,
+        scan_status: &str,
+        findings: Vec<SeedFinding>,
+        pushed_at: chrono::DateTime<Utc>,
+    ) {
         let mut g = self.lock();
         let images = g.repos.entry(repository.to_owned()).or_default();
         for img in images.iter_mut() {
@@ -159,7 +243,7 @@ impl Aws {
         match images.iter_mut().find(|i| i.digest == digest) {
             Some(img) => img.tags.push(tag.to_owned()),
             None => images.push(Image {
-                digest: digest.clone(),
+                digest: digest.to_owned(),
                 tags: vec![tag.to_owned()],
                 pushed_at: now,
                 scan_status: scan_status.to_owned(),
@@ -168,7 +252,6 @@ impl Aws {
                 polls_until_complete: None,
             }),
         }
-        digest
     }
 
     /// The digest that `tag` of `repository` points at.
@@ -195,14 +278,20 @@ impl Aws {
         findings: Vec<SeedFinding>,
     ) {
         let mut g = self.lock();
-        if let Some(img) = g
+        let Some(img) = g
             .repos
             .get_mut(repository)
             .and_then(|i| i.iter_mut().find(|i| i.digest == digest))
-        {
-            img.scan_status = status.to_owned();
-            img.findings = findings;
-            img.polls_until_complete = None;
+        else {
+            return;
+        };
+        img.scan_status = status.to_owned();
+        img.findings = findings.clone();
+        img.polls_until_complete = None;
+        let tag = img.tags.first().cloned().unwrap_or_default();
+        drop(g);
+        if status == "COMPLETE" {
+            self.announce_scan(repository, &tag, digest, &findings);
         }
     }
 
@@ -271,6 +360,9 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
         return aws_error("SerializationException", "body is not JSON");
     };
     *aws.lock().calls.entry(op.to_owned()).or_insert(0) += 1;
+    if target.starts_with("AmazonSQS.") {
+        return aws.sqs.handle(op, &req).await;
+    }
     let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_owned);
     match op {
         "DescribeImages" => describe_images(&aws, &req),

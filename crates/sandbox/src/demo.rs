@@ -2,7 +2,8 @@
 //! pushes new tags for the six salon services, and runs the real engine through the real
 //! adapters (aws-sdk-ecr/ssm, git2 over smart HTTP, octocrab, reqwest): three cycles, an
 //! approval by comment that merges prod, then a Monday rescan that finds a new CVE in a
-//! deployed image.
+//! deployed image. Last, `tugboat run`'s loop with a 10-minute interval: a push reaches it
+//! through the event queue and becomes a PR within a second.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,10 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::{self as sandbox, Options, Sandbox, SeedFinding};
+use std::sync::atomic::Ordering;
+
 use tugboat::config::Config;
+use tugboat::daemon::Daemon;
 use tugboat::engine::{Engine, Mode};
 
 fn calls(sb: &Sandbox) -> BTreeMap<String, u64> {
@@ -209,10 +213,66 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     for l in sb.github.read_file("main", &f).unwrap_or_default().lines() {
         writeln!(out, "    {l}")?;
     }
+    by_event(&sb, &cfg, out).await?;
     writeln!(
         out,
-        "\nDone in {:.1}s. Try it by hand: `tugboat sandbox`, then `tugboat once --config <printed file>`.",
+        "\nDone in {:.1}s. Try it by hand: `tugboat sandbox`, then `tugboat run --config <printed file>`, and push.",
         started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
+
+/// `tugboat run`'s loop ([`Daemon::cycles`]) with a 10-minute interval: after its first full
+/// cycle, a push reaches it only through the event queue (the ECR stand-in puts ECR's
+/// EventBridge message on the SQS stand-in), and becomes a PR at once.
+async fn by_event(sb: &Sandbox, cfg: &Config, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    let mut cfg = cfg.clone();
+    cfg.engine.interval = std::time::Duration::from_secs(600);
+    let cfg = Arc::new(cfg);
+    let api = tugboat::telemetry::ApiMetrics::default();
+    let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
+    let queue = tugboat::app::event_queue(&cfg, &api)
+        .await
+        .context("the sandbox's configuration has an [events] queue")?;
+    let clock = Arc::new(tugboat::clock::SystemClock);
+    let d = Arc::new(Daemon::new(cfg, engine, api, clock).with_events(queue));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn({
+        let d = d.clone();
+        async move { d.cycles(stopped).await }
+    });
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while d.metrics.ready.last_cycle.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pushed = Instant::now();
+    sb.aws.push("staff_management", "1.2.0", "COMPLETE", vec![]);
+    let opened = || {
+        sb.github
+            .pulls()
+            .into_iter()
+            .find(|p| p.title == "Promote staff_management to dev: 1.2.0")
+    };
+    let pr = loop {
+        if let Some(pr) = opened() {
+            break pr;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("the pushed staff_management 1.2.0 never became a PR");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    let took = pushed.elapsed();
+    // Its reconcile goes on to merge and verify it; the demo stops the loop here.
+    let _ = stop.send(true);
+    running.await?;
+    writeln!(
+        out,
+        "\nEvents: `tugboat run` with a 10-minute interval. CI pushes staff_management 1.2.0; ECR's\n\
+         event reaches tugboat through the SQS queue, and a reconcile of staff_management alone\n\
+         opened PR #{} {:.0} ms after the push, without waiting for the interval.",
+        pr.number,
+        took.as_secs_f64() * 1000.0,
     )?;
     Ok(())
 }

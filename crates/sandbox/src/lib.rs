@@ -10,6 +10,7 @@ pub mod github_app;
 mod github_data;
 mod github_wire;
 pub mod kube;
+pub mod sqs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -227,6 +228,7 @@ impl Sandbox {
             tasks: vec![t1, t2, t3],
         };
         sb.seed();
+        sb.aws.emit_events();
         std::fs::write(sb.dir.path().join("github-token"), &sb.github_token)?;
         std::fs::write(sb.dir.path().join("argocd-token"), &sb.argocd_token)?;
         std::fs::write(
@@ -293,12 +295,19 @@ repository = "salon/salon-gitops"
 base_branch = "main"
 api_url = "{gh}"
 clone_url = "{gh}/git/salon/salon-gitops.git"
+# The stand-in has no secondary rate limit; against GitHub keep the default of 80 a minute.
+writes_per_minute = 10000
 token = {{ file = "{ghtok}" }}
 
 [argocd]
 url = "{argo}"
 token = {{ file = "{argotok}" }}
 poll_interval = "200ms"
+
+# EventBridge's ECR and Inspector events, from the stand-in's SQS queue: a push wakes its
+# service at once; the interval below is only the reconciler's.
+[events]
+queue_url = "{queue}"
 
 [engine]
 interval = "10s"
@@ -316,6 +325,7 @@ wait = "30s"
 "#,
             registry = aws::REGISTRY_ID,
             aws = self.aws_url,
+            queue = sqs::Sqs::queue_url(&self.aws_url, sqs::EVENTS_QUEUE),
             gh = self.github_url,
             argo = self.argocd_url,
             ghtok = self.dir.path().join("github-token").display(),
@@ -355,7 +365,7 @@ wait = "30s"
     /// Where the stand-ins listen, one per line.
     pub fn endpoints(&self) -> String {
         format!(
-            "  AWS (ECR + SSM):  {}   (POST / with X-Amz-Target; seed images at /_sandbox/ecr/images)\n  GitHub REST:      {}   (PRs: /_sandbox/pulls; git: {}/git/salon/salon-gitops.git)\n  Argo CD:          {}   (mark a crashing image: POST /_sandbox/crashing)\n",
+            "  AWS (ECR + SSM + SQS): {}   (POST / with X-Amz-Target; seed images at /_sandbox/ecr/images; push events on the queue tugboat-events)\n  GitHub REST:      {}   (PRs: /_sandbox/pulls; git: {}/git/salon/salon-gitops.git)\n  Argo CD:          {}   (mark a crashing image: POST /_sandbox/crashing)\n",
             self.aws_url, self.github_url, self.github_url, self.argocd_url
         )
     }

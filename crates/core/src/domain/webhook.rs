@@ -11,8 +11,8 @@ use super::chatops;
 pub enum Meaning {
     /// GitHub's `ping` on hook creation.
     Pong,
-    /// A cycle is due (why).
-    Wake(String),
+    /// A cycle is due (why), for the PR or issue `number` when the delivery names one.
+    Wake { why: String, number: Option<u64> },
     /// A person asked to run tugboat's gate check again on these pull requests: a cycle is
     /// due, and it scans their images again, as `/rescan` does.
     Rerun { prs: Vec<u64>, why: String },
@@ -35,11 +35,11 @@ pub fn classify(event: &str, body: &[u8]) -> Result<Meaning, String> {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             if branch.starts_with("tugboat/") {
-                let n = p
-                    .pointer("/pull_request/number")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                Meaning::Wake(format!("{event} {action} on #{n}"))
+                let n = p.pointer("/pull_request/number").and_then(Value::as_u64);
+                Meaning::Wake {
+                    why: format!("{event} {action} on #{}", n.unwrap_or(0)),
+                    number: n,
+                }
             } else {
                 Meaning::Ignored("not a tugboat promotion PR".into())
             }
@@ -105,11 +105,11 @@ fn comment(action: &str, p: &Value) -> Meaning {
     } else if chatops::parse(body).is_none() {
         Meaning::Ignored("not a command".into())
     } else {
-        let n = p
-            .pointer("/issue/number")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        Meaning::Wake(format!("a command on #{n}"))
+        let n = p.pointer("/issue/number").and_then(Value::as_u64);
+        Meaning::Wake {
+            why: format!("a command on #{}", n.unwrap_or(0)),
+            number: n,
+        }
     }
 }
 
@@ -122,7 +122,10 @@ mod tests {
         let cmd = br#"{"action":"created","issue":{"number":7,"pull_request":{}},"comment":{"body":"/approve","user":{"type":"User"}}}"#;
         assert_eq!(
             classify("issue_comment", cmd),
-            Ok(Meaning::Wake("a command on #7".into()))
+            Ok(Meaning::Wake {
+                why: "a command on #7".into(),
+                number: Some(7)
+            })
         );
         let by_bot = br#"{"action":"created","issue":{"number":7,"pull_request":{}},"comment":{"body":"/approve","user":{"type":"Bot"}}}"#;
         assert_eq!(
@@ -132,7 +135,10 @@ mod tests {
         let pr = br#"{"action":"synchronize","pull_request":{"number":3,"head":{"ref":"tugboat/dev/api"}}}"#;
         assert_eq!(
             classify("pull_request", pr),
-            Ok(Meaning::Wake("pull_request synchronize on #3".into()))
+            Ok(Meaning::Wake {
+                why: "pull_request synchronize on #3".into(),
+                number: Some(3)
+            })
         );
         assert_eq!(classify("ping", b"{}"), Ok(Meaning::Pong));
         assert_eq!(

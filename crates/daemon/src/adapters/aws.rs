@@ -1,4 +1,4 @@
-//! Shared AWS SDK set-up and error mapping for the ECR and SSM adapters.
+//! Shared AWS SDK set-up and error mapping for the ECR, SSM and SQS adapters.
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -59,7 +59,9 @@ where
             "ThrottlingException"
             | "LimitExceededException"
             | "TooManyRequestsException"
-            | "ThrottledException" => ErrorKind::Throttled,
+            | "ThrottledException"
+            | "RequestThrottled"
+            | "OverLimit" => ErrorKind::Throttled,
             "AccessDeniedException"
             | "UnrecognizedClientException"
             | "ExpiredTokenException"

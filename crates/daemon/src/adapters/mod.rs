@@ -7,4 +7,5 @@ mod git_http;
 pub mod github;
 pub mod github_app;
 pub mod lease;
+pub mod sqs;
 pub mod ssm;

@@ -95,6 +95,19 @@ impl Watch {
             .find(|w| w.state.rollback_of.is_none() && w.state.digest.as_ref() == Some(digest))
     }
 
+    /// Every open PR and hold issue by number, with its service.
+    pub fn subjects(&self) -> std::collections::HashMap<u64, String> {
+        let prs = self
+            .open
+            .iter()
+            .map(|w| (w.pr.number, w.state.service.clone()));
+        let holds = self
+            .holds
+            .iter()
+            .map(|h| (h.issue.number, h.hold.service.clone()));
+        prs.chain(holds).collect()
+    }
+
     /// The environment's open hold (the oldest, should two replicas have opened one each).
     pub fn hold_of(&self, service: &str, env: &str) -> Option<&HoldIssue> {
         let lifted = |n: &u64| self.lifted.lock().is_ok_and(|l| l.contains(n));

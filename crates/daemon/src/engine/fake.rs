@@ -872,3 +872,109 @@ impl World {
         }
     }
 }
+
+/// An event queue in memory: batches handed out in order, then empty long polls (a paused
+/// clock makes them instant); receipts deleted are kept, and receiving can be made to fail.
+#[derive(Default)]
+pub struct FakeQueue {
+    batches: Mutex<std::collections::VecDeque<Vec<crate::ports::QueuedMessage>>>,
+    deleted: Mutex<Vec<String>>,
+    failing: Mutex<Option<ErrorKind>>,
+    receives: std::sync::atomic::AtomicUsize,
+    /// Ends a long poll under way when messages arrive, as SQS does.
+    arrived: tokio::sync::Notify,
+}
+
+impl FakeQueue {
+    /// Queue `bodies` as messages, ten to a batch, as SQS hands them out.
+    pub fn send(&self, bodies: &[String]) {
+        let mut batches = self.batches.lock().unwrap();
+        let first =
+            batches.iter().map(Vec::len).sum::<usize>() + self.deleted.lock().unwrap().len();
+        for (n, chunk) in bodies.chunks(10).enumerate() {
+            batches.push_back(
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, body)| {
+                        let k = first + n * 10 + i;
+                        crate::ports::QueuedMessage {
+                            id: format!("m{k}"),
+                            receipt: format!("r{k}"),
+                            body: body.clone(),
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        self.arrived.notify_waiters();
+    }
+
+    pub fn fail(&self, kind: Option<ErrorKind>) {
+        *self.failing.lock().unwrap() = kind;
+    }
+
+    pub fn deleted(&self) -> Vec<String> {
+        self.deleted.lock().unwrap().clone()
+    }
+
+    pub fn receives(&self) -> usize {
+        self.receives.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl crate::ports::EventQueue for FakeQueue {
+    async fn receive(&self) -> PortResult<Vec<crate::ports::QueuedMessage>> {
+        self.receives
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(kind) = *self.failing.lock().unwrap() {
+            return Err(PortError::new(
+                "sqs",
+                "ReceiveMessage",
+                kind,
+                "the queue refused",
+            ));
+        }
+        let arrived = self.arrived.notified();
+        if let Some(b) = self.batches.lock().unwrap().pop_front() {
+            return Ok(b);
+        }
+        tokio::select! {
+            () = arrived => {}
+            () = tokio::time::sleep(crate::ports::LONG_POLL) => {}
+        }
+        Ok(self.batches.lock().unwrap().pop_front().unwrap_or_default())
+    }
+
+    async fn delete(&self, receipts: &[String]) -> PortResult<()> {
+        self.deleted.lock().unwrap().extend_from_slice(receipts);
+        Ok(())
+    }
+
+    async fn depth(&self) -> PortResult<u64> {
+        Ok(self
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .sum::<usize>() as u64)
+    }
+}
+
+/// An EventBridge "ECR Image Action" push of `repository:tag` in the fake config's account
+/// and region, with event id `id`, at `time`.
+pub fn push_event(
+    id: &str,
+    repository: &str,
+    tag: &str,
+    digest: &Digest,
+    time: DateTime<Utc>,
+) -> String {
+    format!(
+        r#"{{"version":"0","id":"{id}","detail-type":"ECR Image Action","source":"aws.ecr","account":"123456789012","time":"{}","region":"eu-north-1","resources":[],"detail":{{"result":"SUCCESS","repository-name":"{repository}","image-digest":"{}","action-type":"PUSH","image-tag":"{tag}"}}}}"#,
+        time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        digest.as_str()
+    )
+}

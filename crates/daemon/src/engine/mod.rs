@@ -201,15 +201,41 @@ const SCAN_CACHE_ENTRIES: usize = 16_384;
 const APPROVER_CACHE_ENTRIES: usize = 4_096;
 
 /// The engine, holding its caches between cycles.
-/// Requests that arrive between cycles by webhook, for the next cycle. Only a hint: a lost
-/// one (a restart) costs the person a click, never a wrong promotion.
+/// Requests that arrive between cycles, by webhook or event, for the run loop and the next
+/// cycle. Only hints: a lost one (a restart) costs latency or a click, never a wrong
+/// promotion, since every cycle reads the systems of record.
 #[derive(Debug, Default)]
 pub struct Inbox {
     /// Pull requests whose gate check a person asked to run again.
     reruns: Mutex<std::collections::BTreeSet<u64>>,
+    /// What the run loop should reconcile now.
+    wanted: Mutex<Wanted>,
+    /// When each service's images were last listed (events older than that are stale).
+    looked: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+    /// Open tugboat PRs and hold issues by number → their service (from the last cycle).
+    subjects: Mutex<std::collections::HashMap<u64, String>>,
+    /// Services that a running cycle reconciles and has not finished yet: a request for one
+    /// of them waits for it (two cycles never reconcile one service at once).
+    busy: Mutex<std::collections::BTreeSet<String>>,
+    notify: tokio::sync::Notify,
 }
 
-/// How many re-run requests wait at most (a flood of deliveries cannot grow it further).
+/// What the run loop should reconcile next: some services, or everything.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub services: std::collections::BTreeSet<String>,
+    pub all: bool,
+}
+
+impl Wanted {
+    /// Ask for `other` too.
+    pub fn add(&mut self, other: Self) {
+        self.all |= other.all;
+        self.services.extend(other.services);
+    }
+}
+
+/// How many re-run requests (and services) wait at most: a flood cannot grow them further.
 const INBOX_LIMIT: usize = 1024;
 
 impl Inbox {
@@ -225,6 +251,111 @@ impl Inbox {
     /// Whether a re-run of PR `number` was asked for; taking it answers it.
     pub fn take_rerun(&self, number: u64) -> bool {
         self.reruns.lock().is_ok_and(|mut r| r.remove(&number))
+    }
+
+    /// Reconcile these services now (coalesced: a service asked for many times before the
+    /// loop takes them is reconciled once).
+    pub fn wake_services<'a>(&self, services: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut w) = self.wanted.lock() {
+            for s in services {
+                if w.services.len() >= INBOX_LIMIT {
+                    w.all = true;
+                    break;
+                }
+                w.services.insert(s.to_owned());
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Reconcile everything now.
+    pub fn wake_all(&self) {
+        if let Ok(mut w) = self.wanted.lock() {
+            w.all = true;
+        }
+        self.notify.notify_one();
+    }
+
+    /// Reconcile the service of PR or issue `number` now, or everything when it is not one
+    /// the last cycle knew.
+    pub fn wake_subject(&self, number: u64) {
+        let known = self
+            .subjects
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&number).cloned());
+        match known {
+            Some(service) => self.wake_services([service.as_str()]),
+            None => self.wake_all(),
+        }
+    }
+
+    /// Wait until something is wanted.
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Take what is wanted, leaving nothing.
+    pub fn take_wanted(&self) -> Wanted {
+        self.wanted
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+
+    /// When `service`'s images were last listed.
+    pub fn looked_at(&self, service: &str) -> Option<DateTime<Utc>> {
+        self.looked
+            .lock()
+            .ok()
+            .and_then(|l| l.get(service).copied())
+    }
+
+    pub(crate) fn looked(&self, service: &str, at: DateTime<Utc>) {
+        if let Ok(mut l) = self.looked.lock() {
+            l.insert(service.to_owned(), at);
+        }
+    }
+
+    /// Claim for a new cycle those of `services` that no running cycle holds.
+    pub fn claim(
+        &self,
+        services: &std::collections::BTreeSet<String>,
+    ) -> std::collections::BTreeSet<String> {
+        self.busy
+            .lock()
+            .map(|mut busy| {
+                let free: std::collections::BTreeSet<String> =
+                    services.difference(&busy).cloned().collect();
+                busy.extend(free.iter().cloned());
+                free
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether some running cycle still holds a service.
+    pub fn is_busy(&self) -> bool {
+        self.busy.lock().is_ok_and(|b| !b.is_empty())
+    }
+
+    /// `service`'s reconcile finished: a request that waited for it can run now.
+    pub fn release(&self, service: &str) {
+        if self.busy.lock().is_ok_and(|mut b| b.remove(service)) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Every claim is void (the cycles holding them were abandoned).
+    pub fn release_all(&self) {
+        if let Ok(mut b) = self.busy.lock() {
+            b.clear();
+        }
+    }
+
+    fn know_subjects(&self, subjects: std::collections::HashMap<u64, String>) {
+        if let Ok(mut s) = self.subjects.lock() {
+            *s = subjects;
+        }
     }
 }
 
@@ -301,11 +432,45 @@ impl Engine {
 
     /// One reconcile cycle. Errors of one service are reported in its rows, never abort others.
     pub async fn cycle(&self, mode: Mode) -> Result<Vec<EnvReport>, PortError> {
+        self.cycle_of(mode, None).await
+    }
+
+    /// A cycle of only the services in `only` (all of them with `None`): what an event or a
+    /// webhook about one service asks for. It reads the same shared state as a full cycle.
+    ///
+    /// In [`Mode::Apply`], each service is released from the [`Inbox`]'s claims as its
+    /// reconcile ends (all of them when the cycle fails before any started), so a request
+    /// that waited for it can run while the rest of this cycle goes on.
+    pub async fn cycle_of(
+        &self,
+        mode: Mode,
+        only: Option<&std::collections::BTreeSet<String>>,
+    ) -> Result<Vec<EnvReport>, PortError> {
+        let result = self.reconcile(mode, only).await;
+        if result.is_err() && mode == Mode::Apply {
+            for svc in self.cfg.services.iter() {
+                if only.is_none_or(|o| o.contains(&svc.name)) {
+                    self.inbox.release(&svc.name);
+                }
+            }
+        }
+        result
+    }
+
+    async fn reconcile(
+        &self,
+        mode: Mode,
+        only: Option<&std::collections::BTreeSet<String>>,
+    ) -> Result<Vec<EnvReport>, PortError> {
         self.ports.repo.sync().await?;
         let docs = self.policy_documents().await;
         let watch = self.watch(mode).await;
-        if let Err(e) = &watch {
-            tracing::error!(error = %e, "merged promotions unknown: nothing is promoted this cycle");
+        match &watch {
+            Err(e) => {
+                tracing::error!(error = %e, "merged promotions unknown: nothing is promoted this cycle");
+            }
+            Ok(w) if mode == Mode::Apply => self.inbox.know_subjects(w.subjects()),
+            Ok(_) => {}
         }
         // Collected first: a lazy `map` in the stream makes the cycle's future not provably
         // `Send` for every lifetime, which `tokio::spawn` needs.
@@ -313,7 +478,14 @@ impl Engine {
             .cfg
             .services
             .iter()
-            .map(|svc| self.service(svc, docs.as_ref(), watch.as_ref(), mode))
+            .filter(|svc| only.is_none_or(|o| o.contains(&svc.name)))
+            .map(|svc| async {
+                let reports = self.service(svc, docs.as_ref(), watch.as_ref(), mode).await;
+                if mode == Mode::Apply {
+                    self.inbox.release(&svc.name);
+                }
+                reports
+            })
             .collect();
         // A bounded number of services at once, reported in configuration order.
         let reports: Vec<Vec<EnvReport>> = futures_util::stream::iter(runs)
@@ -359,6 +531,9 @@ impl Engine {
         mode: Mode,
     ) -> Vec<EnvReport> {
         let now = self.clock.now();
+        if mode == Mode::Apply {
+            self.inbox.looked(&svc.name, now);
+        }
         let policy = match self.service_policy(svc, docs) {
             Ok(p) => p,
             Err(e) => return failed_all(svc, &e, &[]),
