@@ -10,7 +10,7 @@ use crate::adapters::{
     aws,
     ecr::Ecr,
     git::Git,
-    github::{Credentials, GitHub},
+    github::{Credentials, GitHub, WriteBudget},
     ssm::Ssm,
 };
 use crate::clock::{Clock, SystemClock};
@@ -90,6 +90,8 @@ pub async fn ports_on(
     )
     .context("opening the local clone of the GitOps repository")?
     .with_clock(clock);
+    let budget = WriteBudget::new(cfg.github.writes_per_minute, cfg.github.writes_per_hour);
+    api.watch_budget(Arc::new(budget.clone()));
     let forge = GitHub::new(
         &cfg.github.api_url,
         gh_credentials,
@@ -101,7 +103,7 @@ pub async fn ports_on(
     .await?
     .with_merge_method(cfg.github.merge_method)
     .with_login(cfg.github.login.as_deref().or(app_login.as_deref()))
-    .with_writes_per_minute(cfg.github.writes_per_minute);
+    .with_write_budget(budget);
     let forge = Arc::new(forge);
     let git = match cfg.github.commits {
         CommitVia::Api => git.with_commit_api(forge.clone()),

@@ -147,6 +147,7 @@ struct RawGithub {
     merge_method: MergeMethod,
     login: Option<String>,
     writes_per_minute: Option<usize>,
+    writes_per_hour: Option<usize>,
     commits: Option<CommitVia>,
 }
 
@@ -316,6 +317,8 @@ pub struct GithubConfig {
     pub login: Option<String>,
     /// Content-creating requests a minute at most (GitHub's secondary limit: 80).
     pub writes_per_minute: usize,
+    /// Content-creating requests an hour at most (GitHub: 500).
+    pub writes_per_hour: usize,
     /// How promotion and rollback commits reach GitHub (`github.commits`).
     pub commits: CommitVia,
 }
@@ -713,6 +716,17 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
             format!("{writes_per_minute} is not between 1 and 10000"),
         ));
     }
+    let writes_per_hour = raw
+        .writes_per_hour
+        .unwrap_or(crate::adapters::github::WRITES_PER_HOUR);
+    if !(writes_per_minute..=600_000).contains(&writes_per_hour) {
+        return Err(f.err(
+            "github.writes_per_hour",
+            format!(
+                "{writes_per_hour} is not between github.writes_per_minute ({writes_per_minute}) and 600000"
+            ),
+        ));
+    }
     Ok(GithubConfig {
         owner: owner.to_owned(),
         repo: repo.to_owned(),
@@ -728,6 +742,7 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
         auth,
         login: raw.login,
         writes_per_minute,
+        writes_per_hour,
     })
 }
 
@@ -1252,6 +1267,32 @@ argocd_application = "user-service-dev"
         );
         let e = parse(&with(&format!("{url}\nqueue = \"x\"")), &[]).unwrap_err();
         assert!(e.to_string().contains("queue"), "{e}");
+    }
+
+    #[test]
+    fn the_github_write_budget_defaults_to_githubs_limits_and_the_hour_holds_the_minute() {
+        let c = parse(EXAMPLE, &[]).unwrap();
+        assert_eq!(
+            (c.github.writes_per_minute, c.github.writes_per_hour),
+            (80, 500)
+        );
+        let with = |lines: &str| EXAMPLE.replacen("[github]\n", &format!("[github]\n{lines}\n"), 1);
+        let c = parse(
+            &with("writes_per_minute = 200\nwrites_per_hour = 5000"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.github.writes_per_minute, c.github.writes_per_hour),
+            (200, 5000)
+        );
+        let e = parse(&with("writes_per_minute = 600"), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tugboat.toml: github.writes_per_hour: 500 is not between github.writes_per_minute (600) and 600000"
+        );
+        let e = parse(&with("writes_per_hour = 0"), &[]).unwrap_err();
+        assert_eq!(e.field, "github.writes_per_hour");
     }
 
     #[test]

@@ -5,9 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
@@ -66,6 +69,61 @@ pub struct ApiMetrics {
     retries: Family<ApiLabels, Counter>,
     /// The same counts, readable back (prometheus-client families cannot be iterated).
     tally: Arc<Mutex<ApiCounts>>,
+    /// Rate budgets of the systems that have one (GitHub's writes), read at each scrape.
+    budgets: Arc<Mutex<Vec<Arc<dyn Budget>>>>,
+}
+
+/// A rate budget an adapter spends: what is left of it now, by window, and how many
+/// requests wait for it.
+pub trait Budget: std::fmt::Debug + Send + Sync {
+    /// The system it belongs to (a metric label).
+    fn system(&self) -> &'static str;
+    /// Requests left in each window (`minute`, `hour`), now.
+    fn remaining(&self) -> Vec<(&'static str, usize)>;
+    /// Requests waiting for their turn.
+    fn waiting(&self) -> usize;
+}
+
+/// Exports the budgets at each scrape, so the figures are those of the moment.
+#[derive(Debug)]
+struct BudgetCollector(Arc<Mutex<Vec<Arc<dyn Budget>>>>);
+
+impl Collector for BudgetCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let budgets: Vec<Arc<dyn Budget>> = self
+            .0
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        if budgets.is_empty() {
+            return Ok(());
+        }
+        let mut left = encoder.encode_descriptor(
+            "write_budget_remaining",
+            "Content-creating requests left in each window of the system's rate budget",
+            None,
+            MetricType::Gauge,
+        )?;
+        for b in &budgets {
+            for (window, n) in b.remaining() {
+                let labels = [("system", b.system()), ("window", window)];
+                ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                    .encode(left.encode_family(&labels)?)?;
+            }
+        }
+        let mut waiting = encoder.encode_descriptor(
+            "write_budget_waiting",
+            "Content-creating requests waiting for the system's rate budget",
+            None,
+            MetricType::Gauge,
+        )?;
+        for b in &budgets {
+            let labels = [("system", b.system())];
+            ConstGauge::new(i64::try_from(b.waiting()).unwrap_or(i64::MAX))
+                .encode(waiting.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// One line of [`ApiMetrics::snapshot`].
@@ -101,6 +159,16 @@ impl ApiMetrics {
             "Requests that were retries of a failed or throttled attempt",
             self.retries.clone(),
         );
+        registry.register_collector(Box::new(BudgetCollector(self.budgets.clone())));
+    }
+
+    /// Export `budget` as `tugboat_write_budget_remaining{system,window}` and
+    /// `tugboat_write_budget_waiting{system}`.
+    pub fn watch_budget(&self, budget: Arc<dyn Budget>) {
+        if let Ok(mut b) = self.budgets.lock() {
+            b.retain(|known| known.system() != budget.system());
+            b.push(budget);
+        }
     }
 
     pub fn call(&self, system: &str, operation: &str) {

@@ -4,7 +4,6 @@
 //! Uses octocrab's authenticated route methods with small response types of our own, so
 //! only the fields tugboat reads must be present.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::github_app::GitHubApp;
 
+mod budget;
 mod commits;
 use crate::credentials::Token;
 use crate::domain::chatops;
@@ -26,6 +26,7 @@ use crate::ports::{
 };
 use crate::secret::Secret;
 use crate::telemetry::{ApiLabels, ApiMetrics};
+pub use budget::{Priority, WRITES_PER_HOUR, WRITES_PER_MINUTE, WriteBudget};
 use tokio::time::Instant;
 
 /// An answer as octocrab gives it before any processing.
@@ -88,8 +89,9 @@ pub struct GitHub {
     merge_method: MergeMethod,
     /// After a rate-limit answer: no request before this instant (and why).
     paused: Arc<Mutex<Option<(Instant, String)>>>,
-    /// Content-creating requests, one at a time and at most `WRITES_PER_MINUTE` a minute.
-    writes: Arc<tokio::sync::Mutex<WriteWindow>>,
+    /// Content-creating requests: one at a time, within GitHub's minute and hour limits, the
+    /// most needed first when they are short.
+    writes: WriteBudget,
 }
 
 /// What the GitHub adapter authenticates with.
@@ -188,48 +190,6 @@ impl Auth {
         {
             self.store(newer, client);
         }
-    }
-}
-
-/// GitHub's secondary limit allows 80 content-creating requests a minute; stay under it.
-pub const WRITES_PER_MINUTE: usize = 80;
-
-/// The times of the last writes, to keep at most `max` in any `per`.
-#[derive(Debug)]
-struct WriteWindow {
-    max: usize,
-    per: Duration,
-    times: VecDeque<Instant>,
-}
-
-impl WriteWindow {
-    fn new(max: usize, per: Duration) -> Self {
-        Self {
-            max,
-            per,
-            times: VecDeque::new(),
-        }
-    }
-
-    /// How long to wait before a write at `now` keeps the window.
-    fn wait(&mut self, now: Instant) -> Duration {
-        while self
-            .times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.per)
-        {
-            self.times.pop_front();
-        }
-        if self.times.len() < self.max {
-            return Duration::ZERO;
-        }
-        self.times.front().map_or(Duration::ZERO, |t| {
-            (*t + self.per).saturating_duration_since(now)
-        })
-    }
-
-    fn record(&mut self, at: Instant) {
-        self.times.push_back(at);
     }
 }
 
@@ -391,10 +351,7 @@ impl GitHub {
             merge_method: MergeMethod::Squash,
             me: Arc::default(),
             paused: Arc::default(),
-            writes: Arc::new(tokio::sync::Mutex::new(WriteWindow::new(
-                WRITES_PER_MINUTE,
-                Duration::from_secs(60),
-            ))),
+            writes: WriteBudget::new(WRITES_PER_MINUTE, WRITES_PER_HOUR),
         })
     }
 
@@ -412,24 +369,14 @@ impl GitHub {
             operation: operation.into(),
         }
         .is_write();
-        let mut window = if write {
-            Some(self.writes.lock().await)
+        self.check_paused(operation)?;
+        // Held until the answer: writes go one at a time.
+        let _turn = if write {
+            Some(self.writes.acquire(Priority::of(operation)).await)
         } else {
             None
         };
         self.check_paused(operation)?;
-        if let Some(w) = window.as_mut() {
-            let wait = w.wait(Instant::now());
-            if !wait.is_zero() {
-                tracing::info!(
-                    operation,
-                    seconds = wait.as_secs_f64(),
-                    "pacing GitHub writes (80 a minute)"
-                );
-                tokio::time::sleep(wait).await;
-            }
-            w.record(Instant::now());
-        }
         let r = match request.await {
             Ok(resp) if resp.status() == http::StatusCode::NOT_MODIFIED => Ok(resp),
             Ok(resp) => {
@@ -578,13 +525,10 @@ impl GitHub {
         self
     }
 
-    /// At most `per_minute` content-creating requests a minute (GitHub's secondary limit is
-    /// 80; a GitHub Enterprise Server may set another).
-    pub fn with_writes_per_minute(mut self, per_minute: usize) -> Self {
-        self.writes = Arc::new(tokio::sync::Mutex::new(WriteWindow::new(
-            per_minute,
-            Duration::from_secs(60),
-        )));
+    /// Spend `budget` on content-creating requests (GitHub's secondary limits are 80 a
+    /// minute and 500 an hour; a GitHub Enterprise Server may set others).
+    pub fn with_write_budget(mut self, budget: WriteBudget) -> Self {
+        self.writes = budget;
         self
     }
 
@@ -1233,23 +1177,6 @@ mod tests {
         );
     }
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn writes_are_paced_to_80_in_any_minute() {
-        let mut w = WriteWindow::new(80, Duration::from_secs(60));
-        let start = Instant::now();
-        for _ in 0..80 {
-            assert_eq!(w.wait(Instant::now()), Duration::ZERO);
-            w.record(Instant::now());
-            tokio::time::advance(Duration::from_millis(100)).await;
-        }
-        // The 81st, 8 s after the first: wait until the first is a minute old.
-        let wait = w.wait(Instant::now());
-        assert_eq!(wait, Duration::from_secs(52));
-        tokio::time::advance(wait).await;
-        assert_eq!(w.wait(Instant::now()), Duration::ZERO);
-        assert_eq!(Instant::now() - start, Duration::from_secs(60));
-    }
 
     #[test]
     fn other_check_runs_decide_the_checks_and_tugboats_own_are_left_out() {
