@@ -2127,3 +2127,77 @@ async fn a_rerun_of_the_gate_check_scans_the_image_again_and_reports_the_gate_an
     );
     assert_eq!(scans(&sb), before + 1, "one re-run, one scan");
 }
+
+/// The GitHub adapter as `tugboat run` builds it, with its token, spending `budget`.
+async fn github_spending(
+    sb: &Sandbox,
+    budget: tugboat::adapters::github::WriteBudget,
+) -> tugboat::adapters::github::GitHub {
+    use tugboat::adapters::github::{Credentials, GitHub};
+    let token = tugboat::credentials::Rotating::fixed(
+        tugboat::secret::Secret::new(sb.github_token.clone()),
+        "github.token",
+    );
+    GitHub::new(
+        &sb.github_url,
+        Credentials::Token(Arc::new(token)),
+        "salon",
+        "salon-gitops",
+        "main",
+        &ApiMetrics::default(),
+    )
+    .await
+    .unwrap()
+    .with_write_budget(budget)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_paced_to_githubs_secondary_limits_are_never_refused_and_a_client_over_them_is_refused_as_by_github()
+ {
+    use std::time::{Duration, Instant};
+    use tugboat::adapters::github::WriteBudget;
+    use tugboat::ports::{Conversation, ErrorKind, Issues};
+    let sb = common::start(Options::default()).await;
+    // GitHub's minute and hour, shrunk to half a second and three seconds.
+    let (minute, hour) = ((3, Duration::from_millis(500)), (6, Duration::from_secs(3)));
+    sb.github.enforce_write_limits(&[minute, hour]);
+    let paced = github_spending(&sb, WriteBudget::with_windows(minute, hour)).await;
+    let started = Instant::now();
+    let issue = paced.open_issue("the budget", "", &[]).await.unwrap();
+    for i in 0..7 {
+        paced
+            .comment(issue.number, &format!("write {i}"))
+            .await
+            .unwrap();
+    }
+    // Eight writes: three at once, three half a second later, the last two once the first
+    // three are three seconds old.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sb.github.refused_writes(),
+        0,
+        "paced writes are never refused"
+    );
+
+    let eager = github_spending(&sb, WriteBudget::new(10_000, 600_000)).await;
+    let refused = {
+        let mut refused = None;
+        for i in 0..10 {
+            if let Err(e) = eager.comment(issue.number, &format!("eager {i}")).await {
+                refused = Some(e);
+                break;
+            }
+        }
+        refused.expect("the sandbox refuses writes over its limits")
+    };
+    assert_eq!(refused.kind, ErrorKind::Throttled, "{refused}");
+    assert!(
+        refused.to_string().contains("secondary rate limit"),
+        "{refused}"
+    );
+    assert!(sb.github.refused_writes() >= 1);
+}

@@ -2,10 +2,11 @@
 //! served over smart HTTP by the real `git http-backend` (token auth, like GitHub's), in
 //! which merges really happen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -102,6 +103,11 @@ pub(crate) struct Inner {
     pub(crate) verified: std::collections::BTreeSet<String>,
     /// Branch protection on main: "Require signed commits".
     require_signed: bool,
+    /// GitHub's secondary limits on content-creating requests, when enforced: at most `n`
+    /// in any `per`, for each window; the times of the writes let through.
+    write_limits: Vec<(usize, Duration)>,
+    writes: VecDeque<tokio::time::Instant>,
+    refused_writes: u64,
 }
 
 impl Inner {
@@ -188,6 +194,10 @@ pub struct GitHub {
     /// Stamps comments, reviews, merges and statuses.
     clock: SandboxClock,
 }
+
+/// What GitHub answers a request over a secondary rate limit.
+const SECONDARY: &str =
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.";
 
 /// The login tugboat's token acts as in the stand-in.
 pub const BOT: &str = "tugboat[bot]";
@@ -416,6 +426,53 @@ impl GitHub {
         self.lock().throttle = Some((requests, message.to_owned()));
     }
 
+    /// Enforce GitHub's secondary limits on content-creating requests (every request but a
+    /// `GET`): at most `n` in any `per` for each `(n, per)` (GitHub: 80 a minute and 500 an
+    /// hour; tests shrink the windows). One over them is refused as GitHub refuses it: a
+    /// `403` saying so, with a `Retry-After` of when the oldest write ages out.
+    pub fn enforce_write_limits(&self, limits: &[(usize, Duration)]) {
+        let mut g = self.lock();
+        g.write_limits = limits.to_vec();
+        g.writes.clear();
+    }
+
+    /// Content-creating requests refused for exceeding the secondary limits.
+    pub fn refused_writes(&self) -> u64 {
+        self.lock().refused_writes
+    }
+
+    /// `Some(wait)` when one more write now would exceed a limit; else the write is counted.
+    fn over_write_limits(&self) -> Option<Duration> {
+        let mut g = self.lock();
+        let longest = g.write_limits.iter().map(|(_, per)| *per).max()?;
+        let now = tokio::time::Instant::now();
+        while g
+            .writes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= longest)
+        {
+            g.writes.pop_front();
+        }
+        let wait = g
+            .write_limits
+            .iter()
+            .filter_map(|&(n, per)| {
+                let recent: Vec<_> = g
+                    .writes
+                    .iter()
+                    .filter(|t| now.duration_since(**t) < per)
+                    .collect();
+                let oldest = recent.len().checked_sub(n).map(|i| *recent[i])?;
+                Some((oldest + per).saturating_duration_since(now))
+            })
+            .max();
+        match wait {
+            Some(_) => g.refused_writes += 1,
+            None => g.writes.push_back(now),
+        }
+        wait
+    }
+
     fn take_throttle(&self) -> Option<String> {
         let mut g = self.lock();
         let (left, message) = g.throttle.as_mut()?;
@@ -601,6 +658,16 @@ impl GitHub {
         }
         if let Some(message) = self.take_throttle() {
             return Some(throttled(&message));
+        }
+        if !op.starts_with("GET ")
+            && let Some(wait) = self.over_write_limits()
+        {
+            let mut r = gh_error(StatusCode::FORBIDDEN, SECONDARY);
+            let secs = wait.as_secs_f64().ceil().max(1.0).to_string();
+            if let Ok(v) = header::HeaderValue::from_str(&secs) {
+                r.headers_mut().insert("retry-after", v);
+            }
+            return Some(r);
         }
         (owner != self.owner || repo != self.repo)
             .then(|| gh_error(StatusCode::NOT_FOUND, "Not Found"))

@@ -137,11 +137,21 @@ impl Drop for Ticket<'_> {
 }
 
 impl WriteBudget {
+    /// At most `per_minute` writes in any minute and `per_hour` in any hour.
     pub fn new(per_minute: usize, per_hour: usize) -> Self {
+        Self::with_windows(
+            (per_minute, Duration::from_secs(60)),
+            (per_hour, Duration::from_secs(3_600)),
+        )
+    }
+
+    /// GitHub's two windows, of other lengths: at most `short.0` writes in any `short.1` and
+    /// `long.0` in any `long.1` (tests shrink the minute and the hour to seconds).
+    pub fn with_windows(short: (usize, Duration), long: (usize, Duration)) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
-                minute: Window::new(per_minute, Duration::from_secs(60)),
-                hour: Window::new(per_hour, Duration::from_secs(3_600)),
+                minute: Window::new(short.0, short.1),
+                hour: Window::new(long.0, long.1),
                 queue: BTreeSet::new(),
                 arrivals: 0,
                 busy: false,
