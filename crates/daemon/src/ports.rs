@@ -414,6 +414,17 @@ pub trait PullRequests: Send + Sync {
     async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()>;
     /// Remove a label; removing one the PR does not carry is not an error.
     async fn remove_label(&self, number: u64, label: &str) -> PortResult<()>;
+    /// Add `add` and remove `remove` (and, given `body`, replace the body) in one write: what
+    /// several would cost otherwise, when GitHub's write budget is what limits tugboat. The
+    /// labels are read just before; a label a person adds within that round trip is lost.
+    /// Nothing is written when nothing would change.
+    async fn relabel(
+        &self,
+        number: u64,
+        add: &[&str],
+        remove: &[&str],
+        body: Option<&str>,
+    ) -> PortResult<()>;
 }
 
 /// The conversation on pull requests and issues.

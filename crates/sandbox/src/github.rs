@@ -740,6 +740,30 @@ impl GitHub {
         false
     }
 
+    /// A pull request as the issues API shows it: an issue with a `pull_request` link.
+    fn pr_as_issue_json(&self, p: &Pr) -> Value {
+        let pr = self.pr_json(p);
+        let mut v = self.issue_json(
+            &IssueRec {
+                number: p.number,
+                title: p.title.clone(),
+                body: p.body.clone(),
+                state: p.state.clone(),
+                state_reason: None,
+                labels: p.labels.clone(),
+                comments: vec![],
+                created_at: p.created_at.clone(),
+            },
+            p.comments.len(),
+        );
+        v["html_url"] = pr["html_url"].clone();
+        v["pull_request"] = json!({"url": pr["url"], "html_url": pr["html_url"],
+            "diff_url": format!("{}.diff", pr["html_url"].as_str().unwrap_or_default()),
+            "patch_url": format!("{}.patch", pr["html_url"].as_str().unwrap_or_default()),
+            "merged_at": pr["merged_at"]});
+        v
+    }
+
     fn pr_json(&self, p: &Pr) -> Value {
         let head_sha = if p.state == "open" {
             self.branch_sha(&p.head).unwrap_or_default()
@@ -915,27 +939,7 @@ async fn list_issues(
             .collect()
     };
     for p in gh.pulls().iter().filter(|p| keep(&p.state, &p.labels)) {
-        let pr = gh.pr_json(p);
-        // The issues API shows a pull request as an issue with a `pull_request` link.
-        let mut v = gh.issue_json(
-            &IssueRec {
-                number: p.number,
-                title: p.title.clone(),
-                body: p.body.clone(),
-                state: p.state.clone(),
-                state_reason: None,
-                labels: p.labels.clone(),
-                comments: vec![],
-                created_at: p.created_at.clone(),
-            },
-            p.comments.len(),
-        );
-        v["html_url"] = pr["html_url"].clone();
-        v["pull_request"] = json!({"url": pr["url"], "html_url": pr["html_url"],
-            "diff_url": format!("{}.diff", pr["html_url"].as_str().unwrap_or_default()),
-            "patch_url": format!("{}.patch", pr["html_url"].as_str().unwrap_or_default()),
-            "merged_at": pr["merged_at"]});
-        all.push((p.number, v));
+        all.push((p.number, gh.pr_as_issue_json(p)));
     }
     all.sort_by_key(|(n, _)| *n);
     let items = page_of(all.into_iter().map(|(_, v)| v), q.per_page, q.page);
@@ -945,6 +949,28 @@ async fn list_issues(
         "GET issues 304",
         Value::Array(items).to_string(),
     )
+}
+
+impl GitHub {
+    /// `PATCH /issues/{n}` of pull request `n`: its issue JSON after the edit, or `None`
+    /// when `n` is no pull request.
+    fn edit_pr_as_issue(&self, n: u64, u: &UpdateIssue) -> Option<Value> {
+        let p = {
+            let mut g = self.lock();
+            let p = g.prs.iter_mut().find(|p| p.number == n)?;
+            if let Some(t) = &u.title {
+                p.title.clone_from(t);
+            }
+            if let Some(b) = &u.body {
+                p.body.clone_from(b);
+            }
+            if let Some(l) = &u.labels {
+                p.labels.clone_from(l);
+            }
+            p.clone()
+        };
+        Some(self.pr_as_issue_json(&p))
+    }
 }
 
 /// A list answer with a weak ETag of its body; `If-None-Match` with that ETag gets a bodiless
@@ -1021,6 +1047,8 @@ struct UpdateIssue {
     body: Option<String>,
     state: Option<String>,
     state_reason: Option<String>,
+    /// Replaces every label (names; created on first use, as GitHub does).
+    labels: Option<Vec<String>>,
 }
 
 async fn update_issue(
@@ -1039,11 +1067,18 @@ async fn update_issue(
             &format!("Validation Failed: state '{st}' is not open or closed"),
         );
     }
+    // A pull request is an issue too: its title, body and labels can be edited here.
+    if let Some(pr) = gh.edit_pr_as_issue(n, &u) {
+        return Json(pr).into_response();
+    }
     let issue = {
         let mut g = gh.lock();
         let Some(i) = g.issues.iter_mut().find(|i| i.number == n) else {
             return gh_error(StatusCode::NOT_FOUND, "Not Found");
         };
+        if let Some(l) = &u.labels {
+            i.labels.clone_from(l);
+        }
         if let Some(t) = u.title {
             i.title = t;
         }

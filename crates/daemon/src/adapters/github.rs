@@ -783,6 +783,58 @@ impl PullRequests for GitHub {
         Ok(())
     }
 
+    async fn relabel(
+        &self,
+        number: u64,
+        add: &[&str],
+        remove: &[&str],
+        body: Option<&str>,
+    ) -> PortResult<()> {
+        #[derive(Deserialize)]
+        struct Labelled {
+            #[serde(default)]
+            labels: Vec<LabelWire>,
+        }
+        // A read: it costs no write budget.
+        let now: Labelled = self
+            .req(
+                "pulls/get",
+                self.auth
+                    .client()
+                    .await?
+                    ._get(self.route(&format!("pulls/{number}"))),
+            )
+            .await?;
+        let before: Vec<String> = now.labels.into_iter().map(|l| l.name).collect();
+        let mut after: Vec<String> = before
+            .iter()
+            .filter(|l| !remove.contains(&l.as_str()))
+            .cloned()
+            .collect();
+        for l in add {
+            if !after.iter().any(|a| a == l) {
+                after.push((*l).to_owned());
+            }
+        }
+        if after == before && body.is_none() {
+            return Ok(());
+        }
+        let mut edit = json!({"labels": after});
+        if let Some(b) = body {
+            edit["body"] = json!(b);
+        }
+        let _: Value = self
+            .req(
+                "issues/update",
+                self.auth
+                    .client()
+                    .await?
+                    ._patch(self.route(&format!("issues/{number}")), Some(&edit)),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn remove_label(&self, number: u64, label: &str) -> PortResult<()> {
         let path = format!("issues/{number}/labels/{}", label.replace(' ', "%20"));
         match self

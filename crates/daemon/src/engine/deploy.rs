@@ -378,11 +378,7 @@ impl Engine {
     async fn mark_bad(&self, w: &Watched, why: &str) -> Result<(), StepError> {
         let forge = &self.ports.forge;
         forge
-            .add_labels(w.pr.number, &[BAD.to_owned()])
-            .await
-            .at(Step::Settle)?;
-        forge
-            .remove_label(w.pr.number, DEPLOYED)
+            .relabel(w.pr.number, &[BAD], &[DEPLOYED], None)
             .await
             .at(Step::Settle)?;
         let back = match &w.state.from {
@@ -468,7 +464,9 @@ impl Engine {
     }
 
     /// The labels after a verification: the deployed promotion of the environment moves to
-    /// this PR, or (failed, with `rollback: auto`) its digest is marked bad.
+    /// this PR, or (failed, with `rollback: auto`) its digest is marked bad. `verifying` goes
+    /// last, in the same write as `deployed` (and the state, when it changed): a stop before
+    /// it leaves the PR to be settled again next cycle, and every step here is safe to redo.
     pub(super) async fn settle(
         &self,
         cx: &EnvCtx<'_>,
@@ -480,6 +478,8 @@ impl Engine {
             // Not known: stays labelled `verifying`, to be verified again next cycle.
             return Ok(());
         }
+        let mut add: &[&str] = &[];
+        let mut body = None;
         if w.state.rollback_of.is_none() {
             match verification {
                 Verification::Failed { reason } if cx.env_policy.rollback == RollbackMode::Auto => {
@@ -487,11 +487,6 @@ impl Engine {
                         .await?;
                 }
                 _ => {
-                    self.record_auto_sync(w, verification).await?;
-                    forge
-                        .add_labels(w.pr.number, &[DEPLOYED.to_owned()])
-                        .await
-                        .at(Step::Settle)?;
                     let before = cx
                         .watch()
                         .map(|watch| of(&watch.deployed, &w.state.service, &cx.env.name));
@@ -503,35 +498,13 @@ impl Engine {
                                 .at(Step::Settle)?;
                         }
                     }
+                    add = &[DEPLOYED];
+                    body = auto_sync_body(w, verification);
                 }
             }
         }
         forge
-            .remove_label(w.pr.number, VERIFYING)
-            .await
-            .at(Step::Settle)
-    }
-
-    /// Write into the promotion's state whether the application synced by itself when it
-    /// was verified: turning that off afterwards is a person taking over (a hold).
-    async fn record_auto_sync(&self, w: &Watched, v: &Verification) -> Result<(), StepError> {
-        let Verification::Healthy {
-            automated: Some(automated),
-            ..
-        } = v
-        else {
-            return Ok(());
-        };
-        if w.state.auto_sync == Some(*automated) {
-            return Ok(());
-        }
-        let state = PromotionState {
-            auto_sync: Some(*automated),
-            ..w.state.clone()
-        };
-        self.ports
-            .forge
-            .update_pr(w.pr.number, &w.pr.title, &state.write_into(&w.pr.body))
+            .relabel(w.pr.number, add, &[VERIFYING], body.as_deref())
             .await
             .at(Step::Settle)
     }
@@ -906,4 +879,24 @@ fn rollback_text(cx: &EnvCtx<'_>, bad: &Watched, from: &ImageRef) -> String {
         bad.state.digest_text(),
         from
     )
+}
+
+/// The promotion's body with whether the application synced by itself when it was verified
+/// (turning that off afterwards is a person taking over: a hold), when that is news.
+fn auto_sync_body(w: &Watched, v: &Verification) -> Option<String> {
+    let Verification::Healthy {
+        automated: Some(automated),
+        ..
+    } = v
+    else {
+        return None;
+    };
+    if w.state.auto_sync == Some(*automated) {
+        return None;
+    }
+    let state = PromotionState {
+        auto_sync: Some(*automated),
+        ..w.state.clone()
+    };
+    Some(state.write_into(&w.pr.body))
 }

@@ -591,6 +591,27 @@ impl PullRequests for World {
             Ok(())
         })
     }
+
+    async fn relabel(
+        &self,
+        number: u64,
+        add: &[&str],
+        remove: &[&str],
+        body: Option<&str>,
+    ) -> PortResult<()> {
+        self.call("relabel")?;
+        self.with(|s| {
+            let p = Self::pr_mut(s, number, "relabel")?;
+            for l in remove {
+                p.labels.remove(*l);
+            }
+            p.labels.extend(add.iter().map(|l| (*l).to_owned()));
+            if let Some(b) = body {
+                b.clone_into(&mut p.body);
+            }
+            Ok(())
+        })
+    }
 }
 
 #[async_trait]
