@@ -210,7 +210,8 @@ impl WriteBudget {
                             "GitHub's write budget is spent: pacing writes, the most needed first"
                         );
                     }
-                    // A write of higher priority arriving meanwhile wakes this one to yield.
+                    // Woken early by a release or a write given up, it looks again (one of higher
+                    // priority may have arrived meanwhile and goes first).
                     tokio::select! {
                         () = tokio::time::sleep(w) => {}
                         () = notified => {}
