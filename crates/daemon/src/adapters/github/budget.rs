@@ -114,8 +114,18 @@ pub struct Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.budget.state.lock() {
+        if let Ok(mut guard) = self.budget.state.lock() {
+            let s = &mut *guard;
             s.busy = false;
+            // The write counts from its answer: GitHub saw it no later than that, so the
+            // window never frees here before it frees there (writes go one at a time, so the
+            // newest time is this write's).
+            let answered = Instant::now();
+            for w in [&mut s.minute, &mut s.hour] {
+                if let Some(t) = w.times.back_mut() {
+                    *t = answered;
+                }
+            }
         }
         self.budget.turn.notify_waiters();
     }
