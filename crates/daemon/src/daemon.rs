@@ -599,6 +599,92 @@ mod tests {
         assert_eq!(d.claim(&inbox, &mut wanted, 1), None);
     }
 
+    /// Seconds of paused time.
+    async fn pass(secs: u64) {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scripted_week_of_promotions_and_a_rollback_yields_the_delivery_figures() {
+        let (w, d) = daemon("", "");
+        // Every deploy runs Progressing for 45 s before it turns Healthy (or Degraded).
+        w.warm_up(chrono::Duration::seconds(45));
+        let figure = |line: &str| metric(&d, line).unwrap_or(-1.0);
+        // Monday: 1.1.0 is pushed, and dev promotes it five minutes later.
+        w.push("1.1.0", 'b');
+        pass(300).await;
+        d.cycle(None).await;
+        // Two hours on (dev's soak is 1 h), prod's PR waits for an approval.
+        pass(2 * 3600).await;
+        d.cycle(None).await;
+        let waiting_since = d.clock.now().timestamp() as f64;
+        assert_eq!(
+            figure("tugboat_awaiting_approval_since_timestamp_seconds{environment=\"prod\"}"),
+            waiting_since,
+            "the wait starts at the PR head's commit"
+        );
+        let prod = w
+            .prs()
+            .into_iter()
+            .find(|p| p.branch == "tugboat/prod/user_service")
+            .expect("prod's PR");
+        // An hour later alice approves it, and the next cycle merges it.
+        pass(3600).await;
+        w.allow("alice", crate::ports::Permission::Write);
+        w.say(prod.number, "alice", "/approve");
+        pass(1).await;
+        d.cycle(None).await;
+        assert_eq!(
+            figure("tugboat_awaiting_approval_since_timestamp_seconds{environment=\"prod\"}"),
+            0.0
+        );
+        // Wednesday: 1.2.0 crashes in dev; tugboat rolls it back.
+        pass(2 * 86400).await;
+        w.breaks("1.2.0");
+        w.push("1.2.0", 'c');
+        pass(600).await;
+        d.cycle(None).await;
+        assert_eq!(w.main_file(fake::DEV), fake::values("1.1.0"), "rolled back");
+
+        let dev = |name: &str| figure(&format!("tugboat_{name}{{environment=\"dev\"}}"));
+        assert_eq!(
+            figure("tugboat_deployments_total{environment=\"dev\",result=\"healthy\"}"),
+            1.0
+        );
+        assert_eq!(
+            figure("tugboat_deployments_total{environment=\"dev\",result=\"failed\"}"),
+            1.0,
+            "the crashed promotion counts, though its step ended in the rollback"
+        );
+        assert_eq!(
+            figure("tugboat_deployments_total{environment=\"prod\",result=\"healthy\"}"),
+            1.0
+        );
+        assert_eq!(dev("rollbacks_total"), 1.0, "change failure rate 1 of 2 in dev");
+        assert_eq!(
+            figure("tugboat_rollbacks_total{environment=\"prod\"}"),
+            -1.0,
+            "none in prod"
+        );
+        // Push → Healthy: 5 min + the 45 s warm-up (within a 1 s poll).
+        assert_eq!(dev("lead_time_seconds_count"), 1.0);
+        let lead = dev("lead_time_seconds_sum");
+        assert!((345.0..=347.0).contains(&lead), "dev lead time {lead}");
+        let prod_lead = figure("tugboat_lead_time_seconds_sum{environment=\"prod\"}");
+        // Pushed at 0; dev's cycle ends at 345 s; prod's PR opens 2 h later, is approved an
+        // hour after that, merged a second later, and Healthy 45 s on.
+        let want = (345 + 2 * 3600 + 3600 + 1 + 45) as f64;
+        assert!(
+            (want..=want + 2.0).contains(&prod_lead),
+            "prod lead time {prod_lead}, want {want}"
+        );
+        // Failure detected (after its 45 s warm-up, Degraded) → the rollback Healthy after its
+        // own 45 s warm-up.
+        assert_eq!(dev("time_to_restore_seconds_count"), 1.0);
+        let restore = dev("time_to_restore_seconds_sum");
+        assert!((45.0..=47.0).contains(&restore), "time to restore {restore}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_wake_runs_a_cycle_at_once_without_waiting_for_the_interval() {
         let (w, d) = daemon("interval = \"1h\"", "");

@@ -76,7 +76,146 @@ pub struct BuildLabels {
     pub version: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabels {
+    pub environment: String,
+    /// `healthy`, or `failed`: it did not become Healthy.
+    pub result: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn lead_time_buckets() -> Histogram {
+    // From a push promoted at once (minutes) to one that waited for a soak, an approval and
+    // a window (days, weeks).
+    Histogram::new([
+        300.0,
+        900.0,
+        1800.0,
+        3600.0,
+        4.0 * 3600.0,
+        12.0 * 3600.0,
+        86400.0,
+        3.0 * 86400.0,
+        7.0 * 86400.0,
+        30.0 * 86400.0,
+    ])
+}
+
+fn restore_buckets() -> Histogram {
+    // An automatic rollback restores in minutes; one a person asks for, in hours.
+    Histogram::new([
+        60.0,
+        120.0,
+        300.0,
+        600.0,
+        1800.0,
+        3600.0,
+        4.0 * 3600.0,
+        86400.0,
+    ])
+}
+
+/// DORA's four delivery figures, from what tugboat sees: deployments (their frequency),
+/// lead time from push to Healthy, change failures (rollbacks ÷ deployments) and time to
+/// restore. Each merged change counts once, when its verification ends (Healthy or not), in
+/// whichever cycle or process ends it; Prometheus' `increase()` carries them over restarts.
+#[derive(Clone)]
+pub struct DeliveryMetrics {
+    pub deployments: Family<DeploymentLabels, Counter>,
+    pub rollbacks: Family<EnvLabels, Counter>,
+    pub lead_time: Histograms<EnvLabels>,
+    pub time_to_restore: Histograms<EnvLabels>,
+}
+
+impl DeliveryMetrics {
+    fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            deployments: Family::default(),
+            rollbacks: Family::default(),
+            lead_time: Family::new_with_constructor(lead_time_buckets),
+            time_to_restore: Family::new_with_constructor(restore_buckets),
+        };
+        registry.register(
+            "deployments",
+            "Promotions merged and verified, by environment and result (healthy, failed); rollbacks not included",
+            m.deployments.clone(),
+        );
+        registry.register(
+            "rollbacks",
+            "Rollbacks merged and verified, by environment (change failure rate: these ÷ deployments)",
+            m.rollbacks.clone(),
+        );
+        registry.register_with_unit(
+            "lead_time",
+            "From an image's push to Argo CD running it Healthy, by environment",
+            Unit::Seconds,
+            m.lead_time.clone(),
+        );
+        registry.register_with_unit(
+            "time_to_restore",
+            "From a failure detected (tugboat marking the promotion bad) to its rollback running Healthy, by environment",
+            Unit::Seconds,
+            m.time_to_restore.clone(),
+        );
+        m
+    }
+
+    /// Count a merged change whose verification ended (an `Unknown` one is verified again
+    /// and counted then).
+    fn record(&self, environment: &str, action: &Action) {
+        let env = EnvLabels {
+            environment: environment.to_owned(),
+        };
+        let (verification, timing, rollback) = match action {
+            Action::Merged {
+                verification,
+                timing,
+                ..
+            } => (verification, timing, false),
+            Action::RolledBack {
+                verification,
+                timing,
+                promotion,
+                ..
+            } => {
+                if promotion.is_some() {
+                    self.deployment(environment, "failed");
+                }
+                (verification, timing, true)
+            }
+            _ => return,
+        };
+        let healthy = match verification {
+            Verification::Healthy { .. } => true,
+            Verification::Failed { .. } => false,
+            Verification::Unknown { .. } => return,
+        };
+        let took = timing
+            .since
+            .map(|since| (timing.verified_at - since).num_milliseconds().max(0) as f64 / 1000.0);
+        if rollback {
+            self.rollbacks.get_or_create(&env).inc();
+            if let (true, Some(secs)) = (healthy, took) {
+                self.time_to_restore.get_or_create(&env).observe(secs);
+            }
+            return;
+        }
+        self.deployment(environment, if healthy { "healthy" } else { "failed" });
+        if let (true, Some(secs)) = (healthy, took) {
+            self.lead_time.get_or_create(&env).observe(secs);
+        }
+    }
+
+    fn deployment(&self, environment: &str, result: &str) {
+        self.deployments
+            .get_or_create(&DeploymentLabels {
+                environment: environment.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+}
 
 fn cycle_buckets() -> Histogram {
     Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0])
@@ -256,6 +395,9 @@ pub struct Metrics {
     pub push_to_pr: Histograms<EnvLabels>,
     pub merge_to_healthy: Histograms<EnvLabels>,
     pub pending_approvals: Family<EnvLabels, Gauge>,
+    /// Per environment, since when its longest-waiting promotion awaits approval (0: none).
+    pub awaiting_since: Family<EnvLabels, Gauge<i64, AtomicI64>>,
+    pub delivery: DeliveryMetrics,
     pub holds: Family<HoldLabels, Counter>,
     pub held: Family<ServiceEnvLabels, Gauge>,
     pub last_success: Gauge<i64, AtomicI64>,
@@ -268,9 +410,9 @@ pub struct Metrics {
     /// The digest last refused per (service, environment): a rejection is counted once per
     /// candidate, not once per cycle it stays refused.
     refused: Mutex<HashMap<(String, String), Digest>>,
-    /// Whether each (environment, service) awaits an approval, as its last reconcile said (a
-    /// cycle of some services leaves the others' as they were).
-    awaiting: Mutex<BTreeMap<(String, String), bool>>,
+    /// Since when each (environment, service) awaits an approval (its PR head's commit),
+    /// as its last reconcile said (a cycle of some services leaves the others' as they were).
+    awaiting: Mutex<BTreeMap<(String, String), Option<i64>>>,
 }
 
 impl Metrics {
@@ -295,6 +437,8 @@ impl Metrics {
             push_to_pr: Family::new_with_constructor(push_to_pr_buckets),
             merge_to_healthy: Family::new_with_constructor(merge_to_healthy_buckets),
             pending_approvals: Family::default(),
+            awaiting_since: Family::default(),
+            delivery: DeliveryMetrics::new(&mut registry),
             holds: Family::default(),
             held: Family::default(),
             last_success: Gauge::default(),
@@ -351,6 +495,11 @@ impl Metrics {
             "pending_approvals",
             "Promotion PRs waiting for approval",
             m.pending_approvals.clone(),
+        );
+        r.register(
+            "awaiting_approval_since_timestamp_seconds",
+            "Per environment, when the head of the promotion that has waited longest for approval was committed (0: none waits)",
+            m.awaiting_since.clone(),
         );
         r.register(
             "holds",
@@ -472,11 +621,13 @@ impl Metrics {
                 .get_or_create(&here)
                 .set(i64::from(matches!(r.decision, Decision::Held { .. })));
             if let Some(a) = awaiting.as_mut() {
-                a.insert(
-                    (r.environment.clone(), r.service.clone()),
-                    matches!(r.action, Action::AwaitingApproval { .. }),
-                );
+                let since = match &r.action {
+                    Action::AwaitingApproval { since, .. } => Some(since.timestamp()),
+                    _ => None,
+                };
+                a.insert((r.environment.clone(), r.service.clone()), since);
             }
+            self.delivery.record(&r.environment, &r.action);
             match &r.action {
                 Action::Opened { .. } => {
                     if let Some(c) = r.decision.candidate() {
@@ -548,16 +699,23 @@ impl Metrics {
                 }
             }
         }
-        let mut pending: BTreeMap<&str, i64> = BTreeMap::new();
-        for ((environment, _), waits) in awaiting.iter().flat_map(|a| a.iter()) {
-            *pending.entry(environment.as_str()).or_default() += i64::from(*waits);
+        // Per environment: how many wait, and since when the longest has.
+        let mut pending: BTreeMap<&str, (i64, Option<i64>)> = BTreeMap::new();
+        for ((environment, _), since) in awaiting.iter().flat_map(|a| a.iter()) {
+            let (n, oldest) = pending.entry(environment.as_str()).or_default();
+            if let Some(t) = since {
+                *n += 1;
+                *oldest = Some(oldest.map_or(*t, |o| o.min(*t)));
+            }
         }
-        for (environment, n) in pending {
-            self.pending_approvals
-                .get_or_create(&EnvLabels {
-                    environment: environment.to_owned(),
-                })
-                .set(n);
+        for (environment, (n, oldest)) in pending {
+            let labels = EnvLabels {
+                environment: environment.to_owned(),
+            };
+            self.pending_approvals.get_or_create(&labels).set(n);
+            self.awaiting_since
+                .get_or_create(&labels)
+                .set(oldest.unwrap_or(0));
         }
     }
 }
@@ -614,6 +772,10 @@ mod tests {
                         after: Duration::from_secs(42),
                         automated: Some(true),
                     },
+                    timing: crate::engine::Timing {
+                        verified_at: now - chrono::Duration::seconds(100),
+                        since: Some(candidate.pushed_at),
+                    },
                 },
             ),
             report(
@@ -626,6 +788,7 @@ mod tests {
                     number: 2,
                     url: String::new(),
                     approvals: crate::engine::Approvals::default(),
+                    since: now - chrono::Duration::seconds(300),
                 },
             ),
             blocked,
@@ -647,6 +810,13 @@ mod tests {
             "tugboat_merge_to_healthy_seconds_sum{environment=\"dev\"} 126.0",
             "tugboat_pending_approvals{environment=\"prod\"} 1",
             "tugboat_pending_approvals{environment=\"dev\"} 0",
+            &format!(
+                "tugboat_awaiting_approval_since_timestamp_seconds{{environment=\"prod\"}} {}",
+                now.timestamp() - 300
+            ),
+            "tugboat_awaiting_approval_since_timestamp_seconds{environment=\"dev\"} 0",
+            "tugboat_deployments_total{environment=\"dev\",result=\"healthy\"} 3",
+            "tugboat_lead_time_seconds_sum{environment=\"dev\"} 1500.0",
             "tugboat_gate_rejections_total{service=\"user_service\",environment=\"staging\",severity=\"CRITICAL\"} 1",
             "tugboat_cycle_duration_seconds_count 3",
             "tugboat_cycles_total{result=\"ok\"} 3",

@@ -327,7 +327,9 @@ fn action_json(a: &Action) -> Value {
             url,
             sha,
             verification,
+            timing,
         } => json!({"kind": "merged", "pr": number, "url": url, "merge_commit": sha,
+                   "verified_at": timing.verified_at.to_rfc3339(),
                    "healthy": matches!(verification, Verification::Healthy { .. }),
                    "verification": verification_json(verification)}),
         Action::RolledBack {
@@ -335,7 +337,10 @@ fn action_json(a: &Action) -> Value {
             number,
             url,
             verification,
+            timing,
+            ..
         } => json!({"kind": "rolled-back", "bad_pr": bad, "pr": number, "url": url,
+                   "verified_at": timing.verified_at.to_rfc3339(),
                    "healthy": matches!(verification, Verification::Healthy { .. }),
                    "verification": verification_json(verification)}),
         Action::Failed { error } => json!({

@@ -22,7 +22,7 @@ use super::environment::manifest_error;
 use super::evidence::{self, PromotionState};
 use super::hold::HoldIssue;
 use super::promote::Change;
-use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Verification};
+use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Verification};
 use crate::domain::chatops;
 use crate::domain::deploy::{self, Observation, OperationView, Verdict};
 use crate::domain::image::{self, Digest, ImageRef};
@@ -41,6 +41,8 @@ pub const ROLLBACK: &str = "tugboat:rollback";
 const REPORT_CLAIM_TTL: Duration = Duration::from_secs(120);
 /// Starts tugboat's verification report (looked for so that nothing is reported twice).
 const REPORTED: &str = "<!-- tugboat:verified ";
+/// How tugboat's comment marking a promotion bad begins.
+const MARKED_BAD: &str = "Marked bad:";
 
 /// A labelled pull request with the state its body carries.
 #[derive(Debug, Clone)]
@@ -392,7 +394,7 @@ impl Engine {
             .comment(
                 w.pr.number,
                 &format!(
-                    "Marked bad: {why}. {back} tugboat will not promote `{}` to any environment again. An approver can comment `/unblock` to clear this.",
+                    "{MARKED_BAD} {why}. {back} tugboat will not promote `{}` to any environment again. An approver can comment `/unblock` to clear this.",
                     w.state.digest_text()
                 ),
             )
@@ -442,13 +444,50 @@ impl Engine {
         let verification = self
             .verify_and_report(cx, pr.number, &sha, merged_at, &w.state)
             .await;
+        let verified_at = self.clock.now();
         self.settle(cx, w, &verification).await?;
-        Ok(Some(Action::Merged {
-            number: pr.number,
-            url: pr.url,
-            sha,
-            verification,
+        Ok(Some(match w.state.rollback_of {
+            Some(bad) => Action::RolledBack {
+                bad,
+                number: pr.number,
+                url: pr.url,
+                verification,
+                timing: Timing {
+                    verified_at,
+                    since: self.marked_bad_at(bad).await,
+                },
+                promotion: None,
+            },
+            None => Action::Merged {
+                number: pr.number,
+                url: pr.url,
+                sha,
+                verification,
+                timing: Timing {
+                    verified_at,
+                    since: pushed_at(cx, &w.state),
+                },
+            },
         }))
+    }
+
+    /// When tugboat marked promotion `number` bad (its latest "Marked bad" comment): the
+    /// moment the failure a rollback undoes was detected. Read from the PR, so a rollback
+    /// after a restart measures from the same moment; `None` (and a warning) when unreadable.
+    async fn marked_bad_at(&self, number: u64) -> Option<DateTime<Utc>> {
+        let forge = &self.ports.forge;
+        let read = async { Ok::<_, crate::ports::PortError>((forge.me().await?, forge.comments(number).await?)) };
+        match read.await {
+            Ok((me, comments)) => comments
+                .into_iter()
+                .filter(|c| c.user == me && c.body.starts_with(MARKED_BAD))
+                .map(|c| c.created_at)
+                .max(),
+            Err(e) => {
+                tracing::warn!(pr = number, error = %e, "could not read when the promotion was marked bad");
+                None
+            }
+        }
     }
 
     /// Whether tugboat reported a verification on the PR already, and if so whether healthy.
@@ -571,10 +610,15 @@ impl Engine {
             number: pr.number,
             url: pr.url,
             verification: merged.verification,
+            timing: Timing {
+                verified_at: merged.verified_at,
+                since: self.marked_bad_at(bad.pr.number).await,
+            },
+            promotion: None,
         })
     }
 
-    /// Verify merge `sha` of PR `number` (merged at `merged_at`), then report the outcome.
+        /// Verify merge `sha` of PR `number` (merged at `merged_at`), then report the outcome.
     pub(super) async fn verify_and_report(
         &self,
         cx: &EnvCtx<'_>,
@@ -833,6 +877,15 @@ impl Engine {
             Err(e) => Look::Waiting(format!("{why}; sync refused: {e}")),
         }
     }
+}
+
+/// When the image a promotion deployed was pushed, from this cycle's registry listing.
+pub(super) fn pushed_at(cx: &EnvCtx<'_>, state: &PromotionState) -> Option<DateTime<Utc>> {
+    let digest = state.digest.as_ref()?;
+    cx.images
+        .iter()
+        .find(|i| &i.digest == digest)
+        .map(|i| i.pushed_at)
 }
 
 /// The edit of a rollback: the previous reference restored in every file of the environment.

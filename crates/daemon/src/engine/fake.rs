@@ -102,6 +102,10 @@ struct State {
     permissions: HashMap<String, Permission>,
     /// Application → (the file whose images it runs, its health).
     apps: HashMap<String, (String, Health)>,
+    /// Tags that crash: an application running one is Degraded once it has warmed up.
+    broken: BTreeSet<String>,
+    /// How long an application is Progressing after main changes its file (zero: never).
+    warmup: Span,
     statuses: Vec<(String, StatusState, String)>,
     ledger: HashMap<String, DateTime<Utc>>,
     /// Branch → (change, when) of the PR-opening claims.
@@ -199,6 +203,16 @@ impl World {
     /// Argo CD application `app` runs what main's `file` deploys, with `health`.
     pub fn app(&self, app: &str, file: &str, health: Health) {
         self.with(|s| s.apps.insert(app.to_owned(), (file.to_owned(), health)));
+    }
+
+    /// Applications running image tag `tag` turn Degraded (after their warm-up).
+    pub fn breaks(&self, tag: &str) {
+        self.with(|s| s.broken.insert(tag.to_owned()));
+    }
+
+    /// Applications are Progressing for `warmup` after main changes their file.
+    pub fn warm_up(&self, warmup: Span) {
+        self.with(|s| s.warmup = warmup);
     }
 
     pub fn allow(&self, user: &str, permission: Permission) {
@@ -738,7 +752,7 @@ impl Deployer for World {
                 .ok_or_else(|| PortError::new("fake", "app", ErrorKind::NotFound, name))?;
             let (_, files) = s.main.last().unwrap();
             let text = files.get(&file).cloned().unwrap_or_default();
-            let images = manifest::locate(&text)
+            let images: Vec<String> = manifest::locate(&text)
                 .map(|refs| {
                     refs.iter()
                         .map(|r| {
@@ -759,6 +773,17 @@ impl Deployer for World {
                 .rfind(|w| w[0].1.get(&file) != w[1].1.get(&file))
                 .map(|w| w[1].0)
                 .unwrap_or(s.main[0].0);
+            let broken = images.iter().any(|i: &String| {
+                let named = i.split_once('@').map_or(i.as_str(), |(name, _)| name);
+                s.broken
+                    .iter()
+                    .any(|tag| named.ends_with(&format!(":{tag}")))
+            });
+            let health = match health {
+                Health::Healthy if now < deployed_at + s.warmup => Health::Progressing,
+                Health::Healthy if broken => Health::Degraded,
+                h => h,
+            };
             Ok(AppStatus {
                 sync_status: SyncStatus::Synced,
                 revision: Some(Self::head(s)),

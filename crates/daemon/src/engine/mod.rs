@@ -77,6 +77,9 @@ pub enum Action {
         number: u64,
         url: String,
         approvals: Approvals,
+        /// When the PR's head was committed: approvals are bound to it, so the wait for
+        /// them starts there (from the branch, so a restart measures the same).
+        since: DateTime<Utc>,
     },
     /// The environment was found changed by a person (or an approver held it): tugboat
     /// opened the hold's issue.
@@ -117,6 +120,7 @@ pub enum Action {
         url: String,
         sha: String,
         verification: Verification,
+        timing: Timing,
     },
     /// A promotion marked bad (PR `bad`) was reverted by PR `number`.
     RolledBack {
@@ -124,6 +128,11 @@ pub enum Action {
         number: u64,
         url: String,
         verification: Verification,
+        timing: Timing,
+        /// The failed promotion this step merged and verified just before rolling it back
+        /// (`rollback: auto`), so that it counts as a deployment too; `None` when the bad
+        /// promotion was merged in an earlier step.
+        promotion: Option<Timing>,
     },
     /// A step failed: which, and why.
     Failed {
@@ -175,6 +184,18 @@ impl Verification {
             Self::Unknown { reason } => format!("not verified: {reason}"),
         }
     }
+}
+
+/// When a merged change's verification ended, and the moment the delivery figures measure
+/// it from (`/metrics`' lead time and time to restore).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// When the verification ended, on the engine's clock.
+    pub verified_at: DateTime<Utc>,
+    /// A promotion: when its image was pushed (`None`: the registry no longer lists it). A
+    /// rollback: when the failure it undoes was detected, which is when tugboat marked the
+    /// promotion bad (its comment's time; `None` when that comment cannot be read).
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// One row of a cycle's outcome.

@@ -7,7 +7,9 @@ use super::commands::{Commands, Target};
 use super::deploy::{self, Watched};
 use super::environment::{Judged, Seen, manifest_error};
 use super::evidence::{self, PromotionState};
-use super::{Action, Approvals, At, Cause, Engine, EnvCtx, Step, StepError, Verification};
+use super::{
+    Action, Approvals, At, Cause, Engine, EnvCtx, Step, StepError, Timing, Verification,
+};
 use crate::domain::chatops;
 use crate::domain::merge::{self, Fact, SyncWindows, Verdict};
 use crate::domain::policy::RollbackMode;
@@ -38,6 +40,8 @@ pub(super) struct Merged {
     pub sha: String,
     pub at: DateTime<Utc>,
     pub verification: Verification,
+    /// When the verification ended.
+    pub verified_at: DateTime<Utc>,
 }
 
 impl Engine {
@@ -83,7 +87,7 @@ impl Engine {
         }
         let verdict = self.merge_verdict(cx, &commands, &head.head).await?;
         if verdict != Verdict::Merge {
-            return waiting(verdict, pr, cx, &commands);
+            return waiting(verdict, pr, cx, &commands, head.committed_at);
         }
         match self
             .merge_promotion(cx, &change, &head, pr.clone(), body)
@@ -172,16 +176,25 @@ impl Engine {
         };
         let watched = Watched::merged(&written, merged.at, state);
         self.settle(cx, &watched, &merged.verification).await?;
+        let timing = Timing {
+            verified_at: merged.verified_at,
+            since: deploy::pushed_at(cx, &watched.state),
+        };
         if matches!(merged.verification, Verification::Failed { .. })
             && cx.env_policy.rollback == RollbackMode::Auto
         {
-            return self.rollback(cx, &watched).await;
+            let mut action = self.rollback(cx, &watched).await?;
+            if let Action::RolledBack { promotion, .. } = &mut action {
+                *promotion = Some(timing);
+            }
+            return Ok(action);
         }
         Ok(Action::Merged {
             number: pr.number,
             url: pr.url,
             sha: merged.sha,
             verification: merged.verification,
+            timing,
         })
     }
 
@@ -303,6 +316,7 @@ impl Engine {
             sha,
             at,
             verification,
+            verified_at: self.clock.now(),
         }))
     }
 
@@ -578,6 +592,7 @@ fn waiting(
     pr: PullRequest,
     cx: &EnvCtx<'_>,
     commands: &Commands,
+    head_at: DateTime<Utc>,
 ) -> Result<Action, StepError> {
     let (number, url) = (pr.number, pr.url);
     Ok(match verdict {
@@ -590,6 +605,7 @@ fn waiting(
                 given: Some(commands.approvals.clone()),
                 from: cx.env_policy.approvers.clone(),
             },
+            since: head_at,
         },
         Verdict::OutsideWindow { opens } => Action::WaitingForWindow { number, url, opens },
         Verdict::SyncWindowDenies { windows } => Action::WaitingForSyncWindow {
