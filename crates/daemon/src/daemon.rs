@@ -660,7 +660,11 @@ mod tests {
             figure("tugboat_deployments_total{environment=\"prod\",result=\"healthy\"}"),
             1.0
         );
-        assert_eq!(dev("rollbacks_total"), 1.0, "change failure rate 1 of 2 in dev");
+        assert_eq!(
+            dev("rollbacks_total"),
+            1.0,
+            "change failure rate 1 of 2 in dev"
+        );
         assert_eq!(
             figure("tugboat_rollbacks_total{environment=\"prod\"}"),
             -1.0,
@@ -682,7 +686,10 @@ mod tests {
         // own 45 s warm-up.
         assert_eq!(dev("time_to_restore_seconds_count"), 1.0);
         let restore = dev("time_to_restore_seconds_sum");
-        assert!((45.0..=47.0).contains(&restore), "time to restore {restore}");
+        assert!(
+            (45.0..=47.0).contains(&restore),
+            "time to restore {restore}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -476,7 +476,9 @@ impl Engine {
     /// after a restart measures from the same moment; `None` (and a warning) when unreadable.
     async fn marked_bad_at(&self, number: u64) -> Option<DateTime<Utc>> {
         let forge = &self.ports.forge;
-        let read = async { Ok::<_, crate::ports::PortError>((forge.me().await?, forge.comments(number).await?)) };
+        let read = async {
+            Ok::<_, crate::ports::PortError>((forge.me().await?, forge.comments(number).await?))
+        };
         match read.await {
             Ok((me, comments)) => comments
                 .into_iter()
@@ -618,7 +620,7 @@ impl Engine {
         })
     }
 
-        /// Verify merge `sha` of PR `number` (merged at `merged_at`), then report the outcome.
+    /// Verify merge `sha` of PR `number` (merged at `merged_at`), then report the outcome.
     pub(super) async fn verify_and_report(
         &self,
         cx: &EnvCtx<'_>,

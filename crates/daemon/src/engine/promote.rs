@@ -7,9 +7,7 @@ use super::commands::{Commands, Target};
 use super::deploy::{self, Watched};
 use super::environment::{Judged, Seen, manifest_error};
 use super::evidence::{self, PromotionState};
-use super::{
-    Action, Approvals, At, Cause, Engine, EnvCtx, Step, StepError, Timing, Verification,
-};
+use super::{Action, Approvals, At, Cause, Engine, EnvCtx, Step, StepError, Timing, Verification};
 use crate::domain::chatops;
 use crate::domain::merge::{self, Fact, SyncWindows, Verdict};
 use crate::domain::policy::RollbackMode;
