@@ -407,6 +407,8 @@ pub struct Metrics {
     /// How long after the last finished cycle `/readyz` still passes; grows with the longest
     /// health timeout of the policy, since a cycle verifies merges inline.
     max_cycle_age_secs: AtomicI64,
+    /// The same, exported, so that an alert on a missed cycle follows the configuration.
+    max_cycle_age: Gauge<i64, AtomicI64>,
     /// The digest last refused per (service, environment): a rejection is counted once per
     /// candidate, not once per cycle it stays refused.
     refused: Mutex<HashMap<(String, String), Digest>>,
@@ -446,6 +448,7 @@ impl Metrics {
             events: EventMetrics::default(),
             ready: Readiness::default(),
             max_cycle_age_secs: AtomicI64::new(max_cycle_age_secs),
+            max_cycle_age: Gauge::default(),
             refused: Mutex::default(),
             awaiting: Mutex::default(),
             registry,
@@ -511,6 +514,13 @@ impl Metrics {
             "1 while tugboat holds the service in the environment (nothing is promoted there)",
             m.held.clone(),
         );
+        m.max_cycle_age.set(max_cycle_age_secs);
+        r.register_with_unit(
+            "cycle_max_age",
+            "How long after the last finished cycle tugboat still counts as ready (3 intervals + 10 minutes + the longest health timeout)",
+            Unit::Seconds,
+            m.max_cycle_age.clone(),
+        );
         r.register(
             "last_successful_cycle_timestamp_seconds",
             "When the last cycle finished without a global error",
@@ -531,6 +541,7 @@ impl Metrics {
 
     pub fn set_max_cycle_age_secs(&self, secs: i64) {
         self.max_cycle_age_secs.store(secs, Ordering::Relaxed);
+        self.max_cycle_age.set(secs);
     }
 
     /// Record a finished cycle (`Err`: it failed as a whole) with the API calls it made.
@@ -827,6 +838,91 @@ mod tests {
             !text.contains("1.2.0") && !text.contains("sha256"),
             "no tags or digests in labels"
         );
+    }
+
+    #[test]
+    fn every_metric_the_shipped_prometheus_rules_query_is_exported() {
+        let rules = include_str!("../../../helm/tugboat/files/prometheus-rules.yaml");
+        // As after a first call (the API counters are created by the adapters' calls).
+        let api = ApiMetrics::default();
+        api.call("github", "pulls/list");
+        api.error("github", "pulls/list");
+        let m = Metrics::new(600, &api);
+        // A cycle that deployed, rolled back, awaited an approval and failed a step; a rescan.
+        let now = chrono::Utc::now();
+        let timing = crate::engine::Timing {
+            verified_at: now,
+            since: Some(now - chrono::Duration::seconds(600)),
+        };
+        let healthy = Verification::Healthy {
+            after: Duration::from_secs(30),
+            automated: Some(true),
+        };
+        let failed = crate::engine::StepError::new(
+            crate::engine::Step::Merge,
+            crate::engine::Cause::ChecksFailed(3),
+        );
+        let actions = [
+            Action::Merged {
+                number: 1,
+                url: String::new(),
+                sha: "abc".into(),
+                verification: healthy.clone(),
+                timing,
+            },
+            Action::RolledBack {
+                bad: 1,
+                number: 2,
+                url: String::new(),
+                verification: healthy,
+                timing,
+                promotion: None,
+            },
+            Action::AwaitingApproval {
+                number: 3,
+                url: String::new(),
+                approvals: crate::engine::Approvals::default(),
+                since: now,
+            },
+            Action::Failed { error: failed },
+        ];
+        let reports: Vec<EnvReport> = actions
+            .into_iter()
+            .map(|a| {
+                let nothing = Decision::NoCandidate { reason: "-".into() };
+                report("dev", nothing, a)
+            })
+            .collect();
+        m.record_cycle(Ok(&reports), true, Duration::ZERO, &api.snapshot(), now);
+        m.rescan.record(None, now.timestamp());
+        let text = m.encode();
+        let exported: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let mut queried: BTreeSet<&str> = BTreeSet::new();
+        for (i, _) in rules.match_indices("tugboat_") {
+            let rest = &rules[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            // Not a recording rule's own name (`environment:tugboat_…:…`), nor `tugboat_*`.
+            if !rules[..i].ends_with(':') && end > "tugboat_".len() {
+                queried.insert(&rest[..end]);
+            }
+        }
+        assert!(queried.len() >= 10, "{queried:?}");
+        for name in &queried {
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            assert!(
+                exported.contains(name) || exported.contains(family),
+                "the rules query {name}, which /metrics does not export:\n{text}"
+            );
+        }
     }
 
     #[test]

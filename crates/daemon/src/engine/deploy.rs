@@ -441,10 +441,9 @@ impl Engine {
             return Ok(None);
         }
         tracing::info!(merge = %sha, "resuming the verification of a merged promotion");
-        let verification = self
+        let (verification, verified_at) = self
             .verify_and_report(cx, pr.number, &sha, merged_at, &w.state)
             .await;
-        let verified_at = self.clock.now();
         self.settle(cx, w, &verification).await?;
         Ok(Some(match w.state.rollback_of {
             Some(bad) => Action::RolledBack {
@@ -620,7 +619,8 @@ impl Engine {
         })
     }
 
-    /// Verify merge `sha` of PR `number` (merged at `merged_at`), then report the outcome.
+    /// Verify merge `sha` of PR `number` (merged at `merged_at`), then report the outcome;
+    /// with when the verification ended.
     pub(super) async fn verify_and_report(
         &self,
         cx: &EnvCtx<'_>,
@@ -628,14 +628,16 @@ impl Engine {
         sha: &str,
         merged_at: DateTime<Utc>,
         state: &PromotionState,
-    ) -> Verification {
+    ) -> (Verification, DateTime<Utc>) {
         let image = state.reference(&cx.svc.image);
         let verification = self.verify(cx, sha, &image, merged_at).await;
+        // Before the report, whose writes may wait for GitHub's write budget.
+        let verified_at = self.clock.now();
         failpoint!("verify");
         self.report(cx, number, sha, &image, &verification, state)
             .await;
         failpoint!("report");
-        verification
+        (verification, verified_at)
     }
 
     /// The `tugboat/deploy` check of merge `sha`: the outcome, and a deep link to the

@@ -309,12 +309,13 @@ impl Engine {
         };
         tracing::info!(merge = %sha, "merged");
         failpoint!("merge");
-        let verification = self.verify_and_report(cx, pr.number, &sha, at, state).await;
+        let (verification, verified_at) =
+            self.verify_and_report(cx, pr.number, &sha, at, state).await;
         Ok(Some(Merged {
             sha,
             at,
             verification,
-            verified_at: self.clock.now(),
+            verified_at,
         }))
     }
 
