@@ -138,6 +138,45 @@ pub async fn webhook_secret(cfg: &Config) -> anyhow::Result<Option<Arc<Rotating>
     rotating(r, "github.webhook_secret", &ssm).await.map(Some)
 }
 
+/// The notification sinks of `[notify]`, each with its filter; their URLs and secrets read
+/// (and read again when they rotate) like the tokens.
+pub async fn notification_routes(cfg: &Config) -> anyhow::Result<Vec<crate::notify::Route>> {
+    use crate::adapters::notify::HttpSink;
+    use crate::config::SinkKind;
+    let Some(notify) = &cfg.notify else {
+        return Ok(Vec::new());
+    };
+    let sdk = aws::sdk_config(&cfg.aws).await;
+    let ssm: Arc<dyn ParameterStore> = Arc::new(Ssm::new(&sdk, &ApiMetrics::default()));
+    let read = |r: &SecretRef, name: String| {
+        let ssm = ssm.clone();
+        let r = r.clone();
+        async move {
+            Rotating::read(r, name, Some(ssm), SSM_REFRESH)
+                .await
+                .map(Arc::new)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))
+        }
+    };
+    let mut routes = Vec::new();
+    for s in &notify.sinks {
+        let url = read(&s.url, format!("notify.sinks.{}.url", s.name)).await?;
+        let sink = match (s.kind, &s.secret) {
+            (SinkKind::Webhook, Some(secret)) => {
+                let secret = read(secret, format!("notify.sinks.{}.secret", s.name)).await?;
+                HttpSink::webhook(&s.name, url, secret)
+            }
+            _ => HttpSink::slack(&s.name, url),
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        routes.push(crate::notify::Route {
+            sink: Arc::new(sink),
+            filter: s.filter.clone(),
+        });
+    }
+    Ok(routes)
+}
+
 /// The SQS queue of ECR and Inspector events, when the config has an `[events]` section.
 pub async fn event_queue(
     cfg: &Config,

@@ -54,7 +54,40 @@ struct RawConfig {
     election: RawElection,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    notify: RawNotify,
     services: Vec<RawService>,
+}
+
+/// `[notify]`: where people hear what happened.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    unhealthy_after: Option<u32>,
+    attempts: Option<u32>,
+    #[serde(default)]
+    sinks: std::collections::BTreeMap<String, RawSink>,
+}
+
+/// `[notify.sinks.<name>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    kind: SinkKind,
+    url: SecretRef,
+    secret: Option<SecretRef>,
+    events: Option<Vec<String>>,
+    environments: Option<Vec<String>>,
+}
+
+/// What a notification sink speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// A Slack incoming webhook (Block Kit).
+    Slack,
+    /// A JSON webhook, signed with HMAC-SHA256.
+    Webhook,
 }
 
 /// `[events]`: ECR and Inspector events from an SQS queue that EventBridge rules fill.
@@ -246,7 +279,30 @@ pub struct Config {
     pub election: Option<ElectionConfig>,
     /// `None`: no event queue; new images wait for the interval.
     pub events: Option<EventsConfig>,
+    /// `None`: no notification sink.
+    pub notify: Option<NotifyConfig>,
     pub services: Vec<ServiceConfig>,
+}
+
+/// Notifications: the sinks, and when tugboat calls itself unhealthy.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Cycles in a row in which a system failed every call before `unhealthy` is sent.
+    pub unhealthy_after: u32,
+    /// Delivery attempts per notification and sink (backing off 1 s, 2 s, 4 s… up to a minute).
+    pub attempts: u32,
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// One sink: what it speaks, where (a secret: a Slack webhook URL is a credential), its
+/// signing secret (webhooks), and which notifications it takes.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub name: String,
+    pub kind: SinkKind,
+    pub url: SecretRef,
+    pub secret: Option<SecretRef>,
+    pub filter: crate::domain::notify::Filter,
 }
 
 /// The event queue: where ECR pushes and scans arrive within seconds.
@@ -539,6 +595,7 @@ fn validate(raw: RawConfig, f: &Fields<'_>) -> Result<Config, ConfigError> {
         source: f.file.to_owned(),
         // First: it reads the services and the AWS section that later fields take.
         events: events(raw.events, &raw.aws, &raw.services, f)?,
+        notify: notify(raw.notify, &raw.services, f)?,
         github: github(raw.github, f)?,
         argocd: argocd(raw.argocd, f)?,
         services: services(raw.services, &raw.aws, f)?,
@@ -602,6 +659,103 @@ fn events(
         queue_url,
         accounts,
     }))
+}
+
+fn notify(
+    raw: RawNotify,
+    services: &[RawService],
+    f: &Fields<'_>,
+) -> Result<Option<NotifyConfig>, ConfigError> {
+    let unhealthy_after = raw.unhealthy_after.unwrap_or(3);
+    if unhealthy_after == 0 {
+        return Err(f.err("notify.unhealthy_after", "must be at least 1 (cycles)"));
+    }
+    let attempts = raw.attempts.unwrap_or(5);
+    if !(1..=20).contains(&attempts) {
+        return Err(f.err(
+            "notify.attempts",
+            format!("{attempts} is not between 1 and 20"),
+        ));
+    }
+    if raw.sinks.is_empty() {
+        return Ok(None);
+    }
+    let environments: BTreeSet<&str> = services
+        .iter()
+        .flat_map(|s| s.environments.iter().map(|e| e.name.as_str()))
+        .collect();
+    let sinks = raw
+        .sinks
+        .into_iter()
+        .map(|(name, sink)| self::sink(name, sink, &environments, f))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(NotifyConfig {
+        unhealthy_after,
+        attempts,
+        sinks,
+    }))
+}
+
+fn sink(
+    name: String,
+    raw: RawSink,
+    environments: &BTreeSet<&str>,
+    f: &Fields<'_>,
+) -> Result<SinkConfig, ConfigError> {
+    use crate::domain::notify::{Filter, Kind};
+    let at = |field: &str| format!("notify.sinks.{name}.{field}");
+    if !valid_name(&name) || name.len() > 40 {
+        return Err(f.err(
+            &format!("notify.sinks.{name}"),
+            "a sink's name must be at most 40 letters, digits, '_' or '-'",
+        ));
+    }
+    match (raw.kind, &raw.secret) {
+        (SinkKind::Webhook, None) => {
+            return Err(f.err(
+                &at("secret"),
+                "a webhook sink signs what it sends: give its secret (e.g. { env = \"NAME\" })",
+            ));
+        }
+        (SinkKind::Slack, Some(_)) => {
+            return Err(f.err(
+                &at("secret"),
+                "a Slack sink has no signing secret (its URL is the credential)",
+            ));
+        }
+        _ => {}
+    }
+    let mut filter = Filter::default();
+    for e in raw.events.unwrap_or_default() {
+        let kind = Kind::parse(&e).ok_or_else(|| {
+            let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            f.err(
+                &at("events"),
+                format!("'{e}' is not one of: {}", all.join(", ")),
+            )
+        })?;
+        filter.events.insert(kind);
+    }
+    for env in raw.environments.unwrap_or_default() {
+        if !environments.contains(env.as_str()) {
+            let known: Vec<&str> = environments.iter().copied().collect();
+            return Err(f.err(
+                &at("environments"),
+                format!(
+                    "'{env}' is no service's environment (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        filter.environments.insert(env);
+    }
+    Ok(SinkConfig {
+        name,
+        kind: raw.kind,
+        url: raw.url,
+        secret: raw.secret,
+        filter,
+    })
 }
 
 fn election(raw: RawElection, f: &Fields<'_>) -> Result<Option<ElectionConfig>, ConfigError> {

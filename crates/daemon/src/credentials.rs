@@ -11,6 +11,7 @@
 //! A read that fails keeps the value in hand (it may still be valid) and says so in the log,
 //! by the reference's name only; the value itself is never logged.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -55,7 +56,7 @@ pub const REREAD_GAP: Duration = Duration::from_secs(10);
 pub struct Rotating {
     reference: SecretRef,
     /// The configuration key it comes from (`github.token`), for errors and logs.
-    name: &'static str,
+    name: Cow<'static, str>,
     ssm: Option<Arc<dyn ParameterStore>>,
     refresh: Duration,
     state: Mutex<State>,
@@ -88,13 +89,13 @@ impl Rotating {
     /// value. `ssm` reads `ssm` references.
     pub async fn read(
         reference: SecretRef,
-        name: &'static str,
+        name: impl Into<Cow<'static, str>>,
         ssm: Option<Arc<dyn ParameterStore>>,
         refresh: Duration,
     ) -> PortResult<Self> {
         let me = Self {
             reference,
-            name,
+            name: name.into(),
             ssm,
             refresh,
             state: Mutex::new(State {
@@ -115,10 +116,10 @@ impl Rotating {
     }
 
     /// A secret that never changes (a test's, or one given on the command line).
-    pub fn fixed(value: Secret, name: &'static str) -> Self {
+    pub fn fixed(value: Secret, name: impl Into<Cow<'static, str>>) -> Self {
         Self {
             reference: SecretRef::Env(String::new()),
-            name,
+            name: name.into(),
             ssm: None,
             refresh: Duration::MAX,
             state: Mutex::new(State {
@@ -137,8 +138,8 @@ impl Rotating {
     }
 
     /// The configuration key this secret comes from.
-    pub fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn error(&self, message: String) -> PortError {
@@ -200,7 +201,7 @@ impl Rotating {
         match self.load().await {
             Ok((value, stamp)) => {
                 if value != state.value {
-                    tracing::info!(secret = self.name, why, "a rotated secret was read");
+                    tracing::info!(secret = %self.name, why, "a rotated secret was read");
                 }
                 state.value = value;
                 state.read_at = Instant::now();
@@ -209,7 +210,7 @@ impl Rotating {
             Err(e) => {
                 // Try again on the next use, not at once on every request.
                 state.read_at = Instant::now();
-                tracing::warn!(secret = self.name, why, error = %e.message, "cannot read the secret again; keeping the one in hand");
+                tracing::warn!(secret = %self.name, why, error = %e.message, "cannot read the secret again; keeping the one in hand");
             }
         }
     }

@@ -24,6 +24,7 @@ use crate::engine::scheduler::{self, Due, Job};
 use crate::engine::{Engine, Inbox, Mode, Wanted};
 use crate::events::{Listener, Routes};
 use crate::metrics::Metrics;
+use crate::notify::{Health, Notifier, Route};
 use crate::ports::EventQueue;
 use crate::telemetry::{ApiCounts, ApiMetrics};
 
@@ -40,6 +41,10 @@ pub async fn run(
     let mut daemon = Daemon::new(cfg.clone(), engine, api.clone(), Arc::new(SystemClock));
     if let Some(queue) = crate::app::event_queue(&cfg, &api).await {
         daemon = daemon.with_events(queue);
+    }
+    let routes = crate::app::notification_routes(&cfg).await?;
+    if !routes.is_empty() {
+        daemon = daemon.with_notifications(routes);
     }
     let daemon = Arc::new(daemon);
     let webhook = crate::app::webhook_secret(&cfg)
@@ -121,6 +126,10 @@ pub struct Daemon {
     /// The event queue's listener, when `[events]` is configured; it runs while this replica
     /// runs cycles (the leader), so one replica consumes the queue.
     events: Option<Arc<Listener>>,
+    /// Where cycles and rescans hand what they announce, when `[notify]` has sinks.
+    notifier: Option<Notifier>,
+    /// The dependencies' health across cycles, for `unhealthy` notifications.
+    health: std::sync::Mutex<Health>,
 }
 
 impl Daemon {
@@ -136,7 +145,29 @@ impl Daemon {
             rescan_lock: Arc::new(Mutex::new(())),
             max_age,
             events: None,
+            notifier: None,
+            health: std::sync::Mutex::new(Health::new(3)),
         }
+    }
+
+    /// Send what cycles and rescans announce to `routes` (the `[notify]` sinks), each change
+    /// once (recorded in the ledger first), outside the reconcile path.
+    #[must_use]
+    pub fn with_notifications(mut self, routes: Vec<Route>) -> Self {
+        let (after, attempts) = self
+            .cfg
+            .notify
+            .as_ref()
+            .map_or((3, 5), |n| (n.unhealthy_after, n.attempts));
+        self.health = std::sync::Mutex::new(Health::new(after));
+        self.notifier = Some(Notifier::start(
+            routes,
+            self.engine.ports().ledger.clone(),
+            self.clock.clone(),
+            self.metrics.notify.clone(),
+            attempts,
+        ));
+        self
     }
 
     /// Listen to `queue` for ECR and Inspector events, each waking only its services.
@@ -311,6 +342,15 @@ impl Daemon {
         self.metrics
             .set_max_cycle_age_secs(self.max_age.saturating_add(verifying.unwrap_or(i64::MAX)));
         log_calls(&calls);
+        if let Some(notifier) = &self.notifier {
+            if let Ok(reports) = &result {
+                notifier.submit(crate::notify::of_cycle(reports, &self.cfg.argocd.url));
+            }
+            let observed = self.health.lock().map(|mut h| h.observe(&calls));
+            if let Ok(observed) = observed {
+                notifier.observed(observed);
+            }
+        }
         scope.is_none()
     }
 
@@ -375,6 +415,9 @@ impl Daemon {
                     "rescan finished"
                 );
                 self.metrics.rescan.record(Some(r), now);
+                if let Some(notifier) = &self.notifier {
+                    notifier.submit(crate::notify::of_rescan(r));
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "rescan failed");

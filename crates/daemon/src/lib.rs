@@ -38,6 +38,7 @@ pub mod engine;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod ports;
 pub mod report;
 pub mod secret;

@@ -368,6 +368,56 @@ impl EventMetrics {
     }
 }
 
+/// Labels of a notification's outcome at one sink.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub sink: String,
+    pub event: String,
+    pub result: String,
+}
+
+/// Labels of one sink.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+}
+
+/// The notifications' metrics (`[notify]`).
+#[derive(Clone, Default)]
+pub struct NotifyMetrics {
+    /// Per sink and event: `sent`, `failed` (every attempt failed, or the sink refused it),
+    /// `dropped` (never tried: the ledger could not record it, or the queue was full).
+    pub notifications: Family<NotificationLabels, Counter>,
+    /// Delivery attempts after a failed one, per sink.
+    pub retries: Family<SinkLabels, Counter>,
+}
+
+impl NotifyMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "notifications",
+            "Notifications per sink and event, by result (sent, failed after every attempt, dropped unsent)",
+            self.notifications.clone(),
+        );
+        registry.register(
+            "notification_retries",
+            "Notification delivery attempts that retried a failed one, per sink",
+            self.retries.clone(),
+        );
+    }
+
+    /// Count a notification's `result` at `sink`.
+    pub fn count(&self, sink: &str, event: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                sink: sink.to_owned(),
+                event: event.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+}
+
 /// What `/readyz` answers from.
 #[derive(Default)]
 pub struct Readiness {
@@ -403,6 +453,7 @@ pub struct Metrics {
     pub last_success: Gauge<i64, AtomicI64>,
     pub rescan: RescanMetrics,
     pub events: EventMetrics,
+    pub notify: NotifyMetrics,
     pub ready: Readiness,
     /// How long after the last finished cycle `/readyz` still passes; grows with the longest
     /// health timeout of the policy, since a cycle verifies merges inline.
@@ -446,6 +497,7 @@ impl Metrics {
             last_success: Gauge::default(),
             rescan: RescanMetrics::new(&mut registry),
             events: EventMetrics::default(),
+            notify: NotifyMetrics::default(),
             ready: Readiness::default(),
             max_cycle_age_secs: AtomicI64::new(max_cycle_age_secs),
             max_cycle_age: Gauge::default(),
@@ -455,6 +507,7 @@ impl Metrics {
         };
         let mut r = m.registry;
         m.events.register(&mut r);
+        m.notify.register(&mut r);
         r.register("cycles", "Reconcile cycles by result", m.cycles.clone());
         r.register_with_unit(
             "cycle_duration",
@@ -742,6 +795,7 @@ mod tests {
         EnvReport {
             service: "user_service".into(),
             environment: env.into(),
+            application: "user-service-dev".into(),
             deployed: None,
             decision,
             action,
@@ -840,15 +894,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_metric_the_shipped_prometheus_rules_query_is_exported() {
-        let rules = include_str!("../../../helm/tugboat/files/prometheus-rules.yaml");
+    /// What `/metrics` exports after a cycle that deployed, rolled back, awaited an approval
+    /// and failed a step, a rescan, event-queue traffic and a write budget: the `# TYPE`
+    /// names (families, without `_total`).
+    fn exported_families() -> (BTreeSet<String>, String) {
+        #[derive(Debug)]
+        struct Writes;
+        impl crate::telemetry::Budget for Writes {
+            fn system(&self) -> &'static str {
+                "github"
+            }
+            fn remaining(&self) -> Vec<(&'static str, usize)> {
+                vec![("minute", 80), ("hour", 500)]
+            }
+            fn waiting(&self) -> usize {
+                0
+            }
+        }
         // As after a first call (the API counters are created by the adapters' calls).
         let api = ApiMetrics::default();
         api.call("github", "pulls/list");
         api.error("github", "pulls/list");
+        api.retry("github", "pulls/list");
+        api.watch_budget(std::sync::Arc::new(Writes));
         let m = Metrics::new(600, &api);
-        // A cycle that deployed, rolled back, awaited an approval and failed a step; a rescan.
         let now = chrono::Utc::now();
         let timing = crate::engine::Timing {
             verified_at: now,
@@ -886,41 +955,152 @@ mod tests {
             },
             Action::Failed { error: failed },
         ];
-        let reports: Vec<EnvReport> = actions
+        let mut reports: Vec<EnvReport> = actions
             .into_iter()
             .map(|a| {
                 let nothing = Decision::NoCandidate { reason: "-".into() };
                 report("dev", nothing, a)
             })
             .collect();
+        // And a PR opened for a candidate, and a candidate the gate refused.
+        let candidate = Candidate {
+            tag: Tag::parse("1.2.0").unwrap(),
+            digest: Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap(),
+            pushed_at: now - chrono::Duration::seconds(60),
+        };
+        let promote = Decision::Promote {
+            from: None,
+            to: candidate.clone(),
+        };
+        let opened = Action::Opened {
+            number: 4,
+            url: String::new(),
+        };
+        reports.push(report("staging", promote, opened));
+        let refused = Decision::Blocked {
+            candidate,
+            reasons: vec!["1 CRITICAL".into()],
+        };
+        let mut blocked = report("prod", refused, Action::None);
+        blocked.rejected = Some(vec![Severity::Critical]);
+        reports.push(blocked);
         m.record_cycle(Ok(&reports), true, Duration::ZERO, &api.snapshot(), now);
-        m.rescan.record(None, now.timestamp());
+        let rescan = crate::engine::rescan::RescanReport {
+            scan_type: crate::ports::ScanType::Basic,
+            services: vec![],
+            images: 3,
+            scans_started: 3,
+            already_scanned_today: 0,
+            new_findings: [(Severity::High, 1)].into(),
+            duration: Duration::from_secs(40),
+        };
+        m.rescan.record(Some(&rescan), now.timestamp());
+        m.events.outcome("wake");
+        m.notify.count("slack", "promoted", "sent");
         let text = m.encode();
-        let exported: BTreeSet<&str> = text
+        let exported = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
             .collect();
-        let mut queried: BTreeSet<&str> = BTreeSet::new();
-        for (i, _) in rules.match_indices("tugboat_") {
-            let rest = &rules[i..];
+        (exported, text)
+    }
+
+    /// Every `tugboat_…` metric name in `text`, but the recording rules' own names
+    /// (`environment:tugboat_…:…`).
+    fn queried_metrics(text: &str) -> BTreeSet<&str> {
+        let mut queried = BTreeSet::new();
+        for (i, _) in text.match_indices("tugboat_") {
+            let rest = &text[i..];
             let end = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(rest.len());
-            // Not a recording rule's own name (`environment:tugboat_…:…`), nor `tugboat_*`.
-            if !rules[..i].ends_with(':') && end > "tugboat_".len() {
+            if !text[..i].ends_with(':') && end > "tugboat_".len() {
                 queried.insert(&rest[..end]);
             }
         }
-        assert!(queried.len() >= 10, "{queried:?}");
-        for name in &queried {
+        queried
+    }
+
+    fn assert_exported(what: &str, queried: &BTreeSet<&str>) {
+        let (exported, text) = exported_families();
+        for name in queried {
             let family = ["_total", "_bucket", "_sum", "_count"]
                 .iter()
                 .find_map(|suffix| name.strip_suffix(suffix))
                 .unwrap_or(name);
             assert!(
-                exported.contains(name) || exported.contains(family),
-                "the rules query {name}, which /metrics does not export:\n{text}"
+                exported.contains(*name) || exported.contains(family),
+                "{what} queries {name}, which /metrics does not export:\n{text}"
+            );
+        }
+    }
+
+    const DASHBOARD: &str = include_str!("../../../helm/tugboat/files/grafana-dashboard.json");
+
+    #[test]
+    fn every_metric_the_shipped_prometheus_rules_query_is_exported() {
+        let rules = include_str!("../../../helm/tugboat/files/prometheus-rules.yaml");
+        let queried = queried_metrics(rules);
+        assert!(queried.len() >= 10, "{queried:?}");
+        assert_exported("the rules", &queried);
+    }
+
+    #[test]
+    fn every_metric_the_shipped_grafana_dashboard_queries_is_exported() {
+        let queried = queried_metrics(DASHBOARD);
+        assert!(queried.len() >= 20, "{queried:?}");
+        assert_exported("the dashboard", &queried);
+    }
+
+    #[test]
+    fn the_grafana_dashboard_is_one_file_whose_panels_fit_and_use_the_chosen_data_source() {
+        assert_eq!(
+            DASHBOARD,
+            include_str!("../../../manifests/grafana-dashboard.json"),
+            "manifests/grafana-dashboard.json must be a copy of the chart's"
+        );
+        let d: serde_json::Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+        assert_eq!(d["uid"], "tugboat-overview");
+        let panels = d["panels"].as_array().expect("panels");
+        let mut ids = BTreeSet::new();
+        let mut queries = 0;
+        for p in panels {
+            let title = p["title"].as_str().expect("every panel has a title");
+            assert!(ids.insert(p["id"].as_u64()), "{title}: a second panel id");
+            let (x, w) = (&p["gridPos"]["x"], &p["gridPos"]["w"]);
+            let right = x.as_u64().unwrap_or(99) + w.as_u64().unwrap_or(99);
+            assert!(right <= 24, "{title}: past Grafana's 24 columns");
+            if p["type"] == "row" {
+                continue;
+            }
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
+            let targets = p["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{title}: no query");
+            for t in targets {
+                assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}");
+                let expr = t["expr"].as_str().expect("expr");
+                assert!(expr.contains("tugboat_"), "{title}: {expr}");
+                queries += 1;
+            }
+        }
+        assert!(queries >= 25, "{queries} queries");
+        // What the issue asks to see, by the metric that shows it.
+        for wanted in [
+            "tugboat_promotions_total",
+            "tugboat_gate_rejections_total",
+            "tugboat_lead_time_seconds_bucket",
+            "tugboat_deployments_total",
+            "tugboat_rollbacks_total",
+            "tugboat_time_to_restore_seconds_bucket",
+            "tugboat_api_calls_total",
+            "tugboat_api_errors_total",
+            "tugboat_rescan_new_findings_total",
+        ] {
+            assert!(
+                DASHBOARD.contains(wanted),
+                "the dashboard never shows {wanted}"
             );
         }
     }

@@ -141,6 +141,22 @@ pub struct QueuedMessage {
     pub body: String,
 }
 
+/// Where notifications go (a Slack incoming webhook, a signed JSON webhook): the daemon's,
+/// outside the reconcile path.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// The sink's name in the configuration (errors, logs, metric labels).
+    fn name(&self) -> &str;
+    /// Deliver `n` once. `id` names the delivery (the same on every attempt); `now` is the
+    /// attempt's time (a webhook signs it).
+    async fn send(
+        &self,
+        n: &crate::domain::notify::Notification,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<()>;
+}
+
 /// Where ECR and Inspector events arrive (an SQS queue fed by EventBridge rules).
 #[async_trait]
 pub trait EventQueue: Send + Sync {
@@ -235,6 +251,11 @@ pub trait Ledger: Send + Sync {
         what: &str,
         ttl: std::time::Duration,
     ) -> PortResult<bool>;
+    /// Record, for each `(key, change)`, that `change` of the state `key` was announced:
+    /// `true` for each one recorded now, `false` for one the ledger already holds (announced
+    /// before, by this tugboat before a restart or by another replica). Atomic like `claim`:
+    /// of two replicas announcing the same change, exactly one gets `true`.
+    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>>;
 }
 
 /// A lease as read, with the version a write must name (optimistic concurrency).

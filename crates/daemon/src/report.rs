@@ -430,6 +430,7 @@ mod tests {
         let rows = vec![EnvReport {
             service: "user_service".into(),
             environment: "dev".into(),
+            application: "user-service-dev".into(),
             deployed: None,
             decision: Decision::BlockedByPolicy {
                 reason: reason.clone(),
@@ -468,6 +469,7 @@ mod tests {
         let row = |environment: &str, decision, approvals| EnvReport {
             service: "user_service".into(),
             environment: environment.into(),
+            application: "user-service-dev".into(),
             deployed: None,
             decision,
             action: Action::None,

@@ -10,6 +10,7 @@ pub mod github_app;
 mod github_data;
 mod github_wire;
 pub mod kube;
+pub mod sinks;
 pub mod sqs;
 
 use std::net::SocketAddr;
@@ -115,6 +116,9 @@ pub struct Sandbox {
     pub aws_url: String,
     pub github_url: String,
     pub argocd_url: String,
+    /// The notification sinks (Slack-compatible and webhook) and where they listen.
+    pub sinks: sinks::Sinks,
+    pub sinks_url: String,
     pub github_token: String,
     pub argocd_token: String,
     pub fleet: Fleet,
@@ -210,9 +214,11 @@ impl Sandbox {
         let argo = argocd::ArgoCd::new(gh.clone(), &argocd_token, opts.sync_delay);
         let aws = aws::Aws::with_clock(clock.clone());
         let lo: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let sinks = sinks::Sinks::new(&token("hook"), clock.clone());
         let (aws_url, t1) = serve(aws.router(), lo).await?;
-        let (github_url, t2) = serve(gh.router(), lo).await?;
+        let (github_url, t2) = serve(gh.router().merge(sinks.inspect_router()), lo).await?;
         let (argocd_url, t3) = serve(argo.router(), lo).await?;
+        let (sinks_url, t4) = serve(sinks.router(), lo).await?;
         let sb = Self {
             aws,
             github: gh,
@@ -220,17 +226,26 @@ impl Sandbox {
             aws_url,
             github_url,
             argocd_url,
+            sinks,
+            sinks_url,
             github_token,
             argocd_token,
             fleet: opts.fleet,
             clock,
             dir,
-            tasks: vec![t1, t2, t3],
+            tasks: vec![t1, t2, t3, t4],
         };
         sb.seed();
         sb.aws.emit_events();
         std::fs::write(sb.dir.path().join("github-token"), &sb.github_token)?;
         std::fs::write(sb.dir.path().join("argocd-token"), &sb.argocd_token)?;
+        let slack_url = format!("{}{}", sb.sinks_url, sinks::SLACK_HOOK);
+        std::fs::write(sb.dir.path().join("slack-webhook-url"), slack_url)?;
+        std::fs::write(
+            sb.dir.path().join("webhook-url"),
+            format!("{}/webhook", sb.sinks_url),
+        )?;
+        std::fs::write(sb.dir.path().join("webhook-secret"), sb.sinks.secret())?;
         std::fs::write(
             sb.dir.path().join("github-app.pem"),
             sb.github.app.private_key_pem(),
@@ -311,6 +326,17 @@ poll_interval = "200ms"
 [events]
 queue_url = "{queue}"
 
+# Notifications: the stand-ins' Slack incoming webhook and signed JSON webhook (what they
+# received: GET {gh}/_sandbox/notifications). URLs are secrets, read from files.
+[notify.sinks.slack]
+kind = "slack"
+url = {{ file = "{slack}" }}
+
+[notify.sinks.webhook]
+kind = "webhook"
+url = {{ file = "{hook}" }}
+secret = {{ file = "{hook_secret}" }}
+
 [engine]
 interval = "10s"
 workdir = "{work}"
@@ -332,6 +358,9 @@ wait = "30s"
             argo = self.argocd_url,
             ghtok = self.dir.path().join("github-token").display(),
             argotok = self.dir.path().join("argocd-token").display(),
+            slack = self.dir.path().join("slack-webhook-url").display(),
+            hook = self.dir.path().join("webhook-url").display(),
+            hook_secret = self.dir.path().join("webhook-secret").display(),
             work = workdir.display(),
         );
         for (svc, style) in &self.fleet.services {
@@ -367,8 +396,14 @@ wait = "30s"
     /// Where the stand-ins listen, one per line.
     pub fn endpoints(&self) -> String {
         format!(
-            "  AWS (ECR + SSM + SQS): {}   (POST / with X-Amz-Target; seed images at /_sandbox/ecr/images; push events on the queue tugboat-events)\n  GitHub REST:      {}   (PRs: /_sandbox/pulls; git: {}/git/salon/salon-gitops.git)\n  Argo CD:          {}   (mark a crashing image: POST /_sandbox/crashing)\n",
-            self.aws_url, self.github_url, self.github_url, self.argocd_url
+            "  AWS (ECR + SSM + SQS): {}   (POST / with X-Amz-Target; seed images at /_sandbox/ecr/images; push events on the queue tugboat-events)\n  GitHub REST:      {}   (PRs: /_sandbox/pulls; git: {}/git/salon/salon-gitops.git)\n  Argo CD:          {}   (mark a crashing image: POST /_sandbox/crashing)\n  Notifications:    {}   (Slack: {}; webhook: /webhook; received: GET {}/_sandbox/notifications)\n",
+            self.aws_url,
+            self.github_url,
+            self.github_url,
+            self.argocd_url,
+            self.sinks_url,
+            sinks::SLACK_HOOK,
+            self.github_url
         )
     }
 }

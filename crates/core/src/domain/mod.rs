@@ -13,6 +13,7 @@ pub mod hold;
 pub mod image;
 pub mod lease;
 pub mod merge;
+pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod promotion;

@@ -746,11 +746,25 @@ impl GitOpsRepo for Git {
     }
 }
 
-/// The branch where replicas claim work: `schedules.json` (scheduled slots) and
-/// `claims.json` (the opening of promotion PRs), one commit per claim.
+/// The branch where replicas claim work: `schedules.json` (scheduled slots),
+/// `claims.json` (the opening of promotion PRs) and `announced.json` (the last change of each
+/// state that notifications announced), one commit per claim.
 pub const LEDGER_BRANCH: &str = "tugboat-ledger";
 const LEDGER_FILE: &str = "schedules.json";
 const CLAIMS_FILE: &str = "claims.json";
+const ANNOUNCED_FILE: &str = "announced.json";
+
+/// The change a state's notifications last announced, and when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Announced {
+    change: String,
+    at: DateTime<Utc>,
+}
+
+/// Announcements not renewed for this long are dropped when the ledger is written (a removed
+/// service's, a system that recovered long ago), so the file stays the fleet's size; a change
+/// seen again after that long is announced again.
+const ANNOUNCED_KEPT_FOR: chrono::Duration = chrono::Duration::days(90);
 /// How often a claim is tried again when another replica moved the ledger in between (for
 /// another key: the ledger is one ref, so any claim moves it).
 const CAS_ATTEMPTS: usize = 5;
@@ -778,6 +792,7 @@ struct LedgerState {
     head: Option<Oid>,
     schedules: LedgerMap,
     claims: ClaimMap,
+    announced: std::collections::BTreeMap<String, Announced>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned + Default>(
@@ -812,6 +827,7 @@ fn read_ledger(repo: &Repository) -> PortResult<LedgerState> {
         head: Some(commit.id()),
         schedules: read_json(repo, &tree, LEDGER_FILE)?,
         claims: read_json(repo, &tree, CLAIMS_FILE)?,
+        announced: read_json(repo, &tree, ANNOUNCED_FILE)?,
     })
 }
 
@@ -834,6 +850,10 @@ fn commit_ledger(
         .map_err(ledger)?;
     if !state.claims.is_empty() {
         tree.insert(CLAIMS_FILE, json_blob(repo, &state.claims)?, 0o100644)
+            .map_err(ledger)?;
+    }
+    if !state.announced.is_empty() {
+        tree.insert(ANNOUNCED_FILE, json_blob(repo, &state.announced)?, 0o100644)
             .map_err(ledger)?;
     }
     let tree = repo
@@ -1001,6 +1021,43 @@ impl Ledger for Git {
                 state.claims.insert(key.clone(), claim);
                 Some(format!("{key}: {} opens the PR of \"{what}\"", me.replica))
             })
+        })
+        .await
+    }
+
+    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
+        let changes = changes.to_vec();
+        self.blocking(move |repo, me| {
+            let now = me.clock.now();
+            let fresh = std::cell::RefCell::new(vec![false; changes.len()]);
+            claim_in_ledger(repo, me, &|state| {
+                let mut fresh = fresh.borrow_mut();
+                for (i, (key, change)) in changes.iter().enumerate() {
+                    let known = state
+                        .announced
+                        .get(key)
+                        .is_some_and(|a| &a.change == change);
+                    fresh[i] = !known;
+                }
+                let n = fresh.iter().filter(|f| **f).count();
+                if n == 0 {
+                    return None;
+                }
+                state
+                    .announced
+                    .retain(|_, a| now - a.at < ANNOUNCED_KEPT_FOR);
+                for (i, (key, change)) in changes.iter().enumerate() {
+                    if fresh[i] {
+                        let at = now;
+                        let change = change.clone();
+                        state
+                            .announced
+                            .insert(key.clone(), Announced { change, at });
+                    }
+                }
+                Some(format!("announce {n} change(s): {}", changes[0].0))
+            })?;
+            Ok(fresh.into_inner())
         })
         .await
     }

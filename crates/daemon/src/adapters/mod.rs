@@ -7,5 +7,6 @@ mod git_http;
 pub mod github;
 pub mod github_app;
 pub mod lease;
+pub mod notify;
 pub mod sqs;
 pub mod ssm;

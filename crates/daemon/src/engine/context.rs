@@ -52,6 +52,7 @@ impl EnvCtx<'_> {
         EnvReport {
             service: self.svc.name.clone(),
             environment: self.env.name.clone(),
+            application: self.app.to_owned(),
             deployed: None,
             decision: Decision::NoCandidate {
                 reason: String::new(),

@@ -110,6 +110,8 @@ struct State {
     ledger: HashMap<String, DateTime<Utc>>,
     /// Branch → (change, when) of the PR-opening claims.
     claims: HashMap<String, (String, DateTime<Utc>)>,
+    /// The last change announced per state key (the ledger's `announced.json`).
+    announced: HashMap<String, String>,
     /// Whether the claims on record are another replica's (a test sets it).
     foreign_claims: bool,
     calls: BTreeMap<&'static str, usize>,
@@ -434,6 +436,20 @@ impl Ledger for World {
                 s.claims.insert(key.to_owned(), (what.to_owned(), now));
                 true
             }
+        }))
+    }
+
+    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
+        self.call("announce")?;
+        Ok(self.with(|s| {
+            changes
+                .iter()
+                .map(|(key, change)| {
+                    let known = s.announced.get(key) == Some(change);
+                    s.announced.insert(key.clone(), change.clone());
+                    !known
+                })
+                .collect()
         }))
     }
 
@@ -1023,4 +1039,97 @@ pub fn push_event(
         time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         digest.as_str()
     )
+}
+
+/// A notification sink in memory: what it was sent (with each delivery's id and time), and
+/// failures or a slow answer on demand.
+#[derive(Default)]
+pub struct FakeSink {
+    pub name: String,
+    sent: Mutex<Vec<(crate::domain::notify::Notification, String)>>,
+    attempts: std::sync::atomic::AtomicUsize,
+    /// The next this many attempts fail with this kind.
+    failing: Mutex<(usize, Option<ErrorKind>)>,
+    /// Each attempt takes this long (paused time).
+    delay: Mutex<std::time::Duration>,
+}
+
+impl FakeSink {
+    pub fn named(name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_owned(),
+            ..Self::default()
+        })
+    }
+
+    pub fn fail_next(&self, times: usize, kind: ErrorKind) {
+        *self.failing.lock().unwrap() = (times, Some(kind));
+    }
+
+    pub fn slow(&self, by: std::time::Duration) {
+        *self.delay.lock().unwrap() = by;
+    }
+
+    /// What was delivered, oldest first.
+    pub fn sent(&self) -> Vec<crate::domain::notify::Notification> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The kinds delivered, oldest first, as `kind service/env`.
+    pub fn log(&self) -> Vec<String> {
+        self.sent()
+            .iter()
+            .map(|n| {
+                let env = n.environment.as_deref().unwrap_or("-");
+                let svc = n.service.as_deref().unwrap_or("-");
+                format!("{} {svc}/{env}", n.kind)
+            })
+            .collect()
+    }
+
+    /// Attempts, delivered or not.
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl crate::ports::Sink for FakeSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(
+        &self,
+        n: &crate::domain::notify::Notification,
+        id: &str,
+        _now: DateTime<Utc>,
+    ) -> PortResult<()> {
+        self.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        {
+            let mut f = self.failing.lock().unwrap();
+            if f.0 > 0 {
+                f.0 -= 1;
+                let kind = f.1.unwrap_or(ErrorKind::Transient);
+                return Err(PortError::new(
+                    "webhook",
+                    "send",
+                    kind,
+                    format!("sink '{}': failing as asked", self.name),
+                ));
+            }
+        }
+        self.sent.lock().unwrap().push((n.clone(), id.to_owned()));
+        Ok(())
+    }
 }

@@ -203,6 +203,8 @@ pub struct Timing {
 pub struct EnvReport {
     pub service: String,
     pub environment: String,
+    /// The environment's Argo CD application (the policy's, else the configured one).
+    pub application: String,
     pub deployed: Option<String>,
     pub decision: Decision,
     pub action: Action,
@@ -671,6 +673,7 @@ impl EnvReport {
         Self {
             service: svc.name.clone(),
             environment: env.name.clone(),
+            application: env.argocd_application.clone(),
             deployed: None,
             decision,
             action: Action::Failed {

@@ -140,6 +140,10 @@ mod tests {
         async fn claim_change(&self, _: &str, _: &str, _: std::time::Duration) -> PortResult<bool> {
             Ok(true) // the scheduler claims no PR
         }
+        async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
+            // The scheduler announces nothing; a ledger that never heard of a change says so.
+            Ok(vec![true; changes.len()])
+        }
     }
 
     fn utc(s: &str) -> DateTime<Utc> {

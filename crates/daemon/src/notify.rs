@@ -1,0 +1,973 @@
+//! Notifications, outside the reconcile path: what a cycle's reports, a rescan and the
+//! dependencies' health say (`of_cycle`, `of_rescan`, [`Health`]), recorded in the ledger and
+//! then delivered to every sink whose filter admits it ([`Notifier`]).
+//!
+//! - **At most once per change.** A notification names its state (`key`) and the change
+//!   (`change`: the merge, the candidate, the PR head…). Before anything is sent, the change
+//!   is recorded in the ledger (`announced.json` on the GitOps repository's ledger branch),
+//!   and only a change the ledger did not hold yet is delivered; so a restart, or a second
+//!   replica, never announces it again. A change recorded and then lost to a crash before
+//!   its delivery is not sent (at most once, never twice).
+//! - **Never in the way.** The run loop hands notifications over without waiting
+//!   ([`Notifier::submit`]); the ledger writes and the deliveries run in tasks of their own,
+//!   one per sink, so a slow or failing sink delays neither the cycles nor the other sinks.
+//!   A delivery is tried `attempts` times, 1 s, 2 s, 4 s… (at most a minute) apart, and a
+//!   sink's refusal (a 4xx but 408 and 429, a redirect) ends it at once; each outcome is
+//!   counted in `tugboat_notifications_total{sink,event,result}`.
+//! - **Tugboat's own health** has no system of record but the ledger, which a failing GitHub
+//!   can make unwritable: an `unhealthy` notification the ledger cannot record is still sent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use crate::clock::Clock;
+use crate::domain::notify::{Filter, Kind, Link, Notification, advisories_in};
+use crate::domain::plan::Decision;
+use crate::engine::rescan::RescanReport;
+use crate::engine::{Action, EnvReport, Verification};
+use crate::metrics::NotifyMetrics;
+use crate::ports::{ErrorKind, Ledger, PortResult, Sink};
+use crate::telemetry::ApiCounts;
+
+/// Batches waiting for the ledger; more are dropped (and counted) rather than waited for.
+const BATCHES_QUEUED: usize = 64;
+/// Deliveries waiting per sink.
+const DELIVERIES_QUEUED: usize = 256;
+/// How many states' last announced change is kept in memory (the fleet's size, bounded).
+const KNOWN_ENTRIES: usize = 16_384;
+/// Ledger attempts per batch.
+const LEDGER_ATTEMPTS: u32 = 3;
+/// The longest pause between two delivery attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What a cycle's reports announce: promotions verified Healthy, gate refusals of a
+/// candidate, promotions awaiting approval (per PR head), rollbacks, and holds.
+pub fn of_cycle(reports: &[EnvReport], argocd_url: &str) -> Vec<Notification> {
+    reports
+        .iter()
+        .filter_map(|r| {
+            let mut n = of_report(r)?;
+            n.application = Some(Link {
+                title: "Argo CD".into(),
+                url: format!(
+                    "{}/applications/{}",
+                    argocd_url.trim_end_matches('/'),
+                    r.application
+                ),
+            });
+            Some(n)
+        })
+        .collect()
+}
+
+fn of_report(r: &EnvReport) -> Option<Notification> {
+    let new =
+        |kind, change: String| Notification::new(kind, &r.service, Some(&r.environment), change);
+    let pr = |title: &str, url: &str| {
+        (!url.is_empty()).then(|| Link {
+            title: title.to_owned(),
+            url: url.to_owned(),
+        })
+    };
+    let candidate = r.decision.candidate().map(|c| c.tag.to_string());
+    let from = match &r.decision {
+        Decision::Promote { from, .. } => from.as_deref().map(version),
+        _ => r.deployed.clone(),
+    };
+    let mut n = match (&r.action, &r.decision) {
+        (
+            Action::Merged {
+                number,
+                url,
+                sha,
+                verification: v @ Verification::Healthy { .. },
+                timing,
+            },
+            _,
+        ) => {
+            let mut n = new(Kind::Promoted, format!("#{number} {sha}"));
+            n.reason = v.summary();
+            if let Some(since) = timing.since {
+                let lead = (timing.verified_at - since).num_seconds().max(0);
+                n.reason = format!("{}; pushed → Healthy in {}", n.reason, span(lead));
+            }
+            n.pr = pr(&format!("PR #{number}"), url);
+            n.to = candidate.or_else(|| r.deployed.clone());
+            n.from = from.filter(|f| Some(f) != n.to.as_ref());
+            n
+        }
+        (
+            Action::RolledBack {
+                bad,
+                number,
+                url,
+                verification,
+                ..
+            },
+            _,
+        ) => {
+            let mut n = new(Kind::RolledBack, format!("#{number}"));
+            n.reason = format!(
+                "#{bad} was marked bad and #{number} reverted it: {}",
+                verification.summary()
+            );
+            n.pr = pr(&format!("Revert PR #{number}"), url);
+            n
+        }
+        (
+            Action::AwaitingApproval {
+                number,
+                url,
+                approvals,
+                since,
+            },
+            _,
+        ) => {
+            // The head's commit time, to the second as git keeps it: the same head read
+            // back after a restart is the same change.
+            let mut n = new(
+                Kind::AwaitingApproval,
+                format!("#{number} head of {}", since.timestamp()),
+            );
+            let from_whom = if approvals.from.is_empty() {
+                "anyone with write access".to_owned()
+            } else {
+                approvals.from.join(", ")
+            };
+            let missing = approvals
+                .missing()
+                .unwrap_or(approvals.needed.max(1) as usize);
+            n.reason = format!(
+                "needs {missing} more approval(s) from {from_whom}: comment /approve on the PR"
+            );
+            n.pr = pr(&format!("PR #{number}"), url);
+            n.to = candidate;
+            n.from = from;
+            n
+        }
+        (action, Decision::Held { hold, .. }) => {
+            let mut n = new(
+                Kind::Held,
+                format!("{} since {}", hold.cause.as_str(), hold.since.to_rfc3339()),
+            );
+            n.reason = format!(
+                "{} Nothing is promoted here until an approver comments /resume.",
+                hold.detail
+            );
+            n.pr = match action {
+                Action::EnvironmentHeld { issue, url, .. } => {
+                    pr(&format!("Hold issue #{issue}"), url)
+                }
+                Action::Held { number, url, .. } => pr(&format!("PR #{number}"), url),
+                _ => None,
+            };
+            n.from = hold.deployed.clone();
+            n
+        }
+        (
+            _,
+            Decision::Blocked {
+                candidate: c,
+                reasons,
+            },
+        ) if r.rejected.is_some() => {
+            let mut n = new(Kind::Blocked, format!("{}@{}", c.tag, c.digest));
+            n.reason = reasons.join("; ");
+            n.advisories = advisories_in(&n.reason);
+            n.to = Some(c.tag.to_string());
+            n.from = r.deployed.clone();
+            n
+        }
+        _ => return None,
+    };
+    if n.reason.is_empty() {
+        n.reason = r.decision.to_string();
+    }
+    Some(n)
+}
+
+/// The version part of a deployed reference: `…/user_service:1.0.0` → `1.0.0`,
+/// `…/api@sha256:…` → `@sha256:…`.
+fn version(reference: &str) -> String {
+    let tail = reference.rsplit('/').next().unwrap_or(reference);
+    match tail.find([':', '@']) {
+        Some(i) if tail[i..].starts_with(':') => tail[i + 1..].to_owned(),
+        Some(i) => tail[i..].to_owned(),
+        None => tail.to_owned(),
+    }
+}
+
+/// `95s` → `1m 35s`.
+fn span(secs: i64) -> String {
+    humantime::format_duration(Duration::from_secs(secs.unsigned_abs())).to_string()
+}
+
+/// What a rescan announces: each service whose deployed images have findings that are new
+/// since the last rescan, once per set of new findings.
+pub fn of_rescan(report: &RescanReport) -> Vec<Notification> {
+    report
+        .services
+        .iter()
+        .filter_map(|s| {
+            let new: Vec<String> = s
+                .rows
+                .iter()
+                .filter(|r| r.in_scope && !r.new.is_empty())
+                .map(|r| {
+                    format!(
+                        "{} in {} ({})",
+                        r.new.join(", "),
+                        r.deployed.environment,
+                        r.deployed.reference
+                    )
+                })
+                .collect();
+            if new.is_empty() {
+                return None;
+            }
+            let ids: std::collections::BTreeSet<&str> = s
+                .rows
+                .iter()
+                .filter(|r| r.in_scope)
+                .flat_map(|r| r.new.iter().map(String::as_str))
+                .collect();
+            let change = digest_of(&ids.iter().copied().collect::<Vec<_>>().join(","));
+            let mut n = Notification::new(Kind::NewFindings, &s.service, None, change);
+            n.reason = new.join("\n");
+            n.advisories = advisories_in(&n.reason);
+            n.pr = match &s.issue {
+                crate::engine::rescan::IssueAction::Opened { number, url }
+                | crate::engine::rescan::IssueAction::Updated { number, url }
+                | crate::engine::rescan::IssueAction::Unchanged { number, url } => Some(Link {
+                    title: format!("Security issue #{number}"),
+                    url: url.clone(),
+                }),
+                _ => None,
+            };
+            Some(n)
+        })
+        .collect()
+}
+
+/// A short stable digest of `text` (the delivery id, a long change).
+fn digest_of(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
+/// The delivery id of a notification: the same on every attempt, across restarts and
+/// replicas, so that a receiver can drop what it already has.
+pub fn delivery_id(n: &Notification) -> String {
+    digest_of(&format!("{}\n{}", n.key, n.change))
+}
+
+/// The outside systems' health across cycles: a system that failed every call for
+/// `after` cycles in a row is announced `unhealthy` once; its recovery is recorded (not
+/// sent), so that its next failure is a new change.
+#[derive(Debug)]
+pub struct Health {
+    after: u32,
+    /// Per system: failing cycles in a row, and whether the ledger may hold it as failing
+    /// (unknown after a start: `true`, so a recovery is recorded once).
+    systems: HashMap<String, (u32, bool)>,
+}
+
+/// What [`Health::observe`] found: notifications to send, and changes only to record.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub send: Vec<Notification>,
+    pub record: Vec<(String, String)>,
+}
+
+impl Health {
+    pub fn new(after: u32) -> Self {
+        Self {
+            after: after.max(1),
+            systems: HashMap::new(),
+        }
+    }
+
+    /// Look at one cycle's calls.
+    pub fn observe(&mut self, calls: &ApiCounts) -> Observed {
+        let mut by_system: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for (k, c) in calls {
+            let e = by_system.entry(k.system.as_str()).or_default();
+            e.0 += c.calls;
+            e.1 += c.errors;
+        }
+        let mut out = Observed::default();
+        for (system, (calls, errors)) in by_system {
+            if calls == 0 {
+                continue;
+            }
+            let (streak, maybe_failing) =
+                self.systems.entry(system.to_owned()).or_insert((0, true));
+            let failing = errors == calls;
+            let key = format!("{}/{system}", Kind::Unhealthy);
+            if !failing {
+                if *maybe_failing {
+                    out.record.push((key, "ok".to_owned()));
+                }
+                *streak = 0;
+                *maybe_failing = false;
+                continue;
+            }
+            *streak += 1;
+            if *streak == self.after {
+                let mut n = Notification::new(Kind::Unhealthy, system, None, "failing".into());
+                n.reason = format!(
+                    "every call to {system} failed in {} cycles in a row ({errors} of {calls} in the last). /readyz names it; tugboat_api_errors_total says which calls.",
+                    self.after
+                );
+                out.send.push(n);
+                *maybe_failing = true;
+            }
+        }
+        out
+    }
+}
+
+/// One sink with its filter.
+pub struct Route {
+    pub sink: Arc<dyn Sink>,
+    pub filter: Filter,
+}
+
+enum Batch {
+    Announce(Vec<Notification>),
+    Record(Vec<(String, String)>),
+}
+
+/// Hands notifications to the ledger and the sinks' tasks.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: mpsc::Sender<Batch>,
+    sinks: Arc<Vec<(String, Filter)>>,
+    metrics: NotifyMetrics,
+}
+
+/// A sink's queue.
+struct Lane {
+    name: String,
+    filter: Filter,
+    tx: mpsc::Sender<(Arc<Notification>, String)>,
+}
+
+impl Notifier {
+    /// Start the ledger task and one delivery task per sink. They end when every
+    /// `Notifier` clone is dropped (and their queues are drained).
+    pub fn start(
+        routes: Vec<Route>,
+        ledger: Arc<dyn Ledger>,
+        clock: Arc<dyn Clock>,
+        metrics: NotifyMetrics,
+        attempts: u32,
+    ) -> Self {
+        let mut lanes = Vec::new();
+        for route in routes {
+            let (tx, rx) = mpsc::channel(DELIVERIES_QUEUED);
+            lanes.push(Lane {
+                name: route.sink.name().to_owned(),
+                filter: route.filter,
+                tx,
+            });
+            let courier = Courier {
+                sink: route.sink,
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                attempts: attempts.max(1),
+            };
+            tokio::spawn(courier.run(rx));
+        }
+        let sinks = lanes
+            .iter()
+            .map(|l| (l.name.clone(), l.filter.clone()))
+            .collect();
+        let (tx, rx) = mpsc::channel(BATCHES_QUEUED);
+        let recorder = Recorder {
+            ledger,
+            lanes,
+            metrics: metrics.clone(),
+            known: quick_cache::sync::Cache::new(KNOWN_ENTRIES),
+        };
+        tokio::spawn(recorder.run(rx));
+        Self {
+            tx,
+            sinks: Arc::new(sinks),
+            metrics,
+        }
+    }
+
+    /// Announce `notes` (each change at most once); returns at once.
+    pub fn submit(&self, notes: Vec<Notification>) {
+        if notes.is_empty() {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(Batch::Announce(notes))) =
+            self.tx.try_send(Batch::Announce(notes))
+        {
+            tracing::warn!(
+                count = notes.len(),
+                "the notification queue is full; dropping these"
+            );
+            for n in &notes {
+                for (sink, filter) in self.sinks.iter() {
+                    if filter.admits(n) {
+                        self.metrics.count(sink, n.kind.as_str(), "dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Record changes that are not announced (a recovery), so that the next one is new.
+    pub fn record(&self, changes: Vec<(String, String)>) {
+        if !changes.is_empty() {
+            let _ = self.tx.try_send(Batch::Record(changes));
+        }
+    }
+
+    /// Hand over what a cycle's health check found.
+    pub fn observed(&self, o: Observed) {
+        self.submit(o.send);
+        self.record(o.record);
+    }
+}
+
+/// Records changes in the ledger and passes the new ones to the sinks' lanes.
+struct Recorder {
+    ledger: Arc<dyn Ledger>,
+    lanes: Vec<Lane>,
+    metrics: NotifyMetrics,
+    /// The last change recorded per key, as the ledger answered: what is known needs no
+    /// ledger round trip.
+    known: quick_cache::sync::Cache<String, String>,
+}
+
+impl Recorder {
+    async fn run(self, mut rx: mpsc::Receiver<Batch>) {
+        while let Some(batch) = rx.recv().await {
+            let (notes, records) = match batch {
+                Batch::Announce(n) => (n, Vec::new()),
+                Batch::Record(r) => (Vec::new(), r),
+            };
+            self.handle(notes, records).await;
+        }
+    }
+
+    fn is_known(&self, key: &str, change: &str) -> bool {
+        self.known.get(key).is_some_and(|c| c == change)
+    }
+
+    async fn handle(&self, notes: Vec<Notification>, records: Vec<(String, String)>) {
+        // The last word per key; only what some sink takes, and the ledger may not have.
+        let mut wanted: BTreeMap<String, Notification> = BTreeMap::new();
+        for n in notes {
+            if self.lanes.iter().any(|l| l.filter.admits(&n)) && !self.is_known(&n.key, &n.change) {
+                wanted.insert(n.key.clone(), n);
+            }
+        }
+        let wanted: Vec<Notification> = wanted.into_values().collect();
+        let mut changes: Vec<(String, String)> = wanted
+            .iter()
+            .map(|n| (n.key.clone(), n.change.clone()))
+            .collect();
+        changes.extend(records.into_iter().filter(|(k, c)| !self.is_known(k, c)));
+        if changes.is_empty() {
+            return;
+        }
+        match self.announce(&changes).await {
+            Ok(fresh) => {
+                for (key, change) in &changes {
+                    self.known.insert(key.clone(), change.clone());
+                }
+                for (n, fresh) in wanted.into_iter().zip(fresh) {
+                    if fresh {
+                        self.dispatch(n);
+                    } else {
+                        tracing::debug!(key = %n.key, change = %n.change, "announced before (the ledger has it)");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, count = wanted.len(), "the ledger cannot record notifications; they are not sent (an unhealthy one is)");
+                for n in wanted {
+                    if n.kind == Kind::Unhealthy {
+                        self.dispatch(n);
+                    } else {
+                        self.count(&n, "dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
+        let mut attempt = 1;
+        loop {
+            match self.ledger.announce(changes).await {
+                Ok(fresh) => return Ok(fresh),
+                Err(e) if attempt < LEDGER_ATTEMPTS && e.kind != ErrorKind::Rejected => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn count(&self, n: &Notification, result: &str) {
+        for lane in self.lanes.iter().filter(|l| l.filter.admits(n)) {
+            self.metrics.count(&lane.name, n.kind.as_str(), result);
+        }
+    }
+
+    fn dispatch(&self, n: Notification) {
+        let id = delivery_id(&n);
+        tracing::info!(event = n.kind.as_str(), key = %n.key, delivery = %id, "notifying");
+        let n = Arc::new(n);
+        for lane in self.lanes.iter().filter(|l| l.filter.admits(&n)) {
+            if lane.tx.try_send((n.clone(), id.clone())).is_err() {
+                tracing::warn!(sink = %lane.name, "the sink's queue is full; dropping a notification");
+                self.metrics.count(&lane.name, n.kind.as_str(), "dropped");
+            }
+        }
+    }
+}
+
+/// `1s`, `2s`, `4s`… for attempt 1, 2, 3…, at most [`MAX_BACKOFF`].
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(16)).min(MAX_BACKOFF)
+}
+
+/// Delivers one sink's notifications in order, each with its retries.
+struct Courier {
+    sink: Arc<dyn Sink>,
+    clock: Arc<dyn Clock>,
+    metrics: NotifyMetrics,
+    attempts: u32,
+}
+
+impl Courier {
+    async fn run(self, mut rx: mpsc::Receiver<(Arc<Notification>, String)>) {
+        while let Some((n, id)) = rx.recv().await {
+            let result = self.deliver(&n, &id).await;
+            self.metrics
+                .count(self.sink.name(), n.kind.as_str(), result);
+        }
+    }
+
+    async fn deliver(&self, n: &Notification, id: &str) -> &'static str {
+        let sink = self.sink.name();
+        for attempt in 1..=self.attempts {
+            let Err(e) = self.sink.send(n, id, self.clock.now()).await else {
+                tracing::info!(
+                    sink,
+                    event = n.kind.as_str(),
+                    delivery = id,
+                    attempt,
+                    "notification sent"
+                );
+                return "sent";
+            };
+            let refused = matches!(
+                e.kind,
+                ErrorKind::Rejected | ErrorKind::NotFound | ErrorKind::Denied
+            );
+            if refused || attempt == self.attempts {
+                tracing::warn!(sink, event = n.kind.as_str(), delivery = id, attempt, error = %e, "notification not delivered; giving up");
+                return "failed";
+            }
+            tracing::info!(sink, event = n.kind.as_str(), delivery = id, attempt, error = %e, "notification not delivered; retrying");
+            self.metrics
+                .retries
+                .get_or_create(&crate::metrics::SinkLabels {
+                    sink: sink.to_owned(),
+                })
+                .inc();
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        "failed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::domain::gate::Severity;
+    use crate::domain::image::{Digest, Tag};
+    use crate::domain::select::Candidate;
+    use crate::engine::fake::{FakeSink, World};
+    use crate::engine::{Approvals, Timing};
+    use crate::telemetry::ApiMetrics;
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .into()
+    }
+
+    fn candidate(tag: &str) -> Candidate {
+        Candidate {
+            tag: Tag::parse(tag).unwrap(),
+            digest: Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap(),
+            pushed_at: now(),
+        }
+    }
+
+    fn report(env: &str, decision: Decision, action: Action) -> EnvReport {
+        EnvReport {
+            service: "user_service".into(),
+            environment: env.into(),
+            application: format!("user-service-{env}"),
+            deployed: Some("1.0.0".into()),
+            decision,
+            action,
+            policy: vec![],
+            rejected: None,
+            approvals: None,
+        }
+    }
+
+    fn promote(tag: &str) -> Decision {
+        Decision::Promote {
+            from: Some("1.0.0".into()),
+            to: candidate(tag),
+        }
+    }
+
+    fn merged(verification: Verification) -> Action {
+        Action::Merged {
+            number: 7,
+            url: "https://github.example/salon/salon-gitops/pull/7".into(),
+            sha: "abc123".into(),
+            verification,
+            timing: Timing {
+                verified_at: now(),
+                since: Some(now() - chrono::Duration::seconds(95)),
+            },
+        }
+    }
+
+    fn healthy() -> Verification {
+        Verification::Healthy {
+            after: Duration::from_secs(30),
+            automated: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_healthy_merge_is_announced_as_promoted_with_its_versions_and_links() {
+        let notes = of_cycle(
+            &[report("dev", promote("1.1.0"), merged(healthy()))],
+            "https://argocd.example/",
+        );
+        let [n] = notes.as_slice() else {
+            panic!("{notes:?}")
+        };
+        assert_eq!(n.kind, Kind::Promoted);
+        assert_eq!(n.key, "promoted/user_service/dev");
+        assert_eq!(n.change, "#7 abc123");
+        assert_eq!(n.transition().as_deref(), Some("1.0.0 → 1.1.0"));
+        assert_eq!(n.reason, "Healthy after 30.0s; pushed → Healthy in 1m 35s");
+        assert_eq!(n.pr.as_ref().unwrap().title, "PR #7");
+        assert_eq!(
+            n.application.as_ref().unwrap().url,
+            "https://argocd.example/applications/user-service-dev"
+        );
+    }
+
+    #[test]
+    fn a_deployed_reference_is_shown_by_its_version() {
+        assert_eq!(
+            version("123.dkr.ecr.eu-north-1.amazonaws.com/user_service:1.0.0"),
+            "1.0.0"
+        );
+        assert_eq!(version("ghcr.io/a/b:1.0.0@sha256:ab"), "1.0.0@sha256:ab");
+        assert_eq!(version("registry:5000/a/b@sha256:ab"), "@sha256:ab");
+        assert_eq!(version("1.0.0"), "1.0.0");
+    }
+
+    #[test]
+    fn a_failed_merge_and_a_refusal_that_is_not_the_gate_announce_nothing() {
+        let failed = merged(Verification::Failed {
+            reason: "Degraded".into(),
+        });
+        let bad_digest = Decision::Blocked {
+            candidate: candidate("1.1.0"),
+            reasons: vec!["marked bad by #5".into()],
+        };
+        let notes = of_cycle(
+            &[
+                report("dev", promote("1.1.0"), failed),
+                report("prod", bad_digest, Action::None),
+            ],
+            "https://argocd.example",
+        );
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn a_gate_refusal_names_the_candidate_and_links_each_advisory() {
+        let mut r = report(
+            "prod",
+            Decision::Blocked {
+                candidate: candidate("1.1.0"),
+                reasons: vec!["CVE-2024-3094 (CRITICAL) in xz-utils".into()],
+            },
+            Action::None,
+        );
+        r.rejected = Some(vec![Severity::Critical]);
+        let notes = of_cycle(&[r], "https://argocd.example");
+        let n = &notes[0];
+        assert_eq!(n.kind, Kind::Blocked);
+        assert_eq!(n.change, format!("1.1.0@sha256:{}", "b".repeat(64)));
+        assert_eq!(n.transition().as_deref(), Some("1.0.0 → 1.1.0"));
+        assert_eq!(
+            n.advisories[0].url,
+            "https://nvd.nist.gov/vuln/detail/CVE-2024-3094"
+        );
+    }
+
+    #[test]
+    fn a_wait_for_approval_is_one_change_per_pr_head() {
+        let waiting = |since: chrono::DateTime<chrono::Utc>| {
+            let action = Action::AwaitingApproval {
+                number: 9,
+                url: "https://github.example/pull/9".into(),
+                approvals: Approvals {
+                    needed: 2,
+                    given: Some(vec!["alice".into()]),
+                    from: vec!["salon/platform".into()],
+                },
+                since,
+            };
+            of_cycle(&[report("prod", promote("1.1.0"), action)], "https://a")
+        };
+        let first = waiting(now());
+        assert_eq!(first[0].kind, Kind::AwaitingApproval);
+        assert_eq!(
+            first[0].reason,
+            "needs 1 more approval(s) from salon/platform: comment /approve on the PR"
+        );
+        assert_eq!(first[0].change, waiting(now())[0].change, "the same head");
+        let pushed_again = waiting(now() + chrono::Duration::minutes(5));
+        assert_ne!(first[0].change, pushed_again[0].change, "a new head");
+    }
+
+    fn calls(system: &str, calls: u64, errors: u64) -> ApiCounts {
+        let api = ApiMetrics::default();
+        for i in 0..calls {
+            api.call(system, "op");
+            if i < errors {
+                api.error(system, "op");
+            }
+        }
+        api.snapshot()
+    }
+
+    #[test]
+    fn a_system_failing_every_call_for_n_cycles_is_announced_once_and_its_recovery_recorded() {
+        let mut h = Health::new(3);
+        // A start: the first healthy look records "ok" (the ledger may hold an old failure).
+        let o = h.observe(&calls("github", 4, 0));
+        assert_eq!(o.record, [("unhealthy/github".to_owned(), "ok".to_owned())]);
+        assert!(h.observe(&calls("github", 4, 0)).record.is_empty());
+        assert!(h.observe(&calls("github", 4, 4)).send.is_empty());
+        assert!(h.observe(&calls("github", 2, 2)).send.is_empty());
+        let third = h.observe(&calls("github", 3, 3));
+        assert_eq!(third.send.len(), 1);
+        assert_eq!(third.send[0].kind, Kind::Unhealthy);
+        assert_eq!(third.send[0].key, "unhealthy/github");
+        assert!(h.observe(&calls("github", 3, 3)).send.is_empty(), "once");
+        // Some calls succeed: not failing every call, recovered.
+        let o = h.observe(&calls("github", 3, 2));
+        assert_eq!(o.record, [("unhealthy/github".to_owned(), "ok".to_owned())]);
+        assert!(h.observe(&calls("ecr", 0, 0)).send.is_empty());
+    }
+
+    struct Rig {
+        world: Arc<World>,
+        metrics: NotifyMetrics,
+        clock: Arc<dyn Clock>,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(now()));
+            Self {
+                world: World::salon_on(clock.clone()),
+                metrics: NotifyMetrics::default(),
+                clock,
+            }
+        }
+
+        /// A notifier over the rig's ledger (a new one is a restart, or another replica).
+        fn notifier(&self, sinks: &[(&Arc<FakeSink>, Filter)], attempts: u32) -> Notifier {
+            let routes = sinks
+                .iter()
+                .map(|(s, f)| Route {
+                    sink: (*s).clone(),
+                    filter: f.clone(),
+                })
+                .collect();
+            Notifier::start(
+                routes,
+                self.world.clone(),
+                self.clock.clone(),
+                self.metrics.clone(),
+                attempts,
+            )
+        }
+
+        fn count(&self, sink: &str, event: &str, result: &str) -> u64 {
+            self.metrics
+                .notifications
+                .get_or_create(&crate::metrics::NotificationLabels {
+                    sink: sink.into(),
+                    event: event.into(),
+                    result: result.into(),
+                })
+                .get()
+        }
+    }
+
+    fn promoted(change: &str) -> Notification {
+        Notification::new(Kind::Promoted, "user_service", Some("dev"), change.into())
+    }
+
+    async fn settle() {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_change_is_announced_once_across_cycles_restarts_and_replicas() {
+        let rig = Rig::new();
+        let sink = FakeSink::named("slack");
+        let first = rig.notifier(&[(&sink, Filter::default())], 3);
+        first.submit(vec![promoted("#7 abc")]);
+        first.submit(vec![promoted("#7 abc")]);
+        settle().await;
+        assert_eq!(sink.log(), ["promoted user_service/dev"]);
+        assert_eq!(
+            rig.world.calls("announce"),
+            1,
+            "the second is known in memory"
+        );
+        // A restart, or a second replica: the ledger knows it.
+        let second = rig.notifier(&[(&sink, Filter::default())], 3);
+        second.submit(vec![promoted("#7 abc")]);
+        settle().await;
+        assert_eq!(sink.sent().len(), 1, "never twice");
+        second.submit(vec![promoted("#8 def")]);
+        settle().await;
+        assert_eq!(sink.sent().len(), 2, "a new change is announced");
+        assert_eq!(rig.count("slack", "promoted", "sent"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_sink_is_retried_with_backoff_then_counted_and_never_delays_another() {
+        let rig = Rig::new();
+        let (down, up) = (FakeSink::named("down"), FakeSink::named("up"));
+        down.fail_next(100, ErrorKind::Transient);
+        let n = rig.notifier(&[(&down, Filter::default()), (&up, Filter::default())], 4);
+        let start = tokio::time::Instant::now();
+        n.submit(vec![promoted("#7 abc")]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(up.sent().len(), 1, "the healthy sink has it at once");
+        assert_eq!(down.attempts(), 1);
+        // 1 s, 2 s, 4 s later: four attempts in all, then given up.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert_eq!(down.attempts(), 4);
+        assert!(start.elapsed() >= Duration::from_secs(7));
+        assert_eq!(rig.count("down", "promoted", "failed"), 1);
+        assert_eq!(rig.count("up", "promoted", "sent"), 1);
+        let retries = rig
+            .metrics
+            .retries
+            .get_or_create(&crate::metrics::SinkLabels {
+                sink: "down".into(),
+            })
+            .get();
+        assert_eq!(retries, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_sink_delays_neither_the_caller_nor_the_other_sinks() {
+        let rig = Rig::new();
+        let (slow, fast) = (FakeSink::named("slow"), FakeSink::named("fast"));
+        slow.slow(Duration::from_secs(3600));
+        let n = rig.notifier(&[(&slow, Filter::default()), (&fast, Filter::default())], 3);
+        let start = tokio::time::Instant::now();
+        n.submit(vec![promoted("#7 abc")]);
+        n.submit(vec![promoted("#8 def")]);
+        assert_eq!(start.elapsed(), Duration::ZERO, "submitting never waits");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(fast.sent().len(), 2);
+        assert!(slow.sent().is_empty());
+        tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+        assert_eq!(slow.sent().len(), 2, "in order, in its own time");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sink_that_refuses_is_not_retried_and_a_recovering_one_delivers() {
+        let rig = Rig::new();
+        let (refusing, flaky) = (FakeSink::named("refusing"), FakeSink::named("flaky"));
+        refusing.fail_next(1, ErrorKind::Rejected);
+        flaky.fail_next(2, ErrorKind::Throttled);
+        let n = rig.notifier(
+            &[(&refusing, Filter::default()), (&flaky, Filter::default())],
+            5,
+        );
+        n.submit(vec![promoted("#7 abc")]);
+        settle().await;
+        assert_eq!(refusing.attempts(), 1, "a 4xx is not retried");
+        assert_eq!(rig.count("refusing", "promoted", "failed"), 1);
+        assert_eq!(flaky.attempts(), 3);
+        assert_eq!(flaky.sent().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn filters_choose_the_sinks_and_what_no_sink_takes_costs_no_ledger_write() {
+        let rig = Rig::new();
+        let (prod_only, all) = (FakeSink::named("prod"), FakeSink::named("all"));
+        let prod = Filter {
+            events: [Kind::Promoted].into(),
+            environments: ["prod".to_owned()].into(),
+        };
+        let rollbacks = Filter {
+            events: [Kind::RolledBack].into(),
+            environments: Default::default(),
+        };
+        let n = rig.notifier(&[(&prod_only, prod), (&all, rollbacks)], 3);
+        n.submit(vec![promoted("#7 abc")]);
+        settle().await;
+        assert_eq!(rig.world.calls("announce"), 0);
+        let mut in_prod = promoted("#9 fff");
+        in_prod.environment = Some("prod".into());
+        in_prod.key = "promoted/user_service/prod".into();
+        n.submit(vec![in_prod]);
+        settle().await;
+        assert_eq!(prod_only.log(), ["promoted user_service/prod"]);
+        assert!(all.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_the_ledger_cannot_record_nothing_is_sent_but_unhealthy_is() {
+        let rig = Rig::new();
+        let sink = FakeSink::named("slack");
+        rig.world.fail("announce", ErrorKind::Transient);
+        let n = rig.notifier(&[(&sink, Filter::default())], 3);
+        let mut unhealthy = Notification::new(Kind::Unhealthy, "github", None, "failing".into());
+        unhealthy.reason = "every call failed".into();
+        n.submit(vec![promoted("#7 abc"), unhealthy]);
+        settle().await;
+        assert_eq!(sink.log(), ["unhealthy github/-"]);
+        assert_eq!(rig.count("slack", "promoted", "dropped"), 1);
+        assert_eq!(rig.world.calls("announce"), 3, "tried three times");
+    }
+}

@@ -1,0 +1,298 @@
+//! Notifications end to end: the engine's cycles against the sandbox, what they announce
+//! recorded in the sandbox's ledger and delivered through the real sinks (reqwest) to the
+//! sandbox's Slack-compatible and webhook stand-ins; and every Slack message validated by
+//! Slack's own SDK (`slack_sdk`'s Block Kit models, from the test command's venv).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tugboat::config::Config;
+use tugboat::domain::notify::{Kind, Link, Notification, advisories_in};
+use tugboat::engine::{Engine, Mode};
+use tugboat::metrics::{NotificationLabels, NotifyMetrics};
+use tugboat::notify::{Notifier, of_cycle};
+use tugboat::ports::Sink;
+use tugboat::telemetry::ApiMetrics;
+use tugboat_sandbox::sinks::Received;
+use tugboat_sandbox::{Sandbox, SeedFinding};
+
+fn config(sb: &Sandbox, work: &tempfile::TempDir) -> Arc<Config> {
+    let toml = sb.config_toml(&work.path().join("w"));
+    Arc::new(Config::parse(&toml, "sandbox.toml", std::iter::empty()).unwrap())
+}
+
+/// A tugboat on the sandbox: its engine, and a notifier with the configured sinks.
+async fn tugboat(
+    sb: &Sandbox,
+    work: &tempfile::TempDir,
+    metrics: &NotifyMetrics,
+) -> (Engine, Notifier, Arc<Config>) {
+    let cfg = config(sb, work);
+    let engine = common::engine(sb, work, &ApiMetrics::default()).await;
+    let routes = tugboat::app::notification_routes(&cfg).await.unwrap();
+    assert_eq!(routes.len(), 2, "the sandbox's config enables both sinks");
+    let notifier = Notifier::start(
+        routes,
+        engine.ports().ledger.clone(),
+        sb.clock(),
+        metrics.clone(),
+        3,
+    );
+    (engine, notifier, cfg)
+}
+
+/// `event service/env` of every webhook delivery, with how often each arrived.
+fn webhook_log(received: &[Received]) -> BTreeMap<String, usize> {
+    let mut log = BTreeMap::new();
+    for r in received.iter().filter(|r| r.sink == "webhook") {
+        let b = &r.body;
+        let line = format!(
+            "{} {}/{}",
+            b["event"].as_str().unwrap_or("?"),
+            b["service"].as_str().unwrap_or("-"),
+            b["environment"].as_str().unwrap_or("-")
+        );
+        *log.entry(line).or_default() += 1;
+    }
+    log
+}
+
+async fn wait_for(sb: &Sandbox, what: &str, done: impl Fn(&[Received]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(&sb.sinks.received()) {
+        assert!(
+            Instant::now() < deadline,
+            "waited 30 s for {what}: {:?}",
+            webhook_log(&sb.sinks.received())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_notifies_both_sinks_once_and_a_restart_announces_nothing_again() {
+    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let (work, metrics) = (tempfile::tempdir().unwrap(), NotifyMetrics::default());
+    let (engine, notifier, cfg) = tugboat(&sb, &work, &metrics).await;
+
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let notes = of_cycle(&reports, &cfg.argocd.url);
+    let kinds: Vec<Kind> = notes.iter().map(|n| n.kind).collect();
+    assert!(kinds.contains(&Kind::Promoted), "{kinds:?}");
+    assert!(kinds.contains(&Kind::AwaitingApproval), "{kinds:?}");
+    notifier.submit(notes.clone());
+    // A second cycle sees the same waits for approval: nothing new to say.
+    let again = of_cycle(&engine.cycle(Mode::Apply).await.unwrap(), &cfg.argocd.url);
+    notifier.submit(again);
+    wait_for(&sb, "the first cycle's notifications", |r| {
+        r.len() == 2 * notes.len()
+    })
+    .await;
+    let received = sb.sinks.received();
+    for r in &received {
+        match r.sink {
+            "slack" => assert_eq!(r.status, 200, "Slack's stand-in accepted {}", r.body),
+            _ => {
+                assert_eq!(r.verified, Some(true), "the signature verifies");
+                assert_eq!(r.status, 204);
+            }
+        }
+    }
+    let log = webhook_log(&received);
+    assert!(log.values().all(|n| *n == 1), "each once: {log:?}");
+    assert_eq!(log.get("promoted user_service/dev"), Some(&1), "{log:?}");
+    assert_eq!(
+        log.get("awaiting_approval user_service/prod"),
+        Some(&1),
+        "{log:?}"
+    );
+    let promoted = received
+        .iter()
+        .find(|r| {
+            r.sink == "webhook"
+                && r.body["event"] == "promoted"
+                && r.body["service"] == "user_service"
+        })
+        .unwrap();
+    assert!(
+        promoted.body["links"]["pull_request"]
+            .as_str()
+            .unwrap()
+            .contains("/pull/"),
+        "{}",
+        promoted.body
+    );
+    assert_eq!(
+        promoted.body["links"]["application"],
+        format!("{}/applications/user-service-dev", cfg.argocd.url)
+    );
+
+    // A restart (a new tugboat: no memory) after a push the gate refuses.
+    sb.aws.push(
+        "user_service",
+        "9.0.0",
+        "COMPLETE",
+        vec![SeedFinding {
+            id: "CVE-2026-0001".into(),
+            severity: "CRITICAL".into(),
+            package: Some("openssl".into()),
+        }],
+    );
+    drop(notifier);
+    let (engine, notifier, cfg) = tugboat(&sb, &work, &metrics).await;
+    let notes = of_cycle(&engine.cycle(Mode::Apply).await.unwrap(), &cfg.argocd.url);
+    assert!(
+        notes.iter().any(|n| n.kind == Kind::AwaitingApproval),
+        "the restarted tugboat sees the same waits"
+    );
+    notifier.submit(notes);
+    wait_for(&sb, "the refused candidate", |r| {
+        webhook_log(r).contains_key("blocked user_service/dev")
+            && r.iter().filter(|x| x.sink == "slack").count() == log.len() + 1
+    })
+    .await;
+    let after = webhook_log(&sb.sinks.received());
+    assert_eq!(after.len(), log.len() + 1, "only the new change: {after:?}");
+    assert!(after.values().all(|n| *n == 1), "nothing twice: {after:?}");
+    let blocked = sb
+        .sinks
+        .received()
+        .into_iter()
+        .find(|r| r.sink == "webhook" && r.body["event"] == "blocked")
+        .unwrap();
+    assert_eq!(blocked.body["to"], "9.0.0");
+    assert_eq!(
+        blocked.body["links"]["advisories"][0],
+        "https://nvd.nist.gov/vuln/detail/CVE-2026-0001"
+    );
+    let sent = metrics
+        .notifications
+        .get_or_create(&NotificationLabels {
+            sink: "webhook".into(),
+            event: "blocked".into(),
+            result: "sent".into(),
+        })
+        .get();
+    assert_eq!(sent, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_refuses_is_a_clear_error_naming_the_sink_and_never_its_url() {
+    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    let cfg = config(&sb, &work);
+    let routes = tugboat::app::notification_routes(&cfg).await.unwrap();
+    let n = Notification::new(Kind::Promoted, "user_service", Some("dev"), "#1 abc".into());
+    let now = chrono::Utc::now();
+    for route in &routes {
+        let sink = route.sink.name().to_owned();
+        sb.sinks.fail_next(&sink, 1, 400);
+        let err = route.sink.send(&n, "d-1", now).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&format!("sink '{sink}'")), "{text}");
+        assert!(text.contains("400"), "{text}");
+        assert!(!text.contains(&sb.sinks_url), "no URL in errors: {text}");
+        route.sink.send(&n, "d-1", now).await.unwrap();
+    }
+    // A webhook signed with another secret is refused by the receiver.
+    let wrong = tugboat::adapters::notify::HttpSink::webhook(
+        "impostor",
+        Arc::new(tugboat::credentials::Rotating::fixed(
+            tugboat::secret::Secret::new(format!("{}/webhook", sb.sinks_url)),
+            "url",
+        )),
+        Arc::new(tugboat::credentials::Rotating::fixed(
+            tugboat::secret::Secret::new("not-the-secret"),
+            "secret",
+        )),
+    )
+    .unwrap();
+    let err = wrong.send(&n, "d-2", now).await.unwrap_err();
+    assert!(
+        err.to_string().contains("sink 'impostor': answered 401"),
+        "{err}"
+    );
+    let last = sb.sinks.received().pop().unwrap();
+    assert_eq!(last.verified, Some(false));
+    // What the sinks received is readable on the GitHub stand-in's address.
+    let listed: serde_json::Value =
+        reqwest::get(format!("{}/_sandbox/notifications", sb.github_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), sb.sinks.received().len());
+}
+
+/// A notification of `kind` with every field filled, some past Block Kit's limits.
+fn full(kind: Kind) -> Notification {
+    let mut n = Notification::new(kind, &"s".repeat(200), Some("prod"), "c".into());
+    if kind == Kind::Unhealthy {
+        n.environment = None;
+    }
+    n.from = Some("1.0.0".into());
+    n.to = Some("1.1.0-rc.1+build.7".into());
+    let cves: Vec<String> = (1000..1040).map(|i| format!("CVE-2026-{i}")).collect();
+    n.reason = format!("<b>&</b> {} {}", cves.join(" "), "x".repeat(4000));
+    n.advisories = advisories_in(&n.reason);
+    n.pr = Some(Link {
+        title: "PR #7".into(),
+        url: "https://github.com/salon/salon-gitops/pull/7".into(),
+    });
+    n.application = Some(Link {
+        title: "Argo CD".into(),
+        url: "https://argocd.example/applications/user-service-prod".into(),
+    });
+    n
+}
+
+#[test]
+fn every_slack_message_passes_the_block_kit_validation_of_slacks_own_sdk() {
+    let mut messages: Vec<serde_json::Value> =
+        Kind::ALL.iter().map(|k| full(*k).slack_message()).collect();
+    messages.extend(
+        Kind::ALL.iter().map(|k| {
+            Notification::new(*k, "user_service", Some("dev"), "c".into()).slack_message()
+        }),
+    );
+    for m in &messages {
+        assert_eq!(tugboat_sandbox::sinks::block_kit_error(m), None, "{m}");
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&messages).unwrap()).unwrap();
+    let python = std::env::var("TUGBOAT_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_owned());
+    let check = r#"
+import json, sys
+from slack_sdk.models.blocks import Block
+for i, message in enumerate(json.load(open(sys.argv[1]))):
+    assert message["text"], f"message {i}: no fallback text"
+    for j, raw in enumerate(message["blocks"]):
+        block = Block.parse(raw)
+        assert block is not None, f"message {i} block {j}: unknown to slack_sdk: {raw}"
+        block.validate_json()
+        assert block.to_dict()["type"] == raw["type"]
+print(f"{i + 1} messages valid")
+"#;
+    let out = Command::new(&python)
+        .args(["-c", check])
+        .arg(file.path())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} ({e}); run the README's test command, which installs slack_sdk into .venv"));
+    assert!(
+        out.status.success(),
+        "slack_sdk refused a message:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("14 messages valid"));
+}
