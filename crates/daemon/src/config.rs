@@ -552,6 +552,10 @@ fn explain(message: &str) -> String {
             .flat_map(|c| c.split(" or "))
             .map(|c| c.trim_matches('`'))
             .collect();
+        // A secret written in clear where a reference belongs: never repeat it.
+        if choices == ["env", "file", "ssm"] {
+            return "a secret is given by reference: { env = \"NAME\" }, { file = \"PATH\" } or { ssm = \"/parameter\" } (the value given is not shown)".to_owned();
+        }
         return format!("'{value}' is not one of: {}", choices.join(", "));
     }
     // humantime-serde: `invalid value: string "soon", expected a duration`
@@ -1421,6 +1425,89 @@ argocd_application = "user-service-dev"
         );
         let e = parse(&with(&format!("{url}\nqueue = \"x\"")), &[]).unwrap_err();
         assert!(e.to_string().contains("queue"), "{e}");
+    }
+
+    #[test]
+    fn notification_sinks_are_optional_and_each_error_names_the_sink_and_the_value() {
+        assert!(parse(EXAMPLE, &[]).unwrap().notify.is_none());
+        let with = |lines: &str| {
+            EXAMPLE.replacen(
+                "[[services]]",
+                &format!("[notify]\n{lines}\n\n[[services]]"),
+                1,
+            )
+        };
+        let slack = "[notify.sinks.team]\nkind = \"slack\"\nurl = { env = \"SLACK_URL\" }";
+        let hook = "[notify.sinks.audit]\nkind = \"webhook\"\nurl = { file = \"/run/u\" }\nsecret = { ssm = \"/t/s\" }";
+        let c = parse(
+            &with(&format!(
+                "{slack}\nevents = [\"promoted\", \"held\"]\nenvironments = [\"dev\"]\n{hook}"
+            )),
+            &[],
+        )
+        .unwrap();
+        let n = c.notify.unwrap();
+        assert_eq!((n.unhealthy_after, n.attempts), (3, 5));
+        let names: Vec<&str> = n.sinks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["audit", "team"]);
+        let team = &n.sinks[1];
+        assert_eq!(team.kind, SinkKind::Slack);
+        assert_eq!(team.url, SecretRef::Env("SLACK_URL".into()));
+        assert_eq!(team.filter.environments, ["dev".to_owned()].into());
+        assert_eq!(team.filter.events.len(), 2);
+        assert!(
+            n.sinks[0].filter.events.is_empty(),
+            "every event by default"
+        );
+
+        let err = |toml: &str| parse(&with(toml), &[]).unwrap_err().to_string();
+        assert_eq!(
+            err(&format!("{slack}\nevents = [\"deployed\"]")),
+            "tugboat.toml: notify.sinks.team.events: 'deployed' is not one of: promoted, blocked, awaiting_approval, rolled_back, held, new_findings, unhealthy"
+        );
+        assert!(
+            err(&format!("{slack}\nenvironments = [\"staging\"]"))
+                .starts_with("tugboat.toml: notify.sinks.team.environments: 'staging' is no service's environment (known: ")
+        );
+        assert!(
+            err(&hook.replace("secret = { ssm = \"/t/s\" }", "")).starts_with(
+                "tugboat.toml: notify.sinks.audit.secret: a webhook sink signs what it sends"
+            )
+        );
+        assert!(
+            err(&format!("{slack}\nsecret = {{ env = \"X\" }}"))
+                .contains("a Slack sink has no signing secret")
+        );
+        assert!(
+            err(&slack.replace("\"slack\"", "\"teams\""))
+                .contains("'teams' is not one of: slack, webhook")
+        );
+        assert!(err(&slack.replace("team]", "\"team one\"]")).contains("notify.sinks.team one"));
+        assert_eq!(
+            err(&format!("attempts = 0\n{slack}")),
+            "tugboat.toml: notify.attempts: 0 is not between 1 and 20"
+        );
+        assert!(err(&format!("unhealthy_after = 0\n{slack}")).contains("notify.unhealthy_after"));
+        let e = err(&slack.replace(
+            "url = { env = \"SLACK_URL\" }",
+            "url = \"https://hooks.slack.com/services/T/B/x\"",
+        ));
+        assert!(!e.contains("hooks.slack.com"), "not echoed: {e}");
+        assert!(
+            e.starts_with("tugboat.toml: notify.sinks.team.url: a secret is given by reference"),
+            "{e}"
+        );
+        // The same for any secret: a token pasted in clear is not repeated either.
+        let clear = EXAMPLE.replacen(
+            "token = { env = \"GITHUB_TOKEN\" }",
+            "token = \"ghp_pastedinclear\"",
+            1,
+        );
+        let e = parse(&clear, &[]).unwrap_err().to_string();
+        assert!(
+            !e.contains("ghp_pastedinclear") && e.contains("github.token"),
+            "{e}"
+        );
     }
 
     #[test]
