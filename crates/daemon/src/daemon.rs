@@ -735,6 +735,82 @@ mod tests {
         );
     }
 
+    /// A daemon like [`daemon`] over `w`, announcing to `sink`.
+    fn notifying(w: &Arc<World>, clock: Arc<dyn Clock>, sink: &Arc<fake::FakeSink>) -> Daemon {
+        let cfg = fake::config("", "");
+        let engine = Engine::new(cfg.clone(), w.ports()).with_clock(clock.clone());
+        let route = Route {
+            sink: sink.clone(),
+            filter: crate::domain::notify::Filter::default(),
+        };
+        Daemon::new(cfg, engine, ApiMetrics::default(), clock).with_notifications(vec![route])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_week_of_changes_is_announced_once_each_and_a_restart_announces_nothing_again() {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(
+            chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:30Z")
+                .unwrap()
+                .into(),
+        ));
+        let w = World::salon_on(clock.clone());
+        w.warm_up(chrono::Duration::seconds(45));
+        let sink = fake::FakeSink::named("slack");
+        let d = notifying(&w, clock.clone(), &sink);
+        w.push("1.1.0", 'b');
+        pass(300).await;
+        d.cycle(None).await;
+        // dev's soak passes; prod's PR waits for an approval, cycle after cycle.
+        pass(2 * 3600).await;
+        d.cycle(None).await;
+        pass(600).await;
+        d.cycle(None).await;
+        pass(600).await;
+        d.cycle(None).await;
+        // 1.2.0 crashes in dev: tugboat rolls it back.
+        w.breaks("1.2.0");
+        w.push("1.2.0", 'c');
+        pass(600).await;
+        d.cycle(None).await;
+        // An on-call engineer pins dev by hand: the environment is held.
+        pass(600).await;
+        w.commit_as(fake::DEV, &fake::values("1.0.0"), "oncall");
+        d.cycle(None).await;
+        pass(600).await;
+        d.cycle(None).await;
+        pass(10).await;
+        assert_eq!(
+            sink.log(),
+            [
+                "promoted user_service/dev",
+                "awaiting_approval user_service/prod",
+                "rolled_back user_service/dev",
+                "held user_service/dev",
+            ]
+        );
+        let held = &sink.sent()[3];
+        assert!(held.reason.contains("/resume"), "{}", held.reason);
+        assert!(
+            held.pr
+                .as_ref()
+                .is_some_and(|l| l.title.starts_with("Hold issue"))
+        );
+
+        // A restart: a new daemon (no memory) over the same world and ledger.
+        drop(d);
+        let again = fake::FakeSink::named("slack");
+        let d = notifying(&w, clock, &again);
+        d.cycle(None).await;
+        pass(600).await;
+        d.cycle(None).await;
+        pass(10).await;
+        assert_eq!(
+            again.log(),
+            Vec::<String>::new(),
+            "nothing is announced twice"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_wake_runs_a_cycle_at_once_without_waiting_for_the_interval() {
         let (w, d) = daemon("interval = \"1h\"", "");
