@@ -2,10 +2,11 @@
 //! pushes new tags for the six salon services, and runs the real engine through the real
 //! adapters (aws-sdk-ecr/ssm, git2 over smart HTTP, octocrab, reqwest): three cycles, an
 //! approval by comment that merges prod, then a Monday rescan that finds a new CVE in a
-//! deployed image. Last, `tugboat run`'s loop with a 10-minute interval: a push reaches it
+//! deployed image; what it announced, as the Slack and webhook stand-ins received it. Last,
+//! `tugboat run`'s loop with a 10-minute interval: a push reaches it
 //! through the event queue and becomes a PR within a second.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use std::sync::atomic::Ordering;
 use tugboat::config::Config;
 use tugboat::daemon::Daemon;
 use tugboat::engine::{Engine, Mode};
+use tugboat::notify::{Notifier, of_cycle, of_rescan};
 
 fn calls(sb: &Sandbox) -> BTreeMap<String, u64> {
     let mut all = BTreeMap::new();
@@ -109,6 +111,19 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         cfg.clone(),
         tugboat::app::ports(&cfg, &tugboat::telemetry::ApiMetrics::default()).await?,
     );
+    // What `tugboat run` does after each cycle and rescan: announce to the configured sinks.
+    let notifier = Notifier::start(
+        tugboat::app::notification_routes(&cfg).await?,
+        engine.ports().ledger.clone(),
+        Arc::new(tugboat::clock::SystemClock),
+        tugboat::metrics::NotifyMetrics::default(),
+        3,
+    );
+    let mut announced = BTreeSet::new();
+    let mut announce = |notes: Vec<tugboat::domain::notify::Notification>| {
+        announced.extend(notes.iter().map(|n| (n.key.clone(), n.change.clone())));
+        notifier.submit(notes);
+    };
 
     let stories = [
         "Cycle 1: dev takes each clean new tag through an auto-merged PR, verified in Argo CD (the crashing one is rolled back and marked bad); prod then takes what dev runs Healthy, and needs an approval",
@@ -120,6 +135,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         let before = calls(&sb);
         let t = Instant::now();
         let reports = engine.cycle(Mode::Apply).await?;
+        announce(of_cycle(&reports, &cfg.argocd.url));
         writeln!(out, "\n{story} ({:.1}s):\n", t.elapsed().as_secs_f64())?;
         write!(out, "{}", tugboat::report::table(&reports))?;
         idle = delta(&before, &calls(&sb));
@@ -151,6 +167,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     sb.github.comment_as(prod_pr, "alice", "/approve");
     let t = Instant::now();
     let reports = engine.cycle(Mode::Apply).await?;
+    announce(of_cycle(&reports, &cfg.argocd.url));
     writeln!(
         out,
         "\nCycle 4: on PR #{prod_pr}, mallory and alice comment /approve; only alice is a platform lead ({:.1}s):\n",
@@ -198,6 +215,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         "\nMonday rescan: a HIGH CVE was published against user_service 1.1.0, which dev and prod run ({:.1}s):\n",
         t.elapsed().as_secs_f64()
     )?;
+    announce(of_rescan(&rescan));
     write!(out, "{}", tugboat::report::rescan_table(&rescan))?;
     for i in sb.github.issues() {
         writeln!(
@@ -213,12 +231,67 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     for l in sb.github.read_file("main", &f).unwrap_or_default().lines() {
         writeln!(out, "    {l}")?;
     }
+    notifications(&sb, announced.len(), out).await?;
     by_event(&sb, &cfg, out).await?;
     writeln!(
         out,
         "\nDone in {:.1}s. Try it by hand: `tugboat sandbox`, then `tugboat run --config <printed file>`, and push.",
         started.elapsed().as_secs_f64()
     )?;
+    Ok(())
+}
+
+/// What the sandbox's Slack and webhook sinks received: `expected` notifications each.
+async fn notifications(
+    sb: &Sandbox,
+    expected: usize,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let count = |sink: &str| {
+        sb.sinks
+            .received()
+            .iter()
+            .filter(|r| r.sink == sink)
+            .count()
+    };
+    while (count("slack") < expected || count("webhook") < expected) && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let received = sb.sinks.received();
+    let accepted = received
+        .iter()
+        .filter(|r| r.sink == "slack" && r.status == 200)
+        .count();
+    let verified = received
+        .iter()
+        .filter(|r| r.sink == "webhook" && r.verified == Some(true))
+        .count();
+    writeln!(
+        out,
+        "\nNotifications, each change once: the Slack stand-in accepted {accepted} Block Kit messages, the\n\
+         webhook stand-in verified {verified} signed deliveries (all at {}/_sandbox/notifications):",
+        sb.github_url
+    )?;
+    for r in received.iter().filter(|r| r.sink == "webhook") {
+        let b = &r.body;
+        let reason = b["reason"]
+            .as_str()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
+        writeln!(
+            out,
+            "  {:18} {}: {}",
+            b["event"].as_str().unwrap_or("?"),
+            b["title"].as_str().unwrap_or("?"),
+            reason
+        )?;
+    }
+    if let Some(slack) = received.iter().find(|r| r.sink == "slack") {
+        writeln!(out, "The first Slack message, as sent:\n    {}", slack.body)?;
+    }
     Ok(())
 }
 
