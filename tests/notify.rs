@@ -296,3 +296,89 @@ print(f"{i + 1} messages valid")
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("14 messages valid"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_issue_shows_every_service_and_environment_and_is_edited_only_on_change() {
+    use tugboat::engine::dashboard::{Published, row_of};
+    async fn publish(engine: &Engine, reports: &[tugboat::engine::EnvReport]) -> Published {
+        let rows: Vec<_> = reports.iter().map(row_of).collect();
+        engine.publish_dashboard(&rows).await.unwrap()
+    }
+    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    let engine = common::engine(&sb, &work, &ApiMetrics::default()).await;
+    let dashboards = || {
+        sb.github
+            .issues()
+            .into_iter()
+            .filter(|i| i.state == "open" && i.labels.iter().any(|l| l == "dashboard"))
+            .collect::<Vec<_>>()
+    };
+    let edits = || sb.github.calls().get("PATCH issue").copied().unwrap_or(0);
+
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let Published::Created(number) = publish(&engine, &reports).await else {
+        panic!("created")
+    };
+    let [dash] = dashboards().try_into().expect("one dashboard");
+    assert_eq!(dash.number, number);
+    assert!(dash.labels.iter().any(|l| l == "tugboat"));
+    for svc in sb.fleet.services.iter().map(|(s, _)| s) {
+        for env in &sb.fleet.environments {
+            assert!(
+                dash.body.contains(&format!("| {svc} | {env} | ")),
+                "{svc}/{env} missing:\n{}",
+                dash.body
+            );
+        }
+    }
+    assert!(
+        dash.body.contains("| user_service | dev | 1.1.0 `"),
+        "{}",
+        dash.body
+    );
+    assert!(
+        dash.body.contains("needs 1 approval(s)"),
+        "prod's PR: {}",
+        dash.body
+    );
+
+    // The next cycle finds dev up to date (its decision changed), the one after that the
+    // same again: no edit. A restarted tugboat neither.
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    publish(&engine, &reports).await;
+    let before = edits();
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        publish(&engine, &reports).await,
+        Published::Unchanged(number)
+    );
+    let restarted = common::engine(&sb, &work, &ApiMetrics::default()).await;
+    let reports = restarted.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        publish(&restarted, &reports).await,
+        Published::Unchanged(number)
+    );
+    assert_eq!(edits(), before, "no edit without a change");
+
+    // A push the gate refuses changes the table: one edit, the same issue.
+    sb.aws.push(
+        "staff_management",
+        "2.0.0",
+        "COMPLETE",
+        vec![SeedFinding {
+            id: "CVE-2026-0002".into(),
+            severity: "CRITICAL".into(),
+            package: None,
+        }],
+    );
+    let reports = restarted.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        publish(&restarted, &reports).await,
+        Published::Updated(number)
+    );
+    assert_eq!(edits(), before + 1);
+    let [dash] = dashboards().try_into().expect("still one dashboard");
+    assert!(dash.body.contains("refused: 2.0.0 `"), "{}", dash.body);
+}

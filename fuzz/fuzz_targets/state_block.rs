@@ -1,10 +1,12 @@
 //! The hidden state blocks of PR and issue bodies, which anyone with write access can edit:
 //! reading never panics, a promotion state that parses holds valid image values and writes
-//! back to itself, and a block written into any body reads back as written, once.
+//! back to itself, a block written into any body reads back as written, once, and the
+//! dashboard renders over any previous body, keeping one table row per row and one block.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tugboat_core::domain::block;
+use tugboat_core::domain::dashboard;
 use tugboat_core::domain::promotion::PromotionState;
 use tugboat_core::domain::rescan::State;
 
@@ -14,6 +16,17 @@ fuzz_target!(|input: (&str, &str, u64)| {
     let (body, text, n) = input;
     let _ = block::read::<serde_json::Value>(body, MARKER);
     let _ = State::parse(body);
+    // A dashboard edited by anyone renders anew: its rows, and a block that reads back.
+    let row = dashboard::Row {
+        service: text.to_owned(),
+        environment: "prod".into(),
+        running: Some(text.to_owned()),
+        ..Default::default()
+    };
+    let now = chrono::DateTime::from_timestamp((n % 4_000_000_000) as i64, 0).unwrap_or_default();
+    let rendered = dashboard::render(&[row], Some(body), now);
+    assert!(dashboard::is_dashboard(&rendered));
+    assert_eq!(dashboard::render(&[], Some(&rendered), now).matches("tugboat:dashboard").count(), 1);
     // A promotion state that parses is made of valid values, and writes back to itself.
     if let Ok(state) = PromotionState::parse(body) {
         assert!(state.tag.is_some() || state.digest.is_some());

@@ -182,6 +182,8 @@ struct RawGithub {
     writes_per_minute: Option<usize>,
     writes_per_hour: Option<usize>,
     commits: Option<CommitVia>,
+    #[serde(default)]
+    dashboard: bool,
 }
 
 /// `[github.app]`: tugboat authenticates as this GitHub App's installation.
@@ -377,6 +379,8 @@ pub struct GithubConfig {
     pub writes_per_hour: usize,
     /// How promotion and rollback commits reach GitHub (`github.commits`).
     pub commits: CommitVia,
+    /// Keep the promotion dashboard issue (`github.dashboard`).
+    pub dashboard: bool,
 }
 
 /// How tugboat's commits reach GitHub.
@@ -901,6 +905,7 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
         login: raw.login,
         writes_per_minute,
         writes_per_hour,
+        dashboard: raw.dashboard,
     })
 }
 

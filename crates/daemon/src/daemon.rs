@@ -6,7 +6,7 @@
 //! [`run`] wires it from a configuration; [`Daemon`] is the loop itself, over any ports and
 //! clock, which is what the tests drive in paused time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +19,8 @@ use tokio::task::JoinSet;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::domain::dashboard::Row;
+use crate::engine::EnvReport;
 use crate::engine::rescan::Scope;
 use crate::engine::scheduler::{self, Due, Job};
 use crate::engine::{Engine, Inbox, Mode, Wanted};
@@ -130,6 +132,10 @@ pub struct Daemon {
     notifier: Option<Notifier>,
     /// The dependencies' health across cycles, for `unhealthy` notifications.
     health: std::sync::Mutex<Health>,
+    /// The dashboard's rows by service and environment, from the last cycle that reconciled
+    /// each (`None` until a full cycle ran), and one publication at a time.
+    dashboard: std::sync::Mutex<Option<BTreeMap<(String, String), Row>>>,
+    publishing: Arc<Mutex<()>>,
 }
 
 impl Daemon {
@@ -147,6 +153,8 @@ impl Daemon {
             events: None,
             notifier: None,
             health: std::sync::Mutex::new(Health::new(3)),
+            dashboard: std::sync::Mutex::new(None),
+            publishing: Arc::new(Mutex::new(())),
         }
     }
 
@@ -342,6 +350,9 @@ impl Daemon {
         self.metrics
             .set_max_cycle_age_secs(self.max_age.saturating_add(verifying.unwrap_or(i64::MAX)));
         log_calls(&calls);
+        if let Ok(reports) = &result {
+            self.publish_dashboard(reports, scope.is_none());
+        }
         if let Some(notifier) = &self.notifier {
             if let Ok(reports) = &result {
                 notifier.submit(crate::notify::of_cycle(reports, &self.cfg.argocd.url));
@@ -352,6 +363,51 @@ impl Daemon {
             }
         }
         scope.is_none()
+    }
+
+    /// Bring the dashboard's rows up to date with a cycle's `reports` (all of them when
+    /// `full`) and publish them beside the cycles, one publication after another.
+    fn publish_dashboard(&self, reports: &[EnvReport], full: bool) {
+        if !self.cfg.github.dashboard {
+            return;
+        }
+        let rows = {
+            let Ok(mut table) = self.dashboard.lock() else {
+                return;
+            };
+            if full {
+                *table = Some(BTreeMap::new());
+            }
+            let Some(table) = table.as_mut() else {
+                return; // no full cycle yet: the table would miss services
+            };
+            for r in reports {
+                let key = (r.service.clone(), r.environment.clone());
+                table.insert(key, crate::engine::dashboard::row_of(r));
+            }
+            table.values().cloned().collect::<Vec<Row>>()
+        };
+        let (engine, lock, metrics) = (
+            self.engine.clone(),
+            self.publishing.clone(),
+            self.metrics.clone(),
+        );
+        tokio::spawn(async move {
+            let _one_at_a_time = lock.lock().await;
+            let result = match engine.publish_dashboard(&rows).await {
+                Ok(p) => p.as_str(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot publish the dashboard issue");
+                    "error"
+                }
+            };
+            metrics
+                .dashboard
+                .get_or_create(&crate::metrics::ResultLabels {
+                    result: result.to_owned(),
+                })
+                .inc();
+        });
     }
 
     /// The cron-scheduled jobs, each slot claimed in the GitOps repository's ledger so that
@@ -809,6 +865,109 @@ mod tests {
             Vec::<String>::new(),
             "nothing is announced twice"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_dashboard_issue_is_created_once_edited_only_on_change_and_kept_across_restarts() {
+        use crate::ports::Issues;
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(
+            chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:30Z")
+                .unwrap()
+                .into(),
+        ));
+        let w = World::salon_on(clock.clone());
+        let tugboat = || {
+            let mut cfg = (*fake::config("", "")).clone();
+            cfg.github.dashboard = true;
+            let cfg = Arc::new(cfg);
+            let engine = Engine::new(cfg.clone(), w.ports()).with_clock(clock.clone());
+            Arc::new(Daemon::new(
+                cfg,
+                engine,
+                ApiMetrics::default(),
+                clock.clone(),
+            ))
+        };
+        let dashboards = || {
+            w.issues()
+                .into_iter()
+                .filter(|i| i.open && i.labels.contains("dashboard"))
+                .collect::<Vec<_>>()
+        };
+        let d = tugboat();
+        d.cycle(None).await;
+        pass(1).await;
+        let [dash] = dashboards().try_into().expect("one dashboard");
+        assert!(dash.labels.contains("tugboat"));
+        for env in ["dev", "prod"] {
+            assert!(
+                dash.body
+                    .contains(&format!("| user_service | {env} | 1.0.0 `")),
+                "{}",
+                dash.body
+            );
+        }
+        let edits = w.calls("update_issue");
+        pass(600).await;
+        d.cycle(None).await;
+        pass(1).await;
+        assert_eq!(w.calls("update_issue"), edits, "nothing changed, no edit");
+
+        w.push("1.1.0", 'b');
+        pass(60).await;
+        d.cycle(None).await;
+        pass(1).await;
+        assert_eq!(
+            w.calls("update_issue"),
+            edits + 1,
+            "one edit for the change"
+        );
+        let body = dashboards()[0].body.clone();
+        assert!(body.contains("| user_service | dev | 1.1.0 `"), "{body}");
+        assert!(body.contains("| user_service | prod | 1.0.0 `"), "{body}");
+        assert!(metric(&d, "tugboat_dashboard_updates_total{result=\"updated\"}") == Some(1.0));
+
+        // A restart, and a stray second dashboard (two replicas racing): one stays.
+        let stray = render_stray(&body);
+        w.open_issue(
+            "tugboat: promotion dashboard",
+            &stray,
+            &["tugboat".into(), "dashboard".into()],
+        )
+        .await
+        .unwrap();
+        let again = tugboat();
+        again.cycle(None).await;
+        pass(1).await;
+        let left = dashboards();
+        assert_eq!(left.len(), 1, "the newer one is closed");
+        assert_eq!(left[0].number, dash.number, "the oldest is kept");
+
+        // No dashboard while another replica has just claimed its creation.
+        for i in dashboards() {
+            w.update_issue(i.number, &i.title, &i.body, false)
+                .await
+                .unwrap();
+        }
+        // The other replica claimed the creation a moment ago.
+        crate::ports::Ledger::claim_change(
+            &*w,
+            "dashboard",
+            "create the dashboard issue",
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+        w.claims_are_foreign();
+        let rows = [crate::domain::dashboard::Row::default()];
+        let published = again.engine.publish_dashboard(&rows).await.unwrap();
+        assert_eq!(published, crate::engine::dashboard::Published::LeftToOther);
+        assert!(dashboards().is_empty());
+    }
+
+    /// A dashboard body another replica might have written.
+    fn render_stray(body: &str) -> String {
+        format!("{body}\n(another replica's)")
     }
 
     #[tokio::test(start_paused = true)]

@@ -454,6 +454,8 @@ pub struct Metrics {
     pub rescan: RescanMetrics,
     pub events: EventMetrics,
     pub notify: NotifyMetrics,
+    /// Publications of the dashboard issue by result.
+    pub dashboard: Family<ResultLabels, Counter>,
     pub ready: Readiness,
     /// How long after the last finished cycle `/readyz` still passes; grows with the longest
     /// health timeout of the policy, since a cycle verifies merges inline.
@@ -498,6 +500,7 @@ impl Metrics {
             rescan: RescanMetrics::new(&mut registry),
             events: EventMetrics::default(),
             notify: NotifyMetrics::default(),
+            dashboard: Family::default(),
             ready: Readiness::default(),
             max_cycle_age_secs: AtomicI64::new(max_cycle_age_secs),
             max_cycle_age: Gauge::default(),
@@ -508,6 +511,11 @@ impl Metrics {
         let mut r = m.registry;
         m.events.register(&mut r);
         m.notify.register(&mut r);
+        r.register(
+            "dashboard_updates",
+            "Publications of the dashboard issue by result (created, updated, unchanged, left_to_other, error)",
+            m.dashboard.clone(),
+        );
         r.register("cycles", "Reconcile cycles by result", m.cycles.clone());
         r.register_with_unit(
             "cycle_duration",
@@ -797,6 +805,7 @@ mod tests {
             environment: env.into(),
             application: "user-service-dev".into(),
             deployed: None,
+            deployed_digest: None,
             decision,
             action,
             policy: vec![],
@@ -852,6 +861,7 @@ mod tests {
                 Action::AwaitingApproval {
                     number: 2,
                     url: String::new(),
+                    head: "abc".into(),
                     approvals: crate::engine::Approvals::default(),
                     since: now - chrono::Duration::seconds(300),
                 },
@@ -950,6 +960,7 @@ mod tests {
             Action::AwaitingApproval {
                 number: 3,
                 url: String::new(),
+                head: "abc".into(),
                 approvals: crate::engine::Approvals::default(),
                 since: now,
             },

@@ -76,7 +76,7 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
     let candidate = r.decision.candidate().map(|c| c.tag.to_string());
     let from = match &r.decision {
         Decision::Promote { from, .. } => from.as_deref().map(version),
-        _ => r.deployed.clone(),
+        _ => r.deployed.as_deref().map(version),
     };
     let mut n = match (&r.action, &r.decision) {
         (
@@ -96,7 +96,7 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
                 n.reason = format!("{}; pushed → Healthy in {}", n.reason, span(lead));
             }
             n.pr = pr(&format!("PR #{number}"), url);
-            n.to = candidate.or_else(|| r.deployed.clone());
+            n.to = candidate.or_else(|| r.deployed.as_deref().map(version));
             n.from = from.filter(|f| Some(f) != n.to.as_ref());
             n
         }
@@ -122,17 +122,14 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
             Action::AwaitingApproval {
                 number,
                 url,
+                head,
                 approvals,
-                since,
+                ..
             },
             _,
         ) => {
-            // The head's commit time, to the second as git keeps it: the same head read
-            // back after a restart is the same change.
-            let mut n = new(
-                Kind::AwaitingApproval,
-                format!("#{number} head of {}", since.timestamp()),
-            );
+            // Approvals are bound to the head: a new head waits anew.
+            let mut n = new(Kind::AwaitingApproval, format!("#{number} head {head}"));
             let from_whom = if approvals.from.is_empty() {
                 "anyone with write access".to_owned()
             } else {
@@ -179,7 +176,7 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
             n.reason = reasons.join("; ");
             n.advisories = advisories_in(&n.reason);
             n.to = Some(c.tag.to_string());
-            n.from = r.deployed.clone();
+            n.from = from;
             n
         }
         _ => return None,
@@ -192,7 +189,7 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
 
 /// The version part of a deployed reference: `…/user_service:1.0.0` → `1.0.0`,
 /// `…/api@sha256:…` → `@sha256:…`.
-fn version(reference: &str) -> String {
+pub fn version(reference: &str) -> String {
     let tail = reference.rsplit('/').next().unwrap_or(reference);
     match tail.find([':', '@']) {
         Some(i) if tail[i..].starts_with(':') => tail[i + 1..].to_owned(),
@@ -625,6 +622,7 @@ mod tests {
             environment: env.into(),
             application: format!("user-service-{env}"),
             deployed: Some("1.0.0".into()),
+            deployed_digest: None,
             decision,
             action,
             policy: vec![],
@@ -735,27 +733,28 @@ mod tests {
 
     #[test]
     fn a_wait_for_approval_is_one_change_per_pr_head() {
-        let waiting = |since: chrono::DateTime<chrono::Utc>| {
+        let waiting = |head: &str| {
             let action = Action::AwaitingApproval {
                 number: 9,
                 url: "https://github.example/pull/9".into(),
+                head: head.into(),
                 approvals: Approvals {
                     needed: 2,
                     given: Some(vec!["alice".into()]),
                     from: vec!["salon/platform".into()],
                 },
-                since,
+                since: now(),
             };
             of_cycle(&[report("prod", promote("1.1.0"), action)], "https://a")
         };
-        let first = waiting(now());
+        let first = waiting("abc");
         assert_eq!(first[0].kind, Kind::AwaitingApproval);
         assert_eq!(
             first[0].reason,
             "needs 1 more approval(s) from salon/platform: comment /approve on the PR"
         );
-        assert_eq!(first[0].change, waiting(now())[0].change, "the same head");
-        let pushed_again = waiting(now() + chrono::Duration::minutes(5));
+        assert_eq!(first[0].change, waiting("abc")[0].change, "the same head");
+        let pushed_again = waiting("def");
         assert_ne!(first[0].change, pushed_again[0].change, "a new head");
     }
 

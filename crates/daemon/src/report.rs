@@ -432,6 +432,7 @@ mod tests {
             environment: "dev".into(),
             application: "user-service-dev".into(),
             deployed: None,
+            deployed_digest: None,
             decision: Decision::BlockedByPolicy {
                 reason: reason.clone(),
             },
@@ -471,6 +472,7 @@ mod tests {
             environment: environment.into(),
             application: "user-service-dev".into(),
             deployed: None,
+            deployed_digest: None,
             decision,
             action: Action::None,
             policy: vec![],

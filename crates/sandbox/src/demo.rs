@@ -173,11 +173,33 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         "\nCycle 4: on PR #{prod_pr}, mallory and alice comment /approve; only alice is a platform lead ({:.1}s):\n",
         t.elapsed().as_secs_f64()
     )?;
+    let rows: Vec<_> = reports
+        .iter()
+        .map(tugboat::engine::dashboard::row_of)
+        .collect();
     let user: Vec<_> = reports
         .into_iter()
         .filter(|r| r.service == "user_service")
         .collect();
     write!(out, "{}", tugboat::report::table(&user))?;
+    // What `tugboat run` keeps after each cycle (github.dashboard): one issue, edited on change.
+    let published = engine.publish_dashboard(&rows).await?;
+    if let Some(dash) = sb
+        .github
+        .issues()
+        .into_iter()
+        .find(|i| i.labels.iter().any(|l| l == "dashboard"))
+    {
+        writeln!(
+            out,
+            "\nThe promotion dashboard, issue #{} ({}):\n",
+            dash.number,
+            published.as_str()
+        )?;
+        for l in dash.body.lines().filter(|l| l.starts_with('|')) {
+            writeln!(out, "    {l}")?;
+        }
+    }
 
     writeln!(out, "\nPull requests in salon/salon-gitops:")?;
     for pr in sb.github.pulls() {

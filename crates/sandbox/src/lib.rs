@@ -315,6 +315,8 @@ clone_url = "{gh}/git/salon/salon-gitops.git"
 writes_per_minute = 10000
 writes_per_hour = 600000
 token = {{ file = "{ghtok}" }}
+# The promotion dashboard issue (labels tugboat, dashboard), kept by `tugboat run`.
+dashboard = true
 
 [argocd]
 url = "{argo}"

@@ -54,6 +54,7 @@ impl EnvCtx<'_> {
             environment: self.env.name.clone(),
             application: self.app.to_owned(),
             deployed: None,
+            deployed_digest: None,
             decision: Decision::NoCandidate {
                 reason: String::new(),
             },

@@ -82,6 +82,14 @@ impl Engine {
             }
         };
         report.deployed = seen.deployed.as_ref().map(ToString::to_string);
+        report.deployed_digest = seen.deployed.as_ref().and_then(|d| {
+            let digest = d.digest.clone().or_else(|| {
+                let tag = d.tag.as_ref()?;
+                let image = cx.images.iter().find(|i| i.tags.contains(tag))?;
+                Some(image.digest.clone())
+            });
+            digest.map(|d| d.to_string())
+        });
         if cx.mode == Mode::Apply
             && let Some(watch) = cx.watch()
             && let Some(action) = self.aftercare(cx, seen.deployed.as_ref(), watch).await

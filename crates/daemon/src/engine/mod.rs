@@ -6,6 +6,7 @@
 
 mod commands;
 mod context;
+pub mod dashboard;
 pub mod deploy;
 mod environment;
 pub mod evidence;
@@ -76,6 +77,8 @@ pub enum Action {
     AwaitingApproval {
         number: u64,
         url: String,
+        /// The PR's head commit, which approvals are bound to.
+        head: String,
         approvals: Approvals,
         /// When the PR's head was committed: approvals are bound to it, so the wait for
         /// them starts there (from the branch, so a restart measures the same).
@@ -206,6 +209,8 @@ pub struct EnvReport {
     /// The environment's Argo CD application (the policy's, else the configured one).
     pub application: String,
     pub deployed: Option<String>,
+    /// The digest main deploys: the reference's own, else the registry's for its tag.
+    pub deployed_digest: Option<String>,
     pub decision: Decision,
     pub action: Action,
     pub policy: Vec<PolicySource>,
@@ -675,6 +680,7 @@ impl EnvReport {
             environment: env.name.clone(),
             application: env.argocd_application.clone(),
             deployed: None,
+            deployed_digest: None,
             decision,
             action: Action::Failed {
                 error: error.clone(),

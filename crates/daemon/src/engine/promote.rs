@@ -85,7 +85,7 @@ impl Engine {
         }
         let verdict = self.merge_verdict(cx, &commands, &head.head).await?;
         if verdict != Verdict::Merge {
-            return waiting(verdict, pr, cx, &commands, head.committed_at);
+            return waiting(verdict, pr, cx, &commands, (&head.head, head.committed_at));
         }
         match self
             .merge_promotion(cx, &change, &head, pr.clone(), body)
@@ -591,7 +591,7 @@ fn waiting(
     pr: PullRequest,
     cx: &EnvCtx<'_>,
     commands: &Commands,
-    head_at: DateTime<Utc>,
+    (head, head_at): (&str, DateTime<Utc>),
 ) -> Result<Action, StepError> {
     let (number, url) = (pr.number, pr.url);
     Ok(match verdict {
@@ -599,6 +599,7 @@ fn waiting(
         Verdict::AwaitingApproval => Action::AwaitingApproval {
             number,
             url,
+            head: head.to_owned(),
             approvals: Approvals {
                 needed: cx.env_policy.approvals,
                 given: Some(commands.approvals.clone()),
