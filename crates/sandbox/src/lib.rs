@@ -314,9 +314,9 @@ clone_url = "{gh}/git/salon/salon-gitops.git"
 # 500 an hour).
 writes_per_minute = 10000
 writes_per_hour = 600000
-token = {{ file = "{ghtok}" }}
 # The promotion dashboard issue (labels tugboat, dashboard), kept by `tugboat run`.
 dashboard = true
+token = {{ file = "{ghtok}" }}
 
 [argocd]
 url = "{argo}"
