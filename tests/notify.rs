@@ -382,3 +382,94 @@ async fn the_dashboard_issue_shows_every_service_and_environment_and_is_edited_o
     let [dash] = dashboards().try_into().expect("still one dashboard");
     assert!(dash.body.contains("refused: 2.0.0 `"), "{}", dash.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_findings_of_a_rescan_are_announced_once_even_when_a_restart_sees_them_again() {
+    use tugboat::engine::rescan::Scope;
+    use tugboat::notify::of_rescan;
+    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let (work, metrics) = (tempfile::tempdir().unwrap(), NotifyMetrics::default());
+    let (engine, notifier, _) = tugboat(&sb, &work, &metrics).await;
+    let shipped = sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    sb.aws.set_scan(
+        "user_service",
+        &shipped,
+        "COMPLETE",
+        vec![SeedFinding {
+            id: "CVE-2026-4242".into(),
+            severity: "CRITICAL".into(),
+            package: Some("openssl".into()),
+        }],
+    );
+    let report = engine.rescan(&Scope::default()).await.unwrap();
+    let notes = of_rescan(&report);
+    let [n] = notes.as_slice() else {
+        panic!("{notes:?}")
+    };
+    assert_eq!(n.kind, Kind::NewFindings);
+    assert!(n.reason.starts_with("CVE-2026-4242 in dev"), "{}", n.reason);
+    assert!(n.pr.as_ref().unwrap().title.starts_with("Security issue #"));
+    notifier.submit(notes.clone());
+    wait_for(&sb, "the new findings", |r| {
+        webhook_log(r).contains_key("new_findings user_service/-")
+    })
+    .await;
+    // The next rescan has nothing new to say.
+    let again = engine.rescan(&Scope::default()).await.unwrap();
+    assert!(of_rescan(&again).is_empty());
+    // A restarted tugboat handed the same findings (say, a rescan cut short before it
+    // recorded them) does not announce them again; a sentinel marks the batch as handled.
+    drop(notifier);
+    let (_, notifier, _) = tugboat(&sb, &work, &metrics).await;
+    let sentinel = Notification::new(Kind::Promoted, "sentinel", Some("dev"), "#0 0".into());
+    notifier.submit(notes.into_iter().chain([sentinel]).collect());
+    wait_for(&sb, "the sentinel", |r| {
+        webhook_log(r).contains_key("promoted sentinel/dev")
+    })
+    .await;
+    assert_eq!(
+        webhook_log(&sb.sinks.received()).get("new_findings user_service/-"),
+        Some(&1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_answering_a_redirect_is_refused_and_the_redirect_never_followed() {
+    use axum::http::{StatusCode, header};
+    let followed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = followed.clone();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(|| async {
+                (StatusCode::FOUND, [(header::LOCATION, "/elsewhere")])
+            }),
+        )
+        .route(
+            "/elsewhere",
+            axum::routing::any(move || {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async { StatusCode::OK }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sink = tugboat::adapters::notify::HttpSink::slack(
+        "moved",
+        Arc::new(tugboat::credentials::Rotating::fixed(
+            tugboat::secret::Secret::new(url.clone()),
+            "url",
+        )),
+    )
+    .unwrap();
+    let n = Notification::new(Kind::Held, "user_service", Some("prod"), "x".into());
+    let err = sink.send(&n, "d-1", chrono::Utc::now()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("sink 'moved': answered 302"), "{text}");
+    assert!(text.contains("redirect"), "{text}");
+    assert!(!text.contains(&url), "{text}");
+    assert_eq!(err.kind, tugboat::ports::ErrorKind::Rejected, "not retried");
+    assert_eq!(followed.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
