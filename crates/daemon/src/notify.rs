@@ -162,7 +162,7 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
                 Action::Held { number, url, .. } => pr(&format!("PR #{number}"), url),
                 _ => None,
             };
-            n.from = hold.deployed.clone();
+            n.from = hold.deployed.as_deref().map(version);
             n
         }
         (
