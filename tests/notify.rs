@@ -343,6 +343,21 @@ async fn the_dashboard_issue_shows_every_service_and_environment_and_is_edited_o
         "prod's PR: {}",
         dash.body
     );
+    assert!(dash.pinned, "pinned through GraphQL's pinIssue");
+    // GitHub pins three issues at most: a fourth is refused, in GitHub's words.
+    let forge = &engine.ports().forge;
+    let labels = ["tugboat".to_owned()];
+    for i in 0..3 {
+        let other = forge
+            .open_issue(&format!("other {i}"), "", &labels)
+            .await
+            .unwrap();
+        let pinned = forge.pin_issue(other.number).await;
+        assert_eq!(pinned.is_ok(), i < 2, "{pinned:?}");
+        if let Err(e) = pinned {
+            assert!(e.to_string().contains("more than 3 pinned issues"), "{e}");
+        }
+    }
 
     // The next cycle finds dev up to date (its decision changed), the one after that the
     // same again: no edit. A restarted tugboat neither.

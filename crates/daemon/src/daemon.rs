@@ -899,6 +899,11 @@ mod tests {
         pass(1).await;
         let [dash] = dashboards().try_into().expect("one dashboard");
         assert!(dash.labels.contains("tugboat"));
+        assert_eq!(
+            w.pinned(),
+            [dash.number].into(),
+            "pinned where the token may"
+        );
         for env in ["dev", "prod"] {
             assert!(
                 dash.body

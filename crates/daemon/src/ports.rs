@@ -537,6 +537,9 @@ pub trait Issues: Send + Sync {
         body: &str,
         open: bool,
     ) -> PortResult<()>;
+    /// Pin an issue to the repository's issue list (refused when the token may not, or the
+    /// repository has its most pinned issues already).
+    async fn pin_issue(&self, number: u64) -> PortResult<()>;
 }
 
 /// The Git host (GitHub), every role of it: one adapter implements them all, and the engine

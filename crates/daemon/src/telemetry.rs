@@ -37,6 +37,7 @@ impl ApiLabels {
                         | "issues/create-comment"
                         | "issues/create"
                         | "issues/update"
+                        | "graphql/pin-issue"
                         | "reactions/create-for-issue-comment"
                         | "repos/create-commit-status"
                         | "checks/create"

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, patch, post, put};
+use axum::routing::{any, delete, get, post, put};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
@@ -53,6 +53,8 @@ pub struct IssueRec {
     pub labels: Vec<String>,
     pub comments: Vec<(String, String)>,
     pub created_at: String,
+    /// Pinned to the repository's issue list (GraphQL `pinIssue`).
+    pub pinned: bool,
 }
 
 /// A comment on a PR or issue, with what GitHub keeps of it.
@@ -308,7 +310,11 @@ impl GitHub {
                 "/repos/{owner}/{repo}/issues",
                 get(list_issues).post(create_issue),
             )
-            .route("/repos/{owner}/{repo}/issues/{n}", patch(update_issue))
+            .route(
+                "/repos/{owner}/{repo}/issues/{n}",
+                get(get_issue).patch(update_issue),
+            )
+            .route("/graphql", post(graphql))
             .route("/repos/{owner}/{repo}/issues/{n}/labels", post(add_labels))
             .route(
                 "/repos/{owner}/{repo}/issues/{n}/labels/{name}",
@@ -753,6 +759,7 @@ impl GitHub {
                 labels: p.labels.clone(),
                 comments: vec![],
                 created_at: p.created_at.clone(),
+                pinned: false,
             },
             p.comments.len(),
         );
@@ -1034,11 +1041,66 @@ async fn create_issue(
             labels: c.labels,
             comments: vec![],
             created_at: gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            pinned: false,
         };
         g.issues.push(issue.clone());
         issue
     };
     (StatusCode::CREATED, Json(gh.issue_json(&issue, 0))).into_response()
+}
+
+async fn get_issue(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, n)): RepoN,
+) -> Response {
+    guard!(gh, headers, o, r, "GET issue");
+    let g = gh.lock();
+    match g.issues.iter().find(|i| i.number == n) {
+        Some(i) => Json(gh.issue_json(i, g.comments_on(n).len())).into_response(),
+        None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// GitHub allows this many pinned issues per repository.
+const MAX_PINNED: usize = 3;
+
+/// GitHub's GraphQL endpoint, serving the one mutation tugboat sends: `pinIssue` (by the
+/// issue's node id). GraphQL answers `200` with `errors` when it refuses.
+async fn graphql(State(gh): State<GitHub>, headers: HeaderMap, Json(q): Json<Value>) -> Response {
+    let (owner, repo) = (gh.owner.clone(), gh.repo.clone());
+    guard!(gh, headers, owner, repo, "POST graphql");
+    let error = |kind: &str, message: String| {
+        Json(json!({"data": null, "errors": [{"type": kind, "message": message}]})).into_response()
+    };
+    let query = q["query"].as_str().unwrap_or_default();
+    if !query.contains("pinIssue") {
+        return error(
+            "UNSUPPORTED",
+            "the sandbox serves only the pinIssue mutation".into(),
+        );
+    }
+    let id = q["variables"]["id"].as_str().unwrap_or_default().to_owned();
+    let mut g = gh.lock();
+    let pinned = g.issues.iter().filter(|i| i.pinned).count();
+    let Some(issue) = g
+        .issues
+        .iter_mut()
+        .find(|i| format!("I_{}", i.number) == id)
+    else {
+        return error(
+            "NOT_FOUND",
+            format!("Could not resolve to a node with the global id of '{id}'"),
+        );
+    };
+    if !issue.pinned && pinned >= MAX_PINNED {
+        return error(
+            "UNPROCESSABLE",
+            format!("Repository can't have more than {MAX_PINNED} pinned issues"),
+        );
+    }
+    issue.pinned = true;
+    Json(json!({"data": {"pinIssue": {"issue": {"number": issue.number}}}})).into_response()
 }
 
 #[derive(Deserialize)]

@@ -178,6 +178,18 @@ impl Auth {
         Ok(client)
     }
 
+    /// A client for GitHub's GraphQL API (`<api>/graphql` on github.com, `/api/graphql` on
+    /// GitHub Enterprise Server, whose REST API is under `/api/v3`), with the same token.
+    async fn graphql(&self) -> PortResult<Arc<Octocrab>> {
+        let token = match &self.source {
+            Credentials::App(app) => app.token().await?,
+            Credentials::Token(token) => token.token().await?,
+        };
+        let base = self.api_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v3").unwrap_or(base);
+        build_client(base, &token)
+    }
+
     /// GitHub refused the token (401): read it again at once, so the next request carries a
     /// rotated one. (An App's client has renewed its token and retried already.)
     async fn refused(&self) {
@@ -270,6 +282,9 @@ impl From<PrWire> for PullRequest {
 #[derive(Debug, Deserialize)]
 struct IssueWire {
     number: u64,
+    /// The GraphQL id (`pinIssue` takes it).
+    #[serde(default)]
+    node_id: Option<String>,
     html_url: Option<String>,
     title: String,
     body: Option<String>,
@@ -1170,6 +1185,48 @@ impl Issues for GitHub {
             )
             .await?;
         Ok(())
+    }
+
+    async fn pin_issue(&self, number: u64) -> PortResult<()> {
+        let issue: IssueWire = self
+            .req(
+                "issues/get",
+                self.auth
+                    .client()
+                    .await?
+                    ._get(self.route(&format!("issues/{number}"))),
+            )
+            .await?;
+        let refused = |kind, message: String| {
+            PortError::new(
+                "github",
+                "graphql/pin-issue",
+                kind,
+                format!("issue #{number}: {message}"),
+            )
+        };
+        let id = issue
+            .node_id
+            .ok_or_else(|| refused(ErrorKind::Rejected, "GitHub gave no node_id".into()))?;
+        let mutation =
+            "mutation($id: ID!) { pinIssue(input: {issueId: $id}) { issue { number } } }";
+        let body = json!({"query": mutation, "variables": {"id": id}});
+        let graphql = self.auth.graphql().await?;
+        let answer: Value = self
+            .req("graphql/pin-issue", graphql._post("/graphql", Some(&body)))
+            .await?;
+        match answer["errors"].as_array().and_then(|e| e.first()) {
+            None => Ok(()),
+            Some(e) => {
+                let kind = match e["type"].as_str() {
+                    Some("FORBIDDEN") => ErrorKind::Denied,
+                    Some("NOT_FOUND") => ErrorKind::NotFound,
+                    _ => ErrorKind::Rejected,
+                };
+                let message = e["message"].as_str().unwrap_or("refused").to_owned();
+                Err(refused(kind, message))
+            }
+        }
     }
 }
 

@@ -184,6 +184,10 @@ impl Engine {
             let body = render(rows, None, now);
             let created = forge.open_issue(TITLE, &body, &labels).await?;
             tracing::info!(issue = created.number, "dashboard issue created");
+            // Where the token may pin: a refusal leaves it unpinned, which is all it costs.
+            if let Err(e) = forge.pin_issue(created.number).await {
+                tracing::warn!(issue = created.number, error = %e, "cannot pin the dashboard issue; pin it by hand");
+            }
             return Ok(Published::Created(created.number));
         };
         for other in extra {

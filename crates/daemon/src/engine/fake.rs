@@ -112,6 +112,8 @@ struct State {
     claims: HashMap<String, (String, DateTime<Utc>)>,
     /// The last change announced per state key (the ledger's `announced.json`).
     announced: HashMap<String, String>,
+    /// Issues pinned to the repository.
+    pinned: BTreeSet<u64>,
     /// Whether the claims on record are another replica's (a test sets it).
     foreign_claims: bool,
     calls: BTreeMap<&'static str, usize>,
@@ -269,6 +271,11 @@ impl World {
     /// The PR-opening claims on record are another replica's from now on.
     pub fn claims_are_foreign(&self) {
         self.with(|s| s.foreign_claims = true);
+    }
+
+    /// The pinned issues.
+    pub fn pinned(&self) -> BTreeSet<u64> {
+        self.with(|s| s.pinned.clone())
     }
 
     pub fn issues(&self) -> Vec<FakeIssue> {
@@ -752,6 +759,12 @@ impl Issues for World {
             i.open = open;
             Ok(())
         })
+    }
+
+    async fn pin_issue(&self, number: u64) -> PortResult<()> {
+        self.call("pin_issue")?;
+        self.with(|s| s.pinned.insert(number));
+        Ok(())
     }
 }
 
