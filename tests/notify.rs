@@ -488,3 +488,79 @@ async fn a_sink_answering_a_redirect_is_refused_and_the_redirect_never_followed(
     assert_eq!(err.kind, tugboat::ports::ErrorKind::Rejected, "not retried");
     assert_eq!(followed.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+/// One cycle of `engine`, and what it announces.
+async fn cycle(engine: &Engine, argocd_url: &str) -> Vec<Notification> {
+    of_cycle(&engine.cycle(Mode::Apply).await.unwrap(), argocd_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_and_a_hold_notify_once_and_a_restart_announces_neither_again() {
+    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let (work, metrics) = (tempfile::tempdir().unwrap(), NotifyMetrics::default());
+    let (engine, notifier, cfg) = tugboat(&sb, &work, &metrics).await;
+    // service_management 1.1.0 crashes once deployed; its dev policy rolls back by itself.
+    sb.aws.put_parameter(
+        &format!(
+            "{}services/service_management",
+            tugboat_sandbox::POLICY_PATH
+        ),
+        "environments:\n  dev:\n    rollback: auto\n",
+        "String",
+    );
+    sb.argocd.mark_crashing(&format!(
+        "{}:1.1.0",
+        tugboat_sandbox::image_of("service_management")
+    ));
+    sb.aws
+        .push("service_management", "1.1.0", "COMPLETE", vec![]);
+    let path = tugboat_sandbox::file_of("user_service", "dev");
+    let before = sb.github.read_file("main", &path).unwrap();
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    notifier.submit(cycle(&engine, &cfg.argocd.url).await);
+    // On-call puts user_service 1.0.0 back in dev by hand: the environment is held.
+    sb.github
+        .commit_as("main", &path, &before, "oncall")
+        .unwrap();
+    sb.advance(Duration::from_secs(60));
+    notifier.submit(cycle(&engine, &cfg.argocd.url).await);
+    wait_for(&sb, "the rollback and the hold", |r| {
+        let log = webhook_log(r);
+        log.contains_key("rolled_back service_management/dev")
+            && log.contains_key("held user_service/dev")
+    })
+    .await;
+    let held = sb
+        .sinks
+        .received()
+        .into_iter()
+        .find(|r| r.sink == "webhook" && r.body["event"] == "held")
+        .unwrap();
+    assert!(
+        held.body["reason"].as_str().unwrap().contains("/resume"),
+        "{}",
+        held.body
+    );
+    assert!(
+        held.body["links"]["pull_request"]
+            .as_str()
+            .unwrap()
+            .contains("/issues/"),
+        "the hold issue: {}",
+        held.body
+    );
+
+    // A restart: the same rollback and hold are seen again, and announced no more.
+    drop(notifier);
+    let (engine, notifier, _) = tugboat(&sb, &work, &metrics).await;
+    let again = cycle(&engine, &cfg.argocd.url).await;
+    assert!(again.iter().any(|n| n.kind == Kind::Held), "{again:?}");
+    let sentinel = Notification::new(Kind::Promoted, "sentinel", Some("dev"), "#0 0".into());
+    notifier.submit(again.into_iter().chain([sentinel]).collect());
+    wait_for(&sb, "the sentinel", |r| {
+        webhook_log(r).contains_key("promoted sentinel/dev")
+    })
+    .await;
+    let log = webhook_log(&sb.sinks.received());
+    assert!(log.values().all(|n| *n == 1), "nothing twice: {log:?}");
+}
