@@ -47,6 +47,20 @@ async fn tugboat(
     (engine, notifier, cfg)
 }
 
+/// The first webhook delivery of `event` about `service`.
+fn delivery(sb: &Sandbox, event: &str, service: &str) -> Received {
+    sb.sinks
+        .received()
+        .into_iter()
+        .find(|r| r.sink == "webhook" && r.body["event"] == event && r.body["service"] == service)
+        .unwrap_or_else(|| panic!("no {event} of {service} was delivered"))
+}
+
+/// The link `name` of a delivery (`pull_request`, `application`).
+fn link<'a>(r: &'a Received, name: &str) -> &'a str {
+    r.body["links"][name].as_str().unwrap_or_default()
+}
+
 /// `event service/env` of every webhook delivery, with how often each arrived.
 fn webhook_log(received: &[Received]) -> BTreeMap<String, usize> {
     let mut log = BTreeMap::new();
@@ -114,24 +128,14 @@ async fn each_event_notifies_both_sinks_once_and_a_restart_announces_nothing_aga
         Some(&1),
         "{log:?}"
     );
-    let promoted = received
-        .iter()
-        .find(|r| {
-            r.sink == "webhook"
-                && r.body["event"] == "promoted"
-                && r.body["service"] == "user_service"
-        })
-        .unwrap();
+    let promoted = delivery(&sb, "promoted", "user_service");
     assert!(
-        promoted.body["links"]["pull_request"]
-            .as_str()
-            .unwrap()
-            .contains("/pull/"),
+        link(&promoted, "pull_request").contains("/pull/"),
         "{}",
         promoted.body
     );
     assert_eq!(
-        promoted.body["links"]["application"],
+        link(&promoted, "application"),
         format!("{}/applications/user-service-dev", cfg.argocd.url)
     );
 
@@ -162,12 +166,7 @@ async fn each_event_notifies_both_sinks_once_and_a_restart_announces_nothing_aga
     let after = webhook_log(&sb.sinks.received());
     assert_eq!(after.len(), log.len() + 1, "only the new change: {after:?}");
     assert!(after.values().all(|n| *n == 1), "nothing twice: {after:?}");
-    let blocked = sb
-        .sinks
-        .received()
-        .into_iter()
-        .find(|r| r.sink == "webhook" && r.body["event"] == "blocked")
-        .unwrap();
+    let blocked = delivery(&sb, "blocked", "user_service");
     assert_eq!(blocked.body["to"], "9.0.0");
     assert_eq!(
         blocked.body["links"]["advisories"][0],
@@ -530,22 +529,14 @@ async fn a_rollback_and_a_hold_notify_once_and_a_restart_announces_neither_again
             && log.contains_key("held user_service/dev")
     })
     .await;
-    let held = sb
-        .sinks
-        .received()
-        .into_iter()
-        .find(|r| r.sink == "webhook" && r.body["event"] == "held")
-        .unwrap();
+    let held = delivery(&sb, "held", "user_service");
     assert!(
         held.body["reason"].as_str().unwrap().contains("/resume"),
         "{}",
         held.body
     );
     assert!(
-        held.body["links"]["pull_request"]
-            .as_str()
-            .unwrap()
-            .contains("/issues/"),
+        link(&held, "pull_request").contains("/issues/"),
         "the hold issue: {}",
         held.body
     );

@@ -507,15 +507,20 @@ mod tests {
     use crate::clock::TokioClock;
     use crate::engine::fake::{self, World};
 
-    /// A daemon over the fake world, on a clock that moves with tokio's (paused) clock.
-    fn daemon(engine: &str, extra: &str) -> (Arc<World>, Arc<Daemon>) {
-        let cfg = fake::config(engine, extra);
+    /// The fake salon on a clock that moves with tokio's (paused) clock.
+    fn salon() -> (Arc<World>, Arc<dyn Clock>) {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(
             chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:30Z")
                 .unwrap()
                 .into(),
         ));
-        let w = World::salon_on(clock.clone());
+        (World::salon_on(clock.clone()), clock)
+    }
+
+    /// A daemon over the fake world, on a clock that moves with tokio's (paused) clock.
+    fn daemon(engine: &str, extra: &str) -> (Arc<World>, Arc<Daemon>) {
+        let cfg = fake::config(engine, extra);
+        let (w, clock) = salon();
         let engine = Engine::new(cfg.clone(), w.ports()).with_clock(clock.clone());
         let d = Daemon::new(cfg, engine, ApiMetrics::default(), clock);
         (w, Arc::new(d))
@@ -804,12 +809,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_week_of_changes_is_announced_once_each_and_a_restart_announces_nothing_again() {
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(
-            chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:30Z")
-                .unwrap()
-                .into(),
-        ));
-        let w = World::salon_on(clock.clone());
+        let (w, clock) = salon();
         w.warm_up(chrono::Duration::seconds(45));
         let sink = fake::FakeSink::named("slack");
         let d = notifying(&w, clock.clone(), &sink);
@@ -870,12 +870,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_dashboard_issue_is_created_once_edited_only_on_change_and_kept_across_restarts() {
         use crate::ports::Issues;
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(
-            chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:30Z")
-                .unwrap()
-                .into(),
-        ));
-        let w = World::salon_on(clock.clone());
+        let (w, clock) = salon();
         let tugboat = || {
             let mut cfg = (*fake::config("", "")).clone();
             cfg.github.dashboard = true;

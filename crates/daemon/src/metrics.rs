@@ -799,20 +799,7 @@ mod tests {
     use crate::domain::image::Tag;
     use crate::domain::select::Candidate;
 
-    fn report(env: &str, decision: Decision, action: Action) -> EnvReport {
-        EnvReport {
-            service: "user_service".into(),
-            environment: env.into(),
-            application: "user-service-dev".into(),
-            deployed: None,
-            deployed_digest: None,
-            decision,
-            action,
-            policy: vec![],
-            rejected: None,
-            approvals: None,
-        }
-    }
+    use crate::engine::fake::report;
 
     #[test]
     fn a_cycle_feeds_promotions_latencies_pending_approvals_and_one_rejection_per_candidate() {

@@ -616,20 +616,7 @@ mod tests {
         }
     }
 
-    fn report(env: &str, decision: Decision, action: Action) -> EnvReport {
-        EnvReport {
-            service: "user_service".into(),
-            environment: env.into(),
-            application: format!("user-service-{env}"),
-            deployed: Some("1.0.0".into()),
-            deployed_digest: None,
-            decision,
-            action,
-            policy: vec![],
-            rejected: None,
-            approvals: None,
-        }
-    }
+    use crate::engine::fake::report;
 
     fn promote(tag: &str) -> Decision {
         Decision::Promote {

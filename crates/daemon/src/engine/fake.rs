@@ -1146,3 +1146,23 @@ impl crate::ports::Sink for FakeSink {
         Ok(())
     }
 }
+
+/// A report of `user_service` in `env` (running 1.0.0), for tests of what reads reports.
+pub fn report(
+    env: &str,
+    decision: crate::domain::plan::Decision,
+    action: super::Action,
+) -> super::EnvReport {
+    super::EnvReport {
+        service: "user_service".into(),
+        environment: env.into(),
+        application: format!("user-service-{env}"),
+        deployed: Some("1.0.0".into()),
+        deployed_digest: None,
+        decision,
+        action,
+        policy: vec![],
+        rejected: None,
+        approvals: None,
+    }
+}
