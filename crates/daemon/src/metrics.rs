@@ -643,13 +643,7 @@ impl Metrics {
     fn record_calls(&self, calls: &ApiCounts, full: bool) {
         let mut unreachable = BTreeMap::new();
         let mut called = BTreeSet::new();
-        let mut by_system: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for (k, c) in calls {
-            let e = by_system.entry(k.system.as_str()).or_default();
-            e.0 += c.calls;
-            e.1 += c.errors;
-        }
-        for (system, (calls, errors)) in by_system {
+        for (system, (calls, errors)) in crate::telemetry::by_system(calls) {
             called.insert(system.to_owned());
             if calls > 0 && errors == calls {
                 unreachable.insert(

@@ -289,14 +289,8 @@ impl Health {
 
     /// Look at one cycle's calls.
     pub fn observe(&mut self, calls: &ApiCounts) -> Observed {
-        let mut by_system: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for (k, c) in calls {
-            let e = by_system.entry(k.system.as_str()).or_default();
-            e.0 += c.calls;
-            e.1 += c.errors;
-        }
         let mut out = Observed::default();
-        for (system, (calls, errors)) in by_system {
+        for (system, (calls, errors)) in crate::telemetry::by_system(calls) {
             if calls == 0 {
                 continue;
             }

@@ -54,6 +54,17 @@ impl ApiLabels {
 /// A snapshot of the counters, by (system, operation).
 pub type ApiCounts = BTreeMap<ApiLabels, ApiCount>;
 
+/// Calls and errors per system in a snapshot (all its operations together).
+pub fn by_system(counts: &ApiCounts) -> BTreeMap<&str, (u64, u64)> {
+    let mut by_system: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (k, c) in counts {
+        let e = by_system.entry(k.system.as_str()).or_default();
+        e.0 += c.calls;
+        e.1 += c.errors;
+    }
+    by_system
+}
+
 /// One operation's counts in a snapshot (zero when it was never called).
 pub fn count(counts: &ApiCounts, system: &str, operation: &str) -> ApiCount {
     counts

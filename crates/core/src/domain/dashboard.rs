@@ -76,7 +76,8 @@ fn cell(text: &str, max: usize) -> String {
     out.replace('|', "\\|")
 }
 
-fn short_digest(d: &str) -> String {
+/// A digest as the table shows it: its first 12 hex digits, as code.
+pub fn short_digest(d: &str) -> String {
     let hex = d.strip_prefix("sha256:").unwrap_or(d);
     format!("`{}`", &hex[..hex.len().min(12)])
 }

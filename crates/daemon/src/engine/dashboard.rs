@@ -10,7 +10,7 @@
 //! - It takes no commands: `/resume` and the rest go where the change is (the hold issue,
 //!   the promotion PR), which keeps one place per decision and the approvers' rules there.
 
-use crate::domain::dashboard::{LABELS, Row, TITLE, is_dashboard, render};
+use crate::domain::dashboard::{LABELS, Row, TITLE, is_dashboard, render, short_digest};
 use crate::domain::plan::Decision;
 use crate::ports::{Issue, PortResult};
 
@@ -143,9 +143,8 @@ fn flags(decision: &Decision) -> (Option<String>, Option<String>) {
             (Some(hold), None)
         }
         Decision::Blocked { candidate, .. } => {
-            let hex = candidate.digest.to_string();
-            let hex = hex.strip_prefix("sha256:").unwrap_or(&hex).to_owned();
-            let refused = format!("{} `{}`", candidate.tag, &hex[..hex.len().min(12)]);
+            let digest = short_digest(candidate.digest.as_str());
+            let refused = format!("{} {digest}", candidate.tag);
             (None, Some(refused))
         }
         _ => (None, None),
