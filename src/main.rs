@@ -241,9 +241,27 @@ async fn once(config: &Path, mode: Mode, output: Output) -> anyhow::Result<ExitC
     let api = ApiMetrics::default();
     let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
     let reports = engine.cycle(mode).await?;
+    // A plan says what its promotions would cost against GitHub's write budget.
+    let cost = (mode == Mode::Plan).then(|| {
+        let github = &cfg.github;
+        tugboat::report::WriteCost::of(&reports, github.writes_per_minute, github.writes_per_hour)
+    });
+    let cost = cost.flatten();
     match output {
-        Output::Table => emit(&tugboat::report::table(&reports))?,
-        Output::Json => emit(&format!("{:#}\n", tugboat::report::json(&reports)))?,
+        Output::Table => {
+            let mut out = tugboat::report::table(&reports);
+            if let Some(cost) = cost {
+                out = format!("{out}\n{}", cost.text());
+            }
+            emit(&out)?
+        }
+        Output::Json => {
+            let mut json = tugboat::report::json(&reports);
+            if let Some(cost) = cost {
+                json["write_budget"] = cost.json();
+            }
+            emit(&format!("{json:#}\n"))?
+        }
     }
     tugboat::daemon::log_calls(&api.snapshot());
     let failed = reports

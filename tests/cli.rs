@@ -314,6 +314,25 @@ fn rescan_names_an_unknown_service_and_a_dry_run_prints_the_table_and_writes_not
     assert_eq!(first["decision"], "up-to-date");
     assert_eq!(first["action"]["kind"], "none");
     assert_eq!(first["policy"][0]["name"], "/salon/promotion/defaults");
+    assert_eq!(
+        plan["write_budget"],
+        serde_json::Value::Null,
+        "nothing to promote"
+    );
+
+    // With a promotion to make, a plan says what it would cost against GitHub's write budget.
+    sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
+    let out = tugboat(&["plan", "--config", &config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("This plan's 1 promotion(s) would spend about 7 writes"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = tugboat(&["plan", "--config", &config, "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["write_budget"]["writes"], 7, "{plan:#}");
+    assert_eq!(sb.github.pulls().len(), 0, "a plan writes nothing");
 }
 
 #[test]

@@ -45,11 +45,7 @@ fn prs_of(sb: &Sandbox, branch: &str) -> Vec<(sandbox::github::Pr, usize)> {
         .into_iter()
         .filter(|p| p.head == branch)
         .map(|p| {
-            let reports = p
-                .comments
-                .iter()
-                .filter(|(u, b)| u == "tugboat[bot]" && b.contains("<!-- tugboat:verified "))
-                .count();
+            let reports = common::verification_reports(&p).len();
             (p, reports)
         })
         .collect()

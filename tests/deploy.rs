@@ -25,16 +25,8 @@ fn labels(sb: &Sandbox, number: u64) -> Vec<String> {
 
 /// tugboat's verification reports on a PR.
 fn reports_on(sb: &Sandbox, number: u64) -> Vec<String> {
-    sb.github
-        .pulls()
-        .into_iter()
-        .find(|p| p.number == number)
-        .unwrap()
-        .comments
-        .into_iter()
-        .filter(|(u, b)| u == "tugboat[bot]" && b.contains("<!-- tugboat:verified "))
-        .map(|(_, b)| b)
-        .collect()
+    let pulls = sb.github.pulls();
+    common::verification_reports(pulls.iter().find(|p| p.number == number).unwrap())
 }
 
 /// Assert that dev of `svc` reverted PR `bad`, verified Healthy, and main holds `before` again.

@@ -87,11 +87,8 @@ async fn a_clean_tag_is_merged_verified_healthy_and_a_critical_one_is_blocked() 
         pr.body
     );
     assert!(pr.labels.contains(&"env:dev".to_owned()));
-    assert!(
-        pr.comments
-            .iter()
-            .any(|(_, c)| c.contains("Synced and Healthy"))
-    );
+    assert!(pr.body.contains("**Deployed.**") && pr.body.contains("Synced and Healthy"));
+    assert!(pr.comments.is_empty(), "{:?}", pr.comments);
     let statuses = sb.github.statuses(sha);
     assert!(
         statuses
@@ -114,6 +111,81 @@ async fn a_clean_tag_is_merged_verified_healthy_and_a_critical_one_is_blocked() 
         .read_file("main", &sandbox::file_of("appointment_service", "dev"))
         .unwrap();
     assert!(appt_file.contains("newTag: \"1.0.0\""));
+}
+
+/// GitHub's REST writes since `before` (`calls()` of the stand-in), by route; git pushes,
+/// which GitHub's content-creation limit does not count, left out.
+fn rest_writes_since(
+    sb: &Sandbox,
+    before: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    sb.github
+        .calls()
+        .into_iter()
+        .filter(|(k, _)| {
+            ["POST", "PATCH", "PUT", "DELETE"]
+                .iter()
+                .any(|m| k.starts_with(m))
+        })
+        .filter_map(|(k, n)| {
+            let grown = n - before.get(&k).copied().unwrap_or(0);
+            (grown > 0).then_some((k, grown))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_promotion_verified_healthy_and_its_prod_pr_cost_nine_rest_writes() {
+    let (sb, engine, _w) = setup().await;
+    let writes = |before| {
+        let grown = rest_writes_since(&sb, &before);
+        let total: u64 = grown.values().sum();
+        (grown.into_iter().collect::<Vec<_>>(), total)
+    };
+    let map = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+    };
+
+    // The first promotion: dev's PR opened with its labels (`verifying` among them, as it
+    // merges by itself), the gate's status, the merge, the deploy status, one issue edit
+    // settling the labels with the outcome in the body; then prod's PR, its labels and its
+    // gate status.
+    sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
+    let before = sb.github.calls();
+    engine.cycle(Mode::Apply).await.unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&r, "staff_management", "prod").action,
+        Action::AwaitingApproval { .. }
+    ));
+    let first = map(&[
+        ("PATCH issue", 1),
+        ("POST labels", 2),
+        ("POST pulls", 2),
+        ("POST status", 3),
+        ("PUT merge", 1),
+    ]);
+    assert_eq!(writes(before), (first, 9));
+
+    // The next one: the same in dev, plus `deployed` moved off the previous promotion; prod's
+    // open PR is brought to the new tag in place (its body, and the gate status of its head).
+    sb.aws.push("staff_management", "1.2.0", "COMPLETE", vec![]);
+    let before = sb.github.calls();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&r, "staff_management", "dev").action,
+        Action::Merged { .. }
+    ));
+    let next = map(&[
+        ("DELETE label", 1),
+        ("PATCH issue", 1),
+        ("PATCH pull", 1),
+        ("POST labels", 1),
+        ("POST pulls", 1),
+        ("POST status", 3),
+        ("PUT merge", 1),
+    ]);
+    assert_eq!(writes(before), (next, 9));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1159,15 +1231,12 @@ async fn two_replicas_racing_for_20_rounds_open_one_pr_per_promotion_merge_it_on
     assert_eq!(closed_unmerged, Vec::<u64>::new(), "no duplicate PR");
     assert_eq!((prs.len(), merged), (promotions, promotions));
     for p in &prs {
-        let reports = p
-            .comments
-            .iter()
-            .filter(|(u, b)| u == "tugboat[bot]" && b.contains("<!-- tugboat:verified "))
-            .count();
+        let reports = common::verification_reports(p);
         assert_eq!(
-            reports, 1,
-            "PR #{} is reported once: {:?}",
-            p.number, p.comments
+            reports.len(),
+            1,
+            "PR #{} is reported once: {reports:?}",
+            p.number
         );
     }
 }
@@ -2200,4 +2269,45 @@ async fn writes_paced_to_githubs_secondary_limits_are_never_refused_and_a_client
         "{refused}"
     );
     assert!(sb.github.refused_writes() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_githubs_own_figures_on_a_clock_a_thousand_times_faster_the_hourly_cap_pauses_the_501st_write_and_loses_none()
+ {
+    use std::time::{Duration, Instant};
+    use tugboat::adapters::github::WriteBudget;
+    use tugboat::ports::{Conversation, Issues};
+    let sb = common::start(Options::default()).await;
+    // 80 a minute and 500 an hour, on a clock where an hour lasts 3.6 s.
+    let scaled = |d: Duration| d / 1000;
+    let minute = (80, scaled(Duration::from_secs(60)));
+    let hour = (500, scaled(Duration::from_secs(3600)));
+    sb.github.enforce_write_limits(&[minute, hour]);
+    let budget = WriteBudget::with_windows(minute, hour);
+    let github = github_spending(&sb, budget.clone()).await;
+    let started = Instant::now();
+    let issue = github.open_issue("the hourly cap", "", &[]).await.unwrap();
+    let mut done = vec![started.elapsed()];
+    for i in 1..520 {
+        github
+            .comment(issue.number, &format!("write {i}"))
+            .await
+            .unwrap();
+        done.push(started.elapsed());
+        if i == 499 {
+            assert_eq!(budget.remaining().1, 0, "the hour's 500 are spent");
+        }
+    }
+    // The first 500 go at the minute's pace (80 per 60 ms); the 501st waits for the first
+    // to be an hour (3.6 s) old.
+    let (first_500, the_501st) = (done[499], done[500]);
+    assert!(first_500 < hour.1, "{first_500:?}");
+    assert!(the_501st >= hour.1, "{the_501st:?}");
+    assert_eq!(sb.github.refused_writes(), 0, "none refused");
+    let comments = github.comments(issue.number).await.unwrap();
+    assert_eq!(comments.len(), 519, "none lost");
+    println!(
+        "500 writes in {first_500:?}; the 501st at {the_501st:?}, 520 in {:?}",
+        done[519]
+    );
 }

@@ -130,3 +130,16 @@ pub mod election {
         Kube::new(Arc::new(SystemClock))
     }
 }
+
+/// tugboat's verification reports on a PR: a failure's comments, and the body's last section
+/// once it turned Healthy (each starts with the same hidden marker).
+pub fn verification_reports(pr: &tugboat_sandbox::github::Pr) -> Vec<String> {
+    const MARKER: &str = "<!-- tugboat:verified ";
+    let comments = pr
+        .comments
+        .iter()
+        .filter(|(u, b)| u == "tugboat[bot]" && b.contains(MARKER))
+        .map(|(_, b)| b.clone());
+    let body = pr.body.find(MARKER).map(|i| pr.body[i..].to_owned());
+    comments.chain(body).collect()
+}

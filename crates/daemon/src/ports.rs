@@ -289,6 +289,8 @@ pub struct PullRequest {
     pub body: String,
     pub merged: bool,
     pub merge_sha: Option<String>,
+    /// Its labels, as read (or as set when tugboat opened it).
+    pub labels: Vec<String>,
 }
 
 /// A pull request to open.

@@ -169,6 +169,89 @@ pub fn table(reports: &[EnvReport]) -> String {
     )
 }
 
+/// GitHub writes (content-creating REST requests, which its secondary limits count) of a
+/// promotion that merges by itself: its PR, labels, gate status, merge, deploy status, the
+/// edit settling its labels with the outcome, and `deployed` moved off the one before
+/// (`tests/e2e.rs` measures it against the GitHub stand-in).
+pub const WRITES_SELF_MERGING: u64 = 7;
+/// GitHub writes of opening a promotion PR that waits for approvals: the PR, its labels and
+/// its gate status (bringing an open one to a new tag costs two: its body and the status).
+pub const WRITES_FOR_APPROVAL: u64 = 3;
+
+/// What a plan's promotions would cost in GitHub writes, against the write budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteCost {
+    /// Promotions that merge by themselves, and those that open a PR for approval.
+    pub merging: usize,
+    pub for_approval: usize,
+    /// The writes they would spend (an estimate: the costs above).
+    pub writes: u64,
+    /// The budget: writes a minute and an hour.
+    pub per_minute: usize,
+    pub per_hour: usize,
+    /// The least time GitHub's limits allow for those writes.
+    pub least: std::time::Duration,
+}
+
+impl WriteCost {
+    /// The cost of `reports`' promotions; `None` when the plan promotes nothing.
+    pub fn of(reports: &[EnvReport], per_minute: usize, per_hour: usize) -> Option<Self> {
+        let promoting = reports
+            .iter()
+            .filter(|r| matches!(r.decision, Decision::Promote { .. }));
+        let (waiting, merging): (Vec<_>, Vec<_>) = promoting.partition(|r| r.approvals.is_some());
+        let (merging, for_approval) = (merging.len(), waiting.len());
+        if merging + for_approval == 0 {
+            return None;
+        }
+        let writes =
+            merging as u64 * WRITES_SELF_MERGING + for_approval as u64 * WRITES_FOR_APPROVAL;
+        let (minute, hour) = (per_minute.max(1) as u64, per_hour.max(1) as u64);
+        // The n-th write waits for the windows before it to pass: whole minutes, whole hours.
+        let least = ((writes - 1) / minute * 60).max((writes - 1) / hour * 3600);
+        Some(Self {
+            merging,
+            for_approval,
+            writes,
+            per_minute,
+            per_hour,
+            least: std::time::Duration::from_secs(least),
+        })
+    }
+
+    /// One paragraph for the plan's table.
+    pub fn text(&self) -> String {
+        let least = self.least.as_secs();
+        let pace = match least {
+            0 => "the budget allows them at once".to_owned(),
+            s if s < 3600 => format!("the budget spreads them over at least {} min", s / 60),
+            s => format!(
+                "the budget spreads them over at least {} h {} min",
+                s / 3600,
+                s % 3600 / 60
+            ),
+        };
+        format!(
+            "GitHub write budget: {} a minute and {} an hour. This plan's {} promotion(s) would spend about {} writes ({} merging by themselves at {WRITES_SELF_MERGING}, {} opening for approval at {WRITES_FOR_APPROVAL}): {pace}.\n",
+            self.per_minute,
+            self.per_hour,
+            self.merging + self.for_approval,
+            self.writes,
+            self.merging,
+            self.for_approval,
+        )
+    }
+
+    /// The same for machines (`plan --output json`'s `write_budget`).
+    pub fn json(&self) -> Value {
+        json!({
+            "per_minute": self.per_minute, "per_hour": self.per_hour,
+            "promotions_merging": self.merging, "promotions_for_approval": self.for_approval,
+            "writes": self.writes, "least_seconds": self.least.as_secs(),
+        })
+    }
+}
+
 /// Columns padded to their widest cell (at most 70), the last one unpadded.
 fn grid<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = head.map(str::len);
@@ -531,5 +614,52 @@ mod tests {
             approvals_json(&given)["from"][0],
             "anyone with write access to the GitOps repository"
         );
+    }
+
+    #[test]
+    fn a_plan_says_what_its_promotions_cost_in_github_writes_and_how_long_the_budget_takes() {
+        use crate::domain::image::{Digest, Tag};
+        use crate::domain::select::Candidate;
+        let candidate = Candidate {
+            tag: Tag::parse("1.1.0").unwrap(),
+            digest: Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap(),
+            pushed_at: "2026-11-30T10:00:00Z".parse().unwrap(),
+        };
+        let row = |approvals: Option<Approvals>| EnvReport {
+            service: "user_service".into(),
+            environment: "dev".into(),
+            application: "user-service-dev".into(),
+            deployed: None,
+            deployed_digest: None,
+            decision: Decision::Promote {
+                from: None,
+                to: candidate.clone(),
+            },
+            action: Action::None,
+            policy: vec![],
+            rejected: None,
+            approvals,
+        };
+        let asked = Some(Approvals::default());
+        assert_eq!(WriteCost::of(&[], 80, 500), None, "nothing to promote");
+
+        let few = WriteCost::of(&[row(None), row(asked.clone())], 80, 500).unwrap();
+        assert_eq!((few.writes, few.least.as_secs()), (10, 0));
+        assert!(few.text().contains("about 10 writes (1 merging by themselves at 7, 1 opening for approval at 3): the budget allows them at once"), "{}", few.text());
+
+        // 300 services rebuilt at once, all merging by themselves in dev: 2,100 writes, of
+        // which the hourly 500 allows the last only four hours after the first.
+        let fleet: Vec<EnvReport> = (0..300).map(|_| row(None)).collect();
+        let cost = WriteCost::of(&fleet, 80, 500).unwrap();
+        assert_eq!((cost.writes, cost.least.as_secs()), (2100, 4 * 3600));
+        assert!(
+            cost.text().contains("at least 4 h 0 min"),
+            "{}",
+            cost.text()
+        );
+        assert_eq!(cost.json()["least_seconds"], 14_400);
+        // Under the hourly cap, the minute paces: 70 writes at 20 a minute.
+        let ten: Vec<EnvReport> = (0..10).map(|_| row(None)).collect();
+        assert_eq!(WriteCost::of(&ten, 20, 500).unwrap().least.as_secs(), 180);
     }
 }

@@ -257,6 +257,8 @@ struct PrWire {
     head: HeadWire,
     merged_at: Option<String>,
     merge_commit_sha: Option<String>,
+    #[serde(default)]
+    labels: Vec<LabelWire>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +277,7 @@ impl From<PrWire> for PullRequest {
             body: p.body.unwrap_or_default(),
             merged,
             merge_sha: if merged { p.merge_commit_sha } else { None },
+            labels: p.labels.into_iter().map(|l| l.name).collect(),
         }
     }
 }
@@ -734,7 +737,10 @@ impl PullRequests for GitHub {
                 )
                 .await?;
         }
-        Ok(created.into())
+        Ok(PullRequest {
+            labels: pr.labels,
+            ..created.into()
+        })
     }
 
     async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()> {

@@ -39,7 +39,8 @@ pub const BAD: &str = "tugboat:bad";
 pub const ROLLBACK: &str = "tugboat:rollback";
 /// How long a replica's claim to report a verification keeps the others from reporting it.
 const REPORT_CLAIM_TTL: Duration = Duration::from_secs(120);
-/// Starts tugboat's verification report (looked for so that nothing is reported twice).
+/// Starts tugboat's verification report: a comment when the promotion failed (looked for so
+/// that nothing is reported twice), the PR body's last section when it turned Healthy.
 const REPORTED: &str = "<!-- tugboat:verified ";
 /// How tugboat's comment marking a promotion bad begins.
 const MARKED_BAD: &str = "Marked bad:";
@@ -437,7 +438,7 @@ impl Engine {
                     reason: "reported before a restart".into(),
                 }
             };
-            self.settle(cx, w, &v).await?;
+            self.settle_as(cx, w, &v, false).await?;
             return Ok(None);
         }
         tracing::info!(merge = %sha, "resuming the verification of a merged promotion");
@@ -513,6 +514,18 @@ impl Engine {
         w: &Watched,
         verification: &Verification,
     ) -> Result<(), StepError> {
+        self.settle_as(cx, w, verification, true).await
+    }
+
+    /// `settle`, writing a Healthy outcome into the PR's body when `say` (not when a comment
+    /// of an earlier version said it before a restart).
+    async fn settle_as(
+        &self,
+        cx: &EnvCtx<'_>,
+        w: &Watched,
+        verification: &Verification,
+        say: bool,
+    ) -> Result<(), StepError> {
         let forge = &self.ports.forge;
         if matches!(verification, Verification::Unknown { .. }) {
             // Not known: stays labelled `verifying`, to be verified again next cycle.
@@ -542,6 +555,12 @@ impl Engine {
                     body = auto_sync_body(w, verification);
                 }
             }
+        }
+        if say && let Verification::Healthy { after, .. } = verification {
+            let image = w.state.reference(&cx.svc.image);
+            let text = healthy_text(cx.app, &image, *after, None);
+            let kept = body.as_deref().unwrap_or(&w.pr.body);
+            body = Some(with_report(kept, &text));
         }
         forge
             .relabel(w.pr.number, add, &[VERIFYING], body.as_deref())
@@ -682,10 +701,7 @@ impl Engine {
         let (status, text) = match verification {
             Verification::Healthy { after, .. } => (
                 StatusState::Success,
-                format!(
-                    "Argo CD reports `{app}` Synced and Healthy at {short} with `{image}`, {:.1}s after the merge.",
-                    after.as_secs_f64()
-                ),
+                healthy_text(app, image, *after, Some(short)),
             ),
             Verification::Failed { reason } => (
                 StatusState::Failure,
@@ -701,8 +717,9 @@ impl Engine {
         if let Err(e) = forge.report(&report).await {
             tracing::warn!(error = %e, "could not report the deploy check");
         }
-        if matches!(verification, Verification::Unknown { .. }) {
-            // Verified again next cycle; only the final outcome is commented.
+        if !matches!(verification, Verification::Failed { .. }) {
+            // Unknown: verified again next cycle. Healthy: said in the PR's body by the
+            // write that settles its labels (`settle`), not by a comment of its own.
             return;
         }
         let next = match verification {
@@ -712,15 +729,9 @@ impl Engine {
             Verification::Failed { .. } if cx.env_policy.rollback == RollbackMode::Auto => {
                 "\n\ntugboat rolls this promotion back now (`rollback: auto`)."
             }
-            Verification::Failed { .. } => {
-                "\n\nAn approver can comment `/rollback` to revert it (`rollback: manual`)."
-            }
-            _ => "",
+            _ => "\n\nAn approver can comment `/rollback` to revert it (`rollback: manual`).",
         };
-        let marker = serde_json::json!({
-            "sha": sha,
-            "healthy": matches!(verification, Verification::Healthy { .. }),
-        });
+        let marker = serde_json::json!({ "sha": sha, "healthy": false });
         // Two replicas may verify the same merge at once (one merged it, the other resumes
         // it from its label): only the one that claims the report posts it.
         let key = format!("report/{number}");
@@ -936,6 +947,21 @@ fn rollback_text(cx: &EnvCtx<'_>, bad: &Watched, from: &ImageRef) -> String {
         bad.state.digest_text(),
         from
     )
+}
+
+/// What Argo CD reported of a Healthy verification (at merge commit `short`, when known).
+fn healthy_text(app: &str, image: &ImageRef, after: Duration, short: Option<&str>) -> String {
+    let at = short.map(|s| format!(" at {s}")).unwrap_or_default();
+    format!(
+        "Argo CD reports `{app}` Synced and Healthy{at} with `{image}`, {:.1}s after the merge.",
+        after.as_secs_f64()
+    )
+}
+
+/// `body` ending with a Healthy verification's report (in place of an earlier one).
+fn with_report(body: &str, text: &str) -> String {
+    let kept = body.find(REPORTED).map_or(body, |i| &body[..i]).trim_end();
+    format!("{kept}\n\n{REPORTED}{{\"healthy\":true}} -->\n**Deployed.** {text}\n")
 }
 
 /// The promotion's body with whether the application synced by itself when it was verified

@@ -484,6 +484,7 @@ fn pull_request(p: &Pr, heads: &HashMap<String, Branch>) -> PullRequest {
         body: p.body.clone(),
         merged: p.merged_at.is_some(),
         merge_sha: p.merge_sha.clone(),
+        labels: p.labels.iter().cloned().collect(),
     }
 }
 

@@ -73,7 +73,7 @@ impl Engine {
         let files: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
         let evidence = evidence_of(cx, seen, judged, &files, &commands);
         let (body, gate) = (evidence::body(&evidence), evidence::gate_check(&evidence));
-        let Some((pr, opened)) = self.publish(&change, existing, &body, cx.labels()).await? else {
+        let Some((pr, opened)) = self.publish(&change, existing, &body, labels(cx)).await? else {
             return Ok(Action::None);
         };
         if head.pushed || opened || self.gate_was_due(pr.number) {
@@ -87,10 +87,7 @@ impl Engine {
         if verdict != Verdict::Merge {
             return waiting(verdict, pr, cx, &commands, (&head.head, head.committed_at));
         }
-        match self
-            .merge_promotion(cx, &change, &head, pr.clone(), body)
-            .await
-        {
+        match self.merge_promotion(cx, &change, &head, pr.clone()).await {
             Err(e) if refused_as_behind(&e) => {
                 self.rebase_behind(cx, &change, &pr, &gate, &commands, e)
                     .await
@@ -143,9 +140,8 @@ impl Engine {
         change: &Change,
         head: &Proposal,
         pr: PullRequest,
-        body: String,
     ) -> Result<Action, StepError> {
-        let state = PromotionState::parse(&body).map_err(|error| {
+        let state = PromotionState::parse(&pr.body).map_err(|error| {
             StepError::new(
                 Step::Merge,
                 Cause::OwnState {
@@ -154,12 +150,15 @@ impl Engine {
                 },
             )
         })?;
-        // Labelled before the merge, so that a stop right after it still gets verified.
-        self.ports
-            .forge
-            .add_labels(pr.number, &[deploy::VERIFYING.to_owned()])
-            .await
-            .at(Step::Merge)?;
+        // Labelled before the merge, so that a stop right after it still gets verified (a PR
+        // of an environment that merges by itself carries the label from its opening).
+        if !pr.labels.iter().any(|l| l == deploy::VERIFYING) {
+            self.ports
+                .forge
+                .add_labels(pr.number, &[deploy::VERIFYING.to_owned()])
+                .await
+                .at(Step::Merge)?;
+        }
         failpoint!("label");
         let Some(merged) = self
             .merge_and_verify(cx, &pr, &head.head, change, &state)
@@ -167,12 +166,7 @@ impl Engine {
         else {
             return Ok(Action::None);
         };
-        let written = PullRequest {
-            title: change.title.clone(),
-            body,
-            ..pr.clone()
-        };
-        let watched = Watched::merged(&written, merged.at, state);
+        let watched = Watched::merged(&pr, merged.at, state);
         self.settle(cx, &watched, &merged.verification).await?;
         let timing = Timing {
             verified_at: merged.verified_at,
@@ -224,7 +218,12 @@ impl Engine {
                     .await
                     .at(Step::PullRequest)?;
             }
-            return Ok(Some((pr, false)));
+            let written = PullRequest {
+                title: change.title.clone(),
+                body: body.to_owned(),
+                ..pr
+            };
+            return Ok(Some((written, false)));
         }
         // Only the replica that claimed this change opens its PR: another one, about to open
         // it too, might otherwise do so just after the first one merged it (a duplicate).
@@ -668,4 +667,15 @@ fn hold_reason(verdict: &Verdict) -> String {
         ),
         _ => "outside its promotion windows".to_owned(),
     }
+}
+
+/// A promotion PR's labels at its opening. One that merges by itself (no approvals) carries
+/// `tugboat:verifying` from the start, which saves a write before the merge: an open PR with
+/// it is left to this step (`deploy`'s `resume`), and one closed unmerged loses it there.
+fn labels(cx: &EnvCtx<'_>) -> Vec<String> {
+    let mut labels = cx.labels();
+    if cx.env_policy.auto_merge {
+        labels.push(deploy::VERIFYING.to_owned());
+    }
+    labels
 }

@@ -46,10 +46,13 @@ async fn a_new_tag_is_promoted_merged_and_verified_healthy_in_dev_and_labelled_d
     let pr = &w.prs()[0];
     assert!(pr.labels.contains("tugboat:deployed") && !pr.labels.contains("tugboat:verifying"));
     assert!(
-        w.comments_on(pr.number)
-            .iter()
-            .any(|c| c.contains("Synced and Healthy")),
-        "the verification is reported on the PR"
+        pr.body.contains("**Deployed.** Argo CD reports"),
+        "the verification is reported in the PR's body: {}",
+        pr.body
+    );
+    assert!(
+        w.comments_on(pr.number).is_empty(),
+        "and by no comment repeating it"
     );
 }
 
@@ -530,15 +533,16 @@ async fn a_pr_another_replica_claimed_is_left_to_it_and_opened_here_once_its_cla
 async fn a_ledger_that_cannot_be_written_does_not_stop_a_promotion_or_its_report() {
     let (w, _, engine) = world();
     w.push("1.1.0", 'b');
+    w.breaks("1.1.0");
     w.fail("claim_change", ErrorKind::Denied);
     let r = engine.cycle(Mode::Apply).await.unwrap();
     assert!(
         matches!(
-            row(&r, "dev").action,
+            &row(&r, "dev").action,
             Action::Merged {
-                verification: Verification::Healthy { .. },
+                verification: Verification::Failed { .. },
                 ..
-            }
+            } | Action::RolledBack { .. }
         ),
         "{:?}",
         row(&r, "dev").action
@@ -547,9 +551,9 @@ async fn a_ledger_that_cannot_be_written_does_not_stop_a_promotion_or_its_report
     assert_eq!(
         w.comments_on(pr.number)
             .iter()
-            .filter(|c| c.contains("Synced and Healthy"))
+            .filter(|c| c.contains("did not report"))
             .count(),
         1,
-        "reported once, unclaimed"
+        "the failure is reported once, unclaimed"
     );
 }
