@@ -166,6 +166,9 @@ async fn a_dev_promotion_verified_healthy_and_its_prod_pr_cost_nine_rest_writes(
         ("PUT merge", 1),
     ]);
     assert_eq!(writes(before), (first, 9));
+    // What `tugboat plan` counts: 7 with `deployed` to move, less 1 for the first promotion.
+    use tugboat::report::{WRITES_FOR_APPROVAL, WRITES_SELF_MERGING};
+    assert_eq!(WRITES_SELF_MERGING - 1 + WRITES_FOR_APPROVAL, 9);
 
     // The next one: the same in dev, plus `deployed` moved off the previous promotion; prod's
     // open PR is brought to the new tag in place (its body, and the gate status of its head).
@@ -186,6 +189,11 @@ async fn a_dev_promotion_verified_healthy_and_its_prod_pr_cost_nine_rest_writes(
         ("PUT merge", 1),
     ]);
     assert_eq!(writes(before), (next, 9));
+    assert_eq!(
+        WRITES_SELF_MERGING + 2,
+        9,
+        "and 2 for prod's PR brought up to date"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
