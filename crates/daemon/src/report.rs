@@ -178,6 +178,14 @@ pub const WRITES_SELF_MERGING: u64 = 7;
 /// its gate status (bringing an open one to a new tag costs two: its body and the status).
 pub const WRITES_FOR_APPROVAL: u64 = 3;
 
+/// The least time `writes` take under a budget of `per_minute` and `per_hour`: the last one
+/// waits for every full window before it to pass (whole minutes, whole hours).
+pub fn least_time(writes: u64, per_minute: usize, per_hour: usize) -> std::time::Duration {
+    let (minute, hour) = (per_minute.max(1) as u64, per_hour.max(1) as u64);
+    let before = writes.saturating_sub(1);
+    std::time::Duration::from_secs((before / minute * 60).max(before / hour * 3600))
+}
+
 /// What a plan's promotions would cost in GitHub writes, against the write budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteCost {
@@ -206,16 +214,13 @@ impl WriteCost {
         }
         let writes =
             merging as u64 * WRITES_SELF_MERGING + for_approval as u64 * WRITES_FOR_APPROVAL;
-        let (minute, hour) = (per_minute.max(1) as u64, per_hour.max(1) as u64);
-        // The n-th write waits for the windows before it to pass: whole minutes, whole hours.
-        let least = ((writes - 1) / minute * 60).max((writes - 1) / hour * 3600);
         Some(Self {
             merging,
             for_approval,
             writes,
             per_minute,
             per_hour,
-            least: std::time::Duration::from_secs(least),
+            least: least_time(writes, per_minute, per_hour),
         })
     }
 

@@ -475,14 +475,10 @@ impl Engine {
     /// moment the failure a rollback undoes was detected. Read from the PR, so a rollback
     /// after a restart measures from the same moment; `None` (and a warning) when unreadable.
     async fn marked_bad_at(&self, number: u64) -> Option<DateTime<Utc>> {
-        let forge = &self.ports.forge;
-        let read = async {
-            Ok::<_, crate::ports::PortError>((forge.me().await?, forge.comments(number).await?))
-        };
-        match read.await {
-            Ok((me, comments)) => comments
+        match self.own_comments(number).await {
+            Ok(comments) => comments
                 .into_iter()
-                .filter(|c| c.user == me && c.body.starts_with(MARKED_BAD))
+                .filter(|c| c.body.starts_with(MARKED_BAD))
                 .map(|c| c.created_at)
                 .max(),
             Err(e) => {
@@ -494,14 +490,23 @@ impl Engine {
 
     /// Whether tugboat reported a verification on the PR already, and if so whether healthy.
     async fn reported(&self, number: u64) -> Result<Option<bool>, StepError> {
-        let forge = &self.ports.forge;
-        let me = forge.me().await.at(Step::Verify)?;
-        let comments = forge.comments(number).await.at(Step::Verify)?;
+        let comments = self.own_comments(number).await.at(Step::Verify)?;
         Ok(comments
             .into_iter()
-            .filter(|c| c.user == me)
             .find_map(|c| c.body.find(REPORTED).map(|i| c.body[i..].to_owned()))
             .map(|report| report.contains("\"healthy\":true")))
+    }
+
+    /// tugboat's own comments on PR `number`.
+    async fn own_comments(
+        &self,
+        number: u64,
+    ) -> Result<Vec<chatops::Comment>, crate::ports::PortError> {
+        let forge = &self.ports.forge;
+        let me = forge.me().await?;
+        let mut comments = forge.comments(number).await?;
+        comments.retain(|c| c.user == me);
+        Ok(comments)
     }
 
     /// The labels after a verification: the deployed promotion of the environment moves to
