@@ -530,7 +530,7 @@ impl Metrics {
         );
         r.register(
             "promotions",
-            "Merged promotions by outcome (healthy, unhealthy, unverified), rollbacks (rolled_back) and failed steps (error)",
+            "Merged promotions by their verification's outcome (healthy, unhealthy; one not verified yet is counted once it is), rollbacks (rolled_back) and failed steps (error)",
             m.promotions.clone(),
         );
         r.register(
@@ -713,9 +713,9 @@ impl Metrics {
                     Verification::Failed { .. } => {
                         self.promotions.get_or_create(&labels("unhealthy")).inc();
                     }
-                    Verification::Unknown { .. } => {
-                        self.promotions.get_or_create(&labels("unverified")).inc();
-                    }
+                    // Not an outcome yet: verified again next cycle, and counted then, once
+                    // (Argo CD's failing calls show in `tugboat_api_errors_total`).
+                    Verification::Unknown { .. } => {}
                 },
                 Action::RolledBack { .. } => {
                     self.promotions.get_or_create(&labels("rolled_back")).inc();
@@ -794,6 +794,59 @@ mod tests {
     use crate::domain::select::Candidate;
 
     use crate::engine::fake::report;
+
+    #[test]
+    fn a_merge_argo_cd_could_not_read_is_counted_once_by_the_outcome_a_later_cycle_verifies() {
+        let now = chrono::Utc::now();
+        let candidate = Candidate {
+            tag: Tag::parse("1.2.0").unwrap(),
+            digest: Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap(),
+            pushed_at: now - chrono::Duration::seconds(600),
+        };
+        let merged = |verification| {
+            report(
+                "dev",
+                Decision::Promote {
+                    from: None,
+                    to: candidate.clone(),
+                },
+                Action::Merged {
+                    number: 1,
+                    url: String::new(),
+                    sha: "abc".into(),
+                    verification,
+                    timing: crate::engine::Timing {
+                        verified_at: now,
+                        since: Some(candidate.pushed_at),
+                    },
+                },
+            )
+        };
+        let m = Metrics::new(600, &ApiMetrics::default());
+        let unknown = Verification::Unknown {
+            reason: "Argo CD answered 503".into(),
+        };
+        let healthy = Verification::Healthy {
+            after: Duration::from_secs(5),
+            automated: Some(true),
+        };
+        for verification in [unknown, healthy] {
+            let reports = [merged(verification)];
+            let api = ApiCounts::new();
+            m.record_cycle(Ok(&reports), true, Duration::ZERO, &api, now);
+        }
+        let text = m.encode();
+        let promotions: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tugboat_promotions_total{"))
+            .collect();
+        assert_eq!(
+            promotions,
+            [
+                "tugboat_promotions_total{service=\"user_service\",environment=\"dev\",outcome=\"healthy\"} 1"
+            ]
+        );
+    }
 
     #[test]
     fn a_cycle_feeds_promotions_latencies_pending_approvals_and_one_rejection_per_candidate() {
