@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod deploy;
 pub mod events;
 pub mod gate;
+pub mod group;
 pub mod hold;
 pub mod image;
 pub mod lease;
