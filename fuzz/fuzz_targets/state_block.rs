@@ -1,12 +1,14 @@
 //! The hidden state blocks of PR and issue bodies, which anyone with write access can edit:
-//! reading never panics, a promotion state that parses holds valid image values and writes
-//! back to itself, a block written into any body reads back as written, once, and the
-//! dashboard renders over any previous body, keeping one table row per row and one block.
+//! reading never panics, a promotion state (or a group PR's) that parses holds valid image
+//! values and writes back to itself, a block written into any body reads back as written,
+//! once, and the dashboard renders over any previous body, keeping one table row per row and
+//! one block.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tugboat_core::domain::block;
 use tugboat_core::domain::dashboard;
+use tugboat_core::domain::group::GroupState;
 use tugboat_core::domain::promotion::PromotionState;
 use tugboat_core::domain::rescan::State;
 
@@ -32,6 +34,12 @@ fuzz_target!(|input: (&str, &str, u64)| {
         assert!(state.tag.is_some() || state.digest.is_some());
         let again = state.write_into(body);
         assert_eq!(PromotionState::parse(&again).as_ref(), Ok(&state));
+    }
+    // So does a group PR's state: members with valid values, each service once.
+    if let Ok(group) = GroupState::parse(body) {
+        assert!(!group.members.is_empty());
+        let again = group.write_into(body);
+        assert_eq!(GroupState::parse(&again).as_ref(), Ok(&group));
     }
     // Round trip through an arbitrary body: the value survives any text around it, and the
     // body holds exactly one block afterwards.

@@ -9,11 +9,20 @@
 //! refused by the gate) is simply not among `ready`: it leaves the group, never blocking the
 //! others.
 //!
+//! A group PR keeps its members in a hidden block of its body (`GroupState`): each one's
+//! image, what it replaces, and its outcome once verified, so that verification, bad marks
+//! and rollbacks stay per service while the PR and its labels are shared.
+//!
 //! Issue 22 builds grouped promotions on it; the engine does not use it yet.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::block;
+use super::image::{Digest, ImageRef, Tag};
+use super::promotion::PromotionState;
 
 /// The most members one group PR may carry: each brings its evidence, and a PR body holds at
 /// most 65,536 characters.
@@ -59,6 +68,12 @@ impl Rule {
             max,
         })
     }
+}
+
+/// Whether `name` may name a group (and its branch).
+fn valid_name(name: &str) -> bool {
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    !name.is_empty() && name.len() <= 63 && name.chars().all(valid) && !name.starts_with('-')
 }
 
 /// A service whose candidate may ride: since when it is ready.
@@ -115,6 +130,227 @@ pub fn form(rule: &Rule, ready: &[Ready], riding: &[String], now: DateTime<Utc>)
     Formation::Ride {
         members: names[..cut].to_vec(),
         next: names[cut..].to_vec(),
+    }
+}
+
+/// Where a group PR's body keeps its members.
+pub const GROUP_MARKER: &str = "<!-- tugboat:group ";
+
+/// How a member turned out once its application was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Synced and Healthy: the environment runs it.
+    Healthy,
+    /// It failed, or an approver said `/rollback`: its digest is never promoted again until
+    /// an approver says `/unblock`.
+    Bad,
+    /// A later promotion of the service replaced it.
+    Superseded,
+}
+
+/// One service riding in a group PR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub service: String,
+    pub tag: Option<Tag>,
+    pub digest: Option<Digest>,
+    /// The reference the environment deployed before (what its rollback restores).
+    pub from: Option<ImageRef>,
+    /// `None` until verified.
+    pub outcome: Option<Outcome>,
+}
+
+/// A group PR's state: the group, its environment, its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    pub group: String,
+    pub environment: String,
+    /// Comment commands up to this id have been answered.
+    pub answered_through: u64,
+    pub members: Vec<Member>,
+}
+
+/// Why a group PR's block was refused: the field (`members[2].digest`) and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("the body has no tugboat group block")]
+    Missing,
+    #[error("the tugboat group block is not the JSON tugboat writes: {0}")]
+    Json(String),
+    #[error("the tugboat group block's {field} '{value}' is invalid: {reason}")]
+    Field {
+        field: String,
+        value: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    group: String,
+    environment: String,
+    #[serde(default)]
+    answered_through: u64,
+    members: Vec<WireMember>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireMember {
+    service: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    tag: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
+}
+
+fn refused(field: String, value: &str, reason: impl ToString) -> GroupError {
+    GroupError::Field {
+        field,
+        value: value.chars().take(80).collect(),
+        reason: reason.to_string(),
+    }
+}
+
+fn optional<T, E: ToString>(
+    field: String,
+    value: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, GroupError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    parse(value).map(Some).map_err(|e| refused(field, value, e))
+}
+
+impl Member {
+    fn parse(i: usize, w: WireMember) -> Result<Self, GroupError> {
+        let at = |f: &str| format!("members[{i}].{f}");
+        if w.service.is_empty() {
+            return Err(refused(at("service"), "", "a member names its service"));
+        }
+        let member = Self {
+            tag: optional(at("tag"), &w.tag, Tag::parse)?,
+            digest: optional(at("digest"), &w.digest, Digest::parse)?,
+            from: match &w.from {
+                Some(f) => optional(at("from"), f, ImageRef::parse)?,
+                None => None,
+            },
+            service: w.service,
+            outcome: w.outcome,
+        };
+        if member.tag.is_none() && member.digest.is_none() {
+            let why = "a member names a tag or a digest";
+            return Err(refused(at("tag"), "", why));
+        }
+        Ok(member)
+    }
+
+    fn wire(&self) -> WireMember {
+        WireMember {
+            service: self.service.clone(),
+            tag: self
+                .tag
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            digest: self
+                .digest
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            from: self.from.as_ref().map(ToString::to_string),
+            outcome: self.outcome,
+        }
+    }
+}
+
+impl GroupState {
+    /// The group block of `body`, parsed into validated values.
+    pub fn parse(body: &str) -> Result<Self, GroupError> {
+        let json = block::raw(body, GROUP_MARKER).ok_or(GroupError::Missing)?;
+        let w: Wire = serde_json::from_str(json).map_err(|e| GroupError::Json(e.to_string()))?;
+        if !valid_name(&w.group) {
+            return Err(refused("group".into(), &w.group, "not a group name"));
+        }
+        if w.members.is_empty() || w.members.len() > MAX_MEMBERS {
+            let n = w.members.len().to_string();
+            let why = format!("a group PR carries 1 to {MAX_MEMBERS} members");
+            return Err(refused("members".into(), &n, why));
+        }
+        let mut members: Vec<Member> = Vec::with_capacity(w.members.len());
+        for (i, m) in w.members.into_iter().enumerate() {
+            let m = Member::parse(i, m)?;
+            if members.iter().any(|o| o.service == m.service) {
+                let field = format!("members[{i}].service");
+                return Err(refused(field, &m.service, "listed twice"));
+            }
+            members.push(m);
+        }
+        Ok(Self {
+            group: w.group,
+            environment: w.environment,
+            answered_through: w.answered_through,
+            members,
+        })
+    }
+
+    /// `body` with this state in its block.
+    pub fn write_into(&self, body: &str) -> String {
+        let wire = Wire {
+            group: self.group.clone(),
+            environment: self.environment.clone(),
+            answered_through: self.answered_through,
+            members: self.members.iter().map(Member::wire).collect(),
+        };
+        block::write(body, GROUP_MARKER, &wire)
+    }
+
+    /// A member as a single promotion's state, for what stays per service: its
+    /// verification, its bad mark, its rollback.
+    pub fn promotion(&self, member: &Member) -> PromotionState {
+        PromotionState {
+            service: member.service.clone(),
+            environment: self.environment.clone(),
+            tag: member.tag.clone(),
+            digest: member.digest.clone(),
+            from: member.from.clone(),
+            answered_through: self.answered_through,
+            rollback_of: None,
+            auto_sync: None,
+        }
+    }
+
+    /// The members with `outcome` (`None`: not verified yet).
+    pub fn with_outcome(&self, outcome: Option<Outcome>) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(move |m| m.outcome == outcome)
+    }
+
+    /// Record outcomes by service; a service that is not a member is ignored.
+    pub fn record(&mut self, outcomes: &[(&str, Outcome)]) {
+        for m in &mut self.members {
+            if let Some((_, o)) = outcomes.iter().find(|(s, _)| *s == m.service) {
+                m.outcome = Some(*o);
+            }
+        }
+    }
+
+    /// Which of tugboat's labels the PR carries for its members, as (verifying, deployed,
+    /// bad): a member not yet verified keeps `verifying`, any Healthy one `deployed`, any bad
+    /// one `bad`.
+    pub fn labels(&self) -> (bool, bool, bool) {
+        let any = |o: Option<Outcome>| self.members.iter().any(|m| m.outcome == o);
+        (
+            any(None),
+            any(Some(Outcome::Healthy)),
+            any(Some(Outcome::Bad)),
+        )
     }
 }
 
@@ -270,5 +506,118 @@ mod tests {
             assert!(refused.starts_with(error), "{refused}");
         }
         assert_eq!(rule(50).name, "base-image");
+    }
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn block(members: &str) -> String {
+        format!(
+            "Promote 2 services to dev\n\n<!-- tugboat:group {{\"group\":\"base-image\",\"environment\":\"dev\",\"answered_through\":7,\"members\":[{members}]}} -->\n"
+        )
+    }
+
+    #[test]
+    fn a_group_block_reads_back_as_written_and_each_member_is_its_own_promotion() {
+        let members = format!(
+            "{{\"service\":\"api\",\"tag\":\"1.1.0\",\"digest\":\"{}\",\"from\":\"reg.example.com/api:1.0.0\"}},{{\"service\":\"web\",\"digest\":\"{}\",\"outcome\":\"healthy\"}}",
+            digest('a'),
+            digest('b')
+        );
+        let body = block(&members);
+        let state = GroupState::parse(&body).unwrap();
+        assert_eq!(
+            (state.group.as_str(), state.answered_through),
+            ("base-image", 7)
+        );
+        assert_eq!(state.members.len(), 2);
+        assert_eq!(state.write_into(&body), body, "written back byte for byte");
+        let api = state.promotion(&state.members[0]);
+        assert_eq!(
+            (
+                api.service.as_str(),
+                api.environment.as_str(),
+                api.tag_text()
+            ),
+            ("api", "dev", "1.1.0")
+        );
+        assert_eq!(api.from.unwrap().to_string(), "reg.example.com/api:1.0.0");
+        assert_eq!(state.labels(), (true, true, false));
+        let waiting: Vec<&str> = state
+            .with_outcome(None)
+            .map(|m| m.service.as_str())
+            .collect();
+        assert_eq!(waiting, ["api"]);
+    }
+
+    #[test]
+    fn outcomes_are_recorded_per_member_and_the_labels_follow_them() {
+        let members = r#"{"service":"api","tag":"1.1.0"},{"service":"web","tag":"2.0.0"},{"service":"db","tag":"3.0.0"}"#;
+        let mut state = GroupState::parse(&block(members)).unwrap();
+        assert_eq!(state.labels(), (true, false, false), "all verifying");
+        state.record(&[
+            ("api", Outcome::Healthy),
+            ("web", Outcome::Bad),
+            ("nobody", Outcome::Bad),
+        ]);
+        assert_eq!(state.labels(), (true, true, true), "db still verifying");
+        state.record(&[("db", Outcome::Healthy)]);
+        assert_eq!(state.labels(), (false, true, true));
+        state.record(&[("api", Outcome::Superseded), ("db", Outcome::Superseded)]);
+        assert_eq!(
+            state.labels(),
+            (false, false, true),
+            "only web's bad mark is left"
+        );
+        let again = GroupState::parse(&state.write_into("")).unwrap();
+        assert_eq!(again, state);
+    }
+
+    #[test]
+    fn a_group_block_edited_into_something_else_is_refused_naming_the_field_and_value() {
+        let ok = "{\"service\":\"api\",\"tag\":\"1.1.0\"}";
+        for (members, error) in [
+            (
+                "{\"service\":\"api\",\"tag\":\"not a tag!\"}",
+                "members[0].tag 'not a tag!' is invalid",
+            ),
+            (
+                &format!("{ok},{{\"service\":\"web\",\"digest\":\"sha256:zz\"}}"),
+                "members[1].digest 'sha256:zz'",
+            ),
+            (
+                &format!("{ok},{ok}"),
+                "members[1].service 'api' is invalid: listed twice",
+            ),
+            (
+                "{\"service\":\"api\"}",
+                "members[0].tag '' is invalid: a member names a tag or a digest",
+            ),
+            (
+                "{\"service\":\"\",\"tag\":\"1.0.0\"}",
+                "members[0].service ''",
+            ),
+            ("", "members '0' is invalid"),
+            (
+                "{\"service\":\"api\",\"tag\":\"1.1.0\",\"outcome\":\"great\"}",
+                "not the JSON tugboat writes",
+            ),
+            (
+                "{\"service\":\"api\",\"tag\":\"1.1.0\",\"extra\":1}",
+                "unknown field `extra`",
+            ),
+        ] {
+            let refused = GroupState::parse(&block(members)).unwrap_err().to_string();
+            assert!(refused.contains(error), "{members}: {refused}");
+        }
+        let body = block(ok).replace("base-image", "Base Image");
+        assert!(
+            GroupState::parse(&body)
+                .unwrap_err()
+                .to_string()
+                .contains("group 'Base Image'")
+        );
+        assert_eq!(GroupState::parse("no block"), Err(GroupError::Missing));
     }
 }
