@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use tugboat_core::domain::block;
 use tugboat_core::domain::dashboard;
-use tugboat_core::domain::group::GroupState;
+use tugboat_core::domain::group::{GROUP_MARKER, GroupState};
 use tugboat_core::domain::promotion::PromotionState;
 use tugboat_core::domain::rescan::State;
 
@@ -35,11 +35,14 @@ fuzz_target!(|input: (&str, &str, u64)| {
         let again = state.write_into(body);
         assert_eq!(PromotionState::parse(&again).as_ref(), Ok(&state));
     }
-    // So does a group PR's state: members with valid values, each service once.
-    if let Ok(group) = GroupState::parse(body) {
-        assert!(!group.members.is_empty());
-        let again = group.write_into(body);
-        assert_eq!(GroupState::parse(&again).as_ref(), Ok(&group));
+    // So does a group PR's state: members with valid values, each service once (`text` is
+    // also tried as the block's JSON, which the fuzzer reaches far sooner than a marker).
+    for body in [body.to_owned(), format!("{GROUP_MARKER}{text} -->")] {
+        if let Ok(group) = GroupState::parse(&body) {
+            assert!(!group.members.is_empty() && group.members.len() <= 100);
+            let again = group.write_into(&body);
+            assert_eq!(GroupState::parse(&again).as_ref(), Ok(&group));
+        }
     }
     // Round trip through an arbitrary body: the value survives any text around it, and the
     // body holds exactly one block afterwards.
