@@ -168,6 +168,11 @@ fn the_demo_at_trace_level_never_prints_a_token_on_any_stream() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(
+        stdout
+            .contains("body: **Deployed.** Argo CD reports `user-service-dev` Synced and Healthy"),
+        "the demo shows each verification: {stdout}"
+    );
+    assert!(
         stderr.len() > 100_000,
         "trace logs were written ({} bytes)",
         stderr.len()

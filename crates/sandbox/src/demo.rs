@@ -209,6 +209,11 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
             pr.state.as_str()
         };
         writeln!(out, "  #{:<2} {:7} {}", pr.number, state, pr.title)?;
+        // A Healthy verification is the body's last section, not a comment.
+        if let Some(i) = pr.body.find("**Deployed.** ") {
+            let said = pr.body[i..].lines().next().unwrap_or("");
+            writeln!(out, "        body: {said}")?;
+        }
         for (user, c) in &pr.comments {
             writeln!(out, "        {user}: {}", c.lines().next().unwrap_or(""))?;
         }
