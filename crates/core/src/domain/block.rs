@@ -44,6 +44,25 @@ pub fn write<T: Serialize>(body: &str, marker: &str, value: &T) -> String {
     format!("{body}{sep}\n{block}\n")
 }
 
+/// An optional field of a block, written as text (empty for none), parsed into `T`: a
+/// refusal gives the value as read (its first 80 characters) and why.
+pub fn optional<T, E: std::fmt::Display>(
+    value: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, (String, String)> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    parse(value)
+        .map(Some)
+        .map_err(|e| (value.chars().take(80).collect(), e.to_string()))
+}
+
+/// An optional value as a block writes it: its text, empty for none.
+pub fn text<T: std::fmt::Display>(value: Option<&T>) -> String {
+    value.map(ToString::to_string).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -218,15 +218,16 @@ fn refused(field: String, value: &str, reason: impl ToString) -> GroupError {
     }
 }
 
-fn optional<T, E: ToString>(
+fn optional<T, E: std::fmt::Display>(
     field: String,
     value: &str,
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<Option<T>, GroupError> {
-    if value.is_empty() {
-        return Ok(None);
-    }
-    parse(value).map(Some).map_err(|e| refused(field, value, e))
+    block::optional(value, parse).map_err(|(value, reason)| GroupError::Field {
+        field,
+        value,
+        reason,
+    })
 }
 
 impl Member {
@@ -255,16 +256,8 @@ impl Member {
     fn wire(&self) -> WireMember {
         WireMember {
             service: self.service.clone(),
-            tag: self
-                .tag
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            digest: self
-                .digest
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            tag: block::text(self.tag.as_ref()),
+            digest: block::text(self.digest.as_ref()),
             from: self.from.as_ref().map(ToString::to_string),
             outcome: self.outcome,
         }

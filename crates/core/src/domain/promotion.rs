@@ -71,13 +71,10 @@ fn field<T, E: std::fmt::Display>(
     value: &str,
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<Option<T>, StateError> {
-    if value.is_empty() {
-        return Ok(None);
-    }
-    parse(value).map(Some).map_err(|e| StateError::Field {
+    block::optional(value, parse).map_err(|(value, reason)| StateError::Field {
         field: name,
-        value: value.chars().take(80).collect(),
-        reason: e.to_string(),
+        value,
+        reason,
     })
 }
 
@@ -110,16 +107,8 @@ impl PromotionState {
         let wire = Wire {
             service: self.service.clone(),
             environment: self.environment.clone(),
-            tag: self
-                .tag
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            digest: self
-                .digest
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            tag: block::text(self.tag.as_ref()),
+            digest: block::text(self.digest.as_ref()),
             from: self.from.as_ref().map(ToString::to_string),
             answered_through: self.answered_through,
             rollback_of: self.rollback_of,
