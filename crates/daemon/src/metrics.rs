@@ -795,33 +795,44 @@ mod tests {
 
     use crate::engine::fake::report;
 
+    /// Tag 1.2.0 of user_service, pushed 10 minutes before `now`.
+    fn candidate(now: chrono::DateTime<chrono::Utc>) -> Candidate {
+        Candidate {
+            tag: Tag::parse("1.2.0").unwrap(),
+            digest: Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap(),
+            pushed_at: now - chrono::Duration::seconds(600),
+        }
+    }
+
+    /// Dev's row: `candidate` promoted, merged as PR #1 and verified at `verified_at`.
+    fn merged(
+        candidate: &Candidate,
+        verification: Verification,
+        verified_at: chrono::DateTime<chrono::Utc>,
+    ) -> EnvReport {
+        report(
+            "dev",
+            Decision::Promote {
+                from: None,
+                to: candidate.clone(),
+            },
+            Action::Merged {
+                number: 1,
+                url: String::new(),
+                sha: "abc".into(),
+                verification,
+                timing: crate::engine::Timing {
+                    verified_at,
+                    since: Some(candidate.pushed_at),
+                },
+            },
+        )
+    }
+
     #[test]
     fn a_merge_argo_cd_could_not_read_is_counted_once_by_the_outcome_a_later_cycle_verifies() {
         let now = chrono::Utc::now();
-        let candidate = Candidate {
-            tag: Tag::parse("1.2.0").unwrap(),
-            digest: Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap(),
-            pushed_at: now - chrono::Duration::seconds(600),
-        };
-        let merged = |verification| {
-            report(
-                "dev",
-                Decision::Promote {
-                    from: None,
-                    to: candidate.clone(),
-                },
-                Action::Merged {
-                    number: 1,
-                    url: String::new(),
-                    sha: "abc".into(),
-                    verification,
-                    timing: crate::engine::Timing {
-                        verified_at: now,
-                        since: Some(candidate.pushed_at),
-                    },
-                },
-            )
-        };
+        let candidate = candidate(now);
         let m = Metrics::new(600, &ApiMetrics::default());
         let unknown = Verification::Unknown {
             reason: "Argo CD answered 503".into(),
@@ -831,7 +842,7 @@ mod tests {
             automated: Some(true),
         };
         for verification in [unknown, healthy] {
-            let reports = [merged(verification)];
+            let reports = [merged(&candidate, verification, now)];
             let api = ApiCounts::new();
             m.record_cycle(Ok(&reports), true, Duration::ZERO, &api, now);
         }
@@ -851,11 +862,7 @@ mod tests {
     #[test]
     fn a_cycle_feeds_promotions_latencies_pending_approvals_and_one_rejection_per_candidate() {
         let now = chrono::Utc::now();
-        let candidate = Candidate {
-            tag: Tag::parse("1.2.0").unwrap(),
-            digest: Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap(),
-            pushed_at: now - chrono::Duration::seconds(600),
-        };
+        let candidate = candidate(now);
         let mut blocked = report(
             "staging",
             Decision::Blocked {
@@ -866,25 +873,13 @@ mod tests {
         );
         blocked.rejected = Some(vec![Severity::Critical]);
         let reports = vec![
-            report(
-                "dev",
-                Decision::Promote {
-                    from: None,
-                    to: candidate.clone(),
+            merged(
+                &candidate,
+                Verification::Healthy {
+                    after: Duration::from_secs(42),
+                    automated: Some(true),
                 },
-                Action::Merged {
-                    number: 1,
-                    url: String::new(),
-                    sha: "abc".into(),
-                    verification: Verification::Healthy {
-                        after: Duration::from_secs(42),
-                        automated: Some(true),
-                    },
-                    timing: crate::engine::Timing {
-                        verified_at: now - chrono::Duration::seconds(100),
-                        since: Some(candidate.pushed_at),
-                    },
-                },
+                now - chrono::Duration::seconds(100),
             ),
             report(
                 "prod",
