@@ -242,11 +242,15 @@ async fn once(config: &Path, mode: Mode, output: Output) -> anyhow::Result<ExitC
     let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
     let reports = engine.cycle(mode).await?;
     // A plan says what its promotions would cost against GitHub's write budget.
-    let cost = (mode == Mode::Plan).then(|| {
-        let github = &cfg.github;
-        tugboat::report::WriteCost::of(&reports, github.writes_per_minute, github.writes_per_hour)
-    });
-    let cost = cost.flatten();
+    let github = &cfg.github;
+    let cost = match mode {
+        Mode::Plan => tugboat::report::WriteCost::of(
+            &reports,
+            github.writes_per_minute,
+            github.writes_per_hour,
+        ),
+        Mode::Apply => None,
+    };
     match output {
         Output::Table => {
             let mut out = tugboat::report::table(&reports);
