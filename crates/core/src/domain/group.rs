@@ -11,9 +11,8 @@
 //!
 //! A group PR keeps its members in a hidden block of its body (`GroupState`): each one's
 //! image, what it replaces, and its outcome once verified, so that verification, bad marks
-//! and rollbacks stay per service while the PR and its labels are shared.
-//!
-//! Issue 22 builds grouped promotions on it; the engine does not use it yet.
+//! and rollbacks stay per service while the PR and its labels are shared. The engine's
+//! `group` step acts on it.
 
 use std::time::Duration;
 
@@ -142,6 +141,9 @@ pub const GROUP_MARKER: &str = "<!-- tugboat:group ";
 pub enum Outcome {
     /// Synced and Healthy: the environment runs it.
     Healthy,
+    /// It did not become Healthy and its environment leaves the rollback to a person
+    /// (`rollback: manual`): it is deployed, and stays tugboat's record there.
+    Unhealthy,
     /// It failed, or an approver said `/rollback`: its digest is never promoted again until
     /// an approver says `/unblock`.
     Bad,
@@ -159,6 +161,15 @@ pub struct Member {
     pub from: Option<ImageRef>,
     /// `None` until verified.
     pub outcome: Option<Outcome>,
+    /// Whether its application synced by itself when it was verified (`None`: not seen).
+    pub auto_sync: Option<bool>,
+}
+
+impl Member {
+    /// Whether its environment runs it as tugboat's record (Healthy, or left to a person).
+    pub fn deployed(&self) -> bool {
+        matches!(self.outcome, Some(Outcome::Healthy | Outcome::Unhealthy))
+    }
 }
 
 /// A group PR's state: the group, its environment, its members.
@@ -208,6 +219,8 @@ struct WireMember {
     from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     outcome: Option<Outcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auto_sync: Option<bool>,
 }
 
 fn refused(field: String, value: &str, reason: impl ToString) -> GroupError {
@@ -245,6 +258,7 @@ impl Member {
             },
             service: w.service,
             outcome: w.outcome,
+            auto_sync: w.auto_sync,
         };
         if member.tag.is_none() && member.digest.is_none() {
             let why = "a member names a tag or a digest";
@@ -260,6 +274,7 @@ impl Member {
             digest: block::text(self.digest.as_ref()),
             from: self.from.as_ref().map(ToString::to_string),
             outcome: self.outcome,
+            auto_sync: self.auto_sync,
         }
     }
 }
@@ -316,7 +331,7 @@ impl GroupState {
             from: member.from.clone(),
             answered_through: self.answered_through,
             rollback_of: None,
-            auto_sync: None,
+            auto_sync: member.auto_sync,
         }
     }
 
@@ -335,15 +350,20 @@ impl GroupState {
     }
 
     /// Which of tugboat's labels the PR carries for its members, as (verifying, deployed,
-    /// bad): a member not yet verified keeps `verifying`, any Healthy one `deployed`, any bad
-    /// one `bad`.
+    /// bad): a member not yet verified keeps `verifying`, any deployed one (Healthy, or
+    /// Unhealthy and left to a person) `deployed`, any bad one `bad`.
     pub fn labels(&self) -> (bool, bool, bool) {
         let any = |o: Option<Outcome>| self.members.iter().any(|m| m.outcome == o);
         (
             any(None),
-            any(Some(Outcome::Healthy)),
+            self.members.iter().any(Member::deployed),
             any(Some(Outcome::Bad)),
         )
+    }
+
+    /// The member for `service`, if it rides here.
+    pub fn member(&self, service: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.service == service)
     }
 }
 

@@ -55,6 +55,8 @@ pub struct EnvPolicy {
     pub application: Option<String>,
     /// Ask Argo CD to sync the merge revision (for applications without automated sync).
     pub sync: bool,
+    /// Grouped promotions: the services ready within the window ride in one PR.
+    pub group: Option<super::group::Rule>,
 }
 
 /// What happens when a promotion does not become Healthy.
@@ -115,6 +117,15 @@ struct RawEnv {
     rollback: Option<RollbackMode>,
     application: Option<String>,
     sync: Option<bool>,
+    group: Option<RawGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    window: Option<String>,
+    max: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +154,11 @@ struct RawScan {
     allow_failed: Option<bool>,
     allow_unsupported: Option<bool>,
 }
+
+/// How long a group gathers when its policy names no window.
+const DEFAULT_GROUP_WINDOW: Duration = Duration::from_secs(120);
+/// How many services a group PR carries when its policy names no maximum.
+const DEFAULT_GROUP_MAX: usize = 50;
 
 /// Standard SSM parameters hold at most 4 KB.
 pub const MAX_DOCUMENT_BYTES: usize = 4096;
@@ -285,6 +301,18 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
             format!("'{a}' is not an Argo CD application name"),
         ));
     }
+    let group = match &raw.group {
+        Some(g) => {
+            let window = duration("group.window", g.window.as_deref(), DEFAULT_GROUP_WINDOW)?;
+            let max = g.max.unwrap_or(DEFAULT_GROUP_MAX);
+            let rule = super::group::Rule::new(&g.name, window, max).map_err(|m| {
+                let (field, msg) = m.split_once(": ").unwrap_or(("group", &m));
+                (field.to_owned(), msg.to_owned())
+            })?;
+            Some(rule)
+        }
+        None => None,
+    };
     let scan_default = ScanPolicy::default();
     let s = raw.scan.as_ref();
     Ok(EnvPolicy {
@@ -318,6 +346,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         rollback: raw.rollback.unwrap_or_default(),
         application: raw.application.clone(),
         sync: raw.sync.unwrap_or(false),
+        group,
     })
 }
 
@@ -530,6 +559,26 @@ mod tests {
                 "version",
                 "schema version 2 is not one this tugboat reads",
             ),
+            (
+                "environments: {dev: {group: {name: Base Image}}}",
+                "environments.dev.group.name",
+                "'Base Image' must be 1 to 63 lowercase letters",
+            ),
+            (
+                "environments: {dev: {group: {name: base, max: 500}}}",
+                "environments.dev.group.max",
+                "500 is not between 2 and 100",
+            ),
+            (
+                "environments: {dev: {group: {name: base, window: 2h}}}",
+                "environments.dev.group.window",
+                "7200s is longer than the most a promotion may wait",
+            ),
+            (
+                "environments: {dev: {group: {window: 2m}}}",
+                "environments.dev.group",
+                "missing field `name`",
+            ),
         ];
         for (body, path, message) in cases {
             let e = parse_document(&doc("/p/defaults", body)).unwrap_err();
@@ -555,6 +604,24 @@ mod tests {
             prod.windows[0].to_string(),
             "Mon,Tue,Wed,Thu 09:00-16:00 Europe/Stockholm"
         );
+    }
+
+    #[test]
+    fn a_group_is_read_with_its_window_and_max_and_defaults_to_two_minutes_and_fifty() {
+        let docs = [doc(
+            "/p/defaults",
+            "environments:\n  dev: {group: {name: base-image, window: 5m, max: 80}}\n  staging: {group: {name: base-image}}\n  prod: {}\n",
+        )];
+        let envs = ["dev".into(), "staging".into(), "prod".into()];
+        let p = resolve(&docs, "/p/", "api", &envs).unwrap();
+        let dev = p.environments["dev"].group.clone().unwrap();
+        assert_eq!(
+            (dev.name.as_str(), dev.window.as_secs(), dev.max),
+            ("base-image", 300, 80)
+        );
+        let staging = p.environments["staging"].group.clone().unwrap();
+        assert_eq!((staging.window.as_secs(), staging.max), (120, 50));
+        assert!(p.environments["prod"].group.is_none(), "grouping is opt-in");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub(super) struct EnvCtx<'a> {
     pub watch: Result<&'a Watch, &'a StepError>,
     /// The previous environment, for every environment but the first.
     pub upstream: Option<&'a Upstream<'a>>,
+    /// Where a grouped environment's step leaves its promotion for the group step (`None`:
+    /// a step of the group step itself, or a plan).
+    pub gathered: Option<&'a super::group::Gathered>,
 }
 
 impl EnvCtx<'_> {

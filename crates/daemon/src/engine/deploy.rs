@@ -12,6 +12,7 @@
 //! Rollback is level-triggered: "the environment deploys a digest marked bad there" is checked
 //! every cycle, so a rollback interrupted at any step is finished by the next cycle.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,8 +26,10 @@ use super::promote::Change;
 use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Verification};
 use crate::domain::chatops;
 use crate::domain::deploy::{self, Observation, OperationView, Verdict};
+use crate::domain::group::{GROUP_MARKER, GroupState, Outcome};
 use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy::RollbackMode;
+use crate::domain::promotion::StateError;
 use crate::manifest;
 use crate::ports::{
     AppStatus, Base, CheckKind, CheckReport, ErrorKind, LabelledPr, OperationPhase, PullRequest,
@@ -38,18 +41,23 @@ pub const DEPLOYED: &str = "tugboat:deployed";
 pub const BAD: &str = "tugboat:bad";
 pub const ROLLBACK: &str = "tugboat:rollback";
 /// How long a replica's claim to report a verification keeps the others from reporting it.
-const REPORT_CLAIM_TTL: Duration = Duration::from_secs(120);
+pub(super) const REPORT_CLAIM_TTL: Duration = Duration::from_secs(120);
 /// Starts tugboat's verification report: a comment when the promotion failed (looked for so
 /// that nothing is reported twice), the PR body's last section when it turned Healthy.
-const REPORTED: &str = "<!-- tugboat:verified ";
+pub(super) const REPORTED: &str = "<!-- tugboat:verified ";
 /// How tugboat's comment marking a promotion bad begins.
-const MARKED_BAD: &str = "Marked bad:";
+pub(super) const MARKED_BAD: &str = "Marked bad:";
 
-/// A labelled pull request with the state its body carries.
+/// A labelled pull request with the state its body carries: a promotion or a rollback, or
+/// one member of a group PR (`group`), whose state is that member's as a single promotion.
 #[derive(Debug, Clone)]
 pub struct Watched {
     pub pr: LabelledPr,
     pub state: PromotionState,
+    /// The group PR's whole state, when this is one of its members: the PR and its labels
+    /// are shared, so what changes one member's record changes the block, not the labels
+    /// alone (`Engine::supersede`).
+    pub group: Option<Arc<GroupState>>,
 }
 
 /// The merged promotions tugboat looks after, read at the start of a cycle.
@@ -86,6 +94,7 @@ impl Watched {
                 merged_at: Some(merged_at),
             },
             state,
+            group: None,
         }
     }
 }
@@ -93,16 +102,20 @@ impl Watched {
 impl Watch {
     /// The open promotion PR of this service and environment that promotes `digest`.
     pub fn open_promotion(&self, service: &str, env: &str, digest: &Digest) -> Option<&Watched> {
-        of(&self.open, service, env)
-            .into_iter()
-            .find(|w| w.state.rollback_of.is_none() && w.state.digest.as_ref() == Some(digest))
+        of(&self.open, service, env).into_iter().find(|w| {
+            w.group.is_none()
+                && w.state.rollback_of.is_none()
+                && w.state.digest.as_ref() == Some(digest)
+        })
     }
 
     /// Every open PR and hold issue by number, with its service.
     pub fn subjects(&self) -> std::collections::HashMap<u64, String> {
+        // A group PR is no one service's: a command there wakes a whole cycle.
         let prs = self
             .open
             .iter()
+            .filter(|w| w.group.is_none())
             .map(|w| (w.pr.number, w.state.service.clone()));
         let holds = self
             .holds
@@ -144,16 +157,32 @@ impl Watch {
     pub fn record_of(&self, service: &str, env: &str) -> Option<&Watched> {
         of(&self.deployed, service, env)
             .into_iter()
-            // A promotion marked bad (and not yet unlabelled, say by a stop) is no record.
-            .filter(|w| w.pr.merged_at.is_some() && !w.pr.labels.iter().any(|l| l == BAD))
+            // A promotion marked bad (and not yet unlabelled, say by a stop) is no record; a
+            // group PR's `bad` is another member's (this one is listed only while deployed).
+            .filter(|w| {
+                w.pr.merged_at.is_some()
+                    && (w.group.is_some() || !w.pr.labels.iter().any(|l| l == BAD))
+            })
             .max_by_key(|w| w.pr.merged_at)
     }
 
-    /// The environment's open promotion PRs (not rollbacks).
+    /// The environment's open promotion PRs (not rollbacks, nor a group PR, which the group
+    /// step rewrites without a member that is no longer ready).
     pub fn open_of(&self, service: &str, env: &str) -> Vec<&Watched> {
         of(&self.open, service, env)
             .into_iter()
-            .filter(|w| w.state.rollback_of.is_none())
+            .filter(|w| w.state.rollback_of.is_none() && w.group.is_none())
+            .collect()
+    }
+
+    /// The group PRs the group step looks after, each once: the open ones, and those
+    /// labelled `verifying` (merged with members not verified yet, or closed unmerged).
+    pub fn groups(&self) -> Vec<&Watched> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.open
+            .iter()
+            .chain(self.verifying.iter())
+            .filter(|w| w.group.is_some() && seen.insert(w.pr.number))
             .collect()
     }
 
@@ -163,6 +192,49 @@ impl Watch {
             .iter()
             .find(|w| w.state.service == service && w.state.digest.as_ref() == Some(digest))
     }
+}
+
+/// A labelled PR as what tugboat looks after: a promotion or a rollback, or the members of a
+/// group PR that `label` stands for there (`verifying`: those not verified yet; `deployed`:
+/// those deployed; `bad`: the bad ones; any other label: all of them). A PR whose block was
+/// edited by hand into something tugboat did not write is logged and not acted on.
+fn watched(pr: LabelledPr, label: &str) -> Vec<Watched> {
+    let refused = |pr: &LabelledPr, e: &dyn std::fmt::Display| {
+        tracing::warn!(pr = pr.number, label, error = %e, "ignoring a labelled PR whose state block is refused");
+        Vec::new()
+    };
+    match PromotionState::parse(&pr.body) {
+        Ok(state) => vec![Watched {
+            pr,
+            state,
+            group: None,
+        }],
+        Err(StateError::Missing) if pr.body.contains(GROUP_MARKER) => {
+            match GroupState::parse(&pr.body) {
+                Ok(g) => members(pr, Arc::new(g), label),
+                Err(e) => refused(&pr, &e),
+            }
+        }
+        Err(e) => refused(&pr, &e),
+    }
+}
+
+/// The members of group PR `pr` that `label` stands for, each as a single promotion.
+fn members(pr: LabelledPr, g: Arc<GroupState>, label: &str) -> Vec<Watched> {
+    g.members
+        .iter()
+        .filter(|m| match label {
+            VERIFYING => m.outcome.is_none(),
+            DEPLOYED => m.deployed(),
+            BAD => m.outcome == Some(Outcome::Bad),
+            _ => true,
+        })
+        .map(|m| Watched {
+            pr: pr.clone(),
+            state: g.promotion(m),
+            group: Some(Arc::clone(&g)),
+        })
+        .collect()
 }
 
 /// Whether `deployed` is the image a watched promotion put there.
@@ -226,16 +298,7 @@ impl Engine {
             .labelled_prs(&[label.to_owned()], open_only)
             .await
             .map_err(|error| StepError::new(Step::Watch, Cause::Watch { label, error }))?;
-        Ok(prs
-            .into_iter()
-            .filter_map(|pr| match PromotionState::parse(&pr.body) {
-                Ok(state) => Some(Watched { pr, state }),
-                Err(e) => {
-                    tracing::warn!(pr = pr.number, label, error = %e, "ignoring a labelled PR whose state block is refused");
-                    None
-                }
-            })
-            .collect())
+        Ok(prs.into_iter().flat_map(|pr| watched(pr, label)).collect())
     }
 
     /// Merged promotions of this environment come first: finish an interrupted verification,
@@ -250,6 +313,14 @@ impl Engine {
         let (svc, env) = (&cx.svc.name, &cx.env.name);
         for w in of(&watch.verifying, svc, env) {
             tracing::Span::current().record("pr", w.pr.number);
+            if w.group.is_some() {
+                // The group step merges an open group PR and verifies a merged one: until it
+                // has, main deploys what no record says yet, so nothing else happens here.
+                if w.pr.merged_at.is_some() {
+                    return Some(Action::None);
+                }
+                continue;
+            }
             match self.resume(cx, w).await {
                 Ok(None) => {}
                 Ok(Some(action)) => return Some(action),
@@ -260,7 +331,9 @@ impl Engine {
         let bad_prs = of(&watch.bad, svc, env);
         let mut newly_bad = Vec::new();
         let mut held = None;
-        for w in deployed_prs.iter().chain(bad_prs.iter()) {
+        // Commands on a merged group PR are not read: it is no one service's (see issue 22).
+        let singles = deployed_prs.iter().chain(bad_prs.iter());
+        for w in singles.filter(|w| w.group.is_none()) {
             let is_bad = bad_prs.iter().any(|b| b.pr.number == w.pr.number);
             match self.merged_commands(cx, w, is_bad).await {
                 Ok(Carried::MarkedBad) => newly_bad.push((*w).clone()),
@@ -549,7 +622,13 @@ impl Engine {
                         .watch()
                         .map(|watch| of(&watch.deployed, &w.state.service, &cx.env.name));
                     for old in before.unwrap_or_default() {
-                        if old.pr.number != w.pr.number {
+                        if old.pr.number == w.pr.number {
+                            continue;
+                        }
+                        if old.group.is_some() {
+                            self.supersede(old.pr.number, &[&w.state.service], Step::Settle)
+                                .await?;
+                        } else {
                             forge
                                 .remove_label(old.pr.number, DEPLOYED)
                                 .await
@@ -964,7 +1043,7 @@ fn healthy_text(app: &str, image: &ImageRef, after: Duration, short: Option<&str
 }
 
 /// `body` ending with a Healthy verification's report (in place of an earlier one).
-fn with_report(body: &str, text: &str) -> String {
+pub(super) fn with_report(body: &str, text: &str) -> String {
     let kept = body.find(REPORTED).map_or(body, |i| &body[..i]).trim_end();
     format!("{kept}\n\n{REPORTED}{{\"healthy\":true}} -->\n**Deployed.** {text}\n")
 }

@@ -32,6 +32,9 @@ pub(super) struct Judged {
     pub candidate: Candidate,
     pub gate: GateDecision,
     pub findings: Vec<Finding>,
+    /// Since when it may be promoted: its push in the first environment, else when the
+    /// previous environment deployed it plus the soak (a group's window counts from it).
+    pub since: DateTime<Utc>,
 }
 
 /// What the previous environment offers.
@@ -107,8 +110,8 @@ impl Engine {
         cx: &EnvCtx<'_>,
         seen: &Seen,
         report: &mut EnvReport,
-    ) -> Option<Candidate> {
-        let candidate = match self.candidate(cx).await {
+    ) -> Option<(Candidate, DateTime<Utc>)> {
+        let (candidate, since) = match self.candidate(cx).await {
             Ok(c) => c,
             Err(decision) => {
                 report.decision = decision;
@@ -144,15 +147,20 @@ impl Engine {
             report.decision = Decision::Blocked { candidate, reasons };
             return None;
         }
-        Some(candidate)
+        Some((candidate, since))
     }
 
-    /// The candidate of this environment, or the decision that there is none yet.
-    async fn candidate(&self, cx: &EnvCtx<'_>) -> Result<Candidate, Decision> {
+    /// The candidate of this environment and since when it may be promoted, or the decision
+    /// that there is none yet.
+    async fn candidate(&self, cx: &EnvCtx<'_>) -> Result<(Candidate, DateTime<Utc>), Decision> {
         let Some(up) = cx.upstream else {
             return select::eligible(cx.images, &cx.env_policy.tag)
                 .into_iter()
                 .next()
+                .map(|c| {
+                    let since = c.pushed_at;
+                    (c, since)
+                })
                 .ok_or_else(|| Decision::NoCandidate {
                     reason: "no tag matches the policy's tag rule".into(),
                 });
@@ -167,7 +175,12 @@ impl Engine {
             }),
             Offer::Ready(c, deployed_at) => {
                 match plan::soaked(cx.env_policy.soak, deployed_at, cx.now, &up.env.name) {
-                    Ok(()) => Ok(c),
+                    Ok(()) => {
+                        let soak =
+                            chrono::Duration::from_std(cx.env_policy.soak).unwrap_or_default();
+                        let since = deployed_at.map_or(c.pushed_at, |d| d + soak);
+                        Ok((c, since))
+                    }
                     Err(reason) => Err(Decision::Waiting {
                         candidate: Some(c),
                         reason,
@@ -182,7 +195,7 @@ impl Engine {
         &self,
         cx: &EnvCtx<'_>,
         seen: &Seen,
-        candidate: Candidate,
+        (candidate, since): (Candidate, DateTime<Utc>),
         report: &mut EnvReport,
     ) -> Option<Judged> {
         let scan = match self.scan(cx.svc, &candidate.digest, cx.mode).await {
@@ -215,6 +228,7 @@ impl Engine {
             candidate,
             gate,
             findings: scan.findings,
+            since,
         })
     }
 
@@ -246,6 +260,13 @@ impl Engine {
             }
         }
         if cx.mode == Mode::Plan || !promote {
+            return;
+        }
+        if cx.env_policy.group.is_some()
+            && let Some(gathered) = cx.gathered
+        {
+            // The group step promotes it with the others, after every service's step.
+            gathered.ride(super::group::Rider::new(cx, seen, &judged));
             return;
         }
         report.action = self

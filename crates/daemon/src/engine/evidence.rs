@@ -36,6 +36,16 @@ pub fn branch(service: &str, environment: &str) -> String {
     format!("tugboat/{environment}/{service}")
 }
 
+/// The branch of group `group`'s promotions to `environment`.
+pub fn group_branch(group: &str, environment: &str) -> String {
+    format!("tugboat/group/{environment}/{group}")
+}
+
+/// The title of a group PR.
+pub fn group_title(group: &str, environment: &str, members: usize) -> String {
+    format!("Promote {members} service(s) to {environment} (group {group})")
+}
+
 /// The branch of a rollback of `service` in `environment`.
 pub fn rollback_branch(service: &str, environment: &str) -> String {
     format!("tugboat/rollback/{environment}/{service}")
@@ -177,6 +187,125 @@ pub fn gate_check(e: &Evidence<'_>) -> (String, String) {
         "\nRe-run this check to scan the image again (as `/rescan` does)."
     );
     (title, b)
+}
+
+/// One member's evidence in a group PR: its image, scan, policy and files (the group's body
+/// puts it in a collapsed section), and its gate result in one line.
+pub fn member_section(e: &Evidence<'_>) -> (String, String) {
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "Image `{}` `{}` (`{}`), pushed {}; replaces `{}`.\n",
+        e.image,
+        e.to.tag,
+        e.to.digest,
+        e.to.pushed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        e.from
+            .map_or_else(|| "(nothing deployed)".to_owned(), ToString::to_string)
+    );
+    scan_section(&mut b, e);
+    let sources: Vec<String> = e
+        .sources
+        .iter()
+        .map(|s| format!("`{}` v{}", s.name, s.version))
+        .collect();
+    let files: Vec<String> = e.files.iter().map(|f| format!("`{f}`")).collect();
+    let _ = writeln!(
+        b,
+        "\nPolicy: {}. Files: {}.",
+        sources.join(", "),
+        files.join(", ")
+    );
+    (b, gate_check(e).0)
+}
+
+/// A member of a group PR, as its body lists it.
+pub struct GroupLine<'a> {
+    pub service: &'a str,
+    pub from: Option<&'a ImageRef>,
+    pub to: &'a Candidate,
+    /// Its gate result in one line, and its evidence (`member_section`).
+    pub gate: &'a str,
+    pub section: &'a str,
+}
+
+/// How much of a group PR's body its members' evidence may take: GitHub keeps at most
+/// 65,536 characters, and the table, the next steps and the blocks need the rest.
+const GROUP_EVIDENCE_BUDGET: usize = 40_000;
+
+/// A group PR's body (its `GroupState` block is written into it): a table of the members,
+/// each one's evidence collapsed, what happens next under the group's one merge rule.
+pub fn group_body(
+    group: &str,
+    environment: &str,
+    lines: &[GroupLine<'_>],
+    next: &Evidence<'_>,
+) -> String {
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "## Promote {} service(s) to `{environment}` together (group `{group}`)\n",
+        lines.len()
+    );
+    let _ = writeln!(b, "| service | from | to | scan gate |\n|---|---|---|---|");
+    for l in lines {
+        let from = match l.from {
+            Some(ImageRef { tag: Some(t), .. }) => format!("`{t}`"),
+            Some(ImageRef {
+                digest: Some(d), ..
+            }) => format!("`{d}`"),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            b,
+            "| `{}` | {from} | `{}` | {} |",
+            l.service,
+            l.to.tag,
+            cell(l.gate)
+        );
+    }
+    let share = GROUP_EVIDENCE_BUDGET / lines.len().max(1);
+    let _ = writeln!(b, "\n### Evidence\n");
+    for l in lines {
+        let _ = writeln!(
+            b,
+            "<details><summary><code>{}</code>: {}</summary>\n\n{}\n</details>\n",
+            l.service,
+            cell(l.gate),
+            clip(l.section, share)
+        );
+    }
+    next_section(&mut b, next);
+    let _ = writeln!(
+        b,
+        "\nEach service is verified on its own Argo CD application. One that does not become Healthy is handled alone: only its lines are reverted (`rollback: auto`) or reported for a person (`rollback: manual`); the others stay. A service held, or whose image is refused or marked bad, leaves this PR; it never holds the others back."
+    );
+    let _ = writeln!(
+        b,
+        "\nOnce this PR is merged, commands on it are not read (it is no one service's): roll a service back with a PR of its own, and remove `tugboat:bad` from it to clear its members' bad marks (all of them)."
+    );
+    let _ = writeln!(
+        b,
+        "\n<details><summary>Commands</summary>\n\n{}\n</details>",
+        crate::domain::chatops::HELP
+    );
+    b
+}
+
+/// `text` cut at a line boundary to at most `max` bytes, saying so.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text[..end].rfind('\n').unwrap_or(0);
+    format!(
+        "{}\n\n(cut to fit GitHub's limit on a PR body; `tugboat plan` shows the rest)",
+        &text[..cut]
+    )
 }
 
 /// The scan: the gate's decision, the counts against the thresholds, the top findings.

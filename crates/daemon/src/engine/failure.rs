@@ -93,6 +93,16 @@ pub enum Cause {
     ChecksFailed(u64),
     #[error("the body tugboat wrote for PR #{pr}: {error}")]
     OwnState { pr: u64, error: StateError },
+    #[error("the body tugboat wrote for group PR #{pr}: {error}")]
+    OwnGroupState {
+        pr: u64,
+        error: crate::domain::group::GroupError,
+    },
+    #[error("{service} is not configured in environment {environment}")]
+    NotConfigured {
+        service: String,
+        environment: String,
+    },
     #[error("PR #{0} is merged but has no merge commit")]
     NoMergeCommit(u64),
     #[error(
@@ -119,7 +129,8 @@ impl Cause {
             Self::MissingFile { .. } => "missing_file",
             Self::InvalidPolicy(_) | Self::NoEnvironmentPolicy(_) => "invalid_policy",
             Self::ChecksFailed(_) => "checks_failed",
-            Self::OwnState { .. } => "state_block",
+            Self::OwnState { .. } | Self::OwnGroupState { .. } => "state_block",
+            Self::NotConfigured { .. } => "not_configured",
             Self::NoMergeCommit(_) => "inconsistent",
             Self::NothingToRollBackTo(_) => "no_earlier_image",
         }

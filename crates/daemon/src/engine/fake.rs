@@ -805,9 +805,10 @@ impl Deployer for World {
                 .unwrap_or(s.main[0].0);
             let broken = images.iter().any(|i: &String| {
                 let named = i.split_once('@').map_or(i.as_str(), |(name, _)| name);
-                s.broken
-                    .iter()
-                    .any(|tag| named.ends_with(&format!(":{tag}")))
+                // `1.1.0` breaks every image with that tag; `b:1.1.0` only repository `b`'s.
+                s.broken.iter().any(|tag| {
+                    named.ends_with(&format!(":{tag}")) || named.ends_with(&format!("/{tag}"))
+                })
             });
             let health = match health {
                 Health::Healthy if now < deployed_at + s.warmup => Health::Progressing,
@@ -913,6 +914,55 @@ environments:
     rollback: manual
 "#;
 
+/// The fake's configuration for a fleet: each of `services` in dev and prod, its files
+/// `apps/<service>/<env>/values.yaml` and its applications `<service>-<env>`.
+pub fn fleet_config(services: &[&str]) -> Arc<Config> {
+    let mut extra = String::new();
+    for svc in services {
+        extra.push_str(&format!(
+            "[[services]]\nname = \"{svc}\"\nrepository = \"{svc}\"\n"
+        ));
+        for env in ["dev", "prod"] {
+            extra.push_str(&format!(
+                "[[services.environments]]\nname = \"{env}\"\nfiles = [\"{}\"]\nargocd_application = \"{svc}-{env}\"\n",
+                fleet_file(svc, env)
+            ));
+        }
+    }
+    let toml = format!(
+        r#"
+[aws]
+region = "eu-north-1"
+registry_id = "123456789012"
+[policy]
+ssm_path = "/salon/promotion/"
+[github]
+repository = "salon/salon-gitops"
+token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
+[argocd]
+url = "https://argocd.test"
+token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
+poll_interval = "1s"
+[engine]
+workdir = "/nonexistent/tugboat-fake"
+scan_wait = "0s"
+{extra}"#
+    );
+    Arc::new(Config::parse(&toml, "fleet.toml", std::iter::empty()).unwrap())
+}
+
+/// A fleet service's file in `env`.
+pub fn fleet_file(service: &str, env: &str) -> String {
+    format!("apps/{service}/{env}/values.yaml")
+}
+
+/// A fleet service's values file deploying `tag`.
+pub fn fleet_values(service: &str, tag: &str) -> String {
+    format!(
+        "image:\n  repository: 123456789012.dkr.ecr.eu-north-1.amazonaws.com/{service}\n  tag: \"{tag}\"\n"
+    )
+}
+
 /// A Helm values file deploying `tag` of the service.
 pub fn values(tag: &str) -> String {
     format!("image:\n  repository: {IMAGE}\n  tag: \"{tag}\"\n")
@@ -934,6 +984,34 @@ impl World {
         w.app("user-service-dev", DEV, Health::Healthy);
         w.app("user-service-prod", PROD, Health::Healthy);
         w
+    }
+
+    /// A fleet: every one of `services` runs 1.0.0 healthy in dev and prod, under `policy`.
+    pub fn fleet(services: &[&str], policy: &str) -> (Arc<Self>, Arc<TestClock>) {
+        let clock = TestClock::at(Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap());
+        let mut files = Vec::new();
+        for svc in services {
+            for env in ["dev", "prod"] {
+                files.push((fleet_file(svc, env), fleet_values(svc, "1.0.0")));
+            }
+        }
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        let w = Self::new(clock.clone(), &refs);
+        w.set_policy("/salon/promotion/defaults", policy);
+        w.push("1.0.0", 'a');
+        for svc in services {
+            for env in ["dev", "prod"] {
+                w.app(
+                    &format!("{svc}-{env}"),
+                    &fleet_file(svc, env),
+                    Health::Healthy,
+                );
+            }
+        }
+        (w, clock)
     }
 
     /// Every port, played by this world.

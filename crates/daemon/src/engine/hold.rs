@@ -287,10 +287,16 @@ impl Engine {
         if hold.cause.forgets_record()
             && let Some(record) = watch.record_of(&cx.svc.name, &cx.env.name)
         {
-            forge
-                .remove_label(record.pr.number, DEPLOYED)
-                .await
-                .at(Step::Hold)?;
+            if record.group.is_some() {
+                // The other members' records stand: only this one's is superseded.
+                self.supersede(record.pr.number, &[&cx.svc.name], Step::Hold)
+                    .await?;
+            } else {
+                forge
+                    .remove_label(record.pr.number, DEPLOYED)
+                    .await
+                    .at(Step::Hold)?;
+            }
             forge
                 .comment(
                     record.pr.number,

@@ -13,6 +13,9 @@ pub mod evidence;
 mod failure;
 #[cfg(test)]
 pub(crate) mod fake;
+mod group;
+#[cfg(test)]
+mod group_tests;
 mod hold;
 mod promote;
 pub mod rescan;
@@ -228,6 +231,16 @@ const SCAN_CACHE_ENTRIES: usize = 16_384;
 /// How many (commenter, approver list) answers the engine keeps for `APPROVER_TTL`.
 const APPROVER_CACHE_ENTRIES: usize = 4_096;
 
+/// What every service's step of a cycle shares.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    docs: Result<&'a Vec<PolicyDocument>, &'a StepError>,
+    watch: Result<&'a deploy::Watch, &'a StepError>,
+    mode: Mode,
+    /// Where grouped environments leave their promotions (apply only).
+    gathered: Option<&'a group::Gathered>,
+}
+
 /// The engine, holding its caches between cycles.
 /// Requests that arrive between cycles, by webhook or event, for the run loop and the next
 /// cycle. Only hints: a lost one (a restart) costs latency or a click, never a wrong
@@ -407,6 +420,8 @@ pub struct Engine {
     inbox: Arc<Inbox>,
     /// Open PRs whose gate check is reported again once their image is judged anew (a re-run).
     gate_due: Mutex<std::collections::BTreeSet<u64>>,
+    /// Held while a group PR's block is read and rewritten (`Engine::supersede`).
+    group_writes: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -422,6 +437,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             inbox: Arc::default(),
             gate_due: Mutex::default(),
+            group_writes: tokio::sync::Mutex::default(),
         }
     }
 
@@ -500,6 +516,8 @@ impl Engine {
             Ok(w) if mode == Mode::Apply => self.inbox.know_subjects(w.subjects()),
             Ok(_) => {}
         }
+        let gathered = group::Gathered::default();
+        let gathering = (mode == Mode::Apply).then_some(&gathered);
         // Collected first: a lazy `map` in the stream makes the cycle's future not provably
         // `Send` for every lifetime, which `tokio::spawn` needs.
         let runs: Vec<_> = self
@@ -508,8 +526,14 @@ impl Engine {
             .iter()
             .filter(|svc| only.is_none_or(|o| o.contains(&svc.name)))
             .map(|svc| async {
-                let reports = self.service(svc, docs.as_ref(), watch.as_ref(), mode).await;
-                if mode == Mode::Apply {
+                let run = Run {
+                    docs: docs.as_ref(),
+                    watch: watch.as_ref(),
+                    mode,
+                    gathered: gathering,
+                };
+                let reports = self.service(svc, &run).await;
+                if mode == Mode::Apply && only.is_some() {
                     self.inbox.release(&svc.name);
                 }
                 reports
@@ -520,7 +544,52 @@ impl Engine {
             .buffered(self.cfg.engine.concurrency)
             .collect()
             .await;
-        Ok(reports.into_iter().flatten().collect())
+        let mut reports: Vec<EnvReport> = reports.into_iter().flatten().collect();
+        if mode == Mode::Apply {
+            self.group_step(gathered, watch.as_ref(), only, &mut reports)
+                .await;
+        }
+        Ok(reports)
+    }
+
+    /// The group steps, in a full cycle, over every service's rows. A cycle of some services
+    /// only (an event) cannot form a group, which all its services' facts decide: it asks
+    /// for a full cycle instead.
+    async fn group_step(
+        &self,
+        gathered: group::Gathered,
+        watch: Result<&deploy::Watch, &StepError>,
+        only: Option<&std::collections::BTreeSet<String>>,
+        reports: &mut [EnvReport],
+    ) {
+        if only.is_some() {
+            if gathered.has_riders() {
+                self.inbox.wake_all();
+            }
+            return;
+        }
+        let updates = self.groups(gathered, watch, self.clock.now()).await;
+        for u in updates {
+            let Some(row) = reports
+                .iter_mut()
+                .find(|r| r.service == u.service && r.environment == u.environment)
+            else {
+                continue;
+            };
+            if let Some(decision) = u.decision {
+                row.decision = decision;
+            }
+            if let Action::Failed { error } = &u.action {
+                tracing::error!(service = %u.service, environment = %u.environment, step = error.step.as_str(), kind = error.metric_label(), %error, "group step failed");
+            }
+            if let Action::AwaitingApproval { approvals, .. } = &u.action {
+                row.approvals = Some(approvals.clone());
+            }
+            row.action = u.action;
+        }
+        for svc in self.cfg.services.iter() {
+            self.inbox.release(&svc.name);
+        }
     }
 
     async fn policy_documents(&self) -> Result<Vec<PolicyDocument>, StepError> {
@@ -551,13 +620,13 @@ impl Engine {
 
     /// One service, environment by environment in the configured order: each environment's
     /// candidate is what the previous one runs. `now` is read once, for every environment.
-    async fn service(
-        &self,
-        svc: &ServiceConfig,
-        docs: Result<&Vec<PolicyDocument>, &StepError>,
-        watch: Result<&deploy::Watch, &StepError>,
-        mode: Mode,
-    ) -> Vec<EnvReport> {
+    async fn service(&self, svc: &ServiceConfig, run: &Run<'_>) -> Vec<EnvReport> {
+        let Run {
+            docs,
+            watch,
+            mode,
+            gathered,
+        } = *run;
         let now = self.clock.now();
         if mode == Mode::Apply {
             self.inbox.looked(&svc.name, now);
@@ -576,6 +645,13 @@ impl Engine {
             Ok(i) => i,
             Err(e) => return failed_all(svc, &e, &policy.sources),
         };
+        if let Some(g) = gathered {
+            let seat = group::Seat {
+                policy: policy.clone(),
+                images: images.clone(),
+            };
+            g.seat(&svc.name, seat);
+        }
         let mut out = Vec::new();
         let mut upstream: Option<Upstream<'_>> = None;
         for env in &svc.environments {
@@ -597,6 +673,7 @@ impl Engine {
                 images: &images,
                 watch,
                 upstream: upstream.as_ref(),
+                gathered,
             };
             // Every log line of this step carries the service, the environment and, once
             // known, the PR number (recorded on this span by the promotion steps).

@@ -356,7 +356,7 @@ impl Engine {
     }
 
     /// Tell the approvers whose approvals a rebase voided that they must approve again.
-    async fn say_rebased(
+    pub(super) async fn say_rebased(
         &self,
         cx: &EnvCtx<'_>,
         pr: &PullRequest,
@@ -381,7 +381,7 @@ impl Engine {
     }
 
     /// What the merge rule says, reading the outside facts it asks for and no others.
-    async fn merge_verdict(
+    pub(super) async fn merge_verdict(
         &self,
         cx: &EnvCtx<'_>,
         commands: &Commands,
@@ -434,7 +434,11 @@ impl Engine {
     }
 
     /// The gate's check (`tugboat/scan-gate`) on a new head: its title and summary.
-    async fn gate_report(&self, head: &str, gate: &(String, String)) -> Result<(), StepError> {
+    pub(super) async fn gate_report(
+        &self,
+        head: &str,
+        gate: &(String, String),
+    ) -> Result<(), StepError> {
         let report = CheckReport {
             sha: head.to_owned(),
             kind: CheckKind::Gate,
@@ -472,7 +476,7 @@ impl Engine {
     }
 
     /// Close a PR just opened whose promotion another tugboat merged meanwhile.
-    async fn close_redundant(&self, pr: &PullRequest) -> Result<Action, StepError> {
+    pub(super) async fn close_redundant(&self, pr: &PullRequest) -> Result<Action, StepError> {
         let why = "Closed: another tugboat replica merged this same promotion a moment ago, so this PR has nothing left to do.";
         match self.ports.forge.close_pr(pr.number, why).await {
             Ok(()) => tracing::warn!("closed a PR that another tugboat made redundant"),
@@ -585,7 +589,7 @@ fn evidence_of<'a>(
 }
 
 /// The row of a PR the merge rule keeps waiting (or the failure, for failed checks).
-fn waiting(
+pub(super) fn waiting(
     verdict: Verdict,
     pr: PullRequest,
     cx: &EnvCtx<'_>,
