@@ -146,5 +146,100 @@ async fn a_tugboat_killed_at_any_step_is_finished_by_the_next_with_one_pr_one_me
         before,
         "rolled back byte for byte"
     );
+    grouped().await;
     scenario.teardown();
+}
+
+/// Three services grouped in dev.
+const GROUPED: [&str; 3] = ["user_service", "appointment_service", "staff_management"];
+const GROUP_BRANCH: &str = "tugboat/group/dev/base-image";
+
+/// Every step a group's promotion goes through, in order.
+const GROUP_STEPS: [&str; 5] = [
+    "group-push",
+    "open-pr",
+    "group-merge",
+    "group-verify",
+    "rollback",
+];
+
+async fn grouped_sandbox() -> Sandbox {
+    let sb = start(Options {
+        fleet: Fleet {
+            services: GROUPED
+                .iter()
+                .map(|s| ((*s).into(), Style::Kustomize))
+                .collect(),
+            environments: vec!["dev".into()],
+            tags: 1,
+        },
+        ..Options::default()
+    })
+    .await;
+    sb.aws.put_parameter(
+        "/salon/promotion/defaults",
+        "environments:\n  dev:\n    auto_merge: true\n    health_timeout: 30s\n    rollback: auto\n    group: {name: base-image, window: 0s, max: 10}\n",
+        "String",
+    );
+    sb
+}
+
+/// The same for a group: killed at each step of its promotion (with one member crashing, so
+/// that its rollback is a step too), the next tugboat ends with one group PR merged once,
+/// settled, reported once, and only the crashing member rolled back.
+async fn grouped() {
+    let crashing = GROUPED[1];
+    for point in GROUP_STEPS {
+        let sb = grouped_sandbox().await;
+        let work = tempfile::tempdir().unwrap();
+        let before = sb
+            .github
+            .read_file("main", &file_of(crashing, "dev"))
+            .unwrap();
+        for svc in GROUPED {
+            sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+        }
+        sb.argocd
+            .mark_crashing(&format!("{}:1.1.0", sandbox::image_of(crashing)));
+        assert!(
+            killed_at(&sb, &work, point).await,
+            "{point}: the failpoint was reached"
+        );
+        restarted(&sb, &work).await;
+
+        let prs = prs_of(&sb, GROUP_BRANCH);
+        assert_eq!(prs.len(), 1, "{point}: exactly one group PR: {prs:?}");
+        let (pr, reports) = &prs[0];
+        assert!(pr.merged_at.is_some(), "{point}: merged");
+        assert_eq!(
+            *reports, 2,
+            "{point}: the failure said once, the outcomes written once: {:?}",
+            pr.comments
+        );
+        for label in ["tugboat:deployed", "tugboat:bad"] {
+            assert!(
+                pr.labels.contains(&label.to_owned()),
+                "{point}: {:?}",
+                pr.labels
+            );
+        }
+        assert!(
+            !pr.labels.contains(&"tugboat:verifying".to_owned()),
+            "{point}: settled"
+        );
+        let rollbacks = prs_of(&sb, &format!("tugboat/rollback/dev/{crashing}"));
+        assert_eq!(
+            rollbacks.len(),
+            1,
+            "{point}: one rollback, of the crashing member"
+        );
+        for svc in GROUPED {
+            let main = sb.github.read_file("main", &file_of(svc, "dev")).unwrap();
+            if svc == crashing {
+                assert_eq!(main, before, "{point}: {svc} rolled back byte for byte");
+            } else {
+                assert!(main.contains("1.1.0"), "{point}: {svc} promoted:\n{main}");
+            }
+        }
+    }
 }

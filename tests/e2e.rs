@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{row, setup, setup_counted};
+use common::{assert_healthy, row, setup, setup_counted};
 use tugboat::config::Config;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Engine, Mode, Verification};
@@ -194,6 +194,99 @@ async fn a_dev_promotion_verified_healthy_and_its_prod_pr_cost_nine_rest_writes(
         9,
         "and 2 for prod's PR brought up to date"
     );
+}
+
+/// The sandbox's policy with dev and prod grouped.
+const GROUPED_POLICY: &str = "environments:
+  dev:
+    auto_merge: true
+    health_timeout: 30s
+    scan: {thresholds: {CRITICAL: 0, HIGH: 0}}
+    group: {name: base-image, window: 0s}
+  prod:
+    auto_merge: false
+    approvals: 1
+    approvers: [salon/platform-leads]
+    health_timeout: 10m
+    scan: {thresholds: {CRITICAL: 0, HIGH: 0}}
+    group: {name: base-image, window: 0s}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_services_grouped_promoted_in_dev_and_proposed_for_prod_cost_the_nine_writes_of_one() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws
+        .put_parameter("/salon/promotion/defaults", GROUPED_POLICY, "String");
+    let services: Vec<String> = sb.fleet.services.iter().map(|(s, _)| s.clone()).collect();
+    for svc in &services {
+        sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+    }
+    let before = sb.github.calls();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        assert_healthy(&r, svc, "dev");
+    }
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        assert!(
+            matches!(row(&r, svc, "prod").action, Action::AwaitingApproval { .. }),
+            "{svc}: {:?}",
+            row(&r, svc, "prod")
+        );
+    }
+    // dev: the group's PR with its labels, its gate status, the merge, one deploy status for
+    // all six, one issue edit settling them; prod: one PR, its labels, its gate status.
+    let grown = rest_writes_since(&sb, &before);
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("PATCH issue", 1),
+        ("POST labels", 2),
+        ("POST pulls", 2),
+        ("POST status", 3),
+        ("PUT merge", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    assert_eq!(grown, expected);
+    let prs = sb.github.pulls();
+    let heads: Vec<&str> = prs.iter().map(|p| p.head.as_str()).collect();
+    assert_eq!(
+        heads,
+        [
+            "tugboat/group/dev/base-image",
+            "tugboat/group/prod/base-image"
+        ]
+    );
+
+    // The next rebuild: dev's six, plus the older dev group marked superseded (it is no
+    // record any more) in the edit that drops its `deployed`; then prod's PR is brought to
+    // the new tags in place (its body, and the gate status of its head).
+    for svc in &services {
+        sb.aws.push(svc, "1.2.0", "COMPLETE", vec![]);
+    }
+    let before = sb.github.calls();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        assert_healthy(&r, svc, "dev");
+    }
+    let grown: u64 = rest_writes_since(&sb, &before).values().sum();
+    assert_eq!(grown, 7, "{:?}", rest_writes_since(&sb, &before));
+    let before = sb.github.calls();
+    engine.cycle(Mode::Apply).await.unwrap();
+    let grown: u64 = rest_writes_since(&sb, &before).values().sum();
+    assert_eq!(grown, 2, "{:?}", rest_writes_since(&sb, &before));
+    assert_eq!(
+        sb.github.pulls().len(),
+        3,
+        "dev's two groups and prod's one"
+    );
+    let first = &sb.github.pulls()[0];
+    assert!(
+        !first.labels.contains(&"tugboat:deployed".to_owned()),
+        "{:?}",
+        first.labels
+    );
+    assert!(first.body.contains("\"outcome\":\"superseded\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
