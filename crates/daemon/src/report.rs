@@ -192,7 +192,13 @@ pub struct WriteCost {
     /// Promotions that merge by themselves, and those that open a PR for approval.
     pub merging: usize,
     pub for_approval: usize,
-    /// The writes they would spend (an estimate: the costs above).
+    /// The PRs they take, each way: one per promotion, or one per group PR (a group of more
+    /// than its `max` takes several).
+    pub prs_merging: usize,
+    pub prs_for_approval: usize,
+    /// How many of the promotions ride in group PRs.
+    pub grouped: usize,
+    /// The writes they would spend (an estimate: the costs above, per PR).
     pub writes: u64,
     /// The budget: writes a minute and an hour.
     pub per_minute: usize,
@@ -204,19 +210,50 @@ pub struct WriteCost {
 impl WriteCost {
     /// The cost of `reports`' promotions; `None` when the plan promotes nothing.
     pub fn of(reports: &[EnvReport], per_minute: usize, per_hour: usize) -> Option<Self> {
-        let promoting = reports
+        let promoting: Vec<&EnvReport> = reports
             .iter()
-            .filter(|r| matches!(r.decision, Decision::Promote { .. }));
-        let (waiting, merging): (Vec<_>, Vec<_>) = promoting.partition(|r| r.approvals.is_some());
-        let (merging, for_approval) = (merging.len(), waiting.len());
-        if merging + for_approval == 0 {
+            .filter(|r| matches!(r.decision, Decision::Promote { .. }))
+            .collect();
+        let for_approval = promoting.iter().filter(|r| r.approvals.is_some()).count();
+        let merging = promoting.len() - for_approval;
+        if promoting.is_empty() {
             return None;
         }
-        let writes =
-            merging as u64 * WRITES_SELF_MERGING + for_approval as u64 * WRITES_FOR_APPROVAL;
+        // (environment, group) → (promotions, the group's max, whether it waits for approval).
+        let mut groups: std::collections::BTreeMap<(&str, &str), (usize, usize, bool)> =
+            std::collections::BTreeMap::new();
+        let (mut prs_merging, mut prs_for_approval) = (0, 0);
+        for r in &promoting {
+            match &r.group {
+                Some(g) => {
+                    let e = groups
+                        .entry((&r.environment, &g.name))
+                        .or_insert((0, g.max, false));
+                    e.0 += 1;
+                    e.2 |= r.approvals.is_some();
+                }
+                None if r.approvals.is_some() => prs_for_approval += 1,
+                None => prs_merging += 1,
+            }
+        }
+        let mut grouped = 0;
+        for (n, max, approval) in groups.into_values() {
+            grouped += n;
+            let prs = n.div_ceil(max.max(1));
+            if approval {
+                prs_for_approval += prs;
+            } else {
+                prs_merging += prs;
+            }
+        }
+        let writes = prs_merging as u64 * WRITES_SELF_MERGING
+            + prs_for_approval as u64 * WRITES_FOR_APPROVAL;
         Some(Self {
             merging,
             for_approval,
+            prs_merging,
+            prs_for_approval,
+            grouped,
             writes,
             per_minute,
             per_hour,
@@ -236,14 +273,18 @@ impl WriteCost {
                 s % 3600 / 60
             ),
         };
+        let grouped = match self.grouped {
+            0 => String::new(),
+            n => format!("; {n} of the promotions ride in group PRs"),
+        };
         format!(
-            "GitHub write budget: {} a minute and {} an hour. This plan's {} promotion(s) would spend about {} writes ({} merging by themselves at {WRITES_SELF_MERGING}, {} opening for approval at {WRITES_FOR_APPROVAL}): {pace}.\n",
+            "GitHub write budget: {} a minute and {} an hour. This plan's {} promotion(s) would spend about {} writes ({} PR(s) merging by themselves at {WRITES_SELF_MERGING}, {} opening for approval at {WRITES_FOR_APPROVAL}{grouped}): {pace}.\n",
             self.per_minute,
             self.per_hour,
             self.merging + self.for_approval,
             self.writes,
-            self.merging,
-            self.for_approval,
+            self.prs_merging,
+            self.prs_for_approval,
         )
     }
 
@@ -252,6 +293,8 @@ impl WriteCost {
         json!({
             "per_minute": self.per_minute, "per_hour": self.per_hour,
             "promotions_merging": self.merging, "promotions_for_approval": self.for_approval,
+            "prs_merging": self.prs_merging, "prs_for_approval": self.prs_for_approval,
+            "promotions_grouped": self.grouped,
             "writes": self.writes, "least_seconds": self.least.as_secs(),
         })
     }
@@ -528,6 +571,7 @@ mod tests {
             policy: vec![],
             rejected: None,
             approvals: None,
+            group: None,
         }];
         let table = table(&rows);
         assert_eq!(table.lines().count(), 2, "a header and one row:\n{table}");
@@ -566,6 +610,7 @@ mod tests {
             policy: vec![],
             rejected: None,
             approvals,
+            group: None,
         };
         let rows = vec![
             row(
@@ -644,13 +689,14 @@ mod tests {
             policy: vec![],
             rejected: None,
             approvals,
+            group: None,
         };
         let asked = Some(Approvals::default());
         assert_eq!(WriteCost::of(&[], 80, 500), None, "nothing to promote");
 
         let few = WriteCost::of(&[row(None), row(asked.clone())], 80, 500).unwrap();
         assert_eq!((few.writes, few.least.as_secs()), (10, 0));
-        assert!(few.text().contains("about 10 writes (1 merging by themselves at 7, 1 opening for approval at 3): the budget allows them at once"), "{}", few.text());
+        assert!(few.text().contains("about 10 writes (1 PR(s) merging by themselves at 7, 1 opening for approval at 3): the budget allows them at once"), "{}", few.text());
 
         // 300 services rebuilt at once, all merging by themselves in dev: 2,100 writes, of
         // which the hourly 500 allows the last only four hours after the first.
@@ -666,5 +712,25 @@ mod tests {
         // Under the hourly cap, the minute paces: 70 writes at 20 a minute.
         let ten: Vec<EnvReport> = (0..10).map(|_| row(None)).collect();
         assert_eq!(WriteCost::of(&ten, 20, 500).unwrap().least.as_secs(), 180);
+
+        // The same 300 grouped by 100: three PRs, 21 writes, at once.
+        let rule =
+            crate::domain::group::Rule::new("base-image", std::time::Duration::from_secs(120), 100);
+        let grouped: Vec<EnvReport> = (0..300)
+            .map(|_| EnvReport {
+                group: Some(rule.clone().unwrap()),
+                ..row(None)
+            })
+            .collect();
+        let cost = WriteCost::of(&grouped, 80, 500).unwrap();
+        assert_eq!(
+            (cost.prs_merging, cost.writes, cost.least.as_secs()),
+            (3, 21, 0)
+        );
+        assert!(
+            cost.text().contains("300 promotion(s) would spend about 21 writes (3 PR(s) merging by themselves at 7, 0 opening for approval at 3; 300 of the promotions ride in group PRs)"),
+            "{}",
+            cost.text()
+        );
     }
 }

@@ -65,6 +65,7 @@ impl EnvCtx<'_> {
             policy: self.policy.sources.clone(),
             rejected: None,
             approvals: None,
+            group: self.env_policy.group.clone(),
         }
     }
 

@@ -1243,5 +1243,6 @@ pub fn report(
         policy: vec![],
         rejected: None,
         approvals: None,
+        group: None,
     }
 }

@@ -222,6 +222,8 @@ pub struct EnvReport {
     pub rejected: Option<Vec<Severity>>,
     /// For a promotion that needs approvals: how many, from whom, and (apply) who gave one.
     pub approvals: Option<Approvals>,
+    /// The group the environment promotes in, when its policy groups it.
+    pub group: Option<crate::domain::group::Rule>,
 }
 
 /// How many complete scan reports the engine keeps: several per service and environment of a
@@ -765,6 +767,7 @@ impl EnvReport {
             policy: sources.to_vec(),
             rejected: None,
             approvals: None,
+            group: None,
         }
     }
 }
