@@ -25,7 +25,7 @@ pub struct Commands {
     /// The newest command comment answered (kept in the PR body across restarts).
     pub answered_through: u64,
     /// Accepted `/rollback` and `/unblock` commands (by whom), for the caller to carry out;
-    /// `/rescan` is carried out here.
+    /// `/rescan` is carried out here when the target names one digest, else left to it.
     pub actions: Vec<(String, chatops::Action)>,
     /// Who approved the head this cycle's push replaced, and has not approved the new one.
     pub dropped: Vec<String>,
@@ -39,7 +39,8 @@ pub struct Target<'a> {
     pub subject: chatops::Subject,
     pub head_sha: &'a str,
     pub head_at: DateTime<Utc>,
-    /// The image digest `/rescan` scans (none on a hold issue, where it is refused).
+    /// The image digest `/rescan` scans (none on a hold issue, where it is refused, and on a
+    /// group PR, whose caller scans each member's).
     pub digest: Option<&'a Digest>,
     /// The head a push of this cycle replaced, and when it was committed.
     pub previous: Option<(&'a str, DateTime<Utc>)>,
@@ -103,12 +104,12 @@ impl Engine {
         let newest = self.answer(pr, &comments, &state.answers).await?;
         let mut actions = Vec::new();
         for (user, action) in state.actions.into_values() {
-            if action == chatops::Action::Rescan {
-                if let Some(digest) = pr.digest {
+            // A PR of many images (a group's) names none: its caller rescans each.
+            match (action, pr.digest) {
+                (chatops::Action::Rescan, Some(digest)) => {
                     self.rescan_requested(cx, &user, digest).await?;
                 }
-            } else {
-                actions.push((user, action));
+                _ => actions.push((user, action)),
             }
         }
         Ok(Commands {

@@ -516,10 +516,21 @@ impl Engine {
             subject: chatops::Subject::Open,
             head_sha: &head.head,
             head_at: head.committed_at,
-            digest: Some(&g.lead().candidate.digest),
+            digest: None,
             previous: head.replaced.as_ref().map(|(sha, at)| (sha.as_str(), *at)),
         };
         let commands = self.commands(lead, &target).await?;
+        for (user, _) in commands
+            .actions
+            .iter()
+            .filter(|(_, a)| *a == chatops::Action::Rescan)
+        {
+            for r in g.members {
+                let cx = context_for(self, &r.service, &r.environment, g.seats, g.watch)?;
+                self.rescan_requested(&cx, user, &r.candidate.digest)
+                    .await?;
+            }
+        }
         if !commands.dropped.is_empty() {
             let why = "its members or their tags changed, or main changed the files it edits";
             self.say_rebased(lead, pr, head, &commands.dropped, why)

@@ -272,7 +272,7 @@ async fn a_restart_between_opening_and_merging_and_a_second_replica_still_end_wi
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_group_pr_obeys_approvers_head_bound_approvals_and_hold_and_a_newer_tag_updates_it_in_place()
+async fn a_group_pr_obeys_approvers_head_bound_approvals_hold_and_rescan_and_a_newer_tag_updates_it_in_place()
  {
     let policy = GROUPED.replace(
         "    auto_merge: true\n    health_timeout: 2m\n    rollback: auto\n    group",
@@ -298,8 +298,14 @@ async fn a_group_pr_obeys_approvers_head_bound_approvals_and_hold_and_a_newer_ta
         Action::AwaitingApproval { .. }
     ));
 
-    // An approver's /hold holds the whole PR, even approved.
+    // /rescan scans every member's image.
     w.allow("alice", Permission::Write);
+    clock.advance(Span::seconds(5));
+    w.say(pr, "alice", "/rescan");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(w.calls("start_scan"), SERVICES.len());
+
+    // An approver's /hold holds the whole PR, even approved.
     clock.advance(Span::seconds(5));
     w.say(pr, "alice", "/hold");
     w.say(pr, "alice", "/approve");
