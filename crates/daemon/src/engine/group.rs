@@ -19,7 +19,7 @@
 //!
 //! A group's PR is written only here and by [`Engine::supersede`], one write at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -183,6 +183,14 @@ impl RowUpdate {
 /// A group: its environment and name.
 type Key = (String, String);
 
+/// What the cycle read, for every group's step.
+struct Cycle<'a> {
+    seats: &'a HashMap<String, Arc<Seat>>,
+    watch: &'a Watch,
+    failed: &'a BTreeSet<(String, String)>,
+    now: DateTime<Utc>,
+}
+
 /// A merged group PR and its merge.
 struct MergedGroup<'a> {
     pr: &'a LabelledPr,
@@ -191,11 +199,13 @@ struct MergedGroup<'a> {
 }
 
 impl Engine {
-    /// Every group's step, after the services' steps of a full cycle.
+    /// Every group's step, after the services' steps of a full cycle (`failed`: the
+    /// services and environments whose step failed in it).
     pub(super) async fn groups(
         &self,
         gathered: Gathered,
         watch: Result<&Watch, &StepError>,
+        failed: &BTreeSet<(String, String)>,
         now: DateTime<Utc>,
     ) -> Vec<RowUpdate> {
         let Ok(watch) = watch else {
@@ -223,7 +233,13 @@ impl Engine {
                     rows.extend(self.resume_group(w, &seats, watch).await);
                 }
             }
-            rows.extend(self.ride(&key, riders, &seats, watch, now).await);
+            let cx = Cycle {
+                seats: &seats,
+                watch,
+                failed,
+                now,
+            };
+            rows.extend(self.ride(&key, riders, &cx).await);
         }
         rows
     }
@@ -269,15 +285,11 @@ impl Engine {
         self.after_merge(&merged, state, seats, watch).await
     }
 
-    /// Form the group and promote its members together.
-    async fn ride(
-        &self,
-        key: &Key,
-        riders: Vec<Rider>,
-        seats: &HashMap<String, Arc<Seat>>,
-        watch: &Watch,
-        now: DateTime<Utc>,
-    ) -> Vec<RowUpdate> {
+    /// Form the group and promote its members together. A member of the open PR whose
+    /// step failed this cycle keeps the PR as it is (rewriting it without that member would
+    /// void its approvals, or close it, over a passing error).
+    async fn ride(&self, key: &Key, riders: Vec<Rider>, cycle: &Cycle<'_>) -> Vec<RowUpdate> {
+        let (seats, watch, now) = (cycle.seats, cycle.watch, cycle.now);
         let (env, name) = key;
         let branch = evidence::group_branch(name, env);
         let existing = match self.ports.forge.find_open_pr(&branch).await {
@@ -292,6 +304,25 @@ impl Engine {
             .and_then(|pr| GroupState::parse(&pr.body).ok())
             .map(|s| s.members.into_iter().map(|m| m.service).collect())
             .unwrap_or_default();
+        let stalled: Vec<&String> = riding
+            .iter()
+            .filter(|s| !riders.iter().any(|r| &r.service == *s))
+            .filter(|s| cycle.failed.contains(&((*s).clone(), env.clone())))
+            .collect();
+        if !stalled.is_empty() {
+            let why = format!(
+                "group `{name}`'s PR waits: the step of {} failed this cycle (its row says why)",
+                stalled
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return riders
+                .iter()
+                .map(|r| RowUpdate::waiting(r, why.clone()))
+                .collect();
+        }
         let (riders, mut rows) = agreeing(riders, &riding);
         let Some(rule) = riders.first().map(|r| r.rule.clone()) else {
             if let Some(pr) = existing {

@@ -298,6 +298,23 @@ async fn a_group_pr_obeys_approvers_head_bound_approvals_hold_and_rescan_and_a_n
         Action::AwaitingApproval { .. }
     ));
 
+    // A passing ECR error: every step fails, and the group's PR is left as it is (not
+    // closed, its approvals not voided).
+    w.fail("list_images", ErrorKind::Transient);
+    let pushes = w.calls("propose");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&r, "api", "dev").action,
+        Action::Failed { .. }
+    ));
+    w.heal("list_images");
+    let open = group_prs(&w);
+    assert!(
+        open[0].open && state(&open[0]).members.len() == 3,
+        "{open:?}"
+    );
+    assert_eq!(w.calls("propose"), pushes, "nothing pushed");
+
     // /rescan scans every member's image.
     w.allow("alice", Permission::Write);
     clock.advance(Span::seconds(5));

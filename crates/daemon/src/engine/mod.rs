@@ -570,7 +570,16 @@ impl Engine {
             }
             return;
         }
-        let updates = self.groups(gathered, watch, self.clock.now()).await;
+        // A service whose step failed this cycle (an ECR error, say) said nothing about its
+        // group: the group step must not take that for "no longer ready".
+        let failed: std::collections::BTreeSet<(String, String)> = reports
+            .iter()
+            .filter(|r| matches!(r.action, Action::Failed { .. }))
+            .map(|r| (r.service.clone(), r.environment.clone()))
+            .collect();
+        let updates = self
+            .groups(gathered, watch, &failed, self.clock.now())
+            .await;
         for u in updates {
             let Some(row) = reports
                 .iter_mut()
