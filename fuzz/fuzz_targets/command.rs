@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tugboat_core::domain::chatops::{Command, parse};
+use tugboat_core::domain::chatops::{Command, argument, parse};
 
 fuzz_target!(|body: &str| {
     if let Some(cmd) = parse(body) {
@@ -12,5 +12,9 @@ fuzz_target!(|body: &str| {
         if let Command::Unknown(word) = cmd {
             assert!(word.starts_with('/'));
         }
+    }
+    // An argument comes only with a command, one word from its line.
+    if let Some(arg) = argument(body) {
+        assert!(parse(body).is_some() && !arg.is_empty() && !arg.contains(char::is_whitespace));
     }
 });

@@ -59,6 +59,14 @@ pub fn parse(body: &str) -> Option<Command> {
     })
 }
 
+/// The word after a command (`/rollback billing` → `billing`), as written, when `body`
+/// gives a command and its line has one: a group PR's commands name the service they are for.
+pub fn argument(body: &str) -> Option<String> {
+    parse(body)?;
+    let line = body.lines().find(|l| !l.trim().is_empty())?.trim();
+    line.split_whitespace().nth(1).map(str::to_owned)
+}
+
 /// How many columns of indentation a line has (a tab advances to the next multiple of 4).
 fn indent_columns(line: &str) -> usize {
     let mut col = 0;
@@ -303,6 +311,18 @@ pub fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commands_argument_is_the_word_after_it_on_its_line_and_only_on_a_command() {
+        assert_eq!(argument("/rollback billing").as_deref(), Some("billing"));
+        assert_eq!(
+            argument("\n  /Unblock  Api_2 now\nthanks").as_deref(),
+            Some("Api_2")
+        );
+        assert_eq!(argument("/rollback"), None);
+        assert_eq!(argument("please /rollback billing"), None, "not a command");
+        assert_eq!(argument("    /rollback billing"), None, "indented code");
+    }
 
     #[test]
     fn only_a_first_line_that_renders_as_plain_text_is_a_command() {

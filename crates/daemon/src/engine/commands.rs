@@ -24,9 +24,10 @@ pub struct Commands {
     pub held_by: Option<String>,
     /// The newest command comment answered (kept in the PR body across restarts).
     pub answered_through: u64,
-    /// Accepted `/rollback` and `/unblock` commands (by whom), for the caller to carry out;
-    /// `/rescan` is carried out here when the target names one digest, else left to it.
-    pub actions: Vec<(String, chatops::Action)>,
+    /// Accepted `/rollback` and `/unblock` commands (by whom, and the word after the
+    /// command: the service, on a group PR), for the caller to carry out; `/rescan` is
+    /// carried out here when the target names one digest, else left to it.
+    pub actions: Vec<(String, chatops::Action, Option<String>)>,
     /// Who approved the head this cycle's push replaced, and has not approved the new one.
     pub dropped: Vec<String>,
 }
@@ -103,13 +104,19 @@ impl Engine {
         };
         let newest = self.answer(pr, &comments, &state.answers).await?;
         let mut actions = Vec::new();
-        for (user, action) in state.actions.into_values() {
+        for (id, (user, action)) in state.actions {
             // A PR of many images (a group's) names none: its caller rescans each.
             match (action, pr.digest) {
                 (chatops::Action::Rescan, Some(digest)) => {
                     self.rescan_requested(cx, &user, digest).await?;
                 }
-                _ => actions.push((user, action)),
+                _ => {
+                    let body = comments
+                        .iter()
+                        .find(|c| c.id == id)
+                        .map(|c| c.body.as_str());
+                    actions.push((user, action, body.and_then(chatops::argument)));
+                }
             }
         }
         Ok(Commands {

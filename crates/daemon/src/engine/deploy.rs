@@ -175,6 +175,16 @@ impl Watch {
             .collect()
     }
 
+    /// The merged group PRs with a member deployed or bad, each once: where commands are read.
+    pub fn merged_groups(&self) -> Vec<&Watched> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.deployed
+            .iter()
+            .chain(self.bad.iter())
+            .filter(|w| w.group.is_some() && seen.insert(w.pr.number))
+            .collect()
+    }
+
     /// The group PRs the group step looks after, each once: the open ones, and those
     /// labelled `verifying` (merged with members not verified yet, or closed unmerged).
     pub fn groups(&self) -> Vec<&Watched> {
@@ -331,7 +341,7 @@ impl Engine {
         let bad_prs = of(&watch.bad, svc, env);
         let mut newly_bad = Vec::new();
         let mut held = None;
-        // Commands on a merged group PR are not read: it is no one service's (see issue 22).
+        // Commands on a merged group PR name their service; the group step reads them.
         let singles = deployed_prs.iter().chain(bad_prs.iter());
         for w in singles.filter(|w| w.group.is_none()) {
             let is_bad = bad_prs.iter().any(|b| b.pr.number == w.pr.number);
@@ -382,7 +392,7 @@ impl Engine {
         };
         let commands = self.commands(cx, &target).await?;
         let mut carried = Carried::Nothing;
-        for (user, action) in &commands.actions {
+        for (user, action, _) in &commands.actions {
             match self.carry_out(cx, w, user, *action, is_bad).await? {
                 Carried::Nothing => {}
                 c => carried = c,

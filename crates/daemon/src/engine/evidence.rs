@@ -282,7 +282,7 @@ pub fn group_body(
     );
     let _ = writeln!(
         b,
-        "\nOnce this PR is merged, commands on it are not read (it is no one service's): roll a service back with a PR of its own, and remove `tugboat:bad` from it to clear its members' bad marks (all of them)."
+        "\nOnce this PR is merged, `/rollback`, `/unblock`, `/hold` and `/resume` here name the service they are for (`/rollback <service>`) and act on it alone."
     );
     let _ = writeln!(
         b,

@@ -151,7 +151,7 @@ impl Gathered {
 }
 
 /// What the group step did for one service's row.
-pub(super) struct RowUpdate {
+pub(in crate::engine) struct RowUpdate {
     pub service: String,
     pub environment: String,
     /// A new decision (`None`: the service step's stands).
@@ -160,7 +160,7 @@ pub(super) struct RowUpdate {
 }
 
 impl RowUpdate {
-    fn of(service: &str, environment: &str, action: Action) -> Self {
+    pub(super) fn of(service: &str, environment: &str, action: Action) -> Self {
         Self {
             service: service.to_owned(),
             environment: environment.to_owned(),
@@ -184,11 +184,11 @@ impl RowUpdate {
 type Key = (String, String);
 
 /// What the cycle read, for every group's step.
-struct Cycle<'a> {
-    seats: &'a HashMap<String, Arc<Seat>>,
-    watch: &'a Watch,
-    failed: &'a BTreeSet<(String, String)>,
-    now: DateTime<Utc>,
+pub(super) struct Cycle<'a> {
+    pub seats: &'a HashMap<String, Arc<Seat>>,
+    pub watch: &'a Watch,
+    pub failed: &'a BTreeSet<(String, String)>,
+    pub now: DateTime<Utc>,
 }
 
 /// A merged group PR and its merge.
@@ -219,27 +219,52 @@ impl Engine {
                 .or_default()
                 .push(r);
         }
-        for w in watch.groups() {
+        for w in watch.groups().into_iter().chain(watch.merged_groups()) {
             if let Some(g) = &w.group {
                 riders
                     .entry((g.environment.clone(), g.group.clone()))
                     .or_default();
             }
         }
+        let cycle = Cycle {
+            seats: &seats,
+            watch,
+            failed,
+            now,
+        };
         let mut rows = Vec::new();
         for (key, riders) in riders {
-            for w in watch.groups().into_iter().filter(|w| in_group(w, &key)) {
-                if w.pr.merged_at.is_some() || !w.pr.open {
-                    rows.extend(self.resume_group(w, &seats, watch).await);
+            rows.extend(self.group(&key, riders, &cycle).await);
+        }
+        rows
+    }
+
+    /// One group's step: commands on its merged PRs, a stopped verification finished, then
+    /// its open PR formed and promoted.
+    async fn group(&self, key: &Key, riders: Vec<Rider>, cycle: &Cycle<'_>) -> Vec<RowUpdate> {
+        let watch = cycle.watch;
+        let mut rows = Vec::new();
+        for w in watch
+            .merged_groups()
+            .into_iter()
+            .filter(|w| in_group(w, key))
+        {
+            match self.merged_group_commands(w, cycle).await {
+                Ok(r) => rows.extend(r),
+                Err(e) => {
+                    tracing::warn!(pr = w.pr.number, error = %e, "could not read the commands on a merged group PR")
                 }
             }
-            let cx = Cycle {
-                seats: &seats,
-                watch,
-                failed,
-                now,
-            };
-            rows.extend(self.ride(&key, riders, &cx).await);
+        }
+        let mut open = false;
+        for w in watch.groups().into_iter().filter(|w| in_group(w, key)) {
+            if w.pr.merged_at.is_some() || !w.pr.open {
+                rows.extend(self.resume_group(w, cycle.seats, watch).await);
+            }
+            open |= w.pr.open;
+        }
+        if !riders.is_empty() || open {
+            rows.extend(self.ride(key, riders, cycle).await);
         }
         rows
     }
@@ -304,24 +329,8 @@ impl Engine {
             .and_then(|pr| GroupState::parse(&pr.body).ok())
             .map(|s| s.members.into_iter().map(|m| m.service).collect())
             .unwrap_or_default();
-        let stalled: Vec<&String> = riding
-            .iter()
-            .filter(|s| !riders.iter().any(|r| &r.service == *s))
-            .filter(|s| cycle.failed.contains(&((*s).clone(), env.clone())))
-            .collect();
-        if !stalled.is_empty() {
-            let why = format!(
-                "group `{name}`'s PR waits: the step of {} failed this cycle (its row says why)",
-                stalled
-                    .iter()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return riders
-                .iter()
-                .map(|r| RowUpdate::waiting(r, why.clone()))
-                .collect();
+        if let Some(rows) = stalled(key, &riders, &riding, cycle.failed) {
+            return rows;
         }
         let (riders, mut rows) = agreeing(riders, &riding);
         let Some(rule) = riders.first().map(|r| r.rule.clone()) else {
@@ -551,10 +560,10 @@ impl Engine {
             previous: head.replaced.as_ref().map(|(sha, at)| (sha.as_str(), *at)),
         };
         let commands = self.commands(lead, &target).await?;
-        for (user, _) in commands
+        for (user, _, _) in commands
             .actions
             .iter()
-            .filter(|(_, a)| *a == chatops::Action::Rescan)
+            .filter(|(_, a, _)| *a == chatops::Action::Rescan)
         {
             for r in g.members {
                 let cx = context_for(self, &r.service, &r.environment, g.seats, g.watch)?;
@@ -617,6 +626,35 @@ impl Engine {
         };
         Ok(self.after_merge(&merged, state, g.seats, g.watch).await)
     }
+}
+
+/// When a member of the open PR (`riding`) is no rider because its step failed this cycle:
+/// every rider's row saying the PR waits (it is left as it is).
+fn stalled(
+    (env, name): &Key,
+    riders: &[Rider],
+    riding: &[String],
+    failed: &BTreeSet<(String, String)>,
+) -> Option<Vec<RowUpdate>> {
+    let stalled: Vec<String> = riding
+        .iter()
+        .filter(|s| !riders.iter().any(|r| &r.service == *s))
+        .filter(|s| failed.contains(&((*s).clone(), env.clone())))
+        .map(|s| format!("`{s}`"))
+        .collect();
+    if stalled.is_empty() {
+        return None;
+    }
+    let why = format!(
+        "group `{name}`'s PR waits: the step of {} failed this cycle (its row says why)",
+        stalled.join(", ")
+    );
+    Some(
+        riders
+            .iter()
+            .map(|r| RowUpdate::waiting(r, why.clone()))
+            .collect(),
+    )
 }
 
 /// The riders that merge as the group's lead does (the open PR's first still-ready member,
@@ -710,7 +748,7 @@ fn group_gate(g: &Group<'_>) -> (String, String) {
 
 /// A step context for `service` in `environment`, from what the cycle read of the service
 /// (no upstream: the group step acts on what its members' steps chose).
-fn context_for<'a>(
+pub(super) fn context_for<'a>(
     engine: &'a Engine,
     service: &str,
     environment: &str,
@@ -975,7 +1013,7 @@ impl Engine {
     ) -> Vec<RowUpdate> {
         if !bad.is_empty() {
             let why = format!(
-                "{} {} did not become Healthy in {}. tugboat rolls each back alone and will not promote its image again; removing `tugboat:bad` from this PR clears its members' bad marks (all of them).",
+                "{} {} did not become Healthy in {}. tugboat rolls each back alone and will not promote its image again; an approver can comment `/unblock <service>` here to clear one.",
                 super::deploy::MARKED_BAD,
                 bad.iter()
                     .map(|s| format!("`{s}`"))
@@ -1060,43 +1098,22 @@ impl Engine {
 
     /// Mark `services` of group PR `number` superseded (a later promotion, or a person's
     /// change that a `/resume` accepted, replaced them), dropping `deployed` once no member
-    /// is deployed. The PR is read afresh and written under the engine's one lock, so that
-    /// two services superseded in one cycle both count.
+    /// is deployed (`update_group`: read afresh, written under the engine's one lock).
     pub(super) async fn supersede(
         &self,
         number: u64,
         services: &[&str],
         step: Step,
     ) -> Result<(), StepError> {
-        let _one_writer = self.group_writes.lock().await;
-        let forge = &self.ports.forge;
-        let pr = forge.pull(number).await.at(step)?;
-        let mut state = match GroupState::parse(&pr.body) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(pr = number, error = %e, "a group PR's block is refused; its records are left as they are");
-                return Ok(());
-            }
-        };
-        let replaced: Vec<(&str, Outcome)> = services
-            .iter()
-            .filter(|s| state.member(s).is_some_and(Member::deployed))
-            .map(|s| (*s, Outcome::Superseded))
-            .collect();
-        if replaced.is_empty() {
-            return Ok(());
-        }
-        state.record(&replaced);
-        let (_, deployed, _) = state.labels();
-        let remove: &[&str] = if deployed {
-            &[]
-        } else {
-            &[super::deploy::DEPLOYED]
-        };
-        forge
-            .relabel(number, &[], remove, Some(&state.write_into(&pr.body)))
-            .await
-            .at(step)
+        self.update_group(number, step, &[], |state| {
+            let replaced: Vec<(&str, Outcome)> = services
+                .iter()
+                .filter(|s| state.member(s).is_some_and(Member::deployed))
+                .map(|s| (*s, Outcome::Superseded))
+                .collect();
+            state.record(&replaced);
+        })
+        .await
     }
 }
 

@@ -272,13 +272,9 @@ async fn a_restart_between_opening_and_merging_and_a_second_replica_still_end_wi
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_group_pr_obeys_approvers_head_bound_approvals_hold_and_rescan_and_a_newer_tag_updates_it_in_place()
+async fn a_group_pr_obeys_approvers_head_bound_approvals_and_hold_and_a_newer_tag_updates_it_in_place()
  {
-    let policy = GROUPED.replace(
-        "    auto_merge: true\n    health_timeout: 2m\n    rollback: auto\n    group",
-        "    auto_merge: false\n    approvals: 1\n    health_timeout: 2m\n    rollback: auto\n    group",
-    );
-    let (w, clock, engine) = fleet(&policy);
+    let (w, clock, engine) = fleet(&for_approval());
     w.push("1.1.0", 'b');
     clock.advance(Span::minutes(2));
     let r = engine.cycle(Mode::Apply).await.unwrap();
@@ -298,31 +294,8 @@ async fn a_group_pr_obeys_approvers_head_bound_approvals_hold_and_rescan_and_a_n
         Action::AwaitingApproval { .. }
     ));
 
-    // A passing ECR error: every step fails, and the group's PR is left as it is (not
-    // closed, its approvals not voided).
-    w.fail("list_images", ErrorKind::Transient);
-    let pushes = w.calls("propose");
-    let r = engine.cycle(Mode::Apply).await.unwrap();
-    assert!(matches!(
-        row(&r, "api", "dev").action,
-        Action::Failed { .. }
-    ));
-    w.heal("list_images");
-    let open = group_prs(&w);
-    assert!(
-        open[0].open && state(&open[0]).members.len() == 3,
-        "{open:?}"
-    );
-    assert_eq!(w.calls("propose"), pushes, "nothing pushed");
-
-    // /rescan scans every member's image.
-    w.allow("alice", Permission::Write);
-    clock.advance(Span::seconds(5));
-    w.say(pr, "alice", "/rescan");
-    engine.cycle(Mode::Apply).await.unwrap();
-    assert_eq!(w.calls("start_scan"), SERVICES.len());
-
     // An approver's /hold holds the whole PR, even approved.
+    w.allow("alice", Permission::Write);
     clock.advance(Span::seconds(5));
     w.say(pr, "alice", "/hold");
     w.say(pr, "alice", "/approve");
@@ -364,4 +337,122 @@ async fn a_group_pr_obeys_approvers_head_bound_approvals_hold_and_rescan_and_a_n
         assert!(merged_healthy(&row(&r, svc, "dev").action), "{svc}");
         assert_eq!(dev_file(&w, svc), fleet_values(svc, "1.2.0"));
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_on_a_merged_group_pr_name_their_service_and_act_on_it_alone() {
+    let (w, clock, engine) = fleet(GROUPED);
+    w.push("1.1.0", 'b');
+    clock.advance(Span::minutes(2));
+    engine.cycle(Mode::Apply).await.unwrap();
+    let pr = group_prs(&w)[0].number;
+    w.allow("alice", Permission::Write);
+
+    // Unnamed, it is not done, and says how.
+    clock.advance(Span::seconds(5));
+    w.say(pr, "alice", "/rollback");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        w.comments_on(pr)
+            .iter()
+            .any(|c| c.contains("name the service it is for (`/rollback <service>`)")),
+        "{:?}",
+        w.comments_on(pr)
+    );
+    assert!(
+        SERVICES
+            .iter()
+            .all(|s| dev_file(&w, s) == fleet_values(s, "1.1.0"))
+    );
+
+    // Named: billing alone is marked bad and rolled back.
+    clock.advance(Span::seconds(5));
+    w.say(pr, "alice", "/rollback billing");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let a = row(&r, "billing", "dev").action;
+    assert!(
+        matches!(a, Action::RolledBack { bad, .. } if bad == pr),
+        "{a:?}"
+    );
+    assert_eq!(dev_file(&w, "billing"), fleet_values("billing", "1.0.0"));
+    for svc in ["api", "catalog"] {
+        assert_eq!(dev_file(&w, svc), fleet_values(svc, "1.1.0"), "{svc} stays");
+    }
+    let group = group_prs(&w).into_iter().find(|p| p.number == pr).unwrap();
+    assert_eq!(
+        state(&group).member("billing").unwrap().outcome,
+        Some(Outcome::Bad)
+    );
+    assert!(group.labels.contains("tugboat:bad") && group.labels.contains("tugboat:deployed"));
+    clock.advance(Span::minutes(1));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, "billing", "dev").decision.kind(), "blocked");
+
+    // /unblock billing clears its mark (and `bad`, which no member needs now): it is
+    // promoted again, in a new group PR.
+    clock.advance(Span::seconds(5));
+    w.say(pr, "alice", "/unblock billing");
+    engine.cycle(Mode::Apply).await.unwrap();
+    let group = group_prs(&w).into_iter().find(|p| p.number == pr).unwrap();
+    assert!(!group.labels.contains("tugboat:bad"), "{:?}", group.labels);
+    clock.advance(Span::minutes(3));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(merged_healthy(&row(&r, "billing", "dev").action));
+    assert_eq!(dev_file(&w, "billing"), fleet_values("billing", "1.1.0"));
+    assert_eq!(group_prs(&w).len(), 2);
+
+    // /hold catalog holds catalog's environment: the hold's issue opens.
+    clock.advance(Span::seconds(5));
+    w.say(pr, "alice", "/hold catalog");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            row(&r, "catalog", "dev").action,
+            Action::EnvironmentHeld { .. }
+        ),
+        "{:?}",
+        row(&r, "catalog", "dev")
+    );
+    assert_eq!(w.issues().len(), 1);
+}
+
+/// The grouped policy with dev's PRs waiting for an approval.
+fn for_approval() -> String {
+    GROUPED.replace(
+        "    auto_merge: true\n    health_timeout: 2m\n    rollback: auto\n    group",
+        "    auto_merge: false\n    approvals: 1\n    health_timeout: 2m\n    rollback: auto\n    group",
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_passing_error_leaves_an_open_group_pr_as_it_is_and_rescan_scans_every_member() {
+    let (w, clock, engine) = fleet(&for_approval());
+    w.push("1.1.0", 'b');
+    clock.advance(Span::minutes(2));
+    engine.cycle(Mode::Apply).await.unwrap();
+    let pr = group_prs(&w)[0].number;
+
+    // A passing ECR error: every step fails, and the group's PR is not closed, nor rewritten
+    // (which would void its approvals).
+    w.fail("list_images", ErrorKind::Transient);
+    let pushes = w.calls("propose");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&r, "api", "dev").action,
+        Action::Failed { .. }
+    ));
+    w.heal("list_images");
+    let open = group_prs(&w);
+    assert!(
+        open[0].open && state(&open[0]).members.len() == 3,
+        "{open:?}"
+    );
+    assert_eq!(w.calls("propose"), pushes, "nothing pushed");
+
+    // /rescan scans every member's image.
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::seconds(5));
+    w.say(pr, "alice", "/rescan");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(w.calls("start_scan"), SERVICES.len());
 }

@@ -258,8 +258,8 @@ impl Engine {
         let resumed_by = commands
             .actions
             .iter()
-            .find(|(_, a)| *a == chatops::Action::Resume)
-            .map(|(u, _)| u.clone());
+            .find(|(_, a, _)| *a == chatops::Action::Resume)
+            .map(|(u, _, _)| u.clone());
         let mut hold = h.hold.clone();
         hold.answered_through = commands.answered_through;
         if let Some(user) = resumed_by {

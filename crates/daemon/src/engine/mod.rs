@@ -14,6 +14,7 @@ mod failure;
 #[cfg(test)]
 pub(crate) mod fake;
 mod group;
+mod group_commands;
 #[cfg(test)]
 mod group_tests;
 mod hold;
