@@ -599,14 +599,11 @@ impl Engine {
         let at = self.clock.now();
         let sha = match forge.merge(pr.number, &head.head, &change.title).await {
             Ok(sha) => sha,
-            Err(e) if e.kind == crate::ports::ErrorKind::Rejected => {
-                if !self.on_main(&change.files).await? {
-                    tracing::info!(pr = pr.number, error = %e, "the group's merge was refused; next cycle brings its branch up to date");
-                    self.propose(change, Base::Current).await?;
-                }
-                return Ok(none_rows(g));
+            Err(e) => {
+                return self
+                    .merge_refused(g, change, &pr, StepError::new(Step::Merge, e))
+                    .await;
             }
-            Err(e) => return Err(StepError::new(Step::Merge, e)),
         };
         tracing::info!(pr = pr.number, merge = %sha, members = g.members.len(), "merged a group PR");
         failpoint!("group-merge");
@@ -625,6 +622,38 @@ impl Engine {
             at,
         };
         Ok(self.after_merge(&merged, state, g.seats, g.watch).await)
+    }
+}
+
+impl Engine {
+    /// A merge GitHub refused: the branch moved (another replica or a person pushed; the
+    /// next cycle reads it), another replica merged the same change, or the repository wants
+    /// the branch up to date with main (it is put there: its approvals, for the old head, no
+    /// longer count). Any other refusal is the row's failure.
+    async fn merge_refused(
+        &self,
+        g: &Group<'_>,
+        change: &Change,
+        pr: &PullRequest,
+        error: StepError,
+    ) -> Result<Vec<RowUpdate>, StepError> {
+        if promote::refused_as_moved(&error) || self.on_main(&change.files).await? {
+            tracing::info!(pr = pr.number, error = %error, "the group's merge was refused; the next cycle looks again");
+            return Ok(none_rows(g));
+        }
+        if promote::refused_as_behind(&error) {
+            let head = self.propose(change, Base::Current).await?;
+            if head.pushed {
+                tracing::info!(pr = pr.number, error = %error, "the merge wants the group's branch up to date; rebased it");
+                self.gate_report(&head.head, &group_gate(g)).await?;
+                let updated = Action::Updated {
+                    number: pr.number,
+                    url: pr.url.clone(),
+                };
+                return Ok(all_rows(g, &updated));
+            }
+        }
+        Err(error)
     }
 }
 
@@ -853,6 +882,13 @@ impl Engine {
     ) -> Vec<RowUpdate> {
         let env = state.environment.clone();
         let pending: Vec<Member> = state.with_outcome(None).cloned().collect();
+        if pending.is_empty() {
+            // Every outcome is in (a label put back by hand): only the labels to settle.
+            if let Err(e) = self.settle_group(m, &state, &[], watch).await {
+                tracing::warn!(pr = m.pr.number, error = %e, "could not settle a verified group PR");
+            }
+            return Vec::new();
+        }
         let checks = pending.iter().map(|member| {
             let promotion = state.promotion(member);
             let env = env.as_str();

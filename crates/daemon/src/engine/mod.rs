@@ -588,6 +588,11 @@ impl Engine {
             else {
                 continue;
             };
+            if matches!(row.action, Action::Failed { .. })
+                && matches!(u.action, Action::Failed { .. })
+            {
+                continue; // the service's own step said first, and more precisely, what failed
+            }
             if let Some(decision) = u.decision {
                 row.decision = decision;
             }

@@ -627,7 +627,7 @@ pub(super) fn waiting(
 
 /// Whether a merge was refused because the branch is not up to date with main (branch
 /// protection that requires it: GitHub reports the required checks as merely expected).
-fn refused_as_behind(e: &StepError) -> bool {
+pub(super) fn refused_as_behind(e: &StepError) -> bool {
     let Cause::Port(p) = &e.cause else {
         return false;
     };
@@ -647,7 +647,7 @@ fn refused_as_behind(e: &StepError) -> bool {
 
 /// A merge GitHub refused because the PR's head is no longer the commit named (HTTP 409,
 /// "Head branch was modified").
-fn refused_as_moved(e: &StepError) -> bool {
+pub(super) fn refused_as_moved(e: &StepError) -> bool {
     let Cause::Port(p) = &e.cause else {
         return false;
     };
