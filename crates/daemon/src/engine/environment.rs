@@ -262,11 +262,11 @@ impl Engine {
         if cx.mode == Mode::Plan || !promote {
             return;
         }
-        if cx.env_policy.group.is_some()
+        if let Some(rule) = &cx.env_policy.group
             && let Some(gathered) = cx.gathered
         {
             // The group step promotes it with the others, after every service's step.
-            gathered.ride(super::group::Rider::new(cx, seen, &judged));
+            gathered.ride(super::group::Rider::new(cx, seen, &judged, rule.clone()));
             return;
         }
         report.action = self

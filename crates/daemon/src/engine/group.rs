@@ -60,7 +60,7 @@ pub(super) struct Rider {
 }
 
 impl Rider {
-    pub fn new(cx: &EnvCtx<'_>, seen: &Seen, judged: &Judged) -> Self {
+    pub fn new(cx: &EnvCtx<'_>, seen: &Seen, judged: &Judged, rule: Rule) -> Self {
         let files: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
         let e = evidence::Evidence {
             service: &cx.svc.name,
@@ -81,9 +81,7 @@ impl Rider {
         Self {
             service: cx.svc.name.clone(),
             environment: cx.env.name.clone(),
-            rule: cx.env_policy.group.clone().unwrap_or_else(|| {
-                unreachable!("only a grouped environment's step leaves a rider")
-            }),
+            rule,
             since: judged.since,
             candidate: judged.candidate.clone(),
             from: seen.deployed.clone(),

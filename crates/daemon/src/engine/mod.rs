@@ -536,7 +536,9 @@ impl Engine {
                     gathered: gathering,
                 };
                 let reports = self.service(svc, &run).await;
-                if mode == Mode::Apply && only.is_some() {
+                // A grouped service is released after the group step, which acts for it.
+                let grouped = only.is_none() && reports.iter().any(|r| r.group.is_some());
+                if mode == Mode::Apply && !grouped {
                     self.inbox.release(&svc.name);
                 }
                 reports
@@ -604,8 +606,13 @@ impl Engine {
             }
             row.action = u.action;
         }
-        for svc in self.cfg.services.iter() {
-            self.inbox.release(&svc.name);
+        let grouped: std::collections::BTreeSet<&str> = reports
+            .iter()
+            .filter(|r| r.group.is_some())
+            .map(|r| r.service.as_str())
+            .collect();
+        for service in grouped {
+            self.inbox.release(service);
         }
     }
 
