@@ -1820,6 +1820,59 @@ async fn a_kept_branch_that_protection_wants_up_to_date_is_rebased_and_its_appro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_pr_that_protection_wants_up_to_date_is_rebased_and_its_approvers_told() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws
+        .put_parameter("/salon/promotion/defaults", GROUPED_POLICY, "String");
+    common::approver(&sb, "alice");
+    let services: Vec<String> = sb.fleet.services.iter().map(|(s, _)| s.clone()).collect();
+    for svc in &services {
+        sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+    }
+    engine.cycle(Mode::Apply).await.unwrap();
+    engine.cycle(Mode::Apply).await.unwrap();
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.head == "tugboat/group/prod/base-image")
+        .unwrap();
+    // Main moves under an unrelated file: the group's branch is kept, but protection wants it
+    // up to date before it merges.
+    sb.github.require_up_to_date(true);
+    sb.github
+        .commit_as("main", "docs/notes.md", "unrelated\n", "someone")
+        .unwrap();
+    let kept = pr_head(&sb, pr.number);
+    sb.advance(std::time::Duration::from_secs(1));
+    sb.github
+        .comment_as(pr.number, "alice", "/approve")
+        .unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        let a = &row(&r, svc, "prod").action;
+        assert!(matches!(a, Action::Updated { .. }), "{svc}: {a:?}");
+    }
+    assert_ne!(pr_head(&sb, pr.number), kept);
+    assert!(
+        replies_to(&sb, pr.number, "alice")
+            .iter()
+            .any(|c| c.contains("up to date with main") && c.contains("approve again")),
+        "{:?}",
+        replies_to(&sb, pr.number, "alice")
+    );
+    // Approved again on the new head, the whole group merges.
+    sb.advance(std::time::Duration::from_secs(1));
+    sb.github
+        .comment_as(pr.number, "alice", "/approve")
+        .unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        assert_healthy(&r, svc, "prod");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_a_released_lease_passes_at_once_and_a_killed_leaders_after_it_expires() {
     use common::election::{QUICK, candidate, stand_in, until_leading};
     let kube = stand_in();

@@ -462,7 +462,8 @@ impl Engine {
             )?;
             return Ok(all_rows(g, &action));
         }
-        self.merge_group(g, &change, &head, pr, state).await
+        self.merge_group(g, &change, &head, pr, state, &commands.approvals)
+            .await
     }
 
     /// Every member's bytes set on main's files with the same editor as a single promotion.
@@ -585,6 +586,7 @@ impl Engine {
         head: &Proposal,
         pr: PullRequest,
         state: GroupState,
+        approvals: &[String],
     ) -> Result<Vec<RowUpdate>, StepError> {
         let forge = &self.ports.forge;
         if !pr.labels.iter().any(|l| l == VERIFYING) {
@@ -599,7 +601,7 @@ impl Engine {
             Ok(sha) => sha,
             Err(e) => {
                 return self
-                    .merge_refused(g, change, &pr, StepError::new(Step::Merge, e))
+                    .merge_refused(g, change, &pr, approvals, StepError::new(Step::Merge, e))
                     .await;
             }
         };
@@ -633,6 +635,7 @@ impl Engine {
         g: &Group<'_>,
         change: &Change,
         pr: &PullRequest,
+        approvals: &[String],
         error: StepError,
     ) -> Result<Vec<RowUpdate>, StepError> {
         if promote::refused_as_moved(&error) || self.on_main(&change.files).await? {
@@ -644,6 +647,11 @@ impl Engine {
             if head.pushed {
                 tracing::info!(pr = pr.number, error = %error, "the merge wants the group's branch up to date; rebased it");
                 self.gate_report(&head.head, &group_gate(g)).await?;
+                if !approvals.is_empty() {
+                    let lead = context_for(self, &g.lead().service, &g.key.0, g.seats, g.watch)?;
+                    let why = "the repository requires a branch to be up to date with main before it merges";
+                    self.say_rebased(&lead, pr, &head, approvals, why).await?;
+                }
                 let updated = Action::Updated {
                     number: pr.number,
                     url: pr.url.clone(),
