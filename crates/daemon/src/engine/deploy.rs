@@ -177,23 +177,13 @@ impl Watch {
 
     /// The merged group PRs with a member deployed or bad, each once: where commands are read.
     pub fn merged_groups(&self) -> Vec<&Watched> {
-        let mut seen = std::collections::BTreeSet::new();
-        self.deployed
-            .iter()
-            .chain(self.bad.iter())
-            .filter(|w| w.group.is_some() && seen.insert(w.pr.number))
-            .collect()
+        group_prs(self.deployed.iter().chain(&self.bad))
     }
 
     /// The group PRs the group step looks after, each once: the open ones, and those
     /// labelled `verifying` (merged with members not verified yet, or closed unmerged).
     pub fn groups(&self) -> Vec<&Watched> {
-        let mut seen = std::collections::BTreeSet::new();
-        self.open
-            .iter()
-            .chain(self.verifying.iter())
-            .filter(|w| w.group.is_some() && seen.insert(w.pr.number))
-            .collect()
+        group_prs(self.open.iter().chain(&self.verifying))
     }
 
     /// The PR that marked this service's digest bad, if one did (in any environment).
@@ -202,6 +192,14 @@ impl Watch {
             .iter()
             .find(|w| w.state.service == service && w.state.digest.as_ref() == Some(digest))
     }
+}
+
+/// The group PRs among `listed` (each expanded into its members), each once.
+fn group_prs<'a>(listed: impl Iterator<Item = &'a Watched>) -> Vec<&'a Watched> {
+    let mut seen = std::collections::BTreeSet::new();
+    listed
+        .filter(|w| w.group.is_some() && seen.insert(w.pr.number))
+        .collect()
 }
 
 /// A labelled PR as what tugboat looks after: a promotion or a rollback, or the members of a
@@ -460,6 +458,19 @@ impl Engine {
         Ok(Carried::Nothing)
     }
 
+    /// `w` is no longer its environment's record: its PR loses `deployed`, or (a group
+    /// member) the member is marked superseded, the others' records standing.
+    pub(super) async fn drop_record(&self, w: &Watched, step: Step) -> Result<(), StepError> {
+        if w.group.is_some() {
+            return self.supersede(w.pr.number, &[&w.state.service], step).await;
+        }
+        self.ports
+            .forge
+            .remove_label(w.pr.number, DEPLOYED)
+            .await
+            .at(step)
+    }
+
     /// Mark a promotion's digest bad: it is never promoted again until cleared.
     async fn mark_bad(&self, w: &Watched, why: &str) -> Result<(), StepError> {
         let forge = &self.ports.forge;
@@ -632,17 +643,8 @@ impl Engine {
                         .watch()
                         .map(|watch| of(&watch.deployed, &w.state.service, &cx.env.name));
                     for old in before.unwrap_or_default() {
-                        if old.pr.number == w.pr.number {
-                            continue;
-                        }
-                        if old.group.is_some() {
-                            self.supersede(old.pr.number, &[&w.state.service], Step::Settle)
-                                .await?;
-                        } else {
-                            forge
-                                .remove_label(old.pr.number, DEPLOYED)
-                                .await
-                                .at(Step::Settle)?;
+                        if old.pr.number != w.pr.number {
+                            self.drop_record(old, Step::Settle).await?;
                         }
                     }
                     add = &[DEPLOYED];

@@ -863,6 +863,28 @@ pub const IMAGE: &str = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/user_serv
 /// appended.
 pub fn config(engine: &str, extra: &str) -> Arc<Config> {
     let toml = format!(
+        r#"{}
+[[services]]
+name = "user_service"
+repository = "user_service"
+[[services.environments]]
+name = "dev"
+files = ["{DEV}"]
+argocd_application = "user-service-dev"
+[[services.environments]]
+name = "prod"
+files = ["{PROD}"]
+argocd_application = "user-service-prod"
+{extra}"#,
+        header(engine)
+    );
+    Arc::new(Config::parse(&toml, "fake.toml", std::iter::empty()).unwrap())
+}
+
+/// Every fake configuration's sections before its services; `engine` adds keys to
+/// `[engine]`.
+fn header(engine: &str) -> String {
+    format!(
         r#"
 [aws]
 region = "eu-north-1"
@@ -880,20 +902,8 @@ poll_interval = "1s"
 workdir = "/nonexistent/tugboat-fake"
 scan_wait = "0s"
 {engine}
-[[services]]
-name = "user_service"
-repository = "user_service"
-[[services.environments]]
-name = "dev"
-files = ["{DEV}"]
-argocd_application = "user-service-dev"
-[[services.environments]]
-name = "prod"
-files = ["{PROD}"]
-argocd_application = "user-service-prod"
-{extra}"#
-    );
-    Arc::new(Config::parse(&toml, "fake.toml", std::iter::empty()).unwrap())
+"#
+    )
 }
 
 pub const POLICY: &str = r#"
@@ -929,25 +939,7 @@ pub fn fleet_config(services: &[&str]) -> Arc<Config> {
             ));
         }
     }
-    let toml = format!(
-        r#"
-[aws]
-region = "eu-north-1"
-registry_id = "123456789012"
-[policy]
-ssm_path = "/salon/promotion/"
-[github]
-repository = "salon/salon-gitops"
-token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
-[argocd]
-url = "https://argocd.test"
-token = {{ env = "TUGBOAT_FAKE_TOKEN" }}
-poll_interval = "1s"
-[engine]
-workdir = "/nonexistent/tugboat-fake"
-scan_wait = "0s"
-{extra}"#
-    );
+    let toml = format!("{}{extra}", header(""));
     Arc::new(Config::parse(&toml, "fleet.toml", std::iter::empty()).unwrap())
 }
 

@@ -62,21 +62,8 @@ pub(super) struct Rider {
 impl Rider {
     pub fn new(cx: &EnvCtx<'_>, seen: &Seen, judged: &Judged, rule: Rule) -> Self {
         let files: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
-        let e = evidence::Evidence {
-            service: &cx.svc.name,
-            environment: &cx.env.name,
-            image: cx.svc.image.as_str(),
-            from: seen.deployed.as_ref(),
-            to: &judged.candidate,
-            gate: &judged.gate,
-            findings: &judged.findings,
-            policy: cx.env_policy,
-            sources: &cx.policy.sources,
-            files: &files,
-            approvals: &[],
-            held_by: None,
-            answered_through: 0,
-        };
+        let none = Commands::default();
+        let e = promote::evidence_of(cx, seen, judged, &files, &none);
         let (section, gate) = evidence::member_section(&e);
         Self {
             service: cx.svc.name.clone(),

@@ -4,7 +4,7 @@
 //! `/resume` on the issue (or on the merged promotion the environment runs).
 
 use super::commands::Target;
-use super::deploy::{DEPLOYED, Watch, Watched};
+use super::deploy::{Watch, Watched};
 use super::environment::Seen;
 use super::{Action, At, Engine, EnvCtx, EnvReport, Mode, Step, StepError};
 use crate::domain::chatops::{self, Subject};
@@ -287,16 +287,7 @@ impl Engine {
         if hold.cause.forgets_record()
             && let Some(record) = watch.record_of(&cx.svc.name, &cx.env.name)
         {
-            if record.group.is_some() {
-                // The other members' records stand: only this one's is superseded.
-                self.supersede(record.pr.number, &[&cx.svc.name], Step::Hold)
-                    .await?;
-            } else {
-                forge
-                    .remove_label(record.pr.number, DEPLOYED)
-                    .await
-                    .at(Step::Hold)?;
-            }
+            self.drop_record(record, Step::Hold).await?;
             forge
                 .comment(
                     record.pr.number,

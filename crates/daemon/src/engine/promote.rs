@@ -564,7 +564,7 @@ fn promotion_change(cx: &EnvCtx<'_>, seen: &Seen, to: &Candidate) -> Result<Chan
 }
 
 /// Everything the promotion PR says.
-fn evidence_of<'a>(
+pub(super) fn evidence_of<'a>(
     cx: &'a EnvCtx<'_>,
     seen: &'a Seen,
     judged: &'a Judged,
