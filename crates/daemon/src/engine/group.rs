@@ -27,7 +27,7 @@ use futures_util::future::join_all;
 
 use super::commands::{Commands, Target};
 use super::deploy::{self, VERIFYING, Watch, Watched};
-use super::environment::{Judged, Seen, manifest_error};
+use super::environment::{Judged, Seen};
 use super::evidence;
 use super::promote::{self, Change};
 use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Verification};
@@ -39,7 +39,6 @@ use crate::domain::merge::Verdict;
 use crate::domain::plan::Decision;
 use crate::domain::policy::{EnvPolicy, RollbackMode, ServicePolicy};
 use crate::domain::select::{Candidate, ImageRecord};
-use crate::manifest;
 use crate::ports::{Base, LabelledPr, Proposal, PullRequest};
 
 /// A service's promotion left for its group: what it is, since when it is ready, and the
@@ -473,17 +472,9 @@ impl Engine {
                             StepError::new(Step::Read, Cause::MissingFile { path: path.clone() })
                         })?,
                 };
-                let refs =
-                    manifest::locate(&text).map_err(|e| manifest_error(Step::Edit, path, e))?;
-                let pinned = r.pin_digest
-                    || refs
-                        .iter()
-                        .any(|x| x.is_for(&svc.image) && x.digest.is_some());
-                let to = &r.candidate;
-                let edit =
-                    manifest::set_image(&text, &svc.image, &to.tag, pinned.then_some(&to.digest))
-                        .map_err(|e| manifest_error(Step::Edit, path, e))?;
-                files.insert(path.clone(), edit.text);
+                let edited =
+                    promote::set_image(path, &text, &svc.image, &r.candidate, r.pin_digest)?;
+                files.insert(path.clone(), edited);
             }
             let from = r
                 .from

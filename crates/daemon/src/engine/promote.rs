@@ -9,6 +9,7 @@ use super::environment::{Judged, Seen, manifest_error};
 use super::evidence::{self, PromotionState};
 use super::{Action, Approvals, At, Cause, Engine, EnvCtx, Step, StepError, Timing, Verification};
 use crate::domain::chatops;
+use crate::domain::image::Repository;
 use crate::domain::merge::{self, Fact, SyncWindows, Verdict};
 use crate::domain::policy::RollbackMode;
 use crate::domain::select::Candidate;
@@ -541,12 +542,8 @@ fn promotion_change(cx: &EnvCtx<'_>, seen: &Seen, to: &Candidate) -> Result<Chan
     let image = &cx.svc.image;
     let mut files = Vec::new();
     for (path, text) in &seen.files {
-        let refs = manifest::locate(text).map_err(|e| manifest_error(Step::Edit, path, e))?;
-        let pinned =
-            cx.env_policy.pin_digest || refs.iter().any(|r| r.is_for(image) && r.digest.is_some());
-        let edit = manifest::set_image(text, image, &to.tag, pinned.then_some(&to.digest))
-            .map_err(|e| manifest_error(Step::Edit, path, e))?;
-        files.push((path.clone(), edit.text));
+        let edited = set_image(path, text, image, to, cx.env_policy.pin_digest)?;
+        files.push((path.clone(), edited));
     }
     let title = evidence::title_of(&cx.svc.name, &cx.env.name, &to.tag);
     let from = seen
@@ -561,6 +558,23 @@ fn promotion_change(cx: &EnvCtx<'_>, seen: &Seen, to: &Candidate) -> Result<Chan
         message,
         files,
     })
+}
+
+/// `text` of file `path` with `image` set to `to`, pinned by digest when the policy says so
+/// (`pin_digest`) or the file already pins it: the one edit a promotion makes, alone or in a
+/// group.
+pub(super) fn set_image(
+    path: &str,
+    text: &str,
+    image: &Repository,
+    to: &Candidate,
+    pin_digest: bool,
+) -> Result<String, StepError> {
+    let refs = manifest::locate(text).map_err(|e| manifest_error(Step::Edit, path, e))?;
+    let pinned = pin_digest || refs.iter().any(|r| r.is_for(image) && r.digest.is_some());
+    manifest::set_image(text, image, &to.tag, pinned.then_some(&to.digest))
+        .map(|edit| edit.text)
+        .map_err(|e| manifest_error(Step::Edit, path, e))
 }
 
 /// Everything the promotion PR says.
