@@ -6,6 +6,8 @@ use std::fmt;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::index::Platform;
+
 /// Finding severities as ECR reports them (basic and enhanced scanning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -79,6 +81,8 @@ pub struct Finding {
     pub fixed_in: Option<String>,
     /// Where to read about it.
     pub url: Option<String>,
+    /// The platforms of an index whose images have it (empty for a plain image).
+    pub platforms: Vec<String>,
 }
 
 /// A scan result for one digest.
@@ -88,6 +92,9 @@ pub struct ScanReport {
     /// Counts as the registry summarised them (may be present without the list).
     pub counts: BTreeMap<Severity, u32>,
     pub findings: Vec<Finding>,
+    /// Findings the scanner reports but does not count: Inspector's `SUPPRESSED` (a
+    /// suppression rule) and `CLOSED` (remediated) findings, by id with their status.
+    pub not_counted: Vec<String>,
 }
 
 impl ScanReport {
@@ -96,6 +103,7 @@ impl ScanReport {
             status: ScanStatus::NotFound,
             counts: BTreeMap::new(),
             findings: Vec::new(),
+            not_counted: Vec::new(),
         }
     }
 }
@@ -121,6 +129,9 @@ pub struct ScanPolicy {
     pub allow_failed: bool,
     /// Let images the scanner does not support (`UNSUPPORTED_IMAGE`) through.
     pub allow_unsupported: bool,
+    /// Platforms an image index must have an image for (`linux/arm64` for a Graviton
+    /// cluster); empty: none required, every platform present is gated.
+    pub platforms: Vec<Platform>,
 }
 
 impl Default for ScanPolicy {
@@ -131,6 +142,7 @@ impl Default for ScanPolicy {
             allow_unscanned: false,
             allow_failed: false,
             allow_unsupported: false,
+            platforms: Vec::new(),
         }
     }
 }
@@ -283,6 +295,140 @@ pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateD
     }
 }
 
+/// The scan of one platform image of an index, or of a plain image (`platform: None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformScan {
+    pub platform: Option<Platform>,
+    pub report: ScanReport,
+}
+
+/// Decide on a whole image: a plain image as [`gate`] does; an index platform by platform,
+/// the worst deciding (any block blocks, then any wait waits), each reason naming its
+/// platform. A platform the policy requires and the index lacks blocks; a plain image cannot
+/// show its platform in the registry's listing, so it is refused when platforms are required.
+pub fn gate_image(scans: &[PlatformScan], policy: &ScanPolicy, today: NaiveDate) -> GateDecision {
+    let missing = missing_platforms(scans, &policy.platforms);
+    if let [one] = scans
+        && one.platform.is_none()
+        && missing.is_empty()
+    {
+        return gate(&one.report, policy, today);
+    }
+    let mut counts: BTreeMap<Severity, u32> = BTreeMap::new();
+    let (mut ignored, mut blocks, mut waits, mut notes) = (vec![], vec![], vec![], vec![]);
+    for s in scans {
+        let prefix = s
+            .platform
+            .as_ref()
+            .map_or(String::new(), |p| format!("{p}: "));
+        let decision = gate(&s.report, policy, today);
+        for (sev, n) in decision.counts().into_iter().flatten() {
+            let worst = counts.entry(*sev).or_insert(0);
+            *worst = (*worst).max(*n);
+        }
+        match decision {
+            GateDecision::Pass {
+                ignored: i, note, ..
+            } => {
+                ignored.extend(i);
+                notes.extend(note.map(|n| format!("{prefix}{n}")));
+            }
+            GateDecision::Block { reasons, .. } => {
+                blocks.extend(reasons.into_iter().map(|r| format!("{prefix}{r}")));
+            }
+            GateDecision::Wait { reason } => waits.push(format!("{prefix}{reason}")),
+        }
+    }
+    blocks.extend(missing);
+    if !blocks.is_empty() {
+        return GateDecision::Block {
+            counts,
+            reasons: blocks,
+        };
+    }
+    if !waits.is_empty() {
+        return GateDecision::Wait {
+            reason: waits.join("; "),
+        };
+    }
+    ignored.sort();
+    ignored.dedup();
+    GateDecision::Pass {
+        counts,
+        ignored,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    }
+}
+
+/// A reason for each platform in `wanted` that no scanned image satisfies.
+fn missing_platforms(scans: &[PlatformScan], wanted: &[Platform]) -> Vec<String> {
+    let has: Vec<String> = scans
+        .iter()
+        .filter_map(|s| s.platform.as_ref().map(Platform::to_string))
+        .collect();
+    let has = if has.is_empty() {
+        "a single image manifest, whose platform the registry does not list".to_owned()
+    } else {
+        has.join(", ")
+    };
+    wanted
+        .iter()
+        .filter(|w| {
+            !scans
+                .iter()
+                .any(|s| s.platform.as_ref().is_some_and(|p| p.satisfies(w)))
+        })
+        .map(|w| {
+            format!(
+                "the image has no {w} image (it has {has}), which the policy's platforms require"
+            )
+        })
+        .collect()
+}
+
+/// One report for a whole image, for the evidence and the rescan: a plain image's report
+/// as it is; an index's platforms' findings, each once with the platforms that have it,
+/// counts the worst of any platform, and the status of the first platform not complete.
+pub fn merged(scans: &[PlatformScan]) -> ScanReport {
+    if let [one] = scans
+        && one.platform.is_none()
+    {
+        return one.report.clone();
+    }
+    let mut out = ScanReport {
+        status: ScanStatus::Complete,
+        counts: BTreeMap::new(),
+        findings: Vec::new(),
+        not_counted: Vec::new(),
+    };
+    for s in scans {
+        let name = s.platform.as_ref().map(Platform::to_string);
+        if out.status == ScanStatus::Complete {
+            out.status = s.report.status.clone();
+        }
+        for (sev, n) in &s.report.counts {
+            let worst = out.counts.entry(*sev).or_insert(0);
+            *worst = (*worst).max(*n);
+        }
+        for f in &s.report.findings {
+            match out.findings.iter_mut().find(|o| o.id == f.id) {
+                Some(o) => o.platforms.extend(name.clone()),
+                None => {
+                    let mut f = f.clone();
+                    f.platforms = name.clone().into_iter().collect();
+                    out.findings.push(f);
+                }
+            }
+        }
+        for n in &s.report.not_counted {
+            if !out.not_counted.contains(n) {
+                out.not_counted.push(n.clone());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,9 +449,100 @@ mod tests {
                     package: None,
                     fixed_in: None,
                     url: None,
+                    platforms: Vec::new(),
                 })
                 .collect(),
+            not_counted: Vec::new(),
         }
+    }
+
+    fn part(platform: &str, findings: &[(&str, Severity)]) -> PlatformScan {
+        PlatformScan {
+            platform: Some(Platform::parse(platform).unwrap()),
+            report: report(findings),
+        }
+    }
+
+    #[test]
+    fn an_index_is_blocked_by_its_worst_platform_and_the_reason_names_it() {
+        let scans = [
+            part("linux/amd64", &[]),
+            part("linux/arm64", &[("CVE-9", Severity::Critical)]),
+        ];
+        let d = gate_image(&scans, &ScanPolicy::default(), day("2026-01-01"));
+        let GateDecision::Block { reasons, counts } = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            reasons,
+            ["linux/arm64: 1 CRITICAL finding(s) exceed the threshold of 0 (CVE-9)"]
+        );
+        assert_eq!(counts.get(&Severity::Critical), Some(&1));
+    }
+
+    #[test]
+    fn an_index_whose_platforms_are_all_clean_passes_and_one_still_scanning_waits() {
+        let clean = [part("linux/amd64", &[]), part("linux/arm64", &[])];
+        assert!(matches!(
+            gate_image(&clean, &ScanPolicy::default(), day("2026-01-01")),
+            GateDecision::Pass { .. }
+        ));
+        let mut scanning = clean.clone();
+        scanning[1].report.status = ScanStatus::InProgress;
+        assert_eq!(
+            gate_image(&scanning, &ScanPolicy::default(), day("2026-01-01")),
+            GateDecision::Wait {
+                reason: "linux/arm64: waiting for scan to complete".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_index_without_a_required_platform_is_refused_naming_it() {
+        let policy = ScanPolicy {
+            platforms: vec![Platform::parse("linux/arm64").unwrap()],
+            ..ScanPolicy::default()
+        };
+        let d = gate_image(&[part("linux/amd64", &[])], &policy, day("2026-01-01"));
+        let GateDecision::Block { reasons, .. } = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            reasons,
+            [
+                "the image has no linux/arm64 image (it has linux/amd64), which the policy's platforms require"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_plain_image_cannot_show_a_required_platform_and_is_refused() {
+        let policy = ScanPolicy {
+            platforms: vec![Platform::parse("linux/arm64").unwrap()],
+            ..ScanPolicy::default()
+        };
+        let plain = [PlatformScan {
+            platform: None,
+            report: report(&[]),
+        }];
+        let d = gate_image(&plain, &policy, day("2026-01-01"));
+        assert!(matches!(d, GateDecision::Block { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn a_finding_on_two_platforms_is_merged_once_naming_both() {
+        let scans = [
+            part("linux/amd64", &[("CVE-1", Severity::High)]),
+            part(
+                "linux/arm64",
+                &[("CVE-1", Severity::High), ("CVE-2", Severity::Low)],
+            ),
+        ];
+        let m = merged(&scans);
+        assert_eq!(m.findings.len(), 2);
+        assert_eq!(m.findings[0].platforms, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(m.findings[1].platforms, ["linux/arm64"]);
+        assert_eq!(m.status, ScanStatus::Complete);
     }
 
     #[test]
@@ -387,6 +624,7 @@ mod tests {
             status: ScanStatus::Complete,
             counts: BTreeMap::from([(Severity::High, 2)]),
             findings: vec![],
+            not_counted: vec![],
         };
         assert!(matches!(
             gate(&r, &ScanPolicy::default(), day("2026-11-23")),

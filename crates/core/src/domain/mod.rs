@@ -13,6 +13,7 @@ pub mod gate;
 pub mod group;
 pub mod hold;
 pub mod image;
+pub mod index;
 pub mod lease;
 pub mod merge;
 pub mod notify;

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::gate::{Ignore, ScanPolicy, Severity};
+use super::index::Platform;
 use super::select::{DEFAULT_EXCLUDED_TAGS, TagOrdering, TagRule};
 use super::window::{self, Window};
 
@@ -118,6 +119,7 @@ struct RawEnv {
     application: Option<String>,
     sync: Option<bool>,
     group: Option<RawGroup>,
+    platforms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +316,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         None => None,
     };
     let scan_default = ScanPolicy::default();
+    let platforms = platforms(raw.platforms.as_deref().unwrap_or_default())?;
     let s = raw.scan.as_ref();
     Ok(EnvPolicy {
         tag: TagRule {
@@ -335,6 +338,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
             allow_unscanned: s.and_then(|s| s.allow_unscanned).unwrap_or(false),
             allow_failed: s.and_then(|s| s.allow_failed).unwrap_or(false),
             allow_unsupported: s.and_then(|s| s.allow_unsupported).unwrap_or(false),
+            platforms,
         },
         auto_merge: raw.auto_merge.unwrap_or(false),
         approvals: raw.approvals.unwrap_or(1),
@@ -348,6 +352,19 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         sync: raw.sync.unwrap_or(false),
         group,
     })
+}
+
+/// The platforms an environment requires of an image index, each `os/arch[/variant]`.
+fn platforms(raw: &[String]) -> Result<Vec<Platform>, (String, String)> {
+    let mut out: Vec<Platform> = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let platform = Platform::parse(p).map_err(|m| (format!("platforms[{i}]"), m))?;
+        if out.contains(&platform) {
+            return Err((format!("platforms[{i}]"), format!("'{p}' is listed twice")));
+        }
+        out.push(platform);
+    }
+    Ok(out)
 }
 
 /// Merge `over` into `base`: objects key by key, anything else replaces.
@@ -449,6 +466,27 @@ mod tests {
     }
 
     const DEFAULTS: &str = "environments:\n  dev:\n    auto_merge: true\n    scan:\n      thresholds: {CRITICAL: 0, HIGH: 0}\n  prod:\n    approvals: 2\n";
+
+    #[test]
+    fn required_platforms_are_read_and_a_malformed_one_is_refused_naming_its_index() {
+        let parse_one =
+            |body: &str| resolve(&[doc("/p/defaults", body)], "/p/", "api", &["prod".into()]);
+        let ok = "environments:\n  prod:\n    platforms: [linux/amd64, linux/arm64/v8]\n";
+        let p = parse_one(ok).unwrap();
+        let prod = &p.environments["prod"];
+        assert_eq!(
+            prod.scan
+                .platforms
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["linux/amd64", "linux/arm64/v8"]
+        );
+        let bad = "environments:\n  prod:\n    platforms: [linux/amd64, arm64]\n";
+        let e = parse_one(bad).unwrap_err();
+        assert_eq!(e.path, "environments.prod.platforms[1]");
+        assert!(e.to_string().contains("'arm64'"), "{e}");
+    }
 
     #[test]
     fn a_service_override_merges_over_the_defaults() {

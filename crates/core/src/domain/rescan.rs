@@ -146,6 +146,9 @@ pub struct Seen {
     pub fixed_in: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The platforms of an index whose images have it (absent for a plain image).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
     pub since: NaiveDate,
 }
 
@@ -157,6 +160,7 @@ impl Seen {
             package: f.package.clone(),
             fixed_in: f.fixed_in.clone(),
             url: f.url.clone(),
+            platforms: f.platforms.clone(),
             since,
         }
     }
@@ -168,6 +172,7 @@ impl Seen {
             package: self.package.clone(),
             fixed_in: self.fixed_in.clone(),
             url: self.url.clone(),
+            platforms: self.platforms.clone(),
         }
     }
 }
@@ -402,6 +407,7 @@ mod tests {
             package: Some("openssl".into()),
             fixed_in: None,
             url: None,
+            platforms: Vec::new(),
         }
     }
 
@@ -410,6 +416,7 @@ mod tests {
             status: ScanStatus::Complete,
             counts: BTreeMap::new(),
             findings,
+            not_counted: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::image::{Digest, Tag};
+use super::index::{ImageKind, is_supply_chain_tag};
 
 /// One image in a registry: a digest with the tags that point at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub struct ImageRecord {
     pub digest: Digest,
     pub tags: Vec<Tag>,
     pub pushed_at: DateTime<Utc>,
+    /// An image, an index of platform images, or an artifact that is never promoted.
+    pub kind: ImageKind,
 }
 
 /// A tag the rule accepts, with what it points at.
@@ -134,14 +137,18 @@ impl TagRule {
     }
 }
 
-/// Every tag the rule accepts, newest first.
+/// Every tag the rule accepts, newest first. Whatever the rule says, an artifact that is not
+/// an image (a Helm chart, an SBOM) and a signature or attestation tag (`sha256-<hex>.sig`)
+/// are never candidates: under `pushed_at` or `lexical` ordering they would otherwise win,
+/// as they are pushed after the image they sign.
 pub fn eligible(images: &[ImageRecord], rule: &TagRule) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = images
         .iter()
+        .filter(|img| !matches!(img.kind, ImageKind::Artifact(_)))
         .flat_map(|img| {
             img.tags
                 .iter()
-                .filter(|t| rule.accepts(t))
+                .filter(|t| !is_supply_chain_tag(t.as_str()) && rule.accepts(t))
                 .map(|t| Candidate {
                     tag: t.clone(),
                     digest: img.digest.clone(),
@@ -175,7 +182,36 @@ mod tests {
             digest: Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap(),
             tags: tags.iter().map(|s| Tag::parse(s).unwrap()).collect(),
             pushed_at: Utc.timestamp_opt(t, 0).unwrap(),
+            kind: ImageKind::Image,
         }
+    }
+
+    #[test]
+    fn a_signature_tag_pushed_after_the_image_never_becomes_the_candidate() {
+        let sig = format!("sha256-{}.sig", "01".repeat(32));
+        let images = [img(1, &["abc123"], 10), img(2, &[sig.as_str()], 11)];
+        for ordering in [TagOrdering::PushedAt, TagOrdering::Lexical] {
+            let rule = TagRule {
+                ordering,
+                ..TagRule::default()
+            };
+            assert_eq!(
+                newest(&images, &rule).as_deref(),
+                Some("abc123"),
+                "{ordering:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_artifact_that_is_not_an_image_is_never_a_candidate() {
+        let mut chart = img(2, &["9.9.9"], 20);
+        chart.kind = ImageKind::Artifact("application/vnd.cncf.helm.config.v1+json".into());
+        let images = [img(1, &["1.0.0"], 10), chart];
+        assert_eq!(
+            newest(&images, &TagRule::default()).as_deref(),
+            Some("1.0.0")
+        );
     }
 
     fn newest(images: &[ImageRecord], rule: &TagRule) -> Option<String> {
