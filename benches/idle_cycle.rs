@@ -93,6 +93,7 @@ fn main() {
                     id: "CVE-2026-0001".into(),
                     severity: "CRITICAL".into(),
                     package: Some("openssl".into()),
+                    status: None,
                 }],
             );
         }
@@ -182,6 +183,7 @@ fn main() {
                     id: "CVE-2026-9000".into(),
                     severity: "HIGH".into(),
                     package: None,
+                    status: None,
                 }],
             );
         }

@@ -37,6 +37,7 @@ fn registry() -> Vec<Vec<ImageRecord>> {
                         pushed_at: Utc
                             .timestamp_opt(1_760_000_000 + (t as i64) * 3600, 0)
                             .unwrap(),
+                        kind: Default::default(),
                     }
                 })
                 .collect()
@@ -65,8 +66,10 @@ fn main() {
                 package: Some("openssl".into()),
                 fixed_in: None,
                 url: None,
+                platforms: Vec::new(),
             })
             .collect(),
+        not_counted: Vec::new(),
     };
     let today = Utc::now().date_naive();
     let mut best = Duration::MAX;

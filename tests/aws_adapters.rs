@@ -222,6 +222,7 @@ impl Seed for SandboxSeed {
                 id: "CVE-2026-0001".into(),
                 severity: "CRITICAL".into(),
                 package: Some("openssl".into()),
+                status: None,
             }]
         } else {
             vec![]

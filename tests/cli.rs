@@ -357,6 +357,7 @@ fn tugboat_run_catches_up_a_missed_rescan_slot_at_start_opens_the_issue_and_stop
             id: "CVE-2026-7777".into(),
             severity: "CRITICAL".into(),
             package: None,
+            status: None,
         }],
     );
     let dir = tempfile::tempdir().unwrap();

@@ -230,6 +230,7 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
         id: "CVE-2026-0001".into(),
         severity: "CRITICAL".into(),
         package: Some("openssl".into()),
+        status: None,
     };
     for findings in [vec![cve], vec![]] {
         sb.aws

@@ -35,6 +35,7 @@ async fn a_clean_tag_is_merged_verified_healthy_and_a_critical_one_is_blocked() 
         id: "CVE-2026-0001".into(),
         severity: "CRITICAL".into(),
         package: Some("openssl".into()),
+        status: None,
     };
     sb.aws
         .push("appointment_service", "2.0.0", "COMPLETE", vec![critical]);
@@ -751,6 +752,7 @@ fn cve(id: &str, severity: &str) -> SeedFinding {
         id: id.into(),
         severity: severity.into(),
         package: Some("openssl".into()),
+        status: None,
     }
 }
 
@@ -2140,6 +2142,7 @@ async fn as_an_app_commits_are_made_and_signed_by_github_so_a_main_requiring_sig
             id: "CVE-2026-1111".into(),
             severity: "MEDIUM".into(),
             package: Some("zlib".into()),
+            status: None,
         }],
     );
 
@@ -2329,6 +2332,7 @@ async fn a_rerun_of_the_gate_check_scans_the_image_again_and_reports_the_gate_an
             id: "CVE-2026-2222".into(),
             severity: "MEDIUM".into(),
             package: None,
+            status: None,
         }],
     );
     let scans = |sb: &Sandbox| sb.aws.calls().get("StartImageScan").copied().unwrap_or(0);
@@ -2463,5 +2467,232 @@ async fn at_githubs_own_figures_on_a_clock_a_thousand_times_faster_the_hourly_ca
     println!(
         "500 writes in {first_500:?}; the 501st at {the_501st:?}, 520 in {:?}",
         done[519]
+    );
+}
+
+// Images as CI really pushes them (issue 36): Buildx's image indexes, their platforms'
+// scans, signature tags and Inspector's timing, through the real ECR adapter.
+
+fn platform(arch: &str, findings: Vec<SeedFinding>) -> tugboat_sandbox::aws::SeedPlatform {
+    tugboat_sandbox::aws::SeedPlatform {
+        os: "linux".into(),
+        architecture: arch.into(),
+        variant: None,
+        findings,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buildx_index_with_clean_platforms_is_promoted_by_its_own_digest() {
+    let (sb, engine, _w) = setup().await;
+    let pushed = sb.aws.push_index(
+        "user_service",
+        "1.1.0",
+        vec![platform("amd64", vec![]), platform("arm64", vec![])],
+        true,
+    );
+    assert_eq!(pushed.attestations.len(), 2, "one attestation per platform");
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    assert_healthy(&reports, "user_service", "dev");
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.title.contains("user_service") && p.title.contains("dev"))
+        .unwrap();
+    assert!(
+        pr.body
+            .contains(&format!("| to | `1.1.0` | `{}`", pushed.digest)),
+        "the index's digest is what the tag resolves to: {}",
+        pr.body
+    );
+    assert!(
+        pr.body
+            .contains("each platform image's own scan gated (linux/amd64, linux/arm64)"),
+        "{}",
+        pr.body
+    );
+    for child in pushed.platforms.values().chain(&pushed.attestations) {
+        assert!(
+            !pr.body.contains(child.as_str()),
+            "no child digest is pinned"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_with_a_critical_finding_on_arm64_only_is_blocked_naming_the_platform() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push_index(
+        "user_service",
+        "1.1.0",
+        vec![
+            platform("amd64", vec![]),
+            platform("arm64", vec![cve("CVE-2026-4242", "CRITICAL")]),
+        ],
+        true,
+    );
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let Decision::Blocked { reasons, .. } = &row(&reports, "user_service", "dev").decision else {
+        panic!("{:?}", row(&reports, "user_service", "dev").decision)
+    };
+    assert_eq!(
+        reasons,
+        &["linux/arm64: 1 CRITICAL finding(s) exceed the threshold of 0 (CVE-2026-4242)"]
+    );
+    assert!(
+        sb.github
+            .pulls()
+            .iter()
+            .all(|p| !p.title.contains("user_service"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_without_a_platform_the_policy_requires_is_refused_naming_it() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.put_parameter(
+        "/salon/promotion/services/user_service",
+        "environments:\n  dev:\n    platforms: [linux/amd64, linux/arm64]\n",
+        "String",
+    );
+    sb.aws.push_index(
+        "user_service",
+        "1.1.0",
+        vec![platform("amd64", vec![])],
+        true,
+    );
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = row(&reports, "user_service", "dev");
+    assert_eq!(dev.decision.kind(), "blocked", "{:?}", dev.decision);
+    assert!(
+        dev.decision
+            .to_string()
+            .contains("the image has no linux/arm64 image (it has linux/amd64)"),
+        "{}",
+        dev.decision
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_tag_pushed_after_the_image_never_becomes_the_candidate() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.put_parameter(
+        "/salon/promotion/services/user_service",
+        "environments:\n  dev:\n    tag: {ordering: pushed_at}\n",
+        "String",
+    );
+    let digest = sb.aws.push("user_service", "abc123", "COMPLETE", vec![]);
+    let sig = sb
+        .aws
+        .push_signature("user_service", &digest, chrono::Duration::seconds(1));
+    assert!(sig.starts_with("sha256-") && sig.ends_with(".sig"), "{sig}");
+    sb.advance(std::time::Duration::from_secs(2));
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    assert_healthy(&reports, "user_service", "dev");
+    let f = sb
+        .github
+        .read_file("main", &sandbox::file_of("user_service", "dev"))
+        .unwrap();
+    assert!(f.contains("abc123") && !f.contains(".sig"), "{f}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enhanced_report_that_is_empty_for_its_first_seconds_is_not_taken_as_clean() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.set_enhanced_scanning(true);
+    sb.aws
+        .set_inspector_delay(std::time::Duration::from_secs(30));
+    sb.aws.push(
+        "user_service",
+        "1.1.0",
+        "COMPLETE",
+        vec![cve("CVE-2026-3131", "CRITICAL")],
+    );
+    let plan = engine.cycle(Mode::Plan).await.unwrap();
+    let dev = row(&plan, "user_service", "dev");
+    assert_eq!(dev.decision.kind(), "waiting", "{:?}", dev.decision);
+    sb.advance(std::time::Duration::from_secs(31));
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = row(&reports, "user_service", "dev");
+    assert_eq!(dev.decision.kind(), "blocked", "{:?}", dev.decision);
+    assert!(dev.decision.to_string().contains("CVE-2026-3131"));
+    assert!(
+        sb.github
+            .pulls()
+            .iter()
+            .all(|p| !p.title.contains("user_service"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suppressed_inspector_finding_does_not_count_and_the_evidence_says_so() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.set_enhanced_scanning(true);
+    let mut suppressed = cve("CVE-2026-5151", "CRITICAL");
+    suppressed.status = Some("SUPPRESSED".into());
+    sb.aws
+        .push("user_service", "1.1.0", "COMPLETE", vec![suppressed]);
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    assert_healthy(&reports, "user_service", "dev");
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.title.contains("user_service"))
+        .unwrap();
+    assert!(
+        pr.body
+            .contains("not counted, as Inspector reports them: CVE-2026-5151 (SUPPRESSED)"),
+        "{}",
+        pr.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cve_inspector_adds_to_the_digest_dev_runs_blocks_the_prod_promotion_next_cycle() {
+    let (sb, engine, work) = setup().await;
+    sb.aws.set_enhanced_scanning(true);
+    let pushed = sb.aws.push_index(
+        "user_service",
+        "1.1.0",
+        vec![platform("amd64", vec![]), platform("arm64", vec![])],
+        true,
+    );
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    assert_healthy(&reports, "user_service", "dev");
+    let api = ApiMetrics::default();
+    let cfg = Config::parse(
+        &sb.config_toml(&work.path().join("w")),
+        "sandbox.toml",
+        std::iter::empty(),
+    )
+    .unwrap();
+    let queue = tugboat::app::event_queue(&cfg, &api).await.unwrap();
+    let listener = tugboat::events::Listener::new(
+        queue,
+        tugboat::events::Routes::of(&cfg),
+        engine.inbox(),
+        Arc::new(tugboat::metrics::Metrics::new(600, &api)),
+        sb.clock(),
+    );
+    while !listener.poll().await.unwrap().is_empty() {} // what the pushes sent
+    // Tuesday: a CVE is published; Inspector re-scans the arm64 image and says so.
+    let arm64 = &pushed.platforms["linux/arm64"];
+    sb.aws.set_scan(
+        "user_service",
+        arm64,
+        "COMPLETE",
+        vec![cve("CVE-2026-7777", "CRITICAL")],
+    );
+    assert!(!listener.poll().await.unwrap().is_empty());
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let prod = row(&reports, "user_service", "prod");
+    assert_eq!(prod.decision.kind(), "blocked", "{:?}", prod.decision);
+    assert!(
+        prod.decision.to_string().contains("linux/arm64")
+            && prod.decision.to_string().contains("CVE-2026-7777"),
+        "{}",
+        prod.decision
     );
 }

@@ -148,6 +148,7 @@ async fn each_event_notifies_both_sinks_once_and_a_restart_announces_nothing_aga
             id: "CVE-2026-0001".into(),
             severity: "CRITICAL".into(),
             package: Some("openssl".into()),
+            status: None,
         }],
     );
     drop(notifier);
@@ -385,6 +386,7 @@ async fn the_dashboard_issue_shows_every_service_and_environment_and_is_edited_o
             id: "CVE-2026-0002".into(),
             severity: "CRITICAL".into(),
             package: None,
+            status: None,
         }],
     );
     let reports = restarted.cycle(Mode::Apply).await.unwrap();
@@ -414,6 +416,7 @@ async fn new_findings_of_a_rescan_are_announced_once_even_when_a_restart_sees_th
             id: "CVE-2026-4242".into(),
             severity: "CRITICAL".into(),
             package: Some("openssl".into()),
+            status: None,
         }],
     );
     let report = engine.rescan(&Scope::default()).await.unwrap();

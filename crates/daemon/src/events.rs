@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::events::{self, Event, Refusal};
+use crate::domain::events::{self, Change, Event, Refusal};
 use crate::engine::Inbox;
 use crate::metrics::Metrics;
 use crate::ports::{EventQueue, PortResult, QueuedMessage};
@@ -175,6 +175,15 @@ impl Listener {
             Ok(s) => s,
             Err(outcome) => return outcome,
         };
+        // New findings for a digest tugboat may have cached as clean: forget them whether
+        // or not the event is stale for the listing, since the listing holds no findings.
+        // Scan and Inspector events name the platform images' digests, which is what the
+        // cache keys an image index's scans by.
+        if matches!(event.change, Change::Scanned | Change::Inspected)
+            && let Some(digest) = &event.digest
+        {
+            self.inbox.forget_scan(digest.clone());
+        }
         let fresh: Vec<String> = services
             .into_iter()
             .filter(|s| !stale(event.time, self.inbox.looked_at(s)))

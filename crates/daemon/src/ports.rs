@@ -10,6 +10,7 @@ use crate::domain::chatops;
 pub use crate::domain::deploy::{Health, OperationPhase, SyncStatus};
 use crate::domain::gate::ScanReport;
 use crate::domain::image::Digest;
+use crate::domain::index::PlatformImage;
 use crate::domain::policy::PolicyDocument;
 use crate::domain::select::ImageRecord;
 use crate::secret::Secret;
@@ -69,11 +70,14 @@ impl PortError {
 pub type PortResult<T> = Result<T, PortError>;
 
 /// What asking for a new scan of an image did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanStart {
     Started,
     /// ECR basic scanning allows one scan per image per 24 hours; this image had its scan.
     AlreadyScannedToday,
+    /// ECR will not scan this image at all, in its words: an image index
+    /// (`UnsupportedImageTypeException`) or an archived image (`ImageArchivedException`).
+    Refused(String),
 }
 
 /// How the registry scans images, which decides how a rescan gets fresh findings.
@@ -113,6 +117,15 @@ pub trait Registry: Send + Sync {
         repository: &str,
         digest: &Digest,
     ) -> PortResult<ScanReport>;
+    /// The platform images of the image index `digest` (BatchGetImage), attestation
+    /// manifests and `unknown/unknown` entries left out. A digest is content: the answer
+    /// never changes, so callers cache it.
+    async fn platforms(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+        digest: &Digest,
+    ) -> PortResult<Vec<PlatformImage>>;
     /// Start a basic scan of one digest (StartImageScan). Never retried by the client: a
     /// `LimitExceededException` means the image was already scanned today, not throttling.
     async fn start_scan(

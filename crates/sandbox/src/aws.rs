@@ -28,14 +28,52 @@ pub struct SeedFinding {
     pub severity: String,
     #[serde(default)]
     pub package: Option<String>,
+    /// Inspector's finding status under enhanced scanning: `ACTIVE` (the default),
+    /// `SUPPRESSED` (a suppression rule) or `CLOSED` (remediated)
+    /// (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_EnhancedImageScanFinding.html).
+    #[serde(default)]
+    pub status: Option<String>,
 }
+
+/// One platform of an index pushed the way Buildx pushes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeedPlatform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub findings: Vec<SeedFinding>,
+}
+
+/// What an index push stored: the index's digest and each child's.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PushedIndex {
+    pub digest: String,
+    /// `os/architecture[/variant]` → the platform image's digest.
+    pub platforms: BTreeMap<String, String>,
+    /// The attestation manifests' digests (`unknown/unknown`).
+    pub attestations: Vec<String>,
+}
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// A basic scan of BuildKit's attestation manifest fails: it has no filesystem layer
+/// (docker/build-push-action discussion #945).
+const ATTESTATION_SCAN_FAILURE: &str = "LayerError: Failed to extract layer for image scan";
 
 #[derive(Debug, Clone)]
 struct Image {
     digest: String,
+    /// The manifest as pushed, and its media type.
+    manifest: String,
+    media_type: String,
     tags: Vec<String>,
     pushed_at: f64,
     scan_status: String,
+    /// The description of a `FAILED` scan.
+    scan_failure: Option<String>,
     findings: Vec<SeedFinding>,
     /// The day StartImageScan last started a scan (one per image per day, as in ECR).
     scan_started: Option<chrono::NaiveDate>,
@@ -58,6 +96,9 @@ struct Inner {
     calls: BTreeMap<String, u64>,
     /// Registry scanning: Amazon Inspector (enhanced) instead of basic.
     enhanced: bool,
+    /// Under enhanced scanning, how long after a push Inspector answers "done" with no
+    /// findings yet (aws/aws-sdk#289, aws/aws-cli#6759).
+    inspector_delay: chrono::Duration,
     /// Pushes and scans put events on the queue (off while the sandbox seeds its history).
     emitting: bool,
 }
@@ -93,13 +134,13 @@ impl Aws {
         if !self.lock().emitting {
             return;
         }
-        self.sqs.emit(
-            "aws.ecr",
-            "ECR Image Action",
-            vec![],
-            json!({"result": "SUCCESS", "repository-name": repository, "image-digest": digest,
-                   "action-type": "PUSH", "image-tag": tag}),
-        );
+        let mut detail = json!({"result": "SUCCESS", "repository-name": repository, "image-digest": digest,
+                                "action-type": "PUSH"});
+        // An untagged child of an index is pushed by digest: its event has no tag.
+        if !tag.is_empty() {
+            detail["image-tag"] = json!(tag);
+        }
+        self.sqs.emit("aws.ecr", "ECR Image Action", vec![], detail);
         if let Some(findings) = scanned {
             self.announce_scan(repository, tag, digest, findings);
         }
@@ -139,12 +180,33 @@ impl Aws {
             kind,
             vec![arn],
             json!({"scan-status": status, "repository-name": name, "finding-severity-counts": counts,
-                   "image-digest": digest, "image-tags": [tag]}),
+                   "image-digest": digest, "image-tags": if tag.is_empty() { vec![] } else { vec![tag] }}),
         );
     }
 }
 
 pub const REGISTRY_ID: &str = "123456789012";
+
+/// One manifest to store.
+struct Stored<'a> {
+    manifest: &'a str,
+    media_type: &'a str,
+    scan_status: &'a str,
+    findings: Vec<SeedFinding>,
+    pushed_at: chrono::DateTime<Utc>,
+}
+
+/// A runnable image's manifest, derived from where it is pushed (and its platform).
+fn image_manifest(repository: &str, tag: &str, platform: Option<&str>) -> String {
+    let mut annotations = json!({"sandbox.repository": repository, "sandbox.tag": tag});
+    if let Some(p) = platform {
+        annotations["sandbox.platform"] = json!(p);
+    }
+    json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": OCI_CONFIG, "digest": digest_of(&annotations.to_string()), "size": 1469},
+           "layers": [], "annotations": annotations})
+    .to_string()
+}
 
 fn digest_of(manifest: &str) -> String {
     format!(
@@ -205,7 +267,7 @@ impl Aws {
         findings: Vec<SeedFinding>,
         pushed_at: chrono::DateTime<Utc>,
     ) -> String {
-        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "annotations": {"sandbox.repository": repository, "sandbox.tag": tag}}).to_string();
+        let manifest = image_manifest(repository, tag, None);
         self.put_image(repository, tag, &manifest, scan_status, findings, pushed_at)
     }
 
@@ -220,34 +282,153 @@ impl Aws {
     ) -> String {
         let digest = digest_of(manifest);
         let complete = (scan_status == "COMPLETE").then(|| findings.clone());
-        self.store_image(repository, tag, &digest, scan_status, findings, pushed_at);
+        let stored = Stored {
+            manifest,
+            media_type: OCI_MANIFEST,
+            scan_status,
+            findings,
+            pushed_at,
+        };
+        self.store_image(repository, tag, &digest, stored);
         self.announce(repository, tag, &digest, complete.as_deref());
         digest
     }
 
-    fn store_image(
+    /// Push `tag` as Docker Buildx pushes it since BuildKit 0.11 (moby/buildkit#3499): an
+    /// OCI image index whose tag names the index, one untagged image manifest per platform
+    /// scanned on push with its own findings (ECR scans the children, never the index:
+    /// docker/setup-buildx-action#186), and, with `attestations`, one untagged attestation
+    /// manifest per platform (`unknown/unknown`, annotated `attestation-manifest`) whose
+    /// basic scan fails. Each manifest's push is its own event, the children's without a tag.
+    pub fn push_index(
         &self,
         repository: &str,
         tag: &str,
+        platforms: Vec<SeedPlatform>,
+        attestations: bool,
+    ) -> PushedIndex {
+        let now = self.clock.now();
+        let mut entries = Vec::new();
+        let mut pushed = PushedIndex {
+            digest: String::new(),
+            platforms: BTreeMap::new(),
+            attestations: Vec::new(),
+        };
+        for p in platforms {
+            let name = match &p.variant {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            };
+            let manifest = image_manifest(repository, tag, Some(&name));
+            let digest = self.put_image(repository, "", &manifest, "COMPLETE", p.findings, now);
+            let mut platform = json!({"architecture": p.architecture, "os": p.os});
+            if let Some(v) = &p.variant {
+                platform["variant"] = json!(v);
+            }
+            entries.push(json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(), "platform": platform}));
+            pushed.platforms.insert(name, digest);
+        }
+        if attestations {
+            for image in pushed.platforms.values() {
+                let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": OCI_CONFIG, "digest": digest_of(image), "size": 2},
+                    "layers": [{"mediaType": "application/vnd.in-toto+json", "digest": digest_of(&format!("provenance of {image}")), "size": 1024,
+                                "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"}}]})
+                .to_string();
+                let failed = vec![];
+                let digest = digest_of(&manifest);
+                let stored = Stored {
+                    manifest: &manifest,
+                    media_type: OCI_MANIFEST,
+                    scan_status: "FAILED",
+                    findings: failed,
+                    pushed_at: now,
+                };
+                self.store_image(repository, "", &digest, stored);
+                self.announce(repository, "", &digest, None);
+                entries.push(json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(),
+                    "annotations": {"vnd.docker.reference.digest": image, "vnd.docker.reference.type": "attestation-manifest"},
+                    "platform": {"architecture": "unknown", "os": "unknown"}}));
+                pushed.attestations.push(digest);
+            }
+        }
+        let index =
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).to_string();
+        pushed.digest = digest_of(&index);
+        let stored = Stored {
+            manifest: &index,
+            media_type: OCI_INDEX,
+            scan_status: "NONE",
+            findings: vec![],
+            pushed_at: now,
+        };
+        self.store_image(repository, tag, &pushed.digest, stored);
+        self.announce(repository, tag, &pushed.digest, None);
+        pushed
+    }
+
+    /// What cosign pushes after signing `digest`: a signature manifest under the tag
+    /// `sha256-<hex>.sig` (cosign's SIGNATURE_SPEC), an ordinary tag of the repository,
+    /// pushed `after` the image. A basic scan finds no operating system in it.
+    pub fn push_signature(
+        &self,
+        repository: &str,
         digest: &str,
-        scan_status: &str,
-        findings: Vec<SeedFinding>,
-        pushed_at: chrono::DateTime<Utc>,
-    ) {
+        after: chrono::Duration,
+    ) -> String {
+        let tag = format!("{}.sig", digest.replace(':', "-"));
+        let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": digest_of("{}"), "size": 2},
+            "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": digest_of(digest), "size": 242,
+                        "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ-sandbox"}}]})
+        .to_string();
+        let sig = digest_of(&manifest);
+        let stored = Stored {
+            manifest: &manifest,
+            media_type: OCI_MANIFEST,
+            scan_status: "FAILED",
+            findings: vec![],
+            pushed_at: self.clock.now() + after,
+        };
+        self.store_image(repository, &tag, &sig, stored);
+        self.announce(repository, &tag, &sig, None);
+        tag
+    }
+
+    fn store_image(&self, repository: &str, tag: &str, digest: &str, image: Stored<'_>) {
         let mut g = self.lock();
         let images = g.repos.entry(repository.to_owned()).or_default();
-        for img in images.iter_mut() {
-            img.tags.retain(|t| t != tag);
+        if !tag.is_empty() {
+            for img in images.iter_mut() {
+                img.tags.retain(|t| t != tag);
+            }
         }
-        let now = pushed_at.timestamp_micros() as f64 / 1e6;
+        let now = image.pushed_at.timestamp_micros() as f64 / 1e6;
+        // A failed scan's words, as ECR gives them for what it cannot scan: an attestation,
+        // or an image without an operating system (aws-observability/aws-otel-collector#2193).
+        let scan_failure = (image.scan_status == "FAILED").then(|| {
+            if image.manifest.contains("in-toto") {
+                ATTESTATION_SCAN_FAILURE.to_owned()
+            } else {
+                "UnsupportedImageError: The operating system and/or package manager are not supported.".to_owned()
+            }
+        });
         match images.iter_mut().find(|i| i.digest == digest) {
-            Some(img) => img.tags.push(tag.to_owned()),
+            Some(img) if !tag.is_empty() => img.tags.push(tag.to_owned()),
+            Some(_) => {}
             None => images.push(Image {
                 digest: digest.to_owned(),
-                tags: vec![tag.to_owned()],
+                manifest: image.manifest.to_owned(),
+                media_type: image.media_type.to_owned(),
+                tags: if tag.is_empty() {
+                    vec![]
+                } else {
+                    vec![tag.to_owned()]
+                },
                 pushed_at: now,
-                scan_status: scan_status.to_owned(),
-                findings,
+                scan_status: image.scan_status.to_owned(),
+                scan_failure,
+                findings: image.findings,
                 scan_started: None,
                 polls_until_complete: None,
             }),
@@ -267,6 +448,12 @@ impl Aws {
     /// Switch the registry between basic and enhanced (Inspector) scanning.
     pub fn set_enhanced_scanning(&self, enhanced: bool) {
         self.lock().enhanced = enhanced;
+    }
+
+    /// Under enhanced scanning, answer "done" with no findings for `delay` after each push,
+    /// as Inspector does before its findings exist (aws/aws-sdk#289).
+    pub fn set_inspector_delay(&self, delay: std::time::Duration) {
+        self.lock().inspector_delay = chrono::Duration::from_std(delay).unwrap_or_default();
     }
 
     /// Change the scan state of an image (as a new scan, or Inspector, would find it).
@@ -327,6 +514,19 @@ struct SeedImage {
     scan_status: String,
     #[serde(default)]
     findings: Vec<SeedFinding>,
+    /// Push an index the way Buildx does, one image per platform.
+    #[serde(default)]
+    platforms: Option<Vec<SeedPlatform>>,
+    /// With `platforms`: one attestation manifest per platform (Buildx's default).
+    #[serde(default = "yes")]
+    attestations: bool,
+    /// Also push a cosign-style `sha256-<digest>.sig` tag one second after the image.
+    #[serde(default)]
+    signature_tag: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn complete() -> String {
@@ -334,8 +534,20 @@ fn complete() -> String {
 }
 
 async fn seed_image(State(aws): State<Aws>, Json(s): Json<SeedImage>) -> Json<Value> {
-    let digest = aws.push(&s.repository, &s.tag, &s.scan_status, s.findings);
-    Json(json!({"digest": digest}))
+    let mut out = match s.platforms {
+        Some(platforms) => {
+            let pushed = aws.push_index(&s.repository, &s.tag, platforms, s.attestations);
+            json!(pushed)
+        }
+        None => json!({"digest": aws.push(&s.repository, &s.tag, &s.scan_status, s.findings)}),
+    };
+    if s.signature_tag
+        && let Some(digest) = out["digest"].as_str().map(str::to_owned)
+    {
+        out["signature_tag"] =
+            json!(aws.push_signature(&s.repository, &digest, chrono::Duration::seconds(1)));
+    }
+    Json(out)
 }
 
 fn page<T: Clone>(items: &[T], token: Option<&str>, max: usize) -> (Vec<T>, Option<String>) {
@@ -367,6 +579,7 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
     match op {
         "DescribeImages" => describe_images(&aws, &req),
         "DescribeImageScanFindings" => describe_findings(&aws, &req),
+        "BatchGetImage" => batch_get_image(&aws, &req),
         "StartImageScan" => start_scan(&aws, &req),
         "GetRegistryScanningConfiguration" => {
             let scan_type = if aws.lock().enhanced {
@@ -392,7 +605,31 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
                 );
             };
             let tag = s("imageTag").unwrap_or_default();
-            let digest = aws.put_image(&repo, &tag, &manifest, "COMPLETE", vec![], aws.clock.now());
+            let media_type = s("imageManifestMediaType")
+                .or_else(|| {
+                    serde_json::from_str::<Value>(&manifest)
+                        .ok()?
+                        .get("mediaType")?
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| OCI_MANIFEST.to_owned());
+            let digest = if media_type == OCI_INDEX || media_type.contains("manifest.list") {
+                // An index has no scan of its own: ECR scans only its children.
+                let digest = digest_of(&manifest);
+                let stored = Stored {
+                    manifest: &manifest,
+                    media_type: &media_type,
+                    scan_status: "NONE",
+                    findings: vec![],
+                    pushed_at: aws.clock.now(),
+                };
+                aws.store_image(&repo, &tag, &digest, stored);
+                aws.announce(&repo, &tag, &digest, None);
+                digest
+            } else {
+                aws.put_image(&repo, &tag, &manifest, "COMPLETE", vec![], aws.clock.now())
+            };
             ok(
                 json!({"image": {"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": digest, "imageTag": tag}, "imageManifest": manifest}}),
             )
@@ -482,9 +719,20 @@ fn describe_images(aws: &Aws, req: &Value) -> Response {
     let all: Vec<Value> = images
         .iter()
         .filter(|i| !tagged_only || !i.tags.is_empty())
-        .map(|i| json!({"registryId": REGISTRY_ID, "repositoryName": repo, "imageDigest": i.digest, "imageTags": i.tags,
-                        "imageSizeInBytes": 52_428_800, "imagePushedAt": i.pushed_at,
-                        "imageManifestMediaType": "application/vnd.oci.image.manifest.v1+json"}))
+        .map(|i| {
+            // An image's `artifactMediaType` is its config's media type; an index has none
+            // (API_ImageDetail). Every image here is ACTIVE: nothing archives yet.
+            let mut d = json!({"registryId": REGISTRY_ID, "repositoryName": repo, "imageDigest": i.digest,
+                               "imageSizeInBytes": 52_428_800, "imagePushedAt": i.pushed_at,
+                               "imageManifestMediaType": i.media_type, "imageStatus": "ACTIVE"});
+            if !i.tags.is_empty() {
+                d["imageTags"] = json!(i.tags);
+            }
+            if i.media_type == OCI_MANIFEST {
+                d["artifactMediaType"] = json!(OCI_CONFIG);
+            }
+            d
+        })
         .collect();
     let token = req.get("nextToken").and_then(Value::as_str);
     let (items, next) = page(&all, token, max);
@@ -532,6 +780,16 @@ fn start_scan(aws: &Aws, req: &Value) -> Response {
         Ok(i) => i,
         Err((code, message)) => return aws_error(code, &message),
     };
+    if img.media_type != OCI_MANIFEST {
+        // ECR's words for a StartImageScan of an index (docker/setup-buildx-action#186).
+        return aws_error(
+            "UnsupportedImageTypeException",
+            &format!(
+                "An artifact with media type '{}' cannot be scanned",
+                img.media_type
+            ),
+        );
+    }
     if img.scan_started == Some(today) {
         return aws_error(
             "LimitExceededException",
@@ -557,7 +815,9 @@ fn describe_findings(aws: &Aws, req: &Value) -> Response {
         .pointer("/imageId/imageDigest")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    let now = aws.clock.now().timestamp_micros() as f64 / 1e6;
     let mut g = aws.lock();
+    let (enhanced, delay) = (g.enhanced, g.inspector_delay);
     let img = match image_mut(&mut g, repo, digest) {
         Ok(i) => i,
         Err((code, message)) => return aws_error(code, &message),
@@ -576,6 +836,25 @@ fn describe_findings(aws: &Aws, req: &Value) -> Response {
         Some(n) => img.polls_until_complete = Some(n - 1),
         None => {}
     }
+    let max = req
+        .get("maxResults")
+        .and_then(Value::as_u64)
+        .unwrap_or(100)
+        .clamp(1, 1000) as usize;
+    let token = req.get("nextToken").and_then(Value::as_str);
+    let head = json!({"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": digest}});
+    let young = now - img.pushed_at < delay.as_seconds_f64();
+    let out = if enhanced && img.scan_status == "COMPLETE" {
+        inspector_answer(head, img, young, max, token)
+    } else {
+        basic_answer(head, img, max, token)
+    };
+    ok(out)
+}
+
+/// A basic scan's answer (API_DescribeImageScanFindings): `findings` with `attributes`, the
+/// severity counts and the completion time once complete; a failure's description.
+fn basic_answer(mut out: Value, img: &Image, max: usize, token: Option<&str>) -> Value {
     let mut counts: HashMap<String, u64> = HashMap::new();
     for f in &img.findings {
         *counts.entry(f.severity.clone()).or_insert(0) += 1;
@@ -586,19 +865,95 @@ fn describe_findings(aws: &Aws, req: &Value) -> Response {
         .map(|f| json!({"name": f.id, "severity": f.severity, "uri": format!("https://nvd.nist.gov/vuln/detail/{}", f.id),
                         "attributes": f.package.iter().map(|p| json!({"key": "package_name", "value": p})).collect::<Vec<_>>()}))
         .collect();
-    let max = req
-        .get("maxResults")
-        .and_then(Value::as_u64)
-        .unwrap_or(100)
-        .clamp(1, 1000) as usize;
-    let (items, next) = page(&findings, req.get("nextToken").and_then(Value::as_str), max);
+    let (items, next) = page(&findings, token, max);
     let complete = img.scan_status == "COMPLETE";
-    let mut out = json!({"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": digest},
-                         "imageScanStatus": {"status": img.scan_status, "description": if complete { "The scan was completed successfully." } else { "" }}});
+    let description = match (&img.scan_failure, complete) {
+        (Some(f), _) if img.scan_status == "FAILED" => f.as_str(),
+        (_, true) => "The scan was completed successfully.",
+        _ => "",
+    };
+    out["imageScanStatus"] = json!({"status": img.scan_status, "description": description});
     if complete {
         out["imageScanFindings"] = json!({"imageScanCompletedAt": img.pushed_at, "vulnerabilitySourceUpdatedAt": img.pushed_at,
                                           "findingSeverityCounts": counts, "findings": items});
         out["nextToken"] = json!(next);
     }
-    ok(out)
+    out
+}
+
+/// Inspector's answer under enhanced scanning: status `ACTIVE` ("Continuous scan is selected
+/// for image."), `enhancedFindings` with their own status, and, while Inspector has not
+/// reported yet, nothing but `findings: []` (aws/aws-cli#6759, aws/aws-sdk#289). Shape as in
+/// API_DescribeImageScanFindings' enhanced example.
+fn inspector_answer(
+    mut out: Value,
+    img: &Image,
+    young: bool,
+    max: usize,
+    token: Option<&str>,
+) -> Value {
+    out["imageScanStatus"] =
+        json!({"status": "ACTIVE", "description": "Continuous scan is selected for image."});
+    if young {
+        out["imageScanFindings"] = json!({"findings": []});
+        return out;
+    }
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    let findings: Vec<Value> = img
+        .findings
+        .iter()
+        .map(|f| {
+            let status = f.status.clone().unwrap_or_else(|| "ACTIVE".into());
+            if status == "ACTIVE" {
+                *counts.entry(f.severity.clone()).or_insert(0) += 1;
+            }
+            json!({"awsAccountId": REGISTRY_ID, "findingArn": format!("arn:aws:inspector2:eu-north-1:{REGISTRY_ID}:finding/{}", f.id),
+                   "title": format!("{} - {}", f.id, f.package.as_deref().unwrap_or("package")),
+                   "type": "PACKAGE_VULNERABILITY", "severity": f.severity, "status": status,
+                   "firstObservedAt": img.pushed_at, "lastObservedAt": img.pushed_at, "updatedAt": img.pushed_at,
+                   "fixAvailable": "YES", "exploitAvailable": "NO",
+                   "packageVulnerabilityDetails": {"vulnerabilityId": f.id, "source": "NVD",
+                       "sourceUrl": format!("https://nvd.nist.gov/vuln/detail/{}", f.id),
+                       "vulnerablePackages": f.package.iter().map(|p| json!({"name": p, "version": "1.0.0", "fixedInVersion": "1.0.1"})).collect::<Vec<_>>()}})
+        })
+        .collect();
+    let (items, next) = page(&findings, token, max);
+    out["imageScanFindings"] = json!({"imageScanCompletedAt": img.pushed_at, "vulnerabilitySourceUpdatedAt": img.pushed_at,
+                                      "findingSeverityCounts": counts, "enhancedFindings": items});
+    out["nextToken"] = json!(next);
+    out
+}
+
+/// BatchGetImage: each asked-for manifest as pushed, or a failure `ImageNotFound`
+/// (API_BatchGetImage, API_ImageFailure).
+fn batch_get_image(aws: &Aws, req: &Value) -> Response {
+    let repo = req
+        .get("repositoryName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let g = aws.lock();
+    let Some(images) = g.repos.get(repo) else {
+        return aws_error(
+            "RepositoryNotFoundException",
+            &format!("The repository with name '{repo}' does not exist"),
+        );
+    };
+    let (mut found, mut failures) = (Vec::new(), Vec::new());
+    for id in req
+        .get("imageIds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let digest = id.get("imageDigest").and_then(Value::as_str);
+        let tag = id.get("imageTag").and_then(Value::as_str);
+        match images.iter().find(|i| {
+            digest.is_some_and(|d| d == i.digest) || tag.is_some_and(|t| i.tags.iter().any(|x| x == t))
+        }) {
+            Some(i) => found.push(json!({"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": i.digest},
+                                         "imageManifest": i.manifest, "imageManifestMediaType": i.media_type})),
+            None => failures.push(json!({"imageId": id, "failureCode": "ImageNotFound", "failureReason": "Requested image not found"})),
+        }
+    }
+    ok(json!({"images": found, "failures": failures}))
 }

@@ -69,6 +69,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
                 id: "CVE-2026-31337".into(),
                 severity: "CRITICAL".into(),
                 package: Some("openssl".into()),
+                status: None,
             }],
             "scan finds a CRITICAL CVE",
         ),
@@ -231,6 +232,7 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
             id: "CVE-2026-40404".into(),
             severity: "HIGH".into(),
             package: Some("libxml2".into()),
+            status: None,
         }],
     );
     let t = Instant::now();

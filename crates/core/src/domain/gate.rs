@@ -283,6 +283,12 @@ pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateD
     }
     ignored.sort();
     ignored.dedup();
+    if !report.not_counted.is_empty() {
+        reasons.push(format!(
+            "not counted, as Inspector reports them: {}",
+            report.not_counted.join(", ")
+        ));
+    }
     if over.is_empty() {
         GateDecision::Pass {
             counts,
@@ -353,10 +359,23 @@ pub fn gate_image(scans: &[PlatformScan], policy: &ScanPolicy, today: NaiveDate)
     }
     ignored.sort();
     ignored.dedup();
+    let gated: Vec<String> = scans
+        .iter()
+        .filter_map(|s| s.platform.as_ref().map(Platform::to_string))
+        .collect();
+    if !gated.is_empty() {
+        notes.insert(
+            0,
+            format!(
+                "an image index: each platform image's own scan gated ({})",
+                gated.join(", ")
+            ),
+        );
+    }
     GateDecision::Pass {
         counts,
         ignored,
-        note: (!notes.is_empty()).then(|| notes.join("; ")),
+        note: Some(notes.join("; ")),
     }
 }
 

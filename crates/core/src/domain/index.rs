@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::image::Digest;
+use super::image::{Digest, printable};
 
 /// The OCI image index media type (the image-spec's `image-index.md`).
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -132,6 +132,8 @@ pub enum IndexError {
     NotAnIndex(String),
     #[error("manifests[{index}].digest: {message}")]
     BadDigest { index: usize, message: String },
+    #[error("manifests[{index}].platform: '{platform}' is not an os/architecture[/variant]")]
+    BadPlatform { index: usize, platform: String },
     #[error("the index lists {0} manifests, more than {MAX_INDEX_ENTRIES}")]
     TooLarge(usize),
     #[error("the index lists no platform image (only attestations or unknown platforms)")]
@@ -170,12 +172,12 @@ struct RawPlatform {
 /// platform is missing or `unknown/unknown` are left out, as are nested indexes (which no
 /// build tool pushes) and duplicates of one platform after its first.
 pub fn platforms(index: &str) -> Result<Vec<PlatformImage>, IndexError> {
-    let raw: RawIndex =
-        serde_json::from_str(index).map_err(|e| IndexError::Malformed(e.to_string()))?;
+    let raw: RawIndex = serde_json::from_str(index)
+        .map_err(|e| IndexError::Malformed(printable(&e.to_string())))?;
     match raw.media_type.as_deref() {
         // The OCI image-spec makes `mediaType` optional in an index ("SHOULD be used").
         None | Some(OCI_INDEX | DOCKER_LIST) => {}
-        Some(other) => return Err(IndexError::NotAnIndex(other.to_owned())),
+        Some(other) => return Err(IndexError::NotAnIndex(printable(other))),
     }
     if raw.manifests.len() > MAX_INDEX_ENTRIES {
         return Err(IndexError::TooLarge(raw.manifests.len()));
@@ -188,18 +190,27 @@ pub fn platforms(index: &str) -> Result<Vec<PlatformImage>, IndexError> {
             .is_some_and(|t| t == "attestation-manifest");
         let nested = matches!(m.media_type.as_deref(), Some(OCI_INDEX | DOCKER_LIST));
         let Some(p) = m.platform else { continue };
-        if attestation || nested || p.os == "unknown" || p.architecture == "unknown" {
+        let unknown = |w: &str| w.is_empty() || w.eq_ignore_ascii_case("unknown");
+        if attestation || nested || unknown(&p.os) || unknown(&p.architecture) {
             continue;
         }
         let digest = Digest::parse(&m.digest).map_err(|e| IndexError::BadDigest {
             index: i,
             message: e.to_string(),
         })?;
-        let platform = Platform {
-            os: p.os,
-            architecture: p.architecture,
-            variant: p.variant.filter(|v| !v.is_empty()),
+        // containerd matches platforms case-insensitively (platforms.Normalize), so a child
+        // spelled `Linux/AMD64` still runs on amd64 nodes: it is gated, never skipped, and
+        // a platform that is no platform refuses the whole index (fail closed).
+        let spelled = match p.variant.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+            None => format!("{}/{}", p.os, p.architecture),
         };
+        let platform = Platform::parse(&spelled.to_ascii_lowercase()).map_err(|_| {
+            IndexError::BadPlatform {
+                index: i,
+                platform: printable(&spelled),
+            }
+        })?;
         if !out.iter().any(|o| o.platform == platform) {
             out.push(PlatformImage { platform, digest });
         }

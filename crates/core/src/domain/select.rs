@@ -160,6 +160,15 @@ pub fn eligible(images: &[ImageRecord], rule: &TagRule) -> Vec<Candidate> {
     out
 }
 
+/// What the registry stores under `digest`, as its listing says (an image when unlisted).
+pub fn kind_of(images: &[ImageRecord], digest: &Digest) -> ImageKind {
+    images
+        .iter()
+        .find(|i| &i.digest == digest)
+        .map(|i| i.kind.clone())
+        .unwrap_or_default()
+}
+
 /// Find the record for a tag, to compare what is deployed with a candidate.
 pub fn find_tag(images: &[ImageRecord], tag: &Tag) -> Option<Candidate> {
     images

@@ -1,7 +1,5 @@
-//! The ECR registry adapter (aws-sdk-ecr): DescribeImages, DescribeImageScanFindings,
-//! StartImageScan and GetRegistryScanningConfiguration.
-
-use std::collections::BTreeMap;
+//! The ECR registry adapter (aws-sdk-ecr): DescribeImages, BatchGetImage (an index's
+//! children), DescribeImageScanFindings, StartImageScan and GetRegistryScanningConfiguration.
 
 use async_trait::async_trait;
 use aws_sdk_ecr::Client;
@@ -14,6 +12,7 @@ use chrono::{DateTime, Utc};
 use super::aws::{CountCalls, map_err};
 use crate::domain::gate::{Finding, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{Digest, Tag};
+use crate::domain::index::{self, ImageKind, PlatformImage};
 use crate::domain::select::ImageRecord;
 use crate::ports::{ErrorKind, PortError, PortResult, Registry, ScanStart, ScanType};
 use crate::telemetry::ApiMetrics;
@@ -113,16 +112,66 @@ impl Registry for Ecr {
                         }
                     }
                 }
-                if !tags.is_empty() {
+                // An archived image stays listed but cannot be pulled
+                // (https://docs.aws.amazon.com/AmazonECR/latest/userguide/archive-image.html).
+                let archived = d.image_status().is_some_and(|s| s.as_str() != "ACTIVE");
+                if !tags.is_empty() && !archived {
                     out.push(ImageRecord {
                         digest,
                         tags,
                         pushed_at: time(d.image_pushed_at()),
+                        kind: ImageKind::of(d.image_manifest_media_type(), d.artifact_media_type()),
                     });
                 }
             }
         }
         Ok(out)
+    }
+
+    async fn platforms(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+        digest: &Digest,
+    ) -> PortResult<Vec<PlatformImage>> {
+        // The API reference lists only image manifest types as accepted, but ECR serves
+        // indexes and manifest lists through BatchGetImage, which is how a pull of a
+        // multi-architecture image gets its index (AWS, "Introducing multi-architecture
+        // container images for Amazon ECR", 2020); without these two types ECR answers
+        // with an image-manifest conversion failure.
+        let out = self
+            .client
+            .batch_get_image()
+            .set_registry_id(registry_id.map(str::to_owned))
+            .repository_name(repository)
+            .image_ids(image_id(digest))
+            .accepted_media_types(index::OCI_INDEX)
+            .accepted_media_types(index::DOCKER_LIST)
+            .send()
+            .await
+            .map_err(|e| map_err("ecr", "BatchGetImage", &e, &["RepositoryNotFoundException"]))?;
+        let rejected =
+            |message: String| PortError::new("ecr", "BatchGetImage", ErrorKind::Rejected, message);
+        if let Some(f) = out.failures().first() {
+            let code = f.failure_code().map_or("", |c| c.as_str());
+            let kind = if code == "ImageNotFound" {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::Rejected
+            };
+            return Err(PortError::new(
+                "ecr",
+                "BatchGetImage",
+                kind,
+                format!("{code}: {}", f.failure_reason().unwrap_or_default()),
+            ));
+        }
+        let manifest = out
+            .images()
+            .first()
+            .and_then(|i| i.image_manifest())
+            .ok_or_else(|| rejected(format!("no manifest for {digest}")))?;
+        index::platforms(manifest).map_err(|e| rejected(format!("{digest}: {e}")))
     }
 
     async fn start_scan(
@@ -150,6 +199,21 @@ impl Registry for Ecr {
             Err(e) if e.code() == Some("LimitExceededException") => {
                 Ok(ScanStart::AlreadyScannedToday)
             }
+            // "An artifact with media type 'application/vnd.oci.image.index.v1+json' cannot
+            // be scanned" (docker/setup-buildx-action#186), and an archived image; both are in
+            // StartImageScanError of aws-sdk-ecr.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("UnsupportedImageTypeException" | "ImageArchivedException")
+                ) =>
+            {
+                Ok(ScanStart::Refused(format!(
+                    "{}: {}",
+                    e.code().unwrap_or_default(),
+                    e.message().unwrap_or_default()
+                )))
+            }
             Err(e) => Err(map_err(
                 "ecr",
                 "StartImageScan",
@@ -174,11 +238,8 @@ impl Registry for Ecr {
             .max_results(1000)
             .into_paginator()
             .send();
-        let mut report = ScanReport {
-            status: ScanStatus::NotFound,
-            counts: BTreeMap::new(),
-            findings: Vec::new(),
-        };
+        let mut report = ScanReport::not_found();
+        let mut answered = false;
         while let Some(page) = pages.next().await {
             let page = match page {
                 Ok(p) => p,
@@ -196,67 +257,10 @@ impl Registry for Ecr {
                 }
             };
             if let Some(st) = page.image_scan_status() {
-                let desc = st.description().unwrap_or("").to_owned();
-                report.status = match st.status() {
-                    Some(EcrScanStatus::Complete) | Some(EcrScanStatus::Active) => {
-                        ScanStatus::Complete
-                    }
-                    Some(EcrScanStatus::Pending) => ScanStatus::Pending,
-                    Some(EcrScanStatus::InProgress) => ScanStatus::InProgress,
-                    Some(EcrScanStatus::Failed) => ScanStatus::Failed(desc),
-                    Some(EcrScanStatus::UnsupportedImage) => ScanStatus::UnsupportedImage(desc),
-                    Some(other) => ScanStatus::Other(other.as_str().to_owned()),
-                    None => ScanStatus::NotFound,
-                };
+                report.status = status_of(st);
             }
             if let Some(f) = page.image_scan_findings() {
-                if let Some(counts) = f.finding_severity_counts() {
-                    for (sev, n) in counts {
-                        if let Some(s) = Severity::parse(sev.as_str()) {
-                            report.counts.insert(s, u32::try_from(*n).unwrap_or(0));
-                        }
-                    }
-                }
-                for x in f.findings() {
-                    let Some(severity) = x.severity().and_then(|s| Severity::parse(s.as_str()))
-                    else {
-                        continue;
-                    };
-                    let package = x
-                        .attributes()
-                        .iter()
-                        .find(|a| a.key() == "package_name")
-                        .and_then(|a| a.value())
-                        .map(str::to_owned);
-                    report.findings.push(Finding {
-                        id: x.name().unwrap_or("(unnamed)").to_owned(),
-                        severity,
-                        package,
-                        fixed_in: None,
-                        url: x.uri().map(str::to_owned),
-                    });
-                }
-                for x in f.enhanced_findings() {
-                    let Some(severity) = x.severity().and_then(Severity::parse) else {
-                        continue;
-                    };
-                    let vuln = x.package_vulnerability_details();
-                    let package = vuln.and_then(|v| v.vulnerable_packages().first());
-                    report.findings.push(Finding {
-                        id: vuln
-                            .and_then(|v| v.vulnerability_id())
-                            .or(x.title())
-                            .unwrap_or("(unnamed)")
-                            .to_owned(),
-                        severity,
-                        package: package.and_then(|p| p.name()).map(str::to_owned),
-                        fixed_in: package
-                            .and_then(|p| p.fixed_in_version())
-                            .filter(|v| !v.is_empty() && *v != "NotAvailable")
-                            .map(str::to_owned),
-                        url: vuln.and_then(|v| v.source_url()).map(str::to_owned),
-                    });
-                }
+                answered |= read_findings(f, &mut report);
             }
         }
         if report.status == ScanStatus::NotFound {
@@ -267,6 +271,112 @@ impl Registry for Ecr {
                 "answer had no imageScanStatus",
             ));
         }
+        if !report.not_counted.is_empty() {
+            // The summary counts may include what is not counted: the list decides.
+            report.counts.clear();
+        }
+        if report.status == ScanStatus::Complete && !answered {
+            // Right after a push, enhanced scanning answers COMPLETE (scan on push) or ACTIVE
+            // (continuous) with `findings: []` and nothing else; the findings arrive seconds
+            // later (aws/aws-sdk#289, aws/aws-cli#6759). A finished scan carries its
+            // completion time or its counts, so until one is there the scan is still running.
+            report.status = ScanStatus::InProgress;
+        }
         Ok(report)
     }
+}
+
+/// ECR's scan status as the gate reads it.
+fn status_of(st: &aws_sdk_ecr::types::ImageScanStatus) -> ScanStatus {
+    let desc = st.description().unwrap_or("").to_owned();
+    match st.status() {
+        // ACTIVE is enhanced (continuous) scanning's "monitored" status.
+        Some(EcrScanStatus::Complete) | Some(EcrScanStatus::Active) => ScanStatus::Complete,
+        Some(EcrScanStatus::Pending) => ScanStatus::Pending,
+        Some(EcrScanStatus::InProgress) => ScanStatus::InProgress,
+        // A basic scan of a scratch or distroless image fails with "UnsupportedImageError:
+        // The operating system and/or package manager are not supported" rather than
+        // answering UNSUPPORTED_IMAGE (aws-observability/aws-otel-collector#2193; ECR user
+        // guide, "Troubleshooting image scanning").
+        Some(EcrScanStatus::Failed) if desc.contains("UnsupportedImageError") => {
+            ScanStatus::UnsupportedImage(desc)
+        }
+        Some(EcrScanStatus::Failed) => ScanStatus::Failed(desc),
+        Some(EcrScanStatus::UnsupportedImage) => ScanStatus::UnsupportedImage(desc),
+        Some(other) => ScanStatus::Other(other.as_str().to_owned()),
+        None => ScanStatus::NotFound,
+    }
+}
+
+/// One page's findings into `report`; whether the page shows a finished scan (a completion
+/// time, severity counts or any finding).
+fn read_findings(f: &aws_sdk_ecr::types::ImageScanFindings, report: &mut ScanReport) -> bool {
+    let answered = f.image_scan_completed_at().is_some()
+        || f.finding_severity_counts().is_some()
+        || !f.findings().is_empty()
+        || !f.enhanced_findings().is_empty();
+    if let Some(counts) = f.finding_severity_counts() {
+        for (sev, n) in counts {
+            if let Some(s) = Severity::parse(sev.as_str()) {
+                report.counts.insert(s, u32::try_from(*n).unwrap_or(0));
+            }
+        }
+    }
+    for x in f.findings() {
+        let Some(severity) = x.severity().and_then(|s| Severity::parse(s.as_str())) else {
+            continue;
+        };
+        let package = x
+            .attributes()
+            .iter()
+            .find(|a| a.key() == "package_name")
+            .and_then(|a| a.value())
+            .map(str::to_owned);
+        report.findings.push(Finding {
+            id: x.name().unwrap_or("(unnamed)").to_owned(),
+            severity,
+            package,
+            fixed_in: None,
+            url: x.uri().map(str::to_owned),
+            platforms: Vec::new(),
+        });
+    }
+    for x in f.enhanced_findings() {
+        read_enhanced(x, report);
+    }
+    answered
+}
+
+/// One Inspector finding. Only an `ACTIVE` one counts: `SUPPRESSED` (an Inspector
+/// suppression rule) and `CLOSED` (remediated) are listed as not counted
+/// (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_EnhancedImageScanFinding.html).
+fn read_enhanced(x: &aws_sdk_ecr::types::EnhancedImageScanFinding, report: &mut ScanReport) {
+    let Some(severity) = x.severity().and_then(Severity::parse) else {
+        return;
+    };
+    let vuln = x.package_vulnerability_details();
+    let id = vuln
+        .and_then(|v| v.vulnerability_id())
+        .or(x.title())
+        .unwrap_or("(unnamed)")
+        .to_owned();
+    match x.status() {
+        Some(s) if !s.eq_ignore_ascii_case("ACTIVE") => {
+            report.not_counted.push(format!("{id} ({s})"));
+            return;
+        }
+        _ => {}
+    }
+    let package = vuln.and_then(|v| v.vulnerable_packages().first());
+    report.findings.push(Finding {
+        id,
+        severity,
+        package: package.and_then(|p| p.name()).map(str::to_owned),
+        fixed_in: package
+            .and_then(|p| p.fixed_in_version())
+            .filter(|v| !v.is_empty() && *v != "NotAvailable")
+            .map(str::to_owned),
+        url: vuln.and_then(|v| v.source_url()).map(str::to_owned),
+        platforms: Vec::new(),
+    });
 }

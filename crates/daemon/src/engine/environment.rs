@@ -3,6 +3,7 @@
 //! Each phase either hands the next one what it found, or has written the row's final
 //! decision and action into the report and returns `None`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,8 +13,9 @@ use super::{
     Action, Approvals, At, Cause, Engine, EnvCtx, EnvReport, Mode, Step, StepError, Upstream,
 };
 use crate::config::{EnvConfig, ServiceConfig};
-use crate::domain::gate::{self, Finding, GateDecision, ScanReport, ScanStatus};
+use crate::domain::gate::{self, Finding, GateDecision, PlatformScan, ScanReport, ScanStatus};
 use crate::domain::image::{self, Digest, ImageRef};
+use crate::domain::index::{ImageKind, PlatformImage};
 use crate::domain::plan::{self, Decision, Position};
 use crate::domain::select::{self, Candidate};
 use crate::manifest;
@@ -198,7 +200,11 @@ impl Engine {
         (candidate, since): (Candidate, DateTime<Utc>),
         report: &mut EnvReport,
     ) -> Option<Judged> {
-        let scan = match self.scan(cx.svc, &candidate.digest, cx.mode).await {
+        let kind = select::kind_of(cx.images, &candidate.digest);
+        let scans = match self
+            .image_scan(cx.svc, &candidate.digest, &kind, cx.mode)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 report.decision = Decision::Waiting {
@@ -211,7 +217,7 @@ impl Engine {
                 return None;
             }
         };
-        let gate = gate::gate(&scan, &cx.env_policy.scan, cx.now.date_naive());
+        let gate = gate::gate_image(&scans, &cx.env_policy.scan, cx.now.date_naive());
         if let GateDecision::Block { counts, .. } = &gate {
             report.rejected = Some(
                 cx.env_policy
@@ -227,7 +233,7 @@ impl Engine {
         Some(Judged {
             candidate,
             gate,
-            findings: scan.findings,
+            findings: gate::merged(&scans).findings,
             since,
         })
     }
@@ -336,6 +342,54 @@ impl Engine {
                 app.sync_status, app.health
             ))
         }
+    }
+
+    /// The scans that decide on an image: for an image index (what Buildx pushes), the scan
+    /// of each platform image, since ECR never scans an index itself, only its children
+    /// (docker/setup-buildx-action#186, aws/containers-roadmap#1683); else the image's own.
+    pub(super) async fn image_scan(
+        &self,
+        svc: &ServiceConfig,
+        digest: &Digest,
+        kind: &ImageKind,
+        mode: Mode,
+    ) -> Result<Vec<PlatformScan>, PortError> {
+        if *kind != ImageKind::Index {
+            let report = self.scan(svc, digest, mode).await?;
+            return Ok(vec![PlatformScan {
+                platform: None,
+                report,
+            }]);
+        }
+        let children = self.children(svc, digest).await?;
+        let mut out = Vec::with_capacity(children.len());
+        for child in children.iter() {
+            out.push(PlatformScan {
+                platform: Some(child.platform.clone()),
+                report: self.scan(svc, &child.digest, mode).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The platform images of the index `digest`, read once: a digest names its content, so
+    /// its children never change, and an idle cycle costs no call per known index.
+    pub(super) async fn children(
+        &self,
+        svc: &ServiceConfig,
+        digest: &Digest,
+    ) -> Result<Arc<Vec<PlatformImage>>, PortError> {
+        if let Some(c) = self.indexes.get(digest) {
+            return Ok(c);
+        }
+        let c = Arc::new(
+            self.ports
+                .registry
+                .platforms(svc.registry_id.as_deref(), &svc.repository, digest)
+                .await?,
+        );
+        self.indexes.insert(digest.clone(), Arc::clone(&c));
+        Ok(c)
     }
 
     /// The scan report of a digest: cached once complete, polled within `scan_wait` while pending.

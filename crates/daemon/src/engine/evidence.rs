@@ -88,6 +88,11 @@ fn finding_row(f: &Finding) -> String {
         Some(u) => format!("[{id}]({})", u.replace(')', "%29")),
         None => id,
     };
+    let id = if f.platforms.is_empty() {
+        id
+    } else {
+        format!("{id} on {}", cell(&f.platforms.join(", ")))
+    };
     format!(
         "| {id} | {} | {} | {}",
         f.severity,
@@ -556,6 +561,7 @@ mod tests {
             package: Some("openssl".into()),
             fixed_in: None,
             url: None,
+            platforms: Vec::new(),
         }
     }
 
@@ -570,6 +576,7 @@ mod tests {
             package: Some("libc|6".into()),
             fixed_in: Some("2.36-9+deb12u4".into()),
             url: Some("https://nvd.nist.gov/vuln/detail/CVE-2026-9999".into()),
+            platforms: Vec::new(),
         });
         let mut b = String::new();
         top_findings(&mut b, &findings);
@@ -591,6 +598,7 @@ mod tests {
             package: None,
             fixed_in: None,
             url: Some("javascript:alert(1)".into()),
+            platforms: Vec::new(),
         };
         let mut b = String::new();
         top_findings(&mut b, &[f]);

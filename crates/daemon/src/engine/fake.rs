@@ -87,6 +87,8 @@ struct Branch {
 struct State {
     images: Vec<ImageRecord>,
     scans: HashMap<Digest, ScanReport>,
+    /// Image indexes by digest → their platform images.
+    indexes: HashMap<Digest, Vec<crate::domain::index::PlatformImage>>,
     docs: Vec<PolicyDocument>,
     /// Main's commits, oldest first: when, and every file.
     main: Vec<(DateTime<Utc>, BTreeMap<String, String>)>,
@@ -191,15 +193,45 @@ impl World {
             digest: digest.clone(),
             tags: vec![crate::domain::image::Tag::parse(tag).unwrap()],
             pushed_at: self.clock.now(),
+            kind: crate::domain::index::ImageKind::Image,
         };
         let clean = ScanReport {
             status: ScanStatus::Complete,
             counts: BTreeMap::new(),
             findings: Vec::new(),
+            not_counted: Vec::new(),
         };
         self.with(|s| {
             s.images.push(record);
             s.scans.insert(digest.clone(), clean);
+        });
+        digest
+    }
+
+    /// Push `tag` as an image index (as Buildx does) of one image per platform, each with
+    /// its own scan report; the index itself has no scan, as in ECR. Returns its digest.
+    pub fn push_index(&self, tag: &str, seed: char, platforms: Vec<(&str, ScanReport)>) -> Digest {
+        use crate::domain::index::{ImageKind, Platform, PlatformImage};
+        let digest = self.push(tag, seed);
+        let children: Vec<PlatformImage> = platforms
+            .into_iter()
+            .enumerate()
+            .map(|(i, (p, report))| {
+                let child =
+                    Digest::parse(&format!("sha256:{}{i:x}", seed.to_string().repeat(63))).unwrap();
+                self.with(|s| s.scans.insert(child.clone(), report));
+                PlatformImage {
+                    platform: Platform::parse(p).unwrap(),
+                    digest: child,
+                }
+            })
+            .collect();
+        self.with(|s| {
+            s.scans.remove(&digest);
+            if let Some(r) = s.images.iter_mut().find(|r| r.digest == digest) {
+                r.kind = ImageKind::Index;
+            }
+            s.indexes.insert(digest.clone(), children);
         });
         digest
     }
@@ -312,6 +344,17 @@ impl Registry for World {
                 .cloned()
                 .unwrap_or_else(ScanReport::not_found)
         }))
+    }
+
+    async fn platforms(
+        &self,
+        _: Option<&str>,
+        _: &str,
+        d: &Digest,
+    ) -> PortResult<Vec<crate::domain::index::PlatformImage>> {
+        self.call("platforms")?;
+        self.with(|s| s.indexes.get(d).cloned())
+            .ok_or_else(|| PortError::new("fake", "platforms", ErrorKind::Rejected, "not an index"))
     }
 
     async fn start_scan(&self, _: Option<&str>, _: &str, _: &Digest) -> PortResult<ScanStart> {

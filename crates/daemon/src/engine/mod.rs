@@ -42,6 +42,7 @@ use tracing::Instrument;
 use crate::config::{Config, EnvConfig, ServiceConfig};
 use crate::domain::gate::{ScanReport, Severity};
 use crate::domain::image::{Digest, ImageRef};
+use crate::domain::index::PlatformImage;
 use crate::domain::plan::Decision;
 use crate::domain::policy::{self, PolicyDocument, PolicySource, ServicePolicy};
 use crate::ports::{Deployer, Forge, GitOpsRepo, Ledger, ParameterStore, PortError, Registry};
@@ -258,6 +259,9 @@ pub struct Inbox {
     looked: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
     /// Open tugboat PRs and hold issues by number → their service (from the last cycle).
     subjects: Mutex<std::collections::HashMap<u64, String>>,
+    /// Digests whose findings changed (an ECR scan or Inspector event): the next look at
+    /// them reads the registry again instead of the cache.
+    rescanned: Mutex<std::collections::BTreeSet<Digest>>,
     /// Services that a running cycle reconciles and has not finished yet: a request for one
     /// of them waits for it (two cycles never reconcile one service at once).
     busy: Mutex<std::collections::BTreeSet<String>>,
@@ -310,6 +314,25 @@ impl Inbox {
             }
         }
         self.notify.notify_one();
+    }
+
+    /// The findings of `digest` changed: Inspector re-scans continuously and updates the
+    /// findings of an unchanged digest when a new CVE is published (ECR user guide, "Scan
+    /// images for software vulnerabilities"), and says so with an event.
+    pub fn forget_scan(&self, digest: Digest) {
+        if let Ok(mut r) = self.rescanned.lock()
+            && (r.len() < INBOX_LIMIT || r.contains(&digest))
+        {
+            r.insert(digest);
+        }
+    }
+
+    /// The digests whose findings changed since the last call.
+    pub fn take_rescanned(&self) -> Vec<Digest> {
+        self.rescanned
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r).into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// Reconcile everything now.
@@ -411,6 +434,8 @@ pub struct Engine {
     policy_stale: AtomicBool,
     /// Complete scan reports by digest; bounded (older digests are read again if needed).
     scans: quick_cache::sync::Cache<Digest, ScanReport>,
+    /// Image indexes by digest → their platform images (content-addressed: never stale).
+    indexes: quick_cache::sync::Cache<Digest, Arc<Vec<PlatformImage>>>,
     /// (user, the environment's approver list) → whether the user may approve, and when
     /// that was checked; bounded (a commenter beyond it is checked again).
     approver_cache: quick_cache::sync::Cache<(String, String), (Instant, bool)>,
@@ -435,6 +460,7 @@ impl Engine {
             policy_docs: Mutex::new(None),
             policy_stale: AtomicBool::new(false),
             scans: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
+            indexes: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
             approver_cache: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             longest_health_timeout: std::sync::atomic::AtomicU64::new(0),
             clock: Arc::new(SystemClock),
@@ -509,6 +535,9 @@ impl Engine {
         mode: Mode,
         only: Option<&std::collections::BTreeSet<String>>,
     ) -> Result<Vec<EnvReport>, PortError> {
+        for digest in self.inbox.take_rescanned() {
+            self.scans.remove(&digest);
+        }
         self.ports.repo.sync().await?;
         let docs = self.policy_documents().await;
         let watch = self.watch(mode).await;

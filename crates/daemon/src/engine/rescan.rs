@@ -4,6 +4,7 @@
 //! enhanced), and keep one security issue per service in step with them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -11,12 +12,13 @@ use tokio::time::Instant;
 
 use super::{At, Cause, Engine, Mode, Step, StepError, deployed_reference, evidence};
 use crate::config::{EnvConfig, ServiceConfig};
-use crate::domain::gate::{self, GateDecision, ScanReport, ScanStatus, Severity};
+use crate::domain::gate::{self, GateDecision, PlatformScan, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{self, Digest, ImageRef};
+use crate::domain::index::{ImageKind, PlatformImage};
 use crate::domain::policy;
 use crate::domain::rescan::{self, Deployed, IssueStep, Outcome, Row};
 use crate::domain::select::{self, ImageRecord};
-use crate::ports::{Issue, PortError, ScanStart, ScanType};
+use crate::ports::{ErrorKind, Issue, PortError, ScanStart, ScanType};
 
 /// Which deployments a rescan covers.
 #[derive(Debug, Clone, Default)]
@@ -100,6 +102,33 @@ struct Inventory<'a> {
 /// The findings read for each digest: a report, or why there is none.
 type Reports = HashMap<Digest, Result<ScanReport, StepError>>;
 
+/// Deployed image indexes → their platform images.
+type Indexes = HashMap<Digest, Arc<Vec<PlatformImage>>>;
+
+/// Put each deployed index's report beside its platforms' reports: the platforms' findings
+/// merged, each naming the platforms that have it; an error of any platform is the index's.
+fn fold_indexes(reports: &mut Reports, indexes: &Indexes) {
+    for (index, children) in indexes {
+        let mut scans = Vec::with_capacity(children.len());
+        let mut failed = None;
+        for c in children.iter() {
+            match reports.get(&c.digest) {
+                Some(Ok(r)) => scans.push(PlatformScan {
+                    platform: Some(c.platform.clone()),
+                    report: r.clone(),
+                }),
+                Some(Err(e)) => failed = Some(e.clone()),
+                None => {}
+            }
+        }
+        let folded = match failed {
+            Some(e) => Err(e),
+            None => Ok(gate::merged(&scans)),
+        };
+        reports.insert(index.clone(), folded);
+    }
+}
+
 /// What asking for new scans did.
 #[derive(Default)]
 struct Starts {
@@ -119,21 +148,14 @@ impl Engine {
             None => self.ports.registry.scan_type().await?,
         };
         let inventories = self.inventories(scope).await;
-        // Each digest once, whichever services and environments run it.
-        let mut digests: Vec<(Digest, &ServiceConfig)> = Vec::new();
-        for inv in &inventories {
-            for d in &inv.deployed {
-                if !digests.iter().any(|(x, _)| *x == d.digest) {
-                    digests.push((d.digest.clone(), inv.svc));
-                }
-            }
-        }
+        let (digests, indexes) = self.scan_targets(&inventories).await;
         let starts = if scan_type == ScanType::Basic && !scope.dry_run {
             self.start_scans(&digests).await
         } else {
             Starts::default()
         };
-        let reports = self.fresh_reports(&digests, &starts, scope.dry_run).await;
+        let mut reports = self.fresh_reports(&digests, &starts, scope.dry_run).await;
+        fold_indexes(&mut reports, &indexes);
         let today = self.clock.now().date_naive();
         // One listing for every service's issue: a call per service would spend GitHub's
         // rate limit on a large fleet.
@@ -179,6 +201,40 @@ impl Engine {
             .await
     }
 
+    /// Each digest to scan once, whichever services and environments run it: a deployed
+    /// image index is scanned through its platform images (ECR scans no index), and the
+    /// indexes are returned with their children to fold the reports back.
+    async fn scan_targets<'a>(
+        &self,
+        inventories: &[Inventory<'a>],
+    ) -> (Vec<(Digest, &'a ServiceConfig)>, Indexes) {
+        let mut digests: Vec<(Digest, &ServiceConfig)> = Vec::new();
+        let mut indexes = Indexes::new();
+        for inv in inventories {
+            for d in &inv.deployed {
+                let mut targets = vec![d.digest.clone()];
+                if select::kind_of(&inv.images, &d.digest) == ImageKind::Index {
+                    match self.children(inv.svc, &d.digest).await {
+                        Ok(children) => {
+                            targets = children.iter().map(|c| c.digest.clone()).collect();
+                            indexes.insert(d.digest.clone(), children);
+                        }
+                        // Scanned as it is: the index's own answer says what is wrong.
+                        Err(e) => {
+                            tracing::warn!(service = %inv.svc.name, digest = %d.digest, error = %e, "cannot read the image index's platforms")
+                        }
+                    }
+                }
+                for t in targets {
+                    if !digests.iter().any(|(x, _)| *x == t) {
+                        digests.push((t, inv.svc));
+                    }
+                }
+            }
+        }
+        (digests, indexes)
+    }
+
     /// Ask for a basic scan of every digest, spread out over time.
     async fn start_scans(&self, digests: &[(Digest, &ServiceConfig)]) -> Starts {
         let mut starts = Starts::default();
@@ -194,6 +250,13 @@ impl Engine {
             {
                 Ok(ScanStart::Started) => starts.started += 1,
                 Ok(ScanStart::AlreadyScannedToday) => starts.already_scanned_today += 1,
+                Ok(ScanStart::Refused(why)) => {
+                    tracing::warn!(service = %svc.name, %digest, why = %why, "ECR will not scan this image");
+                    starts.failed.insert(
+                        digest.clone(),
+                        PortError::new("ecr", "StartImageScan", ErrorKind::Rejected, why),
+                    );
+                }
                 Err(e) => {
                     tracing::warn!(service = %svc.name, %digest, error = %e, "could not start a scan");
                     starts.failed.insert(digest.clone(), e);
@@ -483,8 +546,9 @@ impl Engine {
         if rows.iter().any(|r| r.deployed.digest == c.digest) {
             return Some(format!("`{}`, which is deployed (above)", c.tag));
         }
-        let verdict = match self.scan(svc, &c.digest, Mode::Plan).await {
-            Ok(r) => match gate::gate(&r, &p.scan, today) {
+        let kind = select::kind_of(images, &c.digest);
+        let verdict = match self.image_scan(svc, &c.digest, &kind, Mode::Plan).await {
+            Ok(r) => match gate::gate_image(&r, &p.scan, today) {
                 GateDecision::Pass { .. } => "passes the gate".to_owned(),
                 GateDecision::Block { reasons, .. } => format!("blocked: {}", reasons.join("; ")),
                 GateDecision::Wait { reason } => reason,

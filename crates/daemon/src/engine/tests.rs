@@ -557,3 +557,83 @@ async fn a_ledger_that_cannot_be_written_does_not_stop_a_promotion_or_its_report
         "the failure is reported once, unclaimed"
     );
 }
+
+/// A complete scan report with these CRITICAL findings.
+fn scanned(critical: &[&str]) -> crate::domain::gate::ScanReport {
+    use crate::domain::gate::{Finding, ScanReport, ScanStatus, Severity};
+    ScanReport {
+        status: ScanStatus::Complete,
+        counts: Default::default(),
+        findings: critical
+            .iter()
+            .map(|id| Finding {
+                id: (*id).into(),
+                severity: Severity::Critical,
+                package: None,
+                fixed_in: None,
+                url: None,
+                platforms: Vec::new(),
+            })
+            .collect(),
+        not_counted: Vec::new(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_index_is_gated_on_its_platform_images_and_pinned_by_its_own_digest() {
+    let (w, _, engine) = world();
+    w.push_index(
+        "1.1.0",
+        'b',
+        vec![("linux/amd64", scanned(&[])), ("linux/arm64", scanned(&[]))],
+    );
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "dev")
+    );
+    assert_eq!(w.main_file(DEV), values("1.1.0"));
+    assert_eq!(w.calls("platforms"), 1, "the index read once");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        w.calls("platforms"),
+        1,
+        "and never again for the same digest"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_index_with_a_critical_finding_on_one_platform_is_blocked_naming_it() {
+    let (w, _, engine) = world();
+    w.push_index(
+        "1.1.0",
+        'b',
+        vec![
+            ("linux/amd64", scanned(&[])),
+            ("linux/arm64", scanned(&["CVE-2026-1"])),
+        ],
+    );
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Decision::Blocked { reasons, .. } = &row(&r, "dev").decision else {
+        panic!("{:?}", row(&r, "dev").decision)
+    };
+    assert_eq!(
+        reasons,
+        &["linux/arm64: 1 CRITICAL finding(s) exceed the threshold of 0 (CVE-2026-1)"]
+    );
+    assert!(w.prs().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scan_event_makes_the_next_cycle_read_the_findings_again() {
+    let (w, _, engine) = world();
+    let digest = w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let reads = w.calls("scan_report");
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(w.calls("scan_report"), reads, "a complete report is cached");
+    engine.inbox().forget_scan(digest);
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert!(w.calls("scan_report") > reads, "read again after the event");
+}
