@@ -812,3 +812,77 @@ async fn the_cloudformation_rules_send_exactly_the_events_tugboat_uses_to_the_qu
         "the rules deliver what tugboat reads, and nothing else"
     );
 }
+
+/// A Buildx-style push seeded over the sandbox's HTTP endpoint, read through the real ECR
+/// adapter as ECR answers it: the tag names an index, its platform images and attestations
+/// are untagged, ECR refuses to scan the index and has no scan for it, the attestation's
+/// scan failed, and the cosign tag pushed after it is listed like any tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buildx_index_seeded_in_the_sandbox_reads_through_the_ecr_adapter_as_ecr_answers() {
+    use tugboat::domain::index::ImageKind;
+    let aws = tugboat_sandbox::aws::Aws::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = aws.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let seeded: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/_sandbox/ecr/images"))
+        .json(
+            &json!({"repository": "api", "tag": "2.0.0", "signature_tag": true,
+                      "platforms": [{"os": "linux", "architecture": "amd64"},
+                                    {"os": "linux", "architecture": "arm64",
+                                     "findings": [{"id": "CVE-2026-9", "severity": "HIGH"}]}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let index = Digest::parse(seeded["digest"].as_str().unwrap()).unwrap();
+    let arm64 = Digest::parse(seeded["platforms"]["linux/arm64"].as_str().unwrap()).unwrap();
+    let attestation = Digest::parse(seeded["attestations"][0].as_str().unwrap()).unwrap();
+    let sig = seeded["signature_tag"].as_str().unwrap();
+    assert_eq!(sig, format!("{}.sig", index.as_str().replace(':', "-")));
+
+    let ecr = Ecr::new(&sdk(&url).await, &ApiMetrics::default());
+    let images = ecr.list_images(None, "api").await.unwrap();
+    assert_eq!(
+        images.len(),
+        2,
+        "the index and the signature; children are untagged"
+    );
+    let listed = images.iter().find(|i| i.digest == index).unwrap();
+    assert_eq!(listed.kind, ImageKind::Index);
+    let platforms = ecr.platforms(None, "api", &index).await.unwrap();
+    let names: Vec<String> = platforms.iter().map(|p| p.platform.to_string()).collect();
+    assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(platforms[1].digest, arm64);
+
+    assert_eq!(
+        ecr.scan_report(None, "api", &index).await.unwrap().status,
+        ScanStatus::NotFound,
+        "an index has no scan of its own"
+    );
+    let Ok(ScanStart::Refused(why)) = ecr.start_scan(None, "api", &index).await else {
+        panic!("StartImageScan of an index must be refused")
+    };
+    assert!(
+        why.contains("UnsupportedImageTypeException")
+            && why.contains("application/vnd.oci.image.index.v1+json' cannot be scanned"),
+        "{why}"
+    );
+    let r = ecr.scan_report(None, "api", &arm64).await.unwrap();
+    assert_eq!(r.findings[0].id, "CVE-2026-9");
+    let r = ecr.scan_report(None, "api", &attestation).await.unwrap();
+    assert!(
+        matches!(&r.status, ScanStatus::Failed(m) if m.contains("LayerError")),
+        "{r:?}"
+    );
+    let distroless = Digest::parse(&aws.push("api", "2.0.1-distroless", "FAILED", vec![])).unwrap();
+    let r = ecr.scan_report(None, "api", &distroless).await.unwrap();
+    assert!(
+        matches!(&r.status, ScanStatus::UnsupportedImage(m) if m.contains("UnsupportedImageError")),
+        "{r:?}"
+    );
+}

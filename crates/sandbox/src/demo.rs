@@ -80,7 +80,12 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
             vec![],
             "clean, but crashes once deployed (its dev policy says `rollback: auto`)",
         ),
-        ("reports_analytics", "1.1.0", vec![], "clean"),
+        (
+            "reports_analytics",
+            "1.1.0",
+            vec![],
+            "clean, built by Docker Buildx: an image index of linux/amd64 and linux/arm64 with\n                               provenance attestations; each platform image's scan is gated",
+        ),
         (
             "notification_service",
             "1.1.0",
@@ -89,7 +94,18 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         ),
     ];
     for (svc, tag, findings, note) in pushes {
-        sb.aws.push(svc, tag, "COMPLETE", findings);
+        if svc == "reports_analytics" {
+            let platform = |arch: &str| sandbox::aws::SeedPlatform {
+                os: "linux".into(),
+                architecture: arch.into(),
+                variant: None,
+                findings: vec![],
+            };
+            sb.aws
+                .push_index(svc, tag, vec![platform("amd64"), platform("arm64")], true);
+        } else {
+            sb.aws.push(svc, tag, "COMPLETE", findings);
+        }
         writeln!(out, "  {svc:22} {tag}  {note}")?;
     }
     sb.aws
