@@ -412,13 +412,19 @@ async fn the_ecr_and_ssm_adapters_work_against_moto() {
     shared_checks(&url, &seed).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ecr_and_ssm_adapters_work_against_the_sandbox() {
+/// The sandbox's AWS stand-in served on loopback, and its address.
+async fn sandbox_aws() -> (tugboat_sandbox::aws::Aws, String) {
     let aws = tugboat_sandbox::aws::Aws::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = aws.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
+    (aws, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ecr_and_ssm_adapters_work_against_the_sandbox() {
+    let (aws, url) = sandbox_aws().await;
     shared_checks(&url, &SandboxSeed(aws)).await;
 }
 
@@ -593,11 +599,7 @@ async fn the_sqs_adapter_works_against_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqs_adapter_works_against_the_sandbox() {
-    let aws = tugboat_sandbox::aws::Aws::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = aws.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (_aws, url) = sandbox_aws().await;
     let queue_url = tugboat_sandbox::sqs::Sqs::queue_url(&url, tugboat_sandbox::sqs::EVENTS_QUEUE);
     queue_checks(&sdk(&url).await, &queue_url).await;
 }
@@ -820,11 +822,7 @@ async fn the_cloudformation_rules_send_exactly_the_events_tugboat_uses_to_the_qu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buildx_index_seeded_in_the_sandbox_reads_through_the_ecr_adapter_as_ecr_answers() {
     use tugboat::domain::index::ImageKind;
-    let aws = tugboat_sandbox::aws::Aws::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = aws.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (aws, url) = sandbox_aws().await;
     let seeded: serde_json::Value = reqwest::Client::new()
         .post(format!("{url}/_sandbox/ecr/images"))
         .json(

@@ -2473,6 +2473,11 @@ async fn at_githubs_own_figures_on_a_clock_a_thousand_times_faster_the_hourly_ca
 // Images as CI really pushes them (issue 36): Buildx's image indexes, their platforms'
 // scans, signature tags and Inspector's timing, through the real ECR adapter.
 
+/// Whether no PR names `service`.
+fn no_pr_of(sb: &Sandbox, service: &str) -> bool {
+    sb.github.pulls().iter().all(|p| !p.title.contains(service))
+}
+
 fn platform(arch: &str, findings: Vec<SeedFinding>) -> tugboat_sandbox::aws::SeedPlatform {
     tugboat_sandbox::aws::SeedPlatform {
         os: "linux".into(),
@@ -2540,12 +2545,7 @@ async fn an_index_with_a_critical_finding_on_arm64_only_is_blocked_naming_the_pl
         reasons,
         &["linux/arm64: 1 CRITICAL finding(s) exceed the threshold of 0 (CVE-2026-4242)"]
     );
-    assert!(
-        sb.github
-            .pulls()
-            .iter()
-            .all(|p| !p.title.contains("user_service"))
-    );
+    assert!(no_pr_of(&sb, "user_service"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2617,12 +2617,7 @@ async fn an_enhanced_report_that_is_empty_for_its_first_seconds_is_not_taken_as_
     let dev = row(&reports, "user_service", "dev");
     assert_eq!(dev.decision.kind(), "blocked", "{:?}", dev.decision);
     assert!(dev.decision.to_string().contains("CVE-2026-3131"));
-    assert!(
-        sb.github
-            .pulls()
-            .iter()
-            .all(|p| !p.title.contains("user_service"))
-    );
+    assert!(no_pr_of(&sb, "user_service"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -627,9 +627,11 @@ async fn an_index_with_a_critical_finding_on_one_platform_is_blocked_naming_it()
 
 #[tokio::test(start_paused = true)]
 async fn a_scan_event_makes_the_next_cycle_read_the_findings_again() {
-    let (w, _, engine) = world();
+    let (w, clock, engine) = world();
     let digest = w.push("1.1.0", 'b');
     engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::hours(2)); // dev's soak is over: prod judges 1.1.0 every cycle
+    engine.cycle(Mode::Plan).await.unwrap();
     let reads = w.calls("scan_report");
     engine.cycle(Mode::Plan).await.unwrap();
     assert_eq!(w.calls("scan_report"), reads, "a complete report is cached");
