@@ -884,3 +884,35 @@ async fn a_buildx_index_seeded_in_the_sandbox_reads_through_the_ecr_adapter_as_e
         "{r:?}"
     );
 }
+
+/// Whether an image can still be pulled, through the real adapter: ACTIVE, then ARCHIVED
+/// (still listed, pulls fail), then deleted (ImageNotFoundException).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archived_or_deleted_image_is_not_pullable_and_an_archived_one_is_no_candidate() {
+    use tugboat::ports::Pullable;
+    let (aws, url) = sandbox_aws().await;
+    let ecr = Ecr::new(&sdk(&url).await, &ApiMetrics::default());
+    let digest = Digest::parse(&aws.push("api", "1.0.0", "COMPLETE", vec![])).unwrap();
+    assert_eq!(
+        ecr.pullable(None, "api", &digest).await.unwrap(),
+        Pullable::Yes
+    );
+    aws.archive("api", digest.as_str());
+    assert_eq!(
+        ecr.pullable(None, "api", &digest).await.unwrap(),
+        Pullable::NotActive("ARCHIVED".into())
+    );
+    assert!(
+        ecr.list_images(None, "api").await.unwrap().is_empty(),
+        "an archived image is never a candidate"
+    );
+    let Ok(ScanStart::Refused(why)) = ecr.start_scan(None, "api", &digest).await else {
+        panic!("an archived image cannot be scanned")
+    };
+    assert!(why.starts_with("ImageArchivedException"), "{why}");
+    aws.delete("api", digest.as_str());
+    assert_eq!(
+        ecr.pullable(None, "api", &digest).await.unwrap(),
+        Pullable::Gone
+    );
+}

@@ -751,3 +751,49 @@ async fn an_argo_cd_rollback_after_a_promotion_holds_the_environment() {
         "nothing is promoted to a held environment"
     );
 }
+
+/// Issue 36: before a rollback PR, tugboat checks that the image it would restore can still
+/// be pulled. Archived in ECR, it holds the environment and says why, instead of deploying
+/// an ImagePullBackOff in the middle of an incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_to_an_archived_image_is_refused_with_a_hold_that_says_why() {
+    let (sb, engine, _w) = setup().await;
+    let svc = "service_management";
+    policy(&sb, svc, "environments:\n  dev:\n    rollback: auto\n");
+    let before = sb.github.read_file("main", &file_of(svc, "dev")).unwrap();
+    let running = sb.aws.digest(svc, "1.0.0").unwrap();
+    sb.aws.archive(svc, &running);
+    sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+    crash(&sb, svc, "1.1.0");
+
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::EnvironmentHeld { issue, cause, .. } = &row(&r, svc, "dev").action else {
+        panic!("{:?}", row(&r, svc, "dev"))
+    };
+    assert_eq!(*cause, tugboat::domain::hold::Cause::RollbackTargetGone);
+    let holds = open_holds(&sb);
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].number, *issue);
+    assert!(
+        holds[0]
+            .body
+            .contains("which it would restore, is no longer an active image"),
+        "{}",
+        holds[0].body
+    );
+    assert_ne!(
+        sb.github.read_file("main", &file_of(svc, "dev")).unwrap(),
+        before,
+        "no rollback to the archived image"
+    );
+    assert!(
+        sb.github
+            .pulls()
+            .iter()
+            .all(|p| !p.title.starts_with("Roll back")),
+        "no rollback PR"
+    );
+    // The next cycle opens no second hold.
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(open_holds(&sb).len(), 1);
+}

@@ -69,6 +69,16 @@ impl PortError {
 
 pub type PortResult<T> = Result<T, PortError>;
 
+/// Whether an image can still be pulled from the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pullable {
+    Yes,
+    /// Listed, but with this `imageStatus` (`ARCHIVED`, `ACTIVATING`): pulls fail.
+    NotActive(String),
+    /// Not in the repository (deleted, or expired by a lifecycle rule).
+    Gone,
+}
+
 /// What asking for a new scan of an image did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanStart {
@@ -126,6 +136,14 @@ pub trait Registry: Send + Sync {
         repository: &str,
         digest: &Digest,
     ) -> PortResult<Vec<PlatformImage>>;
+    /// Whether `digest` can still be pulled (DescribeImages by digest): present and ACTIVE,
+    /// not archived, expired by a lifecycle rule or deleted.
+    async fn pullable(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+        digest: &Digest,
+    ) -> PortResult<Pullable>;
     /// Start a basic scan of one digest (StartImageScan). Never retried by the client: a
     /// `LimitExceededException` means the image was already scanned today, not throttling.
     async fn start_scan(

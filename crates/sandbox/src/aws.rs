@@ -74,6 +74,8 @@ struct Image {
     scan_status: String,
     /// The description of a `FAILED` scan.
     scan_failure: Option<String>,
+    /// `ACTIVE`, or `ARCHIVED` once archived (pulls then fail until it is restored).
+    status: &'static str,
     findings: Vec<SeedFinding>,
     /// The day StartImageScan last started a scan (one per image per day, as in ECR).
     scan_started: Option<chrono::NaiveDate>,
@@ -428,6 +430,7 @@ impl Aws {
                 pushed_at: now,
                 scan_status: image.scan_status.to_owned(),
                 scan_failure,
+                status: "ACTIVE",
                 findings: image.findings,
                 scan_started: None,
                 polls_until_complete: None,
@@ -448,6 +451,22 @@ impl Aws {
     /// Switch the registry between basic and enhanced (Inspector) scanning.
     pub fn set_enhanced_scanning(&self, enhanced: bool) {
         self.lock().enhanced = enhanced;
+    }
+
+    /// Archive an image: ECR keeps listing it, with `imageStatus: ARCHIVED`, and pulls of
+    /// it fail until it is restored (ECR user guide, "Archiving an image").
+    pub fn archive(&self, repository: &str, digest: &str) {
+        if let Ok(img) = image_mut(&mut self.lock(), repository, digest) {
+            img.status = "ARCHIVED";
+        }
+    }
+
+    /// Delete an image, as BatchDeleteImage or a lifecycle rule's expiry does: it is gone
+    /// from every answer.
+    pub fn delete(&self, repository: &str, digest: &str) {
+        if let Some(images) = self.lock().repos.get_mut(repository) {
+            images.retain(|i| i.digest != digest);
+        }
     }
 
     /// Under enhanced scanning, answer "done" with no findings for `delay` after each push,
@@ -707,6 +726,13 @@ fn describe_images(aws: &Aws, req: &Value) -> Response {
         .unwrap_or(100)
         .clamp(1, 1000) as usize;
     let tagged_only = req.pointer("/filter/tagStatus").and_then(Value::as_str) == Some("TAGGED");
+    let wanted: Vec<&str> = req
+        .get("imageIds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.get("imageDigest").and_then(Value::as_str))
+        .collect();
     let g = aws.lock();
     let Some(images) = g.repos.get(repo) else {
         return aws_error(
@@ -716,15 +742,29 @@ fn describe_images(aws: &Aws, req: &Value) -> Response {
             ),
         );
     };
+    // Asked by digest: every one must exist, or ECR answers ImageNotFoundException
+    // (API_DescribeImages, Errors).
+    if let Some(missing) = wanted
+        .iter()
+        .find(|d| !images.iter().any(|i| i.digest == **d))
+    {
+        return aws_error(
+            "ImageNotFoundException",
+            &format!(
+                "The image with imageId {{imageDigest:'{missing}'}} does not exist within the repository with name '{repo}' in the registry with id '{REGISTRY_ID}'"
+            ),
+        );
+    }
     let all: Vec<Value> = images
         .iter()
+        .filter(|i| wanted.is_empty() || wanted.contains(&i.digest.as_str()))
         .filter(|i| !tagged_only || !i.tags.is_empty())
         .map(|i| {
             // An image's `artifactMediaType` is its config's media type; an index has none
-            // (API_ImageDetail). Every image here is ACTIVE: nothing archives yet.
+            // (API_ImageDetail).
             let mut d = json!({"registryId": REGISTRY_ID, "repositoryName": repo, "imageDigest": i.digest,
                                "imageSizeInBytes": 52_428_800, "imagePushedAt": i.pushed_at,
-                               "imageManifestMediaType": i.media_type, "imageStatus": "ACTIVE"});
+                               "imageManifestMediaType": i.media_type, "imageStatus": i.status});
             if !i.tags.is_empty() {
                 d["imageTags"] = json!(i.tags);
             }
@@ -780,6 +820,14 @@ fn start_scan(aws: &Aws, req: &Value) -> Response {
         Ok(i) => i,
         Err((code, message)) => return aws_error(code, &message),
     };
+    if img.status != "ACTIVE" {
+        return aws_error(
+            "ImageArchivedException",
+            &format!(
+                "The image with imageId {{imageDigest:'{digest}'}} is archived and cannot be scanned"
+            ),
+        );
+    }
     if img.media_type != OCI_MANIFEST {
         // ECR's words for a StartImageScan of an index (docker/setup-buildx-action#186).
         return aws_error(

@@ -36,6 +36,11 @@ pub enum Cause {
     AutoSyncOff,
     /// An approver commented `/hold` on the promotion the environment runs.
     Command,
+    /// A rollback was due, but the image to go back to can no longer be pulled: archived,
+    /// expired by a lifecycle rule, or deleted (ECR user guide, "Archiving an image";
+    /// lifecycle policies). A rollback PR to it would only trade one outage for another
+    /// (ImagePullBackOff).
+    RollbackTargetGone,
 }
 
 impl Cause {
@@ -46,13 +51,14 @@ impl Cause {
             Self::ArgoRollback => "argocd-rollback",
             Self::AutoSyncOff => "auto-sync-off",
             Self::Command => "command",
+            Self::RollbackTargetGone => "rollback-target-gone",
         }
     }
 
     /// Whether resuming means tugboat's record of its last promotion no longer stands (the
     /// environment was changed by hand): after `/resume` it promotes again from what runs.
     pub fn forgets_record(self) -> bool {
-        !matches!(self, Self::Command)
+        !matches!(self, Self::Command | Self::RollbackTargetGone)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::domain::gate::{Finding, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{Digest, Tag};
 use crate::domain::index::{self, ImageKind, PlatformImage};
 use crate::domain::select::ImageRecord;
-use crate::ports::{ErrorKind, PortError, PortResult, Registry, ScanStart, ScanType};
+use crate::ports::{ErrorKind, PortError, PortResult, Pullable, Registry, ScanStart, ScanType};
 use crate::telemetry::ApiMetrics;
 
 /// ECR through the AWS SDK.
@@ -172,6 +172,44 @@ impl Registry for Ecr {
             .and_then(|i| i.image_manifest())
             .ok_or_else(|| rejected(format!("no manifest for {digest}")))?;
         index::platforms(manifest).map_err(|e| rejected(format!("{digest}: {e}")))
+    }
+
+    async fn pullable(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+        digest: &Digest,
+    ) -> PortResult<Pullable> {
+        let out = self
+            .client
+            .describe_images()
+            .set_registry_id(registry_id.map(str::to_owned))
+            .repository_name(repository)
+            .image_ids(image_id(digest))
+            .send()
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) if e.code() == Some("ImageNotFoundException") => return Ok(Pullable::Gone),
+            Err(e) => {
+                return Err(map_err(
+                    "ecr",
+                    "DescribeImages",
+                    &e,
+                    &["RepositoryNotFoundException"],
+                ));
+            }
+        };
+        // An archived image stays listed with its status; pulls of it fail until it is
+        // restored (https://docs.aws.amazon.com/AmazonECR/latest/userguide/archive-image.html).
+        Ok(
+            match out.image_details().first().map(|d| d.image_status()) {
+                None => Pullable::Gone,
+                Some(None) => Pullable::Yes,
+                Some(Some(s)) if s.as_str() == "ACTIVE" => Pullable::Yes,
+                Some(Some(s)) => Pullable::NotActive(s.as_str().to_owned()),
+            },
+        )
     }
 
     async fn start_scan(

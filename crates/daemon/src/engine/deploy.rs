@@ -27,13 +27,14 @@ use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Ve
 use crate::domain::chatops;
 use crate::domain::deploy::{self, Observation, OperationView, Verdict};
 use crate::domain::group::{GROUP_MARKER, GroupState, Outcome};
+use crate::domain::hold::{Cause as HoldCause, Hold};
 use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy::RollbackMode;
 use crate::domain::promotion::StateError;
 use crate::manifest;
 use crate::ports::{
     AppStatus, Base, CheckKind, CheckReport, ErrorKind, LabelledPr, OperationPhase, PullRequest,
-    StatusState, SyncStart,
+    Pullable, StatusState, SyncStart,
 };
 
 pub const VERIFYING: &str = "tugboat:verifying";
@@ -664,6 +665,86 @@ impl Engine {
             .at(Step::Settle)
     }
 
+    /// Why the image a rollback of `bad` would restore can no longer be pulled, if it cannot:
+    /// lifecycle rules expire old digests and archiving keeps an image listed but not
+    /// pullable (aws/containers-roadmap#1466; ECR user guide, "Archiving an image"), and a
+    /// rollback to it would deploy an ImagePullBackOff in the middle of an incident.
+    async fn rollback_target_gone(
+        &self,
+        cx: &EnvCtx<'_>,
+        bad: &Watched,
+    ) -> Result<Option<String>, StepError> {
+        let Some(from) = &bad.state.from else {
+            return Ok(None);
+        };
+        let digest = from.digest.clone().or_else(|| {
+            let tag = from.tag.as_ref()?;
+            crate::domain::select::find_tag(cx.images, tag).map(|c| c.digest)
+        });
+        let Some(digest) = digest else {
+            return Ok(Some(format!(
+                "a rollback of #{} is due, but `{from}`, which it would restore, is no longer an active image of the registry (archived, expired by a lifecycle rule, or deleted)",
+                bad.pr.number
+            )));
+        };
+        let svc = cx.svc;
+        let pullable = self
+            .ports
+            .registry
+            .pullable(svc.registry_id.as_deref(), &svc.repository, &digest)
+            .await
+            .at(Step::Rollback)?;
+        let state = match pullable {
+            Pullable::Yes => return Ok(None),
+            Pullable::NotActive(status) => format!("{status} in ECR, so pulls of it fail"),
+            Pullable::Gone => {
+                "no longer in ECR (deleted, or expired by a lifecycle rule)".to_owned()
+            }
+        };
+        Ok(Some(format!(
+            "a rollback of #{} is due, but `{from}` ({digest}), which it would restore, is {state}",
+            bad.pr.number
+        )))
+    }
+
+    /// Hold the environment instead of a rollback that would deploy an image that cannot be
+    /// pulled; the hold's issue (and its notification) say why and what a person can do.
+    async fn hold_for_gone_target(
+        &self,
+        cx: &EnvCtx<'_>,
+        bad: &Watched,
+        why: String,
+    ) -> Result<Action, StepError> {
+        if let Some(held) = cx
+            .watch()
+            .and_then(|w| w.hold_of(&cx.svc.name, &cx.env.name))
+        {
+            tracing::warn!(issue = held.issue.number, why = %why, "no rollback: the image to restore is gone; the environment is held already");
+            return Ok(Action::None);
+        }
+        tracing::error!(pr = bad.pr.number, why = %why, "no rollback: the image to restore is gone; holding the environment");
+        let hold = Hold {
+            service: cx.svc.name.clone(),
+            environment: cx.env.name.clone(),
+            cause: HoldCause::RollbackTargetGone,
+            by: None,
+            commit: None,
+            since: cx.now,
+            deployed: Some(bad.state.reference(&cx.svc.image).to_string()),
+            detail: format!(
+                "{why}. Restore that image in ECR and comment `/resume` here (the rollback then proceeds), or keep what runs: an approver comments `/unblock` on #{}, then `/resume` here",
+                bad.pr.number
+            ),
+            answered_through: 0,
+        };
+        let issue = self.record_hold(&hold).await?;
+        Ok(Action::EnvironmentHeld {
+            issue: issue.number,
+            url: issue.url,
+            cause: HoldCause::RollbackTargetGone,
+        })
+    }
+
     /// Revert a bad promotion: a PR restoring the previous reference (with the same editor),
     /// merged without waiting for approvals or windows, then verified.
     pub(super) async fn rollback(
@@ -677,6 +758,9 @@ impl Engine {
                 Cause::NothingToRollBackTo(bad.pr.number),
             ));
         };
+        if let Some(why) = self.rollback_target_gone(cx, bad).await? {
+            return self.hold_for_gone_target(cx, bad, why).await;
+        }
         self.ports.repo.sync().await.at(Step::Rollback)?;
         let files = self.read_files(cx.env).await?;
         let change = rollback_change(cx, &files, bad, &from)?;

@@ -87,6 +87,8 @@ struct Branch {
 struct State {
     images: Vec<ImageRecord>,
     scans: HashMap<Digest, ScanReport>,
+    /// Digests a lifecycle rule expired (still listed by the fake's images, but gone).
+    gone: std::collections::HashSet<Digest>,
     /// Image indexes by digest → their platform images.
     indexes: HashMap<Digest, Vec<crate::domain::index::PlatformImage>>,
     docs: Vec<PolicyDocument>,
@@ -206,6 +208,14 @@ impl World {
             s.scans.insert(digest.clone(), clean);
         });
         digest
+    }
+
+    /// The registry loses `digest` (a lifecycle rule expired it): it can no longer be pulled.
+    pub fn expire(&self, digest: &Digest) {
+        self.with(|s| {
+            s.images.retain(|i| &i.digest != digest);
+            s.gone.insert(digest.clone())
+        });
     }
 
     /// Push `tag` as an image index (as Buildx does) of one image per platform, each with
@@ -355,6 +365,22 @@ impl Registry for World {
         self.call("platforms")?;
         self.with(|s| s.indexes.get(d).cloned())
             .ok_or_else(|| PortError::new("fake", "platforms", ErrorKind::Rejected, "not an index"))
+    }
+
+    async fn pullable(
+        &self,
+        _: Option<&str>,
+        _: &str,
+        d: &Digest,
+    ) -> PortResult<crate::ports::Pullable> {
+        self.call("pullable")?;
+        let (listed, gone) =
+            self.with(|s| (s.images.iter().any(|i| &i.digest == d), s.gone.contains(d)));
+        Ok(if listed && !gone {
+            crate::ports::Pullable::Yes
+        } else {
+            crate::ports::Pullable::Gone
+        })
     }
 
     async fn start_scan(&self, _: Option<&str>, _: &str, _: &Digest) -> PortResult<ScanStart> {

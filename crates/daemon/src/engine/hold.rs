@@ -191,7 +191,7 @@ impl Engine {
     }
 
     /// Open the hold's issue: the system of record of the hold.
-    async fn record_hold(&self, hold: &Hold) -> Result<Issue, StepError> {
+    pub(super) async fn record_hold(&self, hold: &Hold) -> Result<Issue, StepError> {
         let title = format!("tugboat holds {} in {}", hold.service, hold.environment);
         let who = hold
             .by

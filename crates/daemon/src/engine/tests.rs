@@ -639,3 +639,38 @@ async fn a_scan_event_makes_the_next_cycle_read_the_findings_again() {
     engine.cycle(Mode::Plan).await.unwrap();
     assert!(w.calls("scan_report") > reads, "read again after the event");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_to_an_image_the_registry_no_longer_has_holds_the_environment_instead() {
+    let (w, _, engine) = world();
+    let old = crate::domain::image::Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+    w.push("1.1.0", 'b');
+    w.breaks("1.1.0");
+    w.expire(&old); // a lifecycle rule expired 1.0.0, what dev ran before
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = row(&r, "dev");
+    assert!(
+        matches!(
+            dev.action,
+            Action::EnvironmentHeld {
+                cause: crate::domain::hold::Cause::RollbackTargetGone,
+                ..
+            }
+        ),
+        "{:?}",
+        dev.action
+    );
+    assert_eq!(
+        w.main_file(DEV),
+        values("1.1.0"),
+        "no rollback PR to an image that cannot be pulled"
+    );
+    // Held: the next cycles open no second hold and still write no rollback.
+    let again = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        !matches!(row(&again, "dev").action, Action::EnvironmentHeld { .. }),
+        "{:?}",
+        row(&again, "dev").action
+    );
+    assert_eq!(w.main_file(DEV), values("1.1.0"));
+}
