@@ -2691,3 +2691,33 @@ async fn a_cve_inspector_adds_to_the_digest_dev_runs_blocks_the_prod_promotion_n
         prod.decision
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_without_scan_on_push_gets_its_candidates_scan_started_by_tugboat() {
+    let (sb, engine, _w) = setup().await;
+    let starts = |sb: &Sandbox| sb.aws.calls().get("StartImageScan").copied().unwrap_or(0);
+    sb.aws.push("user_service", "1.1.0", "NONE", vec![]);
+    let plan = engine.cycle(Mode::Plan).await.unwrap();
+    let dev = row(&plan, "user_service", "dev");
+    assert!(
+        dev.decision.to_string().contains(
+            "no scan yet: the repository does not scan on push, and tugboat starts a scan"
+        ),
+        "{}",
+        dev.decision
+    );
+    assert_eq!(starts(&sb), 0, "a plan writes nothing, in ECR either");
+    let first = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(starts(&sb), 1, "{:?}", row(&first, "user_service", "dev"));
+    let second = engine.cycle(Mode::Apply).await.unwrap();
+    let reports = if matches!(
+        row(&first, "user_service", "dev").action,
+        Action::Merged { .. }
+    ) {
+        first
+    } else {
+        second
+    };
+    assert_healthy(&reports, "user_service", "dev");
+    assert_eq!(starts(&sb), 1, "one scan, not one per cycle");
+}

@@ -67,6 +67,9 @@ pub enum ScanStatus {
     UnsupportedImage(String),
     /// ECR has no scan for this digest (`ScanNotFoundException`).
     NotFound,
+    /// No scan yet, and tugboat starts one when it runs (a repository without scan on push
+    /// scans only on request: ECR user guide, "Manual scanning"); a plan says so.
+    NotStarted,
     /// Any other status ECR reports (`SCAN_ELIGIBILITY_EXPIRED`, `FINDINGS_UNAVAILABLE`, …).
     Other(String),
 }
@@ -215,6 +218,15 @@ pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateD
                 policy.allow_unsupported,
                 "allow_unsupported",
             );
+        }
+        ScanStatus::NotStarted => {
+            return if policy.allow_unscanned {
+                unscanned("no scan yet".into(), true, "allow_unscanned")
+            } else {
+                GateDecision::Wait {
+                    reason: "no scan yet: the repository does not scan on push, and tugboat starts a scan when it runs (StartImageScan, once per image a day)".into(),
+                }
+            };
         }
         ScanStatus::NotFound => {
             return unscanned(

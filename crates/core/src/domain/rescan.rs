@@ -78,7 +78,9 @@ pub fn judge(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> Outc
                 gate::ScanStatus::UnsupportedImage(m) => {
                     format!("the scanner does not support this image: {m}")
                 }
-                gate::ScanStatus::NotFound => "the image has no scan".to_owned(),
+                gate::ScanStatus::NotFound | gate::ScanStatus::NotStarted => {
+                    "the image has no scan".to_owned()
+                }
                 gate::ScanStatus::Other(s) if s == "SCAN_ELIGIBILITY_EXPIRED" => {
                     "its scan eligibility expired: Inspector no longer rescans it (push it again or extend the registry's re-scan duration)".to_owned()
                 }

@@ -19,7 +19,7 @@ use crate::domain::index::{ImageKind, PlatformImage};
 use crate::domain::plan::{self, Decision, Position};
 use crate::domain::select::{self, Candidate};
 use crate::manifest;
-use crate::ports::{Health, PortError, SyncStatus};
+use crate::ports::{Health, PortError, ScanStart, SyncStatus};
 
 /// What the base branch holds for this environment.
 pub(super) struct Seen {
@@ -372,6 +372,34 @@ impl Engine {
         Ok(out)
     }
 
+    /// A candidate with no scan at all: its repository scans only on request (no scan on
+    /// push filter matches it), so start one, once per image a day as ECR allows. `None` once
+    /// started; else the status to report: in a plan (no writes) that one will be started,
+    /// after today's scan that there is none, or ECR's refusal.
+    async fn start_missing_scan(
+        &self,
+        svc: &ServiceConfig,
+        digest: &Digest,
+        mode: Mode,
+    ) -> Result<Option<ScanStatus>, PortError> {
+        if mode == Mode::Plan {
+            return Ok(Some(ScanStatus::NotStarted));
+        }
+        let started = self
+            .ports
+            .registry
+            .start_scan(svc.registry_id.as_deref(), &svc.repository, digest)
+            .await?;
+        Ok(match started {
+            ScanStart::Started => {
+                tracing::info!(service = %svc.name, %digest, "the image had no scan: started one");
+                None
+            }
+            ScanStart::AlreadyScannedToday => Some(ScanStatus::NotFound),
+            ScanStart::Refused(why) => Some(ScanStatus::Other(why)),
+        })
+    }
+
     /// The platform images of the index `digest`, read once: a digest names its content, so
     /// its children never change, and an idle cycle costs no call per known index.
     pub(super) async fn children(
@@ -407,12 +435,20 @@ impl Engine {
             Mode::Apply => self.cfg.engine.scan_wait,
         };
         let deadline = Instant::now() + wait;
+        let mut asked = false;
         loop {
-            let r = self
+            let mut r = self
                 .ports
                 .registry
                 .scan_report(svc.registry_id.as_deref(), &svc.repository, digest)
                 .await?;
+            if r.status == ScanStatus::NotFound && !asked {
+                asked = true;
+                match self.start_missing_scan(svc, digest, mode).await? {
+                    Some(status) => r.status = status,
+                    None => continue, // started: read it again within the wait
+                }
+            }
             let pending = matches!(r.status, ScanStatus::Pending | ScanStatus::InProgress);
             if !pending {
                 if r.status == ScanStatus::Complete {
