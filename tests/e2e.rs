@@ -2721,3 +2721,41 @@ async fn a_repository_without_scan_on_push_gets_its_candidates_scan_started_by_t
     assert_healthy(&reports, "user_service", "dev");
     assert_eq!(starts(&sb), 1, "one scan, not one per cycle");
 }
+
+/// ECR repositories are MUTABLE by default: a tag-only promotion says the scanned digest may
+/// not be what runs; `mutable_tags: refuse` blocks it; a repository made IMMUTABLE is quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_only_promotion_from_mutable_tags_is_warned_about_or_refused_by_policy() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
+    sb.aws
+        .push("reports_analytics", "1.1.0", "COMPLETE", vec![]);
+    sb.aws.set_tag_mutability("reports_analytics", "IMMUTABLE");
+    sb.aws.put_parameter(
+        "/salon/promotion/services/staff_management",
+        "environments:\n  dev:\n    mutable_tags: refuse\n",
+        "String",
+    );
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    assert_healthy(&reports, "user_service", "dev");
+    let body = |svc: &str| {
+        sb.github
+            .pulls()
+            .into_iter()
+            .find(|p| p.title.contains(svc))
+            .map(|p| p.body)
+            .unwrap_or_default()
+    };
+    assert!(
+        body("user_service").contains("warning: the repository's tags are MUTABLE"),
+        "{}",
+        body("user_service")
+    );
+    let staff = row(&reports, "staff_management", "dev");
+    assert_eq!(staff.decision.kind(), "blocked", "{:?}", staff.decision);
+    assert!(staff.decision.to_string().contains("mutable_tags: refuse"));
+    assert!(no_pr_of(&sb, "staff_management"));
+    assert_healthy(&reports, "reports_analytics", "dev");
+    assert!(!body("reports_analytics").contains("MUTABLE"));
+}

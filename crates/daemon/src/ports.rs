@@ -136,6 +136,13 @@ pub trait Registry: Send + Sync {
         repository: &str,
         digest: &Digest,
     ) -> PortResult<Vec<PlatformImage>>;
+    /// The repository's `imageTagMutability` as ECR words it (`MUTABLE`, `IMMUTABLE`,
+    /// `IMMUTABLE_WITH_EXCLUSION`, `MUTABLE_WITH_EXCLUSION`), from DescribeRepositories.
+    async fn tag_mutability(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+    ) -> PortResult<String>;
     /// Whether `digest` can still be pulled (DescribeImages by digest): present and ACTIVE,
     /// not archived, expired by a lifecycle rule or deleted.
     async fn pullable(

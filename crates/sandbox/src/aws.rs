@@ -98,6 +98,8 @@ struct Inner {
     calls: BTreeMap<String, u64>,
     /// Registry scanning: Amazon Inspector (enhanced) instead of basic.
     enhanced: bool,
+    /// Repositories whose `imageTagMutability` is not ECR's default, `MUTABLE`.
+    mutability: BTreeMap<String, String>,
     /// Under enhanced scanning, how long after a push Inspector answers "done" with no
     /// findings yet (aws/aws-sdk#289, aws/aws-cli#6759).
     inspector_delay: chrono::Duration,
@@ -453,6 +455,14 @@ impl Aws {
         self.lock().enhanced = enhanced;
     }
 
+    /// Set a repository's `imageTagMutability` (`IMMUTABLE`, …); ECR creates repositories
+    /// `MUTABLE` unless told otherwise (API_CreateRepository).
+    pub fn set_tag_mutability(&self, repository: &str, word: &str) {
+        self.lock()
+            .mutability
+            .insert(repository.to_owned(), word.to_owned());
+    }
+
     /// Archive an image: ECR keeps listing it, with `imageStatus: ARCHIVED`, and pulls of
     /// it fail until it is restored (ECR user guide, "Archiving an image").
     pub fn archive(&self, repository: &str, digest: &str) {
@@ -599,6 +609,7 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
         "DescribeImages" => describe_images(&aws, &req),
         "DescribeImageScanFindings" => describe_findings(&aws, &req),
         "BatchGetImage" => batch_get_image(&aws, &req),
+        "DescribeRepositories" => describe_repositories(&aws, &req),
         "StartImageScan" => start_scan(&aws, &req),
         "GetRegistryScanningConfiguration" => {
             let scan_type = if aws.lock().enhanced {
@@ -1004,4 +1015,35 @@ fn batch_get_image(aws: &Aws, req: &Value) -> Response {
         }
     }
     ok(json!({"images": found, "failures": failures}))
+}
+
+/// DescribeRepositories of the named repositories (API_DescribeRepositories): each with its
+/// tag mutability; a name the registry does not have is RepositoryNotFoundException.
+fn describe_repositories(aws: &Aws, req: &Value) -> Response {
+    let g = aws.lock();
+    let names: Vec<&str> = req
+        .get("repositoryNames")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut out = Vec::new();
+    for name in names {
+        if !g.repos.contains_key(name) {
+            return aws_error(
+                "RepositoryNotFoundException",
+                &format!(
+                    "The repository with name '{name}' does not exist in the registry with id '{REGISTRY_ID}'"
+                ),
+            );
+        }
+        let mutability = g.mutability.get(name).map_or("MUTABLE", String::as_str);
+        out.push(json!({"repositoryArn": format!("arn:aws:ecr:{REGION}:{REGISTRY_ID}:repository/{name}"),
+                        "registryId": REGISTRY_ID, "repositoryName": name,
+                        "repositoryUri": format!("{REGISTRY_ID}.dkr.ecr.{REGION}.amazonaws.com/{name}"),
+                        "imageTagMutability": mutability,
+                        "imageScanningConfiguration": {"scanOnPush": true}}));
+    }
+    ok(json!({"repositories": out}))
 }

@@ -313,6 +313,44 @@ pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateD
     }
 }
 
+/// A tag-only promotion from a repository whose tags can move (ECR's
+/// `imageTagMutability`, e.g. `MUTABLE`): the gate scanned a digest, but the nodes pull
+/// whatever the tag names when they pull. `refuse` blocks; else a passing decision carries
+/// the warning in its note.
+pub fn tag_only_from_mutable(
+    decision: GateDecision,
+    mutability: &str,
+    refuse: bool,
+) -> GateDecision {
+    let risk = format!(
+        "the repository's tags are {mutability} and this promotion writes the tag only, so a later push of the same tag would change what runs without passing the gate"
+    );
+    match decision {
+        GateDecision::Pass { counts, .. } if refuse => GateDecision::Block {
+            counts,
+            reasons: vec![format!(
+                "{risk}; the policy refuses it (mutable_tags: refuse): set pin_digest: true, or make the repository's tags IMMUTABLE"
+            )],
+        },
+        GateDecision::Pass {
+            counts,
+            ignored,
+            note,
+        } => {
+            let warning = format!("warning: {risk} (pin_digest: true writes the digest too)");
+            GateDecision::Pass {
+                counts,
+                ignored,
+                note: Some(match note {
+                    Some(n) => format!("{n}; {warning}"),
+                    None => warning,
+                }),
+            }
+        }
+        other => other,
+    }
+}
+
 /// The scan of one platform image of an index, or of a plain image (`platform: None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformScan {
@@ -558,6 +596,33 @@ mod tests {
         }];
         let d = gate_image(&plain, &policy, day("2026-01-01"));
         assert!(matches!(d, GateDecision::Block { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn a_tag_only_promotion_from_mutable_tags_warns_or_is_refused_and_a_block_stays_a_block() {
+        let pass = gate(&report(&[]), &ScanPolicy::default(), day("2026-01-01"));
+        let GateDecision::Pass { note, .. } = tag_only_from_mutable(pass.clone(), "MUTABLE", false)
+        else {
+            panic!()
+        };
+        assert!(
+            note.unwrap()
+                .starts_with("warning: the repository's tags are MUTABLE")
+        );
+        let GateDecision::Block { reasons, .. } = tag_only_from_mutable(pass, "MUTABLE", true)
+        else {
+            panic!()
+        };
+        assert!(reasons[0].contains("mutable_tags: refuse"), "{reasons:?}");
+        let blocked = gate(
+            &report(&[("CVE-1", Severity::Critical)]),
+            &ScanPolicy::default(),
+            day("2026-01-01"),
+        );
+        assert_eq!(
+            tag_only_from_mutable(blocked.clone(), "MUTABLE", true),
+            blocked
+        );
     }
 
     #[test]

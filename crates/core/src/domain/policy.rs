@@ -58,6 +58,22 @@ pub struct EnvPolicy {
     pub sync: bool,
     /// Grouped promotions: the services ready within the window ride in one PR.
     pub group: Option<super::group::Rule>,
+    /// What a tag-only promotion from a repository with mutable tags does.
+    pub mutable_tags: MutableTags,
+}
+
+/// ECR tags are mutable by default: a tag can be pushed again to another digest after the
+/// gate scanned it (ECR user guide, "Preventing image tags from being overwritten"). With
+/// `pin_digest: false` the nodes then pull whatever the tag names at pull time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MutableTags {
+    /// Promote, and say in the evidence and the plan that the scanned digest may not be
+    /// what runs.
+    #[default]
+    Warn,
+    /// Refuse a tag-only promotion from a repository whose tags can move.
+    Refuse,
 }
 
 /// What happens when a promotion does not become Healthy.
@@ -120,6 +136,7 @@ struct RawEnv {
     sync: Option<bool>,
     group: Option<RawGroup>,
     platforms: Option<Vec<String>>,
+    mutable_tags: Option<MutableTags>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,6 +368,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         application: raw.application.clone(),
         sync: raw.sync.unwrap_or(false),
         group,
+        mutable_tags: raw.mutable_tags.unwrap_or_default(),
     })
 }
 

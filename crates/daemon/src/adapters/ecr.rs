@@ -1,5 +1,6 @@
 //! The ECR registry adapter (aws-sdk-ecr): DescribeImages, BatchGetImage (an index's
-//! children), DescribeImageScanFindings, StartImageScan and GetRegistryScanningConfiguration.
+//! children), DescribeRepositories (tag mutability), DescribeImageScanFindings, StartImageScan
+//! and GetRegistryScanningConfiguration.
 
 use async_trait::async_trait;
 use aws_sdk_ecr::Client;
@@ -172,6 +173,35 @@ impl Registry for Ecr {
             .and_then(|i| i.image_manifest())
             .ok_or_else(|| rejected(format!("no manifest for {digest}")))?;
         index::platforms(manifest).map_err(|e| rejected(format!("{digest}: {e}")))
+    }
+
+    async fn tag_mutability(
+        &self,
+        registry_id: Option<&str>,
+        repository: &str,
+    ) -> PortResult<String> {
+        let out = self
+            .client
+            .describe_repositories()
+            .set_registry_id(registry_id.map(str::to_owned))
+            .repository_names(repository)
+            .send()
+            .await
+            .map_err(|e| {
+                map_err(
+                    "ecr",
+                    "DescribeRepositories",
+                    &e,
+                    &["RepositoryNotFoundException"],
+                )
+            })?;
+        // Absent, it is ECR's default: MUTABLE (API_Repository).
+        Ok(out
+            .repositories()
+            .first()
+            .and_then(|r| r.image_tag_mutability())
+            .map_or("MUTABLE", |m| m.as_str())
+            .to_owned())
     }
 
     async fn pullable(

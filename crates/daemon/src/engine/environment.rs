@@ -17,9 +17,14 @@ use crate::domain::gate::{self, Finding, GateDecision, PlatformScan, ScanReport,
 use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::index::{ImageKind, PlatformImage};
 use crate::domain::plan::{self, Decision, Position};
+use crate::domain::policy::MutableTags;
 use crate::domain::select::{self, Candidate};
 use crate::manifest;
 use crate::ports::{Health, PortError, ScanStart, SyncStatus};
+
+/// How long a repository's tag mutability is taken as read (it changes by a person's hand,
+/// rarely; a promotion costs one DescribeRepositories an hour at most).
+const MUTABILITY_TTL: Duration = Duration::from_secs(3600);
 
 /// What the base branch holds for this environment.
 pub(super) struct Seen {
@@ -218,6 +223,7 @@ impl Engine {
             }
         };
         let gate = gate::gate_image(&scans, &cx.env_policy.scan, cx.now.date_naive());
+        let gate = self.mutable_tags(cx, seen, gate).await;
         if let GateDecision::Block { counts, .. } = &gate {
             report.rejected = Some(
                 cx.env_policy
@@ -370,6 +376,42 @@ impl Engine {
             });
         }
         Ok(out)
+    }
+
+    /// A passing candidate that would be promoted by tag alone, from a repository whose tags
+    /// can move: warned about or refused, as the policy's `mutable_tags` says. A file that
+    /// pins a digest keeps pinning one, so only `pin_digest: false` over a tag-only file asks.
+    async fn mutable_tags(&self, cx: &EnvCtx<'_>, seen: &Seen, gate: GateDecision) -> GateDecision {
+        let pinned =
+            cx.env_policy.pin_digest || seen.deployed.as_ref().is_some_and(|d| d.digest.is_some());
+        if pinned || !matches!(gate, GateDecision::Pass { .. }) {
+            return gate;
+        }
+        let refuse = cx.env_policy.mutable_tags == MutableTags::Refuse;
+        let key = (cx.svc.registry_id.clone(), cx.svc.repository.clone());
+        let word = match self.mutability.get(&key) {
+            Some((at, w)) if at.elapsed() < MUTABILITY_TTL => Ok(w),
+            _ => self
+                .ports
+                .registry
+                .tag_mutability(cx.svc.registry_id.as_deref(), &cx.svc.repository)
+                .await
+                .inspect(|w| self.mutability.insert(key, (Instant::now(), w.clone()))),
+        };
+        match word {
+            Ok(w) if w == "IMMUTABLE" => gate,
+            Ok(w) => gate::tag_only_from_mutable(gate, &w, refuse),
+            Err(e) if refuse => GateDecision::Block {
+                counts: gate.counts().cloned().unwrap_or_default(),
+                reasons: vec![format!(
+                    "the repository's tag mutability cannot be read ({e}), and the policy refuses tag-only promotions from mutable tags"
+                )],
+            },
+            Err(e) => {
+                tracing::warn!(service = %cx.svc.name, error = %e, "cannot read the repository's tag mutability");
+                gate
+            }
+        }
     }
 
     /// A candidate with no scan at all: its repository scans only on request (no scan on

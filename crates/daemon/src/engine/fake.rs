@@ -87,6 +87,8 @@ struct Branch {
 struct State {
     images: Vec<ImageRecord>,
     scans: HashMap<Digest, ScanReport>,
+    /// The repository's tag mutability (IMMUTABLE unless set).
+    mutability: Option<String>,
     /// Digests a lifecycle rule expired (still listed by the fake's images, but gone).
     gone: std::collections::HashSet<Digest>,
     /// Image indexes by digest → their platform images.
@@ -208,6 +210,11 @@ impl World {
             s.scans.insert(digest.clone(), clean);
         });
         digest
+    }
+
+    /// The repository's tags become `MUTABLE` (or any other ECR word).
+    pub fn tag_mutability(&self, word: &str) {
+        self.with(|s| s.mutability = Some(word.to_owned()));
     }
 
     /// The registry loses `digest` (a lifecycle rule expired it): it can no longer be pulled.
@@ -365,6 +372,11 @@ impl Registry for World {
         self.call("platforms")?;
         self.with(|s| s.indexes.get(d).cloned())
             .ok_or_else(|| PortError::new("fake", "platforms", ErrorKind::Rejected, "not an index"))
+    }
+
+    async fn tag_mutability(&self, _: Option<&str>, _: &str) -> PortResult<String> {
+        self.call("tag_mutability")?;
+        Ok(self.with(|s| s.mutability.clone().unwrap_or_else(|| "IMMUTABLE".into())))
     }
 
     async fn pullable(

@@ -434,6 +434,8 @@ pub struct Engine {
     policy_stale: AtomicBool,
     /// Complete scan reports by digest; bounded (older digests are read again if needed).
     scans: quick_cache::sync::Cache<Digest, ScanReport>,
+    /// (registry, repository) → its tag mutability, and when it was read.
+    mutability: quick_cache::sync::Cache<(Option<String>, String), (Instant, String)>,
     /// Image indexes by digest → their platform images (content-addressed: never stale).
     indexes: quick_cache::sync::Cache<Digest, Arc<Vec<PlatformImage>>>,
     /// (user, the environment's approver list) → whether the user may approve, and when
@@ -461,6 +463,7 @@ impl Engine {
             policy_stale: AtomicBool::new(false),
             scans: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
             indexes: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
+            mutability: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             approver_cache: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             longest_health_timeout: std::sync::atomic::AtomicU64::new(0),
             clock: Arc::new(SystemClock),

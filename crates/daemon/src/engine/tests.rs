@@ -674,3 +674,19 @@ async fn a_rollback_to_an_image_the_registry_no_longer_has_holds_the_environment
     );
     assert_eq!(w.main_file(DEV), values("1.1.0"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn mutable_tags_are_read_once_an_hour_and_only_for_a_passing_tag_only_candidate() {
+    let (w, clock, engine) = world();
+    w.tag_mutability("MUTABLE");
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(w.calls("tag_mutability"), 0, "nothing to promote: no call");
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Plan).await.unwrap();
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(w.calls("tag_mutability"), 1, "read once, then cached");
+    clock.advance(Span::minutes(61));
+    tokio::time::advance(std::time::Duration::from_secs(61 * 60)).await;
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(w.calls("tag_mutability"), 2, "read again after an hour");
+}
