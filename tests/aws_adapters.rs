@@ -295,6 +295,24 @@ async fn shared_checks(url: &str, seed: &impl Seed) {
         .unwrap();
     assert_eq!(r.status, ScanStatus::NotFound);
 
+    // A repository is created MUTABLE (ECR's default), and an image listed is pullable while
+    // one the repository never had is gone (DescribeImages by digest: ImageNotFoundException).
+    assert_eq!(
+        ecr.tag_mutability(None, "user_service").await.unwrap(),
+        "MUTABLE"
+    );
+    assert_eq!(
+        ecr.pullable(None, "user_service", &Digest::parse(&clean).unwrap())
+            .await
+            .unwrap(),
+        tugboat::ports::Pullable::Yes
+    );
+    let never = Digest::parse(&format!("sha256:{}", "e".repeat(64))).unwrap();
+    assert_eq!(
+        ecr.pullable(None, "user_service", &never).await.unwrap(),
+        tugboat::ports::Pullable::Gone
+    );
+
     // StartImageScan: one scan per image per day. The second start is "already scanned
     // today", an answer, not an error, and it is not retried.
     let api = ApiMetrics::default();
