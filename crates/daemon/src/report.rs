@@ -172,7 +172,7 @@ pub fn table(reports: &[EnvReport]) -> String {
 /// GitHub writes (content-creating REST requests, which its secondary limits count) of a
 /// promotion that merges by itself: its PR, labels, gate status, merge, deploy status, the
 /// edit settling its labels with the outcome, and `deployed` moved off the one before
-/// (`tests/e2e.rs` measures it against the GitHub stand-in).
+/// (`tests/it/e2e.rs` measures it against the GitHub stand-in).
 pub const WRITES_SELF_MERGING: u64 = 7;
 /// GitHub writes of opening a promotion PR that waits for approvals: the PR, its labels and
 /// its gate status (bringing an open one to a new tag costs two: its body and the status).

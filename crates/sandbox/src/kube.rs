@@ -2,7 +2,7 @@
 //! like the real one where leader election depends on it: namespaced Leases read, created
 //! (409 `AlreadyExists` when one is there) and replaced with optimistic concurrency (409
 //! `Conflict` when the `resourceVersion` named is not the current one), errors as `Status`
-//! objects. Held to Kubernetes' own description by Prism in `tests/contract.rs`.
+//! objects. Held to Kubernetes' own description by Prism in `tests/it/contract.rs`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

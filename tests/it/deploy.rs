@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-mod common;
-
 use std::time::Duration;
 
-use common::{approver, assert_healthy, engine, row, setup, start};
+use crate::common::{approver, assert_healthy, engine, row, setup, start};
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Mode, Verification};
 use tugboat_sandbox::{self as sandbox, Fleet, Options, Sandbox, Style, app_name, file_of};
@@ -26,7 +24,7 @@ fn labels(sb: &Sandbox, number: u64) -> Vec<String> {
 /// tugboat's verification reports on a PR.
 fn reports_on(sb: &Sandbox, number: u64) -> Vec<String> {
     let pulls = sb.github.pulls();
-    common::verification_reports(pulls.iter().find(|p| p.number == number).unwrap())
+    crate::common::verification_reports(pulls.iter().find(|p| p.number == number).unwrap())
 }
 
 /// Assert that dev of `svc` reverted PR `bad`, verified Healthy, and main holds `before` again.
@@ -95,7 +93,7 @@ async fn soak_is_judged_on_the_engines_clock_so_a_clock_an_hour_ahead_sees_it_do
     assert_healthy(&r, DEV, "dev");
 
     let plan_work = tempfile::tempdir().unwrap();
-    let planner = common::engine(&sb, &plan_work, &Default::default()).await;
+    let planner = crate::common::engine(&sb, &plan_work, &Default::default()).await;
     let r = planner.cycle(Mode::Plan).await.unwrap();
     assert!(
         matches!(&row(&r, DEV, "staging").decision, Decision::Waiting { reason, .. } if reason.starts_with("soaking in dev until")),
@@ -538,7 +536,7 @@ async fn the_configured_merge_method_makes_a_merge_commit_or_a_rebase_and_both_v
             &format!("base_branch = \"main\"\nmerge_method = \"{method}\"\n"),
         );
         assert!(toml.contains("merge_method"));
-        let engine = common::engine_from(&sb, &toml, &Default::default()).await;
+        let engine = crate::common::engine_from(&sb, &toml, &Default::default()).await;
         sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
         let r = engine.cycle(Mode::Apply).await.unwrap();
         let Action::Merged {
@@ -619,7 +617,7 @@ async fn an_unreachable_argo_cd_stops_the_merge_with_a_clear_error() {
         &format!("url = \"{}\"", sb.argocd_url),
         &format!("url = \"http://{closed}\""),
     );
-    let engine = common::engine_from(&sb, &toml, &Default::default()).await;
+    let engine = crate::common::engine_from(&sb, &toml, &Default::default()).await;
     sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
     let Action::Failed { error } = &row(&r, DEV, "dev").action else {

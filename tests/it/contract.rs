@@ -10,13 +10,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::row;
+use crate::common::row;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::rescan::{IssueAction, Scope};
 use tugboat::engine::{Action, Mode, Verification};
@@ -106,7 +104,7 @@ impl Prism {
 async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptions() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let argo_spec = root.join("../shared/specs/argocd-v3.5.1-swagger.json");
-    let sb = common::start(Options::default()).await;
+    let sb = crate::common::start(Options::default()).await;
     let logs = tempfile::tempdir().unwrap();
     let gh = Prism::start(
         &root.join("node_modules/@octokit/openapi/generated/api.github.com.json"),
@@ -129,10 +127,10 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
             &format!("url = \"{}\"", argo.url),
         );
     assert!(toml.contains(&gh.url) && toml.contains(&argo.url));
-    let engine = common::engine_from(&sb, &toml, &Default::default()).await;
+    let engine = crate::common::engine_from(&sb, &toml, &Default::default()).await;
 
     // A scenario that uses every GitHub and Argo CD operation tugboat calls.
-    common::approver(&sb, "alice");
+    crate::common::approver(&sb, "alice");
     sb.aws.put_parameter(
         "/salon/promotion/services/service_management",
         "environments:\n  dev:\n    rollback: auto\n",
@@ -272,7 +270,7 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_a_github_app_its_tokens_check_runs_and_api_commits_match_githubs_description() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let sb = common::start(Options::default()).await;
+    let sb = crate::common::start(Options::default()).await;
     sb.github.require_signed_commits(true);
     let logs = tempfile::tempdir().unwrap();
     let gh = Prism::start(
@@ -288,8 +286,8 @@ async fn as_a_github_app_its_tokens_check_runs_and_api_commits_match_githubs_des
     );
     assert!(toml.contains(&gh.url) && toml.contains("[github.app]"));
     // Connecting: the installation, the App, an installation token.
-    let engine = common::engine_from(&sb, &toml, &Default::default()).await;
-    common::approver(&sb, "alice");
+    let engine = crate::common::engine_from(&sb, &toml, &Default::default()).await;
+    crate::common::approver(&sb, "alice");
     sb.aws.put_parameter(
         "/salon/promotion/services/user_service",
         "environments:\n  dev:\n    auto_merge: false\n",
@@ -357,7 +355,7 @@ async fn as_a_github_app_its_tokens_check_runs_and_api_commits_match_githubs_des
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_elections_lease_traffic_matches_kubernetes_own_description() {
-    use common::election::{QUICK, candidate, stand_in, until_leading};
+    use crate::common::election::{QUICK, candidate, stand_in, until_leading};
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let spec = root.join("../shared/specs/kubernetes-coordination.k8s.io-v1-openapi.json");
     let kube = stand_in();

@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{assert_healthy, row, setup, setup_counted};
+use crate::common::{assert_healthy, row, setup, setup_counted};
 use tugboat::config::Config;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::{Action, Engine, Mode, Verification};
@@ -519,7 +517,7 @@ async fn a_rejected_git_token_fails_clearly_without_looping() {
         &sb.dir().join("github-token").display().to_string(),
         &bad.display().to_string(),
     );
-    let engine = common::engine_from(&sb, &text, &ApiMetrics::default()).await;
+    let engine = crate::common::engine_from(&sb, &text, &ApiMetrics::default()).await;
     let err = tokio::time::timeout(
         std::time::Duration::from_secs(20),
         engine.cycle(Mode::Apply),
@@ -638,7 +636,7 @@ async fn outside_its_window_a_promotion_waits_with_its_pr_open_and_names_the_nex
     );
     engine.refresh_policy();
     let reports = engine.cycle(Mode::Apply).await.unwrap();
-    common::assert_healthy(&reports, "user_service", "dev");
+    crate::common::assert_healthy(&reports, "user_service", "dev");
     let dev: Vec<_> = sb
         .github
         .pulls()
@@ -1036,7 +1034,7 @@ fn reactions(sb: &Sandbox, comment: u64) -> Vec<(String, String)> {
 async fn only_an_approver_of_the_current_head_can_merge_prod_and_a_hold_stops_it() {
     let (sb, engine, _w) = setup().await;
     // The salon's prod policy: one approval from salon/platform-leads.
-    common::approver(&sb, "alice");
+    crate::common::approver(&sb, "alice");
     sb.github.add_collaborator("mallory", "write"); // write access, but not a platform lead
     sb.github
         .add_team_member("salon", "platform-leads", "reader");
@@ -1285,14 +1283,14 @@ const RACING_ROUNDS: usize = 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_racing_for_20_rounds_open_one_pr_per_promotion_merge_it_once_and_report_it_once()
  {
-    let sb = common::start(Options::default()).await;
+    let sb = crate::common::start(Options::default()).await;
     let work = tempfile::tempdir().unwrap();
     // The sandbox's configuration lifts the pacing of GitHub writes (60 promotions' writes
     // would take minutes at GitHub's 80 a minute, which this test is not about).
     let replica = |dir: &str| sb.config_toml(&work.path().join(dir));
     let api = ApiMetrics::default();
-    let first = common::engine_from(&sb, &replica("first"), &api).await;
-    let second = common::engine_from(&sb, &replica("second"), &api).await;
+    let first = crate::common::engine_from(&sb, &replica("first"), &api).await;
+    let second = crate::common::engine_from(&sb, &replica("second"), &api).await;
     let services = ["user_service", "staff_management", "reports_analytics"];
     for round in 0..RACING_ROUNDS {
         let tag = format!("1.{}.0", round + 1);
@@ -1334,7 +1332,7 @@ async fn two_replicas_racing_for_20_rounds_open_one_pr_per_promotion_merge_it_on
     assert_eq!(closed_unmerged, Vec::<u64>::new(), "no duplicate PR");
     assert_eq!((prs.len(), merged), (promotions, promotions));
     for p in &prs {
-        let reports = common::verification_reports(p);
+        let reports = crate::common::verification_reports(p);
         assert_eq!(
             reports.len(),
             1,
@@ -1420,7 +1418,7 @@ async fn a_stop_between_the_push_and_the_pr_ends_after_a_restart_with_one_pr_and
         .unwrap();
     assert!(pushed.pushed && sb.github.pulls().is_empty());
 
-    let restarted = common::engine(&sb, &work, &ApiMetrics::default()).await;
+    let restarted = crate::common::engine(&sb, &work, &ApiMetrics::default()).await;
     let r = restarted.cycle(Mode::Apply).await.unwrap();
     assert!(
         matches!(
@@ -1453,13 +1451,13 @@ async fn a_stop_between_the_push_and_the_pr_ends_after_a_restart_with_one_pr_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_between_the_approval_and_the_merge_ends_after_a_restart_with_one_merge() {
     let (sb, engine, work) = setup().await;
-    common::approver(&sb, "alice");
+    crate::common::approver(&sb, "alice");
     let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
     sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
     sb.github.comment_as(number, "alice", "/approve").unwrap();
     // The tugboat that saw the PR stops before it merges; a new one starts.
     drop(engine);
-    let restarted = common::engine(&sb, &work, &ApiMetrics::default()).await;
+    let restarted = crate::common::engine(&sb, &work, &ApiMetrics::default()).await;
     let r = restarted.cycle(Mode::Apply).await.unwrap();
     assert!(
         matches!(row(&r, "user_service", "prod").action, Action::Merged { number: n, .. } if n == number),
@@ -1494,14 +1492,14 @@ async fn a_stop_between_the_approval_and_the_merge_ends_after_a_restart_with_one
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_github_login_configured_tugboat_never_asks_who_it_is() {
     // A GitHub App installation token cannot call GET /user; `github.login` says it instead.
-    let sb = common::start(Options::default()).await;
+    let sb = crate::common::start(Options::default()).await;
     let work = tempfile::tempdir().unwrap();
     let toml = sb.config_toml(&work.path().join("w")).replace(
         "base_branch = \"main\"\n",
         "base_branch = \"main\"\nlogin = \"tugboat[bot]\"\n",
     );
-    let engine = common::engine_from(&sb, &toml, &Default::default()).await;
-    common::approver(&sb, "alice");
+    let engine = crate::common::engine_from(&sb, &toml, &Default::default()).await;
+    crate::common::approver(&sb, "alice");
     let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
     sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
     sb.github.comment_as(number, "alice", "/approve").unwrap();
@@ -1612,8 +1610,8 @@ async fn an_approval_survives_unrelated_merges_and_a_persons_push_to_the_branch_
         "environments:\n  prod:\n    approvals: 2\n",
         "String",
     );
-    common::approver(&sb, "alice");
-    common::approver(&sb, "bob");
+    crate::common::approver(&sb, "alice");
+    crate::common::approver(&sb, "bob");
     let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
     sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
     sb.github.comment_as(number, "alice", "/approve").unwrap();
@@ -1626,7 +1624,7 @@ async fn an_approval_survives_unrelated_merges_and_a_persons_push_to_the_branch_
         let main = sb.github.branch_sha("main");
         sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
         let r = engine.cycle(Mode::Apply).await.unwrap();
-        common::assert_healthy(&r, svc, "dev");
+        crate::common::assert_healthy(&r, svc, "dev");
         assert_ne!(sb.github.branch_sha("main"), main);
         assert!(matches!(
             row(&r, "user_service", "prod").action,
@@ -1696,7 +1694,7 @@ fn clone_dir(work: &tempfile::TempDir) -> std::path::PathBuf {
 async fn a_lock_file_left_by_a_killed_tugboat_is_removed_and_promotions_carry_on() {
     let (sb, engine, work) = setup().await;
     sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
-    common::assert_healthy(
+    crate::common::assert_healthy(
         &engine.cycle(Mode::Apply).await.unwrap(),
         "user_service",
         "dev",
@@ -1713,7 +1711,7 @@ async fn a_lock_file_left_by_a_killed_tugboat_is_removed_and_promotions_carry_on
         .unwrap();
     sb.aws.push("user_service", "1.2.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    common::assert_healthy(&r, "user_service", "dev");
+    crate::common::assert_healthy(&r, "user_service", "dev");
     assert!(!lock.exists(), "the stale lock is gone");
 }
 
@@ -1721,7 +1719,7 @@ async fn a_lock_file_left_by_a_killed_tugboat_is_removed_and_promotions_carry_on
 async fn a_clone_with_missing_objects_is_moved_aside_and_fetched_anew() {
     let (sb, engine, work) = setup().await;
     sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
-    common::assert_healthy(
+    crate::common::assert_healthy(
         &engine.cycle(Mode::Apply).await.unwrap(),
         "user_service",
         "dev",
@@ -1732,7 +1730,7 @@ async fn a_clone_with_missing_objects_is_moved_aside_and_fetched_anew() {
     std::fs::create_dir_all(objects.join("pack")).unwrap();
     sb.aws.push("user_service", "1.2.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    common::assert_healthy(&r, "user_service", "dev");
+    crate::common::assert_healthy(&r, "user_service", "dev");
     let aside: Vec<_> = std::fs::read_dir(work.path().join("w"))
         .unwrap()
         .flatten()
@@ -1787,12 +1785,12 @@ async fn two_merges_of_one_pr_at_the_same_moment_merge_it_once_as_on_github() {
 async fn a_kept_branch_that_protection_wants_up_to_date_is_rebased_and_its_approvers_told() {
     let (sb, engine, _w) = setup().await;
     sb.github.require_up_to_date(true);
-    common::approver(&sb, "alice");
+    crate::common::approver(&sb, "alice");
     let number = prod_pr(&sb, &engine, "user_service", "1.1.0").await;
     // An unrelated dev promotion moves main; the prod PR is kept (its files are untouched).
     sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    common::assert_healthy(&r, "staff_management", "dev");
+    crate::common::assert_healthy(&r, "staff_management", "dev");
     let kept = pr_head(&sb, number);
     sb.advance(std::time::Duration::from_secs(1)); // comments are stamped to the second
     sb.github.comment_as(number, "alice", "/approve").unwrap();
@@ -1818,7 +1816,7 @@ async fn a_kept_branch_that_protection_wants_up_to_date_is_rebased_and_its_appro
     sb.advance(std::time::Duration::from_secs(1));
     sb.github.comment_as(number, "alice", "/approve").unwrap();
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    common::assert_healthy(&r, "user_service", "prod");
+    crate::common::assert_healthy(&r, "user_service", "prod");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1826,7 +1824,7 @@ async fn a_group_pr_that_protection_wants_up_to_date_is_rebased_and_its_approver
     let (sb, engine, _w) = setup().await;
     sb.aws
         .put_parameter("/salon/promotion/defaults", GROUPED_POLICY, "String");
-    common::approver(&sb, "alice");
+    crate::common::approver(&sb, "alice");
     let services: Vec<String> = sb.fleet.services.iter().map(|(s, _)| s.clone()).collect();
     for svc in &services {
         sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
@@ -1876,7 +1874,7 @@ async fn a_group_pr_that_protection_wants_up_to_date_is_rebased_and_its_approver
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_a_released_lease_passes_at_once_and_a_killed_leaders_after_it_expires() {
-    use common::election::{QUICK, candidate, stand_in, until_leading};
+    use crate::common::election::{QUICK, candidate, stand_in, until_leading};
     let kube = stand_in();
     let (url, _server) = kube.start().await.unwrap();
     let a = candidate(&url, "tugboat-a", QUICK).await;
@@ -2013,7 +2011,7 @@ async fn a_github_token_rotated_in_ssm_is_read_at_its_first_refusal_and_the_cycl
         .collect();
     assert!(toml.contains(param), "{toml}");
     let api = ApiMetrics::default();
-    let engine = common::engine_from(&sb, &toml, &api).await;
+    let engine = crate::common::engine_from(&sb, &toml, &api).await;
     sb.aws.push("staff_management", "1.2.0", "COMPLETE", vec![]);
     engine.cycle(Mode::Apply).await.unwrap();
     assert!(!sb.github.pulls().is_empty());
@@ -2052,7 +2050,7 @@ async fn as_a_github_app_tugboat_lives_through_token_expiries_renewing_once_each
         toml.contains("[github.app]") && !toml.contains("github-token"),
         "{toml}"
     );
-    let engine = common::engine_from(&sb, &toml, &api).await;
+    let engine = crate::common::engine_from(&sb, &toml, &api).await;
     // Connecting found the installation, read the App's slug and got a first token.
     assert_eq!(sb.github.app.tokens_issued(), 1);
     let pushes = [
@@ -2133,7 +2131,8 @@ async fn as_an_app_commits_are_made_and_signed_by_github_so_a_main_requiring_sig
     sb.github.require_signed_commits(true);
     let work = tempfile::tempdir().unwrap();
     let api = ApiMetrics::default();
-    let app = common::engine_from(&sb, &sb.config_toml_as_app(&work.path().join("a")), &api).await;
+    let app =
+        crate::common::engine_from(&sb, &sb.config_toml_as_app(&work.path().join("a")), &api).await;
     sb.aws.push(
         "user_service",
         "1.1.0",
@@ -2246,7 +2245,8 @@ async fn as_an_app_commits_are_made_and_signed_by_github_so_a_main_requiring_sig
 
     // A token install pushes its commits (unsigned): the same protection refuses the merge,
     // and the row says why.
-    let token = common::engine_from(&sb, &sb.config_toml(&work.path().join("t")), &api).await;
+    let token =
+        crate::common::engine_from(&sb, &sb.config_toml(&work.path().join("t")), &api).await;
     sb.aws.push("staff_management", "1.1.0", "COMPLETE", vec![]);
     let r = token.cycle(Mode::Apply).await.unwrap();
     let Action::Failed { error } = &row(&r, "staff_management", "dev").action else {
@@ -2273,7 +2273,7 @@ async fn a_rerun_of_the_gate_check_scans_the_image_again_and_reports_the_gate_an
     use tugboat::webhook::{Outcome, Webhook};
     let sb = Sandbox::start(Options::default()).await.unwrap();
     let work = tempfile::tempdir().unwrap();
-    let engine = common::engine_from(
+    let engine = crate::common::engine_from(
         &sb,
         &sb.config_toml_as_app(&work.path().join("w")),
         &ApiMetrics::default(),
@@ -2384,7 +2384,7 @@ async fn writes_paced_to_githubs_secondary_limits_are_never_refused_and_a_client
     use std::time::{Duration, Instant};
     use tugboat::adapters::github::WriteBudget;
     use tugboat::ports::{Conversation, ErrorKind, Issues};
-    let sb = common::start(Options::default()).await;
+    let sb = crate::common::start(Options::default()).await;
     // GitHub's minute and hour, shrunk to half a second and three seconds.
     let (minute, hour) = ((3, Duration::from_millis(500)), (6, Duration::from_secs(3)));
     sb.github.enforce_write_limits(&[minute, hour]);
@@ -2435,7 +2435,7 @@ async fn at_githubs_own_figures_on_a_clock_a_thousand_times_faster_the_hourly_ca
     use std::time::{Duration, Instant};
     use tugboat::adapters::github::WriteBudget;
     use tugboat::ports::{Conversation, Issues};
-    let sb = common::start(Options::default()).await;
+    let sb = crate::common::start(Options::default()).await;
     // 80 a minute and 500 an hour, on a clock where an hour lasts 3.6 s.
     let scaled = |d: Duration| d / 1000;
     let minute = (80, scaled(Duration::from_secs(60)));

@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
@@ -34,7 +32,7 @@ async fn tugboat(
     metrics: &NotifyMetrics,
 ) -> (Engine, Notifier, Arc<Config>) {
     let cfg = config(sb, work);
-    let engine = common::engine(sb, work, &ApiMetrics::default()).await;
+    let engine = crate::common::engine(sb, work, &ApiMetrics::default()).await;
     let routes = tugboat::app::notification_routes(&cfg).await.unwrap();
     assert_eq!(routes.len(), 2, "the sandbox's config enables both sinks");
     let notifier = Notifier::start(
@@ -91,7 +89,7 @@ async fn wait_for(sb: &Sandbox, what: &str, done: impl Fn(&[Received]) -> bool) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_event_notifies_both_sinks_once_and_a_restart_announces_nothing_again() {
-    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
     let (work, metrics) = (tempfile::tempdir().unwrap(), NotifyMetrics::default());
     let (engine, notifier, cfg) = tugboat(&sb, &work, &metrics).await;
 
@@ -186,7 +184,7 @@ async fn each_event_notifies_both_sinks_once_and_a_restart_announces_nothing_aga
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_refuses_is_a_clear_error_naming_the_sink_and_never_its_url() {
-    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
     let work = tempfile::tempdir().unwrap();
     let cfg = config(&sb, &work);
     let routes = tugboat::app::notification_routes(&cfg).await.unwrap();
@@ -304,9 +302,9 @@ async fn the_dashboard_issue_shows_every_service_and_environment_and_is_edited_o
         let rows: Vec<_> = reports.iter().map(row_of).collect();
         engine.publish_dashboard(&rows).await.unwrap()
     }
-    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
     let work = tempfile::tempdir().unwrap();
-    let engine = common::engine(&sb, &work, &ApiMetrics::default()).await;
+    let engine = crate::common::engine(&sb, &work, &ApiMetrics::default()).await;
     let dashboards = || {
         sb.github
             .issues()
@@ -369,7 +367,7 @@ async fn the_dashboard_issue_shows_every_service_and_environment_and_is_edited_o
         publish(&engine, &reports).await,
         Published::Unchanged(number)
     );
-    let restarted = common::engine(&sb, &work, &ApiMetrics::default()).await;
+    let restarted = crate::common::engine(&sb, &work, &ApiMetrics::default()).await;
     let reports = restarted.cycle(Mode::Apply).await.unwrap();
     assert_eq!(
         publish(&restarted, &reports).await,
@@ -403,7 +401,7 @@ async fn the_dashboard_issue_shows_every_service_and_environment_and_is_edited_o
 async fn new_findings_of_a_rescan_are_announced_once_even_when_a_restart_sees_them_again() {
     use tugboat::engine::rescan::Scope;
     use tugboat::notify::of_rescan;
-    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
     let (work, metrics) = (tempfile::tempdir().unwrap(), NotifyMetrics::default());
     let (engine, notifier, _) = tugboat(&sb, &work, &metrics).await;
     let shipped = sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
@@ -498,7 +496,7 @@ async fn cycle(engine: &Engine, argocd_url: &str) -> Vec<Notification> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_and_a_hold_notify_once_and_a_restart_announces_neither_again() {
-    let sb = common::start(tugboat_sandbox::Options::default()).await;
+    let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
     let (work, metrics) = (tempfile::tempdir().unwrap(), NotifyMetrics::default());
     let (engine, notifier, cfg) = tugboat(&sb, &work, &metrics).await;
     // service_management 1.1.0 crashes once deployed; its dev policy rolls back by itself.
