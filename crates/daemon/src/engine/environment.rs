@@ -427,11 +427,20 @@ impl Engine {
         if mode == Mode::Plan {
             return Ok(Some(ScanStatus::NotStarted));
         }
-        let started = self
+        let started = match self
             .ports
             .registry
             .start_scan(svc.registry_id.as_deref(), &svc.repository, digest)
-            .await?;
+            .await
+        {
+            Ok(s) => s,
+            // Enhanced scanning takes no StartImageScan; whatever the reason, the image still
+            // has no scan, and the gate says so as it did before asking.
+            Err(e) => {
+                tracing::warn!(service = %svc.name, %digest, error = %e, "could not start a scan of an image that has none");
+                return Ok(Some(ScanStatus::NotFound));
+            }
+        };
         Ok(match started {
             ScanStart::Started => {
                 tracing::info!(service = %svc.name, %digest, "the image had no scan: started one");

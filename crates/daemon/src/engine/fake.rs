@@ -212,6 +212,11 @@ impl World {
         digest
     }
 
+    /// The image `digest` loses its scan, as in a repository without scan on push.
+    pub fn unscanned(&self, digest: &Digest) {
+        self.with(|s| s.scans.remove(digest));
+    }
+
     /// The repository's tags become `MUTABLE` (or any other ECR word).
     pub fn tag_mutability(&self, word: &str) {
         self.with(|s| s.mutability = Some(word.to_owned()));

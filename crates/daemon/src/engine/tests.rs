@@ -690,3 +690,31 @@ async fn mutable_tags_are_read_once_an_hour_and_only_for_a_passing_tag_only_cand
     engine.cycle(Mode::Plan).await.unwrap();
     assert_eq!(w.calls("tag_mutability"), 2, "read again after an hour");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_image_without_a_scan_gets_one_started_and_a_refused_start_blocks_as_before() {
+    let (w, _, engine) = world();
+    let digest = w.push("1.1.0", 'b');
+    w.unscanned(&digest);
+    w.fail("start_scan", ErrorKind::Rejected);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = row(&r, "dev");
+    assert_eq!(dev.decision.kind(), "blocked", "{:?}", dev);
+    assert!(
+        dev.decision.to_string().contains("image has no scan"),
+        "{}",
+        dev.decision
+    );
+    assert!(
+        !matches!(dev.action, Action::Failed { .. }),
+        "{:?}",
+        dev.action
+    );
+    w.heal("start_scan");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        w.calls("start_scan"),
+        2,
+        "asked again next cycle, now it can"
+    );
+}
