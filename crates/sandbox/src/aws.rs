@@ -140,7 +140,9 @@ impl Aws {
         }
         let mut detail = json!({"result": "SUCCESS", "repository-name": repository, "image-digest": digest,
                                 "action-type": "PUSH"});
-        // An untagged child of an index is pushed by digest: its event has no tag.
+        // An untagged child of an index is pushed by digest: its event has no tag. ECR sends
+        // a PUSH event "when each image push is completed" (ECR user guide, "Amazon ECR
+        // events and EventBridge"); one event per child is inferred from that, not documented.
         if !tag.is_empty() {
             detail["image-tag"] = json!(tag);
         }
@@ -362,6 +364,9 @@ impl Aws {
         let stored = Stored {
             manifest: &index,
             media_type: OCI_INDEX,
+            // No scan of the index: ECR scans its children only (docker/setup-buildx-action#186).
+            // That DescribeImageScanFindings then answers ScanNotFoundException is inferred,
+            // not documented.
             scan_status: "NONE",
             findings: vec![],
             pushed_at: now,
@@ -373,7 +378,9 @@ impl Aws {
 
     /// What cosign pushes after signing `digest`: a signature manifest under the tag
     /// `sha256-<hex>.sig` (cosign's SIGNATURE_SPEC), an ordinary tag of the repository,
-    /// pushed `after` the image. A basic scan finds no operating system in it.
+    /// pushed `after` the image. Its basic scan is modelled as failing with
+    /// `UnsupportedImageError`, as for any image without an operating system (inferred: a
+    /// signature manifest has no filesystem layer).
     pub fn push_signature(
         &self,
         repository: &str,
@@ -832,6 +839,8 @@ fn start_scan(aws: &Aws, req: &Value) -> Response {
         Err((code, message)) => return aws_error(code, &message),
     };
     if img.status != "ACTIVE" {
+        // ImageArchivedException is one of StartImageScan's errors (aws-sdk-ecr's
+        // StartImageScanError); the message's wording is ours.
         return aws_error(
             "ImageArchivedException",
             &format!(
