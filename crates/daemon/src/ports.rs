@@ -90,6 +90,13 @@ pub enum ScanStart {
     Refused(String),
 }
 
+impl ScanStart {
+    /// ECR's refusal to scan, as the error of the StartImageScan that asked.
+    pub fn refusal(why: String) -> PortError {
+        PortError::new("ecr", "StartImageScan", ErrorKind::Rejected, why)
+    }
+}
+
 /// How the registry scans images, which decides how a rescan gets fresh findings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanType {

@@ -363,7 +363,11 @@ pub struct PlatformScan {
 /// platform. A platform the policy requires and the index lacks blocks; a plain image cannot
 /// show its platform in the registry's listing, so it is refused when platforms are required.
 pub fn gate_image(scans: &[PlatformScan], policy: &ScanPolicy, today: NaiveDate) -> GateDecision {
-    let missing = missing_platforms(scans, &policy.platforms);
+    let names: Vec<String> = scans
+        .iter()
+        .filter_map(|s| s.platform.as_ref().map(Platform::to_string))
+        .collect();
+    let missing = missing_platforms(scans, &names, &policy.platforms);
     if let [one] = scans
         && one.platform.is_none()
         && missing.is_empty()
@@ -409,16 +413,12 @@ pub fn gate_image(scans: &[PlatformScan], policy: &ScanPolicy, today: NaiveDate)
     }
     ignored.sort();
     ignored.dedup();
-    let gated: Vec<String> = scans
-        .iter()
-        .filter_map(|s| s.platform.as_ref().map(Platform::to_string))
-        .collect();
-    if !gated.is_empty() {
+    if !names.is_empty() {
         notes.insert(
             0,
             format!(
                 "an image index: each platform image's own scan gated ({})",
-                gated.join(", ")
+                names.join(", ")
             ),
         );
     }
@@ -429,16 +429,13 @@ pub fn gate_image(scans: &[PlatformScan], policy: &ScanPolicy, today: NaiveDate)
     }
 }
 
-/// A reason for each platform in `wanted` that no scanned image satisfies.
-fn missing_platforms(scans: &[PlatformScan], wanted: &[Platform]) -> Vec<String> {
-    let has: Vec<String> = scans
-        .iter()
-        .filter_map(|s| s.platform.as_ref().map(Platform::to_string))
-        .collect();
-    let has = if has.is_empty() {
+/// A reason for each platform in `wanted` that no scanned image satisfies (`names`: the
+/// scanned images' platforms, as text).
+fn missing_platforms(scans: &[PlatformScan], names: &[String], wanted: &[Platform]) -> Vec<String> {
+    let has = if names.is_empty() {
         "a single image manifest, whose platform the registry does not list".to_owned()
     } else {
-        has.join(", ")
+        names.join(", ")
     };
     wanted
         .iter()

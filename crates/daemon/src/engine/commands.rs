@@ -12,8 +12,7 @@ use chrono::{DateTime, Utc};
 use super::{At, Engine, EnvCtx, Step, StepError};
 use crate::domain::chatops::{self, Answer, Comment};
 use crate::domain::image::Digest;
-use crate::domain::index::ImageKind;
-use crate::ports::{ErrorKind, PortError, Reaction, ScanStart};
+use crate::ports::{Reaction, ScanStart};
 
 /// How long an approver check (permission and team membership) is trusted.
 const APPROVER_TTL: Duration = Duration::from_secs(300);
@@ -172,25 +171,22 @@ impl Engine {
         tracing::info!(user = %user, digest = %digest, "rescan requested on the PR");
         let svc = cx.svc;
         // ECR scans an index's platform images, never the index (it refuses to).
-        let targets: Vec<Digest> =
-            if crate::domain::select::kind_of(cx.images, digest) == ImageKind::Index {
-                let children = self.children(svc, digest).await.at(Step::Commands)?;
-                children.iter().map(|c| c.digest.clone()).collect()
-            } else {
-                vec![digest.clone()]
-            };
-        for target in &targets {
+        let kind = crate::domain::select::kind_of(cx.images, digest);
+        let parts = self
+            .scanned_parts(svc, digest, &kind)
+            .await
+            .at(Step::Commands)?;
+        for (_, part) in &parts {
             let started = self
                 .ports
                 .registry
-                .start_scan(svc.registry_id.as_deref(), &svc.repository, target)
+                .start_scan(svc.registry_id.as_deref(), &svc.repository, part)
                 .await;
             if let Ok(ScanStart::Refused(why)) = started {
-                let refused = PortError::new("ecr", "StartImageScan", ErrorKind::Rejected, why);
-                return Err(refused).at(Step::Commands);
+                return Err(ScanStart::refusal(why)).at(Step::Commands);
             }
             started.at(Step::Commands)?;
-            self.scans.remove(target);
+            self.scans.remove(part);
         }
         Ok(())
     }

@@ -687,6 +687,10 @@ impl Engine {
                 bad.pr.number
             )));
         };
+        if cx.images.iter().any(|i| i.digest == digest) {
+            // Listed this cycle, and the listing holds only active images: no call needed.
+            return Ok(None);
+        }
         let svc = cx.svc;
         let pullable = self
             .ports

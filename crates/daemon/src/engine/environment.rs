@@ -15,7 +15,7 @@ use super::{
 use crate::config::{EnvConfig, ServiceConfig};
 use crate::domain::gate::{self, Finding, GateDecision, PlatformScan, ScanReport, ScanStatus};
 use crate::domain::image::{self, Digest, ImageRef};
-use crate::domain::index::{ImageKind, PlatformImage};
+use crate::domain::index::{ImageKind, Platform, PlatformImage};
 use crate::domain::plan::{self, Decision, Position};
 use crate::domain::policy::MutableTags;
 use crate::domain::select::{self, Candidate};
@@ -360,22 +360,33 @@ impl Engine {
         kind: &ImageKind,
         mode: Mode,
     ) -> Result<Vec<PlatformScan>, PortError> {
-        if *kind != ImageKind::Index {
-            let report = self.scan(svc, digest, mode).await?;
-            return Ok(vec![PlatformScan {
-                platform: None,
-                report,
-            }]);
-        }
-        let children = self.children(svc, digest).await?;
-        let mut out = Vec::with_capacity(children.len());
-        for child in children.iter() {
+        let parts = self.scanned_parts(svc, digest, kind).await?;
+        let mut out = Vec::with_capacity(parts.len());
+        for (platform, part) in parts {
             out.push(PlatformScan {
-                platform: Some(child.platform.clone()),
-                report: self.scan(svc, &child.digest, mode).await?,
+                platform,
+                report: self.scan(svc, &part, mode).await?,
             });
         }
         Ok(out)
+    }
+
+    /// The digests ECR scans for an image: an index's platform images, each with its
+    /// platform (ECR scans no index); else the image itself, with no platform.
+    pub(super) async fn scanned_parts(
+        &self,
+        svc: &ServiceConfig,
+        digest: &Digest,
+        kind: &ImageKind,
+    ) -> Result<Vec<(Option<Platform>, Digest)>, PortError> {
+        if *kind != ImageKind::Index {
+            return Ok(vec![(None, digest.clone())]);
+        }
+        let children = self.children(svc, digest).await?;
+        Ok(children
+            .iter()
+            .map(|c| (Some(c.platform.clone()), c.digest.clone()))
+            .collect())
     }
 
     /// A passing candidate that would be promoted by tag alone, from a repository whose tags

@@ -4,7 +4,6 @@
 //! enhanced), and keep one security issue per service in step with them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -14,11 +13,11 @@ use super::{At, Cause, Engine, Mode, Step, StepError, deployed_reference, eviden
 use crate::config::{EnvConfig, ServiceConfig};
 use crate::domain::gate::{self, GateDecision, PlatformScan, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{self, Digest, ImageRef};
-use crate::domain::index::{ImageKind, PlatformImage};
+use crate::domain::index::{ImageKind, Platform};
 use crate::domain::policy;
 use crate::domain::rescan::{self, Deployed, IssueStep, Outcome, Row};
 use crate::domain::select::{self, ImageRecord};
-use crate::ports::{ErrorKind, Issue, PortError, ScanStart, ScanType};
+use crate::ports::{Issue, PortError, ScanStart, ScanType};
 
 /// Which deployments a rescan covers.
 #[derive(Debug, Clone, Default)]
@@ -102,19 +101,19 @@ struct Inventory<'a> {
 /// The findings read for each digest: a report, or why there is none.
 type Reports = HashMap<Digest, Result<ScanReport, StepError>>;
 
-/// Deployed image indexes → their platform images.
-type Indexes = HashMap<Digest, Arc<Vec<PlatformImage>>>;
+/// Deployed image indexes → their platform images, each with its platform.
+type Indexes = HashMap<Digest, Vec<(Option<Platform>, Digest)>>;
 
 /// Put each deployed index's report beside its platforms' reports: the platforms' findings
 /// merged, each naming the platforms that have it; an error of any platform is the index's.
 fn fold_indexes(reports: &mut Reports, indexes: &Indexes) {
-    for (index, children) in indexes {
-        let mut scans = Vec::with_capacity(children.len());
+    for (index, parts) in indexes {
+        let mut scans = Vec::with_capacity(parts.len());
         let mut failed = None;
-        for c in children.iter() {
-            match reports.get(&c.digest) {
+        for (platform, part) in parts {
+            match reports.get(part) {
                 Some(Ok(r)) => scans.push(PlatformScan {
-                    platform: Some(c.platform.clone()),
+                    platform: platform.clone(),
                     report: r.clone(),
                 }),
                 Some(Err(e)) => failed = Some(e.clone()),
@@ -212,20 +211,21 @@ impl Engine {
         let mut indexes = Indexes::new();
         for inv in inventories {
             for d in &inv.deployed {
-                let mut targets = vec![d.digest.clone()];
-                if select::kind_of(&inv.images, &d.digest) == ImageKind::Index {
-                    match self.children(inv.svc, &d.digest).await {
-                        Ok(children) => {
-                            targets = children.iter().map(|c| c.digest.clone()).collect();
-                            indexes.insert(d.digest.clone(), children);
+                let kind = select::kind_of(&inv.images, &d.digest);
+                let parts = match self.scanned_parts(inv.svc, &d.digest, &kind).await {
+                    Ok(parts) => {
+                        if kind == ImageKind::Index {
+                            indexes.insert(d.digest.clone(), parts.clone());
                         }
-                        // Scanned as it is: the index's own answer says what is wrong.
-                        Err(e) => {
-                            tracing::warn!(service = %inv.svc.name, digest = %d.digest, error = %e, "cannot read the image index's platforms")
-                        }
+                        parts
                     }
-                }
-                for t in targets {
+                    // Scanned as it is: the index's own answer says what is wrong.
+                    Err(e) => {
+                        tracing::warn!(service = %inv.svc.name, digest = %d.digest, error = %e, "cannot read the image index's platforms");
+                        vec![(None, d.digest.clone())]
+                    }
+                };
+                for (_, t) in parts {
                     if !digests.iter().any(|(x, _)| *x == t) {
                         digests.push((t, inv.svc));
                     }
@@ -252,10 +252,9 @@ impl Engine {
                 Ok(ScanStart::AlreadyScannedToday) => starts.already_scanned_today += 1,
                 Ok(ScanStart::Refused(why)) => {
                     tracing::warn!(service = %svc.name, %digest, why = %why, "ECR will not scan this image");
-                    starts.failed.insert(
-                        digest.clone(),
-                        PortError::new("ecr", "StartImageScan", ErrorKind::Rejected, why),
-                    );
+                    starts
+                        .failed
+                        .insert(digest.clone(), ScanStart::refusal(why));
                 }
                 Err(e) => {
                     tracing::warn!(service = %svc.name, %digest, error = %e, "could not start a scan");
