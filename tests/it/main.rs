@@ -15,5 +15,6 @@ mod corpus;
 mod deploy;
 mod e2e;
 mod editor_properties;
+mod forgery;
 mod notify;
 mod policies;

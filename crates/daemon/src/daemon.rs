@@ -341,6 +341,7 @@ impl Daemon {
         let now = self.clock.now();
         self.metrics
             .record_cycle(outcome, scope.is_none(), started.elapsed(), &calls, now);
+        self.metrics.record_forged(&self.engine.take_forged());
         self.metrics
             .ready
             .policy_loaded

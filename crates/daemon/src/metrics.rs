@@ -2,6 +2,7 @@
 //! rescan. Labels are bounded: service, environment, outcome, severity and result, never
 //! tags, digests or user names.
 
+use crate::domain::provenance::Forgery;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -43,6 +44,11 @@ pub struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -456,6 +462,8 @@ pub struct Metrics {
     pub notify: NotifyMetrics,
     /// Publications of the dashboard issue by result.
     pub dashboard: Family<ResultLabels, Counter>,
+    /// Records on the forge that tugboat did not write, ignored, by what gave them away.
+    pub forged: Family<KindLabels, Counter>,
     pub ready: Readiness,
     /// How long after the last finished cycle `/readyz` still passes; grows with the longest
     /// health timeout of the policy, since a cycle verifies merges inline.
@@ -501,6 +509,7 @@ impl Metrics {
             events: EventMetrics::default(),
             notify: NotifyMetrics::default(),
             dashboard: Family::default(),
+            forged: Family::default(),
             ready: Readiness::default(),
             max_cycle_age_secs: AtomicI64::new(max_cycle_age_secs),
             max_cycle_age: Gauge::default(),
@@ -517,6 +526,19 @@ impl Metrics {
             m.dashboard.clone(),
         );
         r.register("cycles", "Reconcile cycles by result", m.cycles.clone());
+        for kind in Forgery::ALL {
+            // Zero series from the start, so an alert on their increase works at once.
+            m.forged
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str().into(),
+                })
+                .inc_by(0);
+        }
+        r.register(
+            "forged_records",
+            "Records tugboat found on the forge but did not write (a PR or issue someone else opened, a label someone else added, a PR merged into another branch, a state block contradicting git history), each counted once and ignored, by kind",
+            m.forged.clone(),
+        );
         r.register_with_unit(
             "cycle_duration",
             "How long reconcile cycles took",
@@ -636,6 +658,17 @@ impl Metrics {
             .inc();
         self.last_success.set(secs);
         self.record_reports(reports, now);
+    }
+
+    /// Count the forged records the engine found and ignored (each once).
+    pub fn record_forged(&self, found: &BTreeMap<Forgery, u64>) {
+        for (kind, n) in found {
+            self.forged
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str().into(),
+                })
+                .inc_by(*n);
+        }
     }
 
     /// Which systems every call of which failed, for `/readyz`: a full cycle says it for

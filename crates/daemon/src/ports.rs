@@ -12,6 +12,7 @@ use crate::domain::gate::ScanReport;
 use crate::domain::image::Digest;
 use crate::domain::index::PlatformImage;
 use crate::domain::policy::PolicyDocument;
+pub use crate::domain::provenance::LabelEvent;
 use crate::domain::select::ImageRecord;
 use crate::secret::Secret;
 
@@ -246,6 +247,10 @@ pub trait GitOpsRepo: Send + Sync {
     async fn sync(&self) -> PortResult<String>;
     /// A file's text at the fetched base head; `None` when absent.
     async fn read(&self, path: &str) -> PortResult<Option<String>>;
+    /// A file's text as main had it just before `commit` (at its first parent, fetching once
+    /// if `commit` is unknown); `None` when absent there. What a merge replaced, from history
+    /// rather than from anything a person can edit.
+    async fn read_before(&self, commit: &str, path: &str) -> PortResult<Option<String>>;
     /// Commit `files` on top of the base head as `branch` and force-push it, unless the
     /// remote branch already makes exactly this change: on the current base, or (with
     /// [`Base::Untouched`]) on an earlier base whose copies of `files` main has not changed
@@ -336,6 +341,8 @@ pub struct PullRequest {
     pub merge_sha: Option<String>,
     /// Its labels, as read (or as set when tugboat opened it).
     pub labels: Vec<String>,
+    /// The branch it merges into (`base.ref`): a person with write access can change it.
+    pub base: String,
 }
 
 /// A pull request to open.
@@ -377,6 +384,10 @@ pub struct Issue {
     pub title: String,
     pub body: String,
     pub open: bool,
+    /// Who opened it (`user.login`).
+    pub author: String,
+    /// When anything about it last changed (`updated_at`; labelling moves it).
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// A pull request found by its labels (merged promotions that tugboat still looks after).
@@ -390,6 +401,10 @@ pub struct LabelledPr {
     pub open: bool,
     /// When it was merged; `None` when it was not.
     pub merged_at: Option<DateTime<Utc>>,
+    /// Who opened it (`user.login`).
+    pub author: String,
+    /// When anything about it last changed (`updated_at`; labelling moves it).
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// A user's permission on the GitOps repository (GitHub's `permission` field).
@@ -587,6 +602,9 @@ pub trait Issues: Send + Sync {
     /// Pin an issue to the repository's issue list (refused when the token may not, or the
     /// repository has its most pinned issues already).
     async fn pin_issue(&self, number: u64) -> PortResult<()>;
+    /// Who added and removed the labels of a pull request or issue, oldest first (its issue
+    /// events): a label counts as tugboat's only if tugboat added it.
+    async fn label_events(&self, number: u64) -> PortResult<Vec<LabelEvent>>;
 }
 
 /// The Git host (GitHub), every role of it: one adapter implements them all, and the engine

@@ -40,6 +40,11 @@ pub struct Pr {
     pub labels: Vec<String>,
     pub comments: Vec<(String, String)>,
     pub created_at: String,
+    /// Who opened it (its `user`).
+    pub user: String,
+    /// When anything about it last changed (GitHub moves `updated_at` on every edit, label
+    /// and comment).
+    pub updated_at: String,
 }
 
 /// An issue in the stand-in (numbered in the same sequence as pull requests, as on GitHub).
@@ -55,6 +60,10 @@ pub struct IssueRec {
     pub created_at: String,
     /// Pinned to the repository's issue list (GraphQL `pinIssue`).
     pub pinned: bool,
+    /// Who opened it (its `user`).
+    pub user: String,
+    /// When anything about it last changed.
+    pub updated_at: String,
 }
 
 /// A comment on a PR or issue, with what GitHub keeps of it.
@@ -83,8 +92,10 @@ pub struct ReviewRec {
 
 #[derive(Default)]
 pub(crate) struct Inner {
-    prs: Vec<Pr>,
-    issues: Vec<IssueRec>,
+    pub(crate) prs: Vec<Pr>,
+    pub(crate) issues: Vec<IssueRec>,
+    /// Every issue event (labelled, unlabelled), oldest first, with who did it.
+    pub(crate) events: Vec<crate::github_people::EventRec>,
     /// Every comment, oldest first (the truth behind `Pr::comments` / `IssueRec::comments`).
     comments: Vec<CommentRec>,
     reviews: Vec<ReviewRec>,
@@ -114,7 +125,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// Issues and pull requests share one number sequence.
-    fn next_number(&self) -> u64 {
+    pub(crate) fn next_number(&self) -> u64 {
         (self.prs.len() + self.issues.len()) as u64 + 1
     }
 
@@ -141,11 +152,12 @@ impl Inner {
             reactions: Vec::new(),
         };
         self.comments.push(c.clone());
+        self.touch(number, now);
         c
     }
 
     /// The labels of the pull request or issue `number`.
-    fn labels_mut(&mut self, number: u64) -> Option<&mut Vec<String>> {
+    pub(crate) fn labels_mut(&mut self, number: u64) -> Option<&mut Vec<String>> {
         match self.prs.iter_mut().find(|p| p.number == number) {
             Some(p) => Some(&mut p.labels),
             None => self
@@ -352,6 +364,7 @@ impl GitHub {
                 get(permission),
             )
             .merge(crate::github_data::routes())
+            .merge(crate::github_people::routes())
             .route("/_sandbox/pulls", get(dump))
             .route("/_sandbox/comments", post(comment_as))
             .route("/_sandbox/collaborators", post(add_collaborator))
@@ -524,9 +537,10 @@ impl GitHub {
             state: &i.state,
             labels: &i.labels,
             created_at: &i.created_at,
-            updated_at: &i.created_at,
+            updated_at: &i.updated_at,
             closed_at: closed,
             comments,
+            user: &i.user,
         })
         .as_object()
         .cloned()
@@ -760,6 +774,8 @@ impl GitHub {
                 comments: vec![],
                 created_at: p.created_at.clone(),
                 pinned: false,
+                user: p.user.clone(),
+                updated_at: p.updated_at.clone(),
             },
             p.comments.len(),
         );
@@ -777,8 +793,9 @@ impl GitHub {
         } else {
             p.closed_head.clone().unwrap_or_default()
         };
-        let updated = p.merged_at.as_ref().unwrap_or(&p.created_at);
-        let closed = (p.state == "closed").then_some(updated.as_str());
+        let updated = p.updated_at.as_str();
+        let closed =
+            (p.state == "closed").then_some(p.merged_at.as_ref().unwrap_or(&p.updated_at).as_str());
         let (o, r) = (self.owner.as_str(), self.repo.as_str());
         wire::pull_request(
             &wire::Item {
@@ -793,6 +810,7 @@ impl GitHub {
                 updated_at: updated,
                 closed_at: closed,
                 comments: p.comments.len(),
+                user: &p.user,
             },
             wire::end(o, r, &p.head, &head_sha),
             wire::end(o, r, &p.base, &self.branch_sha(&p.base).unwrap_or_default()),
@@ -805,7 +823,7 @@ impl GitHub {
     /// the combined tree (`squash`), a merge commit with both parents (`merge`), or the head
     /// commit replayed on the base with its own message (`rebase`; tugboat's branches hold one
     /// commit). Returns the new base commit.
-    fn merge_into(
+    pub(crate) fn merge_into(
         &self,
         base: &str,
         head: &str,
@@ -855,7 +873,7 @@ impl GitHub {
 }
 
 /// How a pull request is merged (`merge_method`).
-enum MergeMethod {
+pub(crate) enum MergeMethod {
     Squash,
     Merge,
     Rebase,
@@ -963,6 +981,7 @@ impl GitHub {
     /// when `n` is no pull request.
     fn edit_pr_as_issue(&self, n: u64, u: &UpdateIssue) -> Option<Value> {
         let p = {
+            let now = self.now();
             let mut g = self.lock();
             let p = g.prs.iter_mut().find(|p| p.number == n)?;
             if let Some(t) = &u.title {
@@ -972,9 +991,10 @@ impl GitHub {
                 p.body.clone_from(b);
             }
             if let Some(l) = &u.labels {
-                p.labels.clone_from(l);
+                g.relabel(n, BOT, l.clone(), now);
             }
-            p.clone()
+            g.touch(n, now);
+            g.prs.iter().find(|p| p.number == n)?.clone()
         };
         Some(self.pr_as_issue_json(&p))
     }
@@ -982,7 +1002,7 @@ impl GitHub {
 
 /// A list answer with a weak ETag of its body; `If-None-Match` with that ETag gets a bodiless
 /// 304 (counted as `op304`), as GitHub answers conditional requests.
-fn etagged(gh: &GitHub, headers: &HeaderMap, op304: &str, body: String) -> Response {
+pub(crate) fn etagged(gh: &GitHub, headers: &HeaderMap, op304: &str, body: String) -> Response {
     let etag = format!(
         "W/\"{}\"",
         hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())[..16])
@@ -1031,20 +1051,30 @@ async fn create_issue(
         );
     }
     let issue = {
+        let now = gh.now();
+        let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut g = gh.lock();
-        let issue = IssueRec {
-            number: g.next_number(),
+        let number = g.next_number();
+        g.issues.push(IssueRec {
+            number,
             title: c.title,
             body: c.body.unwrap_or_default(),
             state: "open".into(),
             state_reason: None,
-            labels: c.labels,
+            labels: Vec::new(),
             comments: vec![],
-            created_at: gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created_at: at.clone(),
             pinned: false,
-        };
-        g.issues.push(issue.clone());
-        issue
+            user: BOT.to_owned(),
+            updated_at: at,
+        });
+        // Labels given at creation are events by the creator, as on GitHub.
+        g.relabel(number, BOT, c.labels, now);
+        g.issues
+            .iter()
+            .find(|i| i.number == number)
+            .cloned()
+            .unwrap_or_else(|| unreachable!())
     };
     (StatusCode::CREATED, Json(gh.issue_json(&issue, 0))).into_response()
 }
@@ -1134,13 +1164,18 @@ async fn update_issue(
         return Json(pr).into_response();
     }
     let issue = {
+        let now = gh.now();
         let mut g = gh.lock();
+        if !g.issues.iter().any(|i| i.number == n) {
+            return gh_error(StatusCode::NOT_FOUND, "Not Found");
+        }
+        if let Some(l) = &u.labels {
+            g.relabel(n, BOT, l.clone(), now);
+        }
+        g.touch(n, now);
         let Some(i) = g.issues.iter_mut().find(|i| i.number == n) else {
             return gh_error(StatusCode::NOT_FOUND, "Not Found");
         };
-        if let Some(l) = &u.labels {
-            i.labels.clone_from(l);
-        }
         if let Some(t) = u.title {
             i.title = t;
         }
@@ -1209,6 +1244,8 @@ async fn create_pull(
             labels: vec![],
             comments: vec![],
             created_at: gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            user: BOT.to_owned(),
+            updated_at: gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         g.prs.push(pr.clone());
         pr
@@ -1242,8 +1279,10 @@ async fn update_pull(
     Json(u): Json<UpdatePull>,
 ) -> Response {
     guard!(gh, headers, o, r, "PATCH pull");
+    let now = gh.now();
     let pr = {
         let mut g = gh.lock();
+        g.touch(n, now);
         let Some(p) = g.prs.iter_mut().find(|p| p.number == n) else {
             return gh_error(StatusCode::NOT_FOUND, "Not Found");
         };
@@ -1353,6 +1392,7 @@ async fn merge_pull(
                 p.merge_sha = Some(sha.clone());
                 p.closed_head = Some(head.clone());
             }
+            g.touch(n, gh.now());
             if pr.base == "main" {
                 g.main_moved = Some((sha.clone(), tokio::time::Instant::now()));
             }
@@ -1375,8 +1415,9 @@ async fn add_labels(
     Json(l): Json<Labels>,
 ) -> Response {
     guard!(gh, headers, o, r, "POST labels");
+    let now = gh.now();
     let mut g = gh.lock();
-    let Some(labels) = g.labels_mut(n) else {
+    let Some(mut labels) = g.labels_mut(n).map(|l| l.clone()) else {
         return gh_error(StatusCode::NOT_FOUND, "Not Found");
     };
     for label in l.labels {
@@ -1384,7 +1425,8 @@ async fn add_labels(
             labels.push(label);
         }
     }
-    Json(wire::labels(&gh.owner, &gh.repo, labels)).into_response()
+    g.relabel(n, BOT, labels.clone(), now);
+    Json(wire::labels(&gh.owner, &gh.repo, &labels)).into_response()
 }
 
 async fn remove_label(
@@ -1393,15 +1435,17 @@ async fn remove_label(
     UrlPath((o, r, n, name)): UrlPath<(String, String, u64, String)>,
 ) -> Response {
     guard!(gh, headers, o, r, "DELETE label");
+    let now = gh.now();
     let mut g = gh.lock();
-    let Some(labels) = g.labels_mut(n) else {
+    let Some(mut labels) = g.labels_mut(n).map(|l| l.clone()) else {
         return gh_error(StatusCode::NOT_FOUND, "Not Found");
     };
     if !labels.contains(&name) {
         return gh_error(StatusCode::NOT_FOUND, "Label does not exist");
     }
     labels.retain(|l| *l != name);
-    Json(wire::labels(&gh.owner, &gh.repo, labels)).into_response()
+    g.relabel(n, BOT, labels.clone(), now);
+    Json(wire::labels(&gh.owner, &gh.repo, &labels)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -1691,7 +1735,7 @@ async fn comment_as(State(gh): State<GitHub>, Json(c): Json<CommentAs>) -> Respo
 }
 
 /// One page of a list, with GitHub's paging defaults (30 a page, at most 100; pages from 1).
-fn page_of<T>(
+pub(crate) fn page_of<T>(
     items: impl IntoIterator<Item = T>,
     per_page: Option<usize>,
     page: Option<usize>,

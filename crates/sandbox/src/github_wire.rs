@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-const API: &str = "https://api.github.com";
+pub(crate) const API: &str = "https://api.github.com";
 const WEB: &str = "https://github.com";
 
 /// A `simple-user`; `kind` is `User`, `Bot` or `Organization`.
@@ -155,6 +155,8 @@ pub struct Item<'a> {
     pub updated_at: &'a str,
     pub closed_at: Option<&'a str>,
     pub comments: usize,
+    /// Who opened it.
+    pub user: &'a str,
 }
 
 /// An `issue` (with `pull_request` added by the caller for a pull request).
@@ -167,7 +169,7 @@ pub fn issue(i: &Item<'_>) -> Value {
         "comments_url": format!("{u}/comments"), "events_url": format!("{u}/events"),
         "html_url": format!("{WEB}/{o}/{r}/issues/{n}"),
         "state": i.state, "title": i.title, "body": i.body, "locked": false,
-        "user": user(super::github::BOT), "assignee": null, "assignees": [], "milestone": null,
+        "user": user(i.user), "assignee": null, "assignees": [], "milestone": null,
         "labels": labels(o, r, i.labels), "comments": i.comments, "author_association": "NONE",
         "created_at": i.created_at, "updated_at": i.updated_at, "closed_at": i.closed_at,
     })
@@ -209,7 +211,7 @@ pub fn pull_request(
         "review_comment_url": format!("{API}/repos/{o}/{r}/pulls/comments{{/number}}"),
         "comments_url": format!("{issue_url}/comments"), "statuses_url": statuses, "_links": links,
         "state": i.state, "title": i.title, "body": i.body, "locked": false, "draft": false,
-        "user": user(super::github::BOT), "assignee": null, "assignees": [], "requested_reviewers": [],
+        "user": user(i.user), "assignee": null, "assignees": [], "requested_reviewers": [],
         "requested_teams": [], "milestone": null, "labels": labels(o, r, i.labels),
         "head": head, "base": base, "author_association": "NONE", "auto_merge": null,
     });

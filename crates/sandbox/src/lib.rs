@@ -8,6 +8,7 @@ pub mod demo;
 pub mod github;
 pub mod github_app;
 mod github_data;
+mod github_people;
 mod github_wire;
 pub mod kube;
 pub mod sinks;

@@ -20,6 +20,7 @@ pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod promotion;
+pub mod provenance;
 pub mod rescan;
 pub mod schedule;
 pub mod select;

@@ -266,6 +266,31 @@ fn commit_time(c: &git2::Commit<'_>) -> DateTime<Utc> {
 }
 
 /// The tree of `base` with `files` written into it (keeping an executable bit it had).
+/// The UTF-8 text of `path` in `tree`; `None` when absent.
+fn text_at(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    path: &str,
+    op: &'static str,
+) -> PortResult<Option<String>> {
+    let entry = match tree.get_path(Path::new(path)) {
+        Ok(e) => e,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(err(op, &e)),
+    };
+    let blob = repo.find_blob(entry.id()).map_err(|e| err(op, &e))?;
+    String::from_utf8(blob.content().to_vec())
+        .map(Some)
+        .map_err(|_| {
+            PortError::new(
+                "git",
+                op,
+                ErrorKind::Rejected,
+                format!("{path} is not UTF-8 text"),
+            )
+        })
+}
+
 fn tree_with(
     repo: &Repository,
     base: &git2::Tree<'_>,
@@ -328,11 +353,15 @@ fn fetch(repo: &Repository, me: &Git) -> PortResult<()> {
     let mut opts = FetchOptions::new();
     opts.prune(git2::FetchPrune::On);
     opts.download_tags(git2::AutotagOption::None);
-    let r = remote.fetch(
-        &["+refs/heads/*:refs/remotes/origin/*"],
-        Some(&mut opts),
-        None,
-    );
+    // Only the refs tugboat uses: anyone who can push may make branches, and every one of
+    // them fetched would fill the working directory.
+    let track = |branch: &str| format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    let refspecs = [
+        track(&me.base_branch),
+        track("tugboat/*"),
+        track(LEDGER_BRANCH),
+    ];
+    let r = remote.fetch(&refspecs, Some(&mut opts), None);
     me.api.record("git", "fetch", &r);
     r.map_err(|e| err("fetch", &e))
 }
@@ -629,22 +658,25 @@ impl GitOpsRepo for Git {
                 .find_reference(&me.base_ref())
                 .and_then(|r| r.peel_to_tree())
                 .map_err(|e| err("read", &e))?;
-            let entry = match tree.get_path(Path::new(&path)) {
-                Ok(e) => e,
-                Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-                Err(e) => return Err(err("read", &e)),
-            };
-            let blob = repo.find_blob(entry.id()).map_err(|e| err("read", &e))?;
-            String::from_utf8(blob.content().to_vec())
-                .map(Some)
-                .map_err(|_| {
-                    PortError::new(
-                        "git",
-                        "read",
-                        ErrorKind::Rejected,
-                        format!("{path} is not UTF-8 text"),
-                    )
-                })
+            text_at(repo, &tree, &path, "read")
+        })
+        .await
+    }
+
+    async fn read_before(&self, commit: &str, path: &str) -> PortResult<Option<String>> {
+        let (commit, path) = (commit.to_owned(), path.to_owned());
+        self.blocking(move |repo, me| {
+            let e = |e: &git2::Error| err("read_before", e);
+            let oid = Oid::from_str(&commit).map_err(|x| e(&x))?;
+            if repo.find_commit(oid).is_err() {
+                fetch(repo, me)?;
+            }
+            let parent = repo
+                .find_commit(oid)
+                .and_then(|c| c.parent(0))
+                .map_err(|x| e(&x))?;
+            let tree = parent.tree().map_err(|x| e(&x))?;
+            text_at(repo, &tree, &path, "read_before")
         })
         .await
     }

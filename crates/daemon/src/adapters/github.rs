@@ -21,8 +21,8 @@ use crate::credentials::Token;
 use crate::domain::chatops;
 use crate::ports::{
     Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, ErrorKind, Issue, Issues,
-    LabelledPr, MergeMethod, NewPullRequest, Permission, PortError, PortResult, PullRequest,
-    PullRequests, Reaction, StatusState,
+    LabelEvent, LabelledPr, MergeMethod, NewPullRequest, Permission, PortError, PortResult,
+    PullRequest, PullRequests, Reaction, StatusState,
 };
 use crate::secret::Secret;
 use crate::telemetry::{ApiLabels, ApiMetrics};
@@ -255,6 +255,7 @@ struct PrWire {
     title: String,
     body: Option<String>,
     head: HeadWire,
+    base: BaseWire,
     merged_at: Option<String>,
     merge_commit_sha: Option<String>,
     #[serde(default)]
@@ -264,6 +265,12 @@ struct PrWire {
 #[derive(Debug, Deserialize)]
 struct HeadWire {
     sha: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct BaseWire {
+    #[serde(rename = "ref")]
+    branch: String,
 }
 
 impl From<PrWire> for PullRequest {
@@ -278,6 +285,7 @@ impl From<PrWire> for PullRequest {
             merged,
             merge_sha: if merged { p.merge_commit_sha } else { None },
             labels: p.labels.into_iter().map(|l| l.name).collect(),
+            base: p.base.branch,
         }
     }
 }
@@ -296,11 +304,26 @@ struct IssueWire {
     pull_request: Option<Value>,
     #[serde(default)]
     labels: Vec<LabelWire>,
+    /// Who opened it (`null` for a deleted account).
+    #[serde(default)]
+    user: Option<UserWire>,
+    #[serde(default)]
+    updated_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct LabelWire {
     name: String,
+}
+
+/// One of an issue's events (`issue-event-for-issue`); only labellings are read.
+#[derive(Debug, Deserialize)]
+struct IssueEventWire {
+    event: String,
+    #[serde(default)]
+    actor: Option<UserWire>,
+    #[serde(default)]
+    label: Option<LabelWire>,
 }
 
 impl From<IssueWire> for Issue {
@@ -311,6 +334,8 @@ impl From<IssueWire> for Issue {
             title: i.title,
             body: i.body.unwrap_or_default(),
             open: i.state == "open",
+            author: i.user.map(|u| u.login).unwrap_or_default(),
+            updated_at: i.updated_at.as_deref().map(time),
         }
     }
 }
@@ -707,6 +732,8 @@ impl PullRequests for GitHub {
                     labels: i.labels.into_iter().map(|l| l.name).collect(),
                     open: i.state == "open",
                     merged_at: pr.get("merged_at").and_then(Value::as_str).map(time),
+                    author: i.user.map(|u| u.login).unwrap_or_default(),
+                    updated_at: i.updated_at.as_deref().map(time),
                 })
             })
             .collect())
@@ -1233,6 +1260,29 @@ impl Issues for GitHub {
                 Err(refused(kind, message))
             }
         }
+    }
+
+    async fn label_events(&self, number: u64) -> PortResult<Vec<LabelEvent>> {
+        // A conditional listing: unchanged events cost no rate limit.
+        let events: Vec<IssueEventWire> = self
+            .conditional_list(
+                "issues/list-events",
+                &format!("issues/{number}/events"),
+                json!({}),
+            )
+            .await?;
+        Ok(events
+            .into_iter()
+            .filter(|e| e.event == "labeled" || e.event == "unlabeled")
+            .filter_map(|e| {
+                Some(LabelEvent {
+                    label: e.label?.name,
+                    // A deleted account shows as `null`; it is nobody tugboat trusts.
+                    actor: e.actor.map(|a| a.login).unwrap_or_default(),
+                    added: e.event == "labeled",
+                })
+            })
+            .collect())
     }
 }
 

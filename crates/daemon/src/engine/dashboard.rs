@@ -164,11 +164,13 @@ impl Engine {
     pub async fn publish_dashboard(&self, rows: &[Row]) -> PortResult<Published> {
         let forge = &self.ports.forge;
         let labels: Vec<String> = LABELS.iter().map(|l| (*l).to_owned()).collect();
+        let me = forge.me().await?;
+        // A person's issue that looks like the dashboard is not adopted (nor closed).
         let found: Vec<Issue> = forge
             .open_issues(&labels)
             .await?
             .into_iter()
-            .filter(|i| is_dashboard(&i.body))
+            .filter(|i| is_dashboard(&i.body) && self.authored(&i.into(), &me))
             .collect();
         let now = self.clock.now();
         let Some((keep, extra)) = found.split_first() else {

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::commands::Target;
-use super::environment::manifest_error;
+use super::environment::{self, manifest_error};
 use super::evidence::{self, PromotionState};
 use super::hold::HoldIssue;
 use super::promote::Change;
@@ -31,6 +31,7 @@ use crate::domain::hold::{Cause as HoldCause, Hold};
 use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy::RollbackMode;
 use crate::domain::promotion::StateError;
+use crate::domain::provenance::Forgery;
 use crate::manifest;
 use crate::ports::{
     AppStatus, Base, CheckKind, CheckReport, ErrorKind, LabelledPr, OperationPhase, PullRequest,
@@ -93,6 +94,9 @@ impl Watched {
                 labels: vec![],
                 open: false,
                 merged_at: Some(merged_at),
+                // Opened by tugboat this cycle; it is not read back from a listing.
+                author: String::new(),
+                updated_at: None,
             },
             state,
             group: None,
@@ -294,8 +298,9 @@ impl Engine {
         })
     }
 
-    /// The PRs carrying `label`, with their state blocks; a PR whose block was edited by hand
-    /// into something tugboat did not write is logged and not acted on.
+    /// The PRs carrying `label`, with their state blocks: only those tugboat opened and
+    /// labelled so itself; a PR whose block was edited by hand into something tugboat did not
+    /// write is logged and not acted on.
     async fn labelled(
         &self,
         label: &'static str,
@@ -307,7 +312,16 @@ impl Engine {
             .labelled_prs(&[label.to_owned()], open_only)
             .await
             .map_err(|error| StepError::new(Step::Watch, Cause::Watch { label, error }))?;
-        Ok(prs.into_iter().flat_map(|pr| watched(pr, label)).collect())
+        let mut own = Vec::with_capacity(prs.len());
+        for pr in prs {
+            if self
+                .own_record((&pr).into(), Some(label), Step::Watch)
+                .await?
+            {
+                own.push(pr);
+            }
+        }
+        Ok(own.into_iter().flat_map(|pr| watched(pr, label)).collect())
     }
 
     /// Merged promotions of this environment come first: finish an interrupted verification,
@@ -514,6 +528,15 @@ impl Engine {
             return Ok(None);
         };
         let pr = forge.pull(w.pr.number).await.at(Step::Verify)?;
+        if !self.merged_into_base(&pr) {
+            // Not deployed by main: nothing to verify, settle or roll back; unlabelled so
+            // that it is not read again.
+            forge
+                .remove_label(pr.number, VERIFYING)
+                .await
+                .at(Step::Settle)?;
+            return Ok(None);
+        }
         let Some(sha) = pr.merge_sha else {
             return Err(StepError::new(
                 Step::Verify,
@@ -673,10 +696,8 @@ impl Engine {
         &self,
         cx: &EnvCtx<'_>,
         bad: &Watched,
+        from: &ImageRef,
     ) -> Result<Option<String>, StepError> {
-        let Some(from) = &bad.state.from else {
-            return Ok(None);
-        };
         let digest = from.digest.clone().or_else(|| {
             let tag = from.tag.as_ref()?;
             crate::domain::select::find_tag(cx.images, tag).map(|c| c.digest)
@@ -709,6 +730,51 @@ impl Engine {
             "a rollback of #{} is due, but `{from}` ({digest}), which it would restore, is {state}",
             bad.pr.number
         )))
+    }
+
+    /// What a rollback of `bad` restores: the reference main's files held just before
+    /// tugboat's merge of it (the merge commit's first parent), read from git history, never
+    /// the state block's `from`, which anyone with write access can edit. `None` when the
+    /// PR did not merge into the base branch, or nothing was deployed before it.
+    async fn rollback_target(
+        &self,
+        cx: &EnvCtx<'_>,
+        bad: &Watched,
+    ) -> Result<Option<ImageRef>, StepError> {
+        let pr = self
+            .ports
+            .forge
+            .pull(bad.pr.number)
+            .await
+            .at(Step::Rollback)?;
+        if !self.merged_into_base(&pr) {
+            return Ok(None);
+        }
+        let Some(sha) = pr.merge_sha else {
+            return Err(StepError::new(
+                Step::Rollback,
+                Cause::NoMergeCommit(pr.number),
+            ));
+        };
+        let mut before = Vec::new();
+        for path in &cx.env.files {
+            let text = self.ports.repo.read_before(&sha, path).await;
+            if let Some(text) = text.at(Step::Rollback)? {
+                before.push((path.clone(), text));
+            }
+        }
+        let from = environment::deployed_reference(&before, cx.svc)?;
+        if from != bad.state.from {
+            let shown =
+                |r: &Option<ImageRef>| r.as_ref().map_or("nothing".into(), ToString::to_string);
+            let why = format!(
+                "its state block says it replaced {}, but main ran {} before its merge {sha}; the rollback restores what main ran",
+                shown(&bad.state.from),
+                shown(&from)
+            );
+            self.forged(&(&bad.pr).into(), Forgery::Block, &why);
+        }
+        Ok(from)
     }
 
     /// Hold the environment instead of a rollback that would deploy an image that cannot be
@@ -756,13 +822,13 @@ impl Engine {
         cx: &EnvCtx<'_>,
         bad: &Watched,
     ) -> Result<Action, StepError> {
-        let Some(from) = bad.state.from.clone() else {
+        let Some(from) = self.rollback_target(cx, bad).await? else {
             return Err(StepError::new(
                 Step::Rollback,
                 Cause::NothingToRollBackTo(bad.pr.number),
             ));
         };
-        if let Some(why) = self.rollback_target_gone(cx, bad).await? {
+        if let Some(why) = self.rollback_target_gone(cx, bad, &from).await? {
             return self.hold_for_gone_target(cx, bad, why).await;
         }
         self.ports.repo.sync().await.at(Step::Rollback)?;

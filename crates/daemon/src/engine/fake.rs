@@ -22,7 +22,7 @@ use crate::domain::select::ImageRecord;
 use crate::manifest;
 use crate::ports::{
     Access, AppStatus, Base, CheckReport, Checks, ChecksState, CommitInfo, Conversation, Deployer,
-    ErrorKind, GitOpsRepo, Health, Issue, Issues, LabelledPr, Ledger, NewPullRequest,
+    ErrorKind, GitOpsRepo, Health, Issue, Issues, LabelEvent, LabelledPr, Ledger, NewPullRequest,
     ParameterStore, Permission, PortError, PortResult, Proposal, PullRequest, PullRequests,
     Reaction, Registry, ScanStart, ScanType, StatusState, SyncStart, SyncStatus, SyncWindows,
 };
@@ -58,6 +58,10 @@ pub struct Pr {
     pub open: bool,
     pub merged_at: Option<DateTime<Utc>>,
     pub merge_sha: Option<String>,
+    /// Who opened it.
+    pub author: String,
+    /// The branch it merges into.
+    pub base: String,
 }
 
 /// An issue of the fake forge.
@@ -68,6 +72,8 @@ pub struct FakeIssue {
     pub body: String,
     pub labels: BTreeSet<String>,
     pub open: bool,
+    /// Who opened it.
+    pub author: String,
 }
 
 /// Issues are numbered apart from pull requests (GitHub shares the sequence; nothing in the
@@ -124,6 +130,35 @@ struct State {
     foreign_claims: bool,
     calls: BTreeMap<&'static str, usize>,
     failing: HashMap<&'static str, ErrorKind>,
+    /// Who added and removed each PR's or issue's labels, oldest first.
+    label_events: HashMap<u64, Vec<LabelEvent>>,
+    /// When each PR or issue last changed (GitHub's `updated_at`).
+    updated: HashMap<u64, DateTime<Utc>>,
+}
+
+/// The login the fake forge's token acts as.
+pub const ME: &str = "tugboat[bot]";
+
+impl State {
+    /// `actor` changed the labels of `number` from `before` to `after`, at `now`.
+    fn labelled(
+        &mut self,
+        number: u64,
+        actor: &str,
+        before: &BTreeSet<String>,
+        after: &BTreeSet<String>,
+        now: DateTime<Utc>,
+    ) {
+        let log = self.label_events.entry(number).or_default();
+        let event = |label: &String, added| LabelEvent {
+            label: label.clone(),
+            actor: actor.to_owned(),
+            added,
+        };
+        log.extend(before.difference(after).map(|l| event(l, false)));
+        log.extend(after.difference(before).map(|l| event(l, true)));
+        self.updated.insert(number, now);
+    }
 }
 
 /// The whole outside world in memory.
@@ -275,6 +310,99 @@ impl World {
 
     pub fn allow(&self, user: &str, permission: Permission) {
         self.with(|s| s.permissions.insert(user.to_owned(), permission));
+    }
+
+    /// `user` (a person, not tugboat) opens a pull request into `base` with `body`, labelled
+    /// `labels` by them; `merged` merges it at once (into `base`, main's files unchanged).
+    pub fn open_pr_as(
+        &self,
+        user: &str,
+        base: &str,
+        body: &str,
+        labels: &[&str],
+        merged: bool,
+    ) -> u64 {
+        let now = self.clock.now();
+        self.with(|s| {
+            let p = Pr {
+                number: s.prs.len() as u64 + 1,
+                branch: format!("{user}/patch-{}", s.prs.len() + 1),
+                title: "A change".into(),
+                body: body.into(),
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+                open: !merged,
+                merged_at: merged.then_some(now),
+                merge_sha: merged.then(|| Self::head(s)),
+                author: user.into(),
+                base: base.into(),
+            };
+            s.labelled(p.number, user, &BTreeSet::new(), &p.labels, now);
+            s.prs.push(p.clone());
+            p.number
+        })
+    }
+
+    /// `user` (a person) opens an issue labelled `labels` by them.
+    pub fn open_issue_as(&self, user: &str, title: &str, body: &str, labels: &[&str]) -> u64 {
+        let now = self.clock.now();
+        self.with(|s| {
+            let i = FakeIssue {
+                number: FIRST_ISSUE + s.issues.len() as u64,
+                title: title.into(),
+                body: body.into(),
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+                open: true,
+                author: user.into(),
+            };
+            s.labelled(i.number, user, &BTreeSet::new(), &i.labels, now);
+            s.issues.push(i.clone());
+            i.number
+        })
+    }
+
+    /// `user` (a person) adds `label` to pull request or issue `number`.
+    pub fn label_as(&self, number: u64, user: &str, label: &str) {
+        let now = self.clock.now();
+        self.with(|s| {
+            let labels = match s.prs.iter_mut().find(|p| p.number == number) {
+                Some(p) => &mut p.labels,
+                None => {
+                    &mut s
+                        .issues
+                        .iter_mut()
+                        .find(|i| i.number == number)
+                        .unwrap()
+                        .labels
+                }
+            };
+            let before = labels.clone();
+            labels.insert(label.to_owned());
+            let after = labels.clone();
+            s.labelled(number, user, &before, &after, now);
+        });
+    }
+
+    /// A person with write access edits the body of pull request `number`.
+    pub fn edit_body(&self, number: u64, body: &str) {
+        let now = self.clock.now();
+        self.with(|s| {
+            s.prs.iter_mut().find(|p| p.number == number).unwrap().body = body.into();
+            s.updated.insert(number, now);
+        });
+    }
+
+    /// A person with write access retargets pull request `number` to `base` and merges it
+    /// there (main is not changed).
+    pub fn merge_elsewhere(&self, number: u64, base: &str) {
+        let now = self.clock.now();
+        self.with(|s| {
+            let p = s.prs.iter_mut().find(|p| p.number == number).unwrap();
+            p.base = base.into();
+            p.open = false;
+            p.merged_at = Some(now);
+            p.merge_sha = Some(format!("{:040x}", 0xdead_u64));
+            s.updated.insert(number, now);
+        });
     }
 
     /// `user` comments on issue or PR `number` now.
@@ -431,6 +559,16 @@ impl GitOpsRepo for World {
         Ok(self.with(|s| s.main.last().unwrap().1.get(path).cloned()))
     }
 
+    async fn read_before(&self, commit: &str, path: &str) -> PortResult<Option<String>> {
+        self.call("read_before")?;
+        // Main's commit `n` (its count of commits, in hex) has commit `n - 1` as its parent.
+        let n = usize::from_str_radix(commit, 16)
+            .ok()
+            .filter(|n| *n >= 2)
+            .ok_or_else(|| rejected("read_before", "no such commit, or it has no parent"))?;
+        Ok(self.with(|s| s.main.get(n - 2).and_then(|(_, f)| f.get(path).cloned())))
+    }
+
     async fn propose(
         &self,
         branch: &str,
@@ -571,6 +709,7 @@ fn pull_request(p: &Pr, heads: &HashMap<String, Branch>) -> PullRequest {
         merged: p.merged_at.is_some(),
         merge_sha: p.merge_sha.clone(),
         labels: p.labels.iter().cloned().collect(),
+        base: p.base.clone(),
     }
 }
 
@@ -625,6 +764,8 @@ impl PullRequests for World {
                     labels: p.labels.iter().cloned().collect(),
                     open: p.open,
                     merged_at: p.merged_at,
+                    author: p.author.clone(),
+                    updated_at: s.updated.get(&p.number).copied(),
                 })
                 .collect()
         }))
@@ -632,6 +773,7 @@ impl PullRequests for World {
 
     async fn open_pr(&self, pr: NewPullRequest) -> PortResult<PullRequest> {
         self.call("open_pr")?;
+        let now = self.clock.now();
         self.with(|s| {
             if s.prs.iter().any(|p| p.open && p.branch == pr.branch) {
                 return Err(rejected("open_pr", "a pull request already exists"));
@@ -645,7 +787,10 @@ impl PullRequests for World {
                 open: true,
                 merged_at: None,
                 merge_sha: None,
+                author: ME.to_owned(),
+                base: "main".to_owned(),
             };
+            s.labelled(p.number, ME, &BTreeSet::new(), &p.labels, now);
             s.prs.push(p.clone());
             Ok(pull_request(&p, &s.branches))
         })
@@ -699,19 +844,26 @@ impl PullRequests for World {
 
     async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()> {
         self.call("add_labels")?;
+        let now = self.clock.now();
         self.with(|s| {
             let p = Self::pr_mut(s, number, "add_labels")?;
+            let before = p.labels.clone();
             p.labels.extend(labels.iter().cloned());
+            let after = p.labels.clone();
+            s.labelled(number, ME, &before, &after, now);
             Ok(())
         })
     }
 
     async fn remove_label(&self, number: u64, label: &str) -> PortResult<()> {
         self.call("remove_label")?;
+        let now = self.clock.now();
         self.with(|s| {
-            Self::pr_mut(s, number, "remove_label")?
-                .labels
-                .remove(label);
+            let p = Self::pr_mut(s, number, "remove_label")?;
+            let before = p.labels.clone();
+            p.labels.remove(label);
+            let after = p.labels.clone();
+            s.labelled(number, ME, &before, &after, now);
             Ok(())
         })
     }
@@ -724,8 +876,10 @@ impl PullRequests for World {
         body: Option<&str>,
     ) -> PortResult<()> {
         self.call("relabel")?;
+        let now = self.clock.now();
         self.with(|s| {
             let p = Self::pr_mut(s, number, "relabel")?;
+            let before = p.labels.clone();
             for l in remove {
                 p.labels.remove(*l);
             }
@@ -733,6 +887,8 @@ impl PullRequests for World {
             if let Some(b) = body {
                 b.clone_into(&mut p.body);
             }
+            let after = p.labels.clone();
+            s.labelled(number, ME, &before, &after, now);
             Ok(())
         })
     }
@@ -742,7 +898,7 @@ impl PullRequests for World {
 impl Conversation for World {
     async fn comment(&self, number: u64, body: &str) -> PortResult<()> {
         self.call("comment")?;
-        self.say(number, "tugboat[bot]", body);
+        self.say(number, ME, body);
         Ok(())
     }
 
@@ -762,7 +918,7 @@ impl Conversation for World {
 
     async fn me(&self) -> PortResult<String> {
         self.call("me")?;
-        Ok("tugboat[bot]".to_owned())
+        Ok(ME.to_owned())
     }
 }
 
@@ -807,13 +963,14 @@ impl Issues for World {
             s.issues
                 .iter()
                 .filter(|i| i.open && labels.iter().all(|l| i.labels.contains(l)))
-                .map(issue)
+                .map(|i| issue(i, &s.updated))
                 .collect()
         }))
     }
 
     async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue> {
         self.call("open_issue")?;
+        let now = self.clock.now();
         Ok(self.with(|s| {
             let i = FakeIssue {
                 number: FIRST_ISSUE + s.issues.len() as u64,
@@ -821,9 +978,11 @@ impl Issues for World {
                 body: body.to_owned(),
                 labels: labels.iter().cloned().collect(),
                 open: true,
+                author: ME.to_owned(),
             };
+            s.labelled(i.number, ME, &BTreeSet::new(), &i.labels, now);
             s.issues.push(i.clone());
-            issue(&i)
+            issue(&i, &s.updated)
         }))
     }
 
@@ -852,6 +1011,11 @@ impl Issues for World {
         self.call("pin_issue")?;
         self.with(|s| s.pinned.insert(number));
         Ok(())
+    }
+
+    async fn label_events(&self, number: u64) -> PortResult<Vec<LabelEvent>> {
+        self.call("label_events")?;
+        Ok(self.with(|s| s.label_events.get(&number).cloned().unwrap_or_default()))
     }
 }
 
@@ -930,13 +1094,15 @@ impl Deployer for World {
     }
 }
 
-fn issue(i: &FakeIssue) -> Issue {
+fn issue(i: &FakeIssue, updated: &HashMap<u64, DateTime<Utc>>) -> Issue {
     Issue {
         number: i.number,
         url: format!("https://github.test/issues/{}", i.number),
         title: i.title.clone(),
         body: i.body.clone(),
         open: i.open,
+        author: i.author.clone(),
+        updated_at: updated.get(&i.number).copied(),
     }
 }
 

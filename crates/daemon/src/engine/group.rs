@@ -281,6 +281,13 @@ impl Engine {
             Ok(r) => r,
             Err(error) => return failed_members(w.group.as_deref(), &error),
         };
+        if !self.merged_into_base(&pr) {
+            // Not deployed by main: nothing to verify; unlabelled so it is not read again.
+            if let Err(e) = forge.remove_label(pr.number, VERIFYING).await {
+                tracing::warn!(pr = pr.number, error = %e, "could not unlabel a group PR merged into another branch");
+            }
+            return Vec::new();
+        }
         tracing::info!(pr = pr.number, merge = %sha, "resuming the verification of a merged group PR");
         let labelled = LabelledPr {
             body: pr.body,
@@ -593,6 +600,9 @@ impl Engine {
             labels: pr.labels.clone(),
             open: false,
             merged_at: Some(at),
+            // Opened by tugboat this cycle; it is not read back from a listing.
+            author: String::new(),
+            updated_at: None,
         };
         let merged = MergedGroup {
             pr: &labelled,

@@ -29,7 +29,17 @@ impl Engine {
             .open_issues(&[hold::HOLD_LABEL.to_owned()])
             .await
             .at(Step::Hold)?;
-        Ok(issues
+        let mut own = Vec::with_capacity(issues.len());
+        for issue in issues {
+            let record = (&issue).into();
+            if self
+                .own_record(record, Some(hold::HOLD_LABEL), Step::Hold)
+                .await?
+            {
+                own.push(issue);
+            }
+        }
+        Ok(own
             .into_iter()
             .filter_map(|issue| {
                 let hold = Hold::parse(&issue.body);

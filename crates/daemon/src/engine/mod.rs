@@ -19,6 +19,9 @@ mod group_commands;
 mod group_tests;
 mod hold;
 mod promote;
+mod provenance;
+#[cfg(test)]
+mod provenance_tests;
 pub mod rescan;
 pub mod scheduler;
 #[cfg(test)]
@@ -452,6 +455,8 @@ pub struct Engine {
     gate_due: Mutex<std::collections::BTreeSet<u64>>,
     /// Held while a group PR's block is read and rewritten (`Engine::supersede`).
     group_writes: tokio::sync::Mutex<()>,
+    /// Who wrote the records the engine read (what was checked, what was reported).
+    provenance: provenance::Provenance,
 }
 
 impl Engine {
@@ -470,6 +475,7 @@ impl Engine {
             inbox: Arc::default(),
             gate_due: Mutex::default(),
             group_writes: tokio::sync::Mutex::default(),
+            provenance: provenance::Provenance::default(),
         }
     }
 

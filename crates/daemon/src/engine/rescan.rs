@@ -137,6 +137,21 @@ struct Starts {
 }
 
 impl Engine {
+    /// The open security issues tugboat opened: a person's issue carrying the marker of a
+    /// service's report is not read (its state would steer what counts as new).
+    async fn own_security_issues(&self) -> Result<Vec<Issue>, StepError> {
+        let forge = &self.ports.forge;
+        let me = forge.me().await.at(Step::Issue)?;
+        let issues = forge
+            .open_issues(&rescan::security_labels())
+            .await
+            .at(Step::Issue)?;
+        Ok(issues
+            .into_iter()
+            .filter(|i| self.authored(&i.into(), &me))
+            .collect())
+    }
+
     /// Rescan what `scope` covers and bring each service's security issue up to date.
     /// A failure in one service is reported in its entry and never stops the others.
     pub async fn rescan(&self, scope: &Scope) -> Result<RescanReport, PortError> {
@@ -158,12 +173,7 @@ impl Engine {
         let today = self.clock.now().date_naive();
         // One listing for every service's issue: a call per service would spend GitHub's
         // rate limit on a large fleet.
-        let open_issues = self
-            .ports
-            .forge
-            .open_issues(&rescan::security_labels())
-            .await
-            .at(Step::Issue);
+        let open_issues = self.own_security_issues().await;
         let mut services = Vec::new();
         for inv in inventories {
             let s = self

@@ -1,0 +1,131 @@
+//! Who wrote a record. tugboat keeps its memory on the forge (labels, issues, pull requests),
+//! where people with ordinary roles can write too: triage can label and open issues, write
+//! can edit bodies and push branches, anyone can open a pull request from a fork. A record
+//! counts only when tugboat's own identity made it; this module decides that from what the
+//! forge reports of who did what.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One labelling of a pull request or issue, as its events report it (GitHub's issue events
+/// `labeled` / `unlabeled`, whose `actor` is who did it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelEvent {
+    pub label: String,
+    /// The login that added or removed the label.
+    pub actor: String,
+    /// `true` for `labeled`, `false` for `unlabeled`.
+    pub added: bool,
+}
+
+/// The labels tugboat applied and still stands behind: those whose latest event (in the
+/// order given, oldest first) is `me` adding them. A label a person added, or removed and
+/// added again, is not tugboat's even when tugboat once applied it.
+pub fn applied_by(events: &[LabelEvent], me: &str) -> BTreeSet<String> {
+    let mut last: BTreeMap<&str, &LabelEvent> = BTreeMap::new();
+    for e in events {
+        last.insert(&e.label, e);
+    }
+    last.into_iter()
+        .filter(|(_, e)| e.added && same_login(&e.actor, me))
+        .map(|(label, _)| label.to_owned())
+        .collect()
+}
+
+/// GitHub logins compare without regard to case.
+pub fn same_login(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// A record tugboat found but did not write, by what gave it away (a bounded metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Forgery {
+    /// A pull request or issue opened by someone else, carrying tugboat's labels or blocks.
+    Author,
+    /// One of tugboat's labels added by someone else.
+    Label,
+    /// A pull request of tugboat's merged into another branch than the configured base.
+    Base,
+    /// A state block whose recorded image differs from what git history says (a rollback
+    /// target is taken from history).
+    Block,
+}
+
+impl Forgery {
+    /// The metric label (`tugboat_forged_records_total{kind}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Author => "author",
+            Self::Label => "label",
+            Self::Base => "base",
+            Self::Block => "block",
+        }
+    }
+
+    /// Every kind, for metrics that export zeros.
+    pub const ALL: [Self; 4] = [Self::Author, Self::Label, Self::Base, Self::Block];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(label: &str, actor: &str, added: bool) -> LabelEvent {
+        LabelEvent {
+            label: label.into(),
+            actor: actor.into(),
+            added,
+        }
+    }
+
+    #[test]
+    fn a_label_tugboat_added_is_tugboats() {
+        let events = [ev("tugboat:bad", "tugboat[bot]", true)];
+        assert_eq!(
+            applied_by(&events, "tugboat[bot]"),
+            BTreeSet::from(["tugboat:bad".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_label_a_person_added_is_not_tugboats() {
+        let events = [
+            ev("tugboat", "tugboat[bot]", true),
+            ev("tugboat:bad", "mallory", true),
+        ];
+        assert_eq!(
+            applied_by(&events, "tugboat[bot]"),
+            BTreeSet::from(["tugboat".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_label_a_person_removed_and_added_again_is_no_longer_tugboats() {
+        let events = [
+            ev("tugboat:deployed", "tugboat[bot]", true),
+            ev("tugboat:deployed", "mallory", false),
+            ev("tugboat:deployed", "mallory", true),
+        ];
+        assert!(applied_by(&events, "tugboat[bot]").is_empty());
+    }
+
+    #[test]
+    fn a_label_tugboat_removed_is_gone_even_if_it_added_it_before() {
+        let events = [
+            ev("tugboat:verifying", "tugboat[bot]", true),
+            ev("tugboat:verifying", "tugboat[bot]", false),
+        ];
+        assert!(applied_by(&events, "tugboat[bot]").is_empty());
+    }
+
+    #[test]
+    fn logins_compare_without_case_as_on_github() {
+        let events = [ev("tugboat", "Tugboat[bot]", true)];
+        assert_eq!(applied_by(&events, "tugboat[bot]").len(), 1);
+    }
+
+    #[test]
+    fn every_forgery_kind_has_a_distinct_metric_label() {
+        let labels: BTreeSet<_> = Forgery::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(labels.len(), Forgery::ALL.len());
+    }
+}

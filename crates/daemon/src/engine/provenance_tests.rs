@@ -1,0 +1,207 @@
+//! Records tugboat did not write, on the fake forge: each attack of issue 37 that a person
+//! with triage or write access can make, ignored, reported once and counted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use chrono::{Duration as Span, Utc};
+
+use super::fake::{DEV, IMAGE, PROD, TestClock, World, values};
+use super::{Action, Engine, Mode};
+use crate::domain::dashboard;
+use crate::domain::hold::{Cause, Hold};
+use crate::domain::image::{ImageRef, Tag};
+use crate::domain::promotion::PromotionState;
+use crate::domain::provenance::Forgery;
+use crate::ports::Permission;
+
+fn world() -> (Arc<World>, Arc<TestClock>, Engine) {
+    let (w, clock) = World::salon();
+    let engine = Engine::new(super::fake::config("", ""), w.ports()).with_clock(clock.clone());
+    (w, clock, engine)
+}
+
+fn row(r: &[super::EnvReport], env: &str) -> super::EnvReport {
+    r.iter().find(|x| x.environment == env).unwrap().clone()
+}
+
+/// A state block as tugboat writes it, naming `from` as what prod ran before.
+fn forged_block(env: &str, tag: &str, from: &str) -> String {
+    PromotionState {
+        service: "user_service".into(),
+        environment: env.into(),
+        tag: Some(Tag::parse(tag).unwrap()),
+        digest: None,
+        from: Some(ImageRef::parse(from).unwrap()),
+        answered_through: 0,
+        rollback_of: None,
+        auto_sync: None,
+    }
+    .write_into("Promote it.\n")
+}
+
+const EVIL: &str = "evil.example/user_service:6.6.6-evil";
+
+#[tokio::test(start_paused = true)]
+async fn a_pr_someone_else_opened_with_a_block_and_the_bad_label_rolls_nothing_back() {
+    let (w, _, engine) = world();
+    let body = forged_block("prod", "1.0.0", EVIL);
+    let n = w.open_pr_as("mallory", "main", &body, &["tugboat", "tugboat:bad"], false);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, "prod").action, Action::None, "no rollback");
+    assert_eq!(w.prs().len(), 1, "tugboat opened nothing: {:?}", w.prs());
+    assert_eq!(w.main_file(PROD), values("1.0.0"), "prod is untouched");
+    assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        engine.take_forged().is_empty(),
+        "PR #{n} is reported once, not every cycle"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verifying_label_on_a_persons_merged_pr_starts_no_verification_or_rollback() {
+    let (w, _, engine) = world();
+    let body = forged_block("dev", "1.0.0", EVIL);
+    let n = w.open_pr_as("mallory", "side", &body, &["tugboat:verifying"], true);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, "dev").action, Action::None);
+    assert_eq!(w.main_file(DEV), values("1.0.0"));
+    assert_eq!(w.prs().len(), 1, "tugboat opened nothing");
+    let theirs = w.prs().into_iter().find(|p| p.number == n).unwrap();
+    assert!(
+        theirs.labels.iter().eq(["tugboat:verifying"]),
+        "left as it was: {theirs:?}"
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_label_a_person_adds_to_tugboats_own_deployed_pr_is_not_a_rollback() {
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let pr = w.prs()[0].clone();
+    assert!(pr.labels.contains("tugboat:deployed"), "{pr:?}");
+    w.label_as(pr.number, "mallory", "tugboat:bad");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        !matches!(row(&r, "dev").action, Action::RolledBack { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+    assert_eq!(w.main_file(DEV), values("1.1.0"), "dev still runs 1.1.0");
+    assert_eq!(engine.take_forged().get(&Forgery::Label), Some(&1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_nobody_touched_costs_no_label_events_call_the_next_cycle() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::seconds(30));
+    engine.cycle(Mode::Apply).await.unwrap();
+    let settled = w.calls("label_events");
+    clock.advance(Span::seconds(30));
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        w.calls("label_events"),
+        settled,
+        "an unchanged record is not checked again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_restores_what_main_ran_before_the_merge_not_what_the_block_says() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let pr = w.prs()[0].clone();
+    // Someone with write access edits the block's `from` in tugboat's own PR.
+    let edited = pr.body.replace(&format!("{IMAGE}:1.0.0"), EVIL);
+    assert_ne!(edited, pr.body, "the block names what dev ran before");
+    w.edit_body(pr.number, &edited);
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::seconds(5));
+    w.say(pr.number, "alice", "/rollback");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::RolledBack { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+    assert_eq!(w.main_file(DEV), values("1.0.0"), "what main ran before");
+    assert_eq!(engine.take_forged().get(&Forgery::Block), Some(&1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tugboats_pr_merged_into_another_branch_is_neither_verified_nor_recorded() {
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    // dev's PR carries `tugboat:verifying` from its opening; its merge fails this cycle.
+    w.fail("merge", crate::ports::ErrorKind::Transient);
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.heal("merge");
+    let pr = w.prs()[0].clone();
+    assert!(pr.open && pr.labels.contains("tugboat:verifying"), "{pr:?}");
+    // A person with write access retargets it to another branch and merges it there.
+    w.merge_elsewhere(pr.number, "side");
+    engine.cycle(Mode::Apply).await.unwrap();
+    let after = w.prs().into_iter().find(|p| p.number == pr.number).unwrap();
+    assert!(
+        !after.labels.contains("tugboat:deployed") && !after.labels.contains("tugboat:bad"),
+        "not settled as a deployment: {after:?}"
+    );
+    assert!(
+        !after.labels.contains("tugboat:verifying"),
+        "nor read again: {after:?}"
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Base), Some(&1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_issue_a_person_opened_freezes_nothing() {
+    let (w, _, engine) = world();
+    let hold = Hold {
+        service: "user_service".into(),
+        environment: "dev".into(),
+        cause: Cause::Command,
+        by: Some("mallory".into()),
+        commit: None,
+        since: Utc::now(),
+        deployed: None,
+        detail: "held".into(),
+        answered_through: 0,
+    };
+    let body = hold.write_into("Held.\n");
+    w.open_issue_as(
+        "mallory",
+        "tugboat holds user_service in dev",
+        &body,
+        &["tugboat", "tugboat:hold"],
+    );
+    w.push("1.1.0", 'b');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_persons_issue_that_looks_like_the_dashboard_is_neither_adopted_nor_closed() {
+    let (w, clock, engine) = world();
+    let fake = dashboard::render(&[], None, super::scheduler::Clock::now(&*clock));
+    let theirs = w.open_issue_as("mallory", dashboard::TITLE, &fake, &dashboard::LABELS);
+    let published = engine.publish_dashboard(&[]).await.unwrap();
+    assert!(
+        matches!(published, super::dashboard::Published::Created(n) if n != theirs),
+        "{published:?}"
+    );
+    let issues = w.issues();
+    let kept = issues.iter().find(|i| i.number == theirs).unwrap();
+    assert!(kept.open && kept.body == fake, "left as it was: {kept:?}");
+}

@@ -1,0 +1,199 @@
+//! Trust only what tugboat wrote, end to end: each record a person with triage or write
+//! access can make on GitHub, made in the sandbox through its people controls (as GitHub
+//! records them: the PR's or issue's `user`, each label's event `actor`), is ignored: nothing
+//! deploys, freezes or rolls back because of it, and it is counted once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use crate::common::{approver, row, setup};
+use tugboat::domain::hold::{Cause, Hold};
+use tugboat::domain::image::ImageRef;
+use tugboat::domain::promotion::PromotionState;
+use tugboat::domain::provenance::Forgery;
+use tugboat::engine::{Action, Mode};
+use tugboat_sandbox::file_of;
+
+const SVC: &str = "user_service";
+const EVIL: &str = "evil.example/user_service:6.6.6-evil";
+
+/// A state block as tugboat writes one, promoting `deployed` in `env` "from" the evil tag.
+fn forged_block(env: &str, deployed: &ImageRef) -> String {
+    PromotionState {
+        service: SVC.into(),
+        environment: env.into(),
+        tag: deployed.tag.clone(),
+        digest: deployed.digest.clone(),
+        from: Some(ImageRef::parse(EVIL).unwrap()),
+        answered_through: 0,
+        rollback_of: None,
+        auto_sync: None,
+    }
+    .write_into("Promote it.\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_pr_with_a_forged_block_and_the_bad_label_writes_nothing_into_prod() {
+    let (sb, engine, _w) = setup().await;
+    let r = engine.cycle(Mode::Plan).await.unwrap();
+    let deployed = ImageRef::parse(row(&r, SVC, "prod").deployed.as_deref().unwrap()).unwrap();
+    let before = sb.github.read_file("main", &file_of(SVC, "prod")).unwrap();
+    sb.github.branch_as("mallory/evil", "main").unwrap();
+    let body = forged_block("prod", &deployed);
+    // A closed, unmerged PR is enough: only its labels and body were ever read.
+    sb.github
+        .open_pr_as(
+            "mallory",
+            "mallory/evil",
+            "main",
+            &body,
+            &["tugboat", "tugboat:bad"],
+        )
+        .unwrap();
+
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(row(&r, SVC, "prod").action, Action::None);
+    assert_eq!(sb.github.pulls().len(), 1, "tugboat opened no rollback");
+    assert_eq!(
+        sb.github.read_file("main", &file_of(SVC, "prod")).unwrap(),
+        before
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_label_a_triager_adds_to_tugboats_deployed_pr_rolls_nothing_back() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged { number, .. } = row(&r, SVC, "dev").action.clone() else {
+        panic!("{:?}", row(&r, SVC, "dev"))
+    };
+    let promoted = sb.github.read_file("main", &file_of(SVC, "dev")).unwrap();
+    sb.github.add_collaborator("mallory", "triage");
+    assert!(sb.github.label_as(number, "mallory", "tugboat:bad"));
+
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        !matches!(row(&r, SVC, "dev").action, Action::RolledBack { .. }),
+        "{:?}",
+        row(&r, SVC, "dev")
+    );
+    assert_eq!(
+        sb.github.read_file("main", &file_of(SVC, "dev")).unwrap(),
+        promoted
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Label), Some(&1));
+    let events = sb.github.issue_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.number == number && e.actor == "mallory" && e.label == "tugboat:bad"),
+        "GitHub records who labelled it: {events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_issue_a_triager_opens_freezes_nothing() {
+    let (sb, engine, _w) = setup().await;
+    let hold = Hold {
+        service: SVC.into(),
+        environment: "dev".into(),
+        cause: Cause::Command,
+        by: Some("mallory".into()),
+        commit: None,
+        since: sb.github.now(),
+        deployed: None,
+        detail: "held by hand".into(),
+        answered_through: 0,
+    };
+    sb.github.open_issue_as(
+        "mallory",
+        "tugboat holds user_service in dev",
+        &hold.write_into("Held.\n"),
+        &["tugboat", "tugboat:hold"],
+    );
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, SVC, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, SVC, "dev")
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_restores_what_main_ran_before_the_merge_when_the_block_was_edited() {
+    let (sb, engine, _w) = setup().await;
+    let before = sb.github.read_file("main", &file_of(SVC, "dev")).unwrap();
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged { number, .. } = row(&r, SVC, "dev").action.clone() else {
+        panic!("{:?}", row(&r, SVC, "dev"))
+    };
+    // Someone with write access points the block's `from` at an image never pushed.
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap();
+    let start = pr.body.find("\"from\":\"").expect("the block names `from`") + 8;
+    let end = start + pr.body[start..].find('"').unwrap();
+    let edited = format!("{}{EVIL}{}", &pr.body[..start], &pr.body[end..]);
+    assert!(sb.github.edit_body_as(number, &edited));
+    approver(&sb, "alice");
+    sb.advance(Duration::from_secs(1));
+    sb.github.comment_as(number, "alice", "/rollback").unwrap();
+
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, SVC, "dev").action, Action::RolledBack { .. }),
+        "{:?}",
+        row(&r, SVC, "dev")
+    );
+    assert_eq!(
+        sb.github.read_file("main", &file_of(SVC, "dev")).unwrap(),
+        before,
+        "what main ran before the merge, byte for byte"
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Block), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tugboats_prod_pr_merged_by_a_person_into_a_side_branch_is_not_verified_or_deployed() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&r, SVC, "prod").action.clone() else {
+        panic!("{:?}", row(&r, SVC, "prod"))
+    };
+    let prod = sb.github.read_file("main", &file_of(SVC, "prod")).unwrap();
+    sb.github.branch_as("side", "main").unwrap();
+    assert!(sb.github.retarget(number, "side"));
+    sb.github.merge_as(number).unwrap();
+    assert!(sb.github.label_as(number, "mallory", "tugboat:verifying"));
+
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        !matches!(row(&r, SVC, "prod").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, SVC, "prod")
+    );
+    assert_eq!(
+        sb.github.read_file("main", &file_of(SVC, "prod")).unwrap(),
+        prod
+    );
+    let labels = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap()
+        .labels;
+    assert!(!labels.contains(&"tugboat:deployed".into()), "{labels:?}");
+    assert_eq!(engine.take_forged().get(&Forgery::Label), Some(&1));
+}
