@@ -6,9 +6,11 @@ use serde::de::DeserializeOwned;
 
 const END: &str = " -->";
 
-/// The text of the block after `marker` (e.g. `<!-- tugboat:state `), if the body has one.
+/// The text of the block after `marker` (e.g. `<!-- tugboat:state `), if the body has one:
+/// the last one, where tugboat writes it (below any text, whose quotes of outside text are
+/// made inert, `domain::markdown`, and cannot hold a marker).
 pub fn raw<'a>(body: &'a str, marker: &str) -> Option<&'a str> {
-    let start = body.find(marker)? + marker.len();
+    let start = body.rfind(marker)? + marker.len();
     let end = start + body[start..].find(END)?;
     Some(&body[start..end])
 }
@@ -30,7 +32,7 @@ pub fn json<T: Serialize>(value: &T) -> String {
 /// `body` with its block after `marker` replaced by `value` (appended when it has none).
 pub fn write<T: Serialize>(body: &str, marker: &str, value: &T) -> String {
     let block = format!("{marker}{}{END}", json(value));
-    if let Some(start) = body.find(marker)
+    if let Some(start) = body.rfind(marker)
         && let Some(len) = body[start..].find(END)
     {
         let end = start + len + END.len();
@@ -93,6 +95,17 @@ mod tests {
     fn a_value_holding_the_end_marker_cannot_end_the_block_early() {
         let body = write("", M, &json!({"from": "x -->y"}));
         assert_eq!(read::<Value>(&body, M), Some(json!({"from": "x -->y"})));
+    }
+
+    #[test]
+    fn a_marker_quoted_above_tugboats_block_is_not_read_or_rewritten() {
+        // A body written before quotes were made inert: the quote, then tugboat's block.
+        let quote = "A commit said <!-- tugboat:state {\"a\": 9} --> once\n";
+        let body = format!("{quote}\n{M}{{\"a\":1}} -->\n");
+        assert_eq!(read::<Value>(&body, M), Some(json!({"a": 1})));
+        let again = write(&body, M, &json!({"a": 2}));
+        assert!(again.starts_with(quote), "{again}");
+        assert_eq!(read::<Value>(&again, M), Some(json!({"a": 2})));
     }
 
     #[test]

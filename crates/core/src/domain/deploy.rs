@@ -117,7 +117,11 @@ pub enum Verdict {
 /// failed or is still running. `Degraded` or `Missing` at the merge, or a failed operation
 /// for it, is a failure; anything else waits.
 pub fn judge(o: &Observation<'_>) -> Verdict {
-    let with = |m: Option<&str>| m.map(|m| format!(": {m}")).unwrap_or_default();
+    // Argo CD's words come from the application's resources: quoted inert.
+    let with = |m: Option<&str>| {
+        m.map(|m| format!(": {}", super::markdown::inert(m)))
+            .unwrap_or_default()
+    };
     if let Some(op) = o.operation.filter(|op| op.for_merge) {
         if matches!(op.phase, OperationPhase::Failed | OperationPhase::Error) {
             return Verdict::Failed(format!("sync operation {}{}", op.phase, with(op.message)));

@@ -15,6 +15,7 @@ pub mod hold;
 pub mod image;
 pub mod index;
 pub mod lease;
+pub mod markdown;
 pub mod merge;
 pub mod notify;
 pub mod plan;

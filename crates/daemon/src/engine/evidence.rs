@@ -101,16 +101,9 @@ fn finding_row(f: &Finding) -> String {
     )
 }
 
-/// Text from a scanner, made safe for one Markdown table cell.
+/// Text from a scanner, made inert for one Markdown table cell (its first 120 characters).
 fn cell(s: &str) -> String {
-    s.chars()
-        .take(120)
-        .map(|c| match c {
-            '|' | '\n' | '\r' => ' ',
-            c => c,
-        })
-        .collect::<String>()
-        .replace('<', "&lt;")
+    crate::domain::markdown::inert(&s.chars().take(120).collect::<String>())
 }
 
 pub fn body(e: &Evidence<'_>) -> String {
@@ -585,7 +578,7 @@ mod tests {
         assert_eq!(rows.len(), 11, "header and ten rows: {b}");
         assert_eq!(
             rows[1],
-            "| [CVE-2026-9999](https://nvd.nist.gov/vuln/detail/CVE-2026-9999) | HIGH | libc 6 | 2.36-9+deb12u4 |"
+            "| [CVE-2026-9999](https://nvd.nist.gov/vuln/detail/CVE-2026-9999) | HIGH | libc\u{a6}6 | 2.36-9+deb12u4 |"
         );
         assert_eq!(rows[2], "| CVE-2026-0000 | LOW | openssl | - |");
     }
@@ -602,7 +595,18 @@ mod tests {
         };
         let mut b = String::new();
         top_findings(&mut b, &[f]);
-        assert!(b.contains("| &lt;img src=x> x | MEDIUM | - | - |"), "{b}");
+        assert!(
+            b.contains("| \u{2039}img src=x\u{203a}\u{a6}x | MEDIUM | - | - |"),
+            "{b}"
+        );
+        let cells = |l: &str| l.matches('|').count();
+        assert!(
+            !b.contains('<')
+                && b.lines()
+                    .filter(|l| l.starts_with('|'))
+                    .all(|l| cells(l) == 5),
+            "{b}"
+        );
         assert!(!b.contains("javascript"), "{b}");
         let mut empty = String::new();
         top_findings(&mut empty, &[]);

@@ -104,6 +104,8 @@ struct State {
     main: Vec<(DateTime<Utc>, BTreeMap<String, String>)>,
     /// Who made each of main's commits.
     authors: Vec<String>,
+    /// The summaries of main's commits that were given one (by index).
+    summaries: HashMap<usize, String>,
     issues: Vec<FakeIssue>,
     branches: HashMap<String, Branch>,
     pushes: usize,
@@ -450,6 +452,12 @@ impl World {
         });
     }
 
+    /// [`World::commit_as`] with the commit summary `summary`.
+    pub fn commit_saying(&self, path: &str, text: &str, who: &str, summary: &str) {
+        self.commit_as(path, text, who);
+        self.with(|s| s.summaries.insert(s.main.len() - 1, summary.to_owned()));
+    }
+
     /// The PR-opening claims on record are another replica's from now on.
     pub fn claims_are_foreign(&self) {
         self.with(|s| s.foreign_claims = true);
@@ -637,7 +645,11 @@ impl GitOpsRepo for World {
             Some(CommitInfo {
                 sha: format!("{:040x}", i + 1),
                 author: s.authors[i].clone(),
-                summary: format!("commit {}", i + 1),
+                summary: s
+                    .summaries
+                    .get(&i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("commit {}", i + 1)),
                 at: s.main[i].0,
             })
         }))

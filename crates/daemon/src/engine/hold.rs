@@ -9,6 +9,7 @@ use super::environment::Seen;
 use super::{Action, At, Engine, EnvCtx, EnvReport, Mode, Step, StepError};
 use crate::domain::chatops::{self, Subject};
 use crate::domain::hold::{self, AppFacts, Cause, Facts, Hold, Record, Verdict};
+use crate::domain::markdown::inert;
 use crate::domain::plan::Decision;
 use crate::ports::Issue;
 
@@ -157,13 +158,14 @@ impl Engine {
         if cause == Cause::ManualChange {
             let paths: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
             if let Some(c) = self.ports.repo.last_change(&paths).await.at(Step::Hold)? {
-                hold.by = Some(c.author.clone());
                 hold.since = c.at;
+                // The summary is whatever the committer wrote: quoted inert.
+                hold.by = Some(c.author.clone());
                 hold.detail = format!(
                     "{}: commit {} \"{}\"",
                     hold.detail,
                     short(&c.sha),
-                    c.summary
+                    inert(&c.summary)
                 );
                 hold.commit = Some(c.sha);
             }
@@ -203,10 +205,13 @@ impl Engine {
     /// Open the hold's issue: the system of record of the hold.
     pub(super) async fn record_hold(&self, hold: &Hold) -> Result<Issue, StepError> {
         let title = format!("tugboat holds {} in {}", hold.service, hold.environment);
-        let who = hold
-            .by
-            .as_ref()
-            .map_or(String::new(), |b| format!(" by @{b}"));
+        // Only a GitHub login (the commenter of `/hold`) is mentioned; a git author's name
+        // or an Argo CD user is no GitHub account, and is quoted inert.
+        let who = match (&hold.by, hold.cause) {
+            (None, _) => String::new(),
+            (Some(b), Cause::Command) => format!(" by @{b}"),
+            (Some(b), _) => format!(" by {}", inert(b)),
+        };
         let forgets = if hold.cause.forgets_record() {
             " tugboat then treats what the environment runs now as the starting point, and promotes the newest eligible image again (to keep an image out for good, comment `/rollback` on its promotion PR instead)."
         } else {

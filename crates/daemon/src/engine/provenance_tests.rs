@@ -205,3 +205,41 @@ async fn a_persons_issue_that_looks_like_the_dashboard_is_neither_adopted_nor_cl
     let kept = issues.iter().find(|i| i.number == theirs).unwrap();
     assert!(kept.open && kept.body == fake, "left as it was: {kept:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_summary_with_a_marker_and_a_mention_opens_one_hold_whose_resume_is_read() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::minutes(5));
+    let summary = "revert <!-- tugboat:hold and ping @salon/platform-leads `x";
+    w.commit_saying(DEV, &values("1.0.0"), "oncall", summary);
+    for _ in 0..3 {
+        engine.cycle(Mode::Apply).await.unwrap();
+        clock.advance(Span::minutes(1));
+    }
+    let issues = w.issues();
+    assert_eq!(
+        issues.len(),
+        1,
+        "one hold issue, not one a cycle: {issues:?}"
+    );
+    let body = &issues[0].body;
+    assert_eq!(
+        body.matches("<!--").count(),
+        1,
+        "only tugboat's block: {body}"
+    );
+    assert!(
+        !body.contains("@salon/platform-leads"),
+        "nobody is pinged: {body}"
+    );
+    assert!(
+        !body.contains("by @oncall"),
+        "a git author is no GitHub login: {body}"
+    );
+    w.allow("alice", Permission::Write);
+    w.say(issues[0].number, "alice", "/resume");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert!(!w.issues()[0].open, "the /resume was read");
+}
