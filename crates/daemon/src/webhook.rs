@@ -17,7 +17,8 @@ use crate::secret::Secret;
 /// The largest body accepted; tugboat's events are a few kilobytes.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// How many delivery ids are remembered to drop redeliveries.
+/// How many deliveries (each by its id and by its body's digest) are remembered to drop
+/// redeliveries and replays.
 const REMEMBERED: usize = 4096;
 
 /// Whether `signature` (the `X-Hub-Signature-256` header, `sha256=<hex>`) is the HMAC-SHA256
@@ -95,7 +96,7 @@ impl Webhook {
         let delivery =
             delivery.ok_or_else(|| Refusal::Malformed("no X-GitHub-Delivery header".into()))?;
         let meaning = webhook::classify(event, body).map_err(Refusal::Malformed)?;
-        if !self.first_delivery(delivery) {
+        if !self.first_delivery(delivery, body) {
             return Ok(Outcome::Duplicate);
         }
         let outcome = match meaning {
@@ -123,16 +124,29 @@ impl Webhook {
         Ok(outcome)
     }
 
-    fn first_delivery(&self, id: &str) -> bool {
+    /// Whether neither delivery `id` nor `body` was seen before. GitHub's signature covers the
+    /// body, not the delivery id: a captured delivery replayed under a new id is still the
+    /// same body, so both are remembered.
+    fn first_delivery(&self, id: &str, body: &[u8]) -> bool {
         let Ok(mut g) = self.seen.lock() else {
             return true;
         };
         let (order, set) = &mut *g;
-        if !set.insert(id.to_owned()) {
+        let keys = [
+            format!("id:{id}"),
+            format!(
+                "body:{}",
+                hex::encode(<Sha256 as sha2::Digest>::digest(body))
+            ),
+        ];
+        if keys.iter().any(|k| set.contains(k)) {
             return false;
         }
-        order.push_back(id.to_owned());
-        if order.len() > REMEMBERED
+        for k in keys {
+            set.insert(k.clone());
+            order.push_back(k);
+        }
+        while order.len() > 2 * REMEMBERED
             && let Some(old) = order.pop_front()
         {
             set.remove(&old);
@@ -189,6 +203,11 @@ mod tests {
         // #7 is no PR the last cycle knew: everything is reconciled.
         assert!(inbox.take_wanted().all);
         assert_eq!(go("d-1").await, Ok(Outcome::Duplicate));
+        assert_eq!(
+            go("d-replayed").await,
+            Ok(Outcome::Duplicate),
+            "the same signed body under a new delivery id is a replay"
+        );
         assert_eq!(inbox.take_wanted(), crate::engine::Wanted::default());
         assert_eq!(
             w.handle(
@@ -227,11 +246,16 @@ mod tests {
             .await
             .unwrap();
         let w = Webhook::new(std::sync::Arc::new(secret), std::sync::Arc::default());
-        let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+        // Each delivery's body differs (GitHub's `zen` is picked at random): the same body
+        // again would be a replay.
         let deliver = |d: &'static str, key: &str| {
-            let sig = sign(key, ping);
+            let ping = format!(r#"{{"zen":"Keep it logically awesome ({d}).","hook_id":1}}"#);
+            let sig = sign(key, ping.as_bytes());
             let w = &w;
-            async move { w.handle(Some("ping"), Some(d), Some(&sig), ping).await }
+            async move {
+                w.handle(Some("ping"), Some(d), Some(&sig), ping.as_bytes())
+                    .await
+            }
         };
         assert_eq!(deliver("d-1", "old").await, Ok(Outcome::Pong));
         // The secret rotates: the file changes, and GitHub signs with the new one.
