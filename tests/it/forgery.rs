@@ -197,3 +197,51 @@ async fn tugboats_prod_pr_merged_by_a_person_into_a_side_branch_is_not_verified_
     assert!(!labels.contains(&"tugboat:deployed".into()), "{labels:?}");
     assert_eq!(engine.take_forged().get(&Forgery::Label), Some(&1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backdated_push_to_tugboats_branch_is_replaced_and_an_earlier_approval_merges_nothing() {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&r, SVC, "prod").action.clone() else {
+        panic!("{:?}", row(&r, SVC, "prod"))
+    };
+    let branch = "tugboat/prod/user_service";
+    let path = file_of(SVC, "prod");
+    let change = sb.github.read_file(branch, &path).unwrap();
+    approver(&sb, "alice");
+    sb.advance(Duration::from_secs(1));
+    sb.github.comment_as(number, "alice", "/approve").unwrap();
+    // The same change, pushed by someone else and dated a day before the approval.
+    let dated = sb.github.now() - chrono::Duration::days(1);
+    let forged = sb
+        .github
+        .force_push_as("mallory", branch, "main", (&path, &change), dated)
+        .unwrap();
+    sb.advance(Duration::from_secs(1));
+
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { head, .. } = &row(&r, SVC, "prod").action else {
+        panic!(
+            "merged on an approval of another head: {:?}",
+            row(&r, SVC, "prod")
+        )
+    };
+    assert_ne!(*head, forged);
+    assert_eq!(sb.github.branch_sha(branch).as_deref(), Some(head.as_str()));
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .unwrap();
+    assert!(
+        pr.comments
+            .iter()
+            .any(|(u, b)| u == "tugboat[bot]" && b.contains("was not pushed by tugboat")),
+        "{:?}",
+        pr.comments
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Push), Some(&1));
+}

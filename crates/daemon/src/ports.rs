@@ -222,7 +222,10 @@ pub const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(20);
 pub struct Proposal {
     /// The branch head after the call.
     pub head: String,
-    /// When the head commit was made: approvals before it are for an earlier commit.
+    /// When the head commit was made: approvals before it are for an earlier commit. The
+    /// adapter reads the commit's date, which is whatever its author wrote; for a head it
+    /// kept, the engine replaces it with when GitHub recorded tugboat's first report on it
+    /// (`Engine::own_head`).
     pub committed_at: DateTime<Utc>,
     /// Whether a new commit was pushed (false: the branch already made this change).
     pub pushed: bool,
@@ -238,6 +241,9 @@ pub enum Base {
     Untouched,
     /// The current main only (a protected branch that must be up to date before it merges).
     Current,
+    /// Never the remote branch's head: a new commit on the current main (the head there was
+    /// not tugboat's).
+    Fresh,
 }
 
 /// The GitOps repository (a persistent local clone of it).
@@ -583,6 +589,10 @@ pub trait Checks: Send + Sync {
     /// tugboat's own).
     async fn checks(&self, sha: &str) -> PortResult<ChecksState>;
     async fn report(&self, report: &CheckReport) -> PortResult<()>;
+    /// When tugboat first reported its own check `kind` on `sha`, as GitHub recorded it: a
+    /// status created by tugboat's login, or a check run of tugboat's App (which nobody else
+    /// can create). `None` when it never did.
+    async fn first_report(&self, sha: &str, kind: CheckKind) -> PortResult<Option<DateTime<Utc>>>;
 }
 
 /// tugboat's issues (the security reports of the rescan).

@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     pub(crate) issues: Vec<IssueRec>,
     /// Every issue event (labelled, unlabelled), oldest first, with who did it.
     pub(crate) events: Vec<crate::github_people::EventRec>,
+    /// Every commit status ever set, oldest first, with who set it and when.
+    pub(crate) status_log: Vec<crate::github_people::StatusRec>,
     /// Every comment, oldest first (the truth behind `Pr::comments` / `IssueRec::comments`).
     comments: Vec<CommentRec>,
     reviews: Vec<ReviewRec>,
@@ -103,7 +105,7 @@ pub(crate) struct Inner {
     teams: BTreeMap<String, Vec<String>>,
     /// The next this many API requests are refused as rate limited (with this message).
     throttle: Option<(u32, String)>,
-    statuses: BTreeMap<String, Vec<(String, String, String)>>,
+    pub(crate) statuses: BTreeMap<String, Vec<(String, String, String)>>,
     main_moved: Option<(String, tokio::time::Instant)>,
     collaborators: BTreeMap<String, String>,
     calls: BTreeMap<String, u64>,
@@ -1489,7 +1491,17 @@ async fn add_status(
         return gh_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed: state");
     }
     let context = s.context.unwrap_or_else(|| "default".into());
+    let now = gh.now();
     let mut g = gh.lock();
+    let id = 8000 + g.status_log.len() as u64 + 1;
+    g.status_log.push(crate::github_people::StatusRec {
+        id,
+        sha: sha.clone(),
+        context: context.clone(),
+        state: s.state.clone(),
+        creator: BOT.to_owned(),
+        created_at: now,
+    });
     let list = g.statuses.entry(sha.clone()).or_default();
     list.retain(|(c, _, _)| *c != context);
     list.push((

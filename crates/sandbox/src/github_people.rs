@@ -24,6 +24,18 @@ use serde_json::{Value, json};
 use crate::github::{GitHub, Inner, IssueRec, Pr, gh_error};
 use crate::github_wire as wire;
 
+/// One commit status as set: by whom and when (GitHub keeps every one, newest first in its
+/// list, each with its `creator`).
+#[derive(Debug, Clone)]
+pub struct StatusRec {
+    pub id: u64,
+    pub sha: String,
+    pub context: String,
+    pub state: String,
+    pub creator: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// One issue event: a label added or removed, by whom, when.
 #[derive(Debug, Clone)]
 pub struct EventRec {
@@ -94,6 +106,10 @@ impl Inner {
 pub fn routes() -> axum::Router<GitHub> {
     axum::Router::new()
         .route("/repos/{owner}/{repo}/issues/{n}/events", get(list_events))
+        .route(
+            "/repos/{owner}/{repo}/commits/{sha}/statuses",
+            get(list_statuses),
+        )
         .route("/_sandbox/people/pulls", post(open_pr_as))
         .route("/_sandbox/people/issues", post(open_issue_as))
         .route("/_sandbox/people/labels", post(label_as))
@@ -130,6 +146,51 @@ async fn list_events(
         &gh,
         &headers,
         "GET issue events 304",
+        Value::Array(items).to_string(),
+    )
+}
+
+/// `GET /repos/{owner}/{repo}/commits/{ref}/statuses`: every status of a commit, newest
+/// first, each a `status` with its `creator` (GitHub REST, "List commit statuses for a
+/// reference").
+async fn list_statuses(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, sha)): UrlPath<(String, String, String)>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    if let Some(refused) = gh.refusal(&headers, &o, &r, "GET statuses") {
+        return refused;
+    }
+    let statuses: Vec<Value> = {
+        let g = gh.lock();
+        g.status_log
+            .iter()
+            .rev()
+            .filter(|s| s.sha == sha)
+            .map(|s| {
+                let mut v = wire::status(
+                    &gh.owner,
+                    &gh.repo,
+                    &s.sha,
+                    &wire::Status {
+                        context: &s.context,
+                        state: &s.state,
+                        description: "",
+                        at: &secs(&s.created_at),
+                    },
+                );
+                v["id"] = json!(s.id);
+                v["creator"] = wire::user(&s.creator);
+                v
+            })
+            .collect()
+    };
+    let items = crate::github::page_of(statuses, q.per_page, q.page);
+    crate::github::etagged(
+        &gh,
+        &headers,
+        "GET statuses 304",
         Value::Array(items).to_string(),
     )
 }
@@ -301,6 +362,65 @@ impl GitHub {
             .ok()?;
         repo.branch(name, &head, false).ok()?;
         Some(head.id().to_string())
+    }
+
+    /// `user` (a person with write access) sets a commit status on `sha`.
+    pub fn status_as(&self, user: &str, sha: &str, context: &str, state: &str) {
+        let now = self.now();
+        let mut g = self.lock();
+        let id = 8000 + g.status_log.len() as u64 + 1;
+        g.status_log.push(StatusRec {
+            id,
+            sha: sha.to_owned(),
+            context: context.to_owned(),
+            state: state.to_owned(),
+            creator: user.to_owned(),
+            created_at: now,
+        });
+        // It counts in the commit's combined status like any other.
+        let list = g.statuses.entry(sha.to_owned()).or_default();
+        list.retain(|(c, _, _)| c != context);
+        list.push((context.to_owned(), state.to_owned(), String::new()));
+    }
+
+    /// A person with write access force-pushes to `branch` one commit on `base`'s head that
+    /// sets `path` to `text`, dated `dated` (a commit's date is whatever its author writes).
+    /// The new head.
+    pub fn force_push_as(
+        &self,
+        who: &str,
+        branch: &str,
+        base: &str,
+        (path, text): (&str, &str),
+        dated: DateTime<Utc>,
+    ) -> Option<String> {
+        let repo = git2::Repository::open_bare(self.repo_path()).ok()?;
+        let parent = repo
+            .find_reference(&format!("refs/heads/{base}"))
+            .ok()?
+            .peel_to_commit()
+            .ok()?;
+        let blob = repo.blob(text.as_bytes()).ok()?;
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        update.upsert(path, blob, git2::FileMode::Blob);
+        let tree = repo
+            .find_tree(update.create_updated(&repo, &parent.tree().ok()?).ok()?)
+            .ok()?;
+        let at = git2::Time::new(dated.timestamp(), 0);
+        let sig = git2::Signature::new(who, &format!("{who}@example.com"), &at).ok()?;
+        let oid = repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                &format!("{who} edits {path}"),
+                &tree,
+                &[&parent],
+            )
+            .ok()?;
+        repo.reference(&format!("refs/heads/{branch}"), oid, true, "force-push")
+            .ok()?;
+        Some(oid.to_string())
     }
 
     /// Every issue event, for tests.

@@ -48,6 +48,9 @@ pub enum Forgery {
     /// A state block whose recorded image differs from what git history says (a rollback
     /// target is taken from history).
     Block,
+    /// A head of one of tugboat's branches that tugboat did not push (no report of its own
+    /// on it): replaced by tugboat's own commit, its approvals void.
+    Push,
 }
 
 impl Forgery {
@@ -58,11 +61,18 @@ impl Forgery {
             Self::Label => "label",
             Self::Base => "base",
             Self::Block => "block",
+            Self::Push => "push",
         }
     }
 
     /// Every kind, for metrics that export zeros.
-    pub const ALL: [Self; 4] = [Self::Author, Self::Label, Self::Base, Self::Block];
+    pub const ALL: [Self; 5] = [
+        Self::Author,
+        Self::Label,
+        Self::Base,
+        Self::Block,
+        Self::Push,
+    ];
 }
 
 #[cfg(test)]

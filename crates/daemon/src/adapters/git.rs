@@ -476,6 +476,7 @@ fn held(
     let holds = match keep {
         Base::Untouched => holds_change(repo, &existing, base, files),
         Base::Current => on_base && existing.tree_id() == tree,
+        Base::Fresh => false,
     };
     holds.then(|| Proposal {
         head: existing.id().to_string(),

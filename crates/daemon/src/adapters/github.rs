@@ -1084,6 +1084,84 @@ impl Checks for GitHub {
             .await?;
         Ok(())
     }
+
+    async fn first_report(&self, sha: &str, kind: CheckKind) -> PortResult<Option<DateTime<Utc>>> {
+        if self.auth.is_app() {
+            self.first_run(sha, kind).await
+        } else {
+            self.first_status(sha, kind).await
+        }
+    }
+}
+
+impl GitHub {
+    /// When tugboat's own login first set status `kind` on `sha` (a token's reports).
+    async fn first_status(&self, sha: &str, kind: CheckKind) -> PortResult<Option<DateTime<Utc>>> {
+        #[derive(Deserialize)]
+        struct StatusWire {
+            context: String,
+            created_at: String,
+            #[serde(default)]
+            creator: Option<UserWire>,
+        }
+        let me = self.me().await?;
+        let statuses: Vec<StatusWire> = self
+            .conditional_list(
+                "repos/list-commit-statuses-for-ref",
+                &format!("commits/{sha}/statuses"),
+                json!({}),
+            )
+            .await?;
+        Ok(statuses
+            .into_iter()
+            .filter(|s| s.context == kind.name())
+            .filter(|s| {
+                s.creator
+                    .as_ref()
+                    .is_some_and(|c| crate::domain::provenance::same_login(&c.login, &me))
+            })
+            .map(|s| time(&s.created_at))
+            .min())
+    }
+
+    /// When tugboat's App first ran check `kind` on `sha` (an App's reports; no one else
+    /// can create a check run in its name).
+    async fn first_run(&self, sha: &str, kind: CheckKind) -> PortResult<Option<DateTime<Utc>>> {
+        #[derive(Deserialize)]
+        struct Page {
+            check_runs: Vec<OwnRunWire>,
+        }
+        #[derive(Deserialize)]
+        struct OwnRunWire {
+            name: String,
+            started_at: Option<String>,
+            #[serde(default)]
+            app: Option<AppWire>,
+        }
+        #[derive(Deserialize)]
+        struct AppWire {
+            slug: String,
+        }
+        let me = self.me().await?;
+        let route = Self::with_query(
+            self.route(&format!("commits/{sha}/check-runs")),
+            &json!({"check_name": kind.name(), "filter": "all", "per_page": 100}),
+        );
+        let page: Page = self
+            .req("checks/list-for-ref", self.auth.client().await?._get(route))
+            .await?;
+        Ok(page
+            .check_runs
+            .into_iter()
+            .filter(|r| r.name == kind.name())
+            .filter(|r| {
+                r.app.as_ref().is_some_and(|a| {
+                    crate::domain::provenance::same_login(&format!("{}[bot]", a.slug), &me)
+                })
+            })
+            .filter_map(|r| r.started_at.as_deref().map(time))
+            .min())
+    }
 }
 
 /// The most a check run's summary may hold (GitHub's limit is 65,535 characters).

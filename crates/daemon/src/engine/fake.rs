@@ -136,6 +136,8 @@ struct State {
     label_events: HashMap<u64, Vec<LabelEvent>>,
     /// When each PR or issue last changed (GitHub's `updated_at`).
     updated: HashMap<u64, DateTime<Utc>>,
+    /// When tugboat first reported each of its checks on a commit: (sha, check) → when.
+    reported: HashMap<(String, &'static str), DateTime<Utc>>,
 }
 
 /// The login the fake forge's token acts as.
@@ -407,6 +409,26 @@ impl World {
         });
     }
 
+    /// A person with write access force-pushes to `branch` one commit making `files` on
+    /// main's head, dated `dated` (a commit's date is whatever its author writes).
+    pub fn push_as(&self, branch: &str, files: &[(&str, &str)], dated: DateTime<Utc>) -> String {
+        self.with(|s| {
+            s.pushes += 1;
+            let head = format!("p{:039x}", s.pushes);
+            let b = Branch {
+                head: head.clone(),
+                committed_at: dated,
+                base: s.main.len(),
+                files: files
+                    .iter()
+                    .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+                    .collect(),
+            };
+            s.branches.insert(branch.to_owned(), b);
+            head
+        })
+    }
+
     /// `user` comments on issue or PR `number` now.
     pub fn say(&self, number: u64, user: &str, body: &str) {
         let at = self.clock.now();
@@ -595,6 +617,7 @@ impl GitOpsRepo for World {
                 let untouched = match keep {
                     Base::Untouched => files.iter().all(|(p, _)| then.get(p) == now_main.get(p)),
                     Base::Current => b.base == base,
+                    Base::Fresh => false,
                 };
                 if b.files == files && untouched {
                     return Proposal {
@@ -956,14 +979,27 @@ impl Checks for World {
 
     async fn report(&self, report: &CheckReport) -> PortResult<()> {
         self.call("report")?;
+        let now = self.clock.now();
         self.with(|s| {
             s.statuses.push((
                 report.sha.clone(),
                 report.state,
                 report.kind.name().to_owned(),
             ));
+            s.reported
+                .entry((report.sha.clone(), report.kind.name()))
+                .or_insert(now);
         });
         Ok(())
+    }
+
+    async fn first_report(
+        &self,
+        sha: &str,
+        kind: crate::ports::CheckKind,
+    ) -> PortResult<Option<DateTime<Utc>>> {
+        self.call("first_report")?;
+        Ok(self.with(|s| s.reported.get(&(sha.to_owned(), kind.name())).copied()))
     }
 }
 

@@ -413,6 +413,7 @@ impl Engine {
         let change = self.group_change(g).await?;
         let head = self.propose(&change, Base::Untouched).await?;
         failpoint!("group-push");
+        let (head, foreign) = self.own_head(&change, head).await?;
         let lead = context_for(self, &g.lead().service, &g.key.0, g.seats, g.watch)?;
         let commands = match &existing {
             Some(pr) => self.group_commands(&lead, pr, &head, g).await?,
@@ -437,6 +438,9 @@ impl Engine {
         let Some((pr, opened)) = self.publish(&change, existing, &body, labels).await? else {
             return Ok(none_rows(g));
         };
+        if let Some(foreign) = &foreign {
+            self.say_foreign_push(&pr, foreign, &head.head).await?;
+        }
         if head.pushed || opened {
             self.gate_report(&head.head, &group_gate(g)).await?;
         }

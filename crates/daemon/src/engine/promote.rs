@@ -56,6 +56,7 @@ impl Engine {
         failpoint!("edit");
         let head = self.propose(&change, Base::Untouched).await?;
         failpoint!("push");
+        let (head, foreign) = self.own_head(&change, head).await?;
         let forge = &self.ports.forge;
         let existing = forge
             .find_open_pr(&change.branch)
@@ -77,6 +78,9 @@ impl Engine {
         let Some((pr, opened)) = self.publish(&change, existing, &body, labels(cx)).await? else {
             return Ok(Action::None);
         };
+        if let Some(foreign) = &foreign {
+            self.say_foreign_push(&pr, foreign, &head.head).await?;
+        }
         if head.pushed || opened || self.gate_was_due(pr.number) {
             self.gate_report(&head.head, &gate).await?;
         }
@@ -354,6 +358,26 @@ impl Engine {
                 .await?;
         }
         Ok(commands)
+    }
+
+    /// Say on the PR that its branch held a head tugboat did not push, which tugboat replaced.
+    pub(super) async fn say_foreign_push(
+        &self,
+        pr: &PullRequest,
+        foreign: &str,
+        head: &str,
+    ) -> Result<(), StepError> {
+        let short = |s: &str| s.chars().take(7).collect::<String>();
+        let text = format!(
+            "The head of this branch, `{}`, was not pushed by tugboat. tugboat replaced it with its own commit `{}` making the same change: approvals given before now do not count; approvers, please review and approve again.",
+            short(foreign),
+            short(head)
+        );
+        self.ports
+            .forge
+            .comment(pr.number, &text)
+            .await
+            .at(Step::PullRequest)
     }
 
     /// Tell the approvers whose approvals a rebase voided that they must approve again.

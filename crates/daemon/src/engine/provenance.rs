@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
+use super::promote::Change;
 use super::{At, Engine, Step, StepError};
 use crate::domain::provenance::{self, Forgery};
-use crate::ports::{Issue, LabelledPr, PullRequest};
+use crate::ports::{Base, CheckKind, Issue, LabelledPr, Proposal, PullRequest};
 
 /// How many records' checked labels are kept (a record beyond it is checked again).
 const CHECKED_ENTRIES: usize = 4_096;
@@ -29,6 +30,9 @@ struct Checked {
 /// The engine's memory of who wrote its records.
 pub(super) struct Provenance {
     checked: quick_cache::sync::Cache<u64, Checked>,
+    /// Heads of its branches this process pushed, or found reported by tugboat on GitHub,
+    /// with the time approvals of them count from.
+    heads: quick_cache::sync::Cache<String, DateTime<Utc>>,
     /// Forged records already reported: (PR or issue number, what gave it away).
     reported: Mutex<HashSet<(u64, Forgery)>>,
     /// Forged records found since the daemon last took the count, by kind.
@@ -39,6 +43,7 @@ impl Default for Provenance {
     fn default() -> Self {
         Self {
             checked: quick_cache::sync::Cache::new(CHECKED_ENTRIES),
+            heads: quick_cache::sync::Cache::new(CHECKED_ENTRIES),
             reported: Mutex::default(),
             found: Mutex::default(),
         }
@@ -166,6 +171,60 @@ impl Engine {
         let why = format!("it merged into `{}`, not into `{base}`", pr.base);
         self.forged(&record, Forgery::Base, &why);
         false
+    }
+
+    /// `head`, proposed for `change`, as tugboat's own: a head it pushed now counts from now;
+    /// a head it kept counts only when tugboat pushed it (this process remembers it, or
+    /// GitHub recorded tugboat's gate report on it), and from when that report was recorded,
+    /// never from the commit's self-declared date. A kept head tugboat did not push is
+    /// replaced by a fresh commit of the same change, which voids every approval of it; the
+    /// replaced head is returned with it.
+    pub(super) async fn own_head(
+        &self,
+        change: &Change,
+        head: Proposal,
+    ) -> Result<(Proposal, Option<String>), StepError> {
+        if head.pushed {
+            self.provenance
+                .heads
+                .insert(head.head.clone(), head.committed_at);
+            return Ok((head, None));
+        }
+        if let Some(at) = self.provenance.heads.get(&head.head) {
+            return Ok((
+                Proposal {
+                    committed_at: at,
+                    ..head
+                },
+                None,
+            ));
+        }
+        let reported = self
+            .ports
+            .forge
+            .first_report(&head.head, CheckKind::Gate)
+            .await
+            .at(Step::Propose)?;
+        if let Some(at) = reported {
+            self.provenance.heads.insert(head.head.clone(), at);
+            return Ok((
+                Proposal {
+                    committed_at: at,
+                    ..head
+                },
+                None,
+            ));
+        }
+        let foreign = head.head;
+        tracing::warn!(branch = %change.branch, head = %foreign, kind = Forgery::Push.as_str(), "a head tugboat did not push: replacing it with tugboat's own commit (its approvals are void)");
+        if let Ok(mut found) = self.provenance.found.lock() {
+            *found.entry(Forgery::Push).or_default() += 1;
+        }
+        let fresh = self.propose(change, Base::Fresh).await?;
+        self.provenance
+            .heads
+            .insert(fresh.head.clone(), fresh.committed_at);
+        Ok((fresh, Some(foreign)))
     }
 
     /// Report a forged record once: a warning naming it and a count by kind.

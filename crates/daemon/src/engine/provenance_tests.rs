@@ -243,3 +243,85 @@ async fn a_commit_summary_with_a_marker_and_a_mention_opens_one_hold_whose_resum
     engine.cycle(Mode::Apply).await.unwrap();
     assert!(!w.issues()[0].open, "the /resume was read");
 }
+
+/// dev promoted 1.1.0 and its soak is over: prod's PR awaits approval. Its number.
+async fn prod_awaiting(w: &World, clock: &TestClock, engine: &Engine) -> u64 {
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::hours(2));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&r, "prod").action else {
+        panic!("{:?}", row(&r, "prod"))
+    };
+    number
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backdated_head_someone_else_pushed_is_replaced_and_earlier_approvals_do_not_count() {
+    let (w, clock, engine) = world();
+    let number = prod_awaiting(&w, &clock, &engine).await;
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::seconds(5));
+    w.say(number, "alice", "/approve");
+    // A push of the same change, dated an hour before the approval.
+    let forged = w.push_as(
+        "tugboat/prod/user_service",
+        &[(PROD, &values("1.1.0"))],
+        super::scheduler::Clock::now(&*clock) - Span::hours(1),
+    );
+    clock.advance(Span::seconds(5));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { head, .. } = &row(&r, "prod").action else {
+        panic!(
+            "not merged on an approval of another head: {:?}",
+            row(&r, "prod")
+        )
+    };
+    assert_ne!(*head, forged, "replaced by tugboat's own commit");
+    assert_eq!(w.main_file(PROD), values("1.0.0"));
+    assert!(
+        w.comments_on(number)
+            .iter()
+            .any(|c| c.contains("was not pushed by tugboat")),
+        "{:?}",
+        w.comments_on(number)
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Push), Some(&1));
+    // Approved again, on tugboat's head, it merges.
+    clock.advance(Span::seconds(5));
+    w.say(number, "alice", "/approve");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "prod").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "prod")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_tugboats_own_kept_head_is_known_by_its_gate_report_and_not_pushed_again() {
+    let (w, clock, engine) = world();
+    let number = prod_awaiting(&w, &clock, &engine).await;
+    let pushed = w.calls("propose_pushed");
+    let restarted = Engine::new(super::fake::config("", ""), w.ports()).with_clock(clock.clone());
+    clock.advance(Span::minutes(1));
+    let r = restarted.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&r, "prod").action,
+        Action::AwaitingApproval { .. }
+    ));
+    assert_eq!(w.calls("propose_pushed"), pushed, "its head is kept");
+    assert!(
+        !w.comments_on(number)
+            .iter()
+            .any(|c| c.contains("was not pushed by tugboat"))
+    );
+    let asked = w.calls("first_report");
+    clock.advance(Span::minutes(1));
+    restarted.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        w.calls("first_report"),
+        asked,
+        "once per head, then remembered"
+    );
+}
