@@ -245,3 +245,53 @@ async fn a_backdated_push_to_tugboats_branch_is_replaced_and_an_earlier_approval
     );
     assert_eq!(engine.take_forged().get(&Forgery::Push), Some(&1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_entries_stamped_in_the_future_hold_back_no_claim_and_skip_no_schedule() {
+    use tugboat::adapters::git::Git;
+    use tugboat::ports::Ledger;
+    let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("{}/git/salon/salon-gitops.git", sb.github_url);
+    let replica = |dir: &str| {
+        Git::open(
+            &work.path().join(dir),
+            &url,
+            "main",
+            std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
+                tugboat::secret::Secret::new(&sb.github_token),
+                "github.token",
+            )),
+            &tugboat::telemetry::ApiMetrics::default(),
+        )
+        .unwrap()
+    };
+    let tugboat = replica("a");
+    let ttl = Duration::from_secs(120);
+    let (branch, what) = (
+        "tugboat/dev/user_service",
+        "Promote user_service to dev: 1.1.0",
+    );
+    assert!(tugboat.claim("nightly", sb.github.now()).await.unwrap()); // the ledger exists
+    // Someone who can push the ledger branch writes a claim and a run dated 2099.
+    let forged = "2099-01-01T00:00:00Z";
+    let claims = format!(r#"{{"{branch}":{{"what":"{what}","by":"mallory","at":"{forged}"}}}}"#);
+    sb.github
+        .commit_as("tugboat-ledger", "claims.json", &claims, "mallory")
+        .unwrap();
+    let schedules = format!(r#"{{"rescan":"{forged}"}}"#);
+    sb.github
+        .commit_as("tugboat-ledger", "schedules.json", &schedules, "mallory")
+        .unwrap();
+
+    assert!(
+        tugboat.claim_change(branch, what, ttl).await.unwrap(),
+        "a claim from the future holds nobody back"
+    );
+    assert_eq!(
+        tugboat.last_run("rescan").await.unwrap(),
+        None,
+        "a run from the future is no run"
+    );
+    assert!(tugboat.claim("rescan", sb.github.now()).await.unwrap());
+}

@@ -36,6 +36,20 @@ pub fn same_login(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// How far ahead of this replica's clock another replica's clock may run: a ledger entry
+/// stamped later than that was not written by a tugboat.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+/// Whether a time tugboat recorded in its ledger (a claim, a scheduled run) could have been
+/// recorded by now: one far in the future (a claim dated 2099) is someone else's, and would
+/// otherwise stand forever.
+pub fn recorded_by_now(
+    at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    at <= now + chrono::Duration::seconds(MAX_CLOCK_SKEW_SECS)
+}
+
 /// A record tugboat found but did not write, by what gave it away (a bounded metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Forgery {
@@ -131,6 +145,20 @@ mod tests {
     fn logins_compare_without_case_as_on_github() {
         let events = [ev("tugboat", "Tugboat[bot]", true)];
         assert_eq!(applied_by(&events, "tugboat[bot]").len(), 1);
+    }
+
+    #[test]
+    fn a_ledger_time_beyond_the_clock_skew_was_not_recorded_by_a_tugboat() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-05T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert!(recorded_by_now(now, now));
+        assert!(recorded_by_now(now + chrono::Duration::minutes(4), now));
+        assert!(!recorded_by_now(now + chrono::Duration::minutes(6), now));
+        let forged = chrono::DateTime::parse_from_rfc3339("2099-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert!(!recorded_by_now(forged, now));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Files are read from and written to git objects directly (no work tree), so a commit
 //! changes exactly the bytes the editor produced, whatever the platform's line endings.
 
+use crate::domain::provenance::recorded_by_now;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -978,6 +979,16 @@ fn swap_ledger(repo: &Repository, me: &Git, parent: Option<Oid>, commit: Oid) ->
 /// Claim something in the ledger: `decide` looks at the fetched ledger and either refuses
 /// (`None`: taken) or changes it and names the commit message; the change is pushed as a
 /// compare and swap, read and decided again when another replica moved the ledger first.
+/// Whether ledger entry `key` of `file`, stamped `at`, could have been written by a tugboat
+/// by now; one from the future is someone else's, warned about and not obeyed.
+fn plausible(me: &Git, file: &str, key: &str, at: DateTime<Utc>) -> bool {
+    let ok = recorded_by_now(at, me.clock.now());
+    if !ok {
+        tracing::warn!(file, key, at = %at, kind = "ledger", "ignoring a ledger entry stamped in the future: tugboat did not write it");
+    }
+    ok
+}
+
 fn claim_in_ledger(
     repo: &Repository,
     me: &Git,
@@ -1009,7 +1020,8 @@ impl Ledger for Git {
         let job = job.to_owned();
         self.blocking(move |repo, me| {
             fetch(repo, me)?;
-            Ok(read_ledger(repo)?.schedules.get(&job).copied())
+            let last = read_ledger(repo)?.schedules.get(&job).copied();
+            Ok(last.filter(|at| plausible(me, "schedules.json", &job, *at)))
         })
         .await
     }
@@ -1018,7 +1030,9 @@ impl Ledger for Git {
         let job = job.to_owned();
         self.blocking(move |repo, me| {
             let claimed = claim_in_ledger(repo, me, &|state| {
-                if state.schedules.get(&job).is_some_and(|last| *last >= slot) {
+                let last = state.schedules.get(&job).copied();
+                let last = last.filter(|at| plausible(me, "schedules.json", &job, *at));
+                if last.is_some_and(|last| last >= slot) {
                     return None;
                 }
                 state.schedules.insert(job.clone(), slot);
@@ -1038,10 +1052,12 @@ impl Ledger for Git {
             let now = me.clock.now();
             let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
             claim_in_ledger(repo, me, &|state| {
-                let taken = state
-                    .claims
-                    .get(&key)
-                    .is_some_and(|c| c.what == what && c.by != me.replica && now - c.at < ttl);
+                let taken = state.claims.get(&key).is_some_and(|c| {
+                    c.what == what
+                        && c.by != me.replica
+                        && now - c.at < ttl
+                        && plausible(me, "claims.json", &key, c.at)
+                });
                 if taken {
                     return None;
                 }
@@ -1050,7 +1066,9 @@ impl Ledger for Git {
                     by: me.replica.clone(),
                     at: now,
                 };
-                state.claims.retain(|_, c| now - c.at < CLAIMS_KEPT_FOR);
+                state
+                    .claims
+                    .retain(|_, c| now - c.at < CLAIMS_KEPT_FOR && recorded_by_now(c.at, now));
                 state.claims.insert(key.clone(), claim);
                 Some(format!("{key}: {} opens the PR of \"{what}\"", me.replica))
             })
