@@ -2,13 +2,16 @@
 //! reading never panics, a promotion state (or a group PR's) that parses holds valid image
 //! values and writes back to itself, a block written into any body reads back as written,
 //! once, and the dashboard renders over any previous body, keeping one table row per row and
-//! one block.
+//! one block. Outside text quoted inert (`markdown::inert`) can open no comment or code
+//! span, break no table cell and mention nobody, and a body quoting it above a block still
+//! reads back that block.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tugboat_core::domain::block;
 use tugboat_core::domain::dashboard;
 use tugboat_core::domain::group::{GROUP_MARKER, GroupState};
+use tugboat_core::domain::markdown;
 use tugboat_core::domain::promotion::PromotionState;
 use tugboat_core::domain::rescan::State;
 
@@ -44,6 +47,16 @@ fuzz_target!(|input: (&str, &str, u64)| {
             assert_eq!(GroupState::parse(&again).as_ref(), Ok(&group));
         }
     }
+    // Outside text, quoted inert, carries none of Markdown's or HTML's powers.
+    let quoted = markdown::inert(text);
+    for power in ["<", ">", "`", "|", "\n", "\r"] {
+        assert!(!quoted.contains(power), "{quoted:?} holds {power:?}");
+    }
+    assert_eq!(quoted.matches('@').count(), quoted.matches("@\u{200B}").count());
+    // A block written below quoted text reads back, whatever the text held.
+    let value = serde_json::json!({"n": n});
+    let below = block::write(&format!("A commit said \"{quoted}\".\n"), MARKER, &value);
+    assert_eq!(block::read::<serde_json::Value>(&below, MARKER), Some(value));
     // Round trip through an arbitrary body: the value survives any text around it, and the
     // body holds exactly one block afterwards.
     let value = serde_json::json!({"text": text, "n": n});
