@@ -159,8 +159,8 @@ impl Engine {
             let paths: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
             if let Some(c) = self.ports.repo.last_change(&paths).await.at(Step::Hold)? {
                 hold.since = c.at;
-                // The summary is whatever the committer wrote: quoted inert.
                 hold.by = Some(c.author.clone());
+                // The summary is whatever the committer wrote: quoted inert.
                 hold.detail = format!(
                     "{}: commit {} \"{}\"",
                     hold.detail,
