@@ -295,3 +295,54 @@ async fn ledger_entries_stamped_in_the_future_hold_back_no_claim_and_skip_no_sch
     );
     assert!(tugboat.claim("rescan", sb.github.now()).await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branches_anyone_pushes_are_not_fetched_only_the_base_tugboats_and_the_ledger() {
+    use tugboat::adapters::git::Git;
+    use tugboat::ports::{GitOpsRepo, Ledger};
+    let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("clone");
+    let url = format!("{}/git/salon/salon-gitops.git", sb.github_url);
+    let git = Git::open(
+        &dir,
+        &url,
+        "main",
+        std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
+            tugboat::secret::Secret::new(&sb.github_token),
+            "github.token",
+        )),
+        &tugboat::telemetry::ApiMetrics::default(),
+    )
+    .unwrap();
+    for junk in ["mallory/huge", "release/1.x"] {
+        sb.github.branch_as(junk, "main").unwrap();
+    }
+    sb.github
+        .branch_as("tugboat/dev/user_service", "main")
+        .unwrap();
+    assert!(git.claim("nightly", sb.github.now()).await.unwrap()); // makes the ledger
+    git.sync().await.unwrap();
+    let listed = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&dir)
+        .args(["for-each-ref", "--format=%(refname)", "refs/remotes/origin"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let fetched: Vec<String> = String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for wanted in ["main", "tugboat/dev/user_service", "tugboat-ledger"] {
+        let name = format!("refs/remotes/origin/{wanted}");
+        assert!(fetched.contains(&name), "{name} not in {fetched:?}");
+    }
+    assert!(
+        fetched
+            .iter()
+            .all(|r| !r.contains("mallory") && !r.contains("release")),
+        "{fetched:?}"
+    );
+}
