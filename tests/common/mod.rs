@@ -143,3 +143,19 @@ pub fn verification_reports(pr: &tugboat_sandbox::github::Pr) -> Vec<String> {
     let body = pr.body.find(MARKER).map(|i| pr.body[i..].to_owned());
     comments.chain(body).collect()
 }
+
+/// tugboat's git adapter on the sandbox's repository, its bare clone in `dir`.
+pub fn git_clone(sb: &Sandbox, dir: &std::path::Path) -> tugboat::adapters::git::Git {
+    let url = format!("{}/git/salon/salon-gitops.git", sb.github_url);
+    tugboat::adapters::git::Git::open(
+        dir,
+        &url,
+        "main",
+        Arc::new(tugboat::credentials::Rotating::fixed(
+            tugboat::secret::Secret::new(&sb.github_token),
+            "github.token",
+        )),
+        &ApiMetrics::default(),
+    )
+    .unwrap()
+}

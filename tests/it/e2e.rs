@@ -669,25 +669,11 @@ async fn a_later_environment_waits_out_its_soak_after_the_previous_one_is_health
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_git_ledger_lets_exactly_one_of_two_replicas_claim_a_slot() {
-    use tugboat::adapters::git::Git;
     use tugboat::ports::Ledger;
     tugboat::app::init_crypto();
     let sb = Sandbox::start(Options::default()).await.unwrap();
     let work = tempfile::tempdir().unwrap();
-    let url = format!("{}/git/salon/salon-gitops.git", sb.github_url);
-    let replica = |dir: &str| {
-        Git::open(
-            &work.path().join(dir),
-            &url,
-            "main",
-            std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
-                tugboat::secret::Secret::new(&sb.github_token),
-                "github.token",
-            )),
-            &ApiMetrics::default(),
-        )
-        .unwrap()
-    };
+    let replica = |dir: &str| crate::common::git_clone(&sb, &work.path().join(dir));
     let (a, b) = (replica("a"), replica("b"));
     let monday = chrono::DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z")
         .unwrap()

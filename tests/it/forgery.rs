@@ -248,25 +248,10 @@ async fn a_backdated_push_to_tugboats_branch_is_replaced_and_an_earlier_approval
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_entries_stamped_in_the_future_hold_back_no_claim_and_skip_no_schedule() {
-    use tugboat::adapters::git::Git;
     use tugboat::ports::Ledger;
     let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
     let work = tempfile::tempdir().unwrap();
-    let url = format!("{}/git/salon/salon-gitops.git", sb.github_url);
-    let replica = |dir: &str| {
-        Git::open(
-            &work.path().join(dir),
-            &url,
-            "main",
-            std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
-                tugboat::secret::Secret::new(&sb.github_token),
-                "github.token",
-            )),
-            &tugboat::telemetry::ApiMetrics::default(),
-        )
-        .unwrap()
-    };
-    let tugboat = replica("a");
+    let tugboat = crate::common::git_clone(&sb, &work.path().join("a"));
     let ttl = Duration::from_secs(120);
     let (branch, what) = (
         "tugboat/dev/user_service",
@@ -298,23 +283,11 @@ async fn ledger_entries_stamped_in_the_future_hold_back_no_claim_and_skip_no_sch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branches_anyone_pushes_are_not_fetched_only_the_base_tugboats_and_the_ledger() {
-    use tugboat::adapters::git::Git;
     use tugboat::ports::{GitOpsRepo, Ledger};
     let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("clone");
-    let url = format!("{}/git/salon/salon-gitops.git", sb.github_url);
-    let git = Git::open(
-        &dir,
-        &url,
-        "main",
-        std::sync::Arc::new(tugboat::credentials::Rotating::fixed(
-            tugboat::secret::Secret::new(&sb.github_token),
-            "github.token",
-        )),
-        &tugboat::telemetry::ApiMetrics::default(),
-    )
-    .unwrap();
+    let git = crate::common::git_clone(&sb, &dir);
     for junk in ["mallory/huge", "release/1.x"] {
         sb.github.branch_as(junk, "main").unwrap();
     }

@@ -610,26 +610,38 @@ impl GitHub {
     /// A person (`who`) commits `text` to `path` on top of `branch` and pushes it, as a push
     /// from their machine would; the new head. Stamped from the sandbox's clock.
     pub fn commit_as(&self, branch: &str, path: &str, text: &str, who: &str) -> Option<String> {
+        self.person_commit(who, branch, branch, (path, text), self.now())
+    }
+
+    /// `who` commits `path` = `text` on `on`'s head, dated `at`, and points `branch` at it
+    /// (a push, forced when `branch` is not `on`); the new head.
+    pub(crate) fn person_commit(
+        &self,
+        who: &str,
+        branch: &str,
+        on: &str,
+        (path, text): (&str, &str),
+        at: DateTime<Utc>,
+    ) -> Option<String> {
         let repo = git2::Repository::open_bare(self.repo_path()).ok()?;
-        let refname = format!("refs/heads/{branch}");
-        let parent = repo.find_reference(&refname).ok()?.peel_to_commit().ok()?;
+        let parent = repo
+            .find_reference(&format!("refs/heads/{on}"))
+            .ok()?
+            .peel_to_commit()
+            .ok()?;
         let blob = repo.blob(text.as_bytes()).ok()?;
         let mut update = git2::build::TreeUpdateBuilder::new();
         update.upsert(path, blob, git2::FileMode::Blob);
         let tree = repo
             .find_tree(update.create_updated(&repo, &parent.tree().ok()?).ok()?)
             .ok()?;
-        let at = git2::Time::new(self.now().timestamp(), 0);
+        let at = git2::Time::new(at.timestamp(), 0);
         let sig = git2::Signature::new(who, &format!("{who}@example.com"), &at).ok()?;
+        let message = format!("{who} edits {path}");
         let oid = repo
-            .commit(
-                Some(&refname),
-                &sig,
-                &sig,
-                &format!("{who} edits {path}"),
-                &tree,
-                &[&parent],
-            )
+            .commit(None, &sig, &sig, &message, &tree, &[&parent])
+            .ok()?;
+        repo.reference(&format!("refs/heads/{branch}"), oid, true, &message)
             .ok()?;
         Some(oid.to_string())
     }
@@ -969,13 +981,8 @@ async fn list_issues(
         all.push((p.number, gh.pr_as_issue_json(p)));
     }
     all.sort_by_key(|(n, _)| *n);
-    let items = page_of(all.into_iter().map(|(_, v)| v), q.per_page, q.page);
-    etagged(
-        &gh,
-        &headers,
-        "GET issues 304",
-        Value::Array(items).to_string(),
-    )
+    let items = all.into_iter().map(|(_, v)| v);
+    paged(&gh, &headers, "GET issues 304", items, (q.per_page, q.page))
 }
 
 impl GitHub {
@@ -1388,13 +1395,7 @@ async fn merge_pull(
     match gh.merge_into(&pr.base, &pr.head, &title, &method) {
         Ok(sha) => {
             let mut g = gh.lock();
-            if let Some(p) = g.prs.iter_mut().find(|p| p.number == n) {
-                p.state = "closed".into();
-                p.merged_at = Some(gh.now().to_rfc3339());
-                p.merge_sha = Some(sha.clone());
-                p.closed_head = Some(head.clone());
-            }
-            g.touch(n, gh.now());
+            g.merged(n, &sha, &head, gh.now());
             if pr.base == "main" {
                 g.main_moved = Some((sha.clone(), tokio::time::Instant::now()));
             }
@@ -1491,25 +1492,18 @@ async fn add_status(
         return gh_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed: state");
     }
     let context = s.context.unwrap_or_else(|| "default".into());
-    let now = gh.now();
-    let mut g = gh.lock();
-    let id = 8000 + g.status_log.len() as u64 + 1;
-    g.status_log.push(crate::github_people::StatusRec {
-        id,
-        sha: sha.clone(),
-        context: context.clone(),
-        state: s.state.clone(),
-        creator: BOT.to_owned(),
-        created_at: now,
-    });
-    let list = g.statuses.entry(sha.clone()).or_default();
-    list.retain(|(c, _, _)| *c != context);
-    list.push((
-        context.clone(),
-        s.state.clone(),
-        s.description.clone().unwrap_or_default(),
-    ));
     let description = s.description.unwrap_or_default();
+    gh.lock().set_status(
+        crate::github_people::StatusRec {
+            id: 0,
+            sha: sha.clone(),
+            context: context.clone(),
+            state: s.state.clone(),
+            creator: BOT.to_owned(),
+            created_at: gh.now(),
+        },
+        &description,
+    );
     let at = gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let status = wire::status(
         &gh.owner,
@@ -1762,9 +1756,22 @@ pub(crate) fn page_of<T>(
 }
 
 #[derive(Deserialize)]
-struct PageQuery {
-    per_page: Option<usize>,
-    page: Option<usize>,
+pub(crate) struct PageQuery {
+    pub(crate) per_page: Option<usize>,
+    pub(crate) page: Option<usize>,
+}
+
+/// One page (`per_page`, `page`) of a list, answered as GitHub answers lists: paged, with a
+/// weak ETag that a conditional request gets a 304 for (counted as `op304`).
+pub(crate) fn paged(
+    gh: &GitHub,
+    headers: &HeaderMap,
+    op304: &str,
+    items: impl IntoIterator<Item = Value>,
+    (per_page, page): (Option<usize>, Option<usize>),
+) -> Response {
+    let body = Value::Array(page_of(items, per_page, page)).to_string();
+    etagged(gh, headers, op304, body)
 }
 
 /// The comments of a PR or issue, oldest first, with an ETag; `If-None-Match` with the
@@ -1788,8 +1795,7 @@ async fn list_comments(
             .map(|c| comment_json(&gh, c))
             .collect()
     };
-    let body = Value::Array(page_of(all, q.per_page, q.page)).to_string();
-    etagged(&gh, &headers, "GET comments 304", body)
+    paged(&gh, &headers, "GET comments 304", all, (q.per_page, q.page))
 }
 
 #[derive(Deserialize)]
@@ -1868,12 +1874,12 @@ async fn list_reviews(
             )
         })
         .collect();
-    let items = page_of(reviews, q.per_page, q.page);
-    etagged(
+    paged(
         &gh,
         &headers,
         "GET reviews 304",
-        Value::Array(items).to_string(),
+        reviews,
+        (q.per_page, q.page),
     )
 }
 

@@ -7,7 +7,11 @@
 //!   request's events oldest first; a `labeled` / `unlabeled` event carries `actor` and
 //!   `label {name, color}` (GitHub REST, "Issue events": "List issue events", and the
 //!   `labeled-issue-event` schema of `@octokit/openapi`).
-//! - Adding or removing a label, a comment and an edit move the issue's `updated_at`.
+//! - Adding or removing a label, a comment and an edit move the issue's `updated_at`
+//!   (inferred: the REST reference only calls it the time of the last update; tugboat also
+//!   keys its cache on the labels it saw, so a label change is caught either way).
+//! - A person with write access can change an open pull request's base ("Changing the base
+//!   branch of a pull request", GitHub Docs) and merge it there.
 //!
 //! Requests made with tugboat's credentials act as [`crate::github::BOT`]; the test controls
 //! here act as a named person.
@@ -21,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::github::{GitHub, Inner, IssueRec, Pr, gh_error};
+use crate::github::{GitHub, Inner, IssueRec, PageQuery, Pr, gh_error, paged};
 use crate::github_wire as wire;
 
 /// One commit status as set: by whom and when (GitHub keeps every one, newest first in its
@@ -61,6 +65,31 @@ impl Inner {
         } else if let Some(i) = self.issues.iter_mut().find(|i| i.number == number) {
             i.updated_at = at;
         }
+    }
+
+    /// PR `number` merged at `now` as `sha`, its branch's head then `head`.
+    pub(crate) fn merged(&mut self, number: u64, sha: &str, head: &str, now: DateTime<Utc>) {
+        if let Some(p) = self.prs.iter_mut().find(|p| p.number == number) {
+            p.state = "closed".into();
+            p.merged_at = Some(now.to_rfc3339());
+            p.merge_sha = Some(sha.to_owned());
+            p.closed_head = Some(head.to_owned());
+        }
+        self.touch(number, now);
+    }
+
+    /// Set a commit status (its `id` is given here): kept in the log with who set it, and
+    /// counted in the commit's combined status in place of the one of its context before.
+    pub(crate) fn set_status(&mut self, mut status: StatusRec, description: &str) {
+        status.id = 8000 + self.status_log.len() as u64 + 1;
+        let list = self.statuses.entry(status.sha.clone()).or_default();
+        list.retain(|(c, _, _)| *c != status.context);
+        list.push((
+            status.context.clone(),
+            status.state.clone(),
+            description.to_owned(),
+        ));
+        self.status_log.push(status);
     }
 
     /// `actor` sets the labels of PR or issue `number` to `labels`: an event for each label
@@ -115,12 +144,6 @@ pub fn routes() -> axum::Router<GitHub> {
         .route("/_sandbox/people/labels", post(label_as))
 }
 
-#[derive(Deserialize)]
-struct PageQuery {
-    per_page: Option<usize>,
-    page: Option<usize>,
-}
-
 async fn list_events(
     State(gh): State<GitHub>,
     headers: HeaderMap,
@@ -141,12 +164,12 @@ async fn list_events(
             .map(|e| event_json(&gh, e))
             .collect()
     };
-    let items = crate::github::page_of(events, q.per_page, q.page);
-    crate::github::etagged(
+    paged(
         &gh,
         &headers,
         "GET issue events 304",
-        Value::Array(items).to_string(),
+        events,
+        (q.per_page, q.page),
     )
 }
 
@@ -186,12 +209,12 @@ async fn list_statuses(
             })
             .collect()
     };
-    let items = crate::github::page_of(statuses, q.per_page, q.page);
-    crate::github::etagged(
+    paged(
         &gh,
         &headers,
         "GET statuses 304",
-        Value::Array(items).to_string(),
+        statuses,
+        (q.per_page, q.page),
     )
 }
 
@@ -341,14 +364,7 @@ impl GitHub {
         let sha = self
             .merge_into(&pr.base, &pr.head, &pr.title, &method)
             .ok()?;
-        let now = self.now();
-        let mut g = self.lock();
-        let p = g.prs.iter_mut().find(|p| p.number == number)?;
-        p.state = "closed".into();
-        p.merged_at = Some(secs(&now));
-        p.merge_sha = Some(sha.clone());
-        p.closed_head = Some(head);
-        g.touch(number, now);
+        self.lock().merged(number, &sha, &head, self.now());
         Some(sha)
     }
 
@@ -366,21 +382,15 @@ impl GitHub {
 
     /// `user` (a person with write access) sets a commit status on `sha`.
     pub fn status_as(&self, user: &str, sha: &str, context: &str, state: &str) {
-        let now = self.now();
-        let mut g = self.lock();
-        let id = 8000 + g.status_log.len() as u64 + 1;
-        g.status_log.push(StatusRec {
-            id,
+        let status = StatusRec {
+            id: 0,
             sha: sha.to_owned(),
             context: context.to_owned(),
             state: state.to_owned(),
             creator: user.to_owned(),
-            created_at: now,
-        });
-        // It counts in the commit's combined status like any other.
-        let list = g.statuses.entry(sha.to_owned()).or_default();
-        list.retain(|(c, _, _)| c != context);
-        list.push((context.to_owned(), state.to_owned(), String::new()));
+            created_at: self.now(),
+        };
+        self.lock().set_status(status, "");
     }
 
     /// A person with write access force-pushes to `branch` one commit on `base`'s head that
@@ -391,36 +401,10 @@ impl GitHub {
         who: &str,
         branch: &str,
         base: &str,
-        (path, text): (&str, &str),
+        file: (&str, &str),
         dated: DateTime<Utc>,
     ) -> Option<String> {
-        let repo = git2::Repository::open_bare(self.repo_path()).ok()?;
-        let parent = repo
-            .find_reference(&format!("refs/heads/{base}"))
-            .ok()?
-            .peel_to_commit()
-            .ok()?;
-        let blob = repo.blob(text.as_bytes()).ok()?;
-        let mut update = git2::build::TreeUpdateBuilder::new();
-        update.upsert(path, blob, git2::FileMode::Blob);
-        let tree = repo
-            .find_tree(update.create_updated(&repo, &parent.tree().ok()?).ok()?)
-            .ok()?;
-        let at = git2::Time::new(dated.timestamp(), 0);
-        let sig = git2::Signature::new(who, &format!("{who}@example.com"), &at).ok()?;
-        let oid = repo
-            .commit(
-                None,
-                &sig,
-                &sig,
-                &format!("{who} edits {path}"),
-                &tree,
-                &[&parent],
-            )
-            .ok()?;
-        repo.reference(&format!("refs/heads/{branch}"), oid, true, "force-push")
-            .ok()?;
-        Some(oid.to_string())
+        self.person_commit(who, branch, base, file, dated)
     }
 
     /// Every issue event, for tests.

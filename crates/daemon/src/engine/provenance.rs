@@ -217,9 +217,7 @@ impl Engine {
         }
         let foreign = head.head;
         tracing::warn!(branch = %change.branch, head = %foreign, kind = Forgery::Push.as_str(), "a head tugboat did not push: replacing it with tugboat's own commit (its approvals are void)");
-        if let Ok(mut found) = self.provenance.found.lock() {
-            *found.entry(Forgery::Push).or_default() += 1;
-        }
+        self.count_forged(Forgery::Push);
         let fresh = self.propose(change, Base::Fresh).await?;
         self.provenance
             .heads
@@ -244,6 +242,11 @@ impl Engine {
             record.noun,
             record.number
         );
+        self.count_forged(kind);
+    }
+
+    /// One more forged record of `kind` for the metrics.
+    fn count_forged(&self, kind: Forgery) {
         if let Ok(mut found) = self.provenance.found.lock() {
             *found.entry(kind).or_default() += 1;
         }

@@ -3,11 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
 use chrono::{Duration as Span, Utc};
 
 use super::fake::{DEV, IMAGE, PROD, TestClock, World, values};
+use super::tests::{row, world};
 use super::{Action, Engine, Mode};
 use crate::domain::dashboard;
 use crate::domain::hold::{Cause, Hold};
@@ -15,16 +14,6 @@ use crate::domain::image::{ImageRef, Tag};
 use crate::domain::promotion::PromotionState;
 use crate::domain::provenance::Forgery;
 use crate::ports::Permission;
-
-fn world() -> (Arc<World>, Arc<TestClock>, Engine) {
-    let (w, clock) = World::salon();
-    let engine = Engine::new(super::fake::config("", ""), w.ports()).with_clock(clock.clone());
-    (w, clock, engine)
-}
-
-fn row(r: &[super::EnvReport], env: &str) -> super::EnvReport {
-    r.iter().find(|x| x.environment == env).unwrap().clone()
-}
 
 /// A state block as tugboat writes it, naming `from` as what prod ran before.
 fn forged_block(env: &str, tag: &str, from: &str) -> String {

@@ -15,13 +15,13 @@ use crate::ports::{ErrorKind, Health, Permission};
 use super::fake::{DEV, PROD, values};
 
 /// A world where dev and prod run 1.0.0 healthy, and an engine on it.
-fn world() -> (Arc<World>, Arc<TestClock>, Engine) {
+pub(super) fn world() -> (Arc<World>, Arc<TestClock>, Engine) {
     let (w, clock) = World::salon();
     let engine = Engine::new(super::fake::config("", ""), w.ports()).with_clock(clock.clone());
     (w, clock, engine)
 }
 
-fn row(r: &[super::EnvReport], env: &str) -> super::EnvReport {
+pub(super) fn row(r: &[super::EnvReport], env: &str) -> super::EnvReport {
     r.iter().find(|x| x.environment == env).unwrap().clone()
 }
 
