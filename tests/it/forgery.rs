@@ -124,8 +124,19 @@ async fn a_hold_issue_a_triager_opens_freezes_nothing() {
     assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
 }
 
+/// `body` sealed with the key tugboat stored in SSM on its first cycle (`domain::seal`): what
+/// tugboat itself would have written.
+fn sealed_by_tugboat(sb: &tugboat_sandbox::Sandbox, body: &str) -> String {
+    let name = "/tugboat/salon/salon-gitops/state-key";
+    let text = sb.aws.parameter(name).expect("tugboat stored its key");
+    tugboat::domain::seal::Keys::parse(&text)
+        .unwrap()
+        .seal(tugboat::domain::seal::unsealed(body))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollback_restores_what_main_ran_before_the_merge_when_the_block_was_edited() {
+async fn an_edited_block_in_tugboats_own_merged_pr_is_not_acted_on_and_history_decides_a_rollback()
+{
     let (sb, engine, _w) = setup().await;
     let before = sb.github.read_file("main", &file_of(SVC, "dev")).unwrap();
     sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
@@ -133,6 +144,7 @@ async fn a_rollback_restores_what_main_ran_before_the_merge_when_the_block_was_e
     let Action::Merged { number, .. } = row(&r, SVC, "dev").action.clone() else {
         panic!("{:?}", row(&r, SVC, "dev"))
     };
+    let merged = sb.github.read_file("main", &file_of(SVC, "dev")).unwrap();
     // Someone with write access points the block's `from` at an image never pushed.
     let pr = sb
         .github
@@ -140,14 +152,32 @@ async fn a_rollback_restores_what_main_ran_before_the_merge_when_the_block_was_e
         .into_iter()
         .find(|p| p.number == number)
         .unwrap();
-    let start = pr.body.find("\"from\":\"").expect("the block names `from`") + 8;
-    let end = start + pr.body[start..].find('"').unwrap();
-    let edited = format!("{}{EVIL}{}", &pr.body[..start], &pr.body[end..]);
+    assert!(pr.body.contains("<!-- tugboat:seal "), "{}", pr.body);
+    let body = tugboat::domain::seal::unsealed(&pr.body);
+    let start = body.find("\"from\":\"").expect("the block names `from`") + 8;
+    let end = start + body[start..].find('"').unwrap();
+    let edited = format!("{}{EVIL}{}", &body[..start], &body[end..]);
     assert!(sb.github.edit_body_as(number, &edited));
+    assert!(sb.github.label_as(number, "mallory", "tugboat:bad"));
     approver(&sb, "alice");
     sb.advance(Duration::from_secs(1));
     sb.github.comment_as(number, "alice", "/rollback").unwrap();
 
+    // The seal does not open: the record is not read, nothing is written.
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        sb.github.read_file("main", &file_of(SVC, "dev")).unwrap(),
+        merged
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Seal), Some(&1));
+
+    // The same block under tugboat's own seal (written before an upgrade, or by a bug): a
+    // rollback restores what main ran before the merge, read from git, not the block's `from`.
+    assert!(
+        sb.github
+            .edit_body_as(number, &sealed_by_tugboat(&sb, &edited))
+    );
+    sb.advance(Duration::from_secs(1));
     let r = engine.cycle(Mode::Apply).await.unwrap();
     assert!(
         matches!(row(&r, SVC, "dev").action, Action::RolledBack { .. }),

@@ -176,6 +176,7 @@ struct RawGithub {
     token: Option<SecretRef>,
     app: Option<RawApp>,
     webhook_secret: Option<SecretRef>,
+    state_key: Option<SecretRef>,
     #[serde(default)]
     merge_method: MergeMethod,
     login: Option<String>,
@@ -367,6 +368,10 @@ pub struct GithubConfig {
     pub auth: GithubAuth,
     /// Enables `POST /webhooks/github`: deliveries must be signed with it.
     pub webhook_secret: Option<SecretRef>,
+    /// The keys that seal the records tugboat keeps in PR and issue bodies
+    /// (`domain::seal`). By default the SSM parameter `/tugboat/<owner>/<repo>/state-key`,
+    /// which tugboat creates when it is absent.
+    pub state_key: SecretRef,
     /// How promotion and rollback PRs are merged: `squash` (default), `merge` or `rebase`;
     /// the repository must allow it.
     pub merge_method: MergeMethod,
@@ -896,6 +901,9 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
         api_url,
         clone_url,
         webhook_secret: raw.webhook_secret,
+        state_key: raw
+            .state_key
+            .unwrap_or_else(|| SecretRef::Ssm(format!("/tugboat/{owner}/{repo}/state-key"))),
         merge_method: raw.merge_method,
         commits: raw.commits.unwrap_or(match auth {
             GithubAuth::App { .. } => CommitVia::Api,

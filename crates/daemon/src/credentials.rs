@@ -264,6 +264,9 @@ mod tests {
             *self.reads.lock().unwrap() += 1;
             Ok(Secret::new(self.value.lock().unwrap().clone()))
         }
+        async fn create_secret(&self, _: &str, _: &Secret) -> PortResult<bool> {
+            unreachable!("rotation never creates a secret")
+        }
     }
 
     #[tokio::test]

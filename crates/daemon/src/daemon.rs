@@ -929,7 +929,7 @@ mod tests {
         assert!(metric(&d, "tugboat_dashboard_updates_total{result=\"updated\"}") == Some(1.0));
 
         // A restart, and a stray second dashboard (two replicas racing): one stays.
-        let stray = render_stray(&body);
+        let stray = w.seal(&render_stray(crate::domain::seal::unsealed(&body)));
         w.open_issue(
             "tugboat: promotion dashboard",
             &stray,

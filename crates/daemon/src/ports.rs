@@ -176,6 +176,9 @@ pub trait ParameterStore: Send + Sync {
     async fn documents(&self, path: &str) -> PortResult<Vec<PolicyDocument>>;
     /// One SecureString parameter.
     async fn secret(&self, name: &str) -> PortResult<Secret>;
+    /// Create SecureString `name` holding `value` unless it exists: whether this call
+    /// created it (another replica may have been first).
+    async fn create_secret(&self, name: &str, value: &Secret) -> PortResult<bool>;
 }
 
 /// A message from the event queue.

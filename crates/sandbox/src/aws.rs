@@ -532,6 +532,11 @@ impl Aws {
         version
     }
 
+    /// A parameter's value, as `GetParameter` with decryption answers it.
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        self.lock().params.get(name).map(|p| p.value.clone())
+    }
+
     /// How many calls each operation received.
     pub fn calls(&self) -> BTreeMap<String, u64> {
         self.lock().calls.clone()
@@ -714,6 +719,19 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
                 return aws_error(
                     "ValidationException",
                     "Standard parameters are limited to 4096 characters",
+                );
+            }
+            // SSM refuses to replace a parameter unless asked to (AWS SSM API reference,
+            // PutParameter: "Overwrite: Overwrite an existing parameter. The default value is
+            // false", and the error ParameterAlreadyExists).
+            let overwrite = req
+                .get("Overwrite")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if !overwrite && aws.lock().params.contains_key(&name) {
+                return aws_error(
+                    "ParameterAlreadyExists",
+                    "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.",
                 );
             }
             let version =

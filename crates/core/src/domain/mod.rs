@@ -24,6 +24,7 @@ pub mod promotion;
 pub mod provenance;
 pub mod rescan;
 pub mod schedule;
+pub mod seal;
 pub mod select;
 pub mod webhook;
 pub mod window;

@@ -170,10 +170,28 @@ impl PromotionState {
     }
 }
 
+/// Read as "answered through": the record of which commands were answered was lost (its body
+/// was changed by someone else, `domain::seal`), so every command posted so far counts as
+/// answered: none is carried out twice, and people are asked to post again.
+pub const LOST: u64 = u64::MAX;
+
 /// The comment id up to which commands were answered, from a PR body's state block (0 when
-/// the body has none that parses).
+/// the body has none that parses, [`LOST`] when its blocks were taken out as forged).
 pub fn answered_through(body: &str) -> u64 {
-    PromotionState::parse(body).map_or(0, |s| s.answered_through)
+    through(
+        PromotionState::parse(body).ok().map(|s| s.answered_through),
+        body,
+    )
+}
+
+/// `answered` as read from a body's block, or what its absence means: [`LOST`] when the body
+/// was forgotten, 0 (a body that never had one) otherwise.
+pub fn through(answered: Option<u64>, body: &str) -> u64 {
+    answered.unwrap_or(if super::seal::forgotten(body) {
+        LOST
+    } else {
+        0
+    })
 }
 
 #[cfg(test)]

@@ -65,6 +65,9 @@ pub enum Forgery {
     /// A head of one of tugboat's branches that tugboat did not push (no report of its own
     /// on it): replaced by tugboat's own commit, its approvals void.
     Push,
+    /// A body of tugboat's whose seal is missing or does not open (`domain::seal`): someone
+    /// edited it, and what tugboat recorded in it is not read.
+    Seal,
 }
 
 impl Forgery {
@@ -76,16 +79,18 @@ impl Forgery {
             Self::Base => "base",
             Self::Block => "block",
             Self::Push => "push",
+            Self::Seal => "seal",
         }
     }
 
     /// Every kind, for metrics that export zeros.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Author,
         Self::Label,
         Self::Base,
         Self::Block,
         Self::Push,
+        Self::Seal,
     ];
 }
 

@@ -76,4 +76,30 @@ impl ParameterStore for Ssm {
             out.parameter().and_then(|p| p.value()).unwrap_or_default(),
         ))
     }
+
+    async fn create_secret(&self, name: &str, value: &Secret) -> PortResult<bool> {
+        // Without `overwrite`, PutParameter refuses a name that exists with
+        // ParameterAlreadyExists (AWS SSM API reference, PutParameter: "Overwrite … Default:
+        // false"): the first replica's key wins and the others read it.
+        let put = self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(value.expose())
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .description("tugboat: the key that seals its records in GitHub")
+            .overwrite(false)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_parameter_already_exists()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(map_err("ssm", "PutParameter", &e, &[])),
+        }
+    }
 }

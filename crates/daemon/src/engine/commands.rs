@@ -12,7 +12,12 @@ use chrono::{DateTime, Utc};
 use super::{At, Engine, EnvCtx, Step, StepError};
 use crate::domain::chatops::{self, Answer, Comment};
 use crate::domain::image::Digest;
+use crate::domain::promotion;
 use crate::ports::{Reaction, ScanStart};
+
+/// Said on a PR whose record was lost (`domain::seal`): its commands are not carried out
+/// twice, and not guessed either.
+const LOST_NOTICE: &str = "tugboat's record in this pull request's description was changed by someone other than tugboat, so tugboat does not trust it. Commands posted before this comment will not be carried out; if they still stand, post them again. (Approvals and holds are read again from the comments as always.)";
 
 /// How long an approver check (permission and team membership) is trusted.
 const APPROVER_TTL: Duration = Duration::from_secs(300);
@@ -63,7 +68,7 @@ impl Engine {
             forge.reviews(pr.number).await.at(Step::Commands)?
         };
         let me = forge.me().await.at(Step::Commands)?;
-        let answered_through = pr.answered_through;
+        let answered_through = self.lost_through(pr, &comments, &me).await?;
         // Who may approve: only the users who gave a command or review.
         let mut users: BTreeSet<&str> = comments
             .iter()
@@ -126,6 +131,32 @@ impl Engine {
             actions,
             dropped,
         })
+    }
+
+    /// The comment commands were answered through: as recorded, or, when the record was lost
+    /// ([`promotion::LOST`]), every comment so far, saying so on the PR when a command is
+    /// among them.
+    async fn lost_through(
+        &self,
+        pr: &Target<'_>,
+        comments: &[Comment],
+        me: &str,
+    ) -> Result<u64, StepError> {
+        if pr.answered_through != promotion::LOST {
+            return Ok(pr.answered_through);
+        }
+        let newest = comments.iter().map(|c| c.id).max().unwrap_or(0);
+        let commands = comments
+            .iter()
+            .any(|c| !c.user.eq_ignore_ascii_case(me) && chatops::parse(&c.body).is_some());
+        if commands {
+            self.ports
+                .forge
+                .comment(pr.number, LOST_NOTICE)
+                .await
+                .at(Step::Commands)?;
+        }
+        Ok(newest)
     }
 
     /// Answer every new command: a reaction when done, a reply saying why when not. Returns

@@ -100,6 +100,8 @@ struct State {
     /// Image indexes by digest → their platform images.
     indexes: HashMap<Digest, Vec<crate::domain::index::PlatformImage>>,
     docs: Vec<PolicyDocument>,
+    /// SSM's SecureStrings (tugboat's seal key, once it made one).
+    secrets: BTreeMap<String, String>,
     /// Main's commits, oldest first: when, and every file.
     main: Vec<(DateTime<Utc>, BTreeMap<String, String>)>,
     /// Who made each of main's commits.
@@ -445,6 +447,25 @@ impl World {
         });
     }
 
+    /// `body` sealed as tugboat seals it (`domain::seal`), with the key tugboat stored (it
+    /// must have run a cycle): what another replica of tugboat would have written.
+    pub fn seal(&self, body: &str) -> String {
+        let text = self.with(|s| {
+            s.secrets
+                .iter()
+                .find(|(name, _)| name.ends_with("/state-key"))
+                .map(|(_, text)| text.clone())
+                .expect("tugboat has stored its key")
+        });
+        let keys = crate::domain::seal::Keys::parse(&text).expect("tugboat's key parses");
+        keys.seal(crate::domain::seal::unsealed(body))
+    }
+
+    /// Put SecureString `name` into SSM (what an operator stores).
+    pub fn set_secret(&self, name: &str, text: &str) {
+        self.with(|s| s.secrets.insert(name.to_owned(), text.to_owned()));
+    }
+
     pub fn prs(&self) -> Vec<Pr> {
         self.with(|s| s.prs.clone())
     }
@@ -573,7 +594,20 @@ impl ParameterStore for World {
 
     async fn secret(&self, name: &str) -> PortResult<Secret> {
         self.call("secret")?;
-        Err(PortError::new("fake", "secret", ErrorKind::NotFound, name))
+        self.with(|s| s.secrets.get(name).cloned())
+            .map(Secret::new)
+            .ok_or_else(|| PortError::new("fake", "secret", ErrorKind::NotFound, name))
+    }
+
+    async fn create_secret(&self, name: &str, value: &Secret) -> PortResult<bool> {
+        self.call("create_secret")?;
+        Ok(self.with(|s| match s.secrets.entry(name.to_owned()) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(value.expose().to_owned());
+                true
+            }
+        }))
     }
 }
 

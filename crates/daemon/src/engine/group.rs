@@ -38,6 +38,7 @@ use crate::domain::image::ImageRef;
 use crate::domain::merge::Verdict;
 use crate::domain::plan::Decision;
 use crate::domain::policy::{EnvPolicy, RollbackMode, ServicePolicy};
+use crate::domain::promotion;
 use crate::domain::select::{Candidate, ImageRecord};
 use crate::ports::{Base, LabelledPr, Proposal, PullRequest};
 
@@ -537,7 +538,10 @@ impl Engine {
         g: &Group<'_>,
     ) -> Result<Commands, StepError> {
         tracing::Span::current().record("pr", pr.number);
-        let answered = GroupState::parse(&pr.body).map_or(0, |s| s.answered_through);
+        let answered = promotion::through(
+            GroupState::parse(&pr.body).ok().map(|s| s.answered_through),
+            &pr.body,
+        );
         let target = Target {
             number: pr.number,
             answered_through: answered,

@@ -24,6 +24,7 @@ mod provenance;
 mod provenance_tests;
 pub mod rescan;
 pub mod scheduler;
+mod seal;
 #[cfg(test)]
 mod tests;
 
@@ -457,10 +458,24 @@ pub struct Engine {
     group_writes: tokio::sync::Mutex<()>,
     /// Who wrote the records the engine read (what was checked, what was reported).
     provenance: provenance::Provenance,
+    /// The keys that seal its records (`engine::seal`).
+    keys: Arc<seal::KeyRing>,
 }
 
 impl Engine {
-    pub fn new(cfg: Arc<Config>, ports: Ports) -> Self {
+    pub fn new(cfg: Arc<Config>, mut ports: Ports) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let keys = Arc::new(seal::KeyRing::new(
+            cfg.github.state_key.clone(),
+            Arc::clone(&ports.params),
+            Arc::clone(&clock),
+        ));
+        let provenance = provenance::Provenance::default();
+        ports.forge = Arc::new(seal::Sealed::new(
+            ports.forge,
+            Arc::clone(&keys),
+            Arc::clone(&provenance.log),
+        ));
         Self {
             cfg,
             ports,
@@ -471,11 +486,12 @@ impl Engine {
             mutability: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             approver_cache: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             longest_health_timeout: std::sync::atomic::AtomicU64::new(0),
-            clock: Arc::new(SystemClock),
+            clock,
+            keys,
             inbox: Arc::default(),
             gate_due: Mutex::default(),
             group_writes: tokio::sync::Mutex::default(),
-            provenance: provenance::Provenance::default(),
+            provenance,
         }
     }
 
@@ -486,6 +502,7 @@ impl Engine {
 
     /// The same engine reading the time from `clock` instead of the system's.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.keys.set_clock(Arc::clone(&clock));
         self.clock = clock;
         self
     }
@@ -547,6 +564,10 @@ impl Engine {
         for digest in self.inbox.take_rescanned() {
             self.scans.remove(&digest);
         }
+        self.keys.set_writes(mode == Mode::Apply);
+        // Read (or made) before anything is read from the forge: a key that cannot be had
+        // fails the cycle here, with what is wrong with it.
+        self.keys.keys().await?;
         self.ports.repo.sync().await?;
         let docs = self.policy_documents().await;
         let watch = self.watch(mode).await;

@@ -33,10 +33,8 @@ pub(super) struct Provenance {
     /// Heads of its branches this process pushed, or found reported by tugboat on GitHub,
     /// with the time approvals of them count from.
     heads: quick_cache::sync::Cache<String, DateTime<Utc>>,
-    /// Forged records already reported: (PR or issue number, what gave it away).
-    reported: Mutex<HashSet<(u64, Forgery)>>,
-    /// Forged records found since the daemon last took the count, by kind.
-    found: Mutex<BTreeMap<Forgery, u64>>,
+    /// The forged records found (shared with the forge's seal, `engine::seal`).
+    pub log: Arc<ForgeryLog>,
 }
 
 impl Default for Provenance {
@@ -44,9 +42,52 @@ impl Default for Provenance {
         Self {
             checked: quick_cache::sync::Cache::new(CHECKED_ENTRIES),
             heads: quick_cache::sync::Cache::new(CHECKED_ENTRIES),
-            reported: Mutex::default(),
-            found: Mutex::default(),
+            log: Arc::default(),
         }
+    }
+}
+
+/// The forged records found: each reported once in the log, and counted by kind until the
+/// daemon takes the count for its metrics.
+#[derive(Default)]
+pub(super) struct ForgeryLog {
+    /// Forged records already reported: (PR or issue number, what gave it away).
+    reported: Mutex<HashSet<(u64, Forgery)>>,
+    /// Forged records found since the daemon last took the count, by kind.
+    found: Mutex<BTreeMap<Forgery, u64>>,
+}
+
+impl ForgeryLog {
+    /// Report `noun` #`number` as forged (`kind`, because `why`), once.
+    pub fn report(&self, number: u64, noun: &str, kind: Forgery, why: &str) {
+        let first = self
+            .reported
+            .lock()
+            .is_ok_and(|mut r| r.insert((number, kind)));
+        if !first {
+            return;
+        }
+        tracing::warn!(
+            number,
+            kind = kind.as_str(),
+            "ignoring {noun} #{number}, which tugboat did not write: {why}"
+        );
+        self.count(kind);
+    }
+
+    /// One more forged record of `kind` for the metrics.
+    pub fn count(&self, kind: Forgery) {
+        if let Ok(mut found) = self.found.lock() {
+            *found.entry(kind).or_default() += 1;
+        }
+    }
+
+    /// The forged records found since the last call, by kind.
+    pub fn take(&self) -> BTreeMap<Forgery, u64> {
+        self.found
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default()
     }
 }
 
@@ -227,38 +268,19 @@ impl Engine {
 
     /// Report a forged record once: a warning naming it and a count by kind.
     pub(super) fn forged(&self, record: &Record<'_>, kind: Forgery, why: &str) {
-        let first = self
-            .provenance
-            .reported
-            .lock()
-            .is_ok_and(|mut r| r.insert((record.number, kind)));
-        if !first {
-            return;
-        }
-        tracing::warn!(
-            number = record.number,
-            kind = kind.as_str(),
-            "ignoring {} #{}, which tugboat did not write: {why}",
-            record.noun,
-            record.number
-        );
-        self.count_forged(kind);
+        self.provenance
+            .log
+            .report(record.number, record.noun, kind, why);
     }
 
     /// One more forged record of `kind` for the metrics.
     fn count_forged(&self, kind: Forgery) {
-        if let Ok(mut found) = self.provenance.found.lock() {
-            *found.entry(kind).or_default() += 1;
-        }
+        self.provenance.log.count(kind);
     }
 
     /// The forged records found since the last call, by kind (for the metrics).
     pub fn take_forged(&self) -> BTreeMap<Forgery, u64> {
-        self.provenance
-            .found
-            .lock()
-            .map(|mut f| std::mem::take(&mut *f))
-            .unwrap_or_default()
+        self.provenance.log.take()
     }
 }
 

@@ -13,6 +13,7 @@ use crate::domain::hold::{Cause, Hold};
 use crate::domain::image::{ImageRef, Tag};
 use crate::domain::promotion::PromotionState;
 use crate::domain::provenance::Forgery;
+use crate::domain::seal;
 use crate::ports::Permission;
 
 /// A state block as tugboat writes it, naming `from` as what prod ran before.
@@ -107,10 +108,11 @@ async fn a_rollback_restores_what_main_ran_before_the_merge_not_what_the_block_s
     w.push("1.1.0", 'b');
     engine.cycle(Mode::Apply).await.unwrap();
     let pr = w.prs()[0].clone();
-    // Someone with write access edits the block's `from` in tugboat's own PR.
+    // A block under tugboat's own seal naming another `from` (an earlier version's record,
+    // or a bug): what main ran before the merge still decides.
     let edited = pr.body.replace(&format!("{IMAGE}:1.0.0"), EVIL);
     assert_ne!(edited, pr.body, "the block names what dev ran before");
-    w.edit_body(pr.number, &edited);
+    w.edit_body(pr.number, &w.seal(&edited));
     w.allow("alice", Permission::Write);
     clock.advance(Span::seconds(5));
     w.say(pr.number, "alice", "/rollback");
@@ -216,8 +218,8 @@ async fn a_commit_summary_with_a_marker_and_a_mention_opens_one_hold_whose_resum
     let body = &issues[0].body;
     assert_eq!(
         body.matches("<!--").count(),
-        1,
-        "only tugboat's block: {body}"
+        2,
+        "only tugboat's block and its seal: {body}"
     );
     assert!(
         !body.contains("@salon/platform-leads"),
@@ -313,4 +315,128 @@ async fn after_a_restart_tugboats_own_kept_head_is_known_by_its_gate_report_and_
         asked,
         "once per head, then remembered"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edited_description_of_tugboats_own_pr_is_not_read_and_is_reported_once() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let pr = w.prs()[0].clone();
+    assert!(pr.body.contains("<!-- tugboat:seal "), "{}", pr.body);
+    // Someone with write access edits the block of tugboat's deployed PR and marks it bad.
+    let edited = seal::unsealed(&pr.body).replace(&format!("{IMAGE}:1.0.0"), EVIL);
+    w.edit_body(pr.number, &edited);
+    w.label_as(pr.number, "mallory", "tugboat:bad");
+    clock.advance(Span::seconds(5));
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(w.main_file(DEV), values("1.1.0"), "nothing rolled back");
+    assert_eq!(engine.take_forged().get(&Forgery::Seal), Some(&1));
+    clock.advance(Span::minutes(1));
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        engine.take_forged().get(&Forgery::Seal),
+        None,
+        "reported once"
+    );
+    assert_eq!(w.main_file(DEV), values("1.1.0"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_answered_before_a_description_was_edited_are_not_carried_out_again() {
+    let (w, clock, engine) = world();
+    let number = prod_awaiting(&w, &clock, &engine).await;
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::seconds(5));
+    w.say(number, "alice", "/rescan");
+    engine.cycle(Mode::Apply).await.unwrap();
+    let scans = w.calls("start_scan");
+    assert!(scans > 0, "the rescan ran");
+    // Someone resets the record of answered commands to replay them.
+    let pr = w.prs().into_iter().find(|p| p.number == number).unwrap();
+    let body = seal::unsealed(&pr.body);
+    let at = body.find("\"answered_through\":").unwrap();
+    let replayed = format!(
+        "{}\"answered_through\":0,\"x\":{}",
+        &body[..at],
+        &body[at + 19..]
+    );
+    w.edit_body(number, &replayed);
+    clock.advance(Span::seconds(5));
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(w.calls("start_scan"), scans, "not carried out again");
+    assert!(
+        w.comments_on(number)
+            .iter()
+            .any(|c| c.contains("will not be carried out")),
+        "{:?}",
+        w.comments_on(number)
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Seal), Some(&1));
+    // The PR is tugboat's again: its next command is answered, and nothing is said twice.
+    let said = w.comments_on(number).len();
+    clock.advance(Span::seconds(5));
+    w.say(number, "alice", "/rescan");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        w.calls("start_scan") > scans,
+        "a new command is carried out"
+    );
+    assert!(
+        !w.comments_on(number)[said..]
+            .iter()
+            .any(|c| c.contains("will not be carried out")),
+        "{:?}",
+        w.comments_on(number)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_an_earlier_tugboat_wrote_without_a_seal_is_read_and_sealed_once() {
+    let (w, clock, engine) = world();
+    let cfg = super::fake::config("", "");
+    let crate::config::SecretRef::Ssm(name) = &cfg.github.state_key else {
+        panic!("the default key is in SSM")
+    };
+    // Sealing began an hour from now: what was written until then is an earlier tugboat's.
+    let since = super::scheduler::Clock::now(&*clock) + Span::hours(1);
+    w.set_secret(name, &seal::Keys::text(&"ab".repeat(32), since));
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let pr = w.prs()[0].clone();
+    w.edit_body(pr.number, seal::unsealed(&pr.body));
+    clock.advance(Span::seconds(5));
+    let edits = w.calls("update_pr");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(engine.take_forged().get(&Forgery::Seal), None);
+    assert_eq!(w.calls("update_pr"), edits + 1, "sealed once");
+    assert!(w.prs()[0].body.contains("<!-- tugboat:seal "));
+    // After sealing began, a body without a seal is an edit.
+    clock.advance(Span::hours(2));
+    w.edit_body(pr.number, seal::unsealed(&pr.body));
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(engine.take_forged().get(&Forgery::Seal), Some(&1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_cycle_makes_a_key_and_stores_it_once_and_a_restart_reads_it() {
+    let (w, clock, engine) = world();
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(w.calls("create_secret"), 1);
+    let restarted = Engine::new(super::fake::config("", ""), w.ports()).with_clock(clock.clone());
+    w.push("1.1.0", 'b');
+    restarted.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(w.calls("create_secret"), 1, "read, not made again");
+    // What one process sealed, the other opens.
+    clock.advance(Span::minutes(1));
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(engine.take_forged().get(&Forgery::Seal), None);
+    assert_eq!(restarted.take_forged().get(&Forgery::Seal), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_without_a_key_stores_none() {
+    let (w, _, engine) = world();
+    engine.cycle(Mode::Plan).await.unwrap();
+    assert_eq!(w.calls("create_secret"), 0);
 }

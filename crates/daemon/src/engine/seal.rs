@@ -1,0 +1,402 @@
+//! The forge as the engine sees it: every body tugboat writes into a PR or issue is sealed
+//! (`domain::seal`), and every body of tugboat's read back is opened. A body whose seal does
+//! not open reads as if it held no block ([`crate::domain::seal::FORGOTTEN`] in their place),
+//! is reported once and counted in `tugboat_forged_records_total{kind="seal"}`; a body
+//! without a seal, last changed before sealing began, is an earlier tugboat's and is sealed
+//! the first time it is read. The rest of the engine never sees a seal.
+//!
+//! The keys are `github.state_key`: read again every five minutes (a rotation reaches a
+//! running tugboat), and, kept in SSM and absent, made from 32 random bytes and stored there
+//! by the first replica to start (`PutParameter` without overwrite: the others read it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::provenance::ForgeryLog;
+use crate::clock::Clock;
+use crate::config::{SecretRef, read_local_secret};
+use crate::credentials::SSM_REFRESH;
+use crate::domain::chatops;
+use crate::domain::provenance::{Forgery, LabelEvent, same_login};
+use crate::domain::seal::{Keys, Opened, unsealed};
+use crate::ports::{
+    Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, ErrorKind, Forge, Issue,
+    Issues, LabelledPr, NewPullRequest, ParameterStore, Permission, PortError, PortResult,
+    PullRequest, PullRequests, Reaction,
+};
+use crate::secret::Secret;
+
+/// Where the keys come from, and the keys last read.
+pub(super) struct KeyRing {
+    source: SecretRef,
+    params: Arc<dyn ParameterStore>,
+    clock: std::sync::Mutex<Arc<dyn Clock>>,
+    /// Whether this cycle may write (`Mode::Apply`): a plan neither stores a new key nor
+    /// seals an earlier tugboat's record.
+    writes: AtomicBool,
+    held: tokio::sync::Mutex<Option<(Instant, Arc<Keys>)>>,
+}
+
+impl KeyRing {
+    pub fn new(source: SecretRef, params: Arc<dyn ParameterStore>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            source,
+            params,
+            clock: std::sync::Mutex::new(clock),
+            writes: AtomicBool::new(true),
+            held: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        if let Ok(mut c) = self.clock.lock() {
+            *c = clock;
+        }
+    }
+
+    pub fn set_writes(&self, writes: bool) {
+        self.writes.store(writes, Ordering::Relaxed);
+    }
+
+    fn writes(&self) -> bool {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.lock().map_or_else(|_| Utc::now(), |c| c.now())
+    }
+
+    /// The keys: those in hand while fresh, else read again (a failed read keeps those in
+    /// hand and says so; with none in hand it fails the caller).
+    pub async fn keys(&self) -> PortResult<Arc<Keys>> {
+        let mut held = self.held.lock().await;
+        if let Some((at, keys)) = held.as_ref()
+            && (at.elapsed() < SSM_REFRESH || matches!(self.source, SecretRef::Env(_)))
+        {
+            return Ok(Arc::clone(keys));
+        }
+        match self.read().await {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                *held = Some((Instant::now(), Arc::clone(&keys)));
+                Ok(keys)
+            }
+            Err(e) => match held.as_mut() {
+                Some((at, keys)) => {
+                    tracing::warn!(error = %e, "github.state_key: reading it again failed; keeping the keys in hand");
+                    *at = Instant::now();
+                    Ok(Arc::clone(keys))
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn read(&self) -> PortResult<Keys> {
+        let text = match &self.source {
+            SecretRef::Ssm(name) => match self.params.secret(name).await {
+                Ok(text) => text,
+                Err(e) if e.kind == ErrorKind::NotFound => self.create(name).await?,
+                Err(e) => return Err(e),
+            },
+            local => read_local_secret(local, |n| std::env::var(n).ok())
+                .map_err(|e| refused(format!("github.state_key: {e}")))?
+                .unwrap_or_else(|| Secret::new("")),
+        };
+        Keys::parse(text.expose()).map_err(|e| refused(format!("github.state_key: {e}")))
+    }
+
+    /// A new key, stored in SSM parameter `name` unless another replica stored one first
+    /// (then that one). A plan stores nothing: its key lives as long as the process.
+    async fn create(&self, name: &str) -> PortResult<Secret> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| refused(format!("github.state_key: no random bytes for a key: {e}")))?;
+        let text = Secret::new(Keys::text(&hex::encode(bytes), self.now()));
+        if !self.writes() {
+            tracing::warn!(
+                parameter = name,
+                "github.state_key: no key yet; this plan uses one of its own, and the first run stores one"
+            );
+            return Ok(text);
+        }
+        if self.params.create_secret(name, &text).await? {
+            tracing::info!(
+                parameter = name,
+                "github.state_key: made a new key and stored it in SSM"
+            );
+            Ok(text)
+        } else {
+            self.params.secret(name).await
+        }
+    }
+}
+
+fn refused(message: String) -> PortError {
+    PortError::new("tugboat", "state_key", ErrorKind::Rejected, message)
+}
+
+/// The forge, sealing what tugboat writes and opening what it reads.
+pub(super) struct Sealed {
+    inner: Arc<dyn Forge>,
+    ring: Arc<KeyRing>,
+    log: Arc<ForgeryLog>,
+}
+
+/// Who wrote a body read back, and when it last changed, as far as the read says.
+struct Origin<'a> {
+    number: u64,
+    noun: &'static str,
+    /// `None` when the read does not say (a single PR): opened as tugboat's.
+    author: Option<&'a str>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl Sealed {
+    pub fn new(inner: Arc<dyn Forge>, ring: Arc<KeyRing>, log: Arc<ForgeryLog>) -> Self {
+        Self { inner, ring, log }
+    }
+
+    async fn seal(&self, body: &str) -> PortResult<String> {
+        Ok(self.ring.keys().await?.seal(body))
+    }
+
+    /// `body` as the engine reads it, and whether it is an earlier tugboat's to be sealed.
+    async fn open(&self, origin: Origin<'_>, body: &mut String) -> PortResult<bool> {
+        if let Some(author) = origin.author {
+            let me = self.inner.me().await?;
+            if !same_login(author, &me) {
+                // Not tugboat's: the engine ignores it by its author (`engine::provenance`).
+                return Ok(false);
+            }
+        }
+        match self.ring.keys().await?.open(body, origin.updated_at) {
+            Opened::Plain => Ok(false),
+            Opened::Sealed(inner) => {
+                *body = inner;
+                Ok(false)
+            }
+            Opened::Legacy => Ok(self.ring.writes()),
+            Opened::Forged(stripped) => {
+                let why = "its description was changed by someone other than tugboat (its seal does not open): what tugboat recorded there is not read";
+                self.log
+                    .report(origin.number, origin.noun, Forgery::Seal, why);
+                *body = stripped;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Seal an earlier tugboat's body in place; a failure is logged (it is tried again the
+    /// next time the record is read).
+    async fn reseal(&self, number: u64, noun: &str, write: PortResult<()>) {
+        match write {
+            Ok(()) => tracing::info!(
+                number,
+                "sealed {noun} #{number}, written by an earlier tugboat"
+            ),
+            Err(e) => {
+                tracing::warn!(number, error = %e, "sealing {noun} #{number}, written by an earlier tugboat, failed")
+            }
+        }
+    }
+
+    async fn opened_pr(&self, mut pr: PullRequest) -> PortResult<PullRequest> {
+        let origin = Origin {
+            number: pr.number,
+            noun: "PR",
+            author: None,
+            updated_at: None,
+        };
+        self.open(origin, &mut pr.body).await?;
+        Ok(pr)
+    }
+}
+
+#[async_trait]
+impl PullRequests for Sealed {
+    async fn find_open_pr(&self, branch: &str) -> PortResult<Option<PullRequest>> {
+        match self.inner.find_open_pr(branch).await? {
+            Some(pr) => self.opened_pr(pr).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn pull(&self, number: u64) -> PortResult<PullRequest> {
+        let pr = self.inner.pull(number).await?;
+        self.opened_pr(pr).await
+    }
+
+    async fn labelled_prs(
+        &self,
+        labels: &[String],
+        open_only: bool,
+    ) -> PortResult<Vec<LabelledPr>> {
+        let mut prs = self.inner.labelled_prs(labels, open_only).await?;
+        for pr in &mut prs {
+            let origin = Origin {
+                number: pr.number,
+                noun: "PR",
+                author: Some(&pr.author),
+                updated_at: pr.updated_at,
+            };
+            let mut body = std::mem::take(&mut pr.body);
+            if self.open(origin, &mut body).await? {
+                let sealed = self.seal(&body).await?;
+                let write = self.inner.update_pr(pr.number, &pr.title, &sealed).await;
+                self.reseal(pr.number, "PR", write).await;
+            }
+            pr.body = body;
+        }
+        Ok(prs)
+    }
+
+    async fn open_pr(&self, mut pr: NewPullRequest) -> PortResult<PullRequest> {
+        pr.body = self.seal(&pr.body).await?;
+        let mut opened = self.inner.open_pr(pr).await?;
+        opened.body = unsealed(&opened.body).to_owned();
+        Ok(opened)
+    }
+
+    async fn update_pr(&self, number: u64, title: &str, body: &str) -> PortResult<()> {
+        let body = self.seal(body).await?;
+        self.inner.update_pr(number, title, &body).await
+    }
+
+    async fn close_pr(&self, number: u64, why: &str) -> PortResult<()> {
+        self.inner.close_pr(number, why).await
+    }
+
+    async fn merge(&self, number: u64, expected_head: &str, title: &str) -> PortResult<String> {
+        self.inner.merge(number, expected_head, title).await
+    }
+
+    async fn add_labels(&self, number: u64, labels: &[String]) -> PortResult<()> {
+        self.inner.add_labels(number, labels).await
+    }
+
+    async fn remove_label(&self, number: u64, label: &str) -> PortResult<()> {
+        self.inner.remove_label(number, label).await
+    }
+
+    async fn relabel(
+        &self,
+        number: u64,
+        add: &[&str],
+        remove: &[&str],
+        body: Option<&str>,
+    ) -> PortResult<()> {
+        let sealed = match body {
+            Some(b) => Some(self.seal(b).await?),
+            None => None,
+        };
+        self.inner
+            .relabel(number, add, remove, sealed.as_deref())
+            .await
+    }
+}
+
+#[async_trait]
+impl Issues for Sealed {
+    async fn open_issues(&self, labels: &[String]) -> PortResult<Vec<Issue>> {
+        let mut issues = self.inner.open_issues(labels).await?;
+        for issue in &mut issues {
+            let origin = Origin {
+                number: issue.number,
+                noun: "issue",
+                author: Some(&issue.author),
+                updated_at: issue.updated_at,
+            };
+            let mut body = std::mem::take(&mut issue.body);
+            if self.open(origin, &mut body).await? {
+                let sealed = self.seal(&body).await?;
+                let write = self
+                    .inner
+                    .update_issue(issue.number, &issue.title, &sealed, issue.open)
+                    .await;
+                self.reseal(issue.number, "issue", write).await;
+            }
+            issue.body = body;
+        }
+        Ok(issues)
+    }
+
+    async fn open_issue(&self, title: &str, body: &str, labels: &[String]) -> PortResult<Issue> {
+        let body = self.seal(body).await?;
+        let mut issue = self.inner.open_issue(title, &body, labels).await?;
+        issue.body = unsealed(&issue.body).to_owned();
+        Ok(issue)
+    }
+
+    async fn update_issue(
+        &self,
+        number: u64,
+        title: &str,
+        body: &str,
+        open: bool,
+    ) -> PortResult<()> {
+        let body = self.seal(body).await?;
+        self.inner.update_issue(number, title, &body, open).await
+    }
+
+    async fn pin_issue(&self, number: u64) -> PortResult<()> {
+        self.inner.pin_issue(number).await
+    }
+
+    async fn label_events(&self, number: u64) -> PortResult<Vec<LabelEvent>> {
+        self.inner.label_events(number).await
+    }
+}
+
+#[async_trait]
+impl Conversation for Sealed {
+    async fn comment(&self, number: u64, body: &str) -> PortResult<()> {
+        self.inner.comment(number, body).await
+    }
+
+    async fn comments(&self, number: u64) -> PortResult<Vec<chatops::Comment>> {
+        self.inner.comments(number).await
+    }
+
+    async fn reviews(&self, number: u64) -> PortResult<Vec<chatops::Review>> {
+        self.inner.reviews(number).await
+    }
+
+    async fn react(&self, comment_id: u64, reaction: Reaction) -> PortResult<()> {
+        self.inner.react(comment_id, reaction).await
+    }
+
+    async fn me(&self) -> PortResult<String> {
+        self.inner.me().await
+    }
+}
+
+#[async_trait]
+impl Access for Sealed {
+    async fn permission(&self, user: &str) -> PortResult<Permission> {
+        self.inner.permission(user).await
+    }
+
+    async fn team_member(&self, org: &str, team: &str, user: &str) -> PortResult<bool> {
+        self.inner.team_member(org, team, user).await
+    }
+}
+
+#[async_trait]
+impl Checks for Sealed {
+    async fn checks(&self, sha: &str) -> PortResult<ChecksState> {
+        self.inner.checks(sha).await
+    }
+
+    async fn report(&self, report: &CheckReport) -> PortResult<()> {
+        self.inner.report(report).await
+    }
+
+    async fn first_report(&self, sha: &str, kind: CheckKind) -> PortResult<Option<DateTime<Utc>>> {
+        self.inner.first_report(sha, kind).await
+    }
+}
