@@ -34,6 +34,8 @@ const BLOCK: &str = "<!-- tugboat:";
 pub const FORGOTTEN: &str = "<!-- tugboat:forgotten -->";
 /// What the MAC covers before the body: the format's version.
 const DOMAIN: &[u8] = b"tugboat-seal-v1\n";
+/// What the MAC of a file covers before its name and bytes (never a body's MAC).
+const FILE_DOMAIN: &[u8] = b"tugboat-file-v1\n";
 /// The shortest key accepted (32 characters: 128 bits of hex, more of anything else).
 pub const MIN_KEY_LEN: usize = 32;
 
@@ -135,19 +137,41 @@ impl Keys {
     /// returned as it is). A body that was [`forgotten`] and now holds a new block of
     /// tugboat's loses the [`FORGOTTEN`] mark: what the block says was written since.
     pub fn seal(&self, body: &str) -> String {
-        let body = unsealed(body);
-        let body = match body.find(FORGOTTEN) {
-            Some(at) if body.replacen(FORGOTTEN, "", 1).contains(BLOCK) => {
-                let (before, after) = (&body[..at], &body[at + FORGOTTEN.len()..]);
-                format!("{}{}", before.trim_end_matches('\n'), after)
-            }
-            _ => body.to_owned(),
-        };
+        let body = settled(body);
         if !body.contains(BLOCK) {
             return body;
         }
         let tag = Self::mac(&self.keys[0], &body).finalize().into_bytes();
         format!("{body}{SEAL}{}{END}", hex::encode(tag))
+    }
+
+    /// The seal of a file tugboat keeps outside bodies (a ledger file): hex of the HMAC of
+    /// `bytes` under the first key, bound to the file's `name` so that one file's seal does
+    /// not fit another.
+    pub fn tag(&self, name: &str, bytes: &[u8]) -> String {
+        hex::encode(
+            Self::file_mac(&self.keys[0], name, bytes)
+                .finalize()
+                .into_bytes(),
+        )
+    }
+
+    /// Whether `tag` is the seal of file `name` holding `bytes` under one of the keys.
+    pub fn verifies(&self, name: &str, bytes: &[u8], tag: &str) -> bool {
+        hex::decode(tag).is_ok_and(|tag| {
+            self.keys
+                .iter()
+                .any(|k| Self::file_mac(k, name, bytes).verify_slice(&tag).is_ok())
+        })
+    }
+
+    fn file_mac(key: &HmacSha256, name: &str, bytes: &[u8]) -> HmacSha256 {
+        let mut mac = key.clone();
+        mac.update(FILE_DOMAIN);
+        mac.update(name.as_bytes());
+        mac.update(b"\n");
+        mac.update(bytes);
+        mac
     }
 
     /// Read `body`, last changed at `updated_at`: see [`Opened`].
@@ -189,6 +213,30 @@ pub enum Opened {
     Forged(String),
 }
 
+/// `body` as it is sealed: without a seal, and without [`FORGOTTEN`] when a new block of
+/// tugboat's is in it; taken out until nothing changes (taking text out can join what is
+/// around it), so that sealing what was sealed changes nothing.
+fn settled(body: &str) -> String {
+    let mut body = body.to_owned();
+    loop {
+        let mut next = unsealed(&body).to_owned();
+        if let Some(at) = next.find(FORGOTTEN) {
+            let rest = format!(
+                "{}{}",
+                next[..at].trim_end_matches('\n'),
+                &next[at + FORGOTTEN.len()..]
+            );
+            if rest.contains(BLOCK) {
+                next = rest;
+            }
+        }
+        if next == body {
+            return body;
+        }
+        body = next;
+    }
+}
+
 /// `body` without its seal (the whole body when it has none).
 pub fn unsealed(body: &str) -> &str {
     split(body).map_or(body, |(inner, _)| inner)
@@ -202,18 +250,24 @@ fn split(body: &str) -> Option<(&str, &str)> {
 }
 
 /// `body` with every block of tugboat's (and its seal) taken out, [`FORGOTTEN`] left once.
+/// Taking a block out can join the text around it into a new marker (found by the seal fuzz
+/// target: `<!-- tugboa` + block + `t:…`), so it goes on until none is left; each round
+/// removes at least one marker's length, so it ends.
 fn forget(body: &str) -> String {
-    let mut out = String::with_capacity(body.len());
-    let mut rest = body;
-    while let Some(start) = rest.find(BLOCK) {
-        out.push_str(&rest[..start]);
-        rest = rest[start..]
-            .find(END)
-            .map_or("", |end| &rest[start + end + END.len()..]);
+    let mut text = body.to_owned();
+    while text.contains(BLOCK) {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find(BLOCK) {
+            out.push_str(&rest[..start]);
+            rest = rest[start..]
+                .find(END)
+                .map_or("", |end| &rest[start + end + END.len()..]);
+        }
+        out.push_str(rest);
+        text = out;
     }
-    out.push_str(rest);
-    let out = out.trim_end();
-    format!("{out}\n\n{FORGOTTEN}")
+    format!("{}\n\n{FORGOTTEN}", text.trim_end())
 }
 
 /// Whether `body` is one whose blocks were taken out because its seal did not open: what
@@ -309,6 +363,33 @@ mod tests {
             no_since.open(BODY, Some(at(1))),
             Opened::Forged(_)
         ));
+    }
+
+    #[test]
+    fn a_files_seal_fits_only_that_file_with_those_bytes_under_our_keys() {
+        let k = keys();
+        let tag = k.tag("claims.json", b"{}");
+        assert!(k.verifies("claims.json", b"{}", &tag));
+        assert!(!k.verifies("schedules.json", b"{}", &tag), "another file");
+        assert!(!k.verifies("claims.json", b"{ }", &tag), "other bytes");
+        assert!(!k.verifies("claims.json", b"{}", "not hex"));
+        assert!(
+            !Keys::parse(OLD)
+                .unwrap()
+                .verifies("claims.json", b"{}", &tag)
+        );
+        // A body's seal is never a file's, nor the other way round.
+        assert_ne!(k.tag("x", b""), hex::encode([0u8; 32]));
+    }
+
+    #[test]
+    fn taking_blocks_out_never_joins_the_text_around_them_into_a_new_block() {
+        // Found by the seal fuzz target.
+        let body = "x <!-- tugboa<!-- tugboat:forgotten -->t:state {} --> y";
+        let Opened::Forged(out) = keys().open(body, None) else {
+            panic!("an unsealed body opened");
+        };
+        assert!(!out.replace(FORGOTTEN, "").contains(BLOCK), "{out:?}");
     }
 
     #[test]
