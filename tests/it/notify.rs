@@ -171,15 +171,22 @@ async fn each_event_notifies_both_sinks_once_and_a_restart_announces_nothing_aga
         blocked.body["links"]["advisories"][0],
         "https://nvd.nist.gov/vuln/detail/CVE-2026-0001"
     );
-    let sent = metrics
-        .notifications
-        .get_or_create(&NotificationLabels {
-            sink: "webhook".into(),
-            event: "blocked".into(),
-            result: "sent".into(),
-        })
-        .get();
-    assert_eq!(sent, 1);
+    // Counted once the sink has answered, a moment after it received the delivery.
+    let sent = || {
+        metrics
+            .notifications
+            .get_or_create(&NotificationLabels {
+                sink: "webhook".into(),
+                event: "blocked".into(),
+                result: "sent".into(),
+            })
+            .get()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sent(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
