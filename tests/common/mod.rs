@@ -144,6 +144,24 @@ pub fn verification_reports(pr: &tugboat_sandbox::github::Pr) -> Vec<String> {
     comments.chain(body).collect()
 }
 
+/// tugboat's git adapter as production opens it: the ledger sealed under the key text in file
+/// `key` (`github.state_key = { file = … }`), forged files reported to the log returned.
+pub fn sealed_clone(
+    sb: &Sandbox,
+    dir: &std::path::Path,
+    key: &std::path::Path,
+) -> (tugboat::adapters::git::Git, Arc<tugboat::trust::ForgeryLog>) {
+    let keys = Arc::new(tugboat::trust::KeyRing::local(
+        tugboat::config::SecretRef::File(key.to_owned()),
+        sb.clock(),
+    ));
+    let forged = Arc::new(tugboat::trust::ForgeryLog::default());
+    let git = git_clone(sb, dir)
+        .with_clock(sb.clock())
+        .with_trust(keys, Arc::clone(&forged));
+    (git, forged)
+}
+
 /// tugboat's git adapter on the sandbox's repository, its bare clone in `dir`.
 pub fn git_clone(sb: &Sandbox, dir: &std::path::Path) -> tugboat::adapters::git::Git {
     let url = format!("{}/git/salon/salon-gitops.git", sb.github_url);

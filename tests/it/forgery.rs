@@ -12,6 +12,7 @@ use tugboat::domain::hold::{Cause, Hold};
 use tugboat::domain::image::ImageRef;
 use tugboat::domain::promotion::PromotionState;
 use tugboat::domain::provenance::Forgery;
+use tugboat::domain::seal::Keys;
 use tugboat::engine::{Action, Mode};
 use tugboat_sandbox::file_of;
 
@@ -309,6 +310,97 @@ async fn ledger_entries_stamped_in_the_future_hold_back_no_claim_and_skip_no_sch
         "a run from the future is no run"
     );
     assert!(tugboat.claim("rescan", sb.github.now()).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_file_someone_else_pushed_is_not_obeyed_even_when_plausibly_dated() {
+    use tugboat::ports::Ledger;
+    let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("state-key");
+    let since = sb.github.now() - chrono::Duration::days(1);
+    std::fs::write(&key, Keys::text(&"5e".repeat(32), since)).unwrap();
+    let (tugboat, forged) = crate::common::sealed_clone(&sb, &work.path().join("a"), &key);
+    let ttl = Duration::from_secs(120);
+    let (branch, what) = (
+        "tugboat/dev/user_service",
+        "Promote user_service to dev: 1.1.0",
+    );
+    assert!(tugboat.claim("nightly", sb.github.now()).await.unwrap()); // the ledger exists
+    assert!(sb.github.read_file("tugboat-ledger", "seal.json").is_some());
+    // Someone who can push the ledger writes a claim and a run of a minute ago: as a tugboat
+    // would have written them, but without tugboat's key.
+    let recent = (sb.github.now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let claims = format!(r#"{{"{branch}":{{"what":"{what}","by":"mallory","at":"{recent}"}}}}"#);
+    sb.github
+        .commit_as("tugboat-ledger", "claims.json", &claims, "mallory")
+        .unwrap();
+    let schedules = format!(r#"{{"rescan":"{recent}"}}"#);
+    sb.github
+        .commit_as("tugboat-ledger", "schedules.json", &schedules, "mallory")
+        .unwrap();
+
+    assert_eq!(
+        tugboat.last_run("rescan").await.unwrap(),
+        None,
+        "the Monday rescan is not skipped"
+    );
+    assert!(
+        tugboat.claim_change(branch, what, ttl).await.unwrap(),
+        "a claim nobody sealed holds nobody back"
+    );
+    assert_eq!(
+        forged.take().get(&Forgery::Ledger),
+        Some(&2),
+        "both files, once"
+    );
+    // tugboat's own write replaced them; another replica with the key obeys what it wrote.
+    let slot = sb.github.now();
+    assert!(tugboat.claim("rescan", slot).await.unwrap());
+    let (other, others) = crate::common::sealed_clone(&sb, &work.path().join("b"), &key);
+    assert_eq!(other.last_run("rescan").await.unwrap(), Some(slot));
+    assert!(
+        !other.claim_change(branch, what, ttl).await.unwrap(),
+        "tugboat's own claim holds"
+    );
+    assert!(others.take().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_an_earlier_tugboat_wrote_is_obeyed_and_sealed_when_sealing_begins() {
+    use tugboat::ports::Ledger;
+    let sb = crate::common::start(tugboat_sandbox::Options::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    // The earlier tugboat (no seals) ran the rescan's slot.
+    let earlier = crate::common::git_clone(&sb, &work.path().join("old"));
+    let slot = sb.github.now();
+    assert!(earlier.claim("rescan", slot).await.unwrap());
+    assert!(sb.github.read_file("tugboat-ledger", "seal.json").is_none());
+    // The upgrade makes its key now: the ledger it finds is the earlier tugboat's.
+    let key = work.path().join("state-key");
+    std::fs::write(&key, Keys::text(&"5e".repeat(32), sb.github.now())).unwrap();
+    let (tugboat, forged) = crate::common::sealed_clone(&sb, &work.path().join("a"), &key);
+    assert_eq!(tugboat.last_run("rescan").await.unwrap(), Some(slot));
+    assert!(
+        sb.github.read_file("tugboat-ledger", "seal.json").is_some(),
+        "sealed on first read"
+    );
+    assert!(forged.take().is_empty());
+    // Long after sealing began, a ledger stripped of its seals is not tugboat's.
+    std::fs::write(
+        &key,
+        Keys::text(
+            &"5e".repeat(32),
+            sb.github.now() - chrono::Duration::days(2),
+        ),
+    )
+    .unwrap();
+    let (late, forged) = crate::common::sealed_clone(&sb, &work.path().join("b"), &key);
+    sb.github
+        .commit_as("tugboat-ledger", "seal.json", "{}", "mallory")
+        .unwrap();
+    assert_eq!(late.last_run("rescan").await.unwrap(), None);
+    assert_eq!(forged.take().get(&Forgery::Ledger), Some(&1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ use crate::credentials::{Rotating, SSM_REFRESH, Token};
 use crate::engine::Ports;
 use crate::ports::ParameterStore;
 use crate::telemetry::ApiMetrics;
+use crate::trust::{ForgeryLog, KeyRing};
 
 /// A secret read from its reference, and read again when it rotates (`credentials`).
 async fn rotating(r: &SecretRef, what: &'static str, ssm: &Ssm) -> anyhow::Result<Arc<Rotating>> {
@@ -79,6 +80,12 @@ pub async fn ports_on(
 ) -> anyhow::Result<Ports> {
     let sdk = aws::sdk_config(&cfg.aws).await;
     let ssm = Ssm::new(&sdk, api);
+    let keys = Arc::new(KeyRing::new(
+        cfg.github.state_key.clone(),
+        Arc::new(ssm.clone()),
+        Arc::clone(&clock),
+    ));
+    let forged = Arc::new(ForgeryLog::default());
     let (gh_token, gh_credentials, app_login) = github_identity(cfg, &ssm).await?;
     let argo_token: Arc<dyn Token> = rotating(&cfg.argocd.token, "argocd.token", &ssm).await?;
     let git = Git::open(
@@ -89,7 +96,8 @@ pub async fn ports_on(
         api,
     )
     .context("opening the local clone of the GitOps repository")?
-    .with_clock(clock);
+    .with_clock(clock)
+    .with_trust(Arc::clone(&keys), Arc::clone(&forged));
     let budget = WriteBudget::new(cfg.github.writes_per_minute, cfg.github.writes_per_hour);
     api.watch_budget(Arc::new(budget.clone()));
     let forge = GitHub::new(
@@ -125,6 +133,8 @@ pub async fn ports_on(
         ledger: Arc::new(git),
         forge,
         deployer: Arc::new(argo),
+        keys,
+        forged,
     })
 }
 

@@ -44,6 +44,7 @@ pub mod report;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
+pub mod trust;
 pub mod webhook;
 
 pub use tugboat_core::{domain, manifest};

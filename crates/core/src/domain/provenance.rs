@@ -68,6 +68,9 @@ pub enum Forgery {
     /// A body of tugboat's whose seal is missing or does not open (`domain::seal`): someone
     /// edited it, and what tugboat recorded in it is not read.
     Seal,
+    /// A file of the ledger branch whose seal does not verify: someone pushed it, and its
+    /// entries are not obeyed.
+    Ledger,
 }
 
 impl Forgery {
@@ -80,17 +83,19 @@ impl Forgery {
             Self::Block => "block",
             Self::Push => "push",
             Self::Seal => "seal",
+            Self::Ledger => "ledger",
         }
     }
 
     /// Every kind, for metrics that export zeros.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Author,
         Self::Label,
         Self::Base,
         Self::Block,
         Self::Push,
         Self::Seal,
+        Self::Ledger,
     ];
 }
 

@@ -3,7 +3,6 @@
 //! Files are read from and written to git objects directly (no work tree), so a commit
 //! changes exactly the bytes the editor produced, whatever the platform's line endings.
 
-use crate::domain::provenance::recorded_by_now;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,10 +16,12 @@ use super::git_http::Session;
 
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::Token;
+use crate::domain::seal::Keys;
 use crate::ports::{
-    Base, CommitInfo, ErrorKind, GitOpsRepo, HISTORY_DEPTH, Ledger, PortError, PortResult, Proposal,
+    Base, CommitInfo, ErrorKind, GitOpsRepo, HISTORY_DEPTH, PortError, PortResult, Proposal,
 };
 use crate::telemetry::ApiMetrics;
+use crate::trust::{ForgeryLog, KeyRing};
 
 /// A local bare clone of the GitOps repository.
 #[derive(Clone)]
@@ -41,7 +42,19 @@ pub struct Git {
     replica: String,
     /// When set, proposals are committed through the host's API (signed by it), not pushed.
     commits: Option<Arc<dyn CommitApi>>,
+    /// The keys that seal the ledger's files, and where forged ones are reported (`ledger`).
+    trust: Option<Trust>,
 }
+
+/// What the ledger is sealed with and reports forgeries to.
+#[derive(Clone)]
+struct Trust {
+    keys: Arc<KeyRing>,
+    forged: Arc<ForgeryLog>,
+}
+
+mod ledger;
+pub use ledger::LEDGER_BRANCH;
 
 fn err(op: &'static str, e: &git2::Error) -> PortError {
     use git2::ErrorClass as C;
@@ -128,7 +141,24 @@ impl Git {
             url: url.to_owned(),
             replica: replica_id(),
             commits: None,
+            trust: None,
         })
+    }
+
+    /// The same clone, sealing the ledger's files under `keys` and reporting forged ones to
+    /// `forged` (what production always does; a clone without them trusts its ledger).
+    pub fn with_trust(mut self, keys: Arc<KeyRing>, forged: Arc<ForgeryLog>) -> Self {
+        self.trust = Some(Trust { keys, forged });
+        self
+    }
+
+    /// The keys of the ledger's seals (none without [`Git::with_trust`]), and whether this
+    /// process may write (not a plan).
+    async fn ledger_keys(&self) -> PortResult<(Option<Arc<Keys>>, bool)> {
+        match &self.trust {
+            Some(t) => Ok((Some(t.keys.keys().await?), t.keys.writes())),
+            None => Ok((None, true)),
+        }
     }
 
     /// The same clone, stamping commits and push times from `clock`.
@@ -775,340 +805,6 @@ impl GitOpsRepo for Git {
                 }
             }
             Ok(None)
-        })
-        .await
-    }
-}
-
-/// The branch where replicas claim work: `schedules.json` (scheduled slots),
-/// `claims.json` (the opening of promotion PRs) and `announced.json` (the last change of each
-/// state that notifications announced), one commit per claim.
-pub const LEDGER_BRANCH: &str = "tugboat-ledger";
-const LEDGER_FILE: &str = "schedules.json";
-const CLAIMS_FILE: &str = "claims.json";
-const ANNOUNCED_FILE: &str = "announced.json";
-
-/// The change a state's notifications last announced, and when.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Announced {
-    change: String,
-    at: DateTime<Utc>,
-}
-
-/// Announcements not renewed for this long are dropped when the ledger is written (a removed
-/// service's, a system that recovered long ago), so the file stays the fleet's size; a change
-/// seen again after that long is announced again.
-const ANNOUNCED_KEPT_FOR: chrono::Duration = chrono::Duration::days(90);
-/// How often a claim is tried again when another replica moved the ledger in between (for
-/// another key: the ledger is one ref, so any claim moves it).
-const CAS_ATTEMPTS: usize = 5;
-
-type LedgerMap = std::collections::BTreeMap<String, DateTime<Utc>>;
-
-/// Who claimed the opening of a PR, for which change, and when.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct ChangeClaim {
-    what: String,
-    by: String,
-    at: DateTime<Utc>,
-}
-
-/// Claims older than this are dropped when the ledger is written: a claim only matters while
-/// it keeps others waiting (minutes), so the file stays small however long tugboat runs.
-const CLAIMS_KEPT_FOR: chrono::Duration = chrono::Duration::days(1);
-
-/// One claim per key: the latest (pruned after `CLAIMS_KEPT_FOR`).
-type ClaimMap = std::collections::BTreeMap<String, ChangeClaim>;
-
-/// The ledger as last fetched: its head commit on the remote, and its two files.
-#[derive(Default)]
-struct LedgerState {
-    head: Option<Oid>,
-    schedules: LedgerMap,
-    claims: ClaimMap,
-    announced: std::collections::BTreeMap<String, Announced>,
-}
-
-fn read_json<T: serde::de::DeserializeOwned + Default>(
-    repo: &Repository,
-    tree: &git2::Tree<'_>,
-    file: &str,
-) -> PortResult<T> {
-    let Ok(entry) = tree.get_path(Path::new(file)) else {
-        return Ok(T::default());
-    };
-    let blob = repo.find_blob(entry.id()).map_err(|e| err("ledger", &e))?;
-    serde_json::from_slice(blob.content()).map_err(|e| {
-        PortError::new(
-            "git",
-            "ledger",
-            ErrorKind::Rejected,
-            format!("{LEDGER_BRANCH}:{file} is not what tugboat writes: {e}"),
-        )
-    })
-}
-
-/// The ledger as last fetched.
-fn read_ledger(repo: &Repository) -> PortResult<LedgerState> {
-    let Ok(commit) = repo
-        .find_reference(&ledger_remote_ref())
-        .and_then(|r| r.peel_to_commit())
-    else {
-        return Ok(LedgerState::default());
-    };
-    let tree = commit.tree().map_err(|e| err("ledger", &e))?;
-    Ok(LedgerState {
-        head: Some(commit.id()),
-        schedules: read_json(repo, &tree, LEDGER_FILE)?,
-        claims: read_json(repo, &tree, CLAIMS_FILE)?,
-        announced: read_json(repo, &tree, ANNOUNCED_FILE)?,
-    })
-}
-
-fn json_blob<T: serde::Serialize>(repo: &Repository, value: &T) -> PortResult<Oid> {
-    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
-    text.push('\n');
-    repo.blob(text.as_bytes()).map_err(|e| err("ledger", &e))
-}
-
-/// Commit the ledger's files on top of its head, and point the local ledger branch at it.
-fn commit_ledger(
-    repo: &Repository,
-    state: &LedgerState,
-    sig: &Signature<'_>,
-    message: &str,
-) -> PortResult<Oid> {
-    let ledger = |e: git2::Error| err("ledger", &e);
-    let mut tree = repo.treebuilder(None).map_err(ledger)?;
-    tree.insert(LEDGER_FILE, json_blob(repo, &state.schedules)?, 0o100644)
-        .map_err(ledger)?;
-    if !state.claims.is_empty() {
-        tree.insert(CLAIMS_FILE, json_blob(repo, &state.claims)?, 0o100644)
-            .map_err(ledger)?;
-    }
-    if !state.announced.is_empty() {
-        tree.insert(ANNOUNCED_FILE, json_blob(repo, &state.announced)?, 0o100644)
-            .map_err(ledger)?;
-    }
-    let tree = repo
-        .find_tree(tree.write().map_err(ledger)?)
-        .map_err(ledger)?;
-    let parents = match state.head {
-        Some(p) => vec![repo.find_commit(p).map_err(ledger)?],
-        None => vec![],
-    };
-    let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
-    let commit = repo
-        .commit(None, sig, sig, message, &tree, &parents)
-        .map_err(ledger)?;
-    repo.reference(&ledger_ref(), commit, true, "tugboat ledger")
-        .map_err(ledger)?;
-    Ok(commit)
-}
-
-fn ledger_ref() -> String {
-    format!("refs/heads/{LEDGER_BRANCH}")
-}
-
-/// Where the fetched remote ledger is kept.
-fn ledger_remote_ref() -> String {
-    format!("refs/remotes/origin/{LEDGER_BRANCH}")
-}
-
-/// Start the ledger branch with a root commit that every replica builds byte-identically
-/// (empty map, fixed author and time), so racing creations agree and claims are always
-/// fast-forward updates of one shared history.
-fn create_ledger(repo: &Repository, me: &Git) -> PortResult<()> {
-    let sig = Signature::new(&me.author.0, &me.author.1, &git2::Time::new(0, 0))
-        .map_err(|e| err("ledger", &e))?;
-    commit_ledger(
-        repo,
-        &LedgerState::default(),
-        &sig,
-        "tugboat ledger: scheduled runs\n",
-    )?;
-    let local_ref = ledger_ref();
-    // Refused means another replica created it first: the same commit, or one to build on.
-    let _ = push(repo, me, &format!("{local_ref}:{local_ref}"))?;
-    Ok(())
-}
-
-/// The fetched ledger, created first if the repository has none.
-fn fetch_ledger(repo: &Repository, me: &Git) -> PortResult<LedgerState> {
-    fetch(repo, me)?;
-    let state = read_ledger(repo)?;
-    if state.head.is_some() {
-        return Ok(state);
-    }
-    create_ledger(repo, me)?;
-    fetch(repo, me)?;
-    read_ledger(repo)
-}
-
-/// Push the local ledger as a compare and swap: connect, check that the server's ledger is
-/// still `parent`, and push on that connection naming it as the old value, so the server
-/// refuses the update if another replica moved the ledger in between. `false` when it moved.
-fn swap_ledger(repo: &Repository, me: &Git, parent: Option<Oid>, commit: Oid) -> PortResult<bool> {
-    let local_ref = ledger_ref();
-    let mut remote = repo.find_remote("origin").map_err(|e| err("push", &e))?;
-    let refused = {
-        let mut conn = remote
-            .connect_auth(git2::Direction::Push, None, None)
-            .map_err(|e| err("push", &e))?;
-        let at = conn
-            .list()
-            .map_err(|e| err("push", &e))?
-            .iter()
-            .find(|h| h.name() == local_ref)
-            .map(git2::RemoteHead::oid);
-        if at != parent {
-            Some("the ledger moved since it was read".to_owned())
-        } else {
-            push_on(conn.remote(), me, &format!("+{local_ref}:{local_ref}"))?
-        }
-    };
-    if let Some(msg) = refused {
-        tracing::debug!(reason = %msg, "the ledger moved; reading it again");
-        return Ok(false);
-    }
-    repo.reference(&ledger_remote_ref(), commit, true, "tugboat ledger")
-        .map_err(|e| err("ledger", &e))?;
-    Ok(true)
-}
-
-/// Claim something in the ledger: `decide` looks at the fetched ledger and either refuses
-/// (`None`: taken) or changes it and names the commit message; the change is pushed as a
-/// compare and swap, read and decided again when another replica moved the ledger first.
-/// Whether ledger entry `key` of `file`, stamped `at`, could have been written by a tugboat
-/// by now; one from the future is someone else's, warned about and not obeyed.
-fn plausible(me: &Git, file: &str, key: &str, at: DateTime<Utc>) -> bool {
-    let ok = recorded_by_now(at, me.clock.now());
-    if !ok {
-        tracing::warn!(file, key, at = %at, kind = "ledger", "ignoring a ledger entry stamped in the future: tugboat did not write it");
-    }
-    ok
-}
-
-fn claim_in_ledger(
-    repo: &Repository,
-    me: &Git,
-    decide: &dyn Fn(&mut LedgerState) -> Option<String>,
-) -> PortResult<bool> {
-    for _ in 0..CAS_ATTEMPTS {
-        let mut state = fetch_ledger(repo, me)?;
-        let parent = state.head;
-        let Some(message) = decide(&mut state) else {
-            return Ok(false);
-        };
-        let sig = me.signature("ledger")?;
-        let commit = commit_ledger(repo, &state, &sig, &message)?;
-        if swap_ledger(repo, me, parent, commit)? {
-            return Ok(true);
-        }
-    }
-    Err(PortError::new(
-        "git",
-        "ledger",
-        ErrorKind::Transient,
-        format!("the ledger moved {CAS_ATTEMPTS} times while claiming; try again"),
-    ))
-}
-
-#[async_trait]
-impl Ledger for Git {
-    async fn last_run(&self, job: &str) -> PortResult<Option<DateTime<Utc>>> {
-        let job = job.to_owned();
-        self.blocking(move |repo, me| {
-            fetch(repo, me)?;
-            let last = read_ledger(repo)?.schedules.get(&job).copied();
-            Ok(last.filter(|at| plausible(me, "schedules.json", &job, *at)))
-        })
-        .await
-    }
-
-    async fn claim(&self, job: &str, slot: DateTime<Utc>) -> PortResult<bool> {
-        let job = job.to_owned();
-        self.blocking(move |repo, me| {
-            let claimed = claim_in_ledger(repo, me, &|state| {
-                let last = state.schedules.get(&job).copied();
-                let last = last.filter(|at| plausible(me, "schedules.json", &job, *at));
-                if last.is_some_and(|last| last >= slot) {
-                    return None;
-                }
-                state.schedules.insert(job.clone(), slot);
-                Some(format!("{job}: run the slot of {}", slot.to_rfc3339()))
-            })?;
-            if !claimed {
-                tracing::info!(job, slot = %slot, "another tugboat claimed this slot first");
-            }
-            Ok(claimed)
-        })
-        .await
-    }
-
-    async fn claim_change(&self, key: &str, what: &str, ttl: Duration) -> PortResult<bool> {
-        let (key, what) = (key.to_owned(), what.to_owned());
-        self.blocking(move |repo, me| {
-            let now = me.clock.now();
-            let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-            claim_in_ledger(repo, me, &|state| {
-                let taken = state.claims.get(&key).is_some_and(|c| {
-                    c.what == what
-                        && c.by != me.replica
-                        && now - c.at < ttl
-                        && plausible(me, "claims.json", &key, c.at)
-                });
-                if taken {
-                    return None;
-                }
-                let claim = ChangeClaim {
-                    what: what.clone(),
-                    by: me.replica.clone(),
-                    at: now,
-                };
-                state
-                    .claims
-                    .retain(|_, c| now - c.at < CLAIMS_KEPT_FOR && recorded_by_now(c.at, now));
-                state.claims.insert(key.clone(), claim);
-                Some(format!("{key}: {} opens the PR of \"{what}\"", me.replica))
-            })
-        })
-        .await
-    }
-
-    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
-        let changes = changes.to_vec();
-        self.blocking(move |repo, me| {
-            let now = me.clock.now();
-            let fresh = std::cell::RefCell::new(vec![false; changes.len()]);
-            claim_in_ledger(repo, me, &|state| {
-                let mut fresh = fresh.borrow_mut();
-                for (i, (key, change)) in changes.iter().enumerate() {
-                    let known = state
-                        .announced
-                        .get(key)
-                        .is_some_and(|a| &a.change == change);
-                    fresh[i] = !known;
-                }
-                let n = fresh.iter().filter(|f| **f).count();
-                if n == 0 {
-                    return None;
-                }
-                state
-                    .announced
-                    .retain(|_, a| now - a.at < ANNOUNCED_KEPT_FOR);
-                for (i, (key, change)) in changes.iter().enumerate() {
-                    if fresh[i] {
-                        let at = now;
-                        let change = change.clone();
-                        state
-                            .announced
-                            .insert(key.clone(), Announced { change, at });
-                    }
-                }
-                Some(format!("announce {n} change(s): {}", changes[0].0))
-            })?;
-            Ok(fresh.into_inner())
         })
         .await
     }

@@ -1349,6 +1349,12 @@ impl World {
             forge: self.clone(),
             deployer: self.clone(),
             ledger: self.clone(),
+            keys: Arc::new(crate::trust::KeyRing::new(
+                config("", "").github.state_key.clone(),
+                self.clone(),
+                Arc::clone(&self.clock),
+            )),
+            forged: Arc::default(),
         }
     }
 }

@@ -50,6 +50,7 @@ use crate::domain::index::PlatformImage;
 use crate::domain::plan::Decision;
 use crate::domain::policy::{self, PolicyDocument, PolicySource, ServicePolicy};
 use crate::ports::{Deployer, Forge, GitOpsRepo, Ledger, ParameterStore, PortError, Registry};
+use crate::trust::{ForgeryLog, KeyRing};
 
 /// The outside world, as the engine sees it.
 #[derive(Clone)]
@@ -61,6 +62,10 @@ pub struct Ports {
     pub deployer: Arc<dyn Deployer>,
     /// Where scheduled runs are recorded (the scheduler's, not the cycle's).
     pub ledger: Arc<dyn Ledger>,
+    /// The keys that seal tugboat's records (`github.state_key`), shared with the ledger.
+    pub keys: Arc<KeyRing>,
+    /// The records found forged, by whichever port found them.
+    pub forged: Arc<ForgeryLog>,
 }
 
 /// Whether a cycle may write.
@@ -459,22 +464,18 @@ pub struct Engine {
     /// Who wrote the records the engine read (what was checked, what was reported).
     provenance: provenance::Provenance,
     /// The keys that seal its records (`engine::seal`).
-    keys: Arc<seal::KeyRing>,
+    keys: Arc<KeyRing>,
 }
 
 impl Engine {
     pub fn new(cfg: Arc<Config>, mut ports: Ports) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let keys = Arc::new(seal::KeyRing::new(
-            cfg.github.state_key.clone(),
-            Arc::clone(&ports.params),
-            Arc::clone(&clock),
-        ));
-        let provenance = provenance::Provenance::default();
+        let keys = Arc::clone(&ports.keys);
+        let provenance = provenance::Provenance::new(Arc::clone(&ports.forged));
         ports.forge = Arc::new(seal::Sealed::new(
             ports.forge,
             Arc::clone(&keys),
-            Arc::clone(&provenance.log),
+            Arc::clone(&ports.forged),
         ));
         Self {
             cfg,

@@ -5,8 +5,8 @@
 //! a record nobody touched costs no call the next cycle. Anything else is ignored, reported
 //! once in the log and counted in `tugboat_forged_records_total{kind}`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -14,6 +14,7 @@ use super::promote::Change;
 use super::{At, Engine, Step, StepError};
 use crate::domain::provenance::{self, Forgery};
 use crate::ports::{Base, CheckKind, Issue, LabelledPr, Proposal, PullRequest};
+use crate::trust::ForgeryLog;
 
 /// How many records' checked labels are kept (a record beyond it is checked again).
 const CHECKED_ENTRIES: usize = 4_096;
@@ -33,61 +34,17 @@ pub(super) struct Provenance {
     /// Heads of its branches this process pushed, or found reported by tugboat on GitHub,
     /// with the time approvals of them count from.
     heads: quick_cache::sync::Cache<String, DateTime<Utc>>,
-    /// The forged records found (shared with the forge's seal, `engine::seal`).
+    /// The forged records found (shared with the forge's seal and the ledger).
     pub log: Arc<ForgeryLog>,
 }
 
-impl Default for Provenance {
-    fn default() -> Self {
+impl Provenance {
+    pub fn new(log: Arc<ForgeryLog>) -> Self {
         Self {
             checked: quick_cache::sync::Cache::new(CHECKED_ENTRIES),
             heads: quick_cache::sync::Cache::new(CHECKED_ENTRIES),
-            log: Arc::default(),
+            log,
         }
-    }
-}
-
-/// The forged records found: each reported once in the log, and counted by kind until the
-/// daemon takes the count for its metrics.
-#[derive(Default)]
-pub(super) struct ForgeryLog {
-    /// Forged records already reported: (PR or issue number, what gave it away).
-    reported: Mutex<HashSet<(u64, Forgery)>>,
-    /// Forged records found since the daemon last took the count, by kind.
-    found: Mutex<BTreeMap<Forgery, u64>>,
-}
-
-impl ForgeryLog {
-    /// Report `noun` #`number` as forged (`kind`, because `why`), once.
-    pub fn report(&self, number: u64, noun: &str, kind: Forgery, why: &str) {
-        let first = self
-            .reported
-            .lock()
-            .is_ok_and(|mut r| r.insert((number, kind)));
-        if !first {
-            return;
-        }
-        tracing::warn!(
-            number,
-            kind = kind.as_str(),
-            "ignoring {noun} #{number}, which tugboat did not write: {why}"
-        );
-        self.count(kind);
-    }
-
-    /// One more forged record of `kind` for the metrics.
-    pub fn count(&self, kind: Forgery) {
-        if let Ok(mut found) = self.found.lock() {
-            *found.entry(kind).or_default() += 1;
-        }
-    }
-
-    /// The forged records found since the last call, by kind.
-    pub fn take(&self) -> BTreeMap<Forgery, u64> {
-        self.found
-            .lock()
-            .map(|mut f| std::mem::take(&mut *f))
-            .unwrap_or_default()
     }
 }
 
@@ -268,9 +225,8 @@ impl Engine {
 
     /// Report a forged record once: a warning naming it and a count by kind.
     pub(super) fn forged(&self, record: &Record<'_>, kind: Forgery, why: &str) {
-        self.provenance
-            .log
-            .report(record.number, record.noun, kind, why);
+        let name = format!("{} #{}", record.noun, record.number);
+        self.provenance.log.report(&name, kind, why);
     }
 
     /// One more forged record of `kind` for the metrics.

@@ -5,140 +5,21 @@
 //! without a seal, last changed before sealing began, is an earlier tugboat's and is sealed
 //! the first time it is read. The rest of the engine never sees a seal.
 //!
-//! The keys are `github.state_key`: read again every five minutes (a rotation reaches a
-//! running tugboat), and, kept in SSM and absent, made from 32 random bytes and stored there
-//! by the first replica to start (`PutParameter` without overwrite: the others read it).
+//! The keys are `github.state_key` ([`crate::trust::KeyRing`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::time::Instant;
 
-use super::provenance::ForgeryLog;
-use crate::clock::Clock;
-use crate::config::{SecretRef, read_local_secret};
-use crate::credentials::SSM_REFRESH;
 use crate::domain::chatops;
 use crate::domain::provenance::{Forgery, LabelEvent, same_login};
-use crate::domain::seal::{Keys, Opened, unsealed};
+use crate::domain::seal::{Opened, unsealed};
 use crate::ports::{
-    Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, ErrorKind, Forge, Issue,
-    Issues, LabelledPr, NewPullRequest, ParameterStore, Permission, PortError, PortResult,
-    PullRequest, PullRequests, Reaction,
+    Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, Forge, Issue, Issues,
+    LabelledPr, NewPullRequest, Permission, PortResult, PullRequest, PullRequests, Reaction,
 };
-use crate::secret::Secret;
-
-/// Where the keys come from, and the keys last read.
-pub(super) struct KeyRing {
-    source: SecretRef,
-    params: Arc<dyn ParameterStore>,
-    clock: std::sync::Mutex<Arc<dyn Clock>>,
-    /// Whether this cycle may write (`Mode::Apply`): a plan neither stores a new key nor
-    /// seals an earlier tugboat's record.
-    writes: AtomicBool,
-    held: tokio::sync::Mutex<Option<(Instant, Arc<Keys>)>>,
-}
-
-impl KeyRing {
-    pub fn new(source: SecretRef, params: Arc<dyn ParameterStore>, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            source,
-            params,
-            clock: std::sync::Mutex::new(clock),
-            writes: AtomicBool::new(true),
-            held: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
-        if let Ok(mut c) = self.clock.lock() {
-            *c = clock;
-        }
-    }
-
-    pub fn set_writes(&self, writes: bool) {
-        self.writes.store(writes, Ordering::Relaxed);
-    }
-
-    fn writes(&self) -> bool {
-        self.writes.load(Ordering::Relaxed)
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        self.clock.lock().map_or_else(|_| Utc::now(), |c| c.now())
-    }
-
-    /// The keys: those in hand while fresh, else read again (a failed read keeps those in
-    /// hand and says so; with none in hand it fails the caller).
-    pub async fn keys(&self) -> PortResult<Arc<Keys>> {
-        let mut held = self.held.lock().await;
-        if let Some((at, keys)) = held.as_ref()
-            && (at.elapsed() < SSM_REFRESH || matches!(self.source, SecretRef::Env(_)))
-        {
-            return Ok(Arc::clone(keys));
-        }
-        match self.read().await {
-            Ok(keys) => {
-                let keys = Arc::new(keys);
-                *held = Some((Instant::now(), Arc::clone(&keys)));
-                Ok(keys)
-            }
-            Err(e) => match held.as_mut() {
-                Some((at, keys)) => {
-                    tracing::warn!(error = %e, "github.state_key: reading it again failed; keeping the keys in hand");
-                    *at = Instant::now();
-                    Ok(Arc::clone(keys))
-                }
-                None => Err(e),
-            },
-        }
-    }
-
-    async fn read(&self) -> PortResult<Keys> {
-        let text = match &self.source {
-            SecretRef::Ssm(name) => match self.params.secret(name).await {
-                Ok(text) => text,
-                Err(e) if e.kind == ErrorKind::NotFound => self.create(name).await?,
-                Err(e) => return Err(e),
-            },
-            local => read_local_secret(local, |n| std::env::var(n).ok())
-                .map_err(|e| refused(format!("github.state_key: {e}")))?
-                .unwrap_or_else(|| Secret::new("")),
-        };
-        Keys::parse(text.expose()).map_err(|e| refused(format!("github.state_key: {e}")))
-    }
-
-    /// A new key, stored in SSM parameter `name` unless another replica stored one first
-    /// (then that one). A plan stores nothing: its key lives as long as the process.
-    async fn create(&self, name: &str) -> PortResult<Secret> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| refused(format!("github.state_key: no random bytes for a key: {e}")))?;
-        let text = Secret::new(Keys::text(&hex::encode(bytes), self.now()));
-        if !self.writes() {
-            tracing::warn!(
-                parameter = name,
-                "github.state_key: no key yet; this plan uses one of its own, and the first run stores one"
-            );
-            return Ok(text);
-        }
-        if self.params.create_secret(name, &text).await? {
-            tracing::info!(
-                parameter = name,
-                "github.state_key: made a new key and stored it in SSM"
-            );
-            Ok(text)
-        } else {
-            self.params.secret(name).await
-        }
-    }
-}
-
-fn refused(message: String) -> PortError {
-    PortError::new("tugboat", "state_key", ErrorKind::Rejected, message)
-}
+use crate::trust::{ForgeryLog, KeyRing};
 
 /// The forge, sealing what tugboat writes and opening what it reads.
 pub(super) struct Sealed {
@@ -183,8 +64,8 @@ impl Sealed {
             Opened::Legacy => Ok(self.ring.writes()),
             Opened::Forged(stripped) => {
                 let why = "its description was changed by someone other than tugboat (its seal does not open): what tugboat recorded there is not read";
-                self.log
-                    .report(origin.number, origin.noun, Forgery::Seal, why);
+                let name = format!("{} #{}", origin.noun, origin.number);
+                self.log.report(&name, Forgery::Seal, why);
                 *body = stripped;
                 Ok(false)
             }
