@@ -260,6 +260,9 @@ pub trait GitOpsRepo: Send + Sync {
     /// if `commit` is unknown); `None` when absent there. What a merge replaced, from history
     /// rather than from anything a person can edit.
     async fn read_before(&self, commit: &str, path: &str) -> PortResult<Option<String>>;
+    /// A file's text as `commit` has it (fetching once if `commit` is unknown); `None` when
+    /// absent there. What a merge made, from history.
+    async fn read_at(&self, commit: &str, path: &str) -> PortResult<Option<String>>;
     /// Commit `files` on top of the base head as `branch` and force-push it, unless the
     /// remote branch already makes exactly this change: on the current base, or (with
     /// [`Base::Untouched`]) on an earlier base whose copies of `files` main has not changed
@@ -352,6 +355,8 @@ pub struct PullRequest {
     pub labels: Vec<String>,
     /// The branch it merges into (`base.ref`): a person with write access can change it.
     pub base: String,
+    /// The branch it merges (`head.ref`).
+    pub branch: String,
 }
 
 /// A pull request to open.

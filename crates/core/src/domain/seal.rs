@@ -253,7 +253,7 @@ fn split(body: &str) -> Option<(&str, &str)> {
 /// Taking a block out can join the text around it into a new marker (found by the seal fuzz
 /// target: `<!-- tugboa` + block + `t:…`), so it goes on until none is left; each round
 /// removes at least one marker's length, so it ends.
-fn forget(body: &str) -> String {
+pub fn forget(body: &str) -> String {
     let mut text = body.to_owned();
     while text.contains(BLOCK) {
         let mut out = String::with_capacity(text.len());

@@ -713,6 +713,23 @@ impl GitOpsRepo for Git {
         .await
     }
 
+    async fn read_at(&self, commit: &str, path: &str) -> PortResult<Option<String>> {
+        let (commit, path) = (commit.to_owned(), path.to_owned());
+        self.blocking(move |repo, me| {
+            let e = |e: &git2::Error| err("read_at", e);
+            let oid = Oid::from_str(&commit).map_err(|x| e(&x))?;
+            if repo.find_commit(oid).is_err() {
+                fetch(repo, me)?;
+            }
+            let tree = repo
+                .find_commit(oid)
+                .and_then(|c| c.tree())
+                .map_err(|x| e(&x))?;
+            text_at(repo, &tree, &path, "read_at")
+        })
+        .await
+    }
+
     async fn propose(
         &self,
         branch: &str,

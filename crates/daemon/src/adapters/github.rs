@@ -265,6 +265,8 @@ struct PrWire {
 #[derive(Debug, Deserialize)]
 struct HeadWire {
     sha: String,
+    #[serde(rename = "ref", default)]
+    branch: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +282,7 @@ impl From<PrWire> for PullRequest {
             number: p.number,
             url: p.html_url.unwrap_or_default(),
             head_sha: p.head.sha,
+            branch: p.head.branch,
             title: p.title,
             body: p.body.unwrap_or_default(),
             merged,

@@ -17,7 +17,7 @@ use crate::ports::{Reaction, ScanStart};
 
 /// Said on a PR whose record was lost (`domain::seal`): its commands are not carried out
 /// twice, and not guessed either.
-const LOST_NOTICE: &str = "tugboat's record in this pull request's description was changed by someone other than tugboat, so tugboat does not trust it. Commands posted before this comment will not be carried out; if they still stand, post them again. (Approvals and holds are read again from the comments as always.)";
+pub(super) const LOST_NOTICE: &str = "tugboat's record in this pull request's description was changed by someone other than tugboat, so tugboat does not trust it. Commands posted before this comment will not be carried out; if they still stand, post them again. (Approvals and holds are read again from the comments as always.)";
 
 /// How long an approver check (permission and team membership) is trusted.
 const APPROVER_TTL: Duration = Duration::from_secs(300);

@@ -30,8 +30,9 @@ use crate::domain::group::{GROUP_MARKER, GroupState, Outcome};
 use crate::domain::hold::{Cause as HoldCause, Hold};
 use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy::RollbackMode;
-use crate::domain::promotion::StateError;
+use crate::domain::promotion::{STATE_MARKER, StateError};
 use crate::domain::provenance::Forgery;
+use crate::domain::seal;
 use crate::manifest;
 use crate::ports::{
     AppStatus, Base, CheckKind, CheckReport, ErrorKind, LabelledPr, OperationPhase, PullRequest,
@@ -314,12 +315,18 @@ impl Engine {
             .map_err(|error| StepError::new(Step::Watch, Cause::Watch { label, error }))?;
         let mut own = Vec::with_capacity(prs.len());
         for pr in prs {
-            if self
+            if !self
                 .own_record((&pr).into(), Some(label), Step::Watch)
                 .await?
             {
-                own.push(pr);
+                continue;
             }
+            let lost = seal::forgotten(&pr.body) && !pr.body.contains(STATE_MARKER);
+            own.push(if lost && pr.merged_at.is_some() {
+                self.rebuilt(pr).await?
+            } else {
+                pr
+            });
         }
         Ok(own.into_iter().flat_map(|pr| watched(pr, label)).collect())
     }

@@ -392,7 +392,13 @@ impl World {
     pub fn edit_body(&self, number: u64, body: &str) {
         let now = self.clock.now();
         self.with(|s| {
-            s.prs.iter_mut().find(|p| p.number == number).unwrap().body = body.into();
+            match s.prs.iter_mut().find(|p| p.number == number) {
+                Some(p) => p.body = body.into(),
+                None => {
+                    let i = s.issues.iter_mut().find(|i| i.number == number);
+                    i.expect("a PR or an issue").body = body.into();
+                }
+            }
             s.updated.insert(number, now);
         });
     }
@@ -623,6 +629,16 @@ impl GitOpsRepo for World {
         Ok(self.with(|s| s.main.last().unwrap().1.get(path).cloned()))
     }
 
+    async fn read_at(&self, commit: &str, path: &str) -> PortResult<Option<String>> {
+        self.call("read_at")?;
+        // Main's commit `n` (its count of commits, in hex) is `main[n - 1]`.
+        let n = usize::from_str_radix(commit, 16)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| rejected("read_at", "no such commit"))?;
+        Ok(self.with(|s| s.main.get(n - 1).and_then(|(_, f)| f.get(path).cloned())))
+    }
+
     async fn read_before(&self, commit: &str, path: &str) -> PortResult<Option<String>> {
         self.call("read_before")?;
         // Main's commit `n` (its count of commits, in hex) has commit `n - 1` as its parent.
@@ -773,6 +789,7 @@ fn pull_request(p: &Pr, heads: &HashMap<String, Branch>) -> PullRequest {
             .get(&p.branch)
             .map(|b| b.head.clone())
             .unwrap_or_default(),
+        branch: p.branch.clone(),
         title: p.title.clone(),
         body: p.body.clone(),
         merged: p.merged_at.is_some(),

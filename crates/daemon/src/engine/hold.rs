@@ -11,6 +11,7 @@ use crate::domain::chatops::{self, Subject};
 use crate::domain::hold::{self, AppFacts, Cause, Facts, Hold, Record, Verdict};
 use crate::domain::markdown::inert;
 use crate::domain::plan::Decision;
+use crate::domain::seal;
 use crate::ports::Issue;
 
 /// An open hold issue, read at the start of a cycle.
@@ -33,12 +34,20 @@ impl Engine {
         let mut own = Vec::with_capacity(issues.len());
         for issue in issues {
             let record = (&issue).into();
-            if self
+            if !self
                 .own_record(record, Some(hold::HOLD_LABEL), Step::Hold)
                 .await?
             {
-                own.push(issue);
+                continue;
             }
+            // An edit by someone else does not lift a hold: it holds until `/resume`.
+            own.push(
+                if seal::forgotten(&issue.body) && Hold::parse(&issue.body).is_none() {
+                    self.rebuilt_hold(issue).await?
+                } else {
+                    issue
+                },
+            );
         }
         Ok(own
             .into_iter()

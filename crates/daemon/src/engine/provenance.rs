@@ -12,7 +12,13 @@ use chrono::{DateTime, Utc};
 
 use super::promote::Change;
 use super::{At, Engine, Step, StepError};
-use crate::domain::provenance::{self, Forgery};
+use crate::config::{EnvConfig, ServiceConfig};
+use crate::domain::chatops;
+use crate::domain::hold::{Cause as HoldCause, Hold};
+use crate::domain::image::ImageRef;
+use crate::domain::promotion::PromotionState;
+use crate::domain::provenance::{self, Forgery, same_login};
+use crate::domain::select::find_tag;
 use crate::ports::{Base, CheckKind, Issue, LabelledPr, Proposal, PullRequest};
 use crate::trust::ForgeryLog;
 
@@ -221,6 +227,168 @@ impl Engine {
             .heads
             .insert(fresh.head.clone(), fresh.committed_at);
         Ok((fresh, Some(foreign)))
+    }
+
+    /// A merged PR of tugboat's whose record was lost (someone edited its body, and its seal
+    /// no longer opens: `engine::seal`), rebuilt from what history and GitHub say, never from
+    /// the edited text: its service and environment from its branch (`tugboat/<env>/<svc>`,
+    /// a configured pair), the image and what it replaced from main's files at the merge
+    /// commit and at its first parent ([`Engine::merged_images`]), and every comment so far
+    /// counted as answered (the PR is told to post a command again). The rebuilt record
+    /// replaces the edited description, sealed. A PR that cannot be rebuilt so (a rollback's,
+    /// a group's, one merged elsewhere, an image no longer listed) is returned as it is, and
+    /// stays ignored.
+    pub(super) async fn rebuilt(&self, pr: LabelledPr) -> Result<LabelledPr, StepError> {
+        let step = Step::Watch;
+        let full = self.ports.forge.pull(pr.number).await.at(step)?;
+        let (Some(sha), true) = (&full.merge_sha, self.merged_into_base(&full)) else {
+            return Ok(pr);
+        };
+        let Some((svc, env)) = self.branch_of(&full.branch) else {
+            return Ok(pr);
+        };
+        let Some((image, from)) = self.merged_images(sha, svc, env).await? else {
+            return Ok(pr);
+        };
+        let comments = self.ports.forge.comments(pr.number).await.at(step)?;
+        let me = self.ports.forge.me().await.at(step)?;
+        let notice = format!(
+            "**tugboat rebuilt this record.** Its description was changed by someone other than tugboat, so it was replaced by what git history shows: `{}` in `{}` runs `{image}` since merge commit `{sha}`.\n",
+            svc.name, env.name
+        );
+        let state = PromotionState {
+            service: svc.name.clone(),
+            environment: env.name.clone(),
+            tag: image.tag,
+            digest: image.digest,
+            from,
+            answered_through: comments.iter().map(|c| c.id).max().unwrap_or(0),
+            rollback_of: None,
+            auto_sync: None,
+        };
+        let body = state.write_into(&notice);
+        self.ports
+            .forge
+            .update_pr(pr.number, &pr.title, &body)
+            .await
+            .at(step)?;
+        let commands = comments
+            .iter()
+            .any(|c| !same_login(&c.user, &me) && chatops::parse(&c.body).is_some());
+        if commands {
+            self.ports
+                .forge
+                .comment(pr.number, super::commands::LOST_NOTICE)
+                .await
+                .at(step)?;
+        }
+        tracing::warn!(
+            pr = pr.number,
+            "rebuilt the record of PR #{} from its branch and merge commit",
+            pr.number
+        );
+        Ok(LabelledPr { body, ..pr })
+    }
+
+    /// A hold issue of tugboat's whose record was lost (someone edited its body), rebuilt so
+    /// that the edit lifts nothing: the service and environment from the labels tugboat
+    /// added to it (`service:…`, `env:…`, from its issue events), held as if by a `/hold`
+    /// until an approver comments `/resume`, every comment so far counted as answered. The
+    /// rebuilt record replaces the edited description, sealed. One whose labels do not name
+    /// a configured pair is returned as it is (and ignored).
+    pub(super) async fn rebuilt_hold(&self, issue: Issue) -> Result<Issue, StepError> {
+        let step = Step::Hold;
+        let me = self.ports.forge.me().await.at(step)?;
+        let own = self.own_labels(&(&issue).into(), &me, step).await?;
+        let named = |prefix: &str| {
+            let mut it = own.iter().filter_map(|l| l.strip_prefix(prefix));
+            it.next().filter(|_| it.next().is_none())
+        };
+        let pair = named("service:").zip(named("env:"));
+        let Some((svc, env)) =
+            pair.and_then(|(s, e)| self.branch_of(&super::evidence::branch(s, e)))
+        else {
+            return Ok(issue);
+        };
+        let comments = self.ports.forge.comments(issue.number).await.at(step)?;
+        let hold = Hold {
+            service: svc.name.clone(),
+            environment: env.name.clone(),
+            cause: HoldCause::Command,
+            by: None,
+            commit: None,
+            since: issue.updated_at.unwrap_or_else(|| self.clock.now()),
+            deployed: None,
+            detail: "tugboat's record of this hold was changed by someone other than tugboat, so it was rebuilt: the environment stays held until an approver comments /resume".to_owned(),
+            answered_through: comments.iter().map(|c| c.id).max().unwrap_or(0),
+        };
+        let body = hold.write_into(&format!(
+            "**tugboat rebuilt this hold.** Its description was changed by someone other than tugboat. `{}` stays held in `{}` until an approver comments `/resume` here.\n",
+            svc.name, env.name
+        ));
+        self.ports
+            .forge
+            .update_issue(issue.number, &issue.title, &body, true)
+            .await
+            .at(step)?;
+        let commands = comments
+            .iter()
+            .any(|c| !same_login(&c.user, &me) && chatops::parse(&c.body).is_some());
+        if commands {
+            let notice = super::commands::LOST_NOTICE.replace("pull request", "issue");
+            self.ports
+                .forge
+                .comment(issue.number, &notice)
+                .await
+                .at(step)?;
+        }
+        tracing::warn!(
+            issue = issue.number,
+            "rebuilt the hold of issue #{}",
+            issue.number
+        );
+        Ok(Issue { body, ..issue })
+    }
+
+    /// What merge commit `sha` deployed of `svc` in `env` (with its digest: when the files
+    /// name only a tag, the digest the tag names in the registry now), and what main ran
+    /// there before it (its first parent). `None` when it deployed nothing listed.
+    async fn merged_images(
+        &self,
+        sha: &str,
+        svc: &ServiceConfig,
+        env: &EnvConfig,
+    ) -> Result<Option<(ImageRef, Option<ImageRef>)>, StepError> {
+        let step = Step::Watch;
+        let (mut after, mut before) = (Vec::new(), Vec::new());
+        for path in &env.files {
+            if let Some(text) = self.ports.repo.read_at(sha, path).await.at(step)? {
+                after.push((path.clone(), text));
+            }
+            if let Some(text) = self.ports.repo.read_before(sha, path).await.at(step)? {
+                before.push((path.clone(), text));
+            }
+        }
+        let from = super::environment::deployed_reference(&before, svc)?;
+        let Some(mut image) = super::environment::deployed_reference(&after, svc)? else {
+            return Ok(None);
+        };
+        if image.digest.is_none()
+            && let Some(tag) = &image.tag
+        {
+            let registry = svc.registry_id.as_deref();
+            let listed = self.ports.registry.list_images(registry, &svc.repository);
+            image.digest = find_tag(&listed.await.at(step)?, tag).map(|c| c.digest);
+        }
+        Ok(image.digest.is_some().then_some((image, from)))
+    }
+
+    /// The configured service and environment a promotion branch is for.
+    fn branch_of(&self, branch: &str) -> Option<(&ServiceConfig, &EnvConfig)> {
+        let (env, svc) = branch.strip_prefix("tugboat/")?.split_once('/')?;
+        let svc = self.cfg.services.iter().find(|s| s.name == svc)?;
+        let env = svc.environments.iter().find(|e| e.name == env)?;
+        (super::evidence::branch(&svc.name, &env.name) == branch).then_some((svc, env))
     }
 
     /// Report a forged record once: a warning naming it and a count by kind.

@@ -318,20 +318,42 @@ async fn after_a_restart_tugboats_own_kept_head_is_known_by_its_gate_report_and_
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_edited_description_of_tugboats_own_pr_is_not_read_and_is_reported_once() {
+async fn an_edited_description_of_a_merged_pr_is_rebuilt_from_history_and_its_commands_asked_again()
+{
     let (w, clock, engine) = world();
     w.push("1.1.0", 'b');
     engine.cycle(Mode::Apply).await.unwrap();
     let pr = w.prs()[0].clone();
     assert!(pr.body.contains("<!-- tugboat:seal "), "{}", pr.body);
-    // Someone with write access edits the block of tugboat's deployed PR and marks it bad.
-    let edited = seal::unsealed(&pr.body).replace(&format!("{IMAGE}:1.0.0"), EVIL);
+    // Someone with write access edits the block of tugboat's deployed PR: another image,
+    // another `from`, commands answered long ago made new again.
+    let edited = seal::unsealed(&pr.body)
+        .replace(&format!("{IMAGE}:1.0.0"), EVIL)
+        .replace("1.1.0", "6.6.6");
     w.edit_body(pr.number, &edited);
     w.label_as(pr.number, "mallory", "tugboat:bad");
+    w.allow("alice", Permission::Write);
     clock.advance(Span::seconds(5));
+    w.say(pr.number, "alice", "/rollback");
     engine.cycle(Mode::Apply).await.unwrap();
     assert_eq!(w.main_file(DEV), values("1.1.0"), "nothing rolled back");
     assert_eq!(engine.take_forged().get(&Forgery::Seal), Some(&1));
+    // Rebuilt from the branch and the merge commit, sealed again; the command is asked again.
+    let body = w.prs()[0].body.clone();
+    let state = PromotionState::parse(seal::unsealed(&body)).unwrap();
+    assert_eq!(
+        state.tag,
+        Some(Tag::parse("1.1.0").unwrap()),
+        "what the merge made"
+    );
+    assert!(body.contains("<!-- tugboat:seal ") && !seal::forgotten(&body));
+    assert!(
+        w.comments_on(pr.number)
+            .iter()
+            .any(|c| c.contains("will not be carried out")),
+        "{:?}",
+        w.comments_on(pr.number)
+    );
     clock.advance(Span::minutes(1));
     engine.cycle(Mode::Apply).await.unwrap();
     assert_eq!(
@@ -340,6 +362,17 @@ async fn an_edited_description_of_tugboats_own_pr_is_not_read_and_is_reported_on
         "reported once"
     );
     assert_eq!(w.main_file(DEV), values("1.1.0"));
+    // Posted again, the rollback is carried out, to what main ran before the merge.
+    clock.advance(Span::seconds(5));
+    w.say(pr.number, "alice", "/rollback");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::RolledBack { .. }),
+        "{:?} {:?}",
+        row(&r, "dev").action,
+        w.comments_on(pr.number)
+    );
+    assert_eq!(w.main_file(DEV), values("1.0.0"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -439,4 +472,36 @@ async fn a_plan_without_a_key_stores_none() {
     let (w, _, engine) = world();
     engine.cycle(Mode::Plan).await.unwrap();
     assert_eq!(w.calls("create_secret"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edited_hold_issue_still_holds_until_an_approver_resumes() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::minutes(5));
+    w.commit_saying(DEV, &values("1.0.0"), "oncall", "pin 1.0.0 by hand");
+    engine.cycle(Mode::Apply).await.unwrap();
+    let issue = w.issues()[0].clone();
+    assert!(issue.open && issue.body.contains("<!-- tugboat:seal "));
+    // Someone with write access, not an approver, edits the hold away.
+    w.edit_body(issue.number, "Nothing to see here.");
+    clock.advance(Span::minutes(1));
+    w.push("1.2.0", 'c');
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        w.main_file(DEV),
+        values("1.0.0"),
+        "still held: nothing promoted"
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Seal), Some(&1));
+    let rebuilt = w.issues()[0].clone();
+    assert!(rebuilt.open && rebuilt.body.contains("tugboat rebuilt this hold"));
+    assert!(Hold::parse(seal::unsealed(&rebuilt.body)).is_some());
+    // An approver's /resume lifts it.
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::minutes(1));
+    w.say(issue.number, "alice", "/resume");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert!(!w.issues()[0].open, "the /resume was read");
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::chatops;
 use crate::domain::provenance::{Forgery, LabelEvent, same_login};
-use crate::domain::seal::{Opened, unsealed};
+use crate::domain::seal::{self, Opened, unsealed};
 use crate::ports::{
     Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, Forge, Issue, Issues,
     LabelledPr, NewPullRequest, Permission, PortResult, PullRequest, PullRequests, Reaction,
@@ -55,7 +55,12 @@ impl Sealed {
                 return Ok(false);
             }
         }
-        match self.ring.keys().await?.open(body, origin.updated_at) {
+        let opened = match self.ring.keys().await?.open(body, origin.updated_at) {
+            // Every record tugboat opens holds a block: one without any lost it to an edit.
+            Opened::Plain if origin.author.is_some() => Opened::Forged(seal::forget(body)),
+            opened => opened,
+        };
+        match opened {
             Opened::Plain => Ok(false),
             Opened::Sealed(inner) => {
                 *body = inner;
