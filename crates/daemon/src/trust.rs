@@ -159,7 +159,7 @@ fn refused(message: String) -> PortError {
 #[derive(Default)]
 pub struct ForgeryLog {
     /// Forged records already reported: (PR or issue number, what gave it away).
-    reported: Mutex<HashSet<(String, Forgery)>>,
+    reported: Mutex<HashSet<String>>,
     /// Forged records found since the daemon last took the count, by kind.
     found: Mutex<BTreeMap<Forgery, u64>>,
 }
@@ -168,16 +168,20 @@ pub struct ForgeryLog {
 const REPORTED_ENTRIES: usize = 4_096;
 
 impl ForgeryLog {
-    /// Report `record` ("PR #12", "tugboat-ledger:claims.json") as forged (`kind`, because
-    /// `why`), once.
-    pub fn report(&self, record: &str, kind: Forgery, why: &str) {
-        let first = self.reported.lock().is_ok_and(|mut r| {
+    /// Whether `key` is said for the first time (and remember it).
+    fn first(&self, key: String) -> bool {
+        self.reported.lock().is_ok_and(|mut r| {
             if r.len() >= REPORTED_ENTRIES {
                 r.clear();
             }
-            r.insert((record.to_owned(), kind))
-        });
-        if !first {
+            r.insert(key)
+        })
+    }
+
+    /// Report `record` ("PR #12", "tugboat-ledger:claims.json") as forged (`kind`, because
+    /// `why`), once.
+    pub fn report(&self, record: &str, kind: Forgery, why: &str) {
+        if !self.first(format!("{}: {record}", kind.as_str())) {
             return;
         }
         tracing::warn!(
@@ -186,6 +190,14 @@ impl ForgeryLog {
             "ignoring {record}, which tugboat did not write: {why}"
         );
         self.count(kind);
+    }
+
+    /// Say once that `record` is not acted on, and why, when nothing was forged (a person
+    /// reopened what tugboat closed): a warning, no count.
+    pub fn notice(&self, record: &str, why: &str) {
+        if self.first(format!("notice: {record}")) {
+            tracing::warn!(record, "not acting on {record}: {why}");
+        }
     }
 
     /// One more forged record of `kind` for the metrics.

@@ -86,6 +86,29 @@ pub struct Hold {
     pub answered_through: u64,
 }
 
+/// Where a hold issue records that its hold was lifted (by whom, when): a hold issue a
+/// person reopens after that holds nothing again (its body is sealed, `domain::seal`).
+pub const LIFTED_MARKER: &str = "<!-- tugboat:lifted ";
+
+/// Who lifted a hold, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifted {
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Lifted {
+    /// The lift recorded in `body`, if any.
+    pub fn parse(body: &str) -> Option<Self> {
+        block::read(body, LIFTED_MARKER)
+    }
+
+    /// `body` with this lift recorded.
+    pub fn write_into(&self, body: &str) -> String {
+        block::write(body, LIFTED_MARKER, self)
+    }
+}
+
 impl Hold {
     /// The hold block of an issue body; `None` when it has none that parses (the issue is
     /// then not tugboat's record of a hold).

@@ -40,6 +40,16 @@ impl Engine {
             {
                 continue;
             }
+            // A hold lifted by `/resume` and reopened by a person holds nothing again.
+            if let Some(lifted) = hold::Lifted::parse(&issue.body) {
+                let why = format!(
+                    "its hold was lifted by {} at {}; reopening the issue holds nothing (comment /hold on the promotion instead)",
+                    lifted.by, lifted.at
+                );
+                let record = format!("issue #{}", issue.number);
+                self.provenance.log.notice(&record, &why);
+                continue;
+            }
             // An edit by someone else does not lift a hold: it holds until `/resume`.
             own.push(
                 if seal::forgotten(&issue.body) && Hold::parse(&issue.body).is_none() {
@@ -333,7 +343,15 @@ impl Engine {
             )
             .await
             .at(Step::Hold)?;
-        self.save_hold(&h.issue, hold, false).await?;
+        let lifted = hold::Lifted {
+            by: user.to_owned(),
+            at: self.clock.now(),
+        };
+        let body = lifted.write_into(&hold.write_into(&h.issue.body));
+        forge
+            .update_issue(h.issue.number, &h.issue.title, &body, false)
+            .await
+            .at(Step::Hold)?;
         watch.lift(h.issue.number);
         Ok(())
     }

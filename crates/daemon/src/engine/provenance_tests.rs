@@ -475,7 +475,7 @@ async fn a_plan_without_a_key_stores_none() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_edited_hold_issue_still_holds_until_an_approver_resumes() {
+async fn an_edited_hold_issue_still_holds_until_an_approver_resumes_and_reopened_holds_nothing() {
     let (w, clock, engine) = world();
     w.push("1.1.0", 'b');
     engine.cycle(Mode::Apply).await.unwrap();
@@ -504,4 +504,14 @@ async fn an_edited_hold_issue_still_holds_until_an_approver_resumes() {
     w.say(issue.number, "alice", "/resume");
     engine.cycle(Mode::Apply).await.unwrap();
     assert!(!w.issues()[0].open, "the /resume was read");
+    // A person reopens the lifted hold: it holds nothing again.
+    let lifted = w.issues()[0].clone();
+    use crate::ports::Issues;
+    w.update_issue(lifted.number, &lifted.title, &lifted.body, true)
+        .await
+        .unwrap();
+    clock.advance(Span::minutes(1));
+    w.push("1.3.0", 'd');
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(w.main_file(DEV), values("1.3.0"), "promoted: not held");
 }
