@@ -41,6 +41,10 @@ pub enum Cause {
     /// lifecycle policies). A rollback PR to it would only trade one outage for another
     /// (ImagePullBackOff).
     RollbackTargetGone,
+    /// A rollback was due, but the image to go back to does not pass the environment's scan
+    /// gate (a finding disclosed since it ran, a scan not complete): tugboat writes nothing
+    /// into an environment that the gate would refuse as a candidate.
+    RollbackTargetBlocked,
 }
 
 impl Cause {
@@ -52,13 +56,17 @@ impl Cause {
             Self::AutoSyncOff => "auto-sync-off",
             Self::Command => "command",
             Self::RollbackTargetGone => "rollback-target-gone",
+            Self::RollbackTargetBlocked => "rollback-target-blocked",
         }
     }
 
     /// Whether resuming means tugboat's record of its last promotion no longer stands (the
     /// environment was changed by hand): after `/resume` it promotes again from what runs.
     pub fn forgets_record(self) -> bool {
-        !matches!(self, Self::Command | Self::RollbackTargetGone)
+        !matches!(
+            self,
+            Self::Command | Self::RollbackTargetGone | Self::RollbackTargetBlocked
+        )
     }
 }
 

@@ -26,6 +26,7 @@ use super::promote::Change;
 use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Verification};
 use crate::domain::chatops;
 use crate::domain::deploy::{self, Observation, OperationView, Verdict};
+use crate::domain::gate;
 use crate::domain::group::{GROUP_MARKER, GroupState, Outcome};
 use crate::domain::hold::{Cause as HoldCause, Hold};
 use crate::domain::image::{self, Digest, ImageRef};
@@ -784,32 +785,67 @@ impl Engine {
         Ok(from)
     }
 
-    /// Hold the environment instead of a rollback that would deploy an image that cannot be
-    /// pulled; the hold's issue (and its notification) say why and what a person can do.
-    async fn hold_for_gone_target(
+    /// Why the image a rollback of `bad` would restore does not pass the environment's scan
+    /// gate, if it does not: a rollback writes into the environment like any promotion, and
+    /// the gate decides what may be written there (a finding disclosed since that image ran
+    /// blocks it as it would block a candidate).
+    async fn rollback_target_blocked(
         &self,
         cx: &EnvCtx<'_>,
         bad: &Watched,
-        why: String,
+        from: &ImageRef,
+    ) -> Result<Option<String>, StepError> {
+        let Some(digest) = from.digest.clone().or_else(|| {
+            let tag = from.tag.as_ref()?;
+            crate::domain::select::find_tag(cx.images, tag).map(|c| c.digest)
+        }) else {
+            return Ok(None); // gone: `rollback_target_gone` said so first
+        };
+        let kind = crate::domain::select::kind_of(cx.images, &digest);
+        let scans = self
+            .image_scan(cx.svc, &digest, &kind, cx.mode)
+            .await
+            .at(Step::Rollback)?;
+        let why = match gate::gate_image(&scans, &cx.env_policy.scan, cx.now.date_naive()) {
+            gate::GateDecision::Pass { .. } => return Ok(None),
+            gate::GateDecision::Block { reasons, .. } => reasons.join("; "),
+            gate::GateDecision::Wait { reason } => reason,
+        };
+        Ok(Some(format!(
+            "a rollback of #{} is due, but `{from}` ({digest}), which it would restore, does not pass the scan gate of {}: {why}",
+            bad.pr.number, cx.env.name
+        )))
+    }
+
+    /// Hold the environment instead of a rollback that would deploy what must not be deployed
+    /// (`cause`); the hold's issue (and its notification) say why, the way out (`out`), and
+    /// the other one: keep what runs.
+    async fn hold_rollback(
+        &self,
+        cx: &EnvCtx<'_>,
+        bad: &Watched,
+        cause: HoldCause,
+        why: &str,
+        out: &str,
     ) -> Result<Action, StepError> {
         if let Some(held) = cx
             .watch()
             .and_then(|w| w.hold_of(&cx.svc.name, &cx.env.name))
         {
-            tracing::warn!(issue = held.issue.number, why = %why, "no rollback: the image to restore is gone; the environment is held already");
+            tracing::warn!(issue = held.issue.number, why = %why, "no rollback; the environment is held already");
             return Ok(Action::None);
         }
-        tracing::error!(pr = bad.pr.number, why = %why, "no rollback: the image to restore is gone; holding the environment");
+        tracing::error!(pr = bad.pr.number, why = %why, "no rollback; holding the environment");
         let hold = Hold {
             service: cx.svc.name.clone(),
             environment: cx.env.name.clone(),
-            cause: HoldCause::RollbackTargetGone,
+            cause,
             by: None,
             commit: None,
             since: cx.now,
             deployed: Some(bad.state.reference(&cx.svc.image).to_string()),
             detail: format!(
-                "{why}. Restore that image in ECR and comment `/resume` here (the rollback then proceeds), or keep what runs: an approver comments `/unblock` on #{}, then `/resume` here",
+                "{why}. {out}, or keep what runs: an approver comments `/unblock` on #{}, then `/resume` here",
                 bad.pr.number
             ),
             answered_through: 0,
@@ -818,7 +854,7 @@ impl Engine {
         Ok(Action::EnvironmentHeld {
             issue: issue.number,
             url: issue.url,
-            cause: HoldCause::RollbackTargetGone,
+            cause,
         })
     }
 
@@ -836,7 +872,17 @@ impl Engine {
             ));
         };
         if let Some(why) = self.rollback_target_gone(cx, bad, &from).await? {
-            return self.hold_for_gone_target(cx, bad, why).await;
+            let out =
+                "Restore that image in ECR and comment `/resume` here (the rollback then proceeds)";
+            return self
+                .hold_rollback(cx, bad, HoldCause::RollbackTargetGone, &why, out)
+                .await;
+        }
+        if let Some(why) = self.rollback_target_blocked(cx, bad, &from).await? {
+            let out = "Accept its findings in the policy (`scan.ignore`) or fix them, then comment `/resume` here (the rollback then proceeds)";
+            return self
+                .hold_rollback(cx, bad, HoldCause::RollbackTargetBlocked, &why, out)
+                .await;
         }
         self.ports.repo.sync().await.at(Step::Rollback)?;
         let files = self.read_files(cx.env).await?;

@@ -253,6 +253,12 @@ impl World {
         digest
     }
 
+    /// The image `digest` is scanned again and now reports `report` (a finding disclosed
+    /// since it was pushed).
+    pub fn rescanned(&self, digest: &Digest, report: ScanReport) {
+        self.with(|s| s.scans.insert(digest.clone(), report));
+    }
+
     /// The image `digest` loses its scan, as in a repository without scan on push.
     pub fn unscanned(&self, digest: &Digest) {
         self.with(|s| s.scans.remove(digest));

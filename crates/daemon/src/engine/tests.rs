@@ -676,6 +676,34 @@ async fn a_rollback_to_an_image_the_registry_no_longer_has_holds_the_environment
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_rollback_to_an_image_that_no_longer_passes_the_gate_holds_the_environment_instead() {
+    let (w, _, engine) = world();
+    let old = crate::domain::image::Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+    w.push("1.1.0", 'b');
+    w.breaks("1.1.0");
+    // A CRITICAL finding disclosed since 1.0.0, what dev ran before, was deployed.
+    w.rescanned(&old, scanned(&["CVE-2026-9999"]));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = row(&r, "dev");
+    let Action::EnvironmentHeld { issue, cause, .. } = &dev.action else {
+        panic!("{:?}", dev.action)
+    };
+    assert_eq!(*cause, crate::domain::hold::Cause::RollbackTargetBlocked);
+    assert_eq!(
+        w.main_file(DEV),
+        values("1.1.0"),
+        "nothing the gate refuses is written, a rollback's image neither"
+    );
+    let body = w
+        .issues()
+        .into_iter()
+        .find(|i| i.number == *issue)
+        .unwrap()
+        .body;
+    assert!(body.contains("does not pass the scan gate"), "{body}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn mutable_tags_are_read_once_an_hour_and_only_for_a_passing_tag_only_candidate() {
     let (w, clock, engine) = world();
     w.tag_mutability("MUTABLE");
