@@ -180,6 +180,8 @@ struct RawGithub {
     #[serde(default)]
     merge_method: MergeMethod,
     login: Option<String>,
+    #[serde(default)]
+    former_logins: Vec<String>,
     writes_per_minute: Option<usize>,
     writes_per_hour: Option<usize>,
     commits: Option<CommitVia>,
@@ -378,6 +380,9 @@ pub struct GithubConfig {
     /// The login tugboat's token acts as, when `GET /user` cannot tell (a GitHub App
     /// installation token: `my-app[bot]`).
     pub login: Option<String>,
+    /// Logins tugboat acted as before (a token's user before a move to a GitHub App): the
+    /// records and labels they wrote are still tugboat's.
+    pub former_logins: Vec<String>,
     /// Content-creating requests a minute at most (GitHub's secondary limit: 80).
     pub writes_per_minute: usize,
     /// Content-creating requests an hour at most (GitHub: 500).
@@ -874,6 +879,18 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
             ));
         }
     };
+    for (i, login) in raw.former_logins.iter().enumerate() {
+        let name = login.strip_suffix("[bot]").unwrap_or(login);
+        let valid = !name.is_empty()
+            && name.len() <= 39
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid {
+            return Err(f.err(
+                &format!("github.former_logins[{i}]"),
+                format!("'{login}' is not a GitHub login (letters, digits and '-', up to 39, optionally ending in [bot])"),
+            ));
+        }
+    }
     let writes_per_minute = raw
         .writes_per_minute
         .unwrap_or(crate::adapters::github::WRITES_PER_MINUTE);
@@ -911,6 +928,7 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
         }),
         auth,
         login: raw.login,
+        former_logins: raw.former_logins,
         writes_per_minute,
         writes_per_hour,
         dashboard: raw.dashboard,
@@ -1547,6 +1565,31 @@ argocd_application = "user-service-dev"
         );
         let e = parse(&with("writes_per_hour = 0"), &[]).unwrap_err();
         assert_eq!(e.field, "github.writes_per_hour");
+    }
+
+    #[test]
+    fn the_seal_key_defaults_to_ssm_and_former_logins_must_be_logins() {
+        let c = parse(EXAMPLE, &[]).unwrap();
+        assert_eq!(
+            c.github.state_key,
+            SecretRef::Ssm("/tugboat/salon/salon-gitops/state-key".into())
+        );
+        assert!(c.github.former_logins.is_empty());
+        let with = |lines: &str| EXAMPLE.replacen("[github]\n", &format!("[github]\n{lines}\n"), 1);
+        let c = parse(
+            &with("state_key = { file = \"/run/key\" }\nformer_logins = [\"salon-ops\", \"old-app[bot]\"]"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.github.state_key, SecretRef::File("/run/key".into()));
+        assert_eq!(c.github.former_logins, ["salon-ops", "old-app[bot]"]);
+        let e = parse(&with("former_logins = [\"ok\", \"not a login\"]"), &[]).unwrap_err();
+        assert_eq!(e.field, "github.former_logins[1]");
+        assert!(
+            e.to_string()
+                .contains("'not a login' is not a GitHub login"),
+            "{e}"
+        );
     }
 
     #[test]

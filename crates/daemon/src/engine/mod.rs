@@ -476,6 +476,7 @@ impl Engine {
             ports.forge,
             Arc::clone(&keys),
             Arc::clone(&ports.forged),
+            cfg.github.former_logins.clone(),
         ));
         Self {
             cfg,

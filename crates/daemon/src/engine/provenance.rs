@@ -112,9 +112,21 @@ impl Engine {
         Ok(false)
     }
 
+    /// Whether `login` is tugboat: the login it acts as now (`me`), or one it acted as before
+    /// (`github.former_logins`).
+    pub(super) fn is_me(&self, login: &str, me: &str) -> bool {
+        same_login(login, me)
+            || self
+                .cfg
+                .github
+                .former_logins
+                .iter()
+                .any(|f| same_login(login, f))
+    }
+
     /// Whether tugboat (`me`) opened `record`; reported when it did not.
     pub(super) fn authored(&self, record: &Record<'_>, me: &str) -> bool {
-        if provenance::same_login(record.author, me) {
+        if self.is_me(record.author, me) {
             return true;
         }
         let why = format!("opened by {}, not by tugboat ({me})", shown(record.author));
@@ -143,7 +155,7 @@ impl Engine {
             .label_events(record.number)
             .await
             .at(step)?;
-        let own = Arc::new(provenance::applied_by(&events, me));
+        let own = Arc::new(provenance::applied_by(&events, |l| self.is_me(l, me)));
         if let Some(updated_at) = record.updated_at {
             self.provenance.checked.insert(
                 record.number,

@@ -515,3 +515,26 @@ async fn an_edited_hold_issue_still_holds_until_an_approver_resumes_and_reopened
     engine.cycle(Mode::Apply).await.unwrap();
     assert_eq!(w.main_file(DEV), values("1.3.0"), "promoted: not held");
 }
+
+#[tokio::test(start_paused = true)]
+async fn records_tugboat_wrote_under_a_former_login_are_still_its_own() {
+    let (w, clock, engine) = world();
+    engine.cycle(Mode::Apply).await.unwrap(); // the key exists
+    // tugboat's deployed prod record, written when it acted as a token's machine user.
+    let body = w.seal(&forged_block("prod", "1.0.0", &format!("{IMAGE}:0.9.0")));
+    w.open_pr_as(
+        "salon-ops",
+        "main",
+        &body,
+        &["tugboat", "tugboat:deployed"],
+        true,
+    );
+    let mut cfg = (*super::fake::config("", "")).clone();
+    cfg.github.former_logins = vec!["Salon-Ops".into()];
+    let moved = Engine::new(std::sync::Arc::new(cfg), w.ports()).with_clock(clock.clone());
+    moved.cycle(Mode::Apply).await.unwrap();
+    assert!(moved.take_forged().is_empty(), "its own, labels and all");
+    // Without it, the same record is someone else's.
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
+}

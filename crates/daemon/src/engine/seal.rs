@@ -26,6 +26,8 @@ pub(super) struct Sealed {
     inner: Arc<dyn Forge>,
     ring: Arc<KeyRing>,
     log: Arc<ForgeryLog>,
+    /// `github.former_logins`: bodies they wrote are opened as tugboat's.
+    former: Vec<String>,
 }
 
 /// Who wrote a body read back, and when it last changed, as far as the read says.
@@ -38,8 +40,18 @@ struct Origin<'a> {
 }
 
 impl Sealed {
-    pub fn new(inner: Arc<dyn Forge>, ring: Arc<KeyRing>, log: Arc<ForgeryLog>) -> Self {
-        Self { inner, ring, log }
+    pub fn new(
+        inner: Arc<dyn Forge>,
+        ring: Arc<KeyRing>,
+        log: Arc<ForgeryLog>,
+        former: Vec<String>,
+    ) -> Self {
+        Self {
+            inner,
+            ring,
+            log,
+            former,
+        }
     }
 
     async fn seal(&self, body: &str) -> PortResult<String> {
@@ -50,7 +62,7 @@ impl Sealed {
     async fn open(&self, origin: Origin<'_>, body: &mut String) -> PortResult<bool> {
         if let Some(author) = origin.author {
             let me = self.inner.me().await?;
-            if !same_login(author, &me) {
+            if !same_login(author, &me) && !self.former.iter().any(|f| same_login(author, f)) {
                 // Not tugboat's: the engine ignores it by its author (`engine::provenance`).
                 return Ok(false);
             }
