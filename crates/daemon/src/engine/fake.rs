@@ -409,6 +409,15 @@ impl World {
         });
     }
 
+    /// A person with write access retargets open pull request `number` to `base`.
+    pub fn retarget(&self, number: u64, base: &str) {
+        let now = self.clock.now();
+        self.with(|s| {
+            s.prs.iter_mut().find(|p| p.number == number).unwrap().base = base.into();
+            s.updated.insert(number, now);
+        });
+    }
+
     /// A person with write access retargets pull request `number` to `base` and merges it
     /// there (main is not changed).
     pub fn merge_elsewhere(&self, number: u64, base: &str) {

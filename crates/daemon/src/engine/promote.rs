@@ -215,6 +215,10 @@ impl Engine {
         labels: Vec<String>,
     ) -> Result<Option<(PullRequest, bool)>, StepError> {
         let forge = &self.ports.forge;
+        let existing = match existing {
+            Some(pr) => self.on_base(pr).await?,
+            None => None,
+        };
         if let Some(pr) = existing {
             tracing::Span::current().record("pr", pr.number);
             if pr.title != change.title || pr.body != body {

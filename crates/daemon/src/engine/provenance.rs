@@ -189,6 +189,38 @@ impl Engine {
         false
     }
 
+    /// Open PR `pr` of tugboat's branch, if it still merges into the base branch. A person
+    /// with write access can retarget it, and tugboat's merge would then land elsewhere than
+    /// main: such a PR is closed, saying why, reported (`kind="base"`), and a new one opened.
+    pub(super) async fn on_base(&self, pr: PullRequest) -> Result<Option<PullRequest>, StepError> {
+        let base = &self.cfg.github.base_branch;
+        if pr.base == *base {
+            return Ok(Some(pr));
+        }
+        let record = Record {
+            number: pr.number,
+            author: "",
+            updated_at: None,
+            labels: &[],
+            noun: "PR",
+        };
+        let why = format!(
+            "it was retargeted to `{}`; tugboat merges only into `{base}`",
+            pr.base
+        );
+        self.forged(&record, Forgery::Base, &why);
+        let said = format!(
+            "This pull request was retargeted to `{}`, and tugboat merges only into `{base}`: it is closed, and tugboat opens a new one.",
+            pr.base
+        );
+        self.ports
+            .forge
+            .close_pr(pr.number, &said)
+            .await
+            .at(Step::PullRequest)?;
+        Ok(None)
+    }
+
     /// `head`, proposed for `change`, as tugboat's own: a head it pushed now counts from now;
     /// a head it kept counts only when tugboat pushed it (this process remembers it, or
     /// GitHub recorded tugboat's gate report on it), and from when that report was recorded,

@@ -538,3 +538,39 @@ async fn records_tugboat_wrote_under_a_former_login_are_still_its_own() {
     engine.cycle(Mode::Apply).await.unwrap();
     assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_open_pr_retargeted_to_another_branch_is_closed_and_opened_anew_on_main() {
+    let (w, clock, engine) = world();
+    let number = prod_awaiting(&w, &clock, &engine).await;
+    w.retarget(number, "side");
+    w.allow("alice", Permission::Write);
+    clock.advance(Span::seconds(5));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number: new, .. } = row(&r, "prod").action else {
+        panic!("{:?}", row(&r, "prod"))
+    };
+    assert_ne!(new, number, "a new PR");
+    let prs = w.prs();
+    let old = prs.iter().find(|p| p.number == number).unwrap();
+    assert!(!old.open && old.merged_at.is_none(), "closed, not merged");
+    assert_eq!(prs.iter().find(|p| p.number == new).unwrap().base, "main");
+    assert!(
+        w.comments_on(number)
+            .iter()
+            .any(|c| c.contains("retargeted to `side`")),
+        "{:?}",
+        w.comments_on(number)
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Base), Some(&1));
+    // Approved, the new one merges into main.
+    clock.advance(Span::seconds(5));
+    w.say(new, "alice", "/approve");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "prod").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "prod")
+    );
+    assert_eq!(w.main_file(PROD), values("1.1.0"));
+}
