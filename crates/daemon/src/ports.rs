@@ -357,6 +357,8 @@ pub struct PullRequest {
     pub base: String,
     /// The branch it merges (`head.ref`).
     pub branch: String,
+    /// Who opened it (`user.login`; empty for a deleted account).
+    pub author: String,
 }
 
 /// A pull request to open.

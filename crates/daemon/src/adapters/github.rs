@@ -256,6 +256,7 @@ struct PrWire {
     body: Option<String>,
     head: HeadWire,
     base: BaseWire,
+    user: Option<UserWire>,
     merged_at: Option<String>,
     merge_commit_sha: Option<String>,
     #[serde(default)]
@@ -283,6 +284,7 @@ impl From<PrWire> for PullRequest {
             url: p.html_url.unwrap_or_default(),
             head_sha: p.head.sha,
             branch: p.head.branch,
+            author: p.user.map(|u| u.login).unwrap_or_default(),
             title: p.title,
             body: p.body.unwrap_or_default(),
             merged,

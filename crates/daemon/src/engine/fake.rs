@@ -409,6 +409,13 @@ impl World {
         });
     }
 
+    /// `user` (a person with write access) opens a pull request from `branch` into main.
+    pub fn open_pr_from(&self, user: &str, branch: &str, body: &str) -> u64 {
+        let n = self.open_pr_as(user, "main", body, &[], false);
+        self.with(|s| s.prs.iter_mut().find(|p| p.number == n).unwrap().branch = branch.into());
+        n
+    }
+
     /// A person with write access retargets open pull request `number` to `base`.
     pub fn retarget(&self, number: u64, base: &str) {
         let now = self.clock.now();
@@ -805,6 +812,7 @@ fn pull_request(p: &Pr, heads: &HashMap<String, Branch>) -> PullRequest {
             .map(|b| b.head.clone())
             .unwrap_or_default(),
         branch: p.branch.clone(),
+        author: p.author.clone(),
         title: p.title.clone(),
         body: p.body.clone(),
         merged: p.merged_at.is_some(),

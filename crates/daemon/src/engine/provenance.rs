@@ -189,30 +189,40 @@ impl Engine {
         false
     }
 
-    /// Open PR `pr` of tugboat's branch, if it still merges into the base branch. A person
-    /// with write access can retarget it, and tugboat's merge would then land elsewhere than
-    /// main: such a PR is closed, saying why, reported (`kind="base"`), and a new one opened.
+    /// Open PR `pr` of tugboat's branch, if it is tugboat's and still merges into the base
+    /// branch. A person with write access can open a PR from tugboat's branch (GitHub then
+    /// refuses tugboat's own, one open PR per branch), or retarget tugboat's, whose merge
+    /// would then land elsewhere than main: such a PR is closed, saying why, reported
+    /// (`kind="author"` or `"base"`), and tugboat opens its own.
     pub(super) async fn on_base(&self, pr: PullRequest) -> Result<Option<PullRequest>, StepError> {
         let base = &self.cfg.github.base_branch;
-        if pr.base == *base {
-            return Ok(Some(pr));
-        }
+        let me = self.ports.forge.me().await.at(Step::PullRequest)?;
         let record = Record {
             number: pr.number,
-            author: "",
+            author: &pr.author,
             updated_at: None,
             labels: &[],
             noun: "PR",
         };
-        let why = format!(
-            "it was retargeted to `{}`; tugboat merges only into `{base}`",
-            pr.base
-        );
-        self.forged(&record, Forgery::Base, &why);
-        let said = format!(
-            "This pull request was retargeted to `{}`, and tugboat merges only into `{base}`: it is closed, and tugboat opens a new one.",
-            pr.base
-        );
+        let said = if !self.authored(&record, &me) {
+            format!(
+                "This pull request was opened by {} from tugboat's branch `{}`, and tugboat merges only its own: it is closed, and tugboat opens its own.",
+                shown(&pr.author),
+                pr.branch
+            )
+        } else if pr.base != *base {
+            let why = format!(
+                "it was retargeted to `{}`; tugboat merges only into `{base}`",
+                pr.base
+            );
+            self.forged(&record, Forgery::Base, &why);
+            format!(
+                "This pull request was retargeted to `{}`, and tugboat merges only into `{base}`: it is closed, and tugboat opens a new one.",
+                pr.base
+            )
+        } else {
+            return Ok(Some(pr));
+        };
         self.ports
             .forge
             .close_pr(pr.number, &said)

@@ -574,3 +574,31 @@ async fn an_open_pr_retargeted_to_another_branch_is_closed_and_opened_anew_on_ma
     );
     assert_eq!(w.main_file(PROD), values("1.1.0"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pr_a_person_opens_from_tugboats_branch_is_closed_and_tugboat_opens_its_own() {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let theirs = w.open_pr_from("mallory", "tugboat/prod/user_service", "Ship it.");
+    clock.advance(Span::hours(2));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { number, .. } = row(&r, "prod").action else {
+        panic!("{:?}", row(&r, "prod"))
+    };
+    assert_ne!(number, theirs, "tugboat's own PR");
+    let prs = w.prs();
+    assert!(!prs.iter().find(|p| p.number == theirs).unwrap().open);
+    assert_eq!(
+        prs.iter().find(|p| p.number == number).unwrap().author,
+        super::fake::ME
+    );
+    assert!(
+        w.comments_on(theirs)
+            .iter()
+            .any(|c| c.contains("opened by mallory")),
+        "{:?}",
+        w.comments_on(theirs)
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
+}
