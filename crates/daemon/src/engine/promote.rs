@@ -215,10 +215,7 @@ impl Engine {
         labels: Vec<String>,
     ) -> Result<Option<(PullRequest, bool)>, StepError> {
         let forge = &self.ports.forge;
-        let existing = match existing {
-            Some(pr) => self.on_base(pr).await?,
-            None => None,
-        };
+        let existing = self.own_open(existing).await?;
         if let Some(pr) = existing {
             tracing::Span::current().record("pr", pr.number);
             if pr.title != change.title || pr.body != body {

@@ -194,7 +194,13 @@ impl Engine {
     /// refuses tugboat's own, one open PR per branch), or retarget tugboat's, whose merge
     /// would then land elsewhere than main: such a PR is closed, saying why, reported
     /// (`kind="author"` or `"base"`), and tugboat opens its own.
-    pub(super) async fn on_base(&self, pr: PullRequest) -> Result<Option<PullRequest>, StepError> {
+    pub(super) async fn own_open(
+        &self,
+        pr: Option<PullRequest>,
+    ) -> Result<Option<PullRequest>, StepError> {
+        let Some(pr) = pr else {
+            return Ok(None);
+        };
         let base = &self.cfg.github.base_branch;
         let me = self.ports.forge.me().await.at(Step::PullRequest)?;
         let record = Record {
