@@ -460,6 +460,16 @@ impl World {
     }
 
     /// `user` comments on issue or PR `number` now.
+    /// Someone with write access edits comment `id` (anyone's) to say `body`.
+    pub fn edit_comment(&self, id: u64, body: &str) {
+        self.with(|s| {
+            let c = s.comments.values_mut().flatten().find(|c| c.id == id);
+            let c = c.expect("a comment with that id");
+            c.body = body.to_owned();
+            c.edited = true;
+        });
+    }
+
     pub fn say(&self, number: u64, user: &str, body: &str) {
         let at = self.clock.now();
         self.with(|s| {

@@ -602,3 +602,38 @@ async fn a_pr_a_person_opens_from_tugboats_branch_is_closed_and_tugboat_opens_it
     );
     assert_eq!(engine.take_forged().get(&Forgery::Author), Some(&1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn tugboats_own_comment_edited_to_say_healthy_is_not_read_back() {
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let pr = w.prs()[0].number;
+    // tugboat reports a failed verification in a comment (a block, sealed) ...
+    let forge = &engine.ports().forge;
+    let report = "Not healthy.\n\n<!-- tugboat:verified {\"healthy\":false} -->";
+    forge.comment(pr, report).await.unwrap();
+    let read = forge.comments(pr).await.unwrap();
+    let mine = read
+        .iter()
+        .find(|c| c.body.contains("tugboat:verified"))
+        .unwrap();
+    assert_eq!(
+        mine.body, report,
+        "read back as written, seal and all taken off"
+    );
+    // ... and someone with write access edits it to say healthy.
+    let flipped = w
+        .comments_on(pr)
+        .iter()
+        .find(|c| c.contains("tugboat:verified"))
+        .unwrap()
+        .replace("false", "true");
+    w.edit_comment(mine.id, &flipped);
+    let read = forge.comments(pr).await.unwrap();
+    assert!(
+        !read.iter().any(|c| c.body.contains("tugboat:verified")),
+        "{read:?}"
+    );
+    assert_eq!(engine.take_forged().get(&Forgery::Seal), Some(&1));
+}

@@ -15,6 +15,9 @@ use chrono::{DateTime, Utc};
 use crate::domain::chatops;
 use crate::domain::provenance::{Forgery, LabelEvent, same_login};
 use crate::domain::seal::{self, Opened, unsealed};
+
+/// What every block of tugboat's starts with.
+const BLOCK: &str = "<!-- tugboat:";
 use crate::ports::{
     Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, Forge, Issue, Issues,
     LabelledPr, NewPullRequest, Permission, PortResult, PullRequest, PullRequests, Reaction,
@@ -253,11 +256,31 @@ impl Issues for Sealed {
 #[async_trait]
 impl Conversation for Sealed {
     async fn comment(&self, number: u64, body: &str) -> PortResult<()> {
-        self.inner.comment(number, body).await
+        let body = self.seal(body).await?;
+        self.inner.comment(number, &body).await
     }
 
+    /// tugboat's own comments holding a block (the verification it reported) are opened like
+    /// bodies: an earlier tugboat's is one made before sealing began and never edited.
     async fn comments(&self, number: u64) -> PortResult<Vec<chatops::Comment>> {
-        self.inner.comments(number).await
+        let mut comments = self.inner.comments(number).await?;
+        for c in &mut comments {
+            if !c.body.contains(BLOCK) {
+                continue;
+            }
+            let changed = (!c.edited).then_some(c.created_at);
+            let origin = Origin {
+                number,
+                noun: "a comment on",
+                author: Some(&c.user),
+                updated_at: changed,
+            };
+            let mut body = std::mem::take(&mut c.body);
+            // An earlier tugboat's comment is left as it is: comments are not written again.
+            self.open(origin, &mut body).await?;
+            c.body = body;
+        }
+        Ok(comments)
     }
 
     async fn reviews(&self, number: u64) -> PortResult<Vec<chatops::Review>> {
