@@ -879,18 +879,7 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
             ));
         }
     };
-    for (i, login) in raw.former_logins.iter().enumerate() {
-        let name = login.strip_suffix("[bot]").unwrap_or(login);
-        let valid = !name.is_empty()
-            && name.len() <= 39
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        if !valid {
-            return Err(f.err(
-                &format!("github.former_logins[{i}]"),
-                format!("'{login}' is not a GitHub login (letters, digits and '-', up to 39, optionally ending in [bot])"),
-            ));
-        }
-    }
+    former_logins(f, &raw.former_logins)?;
     let writes_per_minute = raw
         .writes_per_minute
         .unwrap_or(crate::adapters::github::WRITES_PER_MINUTE);
@@ -1166,6 +1155,24 @@ fn environment(
         files: e.files,
         argocd_application: e.argocd_application,
     })
+}
+
+/// `github.former_logins`: each a GitHub login (letters, digits and `-`, up to 39), an App's
+/// optionally ending in `[bot]`.
+fn former_logins(f: &Fields<'_>, logins: &[String]) -> Result<(), ConfigError> {
+    for (i, login) in logins.iter().enumerate() {
+        let name = login.strip_suffix("[bot]").unwrap_or(login);
+        let valid = !name.is_empty()
+            && name.len() <= 39
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid {
+            return Err(f.err(
+                &format!("github.former_logins[{i}]"),
+                format!("'{login}' is not a GitHub login (letters, digits and '-', up to 39, optionally ending in [bot])"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Read an `env` or `file` secret. `ssm` secrets are resolved by the caller through SSM.
