@@ -795,3 +795,43 @@ async fn a_rollback_to_an_archived_image_is_refused_with_a_hold_that_says_why() 
     engine.cycle(Mode::Apply).await.unwrap();
     assert_eq!(open_holds(&sb).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_issue_someone_edits_still_holds_and_is_rebuilt_from_tugboats_labels() {
+    let (sb, tugboat, _work) = setup().await;
+    let path = file_of(DEV, "dev");
+    let before = sb.github.read_file("main", &path).unwrap();
+    sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
+    assert_healthy(&tugboat.cycle(Mode::Apply).await.unwrap(), DEV, "dev");
+    sb.github
+        .commit_as("main", &path, &before, "oncall")
+        .unwrap();
+    sb.advance(Duration::from_secs(60));
+    held(&tugboat.cycle(Mode::Apply).await.unwrap(), DEV, "dev");
+    let issue = open_holds(&sb)[0].number;
+    // Someone with write access, not an approver, edits the hold away.
+    assert!(sb.github.edit_body_as(issue, "Nothing to see here."));
+    sb.aws.push(DEV, "1.2.0", "COMPLETE", vec![]);
+    sb.advance(Duration::from_secs(60));
+    let r = tugboat.cycle(Mode::Apply).await.unwrap();
+    held(&r, DEV, "dev");
+    assert_eq!(sb.github.read_file("main", &path).unwrap(), before);
+    let rebuilt = &open_holds(&sb)[0];
+    assert!(
+        rebuilt.body.contains("tugboat rebuilt this hold") && rebuilt.body.contains("tugboat:seal"),
+        "{}",
+        rebuilt.body
+    );
+    assert_eq!(
+        tugboat
+            .take_forged()
+            .get(&tugboat::domain::provenance::Forgery::Seal),
+        Some(&1)
+    );
+    // An approver's /resume lifts it.
+    approver(&sb, "alice");
+    sb.github.comment_as(issue, "alice", "/resume").unwrap();
+    sb.advance(Duration::from_secs(60));
+    tugboat.cycle(Mode::Apply).await.unwrap();
+    assert!(open_holds(&sb).is_empty());
+}
