@@ -848,58 +848,10 @@ fn github(raw: RawGithub, f: &Fields<'_>) -> Result<GithubConfig, ConfigError> {
     {
         return Err(f.err("github.login", format!("'{l}' is not a GitHub login")));
     }
-    let auth = match (raw.token, raw.app) {
-        (Some(token), None) => GithubAuth::Token(token),
-        (None, Some(app)) => {
-            if app.id == 0 {
-                return Err(f.err("github.app.id", "0 is not a GitHub App id".to_owned()));
-            }
-            if app.installation_id == Some(0) {
-                return Err(f.err(
-                    "github.app.installation_id",
-                    "0 is not an installation id".to_owned(),
-                ));
-            }
-            GithubAuth::App {
-                id: app.id,
-                private_key: app.private_key,
-                installation_id: app.installation_id,
-            }
-        }
-        (Some(_), Some(_)) => {
-            return Err(f.err(
-                "github",
-                "both a token and [github.app] are given; choose one".to_owned(),
-            ));
-        }
-        (None, None) => {
-            return Err(f.err(
-                "github",
-                "no credentials: give `token` or a [github.app] section".to_owned(),
-            ));
-        }
-    };
+    let auth = github_auth(raw.token, raw.app, f)?;
     former_logins(f, &raw.former_logins)?;
-    let writes_per_minute = raw
-        .writes_per_minute
-        .unwrap_or(crate::adapters::github::WRITES_PER_MINUTE);
-    if !(1..=10_000).contains(&writes_per_minute) {
-        return Err(f.err(
-            "github.writes_per_minute",
-            format!("{writes_per_minute} is not between 1 and 10000"),
-        ));
-    }
-    let writes_per_hour = raw
-        .writes_per_hour
-        .unwrap_or(crate::adapters::github::WRITES_PER_HOUR);
-    if !(writes_per_minute..=600_000).contains(&writes_per_hour) {
-        return Err(f.err(
-            "github.writes_per_hour",
-            format!(
-                "{writes_per_hour} is not between github.writes_per_minute ({writes_per_minute}) and 600000"
-            ),
-        ));
-    }
+    let (writes_per_minute, writes_per_hour) =
+        write_budget(raw.writes_per_minute, raw.writes_per_hour, f)?;
     Ok(GithubConfig {
         owner: owner.to_owned(),
         repo: repo.to_owned(),
@@ -1155,6 +1107,71 @@ fn environment(
         files: e.files,
         argocd_application: e.argocd_application,
     })
+}
+
+/// `github.token` or `[github.app]`: exactly one, with plausible ids.
+fn github_auth(
+    token: Option<SecretRef>,
+    app: Option<RawApp>,
+    f: &Fields<'_>,
+) -> Result<GithubAuth, ConfigError> {
+    Ok(match (token, app) {
+        (Some(token), None) => GithubAuth::Token(token),
+        (None, Some(app)) => {
+            if app.id == 0 {
+                return Err(f.err("github.app.id", "0 is not a GitHub App id".to_owned()));
+            }
+            if app.installation_id == Some(0) {
+                return Err(f.err(
+                    "github.app.installation_id",
+                    "0 is not an installation id".to_owned(),
+                ));
+            }
+            GithubAuth::App {
+                id: app.id,
+                private_key: app.private_key,
+                installation_id: app.installation_id,
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(f.err(
+                "github",
+                "both a token and [github.app] are given; choose one".to_owned(),
+            ));
+        }
+        (None, None) => {
+            return Err(f.err(
+                "github",
+                "no credentials: give `token` or a [github.app] section".to_owned(),
+            ));
+        }
+    })
+}
+
+/// `github.writes_per_minute` and `writes_per_hour` (GitHub's limits by default), the hour
+/// holding the minute.
+fn write_budget(
+    per_minute: Option<usize>,
+    per_hour: Option<usize>,
+    f: &Fields<'_>,
+) -> Result<(usize, usize), ConfigError> {
+    let writes_per_minute = per_minute.unwrap_or(crate::adapters::github::WRITES_PER_MINUTE);
+    if !(1..=10_000).contains(&writes_per_minute) {
+        return Err(f.err(
+            "github.writes_per_minute",
+            format!("{writes_per_minute} is not between 1 and 10000"),
+        ));
+    }
+    let writes_per_hour = per_hour.unwrap_or(crate::adapters::github::WRITES_PER_HOUR);
+    if !(writes_per_minute..=600_000).contains(&writes_per_hour) {
+        return Err(f.err(
+            "github.writes_per_hour",
+            format!(
+                "{writes_per_hour} is not between github.writes_per_minute ({writes_per_minute}) and 600000"
+            ),
+        ));
+    }
+    Ok((writes_per_minute, writes_per_hour))
 }
 
 /// `github.former_logins`: each a GitHub login (letters, digits and `-`, up to 39), an App's
