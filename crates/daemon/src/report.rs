@@ -340,6 +340,38 @@ fn issue_text(a: &IssueAction) -> String {
     }
 }
 
+/// One row of the rescan table: a deployed image of `service` in scope.
+fn rescan_row(service: &str, row: &crate::domain::rescan::Row, issue: &str) -> [String; 8] {
+    let d = &row.deployed;
+    let (findings, verdict) = match &row.unknown {
+        Some(why) => (
+            format!("{} (last known)", row.findings.len()),
+            format!("no fresh scan: {why}"),
+        ),
+        None => (
+            row.findings.len().to_string(),
+            if row.blocked { "BLOCKED" } else { "ok" }.to_owned(),
+        ),
+    };
+    [
+        service.to_owned(),
+        d.environment.clone(),
+        d.reference
+            .rsplit_once('/')
+            .map_or(d.reference.as_str(), |x| x.1)
+            .to_owned(),
+        d.digest.as_str().chars().take(19).collect(),
+        findings,
+        if row.new.is_empty() {
+            "-".into()
+        } else {
+            row.new.join(",")
+        },
+        verdict,
+        issue.to_owned(),
+    ]
+}
+
 /// The rescan as a table (service, environment, image, digest, findings, new, verdict, issue),
 /// then each problem, then one summary line.
 pub fn rescan_table(r: &RescanReport) -> String {
@@ -364,34 +396,7 @@ pub fn rescan_table(r: &RescanReport) -> String {
             ]);
         }
         for row in s.rows.iter().filter(|r| r.in_scope) {
-            let d = &row.deployed;
-            let (findings, verdict) = match &row.unknown {
-                Some(why) => (
-                    format!("{} (last known)", row.findings.len()),
-                    format!("no fresh scan: {why}"),
-                ),
-                None => (
-                    row.findings.len().to_string(),
-                    if row.blocked { "BLOCKED" } else { "ok" }.to_owned(),
-                ),
-            };
-            rows.push([
-                s.service.clone(),
-                d.environment.clone(),
-                d.reference
-                    .rsplit_once('/')
-                    .map_or(d.reference.as_str(), |x| x.1)
-                    .to_owned(),
-                d.digest.as_str().chars().take(19).collect(),
-                findings,
-                if row.new.is_empty() {
-                    "-".into()
-                } else {
-                    row.new.join(",")
-                },
-                verdict,
-                issue.clone(),
-            ]);
+            rows.push(rescan_row(&s.service, row, &issue));
         }
     }
     let mut out = grid(
