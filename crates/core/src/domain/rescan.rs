@@ -335,21 +335,27 @@ pub fn compare(
                 }
             }
         };
-        state.images.push(StateImage {
-            env: row.deployed.environment.clone(),
-            digest: row.deployed.digest.to_string(),
-            reference: row.deployed.reference.clone(),
-            findings: row
-                .findings
-                .iter()
-                .take(RECORDED)
-                .map(|f| Seen::new(f, row.since.get(&f.id).copied().unwrap_or(today)))
-                .collect(),
-            blocked: row.blocked,
-        });
+        state.images.push(recorded(&row, today));
         rows.push(row);
     }
     (rows, state)
+}
+
+/// What the state block keeps of `row`: its image and its first findings, each with the day
+/// it was first seen.
+fn recorded(row: &Row, today: NaiveDate) -> StateImage {
+    StateImage {
+        env: row.deployed.environment.clone(),
+        digest: row.deployed.digest.to_string(),
+        reference: row.deployed.reference.clone(),
+        findings: row
+            .findings
+            .iter()
+            .take(RECORDED)
+            .map(|f| Seen::new(f, row.since.get(&f.id).copied().unwrap_or(today)))
+            .collect(),
+        blocked: row.blocked,
+    }
 }
 
 /// What to do with the service's security issue.
