@@ -44,6 +44,35 @@ fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
         .collect()
 }
 
+/// The demo's world: the sandbox, tugboat's engine on it, and what it announced.
+struct Demo {
+    sb: Sandbox,
+    cfg: Arc<Config>,
+    engine: Engine,
+    notifier: Notifier,
+    /// (state, change) of every notification handed to the notifier.
+    announced: BTreeSet<(String, String)>,
+    /// Kept for as long as the engine works in it.
+    _work: tempfile::TempDir,
+}
+
+impl Demo {
+    /// What `tugboat run` does after each cycle and rescan: announce to the configured sinks.
+    fn announce(&mut self, notes: Vec<tugboat::domain::notify::Notification>) {
+        self.announced
+            .extend(notes.iter().map(|n| (n.key.clone(), n.change.clone())));
+        self.notifier.submit(notes);
+    }
+
+    /// One cycle, announced; its reports and how long it took.
+    async fn cycle(&mut self) -> anyhow::Result<(Vec<tugboat::engine::EnvReport>, f64)> {
+        let t = Instant::now();
+        let reports = self.engine.cycle(Mode::Apply).await?;
+        self.announce(of_cycle(&reports, &self.cfg.argocd.url));
+        Ok((reports, t.elapsed().as_secs_f64()))
+    }
+}
+
 /// Run the demo and return its printed account.
 pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -55,7 +84,25 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         "tugboat demo: sandbox started on loopback\n{}",
         sb.endpoints()
     )?;
+    push_new_tags(&sb, out)?;
+    let mut demo = start_tugboat(sb).await?;
+    first_cycles(&mut demo, out).await?;
+    approvals(&mut demo, out).await?;
+    pull_requests(&demo.sb, out)?;
+    monday_rescan(&mut demo, out).await?;
+    notifications(&demo.sb, demo.announced.len(), out).await?;
+    by_event(&demo.sb, &demo.cfg, out).await?;
+    writeln!(
+        out,
+        "\nDone in {:.1}s. Try it by hand: `tugboat sandbox`, then `tugboat run --config <printed file>`, and push.",
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
 
+/// CI pushes a new tag for each service: clean, with a CRITICAL CVE, crashing once deployed,
+/// an image index.
+fn push_new_tags(sb: &Sandbox, out: &mut impl std::io::Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "CI pushes a new tag for each salon service (every service runs 1.0.0 in dev and prod):"
@@ -119,7 +166,11 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         "# Roll back by itself in dev when a promotion does not become Healthy.\nenvironments:\n  dev:\n    rollback: auto\n",
         "String",
     );
+    Ok(())
+}
 
+/// tugboat as `tugboat run` builds it, on the sandbox's printed configuration.
+async fn start_tugboat(sb: Sandbox) -> anyhow::Result<Demo> {
     let work = tempfile::Builder::new().prefix("tugboat-demo-").tempdir()?;
     let cfg_path = work.path().join("tugboat.toml");
     std::fs::write(&cfg_path, sb.config_toml(&sandbox::workdir_in(work.path())))?;
@@ -128,7 +179,6 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         cfg.clone(),
         tugboat::app::ports(&cfg, &tugboat::telemetry::ApiMetrics::default()).await?,
     );
-    // What `tugboat run` does after each cycle and rescan: announce to the configured sinks.
     let notifier = Notifier::start(
         tugboat::app::notification_routes(&cfg).await?,
         engine.ports().ledger.clone(),
@@ -136,12 +186,19 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         tugboat::metrics::NotifyMetrics::default(),
         3,
     );
-    let mut announced = BTreeSet::new();
-    let mut announce = |notes: Vec<tugboat::domain::notify::Notification>| {
-        announced.extend(notes.iter().map(|n| (n.key.clone(), n.change.clone())));
-        notifier.submit(notes);
-    };
+    Ok(Demo {
+        sb,
+        cfg,
+        engine,
+        notifier,
+        announced: BTreeSet::new(),
+        _work: work,
+    })
+}
 
+/// Cycles 1 to 3: dev promotes and verifies, prod waits for approval, then an idle cycle
+/// and its API calls.
+async fn first_cycles(demo: &mut Demo, out: &mut impl std::io::Write) -> anyhow::Result<()> {
     let stories = [
         "Cycle 1: dev takes each clean new tag through an auto-merged PR, verified in Argo CD (the crashing one is rolled back and marked bad); prod then takes what dev runs Healthy, and needs an approval",
         "Cycle 2: the prod PRs wait for their approval",
@@ -149,24 +206,27 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     ];
     let mut idle = BTreeMap::new();
     for story in stories {
-        let before = calls(&sb);
-        let t = Instant::now();
-        let reports = engine.cycle(Mode::Apply).await?;
-        announce(of_cycle(&reports, &cfg.argocd.url));
-        writeln!(out, "\n{story} ({:.1}s):\n", t.elapsed().as_secs_f64())?;
+        let before = calls(&demo.sb);
+        let (reports, took) = demo.cycle().await?;
+        writeln!(out, "\n{story} ({took:.1}s):\n")?;
         write!(out, "{}", tugboat::report::table(&reports))?;
-        idle = delta(&before, &calls(&sb));
+        idle = delta(&before, &calls(&demo.sb));
     }
     writeln!(
         out,
         "\nAPI calls of the idle cycle 3 (for {} services):",
-        cfg.services.len()
+        demo.cfg.services.len()
     )?;
     for (k, v) in &idle {
         writeln!(out, "  {v:3}  {k}")?;
     }
+    Ok(())
+}
 
-    // People steer through the PR: mallory has write access but is no platform lead; alice is.
+/// Cycle 4: people steer through the PR (mallory has write access but is no platform lead;
+/// alice is), and the dashboard issue after it.
+async fn approvals(demo: &mut Demo, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    let sb = &demo.sb;
     sb.github.add_collaborator("alice", "write");
     sb.github
         .add_team_member("salon", "platform-leads", "alice");
@@ -182,13 +242,10 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     sb.github.comment_as(prod_pr, "mallory", "/approve");
     sb.github.comment_as(prod_pr, "alice", "/approve");
-    let t = Instant::now();
-    let reports = engine.cycle(Mode::Apply).await?;
-    announce(of_cycle(&reports, &cfg.argocd.url));
+    let (reports, took) = demo.cycle().await?;
     writeln!(
         out,
-        "\nCycle 4: on PR #{prod_pr}, mallory and alice comment /approve; only alice is a platform lead ({:.1}s):\n",
-        t.elapsed().as_secs_f64()
+        "\nCycle 4: on PR #{prod_pr}, mallory and alice comment /approve; only alice is a platform lead ({took:.1}s):\n"
     )?;
     let rows: Vec<_> = reports
         .iter()
@@ -200,8 +257,9 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         .collect();
     write!(out, "{}", tugboat::report::table(&user))?;
     // What `tugboat run` keeps after each cycle (github.dashboard): one issue, edited on change.
-    let published = engine.publish_dashboard(&rows).await?;
-    if let Some(dash) = sb
+    let published = demo.engine.publish_dashboard(&rows).await?;
+    if let Some(dash) = demo
+        .sb
         .github
         .issues()
         .into_iter()
@@ -217,7 +275,11 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
             writeln!(out, "    {l}")?;
         }
     }
+    Ok(())
+}
 
+/// Every pull request of the GitOps repository, with what tugboat said on it.
+fn pull_requests(sb: &Sandbox, out: &mut impl std::io::Write) -> anyhow::Result<()> {
     writeln!(out, "\nPull requests in salon/salon-gitops:")?;
     for pr in sb.github.pulls() {
         let state = if pr.merged_at.is_some() {
@@ -235,7 +297,12 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
             writeln!(out, "        {user}: {}", c.lines().next().unwrap_or(""))?;
         }
     }
-    // Monday 06:00: a CVE published over the weekend hits an image that shipped clean.
+    Ok(())
+}
+
+/// Monday 06:00: a CVE published over the weekend hits an image that shipped clean.
+async fn monday_rescan(demo: &mut Demo, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    let sb = &demo.sb;
     let shipped = sb
         .aws
         .digest("user_service", "1.1.0")
@@ -252,7 +319,8 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         }],
     );
     let t = Instant::now();
-    let rescan = engine
+    let rescan = demo
+        .engine
         .rescan(&tugboat::engine::rescan::Scope::default())
         .await?;
     writeln!(
@@ -260,7 +328,8 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         "\nMonday rescan: a HIGH CVE was published against user_service 1.1.0, which dev and prod run ({:.1}s):\n",
         t.elapsed().as_secs_f64()
     )?;
-    announce(of_rescan(&rescan));
+    demo.announce(of_rescan(&rescan));
+    let sb = &demo.sb;
     write!(out, "{}", tugboat::report::rescan_table(&rescan))?;
     for i in sb.github.issues() {
         writeln!(
@@ -276,13 +345,6 @@ pub async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     for l in sb.github.read_file("main", &f).unwrap_or_default().lines() {
         writeln!(out, "    {l}")?;
     }
-    notifications(&sb, announced.len(), out).await?;
-    by_event(&sb, &cfg, out).await?;
-    writeln!(
-        out,
-        "\nDone in {:.1}s. Try it by hand: `tugboat sandbox`, then `tugboat run --config <printed file>`, and push.",
-        started.elapsed().as_secs_f64()
-    )?;
     Ok(())
 }
 
