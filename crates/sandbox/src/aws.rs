@@ -616,133 +616,148 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
     if target.starts_with("AmazonSQS.") {
         return aws.sqs.handle(op, &req).await;
     }
-    let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_owned);
     match op {
         "DescribeImages" => describe_images(&aws, &req),
         "DescribeImageScanFindings" => describe_findings(&aws, &req),
         "BatchGetImage" => batch_get_image(&aws, &req),
         "DescribeRepositories" => describe_repositories(&aws, &req),
         "StartImageScan" => start_scan(&aws, &req),
-        "GetRegistryScanningConfiguration" => {
-            let scan_type = if aws.lock().enhanced {
-                "ENHANCED"
-            } else {
-                "BASIC"
-            };
-            let frequency = if scan_type == "ENHANCED" {
-                "CONTINUOUS_SCAN"
-            } else {
-                "SCAN_ON_PUSH"
-            };
-            ok(
-                json!({"registryId": REGISTRY_ID, "scanningConfiguration": {"scanType": scan_type,
-                "rules": [{"scanFrequency": frequency, "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}]}}),
-            )
-        }
-        "PutImage" => {
-            let (Some(repo), Some(manifest)) = (s("repositoryName"), s("imageManifest")) else {
-                return aws_error(
-                    "InvalidParameterException",
-                    "repositoryName and imageManifest are required",
-                );
-            };
-            let tag = s("imageTag").unwrap_or_default();
-            let media_type = s("imageManifestMediaType")
-                .or_else(|| {
-                    serde_json::from_str::<Value>(&manifest)
-                        .ok()?
-                        .get("mediaType")?
-                        .as_str()
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| OCI_MANIFEST.to_owned());
-            let digest = if media_type == OCI_INDEX || media_type.contains("manifest.list") {
-                // An index has no scan of its own: ECR scans only its children.
-                let digest = digest_of(&manifest);
-                let stored = Stored {
-                    manifest: &manifest,
-                    media_type: &media_type,
-                    scan_status: "NONE",
-                    findings: vec![],
-                    pushed_at: aws.clock.now(),
-                };
-                aws.store_image(&repo, &tag, &digest, stored);
-                aws.announce(&repo, &tag, &digest, None);
-                digest
-            } else {
-                aws.put_image(&repo, &tag, &manifest, "COMPLETE", vec![], aws.clock.now())
-            };
-            ok(
-                json!({"image": {"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": digest, "imageTag": tag}, "imageManifest": manifest}}),
-            )
-        }
-        "GetParametersByPath" => {
-            let path = s("Path").unwrap_or_default();
-            let recursive = req
-                .get("Recursive")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let max = req
-                .get("MaxResults")
-                .and_then(Value::as_u64)
-                .unwrap_or(10)
-                .min(10) as usize;
-            let prefix = if path.ends_with('/') {
-                path.clone()
-            } else {
-                format!("{path}/")
-            };
-            let all: Vec<Value> = aws
-                .lock()
-                .params
-                .iter()
-                .filter(|(n, _)| {
-                    n.starts_with(&prefix) && (recursive || !n[prefix.len()..].contains('/'))
-                })
-                .map(|(n, p)| param_json(n, p))
-                .collect();
-            let (items, next) = page(&all, s("NextToken").as_deref(), max);
-            ok(json!({"Parameters": items, "NextToken": next}))
-        }
-        "GetParameter" => {
-            let name = s("Name").unwrap_or_default();
-            match aws.lock().params.get(&name) {
-                Some(p) => ok(json!({"Parameter": param_json(&name, p)})),
-                None => aws_error("ParameterNotFound", &format!("parameter {name} not found")),
-            }
-        }
-        "PutParameter" => {
-            let (Some(name), Some(value)) = (s("Name"), s("Value")) else {
-                return aws_error("ValidationException", "Name and Value are required");
-            };
-            if value.len() > 4096 {
-                return aws_error(
-                    "ValidationException",
-                    "Standard parameters are limited to 4096 characters",
-                );
-            }
-            // SSM refuses to replace a parameter unless asked to (AWS SSM API reference,
-            // PutParameter: "Overwrite: Overwrite an existing parameter. The default value is
-            // false", and the error ParameterAlreadyExists).
-            let overwrite = req
-                .get("Overwrite")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            if !overwrite && aws.lock().params.contains_key(&name) {
-                return aws_error(
-                    "ParameterAlreadyExists",
-                    "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.",
-                );
-            }
-            let version =
-                aws.put_parameter(&name, &value, &s("Type").unwrap_or_else(|| "String".into()));
-            ok(json!({"Version": version, "Tier": "Standard"}))
-        }
+        "GetRegistryScanningConfiguration" => get_registry_scanning_configuration(&aws),
+        "PutImage" => put_image(&aws, &req),
+        "GetParametersByPath" => get_parameters_by_path(&aws, &req),
+        "GetParameter" => get_parameter(&aws, &req),
+        "PutParameter" => put_parameter(&aws, &req),
         other => aws_error(
             "UnknownOperationException",
             &format!("the sandbox does not implement {other}"),
         ),
     }
+}
+
+/// `GetRegistryScanningConfiguration`: the registry's scanning configuration: basic scan on push, or enhanced continuous.
+fn get_registry_scanning_configuration(aws: &Aws) -> Response {
+    let scan_type = if aws.lock().enhanced {
+        "ENHANCED"
+    } else {
+        "BASIC"
+    };
+    let frequency = if scan_type == "ENHANCED" {
+        "CONTINUOUS_SCAN"
+    } else {
+        "SCAN_ON_PUSH"
+    };
+    ok(
+        json!({"registryId": REGISTRY_ID, "scanningConfiguration": {"scanType": scan_type,
+        "rules": [{"scanFrequency": frequency, "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}]}}),
+    )
+}
+
+/// `PutImage`: store a manifest under a tag (an image, or an index, which ECR does not scan itself).
+fn put_image(aws: &Aws, req: &Value) -> Response {
+    let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (Some(repo), Some(manifest)) = (s("repositoryName"), s("imageManifest")) else {
+        return aws_error(
+            "InvalidParameterException",
+            "repositoryName and imageManifest are required",
+        );
+    };
+    let tag = s("imageTag").unwrap_or_default();
+    let media_type = s("imageManifestMediaType")
+        .or_else(|| {
+            serde_json::from_str::<Value>(&manifest)
+                .ok()?
+                .get("mediaType")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| OCI_MANIFEST.to_owned());
+    let digest = if media_type == OCI_INDEX || media_type.contains("manifest.list") {
+        // An index has no scan of its own: ECR scans only its children.
+        let digest = digest_of(&manifest);
+        let stored = Stored {
+            manifest: &manifest,
+            media_type: &media_type,
+            scan_status: "NONE",
+            findings: vec![],
+            pushed_at: aws.clock.now(),
+        };
+        aws.store_image(&repo, &tag, &digest, stored);
+        aws.announce(&repo, &tag, &digest, None);
+        digest
+    } else {
+        aws.put_image(&repo, &tag, &manifest, "COMPLETE", vec![], aws.clock.now())
+    };
+    ok(
+        json!({"image": {"registryId": REGISTRY_ID, "repositoryName": repo, "imageId": {"imageDigest": digest, "imageTag": tag}, "imageManifest": manifest}}),
+    )
+}
+
+/// `GetParametersByPath`: the parameters below a path, ten a page.
+fn get_parameters_by_path(aws: &Aws, req: &Value) -> Response {
+    let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_owned);
+    let path = s("Path").unwrap_or_default();
+    let recursive = req
+        .get("Recursive")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let max = req
+        .get("MaxResults")
+        .and_then(Value::as_u64)
+        .unwrap_or(10)
+        .min(10) as usize;
+    let prefix = if path.ends_with('/') {
+        path.clone()
+    } else {
+        format!("{path}/")
+    };
+    let all: Vec<Value> = aws
+        .lock()
+        .params
+        .iter()
+        .filter(|(n, _)| n.starts_with(&prefix) && (recursive || !n[prefix.len()..].contains('/')))
+        .map(|(n, p)| param_json(n, p))
+        .collect();
+    let (items, next) = page(&all, s("NextToken").as_deref(), max);
+    ok(json!({"Parameters": items, "NextToken": next}))
+}
+
+/// `GetParameter`: one parameter, or ParameterNotFound.
+fn get_parameter(aws: &Aws, req: &Value) -> Response {
+    let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_owned);
+    let name = s("Name").unwrap_or_default();
+    match aws.lock().params.get(&name) {
+        Some(p) => ok(json!({"Parameter": param_json(&name, p)})),
+        None => aws_error("ParameterNotFound", &format!("parameter {name} not found")),
+    }
+}
+
+/// `PutParameter`: create a parameter, or replace one when asked to.
+fn put_parameter(aws: &Aws, req: &Value) -> Response {
+    let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (Some(name), Some(value)) = (s("Name"), s("Value")) else {
+        return aws_error("ValidationException", "Name and Value are required");
+    };
+    if value.len() > 4096 {
+        return aws_error(
+            "ValidationException",
+            "Standard parameters are limited to 4096 characters",
+        );
+    }
+    // SSM refuses to replace a parameter unless asked to (AWS SSM API reference,
+    // PutParameter: "Overwrite: Overwrite an existing parameter. The default value is
+    // false", and the error ParameterAlreadyExists).
+    let overwrite = req
+        .get("Overwrite")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !overwrite && aws.lock().params.contains_key(&name) {
+        return aws_error(
+            "ParameterAlreadyExists",
+            "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.",
+        );
+    }
+    let version = aws.put_parameter(&name, &value, &s("Type").unwrap_or_else(|| "String".into()));
+    ok(json!({"Version": version, "Tier": "Standard"}))
 }
 
 fn param_json(name: &str, p: &Parameter) -> Value {
