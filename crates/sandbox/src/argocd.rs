@@ -448,22 +448,7 @@ impl ArgoCd {
                 .collect(),
         );
         if let Some(op) = &app.operation {
-            let initiated = if op.automated {
-                json!({"automated": true})
-            } else {
-                json!({"username": op.user})
-            };
-            let mut o = json!({
-                "phase": op.phase, "message": op.message, "startedAt": rfc3339(op.started_at),
-                "operation": {"sync": Self::revisions(&app, &op.revision), "initiatedBy": initiated},
-            });
-            if let Some(f) = op.finished_at {
-                o["finishedAt"] = json!(rfc3339(f));
-                let mut result = Self::revisions(&app, &op.revision);
-                result["resources"] = json!([]);
-                o["syncResult"] = result;
-            }
-            status["operationState"] = o;
+            status["operationState"] = Self::operation_state(&app, op);
         }
         let mut spec = json!({"project": "default",
             "destination": {"server": "https://kubernetes.default.svc", "namespace": name},
@@ -479,6 +464,27 @@ impl ArgoCd {
             "spec": spec,
             "status": status,
         }))
+    }
+
+    /// `status.operationState` of `app`'s last sync operation `op`: its phase, who started
+    /// it, and (once finished) its result.
+    fn operation_state(app: &App, op: &Op) -> Value {
+        let initiated = if op.automated {
+            json!({"automated": true})
+        } else {
+            json!({"username": op.user})
+        };
+        let mut o = json!({
+            "phase": op.phase, "message": op.message, "startedAt": rfc3339(op.started_at),
+            "operation": {"sync": Self::revisions(app, &op.revision), "initiatedBy": initiated},
+        });
+        if let Some(f) = op.finished_at {
+            o["finishedAt"] = json!(rfc3339(f));
+            let mut result = Self::revisions(app, &op.revision);
+            result["resources"] = json!([]);
+            o["syncResult"] = result;
+        }
+        o
     }
 
     fn not_found(name: &str) -> Response {

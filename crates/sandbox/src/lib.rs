@@ -366,6 +366,14 @@ wait = "30s"
             hook_secret = self.dir.path().join("webhook-secret").display(),
             work = workdir.display(),
         );
+        s.push_str(&self.services_toml());
+        s
+    }
+
+    /// The `[[services]]` of the configuration: every service of the fleet, in every
+    /// environment, with its file and application.
+    fn services_toml(&self) -> String {
+        let mut s = String::new();
         for (svc, style) in &self.fleet.services {
             s.push_str(&format!(
                 "\n[[services]]\nname = \"{svc}\"\nrepository = \"{svc}\"\n"
