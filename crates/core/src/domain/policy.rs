@@ -263,7 +263,27 @@ fn explain(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     msg
 }
 
-fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
+/// An environment's `windows`, each checked (`windows[i].days` and so on, in errors).
+fn windows(raw: &RawEnv) -> Result<Vec<Window>, (String, String)> {
+    let mut windows = Vec::new();
+    for (i, w) in raw.windows.iter().flatten().enumerate() {
+        let at = |f: &str| format!("windows[{i}].{f}");
+        let days = window::parse_days(&w.days).map_err(|m| (at("days"), m))?;
+        let (start, end) = window::parse_hours(&w.hours).map_err(|m| (at("hours"), m))?;
+        let zone = window::parse_zone(w.time_zone.as_deref().unwrap_or("UTC"))
+            .map_err(|m| (at("time_zone"), m))?;
+        windows.push(Window {
+            days,
+            start,
+            end,
+            zone,
+        });
+    }
+    Ok(windows)
+}
+
+/// An environment's `tag` rule: its pattern and semver constraint compiled.
+fn tag_rule(raw: &RawEnv) -> Result<TagRule, (String, String)> {
     let t = raw.tag.as_ref();
     let pattern = match t.and_then(|t| t.pattern.as_deref()) {
         Some(p) => Some(Regex::new(p).map_err(|e| {
@@ -283,6 +303,21 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         })?),
         None => None,
     };
+    Ok(TagRule {
+        pattern,
+        exclude: t.and_then(|t| t.exclude.clone()).unwrap_or_else(|| {
+            DEFAULT_EXCLUDED_TAGS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        }),
+        ordering: t.and_then(|t| t.ordering).unwrap_or_default(),
+        constraint,
+    })
+}
+
+fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
+    let tag = tag_rule(raw)?;
     let duration = |field: &str, v: Option<&str>, default: Duration| match v {
         Some(s) => humantime::parse_duration(s).map_err(|e| {
             (
@@ -298,20 +333,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         Duration::from_secs(600),
     )?;
     let soak = duration("soak", raw.soak.as_deref(), Duration::ZERO)?;
-    let mut windows = Vec::new();
-    for (i, w) in raw.windows.iter().flatten().enumerate() {
-        let at = |f: &str| format!("windows[{i}].{f}");
-        let days = window::parse_days(&w.days).map_err(|m| (at("days"), m))?;
-        let (start, end) = window::parse_hours(&w.hours).map_err(|m| (at("hours"), m))?;
-        let zone = window::parse_zone(w.time_zone.as_deref().unwrap_or("UTC"))
-            .map_err(|m| (at("time_zone"), m))?;
-        windows.push(Window {
-            days,
-            start,
-            end,
-            zone,
-        });
-    }
+    let windows = windows(raw)?;
     if let Some(a) = raw.application.as_deref()
         && (a.is_empty() || a.len() > 253 || a.contains(char::is_whitespace))
     {
@@ -336,17 +358,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
     let platforms = platforms(raw.platforms.as_deref().unwrap_or_default())?;
     let s = raw.scan.as_ref();
     Ok(EnvPolicy {
-        tag: TagRule {
-            pattern,
-            exclude: t.and_then(|t| t.exclude.clone()).unwrap_or_else(|| {
-                DEFAULT_EXCLUDED_TAGS
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect()
-            }),
-            ordering: t.and_then(|t| t.ordering).unwrap_or_default(),
-            constraint,
-        },
+        tag,
         scan: ScanPolicy {
             thresholds: s
                 .and_then(|s| s.thresholds.clone())
