@@ -67,17 +67,8 @@ pub fn of_cycle(reports: &[EnvReport], argocd_url: &str) -> Vec<Notification> {
 fn of_report(r: &EnvReport) -> Option<Notification> {
     let new =
         |kind, change: String| Notification::new(kind, &r.service, Some(&r.environment), change);
-    let pr = |title: &str, url: &str| {
-        (!url.is_empty()).then(|| Link {
-            title: title.to_owned(),
-            url: url.to_owned(),
-        })
-    };
     let candidate = r.decision.candidate().map(|c| c.tag.to_string());
-    let from = match &r.decision {
-        Decision::Promote { from, .. } => from.as_deref().map(version),
-        _ => r.deployed.as_deref().map(version),
-    };
+    let from = replaced(r);
     let mut n = match (&r.action, &r.decision) {
         (
             Action::Merged {
@@ -95,7 +86,7 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
                 let lead = (timing.verified_at - since).num_seconds().max(0);
                 n.reason = format!("{}; pushed → Healthy in {}", n.reason, span(lead));
             }
-            n.pr = pr(&format!("PR #{number}"), url);
+            n.pr = link(&format!("PR #{number}"), url);
             n.to = candidate.or_else(|| r.deployed.as_deref().map(version));
             n.from = from.filter(|f| Some(f) != n.to.as_ref());
             n
@@ -115,7 +106,7 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
                 "#{bad} was marked bad and #{number} reverted it: {}",
                 verification.summary()
             );
-            n.pr = pr(&format!("Revert PR #{number}"), url);
+            n.pr = link(&format!("Revert PR #{number}"), url);
             n
         }
         (
@@ -130,61 +121,96 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
         ) => {
             // Approvals are bound to the head: a new head waits anew.
             let mut n = new(Kind::AwaitingApproval, format!("#{number} head {head}"));
-            let from_whom = if approvals.from.is_empty() {
-                "anyone with write access".to_owned()
-            } else {
-                approvals.from.join(", ")
-            };
-            let missing = approvals
-                .missing()
-                .unwrap_or(approvals.needed.max(1) as usize);
-            n.reason = format!(
-                "needs {missing} more approval(s) from {from_whom}: comment /approve on the PR"
-            );
-            n.pr = pr(&format!("PR #{number}"), url);
+            n.reason = awaiting(approvals);
+            n.pr = link(&format!("PR #{number}"), url);
             n.to = candidate;
             n.from = from;
             n
         }
-        (action, Decision::Held { hold, .. }) => {
-            let mut n = new(
-                Kind::Held,
-                format!("{} since {}", hold.cause.as_str(), hold.since.to_rfc3339()),
-            );
-            n.reason = format!(
-                "{} Nothing is promoted here until an approver comments /resume.",
-                hold.detail
-            );
-            n.pr = match action {
-                Action::EnvironmentHeld { issue, url, .. } => {
-                    pr(&format!("Hold issue #{issue}"), url)
-                }
-                Action::Held { number, url, .. } => pr(&format!("PR #{number}"), url),
-                _ => None,
-            };
-            n.from = hold.deployed.as_deref().map(version);
-            n
-        }
+        (action, Decision::Held { hold, .. }) => held(r, action, hold),
         (
             _,
             Decision::Blocked {
                 candidate: c,
                 reasons,
             },
-        ) if r.rejected.is_some() => {
-            let mut n = new(Kind::Blocked, format!("{}@{}", c.tag, c.digest));
-            n.reason = reasons.join("; ");
-            n.advisories = advisories_in(&n.reason);
-            n.to = Some(c.tag.to_string());
-            n.from = from;
-            n
-        }
+        ) if r.rejected.is_some() => blocked(r, c, reasons, from),
         _ => return None,
     };
     if n.reason.is_empty() {
         n.reason = r.decision.to_string();
     }
     Some(n)
+}
+
+/// The version an environment ran before the change `r` reports.
+fn replaced(r: &EnvReport) -> Option<String> {
+    match &r.decision {
+        Decision::Promote { from, .. } => from.as_deref().map(version),
+        _ => r.deployed.as_deref().map(version),
+    }
+}
+
+/// A link to a PR or issue, when there is a URL.
+fn link(title: &str, url: &str) -> Option<Link> {
+    (!url.is_empty()).then(|| Link {
+        title: title.to_owned(),
+        url: url.to_owned(),
+    })
+}
+
+/// What a promotion awaiting approval needs: how many more, from whom.
+fn awaiting(approvals: &crate::engine::Approvals) -> String {
+    let from_whom = if approvals.from.is_empty() {
+        "anyone with write access".to_owned()
+    } else {
+        approvals.from.join(", ")
+    };
+    let missing = approvals
+        .missing()
+        .unwrap_or(approvals.needed.max(1) as usize);
+    format!("needs {missing} more approval(s) from {from_whom}: comment /approve on the PR")
+}
+
+/// Candidate `c` refused by the scan gate (`reasons`), instead of `from`.
+fn blocked(
+    r: &EnvReport,
+    c: &crate::domain::select::Candidate,
+    reasons: &[String],
+    from: Option<String>,
+) -> Notification {
+    let mut n = Notification::new(
+        Kind::Blocked,
+        &r.service,
+        Some(&r.environment),
+        format!("{}@{}", c.tag, c.digest),
+    );
+    n.reason = reasons.join("; ");
+    n.advisories = advisories_in(&n.reason);
+    n.to = Some(c.tag.to_string());
+    n.from = from;
+    n
+}
+
+/// An environment held (`hold`), linked to the issue or PR `action` names.
+fn held(r: &EnvReport, action: &Action, hold: &crate::domain::hold::Hold) -> Notification {
+    let mut n = Notification::new(
+        Kind::Held,
+        &r.service,
+        Some(&r.environment),
+        format!("{} since {}", hold.cause.as_str(), hold.since.to_rfc3339()),
+    );
+    n.reason = format!(
+        "{} Nothing is promoted here until an approver comments /resume.",
+        hold.detail
+    );
+    n.pr = match action {
+        Action::EnvironmentHeld { issue, url, .. } => link(&format!("Hold issue #{issue}"), url),
+        Action::Held { number, url, .. } => link(&format!("PR #{number}"), url),
+        _ => None,
+    };
+    n.from = hold.deployed.as_deref().map(version);
+    n
 }
 
 /// The version part of a deployed reference: `…/user_service:1.0.0` → `1.0.0`,
