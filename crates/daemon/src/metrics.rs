@@ -490,7 +490,7 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "tugboat's version (always 1)", build);
-        let m = Self {
+        let mut m = Self {
             cycles: Family::default(),
             cycle_duration: cycle_buckets(),
             decisions: Family::default(),
@@ -517,7 +517,7 @@ impl Metrics {
             awaiting: Mutex::default(),
             registry,
         };
-        let mut r = m.registry;
+        let mut r = std::mem::take(&mut m.registry);
         m.events.register(&mut r);
         m.notify.register(&mut r);
         r.register(
@@ -536,80 +536,92 @@ impl Metrics {
         }
         r.register(
             "forged_records",
-            "Records tugboat found on the forge but did not write (a PR or issue someone else opened, a label someone else added, a PR merged into another branch, a state block contradicting git history), each counted once and ignored, by kind",
+            "Records tugboat found on the forge but did not write (a PR or issue someone else opened, a label someone else added, a PR merged into another branch, a state block contradicting git history, a head someone else pushed, a body or comment whose seal does not open, a ledger file whose seal does not verify), each counted once and ignored, by kind",
             m.forged.clone(),
         );
+        m.register_cycles(&mut r);
+        m.register_waits(&mut r);
+        m.registry = r;
+        m
+    }
+
+    /// The cycles, their decisions and outcomes, and how long promotions take.
+    fn register_cycles(&self, r: &mut Registry) {
         r.register_with_unit(
             "cycle_duration",
             "How long reconcile cycles took",
             Unit::Seconds,
-            m.cycle_duration.clone(),
+            self.cycle_duration.clone(),
         );
         r.register(
             "decisions",
             "Per-environment decisions by outcome, each cycle",
-            m.decisions.clone(),
+            self.decisions.clone(),
         );
         r.register(
-            "promotions",
-            "Merged promotions by their verification's outcome (healthy, unhealthy; one not verified yet is counted once it is), rollbacks (rolled_back) and failed steps (error)",
-            m.promotions.clone(),
-        );
+        "promotions",
+        "Merged promotions by their verification's outcome (healthy, unhealthy; one not verified yet is counted once it is), rollbacks (rolled_back) and failed steps (error)",
+        self.promotions.clone(),
+    );
         r.register(
             "gate_rejections",
             "Candidates the scan gate refused, once per candidate, by severity over threshold",
-            m.rejections.clone(),
+            self.rejections.clone(),
         );
         r.register(
             "step_failures",
             "Failed engine steps, by step and kind of failure",
-            m.step_failures.clone(),
+            self.step_failures.clone(),
         );
         r.register_with_unit(
             "push_to_pr",
             "From the image's push to its promotion PR opening",
             Unit::Seconds,
-            m.push_to_pr.clone(),
+            self.push_to_pr.clone(),
         );
         r.register_with_unit(
             "merge_to_healthy",
             "From the merge to Argo CD reporting the application Healthy with the image",
             Unit::Seconds,
-            m.merge_to_healthy.clone(),
+            self.merge_to_healthy.clone(),
         );
+    }
+
+    /// What waits: approvals, holds, and how old the last cycle may be.
+    fn register_waits(&self, r: &mut Registry) {
         r.register(
             "pending_approvals",
             "Promotion PRs waiting for approval",
-            m.pending_approvals.clone(),
+            self.pending_approvals.clone(),
         );
         r.register(
-            "awaiting_approval_since_timestamp_seconds",
-            "Per environment, when the head of the promotion that has waited longest for approval was committed (0: none waits)",
-            m.awaiting_since.clone(),
-        );
+        "awaiting_approval_since_timestamp_seconds",
+        "Per environment, when the head of the promotion that has waited longest for approval was committed (0: none waits)",
+        self.awaiting_since.clone(),
+    );
         r.register(
             "holds",
             "Environments held because a person changed them (or an approver asked), by cause",
-            m.holds.clone(),
+            self.holds.clone(),
         );
         r.register(
             "held",
             "1 while tugboat holds the service in the environment (nothing is promoted there)",
-            m.held.clone(),
+            self.held.clone(),
         );
-        m.max_cycle_age.set(max_cycle_age_secs);
+        self.max_cycle_age
+            .set(self.max_cycle_age_secs.load(Ordering::Relaxed));
         r.register_with_unit(
-            "cycle_max_age",
-            "How long after the last finished cycle tugboat still counts as ready (3 intervals + 10 minutes + the longest health timeout)",
-            Unit::Seconds,
-            m.max_cycle_age.clone(),
-        );
+        "cycle_max_age",
+        "How long after the last finished cycle tugboat still counts as ready (3 intervals + 10 minutes + the longest health timeout)",
+        Unit::Seconds,
+        self.max_cycle_age.clone(),
+    );
         r.register(
             "last_successful_cycle_timestamp_seconds",
             "When the last cycle finished without a global error",
-            m.last_success.clone(),
+            self.last_success.clone(),
         );
-        Self { registry: r, ..m }
     }
 
     pub fn encode(&self) -> String {
