@@ -715,9 +715,6 @@ impl Metrics {
                 environment: r.environment.clone(),
                 outcome: outcome.into(),
             };
-            let env = || EnvLabels {
-                environment: r.environment.clone(),
-            };
             let outcome = if matches!(r.action, Action::Failed { .. }) {
                 "error"
             } else {
@@ -739,80 +736,104 @@ impl Metrics {
                 a.insert((r.environment.clone(), r.service.clone()), since);
             }
             self.delivery.record(&r.environment, &r.action);
-            match &r.action {
-                Action::Opened { .. } => {
-                    if let Some(c) = r.decision.candidate() {
-                        let waited = (now - c.pushed_at).num_milliseconds().max(0) as f64;
-                        self.push_to_pr
-                            .get_or_create(&env())
-                            .observe(waited / 1000.0);
-                    }
+            self.record_action(r, now);
+            self.record_rejection(r);
+        }
+        if let Some(a) = awaiting.as_deref() {
+            self.record_awaiting(a);
+        }
+    }
+
+    /// What `r`'s action adds to the counts: a PR opened, a merge verified, a rollback, a
+    /// hold, a failed step.
+    fn record_action(&self, r: &EnvReport, now: chrono::DateTime<chrono::Utc>) {
+        let labels = |outcome: &str| OutcomeLabels {
+            service: r.service.clone(),
+            environment: r.environment.clone(),
+            outcome: outcome.into(),
+        };
+        let env = || EnvLabels {
+            environment: r.environment.clone(),
+        };
+        match &r.action {
+            Action::Opened { .. } => {
+                if let Some(c) = r.decision.candidate() {
+                    let waited = (now - c.pushed_at).num_milliseconds().max(0) as f64;
+                    self.push_to_pr
+                        .get_or_create(&env())
+                        .observe(waited / 1000.0);
                 }
-                Action::Merged { verification, .. } => match verification {
-                    Verification::Healthy { after, .. } => {
-                        self.merge_to_healthy
-                            .get_or_create(&env())
-                            .observe(after.as_secs_f64());
-                        self.promotions.get_or_create(&labels("healthy")).inc();
-                    }
-                    Verification::Failed { .. } => {
-                        self.promotions.get_or_create(&labels("unhealthy")).inc();
-                    }
-                    // Not an outcome yet: verified again next cycle, and counted then, once
-                    // (Argo CD's failing calls show in `tugboat_api_errors_total`).
-                    Verification::Unknown { .. } => {}
-                },
-                Action::RolledBack { .. } => {
-                    self.promotions.get_or_create(&labels("rolled_back")).inc();
+            }
+            Action::Merged { verification, .. } => match verification {
+                Verification::Healthy { after, .. } => {
+                    self.merge_to_healthy
+                        .get_or_create(&env())
+                        .observe(after.as_secs_f64());
+                    self.promotions.get_or_create(&labels("healthy")).inc();
                 }
-                Action::EnvironmentHeld { cause, .. } => {
-                    self.holds
-                        .get_or_create(&HoldLabels {
+                Verification::Failed { .. } => {
+                    self.promotions.get_or_create(&labels("unhealthy")).inc();
+                }
+                // Not an outcome yet: verified again next cycle, and counted then, once
+                // (Argo CD's failing calls show in `tugboat_api_errors_total`).
+                Verification::Unknown { .. } => {}
+            },
+            Action::RolledBack { .. } => {
+                self.promotions.get_or_create(&labels("rolled_back")).inc();
+            }
+            Action::EnvironmentHeld { cause, .. } => {
+                self.holds
+                    .get_or_create(&HoldLabels {
+                        service: r.service.clone(),
+                        environment: r.environment.clone(),
+                        cause: cause.as_str().to_owned(),
+                    })
+                    .inc();
+            }
+            Action::Failed { error } => {
+                self.promotions.get_or_create(&labels("error")).inc();
+                self.step_failures
+                    .get_or_create(&StepLabels {
+                        step: error.step.as_str().to_owned(),
+                        kind: error.metric_label().to_owned(),
+                    })
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// A candidate the gate refused, counted once per candidate by severity.
+    fn record_rejection(&self, r: &EnvReport) {
+        if let (Some(severities), Decision::Blocked { candidate, .. }) = (&r.rejected, &r.decision)
+        {
+            let key = (r.service.clone(), r.environment.clone());
+            let first = self.refused.lock().is_ok_and(|mut m| {
+                m.insert(key, candidate.digest.clone()).as_ref() != Some(&candidate.digest)
+            });
+            if first {
+                let names: Vec<&str> = if severities.is_empty() {
+                    vec!["UNSCANNED"]
+                } else {
+                    severities.iter().map(|s| s.as_str()).collect()
+                };
+                for severity in names {
+                    self.rejections
+                        .get_or_create(&RejectionLabels {
                             service: r.service.clone(),
                             environment: r.environment.clone(),
-                            cause: cause.as_str().to_owned(),
+                            severity: severity.to_owned(),
                         })
                         .inc();
-                }
-                Action::Failed { error } => {
-                    self.promotions.get_or_create(&labels("error")).inc();
-                    self.step_failures
-                        .get_or_create(&StepLabels {
-                            step: error.step.as_str().to_owned(),
-                            kind: error.metric_label().to_owned(),
-                        })
-                        .inc();
-                }
-                _ => {}
-            }
-            if let (Some(severities), Decision::Blocked { candidate, .. }) =
-                (&r.rejected, &r.decision)
-            {
-                let key = (r.service.clone(), r.environment.clone());
-                let first = self.refused.lock().is_ok_and(|mut m| {
-                    m.insert(key, candidate.digest.clone()).as_ref() != Some(&candidate.digest)
-                });
-                if first {
-                    let names: Vec<&str> = if severities.is_empty() {
-                        vec!["UNSCANNED"]
-                    } else {
-                        severities.iter().map(|s| s.as_str()).collect()
-                    };
-                    for severity in names {
-                        self.rejections
-                            .get_or_create(&RejectionLabels {
-                                service: r.service.clone(),
-                                environment: r.environment.clone(),
-                                severity: severity.to_owned(),
-                            })
-                            .inc();
-                    }
                 }
             }
         }
-        // Per environment: how many wait, and since when the longest has.
+    }
+
+    /// Per environment: how many promotions wait for approval, and since when the longest has.
+    fn record_awaiting(&self, awaiting: &BTreeMap<(String, String), Option<i64>>) {
         let mut pending: BTreeMap<&str, (i64, Option<i64>)> = BTreeMap::new();
-        for ((environment, _), since) in awaiting.iter().flat_map(|a| a.iter()) {
+        for ((environment, _), since) in awaiting.iter() {
             let (n, oldest) = pending.entry(environment.as_str()).or_default();
             if let Some(t) = since {
                 *n += 1;
