@@ -177,73 +177,106 @@ impl GateDecision {
 }
 
 /// Decide whether a scanned image may be promoted on `today`.
-pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateDecision {
-    let unscanned = |why: String, allowed: bool, field: &str| {
-        if allowed {
-            GateDecision::Pass {
-                counts: BTreeMap::new(),
-                ignored: Vec::new(),
-                note: Some(format!("{why}; allowed by policy {field}")),
-            }
-        } else {
-            GateDecision::Block {
-                counts: BTreeMap::new(),
-                reasons: vec![format!(
-                    "{why}; the policy does not allow it ({field}: false)"
-                )],
-            }
-        }
-    };
-    match &report.status {
-        ScanStatus::Complete => {}
+/// The decision on an image whose scan is not complete (`None` when it is): wait, or pass
+/// or block as the policy's `allow_*` says.
+fn incomplete(status: &ScanStatus, policy: &ScanPolicy) -> Option<GateDecision> {
+    Some(match status {
+        ScanStatus::Complete => return None,
         ScanStatus::Pending | ScanStatus::InProgress => {
-            return if policy.allow_unscanned {
+            if policy.allow_unscanned {
                 unscanned("scan not finished".into(), true, "allow_unscanned")
             } else {
                 GateDecision::Wait {
                     reason: "waiting for scan to complete".into(),
                 }
-            };
+            }
         }
-        ScanStatus::Failed(m) => {
-            return unscanned(
-                format!("scan failed: {m}"),
-                policy.allow_failed,
-                "allow_failed",
-            );
-        }
-        ScanStatus::UnsupportedImage(m) => {
-            return unscanned(
-                format!("image not supported by the scanner: {m}"),
-                policy.allow_unsupported,
-                "allow_unsupported",
-            );
-        }
+        ScanStatus::Failed(m) => unscanned(
+            format!("scan failed: {m}"),
+            policy.allow_failed,
+            "allow_failed",
+        ),
+        ScanStatus::UnsupportedImage(m) => unscanned(
+            format!("image not supported by the scanner: {m}"),
+            policy.allow_unsupported,
+            "allow_unsupported",
+        ),
         ScanStatus::NotStarted => {
-            return if policy.allow_unscanned {
+            if policy.allow_unscanned {
                 unscanned("no scan yet".into(), true, "allow_unscanned")
             } else {
                 GateDecision::Wait {
                     reason: "no scan yet: the repository does not scan on push, and tugboat starts a scan when it runs (StartImageScan, once per image a day)".into(),
                 }
-            };
+            }
         }
-        ScanStatus::NotFound => {
-            return unscanned(
-                "image has no scan".into(),
-                policy.allow_unscanned,
-                "allow_unscanned",
-            );
+        ScanStatus::NotFound => unscanned(
+            "image has no scan".into(),
+            policy.allow_unscanned,
+            "allow_unscanned",
+        ),
+        ScanStatus::Other(s) => unscanned(
+            format!("scan status {s}"),
+            policy.allow_unscanned,
+            "allow_unscanned",
+        ),
+    })
+}
+
+/// An image without a usable scan (`why`): passed with a note when the policy's `field`
+/// allows it, else blocked saying which field would.
+fn unscanned(why: String, allowed: bool, field: &str) -> GateDecision {
+    if allowed {
+        GateDecision::Pass {
+            counts: BTreeMap::new(),
+            ignored: Vec::new(),
+            note: Some(format!("{why}; allowed by policy {field}")),
         }
-        ScanStatus::Other(s) => {
-            return unscanned(
-                format!("scan status {s}"),
-                policy.allow_unscanned,
-                "allow_unscanned",
-            );
+    } else {
+        GateDecision::Block {
+            counts: BTreeMap::new(),
+            reasons: vec![format!(
+                "{why}; the policy does not allow it ({field}: false)"
+            )],
         }
     }
+}
 
+/// The thresholds `counts` exceed, each with up to five of its findings (not `ignored`).
+fn over_thresholds(
+    report: &ScanReport,
+    policy: &ScanPolicy,
+    counts: &BTreeMap<Severity, u32>,
+    ignored: &[String],
+) -> Vec<String> {
+    let mut over = Vec::new();
+    for (sev, max) in &policy.thresholds {
+        let n = counts.get(sev).copied().unwrap_or(0);
+        if n > *max {
+            let ids: Vec<&str> = report
+                .findings
+                .iter()
+                .filter(|f| f.severity == *sev && !ignored.contains(&f.id))
+                .map(|f| f.id.as_str())
+                .take(5)
+                .collect();
+            let list = if ids.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", ids.join(", "))
+            };
+            over.push(format!(
+                "{n} {sev} finding(s) exceed the threshold of {max}{list}"
+            ));
+        }
+    }
+    over
+}
+
+pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateDecision {
+    if let Some(decision) = incomplete(&report.status, policy) {
+        return decision;
+    }
     let active_ignores: Vec<&Ignore> = policy
         .ignore
         .iter()
@@ -272,27 +305,7 @@ pub fn gate(report: &ScanReport, policy: &ScanPolicy, today: NaiveDate) -> GateD
             ));
         }
     }
-    let mut over = Vec::new();
-    for (sev, max) in &policy.thresholds {
-        let n = counts.get(sev).copied().unwrap_or(0);
-        if n > *max {
-            let ids: Vec<&str> = report
-                .findings
-                .iter()
-                .filter(|f| f.severity == *sev && !ignored.contains(&f.id))
-                .map(|f| f.id.as_str())
-                .take(5)
-                .collect();
-            let list = if ids.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", ids.join(", "))
-            };
-            over.push(format!(
-                "{n} {sev} finding(s) exceed the threshold of {max}{list}"
-            ));
-        }
-    }
+    let over = over_thresholds(report, policy, &counts, &ignored);
     ignored.sort();
     ignored.dedup();
     if !report.not_counted.is_empty() {
