@@ -109,7 +109,11 @@ fn functions(text: &str) -> Vec<(String, usize)> {
         .find_map(|p| trimmed.strip_prefix(p)) else {
             continue;
         };
-        if line.trim_end().ends_with(';') {
+        // A declaration without a body (a trait's method), on one line or several.
+        let opens = lines[i..]
+            .iter()
+            .find(|l| l.contains('{') || l.trim_end().ends_with(';'));
+        if opens.is_none_or(|l| !l.contains('{')) {
             continue;
         }
         let name: String = rest
@@ -150,6 +154,66 @@ fn no_engine_function_runs_past_80_lines_and_none_hides_a_long_parameter_list() 
     );
 }
 
+/// The source files of the workspace's crates that are not tests: every `.rs` under
+/// `src/` and `crates/*/src/`, but the engine's test files and fake, with each file's
+/// `#[cfg(test)] mod tests` cut off.
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
+fn non_test_sources() -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root().join("src"), &mut files);
+    for krate in std::fs::read_dir(root().join("crates")).unwrap().flatten() {
+        walk(&krate.path().join("src"), &mut files);
+    }
+    files.sort();
+    files
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            !(name == "tests.rs" || name == "fake.rs" || name.ends_with("_tests.rs"))
+        })
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let code = text
+                .split("\n#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let shown = p.strip_prefix(root()).unwrap_or(&p).display().to_string();
+            (shown, code)
+        })
+        .collect()
+}
+
+#[test]
+fn no_function_of_the_workspace_runs_past_80_lines() {
+    let (mut long, mut measured) = (Vec::new(), 0);
+    let sources = non_test_sources();
+    for (file, code) in &sources {
+        for (name, len) in functions(code) {
+            measured += 1;
+            if len > 80 {
+                long.push(format!("{file}: {name} ({len} lines)"));
+            }
+        }
+    }
+    assert!(
+        sources.len() > 80 && measured > 1_000,
+        "the whole workspace is read: {} files, {measured} functions",
+        sources.len()
+    );
+    assert!(long.is_empty(), "functions over 80 lines: {long:?}");
+}
+
 #[test]
 fn the_function_measure_counts_a_function_to_its_closing_brace() {
     let text = "impl X {\n    pub async fn a(&self) {\n        one();\n    }\n}\nfn b() -> u8 {\n    2\n}\n";
@@ -157,6 +221,9 @@ fn the_function_measure_counts_a_function_to_its_closing_brace() {
         functions(text),
         vec![("a".to_owned(), 3), ("b".to_owned(), 3)]
     );
+    // A trait's method without a body, its signature over several lines, is no function.
+    let text = "trait T {\n    fn a(\n        &self,\n    ) -> u8;\n    fn b(&self) {\n        x();\n    }\n}\n";
+    assert_eq!(functions(text), vec![("b".to_owned(), 3)]);
 }
 
 #[test]

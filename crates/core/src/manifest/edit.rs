@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
-use super::refs::{self, Located, ManifestError, Reference, Scalar, Slots, TagSlot};
+use super::refs::{self, DigestSlot, Located, ManifestError, Reference, Scalar, Slots, TagSlot};
 use crate::domain::image::{Digest, Repository, Tag};
 
 /// One changed reference, for `FILE:LINE: old -> new` reports.
@@ -142,15 +142,7 @@ fn plan(
 ) -> Result<(), ManifestError> {
     match &r.slots {
         Slots::Whole { scalar, prefix } => {
-            let mut value = prefix.clone();
-            if let Some(t) = tag.or(r.tag.as_ref()) {
-                value.push(':');
-                value.push_str(t.as_str());
-            }
-            if let Some(d) = digest {
-                value.push('@');
-                value.push_str(d.as_str());
-            }
+            let value = whole(prefix, tag.or(r.tag.as_ref()), digest);
             out.push(Splice::scalar(src, scalar, &value));
         }
         Slots::Keys {
@@ -202,33 +194,70 @@ fn plan(
                 }
                 _ => {}
             }
-            match (digest_slot, digest) {
-                (Some(ds), Some(d)) => {
-                    let value = if ds.hex_only {
-                        d.as_str().split_once(':').map_or(d.as_str(), |(_, h)| h)
-                    } else {
-                        d.as_str()
-                    };
-                    out.push(Splice::scalar(src, &ds.scalar, value));
-                }
-                (Some(_), None) if r.digest.is_some() && !digest_in_tag => {
-                    return Err(refuse(
-                        r,
-                        format!(
-                            "'{}' is pinned by a digest key; give the new digest too (--digest sha256:…)",
-                            r.repository
-                        ),
-                    ));
-                }
-                (None, Some(_)) if tag.is_none() && !digest_in_tag => {
-                    return Err(refuse(
-                        r,
-                        format!("'{}' has no digest key to write a digest to", r.repository),
-                    ));
-                }
-                _ => {}
-            }
+            plan_digest(
+                src,
+                r,
+                digest_slot.as_ref(),
+                tag,
+                digest,
+                digest_in_tag,
+                out,
+            )?;
         }
+    }
+    Ok(())
+}
+
+/// A whole reference's new text: `prefix`, then `:tag` and `@digest` when there are.
+fn whole(prefix: &str, tag: Option<&Tag>, digest: Option<&Digest>) -> String {
+    let mut value = prefix.to_owned();
+    if let Some(t) = tag {
+        value.push(':');
+        value.push_str(t.as_str());
+    }
+    if let Some(d) = digest {
+        value.push('@');
+        value.push_str(d.as_str());
+    }
+    value
+}
+
+/// The edit of a reference's separate digest key (`slot`), if any: the new digest written
+/// (hex only when the key holds only hex), or why it cannot be.
+fn plan_digest(
+    src: &str,
+    r: &Reference,
+    slot: Option<&DigestSlot>,
+    tag: Option<&Tag>,
+    digest: Option<&Digest>,
+    digest_in_tag: bool,
+    out: &mut Vec<Splice>,
+) -> Result<(), ManifestError> {
+    match (slot, digest) {
+        (Some(ds), Some(d)) => {
+            let value = if ds.hex_only {
+                d.as_str().split_once(':').map_or(d.as_str(), |(_, h)| h)
+            } else {
+                d.as_str()
+            };
+            out.push(Splice::scalar(src, &ds.scalar, value));
+        }
+        (Some(_), None) if r.digest.is_some() && !digest_in_tag => {
+            return Err(refuse(
+                r,
+                format!(
+                    "'{}' is pinned by a digest key; give the new digest too (--digest sha256:…)",
+                    r.repository
+                ),
+            ));
+        }
+        (None, Some(_)) if tag.is_none() && !digest_in_tag => {
+            return Err(refuse(
+                r,
+                format!("'{}' has no digest key to write a digest to", r.repository),
+            ));
+        }
+        _ => {}
     }
     Ok(())
 }
