@@ -1,9 +1,10 @@
-//! The forge as the engine sees it: every body tugboat writes into a PR or issue is sealed
-//! (`domain::seal`), and every body of tugboat's read back is opened. A body whose seal does
-//! not open reads as if it held no block ([`crate::domain::seal::FORGOTTEN`] in their place),
-//! is reported once and counted in `tugboat_forged_records_total{kind="seal"}`; a body
-//! without a seal, last changed before sealing began, is an earlier tugboat's and is sealed
-//! the first time it is read. The rest of the engine never sees a seal.
+//! The forge as the engine sees it: every body tugboat writes into a PR or issue, and every
+//! comment of its holding a block, is sealed (`domain::seal`), and each read back is opened.
+//! A body whose seal does not open reads as if it held no block
+//! ([`crate::domain::seal::FORGOTTEN`] in their place), is reported once and counted in
+//! `tugboat_forged_records_total{kind="seal"}`; a body without a seal, last changed before
+//! sealing began, is an earlier tugboat's and is sealed the first time it is read. The rest
+//! of the engine never sees a seal.
 //!
 //! The keys are `github.state_key` ([`crate::trust::KeyRing`]).
 
@@ -15,14 +16,14 @@ use chrono::{DateTime, Utc};
 use crate::domain::chatops;
 use crate::domain::provenance::{Forgery, LabelEvent, same_login};
 use crate::domain::seal::{self, Opened, unsealed};
-
-/// What every block of tugboat's starts with.
-const BLOCK: &str = "<!-- tugboat:";
 use crate::ports::{
     Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, Forge, Issue, Issues,
     LabelledPr, NewPullRequest, Permission, PortResult, PullRequest, PullRequests, Reaction,
 };
 use crate::trust::{ForgeryLog, KeyRing};
+
+/// What every block of tugboat's starts with.
+const BLOCK: &str = "<!-- tugboat:";
 
 /// The forge, sealing what tugboat writes and opening what it reads.
 pub(super) struct Sealed {
