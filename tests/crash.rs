@@ -155,13 +155,7 @@ const GROUPED: [&str; 3] = ["user_service", "appointment_service", "staff_manage
 const GROUP_BRANCH: &str = "tugboat/group/dev/base-image";
 
 /// Every step a group's promotion goes through, in order.
-const GROUP_STEPS: [&str; 5] = [
-    "group-push",
-    "open-pr",
-    "group-merge",
-    "group-verify",
-    "rollback",
-];
+const GROUP_STEPS: [&str; 5] = ["push", "open-pr", "group-merge", "group-verify", "rollback"];
 
 async fn grouped_sandbox() -> Sandbox {
     let sb = start(Options {

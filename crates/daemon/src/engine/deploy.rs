@@ -18,26 +18,20 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::commands::Target;
-use super::environment::{self, manifest_error};
-use super::evidence::{self, PromotionState};
+use super::evidence::PromotionState;
 use super::hold::HoldIssue;
-use super::promote::Change;
+use super::merged::Carried;
 use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Verification};
 use crate::domain::chatops;
 use crate::domain::deploy::{self, Observation, OperationView, Verdict};
-use crate::domain::gate;
 use crate::domain::group::{GROUP_MARKER, GroupState, Outcome};
-use crate::domain::hold::{Cause as HoldCause, Hold};
 use crate::domain::image::{self, Digest, ImageRef};
 use crate::domain::policy::RollbackMode;
 use crate::domain::promotion::{STATE_MARKER, StateError};
-use crate::domain::provenance::Forgery;
 use crate::domain::seal;
-use crate::manifest;
 use crate::ports::{
-    AppStatus, Base, CheckKind, CheckReport, ErrorKind, LabelledPr, OperationPhase, PullRequest,
-    Pullable, StatusState, SyncStart,
+    AppStatus, CheckKind, CheckReport, ErrorKind, LabelledPr, OperationPhase, PullRequest,
+    StatusState, SyncStart,
 };
 
 pub const VERIFYING: &str = "tugboat:verifying";
@@ -257,15 +251,6 @@ fn deploys(deployed: Option<&ImageRef>, state: &PromotionState) -> bool {
     deployed.is_some_and(|d| state.is_deployed_as(d))
 }
 
-/// What a command on a merged promotion did, beyond its answer.
-enum Carried {
-    Nothing,
-    /// `/rollback`: the promotion is marked bad now (its rollback follows).
-    MarkedBad,
-    /// `/hold`: the environment is held now.
-    Held(Action),
-}
-
 /// One look at the application during a verification.
 enum Look {
     /// Healthy; whether the application syncs by itself.
@@ -390,97 +375,6 @@ impl Engine {
         None
     }
 
-    /// Read the commands on a merged promotion PR: `/rollback` marks its digest bad (the
-    /// rollback follows), `/unblock` clears a bad mark, `/hold` and `/resume` hold the
-    /// environment or lift its hold.
-    async fn merged_commands(
-        &self,
-        cx: &EnvCtx<'_>,
-        w: &Watched,
-        is_bad: bool,
-    ) -> Result<Carried, StepError> {
-        let Some(digest) = w.state.digest.clone() else {
-            return Ok(Carried::Nothing);
-        };
-        let target = Target {
-            number: w.pr.number,
-            answered_through: w.state.answered_through,
-            subject: chatops::Subject::Merged,
-            head_sha: "",
-            head_at: w.pr.merged_at.unwrap_or_default(),
-            digest: Some(&digest),
-            previous: None,
-        };
-        let commands = self.commands(cx, &target).await?;
-        let mut carried = Carried::Nothing;
-        for (user, action, _) in &commands.actions {
-            match self.carry_out(cx, w, user, *action, is_bad).await? {
-                Carried::Nothing => {}
-                c => carried = c,
-            }
-        }
-        if commands.answered_through > w.state.answered_through {
-            let state = PromotionState {
-                answered_through: commands.answered_through,
-                ..w.state.clone()
-            };
-            self.ports
-                .forge
-                .update_pr(w.pr.number, &w.pr.title, &state.write_into(&w.pr.body))
-                .await
-                .at(Step::Commands)?;
-        }
-        Ok(carried)
-    }
-
-    /// Carry out an accepted command on a merged promotion.
-    async fn carry_out(
-        &self,
-        cx: &EnvCtx<'_>,
-        w: &Watched,
-        user: &str,
-        action: chatops::Action,
-        is_bad: bool,
-    ) -> Result<Carried, StepError> {
-        let forge = &self.ports.forge;
-        let n = w.pr.number;
-        let reply = match action {
-            chatops::Action::Rollback if is_bad => format!(
-                "@{user} this promotion is already marked bad; tugboat rolls it back while the environment still deploys it."
-            ),
-            chatops::Action::Rollback if w.state.from.is_none() => format!(
-                "@{user} `/rollback`: not done: this promotion recorded no earlier image to go back to; revert it with a pull request."
-            ),
-            chatops::Action::Rollback => {
-                tracing::warn!(user = %user, "rollback requested");
-                self.mark_bad(w, &format!("@{user} asked for a rollback"))
-                    .await?;
-                return Ok(Carried::MarkedBad);
-            }
-            chatops::Action::Unblock if is_bad => {
-                forge.remove_label(n, BAD).await.at(Step::Commands)?;
-                tracing::warn!(user = %user, digest = %w.state.digest_text(), "bad mark cleared");
-                format!(
-                    "@{user} cleared the bad mark: tugboat may promote `{}` (`{}`) again.",
-                    w.state.tag_text(),
-                    w.state.digest_text()
-                )
-            }
-            chatops::Action::Unblock => {
-                format!("@{user} this promotion is not marked bad; nothing to unblock.")
-            }
-            chatops::Action::HoldEnvironment => {
-                let (reply, held) = self.hold_by_command(cx, w, user).await?;
-                forge.comment(n, &reply).await.at(Step::Commands)?;
-                return Ok(held.map_or(Carried::Nothing, Carried::Held));
-            }
-            chatops::Action::Resume => self.resume_by_command(cx, user).await?,
-            chatops::Action::Rescan => return Ok(Carried::Nothing),
-        };
-        forge.comment(n, &reply).await.at(Step::Commands)?;
-        Ok(Carried::Nothing)
-    }
-
     /// `w` is no longer its environment's record: its PR loses `deployed`, or (a group
     /// member) the member is marked superseded, the others' records standing.
     pub(super) async fn drop_record(&self, w: &Watched, step: Step) -> Result<(), StepError> {
@@ -495,7 +389,7 @@ impl Engine {
     }
 
     /// Mark a promotion's digest bad: it is never promoted again until cleared.
-    async fn mark_bad(&self, w: &Watched, why: &str) -> Result<(), StepError> {
+    pub(super) async fn mark_bad(&self, w: &Watched, why: &str) -> Result<(), StepError> {
         let forge = &self.ports.forge;
         forge
             .relabel(w.pr.number, &[BAD], &[DEPLOYED], None)
@@ -600,7 +494,7 @@ impl Engine {
     /// When tugboat marked promotion `number` bad (its latest "Marked bad" comment): the
     /// moment the failure a rollback undoes was detected. Read from the PR, so a rollback
     /// after a restart measures from the same moment; `None` (and a warning) when unreadable.
-    async fn marked_bad_at(&self, number: u64) -> Option<DateTime<Utc>> {
+    pub(super) async fn marked_bad_at(&self, number: u64) -> Option<DateTime<Utc>> {
         match self.own_comments(number).await {
             Ok(comments) => comments
                 .into_iter()
@@ -694,251 +588,6 @@ impl Engine {
             .relabel(w.pr.number, add, &[VERIFYING], body.as_deref())
             .await
             .at(Step::Settle)
-    }
-
-    /// Why the image a rollback of `bad` would restore can no longer be pulled, if it cannot:
-    /// lifecycle rules expire old digests and archiving keeps an image listed but not
-    /// pullable (aws/containers-roadmap#1466; ECR user guide, "Archiving an image"), and a
-    /// rollback to it would deploy an ImagePullBackOff in the middle of an incident.
-    async fn rollback_target_gone(
-        &self,
-        cx: &EnvCtx<'_>,
-        bad: &Watched,
-        from: &ImageRef,
-    ) -> Result<Option<String>, StepError> {
-        let digest = from.digest.clone().or_else(|| {
-            let tag = from.tag.as_ref()?;
-            crate::domain::select::find_tag(cx.images, tag).map(|c| c.digest)
-        });
-        let Some(digest) = digest else {
-            return Ok(Some(format!(
-                "a rollback of #{} is due, but `{from}`, which it would restore, is no longer an active image of the registry (archived, expired by a lifecycle rule, or deleted)",
-                bad.pr.number
-            )));
-        };
-        if cx.images.iter().any(|i| i.digest == digest) {
-            // Listed this cycle, and the listing holds only active images: no call needed.
-            return Ok(None);
-        }
-        let svc = cx.svc;
-        let pullable = self
-            .ports
-            .registry
-            .pullable(svc.registry_id.as_deref(), &svc.repository, &digest)
-            .await
-            .at(Step::Rollback)?;
-        let state = match pullable {
-            Pullable::Yes => return Ok(None),
-            Pullable::NotActive(status) => format!("{status} in ECR, so pulls of it fail"),
-            Pullable::Gone => {
-                "no longer in ECR (deleted, or expired by a lifecycle rule)".to_owned()
-            }
-        };
-        Ok(Some(format!(
-            "a rollback of #{} is due, but `{from}` ({digest}), which it would restore, is {state}",
-            bad.pr.number
-        )))
-    }
-
-    /// What a rollback of `bad` restores: the reference main's files held just before
-    /// tugboat's merge of it (the merge commit's first parent), read from git history, never
-    /// the state block's `from`, which anyone with write access can edit. `None` when the
-    /// PR did not merge into the base branch, or nothing was deployed before it.
-    async fn rollback_target(
-        &self,
-        cx: &EnvCtx<'_>,
-        bad: &Watched,
-    ) -> Result<Option<ImageRef>, StepError> {
-        let pr = self
-            .ports
-            .forge
-            .pull(bad.pr.number)
-            .await
-            .at(Step::Rollback)?;
-        if !self.merged_into_base(&pr) {
-            return Ok(None);
-        }
-        let Some(sha) = pr.merge_sha else {
-            return Err(StepError::new(
-                Step::Rollback,
-                Cause::NoMergeCommit(pr.number),
-            ));
-        };
-        let mut before = Vec::new();
-        for path in &cx.env.files {
-            let text = self.ports.repo.read_before(&sha, path).await;
-            if let Some(text) = text.at(Step::Rollback)? {
-                before.push((path.clone(), text));
-            }
-        }
-        let from = environment::deployed_reference(&before, cx.svc)?;
-        if from != bad.state.from {
-            let shown =
-                |r: &Option<ImageRef>| r.as_ref().map_or("nothing".into(), ToString::to_string);
-            let why = format!(
-                "its state block says it replaced {}, but main ran {} before its merge {sha}; the rollback restores what main ran",
-                shown(&bad.state.from),
-                shown(&from)
-            );
-            self.forged(&(&bad.pr).into(), Forgery::Block, &why);
-        }
-        Ok(from)
-    }
-
-    /// Why the image a rollback of `bad` would restore does not pass the environment's scan
-    /// gate, if it does not: a rollback writes into the environment like any promotion, and
-    /// the gate decides what may be written there (a finding disclosed since that image ran
-    /// blocks it as it would block a candidate).
-    async fn rollback_target_blocked(
-        &self,
-        cx: &EnvCtx<'_>,
-        bad: &Watched,
-        from: &ImageRef,
-    ) -> Result<Option<String>, StepError> {
-        let Some(digest) = from.digest.clone().or_else(|| {
-            let tag = from.tag.as_ref()?;
-            crate::domain::select::find_tag(cx.images, tag).map(|c| c.digest)
-        }) else {
-            return Ok(None); // gone: `rollback_target_gone` said so first
-        };
-        let kind = crate::domain::select::kind_of(cx.images, &digest);
-        let scans = self
-            .image_scan(cx.svc, &digest, &kind, cx.mode)
-            .await
-            .at(Step::Rollback)?;
-        let why = match gate::gate_image(&scans, &cx.env_policy.scan, cx.now.date_naive()) {
-            gate::GateDecision::Pass { .. } => return Ok(None),
-            gate::GateDecision::Block { reasons, .. } => reasons.join("; "),
-            gate::GateDecision::Wait { reason } => reason,
-        };
-        Ok(Some(format!(
-            "a rollback of #{} is due, but `{from}` ({digest}), which it would restore, does not pass the scan gate of {}: {why}",
-            bad.pr.number, cx.env.name
-        )))
-    }
-
-    /// Hold the environment instead of a rollback that would deploy what must not be deployed
-    /// (`cause`); the hold's issue (and its notification) say why, the way out (`out`), and
-    /// the other one: keep what runs.
-    async fn hold_rollback(
-        &self,
-        cx: &EnvCtx<'_>,
-        bad: &Watched,
-        cause: HoldCause,
-        why: &str,
-        out: &str,
-    ) -> Result<Action, StepError> {
-        if let Some(held) = cx
-            .watch()
-            .and_then(|w| w.hold_of(&cx.svc.name, &cx.env.name))
-        {
-            tracing::warn!(issue = held.issue.number, why = %why, "no rollback; the environment is held already");
-            return Ok(Action::None);
-        }
-        tracing::error!(pr = bad.pr.number, why = %why, "no rollback; holding the environment");
-        let hold = Hold {
-            service: cx.svc.name.clone(),
-            environment: cx.env.name.clone(),
-            cause,
-            by: None,
-            commit: None,
-            since: cx.now,
-            deployed: Some(bad.state.reference(&cx.svc.image).to_string()),
-            detail: format!(
-                "{why}. {out}, or keep what runs: an approver comments `/unblock` on #{}, then `/resume` here",
-                bad.pr.number
-            ),
-            answered_through: 0,
-        };
-        let issue = self.record_hold(&hold).await?;
-        Ok(Action::EnvironmentHeld {
-            issue: issue.number,
-            url: issue.url,
-            cause,
-        })
-    }
-
-    /// Revert a bad promotion: a PR restoring the previous reference (with the same editor),
-    /// merged without waiting for approvals or windows, then verified.
-    pub(super) async fn rollback(
-        &self,
-        cx: &EnvCtx<'_>,
-        bad: &Watched,
-    ) -> Result<Action, StepError> {
-        let Some(from) = self.rollback_target(cx, bad).await? else {
-            return Err(StepError::new(
-                Step::Rollback,
-                Cause::NothingToRollBackTo(bad.pr.number),
-            ));
-        };
-        if let Some(why) = self.rollback_target_gone(cx, bad, &from).await? {
-            let out =
-                "Restore that image in ECR and comment `/resume` here (the rollback then proceeds)";
-            return self
-                .hold_rollback(cx, bad, HoldCause::RollbackTargetGone, &why, out)
-                .await;
-        }
-        if let Some(why) = self.rollback_target_blocked(cx, bad, &from).await? {
-            let out = "Accept its findings in the policy (`scan.ignore`) or fix them, then comment `/resume` here (the rollback then proceeds)";
-            return self
-                .hold_rollback(cx, bad, HoldCause::RollbackTargetBlocked, &why, out)
-                .await;
-        }
-        self.ports.repo.sync().await.at(Step::Rollback)?;
-        let files = self.read_files(cx.env).await?;
-        let change = rollback_change(cx, &files, bad, &from)?;
-        let head = self.propose(&change, Base::Untouched).await?;
-        failpoint!("rollback");
-        let state = PromotionState {
-            service: cx.svc.name.clone(),
-            environment: cx.env.name.clone(),
-            tag: from.tag.clone(),
-            digest: from.digest.clone(),
-            from: Some(bad.state.reference(&cx.svc.image)),
-            answered_through: 0,
-            rollback_of: Some(bad.pr.number),
-            auto_sync: None,
-        };
-        let body = state.write_into(&rollback_text(cx, bad, &from));
-        let existing = self
-            .ports
-            .forge
-            .find_open_pr(&change.branch)
-            .await
-            .at(Step::PullRequest)?;
-        let mut labels = cx.labels();
-        labels.splice(1..1, [ROLLBACK.to_owned(), VERIFYING.to_owned()]);
-        let Some((pr, _)) = self.publish(&change, existing, &body, labels).await? else {
-            return Ok(Action::None);
-        };
-        tracing::warn!(rollback = pr.number, "rolling back");
-        let Some(merged) = self
-            .merge_and_verify(cx, &pr, &head.head, &change, &state)
-            .await?
-        else {
-            return Ok(Action::None);
-        };
-        let said = format!(
-            "Rolled back by #{}: {}",
-            pr.number,
-            merged.verification.summary()
-        );
-        if let Err(e) = self.ports.forge.comment(bad.pr.number, &said).await {
-            tracing::warn!(error = %e, "could not comment the rollback");
-        }
-        let w = Watched::merged(&pr, merged.at, state);
-        self.settle(cx, &w, &merged.verification).await?;
-        Ok(Action::RolledBack {
-            bad: bad.pr.number,
-            number: pr.number,
-            url: pr.url,
-            verification: merged.verification,
-            timing: Timing {
-                verified_at: merged.verified_at,
-                since: self.marked_bad_at(bad.pr.number).await,
-            },
-            promotion: None,
-        })
     }
 
     /// Verify merge `sha` of PR `number` (merged at `merged_at`), then report the outcome;
@@ -1204,52 +853,6 @@ pub(super) fn pushed_at(cx: &EnvCtx<'_>, state: &PromotionState) -> Option<DateT
         .iter()
         .find(|i| &i.digest == digest)
         .map(|i| i.pushed_at)
-}
-
-/// The edit of a rollback: the previous reference restored in every file of the environment.
-fn rollback_change(
-    cx: &EnvCtx<'_>,
-    files: &[(String, String)],
-    bad: &Watched,
-    from: &ImageRef,
-) -> Result<Change, StepError> {
-    let image = &cx.svc.image;
-    let mut edited = Vec::new();
-    for (path, text) in files {
-        let e = manifest::set_reference(text, image, from.tag.as_ref(), from.digest.as_ref())
-            .map_err(|e| manifest_error(Step::Rollback, path, e))?;
-        edited.push((path.clone(), e.text));
-    }
-    let from_text = match (&from.tag, &from.digest) {
-        (Some(tag), _) => tag.to_string(),
-        (None, Some(digest)) => digest.to_string(),
-        (None, None) => String::new(),
-    };
-    let title = format!("Roll back {} in {}: {from_text}", cx.svc.name, cx.env.name);
-    let message = format!(
-        "{title}\n\nReverts #{} ({image}:{}), which did not run Healthy.\n",
-        bad.pr.number,
-        bad.state.tag_text()
-    );
-    Ok(Change {
-        branch: evidence::rollback_branch(&cx.svc.name, &cx.env.name),
-        title,
-        message,
-        files: edited,
-    })
-}
-
-/// The words of a rollback PR (its state block is written into them).
-fn rollback_text(cx: &EnvCtx<'_>, bad: &Watched, from: &ImageRef) -> String {
-    format!(
-        "## Rollback of `{}` in `{}`\n\n#{} promoted `{}` (`{}`), which is marked bad. This PR restores the reference deployed before it, `{}`, changing nothing else.\n\ntugboat merges it at once (a rollback waits for no approval or window) and then waits for Argo CD to report the application Synced and Healthy.\n",
-        cx.svc.name,
-        cx.env.name,
-        bad.pr.number,
-        bad.state.tag_text(),
-        bad.state.digest_text(),
-        from
-    )
 }
 
 /// What Argo CD reported of a Healthy verification (at merge commit `short`, when known).

@@ -25,22 +25,22 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
-use super::commands::{Commands, Target};
+use super::commands::Commands;
 use super::deploy::{self, VERIFYING, Watch, Watched};
 use super::environment::{Judged, Seen};
 use super::evidence;
-use super::promote::{self, Change};
+use super::pipeline::{Merge, Promoted, Promotion, Reached, Record};
+use super::pr::Change;
+use super::promote;
 use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Verification};
 use crate::config::{EnvConfig, ServiceConfig};
-use crate::domain::chatops;
 use crate::domain::group::{self, Formation, GroupState, Member, Outcome, Ready, Rule};
 use crate::domain::image::ImageRef;
-use crate::domain::merge::Verdict;
 use crate::domain::plan::Decision;
 use crate::domain::policy::{EnvPolicy, RollbackMode, ServicePolicy};
 use crate::domain::promotion;
 use crate::domain::select::{Candidate, ImageRecord};
-use crate::ports::{Base, LabelledPr, Proposal, PullRequest};
+use crate::ports::{LabelledPr, PullRequest};
 
 /// A service's promotion left for its group: what it is, since when it is ready, and the
 /// evidence its step judged.
@@ -234,8 +234,14 @@ impl Engine {
             .into_iter()
             .filter(|w| in_group(w, key))
         {
-            match self.merged_group_commands(w, cycle).await {
-                Ok(r) => rows.extend(r),
+            let (env, seats) = (&key.0, cycle.seats);
+            let context = |service: &str| context_for(self, service, env, seats, watch);
+            match self.merged_group_commands(w, context).await {
+                Ok(changed) => rows.extend(
+                    changed
+                        .into_iter()
+                        .map(|(service, action)| RowUpdate::of(&service, env, action)),
+                ),
                 Err(e) => {
                     tracing::warn!(pr = w.pr.number, error = %e, "could not read the commands on a merged group PR")
                 }
@@ -405,63 +411,63 @@ impl Group<'_> {
 }
 
 impl Engine {
-    /// Open or update the group's PR, then merge it once the merge rule allows.
+    /// Open or update the group's PR, then merge it once the merge rule allows, and verify
+    /// and settle every member.
     async fn promote_group(
         &self,
         g: &Group<'_>,
         existing: Option<PullRequest>,
     ) -> Result<Vec<RowUpdate>, StepError> {
         let change = self.group_change(g).await?;
-        let head = self.propose(&change, Base::Untouched).await?;
-        failpoint!("group-push");
-        let (head, foreign) = self.own_head(&change, head).await?;
-        let lead = context_for(self, &g.lead().service, &g.key.0, g.seats, g.watch)?;
-        let commands = match &existing {
-            Some(pr) => self.group_commands(&lead, pr, &head, g).await?,
-            None if self.on_main(&change.files).await? => return Ok(none_rows(g)),
-            None => Commands::default(),
+        let contexts = g
+            .members
+            .iter()
+            .map(|r| context_for(self, &r.service, &r.environment, g.seats, g.watch))
+            .collect::<Result<Vec<_>, _>>()?;
+        let record = GroupRecord {
+            g,
+            lead: &contexts[0],
         };
-        let state = GroupState {
-            group: g.key.1.clone(),
-            environment: g.key.0.clone(),
-            answered_through: commands.answered_through,
-            members: g.members.iter().map(|r| member_of(r)).collect(),
+        let p = Promotion {
+            change,
+            members: contexts
+                .iter()
+                .zip(g.members)
+                .map(|(cx, r)| Promoted {
+                    cx,
+                    candidate: &r.candidate,
+                })
+                .collect(),
+            record: &record,
         };
-        let body = state.write_into(&group_body(g, &lead, &commands));
-        let mut labels = vec![
-            "tugboat".to_owned(),
-            format!("env:{}", g.key.0),
-            format!("group:{}", g.key.1),
-        ];
-        if lead.env_policy.auto_merge {
-            labels.push(VERIFYING.to_owned());
-        }
-        let Some((pr, opened)) = self.publish(&change, existing, &body, labels).await? else {
-            return Ok(none_rows(g));
+        let m = match self.advance(&p, existing).await? {
+            Reached::Stopped(action) => return Ok(all_rows(g, &action)),
+            Reached::Mergeable(m) => m,
         };
-        if let Some(foreign) = &foreign {
-            self.say_foreign_push(&pr, foreign, &head.head).await?;
-        }
-        if head.pushed || opened {
-            self.gate_report(&head.head, &group_gate(g)).await?;
-        }
-        if opened && self.on_main(&change.files).await? {
-            self.close_redundant(&pr).await?;
-            return Ok(none_rows(g));
-        }
-        let verdict = self.merge_verdict(&lead, &commands, &head.head).await?;
-        if verdict != Verdict::Merge {
-            let action = promote::waiting(
-                verdict,
-                pr,
-                &lead,
-                &commands,
-                (&head.head, head.committed_at),
-            )?;
-            return Ok(all_rows(g, &action));
-        }
-        self.merge_group(g, &change, &head, pr, state, &commands.approvals)
-            .await
+        let state = record.state(m.commands.answered_through);
+        let (pr, sha, at) = match self.merge(&p, m).await? {
+            Merge::Stopped(action) => return Ok(all_rows(g, &action)),
+            Merge::Merged { pr, sha, at } => (pr, sha, at),
+        };
+        failpoint!("group-merge");
+        let labelled = LabelledPr {
+            number: pr.number,
+            url: pr.url.clone(),
+            title: pr.title.clone(),
+            body: pr.body.clone(),
+            labels: pr.labels.clone(),
+            open: false,
+            merged_at: Some(at),
+            // Opened by tugboat this cycle; it is not read back from a listing.
+            author: String::new(),
+            updated_at: None,
+        };
+        let merged = MergedGroup {
+            pr: &labelled,
+            sha: &sha,
+            at,
+        };
+        Ok(self.after_merge(&merged, state, g.seats, g.watch).await)
     }
 
     /// Every member's bytes set on main's files with the same editor as a single promotion.
@@ -527,135 +533,56 @@ impl Engine {
                 StepError::new(Step::Policy, cause)
             })
     }
+}
 
-    /// The commands on the open group PR, read as on any promotion PR (the lead's
-    /// environment names the approvers; every member's agrees).
-    async fn group_commands(
-        &self,
-        lead: &EnvCtx<'_>,
-        pr: &PullRequest,
-        head: &Proposal,
-        g: &Group<'_>,
-    ) -> Result<Commands, StepError> {
-        tracing::Span::current().record("pr", pr.number);
-        let answered = promotion::through(
-            GroupState::parse(&pr.body).ok().map(|s| s.answered_through),
-            &pr.body,
-        );
-        let target = Target {
-            number: pr.number,
+/// What a group's PR says: its members, their evidence, and its state block.
+struct GroupRecord<'a> {
+    g: &'a Group<'a>,
+    /// The lead's context: its environment's policy merges the group.
+    lead: &'a EnvCtx<'a>,
+}
+
+impl GroupRecord<'_> {
+    /// The group's block as first written, with its commands answered through `answered`.
+    fn state(&self, answered: u64) -> GroupState {
+        GroupState {
+            group: self.g.key.1.clone(),
+            environment: self.g.key.0.clone(),
             answered_through: answered,
-            subject: chatops::Subject::Open,
-            head_sha: &head.head,
-            head_at: head.committed_at,
-            digest: None,
-            previous: head.replaced.as_ref().map(|(sha, at)| (sha.as_str(), *at)),
-        };
-        let commands = self.commands(lead, &target).await?;
-        for (user, _, _) in commands
-            .actions
-            .iter()
-            .filter(|(_, a, _)| *a == chatops::Action::Rescan)
-        {
-            for r in g.members {
-                let cx = context_for(self, &r.service, &r.environment, g.seats, g.watch)?;
-                self.rescan_requested(&cx, user, &r.candidate.digest)
-                    .await?;
-            }
+            members: self.g.members.iter().map(|r| member_of(r)).collect(),
         }
-        if !commands.dropped.is_empty() {
-            let why = "its members or their tags changed, or main changed the files it edits";
-            self.say_rebased(lead, pr, head, &commands.dropped, why)
-                .await?;
-        }
-        Ok(commands)
-    }
-
-    /// Merge the group PR, then verify and settle every member.
-    async fn merge_group(
-        &self,
-        g: &Group<'_>,
-        change: &Change,
-        head: &Proposal,
-        pr: PullRequest,
-        state: GroupState,
-        approvals: &[String],
-    ) -> Result<Vec<RowUpdate>, StepError> {
-        let forge = &self.ports.forge;
-        if !pr.labels.iter().any(|l| l == VERIFYING) {
-            forge
-                .add_labels(pr.number, &[VERIFYING.to_owned()])
-                .await
-                .at(Step::Merge)?;
-        }
-        failpoint!("group-label");
-        let at = self.clock.now();
-        let sha = match forge.merge(pr.number, &head.head, &change.title).await {
-            Ok(sha) => sha,
-            Err(e) => {
-                return self
-                    .merge_refused(g, change, &pr, approvals, StepError::new(Step::Merge, e))
-                    .await;
-            }
-        };
-        tracing::info!(pr = pr.number, merge = %sha, members = g.members.len(), "merged a group PR");
-        failpoint!("group-merge");
-        let labelled = LabelledPr {
-            number: pr.number,
-            url: pr.url.clone(),
-            title: pr.title.clone(),
-            body: pr.body.clone(),
-            labels: pr.labels.clone(),
-            open: false,
-            merged_at: Some(at),
-            // Opened by tugboat this cycle; it is not read back from a listing.
-            author: String::new(),
-            updated_at: None,
-        };
-        let merged = MergedGroup {
-            pr: &labelled,
-            sha: &sha,
-            at,
-        };
-        Ok(self.after_merge(&merged, state, g.seats, g.watch).await)
     }
 }
 
-impl Engine {
-    /// A merge GitHub refused: the branch moved (another replica or a person pushed; the
-    /// next cycle reads it), another replica merged the same change, or the repository wants
-    /// the branch up to date with main (it is put there: its approvals, for the old head, no
-    /// longer count). Any other refusal is the row's failure.
-    async fn merge_refused(
-        &self,
-        g: &Group<'_>,
-        change: &Change,
-        pr: &PullRequest,
-        approvals: &[String],
-        error: StepError,
-    ) -> Result<Vec<RowUpdate>, StepError> {
-        if promote::refused_as_moved(&error) || self.on_main(&change.files).await? {
-            tracing::info!(pr = pr.number, error = %error, "the group's merge was refused; the next cycle looks again");
-            return Ok(none_rows(g));
+impl Record for GroupRecord<'_> {
+    fn answered_through(&self, body: &str) -> u64 {
+        promotion::through(
+            GroupState::parse(body).ok().map(|s| s.answered_through),
+            body,
+        )
+    }
+
+    fn write(&self, commands: &Commands) -> (String, (String, String)) {
+        let state = self.state(commands.answered_through);
+        let body = state.write_into(&group_body(self.g, self.lead, commands));
+        (body, group_gate(self.g))
+    }
+
+    fn labels(&self) -> Vec<String> {
+        let (env, name) = self.g.key;
+        let mut labels = vec![
+            "tugboat".to_owned(),
+            format!("env:{env}"),
+            format!("group:{name}"),
+        ];
+        if self.lead.env_policy.auto_merge {
+            labels.push(VERIFYING.to_owned());
         }
-        if promote::refused_as_behind(&error) {
-            let head = self.propose(change, Base::Current).await?;
-            if head.pushed {
-                tracing::info!(pr = pr.number, error = %error, "the merge wants the group's branch up to date; rebased it");
-                self.gate_report(&head.head, &group_gate(g)).await?;
-                if !approvals.is_empty() {
-                    let lead = context_for(self, &g.lead().service, &g.key.0, g.seats, g.watch)?;
-                    let why = "the repository requires a branch to be up to date with main before it merges";
-                    self.say_rebased(&lead, pr, &head, approvals, why).await?;
-                }
-                let updated = Action::Updated {
-                    number: pr.number,
-                    url: pr.url.clone(),
-                };
-                return Ok(all_rows(g, &updated));
-            }
-        }
-        Err(error)
+        labels
+    }
+
+    fn rebased(&self, _: &PullRequest) -> &'static str {
+        "its members or their tags changed, or main changed the files it edits"
     }
 }
 
@@ -855,10 +782,6 @@ fn failed_members(g: Option<&GroupState>, error: &StepError) -> Vec<RowUpdate> {
             .collect()
     })
     .unwrap_or_default()
-}
-
-fn none_rows(g: &Group<'_>) -> Vec<RowUpdate> {
-    all_rows(g, &Action::None)
 }
 
 fn all_rows(g: &Group<'_>, action: &Action) -> Vec<RowUpdate> {

@@ -14,15 +14,18 @@ mod failure;
 #[cfg(test)]
 pub(crate) mod fake;
 mod group;
-mod group_commands;
 #[cfg(test)]
 mod group_tests;
 mod hold;
+mod merged;
+mod pipeline;
+mod pr;
 mod promote;
 mod provenance;
 #[cfg(test)]
 mod provenance_tests;
 pub mod rescan;
+mod rollback;
 pub mod scheduler;
 mod seal;
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::promote::Change;
+use super::pr::Change;
 use super::{At, Engine, Step, StepError};
 use crate::config::{EnvConfig, ServiceConfig};
 use crate::domain::chatops;
