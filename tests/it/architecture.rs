@@ -1,6 +1,7 @@
 //! ARCHITECTURE.md stays true: every source module of the daemon and of the core crate is named
 //! in its code map, the core crate stays free of runtime, network and clock dependencies, and
-//! the one `unsafe` block is the git transport's registration.
+//! the one `unsafe` block is the git transport's registration; the engine's files depend on
+//! each other without a cycle, along an allowed-edges table.
 
 use std::path::{Path, PathBuf};
 
@@ -133,7 +134,8 @@ fn no_engine_function_runs_past_80_lines_and_none_hides_a_long_parameter_list() 
     let dir = root().join("crates/daemon/src/engine");
     let mut long = Vec::new();
     let mut hidden = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries.flatten() {
         let path = entry.path();
         let text = std::fs::read_to_string(&path).unwrap();
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -271,4 +273,221 @@ fn unsafe_code_appears_only_where_the_git_transport_is_registered() {
         "unsafe code allowed outside the git transport's registration: {sites:?}"
     );
     assert!(sites[0].contains("adapters/git_http.rs"), "{sites:?}");
+}
+
+/// The engine's files a file depends on, by file stem: a `super::<file>` path, or a call
+/// `self.<method>(` (or `engine.<method>(`) of an `Engine` method another file defines. Its
+/// tests, its fake and `mod.rs` (the `Engine` type every file extends) are left out.
+fn engine_graph() -> std::collections::BTreeSet<(String, String)> {
+    let dir = root().join("crates/daemon/src/engine");
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.extension().is_none_or(|e| e != "rs")
+            || stem == "mod"
+            || stem == "fake"
+            || stem.ends_with("tests")
+        {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        files.push((stem, text));
+    }
+    graph_of(&files)
+}
+
+/// The dependencies among `files` (file stem, text), as [`engine_graph`] reads them.
+fn graph_of(sources: &[(String, String)]) -> std::collections::BTreeSet<(String, String)> {
+    let mut files = Vec::new();
+    for (stem, text) in sources {
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        // A method chained onto the next line (`self\n    .name(`) joins its receiver.
+        let mut joined = String::new();
+        for line in code.lines() {
+            if line.trim_start().starts_with('.') {
+                joined.push_str(line.trim_start());
+            } else {
+                joined.push('\n');
+                joined.push_str(line);
+            }
+        }
+        files.push((stem.clone(), joined));
+    }
+    let mut methods = std::collections::BTreeMap::new();
+    for (stem, code) in &files {
+        let mut inside = false;
+        for line in code.lines() {
+            if line.starts_with("impl Engine {") {
+                inside = true;
+            } else if inside && line.starts_with('}') {
+                inside = false;
+            } else if inside && line.starts_with("    ") && !line.starts_with("     ") {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if let Some(i) = words.iter().position(|w| *w == "fn") {
+                    let name = words[i + 1].split(['(', '<']).next().unwrap_or_default();
+                    methods.insert(name.to_owned(), stem.clone());
+                }
+            }
+        }
+    }
+    let stems: Vec<&String> = files.iter().map(|(s, _)| s).collect();
+    let mut edges = std::collections::BTreeSet::new();
+    for (stem, code) in &files {
+        for (method, owner) in &methods {
+            let called = [format!("self.{method}("), format!("engine.{method}(")]
+                .iter()
+                .any(|c| code.contains(c.as_str()));
+            if owner != stem && called {
+                edges.insert((stem.clone(), owner.clone()));
+            }
+        }
+        for other in &stems {
+            let path = format!("super::{other}");
+            // `super::pr` is not `super::promote`: the name must end there.
+            let named = code.match_indices(&path).any(|(i, _)| {
+                code[i + path.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+            });
+            if *other != stem && named {
+                edges.insert((stem.clone(), (*other).clone()));
+            }
+        }
+    }
+    edges
+}
+
+/// Who may depend on whom among the engine's files: lower layers first (what a cycle reads
+/// and keeps, PR plumbing, records), the promotion pipeline above them, the steps on top.
+const ENGINE_EDGES: &[(&str, &str)] = &[
+    ("commands", "reads"),
+    ("context", "watch"),
+    ("dashboard", "provenance"),
+    ("deploy", "evidence"),
+    ("deploy", "hold"),
+    ("deploy", "provenance"),
+    ("deploy", "records"),
+    ("deploy", "watch"),
+    ("environment", "context"),
+    ("environment", "hold"),
+    ("environment", "merged"),
+    ("environment", "pipeline"),
+    ("environment", "promote"),
+    ("environment", "reads"),
+    ("group", "commands"),
+    ("group", "context"),
+    ("group", "deploy"),
+    ("group", "evidence"),
+    ("group", "merged"),
+    ("group", "pipeline"),
+    ("group", "pr"),
+    ("group", "promote"),
+    ("group", "provenance"),
+    ("group", "records"),
+    ("group", "rollback"),
+    ("group", "watch"),
+    ("hold", "commands"),
+    ("hold", "context"),
+    ("hold", "provenance"),
+    ("hold", "records"),
+    ("hold", "watch"),
+    ("merged", "commands"),
+    ("merged", "deploy"),
+    ("merged", "evidence"),
+    ("merged", "hold"),
+    ("merged", "records"),
+    ("merged", "rollback"),
+    ("merged", "watch"),
+    ("pipeline", "commands"),
+    ("pipeline", "pr"),
+    ("pipeline", "provenance"),
+    ("pipeline", "watch"),
+    ("promote", "commands"),
+    ("promote", "context"),
+    ("promote", "deploy"),
+    ("promote", "evidence"),
+    ("promote", "failure"),
+    ("promote", "pipeline"),
+    ("promote", "pr"),
+    ("promote", "rollback"),
+    ("provenance", "commands"),
+    ("provenance", "evidence"),
+    ("provenance", "pr"),
+    ("provenance", "reads"),
+    ("reads", "failure"),
+    ("records", "watch"),
+    ("rescan", "provenance"),
+    ("rescan", "reads"),
+    ("rollback", "deploy"),
+    ("rollback", "evidence"),
+    ("rollback", "failure"),
+    ("rollback", "hold"),
+    ("rollback", "pr"),
+    ("rollback", "provenance"),
+    ("rollback", "reads"),
+    ("rollback", "watch"),
+];
+
+#[test]
+fn the_engine_file_graph_has_no_cycle_and_only_the_allowed_edges() {
+    let graph = engine_graph();
+    let allowed: std::collections::BTreeSet<(String, String)> = ENGINE_EDGES
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+    let new: Vec<String> = graph
+        .difference(&allowed)
+        .map(|(a, b)| format!("{a} -> {b}"))
+        .collect();
+    let gone: Vec<String> = allowed
+        .difference(&graph)
+        .map(|(a, b)| format!("{a} -> {b}"))
+        .collect();
+    assert!(
+        new.is_empty() && gone.is_empty(),
+        "the engine's file graph changed: new edges {new:?} (allowed only if they add no cycle: add them to ENGINE_EDGES), edges gone {gone:?} (remove them from ENGINE_EDGES)"
+    );
+    // Kahn's algorithm: every file is removed once nothing left depends on it.
+    let mut left = graph.clone();
+    let mut nodes: std::collections::BTreeSet<String> = graph
+        .iter()
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect();
+    while let Some(leaf) = nodes
+        .iter()
+        .find(|n| !left.iter().any(|(a, _)| a == *n))
+        .cloned()
+    {
+        nodes.remove(&leaf);
+        left.retain(|(_, b)| *b != leaf);
+    }
+    assert!(
+        nodes.is_empty(),
+        "the engine's files depend on each other in a cycle among {nodes:?}: {left:?}"
+    );
+}
+
+#[test]
+fn the_engine_graph_sees_a_call_chained_onto_the_next_line_and_a_use() {
+    let files = [
+        ("a", "impl Engine {\n    pub(super) async fn one(&self) {}\n}\n"),
+        ("b", "impl Engine {\n    async fn two(&self) {\n        self\n            .one()\n            .await;\n    }\n}\n"),
+        ("c", "use super::a::Thing;\nuse super::ab::Other;\n"),
+        ("ab", "fn ab() {}\n"),
+        ("d", "fn d() {}\n#[cfg(test)]\nmod tests {\n    fn t() { engine.one(); }\n}\n"),
+    ]
+    .map(|(s, t)| (s.to_owned(), t.to_owned()));
+    let graph = graph_of(&files);
+    let want: std::collections::BTreeSet<(String, String)> = [("b", "a"), ("c", "a"), ("c", "ab")]
+        .iter()
+        .map(|(x, y)| ((*x).to_owned(), (*y).to_owned()))
+        .collect();
+    assert_eq!(graph, want, "a test module's calls are no dependency");
 }

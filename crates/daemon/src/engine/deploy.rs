@@ -1,255 +1,36 @@
-//! After the merge: verification with Argo CD (resumed after a restart), rollback, and the
-//! digests marked bad.
-//!
-//! What tugboat must remember lives on the pull requests, found by label each cycle with
-//! conditional listings (free when nothing changed):
-//! - `tugboat:verifying`: merged (or about to be), its verification not reported yet;
-//! - `tugboat:deployed`: the promotion an environment runs now, where `/rollback` is read;
-//! - `tugboat:bad`: its digest failed; it is never promoted again until an approver comments
-//!   `/unblock` (or someone removes the label), and while its environment still deploys it,
-//!   tugboat rolls it back.
+//! After the merge: verification with Argo CD (resumed after a restart), the outcome
+//! reported and settled into the labels, and the merged promotions an environment looks
+//! after first (`aftercare`). The labelled PRs themselves are read in `watch`.
 //!
 //! Rollback is level-triggered: "the environment deploys a digest marked bad there" is checked
 //! every cycle, so a rollback interrupted at any step is finished by the next cycle.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::evidence::PromotionState;
-use super::hold::HoldIssue;
-use super::merged::Carried;
 use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Verification};
 use crate::domain::chatops;
 use crate::domain::deploy::{self, Observation, OperationView, Verdict};
-use crate::domain::group::{GROUP_MARKER, GroupState, Outcome};
-use crate::domain::image::{self, Digest, ImageRef};
+use crate::domain::image::{self, ImageRef};
 use crate::domain::policy::RollbackMode;
-use crate::domain::promotion::{STATE_MARKER, StateError};
+use crate::domain::promotion::STATE_MARKER;
 use crate::domain::seal;
 use crate::ports::{
-    AppStatus, CheckKind, CheckReport, ErrorKind, LabelledPr, OperationPhase, PullRequest,
-    StatusState, SyncStart,
+    AppStatus, CheckKind, CheckReport, ErrorKind, OperationPhase, StatusState, SyncStart,
 };
 
-pub const VERIFYING: &str = "tugboat:verifying";
-pub const DEPLOYED: &str = "tugboat:deployed";
-pub const BAD: &str = "tugboat:bad";
-pub const ROLLBACK: &str = "tugboat:rollback";
+use super::records::MARKED_BAD;
+pub use super::watch::{BAD, DEPLOYED, ROLLBACK, VERIFYING, Watch, Watched};
+use super::watch::{of, watched};
+
 /// How long a replica's claim to report a verification keeps the others from reporting it.
 pub(super) const REPORT_CLAIM_TTL: Duration = Duration::from_secs(120);
 /// Starts tugboat's verification report: a comment when the promotion failed (looked for so
 /// that nothing is reported twice), the PR body's last section when it turned Healthy.
 pub(super) const REPORTED: &str = "<!-- tugboat:verified ";
-/// How tugboat's comment marking a promotion bad begins.
-pub(super) const MARKED_BAD: &str = "Marked bad:";
-
-/// A labelled pull request with the state its body carries: a promotion or a rollback, or
-/// one member of a group PR (`group`), whose state is that member's as a single promotion.
-#[derive(Debug, Clone)]
-pub struct Watched {
-    pub pr: LabelledPr,
-    pub state: PromotionState,
-    /// The group PR's whole state, when this is one of its members: the PR and its labels
-    /// are shared, so what changes one member's record changes the block, not the labels
-    /// alone (`Engine::supersede`).
-    pub group: Option<Arc<GroupState>>,
-}
-
-/// The merged promotions tugboat looks after, read at the start of a cycle.
-#[derive(Debug, Default)]
-pub struct Watch {
-    verifying: Vec<Watched>,
-    deployed: Vec<Watched>,
-    bad: Vec<Watched>,
-    /// Every open tugboat PR (promotions and rollbacks).
-    open: Vec<Watched>,
-    /// The open hold issues.
-    holds: Vec<HoldIssue>,
-    /// Holds lifted during this cycle (by `/resume` on a merged promotion).
-    lifted: std::sync::Mutex<std::collections::BTreeSet<u64>>,
-}
-
-fn of<'a>(list: &'a [Watched], service: &str, env: &str) -> Vec<&'a Watched> {
-    list.iter()
-        .filter(|w| w.state.service == service && w.state.environment == env)
-        .collect()
-}
-
-impl Watched {
-    /// A PR merged a moment ago, as the labelled listing will show it.
-    pub fn merged(pr: &PullRequest, merged_at: DateTime<Utc>, state: PromotionState) -> Self {
-        Self {
-            pr: LabelledPr {
-                number: pr.number,
-                url: pr.url.clone(),
-                title: pr.title.clone(),
-                body: pr.body.clone(),
-                labels: vec![],
-                open: false,
-                merged_at: Some(merged_at),
-                // Opened by tugboat this cycle; it is not read back from a listing.
-                author: String::new(),
-                updated_at: None,
-            },
-            state,
-            group: None,
-        }
-    }
-}
-
-impl Watch {
-    /// The open promotion PR of this service and environment that promotes `digest`.
-    pub fn open_promotion(&self, service: &str, env: &str, digest: &Digest) -> Option<&Watched> {
-        of(&self.open, service, env).into_iter().find(|w| {
-            w.group.is_none()
-                && w.state.rollback_of.is_none()
-                && w.state.digest.as_ref() == Some(digest)
-        })
-    }
-
-    /// Every open PR and hold issue by number, with its service.
-    pub fn subjects(&self) -> std::collections::HashMap<u64, String> {
-        // A group PR is no one service's: a command there wakes a whole cycle.
-        let prs = self
-            .open
-            .iter()
-            .filter(|w| w.group.is_none())
-            .map(|w| (w.pr.number, w.state.service.clone()));
-        let holds = self
-            .holds
-            .iter()
-            .map(|h| (h.issue.number, h.hold.service.clone()));
-        prs.chain(holds).collect()
-    }
-
-    /// The environment's open hold (the oldest, should two replicas have opened one each).
-    pub fn hold_of(&self, service: &str, env: &str) -> Option<&HoldIssue> {
-        let lifted = |n: &u64| self.lifted.lock().is_ok_and(|l| l.contains(n));
-        self.holds
-            .iter()
-            .filter(|h| h.hold.service == service && h.hold.environment == env)
-            .filter(|h| !lifted(&h.issue.number))
-            .min_by_key(|h| h.issue.number)
-    }
-
-    /// Open hold issues of the environment besides the one that counts (two replicas, each
-    /// opening one at the same moment).
-    pub fn duplicate_holds(&self, service: &str, env: &str) -> Vec<&HoldIssue> {
-        let keep = self.hold_of(service, env).map(|h| h.issue.number);
-        self.holds
-            .iter()
-            .filter(|h| h.hold.service == service && h.hold.environment == env)
-            .filter(|h| Some(h.issue.number) != keep)
-            .collect()
-    }
-
-    /// A hold lifted during this cycle: the rest of the cycle sees the environment free.
-    pub fn lift(&self, issue: u64) {
-        if let Ok(mut l) = self.lifted.lock() {
-            l.insert(issue);
-        }
-    }
-
-    /// tugboat's record of its last promotion to the environment: the newest merged PR
-    /// labelled `tugboat:deployed` there.
-    pub fn record_of(&self, service: &str, env: &str) -> Option<&Watched> {
-        of(&self.deployed, service, env)
-            .into_iter()
-            // A promotion marked bad (and not yet unlabelled, say by a stop) is no record; a
-            // group PR's `bad` is another member's (this one is listed only while deployed).
-            .filter(|w| {
-                w.pr.merged_at.is_some()
-                    && (w.group.is_some() || !w.pr.labels.iter().any(|l| l == BAD))
-            })
-            .max_by_key(|w| w.pr.merged_at)
-    }
-
-    /// The environment's open promotion PRs (not rollbacks, nor a group PR, which the group
-    /// step rewrites without a member that is no longer ready).
-    pub fn open_of(&self, service: &str, env: &str) -> Vec<&Watched> {
-        of(&self.open, service, env)
-            .into_iter()
-            .filter(|w| w.state.rollback_of.is_none() && w.group.is_none())
-            .collect()
-    }
-
-    /// The merged group PRs with a member deployed or bad, each once: where commands are read.
-    pub fn merged_groups(&self) -> Vec<&Watched> {
-        group_prs(self.deployed.iter().chain(&self.bad))
-    }
-
-    /// The group PRs the group step looks after, each once: the open ones, and those
-    /// labelled `verifying` (merged with members not verified yet, or closed unmerged).
-    pub fn groups(&self) -> Vec<&Watched> {
-        group_prs(self.open.iter().chain(&self.verifying))
-    }
-
-    /// The PR that marked this service's digest bad, if one did (in any environment).
-    pub fn bad_digest(&self, service: &str, digest: &Digest) -> Option<&Watched> {
-        self.bad
-            .iter()
-            .find(|w| w.state.service == service && w.state.digest.as_ref() == Some(digest))
-    }
-}
-
-/// The group PRs among `listed` (each expanded into its members), each once.
-fn group_prs<'a>(listed: impl Iterator<Item = &'a Watched>) -> Vec<&'a Watched> {
-    let mut seen = std::collections::BTreeSet::new();
-    listed
-        .filter(|w| w.group.is_some() && seen.insert(w.pr.number))
-        .collect()
-}
-
-/// A labelled PR as what tugboat looks after: a promotion or a rollback, or the members of a
-/// group PR that `label` stands for there (`verifying`: those not verified yet; `deployed`:
-/// those deployed; `bad`: the bad ones; any other label: all of them). A PR whose block was
-/// edited by hand into something tugboat did not write is logged and not acted on.
-fn watched(pr: LabelledPr, label: &str) -> Vec<Watched> {
-    let refused = |pr: &LabelledPr, e: &dyn std::fmt::Display| {
-        tracing::warn!(pr = pr.number, label, error = %e, "ignoring a labelled PR whose state block is refused");
-        Vec::new()
-    };
-    match PromotionState::parse(&pr.body) {
-        Ok(state) => vec![Watched {
-            pr,
-            state,
-            group: None,
-        }],
-        Err(StateError::Missing) if pr.body.contains(GROUP_MARKER) => {
-            match GroupState::parse(&pr.body) {
-                Ok(g) => members(pr, Arc::new(g), label),
-                Err(e) => refused(&pr, &e),
-            }
-        }
-        Err(e) => refused(&pr, &e),
-    }
-}
-
-/// The members of group PR `pr` that `label` stands for, each as a single promotion.
-fn members(pr: LabelledPr, g: Arc<GroupState>, label: &str) -> Vec<Watched> {
-    g.members
-        .iter()
-        .filter(|m| match label {
-            VERIFYING => m.outcome.is_none(),
-            DEPLOYED => m.deployed(),
-            BAD => m.outcome == Some(Outcome::Bad),
-            _ => true,
-        })
-        .map(|m| Watched {
-            pr: pr.clone(),
-            state: g.promotion(m),
-            group: Some(Arc::clone(&g)),
-        })
-        .collect()
-}
-
-/// Whether `deployed` is the image a watched promotion put there.
-fn deploys(deployed: Option<&ImageRef>, state: &PromotionState) -> bool {
-    deployed.is_some_and(|d| state.is_deployed_as(d))
-}
 
 /// One look at the application during a verification.
 enum Look {
@@ -317,106 +98,13 @@ impl Engine {
         Ok(own.into_iter().flat_map(|pr| watched(pr, label)).collect())
     }
 
-    /// Merged promotions of this environment come first: finish an interrupted verification,
-    /// carry out `/rollback` and `/unblock`, roll back a bad digest the environment still
-    /// deploys. `Some(action)` ends the environment's step for this cycle.
-    pub(super) async fn aftercare(
-        &self,
-        cx: &EnvCtx<'_>,
-        deployed: Option<&ImageRef>,
-        watch: &Watch,
-    ) -> Option<Action> {
-        let (svc, env) = (&cx.svc.name, &cx.env.name);
-        for w in of(&watch.verifying, svc, env) {
-            tracing::Span::current().record("pr", w.pr.number);
-            if w.group.is_some() {
-                // The group step merges an open group PR and verifies a merged one: until it
-                // has, main deploys what no record says yet, so nothing else happens here.
-                if w.pr.merged_at.is_some() {
-                    return Some(Action::None);
-                }
-                continue;
-            }
-            match self.resume(cx, w).await {
-                Ok(None) => {}
-                Ok(Some(action)) => return Some(action),
-                Err(error) => return Some(Action::Failed { error }),
-            }
-        }
-        let deployed_prs = of(&watch.deployed, svc, env);
-        let bad_prs = of(&watch.bad, svc, env);
-        let mut newly_bad = Vec::new();
-        let mut held = None;
-        // Commands on a merged group PR name their service; the group step reads them.
-        let singles = deployed_prs.iter().chain(bad_prs.iter());
-        for w in singles.filter(|w| w.group.is_none()) {
-            let is_bad = bad_prs.iter().any(|b| b.pr.number == w.pr.number);
-            match self.merged_commands(cx, w, is_bad).await {
-                Ok(Carried::MarkedBad) => newly_bad.push((*w).clone()),
-                Ok(Carried::Held(action)) => held = Some(action),
-                Ok(Carried::Nothing) => {}
-                Err(error) => return Some(Action::Failed { error }),
-            }
-        }
-        if held.is_some() {
-            return held; // an approver's `/hold`: nothing more this cycle
-        }
-        for w in bad_prs.into_iter().chain(newly_bad.iter()) {
-            // Without an earlier image there is nothing to go back to; the report said so.
-            if deploys(deployed, &w.state) && w.state.from.is_some() {
-                tracing::Span::current().record("pr", w.pr.number);
-                return Some(
-                    self.rollback(cx, w)
-                        .await
-                        .unwrap_or_else(|error| Action::Failed { error }),
-                );
-            }
-        }
-        None
-    }
-
-    /// `w` is no longer its environment's record: its PR loses `deployed`, or (a group
-    /// member) the member is marked superseded, the others' records standing.
-    pub(super) async fn drop_record(&self, w: &Watched, step: Step) -> Result<(), StepError> {
-        if w.group.is_some() {
-            return self.supersede(w.pr.number, &[&w.state.service], step).await;
-        }
-        self.ports
-            .forge
-            .remove_label(w.pr.number, DEPLOYED)
-            .await
-            .at(step)
-    }
-
-    /// Mark a promotion's digest bad: it is never promoted again until cleared.
-    pub(super) async fn mark_bad(&self, w: &Watched, why: &str) -> Result<(), StepError> {
-        let forge = &self.ports.forge;
-        forge
-            .relabel(w.pr.number, &[BAD], &[DEPLOYED], None)
-            .await
-            .at(Step::Settle)?;
-        let back = match &w.state.from {
-            Some(from) => format!(
-                "tugboat rolls `{}` in {} back to `{from}`.",
-                w.state.service, w.state.environment
-            ),
-            None => "There is no earlier image to roll back to: revert it by hand.".to_owned(),
-        };
-        forge
-            .comment(
-                w.pr.number,
-                &format!(
-                    "{MARKED_BAD} {why}. {back} tugboat will not promote `{}` to any environment again. An approver can comment `/unblock` to clear this.",
-                    w.state.digest_text()
-                ),
-            )
-            .await
-            .at(Step::Settle)
-    }
-
     /// Finish the verification of a PR labelled `tugboat:verifying` (tugboat stopped before
     /// reporting it). `None` when there was nothing to do.
-    async fn resume(&self, cx: &EnvCtx<'_>, w: &Watched) -> Result<Option<Action>, StepError> {
+    pub(super) async fn resume(
+        &self,
+        cx: &EnvCtx<'_>,
+        w: &Watched,
+    ) -> Result<Option<Action>, StepError> {
         let forge = &self.ports.forge;
         let Some(merged_at) = w.pr.merged_at else {
             if !w.pr.open {

@@ -3,46 +3,24 @@
 //! Each phase either hands the next one what it found, or has written the row's final
 //! decision and action into the report and returns `None`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::{
-    Action, Approvals, At, Cause, Engine, EnvCtx, EnvReport, Mode, Step, StepError, Upstream,
-};
-use crate::config::{EnvConfig, ServiceConfig};
-use crate::domain::gate::{self, Finding, GateDecision, PlatformScan, ScanReport, ScanStatus};
-use crate::domain::image::{self, Digest, ImageRef};
-use crate::domain::index::{ImageKind, Platform, PlatformImage};
+use super::context::{Judged, Rider, Seen};
+use super::reads::deployed_reference;
+use super::{Action, Approvals, Engine, EnvCtx, EnvReport, Mode, Step, StepError, Upstream};
+use crate::domain::gate::{self, GateDecision};
+use crate::domain::image::{self, ImageRef};
 use crate::domain::plan::{self, Decision, Position};
 use crate::domain::policy::MutableTags;
 use crate::domain::select::{self, Candidate};
-use crate::manifest;
-use crate::ports::{Health, PortError, ScanStart, SyncStatus};
+use crate::ports::{Health, SyncStatus};
 
 /// How long a repository's tag mutability is taken as read (it changes by a person's hand,
 /// rarely; a promotion costs one DescribeRepositories an hour at most).
 const MUTABILITY_TTL: Duration = Duration::from_secs(3600);
-
-/// What the base branch holds for this environment.
-pub(super) struct Seen {
-    /// The environment's files, as read.
-    pub files: Vec<(String, String)>,
-    /// The service's image reference they deploy.
-    pub deployed: Option<ImageRef>,
-}
-
-/// A candidate with the scan gate's judgement.
-pub(super) struct Judged {
-    pub candidate: Candidate,
-    pub gate: GateDecision,
-    pub findings: Vec<Finding>,
-    /// Since when it may be promoted: its push in the first environment, else when the
-    /// previous environment deployed it plus the soak (a group's window counts from it).
-    pub since: DateTime<Utc>,
-}
 
 /// What the previous environment offers.
 enum Offer {
@@ -278,7 +256,8 @@ impl Engine {
             && let Some(gathered) = cx.gathered
         {
             // The group step promotes it with the others, after every service's step.
-            gathered.ride(super::group::Rider::new(cx, seen, &judged, rule.clone()));
+            let parts = super::promote::member_parts(cx, seen, &judged);
+            gathered.ride(Rider::new(cx, seen, &judged, rule.clone(), parts));
             return;
         }
         report.action = self
@@ -288,26 +267,6 @@ impl Engine {
         if let Action::AwaitingApproval { approvals, .. } = &report.action {
             report.approvals = Some(approvals.clone());
         }
-    }
-
-    /// The environment's files on the base branch.
-    pub(super) async fn read_files(
-        &self,
-        env: &EnvConfig,
-    ) -> Result<Vec<(String, String)>, StepError> {
-        let mut out = Vec::new();
-        for path in &env.files {
-            match self.ports.repo.read(path).await.at(Step::Read)? {
-                Some(text) => out.push((path.clone(), text)),
-                None => {
-                    return Err(StepError::new(
-                        Step::Read,
-                        Cause::MissingFile { path: path.clone() },
-                    ));
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// The previous environment's deployed image, once Argo CD runs it Synced and Healthy,
@@ -350,45 +309,6 @@ impl Engine {
         }
     }
 
-    /// The scans that decide on an image: for an image index (what Buildx pushes), the scan
-    /// of each platform image, since ECR never scans an index itself, only its children
-    /// (docker/setup-buildx-action#186, aws/containers-roadmap#1683); else the image's own.
-    pub(super) async fn image_scan(
-        &self,
-        svc: &ServiceConfig,
-        digest: &Digest,
-        kind: &ImageKind,
-        mode: Mode,
-    ) -> Result<Vec<PlatformScan>, PortError> {
-        let parts = self.scanned_parts(svc, digest, kind).await?;
-        let mut out = Vec::with_capacity(parts.len());
-        for (platform, part) in parts {
-            out.push(PlatformScan {
-                platform,
-                report: self.scan(svc, &part, mode).await?,
-            });
-        }
-        Ok(out)
-    }
-
-    /// The digests ECR scans for an image: an index's platform images, each with its
-    /// platform (ECR scans no index); else the image itself, with no platform.
-    pub(super) async fn scanned_parts(
-        &self,
-        svc: &ServiceConfig,
-        digest: &Digest,
-        kind: &ImageKind,
-    ) -> Result<Vec<(Option<Platform>, Digest)>, PortError> {
-        if *kind != ImageKind::Index {
-            return Ok(vec![(None, digest.clone())]);
-        }
-        let children = self.children(svc, digest).await?;
-        Ok(children
-            .iter()
-            .map(|c| (Some(c.platform.clone()), c.digest.clone()))
-            .collect())
-    }
-
     /// A passing candidate that would be promoted by tag alone, from a repository whose tags
     /// can move: warned about or refused, as the policy's `mutable_tags` says. A file that
     /// pins a digest keeps pinning one, so only `pin_digest: false` over a tag-only file asks.
@@ -424,106 +344,6 @@ impl Engine {
             }
         }
     }
-
-    /// A candidate with no scan at all: its repository scans only on request (no scan on
-    /// push filter matches it), so start one, once per image a day as ECR allows. `None` once
-    /// started; else the status to report: in a plan (no writes) that one will be started,
-    /// after today's scan that there is none, or ECR's refusal.
-    async fn start_missing_scan(
-        &self,
-        svc: &ServiceConfig,
-        digest: &Digest,
-        mode: Mode,
-    ) -> Result<Option<ScanStatus>, PortError> {
-        if mode == Mode::Plan {
-            return Ok(Some(ScanStatus::NotStarted));
-        }
-        let started = match self
-            .ports
-            .registry
-            .start_scan(svc.registry_id.as_deref(), &svc.repository, digest)
-            .await
-        {
-            Ok(s) => s,
-            // Enhanced scanning takes no StartImageScan; whatever the reason, the image still
-            // has no scan, and the gate says so as it did before asking.
-            Err(e) => {
-                tracing::warn!(service = %svc.name, %digest, error = %e, "could not start a scan of an image that has none");
-                return Ok(Some(ScanStatus::NotFound));
-            }
-        };
-        Ok(match started {
-            ScanStart::Started => {
-                tracing::info!(service = %svc.name, %digest, "the image had no scan: started one");
-                None
-            }
-            ScanStart::AlreadyScannedToday => Some(ScanStatus::NotFound),
-            ScanStart::Refused(why) => Some(ScanStatus::Other(why)),
-        })
-    }
-
-    /// The platform images of the index `digest`, read once: a digest names its content, so
-    /// its children never change, and an idle cycle costs no call per known index.
-    pub(super) async fn children(
-        &self,
-        svc: &ServiceConfig,
-        digest: &Digest,
-    ) -> Result<Arc<Vec<PlatformImage>>, PortError> {
-        if let Some(c) = self.indexes.get(digest) {
-            return Ok(c);
-        }
-        let c = Arc::new(
-            self.ports
-                .registry
-                .platforms(svc.registry_id.as_deref(), &svc.repository, digest)
-                .await?,
-        );
-        self.indexes.insert(digest.clone(), Arc::clone(&c));
-        Ok(c)
-    }
-
-    /// The scan report of a digest: cached once complete, polled within `scan_wait` while pending.
-    pub(super) async fn scan(
-        &self,
-        svc: &ServiceConfig,
-        digest: &Digest,
-        mode: Mode,
-    ) -> Result<ScanReport, PortError> {
-        if let Some(r) = self.scans.get(digest) {
-            return Ok(r);
-        }
-        let wait = match mode {
-            Mode::Plan => Duration::ZERO,
-            Mode::Apply => self.cfg.engine.scan_wait,
-        };
-        let deadline = Instant::now() + wait;
-        let mut asked = false;
-        loop {
-            let mut r = self
-                .ports
-                .registry
-                .scan_report(svc.registry_id.as_deref(), &svc.repository, digest)
-                .await?;
-            if r.status == ScanStatus::NotFound && !asked {
-                asked = true;
-                match self.start_missing_scan(svc, digest, mode).await? {
-                    Some(status) => r.status = status,
-                    None => continue, // started: read it again within the wait
-                }
-            }
-            let pending = matches!(r.status, ScanStatus::Pending | ScanStatus::InProgress);
-            if !pending {
-                if r.status == ScanStatus::Complete {
-                    self.scans.insert(digest.clone(), r.clone());
-                }
-                return Ok(r);
-            }
-            if Instant::now() >= deadline {
-                return Ok(r);
-            }
-            tokio::time::sleep(Duration::from_secs(2).min(self.cfg.engine.scan_wait)).await;
-        }
-    }
 }
 
 /// Whether the candidate is deployed already, or older than what is deployed (never
@@ -552,42 +372,4 @@ fn standing(cx: &EnvCtx<'_>, seen: &Seen, candidate: &Candidate) -> Option<Decis
         }),
         Position::Ahead => None,
     }
-}
-
-/// The reference of the service's image that the environment's files deploy.
-pub(super) fn deployed_reference(
-    files: &[(String, String)],
-    svc: &ServiceConfig,
-) -> Result<Option<ImageRef>, StepError> {
-    let mut found: Option<ImageRef> = None;
-    for (path, text) in files {
-        let refs = manifest::locate(text).map_err(|e| manifest_error(Step::Read, path, e))?;
-        let mine: Vec<_> = refs.iter().filter(|r| r.is_for(&svc.image)).collect();
-        if mine.is_empty() {
-            let error = manifest::ManifestError::NotFound {
-                repository: svc.image.to_string(),
-                found: refs.iter().map(|r| r.repository.to_string()).collect(),
-            };
-            return Err(manifest_error(Step::Read, path, error));
-        }
-        if found.is_none() {
-            found = Some(ImageRef {
-                repository: svc.image.clone(),
-                tag: mine[0].tag.clone(),
-                digest: mine[0].digest.clone(),
-            });
-        }
-    }
-    Ok(found.filter(|f| f.tag.is_some() || f.digest.is_some()))
-}
-
-/// A manifest problem of `path`, met in `step`.
-pub(super) fn manifest_error(step: Step, path: &str, error: manifest::ManifestError) -> StepError {
-    StepError::new(
-        step,
-        Cause::Manifest {
-            path: path.to_owned(),
-            error,
-        },
-    )
 }

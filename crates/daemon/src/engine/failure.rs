@@ -170,6 +170,21 @@ impl<T, E: Into<Cause>> At<T> for Result<T, E> {
     }
 }
 
+/// A manifest problem of `path`, met in `step`.
+pub(super) fn manifest_error(
+    step: Step,
+    path: &str,
+    error: crate::manifest::ManifestError,
+) -> StepError {
+    StepError::new(
+        step,
+        Cause::Manifest {
+            path: path.to_owned(),
+            error,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

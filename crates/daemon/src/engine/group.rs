@@ -20,120 +20,26 @@
 //! A group's PR is written only here and by [`Engine::supersede`], one write at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
 use super::commands::Commands;
-use super::deploy::{self, VERIFYING, Watch, Watched};
-use super::environment::{Judged, Seen};
+use super::context::{Gathered, Rider, Seat};
+use super::deploy;
 use super::evidence;
 use super::pipeline::{Merge, Promoted, Promotion, Reached, Record};
 use super::pr::Change;
 use super::promote;
+use super::watch::{BAD, DEPLOYED, VERIFYING, Watch, Watched};
 use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Verification};
 use crate::config::{EnvConfig, ServiceConfig};
-use crate::domain::group::{self, Formation, GroupState, Member, Outcome, Ready, Rule};
-use crate::domain::image::ImageRef;
+use crate::domain::group::{self, Formation, GroupState, Member, Outcome, Ready};
 use crate::domain::plan::Decision;
-use crate::domain::policy::{EnvPolicy, RollbackMode, ServicePolicy};
+use crate::domain::policy::RollbackMode;
 use crate::domain::promotion;
-use crate::domain::select::{Candidate, ImageRecord};
 use crate::ports::{LabelledPr, PullRequest};
-
-/// A service's promotion left for its group: what it is, since when it is ready, and the
-/// evidence its step judged.
-pub(super) struct Rider {
-    pub service: String,
-    pub environment: String,
-    pub rule: Rule,
-    pub since: DateTime<Utc>,
-    pub candidate: Candidate,
-    pub from: Option<ImageRef>,
-    pub pin_digest: bool,
-    /// Its gate result in one line, and its evidence for the body.
-    pub gate: String,
-    pub section: String,
-    /// How its environment merges (the group merges under one rule).
-    terms: Terms,
-}
-
-impl Rider {
-    pub fn new(cx: &EnvCtx<'_>, seen: &Seen, judged: &Judged, rule: Rule) -> Self {
-        let files: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
-        let none = Commands::default();
-        let e = promote::evidence_of(cx, seen, judged, &files, &none);
-        let (section, gate) = evidence::member_section(&e);
-        Self {
-            service: cx.svc.name.clone(),
-            environment: cx.env.name.clone(),
-            rule,
-            since: judged.since,
-            candidate: judged.candidate.clone(),
-            from: seen.deployed.clone(),
-            pin_digest: cx.env_policy.pin_digest,
-            gate,
-            section,
-            terms: Terms::of(cx.env_policy),
-        }
-    }
-}
-
-/// What decides how an environment merges: a group's members must agree on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Terms {
-    auto_merge: bool,
-    approvals: u32,
-    approvers: Vec<String>,
-    windows: Vec<String>,
-}
-
-impl Terms {
-    fn of(p: &EnvPolicy) -> Self {
-        let mut approvers = p.approvers.clone();
-        approvers.sort();
-        Self {
-            auto_merge: p.auto_merge,
-            approvals: if p.auto_merge { 0 } else { p.approvals.max(1) },
-            approvers,
-            windows: p.windows.iter().map(ToString::to_string).collect(),
-        }
-    }
-}
-
-/// A service as this cycle read it: what the group step needs to act for it.
-pub(super) struct Seat {
-    pub policy: ServicePolicy,
-    pub images: Vec<ImageRecord>,
-}
-
-/// What the cycle's service steps leave for the group step.
-#[derive(Default)]
-pub(super) struct Gathered {
-    seats: Mutex<HashMap<String, Arc<Seat>>>,
-    riders: Mutex<Vec<Rider>>,
-}
-
-impl Gathered {
-    /// `service` was read this cycle with this policy and these images.
-    pub fn seat(&self, service: &str, seat: Seat) {
-        if let Ok(mut s) = self.seats.lock() {
-            s.insert(service.to_owned(), Arc::new(seat));
-        }
-    }
-
-    pub fn ride(&self, rider: Rider) {
-        if let Ok(mut r) = self.riders.lock() {
-            r.push(rider);
-        }
-    }
-
-    /// Whether some service left a promotion for its group.
-    pub fn has_riders(&self) -> bool {
-        self.riders.lock().is_ok_and(|r| !r.is_empty())
-    }
-}
 
 /// What the group step did for one service's row.
 pub(in crate::engine) struct RowUpdate {
@@ -888,7 +794,7 @@ impl Engine {
         if let Ok(false) = self
             .ports
             .ledger
-            .claim_change(&key, &change, super::deploy::REPORT_CLAIM_TTL)
+            .claim_change(&key, &change, deploy::REPORT_CLAIM_TTL)
             .await
         {
             return; // another replica reports it
@@ -897,7 +803,7 @@ impl Engine {
             "Not Healthy after the merge ({}):\n\n{}\n\nThe group's other services stay deployed.\n\n{}{{\"sha\":\"{}\",\"healthy\":false}} -->",
             &m.sha[..12.min(m.sha.len())],
             failed.join("\n"),
-            super::deploy::REPORTED,
+            deploy::REPORTED,
             m.sha
         );
         if let Err(e) = self.ports.forge.comment(m.pr.number, &text).await {
@@ -935,7 +841,7 @@ impl Engine {
         for number in singles {
             self.ports
                 .forge
-                .remove_label(number, super::deploy::DEPLOYED)
+                .remove_label(number, DEPLOYED)
                 .await
                 .at(Step::Settle)?;
         }
@@ -945,13 +851,13 @@ impl Engine {
         let (verifying, deployed, bad) = state.labels();
         let mut add = Vec::new();
         if deployed {
-            add.push(super::deploy::DEPLOYED);
+            add.push(DEPLOYED);
         }
         if bad {
-            add.push(super::deploy::BAD);
+            add.push(BAD);
         }
         let remove: &[&str] = if verifying { &[] } else { &[VERIFYING] };
-        let body = state.write_into(&super::deploy::with_report(
+        let body = state.write_into(&deploy::with_report(
             &m.pr.body,
             &healthy_lines(state, checked),
         ));
@@ -975,7 +881,7 @@ impl Engine {
         if !bad.is_empty() {
             let why = format!(
                 "{} {} did not become Healthy in {}. tugboat rolls each back alone and will not promote its image again; an approver can comment `/unblock <service>` here to clear one.",
-                super::deploy::MARKED_BAD,
+                super::records::MARKED_BAD,
                 bad.iter()
                     .map(|s| format!("`{s}`"))
                     .collect::<Vec<_>>()
@@ -1055,26 +961,6 @@ impl Engine {
             verification,
             timing,
         }
-    }
-
-    /// Mark `services` of group PR `number` superseded (a later promotion, or a person's
-    /// change that a `/resume` accepted, replaced them), dropping `deployed` once no member
-    /// is deployed (`update_group`: read afresh, written under the engine's one lock).
-    pub(super) async fn supersede(
-        &self,
-        number: u64,
-        services: &[&str],
-        step: Step,
-    ) -> Result<(), StepError> {
-        self.update_group(number, step, &[], |state| {
-            let replaced: Vec<(&str, Outcome)> = services
-                .iter()
-                .filter(|s| state.member(s).is_some_and(Member::deployed))
-                .map(|s| (*s, Outcome::Superseded))
-                .collect();
-            state.record(&replaced);
-        })
-        .await
     }
 }
 

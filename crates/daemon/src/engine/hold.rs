@@ -4,8 +4,9 @@
 //! `/resume` on the issue (or on the merged promotion the environment runs).
 
 use super::commands::Target;
-use super::deploy::{Watch, Watched};
-use super::environment::Seen;
+use super::context::Seen;
+pub use super::watch::HoldIssue;
+use super::watch::{Watch, Watched};
 use super::{Action, At, Engine, EnvCtx, EnvReport, Mode, Step, StepError};
 use crate::domain::chatops::{self, Subject};
 use crate::domain::hold::{self, AppFacts, Cause, Facts, Hold, Record, Verdict};
@@ -13,13 +14,6 @@ use crate::domain::markdown::inert;
 use crate::domain::plan::Decision;
 use crate::domain::seal;
 use crate::ports::Issue;
-
-/// An open hold issue, read at the start of a cycle.
-#[derive(Debug, Clone)]
-pub struct HoldIssue {
-    pub issue: Issue,
-    pub hold: Hold,
-}
 
 impl Engine {
     /// The open hold issues, with their blocks; an issue whose block does not parse is not

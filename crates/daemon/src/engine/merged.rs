@@ -1,3 +1,7 @@
+//! The merged promotions an environment looks after first, each cycle (`aftercare`): an
+//! interrupted verification finished, the commands on them carried out, and a bad digest
+//! the environment still deploys rolled back.
+//!
 //! Commands on a merged promotion PR: `/rollback` marks its image bad (the rollback
 //! follows), `/unblock` clears the mark, `/hold` and `/resume` hold the environment or lift
 //! its hold. A group PR is no one service's, so a command there names the member it is for
@@ -8,11 +12,14 @@
 use std::sync::Arc;
 
 use super::commands::Target;
-use super::deploy::{BAD, DEPLOYED, MARKED_BAD, Watched};
 use super::evidence::PromotionState;
+use super::records::MARKED_BAD;
+use super::watch::{BAD, Watch, Watched};
+use super::watch::{deploys, of};
 use super::{Action, At, Engine, EnvCtx, Step, StepError};
 use crate::domain::chatops::{self, Action as Command};
 use crate::domain::group::{GroupState, Member, Outcome};
+use crate::domain::image::ImageRef;
 
 /// What a command on a merged promotion did, beyond its answer.
 pub(super) enum Carried {
@@ -24,6 +31,64 @@ pub(super) enum Carried {
 }
 
 impl Engine {
+    /// Merged promotions of this environment come first: finish an interrupted verification,
+    /// carry out `/rollback` and `/unblock`, roll back a bad digest the environment still
+    /// deploys. `Some(action)` ends the environment's step for this cycle.
+    pub(super) async fn aftercare(
+        &self,
+        cx: &EnvCtx<'_>,
+        deployed: Option<&ImageRef>,
+        watch: &Watch,
+    ) -> Option<Action> {
+        let (svc, env) = (&cx.svc.name, &cx.env.name);
+        for w in of(&watch.verifying, svc, env) {
+            tracing::Span::current().record("pr", w.pr.number);
+            if w.group.is_some() {
+                // The group step merges an open group PR and verifies a merged one: until it
+                // has, main deploys what no record says yet, so nothing else happens here.
+                if w.pr.merged_at.is_some() {
+                    return Some(Action::None);
+                }
+                continue;
+            }
+            match self.resume(cx, w).await {
+                Ok(None) => {}
+                Ok(Some(action)) => return Some(action),
+                Err(error) => return Some(Action::Failed { error }),
+            }
+        }
+        let deployed_prs = of(&watch.deployed, svc, env);
+        let bad_prs = of(&watch.bad, svc, env);
+        let mut newly_bad = Vec::new();
+        let mut held = None;
+        // Commands on a merged group PR name their service; the group step reads them.
+        let singles = deployed_prs.iter().chain(bad_prs.iter());
+        for w in singles.filter(|w| w.group.is_none()) {
+            let is_bad = bad_prs.iter().any(|b| b.pr.number == w.pr.number);
+            match self.merged_commands(cx, w, is_bad).await {
+                Ok(Carried::MarkedBad) => newly_bad.push((*w).clone()),
+                Ok(Carried::Held(action)) => held = Some(action),
+                Ok(Carried::Nothing) => {}
+                Err(error) => return Some(Action::Failed { error }),
+            }
+        }
+        if held.is_some() {
+            return held; // an approver's `/hold`: nothing more this cycle
+        }
+        for w in bad_prs.into_iter().chain(newly_bad.iter()) {
+            // Without an earlier image there is nothing to go back to; the report said so.
+            if deploys(deployed, &w.state) && w.state.from.is_some() {
+                tracing::Span::current().record("pr", w.pr.number);
+                return Some(
+                    self.rollback(cx, w)
+                        .await
+                        .unwrap_or_else(|error| Action::Failed { error }),
+                );
+            }
+        }
+        None
+    }
+
     /// Read the commands on a merged promotion PR: `/rollback` marks its digest bad (the
     /// rollback follows), `/unblock` clears a bad mark, `/hold` and `/resume` hold the
     /// environment or lift its hold.
@@ -266,46 +331,6 @@ impl Engine {
             .comment(w.pr.number, &text)
             .await
             .at(Step::Commands)
-    }
-
-    /// Change group PR `number`'s block with `change`, read afresh and written under the
-    /// engine's one lock (so that two changes in a cycle both count), adding `add` and
-    /// dropping `deployed` and `bad` once no member needs them. A label is never added back
-    /// here: a person who removed `bad` cleared the marks.
-    pub(super) async fn update_group(
-        &self,
-        number: u64,
-        step: Step,
-        add: &[&str],
-        change: impl FnOnce(&mut GroupState),
-    ) -> Result<(), StepError> {
-        let _one_writer = self.group_writes.lock().await;
-        let forge = &self.ports.forge;
-        let pr = forge.pull(number).await.at(step)?;
-        let mut state = match GroupState::parse(&pr.body) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(pr = number, error = %e, "a group PR's block is refused; it is left as it is");
-                return Ok(());
-            }
-        };
-        let before = state.clone();
-        change(&mut state);
-        if state == before && add.is_empty() {
-            return Ok(());
-        }
-        let (_, deployed, bad) = state.labels();
-        let mut remove = Vec::new();
-        if !deployed {
-            remove.push(DEPLOYED);
-        }
-        if !bad {
-            remove.push(BAD);
-        }
-        forge
-            .relabel(number, add, &remove, Some(&state.write_into(&pr.body)))
-            .await
-            .at(step)
     }
 }
 

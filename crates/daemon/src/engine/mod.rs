@@ -3,6 +3,24 @@
 //! Each cycle recomputes what should be from the registry, the policy, the GitOps repository,
 //! the forge and the deployer, and acts on the difference. It keeps no state of its own beyond
 //! caches (policy documents, completed scans by digest) that only save calls.
+//!
+//! Read it bottom-up: `watch`, `reads` and `context` (what a cycle reads and hands on), `pr`,
+//! `provenance`, `commands` and `records` (a PR's plumbing, whose records to trust, its
+//! commands, the records written after a merge), `pipeline` (a promotion's PR up to its
+//! merge), `deploy`, `rollback`, `merged` and `hold` (after the merge), then the steps:
+//! `environment` (one service in one environment), `group`, `rescan`, `dashboard`.
+//!
+//! Where a change goes:
+//!
+//! | change | file |
+//! |---|---|
+//! | a new merge condition (a fact GitHub or Argo CD must confirm first) | `domain::merge` (the rule), `pipeline::merge_verdict` (reading the fact) |
+//! | a new refusal of a merge by GitHub | `pipeline::merge_refused` |
+//! | a new candidate rule | `domain::select`, `domain::plan`; `environment::choose` |
+//! | a new scan-gate rule | `domain::gate`; `environment::judge` |
+//! | a new verification check after a merge | `domain::deploy` (the verdict), `deploy::verify` |
+//! | a new comment command | `domain::chatops` (parse, replay); on an open PR `pipeline::pr_commands`, on a merged one `merged::carry_out` |
+//! | a new record of tugboat's on GitHub | `watch` (read), `records` (written), `provenance` (trusted) |
 
 mod commands;
 mod context;
@@ -17,23 +35,30 @@ mod group;
 #[cfg(test)]
 mod group_tests;
 mod hold;
+mod inbox;
 mod merged;
+mod outcome;
 mod pipeline;
 mod pr;
 mod promote;
 mod provenance;
 #[cfg(test)]
 mod provenance_tests;
+mod reads;
+mod records;
 pub mod rescan;
 mod rollback;
 pub mod scheduler;
 mod seal;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use context::{EnvCtx, Upstream};
-use environment::deployed_reference;
 pub use failure::{At, Cause, Step, StepError};
+pub use inbox::{Inbox, Wanted};
+pub use outcome::{Action, Approvals, EnvReport, Timing, Verification};
+use reads::deployed_reference;
 
 use scheduler::{Clock, SystemClock};
 
@@ -41,16 +66,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{Config, EnvConfig, ServiceConfig};
-use crate::domain::gate::{ScanReport, Severity};
+use crate::domain::gate::ScanReport;
 use crate::domain::image::{Digest, ImageRef};
 use crate::domain::index::PlatformImage;
-use crate::domain::plan::Decision;
 use crate::domain::policy::{self, PolicyDocument, PolicySource, ServicePolicy};
 use crate::ports::{Deployer, Forge, GitOpsRepo, Ledger, ParameterStore, PortError, Registry};
 use crate::trust::{ForgeryLog, KeyRing};
@@ -79,167 +102,6 @@ pub enum Mode {
     Plan,
 }
 
-/// What tugboat did about one service in one environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    None,
-    Opened {
-        number: u64,
-        url: String,
-    },
-    Updated {
-        number: u64,
-        url: String,
-    },
-    AwaitingApproval {
-        number: u64,
-        url: String,
-        /// The PR's head commit, which approvals are bound to.
-        head: String,
-        approvals: Approvals,
-        /// When the PR's head was committed: approvals are bound to it, so the wait for
-        /// them starts there (from the branch, so a restart measures the same).
-        since: DateTime<Utc>,
-    },
-    /// The environment was found changed by a person (or an approver held it): tugboat
-    /// opened the hold's issue.
-    EnvironmentHeld {
-        issue: u64,
-        url: String,
-        cause: crate::domain::hold::Cause,
-    },
-    /// Someone commented `/hold`.
-    Held {
-        number: u64,
-        url: String,
-        by: String,
-    },
-    WaitingForChecks {
-        number: u64,
-        url: String,
-    },
-    /// Ready to merge, but outside the environment's promotion windows.
-    WaitingForWindow {
-        number: u64,
-        url: String,
-        opens: Option<DateTime<Utc>>,
-    },
-    /// Ready to merge, but an Argo CD sync window denies syncs now.
-    WaitingForSyncWindow {
-        number: u64,
-        url: String,
-        windows: Vec<String>,
-    },
-    /// An open PR whose image the gate (or a bad mark) now refuses was closed.
-    Closed {
-        number: u64,
-        url: String,
-    },
-    Merged {
-        number: u64,
-        url: String,
-        sha: String,
-        verification: Verification,
-        timing: Timing,
-    },
-    /// A promotion marked bad (PR `bad`) was reverted by PR `number`.
-    RolledBack {
-        bad: u64,
-        number: u64,
-        url: String,
-        verification: Verification,
-        timing: Timing,
-        /// The failed promotion this step merged and verified just before rolling it back
-        /// (`rollback: auto`), so that it counts as a deployment too; `None` when the bad
-        /// promotion was merged in an earlier step.
-        promotion: Option<Timing>,
-    },
-    /// A step failed: which, and why.
-    Failed {
-        error: StepError,
-    },
-}
-
-/// Where a promotion's approvals stand.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Approvals {
-    /// How many the environment needs.
-    pub needed: u32,
-    /// Who approved the current head (`None`: not read, as in a plan, which reads no PR).
-    pub given: Option<Vec<String>>,
-    /// Who may approve: the environment's listed logins and `org/team`s (empty: anyone
-    /// with write access to the GitOps repository).
-    pub from: Vec<String>,
-}
-
-impl Approvals {
-    /// How many more approvals it takes, when who approved is known.
-    pub fn missing(&self) -> Option<usize> {
-        let given = self.given.as_ref()?.len();
-        Some((self.needed.max(1) as usize).saturating_sub(given))
-    }
-}
-
-/// How a merged promotion turned out in the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verification {
-    Healthy {
-        after: Duration,
-        /// Whether the application synced by itself then (`None`: not seen, a restart).
-        automated: Option<bool>,
-    },
-    /// It did not become Healthy (Argo CD's words, or the health timeout).
-    Failed { reason: String },
-    /// Argo CD could not be read (refused token, missing application, unreachable): not
-    /// known, so never rolled back for; verified again next cycle.
-    Unknown { reason: String },
-}
-
-impl Verification {
-    /// One line for comments and tables.
-    pub fn summary(&self) -> String {
-        match self {
-            Self::Healthy { after, .. } => format!("Healthy after {:.1}s", after.as_secs_f64()),
-            Self::Failed { reason } => format!("not Healthy: {reason}"),
-            Self::Unknown { reason } => format!("not verified: {reason}"),
-        }
-    }
-}
-
-/// When a merged change's verification ended, and the moment the delivery figures measure
-/// it from (`/metrics`' lead time and time to restore).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    /// When the verification ended, on the engine's clock.
-    pub verified_at: DateTime<Utc>,
-    /// A promotion: when its image was pushed (`None`: the registry no longer lists it). A
-    /// rollback: when the failure it undoes was detected, which is when tugboat marked the
-    /// promotion bad (its comment's time; `None` when that comment cannot be read).
-    pub since: Option<DateTime<Utc>>,
-}
-
-/// One row of a cycle's outcome.
-#[derive(Debug, Clone)]
-pub struct EnvReport {
-    pub service: String,
-    pub environment: String,
-    /// The environment's Argo CD application (the policy's, else the configured one).
-    pub application: String,
-    pub deployed: Option<String>,
-    /// The digest main deploys: the reference's own, else the registry's for its tag.
-    pub deployed_digest: Option<String>,
-    pub decision: Decision,
-    pub action: Action,
-    pub policy: Vec<PolicySource>,
-    /// When the scan gate refused the candidate: the severities over their thresholds (empty
-    /// when it refused an image without a usable scan).
-    pub rejected: Option<Vec<Severity>>,
-    /// For a promotion that needs approvals: how many, from whom, and (apply) who gave one.
-    pub approvals: Option<Approvals>,
-    /// The group the environment promotes in, when its policy groups it.
-    pub group: Option<crate::domain::group::Rule>,
-}
-
 /// How many complete scan reports the engine keeps: several per service and environment of a
 /// large fleet, bounded so that a long-running tugboat does not keep every digest it ever saw.
 const SCAN_CACHE_ENTRIES: usize = 16_384;
@@ -254,190 +116,10 @@ struct Run<'a> {
     watch: Result<&'a deploy::Watch, &'a StepError>,
     mode: Mode,
     /// Where grouped environments leave their promotions (apply only).
-    gathered: Option<&'a group::Gathered>,
+    gathered: Option<&'a context::Gathered>,
 }
 
 /// The engine, holding its caches between cycles.
-/// Requests that arrive between cycles, by webhook or event, for the run loop and the next
-/// cycle. Only hints: a lost one (a restart) costs latency or a click, never a wrong
-/// promotion, since every cycle reads the systems of record.
-#[derive(Debug, Default)]
-pub struct Inbox {
-    /// Pull requests whose gate check a person asked to run again.
-    reruns: Mutex<std::collections::BTreeSet<u64>>,
-    /// What the run loop should reconcile now.
-    wanted: Mutex<Wanted>,
-    /// When each service's images were last listed (events older than that are stale).
-    looked: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
-    /// Open tugboat PRs and hold issues by number → their service (from the last cycle).
-    subjects: Mutex<std::collections::HashMap<u64, String>>,
-    /// Digests whose findings changed (an ECR scan or Inspector event): the next look at
-    /// them reads the registry again instead of the cache.
-    rescanned: Mutex<std::collections::BTreeSet<Digest>>,
-    /// Services that a running cycle reconciles and has not finished yet: a request for one
-    /// of them waits for it (two cycles never reconcile one service at once).
-    busy: Mutex<std::collections::BTreeSet<String>>,
-    notify: tokio::sync::Notify,
-}
-
-/// What the run loop should reconcile next: some services, or everything.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Wanted {
-    pub services: std::collections::BTreeSet<String>,
-    pub all: bool,
-}
-
-impl Wanted {
-    /// Ask for `other` too.
-    pub fn add(&mut self, other: Self) {
-        self.all |= other.all;
-        self.services.extend(other.services);
-    }
-}
-
-/// How many re-run requests (and services) wait at most: a flood cannot grow them further.
-const INBOX_LIMIT: usize = 1024;
-
-impl Inbox {
-    /// Ask for the gate of PR `number` to run again (its image scanned again).
-    pub fn rerun(&self, number: u64) {
-        if let Ok(mut r) = self.reruns.lock()
-            && (r.len() < INBOX_LIMIT || r.contains(&number))
-        {
-            r.insert(number);
-        }
-    }
-
-    /// Whether a re-run of PR `number` was asked for; taking it answers it.
-    pub fn take_rerun(&self, number: u64) -> bool {
-        self.reruns.lock().is_ok_and(|mut r| r.remove(&number))
-    }
-
-    /// Reconcile these services now (coalesced: a service asked for many times before the
-    /// loop takes them is reconciled once).
-    pub fn wake_services<'a>(&self, services: impl IntoIterator<Item = &'a str>) {
-        if let Ok(mut w) = self.wanted.lock() {
-            for s in services {
-                if w.services.len() >= INBOX_LIMIT {
-                    w.all = true;
-                    break;
-                }
-                w.services.insert(s.to_owned());
-            }
-        }
-        self.notify.notify_one();
-    }
-
-    /// The findings of `digest` changed: Inspector re-scans continuously and updates the
-    /// findings of an unchanged digest when a new CVE is published (ECR user guide, "Scan
-    /// images for software vulnerabilities"), and says so with an event.
-    pub fn forget_scan(&self, digest: Digest) {
-        if let Ok(mut r) = self.rescanned.lock()
-            && (r.len() < INBOX_LIMIT || r.contains(&digest))
-        {
-            r.insert(digest);
-        }
-    }
-
-    /// The digests whose findings changed since the last call.
-    pub fn take_rescanned(&self) -> Vec<Digest> {
-        self.rescanned
-            .lock()
-            .map(|mut r| std::mem::take(&mut *r).into_iter().collect())
-            .unwrap_or_default()
-    }
-
-    /// Reconcile everything now.
-    pub fn wake_all(&self) {
-        if let Ok(mut w) = self.wanted.lock() {
-            w.all = true;
-        }
-        self.notify.notify_one();
-    }
-
-    /// Reconcile the service of PR or issue `number` now, or everything when it is not one
-    /// the last cycle knew.
-    pub fn wake_subject(&self, number: u64) {
-        let known = self
-            .subjects
-            .lock()
-            .ok()
-            .and_then(|s| s.get(&number).cloned());
-        match known {
-            Some(service) => self.wake_services([service.as_str()]),
-            None => self.wake_all(),
-        }
-    }
-
-    /// Wait until something is wanted.
-    pub async fn notified(&self) {
-        self.notify.notified().await;
-    }
-
-    /// Take what is wanted, leaving nothing.
-    pub fn take_wanted(&self) -> Wanted {
-        self.wanted
-            .lock()
-            .map(|mut w| std::mem::take(&mut *w))
-            .unwrap_or_default()
-    }
-
-    /// When `service`'s images were last listed.
-    pub fn looked_at(&self, service: &str) -> Option<DateTime<Utc>> {
-        self.looked
-            .lock()
-            .ok()
-            .and_then(|l| l.get(service).copied())
-    }
-
-    pub(crate) fn looked(&self, service: &str, at: DateTime<Utc>) {
-        if let Ok(mut l) = self.looked.lock() {
-            l.insert(service.to_owned(), at);
-        }
-    }
-
-    /// Claim for a new cycle those of `services` that no running cycle holds.
-    pub fn claim(
-        &self,
-        services: &std::collections::BTreeSet<String>,
-    ) -> std::collections::BTreeSet<String> {
-        self.busy
-            .lock()
-            .map(|mut busy| {
-                let free: std::collections::BTreeSet<String> =
-                    services.difference(&busy).cloned().collect();
-                busy.extend(free.iter().cloned());
-                free
-            })
-            .unwrap_or_default()
-    }
-
-    /// Whether some running cycle still holds a service.
-    pub fn is_busy(&self) -> bool {
-        self.busy.lock().is_ok_and(|b| !b.is_empty())
-    }
-
-    /// `service`'s reconcile finished: a request that waited for it can run now.
-    pub fn release(&self, service: &str) {
-        if self.busy.lock().is_ok_and(|mut b| b.remove(service)) {
-            self.notify.notify_one();
-        }
-    }
-
-    /// Every claim is void (the cycles holding them were abandoned).
-    pub fn release_all(&self) {
-        if let Ok(mut b) = self.busy.lock() {
-            b.clear();
-        }
-    }
-
-    fn know_subjects(&self, subjects: std::collections::HashMap<u64, String>) {
-        if let Ok(mut s) = self.subjects.lock() {
-            *s = subjects;
-        }
-    }
-}
-
 pub struct Engine {
     cfg: Arc<Config>,
     ports: Ports,
@@ -583,7 +265,7 @@ impl Engine {
             Ok(w) if mode == Mode::Apply => self.inbox.know_subjects(w.subjects()),
             Ok(_) => {}
         }
-        let gathered = group::Gathered::default();
+        let gathered = context::Gathered::default();
         let gathering = (mode == Mode::Apply).then_some(&gathered);
         // Collected first: a lazy `map` in the stream makes the cycle's future not provably
         // `Send` for every lifetime, which `tokio::spawn` needs.
@@ -626,7 +308,7 @@ impl Engine {
     /// for a full cycle instead.
     async fn group_step(
         &self,
-        gathered: group::Gathered,
+        gathered: context::Gathered,
         watch: Result<&deploy::Watch, &StepError>,
         only: Option<&std::collections::BTreeSet<String>>,
         reports: &mut [EnvReport],
@@ -734,7 +416,7 @@ impl Engine {
             Err(e) => return failed_all(svc, &e, &policy.sources),
         };
         if let Some(g) = gathered {
-            let seat = group::Seat {
+            let seat = context::Seat {
                 policy: policy.clone(),
                 images: images.clone(),
             };
@@ -816,44 +498,6 @@ impl Engine {
         match self.read_files(cx.env).await {
             Ok(files) => deployed_reference(&files, cx.svc).unwrap_or(before),
             Err(_) => before,
-        }
-    }
-}
-
-impl EnvReport {
-    /// The row of an environment whose step failed before it could decide anything. A policy
-    /// that refuses to be read blocks the environment (fail closed), and stays a failure that
-    /// `tugboat once` exits non-zero for and the step-failure metric counts.
-    fn failed(
-        svc: &ServiceConfig,
-        env: &EnvConfig,
-        error: &StepError,
-        sources: &[PolicySource],
-    ) -> Self {
-        let blocked = matches!(
-            error.cause,
-            Cause::InvalidPolicy(_) | Cause::NoEnvironmentPolicy(_)
-        );
-        let reason = error.to_string();
-        let decision = if blocked {
-            Decision::BlockedByPolicy { reason }
-        } else {
-            Decision::NoCandidate { reason }
-        };
-        Self {
-            service: svc.name.clone(),
-            environment: env.name.clone(),
-            application: env.argocd_application.clone(),
-            deployed: None,
-            deployed_digest: None,
-            decision,
-            action: Action::Failed {
-                error: error.clone(),
-            },
-            policy: sources.to_vec(),
-            rejected: None,
-            approvals: None,
-            group: None,
         }
     }
 }

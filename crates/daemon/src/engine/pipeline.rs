@@ -9,8 +9,8 @@
 use chrono::{DateTime, Utc};
 
 use super::commands::{Commands, Target};
-use super::deploy::VERIFYING;
 use super::pr::Change;
+use super::watch::VERIFYING;
 use super::{Action, Approvals, At, Cause, Engine, EnvCtx, Step, StepError};
 use crate::domain::chatops;
 use crate::domain::merge::{self, Fact, SyncWindows, Verdict};
@@ -88,6 +88,9 @@ impl Engine {
         let head = self.propose(&p.change, Base::Untouched).await?;
         failpoint!("push");
         let (head, foreign) = self.own_head(&p.change, head).await?;
+        // A PR someone else opened from tugboat's branch, or retargeted, is closed first:
+        // its commands are not read.
+        let existing = self.own_open(existing).await?;
         let commands = match &existing {
             Some(pr) => self.pr_commands(p, pr, &head).await?,
             // About to open a PR: first make sure main does not have the change already

@@ -33,8 +33,9 @@ impl Engine {
             .at(Step::Propose)
     }
 
-    /// Bring the open PR of the change up to date, or open it. `None` when another tugboat
-    /// merged the change meanwhile; otherwise the PR and whether this call opened it.
+    /// Bring the open PR of the change (`existing`, tugboat's own: see `own_open`) up to
+    /// date, or open it. `None` when another tugboat merged the change meanwhile; otherwise
+    /// the PR and whether this call opened it.
     pub(super) async fn publish(
         &self,
         change: &Change,
@@ -43,7 +44,6 @@ impl Engine {
         labels: Vec<String>,
     ) -> Result<Option<(PullRequest, bool)>, StepError> {
         let forge = &self.ports.forge;
-        let existing = self.own_open(existing).await?;
         if let Some(pr) = existing {
             tracing::Span::current().record("pr", pr.number);
             if pr.title != change.title || pr.body != body {

@@ -8,9 +8,10 @@
 use chrono::{DateTime, Utc};
 
 use super::commands::Commands;
+use super::context::{Judged, Seen};
 use super::deploy::{self, Watched};
-use super::environment::{Judged, Seen, manifest_error};
 use super::evidence::{self, PromotionState};
+use super::failure::manifest_error;
 use super::pipeline::{Merge, Promoted, Promotion, Reached, Record};
 use super::pr::Change;
 use super::{Action, At, Cause, Engine, EnvCtx, Step, StepError, Timing, Verification};
@@ -203,6 +204,14 @@ pub(super) fn set_image(
     manifest::set_image(text, image, &to.tag, pinned.then_some(&to.digest))
         .map(|edit| edit.text)
         .map_err(|e| manifest_error(Step::Edit, path, e))
+}
+
+/// What a group's PR says of this promotion as one of its members: its evidence section,
+/// and its gate result in a line.
+pub(super) fn member_parts(cx: &EnvCtx<'_>, seen: &Seen, judged: &Judged) -> (String, String) {
+    let files: Vec<String> = seen.files.iter().map(|(p, _)| p.clone()).collect();
+    let none = Commands::default();
+    evidence::member_section(&evidence_of(cx, seen, judged, &files, &none))
 }
 
 /// Everything the promotion PR says.

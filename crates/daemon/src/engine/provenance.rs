@@ -429,8 +429,8 @@ impl Engine {
                 before.push((path.clone(), text));
             }
         }
-        let from = super::environment::deployed_reference(&before, svc)?;
-        let Some(mut image) = super::environment::deployed_reference(&after, svc)? else {
+        let from = super::reads::deployed_reference(&before, svc)?;
+        let Some(mut image) = super::reads::deployed_reference(&after, svc)? else {
             return Ok(None);
         };
         if image.digest.is_none()

@@ -4,10 +4,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::deploy::{ROLLBACK, VERIFYING, Watched};
-use super::environment::{self, manifest_error};
 use super::evidence::{self, PromotionState};
+use super::failure::manifest_error;
 use super::pr::Change;
+use super::reads;
+use super::watch::{ROLLBACK, VERIFYING, Watched};
 use super::{Action, At, Cause, Engine, EnvCtx, Step, StepError, Timing, Verification};
 use crate::domain::gate;
 use crate::domain::hold::{Cause as HoldCause, Hold};
@@ -100,7 +101,7 @@ impl Engine {
                 before.push((path.clone(), text));
             }
         }
-        let from = environment::deployed_reference(&before, cx.svc)?;
+        let from = reads::deployed_reference(&before, cx.svc)?;
         if from != bad.state.from {
             let shown =
                 |r: &Option<ImageRef>| r.as_ref().map_or("nothing".into(), ToString::to_string);
@@ -218,16 +219,7 @@ impl Engine {
         let change = rollback_change(cx, &files, bad, &from)?;
         let head = self.propose(&change, Base::Untouched).await?;
         failpoint!("rollback");
-        let state = PromotionState {
-            service: cx.svc.name.clone(),
-            environment: cx.env.name.clone(),
-            tag: from.tag.clone(),
-            digest: from.digest.clone(),
-            from: Some(bad.state.reference(&cx.svc.image)),
-            answered_through: 0,
-            rollback_of: Some(bad.pr.number),
-            auto_sync: None,
-        };
+        let state = rollback_state(cx, bad, &from);
         let body = state.write_into(&rollback_text(cx, bad, &from));
         let existing = self
             .ports
@@ -237,6 +229,7 @@ impl Engine {
             .at(Step::PullRequest)?;
         let mut labels = cx.labels();
         labels.splice(1..1, [ROLLBACK.to_owned(), VERIFYING.to_owned()]);
+        let existing = self.own_open(existing).await?;
         let Some((pr, _)) = self.publish(&change, existing, &body, labels).await? else {
             return Ok(Action::None);
         };
@@ -338,6 +331,20 @@ fn rollback_change(
         message,
         files: edited,
     })
+}
+
+/// The state block of a rollback of `bad` to `from`.
+fn rollback_state(cx: &EnvCtx<'_>, bad: &Watched, from: &ImageRef) -> PromotionState {
+    PromotionState {
+        service: cx.svc.name.clone(),
+        environment: cx.env.name.clone(),
+        tag: from.tag.clone(),
+        digest: from.digest.clone(),
+        from: Some(bad.state.reference(&cx.svc.image)),
+        answered_through: 0,
+        rollback_of: Some(bad.pr.number),
+        auto_sync: None,
+    }
 }
 
 /// The words of a rollback PR (its state block is written into them).
