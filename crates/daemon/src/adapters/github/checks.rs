@@ -1,0 +1,233 @@
+//! Commit statuses and check runs: tugboat's reports, and the checks a merge waits for.
+
+use super::*;
+
+#[async_trait]
+impl Checks for GitHub {
+    async fn checks(&self, sha: &str) -> PortResult<ChecksState> {
+        #[derive(Deserialize)]
+        struct Combined {
+            state: String,
+            total_count: u64,
+        }
+        let c: Combined = self
+            .req(
+                "repos/get-combined-status-for-ref",
+                self.auth
+                    .client()
+                    .await?
+                    ._get(self.route(&format!("commits/{sha}/status"))),
+            )
+            .await?;
+        let statuses = match (c.total_count, c.state.as_str()) {
+            (0, _) => ChecksState::None,
+            (_, "success") => ChecksState::Success,
+            (_, "pending") => ChecksState::Pending,
+            _ => ChecksState::Failure,
+        };
+        if !self.auth.is_app() {
+            return Ok(statuses);
+        }
+        // An App may read check runs (a token may lack the permission): CI as GitHub Actions.
+        let runs = self.check_runs(sha).await?;
+        Ok(combine(statuses, checks_of(&runs)))
+    }
+
+    async fn report(&self, r: &CheckReport) -> PortResult<()> {
+        let body = if self.auth.is_app() {
+            check_run(r)
+        } else {
+            let description: String = r.title.chars().take(140).collect();
+            let mut body = json!({"state": r.state.as_str(), "context": r.kind.name(),
+                                  "description": description});
+            if let Some(link) = &r.link {
+                body["target_url"] = json!(link);
+            }
+            body
+        };
+        let (operation, route) = if self.auth.is_app() {
+            ("checks/create", self.route("check-runs"))
+        } else {
+            (
+                "repos/create-commit-status",
+                self.route(&format!("statuses/{}", r.sha)),
+            )
+        };
+        let _: Value = self
+            .req(
+                operation,
+                self.auth.client().await?._post(route, Some(&body)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn first_report(&self, sha: &str, kind: CheckKind) -> PortResult<Option<DateTime<Utc>>> {
+        if self.auth.is_app() {
+            self.first_run(sha, kind).await
+        } else {
+            self.first_status(sha, kind).await
+        }
+    }
+}
+
+impl GitHub {
+    /// When tugboat's own login first set status `kind` on `sha` (a token's reports).
+    pub(super) async fn first_status(
+        &self,
+        sha: &str,
+        kind: CheckKind,
+    ) -> PortResult<Option<DateTime<Utc>>> {
+        #[derive(Deserialize)]
+        struct StatusWire {
+            context: String,
+            created_at: String,
+            #[serde(default)]
+            creator: Option<UserWire>,
+        }
+        let me = self.me().await?;
+        let statuses: Vec<StatusWire> = self
+            .conditional_list(
+                "repos/list-commit-statuses-for-ref",
+                &format!("commits/{sha}/statuses"),
+                json!({}),
+            )
+            .await?;
+        Ok(statuses
+            .into_iter()
+            .filter(|s| s.context == kind.name())
+            .filter(|s| {
+                s.creator
+                    .as_ref()
+                    .is_some_and(|c| crate::domain::provenance::same_login(&c.login, &me))
+            })
+            .map(|s| time(&s.created_at))
+            .min())
+    }
+
+    /// When tugboat's App first ran check `kind` on `sha` (an App's reports; no one else
+    /// can create a check run in its name).
+    pub(super) async fn first_run(
+        &self,
+        sha: &str,
+        kind: CheckKind,
+    ) -> PortResult<Option<DateTime<Utc>>> {
+        #[derive(Deserialize)]
+        struct Page {
+            check_runs: Vec<OwnRunWire>,
+        }
+        #[derive(Deserialize)]
+        struct OwnRunWire {
+            name: String,
+            started_at: Option<String>,
+            #[serde(default)]
+            app: Option<AppWire>,
+        }
+        #[derive(Deserialize)]
+        struct AppWire {
+            slug: String,
+        }
+        let me = self.me().await?;
+        let route = Self::with_query(
+            self.route(&format!("commits/{sha}/check-runs")),
+            &json!({"check_name": kind.name(), "filter": "all", "per_page": 100}),
+        );
+        let page: Page = self
+            .req("checks/list-for-ref", self.auth.client().await?._get(route))
+            .await?;
+        Ok(page
+            .check_runs
+            .into_iter()
+            .filter(|r| r.name == kind.name())
+            .filter(|r| {
+                r.app.as_ref().is_some_and(|a| {
+                    crate::domain::provenance::same_login(&format!("{}[bot]", a.slug), &me)
+                })
+            })
+            .filter_map(|r| r.started_at.as_deref().map(time))
+            .min())
+    }
+}
+
+/// The most a check run's summary may hold (GitHub's limit is 65,535 characters).
+pub(super) const SUMMARY_MAX: usize = 60_000;
+
+/// A check run for `r`: completed with a conclusion when final, in progress when not.
+pub(super) fn check_run(r: &CheckReport) -> Value {
+    let title: String = r.title.chars().take(200).collect();
+    let mut summary: String = r.summary.chars().take(SUMMARY_MAX).collect();
+    if summary.len() < r.summary.len() {
+        summary.push_str("\n\n(cut short)");
+    }
+    let mut body = json!({
+        "name": r.kind.name(),
+        "head_sha": r.sha,
+        "output": {"title": title, "summary": summary},
+    });
+    match r.state {
+        StatusState::Success | StatusState::Failure => {
+            body["status"] = json!("completed");
+            body["conclusion"] = json!(if r.state == StatusState::Success {
+                "success"
+            } else {
+                "failure"
+            });
+        }
+        StatusState::Pending | StatusState::Error => body["status"] = json!("in_progress"),
+    }
+    if let Some(link) = &r.link {
+        body["details_url"] = json!(link);
+    }
+    body
+}
+
+/// A check run as listed.
+#[derive(Debug, Deserialize)]
+pub(super) struct RunWire {
+    pub(super) name: String,
+    pub(super) status: String,
+    pub(super) conclusion: Option<String>,
+}
+
+/// The state of a commit's check runs other than tugboat's own (the newest run per name).
+pub(super) fn checks_of(runs: &[RunWire]) -> ChecksState {
+    let mut state = ChecksState::None;
+    for run in runs.iter().filter(|r| CheckKind::named(&r.name).is_none()) {
+        let this = match (run.status.as_str(), run.conclusion.as_deref()) {
+            ("completed", Some("success" | "neutral" | "skipped")) => ChecksState::Success,
+            ("completed", _) => ChecksState::Failure,
+            _ => ChecksState::Pending,
+        };
+        state = combine(state, this);
+    }
+    state
+}
+
+/// Two states as one: a failure wins, then pending, then success.
+pub(super) fn combine(a: ChecksState, b: ChecksState) -> ChecksState {
+    use ChecksState as S;
+    match (a, b) {
+        (S::Failure, _) | (_, S::Failure) => S::Failure,
+        (S::Pending, _) | (_, S::Pending) => S::Pending,
+        (S::Success, _) | (_, S::Success) => S::Success,
+        (S::None, S::None) => S::None,
+    }
+}
+
+impl GitHub {
+    /// The check runs of a commit (the newest of each name first, as GitHub lists them).
+    pub(super) async fn check_runs(&self, sha: &str) -> PortResult<Vec<RunWire>> {
+        #[derive(Deserialize)]
+        struct Page {
+            check_runs: Vec<RunWire>,
+        }
+        let route = Self::with_query(
+            self.route(&format!("commits/{sha}/check-runs")),
+            &json!({"filter": "latest", "per_page": 100}),
+        );
+        let page: Page = self
+            .req("checks/list-for-ref", self.auth.client().await?._get(route))
+            .await?;
+        Ok(page.check_runs)
+    }
+}
