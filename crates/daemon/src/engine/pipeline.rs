@@ -64,6 +64,8 @@ pub(super) struct Mergeable {
     pub pr: PullRequest,
     pub head: Proposal,
     pub commands: Commands,
+    /// The gate check written for it (reported again on a head a refused merge rebases).
+    gate: (String, String),
 }
 
 /// What a merge did.
@@ -135,6 +137,7 @@ impl Engine {
             pr,
             head,
             commands,
+            gate,
         })))
     }
 
@@ -261,7 +264,12 @@ impl Engine {
         p: &Promotion<'_>,
         m: Box<Mergeable>,
     ) -> Result<Merge, StepError> {
-        let Mergeable { pr, head, commands } = *m;
+        let Mergeable {
+            pr,
+            head,
+            commands,
+            gate,
+        } = *m;
         let forge = &self.ports.forge;
         if !pr.labels.iter().any(|l| l == VERIFYING) {
             forge
@@ -279,7 +287,9 @@ impl Engine {
             }
             Err(e) => {
                 let refusal = StepError::new(Step::Merge, e);
-                let action = self.merge_refused(p, &pr, &commands, refusal).await?;
+                let action = self
+                    .merge_refused(p, &pr, (&commands, &gate), refusal)
+                    .await?;
                 Ok(Merge::Stopped(action))
             }
         }
@@ -292,7 +302,7 @@ impl Engine {
         &self,
         p: &Promotion<'_>,
         pr: &PullRequest,
-        commands: &Commands,
+        written: (&Commands, &(String, String)),
         refusal: StepError,
     ) -> Result<Action, StepError> {
         if refused_as_moved(&refusal) {
@@ -304,7 +314,7 @@ impl Engine {
             return Ok(Action::None);
         }
         if refused_as_behind(&refusal) {
-            return self.rebase_behind(p, pr, commands, refusal).await;
+            return self.rebase_behind(p, pr, written, refusal).await;
         }
         Err(refusal)
     }
@@ -316,7 +326,7 @@ impl Engine {
         &self,
         p: &Promotion<'_>,
         pr: &PullRequest,
-        commands: &Commands,
+        (commands, gate): (&Commands, &(String, String)),
         refusal: StepError,
     ) -> Result<Action, StepError> {
         let head = self.propose(&p.change, Base::Current).await?;
@@ -324,8 +334,7 @@ impl Engine {
             return Err(refusal); // already on the current main: refused for another reason
         }
         tracing::info!(pr = pr.number, error = %refusal, "the merge wants the branch up to date; rebased it");
-        let (_, gate) = p.record.write(commands);
-        self.gate_report(&head.head, &gate).await?;
+        self.gate_report(&head.head, gate).await?;
         if !commands.approvals.is_empty() {
             let why =
                 "the repository requires a branch to be up to date with main before it merges";
@@ -340,7 +349,7 @@ impl Engine {
 }
 
 /// The row of a PR the merge rule keeps waiting (or the failure, for failed checks).
-pub(super) fn waiting(
+fn waiting(
     verdict: Verdict,
     pr: PullRequest,
     cx: &EnvCtx<'_>,
@@ -378,7 +387,7 @@ pub(super) fn waiting(
 
 /// Whether a merge was refused because the branch is not up to date with main (branch
 /// protection that requires it: GitHub reports the required checks as merely expected).
-pub(super) fn refused_as_behind(e: &StepError) -> bool {
+fn refused_as_behind(e: &StepError) -> bool {
     let Cause::Port(p) = &e.cause else {
         return false;
     };
@@ -398,7 +407,7 @@ pub(super) fn refused_as_behind(e: &StepError) -> bool {
 
 /// A merge GitHub refused because the PR's head is no longer the commit named (HTTP 409,
 /// "Head branch was modified").
-pub(super) fn refused_as_moved(e: &StepError) -> bool {
+fn refused_as_moved(e: &StepError) -> bool {
     let Cause::Port(p) = &e.cause else {
         return false;
     };

@@ -215,7 +215,7 @@ pub(super) fn member_parts(cx: &EnvCtx<'_>, seen: &Seen, judged: &Judged) -> (St
 }
 
 /// Everything the promotion PR says.
-pub(super) fn evidence_of<'a>(
+fn evidence_of<'a>(
     cx: &'a EnvCtx<'_>,
     seen: &'a Seen,
     judged: &'a Judged,
