@@ -155,7 +155,7 @@ const GROUPED: [&str; 3] = ["user_service", "appointment_service", "staff_manage
 const GROUP_BRANCH: &str = "tugboat/group/dev/base-image";
 
 /// Every step a group's promotion goes through, in order.
-const GROUP_STEPS: [&str; 5] = ["push", "open-pr", "group-merge", "group-verify", "rollback"];
+const GROUP_STEPS: [&str; 6] = ["push", "open-pr", "merge", "verify", "report", "rollback"];
 
 async fn grouped_sandbox() -> Sandbox {
     let sb = start(Options {

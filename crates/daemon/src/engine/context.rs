@@ -31,6 +31,7 @@ impl<'a> Upstream<'a> {
 }
 
 /// One service in one environment, in one cycle.
+#[derive(Clone, Copy)]
 pub(super) struct EnvCtx<'a> {
     pub svc: &'a ServiceConfig,
     pub env: &'a EnvConfig,

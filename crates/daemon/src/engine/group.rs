@@ -23,23 +23,21 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures_util::future::join_all;
 
 use super::commands::Commands;
 use super::context::{Gathered, Rider, Seat};
-use super::deploy;
 use super::evidence;
 use super::pipeline::{Merge, Promoted, Promotion, Reached, Record};
 use super::pr::Change;
 use super::promote;
-use super::watch::{BAD, DEPLOYED, VERIFYING, Watch, Watched};
-use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError, Timing, Verification};
+use super::verified::{Landed, Landing};
+use super::watch::{VERIFYING, Watch, Watched, merged_now};
+use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError};
 use crate::config::{EnvConfig, ServiceConfig};
-use crate::domain::group::{self, Formation, GroupState, Member, Outcome, Ready};
+use crate::domain::group::{self, Formation, GroupState, Member, Ready};
 use crate::domain::plan::Decision;
-use crate::domain::policy::RollbackMode;
 use crate::domain::promotion;
-use crate::ports::{LabelledPr, PullRequest};
+use crate::ports::PullRequest;
 
 /// What the group step did for one service's row.
 pub(in crate::engine) struct RowUpdate {
@@ -80,13 +78,6 @@ pub(super) struct Cycle<'a> {
     pub watch: &'a Watch,
     pub failed: &'a BTreeSet<(String, String)>,
     pub now: DateTime<Utc>,
-}
-
-/// A merged group PR and its merge.
-struct MergedGroup<'a> {
-    pr: &'a LabelledPr,
-    sha: &'a str,
-    at: DateTime<Utc>,
 }
 
 impl Engine {
@@ -156,7 +147,15 @@ impl Engine {
         let mut open = false;
         for w in watch.groups().into_iter().filter(|w| in_group(w, key)) {
             if w.pr.merged_at.is_some() || !w.pr.open {
-                rows.extend(self.resume_group(w, cycle.seats, watch).await);
+                let (env, seats) = (&key.0, cycle.seats);
+                let context = |service: &str| context_for(self, service, env, seats, watch);
+                rows.extend(match self.resume(w, &context).await {
+                    Ok(done) => done
+                        .into_iter()
+                        .map(|(service, action)| RowUpdate::of(&service, env, action))
+                        .collect(),
+                    Err(error) => failed_members(w.group.as_deref(), &error),
+                });
             }
             open |= w.pr.open;
         }
@@ -164,54 +163,6 @@ impl Engine {
             rows.extend(self.ride(key, riders, cycle).await);
         }
         rows
-    }
-
-    /// Finish a merged group PR's verification that a stop interrupted (or drop `verifying`
-    /// from one closed unmerged).
-    async fn resume_group(
-        &self,
-        w: &Watched,
-        seats: &HashMap<String, Arc<Seat>>,
-        watch: &Watch,
-    ) -> Vec<RowUpdate> {
-        let forge = &self.ports.forge;
-        let Some(at) = w.pr.merged_at else {
-            if let Err(e) = forge.remove_label(w.pr.number, VERIFYING).await {
-                tracing::warn!(pr = w.pr.number, error = %e, "could not unlabel a group PR closed unmerged");
-            }
-            return Vec::new();
-        };
-        let read = async {
-            let pr = forge.pull(w.pr.number).await.at(Step::Verify)?;
-            let sha = pr
-                .merge_sha
-                .clone()
-                .ok_or_else(|| StepError::new(Step::Verify, Cause::NoMergeCommit(pr.number)))?;
-            let state = GroupState::parse(&pr.body).map_err(|e| own_state(pr.number, &e))?;
-            Ok::<_, StepError>((pr, sha, state))
-        };
-        let (pr, sha, state) = match read.await {
-            Ok(r) => r,
-            Err(error) => return failed_members(w.group.as_deref(), &error),
-        };
-        if !self.merged_into_base(&pr) {
-            // Not deployed by main: nothing to verify; unlabelled so it is not read again.
-            if let Err(e) = forge.remove_label(pr.number, VERIFYING).await {
-                tracing::warn!(pr = pr.number, error = %e, "could not unlabel a group PR merged into another branch");
-            }
-            return Vec::new();
-        }
-        tracing::info!(pr = pr.number, merge = %sha, "resuming the verification of a merged group PR");
-        let labelled = LabelledPr {
-            body: pr.body,
-            ..w.pr.clone()
-        };
-        let merged = MergedGroup {
-            pr: &labelled,
-            sha: &sha,
-            at,
-        };
-        self.after_merge(&merged, state, seats, watch).await
     }
 
     /// Form the group and promote its members together. A member of the open PR whose
@@ -355,25 +306,19 @@ impl Engine {
             Merge::Stopped(action) => return Ok(all_rows(g, &action)),
             Merge::Merged { pr, sha, at } => (pr, sha, at),
         };
-        failpoint!("group-merge");
-        let labelled = LabelledPr {
-            number: pr.number,
-            url: pr.url.clone(),
-            title: pr.title.clone(),
-            body: pr.body.clone(),
-            labels: pr.labels.clone(),
-            open: false,
-            merged_at: Some(at),
-            // Opened by tugboat this cycle; it is not read back from a listing.
-            author: String::new(),
-            updated_at: None,
-        };
-        let merged = MergedGroup {
+        let labelled = merged_now(&pr, at);
+        let m = Landing {
             pr: &labelled,
             sha: &sha,
             at,
         };
-        Ok(self.after_merge(&merged, state, g.seats, g.watch).await)
+        let (env, seats, watch) = (&g.key.0, g.seats, g.watch);
+        let context = |service: &str| context_for(self, service, env, seats, watch);
+        let rows = self.land(&m, Landed::group(state), &context).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(service, action)| RowUpdate::of(&service, env, action))
+            .collect())
     }
 
     /// Every member's bytes set on main's files with the same editor as a single promotion.
@@ -653,16 +598,6 @@ fn in_group(w: &Watched, (env, name): &Key) -> bool {
         .is_some_and(|g| &g.environment == env && &g.group == name)
 }
 
-fn own_state(pr: u64, e: &group::GroupError) -> StepError {
-    StepError::new(
-        Step::Verify,
-        Cause::OwnGroupState {
-            pr,
-            error: e.clone(),
-        },
-    )
-}
-
 fn failed(r: &Rider, error: &StepError) -> RowUpdate {
     RowUpdate::of(
         &r.service,
@@ -695,390 +630,4 @@ fn all_rows(g: &Group<'_>, action: &Action) -> Vec<RowUpdate> {
         .iter()
         .map(|r| RowUpdate::of(&r.service, &r.environment, action.clone()))
         .collect()
-}
-
-/// One member's verification: its outcome, or why its context could not be built.
-type Checked = (String, Result<(Verification, DateTime<Utc>), StepError>);
-
-impl Engine {
-    /// Verify every member not verified yet, each on its own Argo CD application and all at
-    /// once; then settle every outcome, the shared labels and the report in one write, and
-    /// roll back each bad member on its own.
-    async fn after_merge(
-        &self,
-        m: &MergedGroup<'_>,
-        mut state: GroupState,
-        seats: &HashMap<String, Arc<Seat>>,
-        watch: &Watch,
-    ) -> Vec<RowUpdate> {
-        let env = state.environment.clone();
-        let pending: Vec<Member> = state.with_outcome(None).cloned().collect();
-        if pending.is_empty() {
-            // Every outcome is in (a label put back by hand): only the labels to settle.
-            if let Err(e) = self.settle_group(m, &state, &[], watch).await {
-                tracing::warn!(pr = m.pr.number, error = %e, "could not settle a verified group PR");
-            }
-            return Vec::new();
-        }
-        let checks = pending.iter().map(|member| {
-            let promotion = state.promotion(member);
-            let env = env.as_str();
-            async move {
-                let result = match context_for(self, &member.service, env, seats, watch) {
-                    Ok(cx) => {
-                        let image = promotion.reference(&cx.svc.image);
-                        let v = self.verify(&cx, m.sha, &image, m.at).await;
-                        Ok((v, self.clock.now()))
-                    }
-                    Err(e) => Err(e),
-                };
-                (member.service.clone(), result)
-            }
-        });
-        let checked: Vec<Checked> = join_all(checks).await;
-        failpoint!("group-verify");
-        self.report_group(m, &state, &checked, seats, watch).await;
-        let bad = record(&mut state, &checked, seats);
-        if let Err(error) = self.settle_group(m, &state, &checked, watch).await {
-            return checked
-                .iter()
-                .map(|(s, _)| {
-                    RowUpdate::of(
-                        s,
-                        &env,
-                        Action::Failed {
-                            error: error.clone(),
-                        },
-                    )
-                })
-                .collect();
-        }
-        self.rows_after(m, &state, checked, &bad, seats, watch)
-            .await
-    }
-
-    /// The `tugboat/deploy` status of the merge (one for every member), and a comment naming
-    /// the members that failed, since a person must know (once: the ledger claims it).
-    async fn report_group(
-        &self,
-        m: &MergedGroup<'_>,
-        state: &GroupState,
-        checked: &[Checked],
-        seats: &HashMap<String, Arc<Seat>>,
-        watch: &Watch,
-    ) {
-        let report = deploy_check(self, m, state, checked, seats, watch);
-        if let Err(e) = self.ports.forge.report(&report).await {
-            tracing::warn!(error = %e, "could not report the group's deploy check");
-        }
-        let failed: Vec<String> = checked
-            .iter()
-            .filter_map(|(service, r)| match r {
-                Ok((Verification::Failed { reason }, _)) => {
-                    let next = match rollback_mode(seats, service, &state.environment) {
-                        RollbackMode::Auto => {
-                            "tugboat rolls back its lines alone and marks the image bad"
-                        }
-                        RollbackMode::Manual => "`rollback: manual`: revert its lines with a PR",
-                    };
-                    Some(format!("- `{service}`: {reason}. {next}."))
-                }
-                _ => None,
-            })
-            .collect();
-        if failed.is_empty() {
-            return;
-        }
-        let key = format!("report/{}", m.pr.number);
-        let change = format!("{}:{}", m.sha, failed.len());
-        if let Ok(false) = self
-            .ports
-            .ledger
-            .claim_change(&key, &change, deploy::REPORT_CLAIM_TTL)
-            .await
-        {
-            return; // another replica reports it
-        }
-        let text = format!(
-            "Not Healthy after the merge ({}):\n\n{}\n\nThe group's other services stay deployed.\n\n{}{{\"sha\":\"{}\",\"healthy\":false}} -->",
-            &m.sha[..12.min(m.sha.len())],
-            failed.join("\n"),
-            deploy::REPORTED,
-            m.sha
-        );
-        if let Err(e) = self.ports.forge.comment(m.pr.number, &text).await {
-            tracing::warn!(error = %e, "could not comment the group's failures");
-        }
-    }
-
-    /// One write for the group PR: every outcome into its block, the report into its body,
-    /// `deployed` and `bad` as its members need them, and `verifying` gone once none waits.
-    /// First, the records the members replace are superseded (one write per older PR).
-    async fn settle_group(
-        &self,
-        m: &MergedGroup<'_>,
-        state: &GroupState,
-        checked: &[Checked],
-        watch: &Watch,
-    ) -> Result<(), StepError> {
-        let mut older: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
-        let mut singles = Vec::new();
-        for member in state.members.iter().filter(|x| x.deployed()) {
-            let Some(old) = watch.record_of(&member.service, &state.environment) else {
-                continue;
-            };
-            if old.pr.number == m.pr.number {
-                continue;
-            }
-            match old.group {
-                Some(_) => older
-                    .entry(old.pr.number)
-                    .or_default()
-                    .push(&member.service),
-                None => singles.push(old.pr.number),
-            }
-        }
-        for number in singles {
-            self.ports
-                .forge
-                .remove_label(number, DEPLOYED)
-                .await
-                .at(Step::Settle)?;
-        }
-        for (number, services) in older {
-            self.supersede(number, &services, Step::Settle).await?;
-        }
-        let (verifying, deployed, bad) = state.labels();
-        let mut add = Vec::new();
-        if deployed {
-            add.push(DEPLOYED);
-        }
-        if bad {
-            add.push(BAD);
-        }
-        let remove: &[&str] = if verifying { &[] } else { &[VERIFYING] };
-        let body = state.write_into(&deploy::with_report(
-            &m.pr.body,
-            &healthy_lines(state, checked),
-        ));
-        self.ports
-            .forge
-            .relabel(m.pr.number, &add, remove, Some(&body))
-            .await
-            .at(Step::Settle)
-    }
-
-    /// The members' rows; each bad member's rollback first (a PR of its lines alone).
-    async fn rows_after(
-        &self,
-        m: &MergedGroup<'_>,
-        state: &GroupState,
-        checked: Vec<Checked>,
-        bad: &[String],
-        seats: &HashMap<String, Arc<Seat>>,
-        watch: &Watch,
-    ) -> Vec<RowUpdate> {
-        if !bad.is_empty() {
-            let why = format!(
-                "{} {} did not become Healthy in {}. tugboat rolls each back alone and will not promote its image again; an approver can comment `/unblock <service>` here to clear one.",
-                super::records::MARKED_BAD,
-                bad.iter()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                state.environment
-            );
-            if let Err(e) = self.ports.forge.comment(m.pr.number, &why).await {
-                tracing::warn!(error = %e, "could not say which members are marked bad");
-            }
-        }
-        let shared = Arc::new(state.clone());
-        let rows = checked.into_iter().map(|(service, result)| {
-            let shared = Arc::clone(&shared);
-            async move {
-                let env = shared.environment.clone();
-                let action = match result {
-                    Err(error) => Action::Failed { error },
-                    Ok((verification, verified_at)) => {
-                        self.member_action(
-                            m,
-                            &shared,
-                            &service,
-                            (verification, verified_at),
-                            seats,
-                            watch,
-                        )
-                        .await
-                    }
-                };
-                RowUpdate::of(&service, &env, action)
-            }
-        });
-        join_all(rows).await
-    }
-
-    /// A verified member's row: merged, or (bad, `rollback: auto`) rolled back.
-    async fn member_action(
-        &self,
-        m: &MergedGroup<'_>,
-        state: &Arc<GroupState>,
-        service: &str,
-        (verification, verified_at): (Verification, DateTime<Utc>),
-        seats: &HashMap<String, Arc<Seat>>,
-        watch: &Watch,
-    ) -> Action {
-        let cx = match context_for(self, service, &state.environment, seats, watch) {
-            Ok(cx) => cx,
-            Err(error) => return Action::Failed { error },
-        };
-        let Some(member) = state.member(service) else {
-            return Action::None;
-        };
-        let w = Watched {
-            pr: m.pr.clone(),
-            state: state.promotion(member),
-            group: Some(Arc::clone(state)),
-        };
-        let timing = Timing {
-            verified_at,
-            since: deploy::pushed_at(&cx, &w.state),
-        };
-        if member.outcome == Some(Outcome::Bad) && w.state.from.is_some() {
-            tracing::Span::current().record("pr", m.pr.number);
-            let mut action = self
-                .rollback(&cx, &w)
-                .await
-                .unwrap_or_else(|error| Action::Failed { error });
-            if let Action::RolledBack { promotion, .. } = &mut action {
-                *promotion = Some(timing);
-            }
-            return action;
-        }
-        Action::Merged {
-            number: m.pr.number,
-            url: m.pr.url.clone(),
-            sha: m.sha.to_owned(),
-            verification,
-            timing,
-        }
-    }
-}
-
-/// Record what each member's verification found: Healthy; bad (`rollback: auto`) or
-/// unhealthy and left to a person (`rollback: manual`); nothing while unknown. Returns the
-/// members now bad.
-fn record(
-    state: &mut GroupState,
-    checked: &[Checked],
-    seats: &HashMap<String, Arc<Seat>>,
-) -> Vec<String> {
-    let env = state.environment.clone();
-    let mut bad = Vec::new();
-    for member in &mut state.members {
-        let Some((_, Ok((v, _)))) = checked.iter().find(|(s, _)| *s == member.service) else {
-            continue;
-        };
-        match v {
-            Verification::Healthy { automated, .. } => {
-                member.outcome = Some(Outcome::Healthy);
-                member.auto_sync = *automated;
-            }
-            Verification::Failed { .. } => match rollback_mode(seats, &member.service, &env) {
-                RollbackMode::Auto => {
-                    member.outcome = Some(Outcome::Bad);
-                    bad.push(member.service.clone());
-                }
-                RollbackMode::Manual => member.outcome = Some(Outcome::Unhealthy),
-            },
-            Verification::Unknown { .. } => {}
-        }
-    }
-    bad
-}
-
-/// The rollback mode of `service` in `env` (manual when its policy is not at hand).
-fn rollback_mode(seats: &HashMap<String, Arc<Seat>>, service: &str, env: &str) -> RollbackMode {
-    seats
-        .get(service)
-        .and_then(|s| s.policy.environments.get(env))
-        .map_or(RollbackMode::Manual, |p| p.rollback)
-}
-
-/// The report section of the group PR's body: each member's outcome in a line.
-fn healthy_lines(state: &GroupState, checked: &[Checked]) -> String {
-    let mut lines = vec![format!(
-        "{} of {} service(s) run Synced and Healthy.\n",
-        state
-            .members
-            .iter()
-            .filter(|m| m.outcome == Some(Outcome::Healthy))
-            .count(),
-        state.members.len()
-    )];
-    for member in &state.members {
-        let now = checked.iter().find(|(s, _)| *s == member.service);
-        let said = match (now, member.outcome) {
-            (Some((_, Ok((v, _)))), _) => v.summary(),
-            (Some((_, Err(e))), _) => format!("not verified: {e}"),
-            (None, Some(o)) => format!("{o:?} (before)").to_lowercase(),
-            (None, None) => "not verified yet".to_owned(),
-        };
-        lines.push(format!("- `{}`: {said}", member.service));
-    }
-    lines.join("\n")
-}
-
-/// The merge's `tugboat/deploy` check: one for the whole group, with every member's outcome.
-fn deploy_check(
-    engine: &Engine,
-    m: &MergedGroup<'_>,
-    state: &GroupState,
-    checked: &[Checked],
-    seats: &HashMap<String, Arc<Seat>>,
-    watch: &Watch,
-) -> crate::ports::CheckReport {
-    use crate::ports::{CheckKind, CheckReport, StatusState};
-    let outcome = |pred: fn(&Verification) -> bool| {
-        checked
-            .iter()
-            .filter(|(_, r)| r.as_ref().is_ok_and(|(v, _)| pred(v)))
-            .count()
-    };
-    let healthy = outcome(|v| matches!(v, Verification::Healthy { .. }));
-    let failed = outcome(|v| matches!(v, Verification::Failed { .. }));
-    let status = if failed > 0 {
-        StatusState::Failure
-    } else if healthy < checked.len() {
-        StatusState::Error
-    } else {
-        StatusState::Success
-    };
-    let base = engine.cfg.argocd.url.trim_end_matches('/');
-    let mut summary = String::from("| service | Argo CD application | outcome |\n|---|---|---|\n");
-    for (service, r) in checked {
-        let app = context_for(engine, service, &state.environment, seats, watch)
-            .map(|cx| cx.app.to_owned())
-            .unwrap_or_default();
-        let said = match r {
-            Ok((v, _)) => v.summary(),
-            Err(e) => format!("not verified: {e}"),
-        };
-        summary.push_str(&format!(
-            "| `{service}` | [`{app}`]({base}/applications/{app}) | {} |\n",
-            said.replace('|', " ")
-        ));
-    }
-    CheckReport {
-        sha: m.sha.to_owned(),
-        kind: CheckKind::Deploy,
-        state: status,
-        title: format!(
-            "{healthy} of {} Healthy in {} (group {})",
-            checked.len(),
-            state.environment,
-            state.group
-        ),
-        summary,
-        link: None,
-    }
 }

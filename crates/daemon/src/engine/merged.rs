@@ -51,9 +51,12 @@ impl Engine {
                 }
                 continue;
             }
-            match self.resume(cx, w).await {
-                Ok(None) => {}
-                Ok(Some(action)) => return Some(action),
+            match self.resume(w, &|_: &str| Ok(*cx)).await {
+                Ok(rows) => {
+                    if let Some((_, action)) = rows.into_iter().next() {
+                        return Some(action);
+                    }
+                }
                 Err(error) => return Some(Action::Failed { error }),
             }
         }

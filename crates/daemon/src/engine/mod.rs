@@ -7,7 +7,9 @@
 //! Read it bottom-up: `watch`, `reads` and `context` (what a cycle reads and hands on), `pr`,
 //! `provenance`, `commands` and `records` (a PR's plumbing, whose records to trust, its
 //! commands, the records written after a merge), `pipeline` (a promotion's PR up to its
-//! merge), `deploy`, `rollback`, `merged` and `hold` (after the merge), then the steps:
+//! merge), `deploy` (one application's verification), `verified` and `landed` (after any
+//! merge: report, settle, roll back; a promotion of one service is a group of one there),
+//! `rollback`, `merged` and `hold`, then the steps:
 //! `environment` (one service in one environment), `group`, `rescan`, `dashboard`.
 //!
 //! Where a change goes:
@@ -19,6 +21,7 @@
 //! | a new candidate rule | `domain::select`, `domain::plan`; `environment::choose` |
 //! | a new scan-gate rule | `domain::gate`; `environment::judge` |
 //! | a new verification check after a merge | `domain::deploy` (the verdict), `deploy::verify` |
+//! | a new outcome after a merge, or a label it sets | `verified::record`, `verified::labels` |
 //! | a new comment command | `domain::chatops` (parse, replay); on an open PR `pipeline::pr_commands`, on a merged one `merged::carry_out` |
 //! | a new record of tugboat's on GitHub | `watch` (read), `records` (written), `provenance` (trusted) |
 
@@ -36,6 +39,7 @@ mod group;
 mod group_tests;
 mod hold;
 mod inbox;
+mod landed;
 mod merged;
 mod outcome;
 mod pipeline;
@@ -52,6 +56,7 @@ pub mod scheduler;
 mod seal;
 #[cfg(test)]
 mod tests;
+mod verified;
 mod watch;
 
 use context::{EnvCtx, Upstream};

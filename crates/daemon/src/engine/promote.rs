@@ -1,22 +1,22 @@
-//! A promotion of one service: its change, what its PR says, and what follows its merge
-//! (verify, settle, roll back). The PR's life up to the merge is the [`pipeline`]'s, shared
-//! with groups; rollback shares
-//! `settle`.
+//! A promotion of one service: its change and what its PR says. The PR's life up to the
+//! merge is the [`pipeline`]'s, and after it [`landed`]'s, both shared with groups.
 //!
 //! [`pipeline`]: super::pipeline
+//! [`landed`]: super::landed
 
 use chrono::{DateTime, Utc};
 
 use super::commands::Commands;
 use super::context::{Judged, Seen};
-use super::deploy::{self, Watched};
+use super::deploy;
 use super::evidence::{self, PromotionState};
 use super::failure::manifest_error;
 use super::pipeline::{Merge, Promoted, Promotion, Reached, Record};
 use super::pr::Change;
-use super::{Action, At, Cause, Engine, EnvCtx, Step, StepError, Timing, Verification};
+use super::verified::{Landed, Landing};
+use super::watch::merged_now;
+use super::{Action, At, Cause, Engine, EnvCtx, Step, StepError};
 use crate::domain::image::Repository;
-use crate::domain::policy::RollbackMode;
 use crate::domain::select::Candidate;
 use crate::manifest;
 use crate::ports::PullRequest;
@@ -61,8 +61,8 @@ impl Engine {
         }
     }
 
-    /// Verify a merged promotion, settle its record, and roll it back when it failed and
-    /// the policy says `rollback: auto`.
+    /// Verify a merged promotion (a group of one), settle its record, and roll it back
+    /// when it failed and the policy says `rollback: auto`.
     async fn merged(
         &self,
         cx: &EnvCtx<'_>,
@@ -70,31 +70,16 @@ impl Engine {
         (sha, at): (String, DateTime<Utc>),
         state: PromotionState,
     ) -> Result<Action, StepError> {
-        let (verification, verified_at) = self
-            .verify_and_report(cx, pr.number, &sha, at, &state)
-            .await;
-        let watched = Watched::merged(&pr, at, state);
-        self.settle(cx, &watched, &verification).await?;
-        let timing = Timing {
-            verified_at,
-            since: deploy::pushed_at(cx, &watched.state),
+        let labelled = merged_now(&pr, at);
+        let m = Landing {
+            pr: &labelled,
+            sha: &sha,
+            at,
         };
-        if matches!(verification, Verification::Failed { .. })
-            && cx.env_policy.rollback == RollbackMode::Auto
-        {
-            let mut action = self.rollback(cx, &watched).await?;
-            if let Action::RolledBack { promotion, .. } = &mut action {
-                *promotion = Some(timing);
-            }
-            return Ok(action);
-        }
-        Ok(Action::Merged {
-            number: pr.number,
-            url: pr.url,
-            sha,
-            verification,
-            timing,
-        })
+        let rows = self
+            .land(&m, Landed::one(state), &|_: &str| Ok(*cx))
+            .await?;
+        Ok(rows.into_iter().next().map_or(Action::None, |(_, a)| a))
     }
 
     /// A candidate the gate (or a bad mark) refuses may have an open PR from before (a rescan

@@ -6,6 +6,7 @@
 use super::watch::{BAD, DEPLOYED, Watched};
 use super::{At, Engine, Step, StepError};
 use crate::domain::group::{GroupState, Member, Outcome};
+use crate::domain::promotion::PromotionState;
 
 /// How tugboat's comment marking a promotion bad begins.
 pub(super) const MARKED_BAD: &str = "Marked bad:";
@@ -31,21 +32,8 @@ impl Engine {
             .relabel(w.pr.number, &[BAD], &[DEPLOYED], None)
             .await
             .at(Step::Settle)?;
-        let back = match &w.state.from {
-            Some(from) => format!(
-                "tugboat rolls `{}` in {} back to `{from}`.",
-                w.state.service, w.state.environment
-            ),
-            None => "There is no earlier image to roll back to: revert it by hand.".to_owned(),
-        };
         forge
-            .comment(
-                w.pr.number,
-                &format!(
-                    "{MARKED_BAD} {why}. {back} tugboat will not promote `{}` to any environment again. An approver can comment `/unblock` to clear this.",
-                    w.state.digest_text()
-                ),
-            )
+            .comment(w.pr.number, &marked_bad_text(&w.state, why))
             .await
             .at(Step::Settle)
     }
@@ -109,4 +97,19 @@ impl Engine {
             .await
             .at(step)
     }
+}
+
+/// What tugboat comments when it marks promotion `state` bad, `why`.
+pub(super) fn marked_bad_text(state: &PromotionState, why: &str) -> String {
+    let back = match &state.from {
+        Some(from) => format!(
+            "tugboat rolls `{}` in {} back to `{from}`.",
+            state.service, state.environment
+        ),
+        None => "There is no earlier image to roll back to: revert it by hand.".to_owned(),
+    };
+    format!(
+        "{MARKED_BAD} {why}. {back} tugboat will not promote `{}` to any environment again. An approver can comment `/unblock` to clear this.",
+        state.digest_text()
+    )
 }

@@ -8,22 +8,15 @@ use super::evidence::{self, PromotionState};
 use super::failure::manifest_error;
 use super::pr::Change;
 use super::reads;
-use super::watch::{ROLLBACK, VERIFYING, Watched};
-use super::{Action, At, Cause, Engine, EnvCtx, Step, StepError, Timing, Verification};
+use super::verified::{Landed, Landing};
+use super::watch::{ROLLBACK, VERIFYING, Watched, merged_now};
+use super::{Action, At, Cause, Engine, EnvCtx, Step, StepError};
 use crate::domain::gate;
 use crate::domain::hold::{Cause as HoldCause, Hold};
 use crate::domain::image::ImageRef;
 use crate::domain::provenance::Forgery;
 use crate::manifest;
 use crate::ports::{Base, ErrorKind, PullRequest, Pullable};
-
-/// A merged rollback, and how it turned out in the cluster.
-struct Merged {
-    at: DateTime<Utc>,
-    verification: Verification,
-    /// When the verification ended.
-    verified_at: DateTime<Utc>,
-}
 
 impl Engine {
     /// Why the image a rollback of `bad` would restore can no longer be pulled, if it cannot:
@@ -234,45 +227,32 @@ impl Engine {
             return Ok(Action::None);
         };
         tracing::warn!(rollback = pr.number, "rolling back");
-        let Some(merged) = self
-            .merge_rollback(cx, &pr, &head.head, &change, &state)
-            .await?
-        else {
+        let Some((sha, at)) = self.merge_rollback(&pr, &head.head, &change).await? else {
             return Ok(Action::None);
         };
-        let said = format!(
-            "Rolled back by #{}: {}",
-            pr.number,
-            merged.verification.summary()
-        );
-        if let Err(e) = self.ports.forge.comment(bad.pr.number, &said).await {
-            tracing::warn!(error = %e, "could not comment the rollback");
-        }
-        let w = Watched::merged(&pr, merged.at, state);
-        self.settle(cx, &w, &merged.verification).await?;
-        Ok(Action::RolledBack {
-            bad: bad.pr.number,
-            number: pr.number,
-            url: pr.url,
-            verification: merged.verification,
-            timing: Timing {
-                verified_at: merged.verified_at,
-                since: self.marked_bad_at(bad.pr.number).await,
-            },
-            promotion: None,
-        })
+        failpoint!("merge");
+        let labelled = merged_now(&pr, at);
+        let m = Landing {
+            pr: &labelled,
+            sha: &sha,
+            at,
+        };
+        let mut landed = Landed::one(state);
+        let found = self.verified(&m, &mut landed, &|_: &str| Ok(*cx)).await?;
+        let Some((_, Ok(verified))) = found.checked.into_iter().next() else {
+            return Ok(Action::None);
+        };
+        Ok(self.rolled_back(bad.pr.number, &m, verified).await)
     }
 
-    /// Merge the rollback PR if its head is still `head`, then verify and report the
-    /// outcome. `None` when another tugboat merged the same rollback a moment ago.
+    /// Merge the rollback PR if its head is still `head`: the merge commit and when.
+    /// `None` when another tugboat merged the same rollback a moment ago.
     async fn merge_rollback(
         &self,
-        cx: &EnvCtx<'_>,
         pr: &PullRequest,
         head: &str,
         change: &Change,
-        state: &PromotionState,
-    ) -> Result<Option<Merged>, StepError> {
+    ) -> Result<Option<(String, DateTime<Utc>)>, StepError> {
         let at = self.clock.now();
         let sha = match self.ports.forge.merge(pr.number, head, &change.title).await {
             Ok(sha) => sha,
@@ -289,14 +269,7 @@ impl Engine {
             }
         };
         tracing::info!(merge = %sha, "merged the rollback");
-        failpoint!("merge");
-        let (verification, verified_at) =
-            self.verify_and_report(cx, pr.number, &sha, at, state).await;
-        Ok(Some(Merged {
-            at,
-            verification,
-            verified_at,
-        }))
+        Ok(Some((sha, at)))
     }
 }
 

@@ -62,25 +62,19 @@ pub(super) fn of<'a>(list: &'a [Watched], service: &str, env: &str) -> Vec<&'a W
         .collect()
 }
 
-impl Watched {
-    /// A PR merged a moment ago, as the labelled listing will show it.
-    pub fn merged(pr: &PullRequest, merged_at: DateTime<Utc>, state: PromotionState) -> Self {
-        Self {
-            pr: LabelledPr {
-                number: pr.number,
-                url: pr.url.clone(),
-                title: pr.title.clone(),
-                body: pr.body.clone(),
-                labels: vec![],
-                open: false,
-                merged_at: Some(merged_at),
-                // Opened by tugboat this cycle; it is not read back from a listing.
-                author: String::new(),
-                updated_at: None,
-            },
-            state,
-            group: None,
-        }
+/// A PR merged a moment ago, as the labelled listing will show it.
+pub(super) fn merged_now(pr: &PullRequest, merged_at: DateTime<Utc>) -> LabelledPr {
+    LabelledPr {
+        number: pr.number,
+        url: pr.url.clone(),
+        title: pr.title.clone(),
+        body: pr.body.clone(),
+        labels: pr.labels.clone(),
+        open: false,
+        merged_at: Some(merged_at),
+        // Opened by tugboat this cycle; it is not read back from a listing.
+        author: String::new(),
+        updated_at: None,
     }
 }
 
