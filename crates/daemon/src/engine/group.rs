@@ -4,39 +4,28 @@
 //!
 //! Each service's step observes, chooses and judges as usual, then leaves a [`Rider`] in
 //! the cycle's [`Gathered`] instead of promoting. After every service, the group step of
-//! each (environment, group):
-//! - finishes the verification of a merged group PR that a stop interrupted;
-//! - forms the group from the riders and the open PR's members (a held, refused or bad
-//!   service is no rider, so it leaves without holding the others back);
-//! - writes every member's bytes onto the group's branch with the same editor, and opens or
-//!   updates the one PR (each member's evidence collapsed, the members in its block);
-//! - applies the merge rule once, with the ChatOps rules of any PR (approvers, approvals
-//!   bound to the head, `/hold`); the members' environments must merge alike;
-//! - merges, verifies every member's Argo CD application at once, and settles every
-//!   outcome in one write;
-//! - rolls back each member that failed on its own, through the single-service rollback,
-//!   which reverts only that service's lines.
-//!
-//! A group's PR is written only here and by [`Engine::supersede`], one write at a time.
+//! each (environment, group) is formation only:
+//! - the commands on its merged PRs carried out (`merged`), and the verification of a
+//!   merged group PR that a stop interrupted finished (`landed::resume`);
+//! - the group formed from the riders and the open PR's members (a held, refused or bad
+//!   service is no rider, so it leaves without holding the others back; a member whose
+//!   step failed this cycle keeps the PR as it is; the members must merge alike);
+//! - the formed group handed to `group_pr`, which takes its PR through the same pipeline
+//!   and the same `landed` as a promotion of one service: one merge rule, every member
+//!   verified at once and settled in one write, each failed member rolled back alone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::commands::Commands;
 use super::context::{Gathered, Rider, Seat};
 use super::evidence;
-use super::pipeline::{Merge, Promoted, Promotion, Reached, Record};
-use super::pr::Change;
-use super::promote;
-use super::verified::{Landed, Landing};
-use super::watch::{VERIFYING, Watch, Watched, merged_now};
-use super::{Action, At, Cause, Engine, EnvCtx, Mode, Step, StepError};
-use crate::config::{EnvConfig, ServiceConfig};
-use crate::domain::group::{self, Formation, GroupState, Member, Ready};
+use super::group_pr::{Group, Key, context_for};
+use super::watch::{Watch, Watched};
+use super::{Action, Engine, Step, StepError};
+use crate::domain::group::{self, Formation, GroupState, Ready};
 use crate::domain::plan::Decision;
-use crate::domain::promotion;
 use crate::ports::PullRequest;
 
 /// What the group step did for one service's row.
@@ -68,9 +57,6 @@ impl RowUpdate {
         }
     }
 }
-
-/// A group: its environment and name.
-type Key = (String, String);
 
 /// What the cycle read, for every group's step.
 pub(super) struct Cycle<'a> {
@@ -233,7 +219,10 @@ impl Engine {
                     watch,
                 };
                 rows.extend(match self.promote_group(&group, existing).await {
-                    Ok(r) => r,
+                    Ok(done) => done
+                        .into_iter()
+                        .map(|(service, action)| RowUpdate::of(&service, env, action))
+                        .collect::<Vec<_>>(),
                     Err(error) => seated.iter().map(|r| failed(r, &error)).collect(),
                 });
             }
@@ -250,190 +239,6 @@ impl Engine {
                 tracing::warn!(pr = pr.number, error = %e, "could not close an empty group PR")
             }
         }
-    }
-}
-
-/// A formed group: its key, its members in their order, and what the cycle read.
-struct Group<'a> {
-    key: &'a Key,
-    members: &'a [&'a Rider],
-    seats: &'a HashMap<String, Arc<Seat>>,
-    watch: &'a Watch,
-}
-
-impl Group<'_> {
-    fn lead(&self) -> &Rider {
-        self.members[0]
-    }
-}
-
-impl Engine {
-    /// Open or update the group's PR, then merge it once the merge rule allows, and verify
-    /// and settle every member.
-    async fn promote_group(
-        &self,
-        g: &Group<'_>,
-        existing: Option<PullRequest>,
-    ) -> Result<Vec<RowUpdate>, StepError> {
-        let change = self.group_change(g).await?;
-        let contexts = g
-            .members
-            .iter()
-            .map(|r| context_for(self, &r.service, &r.environment, g.seats, g.watch))
-            .collect::<Result<Vec<_>, _>>()?;
-        let record = GroupRecord {
-            g,
-            lead: &contexts[0],
-        };
-        let p = Promotion {
-            change,
-            members: contexts
-                .iter()
-                .zip(g.members)
-                .map(|(cx, r)| Promoted {
-                    cx,
-                    candidate: &r.candidate,
-                })
-                .collect(),
-            record: &record,
-        };
-        let m = match self.advance(&p, existing).await? {
-            Reached::Stopped(action) => return Ok(all_rows(g, &action)),
-            Reached::Mergeable(m) => m,
-        };
-        let state = record.state(m.commands.answered_through);
-        let (pr, sha, at) = match self.merge(&p, m).await? {
-            Merge::Stopped(action) => return Ok(all_rows(g, &action)),
-            Merge::Merged { pr, sha, at } => (pr, sha, at),
-        };
-        let labelled = merged_now(&pr, at);
-        let m = Landing {
-            pr: &labelled,
-            sha: &sha,
-            at,
-        };
-        let (env, seats, watch) = (&g.key.0, g.seats, g.watch);
-        let context = |service: &str| context_for(self, service, env, seats, watch);
-        let rows = self.land(&m, Landed::group(state), &context).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(service, action)| RowUpdate::of(&service, env, action))
-            .collect())
-    }
-
-    /// Every member's bytes set on main's files with the same editor as a single promotion.
-    async fn group_change(&self, g: &Group<'_>) -> Result<Change, StepError> {
-        self.ports.repo.sync().await.at(Step::Propose)?;
-        let mut files: BTreeMap<String, String> = BTreeMap::new();
-        let mut lines = Vec::new();
-        for r in g.members {
-            let (svc, env) = self.service_env(&r.service, &r.environment)?;
-            for path in &env.files {
-                let text = match files.get(path) {
-                    Some(t) => t.clone(),
-                    None => self
-                        .ports
-                        .repo
-                        .read(path)
-                        .await
-                        .at(Step::Read)?
-                        .ok_or_else(|| {
-                            StepError::new(Step::Read, Cause::MissingFile { path: path.clone() })
-                        })?,
-                };
-                let edited =
-                    promote::set_image(path, &text, &svc.image, &r.candidate, r.pin_digest)?;
-                files.insert(path.clone(), edited);
-            }
-            let from = r
-                .from
-                .as_ref()
-                .and_then(|d| d.tag.as_ref())
-                .map_or("(none)".to_owned(), ToString::to_string);
-            lines.push(format!(
-                "{} {from} -> {}@{}",
-                svc.image, r.candidate.tag, r.candidate.digest
-            ));
-        }
-        let (env, name) = g.key;
-        let title = evidence::group_title(name, env, g.members.len());
-        Ok(Change {
-            branch: evidence::group_branch(name, env),
-            message: format!("{title}\n\n{}\n", lines.join("\n")),
-            title,
-            files: files.into_iter().collect(),
-        })
-    }
-
-    /// The configured service and environment of a rider.
-    fn service_env(
-        &self,
-        service: &str,
-        env: &str,
-    ) -> Result<(&ServiceConfig, &EnvConfig), StepError> {
-        self.cfg
-            .services
-            .iter()
-            .find(|s| s.name == service)
-            .and_then(|s| Some((s, s.environments.iter().find(|e| e.name == env)?)))
-            .ok_or_else(|| {
-                let cause = Cause::NotConfigured {
-                    service: service.to_owned(),
-                    environment: env.to_owned(),
-                };
-                StepError::new(Step::Policy, cause)
-            })
-    }
-}
-
-/// What a group's PR says: its members, their evidence, and its state block.
-struct GroupRecord<'a> {
-    g: &'a Group<'a>,
-    /// The lead's context: its environment's policy merges the group.
-    lead: &'a EnvCtx<'a>,
-}
-
-impl GroupRecord<'_> {
-    /// The group's block as first written, with its commands answered through `answered`.
-    fn state(&self, answered: u64) -> GroupState {
-        GroupState {
-            group: self.g.key.1.clone(),
-            environment: self.g.key.0.clone(),
-            answered_through: answered,
-            members: self.g.members.iter().map(|r| member_of(r)).collect(),
-        }
-    }
-}
-
-impl Record for GroupRecord<'_> {
-    fn answered_through(&self, body: &str) -> u64 {
-        promotion::through(
-            GroupState::parse(body).ok().map(|s| s.answered_through),
-            body,
-        )
-    }
-
-    fn write(&self, commands: &Commands) -> (String, (String, String)) {
-        let state = self.state(commands.answered_through);
-        let body = state.write_into(&group_body(self.g, self.lead, commands));
-        (body, group_gate(self.g))
-    }
-
-    fn labels(&self) -> Vec<String> {
-        let (env, name) = self.g.key;
-        let mut labels = vec![
-            "tugboat".to_owned(),
-            format!("env:{env}"),
-            format!("group:{name}"),
-        ];
-        if self.lead.env_policy.auto_merge {
-            labels.push(VERIFYING.to_owned());
-        }
-        labels
-    }
-
-    fn rebased(&self, _: &PullRequest) -> &'static str {
-        "its members or their tags changed, or main changed the files it edits"
     }
 }
 
@@ -494,104 +299,6 @@ fn agreeing(mut riders: Vec<Rider>, riding: &[String]) -> (Vec<Rider>, Vec<RowUp
     (agree, rows)
 }
 
-/// A member as the group's block first records it.
-fn member_of(r: &Rider) -> Member {
-    Member {
-        service: r.service.clone(),
-        tag: Some(r.candidate.tag.clone()),
-        digest: Some(r.candidate.digest.clone()),
-        from: r.from.clone(),
-        outcome: None,
-        auto_sync: None,
-    }
-}
-
-/// The group PR's body: the members, their evidence, the group's merge rule.
-fn group_body(g: &Group<'_>, lead: &EnvCtx<'_>, commands: &Commands) -> String {
-    let lines: Vec<evidence::GroupLine<'_>> = g
-        .members
-        .iter()
-        .map(|r| evidence::GroupLine {
-            service: &r.service,
-            from: r.from.as_ref(),
-            to: &r.candidate,
-            gate: &r.gate,
-            section: &r.section,
-        })
-        .collect();
-    let next = evidence::Evidence {
-        service: &g.key.1,
-        environment: &g.key.0,
-        image: "",
-        from: g.lead().from.as_ref(),
-        to: &g.lead().candidate,
-        gate: &crate::domain::gate::GateDecision::Wait {
-            reason: String::new(),
-        },
-        findings: &[],
-        policy: lead.env_policy,
-        sources: &[],
-        files: &[],
-        approvals: &commands.approvals,
-        held_by: commands.held_by.as_deref(),
-        answered_through: commands.answered_through,
-    };
-    evidence::group_body(&g.key.1, &g.key.0, &lines, &next)
-}
-
-/// The gate's check on the group's head: every member's result.
-fn group_gate(g: &Group<'_>) -> (String, String) {
-    let mut summary = String::from("| service | tag | digest | scan gate |\n|---|---|---|---|\n");
-    for r in g.members {
-        summary.push_str(&format!(
-            "| `{}` | `{}` | `{}` | {} |\n",
-            r.service, r.candidate.tag, r.candidate.digest, r.gate
-        ));
-    }
-    summary.push_str("\nRe-run this check to scan the images again (as `/rescan` does).");
-    (
-        format!("scan gate passed for {} service(s)", g.members.len()),
-        summary,
-    )
-}
-
-/// A step context for `service` in `environment`, from what the cycle read of the service
-/// (no upstream: the group step acts on what its members' steps chose).
-pub(super) fn context_for<'a>(
-    engine: &'a Engine,
-    service: &str,
-    environment: &str,
-    seats: &'a HashMap<String, Arc<Seat>>,
-    watch: &'a Watch,
-) -> Result<EnvCtx<'a>, StepError> {
-    let (svc, env) = engine.service_env(service, environment)?;
-    let no_policy = || {
-        StepError::new(
-            Step::Policy,
-            Cause::NoEnvironmentPolicy(environment.to_owned()),
-        )
-    };
-    let seat = seats.get(service).ok_or_else(no_policy)?;
-    let env_policy = seat
-        .policy
-        .environments
-        .get(environment)
-        .ok_or_else(no_policy)?;
-    Ok(EnvCtx {
-        svc,
-        env,
-        policy: &seat.policy,
-        env_policy,
-        app: super::app_name(env, &seat.policy),
-        mode: Mode::Apply,
-        now: engine.clock.now(),
-        images: &seat.images,
-        watch: Ok(watch),
-        upstream: None,
-        gathered: None,
-    })
-}
-
 fn in_group(w: &Watched, (env, name): &Key) -> bool {
     w.group
         .as_ref()
@@ -623,11 +330,4 @@ fn failed_members(g: Option<&GroupState>, error: &StepError) -> Vec<RowUpdate> {
             .collect()
     })
     .unwrap_or_default()
-}
-
-fn all_rows(g: &Group<'_>, action: &Action) -> Vec<RowUpdate> {
-    g.members
-        .iter()
-        .map(|r| RowUpdate::of(&r.service, &r.environment, action.clone()))
-        .collect()
 }

@@ -35,6 +35,7 @@ mod failure;
 #[cfg(test)]
 pub(crate) mod fake;
 mod group;
+mod group_pr;
 #[cfg(test)]
 mod group_tests;
 mod hold;
