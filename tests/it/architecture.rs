@@ -217,6 +217,24 @@ fn no_function_of_the_workspace_runs_past_80_lines() {
 }
 
 #[test]
+fn no_source_file_of_the_workspace_runs_past_800_lines_outside_its_tests() {
+    let sources = non_test_sources();
+    let mut long: Vec<String> = sources
+        .iter()
+        .map(|(file, code)| (file, code.lines().count()))
+        .filter(|(_, n)| *n > 800)
+        .map(|(file, n)| format!("{file} ({n} lines)"))
+        .collect();
+    long.sort();
+    let largest = sources.iter().map(|(_, c)| c.lines().count()).max();
+    assert!(
+        largest.is_some_and(|n| n > 400),
+        "the measure reads whole files: the largest has {largest:?} lines"
+    );
+    assert!(long.is_empty(), "source files over 800 lines: {long:?}");
+}
+
+#[test]
 fn the_function_measure_counts_a_function_to_its_closing_brace() {
     let text = "impl X {\n    pub async fn a(&self) {\n        one();\n    }\n}\nfn b() -> u8 {\n    2\n}\n";
     assert_eq!(
