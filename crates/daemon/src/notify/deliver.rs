@@ -1,0 +1,280 @@
+//! How notifications are delivered: recorded in the ledger first (at most once per
+//! change), then handed to every sink whose filter admits it, one task and one queue per
+//! sink, each delivery retried with backoff and counted. What to announce is `notify`'s.
+
+use super::*;
+
+/// Batches waiting for the ledger; more are dropped (and counted) rather than waited for.
+const BATCHES_QUEUED: usize = 64;
+/// Deliveries waiting per sink.
+const DELIVERIES_QUEUED: usize = 256;
+/// How many states' last announced change is kept in memory (the fleet's size, bounded).
+const KNOWN_ENTRIES: usize = 16_384;
+/// Ledger attempts per batch.
+const LEDGER_ATTEMPTS: u32 = 3;
+/// The longest pause between two delivery attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// One sink with its filter.
+pub struct Route {
+    pub sink: Arc<dyn Sink>,
+    pub filter: Filter,
+}
+
+enum Batch {
+    Announce(Vec<Notification>),
+    Record(Vec<(String, String)>),
+}
+
+/// Hands notifications to the ledger and the sinks' tasks.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: mpsc::Sender<Batch>,
+    sinks: Arc<Vec<(String, Filter)>>,
+    metrics: NotifyMetrics,
+}
+
+/// A sink's queue.
+struct Lane {
+    name: String,
+    filter: Filter,
+    tx: mpsc::Sender<(Arc<Notification>, String)>,
+}
+
+impl Notifier {
+    /// Start the ledger task and one delivery task per sink. They end when every
+    /// `Notifier` clone is dropped (and their queues are drained).
+    pub fn start(
+        routes: Vec<Route>,
+        ledger: Arc<dyn Ledger>,
+        clock: Arc<dyn Clock>,
+        metrics: NotifyMetrics,
+        attempts: u32,
+    ) -> Self {
+        let mut lanes = Vec::new();
+        for route in routes {
+            let (tx, rx) = mpsc::channel(DELIVERIES_QUEUED);
+            lanes.push(Lane {
+                name: route.sink.name().to_owned(),
+                filter: route.filter,
+                tx,
+            });
+            let courier = Courier {
+                sink: route.sink,
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                attempts: attempts.max(1),
+            };
+            tokio::spawn(courier.run(rx));
+        }
+        let sinks = lanes
+            .iter()
+            .map(|l| (l.name.clone(), l.filter.clone()))
+            .collect();
+        let (tx, rx) = mpsc::channel(BATCHES_QUEUED);
+        let recorder = Recorder {
+            ledger,
+            lanes,
+            metrics: metrics.clone(),
+            known: quick_cache::sync::Cache::new(KNOWN_ENTRIES),
+        };
+        tokio::spawn(recorder.run(rx));
+        Self {
+            tx,
+            sinks: Arc::new(sinks),
+            metrics,
+        }
+    }
+
+    /// Announce `notes` (each change at most once); returns at once.
+    pub fn submit(&self, notes: Vec<Notification>) {
+        if notes.is_empty() {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(Batch::Announce(notes))) =
+            self.tx.try_send(Batch::Announce(notes))
+        {
+            tracing::warn!(
+                count = notes.len(),
+                "the notification queue is full; dropping these"
+            );
+            for n in &notes {
+                for (sink, filter) in self.sinks.iter() {
+                    if filter.admits(n) {
+                        self.metrics.count(sink, n.kind.as_str(), "dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Record changes that are not announced (a recovery), so that the next one is new.
+    pub fn record(&self, changes: Vec<(String, String)>) {
+        if !changes.is_empty() {
+            let _ = self.tx.try_send(Batch::Record(changes));
+        }
+    }
+
+    /// Hand over what a cycle's health check found.
+    pub fn observed(&self, o: Observed) {
+        self.submit(o.send);
+        self.record(o.record);
+    }
+}
+
+/// Records changes in the ledger and passes the new ones to the sinks' lanes.
+struct Recorder {
+    ledger: Arc<dyn Ledger>,
+    lanes: Vec<Lane>,
+    metrics: NotifyMetrics,
+    /// The last change recorded per key, as the ledger answered: what is known needs no
+    /// ledger round trip.
+    known: quick_cache::sync::Cache<String, String>,
+}
+
+impl Recorder {
+    async fn run(self, mut rx: mpsc::Receiver<Batch>) {
+        while let Some(batch) = rx.recv().await {
+            let (notes, records) = match batch {
+                Batch::Announce(n) => (n, Vec::new()),
+                Batch::Record(r) => (Vec::new(), r),
+            };
+            self.handle(notes, records).await;
+        }
+    }
+
+    fn is_known(&self, key: &str, change: &str) -> bool {
+        self.known.get(key).is_some_and(|c| c == change)
+    }
+
+    async fn handle(&self, notes: Vec<Notification>, records: Vec<(String, String)>) {
+        // The last word per key; only what some sink takes, and the ledger may not have.
+        let mut wanted: BTreeMap<String, Notification> = BTreeMap::new();
+        for n in notes {
+            if self.lanes.iter().any(|l| l.filter.admits(&n)) && !self.is_known(&n.key, &n.change) {
+                wanted.insert(n.key.clone(), n);
+            }
+        }
+        let wanted: Vec<Notification> = wanted.into_values().collect();
+        let mut changes: Vec<(String, String)> = wanted
+            .iter()
+            .map(|n| (n.key.clone(), n.change.clone()))
+            .collect();
+        changes.extend(records.into_iter().filter(|(k, c)| !self.is_known(k, c)));
+        if changes.is_empty() {
+            return;
+        }
+        match self.announce(&changes).await {
+            Ok(fresh) => {
+                for (key, change) in &changes {
+                    self.known.insert(key.clone(), change.clone());
+                }
+                for (n, fresh) in wanted.into_iter().zip(fresh) {
+                    if fresh {
+                        self.dispatch(n);
+                    } else {
+                        tracing::debug!(key = %n.key, change = %n.change, "announced before (the ledger has it)");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, count = wanted.len(), "the ledger cannot record notifications; they are not sent (an unhealthy one is)");
+                for n in wanted {
+                    if n.kind == Kind::Unhealthy {
+                        self.dispatch(n);
+                    } else {
+                        self.count(&n, "dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
+        let mut attempt = 1;
+        loop {
+            match self.ledger.announce(changes).await {
+                Ok(fresh) => return Ok(fresh),
+                Err(e) if attempt < LEDGER_ATTEMPTS && e.kind != ErrorKind::Rejected => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn count(&self, n: &Notification, result: &str) {
+        for lane in self.lanes.iter().filter(|l| l.filter.admits(n)) {
+            self.metrics.count(&lane.name, n.kind.as_str(), result);
+        }
+    }
+
+    fn dispatch(&self, n: Notification) {
+        let id = delivery_id(&n);
+        tracing::info!(event = n.kind.as_str(), key = %n.key, delivery = %id, "notifying");
+        let n = Arc::new(n);
+        for lane in self.lanes.iter().filter(|l| l.filter.admits(&n)) {
+            if lane.tx.try_send((n.clone(), id.clone())).is_err() {
+                tracing::warn!(sink = %lane.name, "the sink's queue is full; dropping a notification");
+                self.metrics.count(&lane.name, n.kind.as_str(), "dropped");
+            }
+        }
+    }
+}
+
+/// `1s`, `2s`, `4s`… for attempt 1, 2, 3…, at most [`MAX_BACKOFF`].
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(16)).min(MAX_BACKOFF)
+}
+
+/// Delivers one sink's notifications in order, each with its retries.
+struct Courier {
+    sink: Arc<dyn Sink>,
+    clock: Arc<dyn Clock>,
+    metrics: NotifyMetrics,
+    attempts: u32,
+}
+
+impl Courier {
+    async fn run(self, mut rx: mpsc::Receiver<(Arc<Notification>, String)>) {
+        while let Some((n, id)) = rx.recv().await {
+            let result = self.deliver(&n, &id).await;
+            self.metrics
+                .count(self.sink.name(), n.kind.as_str(), result);
+        }
+    }
+
+    async fn deliver(&self, n: &Notification, id: &str) -> &'static str {
+        let sink = self.sink.name();
+        for attempt in 1..=self.attempts {
+            let Err(e) = self.sink.send(n, id, self.clock.now()).await else {
+                tracing::info!(
+                    sink,
+                    event = n.kind.as_str(),
+                    delivery = id,
+                    attempt,
+                    "notification sent"
+                );
+                return "sent";
+            };
+            let refused = matches!(
+                e.kind,
+                ErrorKind::Rejected | ErrorKind::NotFound | ErrorKind::Denied
+            );
+            if refused || attempt == self.attempts {
+                tracing::warn!(sink, event = n.kind.as_str(), delivery = id, attempt, error = %e, "notification not delivered; giving up");
+                return "failed";
+            }
+            tracing::info!(sink, event = n.kind.as_str(), delivery = id, attempt, error = %e, "notification not delivered; retrying");
+            self.metrics
+                .retries
+                .get_or_create(&crate::metrics::SinkLabels {
+                    sink: sink.to_owned(),
+                })
+                .inc();
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        "failed"
+    }
+}
