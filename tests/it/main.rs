@@ -18,3 +18,4 @@ mod editor_properties;
 mod forgery;
 mod notify;
 mod policies;
+mod port_contract;

@@ -2,6 +2,10 @@
 //! tests in `tests/` drive the real adapters over the wire). It keeps the rules the engine
 //! relies on: a merge checks the head, a second open PR for a branch is refused, Argo CD runs
 //! what main's files deploy. Calls are counted, and any operation can be made to fail.
+//!
+//! Built for the crate's own tests, and behind the `fake` feature for the integration tests'
+//! port contract (`tests/it/port_contract.rs`): the same checks run against this world and
+//! against the real adapters over the sandbox, so that the two cannot drift apart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a poisoned lock is a bug
 
@@ -894,8 +898,19 @@ impl PullRequests for World {
         self.call("open_pr")?;
         let now = self.clock.now();
         self.with(|s| {
+            // GitHub's words (REST "Create a pull request": 422 Validation Failed).
+            if !s.branches.contains_key(&pr.branch) {
+                return Err(rejected(
+                    "open_pr",
+                    "Validation Failed: head does not exist",
+                ));
+            }
             if s.prs.iter().any(|p| p.open && p.branch == pr.branch) {
-                return Err(rejected("open_pr", "a pull request already exists"));
+                let why = format!(
+                    "Validation Failed: A pull request already exists for salon:{}.",
+                    pr.branch
+                );
+                return Err(rejected("open_pr", &why));
             }
             let p = Pr {
                 number: s.prs.len() as u64 + 1,
@@ -944,9 +959,15 @@ impl PullRequests for World {
         let now = self.clock.now();
         self.with(|s| {
             let p = Self::pr_mut(s, number, "merge")?.clone();
+            // GitHub's words (REST "Merge a pull request": 405 when it cannot be merged, 409
+            // when the head is not the one given).
+            if !p.open {
+                return Err(rejected("merge", "Pull Request is not mergeable"));
+            }
             let branch = s.branches.get(&p.branch).cloned();
-            let Some(branch) = branch.filter(|b| p.open && b.head == expected_head) else {
-                return Err(rejected("merge", "not open, or the head moved"));
+            let Some(branch) = branch.filter(|b| b.head == expected_head) else {
+                let why = "Head branch was modified. Review and try the merge again.";
+                return Err(rejected("merge", why));
             };
             let mut files = s.main.last().unwrap().1.clone();
             files.extend(branch.files);

@@ -32,8 +32,8 @@ pub mod deploy;
 mod environment;
 pub mod evidence;
 mod failure;
-#[cfg(test)]
-pub(crate) mod fake;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 mod group;
 mod group_pr;
 #[cfg(test)]
