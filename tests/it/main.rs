@@ -7,6 +7,7 @@
 mod common;
 
 mod architecture;
+mod argocd_quirks;
 mod argocd_tls;
 mod aws_adapters;
 mod cli;

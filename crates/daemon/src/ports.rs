@@ -651,6 +651,8 @@ pub struct AppStatus {
     pub operation: Option<Operation>,
     /// Whether the application syncs by itself (`spec.syncPolicy.automated`).
     pub automated: bool,
+    /// `status.conditions`: (type, message), errors and warnings alike.
+    pub conditions: Vec<(String, String)>,
 }
 
 impl AppStatus {
@@ -661,6 +663,16 @@ impl AppStatus {
             .chain(self.revisions.iter())
             .map(String::as_str)
             .collect()
+    }
+
+    /// The first error condition, in Argo CD's words: its condition types that end in
+    /// `Error` (`ComparisonError`, `InvalidSpecError`, `SyncError`, `UnknownError`; the
+    /// others are warnings), as `pkg/apis/application/v1alpha1/types.go` names them.
+    pub fn error_condition(&self) -> Option<String> {
+        self.conditions
+            .iter()
+            .find(|(kind, _)| kind.ends_with("Error"))
+            .map(|(kind, message)| format!("{kind}: {message}"))
     }
 }
 

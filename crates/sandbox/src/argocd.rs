@@ -10,6 +10,12 @@
 //!   an image of the revision is marked as crashing.
 //! - A deny sync window blocks automated and manual syncs (`…/syncwindows` says so).
 //! - A multi-source application reports `revisions` (a Helm chart version, then the Git commit).
+//! - `status.sync.revision` is the revision the comparison was made to (Argo CD's swagger,
+//!   `v1alpha1SyncStatus`; argo-cd#7629): it names main's head as soon as the controller
+//!   notices it, `OutOfSync`, while the health is still the old objects'. What was synced is
+//!   the operation's (`operationState.syncResult.revision`) and the history's.
+//! - Real applications' quirks, set per application through `POST /_sandbox/quirks`
+//!   (`{"application", "quirk", "seconds"}`): see [`Quirks`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -24,6 +30,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+
+mod routes;
 
 use super::github::GitHub;
 
@@ -41,6 +49,8 @@ struct Op {
     started: Instant,
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    /// Applied, but still `Running` until then (a Rollout paused at a step).
+    hold_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +73,31 @@ struct App {
     /// When a GET first answered Healthy after the last sync settled.
     answered_healthy: Option<Instant>,
     operation: Option<Op>,
+    /// How it departs from the plain path (`POST /_sandbox/quirks`).
+    quirks: Quirks,
+}
+
+/// What a real application does that the plain path does not, each as Argo CD documents or
+/// reports it; set through `POST /_sandbox/quirks`.
+#[derive(Debug, Clone, Default)]
+struct Quirks {
+    /// Every comparison to a new revision fails with a `ComparisonError` condition (the
+    /// manifests do not render; sync status `Unknown`, nothing synced) until then.
+    comparison_error_until: Option<Instant>,
+    /// `summary.images` lists nothing: it is built from live pods, and some releases left it
+    /// empty or stale (argo-cd#27861, argo-cd#19670).
+    no_summary_images: bool,
+    /// After each sync, `Degraded` for this long before the settled health: HPA metrics not
+    /// yet available, KEDA's `HPAMetricsUnavailable` (argo-cd#28522, argo-cd#6287).
+    transient_degraded: Option<Duration>,
+    /// Until then, `Degraded` whatever the settled health (the transient above).
+    degraded_until: Option<Instant>,
+    /// After each sync, an Argo Rollouts pause: health `Suspended` while the operation stays
+    /// `Running`, "waiting for healthy state of argoproj.io/Rollout" (argo-cd#25054).
+    paused: Option<Duration>,
+    /// The next sync retries (`syncPolicy.retry`) with an apply error for this long, the
+    /// operation `Running` with "Retrying attempt #N: …", then fails.
+    retrying: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -137,6 +172,7 @@ impl ArgoCd {
             seen: None,
             answered_healthy: None,
             operation: None,
+            quirks: Quirks::default(),
         };
         if let Some(head) = self.github.branch_sha("main") {
             self.sync(&mut app, &head);
@@ -209,6 +245,46 @@ impl ArgoCd {
         self.lock().crashing.insert(image.to_owned());
     }
 
+    /// Make application `name` depart from the plain path as a real one does (`quirk`, for
+    /// `duration` where it lasts): see [`Quirks`]. `degraded-before` makes it `Degraded` now,
+    /// as an application is when a fix for it ships; the next sync settles it anew.
+    pub fn set_quirk(&self, name: &str, quirk: &str, duration: Duration) -> Result<(), String> {
+        let mut g = self.lock();
+        let app = g
+            .apps
+            .get_mut(name)
+            .ok_or_else(|| format!("no application {name}"))?;
+        let q = &mut app.quirks;
+        match quirk {
+            "degraded-before" => {
+                app.health = "Degraded".into();
+                app.message = Some(format!(
+                    "Deployment \"{name}\" exceeded its progress deadline"
+                ));
+                app.settles = Instant::now();
+                app.answered_healthy = None;
+            }
+            "transient-degraded" => q.transient_degraded = Some(duration),
+            "paused" => q.paused = Some(duration),
+            "no-summary-images" => q.no_summary_images = true,
+            "comparison-error" => {
+                let lasts = if duration.is_zero() {
+                    Duration::from_secs(3600)
+                } else {
+                    duration
+                };
+                q.comparison_error_until = Some(Instant::now() + lasts);
+            }
+            "retrying" => q.retrying = Some(duration),
+            other => {
+                return Err(format!(
+                    "unknown quirk '{other}': one of degraded-before, transient-degraded, paused, no-summary-images, comparison-error, retrying"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Images whose manifests fail to apply (the sync operation fails).
     pub fn mark_failing(&self, image: &str) {
         self.lock().failing.insert(image.to_owned());
@@ -225,11 +301,15 @@ impl ArgoCd {
 
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
-            .route("/api/v1/applications/{name}", get(get_app))
-            .route("/api/v1/applications/{name}/sync", post(sync_app))
-            .route("/api/v1/applications/{name}/syncwindows", get(sync_windows))
-            .route("/_sandbox/crashing", post(crashing))
-            .route("/_sandbox/stats", get(stats))
+            .route("/api/v1/applications/{name}", get(routes::get_app))
+            .route("/api/v1/applications/{name}/sync", post(routes::sync_app))
+            .route(
+                "/api/v1/applications/{name}/syncwindows",
+                get(routes::sync_windows),
+            )
+            .route("/_sandbox/crashing", post(routes::crashing))
+            .route("/_sandbox/quirks", post(routes::quirks))
+            .route("/_sandbox/stats", get(routes::stats))
             .with_state(self.clone())
     }
 
@@ -299,6 +379,7 @@ impl ArgoCd {
             started: Instant::now(),
             started_at: now,
             finished_at: None,
+            hold_until: None,
         });
     }
 
@@ -334,11 +415,19 @@ impl ArgoCd {
                 .filter(|(sha, _)| sha == head)
                 .map_or_else(Instant::now, |(_, at)| at);
             app.seen = Some((head.clone(), at));
+            // The controller compared the application to the new head: `reconciledAt` moves.
+            app.reconciled_at = Some(self.github.now());
         }
         let running = app.operation.as_ref().is_some_and(|o| o.phase == "Running");
+        // Manifests that do not render are not synced (a `ComparisonError`).
+        let unrendered = app
+            .quirks
+            .comparison_error_until
+            .is_some_and(|t| t > Instant::now());
         if app.automated
             && !app.deny_window
             && !running
+            && !unrendered
             && let Some((h, at)) = app.seen.clone()
             && at.elapsed() >= self.sync_delay
         {
@@ -348,28 +437,86 @@ impl ArgoCd {
                 op.started = at + self.sync_delay;
             }
         }
-        let due = app.operation.as_ref().is_some_and(|o| {
-            o.phase == "Running" && (o.automated || o.started.elapsed() >= self.sync_delay)
-        });
-        if due && let Some(mut op) = app.operation.take() {
-            let failing = self.lock().failing.clone();
-            let images = self.images_at(app, &op.revision);
-            match Self::marked(&images, &failing) {
-                Some(i) => {
-                    op.phase = "Failed";
-                    op.message = format!(
-                        "one or more objects failed to apply, reason: admission webhook \"images.policy\" denied the request: {i}"
-                    );
-                }
-                None => {
-                    self.sync(app, &op.revision);
-                    op.phase = "Succeeded";
-                    op.message = "successfully synced (all tasks run)".into();
-                }
-            }
+        self.finish(app);
+    }
+
+    /// Run a due operation to its end: applied (`Succeeded`), refused by the cluster
+    /// (`Failed`), retried with an apply error first, or held `Running` by a paused Rollout.
+    fn finish(&self, app: &mut App) {
+        let now = Instant::now();
+        if let Some(op) = &mut app.operation
+            && op.phase == "Running"
+            && op.hold_until.is_some_and(|t| t <= now)
+        {
+            op.hold_until = None;
+            op.phase = "Succeeded";
+            op.message = "successfully synced (all tasks run)".into();
             op.finished_at = Some(self.github.now());
-            app.operation = Some(op);
+            return;
         }
+        let due = app.operation.as_ref().is_some_and(|o| {
+            o.phase == "Running"
+                && o.hold_until.is_none()
+                && (o.automated || o.started.elapsed() >= self.sync_delay)
+        });
+        if !due {
+            return;
+        }
+        if let Some(retry) = app.quirks.retrying
+            && let Some(op) = &mut app.operation
+        {
+            Self::retry(op, retry, &mut app.quirks, self.github.now());
+            return;
+        }
+        let Some(mut op) = app.operation.take() else {
+            return;
+        };
+        let failing = self.lock().failing.clone();
+        let images = self.images_at(app, &op.revision);
+        match Self::marked(&images, &failing) {
+            Some(i) => {
+                op.phase = "Failed";
+                op.message = format!(
+                    "one or more objects failed to apply, reason: admission webhook \"images.policy\" denied the request: {i}"
+                );
+            }
+            None => {
+                self.sync(app, &op.revision);
+                if let Some(d) = app.quirks.transient_degraded {
+                    app.quirks.degraded_until = Some(now + d);
+                }
+                if let Some(d) = app.quirks.paused {
+                    // Argo CD waits for the Rollout's health before it ends the operation.
+                    op.hold_until = Some(now + d);
+                    op.message = format!(
+                        "waiting for healthy state of argoproj.io/Rollout/{}",
+                        app.files.first().map_or("app", |f| f.as_str())
+                    );
+                    app.operation = Some(op);
+                    return;
+                }
+                op.phase = "Succeeded";
+                op.message = "successfully synced (all tasks run)".into();
+            }
+        }
+        op.finished_at = Some(self.github.now());
+        app.operation = Some(op);
+    }
+
+    /// A sync under `syncPolicy.retry` whose apply fails: `Running`, "Retrying attempt #N",
+    /// for `retry` after it was due, then `Failed` (the retry limit reached).
+    fn retry(op: &mut Op, retry: Duration, quirks: &mut Quirks, now: DateTime<Utc>) {
+        let error = "one or more objects failed to apply, reason: Deployment.apps \"app\" is invalid: spec.template.spec.containers[0].image: Required value";
+        let elapsed = op.started.elapsed();
+        if elapsed < retry {
+            let attempt = elapsed.as_secs() / 5 + 1;
+            op.message = format!("Retrying attempt #{attempt} at {}: {error}", rfc3339(now));
+            return;
+        }
+        op.phase = "Failed";
+        op.message = format!("{error} (retried {} times)", retry.as_secs() / 5 + 1);
+        op.finished_at = Some(now);
+        quirks.retrying = None;
     }
 
     fn repo_url(&self) -> String {
@@ -395,39 +542,19 @@ impl ArgoCd {
             app.answered_healthy.get_or_insert_with(Instant::now);
         }
         self.lock().apps.insert(name.to_owned(), app.clone());
-        let head = self.github.branch_sha("main");
-        let synced = app.revision.is_some() && app.revision == head;
-        let health = if app.settles > Instant::now() {
-            "Progressing"
-        } else {
-            app.health.as_str()
-        };
-        let mut health_v = json!({"status": health});
-        if let (Some(m), false) = (&app.message, health == "Progressing") {
-            health_v["message"] = json!(m);
-        }
         let repo_url = self.repo_url();
         let git_source = json!({"repoURL": repo_url, "targetRevision": "main",
             "path": app.files.first().map(|f| f.rsplit_once('/').map_or("", |x| x.0))});
         let chart_source = json!({"repoURL": "https://charts.example.com", "chart": "base", "targetRevision": CHART_VERSION});
-        let mut sync = json!({"status": if synced { "Synced" } else { "OutOfSync" }});
-        let mut compared =
-            json!({"destination": {"server": "https://kubernetes.default.svc", "namespace": name}});
-        if app.multi_source {
-            compared["sources"] = json!([chart_source, git_source]);
+        let mut status = self.comparison(&app, name, (&chart_source, &git_source));
+        status["health"] = Self::health(&app);
+        let images = if app.quirks.no_summary_images {
+            Vec::new()
         } else {
-            compared["source"] = git_source.clone();
-        }
-        sync["comparedTo"] = compared;
-        if let Some(rev) = &app.revision {
-            merge(&mut sync, Self::revisions(&app, rev));
-        }
-        let mut status = json!({
-            "sync": sync,
-            "health": health_v,
-            "summary": {"images": app.images},
-            "sourceType": "Kustomize",
-        });
+            app.images.clone()
+        };
+        status["summary"] = json!({ "images": images });
+        status["sourceType"] = json!("Kustomize");
         if let Some(t) = app.reconciled_at {
             status["reconciledAt"] = json!(rfc3339(t));
         }
@@ -464,6 +591,77 @@ impl ArgoCd {
             "spec": spec,
             "status": status,
         }))
+    }
+
+    /// `status.sync` and `status.conditions`: the comparison. Its revision is the one the
+    /// comparison was made to, not what was synced (Argo CD's swagger, `v1alpha1SyncStatus`:
+    /// "the revision the comparison has been performed to"; argo-cd#7629): once the
+    /// controller noticed main move, it names main's head while nothing is synced yet.
+    fn comparison(&self, app: &App, name: &str, (chart, git): (&Value, &Value)) -> Value {
+        let head = self.github.branch_sha("main");
+        let compared = match (&app.seen, &head) {
+            (Some(_), Some(head)) => Some(head.clone()),
+            _ => app.revision.clone(),
+        };
+        let failing = app.seen.is_some()
+            && app
+                .quirks
+                .comparison_error_until
+                .is_some_and(|t| t > Instant::now());
+        let status = if failing {
+            "Unknown"
+        } else if app.revision.is_some() && app.revision == head {
+            "Synced"
+        } else {
+            "OutOfSync"
+        };
+        let mut sync = json!({ "status": status });
+        let mut to =
+            json!({"destination": {"server": "https://kubernetes.default.svc", "namespace": name}});
+        if app.multi_source {
+            to["sources"] = json!([chart, git]);
+        } else {
+            to["source"] = git.clone();
+        }
+        sync["comparedTo"] = to;
+        if let Some(rev) = &compared {
+            merge(&mut sync, Self::revisions(app, rev));
+        }
+        let mut out = json!({ "sync": sync });
+        if failing {
+            let at = rfc3339(self.github.now());
+            out["conditions"] = json!([{
+                "type": "ComparisonError",
+                "message": "Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = `kustomize build .` failed exit status 1: Error: accumulating resources: accumulation err='accumulating resources from 'deployment.yaml': missing Resource metadata'",
+                "lastTransitionTime": at,
+            }]);
+        }
+        out
+    }
+
+    /// `status.health`: `Progressing` while a rollout settles; `Suspended` while a Rollout
+    /// pauses under a running operation; `Degraded` while a transient lasts; else settled.
+    fn health(app: &App) -> Value {
+        let now = Instant::now();
+        let paused = app
+            .operation
+            .as_ref()
+            .is_some_and(|o| o.phase == "Running" && o.hold_until.is_some_and(|t| t > now));
+        let (health, message) = if paused {
+            ("Suspended", Some("Rollout is paused".to_owned()))
+        } else if app.quirks.degraded_until.is_some_and(|t| t > now) {
+            let m = "HPA: the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API";
+            ("Degraded", Some(m.to_owned()))
+        } else if app.settles > now {
+            ("Progressing", None)
+        } else {
+            (app.health.as_str(), app.message.clone())
+        };
+        let mut v = json!({ "status": health });
+        if let Some(m) = message {
+            v["message"] = json!(m);
+        }
+        v
     }
 
     /// `status.operationState` of `app`'s last sync operation `op`: its phase, who started
@@ -518,122 +716,4 @@ impl ArgoCd {
         }
         None
     }
-}
-
-#[derive(Deserialize)]
-struct GetQuery {
-    refresh: Option<String>,
-}
-
-async fn get_app(
-    State(argo): State<ArgoCd>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Query(q): Query<GetQuery>,
-) -> Response {
-    let op = match q.refresh.as_deref() {
-        Some("hard") => "GET application (hard refresh)",
-        Some(_) => "GET application (refresh)",
-        None => "GET application",
-    };
-    if let Some(refused) = argo.guard(&headers, op) {
-        return refused;
-    }
-    match argo.status_of(&name) {
-        Some(v) => Json(v).into_response(),
-        None => ArgoCd::not_found(&name),
-    }
-}
-
-/// `applicationApplicationSyncRequest`, the fields the stand-in reads.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct SyncRequest {
-    revision: Option<String>,
-}
-
-async fn sync_app(
-    State(argo): State<ArgoCd>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Json(req): Json<SyncRequest>,
-) -> Response {
-    if let Some(refused) = argo.guard(&headers, "POST sync") {
-        return refused;
-    }
-    let Some(mut app) = argo.lock().apps.get(&name).cloned() else {
-        return ArgoCd::not_found(&name);
-    };
-    argo.advance(&mut app);
-    let outcome = if app.deny_window {
-        Err((
-            StatusCode::FORBIDDEN,
-            7,
-            "Cannot sync: Blocked by sync window".to_owned(),
-        ))
-    } else if app.operation.as_ref().is_some_and(|o| o.phase == "Running") {
-        Err((
-            StatusCode::BAD_REQUEST,
-            9,
-            "another operation is already in progress".to_owned(),
-        ))
-    } else {
-        let revision = req
-            .revision
-            .filter(|r| !r.is_empty())
-            .or_else(|| argo.github.branch_sha("main"))
-            .unwrap_or_default();
-        if git2::Oid::from_str(&revision).is_err() {
-            Err((
-                StatusCode::BAD_REQUEST,
-                3,
-                format!("unknown revision '{revision}'"),
-            ))
-        } else {
-            ArgoCd::start(&mut app, &revision, false, argo.github.now());
-            Ok(())
-        }
-    };
-    argo.lock().apps.insert(name.clone(), app);
-    match outcome {
-        Ok(()) => match argo.status_of(&name) {
-            Some(v) => Json(v).into_response(),
-            None => ArgoCd::not_found(&name),
-        },
-        Err((status, code, message)) => grpc_error(status, code, &message),
-    }
-}
-
-async fn sync_windows(
-    State(argo): State<ArgoCd>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    if let Some(refused) = argo.guard(&headers, "GET syncwindows") {
-        return refused;
-    }
-    let Some(app) = argo.lock().apps.get(&name).cloned() else {
-        return ArgoCd::not_found(&name);
-    };
-    if app.deny_window {
-        let w = json!({"kind": "deny", "schedule": "0 0 * * *", "duration": "24h", "manualSync": false});
-        Json(json!({"assignedWindows": [w], "activeWindows": [w], "canSync": false}))
-            .into_response()
-    } else {
-        Json(json!({"assignedWindows": [], "activeWindows": [], "canSync": true})).into_response()
-    }
-}
-
-#[derive(Deserialize)]
-struct Crashing {
-    image: String,
-}
-
-async fn crashing(State(argo): State<ArgoCd>, Json(c): Json<Crashing>) -> StatusCode {
-    argo.mark_crashing(&c.image);
-    StatusCode::NO_CONTENT
-}
-
-async fn stats(State(argo): State<ArgoCd>) -> Json<BTreeMap<String, u64>> {
-    Json(argo.calls())
 }

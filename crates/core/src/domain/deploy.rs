@@ -81,8 +81,22 @@ impl OperationPhase {
 pub struct OperationView<'a> {
     pub phase: OperationPhase,
     pub message: Option<&'a str>,
-    /// Whether the operation syncs the merge commit (or a descendant of it).
+    /// Whether the operation syncs the merge commit (or a descendant of it): what it syncs
+    /// (`operation.sync.revision`, else `syncResult.revision`), never the comparison's.
     pub for_merge: bool,
+}
+
+/// What `status.summary.images` says of the promoted image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// It lists the promoted reference.
+    Promoted,
+    /// It lists the promoted repository, at other references only (the old pods).
+    Other,
+    /// It lists nothing of the promoted repository, or nothing at all. The summary is built
+    /// from live pods, empty when none can start and on some Argo CD releases altogether
+    /// (argo-cd#27861, argo-cd#19670): no evidence either way.
+    Nothing,
 }
 
 /// One look at the application.
@@ -91,68 +105,122 @@ pub struct Observation<'a> {
     pub sync_status: SyncStatus,
     pub health: Health,
     pub health_message: Option<&'a str>,
-    /// The revision shown (any source's, for a multi-source application) is the merge commit
-    /// or descends from it.
-    pub at_merge: bool,
+    /// The comparison (`status.sync.revision`, or any source's of `revisions`) is the merge
+    /// commit or descends from it. Argo CD's swagger: the revision "the comparison has been
+    /// performed to"; it moves on a refresh, before anything is synced (argo-cd#7629).
+    pub compared_at_merge: bool,
     /// `reconciledAt` is not before the merge.
     pub reconciled_after_merge: bool,
+    /// The last or running operation (`status.operationState`).
     pub operation: Option<OperationView<'a>>,
-    /// `summary.images` lists the promoted reference.
-    pub runs_image: bool,
+    pub listed: Listed,
+    /// An error condition of the application (`status.conditions`: a `ComparisonError`
+    /// when the manifests no longer render), in Argo CD's words.
+    pub condition_error: Option<&'a str>,
 }
 
 /// What one look says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Every condition holds.
-    Healthy,
+    /// Synced and Healthy at the merge, and what showed the promoted image runs.
+    Healthy(Evidence),
     /// Not yet: what is still missing.
     Waiting(String),
     /// It will not get there: Argo CD's own words.
     Failed(String),
 }
 
-/// Judge one look. Healthy only when the revision is the merge, it is `Synced`, `Healthy`,
-/// reconciled after the merge, runs the promoted image, and no operation for the merge has
-/// failed or is still running. `Degraded` or `Missing` at the merge, or a failed operation
-/// for it, is a failure; anything else waits.
+/// What showed that the promoted image runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// `summary.images` lists it.
+    Summary,
+    /// The summary lists nothing of its repository: the merge commit, synced and Healthy.
+    SyncedMerge,
+}
+
+impl Evidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Summary => "summary.images lists the promoted image",
+            Self::SyncedMerge => {
+                "summary.images lists no image of the repository; the merge commit is synced and Healthy"
+            }
+        }
+    }
+}
+
+/// Judge one look. Health counts only once the merge commit is what runs: an operation for
+/// it has succeeded, or the comparison at the merge reports `Synced` (an automated sync, or a
+/// commit that leaves the application's manifests as they were). Until then the health is
+/// the old objects' and says nothing of the promotion. The cases, in order:
+///
+/// | look | verdict | Argo CD's behaviour |
+/// |---|---|---|
+/// | an error condition after the merge | failed, in its words | a `ComparisonError` means the manifests at the target revision do not render; no sync can succeed |
+/// | an operation for the merge `Failed`/`Error` | failed, in its words | `operationState.phase` |
+/// | an operation for the merge running | waiting | hooks and waves run; health is not final |
+/// | not synced at the merge | waiting | `sync.revision` is the comparison's, not what was synced (argo-cd#7629) |
+/// | synced, `Degraded`/`Missing` | failed | the merge's objects are unhealthy |
+/// | synced, `Healthy`, reconciled, image listed or summary silent | healthy | |
+/// | anything else | waiting, naming what is missing | |
 pub fn judge(o: &Observation<'_>) -> Verdict {
     // Argo CD's words come from the application's resources: quoted inert.
     let with = |m: Option<&str>| {
         m.map(|m| format!(": {}", super::markdown::inert(m)))
             .unwrap_or_default()
     };
-    if let Some(op) = o.operation.filter(|op| op.for_merge) {
+    if let (Some(error), true) = (o.condition_error, o.reconciled_after_merge) {
+        return Verdict::Failed(format!(
+            "Argo CD cannot compare the merge{}",
+            with(Some(error))
+        ));
+    }
+    let op = o.operation.filter(|op| op.for_merge);
+    if let Some(op) = op {
         if matches!(op.phase, OperationPhase::Failed | OperationPhase::Error) {
             return Verdict::Failed(format!("sync operation {}{}", op.phase, with(op.message)));
         }
         if op.phase.running() {
-            return Verdict::Waiting(format!("sync operation {}", op.phase));
+            return Verdict::Waiting(format!("sync operation {}{}", op.phase, with(op.message)));
         }
     }
-    if o.at_merge && matches!(o.health, Health::Degraded | Health::Missing) {
+    let synced_by_operation = op.is_some_and(|op| op.phase == OperationPhase::Succeeded);
+    let compared_synced = o.compared_at_merge && o.sync_status == SyncStatus::Synced;
+    if !synced_by_operation && !compared_synced {
+        return Verdict::Waiting(format!(
+            "sync {}, health {} (not the merge's yet): the merge commit is not synced",
+            o.sync_status, o.health
+        ));
+    }
+    if matches!(o.health, Health::Degraded | Health::Missing) {
         return Verdict::Failed(format!("health {}{}", o.health, with(o.health_message)));
     }
     let missing: Vec<&str> = [
-        (!o.at_merge, "revision is not the merge commit yet"),
+        (!o.compared_at_merge, "revision is not the merge commit yet"),
         (o.sync_status != SyncStatus::Synced, "not Synced"),
         (o.health != Health::Healthy, "not Healthy"),
         (!o.reconciled_after_merge, "not reconciled since the merge"),
-        (!o.runs_image, "the promoted image is not running"),
+        (
+            o.listed == Listed::Other,
+            "the promoted image is not running",
+        ),
     ]
     .into_iter()
     .filter_map(|(missing, what)| missing.then_some(what))
     .collect();
-    if missing.is_empty() {
-        Verdict::Healthy
-    } else {
-        Verdict::Waiting(format!(
+    if !missing.is_empty() {
+        return Verdict::Waiting(format!(
             "sync {}, health {}: {}",
             o.sync_status,
             o.health,
             missing.join(", ")
-        ))
+        ));
     }
+    Verdict::Healthy(match o.listed {
+        Listed::Promoted => Evidence::Summary,
+        Listed::Other | Listed::Nothing => Evidence::SyncedMerge,
+    })
 }
 
 /// Whether a revision can be a Git commit (a multi-source application also lists Helm chart
@@ -170,31 +238,46 @@ mod tests {
             sync_status: SyncStatus::Synced,
             health: Health::Healthy,
             health_message: None,
-            at_merge: true,
+            compared_at_merge: true,
             reconciled_after_merge: true,
             operation: Some(OperationView {
                 phase: OperationPhase::Succeeded,
                 message: None,
                 for_merge: true,
             }),
-            runs_image: true,
+            listed: Listed::Promoted,
+            condition_error: None,
+        }
+    }
+
+    /// Compared to the merge by a refresh, nothing synced yet: OutOfSync, the old objects'
+    /// health, the last operation an older one.
+    fn compared_only(health: Health) -> Observation<'static> {
+        Observation {
+            sync_status: SyncStatus::OutOfSync,
+            health,
+            operation: Some(OperationView {
+                phase: OperationPhase::Succeeded,
+                message: None,
+                for_merge: false,
+            }),
+            ..healthy()
         }
     }
 
     #[test]
-    fn every_condition_holding_is_healthy() {
-        assert_eq!(judge(&healthy()), Verdict::Healthy);
+    fn every_condition_holding_is_healthy_by_the_summary() {
+        assert_eq!(judge(&healthy()), Verdict::Healthy(Evidence::Summary));
     }
 
     #[test]
     fn each_missing_condition_waits_and_is_named() {
         type Change = fn(&mut Observation<'static>);
-        let cases: [(Change, &str); 5] = [
-            (|o| o.at_merge = false, "revision is not the merge commit"),
+        let cases: [(Change, &str); 4] = [
             (|o| o.sync_status = SyncStatus::OutOfSync, "not Synced"),
             (|o| o.health = Health::Progressing, "not Healthy"),
             (|o| o.reconciled_after_merge = false, "not reconciled"),
-            (|o| o.runs_image = false, "image is not running"),
+            (|o| o.listed = Listed::Other, "image is not running"),
         ];
         for (change, named) in cases {
             let mut o = healthy();
@@ -207,7 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn degraded_or_missing_at_the_merge_fails_with_argo_cds_message() {
+    fn degraded_or_missing_once_the_merge_is_synced_fails_with_argo_cds_message() {
         let mut o = healthy();
         o.health = Health::Degraded;
         o.health_message = Some("CrashLoopBackOff");
@@ -221,10 +304,46 @@ mod tests {
     }
 
     #[test]
-    fn degraded_before_the_merge_is_reached_still_waits() {
+    fn an_app_compared_to_the_merge_but_not_synced_waits_whatever_its_old_health() {
+        // argo-cd#7629: a refresh moves `sync.revision` to the merge before any sync; the
+        // health is still the old objects' (the usual case of a fix for a Degraded app).
+        for health in [Health::Degraded, Health::Missing, Health::Healthy] {
+            match judge(&compared_only(health)) {
+                Verdict::Waiting(why) => assert!(why.contains("not synced"), "{why}"),
+                other => panic!("{health}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_comparison_at_the_merge_that_reports_synced_counts_without_an_operation() {
+        // An automated sync whose operation was replaced, or a commit that leaves the
+        // application's manifests as they were: Synced at the merge, no operation for it.
         let mut o = healthy();
-        o.at_merge = false;
-        o.health = Health::Degraded;
+        o.operation = None;
+        assert_eq!(judge(&o), Verdict::Healthy(Evidence::Summary));
+        o.compared_at_merge = false;
+        assert!(matches!(judge(&o), Verdict::Waiting(_)));
+    }
+
+    #[test]
+    fn a_summary_that_lists_nothing_of_the_repository_is_no_evidence_against() {
+        let mut o = healthy();
+        o.listed = Listed::Nothing;
+        assert_eq!(judge(&o), Verdict::Healthy(Evidence::SyncedMerge));
+    }
+
+    #[test]
+    fn a_comparison_error_after_the_merge_fails_at_once_in_argo_cds_words() {
+        let mut o = compared_only(Health::Healthy);
+        o.sync_status = SyncStatus::Unknown;
+        o.condition_error = Some("rpc error: kustomize build failed: missing resource");
+        match judge(&o) {
+            Verdict::Failed(why) => assert!(why.contains("kustomize build failed"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // One from before the merge's comparison says nothing of the merge.
+        o.reconciled_after_merge = false;
         assert!(matches!(judge(&o), Verdict::Waiting(_)));
     }
 
@@ -245,7 +364,7 @@ mod tests {
             message: None,
             for_merge: false,
         });
-        assert_eq!(judge(&o), Verdict::Healthy);
+        assert_eq!(judge(&o), Verdict::Healthy(Evidence::Summary));
     }
 
     #[test]

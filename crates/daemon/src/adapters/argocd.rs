@@ -62,6 +62,16 @@ struct StatusWire {
     summary: SummaryWire,
     history: Vec<HistoryWire>,
     operation_state: Option<OperationStateWire>,
+    conditions: Vec<ConditionWire>,
+}
+
+/// `v1alpha1ApplicationCondition`: an error or a warning of the application.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct ConditionWire {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
 }
 
 /// `v1alpha1RevisionHistory`: Argo CD appends one entry per sync.
@@ -356,6 +366,11 @@ impl Deployer for ArgoCd {
                 .spec
                 .sync_policy
                 .is_some_and(|p| p.automated.is_some_and(|a| !a.is_null())),
+            conditions: s
+                .conditions
+                .into_iter()
+                .map(|c| (c.kind, c.message))
+                .collect(),
         })
     }
 

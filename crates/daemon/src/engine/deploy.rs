@@ -10,11 +10,11 @@ use tokio::time::Instant;
 use super::evidence::PromotionState;
 use super::{At, Cause, Engine, EnvCtx, Mode, Step, StepError, Verification};
 use crate::domain::chatops;
-use crate::domain::deploy::{self, Observation, OperationView, Verdict};
+use crate::domain::deploy::{self, Evidence, Listed, Observation, OperationView, Verdict};
 use crate::domain::image::{self, ImageRef};
 use crate::domain::promotion::STATE_MARKER;
 use crate::domain::seal;
-use crate::ports::{AppStatus, ErrorKind, OperationPhase, SyncStart};
+use crate::ports::{AppStatus, ErrorKind, SyncStart};
 
 use super::records::MARKED_BAD;
 use super::watch::watched;
@@ -211,7 +211,7 @@ impl Engine {
         merged_at: DateTime<Utc>,
         synced: &mut bool,
     ) -> Look {
-        let at_merge = self.at_merge(&s.all_revisions(), sha).await;
+        let compared_at_merge = self.at_merge(&s.all_revisions(), sha).await;
         let op = match &s.operation {
             Some(o) => {
                 let revs: Vec<&str> = o.revisions.iter().map(String::as_str).collect();
@@ -223,23 +223,37 @@ impl Engine {
             }
             None => None,
         };
+        let error = s.error_condition();
         let obs = Observation {
             sync_status: s.sync_status,
             health: s.health,
             health_message: s.health_message.as_deref(),
-            at_merge,
+            compared_at_merge,
             reconciled_after_merge: s
                 .reconciled_at
                 .is_some_and(|t| t.timestamp() >= merged_at.timestamp()),
             operation: op,
-            runs_image: image::runs(&s.images, image),
+            listed: listed(&s.images, image),
+            condition_error: error.as_deref(),
         };
         match deploy::judge(&obs) {
-            Verdict::Healthy => Look::Healthy(s.automated),
+            Verdict::Healthy(evidence) => {
+                if evidence != Evidence::Summary {
+                    tracing::info!(
+                        app = cx.app,
+                        evidence = evidence.as_str(),
+                        "Healthy without the summary's image list"
+                    );
+                }
+                Look::Healthy(s.automated)
+            }
             Verdict::Failed(reason) => Look::Done(Verification::Failed { reason }),
             Verdict::Waiting(why) => {
-                let busy = op.is_some_and(|o| o.phase == OperationPhase::Running);
-                if cx.env_policy.sync && !*synced && !at_merge && !s.automated && !busy {
+                // Argo CD's comparison moves to the merge on a refresh, before any sync: what
+                // tells that the merge was synced is an operation for it (argo-cd#7629).
+                let busy = op.is_some_and(|o| o.phase.running());
+                let merge_synced = op.is_some_and(|o| o.for_merge);
+                if cx.env_policy.sync && !*synced && !merge_synced && !s.automated && !busy {
                     self.sync_merge(cx, sha, why, synced).await
                 } else {
                     Look::Waiting(why)
@@ -272,4 +286,19 @@ pub(super) fn pushed_at(cx: &EnvCtx<'_>, state: &PromotionState) -> Option<DateT
         .iter()
         .find(|i| &i.digest == digest)
         .map(|i| i.pushed_at)
+}
+
+/// What `summary.images` says of `image`: listed, its repository at other references (the
+/// old pods), or nothing of its repository.
+fn listed(images: &[String], image: &ImageRef) -> Listed {
+    if image::runs(images, image) {
+        Listed::Promoted
+    } else if image::of_repository(images, &image.repository)
+        .next()
+        .is_some()
+    {
+        Listed::Other
+    } else {
+        Listed::Nothing
+    }
 }

@@ -1229,6 +1229,7 @@ impl Deployer for World {
                 images,
                 operation: None,
                 automated: true,
+                conditions: vec![],
             })
         })
     }
