@@ -100,25 +100,22 @@ async fn a_pull_request_needs_its_branch_and_is_the_only_open_one_for_it(u: &Und
         u.open("tugboat/contract/one", &[]).await,
         "a pull request already exists",
     );
-    let found = u
-        .ports
-        .forge
-        .find_open_pr("tugboat/contract/one")
-        .await
-        .unwrap();
-    assert_eq!(found.map(|p| p.number), Some(first), "{}", u.world);
+    let open_one = || async {
+        let pr = u.ports.forge.find_open_pr("tugboat/contract/one").await;
+        pr.unwrap().map(|p| p.number)
+    };
+    assert_eq!(open_one().await, Some(first), "{}", u.world);
     u.ports
         .forge
         .close_pr(first, "contract: done")
         .await
         .unwrap();
-    let found = u
-        .ports
-        .forge
-        .find_open_pr("tugboat/contract/one")
-        .await
-        .unwrap();
-    assert!(found.is_none(), "{}: a closed PR is not open", u.world);
+    assert_eq!(
+        open_one().await,
+        None,
+        "{}: a closed PR is not open",
+        u.world
+    );
     assert!(
         !u.ports.forge.pull(first).await.unwrap().merged,
         "{}",
