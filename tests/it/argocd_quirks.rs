@@ -31,6 +31,17 @@ async fn quirk(sb: &Sandbox, quirk: &str, seconds: u64) {
     );
 }
 
+/// Why dev's merge was verified failed (a panic when it was not).
+fn failed_reason(r: &[tugboat::engine::EnvReport]) -> String {
+    match &row(r, SVC, "dev").action {
+        Action::Merged {
+            verification: Verification::Failed { reason },
+            ..
+        } => reason.clone(),
+        other => panic!("not a failed verification: {other:?}"),
+    }
+}
+
 fn policy(sb: &Sandbox, yaml: &str) {
     sb.aws
         .put_parameter(&format!("/salon/promotion/services/{SVC}"), yaml, "String");
@@ -83,13 +94,7 @@ async fn a_comparison_error_fails_the_verification_at_its_first_look_in_argo_cds
     };
     let before = looks(&sb);
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    let Action::Merged {
-        verification: Verification::Failed { reason },
-        ..
-    } = &row(&r, SVC, "dev").action
-    else {
-        panic!("{:?}", row(&r, SVC, "dev"))
-    };
+    let reason = failed_reason(&r);
     assert!(
         reason.contains("ComparisonError") && reason.contains("kustomize build"),
         "Argo CD's own words: {reason}"
@@ -98,6 +103,87 @@ async fn a_comparison_error_fails_the_verification_at_its_first_look_in_argo_cds
         looks(&sb) - before <= 2,
         "failed within a look or two, not at the 10m timeout: {} looks",
         looks(&sb) - before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_canary_is_never_failed_nor_rolled_back_and_verifies_once_it_goes_on() {
+    let (sb, engine, _w) = setup().await;
+    policy(
+        &sb,
+        "environments:\n  dev:\n    rollback: auto\n    health_timeout: 1s\n",
+    );
+    // The Rollout pauses for 2 s after the sync: past the 1 s health timeout.
+    quirk(&sb, "paused", 2).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged {
+        verification: Verification::Unknown { reason },
+        ..
+    } = &row(&r, SVC, "dev").action
+    else {
+        panic!("{:?}", row(&r, SVC, "dev"))
+    };
+    assert!(reason.contains("paused"), "{reason}");
+    // Looked at again each cycle (the PR stays `verifying`) until the Rollout goes on.
+    let mut healthy = false;
+    for _ in 0..8 {
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        if let Action::Merged {
+            verification: Verification::Healthy { .. },
+            ..
+        } = &row(&r, SVC, "dev").action
+        {
+            healthy = true;
+            break;
+        }
+    }
+    assert!(healthy, "verified Healthy once the pause ended");
+    let pulls = sb.github.pulls();
+    assert!(
+        pulls
+            .iter()
+            .all(|p| !p.head.starts_with("tugboat/rollback/")),
+        "a paused canary is never rolled back"
+    );
+    assert!(
+        pulls
+            .iter()
+            .all(|p| !p.labels.iter().any(|l| l == "tugboat:bad"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_degraded_shorter_than_the_grace_is_healthy_and_not_rolled_back() {
+    let (sb, engine, _w) = setup().await;
+    policy(
+        &sb,
+        "environments:\n  dev:\n    rollback: auto\n    degraded_grace: 3s\n",
+    );
+    // Degraded for a second after the sync (an HPA without metrics yet), then Healthy.
+    quirk(&sb, "transient-degraded", 1).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_healthy(&r, SVC, "dev");
+    assert!(
+        sb.github
+            .pulls()
+            .iter()
+            .all(|p| !p.head.starts_with("tugboat/rollback/"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_retries_an_apply_error_fails_in_argo_cds_words_when_its_retries_end() {
+    let (sb, engine, _w) = setup().await;
+    policy(&sb, "environments:\n  dev:\n    rollback: manual\n");
+    quirk(&sb, "retrying", 1).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let reason = failed_reason(&r);
+    assert!(
+        reason.contains("failed to apply") && reason.contains("retried"),
+        "{reason}"
     );
 }
 

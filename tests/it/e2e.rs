@@ -200,6 +200,7 @@ const GROUPED_POLICY: &str = "environments:
   dev:
     auto_merge: true
     health_timeout: 30s
+    degraded_grace: 2s
     scan: {thresholds: {CRITICAL: 0, HIGH: 0}}
     group: {name: base-image, window: 0s}
   prod:

@@ -162,6 +162,8 @@ environments:
   dev:
     auto_merge: true
     health_timeout: 30s
+    # The stand-in's rollouts settle in under a second: two seconds of Degraded is lasting.
+    degraded_grace: 2s
     scan:
       thresholds: {CRITICAL: 0, HIGH: 0}
   prod:

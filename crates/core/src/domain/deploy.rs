@@ -2,6 +2,8 @@
 //! application (no I/O: what needs the repository, such as "does this revision include the
 //! merge commit", is decided outside and passed in).
 
+use std::time::Duration;
+
 /// An enum of Argo CD's words, each with an `Unknown` for a word this version does not know.
 macro_rules! argo_words {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal,)+ }) => {
@@ -117,6 +119,26 @@ pub struct Observation<'a> {
     /// An error condition of the application (`status.conditions`: a `ComparisonError`
     /// when the manifests no longer render), in Argo CD's words.
     pub condition_error: Option<&'a str>,
+    /// How long the health has been `Degraded` or `Missing` since the merge was synced, as
+    /// the looks so far saw it (zero at the first such look).
+    pub degraded_for: Duration,
+    /// How long that may last before it is a failure (the policy's `degraded_grace`).
+    pub degraded_grace: Duration,
+}
+
+impl Observation<'_> {
+    /// Whether the merge commit is what runs: an operation for it has succeeded, or the
+    /// comparison at the merge reports `Synced`. Until then the health is the old objects'.
+    pub fn merge_synced(&self) -> bool {
+        let op = self.operation.filter(|op| op.for_merge);
+        op.is_some_and(|op| op.phase == OperationPhase::Succeeded)
+            || (self.compared_at_merge && self.sync_status == SyncStatus::Synced)
+    }
+
+    /// Whether the health says the objects are unhealthy (`Degraded`, `Missing`).
+    pub fn unhealthy(&self) -> bool {
+        matches!(self.health, Health::Degraded | Health::Missing)
+    }
 }
 
 /// What one look says.
@@ -126,6 +148,10 @@ pub enum Verdict {
     Healthy(Evidence),
     /// Not yet: what is still missing.
     Waiting(String),
+    /// An Argo Rollouts pause: health `Suspended` while the operation for the merge runs
+    /// ("waiting for healthy state of argoproj.io/Rollout"), for minutes, hours, or until a
+    /// person promotes it (argo-cd#25054). No failure, however long it lasts.
+    Paused(String),
     /// It will not get there: Argo CD's own words.
     Failed(String),
 }
@@ -159,9 +185,11 @@ impl Evidence {
 /// |---|---|---|
 /// | an error condition after the merge | failed, in its words | a `ComparisonError` means the manifests at the target revision do not render; no sync can succeed |
 /// | an operation for the merge `Failed`/`Error` | failed, in its words | `operationState.phase` |
+/// | an operation for the merge running, health `Suspended` | paused | an Argo Rollouts pause step (argo-cd#25054) |
 /// | an operation for the merge running | waiting | hooks and waves run; health is not final |
 /// | not synced at the merge | waiting | `sync.revision` is the comparison's, not what was synced (argo-cd#7629) |
-/// | synced, `Degraded`/`Missing` | failed | the merge's objects are unhealthy |
+/// | synced, `Degraded`/`Missing` shorter than the grace | waiting | rollouts pass through it: HPA metrics not yet there, KEDA's `HPAMetricsUnavailable` (argo-cd#28522, argo-cd#6287) |
+/// | synced, `Degraded`/`Missing` for the grace | failed | the merge's objects stay unhealthy |
 /// | synced, `Healthy`, reconciled, image listed or summary silent | healthy | |
 /// | anything else | waiting, naming what is missing | |
 pub fn judge(o: &Observation<'_>) -> Verdict {
@@ -181,20 +209,22 @@ pub fn judge(o: &Observation<'_>) -> Verdict {
         if matches!(op.phase, OperationPhase::Failed | OperationPhase::Error) {
             return Verdict::Failed(format!("sync operation {}{}", op.phase, with(op.message)));
         }
+        if op.phase.running() && o.health == Health::Suspended {
+            let why = op.message.or(o.health_message);
+            return Verdict::Paused(format!("paused (health Suspended){}", with(why)));
+        }
         if op.phase.running() {
             return Verdict::Waiting(format!("sync operation {}{}", op.phase, with(op.message)));
         }
     }
-    let synced_by_operation = op.is_some_and(|op| op.phase == OperationPhase::Succeeded);
-    let compared_synced = o.compared_at_merge && o.sync_status == SyncStatus::Synced;
-    if !synced_by_operation && !compared_synced {
+    if !o.merge_synced() {
         return Verdict::Waiting(format!(
             "sync {}, health {} (not the merge's yet): the merge commit is not synced",
             o.sync_status, o.health
         ));
     }
-    if matches!(o.health, Health::Degraded | Health::Missing) {
-        return Verdict::Failed(format!("health {}{}", o.health, with(o.health_message)));
+    if o.unhealthy() {
+        return degraded(o, &with(o.health_message));
     }
     let missing: Vec<&str> = [
         (!o.compared_at_merge, "revision is not the merge commit yet"),
@@ -223,6 +253,26 @@ pub fn judge(o: &Observation<'_>) -> Verdict {
     })
 }
 
+/// A synced merge whose objects are unhealthy: a failure once that lasted the grace, else a
+/// wait that says how long it has lasted.
+fn degraded(o: &Observation<'_>, said: &str) -> Verdict {
+    let secs = |d: Duration| d.as_secs();
+    if o.degraded_for >= o.degraded_grace {
+        let lasted = if o.degraded_grace.is_zero() {
+            String::new()
+        } else {
+            format!(" for {}s", secs(o.degraded_for))
+        };
+        return Verdict::Failed(format!("health {}{lasted}{said}", o.health));
+    }
+    Verdict::Waiting(format!(
+        "health {} for {}s of a {}s grace{said}",
+        o.health,
+        secs(o.degraded_for),
+        secs(o.degraded_grace)
+    ))
+}
+
 /// Whether a revision can be a Git commit (a multi-source application also lists Helm chart
 /// versions, which are never the merge commit).
 pub fn is_commit(revision: &str) -> bool {
@@ -247,6 +297,8 @@ mod tests {
             }),
             listed: Listed::Promoted,
             condition_error: None,
+            degraded_for: Duration::ZERO,
+            degraded_grace: Duration::ZERO,
         }
     }
 
@@ -301,6 +353,29 @@ mod tests {
         o.health = Health::Missing;
         o.health_message = None;
         assert_eq!(judge(&o), Verdict::Failed("health Missing".into()));
+    }
+
+    #[test]
+    fn degraded_after_the_sync_waits_out_its_grace_then_fails_saying_how_long() {
+        let mut o = healthy();
+        o.health = Health::Degraded;
+        o.health_message = Some("HPA: unable to get metrics for resource cpu");
+        o.degraded_grace = Duration::from_secs(60);
+        o.degraded_for = Duration::from_secs(20);
+        assert_eq!(
+            judge(&o),
+            Verdict::Waiting(
+                "health Degraded for 20s of a 60s grace: HPA: unable to get metrics for resource cpu"
+                    .into()
+            )
+        );
+        o.degraded_for = Duration::from_secs(61);
+        assert_eq!(
+            judge(&o),
+            Verdict::Failed(
+                "health Degraded for 61s: HPA: unable to get metrics for resource cpu".into()
+            )
+        );
     }
 
     #[test]
@@ -365,6 +440,24 @@ mod tests {
             for_merge: false,
         });
         assert_eq!(judge(&o), Verdict::Healthy(Evidence::Summary));
+    }
+
+    #[test]
+    fn a_rollout_paused_under_the_merges_operation_is_paused_not_waiting_nor_failed() {
+        let mut o = healthy();
+        o.health = Health::Suspended;
+        o.operation = Some(OperationView {
+            phase: OperationPhase::Running,
+            message: Some("waiting for healthy state of argoproj.io/Rollout/api"),
+            for_merge: true,
+        });
+        assert_eq!(
+            judge(&o),
+            Verdict::Paused(
+                "paused (health Suspended): waiting for healthy state of argoproj.io/Rollout/api"
+                    .into()
+            )
+        );
     }
 
     #[test]

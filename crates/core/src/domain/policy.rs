@@ -46,6 +46,10 @@ pub struct EnvPolicy {
     pub approvals: u32,
     pub approvers: Vec<String>,
     pub health_timeout: Duration,
+    /// How long the application may stay `Degraded` (or `Missing`) once the merge is synced
+    /// before that is a failure: rollouts pass through it (metrics not yet available to an
+    /// HPA, a Deployment briefly past its progress deadline).
+    pub degraded_grace: Duration,
     pub pin_digest: bool,
     /// How long the previous environment must have run the image Healthy first.
     pub soak: Duration,
@@ -86,6 +90,13 @@ pub enum RollbackMode {
     #[default]
     Manual,
 }
+
+/// How long `Degraded` may last after the merge's sync by default. A transient Degraded is
+/// a normal part of rollouts: an HPA reports it until the metrics server has scraped the new
+/// pods (every 15 s by default; KEDA's `HPAMetricsUnavailable` has been seen for ~30 s,
+/// argo-cd#28522, argo-cd#6287). A minute covers that with room; a crash-looping pod is
+/// still Degraded after it.
+pub const DEFAULT_DEGRADED_GRACE: Duration = Duration::from_secs(60);
 
 /// The schema version this build reads (`version:` in a document; optional).
 pub const SCHEMA_VERSION: u64 = 1;
@@ -128,6 +139,7 @@ struct RawEnv {
     approvals: Option<u32>,
     approvers: Option<Vec<String>>,
     health_timeout: Option<String>,
+    degraded_grace: Option<String>,
     pin_digest: Option<bool>,
     soak: Option<String>,
     windows: Option<Vec<RawWindow>>,
@@ -332,6 +344,11 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         raw.health_timeout.as_deref(),
         Duration::from_secs(600),
     )?;
+    let degraded_grace = duration(
+        "degraded_grace",
+        raw.degraded_grace.as_deref(),
+        DEFAULT_DEGRADED_GRACE,
+    )?;
     let soak = duration("soak", raw.soak.as_deref(), Duration::ZERO)?;
     let windows = windows(raw)?;
     if let Some(a) = raw.application.as_deref()
@@ -373,6 +390,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         approvals: raw.approvals.unwrap_or(1),
         approvers: raw.approvers.clone().unwrap_or_default(),
         health_timeout,
+        degraded_grace,
         pin_digest: raw.pin_digest.unwrap_or(false),
         soak,
         windows,

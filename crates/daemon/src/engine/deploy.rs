@@ -26,6 +26,15 @@ pub(super) const REPORT_CLAIM_TTL: Duration = Duration::from_secs(120);
 /// that nothing is reported twice), the PR body's last section when it turned Healthy.
 pub(super) const REPORTED: &str = "<!-- tugboat:verified ";
 
+/// What a verification remembers from one look to the next.
+#[derive(Default)]
+struct Watching {
+    /// tugboat asked Argo CD to sync the merge (once per verification).
+    synced: bool,
+    /// Since when the synced merge's objects have been `Degraded` or `Missing`.
+    degraded_since: Option<Instant>,
+}
+
 /// One look at the application during a verification.
 enum Look {
     /// Healthy; whether the application syncs by itself.
@@ -33,6 +42,8 @@ enum Look {
     Done(Verification),
     /// Not there yet, and why.
     Waiting(String),
+    /// A Rollout paused at a step: waited on, never failed for.
+    Paused(String),
 }
 
 impl Engine {
@@ -157,13 +168,17 @@ impl Engine {
         let start = Instant::now();
         let deadline = start + timeout;
         let mut delay = poll;
-        let mut synced = false;
+        let mut watching = Watching::default();
         loop {
-            // `seen`: whether this look read the application (a timeout then is a failure).
-            let (last, seen) = match self.ports.deployer.app(cx.app, true).await {
+            // `seen`: whether this look read the application (a timeout then is a failure);
+            // `paused`: whether it found a paused Rollout (a timeout then is no failure).
+            let (last, seen, paused) = match self.ports.deployer.app(cx.app, true).await {
                 Ok(s) => {
                     delay = poll;
-                    match self.look(cx, &s, sha, image, merged_at, &mut synced).await {
+                    match self
+                        .look(cx, &s, sha, image, merged_at, &mut watching)
+                        .await
+                    {
                         Look::Healthy(automated) => {
                             return Verification::Healthy {
                                 after: start.elapsed(),
@@ -171,7 +186,8 @@ impl Engine {
                             };
                         }
                         Look::Done(v) => return v,
-                        Look::Waiting(why) => (why, true),
+                        Look::Waiting(why) => (why, true, false),
+                        Look::Paused(why) => (why, true, true),
                     }
                 }
                 // A refused token or a missing application does not heal by waiting.
@@ -182,7 +198,7 @@ impl Engine {
                 }
                 Err(e) => {
                     delay = (delay * 2).min(poll * 8);
-                    (e.to_string(), false)
+                    (e.to_string(), false, false)
                 }
             };
             if Instant::now() >= deadline {
@@ -190,7 +206,12 @@ impl Engine {
                     "timed out after {} ({last})",
                     humantime::format_duration(timeout)
                 );
-                return if seen {
+                return if paused {
+                    // Argo Rollouts pauses a canary for as long as its steps say, or until a
+                    // person promotes it (argo-cd#25054): never rolled back for that; the
+                    // next cycle looks again.
+                    Verification::Unknown { reason }
+                } else if seen {
                     Verification::Failed { reason }
                 } else {
                     Verification::Unknown { reason }
@@ -209,7 +230,7 @@ impl Engine {
         sha: &str,
         image: &ImageRef,
         merged_at: DateTime<Utc>,
-        synced: &mut bool,
+        watching: &mut Watching,
     ) -> Look {
         let compared_at_merge = self.at_merge(&s.all_revisions(), sha).await;
         let op = match &s.operation {
@@ -224,7 +245,7 @@ impl Engine {
             None => None,
         };
         let error = s.error_condition();
-        let obs = Observation {
+        let mut obs = Observation {
             sync_status: s.sync_status,
             health: s.health,
             health_message: s.health_message.as_deref(),
@@ -235,7 +256,15 @@ impl Engine {
             operation: op,
             listed: listed(&s.images, image),
             condition_error: error.as_deref(),
+            degraded_for: Duration::ZERO,
+            degraded_grace: cx.env_policy.degraded_grace,
         };
+        if obs.merge_synced() && obs.unhealthy() {
+            let since = *watching.degraded_since.get_or_insert_with(Instant::now);
+            obs.degraded_for = since.elapsed();
+        } else {
+            watching.degraded_since = None;
+        }
         match deploy::judge(&obs) {
             Verdict::Healthy(evidence) => {
                 if evidence != Evidence::Summary {
@@ -248,13 +277,15 @@ impl Engine {
                 Look::Healthy(s.automated)
             }
             Verdict::Failed(reason) => Look::Done(Verification::Failed { reason }),
+            Verdict::Paused(why) => Look::Paused(why),
             Verdict::Waiting(why) => {
                 // Argo CD's comparison moves to the merge on a refresh, before any sync: what
                 // tells that the merge was synced is an operation for it (argo-cd#7629).
                 let busy = op.is_some_and(|o| o.phase.running());
-                let merge_synced = op.is_some_and(|o| o.for_merge);
-                if cx.env_policy.sync && !*synced && !merge_synced && !s.automated && !busy {
-                    self.sync_merge(cx, sha, why, synced).await
+                let merge_operated = op.is_some_and(|o| o.for_merge);
+                let wanted = !watching.synced && !merge_operated && !s.automated && !busy;
+                if cx.env_policy.sync && wanted {
+                    self.sync_merge(cx, sha, why, &mut watching.synced).await
                 } else {
                     Look::Waiting(why)
                 }
