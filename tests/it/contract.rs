@@ -250,6 +250,28 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
         );
     }
 
+    // A real application's quirks answer in Argo CD's schema too: the manifests stop
+    // rendering (a `ComparisonError` condition, sync status `Unknown`), the summary lists no
+    // image, and the verification fails in Argo CD's words at its first look.
+    let app = app_name("user_service", "dev");
+    for quirk in ["comparison-error", "no-summary-images"] {
+        sb.argocd
+            .set_quirk(&app, quirk, Duration::from_secs(600))
+            .unwrap();
+    }
+    sb.aws.push("user_service", "1.2.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            &row(&r, "user_service", "dev").action,
+            Action::Merged { verification: Verification::Failed { reason }, .. }
+                if reason.contains("ComparisonError")
+        ),
+        "{:?}\n{:#?}",
+        row(&r, "user_service", "dev"),
+        argo.violations()
+    );
+
     let gh_violations = gh.violations();
     let argo_violations = argo.violations();
     assert!(
