@@ -188,6 +188,26 @@ async fn a_sync_that_retries_an_apply_error_fails_in_argo_cds_words_when_its_ret
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_still_retrying_past_the_retry_limit_fails_without_waiting_for_argo_cd() {
+    let (sb, engine, _w) = setup().await;
+    policy(
+        &sb,
+        "environments:\n  dev:\n    rollback: manual\n    retry_limit: 1\n",
+    );
+    // Argo CD would retry for a minute (attempts 5 s apart); the second attempt is enough.
+    quirk(&sb, "retrying", 60).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    // Not "timed out after 30s": the retry limit ended it, in Argo CD's words.
+    let reason = failed_reason(&r);
+    assert!(
+        reason.starts_with("sync operation still failing after 1 retries: Retrying attempt #2")
+            && reason.contains("failed to apply"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_quirk_is_refused_with_the_ones_there_are() {
     let (sb, _engine, _w) = setup().await;
     let resp = reqwest::Client::new()

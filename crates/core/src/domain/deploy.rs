@@ -124,6 +124,8 @@ pub struct Observation<'a> {
     pub degraded_for: Duration,
     /// How long that may last before it is a failure (the policy's `degraded_grace`).
     pub degraded_grace: Duration,
+    /// How many retries of a failing apply to wait out (the policy's `retry_limit`).
+    pub retry_limit: u32,
 }
 
 impl Observation<'_> {
@@ -186,6 +188,7 @@ impl Evidence {
 /// | an error condition after the merge | failed, in its words | a `ComparisonError` means the manifests at the target revision do not render; no sync can succeed |
 /// | an operation for the merge `Failed`/`Error` | failed, in its words | `operationState.phase` |
 /// | an operation for the merge running, health `Suspended` | paused | an Argo Rollouts pause step (argo-cd#25054) |
+/// | an operation for the merge "Retrying attempt #N" past the retry limit | failed, in its words | `syncPolicy.retry`: the operation stays `Running` between attempts |
 /// | an operation for the merge running | waiting | hooks and waves run; health is not final |
 /// | not synced at the merge | waiting | `sync.revision` is the comparison's, not what was synced (argo-cd#7629) |
 /// | synced, `Degraded`/`Missing` shorter than the grace | waiting | rollouts pass through it: HPA metrics not yet there, KEDA's `HPAMetricsUnavailable` (argo-cd#28522, argo-cd#6287) |
@@ -212,6 +215,16 @@ pub fn judge(o: &Observation<'_>) -> Verdict {
         if op.phase.running() && o.health == Health::Suspended {
             let why = op.message.or(o.health_message);
             return Verdict::Paused(format!("paused (health Suspended){}", with(why)));
+        }
+        if op.phase.running()
+            && let Some(attempt) = op.message.and_then(retry_attempt)
+            && attempt > o.retry_limit
+        {
+            return Verdict::Failed(format!(
+                "sync operation still failing after {} retries{}",
+                o.retry_limit,
+                with(op.message)
+            ));
         }
         if op.phase.running() {
             return Verdict::Waiting(format!("sync operation {}{}", op.phase, with(op.message)));
@@ -273,6 +286,14 @@ fn degraded(o: &Observation<'_>, said: &str) -> Verdict {
     ))
 }
 
+/// The attempt a retrying operation is at: Argo CD's operation message while
+/// `syncPolicy.retry` backs off reads "Retrying attempt #N at <time>: <error>".
+pub fn retry_attempt(message: &str) -> Option<u32> {
+    let rest = message.strip_prefix("Retrying attempt #")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// Whether a revision can be a Git commit (a multi-source application also lists Helm chart
 /// versions, which are never the merge commit).
 pub fn is_commit(revision: &str) -> bool {
@@ -299,6 +320,7 @@ mod tests {
             condition_error: None,
             degraded_for: Duration::ZERO,
             degraded_grace: Duration::ZERO,
+            retry_limit: 3,
         }
     }
 
@@ -458,6 +480,35 @@ mod tests {
                     .into()
             )
         );
+    }
+
+    #[test]
+    fn a_retrying_sync_waits_its_retries_then_fails_in_argo_cds_words() {
+        let mut o = healthy();
+        let retrying = |n: u32| OperationView {
+            phase: OperationPhase::Running,
+            message: Some(if n == 3 {
+                "Retrying attempt #3 at 2026-12-06T10:00:00Z: one or more objects failed to apply"
+            } else {
+                "Retrying attempt #4 at 2026-12-06T10:00:20Z: one or more objects failed to apply"
+            }),
+            for_merge: true,
+        };
+        o.operation = Some(retrying(3));
+        assert!(matches!(judge(&o), Verdict::Waiting(_)), "{:?}", judge(&o));
+        o.operation = Some(retrying(4));
+        match judge(&o) {
+            Verdict::Failed(why) => assert!(
+                why.starts_with(
+                    "sync operation still failing after 3 retries: Retrying attempt #4"
+                ) && why.contains("failed to apply"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(retry_attempt("Retrying attempt #12 at x: y"), Some(12));
+        assert_eq!(retry_attempt("one or more tasks are running"), None);
+        assert_eq!(retry_attempt("Retrying attempt #"), None);
     }
 
     #[test]

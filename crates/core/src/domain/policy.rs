@@ -50,6 +50,10 @@ pub struct EnvPolicy {
     /// before that is a failure: rollouts pass through it (metrics not yet available to an
     /// HPA, a Deployment briefly past its progress deadline).
     pub degraded_grace: Duration,
+    /// How many times a sync of the merge may retry an apply error (Argo CD's
+    /// `syncPolicy.retry`) before the verification fails with that error, rather than wait
+    /// for Argo CD's own limit (which may be none).
+    pub retry_limit: u32,
     pub pin_digest: bool,
     /// How long the previous environment must have run the image Healthy first.
     pub soak: Duration,
@@ -98,6 +102,11 @@ pub enum RollbackMode {
 /// still Degraded after it.
 pub const DEFAULT_DEGRADED_GRACE: Duration = Duration::from_secs(60);
 
+/// How many retries of a failing apply a verification waits out by default: Argo CD's own
+/// default `syncPolicy.retry.limit` is 5, its backoff 5 s doubling; a manifest that failed to
+/// apply three times over ~35 s is not a passing error.
+pub const DEFAULT_RETRY_LIMIT: u32 = 3;
+
 /// The schema version this build reads (`version:` in a document; optional).
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -140,6 +149,7 @@ struct RawEnv {
     approvers: Option<Vec<String>>,
     health_timeout: Option<String>,
     degraded_grace: Option<String>,
+    retry_limit: Option<u32>,
     pin_digest: Option<bool>,
     soak: Option<String>,
     windows: Option<Vec<RawWindow>>,
@@ -391,6 +401,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         approvers: raw.approvers.clone().unwrap_or_default(),
         health_timeout,
         degraded_grace,
+        retry_limit: raw.retry_limit.unwrap_or(DEFAULT_RETRY_LIMIT),
         pin_digest: raw.pin_digest.unwrap_or(false),
         soak,
         windows,

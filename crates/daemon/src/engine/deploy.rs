@@ -258,6 +258,7 @@ impl Engine {
             condition_error: error.as_deref(),
             degraded_for: Duration::ZERO,
             degraded_grace: cx.env_policy.degraded_grace,
+            retry_limit: cx.env_policy.retry_limit,
         };
         if obs.merge_synced() && obs.unhealthy() {
             let since = *watching.degraded_since.get_or_insert_with(Instant::now);
