@@ -201,8 +201,9 @@ async fn a_sync_still_retrying_past_the_retry_limit_fails_without_waiting_for_ar
     // Not "timed out after 30s": the retry limit ended it, in Argo CD's words.
     let reason = failed_reason(&r);
     assert!(
-        reason.starts_with("sync operation still failing after 1 retries: Retrying attempt #2")
-            && reason.contains("failed to apply"),
+        reason.starts_with(
+            "sync operation still failing after 1 retries: one or more objects failed to apply"
+        ) && reason.contains("Retrying attempt #2"),
         "{reason}"
     );
 }

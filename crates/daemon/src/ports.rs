@@ -687,6 +687,8 @@ pub struct Operation {
     /// automated sync did.
     pub initiated_by: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
+    /// How many times it was retried (`retryCount`, under `syncPolicy.retry`).
+    pub retry_count: u32,
 }
 
 /// What asking Argo CD to sync did.

@@ -51,6 +51,8 @@ struct Op {
     finished_at: Option<DateTime<Utc>>,
     /// Applied, but still `Running` until then (a Rollout paused at a step).
     hold_until: Option<Instant>,
+    /// `retryCount`: how many times a failed attempt was put back to `Running`.
+    retry_count: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -380,6 +382,7 @@ impl ArgoCd {
             started_at: now,
             finished_at: None,
             hold_until: None,
+            retry_count: 0,
         });
     }
 
@@ -503,18 +506,23 @@ impl ArgoCd {
         app.operation = Some(op);
     }
 
-    /// A sync under `syncPolicy.retry` whose apply fails: `Running`, "Retrying attempt #N",
-    /// for `retry` after it was due, then `Failed` (the retry limit reached).
+    /// A sync under `syncPolicy.retry` whose apply fails, for `retry` after it was due, then
+    /// `Failed` (its limit reached). As Argo CD's `controller/appcontroller.go` does: a
+    /// failed attempt goes back to `Running` with `retryCount` one more and the message
+    /// "<error>. Retrying attempt #N at <3:04PM>."; the last one fails with
+    /// "<error> (retried N times)." (its default backoff: 5 s).
     fn retry(op: &mut Op, retry: Duration, quirks: &mut Quirks, now: DateTime<Utc>) {
         let error = "one or more objects failed to apply, reason: Deployment.apps \"app\" is invalid: spec.template.spec.containers[0].image: Required value";
         let elapsed = op.started.elapsed();
+        let attempts = u32::try_from(elapsed.as_secs() / 5 + 1).unwrap_or(u32::MAX);
         if elapsed < retry {
-            let attempt = elapsed.as_secs() / 5 + 1;
-            op.message = format!("Retrying attempt #{attempt} at {}: {error}", rfc3339(now));
+            op.retry_count = attempts;
+            let at = (now + chrono::Duration::seconds(5)).format("%-I:%M%p");
+            op.message = format!("{error}. Retrying attempt #{attempts} at {at}.");
             return;
         }
         op.phase = "Failed";
-        op.message = format!("{error} (retried {} times)", retry.as_secs() / 5 + 1);
+        op.message = format!("{error} (retried {} times).", op.retry_count);
         op.finished_at = Some(now);
         quirks.retrying = None;
     }
@@ -538,7 +546,9 @@ impl ArgoCd {
     fn status_of(&self, name: &str) -> Option<Value> {
         let mut app = self.lock().apps.get(name)?.clone();
         self.advance(&mut app);
-        if app.settles <= Instant::now() && app.health == "Healthy" {
+        let health = Self::health(&app);
+        // What this answer says, quirks included (a transient Degraded is no Healthy).
+        if health["status"] == "Healthy" {
             app.answered_healthy.get_or_insert_with(Instant::now);
         }
         self.lock().apps.insert(name.to_owned(), app.clone());
@@ -547,7 +557,7 @@ impl ArgoCd {
             "path": app.files.first().map(|f| f.rsplit_once('/').map_or("", |x| x.0))});
         let chart_source = json!({"repoURL": "https://charts.example.com", "chart": "base", "targetRevision": CHART_VERSION});
         let mut status = self.comparison(&app, name, (&chart_source, &git_source));
-        status["health"] = Self::health(&app);
+        status["health"] = health;
         let images = if app.quirks.no_summary_images {
             Vec::new()
         } else {
@@ -674,6 +684,7 @@ impl ArgoCd {
         };
         let mut o = json!({
             "phase": op.phase, "message": op.message, "startedAt": rfc3339(op.started_at),
+            "retryCount": op.retry_count,
             "operation": {"sync": Self::revisions(app, &op.revision), "initiatedBy": initiated},
         });
         if let Some(f) = op.finished_at {

@@ -86,6 +86,10 @@ pub struct OperationView<'a> {
     /// Whether the operation syncs the merge commit (or a descendant of it): what it syncs
     /// (`operation.sync.revision`, else `syncResult.revision`), never the comparison's.
     pub for_merge: bool,
+    /// How many times it was retried (`operationState.retryCount`): under
+    /// `syncPolicy.retry` a failed attempt is put back to `Running`, its message ending
+    /// "Retrying attempt #N at <time>." (`controller/appcontroller.go`).
+    pub retries: u32,
 }
 
 /// What `status.summary.images` says of the promoted image.
@@ -188,7 +192,7 @@ impl Evidence {
 /// | an error condition after the merge | failed, in its words | a `ComparisonError` means the manifests at the target revision do not render; no sync can succeed |
 /// | an operation for the merge `Failed`/`Error` | failed, in its words | `operationState.phase` |
 /// | an operation for the merge running, health `Suspended` | paused | an Argo Rollouts pause step (argo-cd#25054) |
-/// | an operation for the merge "Retrying attempt #N" past the retry limit | failed, in its words | `syncPolicy.retry`: the operation stays `Running` between attempts |
+/// | an operation for the merge retried past the retry limit | failed, in its words | `syncPolicy.retry`: the operation stays `Running` between attempts, counting `retryCount` |
 /// | an operation for the merge running | waiting | hooks and waves run; health is not final |
 /// | not synced at the merge | waiting | `sync.revision` is the comparison's, not what was synced (argo-cd#7629) |
 /// | synced, `Degraded`/`Missing` shorter than the grace | waiting | rollouts pass through it: HPA metrics not yet there, KEDA's `HPAMetricsUnavailable` (argo-cd#28522, argo-cd#6287) |
@@ -216,10 +220,7 @@ pub fn judge(o: &Observation<'_>) -> Verdict {
             let why = op.message.or(o.health_message);
             return Verdict::Paused(format!("paused (health Suspended){}", with(why)));
         }
-        if op.phase.running()
-            && let Some(attempt) = op.message.and_then(retry_attempt)
-            && attempt > o.retry_limit
-        {
+        if op.phase.running() && op.retries > o.retry_limit {
             return Verdict::Failed(format!(
                 "sync operation still failing after {} retries{}",
                 o.retry_limit,
@@ -286,14 +287,6 @@ fn degraded(o: &Observation<'_>, said: &str) -> Verdict {
     ))
 }
 
-/// The attempt a retrying operation is at: Argo CD's operation message while
-/// `syncPolicy.retry` backs off reads "Retrying attempt #N at <time>: <error>".
-pub fn retry_attempt(message: &str) -> Option<u32> {
-    let rest = message.strip_prefix("Retrying attempt #")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
 /// Whether a revision can be a Git commit (a multi-source application also lists Helm chart
 /// versions, which are never the merge commit).
 pub fn is_commit(revision: &str) -> bool {
@@ -315,6 +308,7 @@ mod tests {
                 phase: OperationPhase::Succeeded,
                 message: None,
                 for_merge: true,
+                retries: 0,
             }),
             listed: Listed::Promoted,
             condition_error: None,
@@ -334,6 +328,7 @@ mod tests {
                 phase: OperationPhase::Succeeded,
                 message: None,
                 for_merge: false,
+                retries: 0,
             }),
             ..healthy()
         }
@@ -451,6 +446,7 @@ mod tests {
             phase: OperationPhase::Failed,
             message: Some("one or more objects failed to apply"),
             for_merge: true,
+            retries: 0,
         });
         assert_eq!(
             judge(&o),
@@ -460,6 +456,7 @@ mod tests {
             phase: OperationPhase::Failed,
             message: None,
             for_merge: false,
+            retries: 0,
         });
         assert_eq!(judge(&o), Verdict::Healthy(Evidence::Summary));
     }
@@ -472,6 +469,7 @@ mod tests {
             phase: OperationPhase::Running,
             message: Some("waiting for healthy state of argoproj.io/Rollout/api"),
             for_merge: true,
+            retries: 0,
         });
         assert_eq!(
             judge(&o),
@@ -485,30 +483,23 @@ mod tests {
     #[test]
     fn a_retrying_sync_waits_its_retries_then_fails_in_argo_cds_words() {
         let mut o = healthy();
-        let retrying = |n: u32| OperationView {
+        let retrying = |retries: u32| OperationView {
             phase: OperationPhase::Running,
-            message: Some(if n == 3 {
-                "Retrying attempt #3 at 2026-12-06T10:00:00Z: one or more objects failed to apply"
-            } else {
-                "Retrying attempt #4 at 2026-12-06T10:00:20Z: one or more objects failed to apply"
-            }),
+            message: Some("one or more objects failed to apply. Retrying attempt #4 at 10:00AM."),
             for_merge: true,
+            retries,
         };
         o.operation = Some(retrying(3));
         assert!(matches!(judge(&o), Verdict::Waiting(_)), "{:?}", judge(&o));
         o.operation = Some(retrying(4));
         match judge(&o) {
             Verdict::Failed(why) => assert!(
-                why.starts_with(
-                    "sync operation still failing after 3 retries: Retrying attempt #4"
-                ) && why.contains("failed to apply"),
+                why.starts_with("sync operation still failing after 3 retries: one or more objects failed to apply")
+                    && why.contains("Retrying attempt #4"),
                 "{why}"
             ),
             other => panic!("{other:?}"),
         }
-        assert_eq!(retry_attempt("Retrying attempt #12 at x: y"), Some(12));
-        assert_eq!(retry_attempt("one or more tasks are running"), None);
-        assert_eq!(retry_attempt("Retrying attempt #"), None);
     }
 
     #[test]
@@ -518,6 +509,7 @@ mod tests {
             phase: OperationPhase::Running,
             message: None,
             for_merge: true,
+            retries: 0,
         });
         assert_eq!(judge(&o), Verdict::Waiting("sync operation Running".into()));
     }

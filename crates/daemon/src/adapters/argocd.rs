@@ -111,6 +111,8 @@ struct OperationStateWire {
     operation: OperationWire,
     sync_result: RevisionsWire,
     started_at: Option<DateTime<Utc>>,
+    /// `v1alpha1OperationState.retryCount` (int64 in the swagger).
+    retry_count: i64,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -360,6 +362,7 @@ impl Deployer for ArgoCd {
                         .username
                         .filter(|u| !u.is_empty() && !o.operation.initiated_by.automated),
                     started_at: o.started_at,
+                    retry_count: u32::try_from(o.retry_count.max(0)).unwrap_or(u32::MAX),
                 }
             }),
             automated: app

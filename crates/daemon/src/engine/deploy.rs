@@ -240,6 +240,7 @@ impl Engine {
                     phase: o.phase,
                     message: o.message.as_deref(),
                     for_merge: self.at_merge(&revs, sha).await,
+                    retries: o.retry_count,
                 })
             }
             None => None,
