@@ -84,7 +84,10 @@ struct App {
 #[derive(Debug, Clone, Default)]
 struct Quirks {
     /// Every comparison to a new revision fails with a `ComparisonError` condition (the
-    /// manifests do not render; sync status `Unknown`, nothing synced) until then.
+    /// manifests do not render; sync status `Unknown`, nothing synced) until then: the
+    /// condition type `ApplicationConditionComparisonError` of Argo CD's
+    /// `pkg/apis/application/v1alpha1/types.go`, its message "Failed to load target state:
+    /// failed to generate manifest for source 1 of 1: rpc error: …".
     comparison_error_until: Option<Instant>,
     /// `summary.images` lists nothing: it is built from live pods, and some releases left it
     /// empty or stale (argo-cd#27861, argo-cd#19670).
@@ -258,6 +261,8 @@ impl ArgoCd {
             .ok_or_else(|| format!("no application {name}"))?;
         let q = &mut app.quirks;
         match quirk {
+            // Argo CD's Deployment health check reports `Degraded` once its `Progressing`
+            // condition says `ProgressDeadlineExceeded` (its "Resource Health" docs).
             "degraded-before" => {
                 app.health = "Degraded".into();
                 app.message = Some(format!(
