@@ -420,6 +420,7 @@ const ENGINE_EDGES: &[(&str, &str)] = &[
     ("hold", "records"),
     ("hold", "watch"),
     ("landed", "deploy"),
+    ("landed", "hold"),
     ("landed", "provenance"),
     ("landed", "rollback"),
     ("landed", "verified"),

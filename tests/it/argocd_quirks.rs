@@ -1,11 +1,13 @@
 //! Verification against an Argo CD that behaves as the real one does, each quirk set through
 //! the stand-in's `POST /_sandbox/quirks` as an operator's test would: the comparison moves
 //! to the merge before anything is synced, an application is Degraded before the fix ships,
-//! `summary.images` is empty, the manifests stop rendering.
+//! `summary.images` is empty, the manifests stop rendering, a Rollout pauses, a PreSync hook
+//! runs longer than the health timeout.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use crate::common::{assert_healthy, row, setup};
+use tugboat::domain::deploy::Evidence;
 use tugboat::engine::{Action, Mode, Verification};
 use tugboat_sandbox::{Sandbox, app_name};
 
@@ -67,13 +69,196 @@ async fn a_fix_for_a_degraded_application_is_verified_healthy_once_synced_not_ro
     );
 }
 
+/// What showed dev's Healthy verification (a panic when it was not Healthy).
+fn evidence(r: &[tugboat::engine::EnvReport]) -> Option<Evidence> {
+    match &row(r, SVC, "dev").action {
+        Action::Merged {
+            verification: Verification::Healthy { evidence, .. },
+            ..
+        } => *evidence,
+        other => panic!("not a Healthy verification: {other:?}"),
+    }
+}
+
+/// The body of the promotion PR of dev (the only one).
+fn promotion_body(sb: &Sandbox) -> String {
+    let pulls = sb.github.pulls();
+    let pr = pulls
+        .iter()
+        .find(|p| p.head.starts_with("tugboat/") && !p.head.starts_with("tugboat/rollback/"))
+        .expect("a promotion PR");
+    pr.body.clone()
+}
+
+/// How many times Argo CD's application was read, and how many of those asked a refresh.
+fn reads(sb: &Sandbox) -> (u64, u64) {
+    let calls = sb.argocd.calls();
+    let get = |k: &str| calls.get(k).copied().unwrap_or(0);
+    let refreshes = get("GET application (refresh)") + get("GET application (hard refresh)");
+    (get("GET application") + refreshes, refreshes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_application_whose_summary_lists_no_images_still_verifies() {
+async fn an_application_whose_summary_lists_no_images_verifies_by_its_resource_tree_and_says_so() {
     let (sb, engine, _w) = setup().await;
     quirk(&sb, "no-summary-images", 0).await;
     sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
-    assert_healthy(&r, SVC, "dev");
+    assert_eq!(evidence(&r), Some(Evidence::ResourceTree));
+    let body = promotion_body(&sb);
+    assert!(
+        body.contains("resource tree"),
+        "the PR says which evidence: {body}"
+    );
+    assert!(
+        sb.argocd
+            .calls()
+            .get("GET resource-tree")
+            .is_some_and(|n| *n >= 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_verification_reads_no_resource_tree_and_asks_one_refresh_for_many_looks() {
+    let (sb, engine, _w) = setup().await;
+    // Degraded for a second after the sync: several looks (200 ms apart) before Healthy.
+    quirk(&sb, "transient-degraded", 1).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let (looks, refreshes) = reads(&sb);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(evidence(&r), Some(Evidence::Summary));
+    let (looks, refreshes) = (reads(&sb).0 - looks, reads(&sb).1 - refreshes);
+    assert!(looks >= 4, "{looks} looks");
+    // The verification refreshes at its first look after the merge, and no more within a
+    // minute (`argocd.refresh_interval`); the cycle's other reads never refresh.
+    assert_eq!(refreshes, 1, "{refreshes} refreshes in {looks} looks");
+    assert!(!sb.argocd.calls().contains_key("GET resource-tree"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_paused_past_its_pause_timeout_holds_the_environment_and_is_never_rolled_back() {
+    let (sb, engine, _w) = setup().await;
+    policy(
+        &sb,
+        "environments:\n  dev:\n    rollback: auto\n    pause_timeout: 1s\n    health_timeout: 5s\n",
+    );
+    quirk(&sb, "paused", 600).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let action = &row(&r, SVC, "dev").action;
+    let Action::EnvironmentHeld { issue, cause, .. } = action else {
+        panic!("held: {action:?}")
+    };
+    assert_eq!(cause.as_str(), "paused-rollout");
+    let issues = sb.github.issues();
+    let held = issues
+        .iter()
+        .find(|i| i.number == *issue)
+        .expect("the hold issue");
+    assert!(
+        held.body.contains("Rollout") && held.body.contains("/resume"),
+        "{}",
+        held.body
+    );
+    // The promotion stays `verifying` (verified again after `/resume`); nothing rolled back.
+    let pulls = sb.github.pulls();
+    let pr = pulls
+        .iter()
+        .find(|p| p.merged_at.is_some())
+        .expect("the merged promotion");
+    assert!(
+        pr.labels.iter().any(|l| l == "tugboat:verifying"),
+        "{:?}",
+        pr.labels
+    );
+    assert!(
+        pulls
+            .iter()
+            .all(|p| !p.head.starts_with("tugboat/rollback/"))
+    );
+    // Held: the next cycle does nothing there.
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        !matches!(row(&r, SVC, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, SVC, "dev").action
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_canary_counts_as_deployed_under_on_pause_accept() {
+    let (sb, engine, _w) = setup().await;
+    policy(&sb, "environments:\n  dev:\n    on_pause: accept\n");
+    quirk(&sb, "paused", 600).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(evidence(&r), Some(Evidence::PausedAccepted));
+    let body = promotion_body(&sb);
+    assert!(body.contains("on_pause: accept"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presync_hook_longer_than_the_health_timeout_is_waited_on_and_named() {
+    let (sb, engine, _w) = setup().await;
+    policy(
+        &sb,
+        "environments:\n  dev:\n    rollback: auto\n    health_timeout: 1s\n",
+    );
+    // A 3 s migration Job before the apply: past the 1 s health timeout.
+    quirk(&sb, "presync-hook", 3).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged {
+        verification: Verification::Unknown { reason },
+        ..
+    } = &row(&r, SVC, "dev").action
+    else {
+        panic!("{:?}", row(&r, SVC, "dev"))
+    };
+    let job = format!("PreSync Job/{}-migrate", app_name(SVC, "dev"));
+    assert!(
+        reason.contains(&job) && reason.contains("hook_timeout"),
+        "{reason}"
+    );
+    let mut healthy = false;
+    for _ in 0..8 {
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        if matches!(
+            row(&r, SVC, "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ) {
+            healthy = true;
+            break;
+        }
+    }
+    assert!(healthy, "Healthy once the migration ended");
+    assert!(
+        sb.github
+            .pulls()
+            .iter()
+            .all(|p| !p.head.starts_with("tugboat/rollback/"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_still_running_past_its_hook_timeout_fails_naming_the_hook() {
+    let (sb, engine, _w) = setup().await;
+    policy(
+        &sb,
+        "environments:\n  dev:\n    rollback: manual\n    health_timeout: 2s\n    hook_timeout: 1s\n",
+    );
+    quirk(&sb, "presync-hook", 600).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let reason = failed_reason(&r);
+    let job = format!("PreSync Job/{}-migrate", app_name(SVC, "dev"));
+    assert!(
+        reason.contains(&job) && reason.contains("hook_timeout 1s"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,13 +270,7 @@ async fn a_comparison_error_fails_the_verification_at_its_first_look_in_argo_cds
     );
     quirk(&sb, "comparison-error", 600).await;
     sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let looks = |sb: &Sandbox| {
-        sb.argocd
-            .calls()
-            .get("GET application (refresh)")
-            .copied()
-            .unwrap_or(0)
-    };
+    let looks = |sb: &Sandbox| reads(sb).1;
     let before = looks(&sb);
     let r = engine.cycle(Mode::Apply).await.unwrap();
     let reason = failed_reason(&r);
@@ -99,10 +278,12 @@ async fn a_comparison_error_fails_the_verification_at_its_first_look_in_argo_cds
         reason.contains("ComparisonError") && reason.contains("kustomize build"),
         "Argo CD's own words: {reason}"
     );
-    assert!(
-        looks(&sb) - before <= 2,
-        "failed within a look or two, not at the 10m timeout: {} looks",
-        looks(&sb) - before
+    // Its first look (the one that refreshes) failed it: not a second refresh, let alone
+    // the 10m timeout.
+    assert_eq!(
+        looks(&sb) - before,
+        1,
+        "failed at its first look, not at the 10m timeout"
     );
 }
 

@@ -15,6 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::row;
+use tugboat::domain::deploy::Evidence;
 use tugboat::domain::plan::Decision;
 use tugboat::engine::rescan::{IssueAction, Scope};
 use tugboat::engine::{Action, Mode, Verification};
@@ -271,6 +272,35 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
         row(&r, "user_service", "dev"),
         argo.violations()
     );
+
+    // A PreSync hook runs before the apply (the operation's `syncResult` while it runs),
+    // and the summary lists no image: the resource tree is read, in Argo CD's schema.
+    let app = app_name("appointment_service", "dev");
+    sb.argocd
+        .set_quirk(&app, "presync-hook", Duration::from_secs(1))
+        .unwrap();
+    sb.argocd
+        .set_quirk(&app, "no-summary-images", Duration::ZERO)
+        .unwrap();
+    sb.aws
+        .push("appointment_service", "1.3.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(
+            &row(&r, "appointment_service", "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy {
+                    evidence: Some(Evidence::ResourceTree),
+                    ..
+                },
+                ..
+            }
+        ),
+        "{:?}\n{:#?}",
+        row(&r, "appointment_service", "dev"),
+        argo.violations()
+    );
+    assert!(sb.argocd.calls().contains_key("GET resource-tree"));
 
     let gh_violations = gh.violations();
     let argo_violations = argo.violations();

@@ -377,7 +377,8 @@ impl Metrics {
                 }
                 // Not an outcome yet: verified again next cycle, and counted then, once
                 // (Argo CD's failing calls show in `tugboat_api_errors_total`).
-                Verification::Unknown { .. } => {}
+                // A paused Rollout holds its environment: counted with the holds.
+                Verification::Unknown { .. } | Verification::Paused { .. } => {}
             },
             Action::RolledBack { .. } => {
                 self.promotions.get_or_create(&labels("rolled_back")).inc();
@@ -507,6 +508,7 @@ mod tests {
         let healthy = Verification::Healthy {
             after: Duration::from_secs(5),
             automated: Some(true),
+            evidence: None,
         };
         for verification in [unknown, healthy] {
             let reports = [merged(&candidate, verification, now)];
@@ -545,6 +547,7 @@ mod tests {
                 Verification::Healthy {
                     after: Duration::from_secs(42),
                     automated: Some(true),
+                    evidence: None,
                 },
                 now - chrono::Duration::seconds(100),
             ),
@@ -632,6 +635,7 @@ mod tests {
         let healthy = Verification::Healthy {
             after: Duration::from_secs(30),
             automated: Some(true),
+            evidence: None,
         };
         let failed = crate::engine::StepError::new(
             crate::engine::Step::Merge,

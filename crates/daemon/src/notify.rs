@@ -391,6 +391,7 @@ mod tests {
         Verification::Healthy {
             after: Duration::from_secs(30),
             automated: Some(true),
+            evidence: None,
         }
     }
 

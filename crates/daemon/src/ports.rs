@@ -689,6 +689,9 @@ pub struct Operation {
     pub started_at: Option<DateTime<Utc>>,
     /// How many times it was retried (`retryCount`, under `syncPolicy.retry`).
     pub retry_count: u32,
+    /// A hook it runs now, as "PreSync Job/migrate" (`syncResult.resources[]` with a
+    /// `hookType` and `hookPhase: Running`).
+    pub hook: Option<String>,
 }
 
 /// What asking Argo CD to sync did.
@@ -708,4 +711,7 @@ pub trait Deployer: Send + Sync {
     async fn sync(&self, name: &str, revision: &str) -> PortResult<SyncStart>;
     /// The application's sync windows now.
     async fn sync_windows(&self, name: &str) -> PortResult<SyncWindows>;
+    /// The images its live workloads and pods run (`…/resource-tree`, every node's
+    /// `images`), for when `summary.images` says nothing.
+    async fn workload_images(&self, name: &str) -> PortResult<Vec<String>>;
 }

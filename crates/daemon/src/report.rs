@@ -503,11 +503,15 @@ fn approvals_json(a: &Approvals) -> Value {
 
 fn verification_json(v: &Verification) -> Value {
     match v {
-        Verification::Healthy { after, .. } => {
-            json!({"outcome": "healthy", "seconds": after.as_secs_f64()})
+        Verification::Healthy {
+            after, evidence, ..
+        } => {
+            json!({"outcome": "healthy", "seconds": after.as_secs_f64(),
+                   "evidence": evidence.map(|e| e.word())})
         }
         Verification::Failed { reason } => json!({"outcome": "failed", "reason": reason}),
         Verification::Unknown { reason } => json!({"outcome": "unknown", "reason": reason}),
+        Verification::Paused { reason } => json!({"outcome": "paused", "reason": reason}),
     }
 }
 

@@ -53,10 +53,15 @@ struct Op {
     hold_until: Option<Instant>,
     /// `retryCount`: how many times a failed attempt was put back to `Running`.
     retry_count: u32,
+    /// A PreSync hook Job this operation runs (before it applies anything), and until when.
+    hook: Option<(String, Instant)>,
+    /// Its hook ran to completion: the apply goes on.
+    hook_done: bool,
 }
 
 #[derive(Debug, Clone)]
 struct App {
+    name: String,
     files: Vec<String>,
     automated: bool,
     multi_source: bool,
@@ -103,6 +108,12 @@ struct Quirks {
     /// The next sync retries (`syncPolicy.retry`) with an apply error for this long, the
     /// operation `Running` with "Retrying attempt #N: …", then fails.
     retrying: Option<Duration>,
+    /// Each sync first runs a PreSync hook Job (a migration) for this long: Argo CD's
+    /// "Resource Hooks" docs; gitops-engine's sync context reports the operation `Running`,
+    /// "waiting for completion of hook batch/Job/<name>", the hook in
+    /// `syncResult.resources` with `hookType: PreSync` and `hookPhase: Running`, and
+    /// applies nothing else until it completes (the health is still the old objects').
+    presync_hook: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -163,6 +174,7 @@ impl ArgoCd {
     /// synced to main and Healthy.
     pub fn add_app(&self, name: &str, files: Vec<String>) {
         let mut app = App {
+            name: name.to_owned(),
             files,
             automated: true,
             multi_source: false,
@@ -283,9 +295,10 @@ impl ArgoCd {
                 q.comparison_error_until = Some(Instant::now() + lasts);
             }
             "retrying" => q.retrying = Some(duration),
+            "presync-hook" => q.presync_hook = Some(duration),
             other => {
                 return Err(format!(
-                    "unknown quirk '{other}': one of degraded-before, transient-degraded, paused, no-summary-images, comparison-error, retrying"
+                    "unknown quirk '{other}': one of degraded-before, transient-degraded, paused, no-summary-images, comparison-error, retrying, presync-hook"
                 ));
             }
         }
@@ -310,6 +323,10 @@ impl ArgoCd {
         axum::Router::new()
             .route("/api/v1/applications/{name}", get(routes::get_app))
             .route("/api/v1/applications/{name}/sync", post(routes::sync_app))
+            .route(
+                "/api/v1/applications/{name}/resource-tree",
+                get(routes::resource_tree),
+            )
             .route(
                 "/api/v1/applications/{name}/syncwindows",
                 get(routes::sync_windows),
@@ -388,6 +405,8 @@ impl ArgoCd {
             finished_at: None,
             hold_until: None,
             retry_count: 0,
+            hook: None,
+            hook_done: false,
         });
     }
 
@@ -470,6 +489,17 @@ impl ArgoCd {
         if !due {
             return;
         }
+        if let (Some(lasts), Some(op)) = (app.quirks.presync_hook, &mut app.operation)
+            && !op.hook_done
+        {
+            let job = format!("{}-migrate", app.name);
+            let until = op.hook.get_or_insert_with(|| (job.clone(), now + lasts)).1;
+            if until > now {
+                op.message = format!("waiting for completion of hook batch/Job/{job}");
+                return;
+            }
+            op.hook_done = true;
+        }
         if let Some(retry) = app.quirks.retrying
             && let Some(op) = &mut app.operation
         {
@@ -498,7 +528,7 @@ impl ArgoCd {
                     op.hold_until = Some(now + d);
                     op.message = format!(
                         "waiting for healthy state of argoproj.io/Rollout/{}",
-                        app.files.first().map_or("app", |f| f.as_str())
+                        app.name
                     );
                     app.operation = Some(op);
                     return;
@@ -692,13 +722,46 @@ impl ArgoCd {
             "retryCount": op.retry_count,
             "operation": {"sync": Self::revisions(app, &op.revision), "initiatedBy": initiated},
         });
-        if let Some(f) = op.finished_at {
-            o["finishedAt"] = json!(rfc3339(f));
+        // Argo CD writes `syncResult` as the sync goes, hooks included (a hook's phase, from
+        // the Job's); a plain sync's result shows once it finished.
+        let hooks: Vec<Value> = op
+            .hook
+            .iter()
+            .map(|(job, _)| {
+                let phase = if op.hook_done { "Succeeded" } else { "Running" };
+                json!({"group": "batch", "version": "v1", "kind": "Job", "namespace": "default",
+                       "name": job, "hookType": "PreSync", "hookPhase": phase, "syncPhase": "PreSync",
+                       "status": "Synced", "message": format!("job {}", phase.to_lowercase())})
+            })
+            .collect();
+        if op.finished_at.is_some() || !hooks.is_empty() {
             let mut result = Self::revisions(app, &op.revision);
-            result["resources"] = json!([]);
+            result["resources"] = Value::Array(hooks);
             o["syncResult"] = result;
         }
+        if let Some(f) = op.finished_at {
+            o["finishedAt"] = json!(rfc3339(f));
+        }
         o
+    }
+
+    /// `GET …/resource-tree` (`v1alpha1ApplicationTree`): the application's Deployment and
+    /// its pods, each node with the `images` it runs (Argo CD fills `images` for pods and
+    /// workloads). Built from the live objects, so it lists the images even where
+    /// `summary.images` is empty (the `no-summary-images` quirk).
+    fn tree_of(&self, name: &str) -> Option<Value> {
+        let mut app = self.lock().apps.get(name)?.clone();
+        self.advance(&mut app);
+        self.lock().apps.insert(name.to_owned(), app.clone());
+        let health = Self::health(&app);
+        let deployment = json!({"group": "apps", "version": "v1", "kind": "Deployment",
+            "namespace": name, "name": name, "uid": format!("{name}-deployment"),
+            "images": app.images, "health": health});
+        let pod = json!({"version": "v1", "kind": "Pod", "namespace": name,
+            "name": format!("{name}-7d9f8c6b5-x2x9q"), "uid": format!("{name}-pod"),
+            "images": app.images, "health": health,
+            "parentRefs": [{"group": "apps", "kind": "ReplicaSet", "namespace": name, "name": format!("{name}-7d9f8c6b5")}]});
+        Some(json!({"nodes": [deployment, pod]}))
     }
 
     fn not_found(name: &str) -> Response {

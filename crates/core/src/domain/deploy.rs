@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use super::policy::OnPause;
+
 /// An enum of Argo CD's words, each with an `Unknown` for a word this version does not know.
 macro_rules! argo_words {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal,)+ }) => {
@@ -90,6 +92,10 @@ pub struct OperationView<'a> {
     /// `syncPolicy.retry` a failed attempt is put back to `Running`, its message ending
     /// "Retrying attempt #N at <time>." (`controller/appcontroller.go`).
     pub retries: u32,
+    /// A PreSync or Sync hook it runs now (`syncResult.resources[]` with a `hookType` and
+    /// `hookPhase: Running`), named "PreSync Job/migrate": Argo CD's gitops-engine waits
+    /// for it ("waiting for completion of hook …") before it applies the next wave.
+    pub hook: Option<&'a str>,
 }
 
 /// What `status.summary.images` says of the promoted image.
@@ -130,6 +136,10 @@ pub struct Observation<'a> {
     pub degraded_grace: Duration,
     /// How many retries of a failing apply to wait out (the policy's `retry_limit`).
     pub retry_limit: u32,
+    /// What the resource tree (`GET …/resource-tree`: the images of the application's pods
+    /// and workloads) says of the promoted image, when it was read: only when the summary
+    /// lists nothing of the promoted repository.
+    pub tree: Option<Listed>,
 }
 
 impl Observation<'_> {
@@ -156,8 +166,12 @@ pub enum Verdict {
     Waiting(String),
     /// An Argo Rollouts pause: health `Suspended` while the operation for the merge runs
     /// ("waiting for healthy state of argoproj.io/Rollout"), for minutes, hours, or until a
-    /// person promotes it (argo-cd#25054). No failure, however long it lasts.
+    /// person promotes it (argo-cd#25054). No failure, however long it lasts: the policy's
+    /// `on_pause` says what it means ([`on_pause`]).
     Paused(String),
+    /// A PreSync or Sync hook of the merge's operation runs (a migration Job): waited on up
+    /// to the policy's `hook_timeout`, beyond the `health_timeout`.
+    Hook(String),
     /// It will not get there: Argo CD's own words.
     Failed(String),
 }
@@ -167,19 +181,74 @@ pub enum Verdict {
 pub enum Evidence {
     /// `summary.images` lists it.
     Summary,
-    /// The summary lists nothing of its repository: the merge commit, synced and Healthy.
+    /// The summary lists nothing of its repository; the resource tree's pods and workloads
+    /// run it.
+    ResourceTree,
+    /// Neither the summary nor the resource tree lists anything of its repository: the
+    /// merge commit, synced and Healthy.
     SyncedMerge,
+    /// A Rollout paused at a step under the merge's operation, counted as deployed
+    /// (`on_pause: accept`).
+    PausedAccepted,
 }
 
 impl Evidence {
+    /// What showed it, in a sentence's words.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Summary => "summary.images lists the promoted image",
+            Self::ResourceTree => {
+                "summary.images lists no image of the repository; the resource tree's workloads run the promoted image"
+            }
             Self::SyncedMerge => {
-                "summary.images lists no image of the repository; the merge commit is synced and Healthy"
+                "neither summary.images nor the resource tree lists an image of the repository; the merge commit is synced and Healthy"
+            }
+            Self::PausedAccepted => {
+                "a Rollout paused at a step under the merge's sync counts as deployed (on_pause: accept)"
             }
         }
     }
+
+    /// A short word for JSON and metric labels.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Summary => "summary",
+            Self::ResourceTree => "resource-tree",
+            Self::SyncedMerge => "synced-merge",
+            Self::PausedAccepted => "paused-accepted",
+        }
+    }
+}
+
+/// What a paused Rollout means now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Wait on: it may be a timed pause step, or a person about to promote it.
+    Wait,
+    /// Counts as deployed (`on_pause: accept`).
+    Accept,
+    /// Paused past the `pause_timeout`: hold the environment and tell people; never a
+    /// rollback (a paused canary serves traffic as its steps planned).
+    Hold,
+}
+
+/// What a Rollout paused `since_merge` after the merge means under the policy's `on_pause`
+/// and `pause_timeout`. Measured from the merge, which every replica and restart reads the
+/// same, so that a restart does not wait a new `pause_timeout`.
+pub fn on_pause(rule: OnPause, since_merge: Duration, pause_timeout: Duration) -> Pause {
+    match rule {
+        OnPause::Accept => Pause::Accept,
+        OnPause::Wait if since_merge >= pause_timeout => Pause::Hold,
+        OnPause::Wait => Pause::Wait,
+    }
+}
+
+/// The Rollout a paused operation waits for, from Argo CD's message "waiting for healthy
+/// state of argoproj.io/Rollout/<name>" (gitops-engine's sync context).
+pub fn paused_rollout(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("argoproj.io/Rollout/")?;
+    let name = rest.split(|c: char| c.is_whitespace() || c == ',').next()?;
+    (!name.is_empty()).then_some(name)
 }
 
 /// Judge one look. Health counts only once the merge commit is what runs: an operation for
@@ -193,11 +262,14 @@ impl Evidence {
 /// | an operation for the merge `Failed`/`Error` | failed, in its words | `operationState.phase` |
 /// | an operation for the merge running, health `Suspended` | paused | an Argo Rollouts pause step (argo-cd#25054) |
 /// | an operation for the merge retried past the retry limit | failed, in its words | `syncPolicy.retry`: the operation stays `Running` between attempts, counting `retryCount` |
-/// | an operation for the merge running | waiting | hooks and waves run; health is not final |
+/// | an operation for the merge running a PreSync/Sync hook | hook: waited on up to `hook_timeout` | gitops-engine waits for a hook's completion before the next wave ("waiting for completion of hook …") |
+/// | an operation for the merge running | waiting | waves run; health is not final |
 /// | not synced at the merge | waiting | `sync.revision` is the comparison's, not what was synced (argo-cd#7629) |
 /// | synced, `Degraded`/`Missing` shorter than the grace | waiting | rollouts pass through it: HPA metrics not yet there, KEDA's `HPAMetricsUnavailable` (argo-cd#28522, argo-cd#6287) |
 /// | synced, `Degraded`/`Missing` for the grace | failed | the merge's objects stay unhealthy |
-/// | synced, `Healthy`, reconciled, image listed or summary silent | healthy | |
+/// | synced, `Healthy`, reconciled, image listed by the summary | healthy (summary) | `summary.images`, built from live pods |
+/// | the same, the summary silent, the resource tree lists it | healthy (resource tree) | the summary is empty on some releases (argo-cd#27861, argo-cd#19670); the tree's nodes carry `images` |
+/// | the same, neither lists anything of the repository | healthy (synced merge) | no evidence either way: the merge is what runs, Healthy |
 /// | anything else | waiting, naming what is missing | |
 pub fn judge(o: &Observation<'_>) -> Verdict {
     // Argo CD's words come from the application's resources: quoted inert.
@@ -218,12 +290,23 @@ pub fn judge(o: &Observation<'_>) -> Verdict {
         }
         if op.phase.running() && o.health == Health::Suspended {
             let why = op.message.or(o.health_message);
-            return Verdict::Paused(format!("paused (health Suspended){}", with(why)));
+            let rollout = why
+                .and_then(paused_rollout)
+                .map(|r| format!("Rollout {} ", super::markdown::inert(r)))
+                .unwrap_or_default();
+            return Verdict::Paused(format!("{rollout}paused (health Suspended){}", with(why)));
         }
         if op.phase.running() && op.retries > o.retry_limit {
             return Verdict::Failed(format!(
                 "sync operation still failing after {} retries{}",
                 o.retry_limit,
+                with(op.message)
+            ));
+        }
+        if let (true, Some(hook)) = (op.phase.running(), op.hook) {
+            return Verdict::Hook(format!(
+                "hook {} running{}",
+                super::markdown::inert(hook),
                 with(op.message)
             ));
         }
@@ -240,15 +323,17 @@ pub fn judge(o: &Observation<'_>) -> Verdict {
     if o.unhealthy() {
         return degraded(o, &with(o.health_message));
     }
+    // The summary first; when it lists nothing of the repository, the resource tree.
+    let (shown, by) = match (o.listed, o.tree) {
+        (Listed::Nothing, Some(tree)) => (tree, Evidence::ResourceTree),
+        (listed, _) => (listed, Evidence::Summary),
+    };
     let missing: Vec<&str> = [
         (!o.compared_at_merge, "revision is not the merge commit yet"),
         (o.sync_status != SyncStatus::Synced, "not Synced"),
         (o.health != Health::Healthy, "not Healthy"),
         (!o.reconciled_after_merge, "not reconciled since the merge"),
-        (
-            o.listed == Listed::Other,
-            "the promoted image is not running",
-        ),
+        (shown == Listed::Other, "the promoted image is not running"),
     ]
     .into_iter()
     .filter_map(|(missing, what)| missing.then_some(what))
@@ -261,8 +346,8 @@ pub fn judge(o: &Observation<'_>) -> Verdict {
             missing.join(", ")
         ));
     }
-    Verdict::Healthy(match o.listed {
-        Listed::Promoted => Evidence::Summary,
+    Verdict::Healthy(match shown {
+        Listed::Promoted => by,
         Listed::Other | Listed::Nothing => Evidence::SyncedMerge,
     })
 }
@@ -309,12 +394,14 @@ mod tests {
                 message: None,
                 for_merge: true,
                 retries: 0,
+                hook: None,
             }),
             listed: Listed::Promoted,
             condition_error: None,
             degraded_for: Duration::ZERO,
             degraded_grace: Duration::ZERO,
             retry_limit: 3,
+            tree: None,
         }
     }
 
@@ -329,6 +416,7 @@ mod tests {
                 message: None,
                 for_merge: false,
                 retries: 0,
+                hook: None,
             }),
             ..healthy()
         }
@@ -426,6 +514,62 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_summary_falls_back_to_the_resource_tree_and_says_so() {
+        let mut o = healthy();
+        o.listed = Listed::Nothing;
+        o.tree = Some(Listed::Promoted);
+        assert_eq!(judge(&o), Verdict::Healthy(Evidence::ResourceTree));
+        o.tree = Some(Listed::Nothing);
+        assert_eq!(judge(&o), Verdict::Healthy(Evidence::SyncedMerge));
+        // The tree's pods still run the old image: not there yet.
+        o.tree = Some(Listed::Other);
+        match judge(&o) {
+            Verdict::Waiting(why) => assert!(why.contains("image is not running"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A summary that lists the repository is not second-guessed by the tree.
+        o.listed = Listed::Promoted;
+        assert_eq!(judge(&o), Verdict::Healthy(Evidence::Summary));
+    }
+
+    #[test]
+    fn a_running_hook_of_the_merges_sync_is_named_and_waited_on_as_a_hook() {
+        let mut o = healthy();
+        o.operation = Some(OperationView {
+            phase: OperationPhase::Running,
+            message: Some("waiting for completion of hook batch/Job/api-migrate"),
+            for_merge: true,
+            retries: 0,
+            hook: Some("PreSync Job/api-migrate"),
+        });
+        assert_eq!(
+            judge(&o),
+            Verdict::Hook(
+                "hook PreSync Job/api-migrate running: waiting for completion of hook batch/Job/api-migrate"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_pause_waits_then_holds_under_wait_and_counts_at_once_under_accept() {
+        let hour = Duration::from_secs(3600);
+        let at = |mins: u64| Duration::from_secs(mins * 60);
+        assert_eq!(on_pause(OnPause::Wait, at(59), hour), Pause::Wait);
+        assert_eq!(on_pause(OnPause::Wait, at(60), hour), Pause::Hold);
+        assert_eq!(on_pause(OnPause::Accept, at(0), hour), Pause::Accept);
+        assert_eq!(on_pause(OnPause::Accept, at(600), hour), Pause::Accept);
+    }
+
+    #[test]
+    fn the_paused_rollout_is_named_from_argo_cds_message() {
+        let m = "waiting for healthy state of argoproj.io/Rollout/checkout, and 1 more";
+        assert_eq!(paused_rollout(m), Some("checkout"));
+        assert_eq!(paused_rollout("Rollout is paused"), None);
+        assert_eq!(paused_rollout("argoproj.io/Rollout/"), None);
+    }
+
+    #[test]
     fn a_comparison_error_after_the_merge_fails_at_once_in_argo_cds_words() {
         let mut o = compared_only(Health::Healthy);
         o.sync_status = SyncStatus::Unknown;
@@ -447,6 +591,7 @@ mod tests {
             message: Some("one or more objects failed to apply"),
             for_merge: true,
             retries: 0,
+            hook: None,
         });
         assert_eq!(
             judge(&o),
@@ -457,6 +602,7 @@ mod tests {
             message: None,
             for_merge: false,
             retries: 0,
+            hook: None,
         });
         assert_eq!(judge(&o), Verdict::Healthy(Evidence::Summary));
     }
@@ -470,11 +616,12 @@ mod tests {
             message: Some("waiting for healthy state of argoproj.io/Rollout/api"),
             for_merge: true,
             retries: 0,
+            hook: None,
         });
         assert_eq!(
             judge(&o),
             Verdict::Paused(
-                "paused (health Suspended): waiting for healthy state of argoproj.io/Rollout/api"
+                "Rollout api paused (health Suspended): waiting for healthy state of argoproj.io/Rollout/api"
                     .into()
             )
         );
@@ -488,6 +635,7 @@ mod tests {
             message: Some("one or more objects failed to apply. Retrying attempt #4 at 10:00AM."),
             for_merge: true,
             retries,
+            hook: None,
         };
         o.operation = Some(retrying(3));
         assert!(matches!(judge(&o), Verdict::Waiting(_)), "{:?}", judge(&o));
@@ -510,6 +658,7 @@ mod tests {
             message: None,
             for_merge: true,
             retries: 0,
+            hook: None,
         });
         assert_eq!(judge(&o), Verdict::Waiting("sync operation Running".into()));
     }

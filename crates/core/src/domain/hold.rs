@@ -45,6 +45,10 @@ pub enum Cause {
     /// gate (a finding disclosed since it ran, a scan not complete): tugboat writes nothing
     /// into an environment that the gate would refuse as a candidate.
     RollbackTargetBlocked,
+    /// A Rollout stayed paused at a step past the environment's `pause_timeout` after the
+    /// merge (`on_pause: wait`): a person promotes or aborts it; tugboat never rolls a
+    /// paused canary back.
+    PausedRollout,
 }
 
 impl Cause {
@@ -57,6 +61,7 @@ impl Cause {
             Self::Command => "command",
             Self::RollbackTargetGone => "rollback-target-gone",
             Self::RollbackTargetBlocked => "rollback-target-blocked",
+            Self::PausedRollout => "paused-rollout",
         }
     }
 
@@ -65,7 +70,10 @@ impl Cause {
     pub fn forgets_record(self) -> bool {
         !matches!(
             self,
-            Self::Command | Self::RollbackTargetGone | Self::RollbackTargetBlocked
+            Self::Command
+                | Self::RollbackTargetGone
+                | Self::RollbackTargetBlocked
+                | Self::PausedRollout
         )
     }
 }

@@ -54,6 +54,14 @@ pub struct EnvPolicy {
     /// `syncPolicy.retry`) before the verification fails with that error, rather than wait
     /// for Argo CD's own limit (which may be none).
     pub retry_limit: u32,
+    /// What an Argo Rollouts pause under the merge's sync means (`wait` or `accept`).
+    pub on_pause: OnPause,
+    /// How long after the merge a paused Rollout is waited on (`on_pause: wait`) before the
+    /// environment is held and people are told.
+    pub pause_timeout: Duration,
+    /// How long a PreSync or Sync hook of the merge's sync (a migration Job) is waited on,
+    /// when that is longer than the `health_timeout`.
+    pub hook_timeout: Duration,
     pub pin_digest: bool,
     /// How long the previous environment must have run the image Healthy first.
     pub soak: Duration,
@@ -83,6 +91,30 @@ pub enum MutableTags {
     /// Refuse a tag-only promotion from a repository whose tags can move.
     Refuse,
 }
+
+/// What a Rollout paused at a step (health `Suspended` under the merge's running sync) means.
+/// A pause step waits for its duration or for a person's `promote` (Argo Rollouts' canary
+/// docs); rolling a paused canary back would undo a rollout going as planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPause {
+    /// Wait up to `pause_timeout` after the merge; then hold the environment and tell
+    /// people, never roll back.
+    #[default]
+    Wait,
+    /// A paused canary counts as deployed.
+    Accept,
+}
+
+/// How long after the merge a paused Rollout is waited on by default: canary steps with
+/// timed pauses and analysis runs last minutes to tens of minutes; a pause waiting for a
+/// person that lasts an hour is worth telling someone about.
+pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How long a running PreSync or Sync hook is waited on by default: a schema migration of a
+/// large table can take far longer than a rollout, and rolling back in its middle is worse
+/// than waiting.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// What happens when a promotion does not become Healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -150,6 +182,9 @@ struct RawEnv {
     health_timeout: Option<String>,
     degraded_grace: Option<String>,
     retry_limit: Option<u32>,
+    on_pause: Option<OnPause>,
+    pause_timeout: Option<String>,
+    hook_timeout: Option<String>,
     pin_digest: Option<bool>,
     soak: Option<String>,
     windows: Option<Vec<RawWindow>>,
@@ -338,9 +373,9 @@ fn tag_rule(raw: &RawEnv) -> Result<TagRule, (String, String)> {
     })
 }
 
-fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
-    let tag = tag_rule(raw)?;
-    let duration = |field: &str, v: Option<&str>, default: Duration| match v {
+/// A duration field of an environment (`default` when absent).
+fn duration(field: &str, v: Option<&str>, default: Duration) -> Result<Duration, (String, String)> {
+    match v {
         Some(s) => humantime::parse_duration(s).map_err(|e| {
             (
                 field.to_owned(),
@@ -348,17 +383,28 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
             )
         }),
         None => Ok(default),
-    };
-    let health_timeout = duration(
-        "health_timeout",
-        raw.health_timeout.as_deref(),
-        Duration::from_secs(600),
-    )?;
-    let degraded_grace = duration(
-        "degraded_grace",
-        raw.degraded_grace.as_deref(),
-        DEFAULT_DEGRADED_GRACE,
-    )?;
+    }
+}
+
+fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
+    let tag = tag_rule(raw)?;
+    let [health_timeout, degraded_grace, pause_timeout, hook_timeout] = [
+        (
+            "health_timeout",
+            &raw.health_timeout,
+            Duration::from_secs(600),
+        ),
+        (
+            "degraded_grace",
+            &raw.degraded_grace,
+            DEFAULT_DEGRADED_GRACE,
+        ),
+        ("pause_timeout", &raw.pause_timeout, DEFAULT_PAUSE_TIMEOUT),
+        ("hook_timeout", &raw.hook_timeout, DEFAULT_HOOK_TIMEOUT),
+    ]
+    .map(|(field, v, default)| duration(field, v.as_deref(), default));
+    let (health_timeout, degraded_grace) = (health_timeout?, degraded_grace?);
+    let (pause_timeout, hook_timeout) = (pause_timeout?, hook_timeout?);
     let soak = duration("soak", raw.soak.as_deref(), Duration::ZERO)?;
     let windows = windows(raw)?;
     if let Some(a) = raw.application.as_deref()
@@ -402,6 +448,9 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         health_timeout,
         degraded_grace,
         retry_limit: raw.retry_limit.unwrap_or(DEFAULT_RETRY_LIMIT),
+        on_pause: raw.on_pause.unwrap_or_default(),
+        pause_timeout,
+        hook_timeout,
         pin_digest: raw.pin_digest.unwrap_or(false),
         soak,
         windows,

@@ -109,7 +109,7 @@ struct OperationStateWire {
     phase: Option<String>,
     message: Option<String>,
     operation: OperationWire,
-    sync_result: RevisionsWire,
+    sync_result: SyncResultWire,
     started_at: Option<DateTime<Utc>>,
     /// `v1alpha1OperationState.retryCount` (int64 in the swagger).
     retry_count: i64,
@@ -142,6 +142,70 @@ impl RevisionsWire {
     fn all(self) -> Vec<String> {
         self.revision.into_iter().chain(self.revisions).collect()
     }
+}
+
+/// `v1alpha1SyncOperationResult`: the revisions synced and each resource's result, hooks
+/// included. Argo CD writes it while the operation runs, so a running hook shows here.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct SyncResultWire {
+    revision: Option<String>,
+    revisions: Vec<String>,
+    resources: Vec<ResourceResultWire>,
+}
+
+/// `v1alpha1ResourceResult`, the fields tugboat reads.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ResourceResultWire {
+    kind: String,
+    name: String,
+    hook_type: Option<String>,
+    hook_phase: Option<String>,
+    message: Option<String>,
+}
+
+impl ResourceResultWire {
+    /// "PreSync Job/migrate".
+    fn hook(&self) -> Option<String> {
+        let kind = self.hook_type.as_deref().filter(|k| !k.is_empty())?;
+        Some(format!("{kind} {}/{}", self.kind, self.name))
+    }
+}
+
+impl SyncResultWire {
+    /// The hook running now, if one is.
+    fn running_hook(&self) -> Option<String> {
+        self.resources
+            .iter()
+            .find(|r| r.hook_phase.as_deref() == Some("Running"))
+            .and_then(ResourceResultWire::hook)
+    }
+
+    /// A hook that failed, with its message ("PreSync Job/migrate Failed: …").
+    fn failed_hook(&self) -> Option<String> {
+        self.resources.iter().find_map(|r| {
+            let phase = r.hook_phase.as_deref()?;
+            if !matches!(phase, "Failed" | "Error") {
+                return None;
+            }
+            let said = r.message.as_deref().map(said).unwrap_or_default();
+            Some(format!("{} {phase}{said}", r.hook()?))
+        })
+    }
+}
+
+/// `v1alpha1ApplicationTree`: its nodes' images (pods and workloads).
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct TreeWire {
+    nodes: Vec<NodeWire>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct NodeWire {
+    images: Vec<String>,
 }
 
 /// `applicationApplicationSyncWindowsResponse`.
@@ -346,15 +410,27 @@ impl Deployer for ArgoCd {
             images: s.summary.images,
             operation: s.operation_state.map(|o| {
                 let mut revisions = o.operation.sync.all();
+                let result = o.sync_result;
                 if revisions.is_empty() {
-                    revisions = o.sync_result.all();
+                    revisions = result
+                        .revision
+                        .iter()
+                        .chain(&result.revisions)
+                        .cloned()
+                        .collect();
                 }
+                // A failed hook is why the operation failed: its words go with the phase's.
+                let message = match (o.message.filter(|m| !m.is_empty()), result.failed_hook()) {
+                    (Some(m), Some(hook)) => Some(format!("{m} (hook {hook})")),
+                    (m, hook) => m.or(hook.map(|h| format!("hook {h}"))),
+                };
                 Operation {
                     phase: o
                         .phase
                         .as_deref()
                         .map_or(OperationPhase::Unknown, OperationPhase::parse),
-                    message: o.message.filter(|m| !m.is_empty()),
+                    message,
+                    hook: result.running_hook(),
                     revisions,
                     initiated_by: o
                         .operation
@@ -395,6 +471,18 @@ impl Deployer for ArgoCd {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn workload_images(&self, name: &str) -> PortResult<Vec<String>> {
+        let op = "ApplicationService_ResourceTree";
+        let resp = self
+            .send(op, name, self.http.get(self.url(name, "/resource-tree")))
+            .await?;
+        let tree: TreeWire = Self::json(op, name, resp).await?;
+        let mut images: Vec<String> = tree.nodes.into_iter().flat_map(|n| n.images).collect();
+        images.sort();
+        images.dedup();
+        Ok(images)
     }
 
     async fn sync_windows(&self, name: &str) -> PortResult<SyncWindows> {

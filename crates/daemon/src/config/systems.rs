@@ -27,6 +27,8 @@ pub(super) struct RawArgo {
     pub(super) token: SecretRef,
     #[serde(default, with = "humantime_serde")]
     pub(super) poll_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) refresh_interval: Option<Duration>,
     pub(super) ca_bundle: Option<PathBuf>,
     #[serde(default)]
     pub(super) refresh: Refresh,
@@ -84,11 +86,23 @@ pub struct PolicyConfig {
     pub refresh: Duration,
 }
 
+/// How often a verification asks Argo CD for a refresh by default. One refresh after the
+/// merge is what moves the comparison to it where Argo CD has no Git webhook (its own
+/// reconciliation comes every `timeout.reconciliation`, 120 s by default); health and
+/// operation progress reach the status without one, as the controller watches the cluster.
+/// Each refresh makes the controller compare the application to Git again: a minute between
+/// them keeps a fleet's verifications from becoming a refresh storm on a shared Argo CD.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub struct ArgoConfig {
     pub url: String,
     pub token: SecretRef,
     pub poll_interval: Duration,
+    /// A verification asks Argo CD to refresh an application (`?refresh=`, which waits for the
+    /// controller to compare it to Git again) at most this often; the looks between read the
+    /// controller's status as it is, which follows the cluster by itself.
+    pub refresh_interval: Duration,
     /// PEM certificates to trust besides the system's, read at load time.
     pub ca_bundle: Option<Vec<u8>>,
     /// Ask Argo CD for a `hard` refresh (`argocd.refresh = "hard"`) instead of `normal`.
@@ -203,6 +217,7 @@ pub(super) fn argocd(raw: RawArgo, f: &Fields<'_>) -> Result<ArgoConfig, ConfigE
         url: raw.url.trim_end_matches('/').to_owned(),
         token: raw.token,
         poll_interval: raw.poll_interval.unwrap_or(Duration::from_secs(5)),
+        refresh_interval: raw.refresh_interval.unwrap_or(DEFAULT_REFRESH_INTERVAL),
         ca_bundle,
         hard_refresh: matches!(raw.refresh, Refresh::Hard),
     })

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::evidence::PromotionState;
 use super::{At, Cause, Engine, EnvCtx, Mode, Step, StepError, Verification};
 use crate::domain::chatops;
-use crate::domain::deploy::{self, Evidence, Listed, Observation, OperationView, Verdict};
+use crate::domain::deploy::{self, Evidence, Listed, Observation, OperationView, Pause, Verdict};
 use crate::domain::image::{self, ImageRef};
 use crate::domain::promotion::STATE_MARKER;
 use crate::domain::seal;
@@ -37,13 +37,66 @@ struct Watching {
 
 /// One look at the application during a verification.
 enum Look {
-    /// Healthy; whether the application syncs by itself.
-    Healthy(bool),
+    /// Healthy; whether the application syncs by itself, and what showed the image runs.
+    Healthy(bool, Evidence),
     Done(Verification),
     /// Not there yet, and why.
     Waiting(String),
-    /// A Rollout paused at a step: waited on, never failed for.
-    Paused(String),
+    /// A Rollout paused at a step (and whether the application syncs by itself): waited
+    /// on, never failed for; `on_pause` says what it means.
+    Paused(String, bool),
+    /// A hook of the merge's sync runs: waited on up to `hook_timeout` after the merge.
+    Hook(String),
+}
+
+/// Whether the application syncs by itself, as a look saw it.
+fn look_automated(look: &Look) -> bool {
+    matches!(look, Look::Healthy(true, _) | Look::Paused(_, true))
+}
+
+/// What the last look found still under way, when the health timeout comes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Nothing,
+    Paused,
+    Hook,
+}
+
+/// A verification under way: its bounds, and what the looks so far saw.
+struct Verifying {
+    start: Instant,
+    deadline: Instant,
+    /// Until the next look (backs off while Argo CD cannot be read).
+    delay: Duration,
+    watching: Watching,
+    /// What the last look said.
+    last: String,
+    /// Whether the last look read the application (a timeout then is a failure).
+    seen: bool,
+    pending: Pending,
+    /// How many looks it took so far.
+    looks: u32,
+}
+
+impl Verifying {
+    fn new(timeout: Duration, poll: Duration) -> Self {
+        let start = Instant::now();
+        Self {
+            start,
+            deadline: start + timeout,
+            delay: poll,
+            watching: Watching::default(),
+            last: String::new(),
+            seen: false,
+            pending: Pending::Nothing,
+            looks: 0,
+        }
+    }
+}
+
+/// A duration as people read it ("1h 30m").
+fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 impl Engine {
@@ -152,10 +205,12 @@ impl Engine {
         false
     }
 
-    /// Poll Argo CD (a refresh each time) until the application runs `image` at `sha`,
-    /// Synced and Healthy, or fails, or the environment's health timeout passes. Syncs the
-    /// merge itself when the policy says `sync: true` and nothing else does. An Argo CD that
-    /// cannot be read is `Unknown`, never a failure that would roll back.
+    /// Poll Argo CD until the application runs `image` at `sha`, Synced and Healthy, or
+    /// fails, or the environment's health timeout passes (a refresh at most once per
+    /// `argocd.refresh_interval`). Syncs the merge itself when the policy says `sync: true`
+    /// and nothing else does. An Argo CD that cannot be read, a paused Rollout and a running
+    /// hook within their own bounds are `Unknown` at the timeout, never a failure that would
+    /// roll back: the next cycle looks again.
     pub(super) async fn verify(
         &self,
         cx: &EnvCtx<'_>,
@@ -164,30 +219,18 @@ impl Engine {
         merged_at: DateTime<Utc>,
     ) -> Verification {
         let poll = self.cfg.argocd.poll_interval;
-        let timeout = cx.env_policy.health_timeout;
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let mut delay = poll;
-        let mut watching = Watching::default();
+        let mut v = Verifying::new(cx.env_policy.health_timeout, poll);
         loop {
-            // `seen`: whether this look read the application (a timeout then is a failure);
-            // `paused`: whether it found a paused Rollout (a timeout then is no failure).
-            let (last, seen, paused) = match self.ports.deployer.app(cx.app, true).await {
+            let refresh = self.refresh_due(cx.app, v.looks == 0);
+            v.looks += 1;
+            match self.ports.deployer.app(cx.app, refresh).await {
                 Ok(s) => {
-                    delay = poll;
-                    match self
-                        .look(cx, &s, sha, image, merged_at, &mut watching)
-                        .await
-                    {
-                        Look::Healthy(automated) => {
-                            return Verification::Healthy {
-                                after: start.elapsed(),
-                                automated: Some(automated),
-                            };
-                        }
-                        Look::Done(v) => return v,
-                        Look::Waiting(why) => (why, true, false),
-                        Look::Paused(why) => (why, true, true),
+                    v.delay = poll;
+                    let look = self
+                        .look(cx, &s, sha, image, merged_at, &mut v.watching)
+                        .await;
+                    if let Some(done) = self.looked(cx, look, merged_at, &mut v) {
+                        return done;
                     }
                 }
                 // A refused token or a missing application does not heal by waiting.
@@ -197,27 +240,125 @@ impl Engine {
                     };
                 }
                 Err(e) => {
-                    delay = (delay * 2).min(poll * 8);
-                    (e.to_string(), false, false)
+                    v.delay = (v.delay * 2).min(poll * 8);
+                    (v.last, v.seen, v.pending) = (e.to_string(), false, Pending::Nothing);
                 }
-            };
-            if Instant::now() >= deadline {
-                let reason = format!(
-                    "timed out after {} ({last})",
-                    humantime::format_duration(timeout)
-                );
-                return if paused {
-                    // Argo Rollouts pauses a canary for as long as its steps say, or until a
-                    // person promotes it (argo-cd#25054): never rolled back for that; the
-                    // next cycle looks again.
-                    Verification::Unknown { reason }
-                } else if seen {
-                    Verification::Failed { reason }
-                } else {
-                    Verification::Unknown { reason }
-                };
             }
-            tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+            if Instant::now() >= v.deadline {
+                return self.timed_out(cx, &v, merged_at);
+            }
+            let left = v.deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(v.delay.min(left)).await;
+        }
+    }
+
+    /// Whether this look at `app` asks Argo CD for a refresh: a verification's first look
+    /// does (without a Git webhook, that is what compares the application to the merge),
+    /// then at most one per `argocd.refresh_interval` for the application (the looks between
+    /// read the status as the controller keeps it: health and operations follow the cluster
+    /// without a refresh).
+    fn refresh_due(&self, app: &str, first: bool) -> bool {
+        let Ok(mut refreshed) = self.refreshed.lock() else {
+            return true;
+        };
+        let due = first
+            || refreshed
+                .get(app)
+                .is_none_or(|when| when.elapsed() >= self.cfg.argocd.refresh_interval);
+        if due {
+            refreshed.insert(app.to_owned(), Instant::now());
+        }
+        due
+    }
+
+    /// What a look says for the verification: its end, or what it waits on.
+    fn looked(
+        &self,
+        cx: &EnvCtx<'_>,
+        look: Look,
+        merged_at: DateTime<Utc>,
+        v: &mut Verifying,
+    ) -> Option<Verification> {
+        let (after, automated) = (v.start.elapsed(), look_automated(&look));
+        let healthy = |evidence| Verification::Healthy {
+            after,
+            automated: Some(automated),
+            evidence: Some(evidence),
+        };
+        v.seen = true;
+        v.pending = Pending::Nothing;
+        let p = cx.env_policy;
+        match look {
+            Look::Healthy(_, evidence) => Some(healthy(evidence)),
+            Look::Done(done) => Some(done),
+            Look::Waiting(why) => {
+                v.last = why;
+                None
+            }
+            Look::Hook(why) => {
+                (v.last, v.pending) = (why, Pending::Hook);
+                None
+            }
+            Look::Paused(why, _) => {
+                let since = self.since(merged_at);
+                match deploy::on_pause(p.on_pause, since, p.pause_timeout) {
+                    Pause::Accept => Some(healthy(Evidence::PausedAccepted)),
+                    Pause::Hold => Some(Verification::Paused {
+                        reason: format!(
+                            "{why}, {} after the merge (pause_timeout {})",
+                            human(since),
+                            human(p.pause_timeout)
+                        ),
+                    }),
+                    Pause::Wait => {
+                        (v.last, v.pending) = (why, Pending::Paused);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long ago the merge was, on the engine's clock (a restart measures the same).
+    fn since(&self, merged_at: DateTime<Utc>) -> Duration {
+        (self.clock.now() - merged_at).to_std().unwrap_or_default()
+    }
+
+    /// The end of a verification at its health timeout: a failure when Argo CD was read and
+    /// the merge is not Healthy; not known when it could not be read, a Rollout pauses
+    /// (within `pause_timeout`), or a hook still runs within `hook_timeout` of the merge.
+    fn timed_out(&self, cx: &EnvCtx<'_>, v: &Verifying, merged_at: DateTime<Utc>) -> Verification {
+        let p = cx.env_policy;
+        let waited = human(p.health_timeout);
+        let since = self.since(merged_at);
+        let reason = format!("timed out after {waited} ({})", v.last);
+        match v.pending {
+            // Argo Rollouts pauses a canary for as long as its steps say, or until a person
+            // promotes it (argo-cd#25054): `on_pause` says when that is held.
+            Pending::Paused => Verification::Unknown {
+                reason: format!(
+                    "{}; waited {waited}, looking again next cycle (held once paused {} after the merge)",
+                    v.last,
+                    human(p.pause_timeout)
+                ),
+            },
+            Pending::Hook if since < p.hook_timeout => Verification::Unknown {
+                reason: format!(
+                    "{}; waited {waited}, looking again next cycle (up to hook_timeout, {} after the merge)",
+                    v.last,
+                    human(p.hook_timeout)
+                ),
+            },
+            Pending::Hook => Verification::Failed {
+                reason: format!(
+                    "{}, still {} after the merge (hook_timeout {})",
+                    v.last,
+                    human(since),
+                    human(p.hook_timeout)
+                ),
+            },
+            Pending::Nothing if v.seen => Verification::Failed { reason },
+            Pending::Nothing => Verification::Unknown { reason },
         }
     }
 
@@ -241,6 +382,7 @@ impl Engine {
                     message: o.message.as_deref(),
                     for_merge: self.at_merge(&revs, sha).await,
                     retries: o.retry_count,
+                    hook: o.hook.as_deref(),
                 })
             }
             None => None,
@@ -260,6 +402,7 @@ impl Engine {
             degraded_for: Duration::ZERO,
             degraded_grace: cx.env_policy.degraded_grace,
             retry_limit: cx.env_policy.retry_limit,
+            tree: None,
         };
         if obs.merge_synced() && obs.unhealthy() {
             let since = *watching.degraded_since.get_or_insert_with(Instant::now);
@@ -267,7 +410,7 @@ impl Engine {
         } else {
             watching.degraded_since = None;
         }
-        match deploy::judge(&obs) {
+        match self.judged(cx, &mut obs, image).await {
             Verdict::Healthy(evidence) => {
                 if evidence != Evidence::Summary {
                     tracing::info!(
@@ -276,10 +419,11 @@ impl Engine {
                         "Healthy without the summary's image list"
                     );
                 }
-                Look::Healthy(s.automated)
+                Look::Healthy(s.automated, evidence)
             }
             Verdict::Failed(reason) => Look::Done(Verification::Failed { reason }),
-            Verdict::Paused(why) => Look::Paused(why),
+            Verdict::Paused(why) => Look::Paused(why, s.automated),
+            Verdict::Hook(why) => Look::Hook(why),
             Verdict::Waiting(why) => {
                 // Argo CD's comparison moves to the merge on a refresh, before any sync: what
                 // tells that the merge was synced is an operation for it (argo-cd#7629).
@@ -291,6 +435,30 @@ impl Engine {
                 } else {
                     Look::Waiting(why)
                 }
+            }
+        }
+    }
+
+    /// Judge an observation; when the summary lists nothing of the promoted repository and
+    /// all else says Healthy, read the resource tree and judge by it.
+    async fn judged(
+        &self,
+        cx: &EnvCtx<'_>,
+        obs: &mut Observation<'_>,
+        image: &ImageRef,
+    ) -> Verdict {
+        let verdict = deploy::judge(obs);
+        if verdict != Verdict::Healthy(Evidence::SyncedMerge) {
+            return verdict;
+        }
+        match self.ports.deployer.workload_images(cx.app).await {
+            Ok(images) => {
+                obs.tree = Some(listed(&images, image));
+                deploy::judge(obs)
+            }
+            Err(e) => {
+                tracing::warn!(app = cx.app, error = %e, "could not read the resource tree");
+                verdict
             }
         }
     }

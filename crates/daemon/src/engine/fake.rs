@@ -27,8 +27,9 @@ use crate::manifest;
 use crate::ports::{
     Access, AppStatus, Base, CheckReport, Checks, ChecksState, CommitInfo, Conversation, Deployer,
     ErrorKind, GitOpsRepo, Health, Issue, Issues, LabelEvent, LabelledPr, Ledger, NewPullRequest,
-    ParameterStore, Permission, PortError, PortResult, Proposal, PullRequest, PullRequests,
-    Reaction, Registry, ScanStart, ScanType, StatusState, SyncStart, SyncStatus, SyncWindows,
+    Operation, OperationPhase, ParameterStore, Permission, PortError, PortResult, Proposal,
+    PullRequest, PullRequests, Reaction, Registry, ScanStart, ScanType, StatusState, SyncStart,
+    SyncStatus, SyncWindows,
 };
 use crate::secret::Secret;
 
@@ -1218,6 +1219,19 @@ impl Deployer for World {
                 Health::Healthy if broken => Health::Degraded,
                 h => h,
             };
+            // A Rollout paused at a step: Argo CD keeps the sync of the head `Running`,
+            // waiting for its health (argo-cd#25054).
+            let operation = (health == Health::Suspended).then(|| Operation {
+                phase: OperationPhase::Running,
+                message: Some(format!(
+                    "waiting for healthy state of argoproj.io/Rollout/{name}"
+                )),
+                revisions: vec![Self::head(s)],
+                initiated_by: None,
+                started_at: Some(deployed_at),
+                retry_count: 0,
+                hook: None,
+            });
             Ok(AppStatus {
                 sync_status: SyncStatus::Synced,
                 revision: Some(Self::head(s)),
@@ -1227,7 +1241,7 @@ impl Deployer for World {
                 reconciled_at: Some(now),
                 deployed_at: Some(deployed_at),
                 images,
-                operation: None,
+                operation,
                 automated: true,
                 conditions: vec![],
             })
@@ -1237,6 +1251,13 @@ impl Deployer for World {
     async fn sync(&self, _name: &str, _revision: &str) -> PortResult<SyncStart> {
         self.call("sync_app")?;
         Ok(SyncStart::Started)
+    }
+
+    async fn workload_images(&self, name: &str) -> PortResult<Vec<String>> {
+        self.call("workload_images")?;
+        // The fake's pods run what its summary lists.
+        let mut app = Deployer::app(self, name, false).await?;
+        Ok(std::mem::take(&mut app.images))
     }
 
     async fn sync_windows(&self, _name: &str) -> PortResult<SyncWindows> {

@@ -404,6 +404,47 @@ impl Engine {
         Ok((reply, Some(action)))
     }
 
+    /// Hold the environment whose merged promotion `w` runs a Rollout paused past its
+    /// `pause_timeout` (`reason`): a person promotes or aborts the Rollout, then resumes;
+    /// the promotion stays `verifying` and is verified again then.
+    pub(super) async fn hold_paused(
+        &self,
+        cx: &EnvCtx<'_>,
+        w: &Watched,
+        reason: &str,
+    ) -> Result<Action, StepError> {
+        if let Some(h) = cx
+            .watch()
+            .and_then(|w| w.hold_of(&cx.svc.name, &cx.env.name))
+        {
+            tracing::warn!(issue = h.issue.number, why = %reason, "paused; the environment is held already");
+            return Ok(Action::None);
+        }
+        let hold = Hold {
+            service: cx.svc.name.clone(),
+            environment: cx.env.name.clone(),
+            cause: Cause::PausedRollout,
+            by: None,
+            commit: None,
+            since: cx.now,
+            deployed: Some(w.state.reference(&cx.svc.image).to_string()),
+            detail: format!(
+                "#{} is paused in Argo CD ({}). tugboat never rolls a paused Rollout back: promote it (`kubectl argo rollouts promote`) or abort it, then an approver comments `/resume` here and tugboat verifies #{} again (an aborted Rollout is Degraded: a failure, rolled back under `rollback: auto`)",
+                w.pr.number,
+                inert(reason),
+                w.pr.number
+            ),
+            answered_through: 0,
+        };
+        tracing::warn!(pr = w.pr.number, why = %reason, "paused past pause_timeout; holding the environment");
+        let issue = self.record_hold(&hold).await?;
+        Ok(Action::EnvironmentHeld {
+            issue: issue.number,
+            url: issue.url,
+            cause: Cause::PausedRollout,
+        })
+    }
+
     /// An approver's `/resume` on the merged promotion an environment runs.
     pub(super) async fn resume_by_command(
         &self,

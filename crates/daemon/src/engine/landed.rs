@@ -103,6 +103,7 @@ impl Engine {
             Verification::Healthy {
                 after: std::time::Duration::ZERO,
                 automated: None,
+                evidence: None,
             }
         } else {
             Verification::Failed {
@@ -173,6 +174,12 @@ impl Engine {
             verified_at,
             since: deploy::pushed_at(&cx, &w.state),
         };
+        if let Verification::Paused { reason } = &verification {
+            return self
+                .hold_paused(&cx, &w, reason)
+                .await
+                .unwrap_or_else(|error| Action::Failed { error });
+        }
         if member.outcome == Some(Outcome::Bad) {
             tracing::Span::current().record("pr", m.pr.number);
             let mut action = self

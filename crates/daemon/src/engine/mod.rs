@@ -156,6 +156,8 @@ pub struct Engine {
     provenance: provenance::Provenance,
     /// The keys that seal its records (`engine::seal`).
     keys: Arc<KeyRing>,
+    /// Application → when a verification last asked Argo CD to refresh it.
+    refreshed: Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 impl Engine {
@@ -185,6 +187,7 @@ impl Engine {
             gate_due: Mutex::default(),
             group_writes: tokio::sync::Mutex::default(),
             provenance,
+            refreshed: Mutex::default(),
         }
     }
 

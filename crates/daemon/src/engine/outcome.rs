@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Cause, StepError};
 use crate::config::{EnvConfig, ServiceConfig};
+use crate::domain::deploy::Evidence;
 use crate::domain::gate::Severity;
 use crate::domain::plan::Decision;
 use crate::domain::policy::PolicySource;
@@ -119,21 +120,37 @@ pub enum Verification {
         after: Duration,
         /// Whether the application synced by itself then (`None`: not seen, a restart).
         automated: Option<bool>,
+        /// What showed that the promoted image runs (`None`: reported before a restart).
+        evidence: Option<Evidence>,
     },
     /// It did not become Healthy (Argo CD's words, or the health timeout).
     Failed { reason: String },
-    /// Argo CD could not be read (refused token, missing application, unreachable): not
-    /// known, so never rolled back for; verified again next cycle.
+    /// Argo CD could not be read (refused token, missing application, unreachable), or a
+    /// Rollout is paused within its `pause_timeout`: not known, so never rolled back for;
+    /// verified again next cycle.
     Unknown { reason: String },
+    /// A Rollout paused past the environment's `pause_timeout` (`on_pause: wait`): never
+    /// rolled back; the environment is held and people are told.
+    Paused { reason: String },
 }
 
 impl Verification {
     /// One line for comments and tables.
     pub fn summary(&self) -> String {
         match self {
+            Self::Healthy {
+                after,
+                evidence: Some(by),
+                ..
+            } if *by != Evidence::Summary => format!(
+                "Healthy after {:.1}s ({})",
+                after.as_secs_f64(),
+                by.as_str()
+            ),
             Self::Healthy { after, .. } => format!("Healthy after {:.1}s", after.as_secs_f64()),
             Self::Failed { reason } => format!("not Healthy: {reason}"),
             Self::Unknown { reason } => format!("not verified: {reason}"),
+            Self::Paused { reason } => format!("paused: {reason}"),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::deploy::{REPORT_CLAIM_TTL, REPORTED};
 use super::records::{MARKED_BAD, marked_bad_text};
 use super::watch::{BAD, DEPLOYED, VERIFYING, Watched, of};
 use super::{Action, At, Engine, EnvCtx, Step, StepError, Timing, Verification};
+use crate::domain::deploy::Evidence;
 use crate::domain::group::{GroupState, Member, Outcome};
 use crate::domain::image::ImageRef;
 use crate::domain::policy::RollbackMode;
@@ -399,7 +400,7 @@ fn record(landed: &mut Landed, checked: &[Checked], context: &Contexts<'_>) -> V
                 }
                 _ => member.outcome = Some(Outcome::Unhealthy),
             },
-            Verification::Unknown { .. } => {}
+            Verification::Unknown { .. } | Verification::Paused { .. } => {}
         }
     }
     bad
@@ -450,11 +451,20 @@ fn body(m: &Landing<'_>, landed: &Landed, found: &Found, context: &Contexts<'_>)
         body = state.write_into(&body);
     }
     if found.fresh
-        && let Some((_, Ok((Verification::Healthy { after, .. }, _)))) = found.checked.first()
+        && let Some((
+            _,
+            Ok((
+                Verification::Healthy {
+                    after, evidence, ..
+                },
+                _,
+            )),
+        )) = found.checked.first()
         && let Ok(cx) = context(&member.service)
     {
         let image = one.reference(&cx.svc.image);
-        body = with_report(&body, &healthy_text(cx.app, &image, *after, None));
+        let text = healthy_text(cx.app, &image, (*after, *evidence), None);
+        body = with_report(&body, &text);
     }
     (body != m.pr.body).then_some(body)
 }
@@ -486,9 +496,11 @@ fn one_report(
     let (app, sha) = (cx.app, m.sha);
     let short = &sha[..12.min(sha.len())];
     let (status, text) = match verification {
-        Verification::Healthy { after, .. } => (
+        Verification::Healthy {
+            after, evidence, ..
+        } => (
             StatusState::Success,
-            healthy_text(app, &image, *after, Some(short)),
+            healthy_text(app, &image, (*after, *evidence), Some(short)),
         ),
         Verification::Failed { reason } => (
             StatusState::Failure,
@@ -497,6 +509,14 @@ fn one_report(
         Verification::Unknown { reason } => (
             StatusState::Error,
             format!("tugboat could not verify `{app}`: {reason}"),
+        ),
+        // No failure: a canary paused as its steps planned, or waiting for a person.
+        Verification::Paused { reason } => (
+            StatusState::Pending,
+            format!(
+                "`{app}` is paused with `{image}`: {reason}. tugboat holds {} and never rolls a paused Rollout back",
+                cx.env.name
+            ),
         ),
     };
     let check = one_check(base, &cx, sha, &image, status, &text);
@@ -608,8 +628,11 @@ fn group_check(
     };
     let healthy = outcome(|v| matches!(v, Verification::Healthy { .. }));
     let failed = outcome(|v| matches!(v, Verification::Failed { .. }));
+    let paused = outcome(|v| matches!(v, Verification::Paused { .. }));
     let status = if failed > 0 {
         StatusState::Failure
+    } else if paused > 0 && healthy + paused == checked.len() {
+        StatusState::Pending
     } else if healthy < checked.len() {
         StatusState::Error
     } else {
@@ -668,11 +691,21 @@ fn healthy_lines(state: &GroupState, checked: &[Checked]) -> String {
     lines.join("\n")
 }
 
-/// What Argo CD reported of a Healthy verification (at merge commit `short`, when known).
-fn healthy_text(app: &str, image: &ImageRef, after: Duration, short: Option<&str>) -> String {
+/// What Argo CD reported of a Healthy verification (at merge commit `short`, when known),
+/// and what showed that the image runs (unless the summary did, the plain case).
+fn healthy_text(
+    app: &str,
+    image: &ImageRef,
+    (after, evidence): (Duration, Option<Evidence>),
+    short: Option<&str>,
+) -> String {
     let at = short.map(|s| format!(" at {s}")).unwrap_or_default();
+    let by = match evidence {
+        Some(e) if e != Evidence::Summary => format!(" Evidence: {}.", e.as_str()),
+        _ => String::new(),
+    };
     format!(
-        "Argo CD reports `{app}` Synced and Healthy{at} with `{image}`, {:.1}s after the merge.",
+        "Argo CD reports `{app}` Synced and Healthy{at} with `{image}`, {:.1}s after the merge.{by}",
         after.as_secs_f64()
     )
 }

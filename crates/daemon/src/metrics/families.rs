@@ -177,7 +177,7 @@ impl DeliveryMetrics {
         let healthy = match verification {
             Verification::Healthy { .. } => true,
             Verification::Failed { .. } => false,
-            Verification::Unknown { .. } => return,
+            Verification::Unknown { .. } | Verification::Paused { .. } => return,
         };
         let took = timing
             .since

@@ -28,6 +28,20 @@ pub(super) async fn get_app(
     }
 }
 
+pub(super) async fn resource_tree(
+    State(argo): State<ArgoCd>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Some(refused) = argo.guard(&headers, "GET resource-tree") {
+        return refused;
+    }
+    match argo.tree_of(&name) {
+        Some(v) => Json(v).into_response(),
+        None => ArgoCd::not_found(&name),
+    }
+}
+
 /// `applicationApplicationSyncRequest`, the fields the stand-in reads.
 #[derive(Deserialize, Default)]
 #[serde(default)]
