@@ -147,7 +147,147 @@ async fn a_tugboat_killed_at_any_step_is_finished_by_the_next_with_one_pr_one_me
         "rolled back byte for byte"
     );
     grouped().await;
+    during_verification().await;
     scenario.teardown();
+}
+
+/// One of the ways a verification waits (`quirk` on dev's application, under `policy`),
+/// killed while it waits (`point`).
+struct Waiting {
+    point: &'static str,
+    quirk: &'static str,
+    seconds: u64,
+    policy: &'static str,
+    /// The image crashes for good (a real failure inside the grace).
+    crashing: bool,
+}
+
+/// How it must end.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// Verified Healthy, settled `deployed`, never rolled back.
+    Deployed,
+    /// Held (a paused Rollout past its `pause_timeout`): still `verifying`, never rolled back.
+    Held,
+    /// Failed and rolled back once.
+    RolledBack,
+}
+
+/// Killed while the verification waits on a paused Rollout or a Degraded inside its grace:
+/// the restarted tugboat ends as an unkilled one would. A pause is measured from the merge
+/// (so the restart does not wait a new `pause_timeout`); a Degraded's grace starts again,
+/// which only delays a failure.
+async fn during_verification() {
+    let cases = [
+        (
+            Waiting {
+                point: "paused",
+                quirk: "paused",
+                seconds: 2,
+                policy: "rollback: auto",
+                crashing: false,
+            },
+            End::Deployed,
+        ),
+        (
+            Waiting {
+                point: "paused",
+                quirk: "paused",
+                seconds: 600,
+                policy: "rollback: auto\n    pause_timeout: 60s",
+                crashing: false,
+            },
+            End::Held,
+        ),
+        (
+            Waiting {
+                point: "degraded",
+                quirk: "transient-degraded",
+                seconds: 1,
+                policy: "rollback: auto\n    degraded_grace: 30s",
+                crashing: false,
+            },
+            End::Deployed,
+        ),
+        (
+            Waiting {
+                point: "degraded",
+                quirk: "transient-degraded",
+                seconds: 0,
+                policy: "rollback: auto\n    degraded_grace: 2s",
+                crashing: true,
+            },
+            End::RolledBack,
+        ),
+    ];
+    for (case, end) in cases {
+        let point = case.point;
+        let sb = sandbox().await;
+        let work = tempfile::tempdir().unwrap();
+        sb.aws.put_parameter(
+            &format!("/salon/promotion/services/{SVC}"),
+            &format!("environments:\n  dev:\n    {}\n", case.policy),
+            "String",
+        );
+        let app = sandbox::app_name(SVC, "dev");
+        sb.argocd
+            .set_quirk(&app, case.quirk, Duration::from_secs(case.seconds))
+            .unwrap();
+        if case.crashing {
+            sb.argocd
+                .mark_crashing(&format!("{}:1.1.0", sandbox::image_of(SVC)));
+        }
+        sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+        assert!(
+            killed_at(&sb, &work, point).await,
+            "{end:?}: killed at {point}"
+        );
+        restarted(&sb, &work).await;
+
+        let prs = prs_of(&sb, "tugboat/dev/user_service");
+        assert_eq!(prs.len(), 1, "{end:?}: one PR: {prs:?}");
+        let (pr, _) = &prs[0];
+        let rollbacks = prs_of(&sb, "tugboat/rollback/dev/user_service");
+        let has = |l: &str| pr.labels.contains(&l.to_owned());
+        let holds: Vec<_> = sb
+            .github
+            .issues()
+            .into_iter()
+            .filter(|i| i.labels.contains(&"tugboat:hold".to_owned()))
+            .collect();
+        match end {
+            End::Deployed => {
+                assert!(
+                    has("tugboat:deployed") && !has("tugboat:verifying"),
+                    "{end:?}: {:?}",
+                    pr.labels
+                );
+                assert!(
+                    rollbacks.is_empty() && holds.is_empty(),
+                    "{end:?}: {rollbacks:?} {holds:?}"
+                );
+            }
+            End::Held => {
+                assert!(
+                    has("tugboat:verifying") && !has("tugboat:bad"),
+                    "{end:?}: {:?}",
+                    pr.labels
+                );
+                assert!(rollbacks.is_empty(), "{end:?}: never rolled back");
+                assert_eq!(holds.len(), 1, "{end:?}: held once: {holds:?}");
+                assert!(
+                    holds[0].body.contains("paused-rollout"),
+                    "{}",
+                    holds[0].body
+                );
+            }
+            End::RolledBack => {
+                assert!(has("tugboat:bad"), "{end:?}: {:?}", pr.labels);
+                assert_eq!(rollbacks.len(), 1, "{end:?}: rolled back once");
+                assert!(rollbacks[0].0.merged_at.is_some());
+            }
+        }
+    }
 }
 
 /// Three services grouped in dev.

@@ -311,6 +311,7 @@ impl Engine {
                         ),
                     }),
                     Pause::Wait => {
+                        failpoint!("paused");
                         (v.last, v.pending) = (why, Pending::Paused);
                         None
                     }
@@ -407,6 +408,7 @@ impl Engine {
         if obs.merge_synced() && obs.unhealthy() {
             let since = *watching.degraded_since.get_or_insert_with(Instant::now);
             obs.degraded_for = since.elapsed();
+            failpoint!("degraded");
         } else {
             watching.degraded_since = None;
         }
