@@ -5,7 +5,9 @@
 //! (200 ms in the sandbox's configuration). For each of `TUGBOAT_BENCH_ROUNDS` promotions
 //! (default 10) this prints the time from the merge to tugboat's "Healthy", and the lag from
 //! the stand-in turning Healthy to the first look that saw it — measured on the stand-in's
-//! clock. Target: every lag within one poll interval. Exits non-zero when one is not.
+//! clock. Target: every lag within one poll interval. Exits non-zero when one is not. It
+//! also prints the Argo CD calls about the application per promotion (reads, of which
+//! refreshes: each refresh makes Argo CD's controller compare the application to Git).
 //!
 //! Run with `cargo bench --bench verify`.
 
@@ -56,10 +58,21 @@ async fn main() {
     let svc = "user_service";
     let app = app_name(svc, "dev");
     let (mut afters, mut lags) = (Vec::new(), Vec::new());
+    let (mut reads, mut refreshes) = (Vec::new(), Vec::new());
+    let counted = |sb: &Sandbox| {
+        let calls = sb.argocd.calls_of(&app);
+        let get = |k: &str| calls.get(k).copied().unwrap_or(0);
+        let refreshed = get("GET application (refresh)") + get("GET application (hard refresh)");
+        (get("GET application") + refreshed, refreshed)
+    };
     for round in 1..=rounds {
         sb.aws
             .push(svc, &format!("1.{round}.0"), "COMPLETE", vec![]);
+        let before = counted(&sb);
         let reports = engine.cycle(Mode::Apply).await.unwrap();
+        let after = counted(&sb);
+        reads.push(after.0 - before.0);
+        refreshes.push(after.1 - before.1);
         let row = reports
             .iter()
             .find(|r| r.service == svc && r.environment == "dev")
@@ -93,6 +106,16 @@ async fn main() {
         ms(lags[0]),
         ms(median(&lags)),
         ms(lags[lags.len() - 1])
+    );
+    reads.sort_unstable();
+    refreshes.sort_unstable();
+    println!(
+        "  Argo CD reads of the application per promotion: median {} (min {}, max {}), of which refreshes: median {} (max {})",
+        reads[reads.len() / 2],
+        reads[0],
+        reads[reads.len() - 1],
+        refreshes[refreshes.len() / 2],
+        refreshes[refreshes.len() - 1]
     );
     let worst = lags[lags.len() - 1];
     if worst > poll {

@@ -90,9 +90,9 @@ fn promotion_body(sb: &Sandbox) -> String {
     pr.body.clone()
 }
 
-/// How many times Argo CD's application was read, and how many of those asked a refresh.
+/// How many times dev's application was read, and how many of those asked a refresh.
 fn reads(sb: &Sandbox) -> (u64, u64) {
-    let calls = sb.argocd.calls();
+    let calls = sb.argocd.calls_of(&app_name(SVC, "dev"));
     let get = |k: &str| calls.get(k).copied().unwrap_or(0);
     let refreshes = get("GET application (refresh)") + get("GET application (hard refresh)");
     (get("GET application") + refreshes, refreshes)
@@ -119,20 +119,45 @@ async fn an_application_whose_summary_lists_no_images_verifies_by_its_resource_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plain_verification_reads_no_resource_tree_and_asks_one_refresh_for_many_looks() {
+async fn a_verification_follows_the_event_stream_with_one_refresh_and_no_polling() {
     let (sb, engine, _w) = setup().await;
-    // Degraded for a second after the sync: several looks (200 ms apart) before Healthy.
+    // Degraded for a second after the sync: several changes before Healthy.
     quirk(&sb, "transient-degraded", 1).await;
     sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let (looks, refreshes) = reads(&sb);
+    let app = app_name(SVC, "dev");
     let r = engine.cycle(Mode::Apply).await.unwrap();
     assert_eq!(evidence(&r), Some(Evidence::Summary));
-    let (looks, refreshes) = (reads(&sb).0 - looks, reads(&sb).1 - refreshes);
-    assert!(looks >= 4, "{looks} looks");
-    // The verification refreshes at its first look after the merge, and no more within a
-    // minute (`argocd.refresh_interval`); the cycle's other reads never refresh.
-    assert_eq!(refreshes, 1, "{refreshes} refreshes in {looks} looks");
-    assert!(!sb.argocd.calls().contains_key("GET resource-tree"));
+    let calls = sb.argocd.calls_of(&app);
+    let get = |k: &str| calls.get(k).copied().unwrap_or(0);
+    // The cycle reads the application once before the merge; the verification refreshes it
+    // at its first look, then follows the stream: no polling every 200 ms, and no more
+    // refresh within a minute (`argocd.refresh_interval`). A look by reading comes when a
+    // Degraded's grace ends (2 s here) whatever the stream says.
+    assert_eq!(get("GET stream"), 1, "{calls:?}");
+    assert_eq!(get("GET application (refresh)"), 1, "{calls:?}");
+    assert!(get("GET application") <= 2, "{calls:?}");
+    assert_eq!(get("GET resource-tree"), 0, "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_that_buffers_the_stream_a_verification_polls_instead() {
+    let (sb, engine, _w) = setup().await;
+    sb.argocd.buffer_streams(true);
+    quirk(&sb, "transient-degraded", 1).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let app = app_name(SVC, "dev");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(evidence(&r), Some(Evidence::Summary));
+    let calls = sb.argocd.calls_of(&app);
+    let get = |k: &str| calls.get(k).copied().unwrap_or(0);
+    assert_eq!(get("GET stream"), 1, "tried once: {calls:?}");
+    assert!(get("GET application") >= 3, "polled instead: {calls:?}");
+    assert_eq!(get("GET application (refresh)"), 1, "{calls:?}");
+    // The next verification does not try again for a while: straight to polling.
+    sb.aws.push(SVC, "1.2.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(evidence(&r).is_some());
+    assert_eq!(sb.argocd.calls_of(&app).get("GET stream"), Some(&1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -702,6 +702,11 @@ pub enum SyncStart {
     Busy(String),
 }
 
+/// One application's status at each of its changes, as Argo CD streams them; it ends when
+/// the stream does (its time bound, or a dropped connection).
+pub type AppEvents =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = PortResult<AppStatus>> + Send>>;
+
 /// The deployer (Argo CD).
 #[async_trait]
 pub trait Deployer: Send + Sync {
@@ -714,4 +719,7 @@ pub trait Deployer: Send + Sync {
     /// The images its live workloads and pods run (`…/resource-tree`, every node's
     /// `images`), for when `summary.images` says nothing.
     async fn workload_images(&self, name: &str) -> PortResult<Vec<String>>;
+    /// Watch the application for up to `lasting`: its status now, then at each change
+    /// (Argo CD's application event stream). An error when no stream can be opened.
+    async fn watch(&self, name: &str, lasting: std::time::Duration) -> PortResult<AppEvents>;
 }

@@ -14,6 +14,8 @@
 //!   `v1alpha1SyncStatus`; argo-cd#7629): it names main's head as soon as the controller
 //!   notices it, `OutOfSync`, while the health is still the old objects'. What was synced is
 //!   the operation's (`operationState.syncResult.revision`) and the history's.
+//! - `GET /api/v1/stream/applications?name=…` streams the application's changes, one JSON
+//!   event a line, as Argo CD's `ApplicationService_Watch` does.
 //! - Real applications' quirks, set per application through `POST /_sandbox/quirks`
 //!   (`{"application", "quirk", "seconds"}`): see [`Quirks`].
 
@@ -32,6 +34,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 mod routes;
+mod wire;
 
 use super::github::GitHub;
 
@@ -122,8 +125,12 @@ struct Inner {
     crashing: BTreeSet<String>,
     failing: BTreeSet<String>,
     calls: BTreeMap<String, u64>,
+    /// The same, per application.
+    app_calls: BTreeMap<String, BTreeMap<String, u64>>,
     rollout: Duration,
     denied_token: Option<String>,
+    /// Event streams answer nothing until they end, as behind a proxy that buffers them.
+    buffer_streams: bool,
 }
 
 /// The shared state of the Argo CD stand-in.
@@ -310,6 +317,16 @@ impl ArgoCd {
         self.lock().failing.insert(image.to_owned());
     }
 
+    /// Hold back every event stream's answer, as a proxy that buffers responses does (the
+    /// client sees no headers until the stream ends, which it never does).
+    pub fn buffer_streams(&self, on: bool) {
+        self.lock().buffer_streams = on;
+    }
+
+    fn buffers_streams(&self) -> bool {
+        self.lock().buffer_streams
+    }
+
     /// Answer 403 to this token (a token without RBAC for applications), or lift that.
     pub fn deny_token(&self, token: Option<&str>) {
         self.lock().denied_token = token.map(str::to_owned);
@@ -317,6 +334,11 @@ impl ArgoCd {
 
     pub fn calls(&self) -> BTreeMap<String, u64> {
         self.lock().calls.clone()
+    }
+
+    /// The calls about application `name`, by operation.
+    pub fn calls_of(&self, name: &str) -> BTreeMap<String, u64> {
+        self.lock().app_calls.get(name).cloned().unwrap_or_default()
     }
 
     pub fn router(&self) -> axum::Router {
@@ -327,6 +349,7 @@ impl ArgoCd {
                 "/api/v1/applications/{name}/resource-tree",
                 get(routes::resource_tree),
             )
+            .route("/api/v1/stream/applications", get(routes::watch))
             .route(
                 "/api/v1/applications/{name}/syncwindows",
                 get(routes::sync_windows),
@@ -562,214 +585,22 @@ impl ArgoCd {
         quirks.retrying = None;
     }
 
-    fn repo_url(&self) -> String {
-        format!(
-            "https://github.com/{}/{}.git",
-            self.github.owner, self.github.repo
-        )
-    }
-
-    /// The revision fields as a single- or multi-source application shows them.
-    fn revisions(app: &App, revision: &str) -> Value {
-        if app.multi_source {
-            json!({"revisions": [CHART_VERSION, revision]})
-        } else {
-            json!({"revision": revision})
-        }
-    }
-
-    fn status_of(&self, name: &str) -> Option<Value> {
-        let mut app = self.lock().apps.get(name)?.clone();
-        self.advance(&mut app);
-        let health = Self::health(&app);
-        // What this answer says, quirks included (a transient Degraded is no Healthy).
-        if health["status"] == "Healthy" {
-            app.answered_healthy.get_or_insert_with(Instant::now);
-        }
-        self.lock().apps.insert(name.to_owned(), app.clone());
-        let repo_url = self.repo_url();
-        let git_source = json!({"repoURL": repo_url, "targetRevision": "main",
-            "path": app.files.first().map(|f| f.rsplit_once('/').map_or("", |x| x.0))});
-        let chart_source = json!({"repoURL": "https://charts.example.com", "chart": "base", "targetRevision": CHART_VERSION});
-        let mut status = self.comparison(&app, name, (&chart_source, &git_source));
-        status["health"] = health;
-        let images = if app.quirks.no_summary_images {
-            Vec::new()
-        } else {
-            app.images.clone()
-        };
-        status["summary"] = json!({ "images": images });
-        status["sourceType"] = json!("Kustomize");
-        if let Some(t) = app.reconciled_at {
-            status["reconciledAt"] = json!(rfc3339(t));
-        }
-        status["history"] = Value::Array(
-            app.history
-                .iter()
-                .enumerate()
-                .map(|(i, (rev, at))| {
-                    let mut h = json!({"id": i + 1, "deployedAt": rfc3339(*at), "deployStartedAt": rfc3339(*at)});
-                    merge(&mut h, Self::revisions(&app, rev));
-                    if app.multi_source {
-                        h["sources"] = json!([chart_source, git_source]);
-                    } else {
-                        h["source"] = git_source.clone();
-                    }
-                    h
-                })
-                .collect(),
-        );
-        if let Some(op) = &app.operation {
-            status["operationState"] = Self::operation_state(&app, op);
-        }
-        let mut spec = json!({"project": "default",
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": name},
-            "syncPolicy": if app.automated { json!({"automated": {"prune": true, "selfHeal": true}}) } else { json!({}) }});
-        if app.multi_source {
-            spec["sources"] = json!([chart_source, git_source]);
-        } else {
-            spec["source"] = git_source;
-        }
-        Some(json!({
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": {"name": name, "namespace": "argocd"},
-            "spec": spec,
-            "status": status,
-        }))
-    }
-
-    /// `status.sync` and `status.conditions`: the comparison. Its revision is the one the
-    /// comparison was made to, not what was synced (Argo CD's swagger, `v1alpha1SyncStatus`:
-    /// "the revision the comparison has been performed to"; argo-cd#7629): once the
-    /// controller noticed main move, it names main's head while nothing is synced yet.
-    fn comparison(&self, app: &App, name: &str, (chart, git): (&Value, &Value)) -> Value {
-        let head = self.github.branch_sha("main");
-        let compared = match (&app.seen, &head) {
-            (Some(_), Some(head)) => Some(head.clone()),
-            _ => app.revision.clone(),
-        };
-        let failing = app.seen.is_some()
-            && app
-                .quirks
-                .comparison_error_until
-                .is_some_and(|t| t > Instant::now());
-        let status = if failing {
-            "Unknown"
-        } else if app.revision.is_some() && app.revision == head {
-            "Synced"
-        } else {
-            "OutOfSync"
-        };
-        let mut sync = json!({ "status": status });
-        let mut to =
-            json!({"destination": {"server": "https://kubernetes.default.svc", "namespace": name}});
-        if app.multi_source {
-            to["sources"] = json!([chart, git]);
-        } else {
-            to["source"] = git.clone();
-        }
-        sync["comparedTo"] = to;
-        if let Some(rev) = &compared {
-            merge(&mut sync, Self::revisions(app, rev));
-        }
-        let mut out = json!({ "sync": sync });
-        if failing {
-            let at = rfc3339(self.github.now());
-            out["conditions"] = json!([{
-                "type": "ComparisonError",
-                "message": "Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = `kustomize build .` failed exit status 1: Error: accumulating resources: accumulation err='accumulating resources from 'deployment.yaml': missing Resource metadata'",
-                "lastTransitionTime": at,
-            }]);
-        }
-        out
-    }
-
-    /// `status.health`: `Progressing` while a rollout settles; `Suspended` while a Rollout
-    /// pauses under a running operation; `Degraded` while a transient lasts; else settled.
-    fn health(app: &App) -> Value {
-        let now = Instant::now();
-        let paused = app
-            .operation
-            .as_ref()
-            .is_some_and(|o| o.phase == "Running" && o.hold_until.is_some_and(|t| t > now));
-        let (health, message) = if paused {
-            ("Suspended", Some("Rollout is paused".to_owned()))
-        } else if app.quirks.degraded_until.is_some_and(|t| t > now) {
-            let m = "HPA: the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API";
-            ("Degraded", Some(m.to_owned()))
-        } else if app.settles > now {
-            ("Progressing", None)
-        } else {
-            (app.health.as_str(), app.message.clone())
-        };
-        let mut v = json!({ "status": health });
-        if let Some(m) = message {
-            v["message"] = json!(m);
-        }
-        v
-    }
-
-    /// `status.operationState` of `app`'s last sync operation `op`: its phase, who started
-    /// it, and (once finished) its result.
-    fn operation_state(app: &App, op: &Op) -> Value {
-        let initiated = if op.automated {
-            json!({"automated": true})
-        } else {
-            json!({"username": op.user})
-        };
-        let mut o = json!({
-            "phase": op.phase, "message": op.message, "startedAt": rfc3339(op.started_at),
-            "retryCount": op.retry_count,
-            "operation": {"sync": Self::revisions(app, &op.revision), "initiatedBy": initiated},
-        });
-        // Argo CD writes `syncResult` as the sync goes, hooks included (a hook's phase, from
-        // the Job's); a plain sync's result shows once it finished.
-        let hooks: Vec<Value> = op
-            .hook
-            .iter()
-            .map(|(job, _)| {
-                let phase = if op.hook_done { "Succeeded" } else { "Running" };
-                json!({"group": "batch", "version": "v1", "kind": "Job", "namespace": "default",
-                       "name": job, "hookType": "PreSync", "hookPhase": phase, "syncPhase": "PreSync",
-                       "status": "Synced", "message": format!("job {}", phase.to_lowercase())})
-            })
-            .collect();
-        if op.finished_at.is_some() || !hooks.is_empty() {
-            let mut result = Self::revisions(app, &op.revision);
-            result["resources"] = Value::Array(hooks);
-            o["syncResult"] = result;
-        }
-        if let Some(f) = op.finished_at {
-            o["finishedAt"] = json!(rfc3339(f));
-        }
-        o
-    }
-
-    /// `GET …/resource-tree` (`v1alpha1ApplicationTree`): the application's Deployment and
-    /// its pods, each node with the `images` it runs (Argo CD fills `images` for pods and
-    /// workloads). Built from the live objects, so it lists the images even where
-    /// `summary.images` is empty (the `no-summary-images` quirk).
-    fn tree_of(&self, name: &str) -> Option<Value> {
-        let mut app = self.lock().apps.get(name)?.clone();
-        self.advance(&mut app);
-        self.lock().apps.insert(name.to_owned(), app.clone());
-        let health = Self::health(&app);
-        let deployment = json!({"group": "apps", "version": "v1", "kind": "Deployment",
-            "namespace": name, "name": name, "uid": format!("{name}-deployment"),
-            "images": app.images, "health": health});
-        let pod = json!({"version": "v1", "kind": "Pod", "namespace": name,
-            "name": format!("{name}-7d9f8c6b5-x2x9q"), "uid": format!("{name}-pod"),
-            "images": app.images, "health": health,
-            "parentRefs": [{"group": "apps", "kind": "ReplicaSet", "namespace": name, "name": format!("{name}-7d9f8c6b5")}]});
-        Some(json!({"nodes": [deployment, pod]}))
-    }
-
     fn not_found(name: &str) -> Response {
         grpc_error(
             StatusCode::NOT_FOUND,
             5,
             &format!("applications.argoproj.io \"{name}\" not found"),
         )
+    }
+
+    /// Count a call about application `name` (and check the token, as [`Self::guard`]).
+    fn guard_for(&self, headers: &HeaderMap, op: &str, name: &str) -> Option<Response> {
+        {
+            let mut g = self.lock();
+            let of = g.app_calls.entry(name.to_owned()).or_default();
+            *of.entry(op.to_owned()).or_insert(0) += 1;
+        }
+        self.guard(headers, op)
     }
 
     /// Count the call and check the token: `None` when the request may go on.

@@ -10,8 +10,8 @@ use serde_json::json;
 
 use crate::credentials::Token;
 use crate::ports::{
-    AppStatus, Deployer, ErrorKind, Health, Operation, OperationPhase, PortError, PortResult,
-    SyncStart, SyncStatus, SyncWindows,
+    AppEvents, AppStatus, Deployer, ErrorKind, Health, Operation, OperationPhase, PortError,
+    PortResult, SyncStart, SyncStatus, SyncWindows,
 };
 use crate::telemetry::ApiMetrics;
 
@@ -208,6 +208,88 @@ struct NodeWire {
     images: Vec<String>,
 }
 
+/// One line of `GET /api/v1/stream/applications` (grpc-gateway's stream of
+/// `v1alpha1ApplicationWatchEvent`, newline-delimited): a change, or the stream's error.
+#[derive(Debug, Deserialize)]
+struct StreamLineWire {
+    result: Option<WatchEventWire>,
+    error: Option<ErrorWire>,
+}
+
+/// `v1alpha1ApplicationWatchEvent`: `ADDED` (the application as it is, first), `MODIFIED`,
+/// `DELETED`.
+#[derive(Debug, Deserialize)]
+struct WatchEventWire {
+    #[serde(rename = "type", default)]
+    kind: String,
+    application: AppWire,
+}
+
+/// The longest line of the event stream read (an application's JSON with a long history
+/// is tens of kB; a line past this is an error, not a reason to grow without bound).
+const MAX_EVENT_BYTES: usize = 8 << 20;
+
+/// The event stream's lines as statuses, read chunk by chunk.
+fn events(name: String, resp: reqwest::Response) -> AppEvents {
+    let op = "ApplicationService_Watch";
+    let failed = move |kind, m: String| PortError::new("argocd", op, kind, m);
+    Box::pin(futures_util::stream::unfold(
+        Some((resp, Vec::<u8>::new())),
+        move |state| {
+            let (name, failed) = (name.clone(), failed);
+            async move {
+                let (mut resp, mut buf) = state?;
+                loop {
+                    if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=i).collect();
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let item = event(&name, &line).map_err(|m| failed(ErrorKind::Transient, m));
+                        return Some((item, Some((resp, buf))));
+                    }
+                    match resp.chunk().await {
+                        Ok(Some(bytes)) if buf.len() + bytes.len() <= MAX_EVENT_BYTES => {
+                            buf.extend_from_slice(&bytes);
+                        }
+                        Ok(Some(_)) => {
+                            let m = format!(
+                                "application '{name}': an event past {MAX_EVENT_BYTES} bytes"
+                            );
+                            return Some((Err(failed(ErrorKind::Transient, m)), None));
+                        }
+                        Ok(None) => return None,
+                        Err(e) => {
+                            let m = format!(
+                                "application '{name}': the event stream broke: {}",
+                                chain(&e.without_url())
+                            );
+                            return Some((Err(failed(ErrorKind::Transient, m)), None));
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// One line of the event stream: the application's status, or why not.
+fn event(name: &str, line: &[u8]) -> Result<AppStatus, String> {
+    let wire: StreamLineWire = serde_json::from_slice(line)
+        .map_err(|e| format!("application '{name}': an event that is not Argo CD's JSON: {e}"))?;
+    match (wire.result, wire.error) {
+        (Some(ev), _) if ev.kind != "DELETED" => Ok(status(ev.application)),
+        (Some(_), _) => Err(format!("application '{name}' was deleted")),
+        (None, Some(e)) => Err(format!(
+            "application '{name}': the event stream said{}",
+            said(&e.message)
+        )),
+        (None, None) => Err(format!(
+            "application '{name}': an event with neither result nor error"
+        )),
+    }
+}
+
 /// `applicationApplicationSyncWindowsResponse`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
@@ -371,6 +453,71 @@ fn chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// An application as the port gives it.
+fn status(app: AppWire) -> AppStatus {
+    let s = app.status;
+    AppStatus {
+        sync_status: s
+            .sync
+            .status
+            .as_deref()
+            .map_or(SyncStatus::Unknown, SyncStatus::parse),
+        revision: s.sync.revision,
+        revisions: s.sync.revisions,
+        health: s
+            .health
+            .status
+            .as_deref()
+            .map_or(Health::Unknown, Health::parse),
+        health_message: s.health.message,
+        reconciled_at: s.reconciled_at,
+        deployed_at: s.history.last().and_then(|h| h.deployed_at),
+        images: s.summary.images,
+        operation: s.operation_state.map(|o| {
+            let mut revisions = o.operation.sync.all();
+            let result = o.sync_result;
+            if revisions.is_empty() {
+                revisions = result
+                    .revision
+                    .iter()
+                    .chain(&result.revisions)
+                    .cloned()
+                    .collect();
+            }
+            // A failed hook is why the operation failed: its words go with the phase's.
+            let message = match (o.message.filter(|m| !m.is_empty()), result.failed_hook()) {
+                (Some(m), Some(hook)) => Some(format!("{m} (hook {hook})")),
+                (m, hook) => m.or(hook.map(|h| format!("hook {h}"))),
+            };
+            Operation {
+                phase: o
+                    .phase
+                    .as_deref()
+                    .map_or(OperationPhase::Unknown, OperationPhase::parse),
+                message,
+                hook: result.running_hook(),
+                revisions,
+                initiated_by: o
+                    .operation
+                    .initiated_by
+                    .username
+                    .filter(|u| !u.is_empty() && !o.operation.initiated_by.automated),
+                started_at: o.started_at,
+                retry_count: u32::try_from(o.retry_count.max(0)).unwrap_or(u32::MAX),
+            }
+        }),
+        automated: app
+            .spec
+            .sync_policy
+            .is_some_and(|p| p.automated.is_some_and(|a| !a.is_null())),
+        conditions: s
+            .conditions
+            .into_iter()
+            .map(|c| (c.kind, c.message))
+            .collect(),
+    }
+}
+
 /// Argo CD's own message, when it gave one (bounded: it is quoted in PRs and logs).
 fn said(message: &str) -> String {
     if message.is_empty() {
@@ -390,67 +537,7 @@ impl Deployer for ArgoCd {
         }
         let resp = self.send(op, name, req).await?;
         let app: AppWire = Self::json(op, name, resp).await?;
-        let s = app.status;
-        Ok(AppStatus {
-            sync_status: s
-                .sync
-                .status
-                .as_deref()
-                .map_or(SyncStatus::Unknown, SyncStatus::parse),
-            revision: s.sync.revision,
-            revisions: s.sync.revisions,
-            health: s
-                .health
-                .status
-                .as_deref()
-                .map_or(Health::Unknown, Health::parse),
-            health_message: s.health.message,
-            reconciled_at: s.reconciled_at,
-            deployed_at: s.history.last().and_then(|h| h.deployed_at),
-            images: s.summary.images,
-            operation: s.operation_state.map(|o| {
-                let mut revisions = o.operation.sync.all();
-                let result = o.sync_result;
-                if revisions.is_empty() {
-                    revisions = result
-                        .revision
-                        .iter()
-                        .chain(&result.revisions)
-                        .cloned()
-                        .collect();
-                }
-                // A failed hook is why the operation failed: its words go with the phase's.
-                let message = match (o.message.filter(|m| !m.is_empty()), result.failed_hook()) {
-                    (Some(m), Some(hook)) => Some(format!("{m} (hook {hook})")),
-                    (m, hook) => m.or(hook.map(|h| format!("hook {h}"))),
-                };
-                Operation {
-                    phase: o
-                        .phase
-                        .as_deref()
-                        .map_or(OperationPhase::Unknown, OperationPhase::parse),
-                    message,
-                    hook: result.running_hook(),
-                    revisions,
-                    initiated_by: o
-                        .operation
-                        .initiated_by
-                        .username
-                        .filter(|u| !u.is_empty() && !o.operation.initiated_by.automated),
-                    started_at: o.started_at,
-                    retry_count: u32::try_from(o.retry_count.max(0)).unwrap_or(u32::MAX),
-                }
-            }),
-            automated: app
-                .spec
-                .sync_policy
-                .is_some_and(|p| p.automated.is_some_and(|a| !a.is_null())),
-            conditions: s
-                .conditions
-                .into_iter()
-                .map(|c| (c.kind, c.message))
-                .collect(),
-        })
+        Ok(status(app))
     }
 
     async fn sync(&self, name: &str, revision: &str) -> PortResult<SyncStart> {
@@ -485,6 +572,17 @@ impl Deployer for ArgoCd {
         Ok(images)
     }
 
+    async fn watch(&self, name: &str, lasting: std::time::Duration) -> PortResult<AppEvents> {
+        let op = "ApplicationService_Watch";
+        let req = self
+            .http
+            .get(format!("{}/api/v1/stream/applications", self.base))
+            .query(&[("name", name)])
+            .timeout(lasting);
+        let resp = self.send(op, name, req).await?;
+        Ok(events(name.to_owned(), resp))
+    }
+
     async fn sync_windows(&self, name: &str) -> PortResult<SyncWindows> {
         let op = "ApplicationService_GetApplicationSyncWindows";
         let resp = self
@@ -499,5 +597,68 @@ impl Deployer for ArgoCd {
                 .map(|a| format!("{} {} for {}", a.kind, a.schedule, a.duration))
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP: &str = r#"{"metadata":{"name":"api"},"spec":{"syncPolicy":{"automated":{}}},
+        "status":{"sync":{"status":"Synced","revision":"abc1234"},"health":{"status":"Healthy"},
+        "summary":{"images":["r/api:1.0.0"]},
+        "operationState":{"phase":"Running","message":"waiting for completion of hook batch/Job/api-migrate",
+          "operation":{"sync":{"revision":"abc1234"}},
+          "syncResult":{"revision":"abc1234","resources":[
+            {"kind":"Job","name":"api-migrate","hookType":"PreSync","hookPhase":"Running"}]}}}}"#;
+
+    #[test]
+    fn a_stream_line_of_an_added_or_modified_application_reads_as_its_status() {
+        for kind in ["ADDED", "MODIFIED"] {
+            let line = format!(r#"{{"result":{{"type":"{kind}","application":{APP}}}}}"#);
+            let s = event("api", line.as_bytes()).unwrap();
+            assert_eq!(s.health, Health::Healthy);
+            assert_eq!(s.images, vec!["r/api:1.0.0".to_owned()]);
+            let op = s.operation.unwrap();
+            assert_eq!(op.hook.as_deref(), Some("PreSync Job/api-migrate"));
+            assert!(s.automated);
+        }
+    }
+
+    #[test]
+    fn a_deleted_application_an_error_line_and_garbage_are_errors_that_name_the_application() {
+        let deleted = format!(r#"{{"result":{{"type":"DELETED","application":{APP}}}}}"#);
+        let cases = [
+            (deleted.as_str(), "was deleted"),
+            (
+                r#"{"error":{"grpc_code":7,"message":"permission denied"}}"#,
+                "permission denied",
+            ),
+            ("{\"result\":", "not Argo CD's JSON"),
+            ("{}", "neither result nor error"),
+        ];
+        for (line, said) in cases {
+            let e = event("api", line.as_bytes()).unwrap_err();
+            assert!(e.contains("'api'") && e.contains(said), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_failed_hook_is_named_beside_the_operations_message() {
+        let app = APP
+            .replace(r#""phase":"Running""#, r#""phase":"Failed""#)
+            .replace(
+                r#""hookPhase":"Running""#,
+                r#""hookPhase":"Failed","message":"Job has reached the specified backoff limit""#,
+            );
+        let s = status(serde_json::from_str(&app).unwrap());
+        let op = s.operation.unwrap();
+        assert_eq!(op.hook, None);
+        assert_eq!(
+            op.message.as_deref(),
+            Some(
+                "waiting for completion of hook batch/Job/api-migrate (hook PreSync Job/api-migrate Failed: Job has reached the specified backoff limit)"
+            )
+        );
     }
 }

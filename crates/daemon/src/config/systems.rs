@@ -29,6 +29,7 @@ pub(super) struct RawArgo {
     pub(super) poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub(super) refresh_interval: Option<Duration>,
+    pub(super) watch: Option<bool>,
     pub(super) ca_bundle: Option<PathBuf>,
     #[serde(default)]
     pub(super) refresh: Refresh,
@@ -103,6 +104,10 @@ pub struct ArgoConfig {
     /// controller to compare it to Git again) at most this often; the looks between read the
     /// controller's status as it is, which follows the cluster by itself.
     pub refresh_interval: Duration,
+    /// A verification follows the application's event stream
+    /// (`/api/v1/stream/applications`) between looks instead of polling it; polling stays
+    /// the fallback where no stream can be opened (an old Argo CD, a buffering proxy).
+    pub watch: bool,
     /// PEM certificates to trust besides the system's, read at load time.
     pub ca_bundle: Option<Vec<u8>>,
     /// Ask Argo CD for a `hard` refresh (`argocd.refresh = "hard"`) instead of `normal`.
@@ -218,6 +223,7 @@ pub(super) fn argocd(raw: RawArgo, f: &Fields<'_>) -> Result<ArgoConfig, ConfigE
         token: raw.token,
         poll_interval: raw.poll_interval.unwrap_or(Duration::from_secs(5)),
         refresh_interval: raw.refresh_interval.unwrap_or(DEFAULT_REFRESH_INTERVAL),
+        watch: raw.watch.unwrap_or(true),
         ca_bundle,
         hard_refresh: matches!(raw.refresh, Refresh::Hard),
     })

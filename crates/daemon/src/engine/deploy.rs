@@ -14,11 +14,18 @@ use crate::domain::deploy::{self, Evidence, Listed, Observation, OperationView, 
 use crate::domain::image::{self, ImageRef};
 use crate::domain::promotion::STATE_MARKER;
 use crate::domain::seal;
-use crate::ports::{AppStatus, ErrorKind, SyncStart};
+use crate::ports::{AppEvents, AppStatus, ErrorKind, SyncStart};
+use futures_util::StreamExt;
 
 use super::records::MARKED_BAD;
 use super::watch::watched;
 pub use super::watch::{BAD, DEPLOYED, ROLLBACK, VERIFYING, Watch, Watched};
+
+/// How long opening the application event stream may take before polling is used instead.
+const STREAM_OPEN: Duration = Duration::from_secs(2);
+/// How long after a failed attempt to open an event stream verifications poll before they
+/// try again (Argo CD may be upgraded, a proxy reconfigured).
+const STREAM_RETRY: Duration = Duration::from_secs(600);
 
 /// How long a replica's claim to report a verification keeps the others from reporting it.
 pub(super) const REPORT_CLAIM_TTL: Duration = Duration::from_secs(120);
@@ -76,6 +83,12 @@ struct Verifying {
     pending: Pending,
     /// How many looks it took so far.
     looks: u32,
+    /// The application's event stream, while open.
+    events: Option<AppEvents>,
+    /// Whether to (re)open it.
+    watchable: bool,
+    /// The status the stream brought for the next look.
+    streamed: Option<AppStatus>,
 }
 
 impl Verifying {
@@ -90,6 +103,9 @@ impl Verifying {
             seen: false,
             pending: Pending::Nothing,
             looks: 0,
+            events: None,
+            watchable: true,
+            streamed: None,
         }
     }
 }
@@ -221,9 +237,16 @@ impl Engine {
         let poll = self.cfg.argocd.poll_interval;
         let mut v = Verifying::new(cx.env_policy.health_timeout, poll);
         loop {
-            let refresh = self.refresh_due(cx.app, v.looks == 0);
+            // A change the event stream brought, else a read (a refresh when one is due).
+            let read = match v.streamed.take() {
+                Some(status) => Ok(status),
+                None => {
+                    let refresh = self.refresh_due(cx.app, v.looks == 0);
+                    self.ports.deployer.app(cx.app, refresh).await
+                }
+            };
             v.looks += 1;
-            match self.ports.deployer.app(cx.app, refresh).await {
+            match read {
                 Ok(s) => {
                     v.delay = poll;
                     let look = self
@@ -247,9 +270,68 @@ impl Engine {
             if Instant::now() >= v.deadline {
                 return self.timed_out(cx, &v, merged_at);
             }
-            let left = v.deadline.saturating_duration_since(Instant::now());
-            tokio::time::sleep(v.delay.min(left)).await;
+            self.wait(cx, &mut v).await;
         }
+    }
+
+    /// Until the next look: the next change on the application's event stream (opened at
+    /// the first wait), or the poll interval where there is none (backing off while Argo CD
+    /// cannot be read). With a stream, a look by reading comes at the latest when a
+    /// Degraded's grace ends or a refresh is due, whatever the stream says.
+    async fn wait(&self, cx: &EnvCtx<'_>, v: &mut Verifying) {
+        let left = v.deadline.saturating_duration_since(Instant::now());
+        if v.events.is_none() && v.watchable {
+            v.events = self.open_events(cx.app, left).await;
+            v.watchable = v.events.is_some();
+        }
+        let Some(events) = v.events.as_mut() else {
+            tokio::time::sleep(v.delay.min(left)).await;
+            return;
+        };
+        let quiet = match v.watching.degraded_since {
+            Some(since) => {
+                let grace = cx.env_policy.degraded_grace.saturating_sub(since.elapsed());
+                grace + self.cfg.argocd.poll_interval
+            }
+            None => self.cfg.argocd.refresh_interval,
+        };
+        match tokio::time::timeout(quiet.min(left), events.next()).await {
+            Ok(Some(Ok(status))) => v.streamed = Some(status),
+            Ok(Some(Err(e))) => {
+                tracing::info!(app = cx.app, error = %e, "the event stream failed; polling");
+                (v.events, v.watchable) = (None, false);
+            }
+            // Ended (its time bound, a proxy's): polling for the rest of this verification.
+            Ok(None) => (v.events, v.watchable) = (None, false),
+            Err(_) => {} // nothing changed for a while: a look by reading
+        }
+    }
+
+    /// The application's event stream for up to `lasting`, unless the configuration turns it
+    /// off or a recent attempt found none (then `None` for [`STREAM_RETRY`]: polling).
+    async fn open_events(&self, app: &str, lasting: Duration) -> Option<AppEvents> {
+        if !self.cfg.argocd.watch {
+            return None;
+        }
+        if let Ok(until) = self.stream_refused.lock()
+            && until.is_some_and(|t| Instant::now() < t)
+        {
+            return None;
+        }
+        // Argo CD answers a watch with its headers at once; a proxy that buffers the stream
+        // holds them back until it ends.
+        let why = match tokio::time::timeout(STREAM_OPEN, self.ports.deployer.watch(app, lasting))
+            .await
+        {
+            Ok(Ok(events)) => return Some(events),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {}", human(STREAM_OPEN)),
+        };
+        tracing::info!(app, why = %why, "no application event stream; polling for the next {}", human(STREAM_RETRY));
+        if let Ok(mut until) = self.stream_refused.lock() {
+            *until = Some(Instant::now() + STREAM_RETRY);
+        }
+        None
     }
 
     /// Whether this look at `app` asks Argo CD for a refresh: a verification's first look

@@ -25,11 +25,11 @@ use crate::domain::policy::PolicyDocument;
 use crate::domain::select::ImageRecord;
 use crate::manifest;
 use crate::ports::{
-    Access, AppStatus, Base, CheckReport, Checks, ChecksState, CommitInfo, Conversation, Deployer,
-    ErrorKind, GitOpsRepo, Health, Issue, Issues, LabelEvent, LabelledPr, Ledger, NewPullRequest,
-    Operation, OperationPhase, ParameterStore, Permission, PortError, PortResult, Proposal,
-    PullRequest, PullRequests, Reaction, Registry, ScanStart, ScanType, StatusState, SyncStart,
-    SyncStatus, SyncWindows,
+    Access, AppEvents, AppStatus, Base, CheckReport, Checks, ChecksState, CommitInfo, Conversation,
+    Deployer, ErrorKind, GitOpsRepo, Health, Issue, Issues, LabelEvent, LabelledPr, Ledger,
+    NewPullRequest, Operation, OperationPhase, ParameterStore, Permission, PortError, PortResult,
+    Proposal, PullRequest, PullRequests, Reaction, Registry, ScanStart, ScanType, StatusState,
+    SyncStart, SyncStatus, SyncWindows,
 };
 use crate::secret::Secret;
 
@@ -1258,6 +1258,12 @@ impl Deployer for World {
         // The fake's pods run what its summary lists.
         let mut app = Deployer::app(self, name, false).await?;
         Ok(std::mem::take(&mut app.images))
+    }
+
+    async fn watch(&self, _name: &str, _lasting: std::time::Duration) -> PortResult<AppEvents> {
+        self.call("watch")?;
+        // As an Argo CD behind a proxy that does not stream: the verification polls.
+        Err(rejected("watch", "the fake streams no events"))
     }
 
     async fn sync_windows(&self, _name: &str) -> PortResult<SyncWindows> {

@@ -158,6 +158,8 @@ pub struct Engine {
     keys: Arc<KeyRing>,
     /// Application → when a verification last asked Argo CD to refresh it.
     refreshed: Mutex<std::collections::HashMap<String, Instant>>,
+    /// Until when verifications poll because Argo CD's event stream could not be opened.
+    stream_refused: Mutex<Option<Instant>>,
 }
 
 impl Engine {
@@ -188,6 +190,7 @@ impl Engine {
             group_writes: tokio::sync::Mutex::default(),
             provenance,
             refreshed: Mutex::default(),
+            stream_refused: Mutex::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! controls under `/_sandbox/`. The application's behaviour is `ArgoCd`'s.
 
 use super::*;
+use futures_util::StreamExt;
 
 #[derive(Deserialize)]
 pub(super) struct GetQuery {
@@ -19,7 +20,7 @@ pub(super) async fn get_app(
         Some(_) => "GET application (refresh)",
         None => "GET application",
     };
-    if let Some(refused) = argo.guard(&headers, op) {
+    if let Some(refused) = argo.guard_for(&headers, op, &name) {
         return refused;
     }
     match argo.status_of(&name) {
@@ -33,13 +34,71 @@ pub(super) async fn resource_tree(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Some(refused) = argo.guard(&headers, "GET resource-tree") {
+    if let Some(refused) = argo.guard_for(&headers, "GET resource-tree", &name) {
         return refused;
     }
     match argo.tree_of(&name) {
         Some(v) => Json(v).into_response(),
         None => ArgoCd::not_found(&name),
     }
+}
+
+#[derive(Deserialize)]
+pub(super) struct WatchQuery {
+    name: Option<String>,
+}
+
+/// How often the stand-in looks for a change to stream (its controller's pace).
+const STREAM_TICK: Duration = Duration::from_millis(50);
+
+/// `GET /api/v1/stream/applications?name=…` (`ApplicationService_Watch`): grpc-gateway's
+/// stream of `v1alpha1ApplicationWatchEvent`s, one JSON object a line, each wrapped as
+/// `{"result": …}`; the application as it is first (`ADDED`, as Argo CD's server sends the
+/// applications it lists before their changes), then a `MODIFIED` at each change. It lasts
+/// until the client goes away.
+pub(super) async fn watch(
+    State(argo): State<ArgoCd>,
+    headers: HeaderMap,
+    Query(q): Query<WatchQuery>,
+) -> Response {
+    let name = q.name.unwrap_or_default();
+    if let Some(refused) = argo.guard_for(&headers, "GET stream", &name) {
+        return refused;
+    }
+    if argo.buffers_streams() {
+        std::future::pending::<()>().await;
+    }
+    let Some(first) = argo.status_of(&name) else {
+        return ArgoCd::not_found(&name);
+    };
+    let line = |kind: &str, app: &Value| {
+        format!(
+            "{}\n",
+            json!({"result": {"type": kind, "application": app}})
+        )
+    };
+    let opening = line("ADDED", &first);
+    let changes = futures_util::stream::unfold(
+        (argo, name, first),
+        move |(argo, name, mut last)| async move {
+            loop {
+                tokio::time::sleep(STREAM_TICK).await;
+                let now = argo.status_of(&name)?;
+                if now != last {
+                    let said = line("MODIFIED", &now);
+                    last = now;
+                    return Some((said, (argo, name, last)));
+                }
+            }
+        },
+    );
+    let lines = futures_util::stream::once(async move { opening })
+        .chain(changes)
+        .map(|l| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(l)));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from_stream(lines))
+        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }
 
 /// `applicationApplicationSyncRequest`, the fields the stand-in reads.
@@ -55,7 +114,7 @@ pub(super) async fn sync_app(
     Path(name): Path<String>,
     Json(req): Json<SyncRequest>,
 ) -> Response {
-    if let Some(refused) = argo.guard(&headers, "POST sync") {
+    if let Some(refused) = argo.guard_for(&headers, "POST sync", &name) {
         return refused;
     }
     let Some(mut app) = argo.lock().apps.get(&name).cloned() else {
@@ -106,7 +165,7 @@ pub(super) async fn sync_windows(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Some(refused) = argo.guard(&headers, "GET syncwindows") {
+    if let Some(refused) = argo.guard_for(&headers, "GET syncwindows", &name) {
         return refused;
     }
     let Some(app) = argo.lock().apps.get(&name).cloned() else {
