@@ -140,6 +140,27 @@ async fn a_verification_follows_the_event_stream_with_one_refresh_and_no_polling
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_git_webhook_argo_cd_compares_the_merge_at_tugboats_refresh_not_minutes_later() {
+    let (sb, engine, _w) = setup().await;
+    // Argo CD polls Git every three minutes; only a refresh makes it compare sooner.
+    sb.argocd.set_git_webhook(false);
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Merged {
+        verification: Verification::Healthy { after, .. },
+        ..
+    } = &row(&r, SVC, "dev").action
+    else {
+        panic!("{:?}", row(&r, SVC, "dev"))
+    };
+    assert!(
+        after.as_secs() < 30,
+        "seconds, not Argo CD's 3-minute poll: {after:?}"
+    );
+    assert_eq!(reads(&sb).1, 1, "one refresh did it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_proxy_that_buffers_the_stream_a_verification_polls_instead() {
     let (sb, engine, _w) = setup().await;
     sb.argocd.buffer_streams(true);

@@ -1,7 +1,8 @@
 //! A stand-in for Argo CD's Application API, behaving like the real one where tugboat depends
 //! on it. Each application deploys files on `main` of the GitHub stand-in's repository.
 //!
-//! - The controller notices that main moved; an application with automated sync syncs
+//! - The controller notices that main moved (a Git webhook; without one, at a refresh or its
+//!   three-minutely poll of Git: [`ArgoCd::set_git_webhook`]); an application with automated sync syncs
 //!   `sync_delay` later, one without waits for `POST …/sync` (which is refused while another
 //!   operation runs, as Argo CD's API server refuses it).
 //! - A sync is an operation (`status.operationState`: `Running`, then `Succeeded` or `Failed`)
@@ -85,6 +86,8 @@ struct App {
     operation: Option<Op>,
     /// How it departs from the plain path (`POST /_sandbox/quirks`).
     quirks: Quirks,
+    /// A refresh was asked (`GET …?refresh=`): the controller compares it to Git now.
+    refresh_asked: bool,
 }
 
 /// What a real application does that the plain path does not, each as Argo CD documents or
@@ -131,7 +134,16 @@ struct Inner {
     denied_token: Option<String>,
     /// Event streams answer nothing until they end, as behind a proxy that buffers them.
     buffer_streams: bool,
+    /// No Git webhook reaches this Argo CD: it notices a new commit at a refresh, or when
+    /// it polls Git ([`GIT_POLL`]).
+    no_git_webhook: bool,
 }
+
+/// How often an Argo CD without a Git webhook polls Git: "Argo CD polls Git repositories
+/// every three minutes to detect changes to the manifests. To eliminate this delay from
+/// polling, the API server can be configured to receive webhook events." (Argo CD's
+/// operator manual, "Git Webhook Configuration").
+const GIT_POLL: Duration = Duration::from_secs(180);
 
 /// The shared state of the Argo CD stand-in.
 #[derive(Clone)]
@@ -197,6 +209,7 @@ impl ArgoCd {
             answered_healthy: None,
             operation: None,
             quirks: Quirks::default(),
+            refresh_asked: false,
         };
         if let Some(head) = self.github.branch_sha("main") {
             self.sync(&mut app, &head);
@@ -315,6 +328,18 @@ impl ArgoCd {
     /// Images whose manifests fail to apply (the sync operation fails).
     pub fn mark_failing(&self, image: &str) {
         self.lock().failing.insert(image.to_owned());
+    }
+
+    /// Whether a Git webhook tells this Argo CD of new commits (the default); without one it
+    /// compares an application to a new commit only when asked to refresh it, or when it
+    /// polls Git every three minutes.
+    pub fn set_git_webhook(&self, on: bool) {
+        self.lock().no_git_webhook = !on;
+    }
+
+    /// A refresh of `name` was asked: its next look compares it to Git.
+    fn ask_refresh(&self, name: &str) {
+        self.with_app(name, |app| app.refresh_asked = true);
     }
 
     /// Hold back every event stream's answer, as a proxy that buffers responses does (the
@@ -443,9 +468,17 @@ impl ArgoCd {
     /// Let time act on the application: notice main, run automated syncs, finish operations.
     fn advance(&self, app: &mut App) {
         let head = self.github.branch_sha("main");
+        // With a Git webhook the controller compares at once; without, at a refresh or when
+        // it polls Git.
+        let moved = self.github.main_moved();
+        let noticed = !self.lock().no_git_webhook
+            || std::mem::take(&mut app.refresh_asked)
+            || moved
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() >= GIT_POLL);
         // A commit that leaves the application's files as they are changes nothing to sync:
         // Argo CD compares manifests, so the application is Synced at the new revision.
-        if let (Some(head), Some(rev)) = (&head, app.revision.clone())
+        if let (true, Some(head), Some(rev)) = (noticed, &head, app.revision.clone())
             && *head != rev
             && app.operation.as_ref().is_none_or(|o| o.phase != "Running")
             && self.files_at(app, head) == self.files_at(app, &rev)
@@ -454,15 +487,14 @@ impl ArgoCd {
             app.reconciled_at = Some(self.github.now());
             app.seen = None;
         }
-        if let Some(head) = &head
+        if let (true, Some(head)) = (noticed, &head)
             && app.revision.as_deref() != Some(head.as_str())
             && app.seen.as_ref().is_none_or(|(h, _)| h != head)
         {
-            // Like the real controller, the change is noticed when main moved, not when asked.
-            let at = self
-                .github
-                .main_moved()
-                .filter(|(sha, _)| sha == head)
+            // With a webhook, the change is noticed when main moved, not when asked.
+            let webhook = !self.lock().no_git_webhook;
+            let at = moved
+                .filter(|(sha, _)| sha == head && webhook)
                 .map_or_else(Instant::now, |(_, at)| at);
             app.seen = Some((head.clone(), at));
             // The controller compared the application to the new head: `reconciledAt` moves.

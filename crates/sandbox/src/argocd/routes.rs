@@ -23,6 +23,9 @@ pub(super) async fn get_app(
     if let Some(refused) = argo.guard_for(&headers, op, &name) {
         return refused;
     }
+    if q.refresh.is_some() {
+        argo.ask_refresh(&name);
+    }
     match argo.status_of(&name) {
         Some(v) => Json(v).into_response(),
         None => ArgoCd::not_found(&name),

@@ -102,7 +102,9 @@ impl ArgoCd {
                 .is_some_and(|t| t > Instant::now());
         let status = if failing {
             "Unknown"
-        } else if app.revision.is_some() && app.revision == head {
+        } else if app.revision.is_some() && app.revision == compared {
+            // Compared to what it runs: main's head, or (a new commit not noticed yet) the
+            // revision it last compared to.
             "Synced"
         } else {
             "OutOfSync"
