@@ -33,6 +33,19 @@ async fn quirk(sb: &Sandbox, quirk: &str, seconds: u64) {
     );
 }
 
+/// Set dev's policy (`yaml`) and a quirk of its application, push 1.1.0 and run a cycle.
+async fn promote(
+    sb: &Sandbox,
+    engine: &tugboat::engine::Engine,
+    yaml: &str,
+    (name, seconds): (&str, u64),
+) -> Vec<tugboat::engine::EnvReport> {
+    policy(sb, yaml);
+    quirk(sb, name, seconds).await;
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap()
+}
+
 /// Why dev's merge was verified failed (a panic when it was not).
 fn failed_reason(r: &[tugboat::engine::EnvReport]) -> String {
     match &row(r, SVC, "dev").action {
@@ -52,13 +65,53 @@ fn policy(sb: &Sandbox, yaml: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fix_for_a_degraded_application_is_verified_healthy_once_synced_not_rolled_back() {
     let (sb, engine, _w) = setup().await;
-    policy(&sb, "environments:\n  dev:\n    rollback: auto\n");
-    quirk(&sb, "degraded-before", 0).await;
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let r = promote(
+        &sb,
+        &engine,
+        "environments:\n  dev:\n    rollback: auto\n",
+        ("degraded-before", 0),
+    )
+    .await;
     // The comparison reached the merge while the old objects were still Degraded: that is
     // no verdict on the fix, which turns Healthy once synced.
     assert_healthy(&r, SVC, "dev");
+    never_rolled_back(&sb);
+}
+
+/// Why dev's merge could not be verified yet (a panic when it was verified).
+fn unknown_reason(r: &[tugboat::engine::EnvReport]) -> String {
+    match &row(r, SVC, "dev").action {
+        Action::Merged {
+            verification: Verification::Unknown { reason },
+            ..
+        } => reason.clone(),
+        other => panic!("not an unknown verification: {other:?}"),
+    }
+}
+
+/// Run cycles until dev's merge is verified Healthy (the PR stays `verifying` until then),
+/// at most `cycles`; then check that nothing was rolled back or marked bad.
+async fn healthy_within(sb: &Sandbox, engine: &tugboat::engine::Engine, cycles: usize) {
+    let mut healthy = false;
+    for _ in 0..cycles {
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        if matches!(
+            row(&r, SVC, "dev").action,
+            Action::Merged {
+                verification: Verification::Healthy { .. },
+                ..
+            }
+        ) {
+            healthy = true;
+            break;
+        }
+    }
+    assert!(healthy, "verified Healthy within {cycles} cycles");
+    never_rolled_back(sb);
+}
+
+/// No rollback PR, no promotion marked bad.
+fn never_rolled_back(sb: &Sandbox) {
     let pulls = sb.github.pulls();
     assert!(
         pulls
@@ -66,6 +119,11 @@ async fn a_fix_for_a_degraded_application_is_verified_healthy_once_synced_not_ro
             .all(|p| !p.head.starts_with("tugboat/rollback/")),
         "no rollback: {:?}",
         pulls.iter().map(|p| &p.head).collect::<Vec<_>>()
+    );
+    assert!(
+        pulls
+            .iter()
+            .all(|p| !p.labels.iter().any(|l| l == "tugboat:bad"))
     );
 }
 
@@ -184,13 +242,7 @@ async fn behind_a_proxy_that_buffers_the_stream_a_verification_polls_instead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_paused_past_its_pause_timeout_holds_the_environment_and_is_never_rolled_back() {
     let (sb, engine, _w) = setup().await;
-    policy(
-        &sb,
-        "environments:\n  dev:\n    rollback: auto\n    pause_timeout: 1s\n    health_timeout: 5s\n",
-    );
-    quirk(&sb, "paused", 600).await;
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let r = promote(&sb, &engine, "environments:\n  dev:\n    rollback: auto\n    pause_timeout: 1s\n    health_timeout: 5s\n", ("paused", 600)).await;
     let action = &row(&r, SVC, "dev").action;
     let Action::EnvironmentHeld { issue, cause, .. } = action else {
         panic!("held: {action:?}")
@@ -234,10 +286,13 @@ async fn a_canary_paused_past_its_pause_timeout_holds_the_environment_and_is_nev
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_canary_counts_as_deployed_under_on_pause_accept() {
     let (sb, engine, _w) = setup().await;
-    policy(&sb, "environments:\n  dev:\n    on_pause: accept\n");
-    quirk(&sb, "paused", 600).await;
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let r = promote(
+        &sb,
+        &engine,
+        "environments:\n  dev:\n    on_pause: accept\n",
+        ("paused", 600),
+    )
+    .await;
     assert_eq!(evidence(&r), Some(Evidence::PausedAccepted));
     let body = promotion_body(&sb);
     assert!(body.contains("on_pause: accept"), "{body}");
@@ -246,59 +301,28 @@ async fn a_paused_canary_counts_as_deployed_under_on_pause_accept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_presync_hook_longer_than_the_health_timeout_is_waited_on_and_named() {
     let (sb, engine, _w) = setup().await;
-    policy(
-        &sb,
-        "environments:\n  dev:\n    rollback: auto\n    health_timeout: 1s\n",
-    );
     // A 3 s migration Job before the apply: past the 1 s health timeout.
-    quirk(&sb, "presync-hook", 3).await;
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let r = engine.cycle(Mode::Apply).await.unwrap();
-    let Action::Merged {
-        verification: Verification::Unknown { reason },
-        ..
-    } = &row(&r, SVC, "dev").action
-    else {
-        panic!("{:?}", row(&r, SVC, "dev"))
-    };
+    let r = promote(
+        &sb,
+        &engine,
+        "environments:\n  dev:\n    rollback: auto\n    health_timeout: 1s\n",
+        ("presync-hook", 3),
+    )
+    .await;
+    let reason = unknown_reason(&r);
     let job = format!("PreSync Job/{}-migrate", app_name(SVC, "dev"));
     assert!(
         reason.contains(&job) && reason.contains("hook_timeout"),
         "{reason}"
     );
-    let mut healthy = false;
-    for _ in 0..8 {
-        let r = engine.cycle(Mode::Apply).await.unwrap();
-        if matches!(
-            row(&r, SVC, "dev").action,
-            Action::Merged {
-                verification: Verification::Healthy { .. },
-                ..
-            }
-        ) {
-            healthy = true;
-            break;
-        }
-    }
-    assert!(healthy, "Healthy once the migration ended");
-    assert!(
-        sb.github
-            .pulls()
-            .iter()
-            .all(|p| !p.head.starts_with("tugboat/rollback/"))
-    );
+    // Healthy once the migration ended.
+    healthy_within(&sb, &engine, 8).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_still_running_past_its_hook_timeout_fails_naming_the_hook() {
     let (sb, engine, _w) = setup().await;
-    policy(
-        &sb,
-        "environments:\n  dev:\n    rollback: manual\n    health_timeout: 2s\n    hook_timeout: 1s\n",
-    );
-    quirk(&sb, "presync-hook", 600).await;
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let r = promote(&sb, &engine, "environments:\n  dev:\n    rollback: manual\n    health_timeout: 2s\n    hook_timeout: 1s\n", ("presync-hook", 600)).await;
     let reason = failed_reason(&r);
     let job = format!("PreSync Job/{}-migrate", app_name(SVC, "dev"));
     assert!(
@@ -336,77 +360,45 @@ async fn a_comparison_error_fails_the_verification_at_its_first_look_in_argo_cds
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_canary_is_never_failed_nor_rolled_back_and_verifies_once_it_goes_on() {
     let (sb, engine, _w) = setup().await;
-    policy(
-        &sb,
-        "environments:\n  dev:\n    rollback: auto\n    health_timeout: 1s\n",
-    );
     // The Rollout pauses for 2 s after the sync: past the 1 s health timeout.
-    quirk(&sb, "paused", 2).await;
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let r = engine.cycle(Mode::Apply).await.unwrap();
-    let Action::Merged {
-        verification: Verification::Unknown { reason },
-        ..
-    } = &row(&r, SVC, "dev").action
-    else {
-        panic!("{:?}", row(&r, SVC, "dev"))
-    };
+    let r = promote(
+        &sb,
+        &engine,
+        "environments:\n  dev:\n    rollback: auto\n    health_timeout: 1s\n",
+        ("paused", 2),
+    )
+    .await;
+    let reason = unknown_reason(&r);
     assert!(reason.contains("paused"), "{reason}");
     // Looked at again each cycle (the PR stays `verifying`) until the Rollout goes on.
-    let mut healthy = false;
-    for _ in 0..8 {
-        let r = engine.cycle(Mode::Apply).await.unwrap();
-        if let Action::Merged {
-            verification: Verification::Healthy { .. },
-            ..
-        } = &row(&r, SVC, "dev").action
-        {
-            healthy = true;
-            break;
-        }
-    }
-    assert!(healthy, "verified Healthy once the pause ended");
-    let pulls = sb.github.pulls();
-    assert!(
-        pulls
-            .iter()
-            .all(|p| !p.head.starts_with("tugboat/rollback/")),
-        "a paused canary is never rolled back"
-    );
-    assert!(
-        pulls
-            .iter()
-            .all(|p| !p.labels.iter().any(|l| l == "tugboat:bad"))
-    );
+    healthy_within(&sb, &engine, 8).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_degraded_shorter_than_the_grace_is_healthy_and_not_rolled_back() {
     let (sb, engine, _w) = setup().await;
-    policy(
-        &sb,
-        "environments:\n  dev:\n    rollback: auto\n    degraded_grace: 3s\n",
-    );
     // Degraded for a second after the sync (an HPA without metrics yet), then Healthy.
-    quirk(&sb, "transient-degraded", 1).await;
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let r = promote(
+        &sb,
+        &engine,
+        "environments:\n  dev:\n    rollback: auto\n    degraded_grace: 3s\n",
+        ("transient-degraded", 1),
+    )
+    .await;
     assert_healthy(&r, SVC, "dev");
-    assert!(
-        sb.github
-            .pulls()
-            .iter()
-            .all(|p| !p.head.starts_with("tugboat/rollback/"))
-    );
+    never_rolled_back(&sb);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_that_retries_an_apply_error_fails_in_argo_cds_words_when_its_retries_end() {
     let (sb, engine, _w) = setup().await;
-    policy(&sb, "environments:\n  dev:\n    rollback: manual\n");
-    quirk(&sb, "retrying", 1).await;
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let r = promote(
+        &sb,
+        &engine,
+        "environments:\n  dev:\n    rollback: manual\n",
+        ("retrying", 1),
+    )
+    .await;
     let reason = failed_reason(&r);
     assert!(
         reason.contains("failed to apply") && reason.contains("retried"),
@@ -417,14 +409,14 @@ async fn a_sync_that_retries_an_apply_error_fails_in_argo_cds_words_when_its_ret
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_still_retrying_past_the_retry_limit_fails_without_waiting_for_argo_cd() {
     let (sb, engine, _w) = setup().await;
-    policy(
-        &sb,
-        "environments:\n  dev:\n    rollback: manual\n    retry_limit: 1\n",
-    );
     // Argo CD would retry for a minute (attempts 5 s apart); the second attempt is enough.
-    quirk(&sb, "retrying", 60).await;
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let r = promote(
+        &sb,
+        &engine,
+        "environments:\n  dev:\n    rollback: manual\n    retry_limit: 1\n",
+        ("retrying", 60),
+    )
+    .await;
     // Not "timed out after 30s": the retry limit ended it, in Argo CD's words.
     let reason = failed_reason(&r);
     assert!(
