@@ -209,7 +209,7 @@ impl Evidence {
         }
     }
 
-    /// A short word for JSON and metric labels.
+    /// A short word for the JSON report (`--output json`).
     pub fn word(self) -> &'static str {
         match self {
             Self::Summary => "summary",

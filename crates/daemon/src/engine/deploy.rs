@@ -221,8 +221,9 @@ impl Engine {
         false
     }
 
-    /// Poll Argo CD until the application runs `image` at `sha`, Synced and Healthy, or
-    /// fails, or the environment's health timeout passes (a refresh at most once per
+    /// Look at the application (at each change its event stream brings, else every poll
+    /// interval) until it runs `image` at `sha`, Synced and Healthy, or fails, or the
+    /// environment's health timeout passes (a refresh at most once per
     /// `argocd.refresh_interval`). Syncs the merge itself when the policy says `sync: true`
     /// and nothing else does. An Argo CD that cannot be read, a paused Rollout and a running
     /// hook within their own bounds are `Unknown` at the timeout, never a failure that would

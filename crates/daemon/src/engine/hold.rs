@@ -429,7 +429,7 @@ impl Engine {
             since: cx.now,
             deployed: Some(w.state.reference(&cx.svc.image).to_string()),
             detail: format!(
-                "#{} is paused in Argo CD ({}). tugboat never rolls a paused Rollout back: promote it (`kubectl argo rollouts promote`) or abort it, then an approver comments `/resume` here and tugboat verifies #{} again (an aborted Rollout is Degraded: a failure, rolled back under `rollback: auto`)",
+                "#{} is paused in Argo CD ({}). tugboat never rolls a paused Rollout back: promote it (`kubectl argo rollouts promote`) or abort it, then an approver comments `/resume` here and tugboat verifies #{} again (an aborted Rollout is Degraded: a failure, rolled back under `rollback: auto`; one still paused is held again)",
                 w.pr.number,
                 inert(reason),
                 w.pr.number

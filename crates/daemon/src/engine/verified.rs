@@ -700,14 +700,20 @@ fn healthy_text(
     short: Option<&str>,
 ) -> String {
     let at = short.map(|s| format!(" at {s}")).unwrap_or_default();
-    let by = match evidence {
-        Some(e) if e != Evidence::Summary => format!(" Evidence: {}.", e.as_str()),
-        _ => String::new(),
-    };
-    format!(
-        "Argo CD reports `{app}` Synced and Healthy{at} with `{image}`, {:.1}s after the merge.{by}",
-        after.as_secs_f64()
-    )
+    let after = after.as_secs_f64();
+    match evidence {
+        // Suspended, not Healthy: said as it is.
+        Some(Evidence::PausedAccepted) => format!(
+            "Argo CD reports `{app}` synced{at} with `{image}` and its Rollout paused at a step, {after:.1}s after the merge: counted as deployed (on_pause: accept)."
+        ),
+        Some(e) if e != Evidence::Summary => format!(
+            "Argo CD reports `{app}` Synced and Healthy{at} with `{image}`, {after:.1}s after the merge. Evidence: {}.",
+            e.as_str()
+        ),
+        _ => format!(
+            "Argo CD reports `{app}` Synced and Healthy{at} with `{image}`, {after:.1}s after the merge."
+        ),
+    }
 }
 
 /// `body` ending with a Healthy verification's report (in place of an earlier one).
