@@ -2,8 +2,10 @@
 //!
 //! An environment is held when someone changed what it runs behind tugboat's back (a commit
 //! on main that tugboat did not make puts another image there than tugboat last promoted; an
-//! Argo CD rollback; automated sync turned off after tugboat's last promotion), or when an
-//! approver asked for it (`/hold` on the merged promotion it runs). A held environment gets
+//! Argo CD rollback; automated sync turned off after tugboat's last promotion), when an
+//! approver asked for it (`/hold` on the merged promotion it runs), when a rollback would
+//! deploy an image that is gone or refused by the gate, or when a Rollout stays paused past
+//! the environment's `pause_timeout` after a merge. A held environment gets
 //! no promotion and none of its PRs is touched until an approver comments `/resume`.
 //!
 //! The hold lives in a GitHub issue (labels `tugboat:hold`, `service:…`, `env:…`, and the
