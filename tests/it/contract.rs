@@ -35,7 +35,21 @@ impl Drop for Prism {
 }
 
 impl Prism {
+    /// Start Prism on a free port. The port is picked free, but Prism binds it only after it
+    /// has read the description (seconds, for GitHub's), and the tests running meanwhile may
+    /// take it: then it is started again on another.
     async fn start(spec: &Path, upstream: &str, log: PathBuf) -> Self {
+        for _ in 0..5 {
+            match Self::start_once(spec, upstream, &log).await {
+                Ok(prism) => return prism,
+                Err(text) if text.contains("EADDRINUSE") => {}
+                Err(text) => panic!("prism did not start:\n{text}"),
+            }
+        }
+        panic!("prism found no free port in five tries");
+    }
+
+    async fn start_once(spec: &Path, upstream: &str, log: &Path) -> Result<Self, String> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let bin = root.join("node_modules/.bin/prism");
         assert!(
@@ -49,7 +63,7 @@ impl Prism {
             .local_addr()
             .unwrap()
             .port();
-        let out = std::fs::File::create(&log).unwrap();
+        let out = std::fs::File::create(log).unwrap();
         let child = tokio::process::Command::new(bin)
             .args(["proxy", "--errors", "--host", "127.0.0.1", "-p"])
             .arg(port.to_string())
@@ -64,17 +78,21 @@ impl Prism {
         let prism = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            log,
+            log: log.to_owned(),
         };
         // Prism reads the description first (the GitHub one takes seconds; allow two minutes
         // on a slow machine).
         for _ in 0..1200 {
-            if prism.text().contains("Prism is listening") {
-                return prism;
+            let text = prism.text();
+            if text.contains("Prism is listening") {
+                return Ok(prism);
+            }
+            if text.contains("EADDRINUSE") {
+                return Err(text);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("prism did not start:\n{}", prism.text());
+        Err(prism.text())
     }
 
     fn text(&self) -> String {
