@@ -413,35 +413,48 @@ impl Engine {
         w: &Watched,
         reason: &str,
     ) -> Result<Action, StepError> {
+        let detail = format!(
+            "#{} is paused in Argo CD ({}). tugboat never rolls a paused Rollout back: promote it (`kubectl argo rollouts promote`) or abort it, then an approver comments `/resume` here and tugboat verifies #{} again (an aborted Rollout is Degraded: a failure, rolled back under `rollback: auto`; one still paused is held again)",
+            w.pr.number,
+            inert(reason),
+            w.pr.number
+        );
+        self.hold_for(cx, w, Cause::PausedRollout, detail).await
+    }
+
+    /// Hold the environment for `cause` (its issue says `detail`, and that it deploys what
+    /// `w` promoted), unless it is held already: one hold at a time.
+    pub(super) async fn hold_for(
+        &self,
+        cx: &EnvCtx<'_>,
+        w: &Watched,
+        cause: Cause,
+        detail: String,
+    ) -> Result<Action, StepError> {
         if let Some(h) = cx
             .watch()
-            .and_then(|w| w.hold_of(&cx.svc.name, &cx.env.name))
+            .and_then(|watch| watch.hold_of(&cx.svc.name, &cx.env.name))
         {
-            tracing::warn!(issue = h.issue.number, why = %reason, "paused; the environment is held already");
+            tracing::warn!(issue = h.issue.number, cause = cause.as_str(), why = %detail, "the environment is held already");
             return Ok(Action::None);
         }
+        tracing::warn!(pr = w.pr.number, cause = cause.as_str(), why = %detail, "holding the environment");
         let hold = Hold {
             service: cx.svc.name.clone(),
             environment: cx.env.name.clone(),
-            cause: Cause::PausedRollout,
+            cause,
             by: None,
             commit: None,
             since: cx.now,
             deployed: Some(w.state.reference(&cx.svc.image).to_string()),
-            detail: format!(
-                "#{} is paused in Argo CD ({}). tugboat never rolls a paused Rollout back: promote it (`kubectl argo rollouts promote`) or abort it, then an approver comments `/resume` here and tugboat verifies #{} again (an aborted Rollout is Degraded: a failure, rolled back under `rollback: auto`; one still paused is held again)",
-                w.pr.number,
-                inert(reason),
-                w.pr.number
-            ),
+            detail,
             answered_through: 0,
         };
-        tracing::warn!(pr = w.pr.number, why = %reason, "paused past pause_timeout; holding the environment");
         let issue = self.record_hold(&hold).await?;
         Ok(Action::EnvironmentHeld {
             issue: issue.number,
             url: issue.url,
-            cause: Cause::PausedRollout,
+            cause,
         })
     }
 

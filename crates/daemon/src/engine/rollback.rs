@@ -12,7 +12,7 @@ use super::verified::{Landed, Landing};
 use super::watch::{ROLLBACK, VERIFYING, Watched, merged_now};
 use super::{Action, At, Cause, Engine, EnvCtx, Step, StepError};
 use crate::domain::gate;
-use crate::domain::hold::{Cause as HoldCause, Hold};
+use crate::domain::hold::Cause as HoldCause;
 use crate::domain::image::ImageRef;
 use crate::domain::provenance::Forgery;
 use crate::manifest;
@@ -151,34 +151,12 @@ impl Engine {
         why: &str,
         out: &str,
     ) -> Result<Action, StepError> {
-        if let Some(held) = cx
-            .watch()
-            .and_then(|w| w.hold_of(&cx.svc.name, &cx.env.name))
-        {
-            tracing::warn!(issue = held.issue.number, why = %why, "no rollback; the environment is held already");
-            return Ok(Action::None);
-        }
-        tracing::error!(pr = bad.pr.number, why = %why, "no rollback; holding the environment");
-        let hold = Hold {
-            service: cx.svc.name.clone(),
-            environment: cx.env.name.clone(),
-            cause,
-            by: None,
-            commit: None,
-            since: cx.now,
-            deployed: Some(bad.state.reference(&cx.svc.image).to_string()),
-            detail: format!(
-                "{why}. {out}, or keep what runs: an approver comments `/unblock` on #{}, then `/resume` here",
-                bad.pr.number
-            ),
-            answered_through: 0,
-        };
-        let issue = self.record_hold(&hold).await?;
-        Ok(Action::EnvironmentHeld {
-            issue: issue.number,
-            url: issue.url,
-            cause,
-        })
+        tracing::error!(pr = bad.pr.number, why = %why, "no rollback");
+        let detail = format!(
+            "{why}. {out}, or keep what runs: an approver comments `/unblock` on #{}, then `/resume` here",
+            bad.pr.number
+        );
+        self.hold_for(cx, bad, cause, detail).await
     }
 
     /// Revert a bad promotion: a PR restoring the previous reference (with the same editor),

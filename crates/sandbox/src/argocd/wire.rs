@@ -20,15 +20,23 @@ impl ArgoCd {
         }
     }
 
-    pub(super) fn status_of(&self, name: &str) -> Option<Value> {
+    /// Application `name` as time left it (see [`ArgoCd::advance`]), kept so.
+    fn advanced(&self, name: &str) -> Option<App> {
         let mut app = self.lock().apps.get(name)?.clone();
         self.advance(&mut app);
+        self.lock().apps.insert(name.to_owned(), app.clone());
+        Some(app)
+    }
+
+    pub(super) fn status_of(&self, name: &str) -> Option<Value> {
+        let app = self.advanced(name)?;
         let health = Self::health(&app);
         // What this answer says, quirks included (a transient Degraded is no Healthy).
         if health["status"] == "Healthy" {
-            app.answered_healthy.get_or_insert_with(Instant::now);
+            self.with_app(name, |a| {
+                a.answered_healthy.get_or_insert_with(Instant::now);
+            });
         }
-        self.lock().apps.insert(name.to_owned(), app.clone());
         let repo_url = self.repo_url();
         let git_source = json!({"repoURL": repo_url, "targetRevision": "main",
             "path": app.files.first().map(|f| f.rsplit_once('/').map_or("", |x| x.0))});
@@ -199,9 +207,7 @@ impl ArgoCd {
     /// workloads). Built from the live objects, so it lists the images even where
     /// `summary.images` is empty (the `no-summary-images` quirk).
     pub(super) fn tree_of(&self, name: &str) -> Option<Value> {
-        let mut app = self.lock().apps.get(name)?.clone();
-        self.advance(&mut app);
-        self.lock().apps.insert(name.to_owned(), app.clone());
+        let app = self.advanced(name)?;
         let health = Self::health(&app);
         let deployment = json!({"group": "apps", "version": "v1", "kind": "Deployment",
             "namespace": name, "name": name, "uid": format!("{name}-deployment"),
