@@ -33,6 +33,7 @@ const NEW_TAG: &str = "2.0.0";
 const GROUPED: &str = "environments:
   dev:
     auto_merge: true
+    checks_settle: 0s
     health_timeout: 30s
     scan:
       thresholds: {CRITICAL: 0, HIGH: 0}

@@ -312,7 +312,7 @@ async fn grouped_sandbox() -> Sandbox {
     .await;
     sb.aws.put_parameter(
         "/salon/promotion/defaults",
-        "environments:\n  dev:\n    auto_merge: true\n    health_timeout: 30s\n    degraded_grace: 2s\n    rollback: auto\n    group: {name: base-image, window: 0s, max: 10}\n",
+        "environments:\n  dev:\n    auto_merge: true\n    checks_settle: 0s\n    health_timeout: 30s\n    degraded_grace: 2s\n    rollback: auto\n    group: {name: base-image, window: 0s, max: 10}\n",
         "String",
     );
     sb

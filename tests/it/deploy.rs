@@ -86,7 +86,7 @@ async fn soak_is_judged_on_the_engines_clock_so_a_clock_an_hour_ahead_sees_it_do
     policy(
         &sb,
         DEV,
-        "environments:\n  staging:\n    auto_merge: true\n    soak: 1h\n",
+        "environments:\n  staging:\n    auto_merge: true\n    checks_settle: 0s\n    soak: 1h\n",
     );
     sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);
     let r = engine.cycle(Mode::Apply).await.unwrap();
@@ -115,7 +115,7 @@ async fn a_digest_goes_dev_then_staging_after_its_soak_then_prod_after_an_approv
     policy(
         &sb,
         DEV,
-        "environments:\n  staging:\n    auto_merge: true\n    soak: 1h\n    health_timeout: 30s\n    scan:\n      thresholds: {CRITICAL: 0, HIGH: 0}\n  prod:\n    soak: 1h\n",
+        "environments:\n  staging:\n    auto_merge: true\n    checks_settle: 0s\n    soak: 1h\n    health_timeout: 30s\n    scan:\n      thresholds: {CRITICAL: 0, HIGH: 0}\n  prod:\n    soak: 1h\n",
     );
     approver(&sb, "alice");
     sb.aws.push(DEV, "1.1.0", "COMPLETE", vec![]);

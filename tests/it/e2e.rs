@@ -199,6 +199,7 @@ async fn a_dev_promotion_verified_healthy_and_its_prod_pr_cost_nine_rest_writes(
 const GROUPED_POLICY: &str = "environments:
   dev:
     auto_merge: true
+    checks_settle: 0s
     health_timeout: 30s
     degraded_grace: 2s
     scan: {thresholds: {CRITICAL: 0, HIGH: 0}}
@@ -207,6 +208,7 @@ const GROUPED_POLICY: &str = "environments:
     auto_merge: false
     approvals: 1
     approvers: [salon/platform-leads]
+    checks_settle: 0s
     health_timeout: 10m
     scan: {thresholds: {CRITICAL: 0, HIGH: 0}}
     group: {name: base-image, window: 0s}
@@ -652,7 +654,7 @@ async fn a_later_environment_waits_out_its_soak_after_the_previous_one_is_health
     let (sb, engine, _w) = setup().await;
     sb.aws.put_parameter(
         "/salon/promotion/services/user_service",
-        "environments:\n  prod:\n    auto_merge: true\n    soak: 1h\n",
+        "environments:\n  prod:\n    auto_merge: true\n    checks_settle: 0s\n    soak: 1h\n",
         "String",
     );
     sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);

@@ -639,7 +639,10 @@ mod tests {
         };
         let failed = crate::engine::StepError::new(
             crate::engine::Step::Merge,
-            crate::engine::Cause::ChecksFailed(3),
+            crate::engine::Cause::ChecksFailed {
+                pr: 3,
+                failed: vec!["lint".into()],
+            },
         );
         let actions = [
             Action::Merged {

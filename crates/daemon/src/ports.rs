@@ -370,7 +370,8 @@ pub struct NewPullRequest {
     pub labels: Vec<String>,
 }
 
-pub use crate::domain::merge::{ChecksState, SyncWindows};
+pub use crate::domain::checks::{Check, CheckState};
+pub use crate::domain::merge::SyncWindows;
 
 /// A commit status tugboat sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -595,9 +596,9 @@ pub struct CheckReport {
 /// The checks a merge waits for, and tugboat's own.
 #[async_trait]
 pub trait Checks: Send + Sync {
-    /// The combined state of a commit's statuses (and, as an App, its check runs other than
-    /// tugboat's own).
-    async fn checks(&self, sha: &str) -> PortResult<ChecksState>;
+    /// A commit's checks other than tugboat's own: its statuses (the newest of each context)
+    /// and its check runs (the newest of each name), in both auth modes.
+    async fn checks(&self, sha: &str) -> PortResult<Vec<Check>>;
     async fn report(&self, report: &CheckReport) -> PortResult<()>;
     /// When tugboat first reported its own check `kind` on `sha`, as GitHub recorded it: a
     /// status created by tugboat's login, or a check run of tugboat's App (which nobody else

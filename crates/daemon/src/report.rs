@@ -27,7 +27,12 @@ fn action_text(a: &Action) -> String {
         }
         Action::Held { number, by, .. } => format!("PR #{number} held by @{by}"),
         Action::EnvironmentHeld { issue, .. } => format!("held: opened issue #{issue}"),
-        Action::WaitingForChecks { number, .. } => format!("PR #{number} waits for checks"),
+        Action::WaitingForChecks {
+            number,
+            checks,
+            never_reported,
+            ..
+        } => checks_row(*number, checks, *never_reported),
         Action::WaitingForWindow { number, opens, .. } => match opens {
             Some(t) => format!(
                 "PR #{number} waits for the promotion window ({})",
@@ -432,6 +437,20 @@ pub fn rescan_table(r: &RescanReport) -> String {
     out
 }
 
+/// The row of a PR waiting for its checks: which, or that expected ones never reported.
+fn checks_row(number: u64, checks: &[String], never_reported: bool) -> String {
+    match (checks.is_empty(), never_reported) {
+        (_, true) => format!(
+            "PR #{number} is not merged: expected check(s) {} never reported (checks_settle passed); they may not run on tugboat's branches: fix the workflow, or the policy's `checks`",
+            checks.join(", ")
+        ),
+        (true, false) => {
+            format!("PR #{number} waits for CI to report its checks (checks_settle)")
+        }
+        (false, false) => format!("PR #{number} waits for checks {}", checks.join(", ")),
+    }
+}
+
 fn action_json(a: &Action) -> Value {
     let pr = |kind: &str, number: &u64, url: &str| json!({"kind": kind, "pr": number, "url": url});
     match a {
@@ -445,7 +464,13 @@ fn action_json(a: &Action) -> Value {
         Action::EnvironmentHeld { issue, url, cause } => {
             json!({"kind": "environment-held", "issue": issue, "url": url, "cause": cause.as_str()})
         }
-        Action::WaitingForChecks { number, url } => pr("waiting-for-checks", number, url),
+        Action::WaitingForChecks {
+            number,
+            url,
+            checks,
+            never_reported,
+        } => json!({"kind": "waiting-for-checks", "pr": number, "url": url,
+                    "checks": checks, "never_reported": never_reported}),
         Action::WaitingForWindow { number, url, opens } => json!({
             "kind": "waiting-for-window", "pr": number, "url": url,
             "opens": opens.map(|t| t.to_rfc3339()),

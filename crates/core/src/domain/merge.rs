@@ -6,15 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-/// The combined state of a commit's checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksState {
-    Success,
-    Pending,
-    Failure,
-    /// No checks are configured.
-    None,
-}
+pub use super::checks::ChecksState;
 
 /// Whether the deployer's sync windows let the application sync now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +58,17 @@ pub enum Verdict {
     SyncWindowDenies {
         windows: Vec<String>,
     },
-    WaitingForChecks,
-    ChecksFailed,
+    /// Checks still running or not reported yet (empty: waiting for any to report).
+    WaitingForChecks {
+        waiting: Vec<String>,
+    },
+    /// Checks expected by name never reported within `checks_settle`.
+    ChecksMissing {
+        names: Vec<String>,
+    },
+    ChecksFailed {
+        failed: Vec<String>,
+    },
     /// Read this fact, then ask again.
     Read(Fact),
 }
@@ -84,11 +85,18 @@ pub fn may_merge(f: &Facts<'_>) -> Verdict {
     if let Some(v) = windows(&f.window, f.sync_windows.as_ref()) {
         return v;
     }
-    match f.checks {
+    match &f.checks {
         None => Verdict::Read(Fact::Checks),
         Some(ChecksState::Success | ChecksState::None) => Verdict::Merge,
-        Some(ChecksState::Pending) => Verdict::WaitingForChecks,
-        Some(ChecksState::Failure) => Verdict::ChecksFailed,
+        Some(ChecksState::Pending { waiting }) => Verdict::WaitingForChecks {
+            waiting: waiting.clone(),
+        },
+        Some(ChecksState::Missing { names }) => Verdict::ChecksMissing {
+            names: names.clone(),
+        },
+        Some(ChecksState::Failure { failed }) => Verdict::ChecksFailed {
+            failed: failed.clone(),
+        },
     }
 }
 
@@ -144,7 +152,9 @@ mod tests {
         let f = Facts {
             held_by: Some("alice"),
             window: Err(None),
-            checks: Some(ChecksState::Failure),
+            checks: Some(ChecksState::Failure {
+                failed: vec!["lint".into()],
+            }),
             ..ready()
         };
         assert_eq!(may_merge(&f), Verdict::Held { by: "alice".into() });
@@ -222,14 +232,41 @@ mod tests {
             }
         );
         let pending = Facts {
-            checks: Some(ChecksState::Pending),
+            checks: Some(ChecksState::Pending {
+                waiting: vec!["lint".into()],
+            }),
             ..ready()
         };
-        assert_eq!(may_merge(&pending), Verdict::WaitingForChecks);
+        assert_eq!(
+            may_merge(&pending),
+            Verdict::WaitingForChecks {
+                waiting: vec!["lint".into()]
+            }
+        );
         let failed = Facts {
-            checks: Some(ChecksState::Failure),
+            checks: Some(ChecksState::Failure {
+                failed: vec!["lint".into()],
+            }),
             ..ready()
         };
-        assert_eq!(may_merge(&failed), Verdict::ChecksFailed);
+        assert_eq!(
+            may_merge(&failed),
+            Verdict::ChecksFailed {
+                failed: vec!["lint".into()]
+            }
+        );
+        let missing = Facts {
+            checks: Some(ChecksState::Missing {
+                names: vec!["kubeconform".into()],
+            }),
+            ..ready()
+        };
+        assert_eq!(
+            may_merge(&missing),
+            Verdict::ChecksMissing {
+                names: vec!["kubeconform".into()]
+            },
+            "a check expected by name that never reported is no pass"
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod block;
 pub mod chatops;
+pub mod checks;
 pub mod dashboard;
 pub mod deploy;
 pub mod events;

@@ -45,6 +45,13 @@ pub struct EnvPolicy {
     pub auto_merge: bool,
     pub approvals: u32,
     pub approvers: Vec<String>,
+    /// The checks (commit status contexts or check run names) that must pass before a
+    /// merge; `None`: the branch's required checks when GitHub lets tugboat read them, else
+    /// every check that reports.
+    pub checks: Option<Vec<String>>,
+    /// How long after the last push the merge waits for checks to appear before "no
+    /// checks" counts as passing, or an expected check as missing.
+    pub checks_settle: Duration,
     pub health_timeout: Duration,
     /// How long the application may stay `Degraded` (or `Missing`) once the merge is synced
     /// before that is a failure: rollouts pass through it (metrics not yet available to an
@@ -105,6 +112,11 @@ pub enum OnPause {
     /// A paused canary counts as deployed.
     Accept,
 }
+
+/// How long after a push the merge waits for checks to appear by default: GitHub Actions
+/// creates a workflow's check runs only once it is queued, usually seconds after the push
+/// and longer when runners are busy.
+pub const DEFAULT_CHECKS_SETTLE: Duration = Duration::from_secs(60);
 
 /// How long after the merge a paused Rollout is waited on by default: canary steps with
 /// timed pauses and analysis runs last minutes to tens of minutes; a pause waiting for a
@@ -179,6 +191,8 @@ struct RawEnv {
     auto_merge: Option<bool>,
     approvals: Option<u32>,
     approvers: Option<Vec<String>>,
+    checks: Option<Vec<String>>,
+    checks_settle: Option<String>,
     health_timeout: Option<String>,
     degraded_grace: Option<String>,
     retry_limit: Option<u32>,
@@ -406,6 +420,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
     let (health_timeout, degraded_grace) = (health_timeout?, degraded_grace?);
     let (pause_timeout, hook_timeout) = (pause_timeout?, hook_timeout?);
     let soak = duration("soak", raw.soak.as_deref(), Duration::ZERO)?;
+    let (checks, checks_settle) = checks(raw)?;
     let windows = windows(raw)?;
     if let Some(a) = raw.application.as_deref()
         && (a.is_empty() || a.len() > 253 || a.contains(char::is_whitespace))
@@ -445,6 +460,8 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         auto_merge: raw.auto_merge.unwrap_or(false),
         approvals: raw.approvals.unwrap_or(1),
         approvers: raw.approvers.clone().unwrap_or_default(),
+        checks,
+        checks_settle,
         health_timeout,
         degraded_grace,
         retry_limit: raw.retry_limit.unwrap_or(DEFAULT_RETRY_LIMIT),
@@ -460,6 +477,37 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         group,
         mutable_tags: raw.mutable_tags.unwrap_or_default(),
     })
+}
+
+/// The checks an environment waits for, each a non-empty name given once, and how long
+/// they may take to appear.
+type Checks = (Option<Vec<String>>, Duration);
+
+fn checks(env: &RawEnv) -> Result<Checks, (String, String)> {
+    let settle = duration(
+        "checks_settle",
+        env.checks_settle.as_deref(),
+        DEFAULT_CHECKS_SETTLE,
+    )?;
+    let Some(raw) = env.checks.as_deref() else {
+        return Ok((None, settle));
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (i, name) in raw.iter().enumerate() {
+        if name.trim().is_empty() || name.trim() != name {
+            return Err((
+                format!("checks[{i}]"),
+                format!(
+                    "'{name}' is not a check name (a status context or check run name, without surrounding spaces)"
+                ),
+            ));
+        }
+        if out.contains(name) {
+            return Err((format!("checks[{i}]"), format!("'{name}' is listed twice")));
+        }
+        out.push(name.clone());
+    }
+    Ok((Some(out), settle))
 }
 
 /// The platforms an environment requires of an image index, each `os/arch[/variant]`.
@@ -594,6 +642,33 @@ mod tests {
         let e = parse_one(bad).unwrap_err();
         assert_eq!(e.path, "environments.prod.platforms[1]");
         assert!(e.to_string().contains("'arm64'"), "{e}");
+    }
+
+    #[test]
+    fn the_checks_a_merge_waits_for_are_read_with_their_settle_time_and_a_bad_name_is_refused() {
+        let parse_one =
+            |body: &str| resolve(&[doc("/p/defaults", body)], "/p/", "api", &["dev".into()]);
+        let p = parse_one("environments:\n  dev: {}\n").unwrap();
+        let dev = &p.environments["dev"];
+        assert_eq!(dev.checks, None, "by default the branch's rules say");
+        assert_eq!(dev.checks_settle, DEFAULT_CHECKS_SETTLE);
+        let p = parse_one(
+            "environments:\n  dev:\n    checks: [lint, kubeconform]\n    checks_settle: 2m\n",
+        )
+        .unwrap();
+        let dev = &p.environments["dev"];
+        assert_eq!(
+            dev.checks.as_deref(),
+            Some(&["lint".to_owned(), "kubeconform".to_owned()][..])
+        );
+        assert_eq!(dev.checks_settle, Duration::from_secs(120));
+        let e = parse_one("environments:\n  dev:\n    checks: [lint, ' lint']\n").unwrap_err();
+        assert_eq!(e.path, "environments.dev.checks[1]");
+        assert!(e.to_string().contains("' lint'"), "{e}");
+        let e = parse_one("environments:\n  dev:\n    checks: [lint, lint]\n").unwrap_err();
+        assert!(e.to_string().contains("listed twice"), "{e}");
+        let e = parse_one("environments:\n  dev:\n    checks_settle: soon\n").unwrap_err();
+        assert_eq!(e.path, "environments.dev.checks_settle");
     }
 
     #[test]

@@ -26,8 +26,8 @@ mod wire;
 use crate::credentials::Token;
 use crate::domain::chatops;
 use crate::ports::{
-    Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, ErrorKind, Issue, Issues,
-    LabelEvent, LabelledPr, MergeMethod, NewPullRequest, Permission, PortError, PortResult,
+    Access, Check, CheckKind, CheckReport, CheckState, Checks, Conversation, ErrorKind, Issue,
+    Issues, LabelEvent, LabelledPr, MergeMethod, NewPullRequest, Permission, PortError, PortResult,
     PullRequest, PullRequests, Reaction, StatusState,
 };
 use crate::secret::Secret;
@@ -555,7 +555,7 @@ impl GitHub {
 
 #[cfg(test)]
 mod tests {
-    use super::checks::{RunWire, check_run, checks_of, combine};
+    use super::checks::{RunWire, check_run, checks_of};
     use super::*;
 
     #[test]
@@ -612,29 +612,36 @@ mod tests {
     }
 
     #[test]
-    fn other_check_runs_decide_the_checks_and_tugboats_own_are_left_out() {
+    fn other_check_runs_are_the_checks_the_newest_of_each_name_and_tugboats_own_are_left_out() {
         let run = |name: &str, status: &str, conclusion: Option<&str>| RunWire {
             name: name.into(),
             status: status.into(),
             conclusion: conclusion.map(Into::into),
         };
-        assert_eq!(checks_of(&[]), ChecksState::None);
+        let check = |name: &str, state: CheckState| Check {
+            name: name.into(),
+            state,
+        };
+        assert_eq!(checks_of(&[]), []);
         let own = run("tugboat/scan-gate", "in_progress", None);
-        assert_eq!(checks_of(std::slice::from_ref(&own)), ChecksState::None);
-        let ci = run("build", "completed", Some("success"));
-        let lint = run("lint", "completed", Some("skipped"));
-        assert_eq!(checks_of(&[own, ci, lint]), ChecksState::Success);
-        let slow = run("e2e", "queued", None);
-        let red = run("unit", "completed", Some("timed_out"));
-        assert_eq!(checks_of(std::slice::from_ref(&slow)), ChecksState::Pending);
-        assert_eq!(checks_of(&[slow, red]), ChecksState::Failure);
+        assert_eq!(checks_of(std::slice::from_ref(&own)), []);
+        let runs = [
+            own,
+            run("build", "completed", Some("success")),
+            run("lint", "completed", Some("skipped")),
+            run("e2e", "queued", None),
+            run("unit", "completed", Some("timed_out")),
+            run("unit", "completed", Some("success")),
+        ];
         assert_eq!(
-            combine(ChecksState::None, ChecksState::Pending),
-            ChecksState::Pending
-        );
-        assert_eq!(
-            combine(ChecksState::Success, ChecksState::None),
-            ChecksState::Success
+            checks_of(&runs),
+            [
+                check("build", CheckState::Success),
+                check("lint", CheckState::Success),
+                check("e2e", CheckState::Pending),
+                check("unit", CheckState::Failure),
+            ],
+            "a re-run listed later (older) does not replace the newest"
         );
     }
 

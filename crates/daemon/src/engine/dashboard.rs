@@ -88,7 +88,7 @@ fn pr(action: &Action) -> Option<(u64, String, Option<usize>)> {
         } => Some((*number, url.clone(), approvals.missing())),
         Action::Opened { number, url }
         | Action::Updated { number, url }
-        | Action::WaitingForChecks { number, url }
+        | Action::WaitingForChecks { number, url, .. }
         | Action::WaitingForWindow { number, url, .. }
         | Action::WaitingForSyncWindow { number, url, .. } => Some((*number, url.clone(), None)),
         _ => None,

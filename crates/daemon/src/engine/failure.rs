@@ -89,8 +89,8 @@ pub enum Cause {
     },
     #[error("cannot read the sync windows: {0}")]
     SyncWindows(PortError),
-    #[error("checks failed on PR #{0}; not merging")]
-    ChecksFailed(u64),
+    #[error("checks failed on PR #{pr}: {}; not merging", failed.join(", "))]
+    ChecksFailed { pr: u64, failed: Vec<String> },
     #[error("the body tugboat wrote for PR #{pr}: {error}")]
     OwnState { pr: u64, error: StateError },
     #[error("the body tugboat wrote for group PR #{pr}: {error}")]
@@ -128,7 +128,7 @@ impl Cause {
             Self::Manifest { .. } => "manifest",
             Self::MissingFile { .. } => "missing_file",
             Self::InvalidPolicy(_) | Self::NoEnvironmentPolicy(_) => "invalid_policy",
-            Self::ChecksFailed(_) => "checks_failed",
+            Self::ChecksFailed { .. } => "checks_failed",
             Self::OwnState { .. } | Self::OwnGroupState { .. } => "state_block",
             Self::NotConfigured { .. } => "not_configured",
             Self::NoMergeCommit(_) => "inconsistent",
@@ -197,8 +197,14 @@ mod tests {
         let e = e.at(Step::Merge).unwrap_err();
         assert_eq!(e.to_string(), "github merge: slow down");
         assert_eq!((e.step.as_str(), e.metric_label()), ("merge", "throttled"));
-        let own = StepError::new(Step::Merge, Cause::ChecksFailed(7));
-        assert_eq!(own.to_string(), "checks failed on PR #7; not merging");
+        let own = StepError::new(
+            Step::Merge,
+            Cause::ChecksFailed {
+                pr: 7,
+                failed: vec!["lint".into()],
+            },
+        );
+        assert_eq!(own.to_string(), "checks failed on PR #7: lint; not merging");
         assert_eq!(own.metric_label(), "checks_failed");
         let wrapped = StepError::new(Step::Policy, Cause::PolicyUnavailable(port));
         assert_eq!(wrapped.metric_label(), "throttled");

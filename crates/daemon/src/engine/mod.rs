@@ -41,6 +41,8 @@ mod group_tests;
 mod hold;
 mod inbox;
 mod landed;
+#[cfg(test)]
+mod merge_tests;
 mod merged;
 mod outcome;
 mod pipeline;

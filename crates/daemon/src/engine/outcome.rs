@@ -47,9 +47,14 @@ pub enum Action {
         url: String,
         by: String,
     },
+    /// The merge waits for checks: these are running or not reported yet (empty: waiting
+    /// for any to report, within `checks_settle`), or, `never_reported`, were expected by
+    /// name and did not report within `checks_settle`.
     WaitingForChecks {
         number: u64,
         url: String,
+        checks: Vec<String>,
+        never_reported: bool,
     },
     /// Ready to merge, but outside the environment's promotion windows.
     WaitingForWindow {

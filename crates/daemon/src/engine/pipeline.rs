@@ -13,6 +13,7 @@ use super::pr::Change;
 use super::watch::VERIFYING;
 use super::{Action, Approvals, At, Cause, Engine, EnvCtx, Step, StepError};
 use crate::domain::chatops;
+use crate::domain::checks;
 use crate::domain::merge::{self, Fact, SyncWindows, Verdict};
 use crate::domain::select::Candidate;
 use crate::domain::window;
@@ -122,7 +123,9 @@ impl Engine {
             return Ok(Reached::Stopped(Action::None));
         }
         let lead = p.lead();
-        let verdict = self.merge_verdict(lead, &commands, &head.head).await?;
+        let verdict = self
+            .merge_verdict(lead, &commands, (&head.head, head.committed_at))
+            .await?;
         if verdict != Verdict::Merge {
             let action = waiting(
                 verdict,
@@ -205,11 +208,12 @@ impl Engine {
     }
 
     /// What the merge rule says, reading the outside facts it asks for and no others.
+    /// `head` is the commit judged, and when it was committed (the last push).
     pub(super) async fn merge_verdict(
         &self,
         cx: &EnvCtx<'_>,
         commands: &Commands,
-        head: &str,
+        (head, head_at): (&str, DateTime<Utc>),
     ) -> Result<Verdict, StepError> {
         let mut facts = merge::Facts {
             held_by: commands.held_by.as_deref(),
@@ -226,11 +230,30 @@ impl Engine {
                     facts.sync_windows = Some(self.sync_windows(cx).await?);
                 }
                 Verdict::Read(Fact::Checks) => {
-                    facts.checks = Some(self.ports.forge.checks(head).await.at(Step::Merge)?);
+                    facts.checks = Some(self.checks_of(cx, (head, head_at)).await?);
                 }
                 verdict => return Ok(verdict),
             }
         }
+    }
+
+    /// The head's checks, judged against the ones the environment waits for.
+    async fn checks_of(
+        &self,
+        cx: &EnvCtx<'_>,
+        (head, head_at): (&str, DateTime<Utc>),
+    ) -> Result<checks::ChecksState, StepError> {
+        let seen = self.ports.forge.checks(head).await.at(Step::Merge)?;
+        let expected = cx.env_policy.checks.as_deref().unwrap_or_default();
+        // A commit stamped later than this clock reads (skew) has waited no time at all.
+        let settle = cx.env_policy.checks_settle;
+        let waited = cx
+            .now
+            .signed_duration_since(head_at)
+            .to_std()
+            .unwrap_or_default();
+        let settled = settle.is_zero() || waited >= settle;
+        Ok(checks::judge(&seen, expected, settled))
     }
 
     /// What a plan says the merge would wait for (the windows part of the merge rule).
@@ -376,9 +399,23 @@ fn waiting(
             url,
             windows,
         },
-        Verdict::WaitingForChecks => Action::WaitingForChecks { number, url },
-        Verdict::ChecksFailed => {
-            return Err(StepError::new(Step::Merge, Cause::ChecksFailed(number)));
+        Verdict::WaitingForChecks { waiting } => Action::WaitingForChecks {
+            number,
+            url,
+            checks: waiting,
+            never_reported: false,
+        },
+        Verdict::ChecksMissing { names } => Action::WaitingForChecks {
+            number,
+            url,
+            checks: names,
+            never_reported: true,
+        },
+        Verdict::ChecksFailed { failed } => {
+            return Err(StepError::new(
+                Step::Merge,
+                Cause::ChecksFailed { pr: number, failed },
+            ));
         }
         // `merge_verdict` reads every fact the rule asks for, and its caller merges on `Merge`.
         Verdict::Merge | Verdict::Read(_) => Action::None,

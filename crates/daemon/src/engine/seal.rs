@@ -17,8 +17,8 @@ use crate::domain::chatops;
 use crate::domain::provenance::{Forgery, LabelEvent, same_login};
 use crate::domain::seal::{self, Opened, unsealed};
 use crate::ports::{
-    Access, CheckKind, CheckReport, Checks, ChecksState, Conversation, Forge, Issue, Issues,
-    LabelledPr, NewPullRequest, Permission, PortResult, PullRequest, PullRequests, Reaction,
+    Access, Check, CheckKind, CheckReport, Checks, Conversation, Forge, Issue, Issues, LabelledPr,
+    NewPullRequest, Permission, PortResult, PullRequest, PullRequests, Reaction,
 };
 use crate::trust::{ForgeryLog, KeyRing};
 
@@ -310,7 +310,7 @@ impl Access for Sealed {
 
 #[async_trait]
 impl Checks for Sealed {
-    async fn checks(&self, sha: &str) -> PortResult<ChecksState> {
+    async fn checks(&self, sha: &str) -> PortResult<Vec<Check>> {
         self.inner.checks(sha).await
     }
 

@@ -4,12 +4,18 @@ use super::*;
 
 #[async_trait]
 impl Checks for GitHub {
-    async fn checks(&self, sha: &str) -> PortResult<ChecksState> {
+    async fn checks(&self, sha: &str) -> PortResult<Vec<Check>> {
         #[derive(Deserialize)]
         struct Combined {
-            state: String,
-            total_count: u64,
+            #[serde(default)]
+            statuses: Vec<StatusWire>,
         }
+        #[derive(Deserialize)]
+        struct StatusWire {
+            context: String,
+            state: String,
+        }
+        // The combined status lists the newest status of each context.
         let c: Combined = self
             .req(
                 "repos/get-combined-status-for-ref",
@@ -19,18 +25,30 @@ impl Checks for GitHub {
                     ._get(self.route(&format!("commits/{sha}/status"))),
             )
             .await?;
-        let statuses = match (c.total_count, c.state.as_str()) {
-            (0, _) => ChecksState::None,
-            (_, "success") => ChecksState::Success,
-            (_, "pending") => ChecksState::Pending,
-            _ => ChecksState::Failure,
-        };
-        if !self.auth.is_app() {
-            return Ok(statuses);
+        let mut out: Vec<Check> = c
+            .statuses
+            .into_iter()
+            .filter(|s| CheckKind::named(&s.context).is_none())
+            .map(|s| Check {
+                state: match s.state.as_str() {
+                    "success" => CheckState::Success,
+                    "pending" => CheckState::Pending,
+                    _ => CheckState::Failure,
+                },
+                name: s.context,
+            })
+            .collect();
+        // GitHub Actions reports as check runs, which the combined status never shows. A
+        // fine-grained token without "Checks: read" is refused them (403): it then sees
+        // the statuses only, and says so.
+        match self.check_runs(sha).await {
+            Ok(runs) => out.extend(checks_of(&runs)),
+            Err(e) if e.kind == ErrorKind::Denied => {
+                tracing::warn!(error = %e, "cannot read check runs (give the token Checks: read); judging commit statuses only");
+            }
+            Err(e) => return Err(e),
         }
-        // An App may read check runs (a token may lack the permission): CI as GitHub Actions.
-        let runs = self.check_runs(sha).await?;
-        Ok(combine(statuses, checks_of(&runs)))
+        Ok(out)
     }
 
     async fn report(&self, r: &CheckReport) -> PortResult<()> {
@@ -189,29 +207,25 @@ pub(super) struct RunWire {
     pub(super) conclusion: Option<String>,
 }
 
-/// The state of a commit's check runs other than tugboat's own (the newest run per name).
-pub(super) fn checks_of(runs: &[RunWire]) -> ChecksState {
-    let mut state = ChecksState::None;
+/// A commit's check runs other than tugboat's own, the newest of each name (GitHub lists
+/// the newest first).
+pub(super) fn checks_of(runs: &[RunWire]) -> Vec<Check> {
+    let mut out: Vec<Check> = Vec::new();
     for run in runs.iter().filter(|r| CheckKind::named(&r.name).is_none()) {
-        let this = match (run.status.as_str(), run.conclusion.as_deref()) {
-            ("completed", Some("success" | "neutral" | "skipped")) => ChecksState::Success,
-            ("completed", _) => ChecksState::Failure,
-            _ => ChecksState::Pending,
+        if out.iter().any(|c| c.name == run.name) {
+            continue;
+        }
+        let state = match (run.status.as_str(), run.conclusion.as_deref()) {
+            ("completed", Some("success" | "neutral" | "skipped")) => CheckState::Success,
+            ("completed", _) => CheckState::Failure,
+            _ => CheckState::Pending,
         };
-        state = combine(state, this);
+        out.push(Check {
+            name: run.name.clone(),
+            state,
+        });
     }
-    state
-}
-
-/// Two states as one: a failure wins, then pending, then success.
-pub(super) fn combine(a: ChecksState, b: ChecksState) -> ChecksState {
-    use ChecksState as S;
-    match (a, b) {
-        (S::Failure, _) | (_, S::Failure) => S::Failure,
-        (S::Pending, _) | (_, S::Pending) => S::Pending,
-        (S::Success, _) | (_, S::Success) => S::Success,
-        (S::None, S::None) => S::None,
-    }
+    out
 }
 
 impl GitHub {

@@ -1,0 +1,110 @@
+//! The merge waits for CI as GitHub reports it (`domain::checks`), over the fake: checks
+//! not reported yet, failing, and expected by name but never reported.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::Duration as Span;
+
+use super::Action;
+use super::Mode;
+use super::tests::{row, world};
+use crate::ports::CheckState;
+
+fn waiting(a: &Action) -> Option<(Vec<String>, bool)> {
+    match a {
+        Action::WaitingForChecks {
+            checks,
+            never_reported,
+            ..
+        } => Some((checks.clone(), *never_reported)),
+        _ => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_auto_merge_promotion_waits_for_ci_to_report_until_checks_settle_passes() {
+    let (w, clock, engine) = world();
+    w.set_ci(&[]);
+    w.push("1.1.0", 'b');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        waiting(&row(&r, "dev").action),
+        Some((Vec::new(), false)),
+        "no check yet is not no checks: {:?}",
+        row(&r, "dev").action
+    );
+    assert!(w.prs()[0].merged_at.is_none());
+    clock.advance(Span::seconds(61));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "nothing reported within checks_settle: nothing to wait for: {:?}",
+        row(&r, "dev").action
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ci_check_that_reports_late_and_fails_is_never_merged_and_is_named() {
+    let (w, clock, engine) = world();
+    w.set_ci(&[]);
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::seconds(3));
+    w.set_ci(&[("lint", CheckState::Pending)]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        waiting(&row(&r, "dev").action),
+        Some((vec!["lint".to_owned()], false))
+    );
+    clock.advance(Span::seconds(120));
+    w.set_ci(&[("lint", CheckState::Failure)]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let Action::Failed { error } = &row(&r, "dev").action else {
+        panic!("{:?}", row(&r, "dev").action)
+    };
+    assert!(error.to_string().contains("lint"), "{error}");
+    assert!(
+        w.prs()[0].merged_at.is_none(),
+        "a failing check is never merged"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_the_policy_expects_that_never_reports_is_named_and_never_merged() {
+    let (w, clock, engine) = world();
+    w.set_policy(
+        "/salon/promotion/services/user_service",
+        "environments:\n  dev:\n    checks: [kubeconform]\n    checks_settle: 30s\n",
+    );
+    w.set_ci(&[("lint", CheckState::Success)]);
+    w.push("1.1.0", 'b');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        waiting(&row(&r, "dev").action),
+        Some((vec!["kubeconform".to_owned()], false))
+    );
+    clock.advance(Span::seconds(31));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        waiting(&row(&r, "dev").action),
+        Some((vec!["kubeconform".to_owned()], true)),
+        "{:?}",
+        row(&r, "dev").action
+    );
+    assert!(w.prs()[0].merged_at.is_none());
+    let text = crate::report::table(&r);
+    assert!(
+        text.contains("kubeconform") && text.contains("never reported"),
+        "{text}"
+    );
+    w.set_ci(&[
+        ("lint", CheckState::Success),
+        ("kubeconform", CheckState::Success),
+    ]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+}
