@@ -161,9 +161,9 @@ const DEFAULT_POLICY: &str = "# Salon promotion policy: defaults for every servi
 environments:
   dev:
     auto_merge: true
-    # The sandbox's repository runs no CI unless a test gives it some
-    # (`POST /_sandbox/protection`); against a real repository keep the default (60s):
-    # GitHub Actions' check runs appear only once the workflow is queued.
+    # The sandbox's repository runs no CI, so nothing is worth waiting for; against a
+    # real repository keep the default (60s): GitHub Actions' check runs appear only
+    # once the workflow is queued.
     checks_settle: 0s
     health_timeout: 30s
     # The stand-in's rollouts settle in under a second: two seconds of Degraded is lasting.

@@ -43,7 +43,7 @@ pub enum ChecksState {
 }
 
 /// Judge a head's checks. `expected` names the checks that must pass (the policy's
-/// `checks`, else the branch's required checks); empty means every check that reports.
+/// `checks`); empty means every check that reports.
 /// `settled` says whether `checks_settle` has passed since the last push.
 pub fn judge(seen: &[Check], expected: &[String], settled: bool) -> ChecksState {
     let named = |name: &str| seen.iter().find(|c| c.name == name);

@@ -46,8 +46,7 @@ pub struct EnvPolicy {
     pub approvals: u32,
     pub approvers: Vec<String>,
     /// The checks (commit status contexts or check run names) that must pass before a
-    /// merge; `None`: the branch's required checks when GitHub lets tugboat read them, else
-    /// every check that reports.
+    /// merge; `None`: every check that reports.
     pub checks: Option<Vec<String>>,
     /// How long after the last push the merge waits for checks to appear before "no
     /// checks" counts as passing, or an expected check as missing.
@@ -494,7 +493,7 @@ fn checks(env: &RawEnv) -> Result<Checks, (String, String)> {
     };
     let mut out: Vec<String> = Vec::new();
     for (i, name) in raw.iter().enumerate() {
-        if name.trim().is_empty() || name.trim() != name {
+        if name.is_empty() || name.trim() != name {
             return Err((
                 format!("checks[{i}]"),
                 format!(

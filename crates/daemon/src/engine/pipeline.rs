@@ -245,14 +245,14 @@ impl Engine {
     ) -> Result<checks::ChecksState, StepError> {
         let seen = self.ports.forge.checks(head).await.at(Step::Merge)?;
         let expected = cx.env_policy.checks.as_deref().unwrap_or_default();
-        // A commit stamped later than this clock reads (skew) has waited no time at all.
-        let settle = cx.env_policy.checks_settle;
+        // A commit stamped later than this clock reads (skew) has waited no time at all,
+        // which a zero `checks_settle` still counts as settled.
         let waited = cx
             .now
             .signed_duration_since(head_at)
             .to_std()
             .unwrap_or_default();
-        let settled = settle.is_zero() || waited >= settle;
+        let settled = waited >= cx.env_policy.checks_settle;
         Ok(checks::judge(&seen, expected, settled))
     }
 
