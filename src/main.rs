@@ -241,6 +241,17 @@ async fn once(config: &Path, mode: Mode, output: Output) -> anyhow::Result<ExitC
     let api = ApiMetrics::default();
     let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
     let reports = engine.cycle(mode).await?;
+    // A plan says what the base branch requires of a merge, and what tugboat cannot meet.
+    let branch = match mode {
+        Mode::Plan => match engine.branch_summary().await {
+            Ok(summary) => Some(summary),
+            Err(e) => {
+                eprintln!("warning: cannot read the base branch's rules: {e}");
+                None
+            }
+        },
+        Mode::Apply => None,
+    };
     // A plan says what its promotions would cost against GitHub's write budget.
     let github = &cfg.github;
     let cost = match mode {
@@ -254,6 +265,12 @@ async fn once(config: &Path, mode: Mode, output: Output) -> anyhow::Result<ExitC
     match output {
         Output::Table => {
             let mut out = tugboat::report::table(&reports);
+            if let Some((rules, warning)) = &branch {
+                out = format!(
+                    "{out}\n{}",
+                    tugboat::report::branch_text(rules, warning.as_deref())
+                );
+            }
             if let Some(cost) = cost {
                 out = format!("{out}\n{}", cost.text());
             }
@@ -261,6 +278,9 @@ async fn once(config: &Path, mode: Mode, output: Output) -> anyhow::Result<ExitC
         }
         Output::Json => {
             let mut json = tugboat::report::json(&reports);
+            if let Some((rules, warning)) = &branch {
+                json["branch_rules"] = tugboat::report::branch_json(rules, warning.as_deref());
+            }
             if let Some(cost) = cost {
                 json["write_budget"] = cost.json();
             }

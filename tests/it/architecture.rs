@@ -386,6 +386,7 @@ fn graph_of(sources: &[(String, String)]) -> std::collections::BTreeSet<(String,
 /// and keeps, PR plumbing, records), the promotion pipeline above them, the steps on top.
 const ENGINE_EDGES: &[(&str, &str)] = &[
     ("commands", "reads"),
+    ("commands", "rules"),
     ("context", "watch"),
     ("dashboard", "provenance"),
     ("deploy", "evidence"),
@@ -435,6 +436,7 @@ const ENGINE_EDGES: &[(&str, &str)] = &[
     ("pipeline", "commands"),
     ("pipeline", "pr"),
     ("pipeline", "provenance"),
+    ("pipeline", "rules"),
     ("pipeline", "watch"),
     ("promote", "commands"),
     ("promote", "context"),

@@ -2241,10 +2241,7 @@ async fn as_an_app_commits_are_made_and_signed_by_github_so_a_main_requiring_sig
     let Action::Failed { error } = &row(&r, "staff_management", "dev").action else {
         panic!("{:?}", row(&r, "staff_management", "dev"))
     };
-    assert!(
-        error.to_string().contains("requires signed commits"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("verified signatures"), "{error}");
     let open = sb
         .github
         .pulls()

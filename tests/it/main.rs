@@ -20,3 +20,4 @@ mod forgery;
 mod notify;
 mod policies;
 mod port_contract;
+mod protection;

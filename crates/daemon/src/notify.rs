@@ -113,13 +113,10 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
             _,
         ) => {
             // Approvals are bound to the head: a new head waits anew.
-            let mut n = new(Kind::AwaitingApproval, format!("#{number} head {head}"));
-            n.reason = awaiting(approvals);
-            n.pr = link(&format!("PR #{number}"), url);
-            n.to = candidate;
-            n.from = from;
-            n
+            let change = format!("#{number} head {head}");
+            awaits(r, change, awaiting(approvals), (*number, url))
         }
+        (Action::AwaitingReview { .. }, _) => review_wanted(r)?,
         (action, Decision::Held { hold, .. }) => held(r, action, hold),
         (
             _,
@@ -134,6 +131,42 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
         n.reason = r.decision.to_string();
     }
     Some(n)
+}
+
+/// A PR that awaits the approving reviews GitHub requires (one notice per PR).
+fn review_wanted(r: &EnvReport) -> Option<Notification> {
+    let Action::AwaitingReview {
+        number,
+        url,
+        missing,
+    } = &r.action
+    else {
+        return None;
+    };
+    let why = format!(
+        "GitHub requires {missing} more approving review(s) from someone with write access"
+    );
+    Some(awaits(r, format!("#{number} review"), why, (*number, url)))
+}
+
+/// A PR that awaits people (`change` keys it: one notice per head, or per PR).
+fn awaits(
+    r: &EnvReport,
+    change: String,
+    reason: String,
+    (number, url): (u64, &str),
+) -> Notification {
+    let mut n = Notification::new(
+        Kind::AwaitingApproval,
+        &r.service,
+        Some(&r.environment),
+        change,
+    );
+    n.reason = reason;
+    n.pr = link(&format!("PR #{number}"), url);
+    n.to = r.decision.candidate().map(|c| c.tag.to_string());
+    n.from = replaced(r);
+    n
 }
 
 /// The version an environment ran before the change `r` reports.

@@ -372,6 +372,7 @@ pub struct NewPullRequest {
 
 pub use crate::domain::checks::{Check, CheckState};
 pub use crate::domain::merge::SyncWindows;
+pub use crate::domain::rules::BranchRules;
 
 /// A commit status tugboat sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -604,6 +605,9 @@ pub trait Checks: Send + Sync {
     /// status created by tugboat's login, or a check run of tugboat's App (which nobody else
     /// can create). `None` when it never did.
     async fn first_report(&self, sha: &str, kind: CheckKind) -> PortResult<Option<DateTime<Utc>>>;
+    /// What the base branch's active rulesets require of a merge. Rules tugboat may not
+    /// read are named in `unreadable`, not an error.
+    async fn rules(&self) -> PortResult<BranchRules>;
 }
 
 /// tugboat's issues (the security reports of the rescan).

@@ -26,6 +26,11 @@ fn action_text(a: &Action) -> String {
             format!("PR #{number} awaits {missing} more approval(s) from {from}")
         }
         Action::Held { number, by, .. } => format!("PR #{number} held by @{by}"),
+        Action::AwaitingReview {
+            number, missing, ..
+        } => format!(
+            "PR #{number} awaits {missing} approving review(s) GitHub requires: a person with write access must review it, or exempt the tugboat App in the ruleset's bypass list"
+        ),
         Action::EnvironmentHeld { issue, .. } => format!("held: opened issue #{issue}"),
         Action::WaitingForChecks {
             number,
@@ -438,10 +443,30 @@ pub fn rescan_table(r: &RescanReport) -> String {
 }
 
 /// The row of a PR waiting for its checks: which, or that expected ones never reported.
+/// What a plan says of the base branch: its rules in one line, and a warning when tugboat
+/// cannot meet them.
+pub fn branch_text(rules: &crate::ports::BranchRules, warning: Option<&str>) -> String {
+    match warning {
+        Some(w) => format!("{rules}\nwarning: {w}\n"),
+        None => format!("{rules}\n"),
+    }
+}
+
+/// The base branch's rules in a JSON plan.
+pub fn branch_json(rules: &crate::ports::BranchRules, warning: Option<&str>) -> Value {
+    json!({
+        "branch": rules.branch, "required_checks": rules.required_checks,
+        "required_reviews": rules.required_reviews, "merge_queue": rules.merge_queue,
+        "signed_commits": rules.signed_commits, "linear_history": rules.linear_history,
+        "up_to_date": rules.up_to_date, "unreadable": rules.unreadable,
+        "summary": rules.to_string(), "warning": warning,
+    })
+}
+
 fn checks_row(number: u64, checks: &[String], never_reported: bool) -> String {
     match (checks.is_empty(), never_reported) {
         (_, true) => format!(
-            "PR #{number} is not merged: expected check(s) {} never reported (checks_settle passed); they may not run on tugboat's branches: fix the workflow, or the policy's `checks`",
+            "PR #{number} is not merged: expected check(s) {} never reported (checks_settle passed); they may not run on tugboat's branches: fix the workflow, the branch's required checks, or the policy's `checks`",
             checks.join(", ")
         ),
         (true, false) => {
@@ -461,6 +486,11 @@ fn action_json(a: &Action) -> Value {
         Action::Held { number, url, by } => {
             json!({"kind": "held", "pr": number, "url": url, "by": by})
         }
+        Action::AwaitingReview {
+            number,
+            url,
+            missing,
+        } => json!({"kind": "awaiting-review", "pr": number, "url": url, "missing": missing}),
         Action::EnvironmentHeld { issue, url, cause } => {
             json!({"kind": "environment-held", "issue": issue, "url": url, "cause": cause.as_str()})
         }

@@ -116,8 +116,12 @@ pub(crate) struct Inner {
     pub(crate) check_runs: Vec<crate::github_data::CheckRunRec>,
     /// Commits GitHub made through the Git Data API and signed (shown as Verified).
     pub(crate) verified: std::collections::BTreeSet<String>,
-    /// Branch protection on main: "Require signed commits".
-    require_signed: bool,
+    /// The rules of main (a ruleset) and the CI that runs on pushes.
+    protection: protection::Protection,
+    /// When the protection was last set (CI runs only for pushes after it).
+    protection_since: Option<DateTime<Utc>>,
+    /// When each commit was first seen at a branch head: its push time.
+    pushed: BTreeMap<String, DateTime<Utc>>,
     /// GitHub's secondary limits on content-creating requests, when enforced: at most `n`
     /// in any `per`, for each window; the times of the writes let through.
     write_limits: Vec<(usize, Duration)>,
@@ -343,6 +347,11 @@ impl GitHub {
             )
             .merge(crate::github_data::routes())
             .merge(crate::github_people::routes())
+            .route(
+                "/repos/{owner}/{repo}/rules/branches/{branch}",
+                get(protection::branch_rules),
+            )
+            .route("/_sandbox/protection", post(protection::set_protection))
             .route("/_sandbox/pulls", get(dump))
             .route("/_sandbox/comments", post(comment_as))
             .route("/_sandbox/collaborators", post(add_collaborator))
@@ -617,7 +626,7 @@ impl GitHub {
     /// Protect main as "Require signed commits" does: a PR whose commits GitHub did not
     /// verify is refused.
     pub fn require_signed_commits(&self, on: bool) {
-        self.lock().require_signed = on;
+        self.lock().protection.signed_commits = on;
     }
 
     pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -731,10 +740,12 @@ macro_rules! guard {
 mod access;
 mod git_bridge;
 mod issues;
+mod protection;
 mod routes;
 
 use access::*;
 use git_bridge::git_http;
 use issues::*;
+pub use protection::{CiJob, Protection};
 use routes::*;
 pub(crate) use routes::{PageQuery, paged};

@@ -1,6 +1,7 @@
 //! The GitHub stand-in's check runs and Git Data API (blobs, trees, commits, refs), on the
-//! real bare repository. Commits made here without an author are GitHub's own and signed, as
-//! on GitHub, so "Require signed commits" accepts them; check runs are for Apps only.
+//! real bare repository. Commits an App makes here without an author are GitHub's own and
+//! signed, as on GitHub, so "Require signed commits" accepts them; check runs are for Apps
+//! only.
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -26,6 +27,8 @@ pub struct CheckRunRec {
     pub details_url: Option<String>,
     pub started_at: String,
     pub completed_at: Option<String>,
+    /// The App that made it, when not tugboat's (the CI's `github-actions`).
+    pub app: Option<String>,
 }
 
 pub fn routes() -> axum::Router<GitHub> {
@@ -90,6 +93,7 @@ impl GitHub {
                 completed_at: c.completed_at.as_deref(),
             },
             &prs,
+            c.app.as_deref(),
         )
     }
 
@@ -191,6 +195,7 @@ async fn create_check_run(
             details_url: c.details_url,
             completed_at: completed.then(|| now.clone()),
             started_at: now,
+            app: None,
         };
         g.check_runs.push(rec.clone());
         rec
@@ -211,8 +216,10 @@ async fn list_check_runs(
     Query(q): Query<RunsQuery>,
 ) -> Response {
     guard!(gh, headers, o, r, "GET check-runs");
-    let mut runs: Vec<CheckRunRec> = gh
-        .check_runs(&sha)
+    let mut runs = gh.check_runs(&sha);
+    runs.extend(gh.ci_runs(&sha));
+    runs.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    let mut runs: Vec<CheckRunRec> = runs
         .into_iter()
         .rev()
         .filter(|c| q.check_name.as_ref().is_none_or(|n| *n == c.name))
@@ -400,8 +407,12 @@ async fn create_commit(
             Err(_) => return invalid(&format!("parent {p} is not a commit")),
         }
     }
-    // Without an author, the commit is the App's (or the token's user's), and GitHub signs it.
-    let signed = c.author.is_none() && c.committer.is_none();
+    // GitHub signs a commit made through the API only when a GitHub App's installation makes
+    // it and gives no author, committer or signature of its own ("About commit signature
+    // verification", "Signature verification for bots", docs.github.com/en/authentication/
+    // managing-commit-signature-verification/about-commit-signature-verification). A token's
+    // commits are the user's, unsigned.
+    let signed = gh.by_app(&headers) && c.author.is_none() && c.committer.is_none();
     let at = git2::Time::new(gh.now().timestamp(), 0);
     let bot_email = format!(
         "{}+{BOT}@users.noreply.github.com",
@@ -493,6 +504,7 @@ async fn create_ref(
     if let Err(e) = repo.reference(&n.name, oid, false, "created through the API") {
         return internal(e);
     }
+    gh.note_pushes();
     let body = wire::git_ref(&gh.owner, &gh.repo, &n.name, &n.sha);
     (StatusCode::CREATED, Json(body)).into_response()
 }
@@ -533,5 +545,6 @@ async fn update_ref(
     if let Err(e) = repo.reference(&name, new.id(), true, "updated through the API") {
         return internal(e);
     }
+    gh.note_pushes();
     Json(wire::git_ref(&gh.owner, &gh.repo, &name, &u.sha)).into_response()
 }

@@ -323,6 +323,22 @@ pub fn app(owner: &str) -> Value {
     })
 }
 
+/// An `integration` that is not tugboat's: GitHub Actions (`github-actions`, App id 15368 on
+/// github.com), whose check runs a workflow's jobs report.
+pub fn actions_app(slug: &str) -> Value {
+    json!({
+        "id": 15368, "slug": slug, "node_id": "MDM6QXBwMTUzNjg=",
+        "owner": account("github", "Organization"),
+        "name": "GitHub Actions", "description": "Automate your workflow from idea to production",
+        "external_url": "https://help.github.com/en/actions",
+        "html_url": "https://github.com/apps/github-actions",
+        "created_at": "2018-07-30T09:30:17Z", "updated_at": "2024-04-10T20:33:16Z",
+        "permissions": {"actions": "write", "checks": "write", "contents": "write",
+                        "metadata": "read", "pull_requests": "write", "statuses": "write"},
+        "events": ["check_run", "pull_request", "push"],
+    })
+}
+
 /// An `installation` of the sandbox's App on `owner` (`GET /repos/{owner}/{repo}/installation`).
 pub fn installation(owner: &str) -> Value {
     use crate::github_app::{APP_ID, APP_SLUG, INSTALLATION_ID};
@@ -371,8 +387,13 @@ pub fn check_run(
     repo: &str,
     c: &CheckRun<'_>,
     prs: &[(u64, &str, &str, &str)],
+    other_app: Option<&str>,
 ) -> Value {
     let url = format!("{API}/repos/{owner}/{repo}/check-runs/{}", c.id);
+    let app = match other_app {
+        Some(slug) => actions_app(slug),
+        None => app(owner),
+    };
     let repo_min = json!({"id": 1, "url": format!("{API}/repos/{owner}/{repo}"), "name": repo});
     let pulls: Vec<Value> = prs
         .iter()
@@ -396,7 +417,7 @@ pub fn check_run(
             "annotations_url": format!("{url}/annotations"),
         },
         "check_suite": {"id": 1},
-        "app": app(owner),
+        "app": app,
         "pull_requests": pulls,
     })
 }

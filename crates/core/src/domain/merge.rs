@@ -34,6 +34,9 @@ pub struct Facts<'a> {
     pub approvals_needed: u32,
     /// Whether the environment merges without approvals.
     pub auto_merge: bool,
+    /// Approving reviews GitHub requires on the base branch (0: none), and how many the PR
+    /// has from people with write access.
+    pub reviews: (u32, usize),
     /// The environment's promotion windows now: `Err` with the next opening when closed.
     pub window: Result<(), Option<DateTime<Utc>>>,
     /// The deployer's sync windows, once read.
@@ -50,6 +53,10 @@ pub enum Verdict {
         by: String,
     },
     AwaitingApproval,
+    /// GitHub requires approving reviews tugboat cannot give: this many more.
+    AwaitingReview {
+        missing: u32,
+    },
     /// Outside the environment's promotion windows (the next opening, when known).
     OutsideWindow {
         opens: Option<DateTime<Utc>>,
@@ -73,14 +80,18 @@ pub enum Verdict {
     Read(Fact),
 }
 
-/// Whether the promotion may merge now, in order: a hold, approvals, the promotion
-/// windows, the deployer's sync windows, the checks.
+/// Whether the promotion may merge now, in order: a hold, approvals, the reviews GitHub
+/// requires, the promotion windows, the deployer's sync windows, the checks.
 pub fn may_merge(f: &Facts<'_>) -> Verdict {
     if let Some(by) = f.held_by {
         return Verdict::Held { by: by.to_owned() };
     }
     if !f.auto_merge && f.approvals < f.approvals_needed.max(1) as usize {
         return Verdict::AwaitingApproval;
+    }
+    let missing = super::rules::reviews_missing(f.reviews.0, f.reviews.1);
+    if missing > 0 {
+        return Verdict::AwaitingReview { missing };
     }
     if let Some(v) = windows(&f.window, f.sync_windows.as_ref()) {
         return v;
@@ -133,8 +144,30 @@ mod tests {
             checks: Some(ChecksState::Success),
             held_by: None,
             auto_merge: false,
+            reviews: (0, 0),
             window: Ok(()),
         }
+    }
+
+    #[test]
+    fn reviews_github_requires_keep_an_auto_merge_waiting_until_they_arrive() {
+        let f = Facts {
+            auto_merge: true,
+            approvals: 0,
+            reviews: (1, 0),
+            ..ready()
+        };
+        assert_eq!(may_merge(&f), Verdict::AwaitingReview { missing: 1 });
+        let reviewed = Facts {
+            reviews: (1, 1),
+            ..f.clone()
+        };
+        assert_eq!(may_merge(&reviewed), Verdict::Merge);
+        let held = Facts {
+            held_by: Some("ana"),
+            ..f
+        };
+        assert!(matches!(may_merge(&held), Verdict::Held { .. }));
     }
 
     #[test]

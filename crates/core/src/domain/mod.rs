@@ -24,6 +24,7 @@ pub mod policy;
 pub mod promotion;
 pub mod provenance;
 pub mod rescan;
+pub mod rules;
 pub mod schedule;
 pub mod seal;
 pub mod select;

@@ -26,9 +26,9 @@ mod wire;
 use crate::credentials::Token;
 use crate::domain::chatops;
 use crate::ports::{
-    Access, Check, CheckKind, CheckReport, CheckState, Checks, Conversation, ErrorKind, Issue,
-    Issues, LabelEvent, LabelledPr, MergeMethod, NewPullRequest, Permission, PortError, PortResult,
-    PullRequest, PullRequests, Reaction, StatusState,
+    Access, BranchRules, Check, CheckKind, CheckReport, CheckState, Checks, Conversation,
+    ErrorKind, Issue, Issues, LabelEvent, LabelledPr, MergeMethod, NewPullRequest, Permission,
+    PortError, PortResult, PullRequest, PullRequests, Reaction, StatusState,
 };
 use crate::secret::Secret;
 use crate::telemetry::{ApiLabels, ApiMetrics};

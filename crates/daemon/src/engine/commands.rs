@@ -35,6 +35,11 @@ pub struct Commands {
     pub actions: Vec<(String, chatops::Action, Option<String>)>,
     /// Who approved the head this cycle's push replaced, and has not approved the new one.
     pub dropped: Vec<String>,
+    /// Who approved the PR as GitHub counts reviews (read when the base branch requires
+    /// reviews): latest review approving, write access.
+    pub reviewed_by: Vec<String>,
+    /// Whether tugboat already said on the PR that GitHub requires reviews it cannot give.
+    pub review_notice_said: bool,
 }
 
 /// The PR (or hold issue) whose commands are read, and the commit approvals bind to.
@@ -60,14 +65,12 @@ impl Engine {
         pr: &Target<'_>,
     ) -> Result<Commands, StepError> {
         let forge = &self.ports.forge;
-        let auto_merge = cx.env_policy.auto_merge;
         let comments = forge.comments(pr.number).await.at(Step::Commands)?;
-        let reviews = if auto_merge || pr.subject != chatops::Subject::Open {
-            Vec::new() // no approvals needed: only holds matter
-        } else {
-            forge.reviews(pr.number).await.at(Step::Commands)?
-        };
         let me = forge.me().await.at(Step::Commands)?;
+        let reviewed = self
+            .reviews_of(cx, (pr.number, pr.subject), &comments, &me)
+            .await?;
+        let reviews = &reviewed.reviews;
         let answered_through = self.lost_through(pr, &comments, &me).await?;
         // Who may approve: only the users who gave a command or review.
         let mut users: BTreeSet<&str> = comments
@@ -89,7 +92,7 @@ impl Engine {
             answered_through,
             subject: pr.subject,
         };
-        let state = chatops::replay(&comments, &reviews, &ctx, |u| approvers.contains(u));
+        let state = chatops::replay(&comments, reviews, &ctx, |u| approvers.contains(u));
         // Who approved the replaced head (no answers owed: that replay only counts).
         let dropped: Vec<String> = match pr.previous {
             Some((head_sha, head_at)) => {
@@ -99,7 +102,7 @@ impl Engine {
                     answered_through: u64::MAX,
                     ..ctx
                 };
-                chatops::replay(&comments, &reviews, &before, |u| approvers.contains(u))
+                chatops::replay(&comments, reviews, &before, |u| approvers.contains(u))
                     .approvals
                     .into_iter()
                     .filter(|u| !state.approvals.contains(u))
@@ -130,6 +133,8 @@ impl Engine {
             answered_through: newest.max(answered_through),
             actions,
             dropped,
+            reviewed_by: reviewed.approved_by,
+            review_notice_said: reviewed.notice_said,
         })
     }
 

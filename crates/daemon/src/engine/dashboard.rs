@@ -89,6 +89,7 @@ fn pr(action: &Action) -> Option<(u64, String, Option<usize>)> {
         Action::Opened { number, url }
         | Action::Updated { number, url }
         | Action::WaitingForChecks { number, url, .. }
+        | Action::AwaitingReview { number, url, .. }
         | Action::WaitingForWindow { number, url, .. }
         | Action::WaitingForSyncWindow { number, url, .. } => Some((*number, url.clone(), None)),
         _ => None,

@@ -130,6 +130,8 @@ struct State {
     statuses: Vec<(String, StatusState, String)>,
     /// The CI checks every commit reports (`None`: one `ci` check, passed).
     ci: Option<Vec<Check>>,
+    /// The base branch's rules (GitHub refuses a merge that breaks them).
+    rules: crate::ports::BranchRules,
     ledger: HashMap<String, DateTime<Utc>>,
     /// Branch → (change, when) of the PR-opening claims.
     claims: HashMap<String, (String, DateTime<Utc>)>,
@@ -237,6 +239,22 @@ impl World {
             })
             .collect();
         self.with(|s| s.ci = Some(checks));
+    }
+
+    /// The base branch's rules from now on.
+    pub fn set_rules(&self, rules: crate::ports::BranchRules) {
+        self.with(|s| s.rules = rules);
+    }
+
+    /// `user` reviews PR `number` (`APPROVED`, `CHANGES_REQUESTED`, …) at `commit_id`.
+    pub fn review(&self, number: u64, user: &str, state: &str, commit_id: &str) {
+        self.with(|s| {
+            s.reviews.entry(number).or_default().push(Review {
+                user: user.to_owned(),
+                state: state.to_owned(),
+                commit_id: commit_id.to_owned(),
+            });
+        });
     }
 
     pub fn set_policy(&self, name: &str, body: &str) {
@@ -984,6 +1002,13 @@ impl PullRequests for World {
                 let why = "Head branch was modified. Review and try the merge again.";
                 return Err(rejected("merge", why));
             };
+            let approving = s.reviews.get(&number).map_or(0, |r| {
+                r.iter().filter(|r| r.state == "APPROVED").count()
+            });
+            if (approving as u32) < s.rules.required_reviews {
+                let why = "Repository rule violations found\n\nAt least 1 approving review is required by reviewers with write access.";
+                return Err(rejected("merge", why));
+            }
             let mut files = s.main.last().unwrap().1.clone();
             files.extend(branch.files);
             s.main.push((now, files));
@@ -1127,6 +1152,11 @@ impl Checks for World {
     ) -> PortResult<Option<DateTime<Utc>>> {
         self.call("first_report")?;
         Ok(self.with(|s| s.reported.get(&(sha.to_owned(), kind.name())).copied()))
+    }
+
+    async fn rules(&self) -> PortResult<crate::ports::BranchRules> {
+        self.call("rules")?;
+        Ok(self.with(|s| s.rules.clone()))
     }
 }
 

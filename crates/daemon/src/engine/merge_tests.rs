@@ -108,3 +108,94 @@ async fn a_check_the_policy_expects_that_never_reports_is_named_and_never_merged
         row(&r, "dev").action
     );
 }
+
+fn rules(f: impl FnOnce(&mut crate::ports::BranchRules)) -> crate::ports::BranchRules {
+    let mut r = crate::ports::BranchRules {
+        branch: "main".into(),
+        ..Default::default()
+    };
+    f(&mut r);
+    r
+}
+
+#[tokio::test(start_paused = true)]
+async fn checks_the_branch_requires_are_waited_for_when_the_policy_names_none() {
+    let (w, clock, engine) = world();
+    w.set_rules(rules(|r| r.required_checks = vec!["kubeconform".into()]));
+    w.set_ci(&[("lint", CheckState::Success)]);
+    w.push("1.1.0", 'b');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        waiting(&row(&r, "dev").action),
+        Some((vec!["kubeconform".to_owned()], false)),
+        "a passing check that the branch does not require is not enough"
+    );
+    clock.advance(Span::seconds(61));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        waiting(&row(&r, "dev").action),
+        Some((vec!["kubeconform".to_owned()], true))
+    );
+    assert_eq!(w.calls("merge"), 0, "never merged, never refused");
+    w.set_ci(&[("kubeconform", CheckState::Success)]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reviews_github_requires_are_asked_for_once_and_the_promotion_merges_once_a_writer_reviews()
+{
+    let (w, _, engine) = world();
+    w.set_rules(rules(|r| r.required_reviews = 1));
+    w.push("1.1.0", 'b');
+    for _ in 0..3 {
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        assert!(
+            matches!(
+                row(&r, "dev").action,
+                Action::AwaitingReview { missing: 1, .. }
+            ),
+            "{:?}",
+            row(&r, "dev").action
+        );
+    }
+    let number = w.prs()[0].number;
+    let notices: Vec<String> = w
+        .comments_on(number)
+        .into_iter()
+        .filter(|c| c.contains("GitHub requires 1 approving review"))
+        .collect();
+    assert_eq!(notices.len(), 1, "said once: {notices:?}");
+    assert_eq!(
+        w.calls("merge"),
+        0,
+        "no merge tried while a review is missing"
+    );
+    assert_eq!(
+        w.calls("rules"),
+        1,
+        "the branch's rules are read once per 5 minutes"
+    );
+    let text = crate::report::table(&engine.cycle(Mode::Apply).await.unwrap());
+    assert!(text.contains("bypass list"), "{text}");
+
+    // A review by someone who may not write does not count, as on GitHub.
+    w.review(number, "visitor", "APPROVED", "any");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(
+        row(&r, "dev").action,
+        Action::AwaitingReview { .. }
+    ));
+    w.allow("ana", crate::ports::Permission::Write);
+    w.review(number, "ana", "APPROVED", "any");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+}

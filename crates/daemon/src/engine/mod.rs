@@ -55,6 +55,7 @@ mod reads;
 mod records;
 pub mod rescan;
 mod rollback;
+mod rules;
 pub mod scheduler;
 mod seal;
 #[cfg(test)]
@@ -162,6 +163,8 @@ pub struct Engine {
     refreshed: Mutex<std::collections::HashMap<String, Instant>>,
     /// Until when verifications poll because Argo CD's event stream could not be opened.
     stream_refused: Mutex<Option<Instant>>,
+    /// The base branch's rules, and when they were read (`engine::rules`).
+    rules_cache: Mutex<Option<(Instant, crate::ports::BranchRules)>>,
 }
 
 impl Engine {
@@ -193,6 +196,7 @@ impl Engine {
             provenance,
             refreshed: Mutex::default(),
             stream_refused: Mutex::default(),
+            rules_cache: Mutex::default(),
         }
     }
 

@@ -41,6 +41,13 @@ pub enum Action {
         url: String,
         cause: crate::domain::hold::Cause,
     },
+    /// GitHub requires approving reviews before the PR merges, which tugboat cannot give:
+    /// this many more (said once on the PR).
+    AwaitingReview {
+        number: u64,
+        url: String,
+        missing: u32,
+    },
     /// Someone commented `/hold`.
     Held {
         number: u64,

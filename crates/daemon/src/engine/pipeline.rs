@@ -126,6 +126,11 @@ impl Engine {
         let verdict = self
             .merge_verdict(lead, &commands, (&head.head, head.committed_at))
             .await?;
+        if let Verdict::AwaitingReview { .. } = verdict {
+            let needed = self.branch_rules().await?.required_reviews;
+            self.say_reviews_needed(pr.number, needed, commands.review_notice_said)
+                .await?;
+        }
         if verdict != Verdict::Merge {
             let action = waiting(
                 verdict,
@@ -215,11 +220,13 @@ impl Engine {
         commands: &Commands,
         (head, head_at): (&str, DateTime<Utc>),
     ) -> Result<Verdict, StepError> {
+        let rules = self.branch_rules().await?;
         let mut facts = merge::Facts {
             held_by: commands.held_by.as_deref(),
             approvals: commands.approvals.len(),
             approvals_needed: cx.env_policy.approvals,
             auto_merge: cx.env_policy.auto_merge,
+            reviews: (rules.required_reviews, commands.reviewed_by.len()),
             window: window::open_at(&cx.env_policy.windows, cx.now),
             sync_windows: None,
             checks: None,
@@ -230,21 +237,27 @@ impl Engine {
                     facts.sync_windows = Some(self.sync_windows(cx).await?);
                 }
                 Verdict::Read(Fact::Checks) => {
-                    facts.checks = Some(self.checks_of(cx, (head, head_at)).await?);
+                    let expected = match &cx.env_policy.checks {
+                        Some(named) => named.as_slice(),
+                        None => rules.required_checks.as_slice(),
+                    };
+                    facts.checks = Some(self.checks_of(cx, expected, (head, head_at)).await?);
                 }
                 verdict => return Ok(verdict),
             }
         }
     }
 
-    /// The head's checks, judged against the ones the environment waits for.
+    /// The head's checks, judged against the ones the environment waits for (`expected`:
+    /// the policy's `checks`, else the base branch's required checks; empty: every check
+    /// that reports).
     async fn checks_of(
         &self,
         cx: &EnvCtx<'_>,
+        expected: &[String],
         (head, head_at): (&str, DateTime<Utc>),
     ) -> Result<checks::ChecksState, StepError> {
         let seen = self.ports.forge.checks(head).await.at(Step::Merge)?;
-        let expected = cx.env_policy.checks.as_deref().unwrap_or_default();
         // A commit stamped later than this clock reads (skew) has waited no time at all,
         // which a zero `checks_settle` still counts as settled.
         let waited = cx
@@ -332,6 +345,23 @@ impl Engine {
             tracing::info!(error = %refusal, "the branch moved under the merge; merging next cycle");
             return Ok(Action::None);
         }
+        if refused_for(&refusal, "base branch was modified") {
+            // Main moved while GitHub was merging (another merge just landed): GitHub
+            // computes mergeability again, and the next cycle merges.
+            tracing::info!(error = %refusal, "main moved under the merge; merging next cycle");
+            return Ok(Action::None);
+        }
+        if refused_for(&refusal, "approving review") {
+            // GitHub counts reviews tugboat could not see as such (a reviewer without write
+            // access, rules it could not read): the PR waits for a review, said once.
+            self.say_reviews_needed(pr.number, 1, written.0.review_notice_said)
+                .await?;
+            return Ok(Action::AwaitingReview {
+                number: pr.number,
+                url: pr.url.clone(),
+                missing: 1,
+            });
+        }
         if refused(&refusal) && self.on_main(&p.change.files).await? {
             tracing::info!(error = %refusal, "main already has this change (another tugboat merged it)");
             return Ok(Action::None);
@@ -393,6 +423,11 @@ fn waiting(
             },
             since: head_at,
         },
+        Verdict::AwaitingReview { missing } => Action::AwaitingReview {
+            number,
+            url,
+            missing,
+        },
         Verdict::OutsideWindow { opens } => Action::WaitingForWindow { number, url, opens },
         Verdict::SyncWindowDenies { windows } => Action::WaitingForSyncWindow {
             number,
@@ -440,6 +475,16 @@ fn refused_as_behind(e: &StepError) -> bool {
         ]
         .iter()
         .any(|w| m.contains(w))
+}
+
+/// A merge GitHub refused with `words` (lower case) in its message.
+fn refused_for(e: &StepError, words: &str) -> bool {
+    let Cause::Port(p) = &e.cause else {
+        return false;
+    };
+    e.step == Step::Merge
+        && p.kind == ErrorKind::Rejected
+        && p.message.to_ascii_lowercase().contains(words)
 }
 
 /// A merge GitHub refused because the PR's head is no longer the commit named (HTTP 409,

@@ -321,4 +321,8 @@ impl Checks for Sealed {
     async fn first_report(&self, sha: &str, kind: CheckKind) -> PortResult<Option<DateTime<Utc>>> {
         self.inner.first_report(sha, kind).await
     }
+
+    async fn rules(&self) -> PortResult<crate::ports::BranchRules> {
+        self.inner.rules().await
+    }
 }

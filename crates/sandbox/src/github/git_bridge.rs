@@ -83,6 +83,7 @@ impl GitHub {
             .ok()?;
         repo.reference(&format!("refs/heads/{branch}"), oid, true, &message)
             .ok()?;
+        self.note_pushes();
         Some(oid.to_string())
     }
 
@@ -195,13 +196,7 @@ pub(super) async fn git_http(
         .strip_prefix("/git")
         .unwrap_or(uri.path())
         .to_owned();
-    let op = if path.ends_with("git-receive-pack")
-        || uri.query().is_some_and(|q| q.contains("receive-pack"))
-    {
-        "git push"
-    } else {
-        "git fetch"
-    };
+    let op = git_op(&path, &uri);
     if method == Method::POST || uri.query().is_some() {
         gh.count(op);
     }
@@ -260,7 +255,17 @@ pub(super) async fn git_http(
     let Ok(out) = child.wait_with_output().await else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "git http-backend failed").into_response();
     };
+    if op == "git push" {
+        gh.note_pushes();
+    }
     cgi_response(&out.stdout)
+}
+
+/// What a smart-HTTP request does: `git push` (receive-pack) or `git fetch`.
+fn git_op(path: &str, uri: &Uri) -> &'static str {
+    let push = path.ends_with("git-receive-pack")
+        || uri.query().is_some_and(|q| q.contains("receive-pack"));
+    if push { "git push" } else { "git fetch" }
 }
 
 pub(super) fn cgi_response(raw: &[u8]) -> Response {

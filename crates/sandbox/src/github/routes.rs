@@ -223,16 +223,8 @@ pub(super) async fn merge_pull(
             "1 of 1 required status checks are expected.",
         );
     }
-    if gh.lock().require_signed
-        && gh
-            .commits_between(&head, &base_head)
-            .iter()
-            .any(|c| !gh.verified(c))
-    {
-        return gh_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Base branch requires signed commits. Commits must have verified signatures.",
-        );
+    if let Some(refused) = protection::merge_refusal(&gh, n, &head, &base_head) {
+        return refused;
     }
     let method = match m.merge_method.as_deref().unwrap_or("merge") {
         "squash" => MergeMethod::Squash,
@@ -261,6 +253,8 @@ pub(super) async fn merge_pull(
             if pr.base == "main" {
                 g.main_moved = Some((sha.clone(), tokio::time::Instant::now()));
             }
+            drop(g);
+            gh.note_pushes();
             Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}))
                 .into_response()
         }

@@ -87,6 +87,94 @@ impl Checks for GitHub {
             self.first_status(sha, kind).await
         }
     }
+
+    /// `GET /repos/{o}/{r}/rules/branches/{branch}` ("Get rules for a branch"): the active
+    /// rules of every repository and organization ruleset on the branch, readable with
+    /// Metadata read (so with any token or installation that reaches the repository).
+    async fn rules(&self) -> PortResult<BranchRules> {
+        let route = Self::with_query(
+            self.route(&format!("rules/branches/{}", self.base)),
+            &json!({"per_page": 100}),
+        );
+        let answer: PortResult<Vec<RuleWire>> = self
+            .req(
+                "repos/get-branch-rules",
+                self.auth.client().await?._get(route),
+            )
+            .await;
+        let mut rules = BranchRules {
+            branch: self.base.clone(),
+            ..BranchRules::default()
+        };
+        match answer {
+            Ok(list) => list.into_iter().for_each(|r| r.fold_into(&mut rules)),
+            Err(e) if matches!(e.kind, ErrorKind::Denied | ErrorKind::NotFound) => {
+                rules.unreadable = Some(format!("its rulesets: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(rules)
+    }
+}
+
+/// One rule as "Get rules for a branch" lists it (`repository-rule-detailed`).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum RuleWire {
+    RequiredStatusChecks {
+        parameters: StatusChecksWire,
+    },
+    PullRequest {
+        parameters: PullRequestWire,
+    },
+    MergeQueue,
+    RequiredSignatures,
+    RequiredLinearHistory,
+    /// Rules that do not bear on how tugboat merges (deletion, name patterns, …).
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct StatusChecksWire {
+    required_status_checks: Vec<ContextWire>,
+    #[serde(default)]
+    strict_required_status_checks_policy: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ContextWire {
+    context: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PullRequestWire {
+    #[serde(default)]
+    required_approving_review_count: u32,
+}
+
+impl RuleWire {
+    fn fold_into(self, rules: &mut BranchRules) {
+        let mut one = BranchRules::default();
+        match self {
+            RuleWire::RequiredStatusChecks { parameters } => {
+                one.required_checks = parameters
+                    .required_status_checks
+                    .into_iter()
+                    .map(|c| c.context)
+                    .collect();
+                one.up_to_date = parameters.strict_required_status_checks_policy;
+            }
+            RuleWire::PullRequest { parameters } => {
+                one.required_reviews = parameters.required_approving_review_count;
+            }
+            RuleWire::MergeQueue => one.merge_queue = true,
+            RuleWire::RequiredSignatures => one.signed_commits = true,
+            RuleWire::RequiredLinearHistory => one.linear_history = true,
+            RuleWire::Other => {}
+        }
+        rules.merge(one);
+    }
 }
 
 impl GitHub {

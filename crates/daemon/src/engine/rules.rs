@@ -1,0 +1,168 @@
+//! The base branch's rules as GitHub enforces them (its rulesets), read through a short
+//! cache, and what a promotion does about the ones tugboat cannot meet by itself: reviews it
+//! may not give, signatures a token's commits do not carry.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{At, Engine, EnvCtx, Step, StepError};
+use crate::config::{CommitVia, GithubAuth};
+use crate::domain::chatops::{self, Comment, Review};
+use crate::domain::provenance::same_login;
+use crate::domain::rules::{self, BranchRules};
+
+/// How long the base branch's rules are trusted: a ruleset changes rarely, and a change
+/// shows within this.
+const RULES_TTL: Duration = Duration::from_secs(300);
+
+/// A PR's reviews, and what GitHub makes of them.
+pub(super) struct Reviewed {
+    /// Every review (empty when neither the policy nor GitHub wants approvals).
+    pub reviews: Vec<Review>,
+    /// Who approved it as GitHub counts (only read when the base branch requires reviews).
+    pub approved_by: Vec<String>,
+    /// Whether tugboat said on it that GitHub requires reviews it cannot give.
+    pub notice_said: bool,
+}
+
+impl Engine {
+    /// The reviews of PR `pr`: read when the policy wants approvals (an approver's review
+    /// is an `/approve`) or GitHub requires reviews before it merges (whatever the policy).
+    /// `subject` is what the comments are on (only an open PR merges).
+    pub(super) async fn reviews_of(
+        &self,
+        cx: &EnvCtx<'_>,
+        (number, subject): (u64, chatops::Subject),
+        comments: &[Comment],
+        me: &str,
+    ) -> Result<Reviewed, StepError> {
+        let open = subject == chatops::Subject::Open;
+        let required = if open {
+            self.branch_rules().await?.required_reviews
+        } else {
+            0
+        };
+        let reviews = if !open || (cx.env_policy.auto_merge && required == 0) {
+            Vec::new() // no approvals needed: only holds matter
+        } else {
+            let forge = &self.ports.forge;
+            forge.reviews(number).await.at(Step::Commands)?
+        };
+        let approved_by = if required > 0 {
+            self.github_approvers(&reviews).await?
+        } else {
+            Vec::new()
+        };
+        let notice = rules::review_notice(required);
+        let notice_said = comments
+            .iter()
+            .any(|c| same_login(&c.user, me) && c.body.trim() == notice);
+        Ok(Reviewed {
+            reviews,
+            approved_by,
+            notice_said,
+        })
+    }
+
+    /// The base branch's rules, read at most once per [`RULES_TTL`].
+    pub(super) async fn branch_rules(&self) -> Result<BranchRules, StepError> {
+        let cached = self.rules_cache.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(at, _)| at.elapsed() < RULES_TTL)
+                .map(|(_, r)| r.clone())
+        });
+        if let Some(rules) = cached {
+            return Ok(rules);
+        }
+        let rules = self.ports.forge.rules().await.at(Step::Merge)?;
+        if let Some(why) = &rules.unreadable {
+            tracing::warn!(%why, "cannot read all of the base branch's rules; merges follow what could be read");
+        }
+        if let Ok(mut c) = self.rules_cache.lock() {
+            *c = Some((Instant::now(), rules.clone()));
+        }
+        Ok(rules)
+    }
+
+    /// What `plan` says of the base branch: its rules, and what tugboat cannot meet (a
+    /// token's commits on a branch that requires signed commits).
+    pub async fn branch_summary(&self) -> Result<(BranchRules, Option<String>), StepError> {
+        let rules = self.branch_rules().await?;
+        let gh = &self.cfg.github;
+        let signs = matches!(gh.auth, GithubAuth::App { .. }) && gh.commits == CommitVia::Api;
+        let warning = (rules.signed_commits && !signs).then(|| unsigned_warning(&rules.branch, gh));
+        Ok((rules, warning))
+    }
+
+    /// Who GitHub counts as having approved the PR: people whose latest review approves it
+    /// and who may write to the repository (GitHub counts no other review).
+    pub(super) async fn github_approvers(
+        &self,
+        reviews: &[Review],
+    ) -> Result<Vec<String>, StepError> {
+        let mut latest: Vec<(&str, &str)> = Vec::new();
+        for r in reviews.iter().filter(|r| {
+            matches!(
+                r.state.as_str(),
+                "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED"
+            )
+        }) {
+            latest.retain(|(u, _)| !same_login(u, &r.user));
+            latest.push((&r.user, &r.state));
+        }
+        let mut out = Vec::new();
+        for (user, state) in latest {
+            if state == "APPROVED"
+                && self
+                    .ports
+                    .forge
+                    .permission(user)
+                    .await
+                    .at(Step::Commands)?
+                    .writes()
+            {
+                out.push(user.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Say once on PR `number` that GitHub requires `needed` reviews tugboat cannot give
+    /// (`said`: it did, in an earlier cycle); no write after that.
+    pub(super) async fn say_reviews_needed(
+        &self,
+        number: u64,
+        needed: u32,
+        said: bool,
+    ) -> Result<(), StepError> {
+        if said {
+            return Ok(());
+        }
+        tracing::info!(
+            pr = number,
+            needed,
+            "GitHub requires reviews tugboat cannot give; said so on the PR"
+        );
+        self.ports
+            .forge
+            .comment(number, &rules::review_notice(needed))
+            .await
+            .at(Step::Merge)
+    }
+}
+
+/// Why a token install's merges will be refused on a branch that requires signed commits.
+fn unsigned_warning(branch: &str, gh: &crate::config::GithubConfig) -> String {
+    let how = match (&gh.auth, gh.commits) {
+        (GithubAuth::Token(_), CommitVia::Push) => "pushed with a token",
+        (GithubAuth::Token(_), CommitVia::Api) => "made through the API with a token",
+        (GithubAuth::App { .. }, _) => "pushed (github.commits = \"push\")",
+    };
+    format!(
+        "{branch} requires signed commits, and tugboat's commits are {how}, which GitHub does not \
+         sign: every merge will be refused. GitHub signs only the commits a GitHub App makes \
+         through its API: install tugboat as a GitHub App ([github.app]) with github.commits = \
+         \"api\""
+    )
+}

@@ -1,0 +1,304 @@
+//! The rules of the stand-in's `main`, set through one test control (`POST
+//! /_sandbox/protection`), and what GitHub does with them: a CI actor that reports check runs
+//! some time after each push, the merge refusals of a ruleset, and the rules endpoint that
+//! lists them.
+//!
+//! Sources, each behaviour below cites the one it follows:
+//! - rules: "REST API endpoints for rules", `GET /repos/{owner}/{repo}/rules/branches/{branch}`
+//!   (docs.github.com/en/rest/repos/rules): the active rules of every ruleset that applies to
+//!   the branch, each `{type, parameters, ruleset_source_type, ruleset_source, ruleset_id}`,
+//!   readable with Metadata read; the rule schemas are those of `@octokit/openapi`.
+//! - CI: GitHub Actions creates a check run per job once the workflow run for a push is queued
+//!   and picked up, `in_progress` while it runs, then `completed` with a conclusion; its
+//!   `app` is GitHub Actions (slug `github-actions`). A workflow runs for the pushes made after
+//!   it exists, never for older commits ("About workflows", "Using jobs in a workflow").
+//! - refusals: `PUT /pulls/{n}/merge` answers 405 with "Repository rule violations found" and
+//!   one line per broken rule ("Required status check \"x\" is expected.", "At least 1
+//!   approving review is required by reviewers with write access.", "Commits must have
+//!   verified signatures."), and 405 "Changes must be made through the merge queue" on a
+//!   branch that requires a merge queue (the messages quoted in issue 39, as GitHub words
+//!   them; "About protected branches" and "Available rules for rulesets" describe the rules).
+
+use super::*;
+
+/// One CI job: its check run appears `after` the push and completes `takes` later.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiJob {
+    pub name: String,
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub takes: Duration,
+    /// `success`, `failure`, `neutral`, `skipped`, `cancelled` or `timed_out`.
+    pub conclusion: String,
+}
+
+/// The rules of `main` (a repository ruleset), and the CI that runs on every push. Each field
+/// is optional; `{}` lifts them all.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protection {
+    /// "Require status checks to pass": these names must have succeeded on the head.
+    #[serde(default)]
+    pub required_checks: Vec<String>,
+    /// The CI jobs that report check runs on every push made from now on.
+    #[serde(default)]
+    pub ci: Vec<CiJob>,
+    /// "Require a pull request before merging" with this many approving reviews.
+    #[serde(default)]
+    pub required_reviews: u32,
+    /// "Require merge queue".
+    #[serde(default)]
+    pub merge_queue: bool,
+    /// "Require signed commits".
+    #[serde(default)]
+    pub signed_commits: bool,
+}
+
+/// The ruleset's id, as the rules endpoint reports it.
+const RULESET_ID: u64 = 42;
+/// The GitHub Actions App, as check runs name it.
+pub(crate) const ACTIONS_APP: &str = "github-actions";
+
+impl GitHub {
+    /// Set the rules of `main` and the CI (replacing what was set before).
+    pub fn protect(&self, p: Protection) {
+        self.note_pushes();
+        let now = self.now();
+        let mut g = self.lock();
+        g.protection = p;
+        g.protection_since = Some(now);
+    }
+
+    /// The rules of `main` now.
+    pub fn protection(&self) -> Protection {
+        self.lock().protection.clone()
+    }
+
+    /// Record when each branch head was first seen: the push time the CI actor counts from.
+    /// Called after every write that moves a branch.
+    pub(crate) fn note_pushes(&self) {
+        let Ok(repo) = git2::Repository::open_bare(self.repo_path()) else {
+            return;
+        };
+        let Ok(refs) = repo.references_glob("refs/heads/*") else {
+            return;
+        };
+        let heads: Vec<String> = refs
+            .flatten()
+            .filter_map(|r| r.target().map(|o| o.to_string()))
+            .collect();
+        let now = self.now();
+        let mut g = self.lock();
+        for sha in heads {
+            g.pushed.entry(sha).or_insert(now);
+        }
+    }
+
+    /// The CI's check runs on `sha` now: none before `after`, in progress until `takes` has
+    /// passed, then completed. Only pushes made after the CI was set get runs.
+    pub(crate) fn ci_runs(&self, sha: &str) -> Vec<crate::github_data::CheckRunRec> {
+        self.note_pushes();
+        let now = self.now();
+        let g = self.lock();
+        let (Some(pushed), Some(since)) = (g.pushed.get(sha), g.protection_since) else {
+            return Vec::new();
+        };
+        if *pushed < since {
+            return Vec::new();
+        }
+        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let after = |d: Duration| *pushed + chrono::Duration::from_std(d).unwrap_or_default();
+        g.protection
+            .ci
+            .iter()
+            .enumerate()
+            .filter(|(_, job)| after(job.after) <= now)
+            .map(|(i, job)| {
+                let started = after(job.after);
+                let done = after(job.after + job.takes);
+                let completed = done <= now;
+                crate::github_data::CheckRunRec {
+                    id: run_id(sha, i),
+                    name: job.name.clone(),
+                    head_sha: sha.to_owned(),
+                    status: if completed {
+                        "completed"
+                    } else {
+                        "in_progress"
+                    }
+                    .into(),
+                    conclusion: completed.then(|| job.conclusion.clone()),
+                    title: None,
+                    summary: None,
+                    details_url: None,
+                    started_at: stamp(started),
+                    completed_at: completed.then(|| stamp(done)),
+                    app: Some(ACTIONS_APP.to_owned()),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether check `name` succeeded on `sha`: its newest check run (CI's or an App's) or its
+    /// commit status.
+    fn check_passed(&self, sha: &str, name: &str) -> bool {
+        let mut runs = self.check_runs(sha);
+        runs.extend(self.ci_runs(sha));
+        let run = runs.iter().rev().find(|r| r.name == name).map(|r| {
+            r.status == "completed"
+                && matches!(
+                    r.conclusion.as_deref(),
+                    Some("success" | "neutral" | "skipped")
+                )
+        });
+        let status = self
+            .statuses(sha)
+            .iter()
+            .find(|(c, _, _)| c == name)
+            .map(|(_, s, _)| s == "success");
+        run.or(status).unwrap_or(false)
+    }
+
+    /// Distinct reviewers with write access whose latest review of PR `n` approves.
+    fn approvals(&self, n: u64) -> usize {
+        let g = self.lock();
+        let mut latest: BTreeMap<&str, &str> = BTreeMap::new();
+        for r in g.reviews.iter().filter(|r| r.number == n) {
+            if matches!(
+                r.state.as_str(),
+                "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED"
+            ) {
+                latest.insert(&r.user, &r.state);
+            }
+        }
+        latest
+            .iter()
+            .filter(|(user, state)| {
+                **state == "APPROVED"
+                    && g.collaborators
+                        .get(**user)
+                        .is_some_and(|p| matches!(p.as_str(), "admin" | "maintain" | "write"))
+            })
+            .count()
+    }
+
+    /// Why the ruleset refuses merging PR `n` (head `head`, base head `base`) now: GitHub's
+    /// lines, empty when it allows it.
+    pub(crate) fn rule_violations(&self, n: u64, head: &str, base: &str) -> Vec<String> {
+        let p = self.protection();
+        let mut out: Vec<String> = p
+            .required_checks
+            .iter()
+            .filter(|c| !self.check_passed(head, c))
+            .map(|c| format!("Required status check \"{c}\" is expected."))
+            .collect();
+        let needed = p.required_reviews as usize;
+        if needed > 0 && self.approvals(n) < needed {
+            out.push(if needed == 1 {
+                "At least 1 approving review is required by reviewers with write access.".into()
+            } else {
+                format!(
+                    "At least {needed} approving reviews are required by reviewers with write access."
+                )
+            });
+        }
+        if p.signed_commits
+            && self
+                .commits_between(head, base)
+                .iter()
+                .any(|c| !self.verified(c))
+        {
+            out.push("Commits must have verified signatures.".into());
+        }
+        out
+    }
+}
+
+/// A CI run's id: stable for a commit and job, apart from every App's run (from 5001).
+fn run_id(sha: &str, job: usize) -> u64 {
+    let prefix = u64::from_str_radix(sha.get(..8).unwrap_or("0"), 16).unwrap_or(0);
+    10_000_000_000 + prefix * 64 + job as u64
+}
+
+/// GitHub's refusal of a direct merge on a branch whose rules it breaks, if any.
+pub(super) fn merge_refusal(gh: &GitHub, n: u64, head: &str, base: &str) -> Option<Response> {
+    if gh.protection().merge_queue {
+        return Some(gh_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Changes must be made through the merge queue",
+        ));
+    }
+    let lines = gh.rule_violations(n, head, base);
+    (!lines.is_empty()).then(|| {
+        gh_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!(
+                "Repository rule violations found\n\n{}\n",
+                lines.join("\n\n")
+            ),
+        )
+    })
+}
+
+pub(super) async fn set_protection(State(gh): State<GitHub>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Protection>(&body) {
+        Ok(p) => {
+            gh.protect(p);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the protection is not valid: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /repos/{owner}/{repo}/rules/branches/{branch}`: the active rules on `main` (every
+/// other branch has none).
+pub(super) async fn branch_rules(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, branch)): RepoS,
+) -> Response {
+    guard!(gh, headers, o, r, "GET rules");
+    let p = gh.protection();
+    let mut rules = Vec::new();
+    if branch == "main" {
+        if !p.required_checks.is_empty() {
+            let checks: Vec<Value> = p
+                .required_checks
+                .iter()
+                .map(|c| json!({"context": c}))
+                .collect();
+            rules.push(json!({"type": "required_status_checks", "parameters": {
+                "required_status_checks": checks,
+                "strict_required_status_checks_policy": false}}));
+        }
+        if p.required_reviews > 0 {
+            rules.push(json!({"type": "pull_request", "parameters": {
+                "required_approving_review_count": p.required_reviews,
+                "dismiss_stale_reviews_on_push": false, "require_code_owner_review": false,
+                "require_last_push_approval": false,
+                "required_review_thread_resolution": false,
+                "allowed_merge_methods": ["merge", "squash", "rebase"]}}));
+        }
+        if p.merge_queue {
+            rules.push(json!({"type": "merge_queue", "parameters": {
+                "check_response_timeout_minutes": 60, "grouping_strategy": "ALLGREEN",
+                "max_entries_to_build": 5, "max_entries_to_merge": 5, "merge_method": "SQUASH",
+                "min_entries_to_merge": 1, "min_entries_to_merge_wait_minutes": 5}}));
+        }
+        if p.signed_commits {
+            rules.push(json!({"type": "required_signatures"}));
+        }
+    }
+    for rule in &mut rules {
+        rule["ruleset_source_type"] = json!("Repository");
+        rule["ruleset_source"] = json!(format!("{}/{}", gh.owner, gh.repo));
+        rule["ruleset_id"] = json!(RULESET_ID);
+    }
+    Json(Value::Array(rules)).into_response()
+}
