@@ -196,7 +196,7 @@ async fn a_dev_promotion_verified_healthy_and_its_prod_pr_cost_nine_rest_writes(
 }
 
 /// The sandbox's policy with dev and prod grouped.
-const GROUPED_POLICY: &str = "environments:
+pub(crate) const GROUPED_POLICY: &str = "environments:
   dev:
     auto_merge: true
     checks_settle: 0s
@@ -2241,7 +2241,13 @@ async fn as_an_app_commits_are_made_and_signed_by_github_so_a_main_requiring_sig
     let Action::Failed { error } = &row(&r, "staff_management", "dev").action else {
         panic!("{:?}", row(&r, "staff_management", "dev"))
     };
-    assert!(error.to_string().contains("verified signatures"), "{error}");
+    let error = error.to_string();
+    assert!(
+        error.contains("verified signatures")
+            && error.contains("pushed with a token")
+            && error.contains("[github.app]"),
+        "the refusal says why the commits are unsigned: {error}"
+    );
     let open = sb
         .github
         .pulls()

@@ -241,3 +241,50 @@ async fn the_protection_control_refuses_what_it_does_not_know() {
     let text = resp.text().await.unwrap();
     assert!(text.contains("required_check"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_pr_under_required_reviews_waits_as_one_promotion_does_and_merges_every_member_once_reviewed()
+ {
+    let (sb, engine, _w) = setup().await;
+    sb.aws.put_parameter(
+        "/salon/promotion/defaults",
+        crate::e2e::GROUPED_POLICY,
+        "String",
+    );
+    protect(&sb, json!({"required_reviews": 1})).await;
+    let services: Vec<String> = sb.fleet.services.iter().map(|(s, _)| s.clone()).collect();
+    for svc in &services {
+        sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+    }
+    for _ in 0..2 {
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        for svc in &services {
+            assert!(
+                matches!(
+                    row(&r, svc, "dev").action,
+                    Action::AwaitingReview { missing: 1, .. }
+                ),
+                "{svc}: {:?}",
+                row(&r, svc, "dev").action
+            );
+        }
+    }
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.head == "tugboat/group/dev/base-image")
+        .unwrap();
+    let notices = pr
+        .comments
+        .iter()
+        .filter(|(_, body)| body.contains("GitHub requires 1 approving review"))
+        .count();
+    assert_eq!(notices, 1, "said once on the group's PR: {:?}", pr.comments);
+    sb.github.add_collaborator("ana", "write");
+    assert!(sb.github.review_as(pr.number, "ana", "APPROVED"));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        crate::common::assert_healthy(&r, svc, "dev");
+    }
+}

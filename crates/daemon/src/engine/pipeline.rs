@@ -366,6 +366,9 @@ impl Engine {
             tracing::info!(error = %refusal, "main already has this change (another tugboat merged it)");
             return Ok(Action::None);
         }
+        if refused_for(&refusal, "verified signatures") {
+            return Err(self.explain_unsigned(refusal)); // a rebase would not sign them
+        }
         if refused_as_behind(&refusal) {
             return self.rebase_behind(p, pr, written, refusal).await;
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{At, Engine, EnvCtx, Step, StepError};
+use super::{At, Cause, Engine, EnvCtx, Step, StepError};
 use crate::config::{CommitVia, GithubAuth};
 use crate::domain::chatops::{self, Comment, Review};
 use crate::domain::provenance::same_login;
@@ -149,6 +149,26 @@ impl Engine {
             .comment(number, &rules::review_notice(needed))
             .await
             .at(Step::Merge)
+    }
+}
+
+impl Engine {
+    /// A merge GitHub refused for unsigned commits, with why they are unsigned: tugboat's own
+    /// (a token's, or pushed), or, when GitHub signs tugboat's, a commit someone else pushed.
+    pub(super) fn explain_unsigned(&self, mut refusal: StepError) -> StepError {
+        let gh = &self.cfg.github;
+        let signs = matches!(gh.auth, GithubAuth::App { .. }) && gh.commits == CommitVia::Api;
+        let why = if signs {
+            "tugboat's commits are GitHub's, signed: a commit on the branch that someone else \
+             pushed is not"
+                .to_owned()
+        } else {
+            unsigned_warning(&gh.base_branch, gh)
+        };
+        if let Cause::Port(p) = &mut refusal.cause {
+            p.message = format!("{}: {why}", p.message.trim_end());
+        }
+        refusal
     }
 }
 
