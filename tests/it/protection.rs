@@ -288,3 +288,75 @@ async fn a_group_pr_under_required_reviews_waits_as_one_promotion_does_and_merge
         crate::common::assert_healthy(&r, svc, "dev");
     }
 }
+
+/// Wait (real time, bounded) until the stand-in's merge queue has merged or dropped PR
+/// `number`: its queue moves on its own, every 100 ms.
+async fn queue_settles(sb: &Sandbox, number: u64) {
+    for _ in 0..100 {
+        if !sb.github.queued().contains(&number) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the merge queue still holds #{number}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_queue_branch_gets_its_promotion_merged_by_the_queue_and_verified_at_the_queues_commit()
+ {
+    let (sb, engine, _w) = setup().await;
+    protect(
+        &sb,
+        json!({"merge_queue": true, "required_checks": ["ci"],
+               "ci": [{"name": "ci", "after": "1s", "takes": "1s", "conclusion": "success"}]}),
+    )
+    .await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(dev(&r), Action::WaitingForChecks { checks, .. } if checks == &["ci"]),
+        "{:?}",
+        dev(&r)
+    );
+    sb.advance(Duration::from_secs(3));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(dev(&r), Action::Queued { position: 1, .. }),
+        "{:?}",
+        dev(&r)
+    );
+    let pr = open_dev_pr(&sb);
+    assert_eq!(sb.github.queued(), [pr.number]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(dev(&r), Action::Queued { .. }),
+        "still queued: {:?}",
+        dev(&r)
+    );
+    // The queue's commit runs CI too; once it passes there, the queue merges.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sb.advance(Duration::from_secs(3));
+    queue_settles(&sb, pr.number).await;
+    let merged = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == pr.number)
+        .unwrap();
+    let sha = merged.merge_sha.clone().expect("merged by the queue");
+    assert_eq!(sb.github.branch_sha("main").as_deref(), Some(sha.as_str()));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    crate::common::assert_healthy(&r, "user_service", "dev");
+    assert_eq!(
+        sb.github.calls().get("PUT merge"),
+        None,
+        "never merged directly"
+    );
+    let deploy = sb.github.check_runs(&sha);
+    let statuses = sb.github.statuses(&sha);
+    assert!(
+        deploy.iter().any(|c| c.name == "tugboat/deploy")
+            || statuses.iter().any(|(c, _, _)| c == "tugboat/deploy"),
+        "verified at the queue's commit {sha}: {deploy:?} {statuses:?}"
+    );
+}

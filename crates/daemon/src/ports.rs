@@ -372,7 +372,7 @@ pub struct NewPullRequest {
 
 pub use crate::domain::checks::{Check, CheckState};
 pub use crate::domain::merge::SyncWindows;
-pub use crate::domain::rules::BranchRules;
+pub use crate::domain::rules::{BranchRules, QueueState};
 
 /// A commit status tugboat sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -632,11 +632,21 @@ pub trait Issues: Send + Sync {
     async fn label_events(&self, number: u64) -> PortResult<Vec<LabelEvent>>;
 }
 
+/// The base branch's merge queue, on a branch whose rules require one: a PR is merged by
+/// the queue, never directly.
+#[async_trait]
+pub trait MergeQueue: Send + Sync {
+    /// Queue PR `number`, whose head must still be `head`; its position.
+    async fn enqueue(&self, number: u64, head: &str) -> PortResult<u32>;
+    /// Where PR `number` stands in the queue.
+    async fn queue_state(&self, number: u64) -> PortResult<QueueState>;
+}
+
 /// The Git host (GitHub), every role of it: one adapter implements them all, and the engine
 /// calls each role's methods through this one handle.
-pub trait Forge: PullRequests + Conversation + Access + Checks + Issues {}
+pub trait Forge: PullRequests + Conversation + Access + Checks + Issues + MergeQueue {}
 
-impl<T: PullRequests + Conversation + Access + Checks + Issues + ?Sized> Forge for T {}
+impl<T: PullRequests + Conversation + Access + Checks + Issues + MergeQueue + ?Sized> Forge for T {}
 
 /// Sync and health of an Argo CD Application.
 #[derive(Debug, Clone, PartialEq, Eq)]

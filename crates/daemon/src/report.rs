@@ -26,6 +26,9 @@ fn action_text(a: &Action) -> String {
             format!("PR #{number} awaits {missing} more approval(s) from {from}")
         }
         Action::Held { number, by, .. } => format!("PR #{number} held by @{by}"),
+        Action::Queued {
+            number, position, ..
+        } => format!("PR #{number} is in the merge queue (position {position})"),
         Action::AwaitingReview {
             number, missing, ..
         } => format!(
@@ -491,6 +494,11 @@ fn action_json(a: &Action) -> Value {
             url,
             missing,
         } => json!({"kind": "awaiting-review", "pr": number, "url": url, "missing": missing}),
+        Action::Queued {
+            number,
+            url,
+            position,
+        } => json!({"kind": "queued", "pr": number, "url": url, "position": position}),
         Action::EnvironmentHeld { issue, url, cause } => {
             json!({"kind": "environment-held", "issue": issue, "url": url, "cause": cause.as_str()})
         }

@@ -122,6 +122,9 @@ pub(crate) struct Inner {
     protection_since: Option<DateTime<Utc>>,
     /// When each commit was first seen at a branch head: its push time.
     pushed: BTreeMap<String, DateTime<Utc>>,
+    /// The merge queue of main, first to merge first, and the PRs it removed.
+    queue: Vec<queue::QueueEntry>,
+    removals: Vec<queue::Removal>,
     /// GitHub's secondary limits on content-creating requests, when enforced: at most `n`
     /// in any `per`, for each window; the times of the writes let through.
     write_limits: Vec<(usize, Duration)>,
@@ -741,6 +744,7 @@ mod access;
 mod git_bridge;
 mod issues;
 mod protection;
+mod queue;
 mod routes;
 
 use access::*;

@@ -227,6 +227,14 @@ impl Sandbox {
         let (github_url, t2) = serve(gh.router().merge(sinks.inspect_router()), lo).await?;
         let (argocd_url, t3) = serve(argo.router(), lo).await?;
         let (sinks_url, t4) = serve(sinks.router(), lo).await?;
+        // GitHub's merge queue moves on by itself.
+        let queue = gh.clone();
+        let t5 = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                queue.tick_queue().await;
+            }
+        });
         let sb = Self {
             aws,
             github: gh,
@@ -241,7 +249,7 @@ impl Sandbox {
             fleet: opts.fleet,
             clock,
             dir,
-            tasks: vec![t1, t2, t3, t4],
+            tasks: vec![t1, t2, t3, t4, t5],
         };
         sb.seed();
         sb.aws.emit_events();

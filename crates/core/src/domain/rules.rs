@@ -95,6 +95,21 @@ impl fmt::Display for BranchRules {
     }
 }
 
+/// Where a pull request stands in the base branch's merge queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueState {
+    /// Queued, at this position (1 merges next).
+    Queued { position: u32 },
+    /// Not queued; the queue last removed it at `at`, saying why (its checks failed on the
+    /// queue's merge commit, a conflict, a push to its branch).
+    Removed {
+        reason: String,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    /// Not queued, and never removed.
+    Absent,
+}
+
 /// The approving reviews GitHub still waits for: `needed` less the ones `given`.
 pub fn reviews_missing(needed: u32, given: usize) -> u32 {
     needed.saturating_sub(u32::try_from(given).unwrap_or(u32::MAX))

@@ -21,6 +21,7 @@ mod commits;
 mod conversation;
 mod issues;
 mod pulls;
+mod queue;
 mod wire;
 
 use crate::credentials::Token;

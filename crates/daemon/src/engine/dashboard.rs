@@ -90,6 +90,7 @@ fn pr(action: &Action) -> Option<(u64, String, Option<usize>)> {
         | Action::Updated { number, url }
         | Action::WaitingForChecks { number, url, .. }
         | Action::AwaitingReview { number, url, .. }
+        | Action::Queued { number, url, .. }
         | Action::WaitingForWindow { number, url, .. }
         | Action::WaitingForSyncWindow { number, url, .. } => Some((*number, url.clone(), None)),
         _ => None,

@@ -91,6 +91,8 @@ pub enum Cause {
     SyncWindows(PortError),
     #[error("checks failed on PR #{pr}: {}; not merging", failed.join(", "))]
     ChecksFailed { pr: u64, failed: Vec<String> },
+    #[error("the merge queue removed PR #{pr}: {reason}; queued again once its head changes")]
+    RemovedFromQueue { pr: u64, reason: String },
     #[error("the body tugboat wrote for PR #{pr}: {error}")]
     OwnState { pr: u64, error: StateError },
     #[error("the body tugboat wrote for group PR #{pr}: {error}")]
@@ -129,6 +131,7 @@ impl Cause {
             Self::MissingFile { .. } => "missing_file",
             Self::InvalidPolicy(_) | Self::NoEnvironmentPolicy(_) => "invalid_policy",
             Self::ChecksFailed { .. } => "checks_failed",
+            Self::RemovedFromQueue { .. } => "removed_from_queue",
             Self::OwnState { .. } | Self::OwnGroupState { .. } => "state_block",
             Self::NotConfigured { .. } => "not_configured",
             Self::NoMergeCommit(_) => "inconsistent",

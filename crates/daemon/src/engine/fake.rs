@@ -132,6 +132,8 @@ struct State {
     ci: Option<Vec<Check>>,
     /// The base branch's rules (GitHub refuses a merge that breaks them).
     rules: crate::ports::BranchRules,
+    /// The merge queue: PR number → (the head queued, its state).
+    queue: BTreeMap<u64, (String, crate::ports::QueueState)>,
     ledger: HashMap<String, DateTime<Utc>>,
     /// Branch → (change, when) of the PR-opening claims.
     claims: HashMap<String, (String, DateTime<Utc>)>,
@@ -244,6 +246,38 @@ impl World {
     /// The base branch's rules from now on.
     pub fn set_rules(&self, rules: crate::ports::BranchRules) {
         self.with(|s| s.rules = rules);
+    }
+
+    /// The merge queue merges every PR queued at its current head, as `merge` would.
+    pub fn queue_merges(&self) {
+        let queued: Vec<(u64, String)> = self.with(|s| {
+            s.queue
+                .iter()
+                .filter(|(_, (_, st))| matches!(st, crate::ports::QueueState::Queued { .. }))
+                .map(|(n, (head, _))| (*n, head.clone()))
+                .collect()
+        });
+        for (number, head) in queued {
+            let merged = self.with(|s| {
+                s.queue.remove(&number);
+                Self::merge_now(s, number, &head, self.clock.now())
+            });
+            merged.unwrap_or_else(|e| panic!("the queue could not merge #{number}: {e}"));
+        }
+    }
+
+    /// The merge queue removes PR `number` (its checks failed on the queue's commit).
+    pub fn queue_removes(&self, number: u64, reason: &str) {
+        let at = self.clock.now();
+        self.with(|s| {
+            let state = crate::ports::QueueState::Removed {
+                reason: reason.to_owned(),
+                at,
+            };
+            if let Some(e) = s.queue.get_mut(&number) {
+                e.1 = state;
+            }
+        });
     }
 
     /// `user` reviews PR `number` (`APPROVED`, `CHANGES_REQUESTED`, …) at `commit_id`.
@@ -597,6 +631,25 @@ impl World {
 
     fn head(s: &State) -> String {
         format!("{:040x}", s.main.len())
+    }
+
+    /// Merge PR `number` at `head` onto main (the checks GitHub makes first are the caller's).
+    fn merge_now(s: &mut State, number: u64, head: &str, now: DateTime<Utc>) -> PortResult<String> {
+        let p = Self::pr_mut(s, number, "merge")?.clone();
+        let branch = s.branches.get(&p.branch).cloned();
+        let Some(branch) = branch.filter(|b| p.open && b.head == head) else {
+            return Err(rejected("merge", "Pull Request is not mergeable"));
+        };
+        let mut files = s.main.last().unwrap().1.clone();
+        files.extend(branch.files);
+        s.main.push((now, files));
+        s.authors.push("tugboat".to_owned());
+        let sha = Self::head(s);
+        let p = Self::pr_mut(s, number, "merge")?;
+        p.open = false;
+        p.merged_at = Some(now);
+        p.merge_sha = Some(sha.clone());
+        Ok(sha)
     }
 }
 
@@ -997,11 +1050,10 @@ impl PullRequests for World {
             if !p.open {
                 return Err(rejected("merge", "Pull Request is not mergeable"));
             }
-            let branch = s.branches.get(&p.branch).cloned();
-            let Some(branch) = branch.filter(|b| b.head == expected_head) else {
+            if s.branches.get(&p.branch).is_none_or(|b| b.head != expected_head) {
                 let why = "Head branch was modified. Review and try the merge again.";
                 return Err(rejected("merge", why));
-            };
+            }
             let approving = s.reviews.get(&number).map_or(0, |r| {
                 r.iter().filter(|r| r.state == "APPROVED").count()
             });
@@ -1009,16 +1061,13 @@ impl PullRequests for World {
                 let why = "Repository rule violations found\n\nAt least 1 approving review is required by reviewers with write access.";
                 return Err(rejected("merge", why));
             }
-            let mut files = s.main.last().unwrap().1.clone();
-            files.extend(branch.files);
-            s.main.push((now, files));
-            s.authors.push("tugboat".to_owned());
-            let sha = Self::head(s);
-            let p = Self::pr_mut(s, number, "merge")?;
-            p.open = false;
-            p.merged_at = Some(now);
-            p.merge_sha = Some(sha.clone());
-            Ok(sha)
+            if s.rules.merge_queue {
+                return Err(rejected(
+                    "merge",
+                    "Changes must be made through the merge queue",
+                ));
+            }
+            Self::merge_now(s, number, expected_head, now)
         })
     }
 
@@ -1157,6 +1206,33 @@ impl Checks for World {
     async fn rules(&self) -> PortResult<crate::ports::BranchRules> {
         self.call("rules")?;
         Ok(self.with(|s| s.rules.clone()))
+    }
+}
+
+#[async_trait]
+impl crate::ports::MergeQueue for World {
+    async fn enqueue(&self, number: u64, head: &str) -> PortResult<u32> {
+        self.call("enqueue")?;
+        self.with(|s| {
+            let queued = s
+                .queue
+                .values()
+                .filter(|(_, st)| matches!(st, crate::ports::QueueState::Queued { .. }))
+                .count() as u32;
+            let position = queued + 1;
+            let state = crate::ports::QueueState::Queued { position };
+            s.queue.insert(number, (head.to_owned(), state));
+            Ok(position)
+        })
+    }
+
+    async fn queue_state(&self, number: u64) -> PortResult<crate::ports::QueueState> {
+        self.call("queue_state")?;
+        Ok(self.with(|s| {
+            s.queue
+                .get(&number)
+                .map_or(crate::ports::QueueState::Absent, |(_, st)| st.clone())
+        }))
     }
 }
 

@@ -199,3 +199,69 @@ async fn reviews_github_requires_are_asked_for_once_and_the_promotion_merges_onc
         row(&r, "dev").action
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_merge_queue_branch_gets_the_promotion_queued_once_and_verified_after_the_queue_merges_it()
+ {
+    let (w, _, engine) = world();
+    w.set_rules(rules(|r| r.merge_queue = true));
+    w.push("1.1.0", 'b');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Queued { position: 1, .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(row(&r, "dev").action, Action::Queued { .. }));
+    assert_eq!(w.calls("enqueue"), 1, "queued once");
+    assert_eq!(w.calls("merge"), 0, "never merged directly");
+    let text = crate::report::table(&r);
+    assert!(text.contains("in the merge queue (position 1)"), "{text}");
+    w.queue_merges();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Merged { .. }),
+        "the queue's merge is verified: {:?}",
+        row(&r, "dev").action
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_the_merge_queue_removes_is_reported_once_and_not_queued_again_at_the_same_head()
+ {
+    let (w, clock, engine) = world();
+    w.set_rules(rules(|r| r.merge_queue = true));
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::seconds(30));
+    let number = w.prs()[0].number;
+    w.queue_removes(number, "the required checks failed");
+    for _ in 0..2 {
+        let r = engine.cycle(Mode::Apply).await.unwrap();
+        let Action::Failed { error } = &row(&r, "dev").action else {
+            panic!("{:?}", row(&r, "dev").action)
+        };
+        assert!(
+            error.to_string().contains("removed PR") && error.to_string().contains("checks failed"),
+            "{error}"
+        );
+    }
+    assert_eq!(w.calls("enqueue"), 1, "not queued again at the same head");
+    let said = w
+        .comments_on(number)
+        .into_iter()
+        .filter(|c| c.contains("The merge queue removed this pull request"))
+        .count();
+    assert_eq!(said, 1);
+    // A newer image is a new head: queued again.
+    clock.advance(Span::seconds(30));
+    w.push("1.2.0", 'c');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Queued { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+    assert_eq!(w.calls("enqueue"), 2);
+}

@@ -51,6 +51,7 @@ mod promote;
 mod provenance;
 #[cfg(test)]
 mod provenance_tests;
+mod queue;
 mod reads;
 mod records;
 pub mod rescan;

@@ -48,6 +48,13 @@ pub enum Action {
         url: String,
         missing: u32,
     },
+    /// In the base branch's merge queue, at this position: the queue merges it (and the
+    /// next cycle verifies what it merged).
+    Queued {
+        number: u64,
+        url: String,
+        position: u32,
+    },
     /// Someone commented `/hold`.
     Held {
         number: u64,

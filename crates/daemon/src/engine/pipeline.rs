@@ -306,6 +306,9 @@ impl Engine {
             commands,
             gate,
         } = *m;
+        if self.branch_rules().await?.merge_queue {
+            return self.through_queue(&pr, &head).await.map(Merge::Stopped);
+        }
         let forge = &self.ports.forge;
         if !pr.labels.iter().any(|l| l == VERIFYING) {
             forge

@@ -309,6 +309,17 @@ impl Access for Sealed {
 }
 
 #[async_trait]
+impl crate::ports::MergeQueue for Sealed {
+    async fn enqueue(&self, number: u64, head: &str) -> PortResult<u32> {
+        self.inner.enqueue(number, head).await
+    }
+
+    async fn queue_state(&self, number: u64) -> PortResult<crate::ports::QueueState> {
+        self.inner.queue_state(number).await
+    }
+}
+
+#[async_trait]
 impl Checks for Sealed {
     async fn checks(&self, sha: &str) -> PortResult<Vec<Check>> {
         self.inner.checks(sha).await

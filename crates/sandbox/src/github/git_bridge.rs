@@ -141,6 +141,19 @@ impl GitHub {
         title: &str,
         method: &MergeMethod,
     ) -> Result<String, (StatusCode, String)> {
+        self.merge_onto(base, head, title, method, base)
+    }
+
+    /// The same merge, written to branch `onto` instead of `base` (which does not move): a
+    /// merge queue's commit.
+    pub(crate) fn merge_onto(
+        &self,
+        base: &str,
+        head: &str,
+        title: &str,
+        method: &MergeMethod,
+        onto: &str,
+    ) -> Result<String, (StatusCode, String)> {
         let bad = |e: git2::Error| (StatusCode::INTERNAL_SERVER_ERROR, e.message().to_owned());
         let repo = git2::Repository::open_bare(self.repo_path()).map_err(bad)?;
         let base_c = repo
@@ -171,7 +184,7 @@ impl GitHub {
         };
         let oid = repo
             .commit(
-                Some(&format!("refs/heads/{base}")),
+                Some(&format!("refs/heads/{onto}")),
                 &author,
                 &sig,
                 &message,

@@ -151,10 +151,23 @@ pub(super) async fn graphql(
         Json(json!({"data": null, "errors": [{"type": kind, "message": message}]})).into_response()
     };
     let query = q["query"].as_str().unwrap_or_default();
+    let queue = if query.contains("enqueuePullRequest") {
+        Some(super::queue::enqueue(&gh, &q["variables"]))
+    } else if query.contains("mergeQueueEntry") {
+        Some(super::queue::state(&gh, &q["variables"]))
+    } else {
+        None
+    };
+    if let Some(answer) = queue {
+        return match answer {
+            Ok(data) => Json(json!({"data": data})).into_response(),
+            Err((kind, message)) => error(kind, message),
+        };
+    }
     if !query.contains("pinIssue") {
         return error(
             "UNSUPPORTED",
-            "the sandbox serves only the pinIssue mutation".into(),
+            "the sandbox serves only pinIssue, enqueuePullRequest and a pull request's mergeQueueEntry".into(),
         );
     }
     let id = q["variables"]["id"].as_str().unwrap_or_default().to_owned();

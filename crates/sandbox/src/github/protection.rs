@@ -141,24 +141,33 @@ impl GitHub {
             .collect()
     }
 
-    /// Whether check `name` succeeded on `sha`: its newest check run (CI's or an App's) or its
-    /// commit status.
-    fn check_passed(&self, sha: &str, name: &str) -> bool {
+    /// Whether check `name` succeeded on `sha` (`None`: not reported, or still running): its
+    /// newest check run (CI's or an App's), else its commit status.
+    pub(crate) fn check_state(&self, sha: &str, name: &str) -> Option<bool> {
         let mut runs = self.check_runs(sha);
         runs.extend(self.ci_runs(sha));
+        runs.sort_by(|a, b| a.started_at.cmp(&b.started_at));
         let run = runs.iter().rev().find(|r| r.name == name).map(|r| {
-            r.status == "completed"
-                && matches!(
-                    r.conclusion.as_deref(),
-                    Some("success" | "neutral" | "skipped")
-                )
+            let passed = matches!(
+                r.conclusion.as_deref(),
+                Some("success" | "neutral" | "skipped")
+            );
+            (r.status == "completed").then_some(passed)
         });
-        let status = self
-            .statuses(sha)
-            .iter()
-            .find(|(c, _, _)| c == name)
-            .map(|(_, s, _)| s == "success");
-        run.or(status).unwrap_or(false)
+        let status = || {
+            self.statuses(sha)
+                .iter()
+                .find(|(c, _, _)| c == name)
+                .and_then(|(_, s, _)| match s.as_str() {
+                    "success" => Some(true),
+                    "pending" => None,
+                    _ => Some(false),
+                })
+        };
+        match run {
+            Some(state) => state,
+            None => status(),
+        }
     }
 
     /// Distinct reviewers with write access whose latest review of PR `n` approves.
@@ -191,7 +200,7 @@ impl GitHub {
         let mut out: Vec<String> = p
             .required_checks
             .iter()
-            .filter(|c| !self.check_passed(head, c))
+            .filter(|c| self.check_state(head, c) != Some(true))
             .map(|c| format!("Required status check \"{c}\" is expected."))
             .collect();
         let needed = p.required_reviews as usize;
@@ -288,7 +297,7 @@ pub(super) async fn branch_rules(
         if p.merge_queue {
             rules.push(json!({"type": "merge_queue", "parameters": {
                 "check_response_timeout_minutes": 60, "grouping_strategy": "ALLGREEN",
-                "max_entries_to_build": 5, "max_entries_to_merge": 5, "merge_method": "SQUASH",
+                "max_entries_to_build": 1, "max_entries_to_merge": 1, "merge_method": "SQUASH",
                 "min_entries_to_merge": 1, "min_entries_to_merge_wait_minutes": 5}}));
         }
         if p.signed_commits {
