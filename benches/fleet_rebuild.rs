@@ -9,8 +9,13 @@
 //! sandbox's configuration), the REST writes GitHub's secondary limit counts (by operation),
 //! and the least time GitHub's own limits (80 a minute, 500 an hour) allow for those writes,
 //! which is what bounds a real fleet rebuild. It fails only on a lost promotion (a service
-//! not at its new tag in the end) or a duplicated one (more than one PR or merge for a
-//! service), never on time.
+//! not at its new tag in the end), a duplicated one (more than one PR or merge for a
+//! service) or a row failed for GitHub computing mergeability, never on time.
+//!
+//! GitHub computes mergeability asynchronously: the stand-in's open PRs read `mergeable: null`
+//! and refuse merges ("Base branch was modified") for `TUGBOAT_BENCH_MERGEABLE_UNKNOWN`
+//! (default 100ms, `0s` for none) after every merge to main, and the run counts the rows
+//! that failed for it (none should: it is not a failure).
 //!
 //! Run with `cargo bench --bench fleet_rebuild`.
 
@@ -74,6 +79,13 @@ async fn rebuild(services: usize, grouped: bool) -> bool {
         let name = format!("{}defaults", tugboat_sandbox::POLICY_PATH);
         sb.aws.put_parameter(&name, GROUPED, "String");
     }
+    let unknown =
+        std::env::var("TUGBOAT_BENCH_MERGEABLE_UNKNOWN").unwrap_or_else(|_| "100ms".into());
+    let unknown = humantime::parse_duration(&unknown).unwrap();
+    sb.github.protect(tugboat_sandbox::github::Protection {
+        mergeable_unknown_for: Some(unknown).filter(|d| !d.is_zero()),
+        ..Default::default()
+    });
     let work = tempfile::tempdir().unwrap();
     let toml = sb.config_toml(&work.path().join("w"));
     let cfg = Arc::new(Config::parse(&toml, "bench.toml", std::iter::empty()).unwrap());
@@ -87,7 +99,10 @@ async fn rebuild(services: usize, grouped: bool) -> bool {
     } else {
         "one PR per service"
     };
-    println!("\nfleet rebuild, {how}: {services} services in dev, each pushed {NEW_TAG} at once");
+    println!(
+        "\nfleet rebuild, {how}: {services} services in dev, each pushed {NEW_TAG} at once; mergeability unknown for {} after each merge",
+        humantime::format_duration(unknown)
+    );
     for (svc, _) in &sb.fleet.services {
         sb.aws.push(svc, NEW_TAG, "COMPLETE", vec![]);
     }
@@ -95,9 +110,19 @@ async fn rebuild(services: usize, grouped: bool) -> bool {
     let started = Instant::now();
     let mut healthy = BTreeMap::new();
     let mut cycles = 0;
-    while healthy.len() < services && cycles < 200 {
+    let (mut failed, mut computing) = (0, 0);
+    // Bounded by time, not cycles: a small fleet's cycles are quick, and a group's window
+    // (20 s) must pass before its PR opens.
+    while healthy.len() < services && started.elapsed() < std::time::Duration::from_secs(900) {
         cycles += 1;
         for r in engine.cycle(Mode::Apply).await.unwrap() {
+            if let Action::Failed { error } = &r.action {
+                failed += 1;
+                let text = error.to_string().to_ascii_lowercase();
+                if text.contains("base branch was modified") || text.contains("mergeable") {
+                    computing += 1;
+                }
+            }
             let done = match (&r.action, &r.decision) {
                 (
                     Action::Merged {
@@ -182,10 +207,11 @@ async fn rebuild(services: usize, grouped: bool) -> bool {
             duplicated.push(svc.clone());
         }
     }
+    println!("  failed rows: {failed}, of which GitHub computing mergeability: {computing}");
     println!("  lost promotions: {} {lost:?}", lost.len());
     println!(
         "  duplicated promotions: {} {duplicated:?}",
         duplicated.len()
     );
-    lost.is_empty() && duplicated.is_empty()
+    lost.is_empty() && duplicated.is_empty() && computing == 0
 }

@@ -360,3 +360,67 @@ async fn a_merge_queue_branch_gets_its_promotion_merged_by_the_queue_and_verifie
         "verified at the queue's commit {sha}: {deploy:?} {statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_that_meet_github_computing_mergeability_wait_for_it_and_all_land_in_one_cycle() {
+    let (sb, engine, _w) = setup().await;
+    protect(&sb, json!({"mergeable_unknown_for": "300ms"})).await;
+    let services = ["user_service", "staff_management", "appointment_service"];
+    for svc in services {
+        sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+    }
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in services {
+        crate::common::assert_healthy(&r, svc, "dev");
+    }
+    assert_eq!(
+        sb.github.calls().get("PUT merge"),
+        Some(&3),
+        "no merge refused: each waited (reading) until GitHub knew again"
+    );
+
+    // What a PR reads meanwhile: `mergeable: null`, `mergeable_state: unknown`.
+    sb.aws.push("user_service", "1.2.0", "COMPLETE", vec![]);
+    sb.aws.push("staff_management", "1.2.0", "COMPLETE", vec![]);
+    protect(&sb, json!({"mergeable_unknown_for": "1h"})).await;
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    let merged = services
+        .iter()
+        .filter(|s| matches!(row(&r, s, "dev").action, Action::Merged { .. }))
+        .count();
+    assert_eq!(merged, 1, "one merged; the other waits for GitHub");
+    let waiting = ["user_service", "staff_management"]
+        .into_iter()
+        .find(|s| !matches!(row(&r, s, "dev").action, Action::Merged { .. }))
+        .unwrap();
+    assert!(
+        !matches!(row(&r, waiting, "dev").action, Action::Failed { .. }),
+        "GitHub computing is not a failure: {:?}",
+        row(&r, waiting, "dev").action
+    );
+    assert_eq!(
+        sb.github.calls().get("PUT merge"),
+        Some(&4),
+        "and costs no refused write"
+    );
+    let open = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.state == "open" && p.head.ends_with(waiting))
+        .unwrap();
+    let pr: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/repos/salon/salon-gitops/pulls/{}",
+            sb.github_url, open.number
+        ))
+        .bearer_auth(&sb.github_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pr["mergeable"], Value::Null);
+    assert_eq!(pr["mergeable_state"], "unknown");
+}

@@ -359,6 +359,9 @@ pub struct PullRequest {
     pub branch: String,
     /// Who opened it (`user.login`; empty for a deleted account).
     pub author: String,
+    /// Whether GitHub can merge it: `None` while GitHub computes it (for a moment after the
+    /// base moves), and in lists, which do not carry it.
+    pub mergeable: Option<bool>,
 }
 
 /// A pull request to open.

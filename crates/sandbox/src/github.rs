@@ -125,6 +125,8 @@ pub(crate) struct Inner {
     /// The merge queue of main, first to merge first, and the PRs it removed.
     queue: Vec<queue::QueueEntry>,
     removals: Vec<queue::Removal>,
+    /// Until when GitHub computes the open PRs' mergeability after main moved.
+    recomputing_until: Option<DateTime<Utc>>,
     /// GitHub's secondary limits on content-creating requests, when enforced: at most `n`
     /// in any `per`, for each window; the times of the writes let through.
     write_limits: Vec<(usize, Duration)>,
@@ -698,7 +700,8 @@ impl GitHub {
         let closed =
             (p.state == "closed").then_some(p.merged_at.as_ref().unwrap_or(&p.updated_at).as_str());
         let (o, r) = (self.owner.as_str(), self.repo.as_str());
-        wire::pull_request(
+        let computing = p.state == "open" && self.computing_mergeability();
+        let mut json = wire::pull_request(
             &wire::Item {
                 owner: o,
                 repo: r,
@@ -717,7 +720,12 @@ impl GitHub {
             wire::end(o, r, &p.base, &self.branch_sha(&p.base).unwrap_or_default()),
             p.merged_at.as_deref(),
             p.merge_sha.as_deref(),
-        )
+        );
+        if computing {
+            json["mergeable"] = Value::Null;
+            json["mergeable_state"] = json!("unknown");
+        }
+        json
     }
 }
 

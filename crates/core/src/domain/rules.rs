@@ -129,6 +129,14 @@ pub fn review_notice(needed: u32) -> String {
     )
 }
 
+/// Whether `body` is the review notice, for any number of reviews (the count may have
+/// changed since, or been unknown when it was said).
+pub fn is_review_notice(body: &str) -> bool {
+    let body = body.trim();
+    body.starts_with("GitHub requires ")
+        && body.contains("tugboat cannot review its own pull request")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +205,7 @@ mod tests {
         assert!(n.contains("1 approving review before"), "{n}");
         assert!(n.contains("bypass list"), "{n}");
         assert!(review_notice(2).contains("2 approving reviews"));
+        assert!(is_review_notice(&review_notice(1)) && is_review_notice(&review_notice(3)));
+        assert!(!is_review_notice("GitHub requires nothing"));
     }
 }

@@ -919,6 +919,7 @@ fn pull_request(p: &Pr, heads: &HashMap<String, Branch>) -> PullRequest {
         merge_sha: p.merge_sha.clone(),
         labels: p.labels.iter().cloned().collect(),
         base: p.base.clone(),
+        mergeable: Some(p.open),
     }
 }
 

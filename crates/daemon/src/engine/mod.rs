@@ -166,6 +166,9 @@ pub struct Engine {
     stream_refused: Mutex<Option<Instant>>,
     /// The base branch's rules, and when they were read (`engine::rules`).
     rules_cache: Mutex<Option<(Instant, crate::ports::BranchRules)>>,
+    /// Held through each merge (one at a time: each moves main), with when the last one
+    /// landed (`engine::queue`).
+    last_merge: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Engine {
@@ -198,6 +201,7 @@ impl Engine {
             refreshed: Mutex::default(),
             stream_refused: Mutex::default(),
             rules_cache: Mutex::default(),
+            last_merge: tokio::sync::Mutex::default(),
         }
     }
 

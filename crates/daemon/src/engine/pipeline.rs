@@ -318,7 +318,13 @@ impl Engine {
         }
         failpoint!("label");
         let at = self.clock.now();
-        match forge.merge(pr.number, &head.head, &p.change.title).await {
+        let Some(merged) = self
+            .merge_in_turn(pr.number, &head.head, &p.change.title)
+            .await?
+        else {
+            return Ok(Merge::Stopped(Action::None));
+        };
+        match merged {
             Ok(sha) => {
                 tracing::info!(merge = %sha, members = p.members.len(), "merged");
                 failpoint!("merge");
@@ -349,8 +355,8 @@ impl Engine {
             return Ok(Action::None);
         }
         if refused_for(&refusal, "base branch was modified") {
-            // Main moved while GitHub was merging (another merge just landed): GitHub
-            // computes mergeability again, and the next cycle merges.
+            // Main moved under the merge again after `merge_in_turn` waited for GitHub to
+            // compute mergeability once: the next cycle merges.
             tracing::info!(error = %refusal, "main moved under the merge; merging next cycle");
             return Ok(Action::None);
         }

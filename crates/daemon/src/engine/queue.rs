@@ -1,14 +1,73 @@
-//! Merging through the base branch's merge queue, when its rules require one: GitHub
-//! refuses a direct merge there ("Changes must be made through the merge queue"), so the PR
-//! is queued and the queue merges it; the next cycle's watch verifies the commit the queue
+//! How a PR gets into the base branch. Directly, one merge at a time: each merge moves
+//! main, after which GitHub computes every open PR's mergeability again (`mergeable: null`
+//! for a moment, and a merge then may answer "Base branch was modified"), so a merge that
+//! follows one of tugboat's own first reads that GitHub knows again (a read, not a refused
+//! write). Or, on a branch whose rules require one, through the merge queue: GitHub refuses
+//! a direct merge there ("Changes must be made through the merge queue"), so the PR is
+//! queued and the queue merges it; the next cycle's watch verifies the commit the queue
 //! made (the PR's merge commit), as it does any merged PR labelled `verifying`.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::watch::VERIFYING;
 use super::{Action, At, Cause, Engine, Step, StepError};
 use crate::domain::provenance::same_login;
-use crate::ports::{Proposal, PullRequest, QueueState};
+use crate::ports::{PortResult, Proposal, PullRequest, QueueState};
+
+/// How long after one of its merges tugboat first makes sure GitHub knows a PR's
+/// mergeability again before it merges the next.
+const RECOMPUTE: Duration = Duration::from_secs(10);
 
 impl Engine {
+    /// Merge PR `number` at `head`, after the merge before it (one at a time), once GitHub
+    /// knows its mergeability again; a merge refused because main moved under it is tried
+    /// once more when GitHub knows again. GitHub's answer to the last try, or `None` when
+    /// GitHub was still computing (no write: the next cycle merges).
+    pub(super) async fn merge_in_turn(
+        &self,
+        number: u64,
+        head: &str,
+        title: &str,
+    ) -> Result<Option<PortResult<String>>, StepError> {
+        let forge = &self.ports.forge;
+        let mut last = self.last_merge.lock().await;
+        if last.is_some_and(|t| t.elapsed() < RECOMPUTE)
+            && !self.mergeability_known(number, false).await?
+        {
+            tracing::info!(
+                pr = number,
+                "GitHub is still computing whether it can merge; merging next cycle"
+            );
+            return Ok(None);
+        }
+        let mut merged = forge.merge(number, head, title).await;
+        if merged.as_ref().is_err_and(base_moved) && self.mergeability_known(number, true).await? {
+            merged = forge.merge(number, head, title).await;
+        }
+        if merged.is_ok() {
+            *last = Some(Instant::now());
+        }
+        Ok(Some(merged))
+    }
+
+    /// Wait (a few seconds at most) until GitHub knows whether PR `number` can merge,
+    /// polling it as GitHub advises for `mergeable: null` (reads: no write); `refused`: a
+    /// merge was just refused, so wait before the first look. `false` when it still did not
+    /// know.
+    async fn mergeability_known(&self, number: u64, refused: bool) -> Result<bool, StepError> {
+        let first = if refused { 250 } else { 0 };
+        for wait_ms in [first, 100, 200, 400, 800] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            let pr = self.ports.forge.pull(number).await.at(Step::Merge)?;
+            if pr.mergeable.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Queue the PR at `head`, or say where it stands: queued (its position), or removed by
     /// the queue since `head` was pushed (a failure, said once on the PR; queued again only
     /// at a new head, so a failing CI costs no write per cycle).
@@ -66,4 +125,13 @@ impl Engine {
         }
         forge.comment(number, &text).await.at(Step::Merge)
     }
+}
+
+/// GitHub refused a merge because main moved under it (another merge just landed): it
+/// computes the PR's mergeability again, and a merge after that goes through.
+fn base_moved(e: &crate::ports::PortError) -> bool {
+    e.kind == crate::ports::ErrorKind::Rejected
+        && e.message
+            .to_ascii_lowercase()
+            .contains("base branch was modified")
 }

@@ -54,6 +54,12 @@ pub struct Protection {
     /// "Require signed commits".
     #[serde(default)]
     pub signed_commits: bool,
+    /// GitHub computes mergeability asynchronously: for this long after each merge to main,
+    /// open PRs read `mergeable: null` (`mergeable_state: unknown`) and a merge answers 405
+    /// "Base branch was modified. Review and try the merge again." ("Get a pull request":
+    /// "`mergeable` … `null` … a background job is started to compute it").
+    #[serde(default, with = "humantime_serde::option")]
+    pub mergeable_unknown_for: Option<Duration>,
 }
 
 /// The ruleset's id, as the rules endpoint reports it.
@@ -231,8 +237,31 @@ fn run_id(sha: &str, job: usize) -> u64 {
     10_000_000_000 + prefix * 64 + job as u64
 }
 
+impl GitHub {
+    /// Main moved by a merge: GitHub computes every open PR's mergeability again.
+    pub(crate) fn recompute_mergeability(&self) {
+        let now = self.now();
+        let mut g = self.lock();
+        let window = g.protection.mergeable_unknown_for;
+        g.recomputing_until =
+            window.map(|w| now + chrono::Duration::from_std(w).unwrap_or_default());
+    }
+
+    /// Whether GitHub is still computing the open PRs' mergeability.
+    pub(crate) fn computing_mergeability(&self) -> bool {
+        let now = self.now();
+        self.lock().recomputing_until.is_some_and(|t| now < t)
+    }
+}
+
 /// GitHub's refusal of a direct merge on a branch whose rules it breaks, if any.
 pub(super) fn merge_refusal(gh: &GitHub, n: u64, head: &str, base: &str) -> Option<Response> {
+    if gh.computing_mergeability() {
+        return Some(gh_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Base branch was modified. Review and try the merge again.",
+        ));
+    }
     if gh.protection().merge_queue {
         return Some(gh_error(
             StatusCode::METHOD_NOT_ALLOWED,

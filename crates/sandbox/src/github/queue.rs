@@ -131,10 +131,13 @@ impl GitHub {
         }
         self.drop_temp_branch(entry);
         let now = self.now();
-        let mut g = self.lock();
-        g.queue.retain(|e| e.number != entry.number);
-        g.merged(entry.number, sha, &entry.head, now);
-        g.main_moved = Some((sha.to_owned(), tokio::time::Instant::now()));
+        {
+            let mut g = self.lock();
+            g.queue.retain(|e| e.number != entry.number);
+            g.merged(entry.number, sha, &entry.head, now);
+            g.main_moved = Some((sha.to_owned(), tokio::time::Instant::now()));
+        }
+        self.recompute_mergeability();
     }
 
     fn dequeue(&self, entry: &QueueEntry, reason: &str) {

@@ -255,6 +255,9 @@ pub(super) async fn merge_pull(
             }
             drop(g);
             gh.note_pushes();
+            if pr.base == "main" {
+                gh.recompute_mergeability();
+            }
             Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}))
                 .into_response()
         }

@@ -58,6 +58,9 @@ pub(super) struct PrWire {
     pub(super) merge_commit_sha: Option<String>,
     #[serde(default)]
     pub(super) labels: Vec<LabelWire>,
+    /// Only in a single pull request's answer; `null` while GitHub computes it.
+    #[serde(default)]
+    pub(super) mergeable: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +91,7 @@ impl From<PrWire> for PullRequest {
             merge_sha: if merged { p.merge_commit_sha } else { None },
             labels: p.labels.into_iter().map(|l| l.name).collect(),
             base: p.base.branch,
+            mergeable: p.mergeable,
         }
     }
 }
