@@ -341,7 +341,20 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
 async fn as_a_github_app_its_tokens_check_runs_and_api_commits_match_githubs_description() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let sb = crate::common::start(Options::default()).await;
-    sb.github.require_signed_commits(true);
+    // A protected main: the rules tugboat reads (a ruleset's and classic protection's), and
+    // GitHub Actions' check runs, all through Prism.
+    sb.github.protect(sandbox::Protection {
+        signed_commits: true,
+        required_checks: vec!["ci".into()],
+        classic_checks: vec!["ci".into()],
+        ci: vec![sandbox::CiJob {
+            name: "ci".into(),
+            after: Duration::ZERO,
+            takes: Duration::ZERO,
+            conclusion: "success".into(),
+        }],
+        ..Default::default()
+    });
     let logs = tempfile::tempdir().unwrap();
     let gh = Prism::start(
         &root.join("node_modules/@octokit/openapi/generated/api.github.com.json"),
@@ -409,6 +422,8 @@ async fn as_a_github_app_its_tokens_check_runs_and_api_commits_match_githubs_des
         "PATCH git/refs",
         "POST check-runs",
         "GET check-runs",
+        "GET rules",
+        "GET branch",
     ] {
         assert!(
             calls.get(op).is_some_and(|n| *n > 0),

@@ -424,3 +424,27 @@ async fn merges_that_meet_github_computing_mergeability_wait_for_it_and_all_land
     assert_eq!(pr["mergeable"], Value::Null);
     assert_eq!(pr["mergeable_state"], "unknown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_branch_protection_s_required_checks_are_read_from_the_branch_and_waited_for() {
+    let (sb, engine, _w) = setup().await;
+    protect(
+        &sb,
+        json!({"classic_checks": ["ci"],
+               "ci": [{"name": "ci", "after": "2s", "takes": "2s", "conclusion": "success"}]}),
+    )
+    .await;
+    let (rules, _) = engine.branch_summary().await.unwrap();
+    assert_eq!(rules.to_string(), "main requires: check ci");
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(dev(&r), Action::WaitingForChecks { checks, .. } if checks == &["ci"]),
+        "the sandbox's 0 s checks_settle still waits for a check required by name: {:?}",
+        dev(&r)
+    );
+    assert_eq!(sb.github.calls().get("PUT merge"), None);
+    sb.advance(Duration::from_secs(5));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    crate::common::assert_healthy(&r, "user_service", "dev");
+}

@@ -356,6 +356,10 @@ impl GitHub {
                 "/repos/{owner}/{repo}/rules/branches/{branch}",
                 get(protection::branch_rules),
             )
+            .route(
+                "/repos/{owner}/{repo}/branches/{branch}",
+                get(protection::get_branch),
+            )
             .route("/_sandbox/protection", post(protection::set_protection))
             .route("/_sandbox/pulls", get(dump))
             .route("/_sandbox/comments", post(comment_as))

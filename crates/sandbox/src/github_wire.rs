@@ -503,3 +503,61 @@ pub fn git_ref(owner: &str, repo: &str, name: &str, sha: &str) -> Value {
                    "url": format!("{API}/repos/{owner}/{repo}/git/commits/{sha}")},
     })
 }
+
+/// A branch's head commit as a `branch-with-protection` carries it (a `commit`).
+pub struct BranchHead<'a> {
+    pub sha: &'a str,
+    pub message: &'a str,
+    pub tree: &'a str,
+    pub date: &'a str,
+    pub parents: &'a [String],
+}
+
+/// A `branch-with-protection` (`GET /repos/{owner}/{repo}/branches/{branch}`): what anyone
+/// who may read the repository sees of its classic branch protection, the required status
+/// checks among it.
+pub fn branch(
+    owner: &str,
+    repo: &str,
+    name: &str,
+    head: &BranchHead<'_>,
+    checks: &[String],
+) -> Value {
+    let r = format!("{API}/repos/{owner}/{repo}");
+    let sha = head.sha;
+    let parents: Vec<Value> = head
+        .parents
+        .iter()
+        .map(|p| json!({"sha": p, "url": format!("{r}/commits/{p}"), "html_url": format!("{WEB}/{owner}/{repo}/commit/{p}")}))
+        .collect();
+    let person = json!({"name": "GitHub", "email": "noreply@github.com", "date": head.date});
+    let required: Vec<Value> = checks
+        .iter()
+        .map(|c| json!({"context": c, "app_id": null}))
+        .collect();
+    let protection_url = format!("{r}/branches/{name}/protection");
+    json!({
+        "name": name,
+        "commit": {
+            "url": format!("{r}/commits/{sha}"), "sha": sha, "node_id": format!("C_{sha}"),
+            "html_url": format!("{WEB}/{owner}/{repo}/commit/{sha}"),
+            "comments_url": format!("{r}/commits/{sha}/comments"),
+            "commit": {
+                "url": format!("{r}/git/commits/{sha}"), "author": person, "committer": person,
+                "message": head.message, "comment_count": 0,
+                "tree": {"sha": head.tree, "url": format!("{r}/git/trees/{}", head.tree)},
+            },
+            "author": null, "committer": null, "parents": parents,
+        },
+        "_links": {"html": format!("{WEB}/{owner}/{repo}/tree/{name}"), "self": format!("{r}/branches/{name}")},
+        "protected": !checks.is_empty(),
+        "protection": {
+            "enabled": !checks.is_empty(),
+            "required_status_checks": {
+                "enforcement_level": if checks.is_empty() { "off" } else { "non_admins" },
+                "contexts": checks, "checks": required,
+            },
+        },
+        "protection_url": protection_url,
+    })
+}

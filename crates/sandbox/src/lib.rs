@@ -22,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 
 pub use aws::SeedFinding;
+pub use github::{CiJob, Protection};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -8,6 +8,9 @@
 //!   (docs.github.com/en/rest/repos/rules): the active rules of every ruleset that applies to
 //!   the branch, each `{type, parameters, ruleset_source_type, ruleset_source, ruleset_id}`,
 //!   readable with Metadata read; the rule schemas are those of `@octokit/openapi`.
+//! - classic branch protection: its required status checks are in "Get a branch"
+//!   (`GET /repos/{owner}/{repo}/branches/{branch}`, `protection.required_status_checks`),
+//!   which anyone who may read the repository gets; the rest of it needs admin rights.
 //! - CI: GitHub Actions creates a check run per job once the workflow run for a push is queued
 //!   and picked up, `in_progress` while it runs, then `completed` with a conclusion; its
 //!   `app` is GitHub Actions (slug `github-actions`). A workflow runs for the pushes made after
@@ -42,6 +45,11 @@ pub struct Protection {
     /// "Require status checks to pass": these names must have succeeded on the head.
     #[serde(default)]
     pub required_checks: Vec<String>,
+    /// Classic branch protection's "Require status checks to pass before merging": these
+    /// names must have succeeded on the head. Unlike a ruleset's, anyone who may read the
+    /// repository sees them (`GET /repos/{o}/{r}/branches/{branch}`, its `protection`).
+    #[serde(default)]
+    pub classic_checks: Vec<String>,
     /// The CI jobs that report check runs on every push made from now on.
     #[serde(default)]
     pub ci: Vec<CiJob>,
@@ -254,8 +262,30 @@ impl GitHub {
     }
 }
 
+/// Classic protection's refusal of a merge whose required checks did not pass.
+fn classic_refusal(gh: &GitHub, head: &str) -> Option<Response> {
+    let required = gh.protection().classic_checks;
+    let missing: Vec<&String> = required
+        .iter()
+        .filter(|c| gh.check_state(head, c) != Some(true))
+        .collect();
+    let message = match missing.as_slice() {
+        [] => return None,
+        [one] => format!("Required status check \"{one}\" is expected."),
+        many => format!(
+            "{} of {} required status checks are expected.",
+            many.len(),
+            required.len()
+        ),
+    };
+    Some(gh_error(StatusCode::METHOD_NOT_ALLOWED, &message))
+}
+
 /// GitHub's refusal of a direct merge on a branch whose rules it breaks, if any.
 pub(super) fn merge_refusal(gh: &GitHub, n: u64, head: &str, base: &str) -> Option<Response> {
+    if let Some(refused) = classic_refusal(gh, head) {
+        return Some(refused);
+    }
     if gh.computing_mergeability() {
         return Some(gh_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -339,4 +369,41 @@ pub(super) async fn branch_rules(
         rule["ruleset_id"] = json!(RULESET_ID);
     }
     Json(Value::Array(rules)).into_response()
+}
+
+/// `GET /repos/{owner}/{repo}/branches/{branch}`: the branch, with its classic protection's
+/// required status checks (main's; other branches are unprotected).
+pub(super) async fn get_branch(
+    State(gh): State<GitHub>,
+    headers: HeaderMap,
+    UrlPath((o, r, branch)): RepoS,
+) -> Response {
+    guard!(gh, headers, o, r, "GET branch");
+    let Some(sha) = gh.branch_sha(&branch) else {
+        return gh_error(StatusCode::NOT_FOUND, "Branch not found");
+    };
+    let Some((parents, message)) = gh.commit(&sha) else {
+        return gh_error(StatusCode::NOT_FOUND, "Branch not found");
+    };
+    let tree = git2::Repository::open_bare(gh.repo_path())
+        .ok()
+        .and_then(|repo| {
+            let oid = git2::Oid::from_str(&sha).ok()?;
+            Some(repo.find_commit(oid).ok()?.tree_id().to_string())
+        })
+        .unwrap_or_default();
+    let checks = if branch == "main" {
+        gh.protection().classic_checks
+    } else {
+        Vec::new()
+    };
+    let date = gh.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let head = wire::BranchHead {
+        sha: &sha,
+        message: &message,
+        tree: &tree,
+        date: &date,
+        parents: &parents,
+    };
+    Json(wire::branch(&gh.owner, &gh.repo, &branch, &head, &checks)).into_response()
 }

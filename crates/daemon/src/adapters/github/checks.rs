@@ -113,6 +113,56 @@ impl Checks for GitHub {
             }
             Err(e) => return Err(e),
         }
+        rules.merge(self.classic_protection().await?);
+        Ok(rules)
+    }
+}
+
+impl GitHub {
+    /// Classic branch protection's required status checks, as "Get a branch" shows them to
+    /// anyone who may read the repository (the rest of classic protection needs admin
+    /// rights to read, and is not asked for).
+    async fn classic_protection(&self) -> PortResult<BranchRules> {
+        #[derive(Deserialize)]
+        struct BranchWire {
+            #[serde(default)]
+            protection: Option<ProtectionWire>,
+        }
+        #[derive(Deserialize)]
+        struct ProtectionWire {
+            #[serde(default)]
+            required_status_checks: Option<RequiredWire>,
+        }
+        #[derive(Deserialize)]
+        struct RequiredWire {
+            #[serde(default)]
+            enforcement_level: Option<String>,
+            #[serde(default)]
+            contexts: Vec<String>,
+        }
+        let answer: PortResult<BranchWire> = self
+            .req(
+                "repos/get-branch",
+                self.auth
+                    .client()
+                    .await?
+                    ._get(self.route(&format!("branches/{}", self.base))),
+            )
+            .await;
+        let mut rules = BranchRules::default();
+        match answer {
+            Ok(b) => {
+                let required = b.protection.and_then(|p| p.required_status_checks);
+                if let Some(r) = required.filter(|r| r.enforcement_level.as_deref() != Some("off"))
+                {
+                    rules.required_checks = r.contexts;
+                }
+            }
+            Err(e) if matches!(e.kind, ErrorKind::Denied | ErrorKind::NotFound) => {
+                rules.unreadable = Some(format!("its branch protection: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
         Ok(rules)
     }
 }
