@@ -454,6 +454,7 @@ const ENGINE_EDGES: &[(&str, &str)] = &[
     ("provenance", "pr"),
     ("provenance", "reads"),
     ("reads", "failure"),
+    ("queue", "rules"),
     ("queue", "watch"),
     ("records", "watch"),
     ("rescan", "provenance"),

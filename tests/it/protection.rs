@@ -448,3 +448,31 @@ async fn classic_branch_protection_s_required_checks_are_read_from_the_branch_an
     let r = engine.cycle(Mode::Apply).await.unwrap();
     crate::common::assert_healthy(&r, "user_service", "dev");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_on_a_queued_promotion_takes_it_out_of_the_stand_ins_merge_queue_before_it_merges() {
+    let (sb, engine, _w) = setup().await;
+    // CI on the queue's commit takes a minute: the hold comes first.
+    protect(
+        &sb,
+        json!({"merge_queue": true, "required_checks": ["ci"],
+               "ci": [{"name": "ci", "after": "1s", "takes": "60s", "conclusion": "success"}]}),
+    )
+    .await;
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    engine.cycle(Mode::Apply).await.unwrap();
+    sb.advance(Duration::from_secs(62));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(dev(&r), Action::Queued { .. }), "{:?}", dev(&r));
+    let pr = open_dev_pr(&sb);
+    crate::common::approver(&sb, "alice");
+    sb.advance(Duration::from_secs(1));
+    sb.github.comment_as(pr.number, "alice", "/hold").unwrap();
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(dev(&r), Action::Held { .. }), "{:?}", dev(&r));
+    assert!(sb.github.queued().is_empty(), "taken out of the queue");
+    sb.advance(Duration::from_secs(120));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let open = open_dev_pr(&sb);
+    assert!(open.merged_at.is_none(), "never merged while held");
+}

@@ -643,6 +643,8 @@ pub trait MergeQueue: Send + Sync {
     async fn enqueue(&self, number: u64, head: &str) -> PortResult<u32>;
     /// Where PR `number` stands in the queue.
     async fn queue_state(&self, number: u64) -> PortResult<QueueState>;
+    /// Take PR `number` out of the queue (a person held it).
+    async fn dequeue(&self, number: u64) -> PortResult<()>;
 }
 
 /// The Git host (GitHub), every role of it: one adapter implements them all, and the engine

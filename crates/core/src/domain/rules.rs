@@ -105,6 +105,8 @@ pub enum QueueState {
     Removed {
         reason: String,
         at: chrono::DateTime<chrono::Utc>,
+        /// Who removed it (the queue's own bot, a person, or tugboat when a person held it).
+        by: String,
     },
     /// Not queued, and never removed.
     Absent,

@@ -273,6 +273,7 @@ impl World {
             let state = crate::ports::QueueState::Removed {
                 reason: reason.to_owned(),
                 at,
+                by: "github-merge-queue[bot]".into(),
             };
             if let Some(e) = s.queue.get_mut(&number) {
                 e.1 = state;
@@ -1234,6 +1235,21 @@ impl crate::ports::MergeQueue for World {
                 .get(&number)
                 .map_or(crate::ports::QueueState::Absent, |(_, st)| st.clone())
         }))
+    }
+
+    async fn dequeue(&self, number: u64) -> PortResult<()> {
+        self.call("dequeue")?;
+        let at = self.clock.now();
+        self.with(|s| {
+            if let Some(e) = s.queue.get_mut(&number) {
+                e.1 = crate::ports::QueueState::Removed {
+                    reason: "dequeued".into(),
+                    at,
+                    by: ME.into(),
+                };
+            }
+        });
+        Ok(())
     }
 }
 

@@ -265,3 +265,35 @@ async fn a_promotion_the_merge_queue_removes_is_reported_once_and_not_queued_aga
     );
     assert_eq!(w.calls("enqueue"), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_takes_a_queued_promotion_out_of_the_merge_queue_and_lifting_it_queues_it_again() {
+    let (w, clock, engine) = world();
+    w.set_rules(rules(|r| r.merge_queue = true));
+    w.allow("alice", crate::ports::Permission::Write);
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    let number = w.prs()[0].number;
+    clock.advance(Span::seconds(5));
+    w.say(number, "alice", "/hold");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Held { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+    assert_eq!(
+        w.calls("dequeue"),
+        1,
+        "a held PR is not left for the queue to merge"
+    );
+    clock.advance(Span::seconds(5));
+    w.say(number, "alice", "/unhold");
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "dev").action, Action::Queued { .. }),
+        "taken out by tugboat itself, so queued again: {:?}",
+        row(&r, "dev").action
+    );
+    assert_eq!(w.calls("enqueue"), 2);
+}

@@ -126,6 +126,9 @@ impl Engine {
         let verdict = self
             .merge_verdict(lead, &commands, (&head.head, head.committed_at))
             .await?;
+        if let Verdict::Held { by } = &verdict {
+            self.hold_queued(pr.number, by).await?;
+        }
         if let Verdict::AwaitingReview { .. } = verdict {
             let needed = self.branch_rules().await?.required_reviews;
             self.say_reviews_needed(pr.number, needed, commands.review_notice_said)

@@ -82,9 +82,12 @@ impl Engine {
             url: pr.url.clone(),
             position,
         };
+        let me = forge.me().await.at(Step::Merge)?;
         match forge.queue_state(pr.number).await.at(Step::Merge)? {
             QueueState::Queued { position } => return Ok(queued(position)),
-            QueueState::Removed { reason, at } if at >= head.committed_at => {
+            // Taken out by tugboat itself (a hold, since lifted): queued again.
+            QueueState::Removed { by, .. } if same_login(&by, &me) => {}
+            QueueState::Removed { reason, at, .. } if at >= head.committed_at => {
                 self.say_removed(pr.number, &reason).await?;
                 let cause = Cause::RemovedFromQueue {
                     pr: pr.number,
@@ -104,6 +107,20 @@ impl Engine {
         let position = forge.enqueue(pr.number, &head.head).await.at(Step::Merge)?;
         tracing::info!(pr = pr.number, position, "queued in the merge queue");
         Ok(queued(position))
+    }
+
+    /// A person held PR `number` (`/hold`): on a merge-queue branch, take it out of the
+    /// queue, which would merge it otherwise.
+    pub(super) async fn hold_queued(&self, number: u64, by: &str) -> Result<(), StepError> {
+        if !self.branch_rules().await?.merge_queue {
+            return Ok(());
+        }
+        let forge = &self.ports.forge;
+        if let QueueState::Queued { .. } = forge.queue_state(number).await.at(Step::Merge)? {
+            forge.dequeue(number).await.at(Step::Merge)?;
+            tracing::info!(pr = number, by, "held: taken out of the merge queue");
+        }
+        Ok(())
     }
 
     /// Say on PR `number` that the queue removed it, once.

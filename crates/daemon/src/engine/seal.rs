@@ -317,6 +317,10 @@ impl crate::ports::MergeQueue for Sealed {
     async fn queue_state(&self, number: u64) -> PortResult<crate::ports::QueueState> {
         self.inner.queue_state(number).await
     }
+
+    async fn dequeue(&self, number: u64) -> PortResult<()> {
+        self.inner.dequeue(number).await
+    }
 }
 
 #[async_trait]

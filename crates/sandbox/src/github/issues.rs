@@ -153,6 +153,8 @@ pub(super) async fn graphql(
     let query = q["query"].as_str().unwrap_or_default();
     let queue = if query.contains("enqueuePullRequest") {
         Some(super::queue::enqueue(&gh, &q["variables"]))
+    } else if query.contains("dequeuePullRequest") {
+        Some(super::queue::dequeue(&gh, &q["variables"]))
     } else if query.contains("mergeQueueEntry") {
         Some(super::queue::state(&gh, &q["variables"]))
     } else {
@@ -167,7 +169,7 @@ pub(super) async fn graphql(
     if !query.contains("pinIssue") {
         return error(
             "UNSUPPORTED",
-            "the sandbox serves only pinIssue, enqueuePullRequest and a pull request's mergeQueueEntry".into(),
+            "the sandbox serves only pinIssue, enqueuePullRequest, dequeuePullRequest and a pull request's mergeQueueEntry".into(),
         );
     }
     let id = q["variables"]["id"].as_str().unwrap_or_default().to_owned();

@@ -37,7 +37,12 @@ pub(crate) struct Removal {
     number: u64,
     reason: String,
     at: DateTime<Utc>,
+    /// Who removed it: the queue itself, or whoever dequeued it.
+    by: String,
 }
+
+/// The login the queue's own removals are recorded under.
+const QUEUE_BOT: &str = "github-merge-queue[bot]";
 
 fn temp_branch(e: &QueueEntry) -> String {
     format!("gh-readonly-queue/main/pr-{}-{}", e.number, e.head)
@@ -141,6 +146,10 @@ impl GitHub {
     }
 
     fn dequeue(&self, entry: &QueueEntry, reason: &str) {
+        self.remove_entry(entry, reason, QUEUE_BOT);
+    }
+
+    fn remove_entry(&self, entry: &QueueEntry, reason: &str, by: &str) {
         self.drop_temp_branch(entry);
         let now = self.now();
         let mut g = self.lock();
@@ -149,6 +158,7 @@ impl GitHub {
             number: entry.number,
             reason: reason.to_owned(),
             at: now,
+            by: by.to_owned(),
         });
     }
 
@@ -226,6 +236,21 @@ pub(super) fn enqueue(gh: &GitHub, vars: &Value) -> Graphql {
     )
 }
 
+/// `dequeuePullRequest(input: {id})`, by tugboat (the stand-in's one caller of it).
+pub(super) fn dequeue(gh: &GitHub, vars: &Value) -> Graphql {
+    let id = vars["id"].as_str().unwrap_or_default();
+    let number: Option<u64> = id.strip_prefix("PR_").and_then(|n| n.parse().ok());
+    let entry = number.and_then(|n| gh.lock().queue.iter().find(|e| e.number == n).cloned());
+    let Some(entry) = entry else {
+        return Err((
+            "UNPROCESSABLE",
+            "Pull request is not in the merge queue".into(),
+        ));
+    };
+    gh.remove_entry(&entry, "dequeued", BOT);
+    Ok(json!({"dequeuePullRequest": {"mergeQueueEntry": {"position": 0, "state": "QUEUED"}}}))
+}
+
 /// `repository(owner, name) { pullRequest(number) { id mergeQueueEntry timelineItems } }`.
 pub(super) fn state(gh: &GitHub, vars: &Value) -> Graphql {
     let number = vars["number"].as_u64().unwrap_or_default();
@@ -249,7 +274,7 @@ pub(super) fn state(gh: &GitHub, vars: &Value) -> Graphql {
         .removals
         .iter()
         .rfind(|r| r.number == number)
-        .map(|r| json!({"createdAt": r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "reason": r.reason}))
+        .map(|r| json!({"createdAt": r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "reason": r.reason, "actor": {"login": r.by}}))
         .into_iter()
         .collect();
     Ok(

@@ -1,5 +1,5 @@
 //! The base branch's merge queue, through GitHub's GraphQL API (REST has no merge queue):
-//! `enqueuePullRequest`, and a pull request's `mergeQueueEntry` and last
+//! `enqueuePullRequest`, `dequeuePullRequest`, and a pull request's `mergeQueueEntry` and last
 //! `RemovedFromMergeQueueEvent` (GitHub's GraphQL reference, "Pull requests" and "Merge
 //! queue"; "Managing a merge queue" in GitHub's documentation).
 
@@ -11,11 +11,14 @@ const STATE: &str = "query($owner: String!, $name: String!, $number: Int!) { \
     repository(owner: $owner, name: $name) { pullRequest(number: $number) { id \
     mergeQueueEntry { position state } \
     timelineItems(last: 1, itemTypes: [REMOVED_FROM_MERGE_QUEUE_EVENT]) { nodes { \
-    ... on RemovedFromMergeQueueEvent { createdAt reason } } } } } }";
+    ... on RemovedFromMergeQueueEvent { createdAt reason actor { login } } } } } } }";
 
 const ENQUEUE: &str = "mutation($id: ID!, $head: GitObjectID) { \
     enqueuePullRequest(input: {pullRequestId: $id, expectedHeadOid: $head}) { \
     mergeQueueEntry { position state } } }";
+
+const DEQUEUE: &str = "mutation($id: ID!) { dequeuePullRequest(input: {id: $id}) { \
+    mergeQueueEntry { position } } }";
 
 #[derive(Debug, Deserialize)]
 struct EntryWire {
@@ -28,6 +31,8 @@ struct RemovedWire {
     created_at: String,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    actor: Option<UserWire>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +115,17 @@ impl MergeQueue for GitHub {
             .unwrap_or(1))
     }
 
+    async fn dequeue(&self, number: u64) -> PortResult<()> {
+        let pull = self.queue_pull(number).await?;
+        if pull.merge_queue_entry.is_none() {
+            return Ok(()); // not queued (any more)
+        }
+        let body = json!({"query": DEQUEUE, "variables": {"id": pull.id}});
+        self.graphql_data("graphql/dequeue", body, &format!("PR #{number}"))
+            .await?;
+        Ok(())
+    }
+
     async fn queue_state(&self, number: u64) -> PortResult<QueueState> {
         let pull = self.queue_pull(number).await?;
         if let Some(entry) = pull.merge_queue_entry {
@@ -127,6 +143,7 @@ impl MergeQueue for GitHub {
                     .filter(|r| !r.trim().is_empty())
                     .unwrap_or_else(|| "no reason given".to_owned()),
                 at: time(&r.created_at),
+                by: r.actor.map(|a| a.login).unwrap_or_default(),
             },
             None => QueueState::Absent,
         })
