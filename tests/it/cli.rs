@@ -338,6 +338,29 @@ fn rescan_names_an_unknown_service_and_a_dry_run_prints_the_table_and_writes_not
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["write_budget"]["writes"], 7, "{plan:#}");
     assert_eq!(sb.github.pulls().len(), 0, "a plan writes nothing");
+
+    // A plan says what main requires of a merge, and warns this token install that its
+    // unsigned commits will be refused.
+    sb.github.protect(tugboat_sandbox::Protection {
+        required_checks: vec!["lint".into()],
+        signed_commits: true,
+        ..Default::default()
+    });
+    let out = tugboat(&["plan", "--config", &config]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains(
+            "main requires: check lint; signed commits\nwarning: main requires signed commits"
+        ),
+        "{table}"
+    );
+    let out = tugboat(&["plan", "--config", &config, "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["branch_rules"]["required_checks"][0], "lint",
+        "{plan:#}"
+    );
+    assert_eq!(plan["branch_rules"]["signed_commits"], true);
 }
 
 #[test]

@@ -445,7 +445,6 @@ pub fn rescan_table(r: &RescanReport) -> String {
     out
 }
 
-/// The row of a PR waiting for its checks: which, or that expected ones never reported.
 /// What a plan says of the base branch: its rules in one line, and a warning when tugboat
 /// cannot meet them.
 pub fn branch_text(rules: &crate::ports::BranchRules, warning: Option<&str>) -> String {
@@ -466,6 +465,7 @@ pub fn branch_json(rules: &crate::ports::BranchRules, warning: Option<&str>) -> 
     })
 }
 
+/// The row of a PR waiting for its checks: which, or that expected ones never reported.
 fn checks_row(number: u64, checks: &[String], never_reported: bool) -> String {
     match (checks.is_empty(), never_reported) {
         (_, true) => format!(

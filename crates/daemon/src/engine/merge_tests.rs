@@ -200,12 +200,22 @@ async fn reviews_github_requires_are_asked_for_once_and_the_promotion_merges_onc
     );
 }
 
+/// The salon's world on a main that requires a merge queue, with 1.1.0 pushed.
+fn queue_world() -> (
+    std::sync::Arc<super::fake::World>,
+    std::sync::Arc<super::fake::TestClock>,
+    super::Engine,
+) {
+    let (w, clock, engine) = world();
+    w.set_rules(rules(|r| r.merge_queue = true));
+    w.push("1.1.0", 'b');
+    (w, clock, engine)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_merge_queue_branch_gets_the_promotion_queued_once_and_verified_after_the_queue_merges_it()
  {
-    let (w, _, engine) = world();
-    w.set_rules(rules(|r| r.merge_queue = true));
-    w.push("1.1.0", 'b');
+    let (w, _, engine) = queue_world();
     let r = engine.cycle(Mode::Apply).await.unwrap();
     assert!(
         matches!(row(&r, "dev").action, Action::Queued { position: 1, .. }),
@@ -230,9 +240,7 @@ async fn a_merge_queue_branch_gets_the_promotion_queued_once_and_verified_after_
 #[tokio::test(start_paused = true)]
 async fn a_promotion_the_merge_queue_removes_is_reported_once_and_not_queued_again_at_the_same_head()
  {
-    let (w, clock, engine) = world();
-    w.set_rules(rules(|r| r.merge_queue = true));
-    w.push("1.1.0", 'b');
+    let (w, clock, engine) = queue_world();
     engine.cycle(Mode::Apply).await.unwrap();
     clock.advance(Span::seconds(30));
     let number = w.prs()[0].number;
@@ -268,10 +276,8 @@ async fn a_promotion_the_merge_queue_removes_is_reported_once_and_not_queued_aga
 
 #[tokio::test(start_paused = true)]
 async fn a_hold_takes_a_queued_promotion_out_of_the_merge_queue_and_lifting_it_queues_it_again() {
-    let (w, clock, engine) = world();
-    w.set_rules(rules(|r| r.merge_queue = true));
+    let (w, clock, engine) = queue_world();
     w.allow("alice", crate::ports::Permission::Write);
-    w.push("1.1.0", 'b');
     engine.cycle(Mode::Apply).await.unwrap();
     let number = w.prs()[0].number;
     clock.advance(Span::seconds(5));

@@ -76,6 +76,7 @@ impl GitHub {
 
     /// The queue's merge commit for `entry`, on the current main, on its temporary branch.
     fn build_group(&self, entry: &QueueEntry, pr: &Pr) {
+        self.drop_temp_branch(entry); // made on an older main: made again
         let branch = temp_branch(entry);
         let title = format!("{} (#{})", pr.title, pr.number);
         let made = self.merge_onto(&pr.base, &pr.head, &title, &MergeMethod::Squash, &branch);
