@@ -246,16 +246,8 @@ async fn the_protection_control_refuses_what_it_does_not_know() {
 async fn a_group_pr_under_required_reviews_waits_as_one_promotion_does_and_merges_every_member_once_reviewed()
  {
     let (sb, engine, _w) = setup().await;
-    sb.aws.put_parameter(
-        "/salon/promotion/defaults",
-        crate::e2e::GROUPED_POLICY,
-        "String",
-    );
     protect(&sb, json!({"required_reviews": 1})).await;
-    let services: Vec<String> = sb.fleet.services.iter().map(|(s, _)| s.clone()).collect();
-    for svc in &services {
-        sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
-    }
+    let services = grouped_push(&sb);
     for _ in 0..2 {
         let r = engine.cycle(Mode::Apply).await.unwrap();
         for svc in &services {
@@ -475,4 +467,78 @@ async fn a_hold_on_a_queued_promotion_takes_it_out_of_the_stand_ins_merge_queue_
     tokio::time::sleep(Duration::from_millis(300)).await;
     let open = open_dev_pr(&sb);
     assert!(open.merged_at.is_none(), "never merged while held");
+}
+
+/// The six services of the salon, grouped in dev, each pushed 1.1.0; their names.
+fn grouped_push(sb: &Sandbox) -> Vec<String> {
+    sb.aws.put_parameter(
+        "/salon/promotion/defaults",
+        crate::e2e::GROUPED_POLICY,
+        "String",
+    );
+    let services: Vec<String> = sb.fleet.services.iter().map(|(s, _)| s.clone()).collect();
+    for svc in &services {
+        sb.aws.push(svc, "1.1.0", "COMPLETE", vec![]);
+    }
+    services
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_pr_waits_for_the_branch_s_required_check_and_is_never_merged_when_it_fails() {
+    let (sb, engine, _w) = setup().await;
+    protect(
+        &sb,
+        json!({"required_checks": ["lint"],
+               "ci": [{"name": "lint", "after": "2s", "takes": "2s", "conclusion": "failure"}]}),
+    )
+    .await;
+    let services = grouped_push(&sb);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        assert!(
+            matches!(&row(&r, svc, "dev").action, Action::WaitingForChecks { checks, .. } if checks == &["lint"]),
+            "{svc}: {:?}",
+            row(&r, svc, "dev").action
+        );
+    }
+    sb.advance(Duration::from_secs(5));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        let Action::Failed { error } = &row(&r, svc, "dev").action else {
+            panic!("{svc}: {:?}", row(&r, svc, "dev").action)
+        };
+        assert!(error.to_string().contains("lint"), "{error}");
+    }
+    assert!(sb.github.pulls().iter().all(|p| p.merged_at.is_none()));
+    assert_eq!(sb.github.calls().get("PUT merge"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_pr_goes_through_the_merge_queue_and_every_member_is_verified_at_its_commit() {
+    let (sb, engine, _w) = setup().await;
+    protect(&sb, json!({"merge_queue": true})).await;
+    let services = grouped_push(&sb);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        assert!(
+            matches!(
+                row(&r, svc, "dev").action,
+                Action::Queued { position: 1, .. }
+            ),
+            "{svc}: {:?}",
+            row(&r, svc, "dev").action
+        );
+    }
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.head == "tugboat/group/dev/base-image")
+        .unwrap();
+    queue_settles(&sb, pr.number).await;
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    for svc in &services {
+        crate::common::assert_healthy(&r, svc, "dev");
+    }
+    assert_eq!(sb.github.calls().get("PUT merge"), None);
 }
