@@ -56,6 +56,11 @@ impl PortError {
         }
     }
 
+    /// Whether the system refused the call saying `words` (lower case) in its message.
+    pub fn refused_for(&self, words: &str) -> bool {
+        self.kind == ErrorKind::Rejected && self.message.to_ascii_lowercase().contains(words)
+    }
+
     /// A bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self.kind {

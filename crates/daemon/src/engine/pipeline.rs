@@ -353,7 +353,8 @@ impl Engine {
         written: (&Commands, &(String, String)),
         refusal: StepError,
     ) -> Result<Action, StepError> {
-        if refused_as_moved(&refusal) {
+        // The PR's head is no longer the commit named (HTTP 409).
+        if refused_for(&refusal, "head branch was modified") {
             tracing::info!(error = %refusal, "the branch moved under the merge; merging next cycle");
             return Ok(Action::None);
         }
@@ -475,44 +476,20 @@ fn waiting(
 /// Whether a merge was refused because the branch is not up to date with main (branch
 /// protection that requires it: GitHub reports the required checks as merely expected).
 fn refused_as_behind(e: &StepError) -> bool {
-    let Cause::Port(p) = &e.cause else {
-        return false;
-    };
-    let m = p.message.to_ascii_lowercase();
-    e.step == Step::Merge
-        && p.kind == ErrorKind::Rejected
-        && [
-            "are expected",
-            "is expected",
-            "up to date",
-            "out of date",
-            "out-of-date",
-        ]
-        .iter()
-        .any(|w| m.contains(w))
+    [
+        "are expected",
+        "is expected",
+        "up to date",
+        "out of date",
+        "out-of-date",
+    ]
+    .iter()
+    .any(|w| refused_for(e, w))
 }
 
 /// A merge GitHub refused with `words` (lower case) in its message.
 fn refused_for(e: &StepError, words: &str) -> bool {
-    let Cause::Port(p) = &e.cause else {
-        return false;
-    };
-    e.step == Step::Merge
-        && p.kind == ErrorKind::Rejected
-        && p.message.to_ascii_lowercase().contains(words)
-}
-
-/// A merge GitHub refused because the PR's head is no longer the commit named (HTTP 409,
-/// "Head branch was modified").
-fn refused_as_moved(e: &StepError) -> bool {
-    let Cause::Port(p) = &e.cause else {
-        return false;
-    };
-    e.step == Step::Merge
-        && p.kind == ErrorKind::Rejected
-        && p.message
-            .to_ascii_lowercase()
-            .contains("head branch was modified")
+    matches!(&e.cause, Cause::Port(p) if e.step == Step::Merge && p.refused_for(words))
 }
 
 /// What `plan` says of a window that keeps the merge waiting.

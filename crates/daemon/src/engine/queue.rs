@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::watch::VERIFYING;
 use super::{Action, At, Cause, Engine, Step, StepError};
 use crate::domain::provenance::same_login;
-use crate::ports::{PortResult, Proposal, PullRequest, QueueState};
+use crate::ports::{PortError, PortResult, Proposal, PullRequest, QueueState};
 
 /// How long after one of its merges tugboat first makes sure GitHub knows a PR's
 /// mergeability again before it merges the next.
@@ -43,6 +43,9 @@ impl Engine {
             return Ok(None);
         }
         let mut merged = forge.merge(number, head, title).await;
+        // Main moved under the merge (another merge just landed): once GitHub has computed the
+        // PR's mergeability again, a merge goes through.
+        let base_moved = |e: &PortError| e.refused_for("base branch was modified");
         if merged.as_ref().is_err_and(base_moved) && self.mergeability_known(number, true).await? {
             merged = forge.merge(number, head, title).await;
         }
@@ -142,13 +145,4 @@ impl Engine {
         }
         forge.comment(number, &text).await.at(Step::Merge)
     }
-}
-
-/// GitHub refused a merge because main moved under it (another merge just landed): it
-/// computes the PR's mergeability again, and a merge after that goes through.
-fn base_moved(e: &crate::ports::PortError) -> bool {
-    e.kind == crate::ports::ErrorKind::Rejected
-        && e.message
-            .to_ascii_lowercase()
-            .contains("base branch was modified")
 }
