@@ -10,9 +10,11 @@ use tokio::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{At, Engine, EnvCtx, Step, StepError};
-use crate::domain::chatops::{self, Answer, Comment};
+use crate::domain::chatops::{self, Answer, Comment, Review};
 use crate::domain::image::Digest;
 use crate::domain::promotion;
+use crate::domain::provenance::same_login;
+use crate::domain::rules;
 use crate::ports::{Reaction, ScanStart};
 
 /// Said on a PR whose record was lost (`domain::seal`): its commands are not carried out
@@ -40,6 +42,16 @@ pub struct Commands {
     pub reviewed_by: Vec<String>,
     /// Whether tugboat already said on the PR that GitHub requires reviews it cannot give.
     pub review_notice_said: bool,
+}
+
+/// A PR's reviews, and what GitHub makes of them.
+struct Reviewed {
+    /// Every review (empty when neither the policy nor GitHub wants approvals).
+    reviews: Vec<Review>,
+    /// Who approved it as GitHub counts (only read when the base branch requires reviews).
+    approved_by: Vec<String>,
+    /// Whether tugboat said on it that GitHub requires reviews it cannot give.
+    notice_said: bool,
 }
 
 /// The PR (or hold issue) whose commands are read, and the commit approvals bind to.
@@ -136,6 +148,66 @@ impl Engine {
             reviewed_by: reviewed.approved_by,
             review_notice_said: reviewed.notice_said,
         })
+    }
+
+    /// The reviews of a PR: read when the policy wants approvals (an approver's review
+    /// is an `/approve`) or GitHub requires reviews before it merges (whatever the policy).
+    /// `subject` is what the comments are on (only an open PR merges).
+    async fn reviews_of(
+        &self,
+        cx: &EnvCtx<'_>,
+        (number, subject): (u64, chatops::Subject),
+        comments: &[Comment],
+        me: &str,
+    ) -> Result<Reviewed, StepError> {
+        let open = subject == chatops::Subject::Open;
+        let required = if open {
+            self.branch_rules().await?.required_reviews
+        } else {
+            0
+        };
+        let reviews = if !open || (cx.env_policy.auto_merge && required == 0) {
+            Vec::new() // no approvals needed: only holds matter
+        } else {
+            let forge = &self.ports.forge;
+            forge.reviews(number).await.at(Step::Commands)?
+        };
+        let approved_by = if required > 0 {
+            self.github_approvers(&reviews).await?
+        } else {
+            Vec::new()
+        };
+        let notice_said = comments
+            .iter()
+            .any(|c| same_login(&c.user, me) && rules::is_review_notice(&c.body));
+        Ok(Reviewed {
+            reviews,
+            approved_by,
+            notice_said,
+        })
+    }
+
+    /// Who GitHub counts as having approved the PR: people whose latest review approves it
+    /// and who may write to the repository (GitHub counts no other review).
+    async fn github_approvers(&self, reviews: &[Review]) -> Result<Vec<String>, StepError> {
+        let mut latest: Vec<(&str, &str)> = Vec::new();
+        for r in reviews.iter().filter(|r| {
+            matches!(
+                r.state.as_str(),
+                "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED"
+            )
+        }) {
+            latest.retain(|(u, _)| !same_login(u, &r.user));
+            latest.push((&r.user, &r.state));
+        }
+        let mut out = Vec::new();
+        for (user, state) in latest {
+            // Write access, checked (and cached) as an approver's is.
+            if state == "APPROVED" && self.is_approver(user, &[]).await? {
+                out.push(user.to_owned());
+            }
+        }
+        Ok(out)
     }
 
     /// The comment commands were answered through: as recorded, or, when the record was lost

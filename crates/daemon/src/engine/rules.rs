@@ -1,69 +1,21 @@
 //! The base branch's rules as GitHub enforces them (its rulesets), read through a short
 //! cache, and what a promotion does about the ones tugboat cannot meet by itself: reviews it
-//! may not give, signatures a token's commits do not carry.
+//! may not give (said once; the reviews themselves are read with the PR's commands),
+//! signatures a token's commits do not carry.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{At, Cause, Engine, EnvCtx, Step, StepError};
+use super::{At, Cause, Engine, Step, StepError};
 use crate::config::{CommitVia, GithubAuth};
-use crate::domain::chatops::{self, Comment, Review};
-use crate::domain::provenance::same_login;
 use crate::domain::rules::{self, BranchRules};
 
 /// How long the base branch's rules are trusted: a ruleset changes rarely, and a change
 /// shows within this.
 const RULES_TTL: Duration = Duration::from_secs(300);
 
-/// A PR's reviews, and what GitHub makes of them.
-pub(super) struct Reviewed {
-    /// Every review (empty when neither the policy nor GitHub wants approvals).
-    pub reviews: Vec<Review>,
-    /// Who approved it as GitHub counts (only read when the base branch requires reviews).
-    pub approved_by: Vec<String>,
-    /// Whether tugboat said on it that GitHub requires reviews it cannot give.
-    pub notice_said: bool,
-}
-
 impl Engine {
-    /// The reviews of PR `pr`: read when the policy wants approvals (an approver's review
-    /// is an `/approve`) or GitHub requires reviews before it merges (whatever the policy).
-    /// `subject` is what the comments are on (only an open PR merges).
-    pub(super) async fn reviews_of(
-        &self,
-        cx: &EnvCtx<'_>,
-        (number, subject): (u64, chatops::Subject),
-        comments: &[Comment],
-        me: &str,
-    ) -> Result<Reviewed, StepError> {
-        let open = subject == chatops::Subject::Open;
-        let required = if open {
-            self.branch_rules().await?.required_reviews
-        } else {
-            0
-        };
-        let reviews = if !open || (cx.env_policy.auto_merge && required == 0) {
-            Vec::new() // no approvals needed: only holds matter
-        } else {
-            let forge = &self.ports.forge;
-            forge.reviews(number).await.at(Step::Commands)?
-        };
-        let approved_by = if required > 0 {
-            self.github_approvers(&reviews).await?
-        } else {
-            Vec::new()
-        };
-        let notice_said = comments
-            .iter()
-            .any(|c| same_login(&c.user, me) && rules::is_review_notice(&c.body));
-        Ok(Reviewed {
-            reviews,
-            approved_by,
-            notice_said,
-        })
-    }
-
     /// The base branch's rules, read at most once per [`RULES_TTL`].
     pub(super) async fn branch_rules(&self) -> Result<BranchRules, StepError> {
         let cached = self.rules_cache.lock().ok().and_then(|c| {
@@ -92,39 +44,6 @@ impl Engine {
         let signs = matches!(gh.auth, GithubAuth::App { .. }) && gh.commits == CommitVia::Api;
         let warning = (rules.signed_commits && !signs).then(|| unsigned_warning(&rules.branch, gh));
         Ok((rules, warning))
-    }
-
-    /// Who GitHub counts as having approved the PR: people whose latest review approves it
-    /// and who may write to the repository (GitHub counts no other review).
-    pub(super) async fn github_approvers(
-        &self,
-        reviews: &[Review],
-    ) -> Result<Vec<String>, StepError> {
-        let mut latest: Vec<(&str, &str)> = Vec::new();
-        for r in reviews.iter().filter(|r| {
-            matches!(
-                r.state.as_str(),
-                "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED"
-            )
-        }) {
-            latest.retain(|(u, _)| !same_login(u, &r.user));
-            latest.push((&r.user, &r.state));
-        }
-        let mut out = Vec::new();
-        for (user, state) in latest {
-            if state == "APPROVED"
-                && self
-                    .ports
-                    .forge
-                    .permission(user)
-                    .await
-                    .at(Step::Commands)?
-                    .writes()
-            {
-                out.push(user.to_owned());
-            }
-        }
-        Ok(out)
     }
 
     /// Say once on PR `number` that GitHub requires `needed` reviews tugboat cannot give
