@@ -341,6 +341,37 @@ impl GitHub {
         })
     }
 
+    /// A GraphQL request: its `data`, or GitHub's first error (typed as its `type` says),
+    /// worded as about `subject`.
+    pub(super) async fn graphql_data(
+        &self,
+        operation: &'static str,
+        body: Value,
+        subject: &str,
+    ) -> PortResult<Value> {
+        let graphql = self.auth.graphql().await?;
+        let answer: Value = self
+            .req(operation, graphql._post("/graphql", Some(&body)))
+            .await?;
+        match answer["errors"].as_array().and_then(|e| e.first()) {
+            None => Ok(answer["data"].clone()),
+            Some(e) => {
+                let kind = match e["type"].as_str() {
+                    Some("FORBIDDEN") => ErrorKind::Denied,
+                    Some("NOT_FOUND") => ErrorKind::NotFound,
+                    _ => ErrorKind::Rejected,
+                };
+                let message = e["message"].as_str().unwrap_or("refused");
+                Err(PortError::new(
+                    "github",
+                    operation,
+                    kind,
+                    format!("{subject}: {message}"),
+                ))
+            }
+        }
+    }
+
     /// `route` with `query` (a JSON object of strings and numbers) as its query string.
     fn with_query(route: String, query: &Value) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());

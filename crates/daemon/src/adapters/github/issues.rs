@@ -63,36 +63,21 @@ impl Issues for GitHub {
                     ._get(self.route(&format!("issues/{number}"))),
             )
             .await?;
-        let refused = |kind, message: String| {
+        let subject = format!("issue #{number}");
+        let id = issue.node_id.ok_or_else(|| {
             PortError::new(
                 "github",
                 "graphql/pin-issue",
-                kind,
-                format!("issue #{number}: {message}"),
+                ErrorKind::Rejected,
+                format!("{subject}: GitHub gave no node_id"),
             )
-        };
-        let id = issue
-            .node_id
-            .ok_or_else(|| refused(ErrorKind::Rejected, "GitHub gave no node_id".into()))?;
+        })?;
         let mutation =
             "mutation($id: ID!) { pinIssue(input: {issueId: $id}) { issue { number } } }";
         let body = json!({"query": mutation, "variables": {"id": id}});
-        let graphql = self.auth.graphql().await?;
-        let answer: Value = self
-            .req("graphql/pin-issue", graphql._post("/graphql", Some(&body)))
+        self.graphql_data("graphql/pin-issue", body, &subject)
             .await?;
-        match answer["errors"].as_array().and_then(|e| e.first()) {
-            None => Ok(()),
-            Some(e) => {
-                let kind = match e["type"].as_str() {
-                    Some("FORBIDDEN") => ErrorKind::Denied,
-                    Some("NOT_FOUND") => ErrorKind::NotFound,
-                    _ => ErrorKind::Rejected,
-                };
-                let message = e["message"].as_str().unwrap_or("refused").to_owned();
-                Err(refused(kind, message))
-            }
-        }
+        Ok(())
     }
 
     async fn label_events(&self, number: u64) -> PortResult<Vec<LabelEvent>> {

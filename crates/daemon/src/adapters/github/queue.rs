@@ -50,36 +50,6 @@ struct PullWire {
 }
 
 impl GitHub {
-    /// A GraphQL request: its `data`, or GitHub's first error (typed as its `type` says).
-    async fn graphql_data(
-        &self,
-        operation: &'static str,
-        body: Value,
-        subject: &str,
-    ) -> PortResult<Value> {
-        let graphql = self.auth.graphql().await?;
-        let answer: Value = self
-            .req(operation, graphql._post("/graphql", Some(&body)))
-            .await?;
-        match answer["errors"].as_array().and_then(|e| e.first()) {
-            None => Ok(answer["data"].clone()),
-            Some(e) => {
-                let kind = match e["type"].as_str() {
-                    Some("FORBIDDEN") => ErrorKind::Denied,
-                    Some("NOT_FOUND") => ErrorKind::NotFound,
-                    _ => ErrorKind::Rejected,
-                };
-                let message = e["message"].as_str().unwrap_or("refused");
-                Err(PortError::new(
-                    "github",
-                    operation,
-                    kind,
-                    format!("{subject}: {message}"),
-                ))
-            }
-        }
-    }
-
     async fn queue_pull(&self, number: u64) -> PortResult<PullWire> {
         let body = json!({"query": STATE, "variables":
             {"owner": self.owner, "name": self.repo, "number": number}});
