@@ -216,10 +216,8 @@ async fn list_check_runs(
     Query(q): Query<RunsQuery>,
 ) -> Response {
     guard!(gh, headers, o, r, "GET check-runs");
-    let mut runs = gh.check_runs(&sha);
-    runs.extend(gh.ci_runs(&sha));
-    runs.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-    let mut runs: Vec<CheckRunRec> = runs
+    let mut runs: Vec<CheckRunRec> = gh
+        .runs_of(&sha)
         .into_iter()
         .rev()
         .filter(|c| q.check_name.as_ref().is_none_or(|n| *n == c.name))

@@ -158,9 +158,7 @@ impl GitHub {
     /// Whether check `name` succeeded on `sha` (`None`: not reported, or still running): its
     /// newest check run (CI's or an App's), else its commit status.
     pub(crate) fn check_state(&self, sha: &str, name: &str) -> Option<bool> {
-        let mut runs = self.check_runs(sha);
-        runs.extend(self.ci_runs(sha));
-        runs.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        let runs = self.runs_of(sha);
         let run = runs.iter().rev().find(|r| r.name == name).map(|r| {
             let passed = matches!(
                 r.conclusion.as_deref(),
@@ -246,6 +244,31 @@ fn run_id(sha: &str, job: usize) -> u64 {
 }
 
 impl GitHub {
+    /// Every check run of `sha`, oldest first: the Apps' (tugboat's) and the CI's.
+    pub(crate) fn runs_of(&self, sha: &str) -> Vec<crate::github_data::CheckRunRec> {
+        let mut runs = self.check_runs(sha);
+        runs.extend(self.ci_runs(sha));
+        runs.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        runs
+    }
+
+    /// PR `number` (at `head`) was merged into `base` as `sha`, by a merge or the merge
+    /// queue: recorded, and when main moved, every open PR's mergeability is computed again.
+    pub(crate) fn merged_into(&self, base: &str, number: u64, sha: &str, head: &str) {
+        let now = self.now();
+        {
+            let mut g = self.lock();
+            g.merged(number, sha, head, now);
+            if base == "main" {
+                g.main_moved = Some((sha.to_owned(), tokio::time::Instant::now()));
+            }
+        }
+        self.note_pushes();
+        if base == "main" {
+            self.recompute_mergeability();
+        }
+    }
+
     /// Main moved by a merge: GitHub computes every open PR's mergeability again.
     pub(crate) fn recompute_mergeability(&self) {
         let now = self.now();

@@ -136,14 +136,8 @@ impl GitHub {
             return;
         }
         self.drop_temp_branch(entry);
-        let now = self.now();
-        {
-            let mut g = self.lock();
-            g.queue.retain(|e| e.number != entry.number);
-            g.merged(entry.number, sha, &entry.head, now);
-            g.main_moved = Some((sha.to_owned(), tokio::time::Instant::now()));
-        }
-        self.recompute_mergeability();
+        self.lock().queue.retain(|e| e.number != entry.number);
+        self.merged_into(&pr.base, entry.number, sha, &entry.head);
     }
 
     fn dequeue(&self, entry: &QueueEntry, reason: &str) {

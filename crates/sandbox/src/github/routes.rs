@@ -248,16 +248,7 @@ pub(super) async fn merge_pull(
     };
     match gh.merge_into(&pr.base, &pr.head, &title, &method) {
         Ok(sha) => {
-            let mut g = gh.lock();
-            g.merged(n, &sha, &head, gh.now());
-            if pr.base == "main" {
-                g.main_moved = Some((sha.clone(), tokio::time::Instant::now()));
-            }
-            drop(g);
-            gh.note_pushes();
-            if pr.base == "main" {
-                gh.recompute_mergeability();
-            }
+            gh.merged_into(&pr.base, n, &sha, &head);
             Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}))
                 .into_response()
         }
