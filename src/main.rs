@@ -32,10 +32,16 @@ enum Command {
         #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
         config: PathBuf,
     },
-    /// Run one reconcile cycle, print what happened, and exit (non-zero if any step failed).
+    /// Run one reconcile cycle, publish the dashboard and send its notifications, print what
+    /// happened, and exit: 1 if any step failed, 3 if every step ran but a notification or
+    /// the dashboard was not delivered.
     Once {
         #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
         config: PathBuf,
+        /// How long to wait for the notifications' deliveries (retries included); what is not
+        /// delivered by then is reported, and the exit status is 3.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        notify_timeout: std::time::Duration,
     },
     /// Show what would be promoted, blocked or waiting, and why. Writes nothing.
     Plan {
@@ -143,6 +149,7 @@ fn init_logs(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tugboat::abort_at_failpoint_from_env();
     tugboat::app::init_crypto();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -200,13 +207,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             command: PolicyCommand::Check { files },
         } => policy_check(&files),
         Command::Health { url, timeout } => health(&url, timeout).await,
-        Command::Once { config } => {
+        Command::Once {
+            config,
+            notify_timeout,
+        } => {
             init_logs("info");
-            once(&config, Mode::Apply, Output::Table).await
+            once(&config, Mode::Apply, Output::Table, notify_timeout).await
         }
         Command::Plan { config, output } => {
             init_logs("warn");
-            once(&config, Mode::Plan, output).await
+            once(&config, Mode::Plan, output, std::time::Duration::ZERO).await
         }
         Command::Run { config } => {
             init_logs("info");
@@ -236,66 +246,101 @@ fn load(config: &Path) -> anyhow::Result<Arc<Config>> {
     Ok(Arc::new(Config::load(config, std::env::vars())?))
 }
 
-async fn once(config: &Path, mode: Mode, output: Output) -> anyhow::Result<ExitCode> {
+/// What a `once` or a `plan` prints beside its table: the branch's rules and the write
+/// budget (a plan), and what it told people (a `once`).
+#[derive(Default)]
+struct Extras {
+    branch: Option<(tugboat::ports::BranchRules, Option<String>)>,
+    cost: Option<tugboat::report::WriteCost>,
+    told: Option<tugboat::once::Told>,
+}
+
+async fn once(
+    config: &Path,
+    mode: Mode,
+    output: Output,
+    notify_timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
     let api = ApiMetrics::default();
     let engine = Engine::new(cfg.clone(), tugboat::app::ports(&cfg, &api).await?);
     let reports = engine.cycle(mode).await?;
-    // A plan says what the base branch requires of a merge, and what tugboat cannot meet.
-    let branch = match mode {
-        Mode::Plan => match engine.branch_summary().await {
-            Ok(summary) => Some(summary),
-            Err(e) => {
-                eprintln!("warning: cannot read the base branch's rules: {e}");
-                None
-            }
-        },
-        Mode::Apply => None,
-    };
-    // A plan says what its promotions would cost against GitHub's write budget.
-    let github = &cfg.github;
-    let cost = match mode {
-        Mode::Plan => tugboat::report::WriteCost::of(
-            &reports,
-            github.writes_per_minute,
-            github.writes_per_hour,
-        ),
-        Mode::Apply => None,
-    };
+    let mut extras = Extras::default();
+    match mode {
+        // A plan says what the base branch requires of a merge, and what tugboat cannot
+        // meet, and what its promotions would cost against GitHub's write budget.
+        Mode::Plan => {
+            extras.branch = match engine.branch_summary().await {
+                Ok(summary) => Some(summary),
+                Err(e) => {
+                    eprintln!("warning: cannot read the base branch's rules: {e}");
+                    None
+                }
+            };
+            let github = &cfg.github;
+            extras.cost = tugboat::report::WriteCost::of(
+                &reports,
+                github.writes_per_minute,
+                github.writes_per_hour,
+            );
+        }
+        // A run tells people what happened, as the daemon does after each cycle.
+        Mode::Apply => {
+            let clock = Arc::new(tugboat::clock::SystemClock);
+            let told = tugboat::once::tell(&cfg, &engine, &reports, clock, notify_timeout).await?;
+            extras.told = Some(told);
+        }
+    }
+    emit(&printed(&reports, &extras, output))?;
+    tugboat::daemon::log_calls(&api.snapshot());
+    let failed = reports
+        .iter()
+        .any(|r| matches!(r.action, Action::Failed { .. }));
+    let undelivered = extras.told.as_ref().is_some_and(|t| t.undelivered() > 0);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else if undelivered {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A cycle's reports and their extras, as `output` asks.
+fn printed(reports: &[tugboat::engine::EnvReport], extras: &Extras, output: Output) -> String {
     match output {
         Output::Table => {
-            let mut out = tugboat::report::table(&reports);
-            if let Some((rules, warning)) = &branch {
+            let mut out = tugboat::report::table(reports);
+            if let Some((rules, warning)) = &extras.branch {
                 out = format!(
                     "{out}\n{}",
                     tugboat::report::branch_text(rules, warning.as_deref())
                 );
             }
-            if let Some(cost) = cost {
+            if let Some(cost) = &extras.cost {
                 out = format!("{out}\n{}", cost.text());
             }
-            emit(&out)?
+            if let Some(told) = extras.told.as_ref().map(|t| t.text())
+                && !told.is_empty()
+            {
+                out = format!("{out}\n{told}");
+            }
+            out
         }
         Output::Json => {
-            let mut json = tugboat::report::json(&reports);
-            if let Some((rules, warning)) = &branch {
+            let mut json = tugboat::report::json(reports);
+            if let Some((rules, warning)) = &extras.branch {
                 json["branch_rules"] = tugboat::report::branch_json(rules, warning.as_deref());
             }
-            if let Some(cost) = cost {
+            if let Some(cost) = &extras.cost {
                 json["write_budget"] = cost.json();
             }
-            emit(&format!("{json:#}\n"))?
+            if let Some(told) = &extras.told {
+                json["told"] = told.json();
+            }
+            format!("{json:#}\n")
         }
     }
-    tugboat::daemon::log_calls(&api.snapshot());
-    let failed = reports
-        .iter()
-        .any(|r| matches!(r.action, Action::Failed { .. }));
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 async fn rescan(config: &Path, scope: Scope) -> anyhow::Result<ExitCode> {

@@ -21,8 +21,8 @@ use tugboat_sandbox::{self as sandbox, Fleet, Options, Sandbox, Style, file_of};
 const SVC: &str = "user_service";
 
 /// Every step a promotion goes through, in order.
-const PROMOTION_STEPS: [&str; 8] = [
-    "edit", "commit", "push", "open-pr", "label", "merge", "verify", "report",
+const PROMOTION_STEPS: [&str; 9] = [
+    "edit", "commit", "push", "claim", "open-pr", "label", "merge", "verify", "report",
 ];
 
 /// A sandbox with `user_service` in dev only.
@@ -68,15 +68,26 @@ async fn killed_at(sb: &Sandbox, work: &tempfile::TempDir, point: &'static str) 
     hit.load(Ordering::SeqCst)
 }
 
-/// A new tugboat on the same working directory, run until nothing is left to do.
-async fn restarted(sb: &Sandbox, work: &tempfile::TempDir) {
+/// A new tugboat on the same working directory, started at once, as a container restarted in
+/// its pod: it took the clone over, so the killed one's ledger claims are its own and nothing
+/// waits out their lifetime (2 min). Its first cycle, with the clock where the kill left it,
+/// merges the PR on `branch`; then it runs until nothing is left, `pace` apart.
+async fn restarted(sb: &Sandbox, work: &tempfile::TempDir, branch: &str, pace: Duration) {
     let next = engine(sb, work, &Default::default()).await;
-    for _ in 0..4 {
-        // Past the claim of the killed tugboat, should it have stopped right after claiming.
-        sb.advance(Duration::from_secs(180));
+    next.cycle(Mode::Apply).await.unwrap();
+    let prs = prs_of(sb, branch);
+    assert!(
+        prs.iter().any(|(pr, _)| pr.merged_at.is_some()),
+        "the first cycle after the restart merged {branch}: {prs:?}"
+    );
+    for _ in 0..3 {
+        sb.advance(pace);
         next.cycle(Mode::Apply).await.unwrap();
     }
 }
+
+/// Well inside a claim's lifetime: three of them and the first cycle stay under 2 min.
+const AT_ONCE: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tugboat_killed_at_any_step_is_finished_by_the_next_with_one_pr_one_merge_and_one_report()
@@ -90,7 +101,7 @@ async fn a_tugboat_killed_at_any_step_is_finished_by_the_next_with_one_pr_one_me
             killed_at(&sb, &work, point).await,
             "{point}: the failpoint was reached"
         );
-        restarted(&sb, &work).await;
+        restarted(&sb, &work, "tugboat/dev/user_service", AT_ONCE).await;
 
         let prs = prs_of(&sb, "tugboat/dev/user_service");
         assert_eq!(prs.len(), 1, "{point}: exactly one PR: {prs:?}");
@@ -124,7 +135,7 @@ async fn a_tugboat_killed_at_any_step_is_finished_by_the_next_with_one_pr_one_me
         killed_at(&sb, &work, "rollback").await,
         "the rollback was started"
     );
-    restarted(&sb, &work).await;
+    restarted(&sb, &work, "tugboat/dev/user_service", AT_ONCE).await;
     let promotions = prs_of(&sb, "tugboat/dev/user_service");
     let rollbacks = prs_of(&sb, "tugboat/rollback/dev/user_service");
     assert_eq!(
@@ -242,7 +253,9 @@ async fn during_verification() {
             killed_at(&sb, &work, point).await,
             "{end:?}: killed at {point}"
         );
-        restarted(&sb, &work).await;
+        // A held pause ends `pause_timeout` (60 s) after the merge: cycles 3 min apart.
+        let pace = Duration::from_secs(180);
+        restarted(&sb, &work, "tugboat/dev/user_service", pace).await;
 
         let prs = prs_of(&sb, "tugboat/dev/user_service");
         assert_eq!(prs.len(), 1, "{end:?}: one PR: {prs:?}");
@@ -339,7 +352,7 @@ async fn grouped() {
             killed_at(&sb, &work, point).await,
             "{point}: the failpoint was reached"
         );
-        restarted(&sb, &work).await;
+        restarted(&sb, &work, GROUP_BRANCH, AT_ONCE).await;
 
         let prs = prs_of(&sb, GROUP_BRANCH);
         assert_eq!(prs.len(), 1, "{point}: exactly one group PR: {prs:?}");
@@ -375,5 +388,57 @@ async fn grouped() {
                 assert!(main.contains("1.1.0"), "{point}: {svc} promoted:\n{main}");
             }
         }
+    }
+}
+
+/// A real kill, of the real binary: `tugboat once` dies at a step (`TUGBOAT_ABORT_AT` aborts
+/// the process there, as `kill -9` would: no destructor runs, nothing is let go of but by the
+/// kernel) and is started again at once on the same working directory, as a container
+/// restarted in its pod. The restart's one cycle finishes the promotion: the PR its
+/// predecessor claimed is opened and merged then, not after the claim's 2 min.
+#[test]
+fn a_tugboat_process_killed_at_a_step_and_started_again_at_once_finishes_in_its_first_cycle() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for point in ["claim", "open-pr", "merge"] {
+        let sb = rt.block_on(sandbox());
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tugboat.toml");
+        std::fs::write(&config, sb.config_toml(&dir.path().join("work"))).unwrap();
+        sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+        let once = |abort: Option<&str>| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tugboat"));
+            cmd.args(["once", "--config"]).arg(&config);
+            cmd.env("NO_COLOR", "1").env_remove("TUGBOAT_ABORT_AT");
+            if let Some(point) = abort {
+                cmd.env("TUGBOAT_ABORT_AT", point);
+            }
+            cmd.output().unwrap()
+        };
+        let killed = once(Some(point));
+        let stderr = String::from_utf8_lossy(&killed.stderr);
+        assert!(
+            !killed.status.success() && stderr.contains("aborted at the failpoint"),
+            "{point}: the first process died there: {:?}\n{stderr}",
+            killed.status
+        );
+        let started = std::time::Instant::now();
+        let restart = once(None);
+        let stderr = String::from_utf8_lossy(&restart.stderr);
+        assert!(restart.status.success(), "{point}: {stderr}");
+        assert!(
+            stderr.contains("took over the clone of a stopped tugboat"),
+            "{point}: the restart knew its predecessor:\n{stderr}"
+        );
+        let prs = prs_of(&sb, "tugboat/dev/user_service");
+        assert_eq!(prs.len(), 1, "{point}: one PR: {prs:?}");
+        assert!(
+            prs[0].0.merged_at.is_some(),
+            "{point}: merged by the restart"
+        );
+        assert_eq!(prs[0].1, 1, "{point}: reported once");
+        eprintln!(
+            "killed at {point}: the restart finished the promotion in {:.1?}",
+            started.elapsed()
+        );
     }
 }

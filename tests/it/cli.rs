@@ -583,3 +583,100 @@ fn tugboat_run_with_a_ten_minute_interval_opens_the_pr_of_a_pushed_image_through
     assert_eq!(sb.aws.sqs.waiting(queue), 0, "both handled: {log}");
     assert!(calls("DeleteMessageBatch") >= 1, "and deleted: {log}");
 }
+
+/// `tugboat once` as a CronJob runs it: a promotion is announced to every configured sink and
+/// the dashboard is published, and a sink that keeps failing is named in the output and the
+/// exit status (3), after at most `--notify-timeout`.
+#[test]
+fn once_sends_its_notifications_publishes_the_dashboard_and_reports_what_it_could_not_deliver() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt
+        .block_on(tugboat_sandbox::Sandbox::start(tugboat_sandbox::Options {
+            sync_delay: std::time::Duration::from_millis(200),
+            fleet: tugboat_sandbox::Fleet {
+                services: vec![("user_service".into(), tugboat_sandbox::Style::Kustomize)],
+                environments: vec!["dev".into()],
+                tags: 1,
+            },
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tugboat.toml",
+        &sb.config_toml(&dir.path().join("work")),
+        0o600,
+    );
+    let once = |timeout: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tugboat"))
+            .args(["once", "--config", &config, "--notify-timeout", timeout])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    // Deliveries the sinks accepted (a failed attempt is received too, with its status).
+    let delivered = || {
+        sb.sinks
+            .received()
+            .into_iter()
+            .filter(|r| r.status < 300)
+            .map(|r| (r.sink, r.event.unwrap_or_default()))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let out = once("30s");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("notifications: 2 sent (slack 1, webhook 1), 0 not delivered"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("dashboard: created #"), "{stdout}");
+    assert_eq!(
+        delivered().into_iter().collect::<Vec<_>>(),
+        [("slack", String::new()), ("webhook", "promoted".to_owned())],
+        "{:?}",
+        sb.sinks.received()
+    );
+    let dashboards: Vec<_> = sb
+        .github
+        .issues()
+        .into_iter()
+        .filter(|i| i.state == "open" && i.labels.contains(&"dashboard".to_owned()))
+        .collect();
+    assert_eq!(dashboards.len(), 1, "{dashboards:?}");
+    assert!(
+        dashboards[0].body.contains("user_service"),
+        "{}",
+        dashboards[0].body
+    );
+
+    // The next run has nothing new to say: nothing is announced twice.
+    let all = sb.sinks.received().len();
+    let again = once("30s");
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(sb.sinks.received().len(), all, "nothing announced twice");
+
+    // A webhook sink that fails every attempt: the run says so, and exits 3, within the bound.
+    sb.sinks.fail_next("webhook", 1_000, 503);
+    sb.aws.push("user_service", "1.2.0", "COMPLETE", vec![]);
+    let started = std::time::Instant::now();
+    let out = once("2s");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("notifications: 1 sent (slack 1), 1 not delivered"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  webhook promoted/user_service/dev: still being retried"),
+        "the undelivered one is named: {stdout}"
+    );
+    eprintln!("a failing sink's run ended in {:.1?}", started.elapsed());
+}

@@ -21,3 +21,4 @@ mod notify;
 mod policies;
 mod port_contract;
 mod protection;
+mod replicas;

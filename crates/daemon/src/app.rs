@@ -9,7 +9,7 @@ use crate::adapters::{
     argocd::{ArgoCd, ArgoOptions},
     aws,
     ecr::Ecr,
-    git::Git,
+    git::{Git, Tenancy},
     github::{Credentials, GitHub, WriteBudget},
     ssm::Ssm,
 };
@@ -71,6 +71,22 @@ pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
     ports_on(cfg, api, Arc::new(SystemClock)).await
 }
 
+/// The adapters of a daemon (`tugboat run`), which must own its working directory: two
+/// daemons on one clone would each repair what the other is using. A `plan` or `once` run
+/// beside a daemon shares the clone as a guest instead ([`ports`]).
+pub async fn owned_ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
+    let (ports, tenancy) = build(cfg, api, Arc::new(SystemClock)).await?;
+    if let Some(owner) = tenancy.guest_of {
+        anyhow::bail!(
+            "engine.workdir {}: another running tugboat ({owner}) owns the clone there (it holds \
+             the lock on {}); give each replica its own working directory",
+            cfg.engine.workdir.display(),
+            crate::adapters::git::owner_file(&Git::clone_dir(&cfg.engine.workdir)).display()
+        );
+    }
+    Ok(ports)
+}
+
 /// The adapters, stamping commits from `clock` (the one the engine reads, so that a test's
 /// sandbox, adapters and engine share one time of day).
 pub async fn ports_on(
@@ -78,6 +94,15 @@ pub async fn ports_on(
     api: &ApiMetrics,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Ports> {
+    Ok(build(cfg, api, clock).await?.0)
+}
+
+/// The adapters, and this process's standing in the working directory's clone.
+async fn build(
+    cfg: &Config,
+    api: &ApiMetrics,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Ports, Tenancy)> {
     let sdk = aws::sdk_config(&cfg.aws).await;
     let ssm = Ssm::new(&sdk, api);
     let keys = Arc::new(KeyRing::new(
@@ -98,6 +123,7 @@ pub async fn ports_on(
     .context("opening the local clone of the GitOps repository")?
     .with_clock(clock)
     .with_trust(Arc::clone(&keys), Arc::clone(&forged));
+    let tenancy = git.tenancy().clone();
     let budget = WriteBudget::new(cfg.github.writes_per_minute, cfg.github.writes_per_hour);
     api.watch_budget(Arc::new(budget.clone()));
     let forge = GitHub::new(
@@ -126,16 +152,19 @@ pub async fn ports_on(
         },
         api,
     )?;
-    Ok(Ports {
-        registry: Arc::new(Ecr::new(&sdk, api)),
-        params: Arc::new(ssm),
-        repo: Arc::new(git.clone()),
-        ledger: Arc::new(git),
-        forge,
-        deployer: Arc::new(argo),
-        keys,
-        forged,
-    })
+    Ok((
+        Ports {
+            registry: Arc::new(Ecr::new(&sdk, api)),
+            params: Arc::new(ssm),
+            repo: Arc::new(git.clone()),
+            ledger: Arc::new(git),
+            forge,
+            deployer: Arc::new(argo),
+            keys,
+            forged,
+        },
+        tenancy,
+    ))
 }
 
 /// The GitHub webhook secret, when the config enables webhooks; read again when it rotates.

@@ -36,7 +36,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let api = ApiMetrics::default();
-    let engine = Engine::new(cfg.clone(), crate::app::ports(&cfg, &api).await?);
+    let engine = Engine::new(cfg.clone(), crate::app::owned_ports(&cfg, &api).await?);
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
@@ -49,9 +49,20 @@ pub async fn run(
         daemon = daemon.with_notifications(routes);
     }
     let daemon = Arc::new(daemon);
-    let webhook = crate::app::webhook_secret(&cfg)
-        .await?
-        .map(|secret| Arc::new(crate::webhook::Webhook::new(secret, daemon.engine.inbox())));
+    let election = match &cfg.election {
+        Some(e) => Some(Election::start(e, &api).await?),
+        None => None,
+    };
+    let webhook = match crate::app::webhook_secret(&cfg).await? {
+        Some(secret) => {
+            let hook = crate::webhook::Webhook::new(secret, daemon.engine.inbox());
+            Some(Arc::new(match &election {
+                Some(e) => hook.with_relay(e.relay().map_err(anyhow::Error::msg)?),
+                None => hook,
+            }))
+        }
+        None => None,
+    };
     tracing::info!(
         listen = %listener.local_addr()?,
         webhooks = webhook.is_some(),
@@ -75,16 +86,13 @@ pub async fn run(
     });
     #[cfg(unix)]
     let hangup = tokio::spawn(on_hangup(daemon.clone()));
-    match &cfg.election {
+    match election {
         None => daemon.cycles(stop_rx).await,
         Some(e) => {
-            let (leading_tx, leading_rx) = watch::channel(false);
             let (release_tx, release_rx) = watch::channel(false);
-            let lease = crate::app::lease(e, &api).await?;
-            let elector =
-                crate::leader::Elector::new(lease, &e.identity, e.timing, Arc::new(SystemClock));
-            let electing = tokio::spawn(elector.run(leading_tx, release_rx));
-            daemon.lead(leading_rx, stop_rx).await;
+            let leading = e.leading.clone();
+            let electing = tokio::spawn(e.elector.run(e.leading_tx, release_rx));
+            daemon.lead(leading, stop_rx).await;
             // Stopped: release the lease so a follower takes over at once.
             let _ = release_tx.send(true);
             let _ = electing.await;
@@ -95,6 +103,44 @@ pub async fn run(
     hangup.abort();
     let _ = server.await;
     Ok(())
+}
+
+/// A replica's part in leader election: its candidate for the lease, and whether it leads.
+struct Election {
+    elector: crate::leader::Elector,
+    leading_tx: watch::Sender<bool>,
+    leading: watch::Receiver<bool>,
+    identity: String,
+}
+
+impl Election {
+    async fn start(e: &crate::config::ElectionConfig, api: &ApiMetrics) -> anyhow::Result<Self> {
+        let (leading_tx, leading) = watch::channel(false);
+        let lease = crate::app::lease(e, api).await?;
+        let elector =
+            crate::leader::Elector::new(lease, &e.identity, e.timing, Arc::new(SystemClock))
+                .with_address(e.address.clone());
+        if e.address.is_none() {
+            tracing::info!(
+                "election.address is not set: a webhook delivery that reaches a follower waits for the leader's next poll"
+            );
+        }
+        Ok(Self {
+            elector,
+            leading_tx,
+            leading,
+            identity: e.identity.clone(),
+        })
+    }
+
+    /// The way to the leader for webhook deliveries this replica receives while it follows.
+    fn relay(&self) -> Result<crate::adapters::relay::Relay, String> {
+        crate::adapters::relay::Relay::new(
+            &self.identity,
+            self.leading.clone(),
+            self.elector.leader(),
+        )
+    }
 }
 
 /// SIGHUP: re-read the policy now and run a cycle without waiting for the interval.

@@ -21,6 +21,11 @@ pub struct Elector {
     me: String,
     timing: Timing,
     clock: Arc<dyn Clock>,
+    /// Where this replica takes webhook deliveries its followers hand on, written into the
+    /// lease while it holds it.
+    address: Option<String>,
+    /// Where the current holder takes them, when another replica holds the lease.
+    leader: watch::Sender<Option<String>>,
 }
 
 /// What the elector remembers between tries: the record last seen, and when it was first
@@ -37,7 +42,22 @@ impl Elector {
             me: me.to_owned(),
             timing,
             clock,
+            address: None,
+            leader: watch::channel(None).0,
         }
+    }
+
+    /// Advertise `address` (a URL of this replica's server) in the lease while leading.
+    #[must_use]
+    pub fn with_address(mut self, address: Option<String>) -> Self {
+        self.address = address;
+        self
+    }
+
+    /// Where the replica that holds the lease takes webhook deliveries, while another one
+    /// than this holds it and has said where (`None` otherwise).
+    pub fn leader(&self) -> watch::Receiver<Option<String>> {
+        self.leader.subscribe()
     }
 
     /// Run until `stop` turns true, keeping `leading` true exactly while this replica holds
@@ -95,9 +115,17 @@ impl Elector {
         match lease::step(record, observed, &self.me, now, &self.timing) {
             Step::Wait { holder, until } => {
                 tracing::debug!(holder = %holder, until = %until, "the lease is held");
+                let address = record.and_then(|r| r.address.clone());
+                self.leader.send_if_modified(|was| {
+                    let changed = *was != address;
+                    *was = address;
+                    changed
+                });
                 Ok(false)
             }
-            Step::Write(mine) => {
+            Step::Write(mut mine) => {
+                self.leader.send_if_modified(|was| was.take().is_some());
+                mine.address = self.address.clone();
                 let version = current.as_ref().map(|v| v.version.as_str());
                 self.lease.write(&mine, version).await
             }

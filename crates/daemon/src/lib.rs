@@ -28,6 +28,24 @@ macro_rules! failpoint {
     };
 }
 
+/// In a build with failpoints (the tests' binary), `TUGBOAT_ABORT_AT=<failpoint>` makes the
+/// process die at that step as `kill -9` would: no destructor runs, no buffer is flushed, no
+/// lock is let go of but by the kernel. The crash tests restart the real binary after it. In
+/// every other build this does nothing.
+pub fn abort_at_failpoint_from_env() {
+    #[cfg(feature = "failpoints")]
+    if let Ok(point) = std::env::var("TUGBOAT_ABORT_AT") {
+        let name = point.clone();
+        let set = fail::cfg_callback(point, move || {
+            eprintln!("tugboat: aborted at the failpoint {name}");
+            std::process::abort();
+        });
+        if let Err(e) = set {
+            eprintln!("tugboat: TUGBOAT_ABORT_AT: {e}");
+        }
+    }
+}
+
 pub mod adapters;
 pub mod app;
 pub mod clock;
@@ -39,6 +57,7 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod notify;
+pub mod once;
 pub mod ports;
 pub mod report;
 pub mod secret;

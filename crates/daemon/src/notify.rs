@@ -35,7 +35,7 @@ use crate::telemetry::ApiCounts;
 
 mod deliver;
 
-pub use deliver::{Notifier, Route};
+pub use deliver::{Delivery, Notifier, Outcome, Route};
 
 /// What a cycle's reports announce: promotions verified Healthy, gate refusals of a
 /// candidate, promotions awaiting approval (per PR head), rollbacks, and holds.

@@ -41,22 +41,39 @@ pub fn router(metrics: Arc<Metrics>, webhook: Option<Arc<Webhook>>) -> Router {
 }
 
 /// A GitHub delivery: 401 with no detail unless signed with the secret; answered at once (the
-/// work is a wake-up of the run loop).
+/// work is a wake-up of the run loop). A follower hands a verified delivery that needs a
+/// cycle on to the leader, and answers with the leader's answer.
 async fn github_webhook(
     State(w): State<Arc<Webhook>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    match w
+    let outcome = w
         .handle(
             h("x-github-event"),
             h("x-github-delivery"),
             h("x-hub-signature-256"),
             &body,
         )
-        .await
+        .await;
+    if let Ok(Outcome::Queued(_)) = &outcome
+        && let Some(relay) = w.relay()
+        && let Some(leader) = relay.target(&headers)
     {
+        match relay.hand_on(&leader, &headers, body).await {
+            Ok(answer) => {
+                tracing::info!(leader = %leader, status = answer.status, delivery = h("x-github-delivery"), "webhook: handed on to the leader");
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                return (status, format!("handed on to the leader: {}", answer.body))
+                    .into_response();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook: cannot hand the delivery on to the leader; it acts at its next poll");
+            }
+        }
+    }
+    match outcome {
         Ok(Outcome::Pong) => (StatusCode::OK, "pong\n").into_response(),
         Ok(Outcome::Duplicate) => (StatusCode::OK, "already received\n").into_response(),
         Ok(Outcome::Queued(why)) => {

@@ -63,6 +63,8 @@ pub struct Webhook {
     seen: Mutex<(VecDeque<String>, HashSet<String>)>,
     /// The engine's: what the run loop reconciles next, and re-runs of the gate check.
     inbox: std::sync::Arc<Inbox>,
+    /// Under leader election, the way to the leader for a delivery a follower received.
+    relay: Option<crate::adapters::relay::Relay>,
 }
 
 impl Webhook {
@@ -71,7 +73,20 @@ impl Webhook {
             secret,
             seen: Mutex::default(),
             inbox,
+            relay: None,
         }
+    }
+
+    /// Hand deliveries that need a cycle on to the leader while this replica follows.
+    #[must_use]
+    pub fn with_relay(mut self, relay: crate::adapters::relay::Relay) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// The way to the leader, under leader election.
+    pub fn relay(&self) -> Option<&crate::adapters::relay::Relay> {
+        self.relay.as_ref()
     }
 
     /// Handle one delivery: `event` and `delivery` are the `X-GitHub-Event` and

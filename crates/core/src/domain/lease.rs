@@ -63,6 +63,9 @@ pub struct Record {
     pub transitions: i32,
     /// `acquireTime`.
     pub acquired: Option<DateTime<Utc>>,
+    /// Where the holder takes webhook deliveries its followers hand on (an annotation on the
+    /// Lease, written by the holder with each renewal); `None` when it gave none.
+    pub address: Option<String>,
 }
 
 /// What a candidate does with the lease now.
@@ -95,6 +98,7 @@ pub fn step(
         duration_secs: Some(i32::try_from(timing.lease_duration.as_secs()).unwrap_or(i32::MAX)),
         transitions,
         acquired: Some(acquired),
+        address: None,
     };
     let Some(lease) = lease else {
         return Step::Write(ours(now, 0));
@@ -134,6 +138,7 @@ pub fn released(lease: &Record) -> Record {
     Record {
         holder: None,
         duration_secs: Some(1),
+        address: None,
         ..lease.clone()
     }
 }
@@ -153,6 +158,7 @@ mod tests {
             duration_secs: Some(15),
             transitions: 3,
             acquired: Some(t("2026-12-01T09:00:00Z")),
+            address: None,
         }
     }
 

@@ -38,8 +38,9 @@ pub struct Git {
     /// Where the clone lives, and its remote: what a repair starts again from.
     dir: PathBuf,
     url: String,
-    /// This process, as its claims in the ledger name it.
-    replica: String,
+    /// This process, as its claims in the ledger name it, and the dead owners of the clone it
+    /// took over from (their claims are its own).
+    tenancy: Tenancy,
     /// When set, proposals are committed through the host's API (signed by it), not pushed.
     commits: Option<Arc<dyn CommitApi>>,
     /// The keys that seal the ledger's files, and where forged ones are reported (`ledger`).
@@ -55,9 +56,12 @@ struct Trust {
 
 mod commit;
 mod ledger;
+mod tenancy;
+
 pub use commit::{ApiFile, CommitApi};
 use commit::{Planned, plan, push_commit};
 pub use ledger::LEDGER_BRANCH;
+pub use tenancy::{Tenancy, owner_file};
 
 fn err(op: &'static str, e: &git2::Error) -> PortError {
     use git2::ErrorClass as C;
@@ -101,6 +105,25 @@ fn replica_id() -> String {
     format!("{host}/{}/{started:x}", std::process::id())
 }
 
+/// This process's standing in the clone in `dir` (see [`Tenancy`]); where no lock can be
+/// taken (a file system without `flock`), it stands alone, as every process did before.
+fn take_tenancy(dir: &Path) -> Tenancy {
+    match Tenancy::take(dir, replica_id()) {
+        Ok(t) => {
+            if let Some(owner) = &t.guest_of {
+                tracing::info!(dir = %dir.display(), owner, me = %t.me, "the clone is owned by a running tugboat; this process shares it as a guest");
+            } else if !t.predecessors.is_empty() {
+                tracing::info!(dir = %dir.display(), me = %t.me, predecessor = %t.predecessors[0], "took over the clone of a stopped tugboat, and its ledger claims");
+            }
+            t
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), file = %tenancy::owner_file(dir).display(), error = %e, "cannot lock the clone's owner file; claims made before a restart will wait out their lifetime");
+            Tenancy::alone(replica_id())
+        }
+    }
+}
+
 /// Starts the message of an error that says the local clone is damaged.
 const DAMAGED: &str = "the local clone is damaged: ";
 
@@ -118,9 +141,12 @@ impl Git {
         api: &ApiMetrics,
     ) -> PortResult<Self> {
         STARTED.get_or_init(std::time::SystemTime::now);
-        let removed = remove_stale_locks(dir);
-        if removed > 0 {
-            tracing::warn!(dir = %dir.display(), removed, "removed lock files a stopped tugboat left in the clone");
+        let tenancy = take_tenancy(dir);
+        if tenancy.may_repair() {
+            let removed = remove_stale_locks(dir);
+            if removed > 0 {
+                tracing::warn!(dir = %dir.display(), removed, "removed lock files a stopped tugboat left in the clone");
+            }
         }
         let repo = match open_clone(dir, url) {
             Ok(r) => r,
@@ -142,10 +168,16 @@ impl Git {
             clock: Arc::new(SystemClock),
             dir: dir.to_owned(),
             url: url.to_owned(),
-            replica: replica_id(),
+            tenancy,
             commits: None,
             trust: None,
         })
+    }
+
+    /// This process's standing in the working directory: owner or guest, and whom it took
+    /// the clone over from.
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.tenancy
     }
 
     /// The same clone, sealing the ledger's files under `keys` and reporting forged ones to
@@ -195,7 +227,8 @@ impl Git {
         tokio::task::spawn_blocking(move || {
             me.session.clone().run(|| {
                 match f(&repo, &me) {
-                    Err(e) if e.message.starts_with(DAMAGED) => {}
+                    // A guest never repairs: the lock files it sees may be the owner's.
+                    Err(e) if e.message.starts_with(DAMAGED) && me.tenancy.may_repair() => {}
                     done => return done,
                 }
                 let removed = remove_stale_locks(&me.dir);

@@ -12,6 +12,12 @@ use crate::domain::lease::Record;
 use crate::ports::{Election, ErrorKind, PortError, PortResult, Versioned};
 use crate::telemetry::ApiMetrics;
 
+/// The annotation where the holder says where its followers hand on webhook deliveries. An
+/// annotation, not a spec field: `LeaseSpec` has none for it (coordination.k8s.io/v1), and
+/// annotations are where Kubernetes keeps "arbitrary non-identifying metadata" ("Annotations",
+/// kubernetes.io/docs/concepts/overview/working-with-objects/annotations).
+pub const ADDRESS_ANNOTATION: &str = "tugboat.dev/webhook-address";
+
 /// One Lease in one namespace.
 pub struct KubeLease {
     api: Api<Lease>,
@@ -100,6 +106,13 @@ impl Election for KubeLease {
                 duration_secs: spec.lease_duration_seconds,
                 transitions: spec.lease_transitions.unwrap_or(0),
                 acquired: chrono_of(spec.acquire_time.as_ref()),
+                address: lease
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ADDRESS_ANNOTATION))
+                    .filter(|a| !a.is_empty())
+                    .cloned(),
             },
             version: lease.metadata.resource_version.unwrap_or_default(),
         }))
@@ -110,6 +123,9 @@ impl Election for KubeLease {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 resource_version: version.map(str::to_owned),
+                annotations: record.address.as_ref().map(|a| {
+                    std::collections::BTreeMap::from([(ADDRESS_ANNOTATION.to_owned(), a.clone())])
+                }),
                 ..ObjectMeta::default()
             },
             spec: Some(LeaseSpec {

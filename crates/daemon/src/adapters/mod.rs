@@ -8,5 +8,6 @@ pub mod github;
 pub mod github_app;
 pub mod lease;
 pub mod notify;
+pub mod relay;
 pub mod sqs;
 pub mod ssm;

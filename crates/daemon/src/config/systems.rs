@@ -68,6 +68,7 @@ pub(super) struct RawElection {
     #[serde(default, with = "humantime_serde")]
     pub(super) retry_period: Option<Duration>,
     pub(super) api_url: Option<String>,
+    pub(super) address: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +142,11 @@ pub struct ElectionConfig {
     /// The API server (without credentials); by default the cluster tugboat runs in (its
     /// service account) or the kubeconfig.
     pub api_url: Option<String>,
+    /// This replica's server as its peers reach it (`http://<pod IP>:8080`; the chart sets it
+    /// from the pod's IP). The leader writes it into the lease, and a follower that receives a
+    /// GitHub webhook hands the delivery on to it, so the leader acts at once. Without it,
+    /// a delivery that reaches a follower waits for the leader's next poll.
+    pub address: Option<String>,
 }
 
 pub(super) fn aws_account(s: &str) -> bool {
@@ -172,12 +178,16 @@ pub(super) fn election(
     if let Some(u) = &raw.api_url {
         f.http_url("election.api_url", u)?;
     }
+    if let Some(u) = &raw.address {
+        f.http_url("election.address", u)?;
+    }
     Ok(Some(ElectionConfig {
         lease: raw.lease.unwrap_or_else(|| "tugboat".to_owned()),
         namespace: required("namespace", raw.namespace)?,
         identity: required("identity", raw.identity)?,
         timing,
         api_url: raw.api_url,
+        address: raw.address.map(|a| a.trim_end_matches('/').to_owned()),
     }))
 }
 

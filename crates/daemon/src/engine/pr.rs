@@ -79,6 +79,7 @@ impl Engine {
             tracing::info!(branch = %change.branch, "another tugboat claimed opening this PR; it opens it");
             return Ok(None);
         }
+        failpoint!("claim");
         let opened = forge
             .open_pr(NewPullRequest {
                 branch: change.branch.clone(),

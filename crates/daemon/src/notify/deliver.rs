@@ -32,6 +32,51 @@ pub struct Notifier {
     tx: mpsc::Sender<Batch>,
     sinks: Arc<Vec<(String, Filter)>>,
     metrics: NotifyMetrics,
+    /// The ledger's task and the sinks' tasks, for [`Notifier::finish`].
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// What became of each delivery, when kept ([`Notifier::tallied`]).
+    tally: Option<Tally>,
+}
+
+/// What became of each delivery to each sink, kept for a run that reports it (`tugboat
+/// once`); a daemon keeps none (its metrics count them).
+#[derive(Clone, Default)]
+struct Tally(Arc<std::sync::Mutex<BTreeMap<(String, String), Delivery>>>);
+
+impl Tally {
+    fn set(&self, sink: &str, id: &str, n: &Notification, outcome: Outcome) {
+        if let Ok(mut map) = self.0.lock() {
+            let delivery = Delivery {
+                sink: sink.to_owned(),
+                event: n.kind.as_str(),
+                key: n.key.clone(),
+                outcome,
+            };
+            map.insert((sink.to_owned(), id.to_owned()), delivery);
+        }
+    }
+}
+
+/// One notification's delivery to one sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub sink: String,
+    pub event: &'static str,
+    /// The state it announces (`promoted/service/environment`, …).
+    pub key: String,
+    pub outcome: Outcome,
+}
+
+/// Where a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Every attempt failed, or the sink refused it: the last error.
+    Failed(String),
+    /// Never tried: why.
+    Dropped(String),
+    /// Still being tried when the wait for it ended.
+    Pending,
 }
 
 /// A sink's queue.
@@ -51,6 +96,30 @@ impl Notifier {
         metrics: NotifyMetrics,
         attempts: u32,
     ) -> Self {
+        Self::spawn(routes, ledger, clock, metrics, attempts, None)
+    }
+
+    /// The same, keeping what became of each delivery for [`Notifier::finish`].
+    pub fn tallied(
+        routes: Vec<Route>,
+        ledger: Arc<dyn Ledger>,
+        clock: Arc<dyn Clock>,
+        metrics: NotifyMetrics,
+        attempts: u32,
+    ) -> Self {
+        let tally = Some(Tally::default());
+        Self::spawn(routes, ledger, clock, metrics, attempts, tally)
+    }
+
+    fn spawn(
+        routes: Vec<Route>,
+        ledger: Arc<dyn Ledger>,
+        clock: Arc<dyn Clock>,
+        metrics: NotifyMetrics,
+        attempts: u32,
+        tally: Option<Tally>,
+    ) -> Self {
+        let mut tasks = Vec::new();
         let mut lanes = Vec::new();
         for route in routes {
             let (tx, rx) = mpsc::channel(DELIVERIES_QUEUED);
@@ -64,8 +133,9 @@ impl Notifier {
                 clock: clock.clone(),
                 metrics: metrics.clone(),
                 attempts: attempts.max(1),
+                tally: tally.clone(),
             };
-            tokio::spawn(courier.run(rx));
+            tasks.push(tokio::spawn(courier.run(rx)));
         }
         let sinks = lanes
             .iter()
@@ -77,13 +147,45 @@ impl Notifier {
             lanes,
             metrics: metrics.clone(),
             known: quick_cache::sync::Cache::new(KNOWN_ENTRIES),
+            tally: tally.clone(),
         };
-        tokio::spawn(recorder.run(rx));
+        tasks.push(tokio::spawn(recorder.run(rx)));
         Self {
             tx,
             sinks: Arc::new(sinks),
             metrics,
+            tasks: Arc::new(std::sync::Mutex::new(tasks)),
+            tally,
         }
+    }
+
+    /// Stop taking notifications and wait, up to `within`, for every one handed over to be
+    /// recorded and delivered (retries included); then stop trying. What became of each
+    /// delivery, when kept ([`Notifier::tallied`]): one still being tried is `Pending`, one
+    /// never handed to its sink (the ledger could not record it) is `Dropped`. Other clones
+    /// of this notifier must be dropped first, or the wait lasts `within`.
+    pub async fn finish(self, within: Duration) -> Vec<Delivery> {
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        let tally = self.tally.clone();
+        drop(self);
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let all = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(within, all).await.is_err() {
+            tracing::warn!(within = ?within, "stopped waiting for notifications still being delivered");
+            for a in aborts {
+                a.abort();
+            }
+        }
+        let Some(Tally(map)) = tally else {
+            return Vec::new();
+        };
+        map.lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Announce `notes` (each change at most once); returns at once.
@@ -130,6 +232,7 @@ struct Recorder {
     /// The last change recorded per key, as the ledger answered: what is known needs no
     /// ledger round trip.
     known: quick_cache::sync::Cache<String, String>,
+    tally: Option<Tally>,
 }
 
 impl Recorder {
@@ -184,6 +287,10 @@ impl Recorder {
                         self.dispatch(n);
                     } else {
                         self.count(&n, "dropped");
+                        self.tally_all(
+                            &n,
+                            &Outcome::Dropped(format!("the ledger cannot record it: {e}")),
+                        );
                     }
                 }
             }
@@ -210,14 +317,30 @@ impl Recorder {
         }
     }
 
+    /// Keep `outcome` for every sink that takes `n`, when deliveries are tallied.
+    fn tally_all(&self, n: &Notification, outcome: &Outcome) {
+        if let Some(tally) = &self.tally {
+            let id = delivery_id(n);
+            for lane in self.lanes.iter().filter(|l| l.filter.admits(n)) {
+                tally.set(&lane.name, &id, n, outcome.clone());
+            }
+        }
+    }
+
     fn dispatch(&self, n: Notification) {
         let id = delivery_id(&n);
         tracing::info!(event = n.kind.as_str(), key = %n.key, delivery = %id, "notifying");
         let n = Arc::new(n);
         for lane in self.lanes.iter().filter(|l| l.filter.admits(&n)) {
-            if lane.tx.try_send((n.clone(), id.clone())).is_err() {
+            let outcome = if lane.tx.try_send((n.clone(), id.clone())).is_err() {
                 tracing::warn!(sink = %lane.name, "the sink's queue is full; dropping a notification");
                 self.metrics.count(&lane.name, n.kind.as_str(), "dropped");
+                Outcome::Dropped("the sink's queue was full".to_owned())
+            } else {
+                Outcome::Pending
+            };
+            if let Some(tally) = &self.tally {
+                tally.set(&lane.name, &id, &n, outcome);
             }
         }
     }
@@ -234,18 +357,26 @@ struct Courier {
     clock: Arc<dyn Clock>,
     metrics: NotifyMetrics,
     attempts: u32,
+    tally: Option<Tally>,
 }
 
 impl Courier {
     async fn run(self, mut rx: mpsc::Receiver<(Arc<Notification>, String)>) {
         while let Some((n, id)) = rx.recv().await {
-            let result = self.deliver(&n, &id).await;
+            let outcome = self.deliver(&n, &id).await;
+            let result = match outcome {
+                Outcome::Sent => "sent",
+                _ => "failed",
+            };
             self.metrics
                 .count(self.sink.name(), n.kind.as_str(), result);
+            if let Some(tally) = &self.tally {
+                tally.set(self.sink.name(), &id, &n, outcome);
+            }
         }
     }
 
-    async fn deliver(&self, n: &Notification, id: &str) -> &'static str {
+    async fn deliver(&self, n: &Notification, id: &str) -> Outcome {
         let sink = self.sink.name();
         for attempt in 1..=self.attempts {
             let Err(e) = self.sink.send(n, id, self.clock.now()).await else {
@@ -256,7 +387,7 @@ impl Courier {
                     attempt,
                     "notification sent"
                 );
-                return "sent";
+                return Outcome::Sent;
             };
             let refused = matches!(
                 e.kind,
@@ -264,7 +395,7 @@ impl Courier {
             );
             if refused || attempt == self.attempts {
                 tracing::warn!(sink, event = n.kind.as_str(), delivery = id, attempt, error = %e, "notification not delivered; giving up");
-                return "failed";
+                return Outcome::Failed(e.to_string());
             }
             tracing::info!(sink, event = n.kind.as_str(), delivery = id, attempt, error = %e, "notification not delivered; retrying");
             self.metrics
@@ -275,6 +406,6 @@ impl Courier {
                 .inc();
             tokio::time::sleep(backoff(attempt)).await;
         }
-        "failed"
+        Outcome::Failed("no attempt was made".to_owned())
     }
 }

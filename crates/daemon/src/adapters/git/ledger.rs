@@ -420,7 +420,7 @@ impl Ledger for Git {
             claim_in_ledger(repo, &sealing, &|state| {
                 let taken = state.claims.get(&key).is_some_and(|c| {
                     c.what == what
-                        && c.by != me.replica
+                        && !me.tenancy.is_mine(&c.by)
                         && now - c.at < ttl
                         && plausible(me, "claims.json", &key, c.at)
                 });
@@ -429,14 +429,17 @@ impl Ledger for Git {
                 }
                 let claim = ChangeClaim {
                     what: what.clone(),
-                    by: me.replica.clone(),
+                    by: me.tenancy.me.clone(),
                     at: now,
                 };
                 state
                     .claims
                     .retain(|_, c| now - c.at < CLAIMS_KEPT_FOR && recorded_by_now(c.at, now));
                 state.claims.insert(key.clone(), claim);
-                Some(format!("{key}: {} opens the PR of \"{what}\"", me.replica))
+                Some(format!(
+                    "{key}: {} opens the PR of \"{what}\"",
+                    me.tenancy.me
+                ))
             })
         })
         .await
