@@ -108,6 +108,14 @@ struct Quirks {
     transient_degraded: Option<Duration>,
     /// Until then, `Degraded` whatever the settled health (the transient above).
     degraded_until: Option<Instant>,
+    /// After each sync, health flaps between `Progressing` and the settled health, 300 ms
+    /// each, for this long: a Deployment whose pods restart or whose HPA scales it reads
+    /// `Progressing` while its new replicas are not yet available (Argo CD's "Resource
+    /// Health": a Deployment is Progressing while `status.updatedReplicas` or
+    /// `availableReplicas` trail `spec.replicas`), and Healthy again once they are.
+    flapping: Option<Duration>,
+    /// Until then, the flapping above.
+    flapping_until: Option<Instant>,
     /// After each sync, an Argo Rollouts pause: health `Suspended` while the operation stays
     /// `Running`, "waiting for healthy state of argoproj.io/Rollout" (argo-cd#25054).
     paused: Option<Duration>,
@@ -304,6 +312,7 @@ impl ArgoCd {
                 app.answered_healthy = None;
             }
             "transient-degraded" => q.transient_degraded = Some(duration),
+            "flapping" => q.flapping = Some(duration),
             "paused" => q.paused = Some(duration),
             "no-summary-images" => q.no_summary_images = true,
             "comparison-error" => {
@@ -318,7 +327,7 @@ impl ArgoCd {
             "presync-hook" => q.presync_hook = Some(duration),
             other => {
                 return Err(format!(
-                    "unknown quirk '{other}': one of degraded-before, transient-degraded, paused, no-summary-images, comparison-error, retrying, presync-hook"
+                    "unknown quirk '{other}': one of degraded-before, transient-degraded, flapping, paused, no-summary-images, comparison-error, retrying, presync-hook"
                 ));
             }
         }
@@ -577,6 +586,9 @@ impl ArgoCd {
                 self.sync(app, &op.revision);
                 if let Some(d) = app.quirks.transient_degraded {
                     app.quirks.degraded_until = Some(now + d);
+                }
+                if let Some(d) = app.quirks.flapping {
+                    app.quirks.flapping_until = Some(now + d);
                 }
                 if let Some(d) = app.quirks.paused {
                     // Argo CD waits for the Rollout's health before it ends the operation.

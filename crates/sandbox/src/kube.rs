@@ -75,6 +75,26 @@ impl Kube {
         lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
     }
 
+    /// Make `holder` the holder of lease `namespace/name`, renewed now, as another client of
+    /// the API server may (a `kubectl edit`, a second release with the same lease): the
+    /// replica that held it finds it lost at its next renewal. `false` when there is none.
+    pub fn steal(&self, namespace: &str, name: &str, holder: &str) -> bool {
+        let key = (namespace.to_owned(), name.to_owned());
+        let Some(old) = self.lock().leases.get(&key).cloned() else {
+            return false;
+        };
+        let mut lease = old.clone();
+        let now = self.clock.now();
+        lease["spec"]["holderIdentity"] = json!(holder);
+        lease["spec"]["renewTime"] =
+            json!(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        if let Some(a) = lease["metadata"].as_object_mut() {
+            a.remove("annotations");
+        }
+        self.store(namespace, name, lease, Some(&old));
+        true
+    }
+
     /// Requests served, by method.
     pub fn calls(&self) -> BTreeMap<String, u64> {
         self.lock().calls.clone()

@@ -4,6 +4,7 @@
 
 pub mod argocd;
 pub mod aws;
+pub mod chaos;
 pub mod demo;
 pub mod github;
 pub mod github_app;
@@ -12,6 +13,7 @@ mod github_people;
 mod github_wire;
 pub mod kube;
 pub mod sinks;
+pub mod soak;
 pub mod sqs;
 
 use std::net::SocketAddr;

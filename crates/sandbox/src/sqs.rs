@@ -125,6 +125,27 @@ impl Sqs {
         self.send(EVENTS_QUEUE, &event.to_string());
     }
 
+    /// Put copies of the last `n` bodies sent to queue `name` on it again, each a message of
+    /// its own: a standard queue delivers "at least once", so a consumer receives some
+    /// messages twice ("Amazon SQS at-least-once delivery", the SQS Developer Guide). Returns
+    /// how many were put back.
+    pub fn redeliver(&self, name: &str, n: usize) -> usize {
+        let bodies: Vec<String> = {
+            let g = self.lock();
+            let mine: Vec<&String> = g
+                .history
+                .iter()
+                .filter(|(q, _)| q == name)
+                .map(|(_, b)| b)
+                .collect();
+            mine.iter().rev().take(n).map(|b| (*b).clone()).collect()
+        };
+        bodies
+            .iter()
+            .filter(|b| self.send(name, b).is_some())
+            .count()
+    }
+
     /// The bodies put on queue `name` so far, oldest first (received or not).
     pub fn sent(&self, name: &str) -> Vec<String> {
         self.lock()

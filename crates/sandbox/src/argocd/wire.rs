@@ -156,6 +156,13 @@ impl ArgoCd {
             ("Degraded", Some(m.to_owned()))
         } else if app.settles > now {
             ("Progressing", None)
+        } else if app
+            .quirks
+            .flapping_until
+            .is_some_and(|t| t > now && (t - now).as_millis() / 300 % 2 == 1)
+        {
+            let m = "Waiting for rollout to finish: 1 of 2 updated replicas are available...";
+            ("Progressing", Some(m.to_owned()))
         } else {
             (app.health.as_str(), app.message.clone())
         };
