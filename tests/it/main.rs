@@ -16,6 +16,7 @@ mod corpus;
 mod deploy;
 mod e2e;
 mod editor_properties;
+mod faults;
 mod forgery;
 mod notify;
 mod policies;

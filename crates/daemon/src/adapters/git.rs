@@ -45,6 +45,8 @@ pub struct Git {
     commits: Option<Arc<dyn CommitApi>>,
     /// The keys that seal the ledger's files, and where forged ones are reported (`ledger`).
     trust: Option<Trust>,
+    /// Proposal commits this process made whose push it has not seen answered yet (bounded).
+    made: Arc<Mutex<std::collections::VecDeque<String>>>,
 }
 
 /// What the ledger is sealed with and reports forgeries to.
@@ -124,6 +126,9 @@ fn take_tenancy(dir: &Path) -> Tenancy {
     }
 }
 
+/// How many of its own commits whose push it did not see answered a process remembers.
+const MADE_KEPT: usize = 256;
+
 /// Starts the message of an error that says the local clone is damaged.
 const DAMAGED: &str = "the local clone is damaged: ";
 
@@ -171,6 +176,7 @@ impl Git {
             tenancy,
             commits: None,
             trust: None,
+            made: Arc::default(),
         })
     }
 
@@ -178,6 +184,28 @@ impl Git {
     /// the clone over from.
     pub fn tenancy(&self) -> &Tenancy {
         &self.tenancy
+    }
+
+    /// Remember that this process made proposal commit `sha`, before pushing it: a push whose
+    /// answer is lost (a 502 from a proxy after the server took it, a cut connection) leaves
+    /// the commit on the branch, and it is still this process's own.
+    fn made(&self, sha: &str) {
+        if let Ok(mut m) = self.made.lock() {
+            m.push_back(sha.to_owned());
+            while m.len() > MADE_KEPT {
+                m.pop_front();
+            }
+        }
+    }
+
+    /// Whether this process made commit `sha` and had not seen its push through (then it
+    /// has now: `true` once).
+    fn take_made(&self, sha: &str) -> bool {
+        let Ok(mut m) = self.made.lock() else {
+            return false;
+        };
+        let found = m.iter().position(|x| x == sha);
+        found.and_then(|i| m.remove(i)).is_some()
     }
 
     /// The same clone, sealing the ledger's files under `keys` and reporting forged ones to

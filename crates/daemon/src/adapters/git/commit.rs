@@ -93,7 +93,14 @@ pub(super) fn plan(
         .map_err(|e| err("commit", &e))?;
     let base_tree = base.tree().map_err(|e| err("commit", &e))?;
     let tree = tree_with(repo, &base_tree, files)?;
-    if let Some(p) = held(repo, branch, &base, files, tree, keep) {
+    if let Some(mut p) = held(repo, branch, &base, files, tree, keep) {
+        // A commit this process pushed without hearing back: its own push, seen through now
+        // (from now: an approval given before this moment may have been of the head before).
+        if me.take_made(&p.head) {
+            tracing::info!(branch, head = %p.head, "the branch holds the commit whose push was not answered: it is tugboat's own");
+            p.pushed = true;
+            p.committed_at = me.clock.now();
+        }
         return Ok(Planned::Holds(p));
     }
     let mut blobs = Vec::new();
@@ -171,6 +178,7 @@ pub(super) fn push_commit(
     let commit = repo
         .commit(None, &sig, &sig, message, &tree, &[&base])
         .map_err(find)?;
+    me.made(&commit.to_string());
     let local_ref = format!("refs/heads/{branch}");
     repo.reference(&local_ref, commit, true, "tugboat proposal")
         .map_err(find)?;
@@ -192,6 +200,7 @@ pub(super) fn push_commit(
     let remote_ref = format!("refs/remotes/origin/{branch}");
     repo.reference(&remote_ref, commit, true, "tugboat push")
         .map_err(|e| err("push", &e))?;
+    me.take_made(&commit.to_string()); // answered: the usual path knows it
     Ok(Proposal {
         head: commit.to_string(),
         // The push time, not the commit's: a comment made while the push was on its way
@@ -262,6 +271,7 @@ impl Git {
         let sha = api
             .create_commit(&base, &base_tree, &api_files, &tree.to_string(), message)
             .await?;
+        self.made(&sha);
         failpoint!("commit");
         let set = api.set_branch(branch, &sha, c.replaced.is_some()).await?;
         let branch = branch.to_owned();
@@ -281,6 +291,7 @@ impl Git {
                     )
                 });
             }
+            me.take_made(&sha); // answered: the usual path knows it
             Ok(Proposal {
                 head: sha.clone(),
                 committed_at: now,

@@ -1,0 +1,90 @@
+//! Regression tests of what the chaos soak (`benches/soak.rs`, `tests/soak.rs`) found, each
+//! reproduced alone through the soak's fault-injecting proxy (`tugboat_sandbox::chaos`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use tugboat::engine::{Action, Mode};
+use tugboat::telemetry::ApiMetrics;
+use tugboat_sandbox::chaos::{Chaos, Rates};
+use tugboat_sandbox::{Fleet, Options, Sandbox, Style};
+
+use crate::common::row;
+
+/// The commit at the head of `branch` in the GitHub stand-in's repository.
+fn head_of(sb: &Sandbox, branch: &str) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(sb.github.repo_path())
+        .args([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}"),
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Found by the soak: a push the server took but whose answer was lost (a 502 from a proxy
+/// after the write, a cut connection) left tugboat's own commit on the branch, and the next
+/// cycle, not knowing it, took it for a stranger's: it replaced it with a new commit, which
+/// voided the approvals given to it (with pushes failing now and then, prod PRs waited for
+/// approvals again and again). In dev, where nobody approves, the same mistake replaces the
+/// commit needlessly; that is what is checked here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_whose_answer_was_lost_is_still_tugboats_own_commit_and_is_not_replaced() {
+    let sb = crate::common::start(Options {
+        fleet: Fleet {
+            services: vec![("user_service".into(), Style::Kustomize)],
+            environments: vec!["dev".into()],
+            tags: 1,
+        },
+        ..Options::default()
+    })
+    .await;
+    let chaos = Chaos::new("github", &sb.github_url, 7);
+    let (proxy, _server) = chaos.start().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let toml = sb
+        .config_toml(&work.path().join("w"))
+        .replace(&sb.github_url, &proxy);
+    let engine = crate::common::engine_from(&sb, &toml, &ApiMetrics::default()).await;
+
+    // The dev proposal's push reaches the server; no answer to it reaches tugboat, nor to
+    // its retry.
+    chaos.set(Rates {
+        error_after: 1.0,
+        path: Some("/git-receive-pack".into()),
+        ..Rates::default()
+    });
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = &row(&reports, "user_service", "dev").action;
+    assert!(matches!(dev, Action::Failed { .. }), "{dev:?}");
+    let lost = head_of(&sb, "tugboat/dev/user_service").expect("the push was taken");
+    assert!(
+        chaos.injected().contains_key("github: 5xx-after-write"),
+        "{:?}",
+        chaos.injected()
+    );
+
+    chaos.set(Rates::default());
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = &row(&reports, "user_service", "dev").action;
+    assert!(matches!(dev, Action::Merged { .. }), "{dev:?}");
+    let prs: Vec<_> = sb
+        .github
+        .pulls()
+        .into_iter()
+        .filter(|p| p.head == "tugboat/dev/user_service")
+        .collect();
+    assert_eq!(prs.len(), 1, "{prs:?}");
+    assert_eq!(
+        prs[0].closed_head.as_deref(),
+        Some(lost.as_str()),
+        "tugboat merged its own commit, not a replacement of it"
+    );
+}
