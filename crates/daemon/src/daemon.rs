@@ -182,6 +182,9 @@ pub struct Daemon {
     /// each (`None` until a full cycle ran), and one publication at a time.
     dashboard: std::sync::Mutex<Option<BTreeMap<(String, String), Row>>>,
     publishing: Arc<Mutex<()>>,
+    /// Cycles numbered as they start, and which one last announced each service.
+    cycles_started: std::sync::atomic::AtomicU64,
+    freshness: crate::notify::Freshness,
 }
 
 impl Daemon {
@@ -201,6 +204,8 @@ impl Daemon {
             health: std::sync::Mutex::new(Health::new(3)),
             dashboard: std::sync::Mutex::new(None),
             publishing: Arc::new(Mutex::new(())),
+            cycles_started: std::sync::atomic::AtomicU64::new(0),
+            freshness: crate::notify::Freshness::default(),
         }
     }
 
@@ -368,6 +373,7 @@ impl Daemon {
     /// One reconcile cycle (of only the services in `scope`, when given), recorded in the
     /// metrics and the log. Whether it was a full one.
     async fn cycle(&self, scope: Option<BTreeSet<String>>) -> bool {
+        let seq = self.cycles_started.fetch_add(1, Ordering::Relaxed);
         let before = self.api.snapshot();
         let started = tokio::time::Instant::now();
         if let Some(services) = &scope {
@@ -402,7 +408,8 @@ impl Daemon {
         }
         if let Some(notifier) = &self.notifier {
             if let Ok(reports) = &result {
-                notifier.submit(crate::notify::of_cycle(reports, &self.cfg.argocd.url));
+                let notes = crate::notify::of_cycle(reports, &self.cfg.argocd.url);
+                notifier.submit(self.freshness.admit(seq, notes));
             }
             let observed = self.health.lock().map(|mut h| h.observe(&calls));
             if let Ok(observed) = observed {

@@ -35,7 +35,7 @@ use crate::telemetry::ApiCounts;
 
 mod deliver;
 
-pub use deliver::{Delivery, Notifier, Outcome, Route};
+pub use deliver::{Delivery, Freshness, Notifier, Outcome, Route};
 
 /// What a cycle's reports announce: promotions verified Healthy, gate refusals of a
 /// candidate, promotions awaiting approval (per PR head), rollbacks, and holds.
@@ -383,6 +383,29 @@ mod tests {
     use crate::engine::fake::{FakeSink, World};
     use crate::engine::{Approvals, Timing};
     use crate::telemetry::ApiMetrics;
+
+    #[test]
+    fn an_older_cycle_that_ends_after_a_newer_one_does_not_announce_its_older_view_again() {
+        let awaiting = |head: &str| {
+            Notification::new(
+                Kind::AwaitingApproval,
+                "svc",
+                Some("prod"),
+                format!("#11 head {head}"),
+            )
+        };
+        let fresh = Freshness::default();
+        // Cycle 1 (full) saw head X but ends after cycle 2 (woken by a webhook), which saw Y.
+        assert_eq!(fresh.admit(2, vec![awaiting("Y")]).len(), 1);
+        assert!(fresh.admit(1, vec![awaiting("X")]).is_empty());
+        // A later cycle speaks again; tugboat's own health is never held back.
+        assert_eq!(fresh.admit(3, vec![awaiting("Y")]).len(), 1);
+        let health = Notification {
+            service: None,
+            ..awaiting("-")
+        };
+        assert_eq!(fresh.admit(0, vec![health]).len(), 1);
+    }
 
     fn now() -> chrono::DateTime<chrono::Utc> {
         chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")

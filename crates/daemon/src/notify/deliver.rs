@@ -26,6 +26,41 @@ enum Batch {
     Record(Vec<(String, String)>),
 }
 
+/// Which cycle last handed over notifications for each service, so that a cycle that
+/// started earlier but ended later does not announce a state a later cycle has already
+/// moved past. Cycles overlap: a cycle woken by an event or a webhook reconciles a service
+/// as soon as the full cycle that started before it has finished with that service, and
+/// may end first; the ledger remembers only the last change of each state, so the older
+/// cycle's view, handed over last, would read as new and be sent again (found by the chaos
+/// soak: one "awaiting approval" sent twice for each of two heads).
+#[derive(Debug, Default)]
+pub struct Freshness(std::sync::Mutex<HashMap<String, u64>>);
+
+impl Freshness {
+    /// `notes` of cycle `seq` (cycles are numbered as they start), without those about a
+    /// service that a later cycle has already announced; the rest mark their services.
+    pub fn admit(&self, seq: u64, notes: Vec<Notification>) -> Vec<Notification> {
+        let Ok(mut last) = self.0.lock() else {
+            return notes;
+        };
+        notes
+            .into_iter()
+            .filter(|n| {
+                let Some(service) = &n.service else {
+                    return true;
+                };
+                let newer = last.get(service).is_some_and(|s| *s > seq);
+                if newer {
+                    tracing::debug!(service, key = %n.key, "a later cycle announced this service; not announcing an older view");
+                } else {
+                    last.insert(service.clone(), seq);
+                }
+                !newer
+            })
+            .collect()
+    }
+}
+
 /// Hands notifications to the ledger and the sinks' tasks.
 #[derive(Clone)]
 pub struct Notifier {
