@@ -1,5 +1,8 @@
 //! Memory at rest: the resident set of `tugboat run` (this build's binary) after 10 idle
-//! cycles against the sandbox, with the six salon services and with 300 synthetic ones.
+//! cycles against the sandbox, with the six salon services (configured as the sandbox's
+//! token configuration, and as `tugboat sandbox` prints it: a GitHub App, with events,
+//! notifications and the dashboard on, what a real install runs) and with 300 synthetic
+//! ones.
 //!
 //! The sandbox runs in this process; tugboat runs as its own process, configured as the
 //! sandbox writes it (`engine.interval` 200 ms), and is read from `/proc/<pid>/status`:
@@ -81,7 +84,16 @@ impl Drop for Daemon {
     }
 }
 
-async fn measure(label: &str, fleet: Fleet) -> Rss {
+/// Which configuration the daemon runs with.
+#[derive(Clone, Copy)]
+enum Setup {
+    /// The sandbox's configuration with a token: events, notifications and the dashboard on.
+    Token,
+    /// What `tugboat sandbox` prints: the same as a GitHub App (what a real install runs).
+    App,
+}
+
+async fn measure(label: &str, fleet: Fleet, setup: Setup) -> Rss {
     let services = fleet.services.len();
     let sb = Sandbox::start(Options {
         fleet,
@@ -91,7 +103,11 @@ async fn measure(label: &str, fleet: Fleet) -> Rss {
     .unwrap();
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("tugboat.toml");
-    std::fs::write(&config, sb.config_toml(&work.path().join("w"))).unwrap();
+    let toml = match setup {
+        Setup::Token => sb.config_toml(&work.path().join("w")),
+        Setup::App => sb.config_toml_as_app(&work.path().join("w")),
+    };
+    std::fs::write(&config, toml).unwrap();
     let port = free_port();
     let daemon = Daemon(
         Command::new(binary())
@@ -140,10 +156,16 @@ async fn main() {
         binary(),
         size as f64 / 1e6
     );
-    let salon = measure("salon (6 services, 2 envs)", Fleet::salon()).await;
-    let fleet = measure("synthetic (300 services)", Fleet::synthetic(300, 20)).await;
+    let salon = measure("salon (6 services, 2 envs)", Fleet::salon(), Setup::Token).await;
+    let printed = measure("salon, as `tugboat sandbox`", Fleet::salon(), Setup::App).await;
+    let fleet = measure(
+        "synthetic (300 services)",
+        Fleet::synthetic(300, 20),
+        Setup::Token,
+    )
+    .await;
     let mut missed = Vec::new();
-    if salon.total_kib > 20 * 1024 {
+    if salon.total_kib.max(printed.total_kib) > 20 * 1024 {
         missed.push("6 services: over 20 MiB");
     }
     if fleet.total_kib > 32 * 1024 {
