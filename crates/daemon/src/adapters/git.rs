@@ -58,6 +58,7 @@ struct Trust {
 
 mod commit;
 mod ledger;
+mod repack;
 mod tenancy;
 
 pub use commit::{ApiFile, CommitApi};
@@ -253,7 +254,7 @@ impl Git {
         // One operation at a time on the clone; the others wait here, on no thread.
         let mut repo = Arc::clone(&self.inner).lock_owned().await;
         tokio::task::spawn_blocking(move || {
-            me.session.clone().run(|| {
+            let done = me.session.clone().run(|| {
                 match f(&repo, &me) {
                     // A guest never repairs: the lock files it sees may be the owner's.
                     Err(e) if e.message.starts_with(DAMAGED) && me.tenancy.may_repair() => {}
@@ -271,7 +272,12 @@ impl Git {
                     }
                     done => done,
                 }
-            })
+            });
+            // Only the owner folds packs: a guest's lookups would miss the ones it removed.
+            if done.is_ok() && me.tenancy.may_repair() {
+                repack::if_many(&mut repo, &me.dir);
+            }
+            done
         })
         .await
         .map_err(|e| PortError::new("git", "task", ErrorKind::Transient, e.to_string()))?
