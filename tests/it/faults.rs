@@ -141,3 +141,68 @@ async fn a_clone_fetched_after_each_of_60_pushes_keeps_its_packs_and_open_files_
     let file = tugboat_sandbox::file_of("user_service", "dev");
     assert!(git.read(&file).await.unwrap().is_some());
 }
+
+/// Found by the soak: a verification's failure was reported twice on one PR. octocrab, as
+/// built by default, sends a request again after any 5xx or cut connection, writes included,
+/// and a 5xx may come after GitHub made the write (a gateway timing out on a slow backend):
+/// the retry made a second comment. Writes are now sent once; a failed one fails the step,
+/// and the next cycle reads what is there before it writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_answered_with_a_5xx_after_github_made_it_is_not_sent_again() {
+    use std::sync::Arc;
+    use tugboat::adapters::github::{Credentials, GitHub};
+    use tugboat::ports::{Conversation, Issues};
+    let sb = crate::common::start(Options::default()).await;
+    let chaos = Chaos::new("github", &sb.github_url, 11);
+    let (proxy, _server) = chaos.start().await.unwrap();
+    let token = tugboat::credentials::Rotating::fixed(
+        tugboat::secret::Secret::new(sb.github_token.clone()),
+        "github.token",
+    );
+    let github = GitHub::new(
+        &proxy,
+        Credentials::Token(Arc::new(token)),
+        "salon",
+        "salon-gitops",
+        "main",
+        &ApiMetrics::default(),
+    )
+    .await
+    .unwrap();
+    let issue = github.open_issue("a record", "", &[]).await.unwrap();
+
+    chaos.set(Rates {
+        error_after: 1.0,
+        path: Some("/issues".into()),
+        ..Rates::default()
+    });
+    let opened = github.open_issue("another record", "", &[]).await;
+    let commented = github.comment(issue.number, "a report").await;
+    chaos.set(Rates::default());
+
+    assert!(opened.is_err(), "the 502 is the step's failure: {opened:?}");
+    assert!(commented.is_err(), "{commented:?}");
+    let issues = sb.github.issues();
+    let titled = |t: &str| issues.iter().filter(|i| i.title == t).count();
+    assert_eq!(titled("another record"), 1, "{issues:#?}");
+    let reports = sb
+        .github
+        .comment_records()
+        .into_iter()
+        .filter(|c| c.number == issue.number && c.body == "a report")
+        .count();
+    assert_eq!(reports, 1, "the comment was made once, not once per retry");
+    assert_eq!(chaos.injected().get("github: 5xx-after-write"), Some(&2));
+    // Reads are still sent again after a 5xx: a read twice changes nothing.
+    chaos.set(Rates {
+        error_before: 1.0,
+        path: Some("/issues".into()),
+        ..Rates::default()
+    });
+    assert!(github.comments(issue.number).await.is_err());
+    assert_eq!(
+        chaos.injected().get("github: 5xx"),
+        Some(&4),
+        "one try and three more"
+    );
+}

@@ -164,7 +164,11 @@ struct World {
     proxies: Vec<Arc<Chaos>>,
     kube: crate::kube::Kube,
     replicas: Vec<Replica>,
+    /// Draws the faults and the replica a webhook is sent to (how many draws happen depends
+    /// on timing).
     rng: u64,
+    /// Draws the pushes alone: a seed replays the same services, tags and kinds of push.
+    schedule: u64,
     report: Report,
     tags: BTreeMap<String, u32>,
     /// PRs approved, by number and head commit (an approval of an earlier head no longer
@@ -321,6 +325,7 @@ impl World {
             kube,
             replicas,
             rng: s.seed,
+            schedule: s.seed ^ 0x5eed_5c4e_d01e,
             report: Report::default(),
             tags: BTreeMap::new(),
             approved: BTreeSet::new(),
@@ -359,10 +364,10 @@ impl World {
 
     fn push(&mut self) {
         let n = self.sb.fleet.services.len() as u64;
-        let service = self.sb.fleet.services[(next(&mut self.rng) % n) as usize]
+        let service = self.sb.fleet.services[(next(&mut self.schedule) % n) as usize]
             .0
             .clone();
-        let roll = unit(&mut self.rng);
+        let roll = unit(&mut self.schedule);
         let kind = if roll < 0.06 {
             PushKind::Critical
         } else if roll < 0.10 {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use octocrab::Octocrab;
+use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -110,16 +111,36 @@ pub enum Credentials {
     App(Arc<GitHubApp>),
 }
 
-/// The credentials and the client built with them.
+/// The credentials and the clients built with them.
 struct Auth {
     api_url: String,
     source: Credentials,
-    /// For a token: the token and the client built with it.
+    /// For a token: the token and the reading client built with it.
     built: std::sync::RwLock<(Secret, Arc<Octocrab>)>,
+    /// The token and the writing client built with it (App and token alike), once a write
+    /// needed it.
+    writer: std::sync::RwLock<Option<(Secret, Arc<Octocrab>)>>,
 }
 
-fn build_client(api_url: &str, token: &Secret) -> PortResult<Arc<Octocrab>> {
+/// Whether a client sends a request again after a 5xx or a cut connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Reads: octocrab's own policy (three more tries at once).
+    Reads,
+    /// Writes: never. A 5xx or a cut connection may come after GitHub made the write (a
+    /// gateway timing out on a slow backend answers 502/504 for a request that went
+    /// through), and sending a comment, a PR, an issue or a check run again makes a second
+    /// one. The step fails instead; the engine's next cycle reads what is there first.
+    Never,
+}
+
+fn build_client(api_url: &str, token: &Secret, resend: Resend) -> PortResult<Arc<Octocrab>> {
+    let retry = match resend {
+        Resend::Reads => RetryConfig::Simple(3),
+        Resend::Never => RetryConfig::None,
+    };
     Octocrab::builder()
+        .add_retry_config(retry)
         .base_uri(api_url)
         .map_err(|e| {
             PortError::new(
@@ -140,7 +161,7 @@ impl Auth {
         let built = match &source {
             Credentials::Token(token) => {
                 let first = token.token().await?;
-                let client = build_client(api_url, &first)?;
+                let client = build_client(api_url, &first, Resend::Reads)?;
                 (first, client)
             }
             Credentials::App(app) => (Secret::new(""), app.client().await?),
@@ -148,22 +169,17 @@ impl Auth {
         Ok(Self {
             api_url: api_url.to_owned(),
             source,
+            writer: std::sync::RwLock::default(),
             built: std::sync::RwLock::new(built),
         })
     }
 
     fn built(&self) -> (Secret, Arc<Octocrab>) {
-        match self.built.read() {
-            Ok(b) => b.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        read(&self.built)
     }
 
     fn store(&self, token: Secret, client: Arc<Octocrab>) {
-        match self.built.write() {
-            Ok(mut b) => *b = (token, client),
-            Err(poisoned) => *poisoned.into_inner() = (token, client),
-        }
+        write(&self.built, (token, client));
     }
 
     /// Whether tugboat acts as a GitHub App (check runs and API commits are the App's).
@@ -181,35 +197,77 @@ impl Auth {
         if built_for == token {
             return Ok(client);
         }
-        let client = build_client(&self.api_url, &token)?;
+        let client = build_client(&self.api_url, &token, Resend::Reads)?;
         self.store(token, Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// The token to write with now: the configured one, or the App's installation token
+    /// (the same one its reading client holds).
+    async fn token(&self) -> PortResult<Secret> {
+        match &self.source {
+            Credentials::App(app) => app.token().await,
+            Credentials::Token(token) => token.token().await,
+        }
+    }
+
+    /// The client to send a write with now: one that never sends it again by itself.
+    async fn writer(&self) -> PortResult<Arc<Octocrab>> {
+        let token = self.token().await?;
+        if let Some((built_for, client)) = read(&self.writer)
+            && built_for == token
+        {
+            return Ok(client);
+        }
+        let client = build_client(&self.api_url, &token, Resend::Never)?;
+        write(&self.writer, Some((token, Arc::clone(&client))));
         Ok(client)
     }
 
     /// A client for GitHub's GraphQL API (`<api>/graphql` on github.com, `/api/graphql` on
     /// GitHub Enterprise Server, whose REST API is under `/api/v3`), with the same token.
+    /// Mutations go through it, so it never sends a request again by itself either.
     async fn graphql(&self) -> PortResult<Arc<Octocrab>> {
-        let token = match &self.source {
-            Credentials::App(app) => app.token().await?,
-            Credentials::Token(token) => token.token().await?,
-        };
+        let token = self.token().await?;
         let base = self.api_url.trim_end_matches('/');
         let base = base.strip_suffix("/v3").unwrap_or(base);
-        build_client(base, &token)
+        build_client(base, &token, Resend::Never)
     }
 
-    /// GitHub refused the token (401): read it again at once, so the next request carries a
-    /// rotated one. (An App's client has renewed its token and retried already.)
-    async fn refused(&self) {
-        let Credentials::Token(token) = &self.source else {
-            return;
-        };
-        let (used, _) = self.built();
-        if let Some(newer) = token.refused(&used).await
-            && let Ok(client) = build_client(&self.api_url, &newer)
-        {
-            self.store(newer, client);
+    /// GitHub refused the token (401) of a read or a `write`: get a new one at once, so the
+    /// next request carries it. (An App's reading client has renewed its token and retried
+    /// already; its writes carry the token they were sent with.)
+    async fn refused(&self, write: bool) {
+        match &self.source {
+            Credentials::Token(token) => {
+                let (used, _) = self.built();
+                if let Some(newer) = token.refused(&used).await
+                    && let Ok(client) = build_client(&self.api_url, &newer, Resend::Reads)
+                {
+                    self.store(newer, client);
+                }
+            }
+            Credentials::App(app) if write => {
+                if let Some((used, _)) = read(&self.writer) {
+                    let _ = app.refused(&used).await;
+                }
+            }
+            Credentials::App(_) => {}
         }
+    }
+}
+
+fn read<T: Clone>(lock: &std::sync::RwLock<T>) -> T {
+    match lock.read() {
+        Ok(b) => b.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &std::sync::RwLock<T>, built: T) {
+    match lock.write() {
+        Ok(mut b) => *b = built,
+        Err(poisoned) => *poisoned.into_inner() = built,
     }
 }
 
@@ -302,7 +360,7 @@ impl GitHub {
                     if throttled(source.status_code.as_u16(), &source.message) {
                         self.pause(&source.message, hint).await;
                     } else if source.status_code == http::StatusCode::UNAUTHORIZED {
-                        self.auth.refused().await;
+                        self.auth.refused(write).await;
                     }
                 }
                 r

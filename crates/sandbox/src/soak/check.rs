@@ -92,6 +92,19 @@ pub fn check(sb: &Sandbox, pushes: &[Push]) -> Outcome {
     out
 }
 
+/// What makes a PR the one PR of its change: its title, and for a rollback the promotion
+/// it reverts too (two failed promotions of one service, with nothing Healthy between them,
+/// are each rolled back to the same release under the same title).
+fn opened_as(pr: &crate::github::Pr) -> String {
+    let reverted = tugboat::domain::promotion::PromotionState::parse(&pr.body)
+        .ok()
+        .and_then(|s| s.rollback_of);
+    match reverted {
+        Some(n) => format!("{} (of #{n})", pr.title),
+        None => pr.title.clone(),
+    }
+}
+
 /// No PR opened twice, merged twice or reported twice; no refused or bad digest promoted.
 fn pull_requests(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
     let kind_of: BTreeMap<(&str, &str), PushKind> = pushes
@@ -103,10 +116,7 @@ fn pull_requests(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
         if !pr.head.starts_with("tugboat/") {
             continue;
         }
-        by_title
-            .entry(pr.title.clone())
-            .or_default()
-            .push(pr.number);
+        by_title.entry(opened_as(&pr)).or_default().push(pr.number);
         let reports = pr
             .comments
             .iter()

@@ -74,7 +74,7 @@ impl Checks for GitHub {
         let _: Value = self
             .req(
                 operation,
-                self.auth.client().await?._post(route, Some(&body)),
+                self.auth.writer().await?._post(route, Some(&body)),
             )
             .await?;
         Ok(())

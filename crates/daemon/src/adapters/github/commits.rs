@@ -50,7 +50,7 @@ impl CommitApi for GitHub {
                 .req(
                     "git/create-blob",
                     self.auth
-                        .client()
+                        .writer()
                         .await?
                         ._post(self.route("git/blobs"), Some(&body)),
                 )
@@ -66,7 +66,7 @@ impl CommitApi for GitHub {
             .req(
                 "git/create-tree",
                 self.auth
-                    .client()
+                    .writer()
                     .await?
                     ._post(self.route("git/trees"), Some(&body)),
             )
@@ -81,7 +81,7 @@ impl CommitApi for GitHub {
             .req(
                 "git/create-commit",
                 self.auth
-                    .client()
+                    .writer()
                     .await?
                     ._post(self.route("git/commits"), Some(&body)),
             )
@@ -96,7 +96,7 @@ impl CommitApi for GitHub {
             let moved: PortResult<Value> = self
                 .req(
                     "git/update-ref",
-                    self.auth.client().await?._patch(route, Some(&body)),
+                    self.auth.writer().await?._patch(route, Some(&body)),
                 )
                 .await;
             match moved {
@@ -113,7 +113,7 @@ impl CommitApi for GitHub {
             .req(
                 "git/create-ref",
                 self.auth
-                    .client()
+                    .writer()
                     .await?
                     ._post(self.route("git/refs"), Some(&body)),
             )

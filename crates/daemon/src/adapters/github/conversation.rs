@@ -8,7 +8,7 @@ impl Conversation for GitHub {
         let _: Value = self
             .req(
                 "issues/create-comment",
-                self.auth.client().await?._post(
+                self.auth.writer().await?._post(
                     self.route(&format!("issues/{number}/comments")),
                     Some(&json!({"body": body})),
                 ),
@@ -54,7 +54,7 @@ impl Conversation for GitHub {
         let _: Value = self
             .req(
                 "reactions/create-for-issue-comment",
-                self.auth.client().await?._post(
+                self.auth.writer().await?._post(
                     self.route(&format!("issues/comments/{comment_id}/reactions")),
                     Some(&json!({"content": reaction.as_str()})),
                 ),

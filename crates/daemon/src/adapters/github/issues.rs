@@ -20,7 +20,7 @@ impl Issues for GitHub {
         let created: IssueWire = self
             .req(
                 "issues/create",
-                self.auth.client().await?._post(
+                self.auth.writer().await?._post(
                     self.route("issues"),
                     Some(&json!({"title": title, "body": body, "labels": labels})),
                 ),
@@ -45,7 +45,7 @@ impl Issues for GitHub {
             .req(
                 "issues/update",
                 self.auth
-                    .client()
+                    .writer()
                     .await?
                     ._patch(self.route(&format!("issues/{number}")), Some(&patch)),
             )

@@ -69,7 +69,7 @@ impl PullRequests for GitHub {
             .req(
                 "pulls/create",
                 self.auth
-                    .client()
+                    .writer()
                     .await?
                     ._post(self.route("pulls"), Some(&body)),
             )
@@ -78,7 +78,7 @@ impl PullRequests for GitHub {
             let _: Value = self
                 .req(
                     "issues/add-labels",
-                    self.auth.client().await?._post(
+                    self.auth.writer().await?._post(
                         self.route(&format!("issues/{}/labels", created.number)),
                         Some(&json!({"labels": pr.labels})),
                     ),
@@ -95,7 +95,7 @@ impl PullRequests for GitHub {
         let _: Value = self
             .req(
                 "pulls/update",
-                self.auth.client().await?._patch(
+                self.auth.writer().await?._patch(
                     self.route(&format!("pulls/{number}")),
                     Some(&json!({"title": title, "body": body})),
                 ),
@@ -109,7 +109,7 @@ impl PullRequests for GitHub {
         let _: Value = self
             .req(
                 "pulls/update",
-                self.auth.client().await?._patch(
+                self.auth.writer().await?._patch(
                     self.route(&format!("pulls/{number}")),
                     Some(&json!({"state": "closed"})),
                 ),
@@ -131,7 +131,7 @@ impl PullRequests for GitHub {
             .req(
                 "pulls/merge",
                 self.auth
-                    .client()
+                    .writer()
                     .await?
                     ._put(self.route(&format!("pulls/{number}/merge")), Some(&body)),
             )
@@ -143,7 +143,7 @@ impl PullRequests for GitHub {
         let _: Value = self
             .req(
                 "issues/add-labels",
-                self.auth.client().await?._post(
+                self.auth.writer().await?._post(
                     self.route(&format!("issues/{number}/labels")),
                     Some(&json!({"labels": labels})),
                 ),
@@ -196,7 +196,7 @@ impl PullRequests for GitHub {
             .req(
                 "issues/update",
                 self.auth
-                    .client()
+                    .writer()
                     .await?
                     ._patch(self.route(&format!("issues/{number}")), Some(&edit)),
             )
@@ -210,7 +210,7 @@ impl PullRequests for GitHub {
             .req::<Value>(
                 "issues/remove-label",
                 self.auth
-                    .client()
+                    .writer()
                     .await?
                     ._delete(self.route(&path), None::<&()>),
             )
