@@ -47,6 +47,31 @@ pub async fn engine_from(sb: &Sandbox, toml: &str, api: &ApiMetrics) -> Engine {
     Engine::new(cfg.clone(), ports).with_clock(sb.clock())
 }
 
+/// The GitHub adapter as `tugboat run` builds it with the sandbox's token, on GitHub at
+/// `url` (the stand-in's, or a proxy in front of it).
+pub async fn github_at(sb: &Sandbox, url: &str) -> tugboat::adapters::github::GitHub {
+    use tugboat::adapters::github::{Credentials, GitHub};
+    let token = tugboat::credentials::Rotating::fixed(
+        tugboat::secret::Secret::new(sb.github_token.clone()),
+        "github.token",
+    );
+    GitHub::new(
+        url,
+        Credentials::Token(Arc::new(token)),
+        "salon",
+        "salon-gitops",
+        "main",
+        &ApiMetrics::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The GitHub adapter on the sandbox's GitHub.
+pub async fn github_adapter(sb: &Sandbox) -> tugboat::adapters::github::GitHub {
+    github_at(sb, &sb.github_url).await
+}
+
 /// Make `user` an approver of the salon's prod: write access, and a platform lead.
 pub fn approver(sb: &Sandbox, user: &str) {
     sb.github.add_collaborator(user, "write");

@@ -320,6 +320,25 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
     );
     assert!(sb.argocd.calls().contains_key("GET resource-tree"));
 
+    // Who pushed a head, from the repository's activity (asked when a head tugboat keeps
+    // has no report of its own on it).
+    {
+        use tugboat::ports::Checks as _;
+        let pushed = sb
+            .github
+            .force_push_as(
+                "alice",
+                "notes",
+                "main",
+                ("notes.txt", "hi\n"),
+                sb.github.now(),
+            )
+            .unwrap();
+        let github = crate::common::github_at(&sb, &gh.url).await;
+        let record = github.pushed_by("notes", &pushed).await.unwrap().unwrap();
+        assert_eq!(record.actor.as_deref(), Some("alice"));
+    }
+
     let gh_violations = gh.violations();
     let argo_violations = argo.violations();
     assert!(

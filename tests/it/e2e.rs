@@ -2352,22 +2352,9 @@ async fn github_spending(
     sb: &Sandbox,
     budget: tugboat::adapters::github::WriteBudget,
 ) -> tugboat::adapters::github::GitHub {
-    use tugboat::adapters::github::{Credentials, GitHub};
-    let token = tugboat::credentials::Rotating::fixed(
-        tugboat::secret::Secret::new(sb.github_token.clone()),
-        "github.token",
-    );
-    GitHub::new(
-        &sb.github_url,
-        Credentials::Token(Arc::new(token)),
-        "salon",
-        "salon-gitops",
-        "main",
-        &ApiMetrics::default(),
-    )
-    .await
-    .unwrap()
-    .with_write_budget(budget)
+    crate::common::github_adapter(sb)
+        .await
+        .with_write_budget(budget)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

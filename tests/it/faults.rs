@@ -149,26 +149,11 @@ async fn a_clone_fetched_after_each_of_60_pushes_keeps_its_packs_and_open_files_
 /// and the next cycle reads what is there before it writes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_answered_with_a_5xx_after_github_made_it_is_not_sent_again() {
-    use std::sync::Arc;
-    use tugboat::adapters::github::{Credentials, GitHub};
     use tugboat::ports::{Conversation, Issues};
     let sb = crate::common::start(Options::default()).await;
     let chaos = Chaos::new("github", &sb.github_url, 11);
     let (proxy, _server) = chaos.start().await.unwrap();
-    let token = tugboat::credentials::Rotating::fixed(
-        tugboat::secret::Secret::new(sb.github_token.clone()),
-        "github.token",
-    );
-    let github = GitHub::new(
-        &proxy,
-        Credentials::Token(Arc::new(token)),
-        "salon",
-        "salon-gitops",
-        "main",
-        &ApiMetrics::default(),
-    )
-    .await
-    .unwrap();
+    let github = crate::common::github_at(&sb, &proxy).await;
     let issue = github.open_issue("a record", "", &[]).await.unwrap();
 
     chaos.set(Rates {
@@ -205,4 +190,85 @@ async fn a_write_answered_with_a_5xx_after_github_made_it_is_not_sent_again() {
         Some(&4),
         "one try and three more"
     );
+}
+
+/// Found by the soak: after a `kill -9` or a lost lease between a push and its gate report,
+/// the next process took tugboat's own head for a stranger's and replaced it (voiding any
+/// approval). GitHub's record of the push (the repository's activity) names who pushed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_pushed_before_a_restart_and_never_reported_is_kept_by_the_next_process() {
+    use tugboat::ports::Checks as _;
+    let sb = crate::common::start(Options {
+        fleet: Fleet {
+            services: vec![("user_service".into(), Style::Kustomize)],
+            environments: vec!["dev".into()],
+            tags: 1,
+        },
+        ..Options::default()
+    })
+    .await;
+    let chaos = Chaos::new("github", &sb.github_url, 13);
+    let (proxy, _server) = chaos.start().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let toml = sb
+        .config_toml(&work.path().join("w"))
+        .replace(&sb.github_url, &proxy);
+    let first = crate::common::engine_from(&sb, &toml, &ApiMetrics::default()).await;
+
+    // The proposal is pushed; no report on it reaches GitHub.
+    chaos.set(Rates {
+        error_before: 1.0,
+        path: Some("/statuses/".into()),
+        ..Rates::default()
+    });
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let reports = first.cycle(Mode::Apply).await.unwrap();
+    let dev = &row(&reports, "user_service", "dev").action;
+    assert!(matches!(dev, Action::Failed { .. }), "{dev:?}");
+    let pushed = head_of(&sb, "tugboat/dev/user_service").expect("the push was taken");
+    drop(first);
+    chaos.set(Rates::default());
+
+    let github = crate::common::github_adapter(&sb).await;
+    let record = github
+        .pushed_by("tugboat/dev/user_service", &pushed)
+        .await
+        .unwrap()
+        .expect("GitHub recorded the push");
+    assert_eq!(record.actor.as_deref(), Some(tugboat_sandbox::github::BOT));
+
+    let next = crate::common::engine_from(&sb, &toml, &ApiMetrics::default()).await;
+    let reports = next.cycle(Mode::Apply).await.unwrap();
+    let dev = &row(&reports, "user_service", "dev").action;
+    assert!(matches!(dev, Action::Merged { .. }), "{dev:?}");
+    let pr = sb
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.head == "tugboat/dev/user_service")
+        .unwrap();
+    assert_eq!(
+        pr.closed_head.as_deref(),
+        Some(pushed.as_str()),
+        "its own head merged"
+    );
+    assert!(
+        !pr.comments
+            .iter()
+            .any(|(_, b)| b.contains("was not pushed by tugboat")),
+        "{:?}",
+        pr.comments
+    );
+
+    // A person's push is recorded as theirs.
+    let theirs = sb
+        .github
+        .commit_as("tugboat/dev/user_service", "notes.txt", "mine\n", "mallory")
+        .unwrap();
+    let record = github
+        .pushed_by("tugboat/dev/user_service", &theirs)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.actor.as_deref(), Some("mallory"));
 }

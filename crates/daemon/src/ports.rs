@@ -602,6 +602,14 @@ pub struct CheckReport {
     pub link: Option<String>,
 }
 
+/// A branch update as GitHub recorded it: who made it (`None`: a user GitHub no longer
+/// knows, or no user) and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub actor: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// The checks a merge waits for, and tugboat's own.
 #[async_trait]
 pub trait Checks: Send + Sync {
@@ -613,6 +621,10 @@ pub trait Checks: Send + Sync {
     /// status created by tugboat's login, or a check run of tugboat's App (which nobody else
     /// can create). `None` when it never did.
     async fn first_report(&self, sha: &str, kind: CheckKind) -> PortResult<Option<DateTime<Utc>>>;
+    /// Who pointed `branch` at `sha`, and when, as GitHub recorded it (the repository's
+    /// activity: the newest push, force push or creation of the branch that left it at
+    /// `sha`). `None` when GitHub has no such record, or keeps none that tugboat may read.
+    async fn pushed_by(&self, branch: &str, sha: &str) -> PortResult<Option<Pushed>>;
     /// What the base branch's active rulesets require of a merge. Rules tugboat may not
     /// read are named in `unreadable`, not an error.
     async fn rules(&self) -> PortResult<BranchRules>;

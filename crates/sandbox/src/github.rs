@@ -122,6 +122,8 @@ pub(crate) struct Inner {
     protection_since: Option<DateTime<Utc>>,
     /// When each commit was first seen at a branch head: its push time.
     pushed: BTreeMap<String, DateTime<Utc>>,
+    /// Every branch update, who made it and when (`github::activity`).
+    activity: activity::Activity,
     /// The merge queue of main, first to merge first, and the PRs it removed.
     queue: Vec<queue::QueueEntry>,
     removals: Vec<queue::Removal>,
@@ -346,6 +348,10 @@ impl GitHub {
                 get(combined_status),
             )
             .route("/git/{*path}", any(git_http))
+            .route(
+                "/repos/{owner}/{repo}/activity",
+                get(activity::list_activities),
+            )
             .route(
                 "/repos/{owner}/{repo}/collaborators/{user}/permission",
                 get(permission),
@@ -753,6 +759,7 @@ macro_rules! guard {
 }
 
 mod access;
+mod activity;
 mod git_bridge;
 mod issues;
 mod protection;
@@ -760,6 +767,7 @@ mod queue;
 mod routes;
 
 use access::*;
+pub use activity::ActivityRec;
 use git_bridge::git_http;
 use issues::*;
 pub use protection::{CiJob, Protection};

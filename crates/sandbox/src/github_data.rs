@@ -503,6 +503,7 @@ async fn create_ref(
         return internal(e);
     }
     gh.note_pushes();
+    gh.note_activity(Some(crate::github::BOT), None);
     let body = wire::git_ref(&gh.owner, &gh.repo, &n.name, &n.sha);
     (StatusCode::CREATED, Json(body)).into_response()
 }
@@ -544,5 +545,6 @@ async fn update_ref(
         return internal(e);
     }
     gh.note_pushes();
+    gh.note_activity(Some(crate::github::BOT), None);
     Json(wire::git_ref(&gh.owner, &gh.repo, &name, &u.sha)).into_response()
 }

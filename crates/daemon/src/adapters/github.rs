@@ -30,7 +30,7 @@ use crate::domain::chatops;
 use crate::ports::{
     Access, BranchRules, Check, CheckKind, CheckReport, CheckState, Checks, Conversation,
     ErrorKind, Issue, Issues, LabelEvent, LabelledPr, MergeMethod, NewPullRequest, Permission,
-    PortError, PortResult, PullRequest, PullRequests, Reaction, StatusState,
+    PortError, PortResult, PullRequest, PullRequests, Pushed, Reaction, StatusState,
 };
 use crate::secret::Secret;
 use crate::telemetry::{ApiLabels, ApiMetrics};

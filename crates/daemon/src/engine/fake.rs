@@ -92,6 +92,8 @@ struct Branch {
     committed_at: DateTime<Utc>,
     base: usize,
     files: Vec<(String, String)>,
+    /// Who pushed the head, and when (GitHub's record of it).
+    pushed: crate::ports::Pushed,
 }
 
 #[derive(Default)]
@@ -514,6 +516,7 @@ impl World {
     /// A person with write access force-pushes to `branch` one commit making `files` on
     /// main's head, dated `dated` (a commit's date is whatever its author writes).
     pub fn push_as(&self, branch: &str, files: &[(&str, &str)], dated: DateTime<Utc>) -> String {
+        let now = self.clock.now();
         self.with(|s| {
             s.pushes += 1;
             let head = format!("p{:039x}", s.pushes);
@@ -525,6 +528,10 @@ impl World {
                     .iter()
                     .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
                     .collect(),
+                pushed: crate::ports::Pushed {
+                    actor: Some("mallory".into()),
+                    at: now,
+                },
             };
             s.branches.insert(branch.to_owned(), b);
             head
@@ -813,6 +820,10 @@ impl GitOpsRepo for World {
                 committed_at: now,
                 base,
                 files,
+                pushed: crate::ports::Pushed {
+                    actor: Some(ME.to_owned()),
+                    at: now,
+                },
             };
             s.branches.insert(branch.to_owned(), b);
             Proposal {
@@ -1203,6 +1214,16 @@ impl Checks for World {
     ) -> PortResult<Option<DateTime<Utc>>> {
         self.call("first_report")?;
         Ok(self.with(|s| s.reported.get(&(sha.to_owned(), kind.name())).copied()))
+    }
+
+    async fn pushed_by(&self, branch: &str, sha: &str) -> PortResult<Option<crate::ports::Pushed>> {
+        self.call("pushed_by")?;
+        Ok(self.with(|s| {
+            s.branches
+                .get(branch)
+                .filter(|b| b.head == sha)
+                .map(|b| b.pushed.clone())
+        }))
     }
 
     async fn rules(&self) -> PortResult<crate::ports::BranchRules> {

@@ -269,7 +269,11 @@ impl Engine {
             .first_report(&head.head, CheckKind::Gate)
             .await
             .at(Step::Propose)?;
-        if let Some(at) = reported {
+        let known = match reported {
+            Some(at) => Some(at),
+            None => self.pushed_by_me(&change.branch, &head.head).await?,
+        };
+        if let Some(at) = known {
             self.provenance.heads.insert(head.head.clone(), at);
             return Ok((
                 Proposal {
@@ -287,6 +291,28 @@ impl Engine {
             .heads
             .insert(fresh.head.clone(), fresh.committed_at);
         Ok((fresh, Some(foreign)))
+    }
+
+    /// When tugboat pushed `head` to `branch`, if GitHub's record of the push says tugboat
+    /// did: a head pushed by a process that stopped before it reported on it (killed, or
+    /// its lease lost) is still its own. A record GitHub will not show is no record.
+    async fn pushed_by_me(
+        &self,
+        branch: &str,
+        head: &str,
+    ) -> Result<Option<DateTime<Utc>>, StepError> {
+        let Some(pushed) = self
+            .ports
+            .forge
+            .pushed_by(branch, head)
+            .await
+            .at(Step::Propose)?
+        else {
+            return Ok(None);
+        };
+        let me = self.ports.forge.me().await.at(Step::Propose)?;
+        let mine = pushed.actor.as_deref().is_some_and(|a| self.is_me(a, &me));
+        Ok(mine.then_some(pushed.at))
     }
 
     /// A merged PR of tugboat's whose record was lost (someone edited its body, and its seal

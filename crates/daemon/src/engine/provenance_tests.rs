@@ -14,7 +14,7 @@ use crate::domain::image::{ImageRef, Tag};
 use crate::domain::promotion::PromotionState;
 use crate::domain::provenance::Forgery;
 use crate::domain::seal;
-use crate::ports::Permission;
+use crate::ports::{ErrorKind, Permission};
 
 /// A state block as tugboat writes it, naming `from` as what prod ran before.
 fn forged_block(env: &str, tag: &str, from: &str) -> String {
@@ -286,6 +286,58 @@ async fn a_backdated_head_someone_else_pushed_is_replaced_and_earlier_approvals_
         matches!(row(&r, "prod").action, Action::Merged { .. }),
         "{:?}",
         row(&r, "prod")
+    );
+}
+
+/// Found by the soak: a replica killed (or losing its lease) after its push and before its
+/// gate report left a head no other process knew as tugboat's, and the next one replaced it,
+/// voiding its approvals. GitHub's record of the push says who made it.
+#[tokio::test(start_paused = true)]
+async fn a_head_pushed_by_a_tugboat_that_stopped_before_reporting_it_is_known_by_githubs_record_of_the_push()
+ {
+    let (w, clock, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    clock.advance(Span::hours(2));
+    // The prod proposal is pushed; its gate report never reaches GitHub.
+    w.fail("report", ErrorKind::Transient);
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.heal("report");
+    let pushed = w.calls("propose_pushed");
+    let restarted = Engine::new(super::fake::config("", ""), w.ports()).with_clock(clock.clone());
+    clock.advance(Span::minutes(1));
+    let r = restarted.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        matches!(row(&r, "prod").action, Action::AwaitingApproval { .. }),
+        "{:?}",
+        row(&r, "prod")
+    );
+    assert_eq!(w.calls("propose_pushed"), pushed, "its head is kept");
+    assert!(w.calls("pushed_by") >= 1);
+    assert_eq!(restarted.take_forged().get(&Forgery::Push), None);
+}
+
+/// The same record names a person's push: that head is replaced, as before.
+#[tokio::test(start_paused = true)]
+async fn a_head_githubs_record_says_a_person_pushed_is_still_replaced() {
+    let (w, clock, engine) = world();
+    let number = prod_awaiting(&w, &clock, &engine).await;
+    let forged = w.push_as(
+        "tugboat/prod/user_service",
+        &[(PROD, &values("1.1.0"))],
+        super::scheduler::Clock::now(&*clock),
+    );
+    let restarted = Engine::new(super::fake::config("", ""), w.ports()).with_clock(clock.clone());
+    clock.advance(Span::minutes(1));
+    let r = restarted.cycle(Mode::Apply).await.unwrap();
+    let Action::AwaitingApproval { head, .. } = &row(&r, "prod").action else {
+        panic!("{:?}", row(&r, "prod"))
+    };
+    assert_ne!(*head, forged);
+    assert!(
+        w.comments_on(number)
+            .iter()
+            .any(|c| c.contains("was not pushed by tugboat"))
     );
 }
 

@@ -337,6 +337,10 @@ impl Checks for Sealed {
         self.inner.first_report(sha, kind).await
     }
 
+    async fn pushed_by(&self, branch: &str, sha: &str) -> PortResult<Option<crate::ports::Pushed>> {
+        self.inner.pushed_by(branch, sha).await
+    }
+
     async fn rules(&self) -> PortResult<crate::ports::BranchRules> {
         self.inner.rules().await
     }

@@ -81,9 +81,11 @@ impl GitHub {
         let oid = repo
             .commit(None, &sig, &sig, &message, &tree, &[&parent])
             .ok()?;
+        self.note_activity(None, None);
         repo.reference(&format!("refs/heads/{branch}"), oid, true, &message)
             .ok()?;
         self.note_pushes();
+        self.note_activity(Some(who), None);
         Some(oid.to_string())
     }
 
@@ -251,7 +253,9 @@ pub(super) async fn git_http(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let _g = if op == "git push" {
-        Some(gh.git_lock.lock().await)
+        let held = gh.git_lock.lock().await;
+        gh.note_activity(None, None);
+        Some(held)
     } else {
         None
     };
@@ -270,6 +274,8 @@ pub(super) async fn git_http(
     };
     if op == "git push" {
         gh.note_pushes();
+        // Every token of the stand-in acts as tugboat's login.
+        gh.note_activity(Some(BOT), None);
     }
     cgi_response(&out.stdout)
 }

@@ -264,6 +264,7 @@ impl GitHub {
             }
         }
         self.note_pushes();
+        self.note_activity(Some(BOT), Some("pr_merge"));
         if base == "main" {
             self.recompute_mergeability();
         }

@@ -135,6 +135,7 @@ impl GitHub {
         {
             return;
         }
+        self.note_activity(Some(BOT), Some("merge_queue_merge"));
         self.drop_temp_branch(entry);
         self.lock().queue.retain(|e| e.number != entry.number);
         self.merged_into(&pr.base, entry.number, sha, &entry.head);

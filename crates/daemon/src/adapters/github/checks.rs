@@ -88,6 +88,54 @@ impl Checks for GitHub {
         }
     }
 
+    /// `GET /repos/{o}/{r}/activity?ref=refs/heads/{branch}` ("List repository activities",
+    /// docs.github.com/en/rest/repos/repos#list-repository-activities: the repository's
+    /// history of ref updates, newest first, each with its `before`, `after`, `actor` and
+    /// `activity_type`). The newest push, force push or creation of the branch that left it
+    /// at `sha`. A repository or token that does not show its activity (GitHub Enterprise
+    /// Server before the endpoint, a token without Metadata read) is no record, not an error.
+    async fn pushed_by(&self, branch: &str, sha: &str) -> PortResult<Option<Pushed>> {
+        #[derive(Deserialize)]
+        struct ActivityWire {
+            after: String,
+            activity_type: String,
+            timestamp: DateTime<Utc>,
+            #[serde(default)]
+            actor: Option<UserWire>,
+        }
+        let route = Self::with_query(
+            self.route("activity"),
+            &json!({"ref": format!("refs/heads/{branch}"), "per_page": 30}),
+        );
+        let answer: PortResult<Vec<ActivityWire>> = self
+            .req(
+                "repos/list-activities",
+                self.auth.client().await?._get(route),
+            )
+            .await;
+        let list = match answer {
+            Ok(list) => list,
+            Err(e) if matches!(e.kind, ErrorKind::Denied | ErrorKind::NotFound) => {
+                tracing::debug!(error = %e, "the repository's activity cannot be read");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(list
+            .into_iter()
+            .find(|a| {
+                a.after == sha
+                    && matches!(
+                        a.activity_type.as_str(),
+                        "push" | "force_push" | "branch_creation"
+                    )
+            })
+            .map(|a| Pushed {
+                actor: a.actor.map(|u| u.login),
+                at: a.timestamp,
+            }))
+    }
+
     /// `GET /repos/{o}/{r}/rules/branches/{branch}` ("Get rules for a branch"): the active
     /// rules of every repository and organization ruleset on the branch, readable with
     /// Metadata read (so with any token or installation that reaches the repository).
