@@ -6,7 +6,8 @@
 //! Healthy, SQS redeliveries, GitHub App token expiries, failing notification sinks, a lease
 //! taken away, and `kill -9` of either replica (restarted at once, on its working
 //! directory). Then the faults stop, the fleet settles, and the invariants are checked
-//! ([`check`]).
+//! ([`check`]), the replicas' logs too: nobody but tugboat writes to the repository, so a
+//! record of its own it took for a stranger's is a violation.
 //!
 //! Time is compressed by density, not by a clock: pushes come every `push_every` of real
 //! time where a busy fleet sees one every few minutes, so the simulated time is the number of
@@ -212,6 +213,11 @@ pub async fn run(s: &Settings) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     w.report.outcome = check::check(&w.sb, &w.report.pushes);
+    let logs: Vec<PathBuf> = w.replicas.iter().map(|r| r.log.clone()).collect();
+    w.report
+        .outcome
+        .violations
+        .extend(check::false_forgeries(&logs));
     if w.report.settled.is_none() {
         w.report.outcome.violations.push(format!(
             "the fleet did not settle within {:?} after the faults stopped",

@@ -226,6 +226,25 @@ fn notifications(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
     }
 }
 
+/// What tugboat took for a record someone else wrote, as the replicas' logs say: nobody but
+/// tugboat writes to the soak's repository, so each is tugboat distrusting its own record (a
+/// head it pushed replaced, approvals voided, a label of its own ignored).
+pub fn false_forgeries(logs: &[std::path::PathBuf]) -> Vec<String> {
+    const SAID: [&str; 2] = ["which tugboat did not write", "a head tugboat did not push"];
+    let mut found = Vec::new();
+    for log in logs {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        for line in text.lines().filter(|l| SAID.iter().any(|s| l.contains(s))) {
+            found.push(format!(
+                "took its own record for someone else's ({}): {}",
+                log.file_name().unwrap_or_default().to_string_lossy(),
+                line.trim()
+            ));
+        }
+    }
+    found
+}
+
 /// p50, p95 and the worst of `times`, in seconds.
 pub fn percentiles(times: &[Duration]) -> Option<(f64, f64, f64)> {
     if times.is_empty() {
