@@ -10,6 +10,9 @@
 //! libraries' pages) parts. Targets: 20 MiB with 6 services, 32 MiB with 300. Exits non-zero
 //! when one is missed.
 //!
+//! It runs with the environment the image gives it (the runtime stage's `ENV` lines of the
+//! Dockerfile, `MALLOC_ARENA_MAX` among them), as the image runs it.
+//!
 //! Run with `cargo bench --bench idle_rss`, or measure another binary (the one the image ships,
 //! say) with `TUGBOAT_BIN=path cargo bench --profile dev --bench idle_rss`.
 
@@ -75,6 +78,21 @@ fn binary() -> String {
     std::env::var("TUGBOAT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tugboat").to_owned())
 }
 
+/// The `ENV` settings of the Dockerfile's last stage (the runtime image's), in order.
+fn image_env() -> Vec<(String, String)> {
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("the Dockerfile beside Cargo.toml");
+    let runtime = dockerfile
+        .rsplit_once("\nFROM ")
+        .map_or(dockerfile.as_str(), |(_, last)| last);
+    runtime
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect()
+}
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -113,6 +131,7 @@ async fn measure(label: &str, fleet: Fleet, setup: Setup) -> Rss {
         Command::new(binary())
             .args(["run", "--config"])
             .arg(&config)
+            .envs(image_env())
             .env("TUGBOAT_ENGINE_INTERVAL", "200ms")
             .env("TUGBOAT_SERVER_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
@@ -151,10 +170,15 @@ async fn measure(label: &str, fleet: Fleet, setup: Setup) -> Rss {
 async fn main() {
     tugboat::app::init_crypto();
     let size = std::fs::metadata(binary()).unwrap().len();
+    let env: Vec<String> = image_env()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     println!(
-        "{} ({:.1} MB): RSS after {IDLE_CYCLES} idle cycles at 200 ms",
+        "{} ({:.1} MB): RSS after {IDLE_CYCLES} idle cycles at 200 ms, with the image's {}",
         binary(),
-        size as f64 / 1e6
+        size as f64 / 1e6,
+        env.join(" ")
     );
     let salon = measure("salon (6 services, 2 envs)", Fleet::salon(), Setup::Token).await;
     let printed = measure("salon, as `tugboat sandbox`", Fleet::salon(), Setup::App).await;

@@ -67,8 +67,10 @@ enum Command {
         dry_run: bool,
     },
     /// The whole story on this machine: sandbox stand-ins, six services, the real engine.
+    #[cfg(feature = "sandbox")]
     Demo,
     /// Start the stand-ins on loopback, print their endpoints and a config, run until interrupted.
+    #[cfg(feature = "sandbox")]
     Sandbox {
         /// Where to write the config file for `tugboat once --config`.
         #[arg(long, default_value = "tugboat-sandbox.toml")]
@@ -177,11 +179,13 @@ fn main() -> ExitCode {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
+        #[cfg(feature = "sandbox")]
         Command::Demo => {
             init_logs("error");
             tugboat_sandbox::demo::run(&mut std::io::stdout()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sandbox")]
         Command::Sandbox {
             write_config,
             synthetic,
@@ -421,6 +425,7 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "sandbox")]
 /// `app_token_ttl`: authenticate as the stand-in's GitHub App, its tokens living this long;
 /// `None`: with a plain token.
 async fn sandbox(
