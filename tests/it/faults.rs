@@ -28,14 +28,16 @@ fn head_of(sb: &Sandbox, branch: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Found by the soak: a push the server took but whose answer was lost (a 502 from a proxy
-/// after the write, a cut connection) left tugboat's own commit on the branch, and the next
-/// cycle, not knowing it, took it for a stranger's: it replaced it with a new commit, which
-/// voided the approvals given to it (with pushes failing now and then, prod PRs waited for
-/// approvals again and again). In dev, where nobody approves, the same mistake replaces the
-/// commit needlessly; that is what is checked here.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_push_whose_answer_was_lost_is_still_tugboats_own_commit_and_is_not_replaced() {
+/// One dev service, and tugboat's configuration reaching GitHub through a chaos proxy.
+struct Proxied {
+    sb: Sandbox,
+    chaos: std::sync::Arc<Chaos>,
+    toml: String,
+    _server: tokio::task::JoinHandle<()>,
+    _work: tempfile::TempDir,
+}
+
+async fn proxied(seed: u64) -> Proxied {
     let sb = crate::common::start(Options {
         fleet: Fleet {
             services: vec![("user_service".into(), Style::Kustomize)],
@@ -45,12 +47,36 @@ async fn a_push_whose_answer_was_lost_is_still_tugboats_own_commit_and_is_not_re
         ..Options::default()
     })
     .await;
-    let chaos = Chaos::new("github", &sb.github_url, 7);
+    let chaos = Chaos::new("github", &sb.github_url, seed);
     let (proxy, _server) = chaos.start().await.unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let _work = tempfile::tempdir().unwrap();
     let toml = sb
-        .config_toml(&work.path().join("w"))
+        .config_toml(&_work.path().join("w"))
         .replace(&sb.github_url, &proxy);
+    Proxied {
+        sb,
+        chaos,
+        toml,
+        _server,
+        _work,
+    }
+}
+
+/// Found by the soak: a push the server took but whose answer was lost (a 502 from a proxy
+/// after the write, a cut connection) left tugboat's own commit on the branch, and the next
+/// cycle, not knowing it, took it for a stranger's: it replaced it with a new commit, which
+/// voided the approvals given to it (with pushes failing now and then, prod PRs waited for
+/// approvals again and again). In dev, where nobody approves, the same mistake replaces the
+/// commit needlessly; that is what is checked here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_whose_answer_was_lost_is_still_tugboats_own_commit_and_is_not_replaced() {
+    let Proxied {
+        sb,
+        chaos,
+        toml,
+        _server,
+        _work,
+    } = proxied(7).await;
     let engine = crate::common::engine_from(&sb, &toml, &ApiMetrics::default()).await;
 
     // The dev proposal's push reaches the server; no answer to it reaches tugboat, nor to
@@ -198,21 +224,13 @@ async fn a_write_answered_with_a_5xx_after_github_made_it_is_not_sent_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_pushed_before_a_restart_and_never_reported_is_kept_by_the_next_process() {
     use tugboat::ports::Checks as _;
-    let sb = crate::common::start(Options {
-        fleet: Fleet {
-            services: vec![("user_service".into(), Style::Kustomize)],
-            environments: vec!["dev".into()],
-            tags: 1,
-        },
-        ..Options::default()
-    })
-    .await;
-    let chaos = Chaos::new("github", &sb.github_url, 13);
-    let (proxy, _server) = chaos.start().await.unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let toml = sb
-        .config_toml(&work.path().join("w"))
-        .replace(&sb.github_url, &proxy);
+    let Proxied {
+        sb,
+        chaos,
+        toml,
+        _server,
+        _work,
+    } = proxied(13).await;
     let first = crate::common::engine_from(&sb, &toml, &ApiMetrics::default()).await;
 
     // The proposal is pushed; no report on it reaches GitHub.
