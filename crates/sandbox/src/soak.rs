@@ -216,7 +216,7 @@ pub async fn run(s: &Settings) -> anyhow::Result<Report> {
     let logs: Vec<PathBuf> = w.replicas.iter().map(|r| r.log.clone()).collect();
     let (forged, known) = check::false_forgeries(&logs);
     w.report.outcome.violations.extend(forged);
-    w.report.outcome.known = known;
+    w.report.outcome.known.extend(known);
     if w.report.settled.is_none() {
         w.report.outcome.violations.push(format!(
             "the fleet did not settle within {:?} after the faults stopped",

@@ -76,8 +76,33 @@ pub fn unsettled(sb: &Sandbox, pushes: &[Push]) -> Vec<String> {
     left
 }
 
+/// Settled, and each service's last clean push announced: its `promoted` notification
+/// comes after the verification and the delivery, seconds after main holds the tag.
 pub fn settled(sb: &Sandbox, pushes: &[Push]) -> bool {
-    unsettled(sb, pushes).is_empty()
+    unsettled(sb, pushes).is_empty() && unannounced(sb, pushes) == 0
+}
+
+/// How many services' last clean push is not announced yet.
+fn unannounced(sb: &Sandbox, pushes: &[Push]) -> usize {
+    let received = sb.sinks.received();
+    expected(sb, pushes)
+        .into_iter()
+        .filter(|(service, tag)| {
+            pushes
+                .iter()
+                .any(|p| &p.service == service && &p.tag == tag)
+        })
+        .filter(|(service, tag)| {
+            !received.iter().any(|r| {
+                r.sink == "webhook"
+                    && r.status < 300
+                    && r.body["event"] == "promoted"
+                    && r.body["environment"] == "dev"
+                    && r.body["service"] == service.as_str()
+                    && names(r.body["to"].as_str().unwrap_or_default(), tag)
+            })
+        })
+        .count()
 }
 
 /// Every invariant, over what the stand-ins hold now.
