@@ -62,6 +62,22 @@ async fn proxied(seed: u64) -> Proxied {
     }
 }
 
+/// With `rates` on the proxy, `user_service:1.1.0` is pushed and the dev cycle fails after
+/// its proposal reached GitHub: the head it left on tugboat's branch.
+async fn failed_after_its_push(
+    sb: &Sandbox,
+    chaos: &Chaos,
+    engine: &tugboat::engine::Engine,
+    rates: Rates,
+) -> String {
+    chaos.set(rates);
+    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
+    let reports = engine.cycle(Mode::Apply).await.unwrap();
+    let dev = &row(&reports, "user_service", "dev").action;
+    assert!(matches!(dev, Action::Failed { .. }), "{dev:?}");
+    head_of(sb, "tugboat/dev/user_service").expect("the push was taken")
+}
+
 /// Found by the soak: a push the server took but whose answer was lost (a 502 from a proxy
 /// after the write, a cut connection) left tugboat's own commit on the branch, and the next
 /// cycle, not knowing it, took it for a stranger's: it replaced it with a new commit, which
@@ -81,16 +97,17 @@ async fn a_push_whose_answer_was_lost_is_still_tugboats_own_commit_and_is_not_re
 
     // The dev proposal's push reaches the server; no answer to it reaches tugboat, nor to
     // its retry.
-    chaos.set(Rates {
-        error_after: 1.0,
-        path: Some("/git-receive-pack".into()),
-        ..Rates::default()
-    });
-    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
-    let reports = engine.cycle(Mode::Apply).await.unwrap();
-    let dev = &row(&reports, "user_service", "dev").action;
-    assert!(matches!(dev, Action::Failed { .. }), "{dev:?}");
-    let lost = head_of(&sb, "tugboat/dev/user_service").expect("the push was taken");
+    let lost = failed_after_its_push(
+        &sb,
+        &chaos,
+        &engine,
+        Rates {
+            error_after: 1.0,
+            path: Some("/git-receive-pack".into()),
+            ..Rates::default()
+        },
+    )
+    .await;
     assert!(
         chaos.injected().contains_key("github: 5xx-after-write"),
         "{:?}",
@@ -234,16 +251,17 @@ async fn a_head_pushed_before_a_restart_and_never_reported_is_kept_by_the_next_p
     let first = crate::common::engine_from(&sb, &toml, &ApiMetrics::default()).await;
 
     // The proposal is pushed; no report on it reaches GitHub.
-    chaos.set(Rates {
-        error_before: 1.0,
-        path: Some("/statuses/".into()),
-        ..Rates::default()
-    });
-    sb.aws.push("user_service", "1.1.0", "COMPLETE", vec![]);
-    let reports = first.cycle(Mode::Apply).await.unwrap();
-    let dev = &row(&reports, "user_service", "dev").action;
-    assert!(matches!(dev, Action::Failed { .. }), "{dev:?}");
-    let pushed = head_of(&sb, "tugboat/dev/user_service").expect("the push was taken");
+    let pushed = failed_after_its_push(
+        &sb,
+        &chaos,
+        &first,
+        Rates {
+            error_before: 1.0,
+            path: Some("/statuses/".into()),
+            ..Rates::default()
+        },
+    )
+    .await;
     drop(first);
     chaos.set(Rates::default());
 

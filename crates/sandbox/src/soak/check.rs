@@ -84,7 +84,7 @@ pub fn settled(sb: &Sandbox, pushes: &[Push]) -> bool {
 
 /// How many services' last clean push is not announced yet.
 fn unannounced(sb: &Sandbox, pushes: &[Push]) -> usize {
-    let received = sb.sinks.received();
+    let received = delivered(sb);
     expected(sb, pushes)
         .into_iter()
         .filter(|(service, tag)| {
@@ -92,17 +92,31 @@ fn unannounced(sb: &Sandbox, pushes: &[Push]) -> usize {
                 .iter()
                 .any(|p| &p.service == service && &p.tag == tag)
         })
-        .filter(|(service, tag)| {
-            !received.iter().any(|r| {
-                r.sink == "webhook"
-                    && r.status < 300
-                    && r.body["event"] == "promoted"
-                    && r.body["environment"] == "dev"
-                    && r.body["service"] == service.as_str()
-                    && names(r.body["to"].as_str().unwrap_or_default(), tag)
-            })
-        })
+        .filter(|(service, tag)| promoted(&received, service, tag).is_none())
         .count()
+}
+
+/// The notifications the webhook sink accepted.
+fn delivered(sb: &Sandbox) -> Vec<crate::sinks::Received> {
+    sb.sinks
+        .received()
+        .into_iter()
+        .filter(|r| r.sink == "webhook" && r.status < 300)
+        .collect()
+}
+
+/// The announcement that `service` runs `tag` in dev, among `received`.
+fn promoted<'r>(
+    received: &'r [crate::sinks::Received],
+    service: &str,
+    tag: &str,
+) -> Option<&'r crate::sinks::Received> {
+    received.iter().find(|r| {
+        r.body["event"] == "promoted"
+            && r.body["environment"] == "dev"
+            && r.body["service"] == service
+            && names(r.body["to"].as_str().unwrap_or_default(), tag)
+    })
 }
 
 /// Every invariant, over what the stand-ins hold now.
@@ -195,12 +209,7 @@ fn pull_requests(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
 /// Every notification at most once, every dev promotion of a last clean push announced, and
 /// the push → dev Healthy times.
 fn notifications(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
-    let received: Vec<_> = sb
-        .sinks
-        .received()
-        .into_iter()
-        .filter(|r| r.sink == "webhook" && r.status < 300)
-        .collect();
+    let received = delivered(sb);
     out.notifications = received.len();
     let mut seen: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for r in &received {
@@ -224,16 +233,8 @@ fn notifications(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
             ));
         }
     }
-    let promoted = |service: &str, tag: &str| {
-        received.iter().find(|r| {
-            r.body["event"] == "promoted"
-                && r.body["environment"] == "dev"
-                && r.body["service"] == service
-                && names(r.body["to"].as_str().unwrap_or_default(), tag)
-        })
-    };
     for p in pushes.iter().filter(|p| p.kind == PushKind::Clean) {
-        match promoted(&p.service, &p.tag) {
+        match promoted(&received, &p.service, &p.tag) {
             Some(r) => {
                 let took = (r.at - p.at).to_std().unwrap_or_default();
                 if p.faulty {
@@ -247,7 +248,7 @@ fn notifications(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
     }
     for (service, tag) in expected(sb, pushes) {
         let pushed = pushes.iter().any(|p| p.service == service && p.tag == tag);
-        if pushed && promoted(&service, &tag).is_none() {
+        if pushed && promoted(&received, &service, &tag).is_none() {
             out.violations.push(format!(
                 "{service}:{tag} reached dev but was never announced"
             ));
