@@ -31,6 +31,20 @@ pub fn applied_by(events: &[LabelEvent], is_me: impl Fn(&str) -> bool) -> BTreeS
         .collect()
 }
 
+/// The labels whose latest event is a removal, by anyone: a listing that still shows one was
+/// read before it was removed (the listing and the events are two reads, and a label can go
+/// between them), so the label is gone rather than forged.
+pub fn removed(events: &[LabelEvent]) -> BTreeSet<String> {
+    let mut last: BTreeMap<&str, bool> = BTreeMap::new();
+    for e in events {
+        last.insert(&e.label, e.added);
+    }
+    last.into_iter()
+        .filter(|(_, added)| !added)
+        .map(|(label, _)| label.to_owned())
+        .collect()
+}
+
 /// GitHub logins compare without regard to case.
 pub fn same_login(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
@@ -149,6 +163,21 @@ mod tests {
             ev("tugboat:verifying", "tugboat[bot]", false),
         ];
         assert!(applied_by(&events, |l| same_login(l, "tugboat[bot]")).is_empty());
+    }
+
+    #[test]
+    fn a_label_whose_latest_event_removed_it_is_gone_whoever_added_it() {
+        let events = [
+            ev("tugboat:verifying", "tugboat[bot]", true),
+            ev("tugboat:bad", "mallory", true),
+            ev("tugboat:verifying", "tugboat[bot]", false),
+            ev("tugboat:deployed", "tugboat[bot]", false),
+            ev("tugboat:deployed", "mallory", true),
+        ];
+        assert_eq!(
+            removed(&events),
+            BTreeSet::from(["tugboat:verifying".to_owned()])
+        );
     }
 
     #[test]

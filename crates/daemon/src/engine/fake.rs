@@ -151,6 +151,9 @@ struct State {
     label_events: HashMap<u64, Vec<LabelEvent>>,
     /// When each PR or issue last changed (GitHub's `updated_at`).
     updated: HashMap<u64, DateTime<Utc>>,
+    /// A label tugboat removes from a PR just before its events are next read (another
+    /// replica's verification ending between a listing and the events read after it).
+    removed_before_events: Option<(u64, String)>,
     /// When tugboat first reported each of its checks on a commit: (sha, check) → when.
     reported: HashMap<(String, &'static str), DateTime<Utc>>,
 }
@@ -447,6 +450,12 @@ impl World {
     }
 
     /// `user` (a person) adds `label` to pull request or issue `number`.
+    /// Tugboat (another replica) removes `label` from PR `number` just before its label
+    /// events are next read: after a listing that showed the label.
+    pub fn remove_label_before_events(&self, number: u64, label: &str) {
+        self.with(|s| s.removed_before_events = Some((number, label.to_owned())));
+    }
+
     pub fn label_as(&self, number: u64, user: &str, label: &str) {
         let now = self.clock.now();
         self.with(|s| {
@@ -1334,7 +1343,18 @@ impl Issues for World {
 
     async fn label_events(&self, number: u64) -> PortResult<Vec<LabelEvent>> {
         self.call("label_events")?;
-        Ok(self.with(|s| s.label_events.get(&number).cloned().unwrap_or_default()))
+        let now = self.clock.now();
+        Ok(self.with(|s| {
+            if let Some((n, label)) = s.removed_before_events.take_if(|(n, _)| *n == number)
+                && let Some(p) = s.prs.iter_mut().find(|p| p.number == n)
+            {
+                let before = p.labels.clone();
+                p.labels.remove(&label);
+                let after = p.labels.clone();
+                s.labelled(n, ME, &before, &after, now);
+            }
+            s.label_events.get(&number).cloned().unwrap_or_default()
+        }))
     }
 }
 

@@ -25,13 +25,20 @@ use crate::trust::ForgeryLog;
 /// How many records' checked labels are kept (a record beyond it is checked again).
 const CHECKED_ENTRIES: usize = 4_096;
 
-/// What was checked of one record: when it last changed and its labels then, and which of
-/// them tugboat added.
+/// What was checked of one record: when it last changed and its labels then, and what its
+/// events say of them.
 #[derive(Clone)]
 struct Checked {
     updated_at: DateTime<Utc>,
     labels: Vec<String>,
-    own: Arc<BTreeSet<String>>,
+    found: Arc<Found>,
+}
+
+/// What a record's label events say: which labels tugboat added, and which were removed
+/// (by anyone) since a listing that still shows them was read.
+struct Found {
+    own: BTreeSet<String>,
+    gone: BTreeSet<String>,
 }
 
 /// The engine's memory of who wrote its records.
@@ -104,8 +111,19 @@ impl Engine {
         let Some(label) = label else {
             return Ok(true);
         };
-        if self.own_labels(&record, &me, step).await?.contains(label) {
+        let found = self.own_labels(&record, &me, step).await?;
+        if found.own.contains(label) {
             return Ok(true);
+        }
+        if found.gone.contains(label) {
+            // Removed between the listing and the events (by a verification that ended, or
+            // another replica): not on the record any more, and nobody forged it.
+            tracing::debug!(
+                number = record.number,
+                label,
+                "label removed since the listing was read"
+            );
+            return Ok(false);
         }
         let why = format!("its label `{label}` was added by someone other than tugboat");
         self.forged(&record, Forgery::Label, &why);
@@ -134,20 +152,22 @@ impl Engine {
         false
     }
 
-    /// The labels of `record` that tugboat added (from its events, or from the cache when
-    /// the record has not changed since they were read).
+    /// What the events of `record` say of its labels (read again, or from the cache when the
+    /// record has not changed since they were read). A listing is one read and the events
+    /// another, so a label the listing shows may have been removed in between: such an
+    /// answer is not kept, as the listing it describes is already out of date.
     async fn own_labels(
         &self,
         record: &Record<'_>,
         me: &str,
         step: Step,
-    ) -> Result<Arc<BTreeSet<String>>, StepError> {
+    ) -> Result<Arc<Found>, StepError> {
         let cached = self.provenance.checked.get(&record.number);
         if let (Some(c), Some(at)) = (&cached, record.updated_at)
             && c.updated_at == at
             && c.labels == record.labels
         {
-            return Ok(Arc::clone(&c.own));
+            return Ok(Arc::clone(&c.found));
         }
         let events = self
             .ports
@@ -155,18 +175,22 @@ impl Engine {
             .label_events(record.number)
             .await
             .at(step)?;
-        let own = Arc::new(provenance::applied_by(&events, |l| self.is_me(l, me)));
-        if let Some(updated_at) = record.updated_at {
+        let found = Arc::new(Found {
+            own: provenance::applied_by(&events, |l| self.is_me(l, me)),
+            gone: provenance::removed(&events),
+        });
+        let current = !record.labels.iter().any(|l| found.gone.contains(l));
+        if let (Some(updated_at), true) = (record.updated_at, current) {
             self.provenance.checked.insert(
                 record.number,
                 Checked {
                     updated_at,
                     labels: record.labels.to_vec(),
-                    own: Arc::clone(&own),
+                    found: Arc::clone(&found),
                 },
             );
         }
-        Ok(own)
+        Ok(found)
     }
 
     /// Whether merged PR `pr` (one of tugboat's) merged into the configured base branch: a
@@ -385,9 +409,9 @@ impl Engine {
     pub(super) async fn rebuilt_hold(&self, issue: Issue) -> Result<Issue, StepError> {
         let step = Step::Hold;
         let me = self.ports.forge.me().await.at(step)?;
-        let own = self.own_labels(&(&issue).into(), &me, step).await?;
+        let found = self.own_labels(&(&issue).into(), &me, step).await?;
         let named = |prefix: &str| {
-            let mut it = own.iter().filter_map(|l| l.strip_prefix(prefix));
+            let mut it = found.own.iter().filter_map(|l| l.strip_prefix(prefix));
             it.next().filter(|_| it.next().is_none())
         };
         let pair = named("service:").zip(named("env:"));

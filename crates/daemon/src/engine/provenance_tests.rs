@@ -152,6 +152,34 @@ async fn tugboats_pr_merged_into_another_branch_is_neither_verified_nor_recorded
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_label_tugboat_removed_between_the_listing_and_its_events_is_not_taken_for_a_forgery() {
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    w.fail("merge", crate::ports::ErrorKind::Transient);
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.heal("merge");
+    let pr = w.prs()[0].clone();
+    assert!(pr.open && pr.labels.contains("tugboat:verifying"), "{pr:?}");
+    // The listing of `tugboat:verifying` shows the PR; another replica's step removes the
+    // label before this one reads the PR's events (the soak's "label added by someone
+    // other than tugboat" on tugboat's own PRs).
+    w.remove_label_before_events(pr.number, "tugboat:verifying");
+    engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        engine.take_forged(),
+        Default::default(),
+        "nothing was forged: the label was tugboat's, and is gone"
+    );
+    engine.cycle(Mode::Apply).await.unwrap();
+    let after = w.prs().into_iter().find(|p| p.number == pr.number).unwrap();
+    assert!(
+        after.labels.contains("tugboat:deployed"),
+        "the promotion went on: {after:?}"
+    );
+    assert_eq!(w.main_file(DEV), values("1.1.0"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_hold_issue_a_person_opened_freezes_nothing() {
     let (w, _, engine) = world();
     let hold = Hold {

@@ -12,10 +12,6 @@ use crate::Sandbox;
 pub struct Outcome {
     /// Each broken invariant, said so that it can be looked for in the replicas' logs.
     pub violations: Vec<String>,
-    /// A known bug, still open, that breaks no promotion: tugboat distrusting a label of its
-    /// own (`tugboat:verifying` read as added by someone else, once in a while under faults,
-    /// cause not yet found). Printed with every report; not a violation until fixed.
-    pub known: Vec<String>,
     /// Promotion PRs merged, by environment.
     pub merged: BTreeMap<String, usize>,
     /// Rollback PRs merged.
@@ -258,16 +254,8 @@ fn notifications(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
 
 /// What tugboat took for a record someone else wrote, as the replicas' logs say: nobody but
 /// tugboat writes to the soak's repository, so each is tugboat distrusting its own record (a
-/// head it pushed replaced, approvals voided, a label of its own ignored). Returned as the
-/// violations, and the known bug's lines ([`Outcome::known`]).
-pub fn false_forgeries(logs: &[std::path::PathBuf]) -> (Vec<String>, Vec<String>) {
-    let (known, found): (Vec<String>, Vec<String>) = forgery_lines(logs)
-        .into_iter()
-        .partition(|l| l.contains("was added by someone other than tugboat"));
-    (found, known)
-}
-
-fn forgery_lines(logs: &[std::path::PathBuf]) -> Vec<String> {
+/// head it pushed replaced, approvals voided, a label of its own ignored): a violation.
+pub fn false_forgeries(logs: &[std::path::PathBuf]) -> Vec<String> {
     const SAID: [&str; 2] = ["which tugboat did not write", "a head tugboat did not push"];
     let mut found = Vec::new();
     for log in logs {
@@ -307,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn a_replaced_head_in_the_logs_is_a_violation_and_a_distrusted_label_the_known_bug() {
+    fn a_replaced_head_or_a_distrusted_label_of_its_own_in_the_logs_is_a_violation() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("tugboat-a.log");
         std::fs::write(
@@ -317,11 +305,10 @@ mod tests {
              {\"message\":\"a head tugboat did not push: replacing it\"}\n",
         )
         .unwrap();
-        let (violations, known) = false_forgeries(&[log]);
-        assert_eq!(violations.len(), 1, "{violations:?}");
-        assert!(violations[0].contains("a head tugboat did not push"));
-        assert_eq!(known.len(), 1, "{known:?}");
-        assert!(known[0].contains("#27"));
+        let violations = false_forgeries(&[log]);
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        assert!(violations[0].contains("#27"));
+        assert!(violations[1].contains("a head tugboat did not push"));
     }
 
     #[test]
