@@ -21,7 +21,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tugboat_sandbox::{Fleet, Options, Sandbox};
+use tugboat_sandbox::{Fleet, Options, Sandbox, WithoutHarnessVars};
 
 const IDLE_CYCLES: u64 = 10;
 
@@ -129,6 +129,7 @@ async fn measure(label: &str, fleet: Fleet, setup: Setup) -> Rss {
     let port = free_port();
     let daemon = Daemon(
         Command::new(binary())
+            .without_harness_vars()
             .args(["run", "--config"])
             .arg(&config)
             .envs(image_env())

@@ -118,6 +118,24 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The configuration: what is in effect and where it came from, and every key.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (the file with the TUGBOAT_* variables applied),
+    /// each value with its origin: file, environment (which variable) or default. Secrets
+    /// show only as their references. Reads nothing remote.
+    Show {
+        #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
+        config: PathBuf,
+    },
+    /// List every configuration key: its environment variable, kind, default and meaning.
+    Keys,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -211,6 +229,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             command: PolicyCommand::Check { files },
         } => policy_check(&files),
         Command::Health { url, timeout } => health(&url, timeout).await,
+        Command::Config {
+            command: ConfigCommand::Show { config },
+        } => {
+            let layered = Config::load_layered(&config, std::env::vars())?;
+            print!("{}", tugboat::config::show::show(&layered));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Keys,
+        } => {
+            print!("{}", tugboat::config::show::keys());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Once {
             config,
             notify_timeout,

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use common::{engine, start};
 use tugboat::engine::Mode;
-use tugboat_sandbox::{self as sandbox, Fleet, Options, Sandbox, Style, file_of};
+use tugboat_sandbox::{
+    self as sandbox, Fleet, Options, Sandbox, Style, WithoutHarnessVars, file_of,
+};
 
 const SVC: &str = "user_service";
 
@@ -407,8 +409,10 @@ fn a_tugboat_process_killed_at_a_step_and_started_again_at_once_finishes_in_its_
         sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
         let once = |abort: Option<&str>| {
             let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tugboat"));
-            cmd.args(["once", "--config"]).arg(&config);
-            cmd.env("NO_COLOR", "1").env_remove("TUGBOAT_ABORT_AT");
+            cmd.without_harness_vars()
+                .args(["once", "--config"])
+                .arg(&config);
+            cmd.env("NO_COLOR", "1");
             if let Some(point) = abort {
                 cmd.env("TUGBOAT_ABORT_AT", point);
             }

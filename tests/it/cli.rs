@@ -6,8 +6,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use tugboat_sandbox::WithoutHarnessVars;
+
+/// This build's `tugboat`, without the test run's own `TUGBOAT_*` variables.
+fn tugboat_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tugboat"));
+    cmd.without_harness_vars();
+    cmd
+}
+
 fn tugboat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tugboat"))
+    tugboat_command()
         .args(args)
         .env("NO_COLOR", "1")
         .output()
@@ -159,7 +168,7 @@ fn health_exits_zero_only_when_healthz_answers_200() {
 fn the_demo_at_trace_level_never_prints_a_token_on_any_stream() {
     // Every sandbox token starts with `sandbox_gh_` or `sandbox_argo_` followed by random hex,
     // and is sent only in auth headers and git credentials.
-    let out = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+    let out = tugboat_command()
         .arg("demo")
         .env("RUST_LOG", "trace")
         .env("NO_COLOR", "1")
@@ -205,7 +214,7 @@ fn as_a_github_app_at_trace_level_tugboat_never_prints_the_key_a_jwt_or_a_token(
         &sb.config_toml_as_app(&dir.path().join("work")),
         0o600,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+    let out = tugboat_command()
         .args(["once", "--config", &config])
         .env("RUST_LOG", "trace")
         .env("NO_COLOR", "1")
@@ -392,7 +401,7 @@ fn tugboat_run_catches_up_a_missed_rescan_slot_at_start_opens_the_issue_and_stop
         1,
     );
     let config = write(dir.path(), "tugboat.toml", &toml, 0o600);
-    let child = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+    let child = tugboat_command()
         .args(["run", "--config", &config])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -448,7 +457,7 @@ fn tugboat_run_as_an_app_lives_through_several_token_expiries_and_keeps_promotin
         &sb.config_toml_as_app(&dir.path().join("work")),
         0o600,
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+    let child = tugboat_command()
         .args(["run", "--config", &config])
         .env("TUGBOAT_ENGINE_INTERVAL", "1s")
         .stdout(std::process::Stdio::null())
@@ -526,7 +535,7 @@ fn tugboat_run_with_a_ten_minute_interval_opens_the_pr_of_a_pushed_image_through
     let toml = sb.config_toml(&dir.path().join("work"));
     assert!(toml.contains("[events]"), "{toml}");
     let config = write(dir.path(), "tugboat.toml", &toml, 0o600);
-    let child = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+    let child = tugboat_command()
         .args(["run", "--config", &config])
         .env("TUGBOAT_ENGINE_INTERVAL", "10m")
         .stdout(std::process::Stdio::null())
@@ -608,7 +617,7 @@ fn once_sends_its_notifications_publishes_the_dashboard_and_reports_what_it_coul
         0o600,
     );
     let once = |timeout: &str| {
-        Command::new(env!("CARGO_BIN_EXE_tugboat"))
+        tugboat_command()
             .args(["once", "--config", &config, "--notify-timeout", timeout])
             .env("NO_COLOR", "1")
             .output()

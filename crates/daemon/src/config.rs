@@ -1,4 +1,5 @@
-//! Configuration: one TOML file plus `TUGBOAT_<SECTION>_<KEY>` environment overrides, read raw
+//! Configuration: one TOML file plus `TUGBOAT_*` environment variables (one per key, see
+//! [`env`]; every key in [`keys::KEYS`]), read raw
 //! and validated into typed values here, the only module that reads the environment and files.
 //!
 //! Secrets are given by reference (`{ env = "NAME" }`, `{ file = "PATH" }` or
@@ -17,10 +18,13 @@ use crate::domain::schedule::Schedule;
 use crate::ports::MergeMethod;
 use crate::secret::Secret;
 
+pub mod env;
 mod github;
+pub mod keys;
 mod notify;
 mod schedules;
 mod services;
+pub mod show;
 mod systems;
 
 pub use github::*;
@@ -71,6 +75,17 @@ struct RawConfig {
     services: Vec<RawService>,
 }
 
+/// A configuration and its layers.
+pub struct Layered {
+    pub config: Config,
+    /// The file as written.
+    pub in_file: toml::Table,
+    /// The file with the environment's values in it.
+    pub merged: toml::Table,
+    /// Which keys the environment set, and with which variable.
+    pub from_env: env::FromEnv,
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -94,18 +109,26 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read `path`, apply `TUGBOAT_*` overrides from `env`, and validate.
+    /// Read `path`, apply the `TUGBOAT_*` variables of `env`, and validate.
     pub fn load(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        Ok(Self::load_layered(path, env)?.config)
+    }
+
+    /// [`Config::load`], with what made the configuration.
+    pub fn load_layered(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Layered, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             field: "(file)".into(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse(&text, &file, env)
+        Self::layered(&text, &file, env)
     }
 
     /// Parse and validate configuration text; `file` names it in errors.
@@ -114,61 +137,45 @@ impl Config {
         file: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        Ok(Self::layered(text, file, env)?.config)
+    }
+
+    /// The configuration with what made it: the file's table, and which keys the
+    /// environment set (for `tugboat config show`).
+    pub fn layered(
+        text: &str,
+        file: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Layered, ConfigError> {
         let err = |field: &str, message: String| ConfigError {
             file: file.to_owned(),
             field: field.to_owned(),
             message,
         };
-        let mut value: toml::Table = toml::from_str(text)
+        let in_file: toml::Table = toml::from_str(text)
             .map_err(|e| err("(file)", format!("not valid TOML: {}", e.message())))?;
-        apply_env_overrides(&mut value, env).map_err(|(f, m)| err(&f, m))?;
-        let raw: RawConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
-                let path = e.path().to_string();
-                err(&path, explain(e.into_inner().message()))
-            })?;
-        validate(raw, &Fields { file })
+        let mut merged = in_file.clone();
+        let from_env = env::apply(&mut merged, env)?;
+        // An error in a value the environment set says so.
+        let said = |mut e: ConfigError| {
+            if let Some(var) = from_env.get(&e.field) {
+                e.message = format!("{} (set by {var})", e.message);
+            }
+            e
+        };
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(merged.clone()))
+            .map_err(|e| {
+            let path = e.path().to_string();
+            said(err(&path, explain(e.into_inner().message())))
+        })?;
+        let config = validate(raw, &Fields { file }).map_err(said)?;
+        Ok(Layered {
+            config,
+            in_file,
+            merged,
+            from_env,
+        })
     }
-}
-
-/// `TUGBOAT_ENGINE_INTERVAL=30s` sets `[engine] interval`. Sections have no underscore.
-fn apply_env_overrides(
-    table: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), (String, String)> {
-    const SECTIONS: &[&str] = &[
-        "aws", "policy", "github", "argocd", "engine", "server", "election",
-    ];
-    for (k, v) in env {
-        let Some(rest) = k.strip_prefix("TUGBOAT_") else {
-            continue;
-        };
-        let Some((section, key)) = rest.split_once('_') else {
-            continue;
-        };
-        let section = section.to_ascii_lowercase();
-        if !SECTIONS.contains(&section.as_str()) {
-            continue;
-        }
-        let key = key.to_ascii_lowercase();
-        // Typed when the text is a TOML value (true, 3), else a string.
-        let parsed = toml::from_str::<toml::Table>(&format!("v = {v}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .filter(|v| !v.is_table())
-            .unwrap_or(toml::Value::String(v.clone()));
-        let entry = table
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let Some(t) = entry.as_table_mut() else {
-            return Err((
-                format!("{section}.{key}"),
-                format!("environment variable {k} overrides a section that is not a table"),
-            ));
-        };
-        t.insert(key, parsed);
-    }
-    Ok(())
 }
 
 /// Serde's words for a bad value, in ours: which value, and what would do instead.
@@ -370,12 +377,12 @@ argocd_application = "user-service-dev"
         let e = parse(EXAMPLE, &[("TUGBOAT_ENGINE_INTERVAL", "soon")]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "tugboat.toml: engine.interval: duration 'soon' is invalid (expected number at 0); use e.g. '60s' or '5m'"
+            "tugboat.toml: engine.interval: duration 'soon' is invalid (expected number at 0); use e.g. '60s' or '5m' (set by TUGBOAT_ENGINE_INTERVAL)"
         );
         let e = parse(EXAMPLE, &[("TUGBOAT_ENGINE_CONCURRENCY", "0")]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "tugboat.toml: engine.concurrency: 0 is out of range; use 1 to 256 services at once"
+            "tugboat.toml: engine.concurrency: 0 is out of range; use 1 to 256 services at once (set by TUGBOAT_ENGINE_CONCURRENCY)"
         );
         let c = parse(EXAMPLE, &[("TUGBOAT_ENGINE_CONCURRENCY", "32")]).unwrap();
         assert_eq!(c.engine.concurrency, 32);

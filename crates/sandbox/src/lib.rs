@@ -517,3 +517,23 @@ pub fn fleet_files(fleet: &Fleet) -> Vec<(String, String)> {
 pub fn workdir_in(base: &Path) -> PathBuf {
     base.join("tugboat-work")
 }
+
+/// The `TUGBOAT_*` variables of this process (a test's or a benchmark's, naming its tools
+/// and its knobs) are not for a tugboat it starts: tugboat reads every `TUGBOAT_*`
+/// variable as configuration and refuses one that is no key.
+pub trait WithoutHarnessVars {
+    /// Remove this process's `TUGBOAT_*` variables from the child's environment (before
+    /// the child's own are set).
+    fn without_harness_vars(&mut self) -> &mut Self;
+}
+
+impl WithoutHarnessVars for std::process::Command {
+    fn without_harness_vars(&mut self) -> &mut Self {
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("TUGBOAT_") {
+                self.env_remove(k);
+            }
+        }
+        self
+    }
+}

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::chaos::{Chaos, Rates, next, unit};
-use crate::{Fleet, Options, Sandbox};
+use crate::{Fleet, Options, Sandbox, WithoutHarnessVars};
 
 pub mod check;
 
@@ -109,6 +109,7 @@ impl Replica {
             .ok();
         let stderr = log.map_or_else(Stdio::null, Stdio::from);
         let child = Command::new(binary)
+            .without_harness_vars()
             .args(["run", "--config"])
             .arg(&self.config)
             .env(
