@@ -689,3 +689,67 @@ fn once_sends_its_notifications_publishes_the_dashboard_and_reports_what_it_coul
     );
     eprintln!("a failing sink's run ended in {:.1?}", started.elapsed());
 }
+
+#[test]
+fn config_show_gives_each_values_origin_and_a_misspelt_variable_stops_tugboat_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tugboat.toml",
+        r#"[aws]
+region = "eu-north-1"
+registry_id = "123456789012"
+[policy]
+ssm_path = "/salon/promotion"
+[github]
+repository = "salon/salon-gitops"
+token = { env = "GITHUB_TOKEN" }
+[argocd]
+url = "https://argocd.example.com"
+token = { ssm = "/salon/tugboat/argocd-token" }
+[[services]]
+name = "user_service"
+repository = "user_service"
+[[services.environments]]
+name = "dev"
+files = ["apps/user_service/overlays/dev/kustomization.yaml"]
+argocd_application = "user-service-dev"
+"#,
+        0o600,
+    );
+    let out = tugboat_command()
+        .args(["config", "show", "--config", &config])
+        .env("TUGBOAT_ENGINE_INTERVAL", "30s")
+        .env(
+            "TUGBOAT_EVENTS_QUEUE_URL",
+            "https://sqs.eu-north-1.amazonaws.com/123456789012/q",
+        )
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in [
+        "interval = \"30s\"  # environment: TUGBOAT_ENGINE_INTERVAL",
+        "queue_url = \"https://sqs.eu-north-1.amazonaws.com/123456789012/q\"  # environment: TUGBOAT_EVENTS_QUEUE_URL",
+        "repository = \"salon/salon-gitops\"  # file",
+        "token = { env = \"GITHUB_TOKEN\" }  # file",
+        "# concurrency = 8  # default",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "no {line:?} in:\n{shown}");
+    }
+    // A misspelt variable stops every command that reads the configuration, before any call.
+    let out = tugboat_command()
+        .args(["plan", "--config", &config])
+        .env("TUGBOAT_ENGNE_INTERVAL", "30s")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("environment: TUGBOAT_ENGNE_INTERVAL: not a configuration key; did you mean TUGBOAT_ENGINE_INTERVAL (`engine.interval`)?"),
+        "{said}"
+    );
+    let keys = tugboat(&["config", "keys"]);
+    assert!(keys.status.success());
+    assert!(text(&keys.stdout).contains("github.app.id\n    TUGBOAT_GITHUB_APP_ID\n"));
+}

@@ -14,6 +14,7 @@ mod cli;
 mod contract;
 mod corpus;
 mod deploy;
+mod docs;
 mod e2e;
 mod editor_properties;
 mod faults;

@@ -762,6 +762,44 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_alert_links_its_runbook_section_in_the_manual() {
+        let rules = include_str!("../../../helm/tugboat/files/prometheus-rules.yaml");
+        let chapter = include_str!("../../../docs/operations.md");
+        let base = "https://github.com/salon/tugboat/blob/main/docs/operations.md#";
+        let mut alerts = 0;
+        for block in rules.split("- alert: ").skip(1) {
+            let name = block.split_whitespace().next().unwrap();
+            let block = block.split("- record: ").next().unwrap();
+            let url = block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("runbook_url: "))
+                .unwrap_or_else(|| panic!("{name} has no runbook_url"));
+            assert_eq!(url, format!("{base}{}", name.to_lowercase()), "{name}");
+            assert!(
+                chapter.lines().any(|l| l == format!("### {name}")),
+                "docs/operations.md has no runbook section `### {name}`"
+            );
+            alerts += 1;
+        }
+        assert!(alerts >= 7, "{alerts}");
+    }
+
+    #[test]
+    fn every_exported_metric_is_in_the_manuals_operations_chapter() {
+        let chapter = include_str!("../../../docs/operations.md");
+        let (families, _) = exported_families();
+        assert!(families.len() >= 30, "{families:?}");
+        let missing: Vec<&String> = families
+            .iter()
+            .filter(|f| !chapter.contains(f.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "metrics docs/operations.md does not name: {missing:?}"
+        );
+    }
+
+    #[test]
     fn every_metric_the_shipped_grafana_dashboard_queries_is_exported() {
         let queried = queried_metrics(DASHBOARD);
         assert!(queried.len() >= 20, "{queried:?}");

@@ -128,6 +128,50 @@ pub fn keys() -> String {
     out
 }
 
+/// The manual's configuration reference (`docs/reference/configuration.md`), from [`KEYS`]:
+/// a test fails when the file differs.
+pub fn reference() -> String {
+    let mut out = String::from(
+        "# Configuration keys\n\n\
+         <!-- Generated from crates/daemon/src/config/keys.rs by `TUGBOAT_BLESS=1 cargo test -p tugboat-daemon --lib config::show`; do not edit. -->\n\n\
+         Every key of `tugboat.toml`, section by section. Each can also be set from the\n\
+         environment: `TUGBOAT_` and the key's path upper-cased, a `_` for each dot; a secret's\n\
+         variable ends in `_ENV`, `_FILE` or `_SSM` and holds the reference. `tugboat config keys`\n\
+         prints the same list, and `tugboat config show` the values in effect and their origin.\n",
+    );
+    let mut section = "";
+    for k in KEYS {
+        if k.section() != section {
+            section = k.section();
+            let table = if k.from_env() {
+                format!("[{section}]")
+            } else {
+                format!("[[{section}]]")
+            };
+            out.push_str(&format!(
+                "\n## `{table}`\n\n| key | kind | default | environment variable | meaning |\n|---|---|---|---|---|\n"
+            ));
+        }
+        let var = match (k.env_var(), k.kind) {
+            (Some(v), Kind::Secret) => format!("`{v}_ENV` / `_FILE` / `_SSM`"),
+            (Some(v), _) => format!("`{v}`"),
+            (None, _) => "file only".into(),
+        };
+        let default = match (k.required, k.default) {
+            (true, _) => "required".to_owned(),
+            (false, "") => "".to_owned(),
+            (false, d) => format!("`{d}`"),
+        };
+        let path = k.path.split_once('.').map_or(k.path, |(_, rest)| rest);
+        out.push_str(&format!(
+            "| `{path}` | {} | {default} | {var} | {} |\n",
+            k.kind.name(),
+            k.doc.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +207,24 @@ mod tests {
                 "no line {line:?} in:\n{out}"
             );
         }
+    }
+
+    #[test]
+    fn the_manuals_configuration_reference_is_the_one_generated_from_the_key_table() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/reference/configuration.md"
+        );
+        let generated = reference();
+        if std::env::var_os("TUGBOAT_BLESS").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let written = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            written == generated,
+            "docs/reference/configuration.md is not what config/keys.rs gives: run \
+             `TUGBOAT_BLESS=1 cargo test -p tugboat-daemon --lib config::show` and commit it"
+        );
     }
 
     #[test]
