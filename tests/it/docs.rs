@@ -19,7 +19,11 @@ fn chapters() -> Vec<(String, String)> {
             if path.is_dir() {
                 walk(&path, base, out);
             } else if path.extension().is_some_and(|x| x == "md") {
-                let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.push((rel, std::fs::read_to_string(&path).unwrap()));
             }
         }
@@ -57,7 +61,9 @@ fn anchors(text: &str) -> BTreeSet<String> {
         if line.starts_with("```") {
             fence = !fence;
         } else if !fence && line.starts_with('#') {
-            out.insert(anchor(line.trim_start_matches('#').replace('`', "").as_str()));
+            out.insert(anchor(
+                line.trim_start_matches('#').replace('`', "").as_str(),
+            ));
         }
     }
     out
@@ -108,9 +114,9 @@ fn every_link_between_chapters_of_the_manual_resolves_and_every_chapter_is_in_th
             };
             match by_path.get(resolved.as_str()) {
                 None => broken.push(format!("{path}: {target} (no chapter {resolved})")),
-                Some(t) if !frag.is_empty() && !anchors(t).contains(frag) => {
-                    broken.push(format!("{path}: {target} (no heading #{frag} in {resolved})"))
-                }
+                Some(t) if !frag.is_empty() && !anchors(t).contains(frag) => broken.push(format!(
+                    "{path}: {target} (no heading #{frag} in {resolved})"
+                )),
                 Some(_) => {}
             }
         }
@@ -182,7 +188,10 @@ fn every_policy_field_of_the_schema_is_in_the_manual() {
         .iter()
         .filter(|f| !manual.contains(&format!("`{f}")) && !manual.contains(&format!("{f}:")))
         .collect();
-    assert!(missing.is_empty(), "policy fields the manual does not name: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "policy fields the manual does not name: {missing:?}"
+    );
 }
 
 #[test]
@@ -200,12 +209,18 @@ fn every_comment_command_is_in_the_manual() {
         .iter()
         .filter(|c| !chapter.contains(&format!("`{c}`")))
         .collect();
-    assert!(missing.is_empty(), "commands docs/comment-commands.md does not name: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "commands docs/comment-commands.md does not name: {missing:?}"
+    );
     // And every spelling the parser takes, aliases included.
     for spelling in ["/lgtm", "/hold cancel"] {
         let parsed = tugboat::domain::chatops::parse(spelling);
         assert!(
-            !matches!(parsed, Some(tugboat::domain::chatops::Command::Unknown(_)) | None),
+            !matches!(
+                parsed,
+                Some(tugboat::domain::chatops::Command::Unknown(_)) | None
+            ),
             "{spelling}"
         );
         assert!(chapter.contains(&format!("`{spelling}`")), "{spelling}");
