@@ -135,6 +135,15 @@ async fn main() {
         full,
         scoped(&d)
     );
+    let mut figures = tugboat_sandbox::figures::Figures::new("event_latency");
+    figures.add(
+        format!(
+            "push → PR opened through the event queue, p50 / p95 of {}",
+            latencies.len()
+        ),
+        format!("{:.0} / {:.0} ms", ms(at(0.5)), ms(at(0.95))),
+    );
+    figures.print();
     println!(
         "  {} p95 ≤ 2 s",
         if at(0.95) <= Duration::from_secs(2) {

@@ -80,6 +80,16 @@ async fn main() {
         "  leader killed (lease must expire):        follower leads after {:.2} s",
         killed.as_secs_f64()
     );
+    let mut figures = tugboat_sandbox::figures::Figures::new("failover");
+    figures.add(
+        "leader stopped (lease released) → follower leads",
+        format!("{:.2} s", released.as_secs_f64()),
+    );
+    figures.add(
+        "leader killed (lease 15 s must expire) → follower leads",
+        format!("{:.2} s", killed.as_secs_f64()),
+    );
+    figures.print();
     let ok = killed < Duration::from_secs(20);
     println!(
         "  {} failover after a kill under 20 s",

@@ -177,6 +177,18 @@ async fn rebuild(services: usize, grouped: bool) -> bool {
     );
     let fit = (500 * services as u64) / total.max(1);
     println!("  an hour's budget promotes about {fit} services");
+    let mut figures = tugboat_sandbox::figures::Figures::new("fleet_rebuild");
+    figures.add(
+        format!(
+            "{services} services rebuilt at once, {how}: all Healthy in dev, GitHub's pacing lifted"
+        ),
+        format!("{:.1} s, {cycles} cycle(s)", all_healthy.as_secs_f64()),
+    );
+    figures.add(
+        format!("{services} services rebuilt at once, {how}: REST writes (git pushes)"),
+        format!("{total} ({pushes})"),
+    );
+    figures.print();
 
     // Lost or duplicated promotions: each service at its new tag on main, through one PR
     // merged once.

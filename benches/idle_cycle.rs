@@ -141,6 +141,12 @@ fn main() {
         // interval can be 10 minutes and the listener long-polls the queue (20 s a receive
         // when nothing arrives, `adapters::sqs`).
         let per_cycle: u64 = idle.values().map(|c| c.calls).sum();
+        let mut figures = tugboat_sandbox::figures::Figures::new("idle_cycle");
+        figures.add(
+            format!("API calls of an idle cycle, {repos} repositories × {} tags", tags + 1),
+            per_cycle.to_string(),
+        );
+        figures.print();
         let receives = 3_600 / 20;
         println!(
             "\n  an idle hour at {repos} services, from the idle cycle's {per_cycle} calls:\n    polling every minute:              60 x {per_cycle} = {} calls\n    events on, polling every 10 min:    6 x {per_cycle} + {receives} ReceiveMessage = {} calls ({:.1}x fewer)",

@@ -21,6 +21,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tugboat_sandbox::figures::Figures;
 use tugboat_sandbox::{Fleet, Options, Sandbox, WithoutHarnessVars};
 
 const IDLE_CYCLES: u64 = 10;
@@ -189,6 +190,16 @@ async fn main() {
         Setup::Token,
     )
     .await;
+    let mib = |r: &Rss| format!("{:.1} MiB", r.total_kib as f64 / 1024.0);
+    let mut figures = Figures::new("idle_rss");
+    let of = format!("{:.1} MB binary", size as f64 / 1e6);
+    figures.add(format!("idle RSS, 6 services, token ({of})"), mib(&salon));
+    figures.add(
+        format!("idle RSS, 6 services, as printed by `tugboat sandbox` ({of})"),
+        mib(&printed),
+    );
+    figures.add(format!("idle RSS, 300 services ({of})"), mib(&fleet));
+    figures.print();
     let mut missed = Vec::new();
     if salon.total_kib.max(printed.total_kib) > 20 * 1024 {
         missed.push("6 services: over 20 MiB");

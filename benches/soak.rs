@@ -46,6 +46,7 @@ async fn main() {
     println!("soak: {settings:?}");
     let report = tugboat_sandbox::soak::run(&settings).await.unwrap();
     print!("{}", report.text());
+    report.figures().print();
     if !report.outcome.violations.is_empty() {
         std::process::exit(1);
     }

@@ -117,6 +117,19 @@ async fn main() {
         refreshes[refreshes.len() / 2],
         refreshes[refreshes.len() - 1]
     );
+    let mut figures = tugboat_sandbox::figures::Figures::new("verify");
+    figures.add(
+        format!("merge → tugboat reports Healthy, median of {rounds} (stand-in Healthy 1 s after the merge)"),
+        format!("{:.0} ms", ms(median(&afters))),
+    );
+    figures.add(
+        format!(
+            "stand-in Healthy → tugboat saw it, worst (poll {} ms)",
+            ms(poll)
+        ),
+        format!("{:.0} ms", ms(lags[lags.len() - 1])),
+    );
+    figures.print();
     let worst = lags[lags.len() - 1];
     if worst > poll {
         eprintln!(

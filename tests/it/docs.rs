@@ -2,6 +2,8 @@
 //! chapters resolves, and every policy field and comment command is in it. (The
 //! configuration reference and the metrics: unit tests in `config/show.rs` and `metrics.rs`.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

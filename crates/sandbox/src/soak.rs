@@ -709,6 +709,43 @@ impl Report {
         out
     }
 
+    /// The headline figures, as rows of the benchmarks' table.
+    pub fn figures(&self) -> crate::figures::Figures {
+        let mut f = crate::figures::Figures::new("soak");
+        let faults: u64 = self.faults.values().sum();
+        f.add(
+            format!(
+                "seed {}: real time, faults injected, invariant violations",
+                self.seed
+            ),
+            format!(
+                "{:.0} s, {faults}, {}",
+                self.real.as_secs_f64(),
+                self.outcome.violations.len()
+            ),
+        );
+        for (label, times) in [
+            ("without", &self.outcome.calm),
+            ("with", &self.outcome.faulty),
+        ] {
+            if let Some((p50, p95, max)) = check::percentiles(times) {
+                f.add(
+                    format!("push → dev Healthy {label} faults, p50 / p95 / max"),
+                    format!("{p50:.1} / {p95:.1} / {max:.1} s"),
+                );
+            }
+        }
+        f.add(
+            "RSS and open fds of the longest-lived replica, first vs last tenth",
+            self.memory_text()
+                .split_once("): ")
+                .map_or("too few samples".to_owned(), |(_, m)| {
+                    m.trim().replace(" (first vs last tenth)", "")
+                }),
+        );
+        f
+    }
+
     /// RSS and open files over the longest-lived replica process: the mean of its first and
     /// of its last tenth of samples.
     fn memory_text(&self) -> String {
