@@ -475,4 +475,31 @@ mod tests {
         assert!(parse(&file, &[("TUGBOAT_SERVER_PORT", "8080")]).is_err());
         assert!(!service_link("TUGBOAT_ENGINE_PORT_8080_HTTP", "x"));
     }
+
+    #[test]
+    fn every_variable_the_chart_and_the_kustomize_base_set_is_a_key_or_tugboats_own() {
+        for (file, text) in [
+            (
+                "helm/tugboat/templates/deployment.yaml",
+                include_str!("../../../../helm/tugboat/templates/deployment.yaml"),
+            ),
+            (
+                "manifests/deployment.yaml",
+                include_str!("../../../../manifests/deployment.yaml"),
+            ),
+        ] {
+            let vars: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("- name: "))
+                .filter(|v| v.starts_with("TUGBOAT_"))
+                .collect();
+            assert!(vars.len() >= 5, "{file}: {vars:?}");
+            for var in vars {
+                assert!(
+                    other(var) || matching(var).unwrap().is_some(),
+                    "{file} sets {var}, which tugboat would refuse"
+                );
+            }
+        }
+    }
 }
