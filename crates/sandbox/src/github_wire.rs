@@ -300,7 +300,7 @@ pub struct Status<'a> {
     pub at: &'a str,
 }
 
-/// The permissions tugboat's App asks for (and the README lists).
+/// The permissions tugboat's App asks for (and the install chapter, docs/install.md, lists).
 fn app_permissions() -> Value {
     json!({
         "contents": "write", "pull_requests": "write", "issues": "write",
