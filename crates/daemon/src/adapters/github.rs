@@ -458,7 +458,11 @@ impl GitHub {
                 ErrorKind::Throttled,
                 format!(
                     "not sent: {why}; requests resume in {}s",
-                    until.saturating_duration_since(Instant::now()).as_secs()
+                    // Rounded up: a pause with 300 ms left is not "0s".
+                    until
+                        .saturating_duration_since(Instant::now())
+                        .as_secs_f64()
+                        .ceil()
                 ),
             )),
             _ => Ok(()),
