@@ -126,16 +126,22 @@ async fn a_rollback_restores_what_main_ran_before_the_merge_not_what_the_block_s
     assert_eq!(engine.take_forged().get(&Forgery::Block), Some(&1));
 }
 
-#[tokio::test(start_paused = true)]
-async fn tugboats_pr_merged_into_another_branch_is_neither_verified_nor_recorded() {
-    let (w, _, engine) = world();
+/// dev's promotion PR of a new push, open: it carries `tugboat:verifying` from its opening,
+/// and its merge failed this cycle.
+async fn open_verifying_pr(w: &World, engine: &Engine) -> crate::engine::fake::Pr {
     w.push("1.1.0", 'b');
-    // dev's PR carries `tugboat:verifying` from its opening; its merge fails this cycle.
     w.fail("merge", crate::ports::ErrorKind::Transient);
     engine.cycle(Mode::Apply).await.unwrap();
     w.heal("merge");
     let pr = w.prs()[0].clone();
     assert!(pr.open && pr.labels.contains("tugboat:verifying"), "{pr:?}");
+    pr
+}
+
+#[tokio::test(start_paused = true)]
+async fn tugboats_pr_merged_into_another_branch_is_neither_verified_nor_recorded() {
+    let (w, _, engine) = world();
+    let pr = open_verifying_pr(&w, &engine).await;
     // A person with write access retargets it to another branch and merges it there.
     w.merge_elsewhere(pr.number, "side");
     engine.cycle(Mode::Apply).await.unwrap();
@@ -154,12 +160,7 @@ async fn tugboats_pr_merged_into_another_branch_is_neither_verified_nor_recorded
 #[tokio::test(start_paused = true)]
 async fn a_label_tugboat_removed_between_the_listing_and_its_events_is_not_taken_for_a_forgery() {
     let (w, _, engine) = world();
-    w.push("1.1.0", 'b');
-    w.fail("merge", crate::ports::ErrorKind::Transient);
-    engine.cycle(Mode::Apply).await.unwrap();
-    w.heal("merge");
-    let pr = w.prs()[0].clone();
-    assert!(pr.open && pr.labels.contains("tugboat:verifying"), "{pr:?}");
+    let pr = open_verifying_pr(&w, &engine).await;
     // The listing of `tugboat:verifying` shows the PR; another replica's step removes the
     // label before this one reads the PR's events (the soak's "label added by someone
     // other than tugboat" on tugboat's own PRs).
