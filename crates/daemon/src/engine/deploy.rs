@@ -118,24 +118,49 @@ fn human(d: Duration) -> String {
 impl Engine {
     /// Read the labelled PRs and the holds of this cycle. Plan mode only needs the bad marks,
     /// the deployed promotions and the holds.
+    ///
+    /// The listings are read one after another while other replicas (or a write answered
+    /// late) move labels, in the order a promotion moves: `verifying` before `deployed`
+    /// and `bad`. A promotion whose verification ends between two reads is then listed
+    /// twice, never in neither (read the other way round, it was missing from both, and its
+    /// environment was held for a manual change that was tugboat's own merge); the later
+    /// reads win, so it is dropped from `verifying`.
     pub(super) async fn watch(&self, mode: Mode) -> Result<Watch, StepError> {
-        let bad = self.labelled(BAD, false).await?;
-        let deployed = self.labelled(DEPLOYED, false).await?;
-        let holds = self.holds().await?;
         if mode == Mode::Plan {
             return Ok(Watch {
-                bad,
-                deployed,
-                holds,
+                deployed: self.labelled(DEPLOYED, false).await?,
+                bad: self.labelled(BAD, false).await?,
+                holds: self.holds().await?,
                 ..Watch::default()
             });
         }
+        let mut verifying = self.labelled(VERIFYING, false).await?;
+        let deployed = self.labelled(DEPLOYED, false).await?;
+        let bad = self.labelled(BAD, false).await?;
+        let ended: std::collections::HashSet<(u64, &str, &str)> = deployed
+            .iter()
+            .chain(&bad)
+            .map(|w| {
+                (
+                    w.pr.number,
+                    w.state.service.as_str(),
+                    w.state.environment.as_str(),
+                )
+            })
+            .collect();
+        verifying.retain(|w| {
+            !ended.contains(&(
+                w.pr.number,
+                w.state.service.as_str(),
+                w.state.environment.as_str(),
+            ))
+        });
         Ok(Watch {
-            verifying: self.labelled(VERIFYING, false).await?,
+            verifying,
             deployed,
             bad,
+            holds: self.holds().await?,
             open: self.labelled("tugboat", true).await?,
-            holds,
             lifted: std::sync::Mutex::default(),
         })
     }

@@ -154,6 +154,9 @@ struct State {
     /// A label tugboat removes from a PR just before its events are next read (another
     /// replica's verification ending between a listing and the events read after it).
     removed_before_events: Option<(u64, String)>,
+    /// A PR whose verification another replica ends (`verifying` → `deployed`) just after
+    /// the next listing of a label is answered.
+    settled_after_listing: Option<(String, u64)>,
     /// When tugboat first reported each of its checks on a commit: (sha, check) → when.
     reported: HashMap<(String, &'static str), DateTime<Utc>>,
 }
@@ -450,6 +453,12 @@ impl World {
     }
 
     /// `user` (a person) adds `label` to pull request or issue `number`.
+    /// Another replica ends PR `number`'s verification (`tugboat:verifying` becomes
+    /// `tugboat:deployed`) just after the next listing of `label` is answered.
+    pub fn settle_after_listing(&self, label: &str, number: u64) {
+        self.with(|s| s.settled_after_listing = Some((label.to_owned(), number)));
+    }
+
     /// Tugboat (another replica) removes `label` from PR `number` just before its label
     /// events are next read: after a listing that showed the label.
     pub fn remove_label_before_events(&self, number: u64, label: &str) {
@@ -983,8 +992,10 @@ impl PullRequests for World {
         open_only: bool,
     ) -> PortResult<Vec<LabelledPr>> {
         self.call("labelled_prs")?;
+        let now = self.clock.now();
         Ok(self.with(|s| {
-            s.prs
+            let listed = s
+                .prs
                 .iter()
                 .filter(|p| labels.iter().all(|l| p.labels.contains(l)) && (p.open || !open_only))
                 .map(|p| LabelledPr {
@@ -998,7 +1009,19 @@ impl PullRequests for World {
                     author: p.author.clone(),
                     updated_at: s.updated.get(&p.number).copied(),
                 })
-                .collect()
+                .collect();
+            if let Some((_, n)) = s
+                .settled_after_listing
+                .take_if(|(label, _)| labels.contains(label))
+                && let Some(p) = s.prs.iter_mut().find(|p| p.number == n)
+            {
+                let before = p.labels.clone();
+                p.labels.remove("tugboat:verifying");
+                p.labels.insert("tugboat:deployed".to_owned());
+                let after = p.labels.clone();
+                s.labelled(n, ME, &before, &after, now);
+            }
+            listed
         }))
     }
 

@@ -11,6 +11,7 @@ use super::{Action, Engine, Mode};
 use crate::domain::dashboard;
 use crate::domain::hold::{Cause, Hold};
 use crate::domain::image::{ImageRef, Tag};
+use crate::domain::plan::Decision;
 use crate::domain::promotion::PromotionState;
 use crate::domain::provenance::Forgery;
 use crate::domain::seal;
@@ -178,6 +179,61 @@ async fn a_label_tugboat_removed_between_the_listing_and_its_events_is_not_taken
         "the promotion went on: {after:?}"
     );
     assert_eq!(w.main_file(DEV), values("1.1.0"));
+}
+
+/// dev at 1.1.0 by tugboat's record, and 1.2.0 merged but not verified yet (Argo CD could
+/// not be read): its PR, labelled `tugboat:verifying`.
+async fn merged_unverified_pr(w: &World, engine: &Engine) -> crate::engine::fake::Pr {
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.push("1.2.0", 'c');
+    w.fail("app", ErrorKind::Transient);
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.heal("app");
+    let pr = w.prs().into_iter().max_by_key(|p| p.number).unwrap();
+    assert!(
+        pr.merged_at.is_some() && pr.labels.contains("tugboat:verifying"),
+        "{pr:?}"
+    );
+    assert_eq!(w.main_file(DEV), values("1.2.0"));
+    pr
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verification_another_replica_ends_between_two_listings_holds_nothing() {
+    // The soak's "environment held: main deploys 2.17.0, not 2.16.0 that tugboat promoted",
+    // on tugboat's own merge: `deployed` was read before the other replica's settle and
+    // `verifying` after it, so the promotion was in neither listing.
+    let (w, _, engine) = world();
+    let pr = merged_unverified_pr(&w, &engine).await;
+    w.settle_after_listing("tugboat:deployed", pr.number);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        !matches!(row(&r, "dev").decision, Decision::Held { .. }),
+        "{:?}",
+        row(&r, "dev").decision
+    );
+    assert!(w.issues().is_empty(), "no hold issue: {:?}", w.issues());
+    assert_eq!(engine.take_forged(), Default::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verification_that_ends_after_its_listing_is_not_verified_again_by_this_replica() {
+    // Listed `verifying`, then (the other replica's settle) `deployed`: the later read wins.
+    let (w, _, engine) = world();
+    let pr = merged_unverified_pr(&w, &engine).await;
+    let comments = w.comments_on(pr.number).len();
+    w.settle_after_listing("tugboat:verifying", pr.number);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(!matches!(row(&r, "dev").decision, Decision::Held { .. }));
+    assert!(w.issues().is_empty(), "{:?}", w.issues());
+    assert_eq!(
+        w.comments_on(pr.number).len(),
+        comments,
+        "nothing said again on #{}: {:?}",
+        pr.number,
+        w.comments_on(pr.number)
+    );
 }
 
 #[tokio::test(start_paused = true)]
