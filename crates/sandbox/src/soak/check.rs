@@ -252,11 +252,16 @@ fn notifications(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
     }
 }
 
-/// What tugboat took for a record someone else wrote, as the replicas' logs say: nobody but
-/// tugboat writes to the soak's repository, so each is tugboat distrusting its own record (a
-/// head it pushed replaced, approvals voided, a label of its own ignored): a violation.
+/// What tugboat took for a person's doing, as the replicas' logs say: nobody but tugboat
+/// writes to the soak's repository or operates its applications, so each is tugboat
+/// distrusting its own record (a head it pushed replaced, approvals voided, a label of its
+/// own ignored) or holding an environment for a change that was its own: a violation.
 pub fn false_forgeries(logs: &[std::path::PathBuf]) -> Vec<String> {
-    const SAID: [&str; 2] = ["which tugboat did not write", "a head tugboat did not push"];
+    const SAID: [&str; 3] = [
+        "which tugboat did not write",
+        "a head tugboat did not push",
+        "environment held",
+    ];
     let mut found = Vec::new();
     for log in logs {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -295,18 +300,19 @@ mod tests {
     }
 
     #[test]
-    fn a_replaced_head_or_a_distrusted_label_of_its_own_in_the_logs_is_a_violation() {
+    fn a_replaced_head_a_distrusted_label_or_a_held_environment_in_the_logs_is_a_violation() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("tugboat-a.log");
         std::fs::write(
             &log,
             "{\"message\":\"rolling back\"}\n\
              {\"message\":\"ignoring PR #27, which tugboat did not write: its label `tugboat:verifying` was added by someone other than tugboat\"}\n\
-             {\"message\":\"a head tugboat did not push: replacing it\"}\n",
+             {\"message\":\"a head tugboat did not push: replacing it\"}\n\
+             {\"message\":\"environment held: tugboat promotes nothing here until an approver comments /resume\"}\n",
         )
         .unwrap();
         let violations = false_forgeries(&[log]);
-        assert_eq!(violations.len(), 2, "{violations:?}");
+        assert_eq!(violations.len(), 3, "{violations:?}");
         assert!(violations[0].contains("#27"));
         assert!(violations[1].contains("a head tugboat did not push"));
     }
