@@ -229,19 +229,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             command: PolicyCommand::Check { files },
         } => policy_check(&files),
         Command::Health { url, timeout } => health(&url, timeout).await,
-        Command::Config {
-            command: ConfigCommand::Show { config },
-        } => {
-            let layered = Config::load_layered(&config, std::env::vars())?;
-            print!("{}", tugboat::config::show::show(&layered));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Config {
-            command: ConfigCommand::Keys,
-        } => {
-            print!("{}", tugboat::config::show::keys());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Config { command } => config_command(command),
         Command::Once {
             config,
             notify_timeout,
@@ -275,6 +263,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             .await
         }
     }
+}
+
+/// `tugboat config show` and `tugboat config keys`: they read no remote system.
+fn config_command(command: ConfigCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Show { config } => {
+            let layered = Config::load_layered(&config, std::env::vars())?;
+            print!("{}", tugboat::config::show::show(&layered));
+        }
+        ConfigCommand::Keys => print!("{}", tugboat::config::show::keys()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(config: &Path) -> anyhow::Result<Arc<Config>> {
