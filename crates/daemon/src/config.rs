@@ -78,8 +78,6 @@ struct RawConfig {
 /// A configuration and its layers.
 pub struct Layered {
     pub config: Config,
-    /// The file as written.
-    pub in_file: toml::Table,
     /// The file with the environment's values in it.
     pub merged: toml::Table,
     /// Which keys the environment set, and with which variable.
@@ -140,8 +138,8 @@ impl Config {
         Ok(Self::layered(text, file, env)?.config)
     }
 
-    /// The configuration with what made it: the file's table, and which keys the
-    /// environment set (for `tugboat config show`).
+    /// The configuration with what made it: the file's table with the environment's values
+    /// in it, and which keys the environment set (for `tugboat config show`).
     pub fn layered(
         text: &str,
         file: &str,
@@ -152,9 +150,8 @@ impl Config {
             field: field.to_owned(),
             message,
         };
-        let in_file: toml::Table = toml::from_str(text)
+        let mut merged: toml::Table = toml::from_str(text)
             .map_err(|e| err("(file)", format!("not valid TOML: {}", e.message())))?;
-        let mut merged = in_file.clone();
         let from_env = env::apply(&mut merged, env)?;
         // An error in a value the environment set says so.
         let said = |mut e: ConfigError| {
@@ -171,7 +168,6 @@ impl Config {
         let config = validate(raw, &Fields { file }).map_err(said)?;
         Ok(Layered {
             config,
-            in_file,
             merged,
             from_env,
         })

@@ -6,15 +6,6 @@
 use super::Layered;
 use super::keys::{KEYS, Key, Kind};
 
-/// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    File,
-    /// The variable that set it.
-    Environment(String),
-    Default,
-}
-
 /// Every key's effective value and origin, one line each, section by section; a sink's
 /// keys once per sink; the services as the file lists them.
 pub fn show(l: &Layered) -> String {
@@ -61,20 +52,13 @@ fn expanded(key: &Key, l: &Layered) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The key's line: a value the environment set names its variable; any other value there
+/// is the file's; without one, the documented default applies.
 fn line(key: &Key, path: &str, l: &Layered) -> String {
-    let origin = if let Some(var) = l.from_env.get(path) {
-        Origin::Environment(var.clone())
-    } else if at(&l.in_file, path).is_some() {
-        Origin::File
-    } else {
-        Origin::Default
-    };
     let short = path.split_once('.').map_or(path, |(_, rest)| rest);
-    match (at(&l.merged, path), origin) {
-        (Some(v), Origin::Environment(var)) => {
-            format!("{short} = {}  # environment: {var}\n", shown(v))
-        }
-        (Some(v), _) => format!("{short} = {}  # file\n", shown(v)),
+    match (at(&l.merged, path), l.from_env.get(path)) {
+        (Some(v), Some(var)) => format!("{short} = {}  # environment: {var}\n", shown(v)),
+        (Some(v), None) => format!("{short} = {}  # file\n", shown(v)),
         (None, _) if key.default.is_empty() => format!("# {short}: not set\n"),
         (None, _) => format!("# {short} = {}  # default\n", key.default),
     }
