@@ -72,26 +72,9 @@ type Match = (&'static Key, Option<String>, &'static str);
 
 /// The key `var` sets.
 fn matching(var: &str) -> Result<Option<Match>, ConfigError> {
-    let mut found = Vec::new();
-    for key in KEYS {
-        let Some(pattern) = key.env_var() else {
-            continue;
-        };
-        let variants: &[&'static str] = if key.kind == Kind::Secret {
-            &["env", "file", "ssm"]
-        } else {
-            &[""]
-        };
-        for variant in variants {
-            let pattern = match *variant {
-                "" => pattern.clone(),
-                v => format!("{pattern}_{}", v.to_ascii_uppercase()),
-            };
-            if let Some(name) = fits(var, &pattern) {
-                found.push((key, name, *variant));
-            }
-        }
-    }
+    let mut found: Vec<Match> = variables()
+        .filter_map(|(key, pattern, variant)| fits(var, &pattern).map(|name| (key, name, variant)))
+        .collect();
     match found.len() {
         0 | 1 => Ok(found.pop()),
         _ => {
@@ -102,6 +85,28 @@ fn matching(var: &str) -> Result<Option<Match>, ConfigError> {
             ))
         }
     }
+}
+
+/// Every variable a key can be set by, as a pattern (`<NAME>` for a sink's name), with the
+/// key and, for a secret, the reference's variant (`env`, `file`, `ssm`; else `""`).
+fn variables() -> impl Iterator<Item = (&'static Key, String, &'static str)> {
+    KEYS.iter()
+        .filter_map(|key| key.env_var().map(|pattern| (key, pattern)))
+        .flat_map(|(key, pattern)| {
+            let variants: &'static [&'static str] = if key.kind == Kind::Secret {
+                &["env", "file", "ssm"]
+            } else {
+                &[""]
+            };
+            variants.iter().map(move |variant| match *variant {
+                "" => (key, pattern.clone(), ""),
+                v => (
+                    key,
+                    format!("{pattern}_{}", v.to_ascii_uppercase()),
+                    *variant,
+                ),
+            })
+        })
 }
 
 /// Whether `var` is `pattern`, and the name a `<NAME>` in it stands for.
@@ -255,20 +260,9 @@ fn unknown_message(var: &str) -> String {
     if var.starts_with("TUGBOAT_SERVICES_") {
         return "services and their environments are set in the configuration file only".into();
     }
-    let closest = KEYS
-        .iter()
-        .filter_map(|k| k.env_var().map(|v| (k, v)))
-        .flat_map(|(k, v)| {
-            let forms = if k.kind == Kind::Secret {
-                vec![format!("{v}_ENV"), format!("{v}_FILE"), format!("{v}_SSM")]
-            } else {
-                vec![v]
-            };
-            forms.into_iter().map(move |f| (k, f))
-        })
-        .min_by_key(|(_, f)| strsim::levenshtein(var, f));
+    let closest = variables().min_by_key(|(_, f, _)| strsim::levenshtein(var, f));
     match closest {
-        Some((k, f)) => format!(
+        Some((k, f, _)) => format!(
             "not a configuration key; did you mean {f} (`{}`)? `tugboat config keys` lists them all",
             k.path
         ),
