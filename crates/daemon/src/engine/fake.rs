@@ -184,6 +184,28 @@ impl State {
         log.extend(after.difference(before).map(|l| event(l, true)));
         self.updated.insert(number, now);
     }
+
+    /// tugboat removes `remove` from PR `number`'s labels and adds `add`, at `now`, with
+    /// the events of it; `false` when there is no such PR.
+    fn relabel_pr(
+        &mut self,
+        number: u64,
+        add: &[&str],
+        remove: &[&str],
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(p) = self.prs.iter_mut().find(|p| p.number == number) else {
+            return false;
+        };
+        let before = p.labels.clone();
+        for l in remove {
+            p.labels.remove(*l);
+        }
+        p.labels.extend(add.iter().map(|l| (*l).to_owned()));
+        let after = p.labels.clone();
+        self.labelled(number, ME, &before, &after, now);
+        true
+    }
 }
 
 /// The whole outside world in memory.
@@ -1013,13 +1035,8 @@ impl PullRequests for World {
             if let Some((_, n)) = s
                 .settled_after_listing
                 .take_if(|(label, _)| labels.contains(label))
-                && let Some(p) = s.prs.iter_mut().find(|p| p.number == n)
             {
-                let before = p.labels.clone();
-                p.labels.remove("tugboat:verifying");
-                p.labels.insert("tugboat:deployed".to_owned());
-                let after = p.labels.clone();
-                s.labelled(n, ME, &before, &after, now);
+                s.relabel_pr(n, &["tugboat:deployed"], &["tugboat:verifying"], now);
             }
             listed
         }))
@@ -1120,11 +1137,9 @@ impl PullRequests for World {
         self.call("add_labels")?;
         let now = self.clock.now();
         self.with(|s| {
-            let p = Self::pr_mut(s, number, "add_labels")?;
-            let before = p.labels.clone();
-            p.labels.extend(labels.iter().cloned());
-            let after = p.labels.clone();
-            s.labelled(number, ME, &before, &after, now);
+            Self::pr_mut(s, number, "add_labels")?;
+            let add: Vec<&str> = labels.iter().map(String::as_str).collect();
+            s.relabel_pr(number, &add, &[], now);
             Ok(())
         })
     }
@@ -1133,11 +1148,8 @@ impl PullRequests for World {
         self.call("remove_label")?;
         let now = self.clock.now();
         self.with(|s| {
-            let p = Self::pr_mut(s, number, "remove_label")?;
-            let before = p.labels.clone();
-            p.labels.remove(label);
-            let after = p.labels.clone();
-            s.labelled(number, ME, &before, &after, now);
+            Self::pr_mut(s, number, "remove_label")?;
+            s.relabel_pr(number, &[], &[label], now);
             Ok(())
         })
     }
@@ -1368,13 +1380,8 @@ impl Issues for World {
         self.call("label_events")?;
         let now = self.clock.now();
         Ok(self.with(|s| {
-            if let Some((n, label)) = s.removed_before_events.take_if(|(n, _)| *n == number)
-                && let Some(p) = s.prs.iter_mut().find(|p| p.number == n)
-            {
-                let before = p.labels.clone();
-                p.labels.remove(&label);
-                let after = p.labels.clone();
-                s.labelled(n, ME, &before, &after, now);
+            if let Some((n, label)) = s.removed_before_events.take_if(|(n, _)| *n == number) {
+                s.relabel_pr(n, &[], &[&label], now);
             }
             s.label_events.get(&number).cloned().unwrap_or_default()
         }))
