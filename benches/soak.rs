@@ -6,8 +6,9 @@
 //! `cargo bench --bench soak`: 50 services, 5 minutes calm then 60 minutes of faults, a push
 //! every 2 s (about 5.5 days of a fleet that pushes every 4 minutes). Set
 //! `TUGBOAT_SOAK_SEED`, `TUGBOAT_SOAK_SERVICES`, `TUGBOAT_SOAK_CALM`, `TUGBOAT_SOAK_FAULTY`
-//! and `TUGBOAT_SOAK_PUSH_EVERY` (durations as `90s`, `1h`) to change it; the test command
-//! runs a one-minute version (`tests/soak.rs`).
+//! and `TUGBOAT_SOAK_PUSH_EVERY` (durations as `90s`, `1h`) to change it, and
+//! `TUGBOAT_SOAK_BINARY` to run a copy of the binary (then building goes on meanwhile); the
+//! test command runs a one-minute version (`tests/soak.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the report
 
@@ -41,7 +42,12 @@ async fn main() {
         faulty: var("TUGBOAT_SOAK_FAULTY", duration, Duration::from_secs(3600)),
         push_every: var("TUGBOAT_SOAK_PUSH_EVERY", duration, Duration::from_secs(2)),
         settle: Duration::from_secs(600),
-        binary: env!("CARGO_BIN_EXE_tugboat").into(),
+        // A copy lets the build go on during an hour-long run (restarts spawn it again).
+        binary: var(
+            "TUGBOAT_SOAK_BINARY",
+            |v| Some(v.into()),
+            env!("CARGO_BIN_EXE_tugboat").into(),
+        ),
     };
     println!("soak: {settings:?}");
     let report = tugboat_sandbox::soak::run(&settings).await.unwrap();

@@ -8,17 +8,14 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::evidence::PromotionState;
-use super::{At, Cause, Engine, EnvCtx, Mode, Step, StepError, Verification};
+use super::{At, Engine, EnvCtx, Mode, Step, StepError, Verification};
 use crate::domain::chatops;
 use crate::domain::deploy::{self, Evidence, Listed, Observation, OperationView, Pause, Verdict};
 use crate::domain::image::{self, ImageRef};
-use crate::domain::promotion::STATE_MARKER;
-use crate::domain::seal;
 use crate::ports::{AppEvents, AppStatus, ErrorKind, SyncStart};
 use futures_util::StreamExt;
 
 use super::records::MARKED_BAD;
-use super::watch::watched;
 pub use super::watch::{BAD, DEPLOYED, ROLLBACK, VERIFYING, Watch, Watched};
 
 /// How long opening the application event stream may take before polling is used instead.
@@ -163,38 +160,6 @@ impl Engine {
             open: self.labelled("tugboat", true).await?,
             lifted: std::sync::Mutex::default(),
         })
-    }
-
-    /// The PRs carrying `label`, with their state blocks: only those tugboat opened and
-    /// labelled so itself; a PR whose block was edited by hand into something tugboat did not
-    /// write is logged and not acted on.
-    async fn labelled(
-        &self,
-        label: &'static str,
-        open_only: bool,
-    ) -> Result<Vec<Watched>, StepError> {
-        let prs = self
-            .ports
-            .forge
-            .labelled_prs(&[label.to_owned()], open_only)
-            .await
-            .map_err(|error| StepError::new(Step::Watch, Cause::Watch { label, error }))?;
-        let mut own = Vec::with_capacity(prs.len());
-        for pr in prs {
-            if !self
-                .own_record((&pr).into(), Some(label), Step::Watch)
-                .await?
-            {
-                continue;
-            }
-            let lost = seal::forgotten(&pr.body) && !pr.body.contains(STATE_MARKER);
-            own.push(if lost && pr.merged_at.is_some() {
-                self.rebuilt(pr).await?
-            } else {
-                pr
-            });
-        }
-        Ok(own.into_iter().flat_map(|pr| watched(pr, label)).collect())
     }
 
     /// When tugboat marked promotion `number` bad (its latest "Marked bad" comment): the

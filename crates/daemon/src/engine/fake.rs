@@ -157,6 +157,9 @@ struct State {
     /// A PR whose verification another replica ends (`verifying` → `deployed`) just after
     /// the next listing of a label is answered.
     settled_after_listing: Option<(String, u64)>,
+    /// An open PR another replica merges just after the next listing of a label is
+    /// answered (as it merges its promotions: labelled `verifying` first).
+    merged_after_listing: Option<(String, u64)>,
     /// When tugboat first reported each of its checks on a commit: (sha, check) → when.
     reported: HashMap<(String, &'static str), DateTime<Utc>>,
 }
@@ -479,6 +482,12 @@ impl World {
     /// `tugboat:deployed`) just after the next listing of `label` is answered.
     pub fn settle_after_listing(&self, label: &str, number: u64) {
         self.with(|s| s.settled_after_listing = Some((label.to_owned(), number)));
+    }
+
+    /// Another replica merges open PR `number` (its `tugboat:verifying` label added first,
+    /// as tugboat merges) just after the next listing of `label` is answered.
+    pub fn merge_after_listing(&self, label: &str, number: u64) {
+        self.with(|s| s.merged_after_listing = Some((label.to_owned(), number)));
     }
 
     /// Tugboat (another replica) removes `label` from PR `number` just before its label
@@ -1037,6 +1046,20 @@ impl PullRequests for World {
                 .take_if(|(label, _)| labels.contains(label))
             {
                 s.relabel_pr(n, &["tugboat:deployed"], &["tugboat:verifying"], now);
+            }
+            if let Some((_, n)) = s
+                .merged_after_listing
+                .take_if(|(label, _)| labels.contains(label))
+            {
+                s.relabel_pr(n, &["tugboat:verifying"], &[], now);
+                let head = s
+                    .prs
+                    .iter()
+                    .find(|p| p.number == n)
+                    .and_then(|p| s.branches.get(&p.branch).map(|b| b.head.clone()));
+                if let Some(head) = head {
+                    let _ = Self::merge_now(s, n, &head, now);
+                }
             }
             listed
         }))

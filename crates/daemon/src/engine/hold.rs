@@ -105,10 +105,14 @@ impl Engine {
                 Some(h) => self.still_held(cx, watch, h).await,
                 None => return true,
             },
-            Verdict::New(cause, why) => {
-                let by_argo = app.as_ref().and_then(|a| a.last_operation.clone());
-                self.new_hold(cx, seen, watch, (cause, why), by_argo).await
-            }
+            Verdict::New(cause, why) => match self.own_merge_since(cx, seen, cause).await {
+                Ok(true) => return true,
+                Ok(false) => {
+                    let by_argo = app.as_ref().and_then(|a| a.last_operation.clone());
+                    self.new_hold(cx, seen, watch, (cause, why), by_argo).await
+                }
+                Err(e) => Err(e),
+            },
         };
         match outcome {
             Ok(Some((hold, issue, action))) => {
@@ -126,6 +130,44 @@ impl Engine {
                 false
             }
         }
+    }
+
+    /// Whether main's change, which this cycle's records do not explain (`cause` is a
+    /// manual change), is a promotion tugboat merged after its labels were listed: another
+    /// replica's merge, which this replica's later fetch of main already shows. The records
+    /// are listed afresh (`verifying`, then `deployed`, the order a promotion moves) for one
+    /// of this environment deployed as main is. A hold waits for a person's `/resume`, so it
+    /// is not made on a listing older than the file it judges.
+    async fn own_merge_since(
+        &self,
+        cx: &EnvCtx<'_>,
+        seen: &Seen,
+        cause: Cause,
+    ) -> Result<bool, StepError> {
+        let Some(deployed) = seen
+            .deployed
+            .as_ref()
+            .filter(|_| cause == Cause::ManualChange)
+        else {
+            return Ok(false);
+        };
+        for label in [super::watch::VERIFYING, super::watch::DEPLOYED] {
+            let own = self.labelled(label, false).await?.into_iter().find(|w| {
+                w.state.service == cx.svc.name
+                    && w.state.environment == cx.env.name
+                    && w.pr.merged_at.is_some()
+                    && w.state.is_deployed_as(deployed)
+            });
+            if let Some(w) = own {
+                tracing::info!(
+                    pr = w.pr.number,
+                    label,
+                    "main's change is tugboat's own merge, recorded after this cycle's labels were listed: no hold"
+                );
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// What Argo CD shows of the environment's application; `None` when it cannot be read

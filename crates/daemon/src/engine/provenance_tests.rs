@@ -774,3 +774,38 @@ async fn tugboats_own_comment_edited_to_say_healthy_is_not_read_back() {
     );
     assert_eq!(engine.take_forged().get(&Forgery::Seal), Some(&1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_another_replica_merges_after_the_listings_holds_nothing() {
+    // The soak's "environment held: main deploys svc-043:2.11.0, not 2.9.0 that tugboat
+    // promoted: commit … (#502)": the labels were listed, another replica then merged its
+    // promotion (labelled `verifying` before the merge), and this replica read main after
+    // that merge, with no record of it.
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(matches!(row(&r, "dev").action, Action::Merged { .. }));
+    w.push("1.2.0", 'c');
+    w.fail("merge", ErrorKind::Transient);
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.heal("merge");
+    let pr = w.prs().into_iter().max_by_key(|p| p.number).unwrap();
+    assert!(pr.open && pr.labels.contains("tugboat:verifying"), "{pr:?}");
+    w.merge_after_listing("tugboat", pr.number);
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert_eq!(
+        w.main_file(DEV),
+        values("1.2.0"),
+        "merged by the other replica"
+    );
+    assert!(
+        !matches!(row(&r, "dev").decision, Decision::Held { .. }),
+        "{:?}",
+        row(&r, "dev").decision
+    );
+    assert!(w.issues().is_empty(), "no hold issue: {:?}", w.issues());
+    // The next cycle's listing has it: verified, and still no hold.
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(!matches!(row(&r, "dev").decision, Decision::Held { .. }));
+    assert!(w.issues().is_empty(), "{:?}", w.issues());
+}

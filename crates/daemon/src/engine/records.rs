@@ -1,17 +1,52 @@
-//! tugboat's records on merged pull requests, changed after the merge: a promotion no
+//! tugboat's records on pull requests: listed (`labelled`: only those tugboat wrote), and
+//! changed after the merge: a promotion no
 //! longer its environment's (`drop_record`, `supersede`), a digest marked bad, and a group
 //! PR's block, which changes only through `update_group` (read afresh, written under the
 //! engine's one lock, so that two changes in a cycle both count).
 
-use super::watch::{BAD, DEPLOYED, Watched};
-use super::{At, Engine, Step, StepError};
+use super::watch::{BAD, DEPLOYED, Watched, watched};
+use super::{At, Cause, Engine, Step, StepError};
 use crate::domain::group::{GroupState, Member, Outcome};
 use crate::domain::promotion::PromotionState;
+use crate::domain::promotion::STATE_MARKER;
+use crate::domain::seal;
 
 /// How tugboat's comment marking a promotion bad begins.
 pub(super) const MARKED_BAD: &str = "Marked bad:";
 
 impl Engine {
+    /// The PRs carrying `label`, with their state blocks: only those tugboat opened and
+    /// labelled so itself; a PR whose block was edited by hand into something tugboat did not
+    /// write is logged and not acted on.
+    pub(super) async fn labelled(
+        &self,
+        label: &'static str,
+        open_only: bool,
+    ) -> Result<Vec<Watched>, StepError> {
+        let prs = self
+            .ports
+            .forge
+            .labelled_prs(&[label.to_owned()], open_only)
+            .await
+            .map_err(|error| StepError::new(Step::Watch, Cause::Watch { label, error }))?;
+        let mut own = Vec::with_capacity(prs.len());
+        for pr in prs {
+            if !self
+                .own_record((&pr).into(), Some(label), Step::Watch)
+                .await?
+            {
+                continue;
+            }
+            let lost = seal::forgotten(&pr.body) && !pr.body.contains(STATE_MARKER);
+            own.push(if lost && pr.merged_at.is_some() {
+                self.rebuilt(pr).await?
+            } else {
+                pr
+            });
+        }
+        Ok(own.into_iter().flat_map(|pr| watched(pr, label)).collect())
+    }
+
     /// `w` is no longer its environment's record: its PR loses `deployed`, or (a group
     /// member) the member is marked superseded, the others' records standing.
     pub(super) async fn drop_record(&self, w: &Watched, step: Step) -> Result<(), StepError> {
