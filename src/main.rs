@@ -43,6 +43,17 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         notify_timeout: std::time::Duration,
     },
+    /// Write a configuration and a starting policy from what Argo CD deploys from the GitOps
+    /// repository: every ECR image reference tugboat can edit, grouped into services (one
+    /// ECR repository each) and environments (one application each), and what it could not
+    /// place, with why. Reads Argo CD and the repository; writes only the two local files.
+    /// Any other key can be given by its TUGBOAT_* variable, and is written too.
+    Init(InitCommand),
+    /// Check everything a first cycle depends on: secrets, the policy in SSM, each ECR
+    /// repository's scanning and tag mutability, GitHub's permissions and branch rules, each
+    /// Argo CD application. One line each: ok, warning or error, the fact seen and the fix.
+    /// Writes nothing. Exits 0 when all is ok, 1 on a warning, 2 on an error.
+    Doctor(DoctorCommand),
     /// Show what would be promoted, blocked or waiting, and why. Writes nothing.
     Plan {
         #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
@@ -123,6 +134,53 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+/// `tugboat doctor`'s options.
+#[derive(clap::Args)]
+struct DoctorCommand {
+    #[arg(long, env = "TUGBOAT_CONFIG", default_value = "tugboat.toml")]
+    config: PathBuf,
+    /// `table` for people, `json` for machines.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// Exit 0 on warnings too (an init container that should stop only on an error).
+    #[arg(long)]
+    allow_warnings: bool,
+    /// Deliver a test notification to each sink (the one thing the doctor sends).
+    #[arg(long)]
+    send_test: bool,
+}
+
+/// `tugboat init`'s options.
+#[derive(clap::Args)]
+struct InitCommand {
+    /// Argo CD's address.
+    #[arg(long, value_name = "URL")]
+    argocd: Option<String>,
+    /// The GitOps repository.
+    #[arg(long, value_name = "OWNER/NAME")]
+    repo: Option<String>,
+    /// Argo CD's token, by reference: env:NAME, file:PATH or ssm:/parameter
+    /// [default: env:ARGOCD_AUTH_TOKEN].
+    #[arg(long, value_name = "REF")]
+    argocd_token: Option<String>,
+    /// GitHub's token, by reference [default: env:GITHUB_TOKEN, unless
+    /// TUGBOAT_GITHUB_APP_* name an App].
+    #[arg(long, value_name = "REF")]
+    github_token: Option<String>,
+    /// Where to write the configuration.
+    #[arg(long, default_value = "tugboat.toml")]
+    config: PathBuf,
+    /// Where to write the starting policy (to be stored in SSM).
+    #[arg(long, default_value = "tugboat-policy.yaml")]
+    policy: PathBuf,
+    /// Print both files instead of writing them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace files that exist.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -230,6 +288,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         } => policy_check(&files),
         Command::Health { url, timeout } => health(&url, timeout).await,
         Command::Config { command } => config_command(command),
+        Command::Doctor(cmd) => {
+            init_logs("error");
+            doctor(cmd).await
+        }
+        Command::Init(cmd) => {
+            init_logs("warn");
+            init_command(cmd).await
+        }
         Command::Once {
             config,
             notify_timeout,
@@ -274,6 +340,86 @@ fn config_command(command: ConfigCommand) -> anyhow::Result<ExitCode> {
         }
         ConfigCommand::Keys => print!("{}", tugboat::config::show::keys()),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tugboat doctor`: the findings, and an exit status that says the worst of them.
+/// `flags`: exit 0 on warnings; send each sink a test notification.
+async fn doctor(cmd: DoctorCommand) -> anyhow::Result<ExitCode> {
+    use tugboat::domain::doctor::{Finding, Level, exit_code, text};
+    let DoctorCommand {
+        config,
+        output,
+        allow_warnings,
+        send_test,
+    } = cmd;
+    let findings = match Config::load(&config, std::env::vars()) {
+        Ok(cfg) => tugboat::doctor::run(&cfg, send_test).await,
+        Err(e) => vec![Finding::new(
+            Level::Error,
+            "config",
+            config.display().to_string(),
+            e.to_string(),
+            "correct the configuration (`tugboat config show` shows what is in effect)",
+        )],
+    };
+    match output {
+        Output::Table => print!("{}", text(&findings)),
+        Output::Json => println!("{:#}", tugboat::doctor::json(&findings)),
+    }
+    Ok(match exit_code(&findings) {
+        1 if allow_warnings => ExitCode::SUCCESS,
+        code => ExitCode::from(code),
+    })
+}
+
+/// `tugboat init`: print what was found; write (or with `dry_run` print) the two files.
+async fn init_command(cmd: InitCommand) -> anyhow::Result<ExitCode> {
+    let InitCommand {
+        argocd,
+        repo,
+        argocd_token,
+        github_token,
+        config,
+        policy,
+        dry_run,
+        force,
+    } = cmd;
+    let args = tugboat::init::Args {
+        argocd,
+        repo,
+        argocd_token,
+        github_token,
+    };
+    let (config, policy) = (config.as_path(), policy.as_path());
+    let init = tugboat::init::run(&args, std::env::vars().collect()).await?;
+    print!("{}", tugboat::init::summary(&init));
+    let Some(text) = &init.config else {
+        println!("\nNo service found: nothing written.");
+        return Ok(ExitCode::FAILURE);
+    };
+    if dry_run {
+        println!("\n--- {} ---\n{text}", config.display());
+        println!("--- {} ---\n{}", policy.display(), init.policy);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for path in [config, policy] {
+        if path.exists() && !force {
+            anyhow::bail!(
+                "{} exists; give --force to replace it, or --dry-run to see what would be written",
+                path.display()
+            );
+        }
+    }
+    std::fs::write(config, text).with_context(|| format!("writing {}", config.display()))?;
+    std::fs::write(policy, &init.policy)
+        .with_context(|| format!("writing {}", policy.display()))?;
+    println!(
+        "\nWrote {c} and {p}. Next:\n  tugboat policy check {p}\n  aws ssm put-parameter --name {param} --type String --value file://{p}\n  tugboat plan --config {c}",
+        c = config.display(),
+        p = policy.display(),
+        param = init.policy_parameter,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -493,6 +639,14 @@ async fn sandbox(
     println!(
         "Config written to {} — try:\n  tugboat plan --config {0}\n  tugboat once --config {0}",
         write_config.display()
+    );
+    let init = sb.init_command(&sb.dir().join("tugboat-init-work"));
+    let (args, env) = (init.flags(), init.env);
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "\nOr write a configuration from what the Argo CD stand-in deploys:\n  {} \\\n    tugboat {}",
+        env.join(" \\\n  "),
+        args.join(" ")
     );
     println!(
         "\nPush an image from outside (AWS JSON protocol):\n  curl -s {}/ -H 'X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.PutImage' \\\n    -H 'Content-Type: application/x-amz-json-1.1' \\\n    -d '{{\"repositoryName\":\"user_service\",\"imageTag\":\"1.2.0\",\"imageManifest\":\"{{\\\"schemaVersion\\\":2,\\\"n\\\":1}}\"}}'",

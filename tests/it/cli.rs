@@ -753,3 +753,29 @@ argocd_application = "user-service-dev"
     assert!(keys.status.success());
     assert!(text(&keys.stdout).contains("github.app.id\n    TUGBOAT_GITHUB_APP_ID\n"));
 }
+
+#[test]
+fn every_command_of_the_cli_is_in_the_readmes_commands_table() {
+    let out = tugboat(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 10, "{help}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let missing: Vec<&&str> = commands
+        .iter()
+        .filter(|c| !readme.contains(&format!("| `tugboat {c}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md's commands table lacks: {missing:?}"
+    );
+}

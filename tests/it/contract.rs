@@ -339,6 +339,20 @@ async fn tugboats_github_and_argo_cd_traffic_matches_the_official_api_descriptio
         assert_eq!(record.actor.as_deref(), Some("alice"));
     }
 
+    // `tugboat init` lists the applications (ApplicationService_List).
+    {
+        let mut cmd = sb.init_command(&work.path().join("init"));
+        cmd.args.argocd = Some(argo.url.clone());
+        let init = tugboat::init::run(&cmd.args, cmd.env).await.unwrap();
+        assert_eq!(
+            init.discovery.services.len(),
+            6,
+            "{:#?}",
+            init.discovery.unplaced
+        );
+        assert!(sb.argocd.calls().contains_key("GET applications"));
+    }
+
     let gh_violations = gh.violations();
     let argo_violations = argo.violations();
     assert!(

@@ -14,7 +14,7 @@ use crate::adapters::{
     ssm::Ssm,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::{CommitVia, Config, GithubAuth, SecretRef};
+use crate::config::{CommitVia, Config, GithubAuth, GithubConfig, SecretRef};
 use crate::credentials::{Rotating, SSM_REFRESH, Token};
 use crate::engine::Ports;
 use crate::ports::ParameterStore;
@@ -22,9 +22,14 @@ use crate::telemetry::ApiMetrics;
 use crate::trust::{ForgeryLog, KeyRing};
 
 /// A secret read from its reference, and read again when it rotates (`credentials`).
-async fn rotating(r: &SecretRef, what: &'static str, ssm: &Ssm) -> anyhow::Result<Arc<Rotating>> {
-    let store: Arc<dyn ParameterStore> = Arc::new(ssm.clone());
-    Rotating::read(r.clone(), what, Some(store), SSM_REFRESH)
+/// Without `ssm`, a secret in SSM cannot be read (`tugboat init` before a region is known).
+pub(crate) async fn rotating(
+    r: &SecretRef,
+    what: &'static str,
+    ssm: Option<&Ssm>,
+) -> anyhow::Result<Arc<Rotating>> {
+    let store = ssm.map(|s| Arc::new(s.clone()) as Arc<dyn ParameterStore>);
+    Rotating::read(r.clone(), what, store, SSM_REFRESH)
         .await
         .map(Arc::new)
         .map_err(|e| anyhow::anyhow!("{}", e.message))
@@ -32,11 +37,11 @@ async fn rotating(r: &SecretRef, what: &'static str, ssm: &Ssm) -> anyhow::Resul
 
 /// What tugboat sends GitHub: the token (git and REST), or the App (its installation tokens
 /// for git, its client for REST); and, for an App, the login its actions show.
-async fn github_identity(
-    cfg: &Config,
-    ssm: &Ssm,
+pub(crate) async fn github_identity(
+    github: &GithubConfig,
+    ssm: Option<&Ssm>,
 ) -> anyhow::Result<(Arc<dyn Token>, Credentials, Option<String>)> {
-    match &cfg.github.auth {
+    match &github.auth {
         GithubAuth::Token(r) => {
             let token: Arc<dyn Token> = rotating(r, "github.token", ssm).await?;
             Ok((Arc::clone(&token), Credentials::Token(token), None))
@@ -51,9 +56,9 @@ async fn github_identity(
                 *id,
                 key,
                 Installation {
-                    api_url: &cfg.github.api_url,
-                    owner: &cfg.github.owner,
-                    repo: &cfg.github.repo,
+                    api_url: &github.api_url,
+                    owner: &github.owner,
+                    repo: &github.repo,
                     id: *installation_id,
                 },
             )
@@ -111,8 +116,9 @@ async fn build(
         Arc::clone(&clock),
     ));
     let forged = Arc::new(ForgeryLog::default());
-    let (gh_token, gh_credentials, app_login) = github_identity(cfg, &ssm).await?;
-    let argo_token: Arc<dyn Token> = rotating(&cfg.argocd.token, "argocd.token", &ssm).await?;
+    let (gh_token, gh_credentials, app_login) = github_identity(&cfg.github, Some(&ssm)).await?;
+    let argo_token: Arc<dyn Token> =
+        rotating(&cfg.argocd.token, "argocd.token", Some(&ssm)).await?;
     let git = Git::open(
         &Git::clone_dir(&cfg.engine.workdir),
         &cfg.github.clone_url,
@@ -174,7 +180,9 @@ pub async fn webhook_secret(cfg: &Config) -> anyhow::Result<Option<Arc<Rotating>
     };
     let sdk = aws::sdk_config(&cfg.aws).await;
     let ssm = Ssm::new(&sdk, &ApiMetrics::default());
-    rotating(r, "github.webhook_secret", &ssm).await.map(Some)
+    rotating(r, "github.webhook_secret", Some(&ssm))
+        .await
+        .map(Some)
 }
 
 /// The notification sinks of `[notify]`, each with its filter; their URLs and secrets read

@@ -174,6 +174,48 @@ impl Config {
     }
 }
 
+/// The sections `tugboat init` connects with, read before any service is known.
+pub struct Connection {
+    pub github: GithubConfig,
+    pub argocd: ArgoConfig,
+    /// `None` when the table has no `aws.region` yet (then no secret may be in SSM).
+    pub aws: Option<AwsConfig>,
+}
+
+impl Config {
+    /// Validate the `[github]`, `[argocd]` and (when it names a region) `[aws]` tables of
+    /// `table` as a configuration file's; `file` names it in errors.
+    pub fn connection(table: &toml::Table, file: &str) -> Result<Connection, ConfigError> {
+        let f = Fields { file };
+        fn section<T: serde::de::DeserializeOwned>(
+            table: &toml::Table,
+            name: &str,
+            f: &Fields<'_>,
+        ) -> Result<T, ConfigError> {
+            let v = table
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let field = match e.path().to_string().as_str() {
+                    "." => name.to_owned(),
+                    path => format!("{name}.{path}"),
+                };
+                f.err(&field, explain(e.into_inner().message()))
+            })
+        }
+        let has_region = table.get("aws").and_then(|a| a.get("region")).is_some();
+        Ok(Connection {
+            github: github(section(table, "github", &f)?, &f)?,
+            argocd: argocd(section(table, "argocd", &f)?, &f)?,
+            aws: match has_region {
+                true => Some(aws(section(table, "aws", &f)?, &f)?),
+                false => None,
+            },
+        })
+    }
+}
+
 /// Serde's words for a bad value, in ours: which value, and what would do instead.
 fn explain(message: &str) -> String {
     // `unknown variant `x`, expected `a``, `… expected `a` or `b``, `… expected one of `a`, `b`, `c``

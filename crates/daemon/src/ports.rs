@@ -458,6 +458,18 @@ impl Permission {
         }
     }
 
+    /// GitHub's word for it (`none` for none).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Maintain => "maintain",
+            Self::Write => "write",
+            Self::Triage => "triage",
+            Self::Read => "read",
+            Self::None => "none",
+        }
+    }
+
     /// Whether it allows pushing to the repository (what an approver needs).
     pub fn writes(self) -> bool {
         matches!(self, Self::Admin | Self::Maintain | Self::Write)

@@ -140,6 +140,9 @@ struct Inner {
     app_calls: BTreeMap<String, BTreeMap<String, u64>>,
     rollout: Duration,
     denied_token: Option<String>,
+    /// The token may get the applications but not sync them (its RBAC grants
+    /// `applications, get` only).
+    sync_denied: bool,
     /// Event streams answer nothing until they end, as behind a proxy that buffers them.
     buffer_streams: bool,
     /// No Git webhook reaches this Argo CD: it notices a new commit at a refresh, or when
@@ -366,8 +369,23 @@ impl ArgoCd {
         self.lock().denied_token = token.map(str::to_owned);
     }
 
+    /// Let the token get the applications but not sync them: a sync is refused with
+    /// PermissionDenied, and `can-i sync` answers `no`.
+    pub fn deny_sync(&self, denied: bool) {
+        self.lock().sync_denied = denied;
+    }
+
+    fn may_sync(&self) -> bool {
+        !self.lock().sync_denied
+    }
+
     pub fn calls(&self) -> BTreeMap<String, u64> {
         self.lock().calls.clone()
+    }
+
+    /// Every application's name, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().apps.keys().cloned().collect()
     }
 
     /// The calls about application `name`, by operation.
@@ -377,6 +395,8 @@ impl ArgoCd {
 
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
+            .route("/api/v1/applications", get(routes::list_apps))
+            .route("/account.AccountService/CanI", post(routes::can_i))
             .route("/api/v1/applications/{name}", get(routes::get_app))
             .route("/api/v1/applications/{name}/sync", post(routes::sync_app))
             .route(

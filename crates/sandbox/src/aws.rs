@@ -4,7 +4,7 @@
 //! endpoint, and every push and finished scan puts its EventBridge event on the events queue.
 //! Signatures are not checked.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
@@ -101,6 +101,11 @@ struct Inner {
     calls: BTreeMap<String, u64>,
     /// Registry scanning: Amazon Inspector (enhanced) instead of basic.
     enhanced: bool,
+    /// SecureString parameters whose KMS key this role may not use (`kms:Decrypt` denied).
+    undecryptable: BTreeSet<String>,
+    /// The repository filters of the registry's one scanning rule (scan on push, or
+    /// continuous under enhanced scanning); `None`: `*`, every repository.
+    scan_filters: Option<Vec<String>>,
     /// Repositories whose `imageTagMutability` is not ECR's default, `MUTABLE`.
     mutability: BTreeMap<String, String>,
     /// Under enhanced scanning, how long after a push Inspector answers "done" with no
@@ -409,7 +414,10 @@ impl Aws {
         tag
     }
 
-    fn store_image(&self, repository: &str, tag: &str, digest: &str, image: Stored<'_>) {
+    fn store_image(&self, repository: &str, tag: &str, digest: &str, mut image: Stored<'_>) {
+        if !self.scanned_on_push(repository) {
+            image.scan_status = "NONE";
+        }
         let mut g = self.lock();
         let images = g.repos.entry(repository.to_owned()).or_default();
         if !tag.is_empty() {
@@ -458,6 +466,24 @@ impl Aws {
             .iter()
             .find(|i| i.tags.iter().any(|t| t == tag))
             .map(|i| i.digest.clone())
+    }
+
+    /// Narrow the registry's scanning rule to repositories matching `filters` (ECR's
+    /// `WILDCARD` filters): an image pushed to another repository gets no scan on push (no
+    /// rule matches it), as `PutRegistryScanningConfiguration` documents ("filters to
+    /// determine which individual repositories, or all repositories, are scanned when new
+    /// images are pushed").
+    pub fn set_scan_filters(&self, filters: &[&str]) {
+        self.lock().scan_filters = Some(filters.iter().map(|f| (*f).to_owned()).collect());
+    }
+
+    /// Whether the registry's scanning rule matches `repository`.
+    fn scanned_on_push(&self, repository: &str) -> bool {
+        self.lock().scan_filters.as_ref().is_none_or(|filters| {
+            filters
+                .iter()
+                .any(|f| tugboat::domain::doctor::wildcard(f, repository))
+        })
     }
 
     /// Switch the registry between basic and enhanced (Inspector) scanning.
@@ -533,6 +559,16 @@ impl Aws {
             },
         );
         version
+    }
+
+    /// Make parameter `name` a SecureString under a KMS key the role may not use: a read with
+    /// decryption is refused with KMS's AccessDeniedException.
+    pub fn deny_decrypt(&self, name: &str) {
+        let mut g = self.lock();
+        if let Some(p) = g.params.get_mut(name) {
+            p.kind = "SecureString".to_owned();
+        }
+        g.undecryptable.insert(name.to_owned());
     }
 
     /// A parameter's value, as `GetParameter` with decryption answers it.

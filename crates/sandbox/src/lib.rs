@@ -408,6 +408,33 @@ wait = "30s"
         s
     }
 
+    /// What `tugboat init` is given to write a configuration for this sandbox: its flags,
+    /// and the `TUGBOAT_*` variables of the keys only a sandbox needs (its endpoints, test
+    /// credentials, the policy's path, the working directory).
+    pub fn init_command(&self, workdir: &Path) -> InitCommand {
+        let file = |name: &str| Some(format!("file:{}", self.dir.path().join(name).display()));
+        let env = [
+            ("TUGBOAT_AWS_ENDPOINT_URL", self.aws_url.clone()),
+            ("TUGBOAT_AWS_TEST_CREDENTIALS", "true".to_owned()),
+            ("TUGBOAT_GITHUB_API_URL", self.github_url.clone()),
+            (
+                "TUGBOAT_GITHUB_CLONE_URL",
+                format!("{}/git/salon/salon-gitops.git", self.github_url),
+            ),
+            ("TUGBOAT_POLICY_SSM_PATH", POLICY_PATH.to_owned()),
+            ("TUGBOAT_ENGINE_WORKDIR", workdir.display().to_string()),
+        ];
+        InitCommand {
+            args: tugboat::init::Args {
+                argocd: Some(self.argocd_url.clone()),
+                repo: Some("salon/salon-gitops".to_owned()),
+                argocd_token: file("argocd-token"),
+                github_token: file("github-token"),
+            },
+            env: env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
+        }
+    }
+
     /// [`config_toml`](Self::config_toml), authenticating to GitHub as the stand-in's App
     /// (its private key in a file) instead of with a token.
     pub fn config_toml_as_app(&self, workdir: &Path) -> String {
@@ -512,6 +539,31 @@ pub fn fleet_files(fleet: &Fleet) -> Vec<(String, String)> {
         }
     }
     files
+}
+
+/// A `tugboat init` for a sandbox ([`Sandbox::init_command`]).
+pub struct InitCommand {
+    pub args: tugboat::init::Args,
+    pub env: Vec<(String, String)>,
+}
+
+impl InitCommand {
+    /// Its command line after `tugboat`.
+    pub fn flags(&self) -> Vec<String> {
+        let a = &self.args;
+        let mut out = vec!["init".to_owned()];
+        for (flag, value) in [
+            ("--argocd", &a.argocd),
+            ("--repo", &a.repo),
+            ("--argocd-token", &a.argocd_token),
+            ("--github-token", &a.github_token),
+        ] {
+            if let Some(v) = value {
+                out.extend([flag.to_owned(), v.clone()]);
+            }
+        }
+        out
+    }
 }
 
 /// A path for a fresh tugboat work directory inside `base`.

@@ -31,6 +31,9 @@ pub enum Kind {
     NewFindings,
     /// A system tugboat depends on has failed every call for several cycles.
     Unhealthy,
+    /// A test delivery (`tugboat doctor --send-test`): nothing happened. Not an event a sink
+    /// can subscribe to ([`Kind::ALL`]); sent to every sink once, when asked.
+    Test,
 }
 
 impl Kind {
@@ -54,6 +57,7 @@ impl Kind {
             Kind::Held => "held",
             Kind::NewFindings => "new_findings",
             Kind::Unhealthy => "unhealthy",
+            Kind::Test => "test",
         }
     }
 
@@ -71,6 +75,7 @@ impl Kind {
             Kind::Held => ":raised_hand:",
             Kind::NewFindings => ":rotating_light:",
             Kind::Unhealthy => ":warning:",
+            Kind::Test => ":wave:",
         }
     }
 }
@@ -144,6 +149,7 @@ impl Notification {
             Kind::Held => format!("{service} held in {env}"),
             Kind::NewFindings => format!("{service}: new findings in a deployed image"),
             Kind::Unhealthy => format!("tugboat cannot reach {service}"),
+            Kind::Test => format!("a test notification from tugboat doctor to {service}"),
         }
     }
 

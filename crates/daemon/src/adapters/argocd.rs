@@ -15,6 +15,9 @@ use crate::ports::{
 };
 use crate::telemetry::ApiMetrics;
 
+mod listing;
+pub use listing::{Described, same_repository};
+
 /// How the adapter is set up (from `[argocd]`).
 #[derive(Debug, Clone)]
 pub struct ArgoOptions {

@@ -11,6 +11,7 @@ use aws_sdk_ecr::types::{
 use chrono::{DateTime, Utc};
 
 use super::aws::{CountCalls, map_err};
+use crate::domain::doctor::RegistryScanning;
 use crate::domain::gate::{Finding, ScanReport, ScanStatus, Severity};
 use crate::domain::image::{Digest, Tag};
 use crate::domain::index::{self, ImageKind, PlatformImage};
@@ -36,6 +37,67 @@ impl Ecr {
         Self {
             client: Client::from_conf(conf),
         }
+    }
+
+    /// The registry's scanning configuration with its rules (GetRegistryScanningConfiguration),
+    /// for `tugboat doctor`.
+    pub async fn registry_scanning(&self) -> PortResult<RegistryScanning> {
+        let out = self
+            .client
+            .get_registry_scanning_configuration()
+            .send()
+            .await
+            .map_err(|e| map_err("ecr", "GetRegistryScanningConfiguration", &e, &[]))?;
+        let conf = out.scanning_configuration();
+        Ok(RegistryScanning {
+            // "When a registry scanning configuration is not defined, by default the BASIC
+            // scan type is used" (PutRegistryScanningConfiguration).
+            scan_type: conf
+                .and_then(|c| c.scan_type())
+                .map_or("BASIC", |t| t.as_str())
+                .to_owned(),
+            rules: conf
+                .map(|c| c.rules())
+                .unwrap_or_default()
+                .iter()
+                .map(|r| {
+                    let filters = r.repository_filters().iter().map(|f| f.filter().to_owned());
+                    (r.scan_frequency().as_str().to_owned(), filters.collect())
+                })
+                .collect(),
+        })
+    }
+
+    /// A repository's `imageTagMutability` and its own `scanOnPush` (DescribeRepositories),
+    /// for `tugboat doctor`; a repository that does not exist is a `NotFound` error.
+    pub async fn repository(
+        &self,
+        registry_id: Option<&str>,
+        name: &str,
+    ) -> PortResult<(String, bool)> {
+        let out = self
+            .client
+            .describe_repositories()
+            .set_registry_id(registry_id.map(str::to_owned))
+            .repository_names(name)
+            .send()
+            .await
+            .map_err(|e| {
+                map_err(
+                    "ecr",
+                    "DescribeRepositories",
+                    &e,
+                    &["RepositoryNotFoundException"],
+                )
+            })?;
+        let repo = out.repositories().first();
+        Ok((
+            repo.and_then(|r| r.image_tag_mutability())
+                .map_or("MUTABLE", |m| m.as_str())
+                .to_owned(),
+            repo.and_then(|r| r.image_scanning_configuration())
+                .is_some_and(|c| c.scan_on_push()),
+        ))
     }
 }
 

@@ -127,6 +127,9 @@ fn take_tenancy(dir: &Path) -> Tenancy {
     }
 }
 
+/// The largest file [`Git::manifests`] reads (1 MiB).
+pub const LARGEST_MANIFEST: usize = 1 << 20;
+
 /// How many of its own commits whose push it did not see answered a process remembers.
 const MADE_KEPT: usize = 256;
 
@@ -281,6 +284,54 @@ impl Git {
         })
         .await
         .map_err(|e| PortError::new("git", "task", ErrorKind::Transient, e.to_string()))?
+    }
+
+    /// The YAML files (`.yaml`, `.yml`) at the fetched base head whose path is one of
+    /// `wanted` or lies below one (`""`: every file), as text; a file that is not UTF-8 or is
+    /// larger than [`LARGEST_MANIFEST`] is left out (no manifest is). For `tugboat init`.
+    pub async fn manifests(
+        &self,
+        wanted: std::collections::BTreeSet<String>,
+    ) -> PortResult<std::collections::BTreeMap<String, String>> {
+        self.blocking(move |repo, me| {
+            let e = |x: &git2::Error| err("manifests", x);
+            let tree = repo
+                .find_reference(&me.base_ref())
+                .and_then(|r| r.peel_to_tree())
+                .map_err(|x| e(&x))?;
+            let under = |path: &str| {
+                wanted.iter().any(|w| {
+                    w.is_empty()
+                        || path == w
+                        || path
+                            .strip_prefix(w.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                })
+            };
+            let mut found = Vec::new();
+            tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                let path = format!("{dir}{}", entry.name().unwrap_or(""));
+                if entry.kind() == Some(git2::ObjectType::Blob)
+                    && (path.ends_with(".yaml") || path.ends_with(".yml"))
+                    && under(&path)
+                {
+                    found.push((path, entry.id()));
+                }
+                git2::TreeWalkResult::Ok
+            })
+            .map_err(|x| e(&x))?;
+            let mut out = std::collections::BTreeMap::new();
+            for (path, id) in found {
+                let blob = repo.find_blob(id).map_err(|x| e(&x))?;
+                if blob.size() <= LARGEST_MANIFEST
+                    && let Ok(text) = std::str::from_utf8(blob.content())
+                {
+                    out.insert(path, text.to_owned());
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     fn base_ref(&self) -> String {

@@ -57,6 +57,10 @@ struct AppWire {
 #[derive(Deserialize)]
 struct InstallationWire {
     id: u64,
+    /// What the installation was granted ("permissions", `installation` in GitHub's REST
+    /// description): permission name → `read` / `write` / `admin`.
+    #[serde(default)]
+    permissions: std::collections::BTreeMap<String, String>,
 }
 
 /// Where to find the App's installation.
@@ -121,6 +125,22 @@ impl GitHubApp {
             key,
             client: tokio::sync::Mutex::new((pem, Arc::new(installation))),
         })
+    }
+
+    /// The repository permissions the installation on `owner/repo` was granted
+    /// (`GET /repos/{owner}/{repo}/installation`, as the App), for `tugboat doctor`.
+    pub async fn granted(
+        &self,
+        owner: &str,
+        repo: &str,
+    ) -> PortResult<std::collections::BTreeMap<String, String>> {
+        let pem = self.key.current().await;
+        let app = app_client(self.app_id, &self.api_url, &pem)?;
+        let route = format!("/repos/{owner}/{repo}/installation");
+        app.get::<InstallationWire, _, ()>(route, None)
+            .await
+            .map(|w| w.permissions)
+            .map_err(|e| app_error(self.app_id, "reading its installation's permissions", e))
     }
 
     /// The login GitHub shows for this App's actions: `<slug>[bot]`.

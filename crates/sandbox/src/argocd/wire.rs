@@ -11,6 +11,21 @@ impl ArgoCd {
         )
     }
 
+    /// The application's source in the GitOps repository: the directory of its file, and for
+    /// a Helm values file (not a `kustomization.yaml`) that file as its value file, as a
+    /// chart directory with one values file per environment is deployed ("Value Files":
+    /// `spec.source.helm.valueFiles`, relative to the source's path,
+    /// argo-cd.readthedocs.io/en/stable/user-guide/helm/).
+    fn git_source(app: &App, repo_url: &str) -> Value {
+        let file = app.files.first().map_or("", String::as_str);
+        let (dir, name) = file.rsplit_once('/').unwrap_or(("", file));
+        let mut source = json!({"repoURL": repo_url, "targetRevision": "main", "path": dir});
+        if !name.is_empty() && !name.starts_with("kustomization.") {
+            source["helm"] = json!({"valueFiles": [name]});
+        }
+        source
+    }
+
     /// The revision fields as a single- or multi-source application shows them.
     pub(super) fn revisions(app: &App, revision: &str) -> Value {
         if app.multi_source {
@@ -38,8 +53,7 @@ impl ArgoCd {
             });
         }
         let repo_url = self.repo_url();
-        let git_source = json!({"repoURL": repo_url, "targetRevision": "main",
-            "path": app.files.first().map(|f| f.rsplit_once('/').map_or("", |x| x.0))});
+        let git_source = Self::git_source(&app, &repo_url);
         let chart_source = json!({"repoURL": "https://charts.example.com", "chart": "base", "targetRevision": CHART_VERSION});
         let mut status = self.comparison(&app, name, (&chart_source, &git_source));
         status["health"] = health;
@@ -49,7 +63,11 @@ impl ArgoCd {
             app.images.clone()
         };
         status["summary"] = json!({ "images": images });
-        status["sourceType"] = json!("Kustomize");
+        status["sourceType"] = json!(if git_source.get("helm").is_some() {
+            "Helm"
+        } else {
+            "Kustomize"
+        });
         if let Some(t) = app.reconciled_at {
             status["reconciledAt"] = json!(rfc3339(t));
         }

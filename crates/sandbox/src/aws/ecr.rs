@@ -15,9 +15,17 @@ pub(super) fn get_registry_scanning_configuration(aws: &Aws) -> Response {
     } else {
         "SCAN_ON_PUSH"
     };
+    let filters: Vec<Value> = aws
+        .lock()
+        .scan_filters
+        .clone()
+        .unwrap_or_else(|| vec!["*".to_owned()])
+        .into_iter()
+        .map(|f| json!({"filter": f, "filterType": "WILDCARD"}))
+        .collect();
     ok(
         json!({"registryId": REGISTRY_ID, "scanningConfiguration": {"scanType": scan_type,
-        "rules": [{"scanFrequency": frequency, "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}]}}),
+        "rules": [{"scanFrequency": frequency, "repositoryFilters": filters}]}}),
     )
 }
 
@@ -380,7 +388,11 @@ pub(super) fn describe_repositories(aws: &Aws, req: &Value) -> Response {
                         "registryId": REGISTRY_ID, "repositoryName": name,
                         "repositoryUri": format!("{REGISTRY_ID}.dkr.ecr.{REGION}.amazonaws.com/{name}"),
                         "imageTagMutability": mutability,
-                        "imageScanningConfiguration": {"scanOnPush": true}}));
+                        // The repository's own setting, which the registry's rules replace
+                        // (PutImageScanningConfiguration "is being deprecated, in favor of
+                        // specifying the image scanning configuration at the registry
+                        // level"); ECR's default is false (API_ImageScanningConfiguration).
+                        "imageScanningConfiguration": {"scanOnPush": false}}));
     }
     ok(json!({"repositories": out}))
 }

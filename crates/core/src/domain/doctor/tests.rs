@@ -1,0 +1,222 @@
+use super::*;
+
+fn reg(scan_type: &str, rules: &[(&str, &[&str])]) -> RegistryScanning {
+    RegistryScanning {
+        scan_type: scan_type.into(),
+        rules: rules
+            .iter()
+            .map(|(f, filters)| {
+                (
+                    (*f).to_owned(),
+                    filters.iter().map(|s| (*s).to_owned()).collect(),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_wildcard_filter_matches_any_run_of_characters_and_nothing_else() {
+    assert!(wildcard("*", "salon/user_service"));
+    assert!(wildcard("salon/*", "salon/user_service"));
+    assert!(wildcard("*service", "user_service"));
+    assert!(wildcard("s*n/*_s*e", "salon/user_service"));
+    assert!(wildcard("user_service", "user_service"));
+    assert!(!wildcard("user_service", "user_service2"));
+    assert!(!wildcard("salon/*", "other/user_service"));
+    assert!(!wildcard("a*a", "a"));
+}
+
+#[test]
+fn enhanced_scanning_without_a_matching_rule_is_an_error_and_with_one_is_ok() {
+    let f = scanning(
+        "api",
+        &reg("ENHANCED", &[("CONTINUOUS_SCAN", &["prod-*"])]),
+        true,
+    );
+    assert_eq!(f.level, Level::Error);
+    assert!(
+        f.fact.contains("no scanning rule's filter matches"),
+        "{f:?}"
+    );
+    assert!(f.fix.contains("'api'"), "{f:?}");
+    let f = scanning(
+        "prod-api",
+        &reg("ENHANCED", &[("CONTINUOUS_SCAN", &["prod-*"])]),
+        false,
+    );
+    assert_eq!(f.level, Level::Ok);
+    assert!(f.fact.contains("CONTINUOUS_SCAN, filter 'prod-*'"), "{f:?}");
+}
+
+#[test]
+fn basic_scanning_without_scan_on_push_is_a_warning_that_says_what_waits() {
+    let none = reg("BASIC", &[("MANUAL", &["*"])]);
+    let f = scanning("api", &none, false);
+    assert_eq!(f.level, Level::Warning);
+    assert!(f.fact.contains("StartImageScan"), "{f:?}");
+    assert_eq!(scanning("api", &none, true).level, Level::Ok);
+    let on_push = reg("BASIC", &[("SCAN_ON_PUSH", &["*"])]);
+    assert_eq!(scanning("api", &on_push, false).level, Level::Ok);
+}
+
+#[test]
+fn mutable_tags_warn_unless_every_environment_pins_digests() {
+    assert_eq!(mutability("api", "IMMUTABLE", false).level, Level::Ok);
+    assert_eq!(
+        mutability("api", "IMMUTABLE_WITH_EXCLUSION", false).level,
+        Level::Ok
+    );
+    assert_eq!(mutability("api", "MUTABLE", true).level, Level::Ok);
+    let f = mutability("api", "MUTABLE", false);
+    assert_eq!(f.level, Level::Warning);
+    assert!(f.fix.contains("pin_digest"), "{f:?}");
+}
+
+#[test]
+fn signed_commits_tugboat_cannot_make_are_an_error_and_reviews_a_warning_for_auto_merge() {
+    let rules = BranchRules {
+        branch: "main".into(),
+        signed_commits: true,
+        required_reviews: 1,
+        ..BranchRules::default()
+    };
+    let f = branch(&rules, false, true);
+    assert_eq!(
+        f.iter().map(|f| f.level).collect::<Vec<_>>(),
+        vec![Level::Error, Level::Warning]
+    );
+    assert!(f[0].fix.contains("github.commits = \"api\""), "{f:?}");
+    let f = branch(&rules, true, false);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].level, Level::Ok);
+    assert!(
+        f[0].fact
+            .contains("main requires: 1 review; signed commits"),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn the_exit_code_is_the_worst_finding_and_the_text_gives_each_fix() {
+    let ok = Finding::ok("ssm", "/p/defaults", "readable");
+    let warn = Finding::new(
+        Level::Warning,
+        "ecr",
+        "api",
+        "tags are MUTABLE",
+        "pin digests",
+    );
+    assert_eq!(exit_code(&[]), 0);
+    assert_eq!(exit_code(std::slice::from_ref(&ok)), 0);
+    assert_eq!(exit_code(&[ok.clone(), warn.clone()]), 1);
+    let err = Finding::new(
+        Level::Error,
+        "argocd",
+        "api-dev",
+        "no such application",
+        "check it",
+    );
+    assert_eq!(exit_code(&[warn.clone(), err]), 2);
+    let t = text(&[ok, warn]);
+    assert_eq!(
+        t,
+        "ok      ssm     /p/defaults: readable\nwarning ecr     api: tags are MUTABLE\n                fix: pin digests\n\n1 ok, 1 warning(s), 0 error(s)\n"
+    );
+}
+
+#[test]
+fn a_token_without_write_and_an_app_missing_a_permission_are_errors_naming_the_grant() {
+    assert_eq!(token_access("o/r", "bot", "write").level, Level::Ok);
+    let f = token_access("o/r", "bot", "read");
+    assert_eq!(f.level, Level::Error);
+    assert!(f.fact.contains("'read'"), "{f:?}");
+    let mut granted: std::collections::BTreeMap<String, String> = [
+        ("contents", "write"),
+        ("pull_requests", "write"),
+        ("issues", "write"),
+        ("checks", "write"),
+        ("statuses", "write"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    assert_eq!(app_access("o/r", &granted, false)[0].level, Level::Ok);
+    let f = app_access("o/r", &granted, true);
+    assert_eq!(f.len(), 1);
+    assert!(f[0].fact.contains("members: none"), "{f:?}");
+    granted.insert("checks".into(), "read".into());
+    let f = app_access("o/r", &granted, false);
+    assert_eq!(f[0].level, Level::Error);
+    assert!(f[0].fix.contains("checks: write"), "{f:?}");
+}
+
+fn facts() -> AppFacts {
+    AppFacts {
+        subject: "api/dev".into(),
+        name: "api-dev".into(),
+        project: "default".into(),
+        source: crate::domain::discover::AppSource::Ours {
+            path: "apps/api/overlays/dev".into(),
+            revision: "main".into(),
+            value_files: vec![],
+            recurse: false,
+        },
+        files: vec!["apps/api/overlays/dev/kustomization.yaml".into()],
+        branch: "main".into(),
+        images_listed: true,
+        automated: true,
+        may_sync: true,
+        policy_syncs: false,
+    }
+}
+
+#[test]
+fn an_application_that_renders_the_files_and_may_sync_is_ok() {
+    let f = application(&facts(), "salon/gitops");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].level, Level::Ok);
+    assert!(
+        f[0].fact.contains("may get and sync it (automated sync)"),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_token_that_may_not_sync_matters_only_where_tugboat_must_sync() {
+    let mut f = facts();
+    f.may_sync = false;
+    assert_eq!(application(&f, "o/r")[0].level, Level::Ok);
+    f.policy_syncs = true;
+    let out = application(&f, "o/r");
+    assert_eq!(out[0].level, Level::Error);
+    assert!(
+        out[0].fix.contains("`applications, sync, default/api-dev`"),
+        "{out:?}"
+    );
+    f.policy_syncs = false;
+    f.automated = false;
+    assert!(
+        application(&f, "o/r")[0]
+            .fact
+            .contains("does not sync by itself")
+    );
+}
+
+#[test]
+fn another_repository_another_revision_a_file_outside_and_no_images_are_each_said() {
+    let mut f = facts();
+    f.source = crate::domain::discover::AppSource::Elsewhere {
+        repo_url: "https://charts.example.com".into(),
+    };
+    assert_eq!(application(&f, "o/r")[0].level, Level::Error);
+    let mut f = facts();
+    f.branch = "release".into();
+    f.files.push("apps/api/base/deployment.yaml".into());
+    f.images_listed = false;
+    let levels: Vec<Level> = application(&f, "o/r").iter().map(|x| x.level).collect();
+    assert_eq!(
+        levels,
+        vec![Level::Error, Level::Warning, Level::Warning, Level::Ok]
+    );
+}

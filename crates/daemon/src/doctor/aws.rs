@@ -1,0 +1,145 @@
+//! The doctor's AWS checks: the policy in SSM, and each service's ECR repository.
+
+use std::collections::BTreeMap;
+
+use tugboat_core::domain::doctor::{self, Finding, Level};
+use tugboat_core::domain::policy::{ServicePolicy, resolve};
+
+use crate::adapters::{ecr::Ecr, ssm::Ssm};
+use crate::config::Config;
+use crate::ports::{ErrorKind, ParameterStore};
+
+/// The policy documents under `policy.ssm_path`, and each service's policy resolved from
+/// them for its environments.
+pub(super) async fn policy(
+    cfg: &Config,
+    ssm: &Ssm,
+) -> (Vec<Finding>, BTreeMap<String, ServicePolicy>) {
+    let path = &cfg.policy.ssm_path;
+    let docs = match ssm.documents(path).await {
+        Ok(d) if d.is_empty() => {
+            return (
+                vec![Finding::new(
+                    Level::Error,
+                    "ssm",
+                    path,
+                    "no policy document under this path: every service is blocked",
+                    format!(
+                        "store a policy as {path}defaults (`tugboat init` writes a starting one)"
+                    ),
+                )],
+                BTreeMap::new(),
+            );
+        }
+        Ok(d) => d,
+        Err(e) => {
+            return (
+                vec![Finding::new(
+                    Level::Error,
+                    "ssm",
+                    path,
+                    format!("the policy cannot be read: {}", e.message),
+                    format!(
+                        "give tugboat's role ssm:GetParametersByPath on {path}* and kms:Decrypt on the key of its SecureStrings"
+                    ),
+                )],
+                BTreeMap::new(),
+            );
+        }
+    };
+    let mut out = Vec::new();
+    let mut policies = BTreeMap::new();
+    for s in &cfg.services {
+        let envs: Vec<String> = s.environments.iter().map(|e| e.name.clone()).collect();
+        match resolve(&docs, path, &s.name, &envs) {
+            Ok(p) => {
+                let from: Vec<String> = p.sources.iter().map(ToString::to_string).collect();
+                out.push(Finding::ok(
+                    "ssm",
+                    &s.name,
+                    format!("policy for {} from {}", envs.join(", "), from.join(", ")),
+                ));
+                policies.insert(s.name.clone(), p);
+            }
+            Err(e) => out.push(Finding::new(
+                Level::Error,
+                "ssm",
+                &s.name,
+                e.to_string(),
+                "correct the document (`tugboat policy check FILE` checks it offline)",
+            )),
+        }
+    }
+    (out, policies)
+}
+
+/// Each service's repository: it exists, its tags' mutability, and whether its new images
+/// are scanned without tugboat asking.
+pub(super) async fn ecr(
+    cfg: &Config,
+    ecr: &Ecr,
+    policies: &BTreeMap<String, ServicePolicy>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let scanning = match ecr.registry_scanning().await {
+        Ok(r) => {
+            out.push(Finding::ok(
+                "ecr",
+                "registry",
+                format!("{} scanning, {} rule(s)", r.scan_type, r.rules.len()),
+            ));
+            Some(r)
+        }
+        Err(e) => {
+            out.push(Finding::new(
+                Level::Error,
+                "ecr",
+                "registry",
+                format!("its scanning configuration cannot be read: {}", e.message),
+                "give tugboat's role ecr:GetRegistryScanningConfiguration",
+            ));
+            None
+        }
+    };
+    for s in &cfg.services {
+        let registry = s.registry_id.as_deref().or(cfg.aws.registry_id.as_deref());
+        let (mutability, scan_on_push) = match ecr.repository(registry, &s.repository).await {
+            Ok(facts) => facts,
+            Err(e) => {
+                out.push(missing(&s.repository, registry, &e));
+                continue;
+            }
+        };
+        // The scanning configuration read is this account's; another account's registry
+        // has its own.
+        let ours = s.registry_id.is_none() || s.registry_id == cfg.aws.registry_id;
+        if let (Some(reg), true) = (&scanning, ours) {
+            out.push(doctor::scanning(&s.repository, reg, scan_on_push));
+        }
+        let pins = policies
+            .get(&s.name)
+            .is_some_and(|p| p.environments.values().all(|e| e.pin_digest));
+        out.push(doctor::mutability(&s.repository, &mutability, pins));
+    }
+    out
+}
+
+fn missing(repository: &str, registry: Option<&str>, e: &crate::ports::PortError) -> Finding {
+    let registry = registry.unwrap_or("of the credentials' account");
+    match e.kind {
+        ErrorKind::NotFound => Finding::new(
+            Level::Error,
+            "ecr",
+            repository,
+            format!("no such repository in registry {registry}"),
+            "check services[].repository and registry_id (the repository's name in ECR, not its URI)",
+        ),
+        _ => Finding::new(
+            Level::Error,
+            "ecr",
+            repository,
+            format!("it cannot be described: {}", e.message),
+            "give tugboat's role ecr:DescribeRepositories on it (manifests/iam-policy.json)",
+        ),
+    }
+}

@@ -1,0 +1,222 @@
+//! `tugboat doctor` against the sandbox: clean, and with each fault a first cycle would
+//! trip over injected in turn, each named by one error line with its fact and its fix.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::process::Command;
+
+use tugboat::config::Config;
+use tugboat::domain::doctor::{Finding, Level, exit_code};
+use tugboat_sandbox::{Options, SALON_SERVICES, Sandbox, WithoutHarnessVars, app_name};
+
+fn errors(findings: &[Finding]) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| f.level == Level::Error)
+        .collect()
+}
+
+async fn doctor(sb: &Sandbox, dir: &std::path::Path) -> Vec<Finding> {
+    let toml = sb.config_toml(&dir.join("work"));
+    let cfg = Config::parse(&toml, "sandbox.toml", std::iter::empty()).unwrap();
+    tugboat::doctor::run(&cfg, false).await
+}
+
+/// The one error of `findings`, which must name `fact` and `fix`.
+fn one_error<'a>(findings: &'a [Finding], fact: &str, fix: &str) -> &'a Finding {
+    let e = errors(findings);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].fact.contains(fact), "fact: {:#?}", e[0]);
+    assert!(e[0].fix.contains(fix), "fix: {:#?}", e[0]);
+    assert_eq!(exit_code(findings), 2);
+    e[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_its_fix() {
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // As printed: no error; the one warning per repository is ECR's default, MUTABLE tags,
+    // which no environment's policy pins digests against.
+    let findings = doctor(&sb, dir.path()).await;
+    assert!(errors(&findings).is_empty(), "{findings:#?}");
+    let warnings: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .collect();
+    assert_eq!(warnings.len(), 6, "{warnings:#?}");
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.fact.starts_with("tags are MUTABLE"))
+    );
+    for area in [
+        "config", "ssm", "ecr", "github", "argocd", "events", "notify",
+    ] {
+        assert!(findings.iter().any(|f| f.area == area), "no {area} finding");
+    }
+    // It only read: no write to GitHub, AWS or Argo CD (the seal key is not made either).
+    let github: Vec<String> = sb.github.calls().into_keys().collect();
+    assert!(github.iter().all(|c| c.starts_with("GET ")), "{github:?}");
+    let aws: Vec<String> = sb.aws.calls().into_keys().collect();
+    let reads = ["Get", "Describe", "List", "BatchGet"];
+    assert!(
+        aws.iter().all(|c| reads.iter().any(|r| c.starts_with(r))),
+        "{aws:?}"
+    );
+    assert!(
+        sb.aws
+            .parameter("/tugboat/salon/salon-gitops/state-key")
+            .is_none()
+    );
+    let argo: Vec<String> = sb.argocd.calls().into_keys().collect();
+    // The one POST is the CanI question (gRPC-Web has only POST), which changes nothing.
+    assert!(
+        argo.iter()
+            .all(|c| c.starts_with("GET ") || c == "POST AccountService.CanI (gRPC-Web)"),
+        "{argo:?}"
+    );
+    // With immutable tags, all is ok.
+    for (svc, _) in SALON_SERVICES {
+        sb.aws.set_tag_mutability(svc, "IMMUTABLE");
+    }
+    let findings = doctor(&sb, dir.path()).await;
+    assert_eq!(exit_code(&findings), 0, "{findings:#?}");
+
+    // Enhanced scanning whose rule misses one repository: Inspector never scans it.
+    sb.aws.set_enhanced_scanning(true);
+    let others: Vec<String> = SALON_SERVICES[1..]
+        .iter()
+        .map(|(s, _)| format!("{s}*"))
+        .collect();
+    sb.aws
+        .set_scan_filters(&others.iter().map(String::as_str).collect::<Vec<_>>());
+    let findings = doctor(&sb, dir.path()).await;
+    let e = one_error(
+        &findings,
+        "no scanning rule's filter matches",
+        "PutRegistryScanningConfiguration",
+    );
+    assert_eq!(
+        (e.area.as_str(), e.subject.as_str()),
+        ("ecr", "user_service")
+    );
+    sb.aws.set_enhanced_scanning(false);
+    sb.aws.set_scan_filters(&["*"]);
+
+    // An Argo CD token that may not sync, and an application that does not sync by itself.
+    sb.argocd.deny_sync(true);
+    sb.argocd
+        .set_automated(&app_name("user_service", "prod"), false);
+    let findings = doctor(&sb, dir.path()).await;
+    let e = one_error(
+        &findings,
+        "the token may not sync it",
+        "`applications, sync, default/user-service-prod`",
+    );
+    assert_eq!(e.subject, "user-service-prod (user_service/prod)");
+    sb.argocd.deny_sync(false);
+
+    // A protection tugboat cannot satisfy: signed commits, with a token that pushes.
+    sb.github.protect(tugboat_sandbox::github::Protection {
+        signed_commits: true,
+        ..Default::default()
+    });
+    let findings = doctor(&sb, dir.path()).await;
+    let e = one_error(
+        &findings,
+        "requires signed commits",
+        "github.commits = \"api\"",
+    );
+    assert_eq!(e.subject, "branch main");
+    sb.github.protect(Default::default());
+
+    // A policy parameter tugboat may not decrypt.
+    sb.aws
+        .deny_decrypt("/salon/promotion/services/notification_service");
+    let findings = doctor(&sb, dir.path()).await;
+    let e = one_error(
+        &findings,
+        "kms:Decrypt",
+        "kms:Decrypt on the key of its SecureStrings",
+    );
+    assert_eq!(
+        (e.area.as_str(), e.subject.as_str()),
+        ("ssm", "/salon/promotion/")
+    );
+}
+
+#[test]
+fn doctor_on_the_command_line_prints_a_line_per_check_or_json_and_exits_by_the_worst() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt.block_on(Sandbox::start(Options::default())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tugboat.toml");
+    std::fs::write(&config, sb.config_toml(&dir.path().join("work"))).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tugboat"))
+            .without_harness_vars()
+            .args(["doctor", "--config", &config.display().to_string()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "ok      ssm     user_service: policy for dev, prod from /salon/promotion/defaults"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning ecr     user_service: tags are MUTABLE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: make the repository's tags IMMUTABLE"),
+        "{text}"
+    );
+    assert!(text.contains("0 error(s)"), "{text}");
+    assert!(
+        !text.contains(&sb.github_token) && !text.contains(&sb.argocd_token),
+        "{text}"
+    );
+
+    let out = run(&["--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["exit"], 1);
+    assert!(
+        json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["level"] == "warning" && f["area"] == "ecr")
+    );
+
+    // `--send-test` delivers one test notification to each sink, and says so; with
+    // `--allow-warnings` the exit status is 0 (the init container's way).
+    assert!(sb.sinks.received().is_empty());
+    let out = run(&["--send-test", "--allow-warnings"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("ok      notify  slack: a test notification was delivered"),
+        "{text}"
+    );
+    let got = sb.sinks.received();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let hook = got.iter().find(|r| r.sink == "webhook").unwrap();
+    assert_eq!(
+        (hook.event.as_deref(), hook.verified),
+        (Some("test"), Some(true))
+    );
+
+    // A configuration that does not load is one error, and exit 2.
+    std::fs::write(&config, "[aws]\nregion = 1\n").unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("error   config  "));
+}
