@@ -21,3 +21,29 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "tugboat.serviceAccountName" -}}
 {{- default (include "tugboat.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
+
+{{/* The tokens from the existing Secret, and extraEnv: the env both containers share. */}}
+{{- define "tugboat.secretEnv" -}}
+{{- with .Values.secrets.existingSecret }}
+- name: GITHUB_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.secrets.githubTokenKey }}
+- name: ARGOCD_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.secrets.argocdTokenKey }}
+{{- if $.Values.secrets.webhookSecretKey }}
+- name: GITHUB_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.secrets.webhookSecretKey }}
+{{- end }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
