@@ -84,6 +84,27 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
     let findings = doctor(&sb, dir.path()).await;
     assert_eq!(exit_code(&findings), 0, "{findings:#?}");
 
+    // A queue EventBridge may not send to: a warning (tugboat still polls), with the fix.
+    let queue = tugboat_sandbox::sqs::EVENTS_QUEUE;
+    let policy = sb.aws.sqs.policy(queue);
+    assert!(
+        policy
+            .as_deref()
+            .is_some_and(|p| p.contains("events.amazonaws.com"))
+    );
+    sb.aws.sqs.set_policy(queue, None);
+    let findings = doctor(&sb, dir.path()).await;
+    assert_eq!(exit_code(&findings), 1, "{findings:#?}");
+    let w: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .collect();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(w[0].area, "events");
+    assert!(w[0].fact.contains("no access policy"), "{w:#?}");
+    assert!(w[0].fix.contains("EventsQueuePolicy"), "{w:#?}");
+    sb.aws.sqs.set_policy(queue, policy.as_deref());
+
     // Enhanced scanning whose rule misses one repository: Inspector never scans it.
     sb.aws.set_enhanced_scanning(true);
     let others: Vec<String> = SALON_SERVICES[1..]
@@ -219,4 +240,41 @@ fn doctor_on_the_command_line_prints_a_line_per_check_or_json_and_exits_by_the_w
     let out = run(&[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("error   config  "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_that_the_lease_may_be_read_created_and_updated_when_election_is_on() {
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kube = crate::common::election::stand_in();
+    let (kube_url, _server) = kube.start().await.unwrap();
+    let toml = format!(
+        "{}\n[election]\nenabled = true\nnamespace = \"tugboat\"\nidentity = \"doctor\"\napi_url = \"{kube_url}\"\n",
+        sb.config_toml(&dir.path().join("work"))
+    );
+    let cfg = Config::parse(&toml, "sandbox.toml", std::iter::empty()).unwrap();
+    let lease = |findings: Vec<Finding>| {
+        findings
+            .into_iter()
+            .find(|f| f.area == "election")
+            .expect("an election finding")
+    };
+
+    let ok = lease(tugboat::doctor::run(&cfg, false).await);
+    assert_eq!(ok.level, Level::Ok, "{ok:#?}");
+    assert!(ok.fact.contains("may be created and updated"), "{ok:#?}");
+    assert!(ok.fact.contains("does not exist yet"), "{ok:#?}");
+
+    // A Role with `get` only: the doctor says no replica could lead, and which verbs.
+    kube.deny_writes(true);
+    let denied = lease(tugboat::doctor::run(&cfg, false).await);
+    assert_eq!(denied.level, Level::Error, "{denied:#?}");
+    assert!(
+        denied.fact.contains("may not create or update it"),
+        "{denied:#?}"
+    );
+    assert!(denied.fix.contains("rbac.yaml"), "{denied:#?}");
+    // It asked; it wrote no Lease.
+    assert!(kube.holder("tugboat", "tugboat").is_none());
+    assert!(!kube.calls().contains_key("POST"), "{:?}", kube.calls());
 }

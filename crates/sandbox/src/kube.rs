@@ -22,6 +22,8 @@ struct Inner {
     leases: BTreeMap<(String, String), Value>,
     version: u64,
     calls: BTreeMap<String, u64>,
+    /// The client's RBAC grants only `get` on leases.
+    writes_denied: bool,
 }
 
 /// The shared state of the Lease stand-in.
@@ -65,6 +67,10 @@ impl Kube {
         axum::Router::new()
             .route(base, post(create))
             .route(&format!("{base}/{{name}}"), get(read).put(replace))
+            .route(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                post(access_review),
+            )
             .with_state(self.clone())
     }
 
@@ -93,6 +99,13 @@ impl Kube {
         }
         self.store(namespace, name, lease, Some(&old));
         true
+    }
+
+    /// Let the client get leases but not create or update them, as a Role with `get` only
+    /// would: an access review answers so. (Writes themselves are not refused: the
+    /// election's own tests need them; this is the doctor's fault to find.)
+    pub fn deny_writes(&self, denied: bool) {
+        self.lock().writes_denied = denied;
     }
 
     /// Requests served, by method.
@@ -151,6 +164,26 @@ async fn read(State(k): State<Kube>, Path((namespace, name)): Path<(String, Stri
             &format!("leases.coordination.k8s.io \"{name}\" not found"),
         ),
     }
+}
+
+/// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: whether the client may do
+/// what `spec.resourceAttributes` says, as `kubectl auth can-i` asks ("Checking API access",
+/// kubernetes.io/docs/reference/access-authn-authz/authorization): the review comes back with
+/// `status.allowed` (and `status.reason`), and nothing is stored. Here the client may do
+/// anything to leases, but create or update them when `deny_writes` is set; anything else is
+/// not allowed.
+async fn access_review(State(k): State<Kube>, Json(mut review): Json<Value>) -> Response {
+    k.count("POST selfsubjectaccessreviews");
+    let attrs = &review["spec"]["resourceAttributes"];
+    let leases = attrs["group"] == "coordination.k8s.io" && attrs["resource"] == "leases";
+    let verb = attrs["verb"].as_str().unwrap_or_default();
+    let allowed = leases && !(k.lock().writes_denied && matches!(verb, "create" | "update"));
+    review["status"] = if allowed {
+        json!({"allowed": true, "reason": "RBAC: allowed by RoleBinding \"tugboat\""})
+    } else {
+        json!({"allowed": false})
+    };
+    (StatusCode::CREATED, Json(review)).into_response()
 }
 
 async fn create(

@@ -39,6 +39,8 @@ struct Queue {
     ready: VecDeque<Message>,
     /// Received and not yet deleted: receipt → (visible again at, the message).
     in_flight: BTreeMap<String, (DateTime<Utc>, Message)>,
+    /// Its access policy (the `Policy` attribute), an IAM policy document.
+    policy: Option<String>,
 }
 
 #[derive(Default)]
@@ -59,6 +61,18 @@ pub struct Sqs {
     clock: SandboxClock,
 }
 
+/// The events queue's access policy as manifests/aws/events.cfn.yaml gives it
+/// (`EventsQueuePolicy`): EventBridge's rules may send to it.
+fn events_policy() -> String {
+    let queue = format!("arn:aws:sqs:{REGION}:{REGISTRY_ID}:{EVENTS_QUEUE}");
+    let rule = format!("arn:aws:events:{REGION}:{REGISTRY_ID}:rule/tugboat-ecr-image-action");
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "EventBridgeRulesOfThisStackSend", "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue, "Condition": {"ArnEquals": {"aws:SourceArn": [rule]}}}]})
+    .to_string()
+}
+
 impl Default for Sqs {
     fn default() -> Self {
         Self::with_clock(SandboxClock::default())
@@ -73,10 +87,25 @@ impl Sqs {
             arrived: Arc::default(),
             clock,
         };
-        s.lock()
-            .queues
-            .insert(EVENTS_QUEUE.into(), Queue::default());
+        let events = Queue {
+            policy: Some(events_policy()),
+            ..Queue::default()
+        };
+        s.lock().queues.insert(EVENTS_QUEUE.into(), events);
         s
+    }
+
+    /// The access policy of queue `name`.
+    pub fn policy(&self, name: &str) -> Option<String> {
+        self.lock().queues.get(name)?.policy.clone()
+    }
+
+    /// Replace the access policy of queue `name` (`None`: none), as `SetQueueAttributes`
+    /// would.
+    pub fn set_policy(&self, name: &str, policy: Option<&str>) {
+        if let Some(q) = self.lock().queues.get_mut(name) {
+            q.policy = policy.map(str::to_owned);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -204,7 +233,7 @@ impl Sqs {
                 }
             }
             "DeleteMessageBatch" => self.delete_batch(&name, req),
-            "GetQueueAttributes" => self.attributes(&name),
+            "GetQueueAttributes" => self.attributes(&name, req),
             "SendMessage" => {
                 let Some(body) = req.get("MessageBody").and_then(Value::as_str) else {
                     return error("MissingParameter", "MessageBody is required", false);
@@ -338,7 +367,15 @@ impl Sqs {
         ok(json!({"Successful": done, "Failed": failed}))
     }
 
-    fn attributes(&self, name: &str) -> Response {
+    /// The attributes asked for by `AttributeNames` (`All`: every one), as SQS answers:
+    /// the counts, and `Policy` when the queue has one.
+    fn attributes(&self, name: &str, req: &Value) -> Response {
+        let asked: Vec<&str> = req
+            .get("AttributeNames")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let wants = |a: &str| asked.contains(&a) || asked.contains(&"All");
         let now = self.clock.now();
         let mut g = self.lock();
         let Some(q) = g.queues.get_mut(name) else {
@@ -349,10 +386,23 @@ impl Sqs {
             );
         };
         q.requeue(now);
-        ok(json!({"Attributes": {
-            "ApproximateNumberOfMessages": q.ready.len().to_string(),
-            "ApproximateNumberOfMessagesNotVisible": q.in_flight.len().to_string(),
-        }}))
+        let mut out = serde_json::Map::new();
+        if wants("ApproximateNumberOfMessages") {
+            out.insert(
+                "ApproximateNumberOfMessages".into(),
+                json!(q.ready.len().to_string()),
+            );
+        }
+        if wants("ApproximateNumberOfMessagesNotVisible") {
+            out.insert(
+                "ApproximateNumberOfMessagesNotVisible".into(),
+                json!(q.in_flight.len().to_string()),
+            );
+        }
+        if let Some(p) = q.policy.as_ref().filter(|_| wants("Policy")) {
+            out.insert("Policy".into(), json!(p));
+        }
+        ok(json!({ "Attributes": out }))
     }
 }
 

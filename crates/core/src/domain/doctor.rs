@@ -202,6 +202,87 @@ pub fn mutability(repository: &str, mutability: &str, pins_digest: bool) -> Find
     )
 }
 
+/// Whether the event queue's access policy (its `Policy` attribute, an IAM policy document)
+/// lets EventBridge deliver to it: a statement that allows principal
+/// `events.amazonaws.com` (or `*`) the action `sqs:SendMessage` (or `sqs:*`, `*`), as "Amazon
+/// SQS permissions" in the EventBridge user guide requires of a queue target. Conditions
+/// (an `aws:SourceArn` naming the rules) are not evaluated, nor are Deny statements. Without
+/// it, events never arrive and tugboat finds new tags by polling only: a warning.
+pub fn queue_policy(queue: &str, policy: Option<&str>) -> Finding {
+    let (area, fix) = (
+        "events",
+        "give the queue the policy of manifests/aws/events.cfn.yaml (EventsQueuePolicy): Allow events.amazonaws.com sqs:SendMessage, on the condition aws:SourceArn of the rules",
+    );
+    let missing = |why: String| {
+        Finding::new(
+            Level::Warning,
+            area,
+            queue,
+            format!(
+                "{why}: EventBridge cannot deliver ECR's events to it, so new tags are found by polling only"
+            ),
+            fix,
+        )
+    };
+    let Some(policy) = policy.filter(|p| !p.trim().is_empty()) else {
+        return missing("the queue has no access policy".to_owned());
+    };
+    let doc: serde_json::Value = match serde_json::from_str(policy) {
+        Ok(d) => d,
+        Err(e) => return missing(format!("its access policy is not JSON ({e})")),
+    };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(a) => a.iter().collect(),
+        one @ serde_json::Value::Object(_) => vec![one],
+        _ => Vec::new(),
+    };
+    match statements.iter().find(|s| lets_eventbridge_send(s)) {
+        Some(s) => Finding::ok(
+            area,
+            queue,
+            format!(
+                "EventBridge may send to it (statement {})",
+                s["Sid"]
+                    .as_str()
+                    // What the policy's author wrote: bounded, no control characters.
+                    .map_or_else(
+                        || "without a Sid".to_owned(),
+                        |sid| {
+                            let sid: String =
+                                sid.chars().filter(|c| !c.is_control()).take(64).collect();
+                            format!("'{sid}'")
+                        }
+                    )
+            ),
+        ),
+        None => missing(
+            "no statement of its access policy allows events.amazonaws.com sqs:SendMessage"
+                .to_owned(),
+        ),
+    }
+}
+
+/// One string or a list of them, as IAM writes `Action` and principals.
+fn one_or_many(v: &serde_json::Value) -> Vec<&str> {
+    match v {
+        serde_json::Value::String(s) => vec![s.as_str()],
+        serde_json::Value::Array(a) => a.iter().filter_map(serde_json::Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn lets_eventbridge_send(s: &serde_json::Value) -> bool {
+    let principal = &s["Principal"];
+    let anyone = principal.as_str() == Some("*") || one_or_many(&principal["AWS"]).contains(&"*");
+    let eventbridge = one_or_many(&principal["Service"]).contains(&"events.amazonaws.com");
+    // Action names are case-insensitive ("IAM JSON policy elements: Action").
+    let sends = one_or_many(&s["Action"]).iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        a == "sqs:sendmessage" || a == "sqs:*" || a == "*"
+    });
+    s["Effect"] == "Allow" && (anyone || eventbridge) && sends
+}
+
 /// What the base branch's rules mean for tugboat. `signs`: GitHub signs tugboat's commits
 /// (an App committing through the API); `auto_merges`: some environment merges by itself.
 pub fn branch(rules: &BranchRules, signs: bool, auto_merges: bool) -> Vec<Finding> {

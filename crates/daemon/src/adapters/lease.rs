@@ -85,6 +85,43 @@ impl KubeLease {
         })
     }
 
+    /// Whether the credentials of `client` may `verb` (`create`, `update`) the lease `name`
+    /// in `namespace`: a SelfSubjectAccessReview, as `kubectl auth can-i` asks it ("Checking
+    /// API access", kubernetes.io/docs/reference/access-authn-authz/authorization). Creating a
+    /// review stores nothing, and every authenticated client may make one (the default
+    /// `system:basic-user` ClusterRole); the answer is its `status.allowed`.
+    pub async fn may(
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        verb: &str,
+        metrics: &ApiMetrics,
+    ) -> PortResult<bool> {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some("coordination.k8s.io".to_owned()),
+                    resource: Some("leases".to_owned()),
+                    verb: Some(verb.to_owned()),
+                    namespace: Some(namespace.to_owned()),
+                    // RBAC cannot limit `create` to a name (the name is not known before).
+                    name: (verb != "create").then(|| name.to_owned()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let api: Api<SelfSubjectAccessReview> = Api::all(client);
+        let got = api.create(&PostParams::default(), &review).await;
+        metrics.record("kubernetes", "selfsubjectaccessreviews/create", &got);
+        let got = got.map_err(|e| map_err("selfsubjectaccessreviews/create", e))?;
+        Ok(got.status.is_some_and(|s| s.allowed))
+    }
+
     fn count<T>(&self, op: &'static str, r: &Result<T, kube::Error>) {
         self.metrics.record("kubernetes", op, r);
     }

@@ -36,6 +36,23 @@ impl Sqs {
             queue_url: queue_url.to_owned(),
         }
     }
+
+    /// The queue's access policy (its `Policy` attribute), for `tugboat doctor`; `None` when
+    /// it has none.
+    pub async fn policy(&self) -> PortResult<Option<String>> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::Policy)
+            .send()
+            .await
+            .map_err(|e| map_err("sqs", "GetQueueAttributes", &e, NO_QUEUE))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::Policy))
+            .cloned())
+    }
 }
 
 #[async_trait]

@@ -2,7 +2,7 @@
 //! queue, the leader election's Lease, and the notification sinks (a test delivery to each,
 //! only when asked).
 
-use tugboat_core::domain::doctor::{Finding, Level};
+use tugboat_core::domain::doctor::{self, Finding, Level};
 use tugboat_core::domain::notify::{Kind, Notification};
 
 use crate::adapters::{aws as sdk, lease::KubeLease, sqs::Sqs};
@@ -11,14 +11,15 @@ use crate::config::Config;
 use crate::ports::{Election, ErrorKind, EventQueue};
 use crate::telemetry::ApiMetrics;
 
-/// The event queue answers (GetQueueAttributes: reading it changes nothing).
+/// The event queue answers, and its access policy lets EventBridge send to it
+/// (GetQueueAttributes: reading it changes nothing).
 pub(super) async fn events(cfg: &Config, api: &ApiMetrics) -> Vec<Finding> {
     let Some(events) = &cfg.events else {
         return Vec::new();
     };
     let conf = sdk::sdk_config(&cfg.aws).await;
     let queue = Sqs::new(&conf, &events.queue_url, api);
-    vec![match queue.depth().await {
+    let depth = match queue.depth().await {
         Ok(n) => Finding::ok(
             "events",
             &events.queue_url,
@@ -31,10 +32,24 @@ pub(super) async fn events(cfg: &Config, api: &ApiMetrics) -> Vec<Finding> {
             format!("the queue cannot be read: {}", e.message),
             "check events.queue_url and give tugboat's role sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on it",
         ),
-    }]
+    };
+    if depth.level == Level::Error {
+        return vec![depth];
+    }
+    let receives = match queue.policy().await {
+        Ok(policy) => doctor::queue_policy(&events.queue_url, policy.as_deref()),
+        Err(e) => Finding::new(
+            Level::Warning,
+            "events",
+            &events.queue_url,
+            format!("its access policy cannot be read: {}", e.message),
+            "give tugboat's role sqs:GetQueueAttributes on it, or check by hand that EventBridge may send to it",
+        ),
+    };
+    vec![depth, receives]
 }
 
-/// The Lease can be read (its RBAC), when election is on.
+/// The Lease can be read, created and updated (its RBAC), when election is on.
 pub(super) async fn election(cfg: &Config, api: &ApiMetrics) -> Vec<Finding> {
     let Some(e) = &cfg.election else {
         return Vec::new();
@@ -55,14 +70,45 @@ pub(super) async fn election(cfg: &Config, api: &ApiMetrics) -> Vec<Finding> {
             )];
         }
     };
-    let lease = KubeLease::new(client, &e.namespace, &e.lease, api);
-    vec![match lease.read().await {
+    let lease = KubeLease::new(client.clone(), &e.namespace, &e.lease, api);
+    let read = lease.read().await;
+    let mut denied = Vec::new();
+    for verb in ["create", "update"] {
+        match KubeLease::may(client.clone(), &e.namespace, &e.lease, verb, api).await {
+            Ok(true) => {}
+            Ok(false) => denied.push(verb),
+            Err(err) => {
+                return vec![Finding::new(
+                    Level::Error,
+                    "election",
+                    at,
+                    format!("whether it may be written cannot be asked: {}", err.message),
+                    "check the API server (a SelfSubjectAccessReview, as `kubectl auth can-i` makes)",
+                )];
+            }
+        }
+    }
+    if !denied.is_empty() && read.is_ok() {
+        return vec![Finding::new(
+            Level::Error,
+            "election",
+            &at,
+            format!(
+                "readable, but the ServiceAccount may not {} it: no replica can lead, so none promotes",
+                denied.join(" or ")
+            ),
+            "give the ServiceAccount a Role with get, create and update on leases (the chart's and the kustomize base's rbac.yaml)",
+        )];
+    }
+    vec![match read {
         Ok(found) => Finding::ok(
             "election",
             at,
             match found {
-                Some(_) => "readable",
-                None => "readable; it does not exist yet (the first replica creates it)",
+                Some(_) => "readable, and may be created and updated",
+                None => {
+                    "readable, and may be created and updated; it does not exist yet (the first replica creates it)"
+                }
             },
         ),
         Err(err) => Finding::new(

@@ -220,3 +220,54 @@ fn another_repository_another_revision_a_file_outside_and_no_images_are_each_sai
         vec![Level::Error, Level::Warning, Level::Warning, Level::Ok]
     );
 }
+
+#[test]
+fn a_queue_policy_lets_eventbridge_send_only_by_an_allow_of_sendmessage_to_its_principal() {
+    // As manifests/aws/events.cfn.yaml writes it.
+    let cfn = r#"{"Version":"2012-10-17","Statement":[{"Sid":"EventBridgeRulesOfThisStackSend",
+        "Effect":"Allow","Principal":{"Service":"events.amazonaws.com"},"Action":"sqs:SendMessage",
+        "Resource":"arn:aws:sqs:eu-north-1:123456789012:tugboat-events",
+        "Condition":{"ArnEquals":{"aws:SourceArn":["arn:aws:events:eu-north-1:123456789012:rule/r"]}}}]}"#;
+    let ok = queue_policy("q", Some(cfn));
+    assert_eq!(ok.level, Level::Ok, "{ok:?}");
+    assert!(ok.fact.contains("'EventBridgeRulesOfThisStackSend'"));
+    // One statement as an object, a list of services, any case of the action, a wildcard.
+    for allowed in [
+        r#"{"Statement":{"Effect":"Allow","Principal":{"Service":["sns.amazonaws.com","events.amazonaws.com"]},"Action":["SQS:SendMessage"]}}"#,
+        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"sqs:*"}]}"#,
+        r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"*"}]}"#,
+    ] {
+        assert_eq!(
+            queue_policy("q", Some(allowed)).level,
+            Level::Ok,
+            "{allowed}"
+        );
+    }
+    for (refused, says) in [
+        (None, "no access policy"),
+        (Some(""), "no access policy"),
+        (Some("{"), "not JSON"),
+        (
+            Some(r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"sqs:SendMessage"}]}"#),
+            "no statement",
+        ),
+        (
+            Some(
+                r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"sns.amazonaws.com"},"Action":"sqs:SendMessage"}]}"#,
+            ),
+            "no statement",
+        ),
+        (
+            Some(
+                r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"events.amazonaws.com"},"Action":"sqs:ReceiveMessage"}]}"#,
+            ),
+            "no statement",
+        ),
+        (Some(r#"{"Statement":"x"}"#), "no statement"),
+    ] {
+        let f = queue_policy("q", refused);
+        assert_eq!(f.level, Level::Warning, "{refused:?}");
+        assert!(f.fact.contains(says), "{refused:?}: {}", f.fact);
+        assert!(f.fix.contains("EventsQueuePolicy"));
+    }
+}
