@@ -344,54 +344,37 @@ fn config_command(command: ConfigCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// `tugboat doctor`: the findings, and an exit status that says the worst of them.
-/// `flags`: exit 0 on warnings; send each sink a test notification.
 async fn doctor(cmd: DoctorCommand) -> anyhow::Result<ExitCode> {
     use tugboat::domain::doctor::{Finding, Level, exit_code, text};
-    let DoctorCommand {
-        config,
-        output,
-        allow_warnings,
-        send_test,
-    } = cmd;
-    let findings = match Config::load(&config, std::env::vars()) {
-        Ok(cfg) => tugboat::doctor::run(&cfg, send_test).await,
+    let findings = match Config::load(&cmd.config, std::env::vars()) {
+        Ok(cfg) => tugboat::doctor::run(&cfg, cmd.send_test).await,
         Err(e) => vec![Finding::new(
             Level::Error,
             "config",
-            config.display().to_string(),
+            cmd.config.display().to_string(),
             e.to_string(),
             "correct the configuration (`tugboat config show` shows what is in effect)",
         )],
     };
-    match output {
+    match cmd.output {
         Output::Table => print!("{}", text(&findings)),
         Output::Json => println!("{:#}", tugboat::doctor::json(&findings)),
     }
     Ok(match exit_code(&findings) {
-        1 if allow_warnings => ExitCode::SUCCESS,
+        1 if cmd.allow_warnings => ExitCode::SUCCESS,
         code => ExitCode::from(code),
     })
 }
 
 /// `tugboat init`: print what was found; write (or with `dry_run` print) the two files.
 async fn init_command(cmd: InitCommand) -> anyhow::Result<ExitCode> {
-    let InitCommand {
-        argocd,
-        repo,
-        argocd_token,
-        github_token,
-        config,
-        policy,
-        dry_run,
-        force,
-    } = cmd;
+    let (config, policy, dry_run) = (cmd.config.as_path(), cmd.policy.as_path(), cmd.dry_run);
     let args = tugboat::init::Args {
-        argocd,
-        repo,
-        argocd_token,
-        github_token,
+        argocd: cmd.argocd.clone(),
+        repo: cmd.repo.clone(),
+        argocd_token: cmd.argocd_token.clone(),
+        github_token: cmd.github_token.clone(),
     };
-    let (config, policy) = (config.as_path(), policy.as_path());
     let init = tugboat::init::run(&args, std::env::vars().collect()).await?;
     print!("{}", tugboat::init::summary(&init));
     let Some(text) = &init.config else {
@@ -404,7 +387,7 @@ async fn init_command(cmd: InitCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for path in [config, policy] {
-        if path.exists() && !force {
+        if path.exists() && !cmd.force {
             anyhow::bail!(
                 "{} exists; give --force to replace it, or --dry-run to see what would be written",
                 path.display()

@@ -39,8 +39,7 @@ impl Ecr {
         }
     }
 
-    /// The registry's scanning configuration with its rules (GetRegistryScanningConfiguration),
-    /// for `tugboat doctor`.
+    /// The registry's scanning configuration with its rules (GetRegistryScanningConfiguration).
     pub async fn registry_scanning(&self) -> PortResult<RegistryScanning> {
         let out = self
             .client
@@ -68,8 +67,8 @@ impl Ecr {
         })
     }
 
-    /// A repository's `imageTagMutability` and its own `scanOnPush` (DescribeRepositories),
-    /// for `tugboat doctor`; a repository that does not exist is a `NotFound` error.
+    /// A repository's `imageTagMutability` and its own `scanOnPush` (DescribeRepositories);
+    /// a repository that does not exist is a `NotFound` error.
     pub async fn repository(
         &self,
         registry_id: Option<&str>,
@@ -91,6 +90,7 @@ impl Ecr {
                 )
             })?;
         let repo = out.repositories().first();
+        // Absent, it is ECR's default: MUTABLE (API_Repository).
         Ok((
             repo.and_then(|r| r.image_tag_mutability())
                 .map_or("MUTABLE", |m| m.as_str())
@@ -115,22 +115,10 @@ fn time(t: Option<&aws_sdk_ecr::primitives::DateTime>) -> DateTime<Utc> {
 #[async_trait]
 impl Registry for Ecr {
     async fn scan_type(&self) -> PortResult<ScanType> {
-        let out = self
-            .client
-            .get_registry_scanning_configuration()
-            .send()
-            .await
-            .map_err(|e| map_err("ecr", "GetRegistryScanningConfiguration", &e, &[]))?;
-        Ok(
-            match out
-                .scanning_configuration()
-                .and_then(|c| c.scan_type())
-                .map(|t| t.as_str())
-            {
-                Some("ENHANCED") => ScanType::Enhanced,
-                _ => ScanType::Basic,
-            },
-        )
+        Ok(match self.registry_scanning().await?.scan_type.as_str() {
+            "ENHANCED" => ScanType::Enhanced,
+            _ => ScanType::Basic,
+        })
     }
 
     async fn list_images(
@@ -242,28 +230,7 @@ impl Registry for Ecr {
         registry_id: Option<&str>,
         repository: &str,
     ) -> PortResult<String> {
-        let out = self
-            .client
-            .describe_repositories()
-            .set_registry_id(registry_id.map(str::to_owned))
-            .repository_names(repository)
-            .send()
-            .await
-            .map_err(|e| {
-                map_err(
-                    "ecr",
-                    "DescribeRepositories",
-                    &e,
-                    &["RepositoryNotFoundException"],
-                )
-            })?;
-        // Absent, it is ECR's default: MUTABLE (API_Repository).
-        Ok(out
-            .repositories()
-            .first()
-            .and_then(|r| r.image_tag_mutability())
-            .map_or("MUTABLE", |m| m.as_str())
-            .to_owned())
+        Ok(self.repository(registry_id, repository).await?.0)
     }
 
     async fn pullable(
