@@ -139,6 +139,21 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
     assert_eq!(e.subject, "user-service-prod (user_service/prod)");
     sb.argocd.deny_sync(false);
 
+    // A proxy in front of Argo CD that passes only /api: the question cannot be asked, which
+    // matters only for the application that does not sync by itself (a warning, not an error).
+    sb.argocd.serve_grpc_web(false);
+    let findings = doctor(&sb, dir.path()).await;
+    assert!(errors(&findings).is_empty(), "{findings:#?}");
+    let w: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .collect();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(w[0].subject, "user-service-prod (user_service/prod)");
+    assert!(w[0].fact.contains("HTTP 404"), "{w:#?}");
+    assert!(w[0].fix.contains("argocd account can-i sync"), "{w:#?}");
+    sb.argocd.serve_grpc_web(true);
+
     // A protection tugboat cannot satisfy: signed commits, with a token that pushes.
     sb.github.protect(tugboat_sandbox::github::Protection {
         signed_commits: true,

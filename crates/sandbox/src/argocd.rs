@@ -143,6 +143,8 @@ struct Inner {
     /// The token may get the applications but not sync them (its RBAC grants
     /// `applications, get` only).
     sync_denied: bool,
+    /// A proxy in front passes only `/api`: gRPC-Web requests get its 404 page.
+    grpc_web_blocked: bool,
     /// Event streams answer nothing until they end, as behind a proxy that buffers them.
     buffer_streams: bool,
     /// No Git webhook reaches this Argo CD: it notices a new commit at a refresh, or when
@@ -373,6 +375,16 @@ impl ArgoCd {
     /// PermissionDenied, and `can-i sync` answers `no`.
     pub fn deny_sync(&self, denied: bool) {
         self.lock().sync_denied = denied;
+    }
+
+    /// Put a proxy in front that passes only `/api` (`false`), as an ingress with one path
+    /// rule does: a gRPC-Web request gets the proxy's HTML 404.
+    pub fn serve_grpc_web(&self, served: bool) {
+        self.lock().grpc_web_blocked = !served;
+    }
+
+    fn grpc_web_blocked(&self) -> bool {
+        self.lock().grpc_web_blocked
     }
 
     fn may_sync(&self) -> bool {

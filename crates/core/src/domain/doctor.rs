@@ -419,8 +419,8 @@ pub struct AppFacts {
     pub images_listed: bool,
     /// It syncs by itself.
     pub automated: bool,
-    /// The token may sync it (`can-i`).
-    pub may_sync: bool,
+    /// The token may sync it (`can-i`); `Err`: why the question could not be asked.
+    pub may_sync: Result<bool, String>,
     /// The policy asks tugboat to sync it (`sync: true`).
     pub policy_syncs: bool,
 }
@@ -475,18 +475,34 @@ pub fn application(f: &AppFacts, repository: &str) -> Vec<Finding> {
 
 fn sync_access(f: &AppFacts, at: &str) -> Finding {
     let area = "argocd";
-    match (f.may_sync, f.automated && !f.policy_syncs) {
-        (true, _) => Finding::ok(
+    let needed = !f.automated || f.policy_syncs;
+    match (&f.may_sync, needed) {
+        (Ok(true), _) => Finding::ok(
             area,
             at,
             format!("the token may get and sync it ({})", syncing(f.automated)),
         ),
-        (false, true) => Finding::ok(
+        (Ok(false), false) => Finding::ok(
             area,
             at,
             "the token may get it, not sync it: not needed, it syncs by itself",
         ),
-        (false, false) => Finding::new(
+        (Err(_), false) => Finding::ok(
+            area,
+            at,
+            "the token may get it; it syncs by itself, so whether the token may sync it does not matter",
+        ),
+        (Err(why), true) => Finding::new(
+            Level::Warning,
+            area,
+            at,
+            format!("tugboat must sync it, and whether the token may could not be asked: {why}"),
+            format!(
+                "check with tugboat's token: `argocd account can-i sync applications {}/{}`; grant `applications, sync, {}/{}` if it says no",
+                f.project, f.name, f.project, f.name
+            ),
+        ),
+        (Ok(false), true) => Finding::new(
             Level::Error,
             area,
             at,

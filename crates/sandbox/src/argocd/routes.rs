@@ -109,6 +109,15 @@ pub(super) async fn can_i(State(argo): State<ArgoCd>, headers: HeaderMap, body: 
         )
             .into_response()
     };
+    if argo.grpc_web_blocked() {
+        let page = "<html><body><h1>404 Not Found</h1></body></html>";
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/html")],
+            page,
+        )
+            .into_response();
+    }
     if headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -166,7 +166,7 @@ fn facts() -> AppFacts {
         branch: "main".into(),
         images_listed: true,
         automated: true,
-        may_sync: true,
+        may_sync: Ok(true),
         policy_syncs: false,
     }
 }
@@ -185,7 +185,7 @@ fn an_application_that_renders_the_files_and_may_sync_is_ok() {
 #[test]
 fn a_token_that_may_not_sync_matters_only_where_tugboat_must_sync() {
     let mut f = facts();
-    f.may_sync = false;
+    f.may_sync = Ok(false);
     assert_eq!(application(&f, "o/r")[0].level, Level::Ok);
     f.policy_syncs = true;
     let out = application(&f, "o/r");
@@ -270,4 +270,23 @@ fn a_queue_policy_lets_eventbridge_send_only_by_an_allow_of_sendmessage_to_its_p
         assert!(f.fact.contains(says), "{refused:?}: {}", f.fact);
         assert!(f.fix.contains("EventsQueuePolicy"));
     }
+}
+
+#[test]
+fn a_sync_permission_that_could_not_be_asked_matters_only_where_tugboat_syncs() {
+    let mut f = facts();
+    f.may_sync = Err("answered 'text/html', not gRPC-Web".into());
+    f.automated = true;
+    f.policy_syncs = false;
+    let last = application(&f, "o/r").pop().unwrap();
+    assert_eq!(last.level, Level::Ok, "{last:?}");
+    f.automated = false;
+    let last = application(&f, "o/r").pop().unwrap();
+    assert_eq!(last.level, Level::Warning, "{last:?}");
+    assert!(last.fact.contains("not gRPC-Web"), "{last:?}");
+    assert!(
+        last.fix
+            .contains("argocd account can-i sync applications default/api-dev"),
+        "{last:?}"
+    );
 }

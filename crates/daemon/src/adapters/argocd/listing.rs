@@ -151,7 +151,6 @@ impl ArgoCd {
             .header(reqwest::header::CONTENT_TYPE, grpc_web::CONTENT_TYPE)
             .header("x-grpc-web", "1")
             .body(grpc_web::can_i_request("applications", action, &object));
-        let resp = self.send(op, app, req).await?;
         let fail = |kind, what: String| {
             PortError::new(
                 "argocd",
@@ -160,6 +159,17 @@ impl ArgoCd {
                 format!("application '{app}': can-i {action}: {what}"),
             )
         };
+        let resp = self.send(op, app, req).await.map_err(|e| match e.kind {
+            // Argo CD's own 404 names an application; here the path itself is not served.
+            ErrorKind::NotFound => fail(
+                ErrorKind::Rejected,
+                format!(
+                    "HTTP 404 for {}: no gRPC-Web there (does a proxy pass only /api to Argo CD?)",
+                    grpc_web::CAN_I_PATH
+                ),
+            ),
+            _ => e,
+        })?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
