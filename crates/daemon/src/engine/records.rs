@@ -1,8 +1,8 @@
 //! tugboat's records on pull requests: listed (`labelled`: only those tugboat wrote), and
-//! changed after the merge: a promotion no
-//! longer its environment's (`drop_record`, `supersede`), a digest marked bad, and a group
-//! PR's block, which changes only through `update_group` (read afresh, written under the
-//! engine's one lock, so that two changes in a cycle both count).
+//! changed after the merge: a promotion no longer its environment's (`drop_record`,
+//! `supersede`), a digest marked bad, and a group PR's block, which changes only through
+//! `update_group` (read afresh, written under the engine's one lock, so that two changes in
+//! a cycle both count).
 
 use super::watch::{BAD, DEPLOYED, Watched, watched};
 use super::{At, Cause, Engine, Step, StepError};
