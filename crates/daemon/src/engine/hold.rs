@@ -167,6 +167,29 @@ impl Engine {
                 return Ok(true);
             }
         }
+        // What the records say now, beside the hold: a hold that was tugboat's own doing can
+        // be told from a person's change afterwards (the soak reads this line).
+        let records: Vec<String> = self
+            .labelled(super::watch::BAD, false)
+            .await?
+            .iter()
+            .chain(cx.watch().map_or(&[][..], |w| &w.verifying[..]))
+            .filter(|w| w.state.service == cx.svc.name && w.state.environment == cx.env.name)
+            .map(|w| {
+                format!(
+                    "#{} {:?} merged {:?} {}",
+                    w.pr.number,
+                    w.pr.labels,
+                    w.pr.merged_at,
+                    w.state.target_text()
+                )
+            })
+            .collect();
+        tracing::warn!(
+            deployed = %deployed,
+            ?records,
+            "main deploys what no verifying or deployed record of tugboat's names: holding"
+        );
         Ok(false)
     }
 

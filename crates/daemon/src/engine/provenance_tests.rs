@@ -809,3 +809,43 @@ async fn a_promotion_another_replica_merges_after_the_listings_holds_nothing() {
     assert!(!matches!(row(&r, "dev").decision, Decision::Held { .. }));
     assert!(w.issues().is_empty(), "{:?}", w.issues());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_marked_bad_whose_rollback_did_not_start_is_rolled_back_not_held() {
+    // The state the soak's second false hold was seen in ("main deploys svc-004:2.25.0, not
+    // 2.22.0 that tugboat promoted: commit … (#1190)", after a failed settle and a lost
+    // lease): a merged promotion marked bad, its rollback not started, main deploying it and
+    // no `deployed` record naming it. One replica rolls it back (aftercare comes before the
+    // hold check); the soak's hold came from an order of events not reproduced yet.
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    // 1.2.0 crashes: its verification fails and marks it bad; the rollback that follows
+    // cannot be opened this cycle.
+    w.breaks("1.2.0");
+    w.push("1.2.0", 'c');
+    w.fail("merge", ErrorKind::Transient);
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.heal("merge");
+    w.fail("open_pr", ErrorKind::Transient);
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.heal("open_pr");
+    let pr = w.prs().into_iter().max_by_key(|p| p.number).unwrap();
+    assert!(pr.labels.contains("tugboat:bad"), "{pr:?}");
+    assert!(!pr.labels.contains("tugboat:verifying"), "{pr:?}");
+    assert_eq!(w.main_file(DEV), values("1.2.0"), "not rolled back yet");
+    // The next cycle (this replica's or another's) rolls it back; nothing is held.
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        !matches!(row(&r, "dev").decision, Decision::Held { .. }),
+        "{:?}",
+        row(&r, "dev")
+    );
+    assert!(w.issues().is_empty(), "no hold issue: {:?}", w.issues());
+    assert!(
+        matches!(row(&r, "dev").action, Action::RolledBack { .. }),
+        "{:?}",
+        row(&r, "dev").action
+    );
+    assert_eq!(w.main_file(DEV), values("1.1.0"));
+}
