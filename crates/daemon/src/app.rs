@@ -35,6 +35,21 @@ pub(crate) async fn rotating(
         .map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
+/// Argo CD's client from `[argocd]`, its token read through `ssm` when it is kept there (and
+/// read again when it rotates).
+pub(crate) async fn argo_cd(
+    argocd: &crate::config::ArgoConfig,
+    ssm: Option<&Ssm>,
+    api: &ApiMetrics,
+) -> anyhow::Result<ArgoCd> {
+    let token = rotating(&argocd.token, "argocd.token", ssm).await?;
+    let options = ArgoOptions {
+        ca_bundle: argocd.ca_bundle.clone(),
+        hard_refresh: argocd.hard_refresh,
+    };
+    Ok(ArgoCd::new(&argocd.url, token, &options, api)?)
+}
+
 /// What tugboat sends GitHub: the token (git and REST), or the App (its installation tokens
 /// for git, its client for REST); and, for an App, the login its actions show.
 pub(crate) async fn github_identity(
@@ -117,8 +132,7 @@ async fn build(
     ));
     let forged = Arc::new(ForgeryLog::default());
     let (gh_token, gh_credentials, app_login) = github_identity(&cfg.github, Some(&ssm)).await?;
-    let argo_token: Arc<dyn Token> =
-        rotating(&cfg.argocd.token, "argocd.token", Some(&ssm)).await?;
+    let argo = argo_cd(&cfg.argocd, Some(&ssm), api).await?;
     let git = Git::open(
         &Git::clone_dir(&cfg.engine.workdir),
         &cfg.github.clone_url,
@@ -149,15 +163,6 @@ async fn build(
         CommitVia::Api => git.with_commit_api(forge.clone()),
         CommitVia::Push => git,
     };
-    let argo = ArgoCd::new(
-        &cfg.argocd.url,
-        argo_token,
-        &ArgoOptions {
-            ca_bundle: cfg.argocd.ca_bundle.clone(),
-            hard_refresh: cfg.argocd.hard_refresh,
-        },
-        api,
-    )?;
     Ok((
         Ports {
             registry: Arc::new(Ecr::new(&sdk, api)),

@@ -43,7 +43,7 @@ pub async fn run(cfg: &Config, send_test: bool) -> Vec<Finding> {
     out.extend(bounded("ecr", aws::ecr(cfg, &ecr, &policies)).await);
     out.extend(bounded("github", github::checks(cfg, &ssm, &policies, &api)).await);
     out.extend(bounded("argocd", argocd::checks(cfg, &ssm, &policies, &api)).await);
-    out.extend(bounded("events", runtime::events(cfg, &api)).await);
+    out.extend(bounded("events", runtime::events(cfg, &conf, &api)).await);
     out.extend(bounded("election", runtime::election(cfg, &api)).await);
     out.extend(bounded("notify", runtime::sinks(cfg, send_test)).await);
     out

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tugboat_core::domain::discover::{self, Discovery, Unplaced};
 
-use crate::adapters::argocd::{ArgoCd, ArgoOptions, same_repository};
+use crate::adapters::argocd::same_repository;
 use crate::adapters::{aws, git::Git, ssm::Ssm};
-use crate::app::{github_identity, rotating};
+use crate::app::{argo_cd, github_identity};
 use crate::config::{Config, Connection, GithubAuth, SecretRef};
 use crate::ports::GitOpsRepo;
 use crate::telemetry::ApiMetrics;
@@ -182,16 +182,7 @@ async fn read(
     std::collections::BTreeMap<String, String>,
 )> {
     let api = ApiMetrics::default();
-    let token = rotating(&conn.argocd.token, "argocd.token", ssm).await?;
-    let argo = ArgoCd::new(
-        &conn.argocd.url,
-        token,
-        &ArgoOptions {
-            ca_bundle: conn.argocd.ca_bundle.clone(),
-            hard_refresh: false,
-        },
-        &api,
-    )?;
+    let argo = argo_cd(&conn.argocd, ssm, &api).await?;
     let (owner, repo) = (&conn.github.owner, &conn.github.repo);
     let apps = argo
         .applications(|url| same_repository(url, owner, repo))

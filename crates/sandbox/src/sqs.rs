@@ -367,8 +367,10 @@ impl Sqs {
         ok(json!({"Successful": done, "Failed": failed}))
     }
 
-    /// The attributes asked for by `AttributeNames` (`All`: every one), as SQS answers:
-    /// the counts, and `Policy` when the queue has one.
+    /// The attributes asked for by `AttributeNames` (`All`: every one), as SQS answers
+    /// ("AttributeNames: A list of attributes for which to retrieve information … All –
+    /// Returns all values", SQS API reference, GetQueueAttributes): the counts, and `Policy`
+    /// ("The policy of the queue") when the queue has one.
     fn attributes(&self, name: &str, req: &Value) -> Response {
         let asked: Vec<&str> = req
             .get("AttributeNames")

@@ -9,9 +9,9 @@ use tugboat_core::domain::doctor::{self, AppFacts, Finding, Level};
 use tugboat_core::domain::policy::ServicePolicy;
 
 use super::env_policy;
-use crate::adapters::argocd::{ArgoCd, ArgoOptions, same_repository};
+use crate::adapters::argocd::{ArgoCd, same_repository};
 use crate::adapters::ssm::Ssm;
-use crate::app::rotating;
+use crate::app::argo_cd;
 use crate::config::{Config, EnvConfig, ServiceConfig};
 use crate::ports::ErrorKind;
 use crate::telemetry::ApiMetrics;
@@ -34,17 +34,9 @@ pub(super) async fn checks(
             "check argocd.url, argocd.token and argocd.ca_bundle",
         )]
     };
-    let token = match rotating(&cfg.argocd.token, "argocd.token", Some(ssm)).await {
-        Ok(t) => t,
-        Err(e) => return refused(format!("{e:#}")),
-    };
-    let options = ArgoOptions {
-        ca_bundle: cfg.argocd.ca_bundle.clone(),
-        hard_refresh: false,
-    };
-    let argo = match ArgoCd::new(&cfg.argocd.url, token, &options, api) {
+    let argo = match argo_cd(&cfg.argocd, Some(ssm), api).await {
         Ok(a) => a,
-        Err(e) => return refused(e.message),
+        Err(e) => return refused(format!("{e:#}")),
     };
     let envs: Vec<(&ServiceConfig, &EnvConfig)> = cfg
         .services

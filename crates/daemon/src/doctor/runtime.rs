@@ -5,7 +5,7 @@
 use tugboat_core::domain::doctor::{self, Finding, Level};
 use tugboat_core::domain::notify::{Kind, Notification};
 
-use crate::adapters::{aws as sdk, lease::KubeLease, sqs::Sqs};
+use crate::adapters::{lease::KubeLease, sqs::Sqs};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::ports::{Election, ErrorKind, EventQueue};
@@ -13,12 +13,15 @@ use crate::telemetry::ApiMetrics;
 
 /// The event queue answers, and its access policy lets EventBridge send to it
 /// (GetQueueAttributes: reading it changes nothing).
-pub(super) async fn events(cfg: &Config, api: &ApiMetrics) -> Vec<Finding> {
+pub(super) async fn events(
+    cfg: &Config,
+    conf: &aws_config::SdkConfig,
+    api: &ApiMetrics,
+) -> Vec<Finding> {
     let Some(events) = &cfg.events else {
         return Vec::new();
     };
-    let conf = sdk::sdk_config(&cfg.aws).await;
-    let queue = Sqs::new(&conf, &events.queue_url, api);
+    let queue = Sqs::new(conf, &events.queue_url, api);
     let depth = match queue.depth().await {
         Ok(n) => Finding::ok(
             "events",
