@@ -934,3 +934,155 @@ async fn an_archived_or_deleted_image_is_not_pullable_and_an_archived_one_is_no_
         Pullable::Gone
     );
 }
+
+/// The stack's rules, from manifests/aws/events.cfn.yaml: (logical name, event pattern).
+fn stack_rules() -> Vec<(String, serde_json::Value)> {
+    let template: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/aws/events.cfn.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Events::Rule")
+        .map(|(name, r)| (name.clone(), r["Properties"]["EventPattern"].clone()))
+        .collect()
+}
+
+/// The EventBridge adapter's reads against a bus holding the stack's rules, all targeting
+/// `queue_arn`: the rules are found with their patterns and states, and a queue no rule
+/// targets has none.
+async fn rule_reads(
+    sdk: &aws_config::SdkConfig,
+    queue_arn: &str,
+) -> Vec<tugboat::domain::doctor::rules::EventRule> {
+    use tugboat::adapters::eventbridge::EventBridge;
+    let api = ApiMetrics::default();
+    let bus = EventBridge::new(sdk, &api);
+    let rules = bus.rules_targeting(queue_arn).await.unwrap();
+    let mut found: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|r| serde_json::from_str(r.pattern.as_deref().unwrap()).unwrap())
+        .collect();
+    let mut stack: Vec<serde_json::Value> = stack_rules().into_iter().map(|(_, p)| p).collect();
+    found.sort_by_key(ToString::to_string);
+    stack.sort_by_key(ToString::to_string);
+    assert_eq!(found, stack, "the stack's patterns, read back");
+    assert!(rules.iter().all(|r| r.enabled), "{rules:?}");
+    let other = queue_arn.replace("tugboat-events", "nobody-sends-here");
+    assert!(bus.rules_targeting(&other).await.unwrap().is_empty());
+    assert_eq!(
+        count(&api.snapshot(), "eventbridge", "ListRuleNamesByTarget").calls,
+        2
+    );
+    assert_eq!(
+        count(&api.snapshot(), "eventbridge", "DescribeRule").calls,
+        3
+    );
+    rules
+}
+
+/// EventBridge's matcher (TestEventPattern), asked through the adapter, tells each of the
+/// stack's rules' events apart, and refuses a pattern that is not one.
+async fn matcher_checks(sdk: &aws_config::SdkConfig, queue_arn: &str) {
+    use tugboat::adapters::eventbridge::EventBridge;
+    use tugboat::domain::doctor::rules::{EventKind, queue_home, sample_event};
+    let rules = rule_reads(sdk, queue_arn).await;
+    let bus = EventBridge::new(sdk, &ApiMetrics::default());
+    let (region, account) = queue_home(queue_arn).unwrap();
+    let event = |kind| sample_event(kind, "user_service", &account, &region);
+    let pattern_of = |kind: &str| {
+        rules
+            .iter()
+            .map(|r| r.pattern.clone().unwrap())
+            .find(|p| p.contains(kind))
+            .unwrap()
+    };
+    let (push, scan, inspector) = (
+        pattern_of("ECR Image Action"),
+        pattern_of("ECR Image Scan"),
+        pattern_of("Inspector2 Scan"),
+    );
+    assert!(bus.matches(&push, &event(EventKind::Push)).await.unwrap());
+    assert!(
+        !bus.matches(&push, &event(EventKind::BasicScan))
+            .await
+            .unwrap()
+    );
+    assert!(
+        bus.matches(&scan, &event(EventKind::BasicScan))
+            .await
+            .unwrap()
+    );
+    assert!(
+        bus.matches(&inspector, &event(EventKind::EnhancedScan))
+            .await
+            .unwrap()
+    );
+    let narrowed = r#"{"detail":{"repository-name":[{"prefix":"orders"}]}}"#;
+    assert!(
+        !bus.matches(narrowed, &event(EventKind::Push))
+            .await
+            .unwrap()
+    );
+    let e = bus
+        .matches(r#"{"detail": "not a list"}"#, &event(EventKind::Push))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("TestEventPattern"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eventbridge_adapter_reads_the_rules_of_moto() {
+    let (_moto, url) = start_moto();
+    let sdk = sdk(&url).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("tugboat-events")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    for (name, pattern) in stack_rules() {
+        eventbridge(
+            &url,
+            "PutRule",
+            json!({"Name": name, "EventPattern": pattern.to_string()}),
+        )
+        .await;
+        eventbridge(
+            &url,
+            "PutTargets",
+            json!({"Rule": name, "Targets": [{"Id": "q", "Arn": arn}]}),
+        )
+        .await;
+    }
+    // moto answers ListRuleNamesByTarget and DescribeRule, but not TestEventPattern (its
+    // events backend raises NotImplementedError): the matcher is checked against the
+    // sandbox's, which follows the EventBridge user guide.
+    rule_reads(&sdk, &arn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eventbridge_adapter_reads_the_rules_and_asks_their_matcher_of_the_sandbox() {
+    let (_aws, url) = sandbox_aws().await;
+    let arn = tugboat_sandbox::eventbridge::queue_arn(tugboat_sandbox::sqs::EVENTS_QUEUE);
+    matcher_checks(&sdk(&url).await, &arn).await;
+}

@@ -60,7 +60,8 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
     let github: Vec<String> = sb.github.calls().into_keys().collect();
     assert!(github.iter().all(|c| c.starts_with("GET ")), "{github:?}");
     let aws: Vec<String> = sb.aws.calls().into_keys().collect();
-    let reads = ["Get", "Describe", "List", "BatchGet"];
+    // TestEventPattern asks EventBridge whether a pattern matches an event: it stores nothing.
+    let reads = ["Get", "Describe", "List", "BatchGet", "TestEventPattern"];
     assert!(
         aws.iter().all(|c| reads.iter().any(|r| c.starts_with(r))),
         "{aws:?}"
@@ -104,6 +105,76 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
     assert!(w[0].fact.contains("no access policy"), "{w:#?}");
     assert!(w[0].fix.contains("EventsQueuePolicy"), "{w:#?}");
     sb.aws.sqs.set_policy(queue, policy.as_deref());
+
+    // The stack's rules send every watched repository's pushes and scans to the queue.
+    let rules: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.area == "events" && f.subject.ends_with(')'))
+        .collect();
+    assert_eq!(rules.len(), 2, "{findings:#?}");
+    assert!(
+        rules[0]
+            .fact
+            .contains("pushes of all 6 watched repositories")
+            && rules[1].fact.contains("finished scans of all 6"),
+        "{rules:#?}"
+    );
+    // A push rule narrowed to one repository: the other five are named (a warning).
+    let narrowed = serde_json::json!({"source": ["aws.ecr"], "detail-type": ["ECR Image Action"],
+        "detail": {"action-type": ["PUSH"], "repository-name": [{"prefix": "user_"}]}});
+    let stack_push = sb
+        .aws
+        .events
+        .rules()
+        .into_iter()
+        .find(|r| r.name == "tugboat-ecr-image-action")
+        .unwrap();
+    sb.aws
+        .events
+        .put_rule("tugboat-ecr-image-action", &narrowed, true);
+    let findings = doctor(&sb, dir.path()).await;
+    assert_eq!(exit_code(&findings), 1, "{findings:#?}");
+    let w: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .collect();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].fact.contains("pushes of 5 of 6 watched repositories")
+            && w[0].fact.contains("notification_service")
+            && !w[0].fact.contains("user_service"),
+        "{w:#?}"
+    );
+    assert!(w[0].fix.contains("events.cfn.yaml"), "{w:#?}");
+    // Every rule disabled: nothing reaches the queue.
+    for r in sb.aws.events.rules() {
+        let pattern: serde_json::Value = serde_json::from_str(&r.pattern).unwrap();
+        sb.aws.events.put_rule(&r.name, &pattern, false);
+    }
+    let findings = doctor(&sb, dir.path()).await;
+    let w: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .collect();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].fact.contains("no enabled rule") && w[0].fact.contains("tugboat-inspector"),
+        "{w:#?}"
+    );
+    for r in sb.aws.events.rules() {
+        let original = if r.name == stack_push.name {
+            stack_push.pattern.clone()
+        } else {
+            r.pattern.clone()
+        };
+        let pattern: serde_json::Value = serde_json::from_str(&original).unwrap();
+        sb.aws.events.put_rule(&r.name, &pattern, true);
+    }
+    assert_eq!(
+        exit_code(&doctor(&sb, dir.path()).await),
+        0,
+        "the stack's rules again"
+    );
 
     // Enhanced scanning whose rule misses one repository: Inspector never scans it.
     sb.aws.set_enhanced_scanning(true);

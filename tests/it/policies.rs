@@ -219,28 +219,40 @@ fn the_iam_policy_grants_exactly_the_aws_operations_the_adapters_call() {
         .flat_map(|s| s["Action"].as_array().unwrap().iter())
         .map(|a| a.as_str().unwrap().to_owned())
         .collect();
-    // Every SDK operation the ECR and SSM adapters call, as IAM spells it.
+    // Every SDK operation the AWS adapters call (`client.<operation>()`, however the chain is
+    // wrapped), as IAM spells it.
     let mut called = BTreeSet::new();
-    for (file, service) in [("ecr", "ecr"), ("ssm", "ssm"), ("sqs", "sqs")] {
+    for (file, service) in [
+        ("ecr", "ecr"),
+        ("ssm", "ssm"),
+        ("sqs", "sqs"),
+        ("eventbridge", "events"),
+    ] {
         let src =
             std::fs::read_to_string(root().join(format!("crates/daemon/src/adapters/{file}.rs")))
                 .unwrap();
-        let lines: Vec<&str> = src.lines().map(str::trim).collect();
-        for w in lines.windows(2) {
-            if (w[0] == ".client" || w[0].ends_with("self.client")) && w[1].ends_with("()") {
-                let op = w[1].trim_start_matches('.').trim_end_matches("()");
-                let camel: String = op
-                    .split('_')
-                    .map(|p| p[..1].to_uppercase() + &p[1..])
-                    .collect();
-                // IAM has no action of its own for a batch delete: it is DeleteMessage.
-                let camel = camel.strip_suffix("Batch").unwrap_or(&camel).to_owned();
-                called.insert(format!("{service}:{camel}"));
+        let joined: String = src.split_whitespace().collect();
+        for (at, _) in joined.match_indices("client.") {
+            let rest = &joined[at + "client.".len()..];
+            let op: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if op.is_empty() || op == "clone" || !rest[op.len()..].starts_with("()") {
+                continue;
             }
+            let camel: String = op
+                .split('_')
+                .map(|p| p[..1].to_uppercase() + &p[1..])
+                .collect();
+            // IAM has no action of its own for a batch delete: it is DeleteMessage.
+            let camel = camel.strip_suffix("Batch").unwrap_or(&camel).to_owned();
+            called.insert(format!("{service}:{camel}"));
         }
     }
     assert!(called.contains("ecr:StartImageScan"), "{called:?}");
     assert!(called.contains("sqs:DeleteMessage"), "{called:?}");
+    assert!(called.contains("events:DescribeRule"), "{called:?}");
     called.insert("kms:Decrypt".to_owned()); // SecureString parameters
     assert_eq!(granted, called, "least privilege: no more, no less");
 }

@@ -40,10 +40,21 @@ pub async fn run(cfg: &Config, send_test: bool) -> Vec<Finding> {
     };
     out.extend(policy);
     let ecr = Ecr::new(&conf, &api);
-    out.extend(bounded("ecr", aws::ecr(cfg, &ecr, &policies)).await);
+    let (findings, scan_type) =
+        match tokio::time::timeout(BOUND, aws::ecr(cfg, &ecr, &policies)).await {
+            Ok(done) => done,
+            Err(_) => (vec![timed_out("ecr")], None),
+        };
+    out.extend(findings);
     out.extend(bounded("github", github::checks(cfg, &ssm, &policies, &api)).await);
     out.extend(bounded("argocd", argocd::checks(cfg, &ssm, &policies, &api)).await);
-    out.extend(bounded("events", runtime::events(cfg, &conf, &api)).await);
+    out.extend(
+        bounded(
+            "events",
+            runtime::events(cfg, &conf, &api, scan_type.as_deref()),
+        )
+        .await,
+    );
     out.extend(bounded("election", runtime::election(cfg, &api)).await);
     out.extend(bounded("notify", runtime::sinks(cfg, send_test)).await);
     out

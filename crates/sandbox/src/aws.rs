@@ -1,7 +1,8 @@
 //! A stand-in for ECR and SSM speaking the AWS JSON 1.1 protocol (`X-Amz-Target`), for the
 //! operations tugboat uses plus `PutImage` and `PutParameter`, so images and policies can be
-//! pushed from outside with any AWS client; SQS (JSON 1.0, `sqs.rs`) answers on the same
-//! endpoint, and every push and finished scan puts its EventBridge event on the events queue.
+//! pushed from outside with any AWS client; SQS (JSON 1.0, `sqs.rs`) and EventBridge
+//! (`eventbridge.rs`) answer on the same endpoint, and every push and finished scan puts its
+//! event on the bus, whose rules send it to the events queue.
 //! Signatures are not checked.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,6 +19,7 @@ mod ecr;
 mod ssm;
 
 use super::SandboxClock;
+use super::eventbridge::EventBridge;
 use super::sqs::{REGION, Sqs};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -116,22 +118,32 @@ struct Inner {
 }
 
 /// The shared state of the AWS stand-in.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Aws {
     inner: Arc<Mutex<Inner>>,
     /// Stamps pushes and the day of a scan.
     clock: SandboxClock,
-    /// SQS, with the queue an EventBridge rule would fill with ECR and Inspector events.
+    /// SQS, with the queue the EventBridge rules fill with ECR and Inspector events.
     pub sqs: Sqs,
+    /// EventBridge's default bus with the rules of manifests/aws/events.cfn.yaml.
+    pub events: EventBridge,
+}
+
+impl Default for Aws {
+    fn default() -> Self {
+        Self::with_clock(SandboxClock::default())
+    }
 }
 
 impl Aws {
     /// A stand-in stamping from `clock`.
     pub fn with_clock(clock: SandboxClock) -> Self {
+        let sqs = Sqs::with_clock(clock.clone());
         Self {
-            sqs: Sqs::with_clock(clock.clone()),
+            inner: Arc::default(),
+            events: EventBridge::new(sqs.clone(), clock.clone()),
+            sqs,
             clock,
-            ..Self::default()
         }
     }
 
@@ -154,7 +166,8 @@ impl Aws {
         if !tag.is_empty() {
             detail["image-tag"] = json!(tag);
         }
-        self.sqs.emit("aws.ecr", "ECR Image Action", vec![], detail);
+        self.events
+            .put("aws.ecr", "ECR Image Action", vec![], detail);
         if let Some(findings) = scanned {
             self.announce_scan(repository, tag, digest, findings);
         }
@@ -189,7 +202,7 @@ impl Aws {
                 repository.to_owned(),
             )
         };
-        self.sqs.emit(
+        self.events.put(
             source,
             kind,
             vec![arn],
@@ -252,6 +265,7 @@ impl Aws {
             .route("/", post(dispatch))
             .route("/_sandbox/ecr/images", post(seed_image))
             .route("/_sandbox/stats", get(stats))
+            .route("/_sandbox/events/rules", post(put_rule))
             .with_state(self.clone())
     }
 
@@ -613,6 +627,28 @@ fn complete() -> String {
     "COMPLETE".into()
 }
 
+/// A rule of the default bus, made or changed from outside (what `PutRule` does), for the
+/// doctor's tests: `{"name", "pattern", "enabled"}`.
+#[derive(Debug, Deserialize)]
+struct PutRule {
+    name: String,
+    pattern: Value,
+    #[serde(default = "enabled")]
+    enabled: bool,
+}
+
+const fn enabled() -> bool {
+    true
+}
+
+async fn put_rule(State(aws): State<Aws>, Json(r): Json<PutRule>) -> Response {
+    if let Err(why) = super::eventbridge::matches(&r.pattern, &json!({})) {
+        return aws_error("InvalidEventPatternException", &why);
+    }
+    aws.events.put_rule(&r.name, &r.pattern, r.enabled);
+    ok(json!({"RuleArn": format!("arn:aws:events:{REGION}:{REGISTRY_ID}:rule/{}", r.name)}))
+}
+
 async fn seed_image(State(aws): State<Aws>, Json(s): Json<SeedImage>) -> Json<Value> {
     let mut out = match s.platforms {
         Some(platforms) => {
@@ -654,6 +690,9 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
     *aws.lock().calls.entry(op.to_owned()).or_insert(0) += 1;
     if target.starts_with("AmazonSQS.") {
         return aws.sqs.handle(op, &req).await;
+    }
+    if target.starts_with("AWSEvents.") {
+        return aws.events.handle(op, &req);
     }
     match op {
         "DescribeImages" => ecr::describe_images(&aws, &req),

@@ -6,6 +6,7 @@ pub mod argocd;
 pub mod aws;
 pub mod chaos;
 pub mod demo;
+pub mod eventbridge;
 pub mod figures;
 pub mod github;
 pub mod github_app;

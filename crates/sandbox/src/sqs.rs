@@ -1,8 +1,8 @@
 //! A stand-in for SQS speaking the AWS JSON 1.0 protocol (`X-Amz-Target: AmazonSQS.*`), as
 //! aws-sdk-sqs does: `ReceiveMessage` with long polling and visibility timeouts,
 //! `DeleteMessage(Batch)`, `GetQueueAttributes`, `SendMessage` and `GetQueueUrl`. The ECR
-//! stand-in puts an EventBridge-shaped event on the events queue for every push and finished
-//! scan, as an EventBridge rule targeting the queue would. Signatures are not checked.
+//! stand-in's events for pushes and finished scans reach the events queue through the
+//! EventBridge stand-in's rules (`eventbridge.rs`). Signatures are not checked.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -136,22 +136,9 @@ impl Sqs {
         Some(id)
     }
 
-    /// Put an EventBridge event of `detail_type` from `source` with `detail` on the events
-    /// queue, as a rule targeting it would.
-    pub fn emit(&self, source: &str, detail_type: &str, resources: Vec<String>, detail: Value) {
-        let n = self.lock().sent + 1;
-        let event = json!({
-            "version": "0",
-            "id": event_id(n, detail_type),
-            "detail-type": detail_type,
-            "source": source,
-            "account": REGISTRY_ID,
-            "time": self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "region": REGION,
-            "resources": resources,
-            "detail": detail,
-        });
-        self.send(EVENTS_QUEUE, &event.to_string());
+    /// The id of the next EventBridge event of `detail_type` (unique, stable for a seed).
+    pub fn next_event_id(&self, detail_type: &str) -> String {
+        event_id(self.lock().sent + 1, detail_type)
     }
 
     /// Put copies of the last `n` bodies sent to queue `name` on it again, each a message of
@@ -369,8 +356,8 @@ impl Sqs {
 
     /// The attributes asked for by `AttributeNames` (`All`: every one), as SQS answers
     /// ("AttributeNames: A list of attributes for which to retrieve information … All –
-    /// Returns all values", SQS API reference, GetQueueAttributes): the counts, and `Policy`
-    /// ("The policy of the queue") when the queue has one.
+    /// Returns all values", SQS API reference, GetQueueAttributes): the counts, `QueueArn`,
+    /// and `Policy` ("The policy of the queue") when the queue has one.
     fn attributes(&self, name: &str, req: &Value) -> Response {
         let asked: Vec<&str> = req
             .get("AttributeNames")
@@ -399,6 +386,12 @@ impl Sqs {
             out.insert(
                 "ApproximateNumberOfMessagesNotVisible".into(),
                 json!(q.in_flight.len().to_string()),
+            );
+        }
+        if wants("QueueArn") {
+            out.insert(
+                "QueueArn".into(),
+                json!(format!("arn:aws:sqs:{REGION}:{REGISTRY_ID}:{name}")),
             );
         }
         if let Some(p) = q.policy.as_ref().filter(|_| wants("Policy")) {

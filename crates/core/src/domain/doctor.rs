@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use crate::domain::rules::BranchRules;
 
+pub mod rules;
+
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -2,6 +2,7 @@
 pub mod argocd;
 pub mod aws;
 pub mod ecr;
+pub mod eventbridge;
 pub mod git;
 mod git_http;
 pub mod github;

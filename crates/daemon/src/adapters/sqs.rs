@@ -37,21 +37,23 @@ impl Sqs {
         }
     }
 
-    /// The queue's access policy (its `Policy` attribute), for `tugboat doctor`; `None` when
-    /// it has none.
-    pub async fn policy(&self) -> PortResult<Option<String>> {
+    /// The queue's access policy (its `Policy` attribute; `None` when it has none) and its
+    /// ARN, for `tugboat doctor`, in one `GetQueueAttributes`.
+    pub async fn policy_and_arn(&self) -> PortResult<(Option<String>, Option<String>)> {
         let out = self
             .client
             .get_queue_attributes()
             .queue_url(&self.queue_url)
             .attribute_names(QueueAttributeName::Policy)
+            .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
             .map_err(|e| map_err("sqs", "GetQueueAttributes", &e, NO_QUEUE))?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::Policy))
-            .cloned())
+        let get = |name: &QueueAttributeName| out.attributes().and_then(|a| a.get(name)).cloned();
+        Ok((
+            get(&QueueAttributeName::Policy),
+            get(&QueueAttributeName::QueueArn),
+        ))
     }
 }
 

@@ -74,12 +74,13 @@ pub(super) async fn policy(
 }
 
 /// Each service's repository: it exists, its tags' mutability, and whether its new images
-/// are scanned without tugboat asking.
+/// are scanned without tugboat asking; with the registry's scanning type when it was read
+/// (`BASIC` / `ENHANCED`), which decides the scan event the queue's rules must match.
 pub(super) async fn ecr(
     cfg: &Config,
     ecr: &Ecr,
     policies: &BTreeMap<String, ServicePolicy>,
-) -> Vec<Finding> {
+) -> (Vec<Finding>, Option<String>) {
     let mut out = Vec::new();
     let scanning = match ecr.registry_scanning().await {
         Ok(r) => {
@@ -121,7 +122,7 @@ pub(super) async fn ecr(
             .is_some_and(|p| p.environments.values().all(|e| e.pin_digest));
         out.push(doctor::mutability(&s.repository, &mutability, pins));
     }
-    out
+    (out, scanning.map(|r| r.scan_type))
 }
 
 fn missing(repository: &str, registry: Option<&str>, e: &crate::ports::PortError) -> Finding {

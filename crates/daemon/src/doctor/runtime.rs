@@ -2,21 +2,32 @@
 //! queue, the leader election's Lease, and the notification sinks (a test delivery to each,
 //! only when asked).
 
+use std::collections::BTreeSet;
+
+use futures_util::StreamExt as _;
+use tugboat_core::domain::doctor::rules::{self, Coverage, EventKind, EventRule};
 use tugboat_core::domain::doctor::{self, Finding, Level};
 use tugboat_core::domain::notify::{Kind, Notification};
 
-use crate::adapters::{lease::KubeLease, sqs::Sqs};
+use crate::adapters::{eventbridge::EventBridge, lease::KubeLease, sqs::Sqs};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::ports::{Election, ErrorKind, EventQueue};
 use crate::telemetry::ApiMetrics;
 
-/// The event queue answers, and its access policy lets EventBridge send to it
-/// (GetQueueAttributes: reading it changes nothing).
+/// How many TestEventPattern calls are in flight at once: a fleet of hundreds of repositories
+/// is asked within the doctor's bound, and throttling slows the SDK's adaptive retries down.
+const PARALLEL_TESTS: usize = 8;
+
+/// The event queue answers, its access policy lets EventBridge send to it
+/// (GetQueueAttributes: reading it changes nothing), and the EventBridge rules that target it
+/// match the pushes and finished scans of the watched repositories under the registry's
+/// `scan_type` (`None`: not known).
 pub(super) async fn events(
     cfg: &Config,
     conf: &aws_config::SdkConfig,
     api: &ApiMetrics,
+    scan_type: Option<&str>,
 ) -> Vec<Finding> {
     let Some(events) = &cfg.events else {
         return Vec::new();
@@ -39,17 +50,127 @@ pub(super) async fn events(
     if depth.level == Level::Error {
         return vec![depth];
     }
-    let receives = match queue.policy().await {
-        Ok(policy) => doctor::queue_policy(&events.queue_url, policy.as_deref()),
-        Err(e) => Finding::new(
-            Level::Warning,
-            "events",
-            &events.queue_url,
-            format!("its access policy cannot be read: {}", e.message),
-            "give tugboat's role sqs:GetQueueAttributes on it, or check by hand that EventBridge may send to it",
+    let (receives, arn) = match queue.policy_and_arn().await {
+        Ok((policy, arn)) => (
+            doctor::queue_policy(&events.queue_url, policy.as_deref()),
+            arn,
+        ),
+        Err(e) => (
+            Finding::new(
+                Level::Warning,
+                "events",
+                &events.queue_url,
+                format!("its access policy cannot be read: {}", e.message),
+                "give tugboat's role sqs:GetQueueAttributes on it, or check by hand that EventBridge may send to it",
+            ),
+            None,
         ),
     };
-    vec![depth, receives]
+    let mut out = vec![depth, receives];
+    if let Some(arn) = arn {
+        let bus = EventBridge::new(conf, api);
+        out.extend(event_rules(cfg, &bus, &events.queue_url, &arn, scan_type).await);
+    }
+    out
+}
+
+/// The rules of the default bus that send to the queue `arn`, and which watched repositories'
+/// events they match (the repositories of the queue's account: another account's registry
+/// sends its events to that account's bus).
+async fn event_rules(
+    cfg: &Config,
+    bus: &EventBridge,
+    queue_url: &str,
+    arn: &str,
+    scan_type: Option<&str>,
+) -> Vec<Finding> {
+    let cannot = |why: String| {
+        vec![Finding::new(
+            Level::Warning,
+            "events",
+            queue_url,
+            why,
+            "give tugboat's role events:ListRuleNamesByTarget, events:DescribeRule and events:TestEventPattern (manifests/iam-policy.json), or check by hand that the rules of manifests/aws/events.cfn.yaml send to this queue",
+        )]
+    };
+    let Some((region, account)) = rules::queue_home(arn) else {
+        return cannot(format!("its ARN '{arn}' is not an SQS queue's"));
+    };
+    let rules = match bus.rules_targeting(arn).await {
+        Ok(r) => r,
+        Err(e) => {
+            return cannot(format!(
+                "its EventBridge rules cannot be read: {}",
+                e.message
+            ));
+        }
+    };
+    let repositories: BTreeSet<String> = cfg
+        .services
+        .iter()
+        .filter(|s| {
+            s.registry_id
+                .as_deref()
+                .or(cfg.aws.registry_id.as_deref())
+                .is_none_or(|r| r == account)
+        })
+        .map(|s| s.repository.clone())
+        .collect();
+    let mut coverage = Vec::new();
+    for kind in EventKind::to_test(scan_type) {
+        let home = (account.as_str(), region.as_str());
+        match unmatched(bus, &rules, kind, &repositories, home).await {
+            Ok(unmatched) => coverage.push(Coverage { kind, unmatched }),
+            Err(why) => return cannot(why),
+        }
+    }
+    rules::event_rules(queue_url, &rules, repositories.len(), &coverage)
+}
+
+/// The repositories whose event of `kind` no enabled rule matches, asking EventBridge
+/// (TestEventPattern) per repository only for a pattern that names a repository field.
+async fn unmatched(
+    bus: &EventBridge,
+    rules: &[EventRule],
+    kind: EventKind,
+    repositories: &BTreeSet<String>,
+    (account, region): (&str, &str),
+) -> Result<BTreeSet<String>, String> {
+    let mut left = repositories.clone();
+    for rule in rules.iter().filter(|r| r.enabled) {
+        let Some(pattern) = rule.pattern.as_deref() else {
+            continue;
+        };
+        let ask: Vec<String> = if rules::names_repositories(pattern) {
+            left.iter().cloned().collect()
+        } else {
+            left.iter().take(1).cloned().collect()
+        };
+        let answers = futures_util::stream::iter(ask)
+            .map(|repo| async move {
+                let event = rules::sample_event(kind, &repo, account, region);
+                (repo, bus.matches(pattern, &event).await)
+            })
+            .buffer_unordered(PARALLEL_TESTS)
+            .collect::<Vec<_>>()
+            .await;
+        for (repo, answer) in answers {
+            match answer {
+                Ok(true) if rules::names_repositories(pattern) => {
+                    left.remove(&repo);
+                }
+                Ok(true) => left.clear(),
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "rule {}'s pattern cannot be tested: {}",
+                        rule.name, e.message
+                    ));
+                }
+            }
+        }
+    }
+    Ok(left)
 }
 
 /// The Lease can be read, created and updated (its RBAC), when election is on.
