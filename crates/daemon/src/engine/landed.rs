@@ -91,7 +91,11 @@ impl Engine {
         self.land(&m, landed, context).await
     }
 
-    /// Settle the outcome a comment reported before a restart (no row: it was counted then).
+    /// Settle the outcome a comment reported before a restart. A healthy one has no row (it
+    /// was counted then); a failed promotion's rollback follows its labels, so it had not
+    /// started: it is made now, as a fresh failure's is (else main would go on deploying a
+    /// bad image that no `verifying` or `deployed` record names, which the hold check takes
+    /// for a person's change).
     async fn settle_reported(
         &self,
         m: &Landing<'_>,
@@ -121,7 +125,10 @@ impl Engine {
             fresh: false,
         };
         self.settled(m, &mut landed, &found, context).await?;
-        Ok(Vec::new())
+        if healthy || landed.rollback_of().is_some() {
+            return Ok(Vec::new());
+        }
+        Ok(self.rows(m, &landed, found, context).await)
     }
 
     /// Every verified member's row, each bad member's rollback first (a PR of its lines

@@ -849,3 +849,42 @@ async fn a_promotion_marked_bad_whose_rollback_did_not_start_is_rolled_back_not_
     );
     assert_eq!(w.main_file(DEV), values("1.1.0"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_verification_reported_before_a_restart_is_rolled_back_not_held() {
+    // The soak's second false hold, as its log showed it (svc-012 2.7.0, #453): the
+    // verification failed and its report was commented, but the labels that settle it were
+    // refused (a secondary rate limit). The next cycle read the report, marked the promotion
+    // bad and stopped there ("no row: it was counted then"), so nothing rolled it back; the
+    // hold check then found main deploying what no verifying or deployed record named, and
+    // held the environment as changed by a person.
+    let (w, _, engine) = world();
+    w.push("1.1.0", 'b');
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.breaks("1.2.0");
+    w.push("1.2.0", 'c');
+    w.fail("relabel", ErrorKind::Throttled);
+    engine.cycle(Mode::Apply).await.unwrap();
+    w.heal("relabel");
+    let pr = w.prs().into_iter().max_by_key(|p| p.number).unwrap();
+    assert!(
+        pr.merged_at.is_some() && pr.labels.contains("tugboat:verifying"),
+        "merged, reported, not settled: {pr:?}"
+    );
+    assert_eq!(w.main_file(DEV), values("1.2.0"));
+    let r = engine.cycle(Mode::Apply).await.unwrap();
+    assert!(
+        !matches!(row(&r, "dev").decision, Decision::Held { .. }),
+        "{:?}",
+        row(&r, "dev")
+    );
+    assert!(w.issues().is_empty(), "no hold issue: {:?}", w.issues());
+    assert!(
+        matches!(row(&r, "dev").action, Action::RolledBack { .. }),
+        "rolled back in the cycle that settled it: {:?}",
+        row(&r, "dev").action
+    );
+    assert_eq!(w.main_file(DEV), values("1.1.0"));
+    let pr = w.prs().into_iter().find(|p| p.number == pr.number).unwrap();
+    assert!(pr.labels.contains("tugboat:bad"), "{pr:?}");
+}
