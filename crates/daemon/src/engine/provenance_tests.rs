@@ -816,7 +816,8 @@ async fn a_promotion_marked_bad_whose_rollback_did_not_start_is_rolled_back_not_
     // 2.22.0 that tugboat promoted: commit … (#1190)", after a failed settle and a lost
     // lease): a merged promotion marked bad, its rollback not started, main deploying it and
     // no `deployed` record naming it. One replica rolls it back (aftercare comes before the
-    // hold check); the soak's hold came from an order of events not reproduced yet.
+    // hold check). The soak's hold came from the order of the next test: a failed
+    // verification whose report was commented and whose labels were refused.
     let (w, _, engine) = world();
     w.push("1.1.0", 'b');
     engine.cycle(Mode::Apply).await.unwrap();
