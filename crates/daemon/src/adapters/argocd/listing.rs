@@ -188,10 +188,17 @@ impl ArgoCd {
         let status = header("grpc-status")
             .and_then(|c| c.trim().parse().ok())
             .map(|c| (c, header("grpc-message").unwrap_or_default()));
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| fail(ErrorKind::Transient, e.without_url().to_string()))?;
+        // Read no more than one byte past the largest answer: a proxy's page or a runaway
+        // stream is refused by its size without being held whole.
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while body.len() <= grpc_web::MAX_ANSWER {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return Err(fail(ErrorKind::Transient, e.without_url().to_string())),
+            }
+        }
         match grpc_web::can_i_answer(status, &body) {
             Ok(Answer::Value(v)) => Ok(v == "yes"),
             Ok(Answer::Status(code, message)) => {
