@@ -180,28 +180,43 @@ pub fn scanning(repository: &str, reg: &RegistryScanning, scan_on_push: bool) ->
     }
 }
 
-/// Whether a tag can point at another image after the gate passed it.
-pub fn mutability(repository: &str, mutability: &str, pins_digest: bool) -> Finding {
+/// Whether a tag can point at another image after the gate passed it. `refusing`: the
+/// environments that write tags without digests (`pin_digest: false`) under
+/// `mutable_tags: refuse`, `unpinned`: all that write tags without digests. Where tags can
+/// move, the first are blocked (every candidate whose file names the tag alone), the others
+/// promote a digest the gate may not have scanned.
+pub fn mutability(
+    repository: &str,
+    mutability: &str,
+    unpinned: &[String],
+    refusing: &[String],
+) -> Finding {
     let area = "ecr";
     if mutability.starts_with("IMMUTABLE") {
         return Finding::ok(area, repository, format!("tags are {mutability}"));
     }
-    if pins_digest {
+    if unpinned.is_empty() {
         return Finding::ok(
             area,
             repository,
             format!("tags are {mutability}, and every environment pins digests"),
         );
     }
-    Finding::new(
-        Level::Warning,
-        area,
-        repository,
+    let fix = format!(
+        "make the repository's tags IMMUTABLE, or set `pin_digest: true` for {}",
+        unpinned.join(", ")
+    );
+    let fact = if refusing.is_empty() {
         format!(
             "tags are {mutability}: a tag can be pushed again to another image after the gate passed it"
-        ),
-        "make the repository's tags IMMUTABLE, or set `pin_digest: true` (or `mutable_tags: refuse`) in the policy",
-    )
+        )
+    } else {
+        format!(
+            "tags are {mutability}, and the policy of {} refuses tag-only promotions from such a repository (`mutable_tags: refuse`): every candidate whose file names the tag alone is blocked there",
+            refusing.join(", ")
+        )
+    };
+    Finding::new(Level::Warning, area, repository, fact, fix)
 }
 
 /// Whether the event queue's access policy (its `Policy` attribute, an IAM policy document)

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use tugboat_core::domain::doctor::{self, Finding, Level};
-use tugboat_core::domain::policy::{ServicePolicy, resolve};
+use tugboat_core::domain::policy::{MutableTags, ServicePolicy, resolve};
 
 use crate::adapters::{ecr::Ecr, ssm::Ssm};
 use crate::config::Config;
@@ -117,10 +117,28 @@ pub(super) async fn ecr(
         if let (Some(reg), true) = (&scanning, ours) {
             out.push(doctor::scanning(&s.repository, reg, scan_on_push));
         }
-        let pins = policies
+        // A service whose policy did not resolve has its error above; nothing is assumed.
+        let envs: Vec<(&String, &tugboat_core::domain::policy::EnvPolicy)> = policies
             .get(&s.name)
-            .is_some_and(|p| p.environments.values().all(|e| e.pin_digest));
-        out.push(doctor::mutability(&s.repository, &mutability, pins));
+            .map(|p| {
+                p.environments
+                    .iter()
+                    .filter(|(_, e)| !e.pin_digest)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unpinned: Vec<String> = envs.iter().map(|(n, _)| (*n).clone()).collect();
+        let refusing: Vec<String> = envs
+            .iter()
+            .filter(|(_, e)| e.mutable_tags == MutableTags::Refuse)
+            .map(|(n, _)| (*n).clone())
+            .collect();
+        out.push(doctor::mutability(
+            &s.repository,
+            &mutability,
+            &unpinned,
+            &refusing,
+        ));
     }
     (out, scanning.map(|r| r.scan_type))
 }

@@ -62,15 +62,31 @@ fn basic_scanning_without_scan_on_push_is_a_warning_that_says_what_waits() {
 
 #[test]
 fn mutable_tags_warn_unless_every_environment_pins_digests() {
-    assert_eq!(mutability("api", "IMMUTABLE", false).level, Level::Ok);
+    let (none, prod) = (Vec::new(), vec!["prod".to_owned()]);
     assert_eq!(
-        mutability("api", "IMMUTABLE_WITH_EXCLUSION", false).level,
+        mutability("api", "IMMUTABLE", &prod, &none).level,
         Level::Ok
     );
-    assert_eq!(mutability("api", "MUTABLE", true).level, Level::Ok);
-    let f = mutability("api", "MUTABLE", false);
+    assert_eq!(
+        mutability("api", "IMMUTABLE_WITH_EXCLUSION", &prod, &none).level,
+        Level::Ok
+    );
+    assert_eq!(mutability("api", "MUTABLE", &none, &none).level, Level::Ok);
+    let f = mutability("api", "MUTABLE", &prod, &none);
     assert_eq!(f.level, Level::Warning);
-    assert!(f.fix.contains("pin_digest"), "{f:?}");
+    assert!(f.fix.contains("`pin_digest: true` for prod"), "{f:?}");
+    assert!(!f.fix.contains("refuse"), "refusing would block: {f:?}");
+}
+
+#[test]
+fn mutable_tags_under_a_refusing_policy_say_that_candidates_are_blocked_there() {
+    let prod = vec!["prod".to_owned()];
+    let f = mutability("api", "MUTABLE", &prod, &prod);
+    assert_eq!(f.level, Level::Warning);
+    assert!(
+        f.fact.contains("the policy of prod refuses") && f.fact.contains("blocked"),
+        "{f:?}"
+    );
 }
 
 #[test]
