@@ -175,6 +175,18 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
         0,
         "the stack's rules again"
     );
+    // A role without the `events:` grants: the rules cannot be checked (a warning naming
+    // the grants), and nothing else changes.
+    sb.aws.events.deny(true);
+    let findings = doctor(&sb, dir.path()).await;
+    let w: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .collect();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(w[0].fact.contains("AccessDeniedException"), "{w:#?}");
+    assert!(w[0].fix.contains("events:ListRuleNamesByTarget"), "{w:#?}");
+    sb.aws.events.deny(false);
 
     // Enhanced scanning whose rule misses one repository: Inspector never scans it.
     sb.aws.set_enhanced_scanning(true);

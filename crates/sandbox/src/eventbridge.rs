@@ -74,6 +74,8 @@ pub fn queue_arn(name: &str) -> String {
 #[derive(Clone)]
 pub struct EventBridge {
     rules: Arc<Mutex<Vec<Rule>>>,
+    /// Every call answered `AccessDeniedException` (a role without the `events:` grants).
+    denied: Arc<std::sync::atomic::AtomicBool>,
     sqs: Sqs,
     clock: SandboxClock,
 }
@@ -83,6 +85,7 @@ impl EventBridge {
     pub fn new(sqs: Sqs, clock: SandboxClock) -> Self {
         Self {
             rules: Arc::new(Mutex::new(stack_rules())),
+            denied: Arc::default(),
             sqs,
             clock,
         }
@@ -155,8 +158,21 @@ impl EventBridge {
         }
     }
 
+    /// Answer every call `AccessDeniedException`, as EventBridge does a caller without the
+    /// IAM grant (`denied`), or serve again.
+    pub fn deny(&self, denied: bool) {
+        self.denied
+            .store(denied, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// One `AWSEvents.*` operation.
     pub fn handle(&self, op: &str, req: &Value) -> Response {
+        if self.denied.load(std::sync::atomic::Ordering::SeqCst) {
+            return error(
+                "AccessDeniedException",
+                &format!("User is not authorized to perform: events:{op}"),
+            );
+        }
         match op {
             "ListRuleNamesByTarget" => self.list_by_target(req),
             "DescribeRule" => self.describe(req),

@@ -12,7 +12,7 @@ use tugboat_core::domain::notify::{Kind, Notification};
 use crate::adapters::{eventbridge::EventBridge, lease::KubeLease, sqs::Sqs};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::ports::{Election, ErrorKind, EventQueue};
+use crate::ports::{Election, ErrorKind, EventQueue, PortError};
 use crate::telemetry::ApiMetrics;
 
 /// How many TestEventPattern calls are in flight at once: a fleet of hundreds of repositories
@@ -84,26 +84,32 @@ async fn event_rules(
     arn: &str,
     scan_type: Option<&str>,
 ) -> Vec<Finding> {
-    let cannot = |why: String| {
+    let cannot = |e: &PortError| {
+        let fix = if e.kind == ErrorKind::Denied {
+            "give tugboat's role events:ListRuleNamesByTarget, events:DescribeRule and events:TestEventPattern (manifests/iam-policy.json), or check by hand that the rules of manifests/aws/events.cfn.yaml send to this queue"
+        } else {
+            "`tugboat doctor` again; or check by hand that the rules of manifests/aws/events.cfn.yaml send to this queue"
+        };
         vec![Finding::new(
             Level::Warning,
             "events",
             queue_url,
-            why,
-            "give tugboat's role events:ListRuleNamesByTarget, events:DescribeRule and events:TestEventPattern (manifests/iam-policy.json), or check by hand that the rules of manifests/aws/events.cfn.yaml send to this queue",
+            format!("its EventBridge rules cannot be checked: {e}"),
+            fix,
         )]
     };
     let Some((region, account)) = rules::queue_home(arn) else {
-        return cannot(format!("its ARN '{arn}' is not an SQS queue's"));
+        return vec![Finding::new(
+            Level::Warning,
+            "events",
+            queue_url,
+            format!("its ARN '{arn}' is not an SQS queue's: its EventBridge rules are not checked"),
+            "check events.queue_url",
+        )];
     };
     let rules = match bus.rules_targeting(arn).await {
         Ok(r) => r,
-        Err(e) => {
-            return cannot(format!(
-                "its EventBridge rules cannot be read: {}",
-                e.message
-            ));
-        }
+        Err(e) => return cannot(&e),
     };
     let repositories: BTreeSet<String> = cfg
         .services
@@ -116,12 +122,21 @@ async fn event_rules(
         })
         .map(|s| s.repository.clone())
         .collect();
+    if repositories.is_empty() {
+        return vec![Finding::ok(
+            "events",
+            queue_url,
+            format!(
+                "no watched repository is in the queue's account {account}: their events reach their own account's bus, whose rules are not checked here"
+            ),
+        )];
+    }
     let mut coverage = Vec::new();
     for kind in EventKind::to_test(scan_type) {
         let home = (account.as_str(), region.as_str());
         match unmatched(bus, &rules, kind, &repositories, home).await {
             Ok(unmatched) => coverage.push(Coverage { kind, unmatched }),
-            Err(why) => return cannot(why),
+            Err(e) => return cannot(&e),
         }
     }
     rules::event_rules(queue_url, &rules, repositories.len(), &coverage)
@@ -135,7 +150,7 @@ async fn unmatched(
     kind: EventKind,
     repositories: &BTreeSet<String>,
     (account, region): (&str, &str),
-) -> Result<BTreeSet<String>, String> {
+) -> Result<BTreeSet<String>, PortError> {
     let mut left = repositories.clone();
     for rule in rules.iter().filter(|r| r.enabled) {
         let Some(pattern) = rule.pattern.as_deref() else {
@@ -162,10 +177,9 @@ async fn unmatched(
                 Ok(true) => left.clear(),
                 Ok(false) => {}
                 Err(e) => {
-                    return Err(format!(
-                        "rule {}'s pattern cannot be tested: {}",
-                        rule.name, e.message
-                    ));
+                    let rule = &rule.name;
+                    let message = format!("rule {rule}: {}", e.message);
+                    return Err(PortError::new(e.system, e.operation, e.kind, message));
                 }
             }
         }
