@@ -342,6 +342,12 @@ impl Git {
 /// Open the bare clone in `dir` (creating it, empty, to be filled by the first fetch), with
 /// `url` as its `origin`.
 fn open_clone(dir: &Path, url: &str) -> PortResult<Repository> {
+    // libgit2 keeps every commit and tree it parses in a per-repository cache of up to
+    // 256 MB ("The default cache size is 256MB", git2::opts::set_cache_max_size). The clone
+    // stays open for the process's life while main and the ledger gain commits every cycle,
+    // so that cache is a resident set that grows for hours. A cycle reads a few trees once;
+    // parsing them again costs less than keeping them: no object cache.
+    git2::opts::enable_caching(false);
     let repo = match Repository::open_bare(dir) {
         Ok(r) => r,
         Err(_) => {
