@@ -645,57 +645,10 @@ async fn eventbridge(url: &str, operation: &str, body: serde_json::Value) -> ser
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cloudformation_rules_send_exactly_the_events_tugboat_uses_to_the_queue() {
-    let template: serde_json::Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/manifests/aws/events.cfn.yaml"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
     let (_moto, url) = start_moto();
     let sdk = sdk(&url).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("tugboat-events")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let rules: Vec<(&String, &serde_json::Value)> = template["Resources"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, r)| r["Type"] == "AWS::Events::Rule")
-        .collect();
-    assert_eq!(rules.len(), 3);
-    for (name, rule) in &rules {
-        let pattern = &rule["Properties"]["EventPattern"];
-        eventbridge(
-            &url,
-            "PutRule",
-            json!({"Name": name, "EventPattern": pattern.to_string()}),
-        )
-        .await;
-        eventbridge(
-            &url,
-            "PutTargets",
-            json!({"Rule": name, "Targets": [{"Id": "q", "Arn": arn}]}),
-        )
-        .await;
-    }
+    let (queue_url, _) = queue_with_stack_rules(&url, &sqs).await;
     let digest = format!("sha256:{}", "7f".repeat(32));
     let repo_arn = "arn:aws:ecr:eu-north-1:123456789012:repository/user_service";
     let entry = |source: &str, kind: &str, detail: serde_json::Value| json!({"Source": source, "DetailType": kind, "Detail": detail.to_string()});
@@ -954,6 +907,46 @@ fn stack_rules() -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
+/// moto's `tugboat-events` queue with the stack's three rules targeting it, as the stack
+/// makes them (PutRule, PutTargets): the queue's URL and ARN.
+async fn queue_with_stack_rules(url: &str, sqs: &aws_sdk_sqs::Client) -> (String, String) {
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("tugboat-events")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let rules = stack_rules();
+    assert_eq!(rules.len(), 3);
+    for (name, pattern) in rules {
+        eventbridge(
+            url,
+            "PutRule",
+            json!({"Name": name, "EventPattern": pattern.to_string()}),
+        )
+        .await;
+        eventbridge(
+            url,
+            "PutTargets",
+            json!({"Rule": name, "Targets": [{"Id": "q", "Arn": arn}]}),
+        )
+        .await;
+    }
+    (queue_url, arn)
+}
+
 /// The EventBridge adapter's reads against a bus holding the stack's rules, all targeting
 /// `queue_arn`: the rules are found with their patterns and states, and a queue no rule
 /// targets has none.
@@ -1041,39 +1034,7 @@ async fn matcher_checks(sdk: &aws_config::SdkConfig, queue_arn: &str) {
 async fn the_eventbridge_adapter_reads_the_rules_of_moto() {
     let (_moto, url) = start_moto();
     let sdk = sdk(&url).await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("tugboat-events")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    for (name, pattern) in stack_rules() {
-        eventbridge(
-            &url,
-            "PutRule",
-            json!({"Name": name, "EventPattern": pattern.to_string()}),
-        )
-        .await;
-        eventbridge(
-            &url,
-            "PutTargets",
-            json!({"Rule": name, "Targets": [{"Id": "q", "Arn": arn}]}),
-        )
-        .await;
-    }
+    let (_, arn) = queue_with_stack_rules(&url, &aws_sdk_sqs::Client::new(&sdk)).await;
     // moto answers ListRuleNamesByTarget and DescribeRule, but not TestEventPattern (its
     // events backend raises NotImplementedError): the matcher is checked against the
     // sandbox's, which follows the EventBridge user guide.

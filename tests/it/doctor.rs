@@ -9,6 +9,13 @@ use tugboat::config::Config;
 use tugboat::domain::doctor::{Finding, Level, exit_code};
 use tugboat_sandbox::{Options, SALON_SERVICES, Sandbox, WithoutHarnessVars, app_name};
 
+fn warnings(findings: &[Finding]) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .collect()
+}
+
 fn errors(findings: &[Finding]) -> Vec<&Finding> {
     findings
         .iter()
@@ -41,13 +48,10 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
     // which no environment's policy pins digests against.
     let findings = doctor(&sb, dir.path()).await;
     assert!(errors(&findings).is_empty(), "{findings:#?}");
-    let warnings: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.level == Level::Warning)
-        .collect();
-    assert_eq!(warnings.len(), 6, "{warnings:#?}");
+    let mutable = warnings(&findings);
+    assert_eq!(mutable.len(), 6, "{mutable:#?}");
     assert!(
-        warnings
+        mutable
             .iter()
             .all(|w| w.fact.starts_with("tags are MUTABLE"))
     );
@@ -96,10 +100,7 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
     sb.aws.sqs.set_policy(queue, None);
     let findings = doctor(&sb, dir.path()).await;
     assert_eq!(exit_code(&findings), 1, "{findings:#?}");
-    let w: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.level == Level::Warning)
-        .collect();
+    let w = warnings(&findings);
     assert_eq!(w.len(), 1, "{w:#?}");
     assert_eq!(w[0].area, "events");
     assert!(w[0].fact.contains("no access policy"), "{w:#?}");
@@ -134,10 +135,7 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
         .put_rule("tugboat-ecr-image-action", &narrowed, true);
     let findings = doctor(&sb, dir.path()).await;
     assert_eq!(exit_code(&findings), 1, "{findings:#?}");
-    let w: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.level == Level::Warning)
-        .collect();
+    let w = warnings(&findings);
     assert_eq!(w.len(), 1, "{w:#?}");
     assert!(
         w[0].fact.contains("pushes of 5 of 6 watched repositories")
@@ -152,10 +150,7 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
         sb.aws.events.put_rule(&r.name, &pattern, false);
     }
     let findings = doctor(&sb, dir.path()).await;
-    let w: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.level == Level::Warning)
-        .collect();
+    let w = warnings(&findings);
     assert_eq!(w.len(), 1, "{w:#?}");
     assert!(
         w[0].fact.contains("no enabled rule") && w[0].fact.contains("tugboat-inspector"),
@@ -179,10 +174,7 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
     // the grants), and nothing else changes.
     sb.aws.events.deny(true);
     let findings = doctor(&sb, dir.path()).await;
-    let w: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.level == Level::Warning)
-        .collect();
+    let w = warnings(&findings);
     assert_eq!(w.len(), 1, "{w:#?}");
     assert!(w[0].fact.contains("AccessDeniedException"), "{w:#?}");
     assert!(w[0].fix.contains("events:ListRuleNamesByTarget"), "{w:#?}");
@@ -227,10 +219,7 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
     sb.argocd.serve_grpc_web(false);
     let findings = doctor(&sb, dir.path()).await;
     assert!(errors(&findings).is_empty(), "{findings:#?}");
-    let w: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.level == Level::Warning)
-        .collect();
+    let w = warnings(&findings);
     assert_eq!(w.len(), 1, "{w:#?}");
     assert_eq!(w[0].subject, "user-service-prod (user_service/prod)");
     assert!(w[0].fact.contains("HTTP 404"), "{w:#?}");
