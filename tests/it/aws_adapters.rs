@@ -604,15 +604,19 @@ async fn queue_checks(sdk: &aws_config::SdkConfig, queue_url: &str) {
 async fn the_sqs_adapter_works_against_moto() {
     let (_moto, url) = start_moto();
     let sdk = sdk(&url).await;
-    let queue_url = aws_sdk_sqs::Client::new(&sdk)
-        .create_queue()
+    let queue_url = events_queue(&aws_sdk_sqs::Client::new(&sdk)).await;
+    queue_checks(&sdk, &queue_url).await;
+}
+
+/// moto's `tugboat-events` queue, made: its URL.
+async fn events_queue(sqs: &aws_sdk_sqs::Client) -> String {
+    sqs.create_queue()
         .queue_name("tugboat-events")
         .send()
         .await
         .unwrap()
         .queue_url
-        .unwrap();
-    queue_checks(&sdk, &queue_url).await;
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -910,14 +914,7 @@ fn stack_rules() -> Vec<(String, serde_json::Value)> {
 /// moto's `tugboat-events` queue with the stack's three rules targeting it, as the stack
 /// makes them (PutRule, PutTargets): the queue's URL and ARN.
 async fn queue_with_stack_rules(url: &str, sqs: &aws_sdk_sqs::Client) -> (String, String) {
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("tugboat-events")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue_url = events_queue(sqs).await;
     let arn = sqs
         .get_queue_attributes()
         .queue_url(&queue_url)
