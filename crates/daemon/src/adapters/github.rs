@@ -82,6 +82,29 @@ type CachedPage = (String, String);
 /// stay free, and bounded, so that months of merged PRs do not grow the cache forever.
 const ETAG_ENTRIES: usize = 4096;
 
+/// The bytes the cached pages may hold together. A page is kept whole (a labelled-PR listing
+/// of a hundred PRs with their bodies is a few hundred KB), so a count alone let 4096 pages
+/// hold hundreds of MB, filled over weeks as each new PR's comments and events are polled.
+/// 16 MiB keeps a large fleet's listings and its open records' pages; a page evicted is read
+/// again in full once.
+const ETAG_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A cached page weighs its bytes.
+#[derive(Clone)]
+struct PageBytes;
+
+impl quick_cache::Weighter<String, CachedPage> for PageBytes {
+    fn weight(&self, uri: &String, (etag, body): &CachedPage) -> u64 {
+        u64::try_from(uri.len() + etag.len() + body.len()).unwrap_or(u64::MAX)
+    }
+}
+
+type PageCache = quick_cache::sync::Cache<String, CachedPage, PageBytes>;
+
+fn page_cache() -> PageCache {
+    PageCache::with_weighter(ETAG_ENTRIES, ETAG_BYTES, PageBytes)
+}
+
 /// A GitHub repository through octocrab.
 #[derive(Clone)]
 pub struct GitHub {
@@ -92,7 +115,7 @@ pub struct GitHub {
     base: String,
     /// The first page of each polled list (comments, reviews, labelled PRs) with its ETag,
     /// by address, for conditional requests.
-    etags: Arc<quick_cache::sync::Cache<String, CachedPage>>,
+    etags: Arc<PageCache>,
     me: Arc<tokio::sync::OnceCell<String>>,
     /// `squash`, `merge` or `rebase`.
     merge_method: MergeMethod,
@@ -321,7 +344,7 @@ impl GitHub {
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             base: base.to_owned(),
-            etags: Arc::new(quick_cache::sync::Cache::new(ETAG_ENTRIES)),
+            etags: Arc::new(page_cache()),
             merge_method: MergeMethod::Squash,
             me: Arc::default(),
             paused: Arc::default(),
@@ -651,6 +674,20 @@ impl GitHub {
 mod tests {
     use super::checks::{RunWire, check_run, checks_of};
     use super::*;
+
+    #[test]
+    fn the_etag_cache_holds_at_most_its_bytes_however_many_pages_are_polled() {
+        let cache = page_cache();
+        let page = "x".repeat(256 * 1024);
+        for n in 0..200 {
+            cache.insert(
+                format!("/repos/o/r/issues/{n}/comments"),
+                ("\"e\"".into(), page.clone()),
+            );
+        }
+        assert!(cache.weight() <= ETAG_BYTES, "{} bytes", cache.weight());
+        assert!(cache.len() >= 16, "it still keeps pages: {}", cache.len());
+    }
 
     #[test]
     fn a_rate_limit_answer_says_how_long_to_pause_by_its_headers() {
