@@ -120,8 +120,12 @@ async fn a_webhook_delivered_to_the_follower_is_handed_on_and_the_leader_merges_
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    // The follower has read the leader's address from the lease (it reads it every 200 ms).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The follower has read the leader's address from the lease (it reads it every 200 ms),
+    // and the approval comes in a later second than the PR's commit: GitHub's times have
+    // whole seconds, and an approval stamped the second of the commit may be older than it,
+    // so it does not count (the rule in domain::chatops). Under load the first cycle can end
+    // within the commit's second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
 
     let comment = sb.github.comment_as(number, "alice", "/approve").unwrap();
     let body = serde_json::to_vec(&serde_json::json!({
