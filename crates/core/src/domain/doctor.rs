@@ -219,6 +219,12 @@ pub fn mutability(
     Finding::new(Level::Warning, area, repository, fact, fix)
 }
 
+/// At most `max` characters of what someone else wrote (a policy's Sid, a rule's or a
+/// repository's name), control characters dropped: a finding stays one bounded line.
+fn printable(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 /// Whether the event queue's access policy (its `Policy` attribute, an IAM policy document)
 /// lets EventBridge deliver to it: a statement that allows principal
 /// `events.amazonaws.com` (or `*`) the action `sqs:SendMessage` (or `sqs:*`, `*`), as "Amazon
@@ -264,11 +270,7 @@ pub fn queue_policy(queue: &str, policy: Option<&str>) -> Finding {
                     // What the policy's author wrote: bounded, no control characters.
                     .map_or_else(
                         || "without a Sid".to_owned(),
-                        |sid| {
-                            let sid: String =
-                                sid.chars().filter(|c| !c.is_control()).take(64).collect();
-                            format!("'{sid}'")
-                        }
+                        |sid| format!("'{}'", printable(sid, 64))
                     )
             ),
         ),

@@ -156,7 +156,8 @@ async fn unmatched(
         let Some(pattern) = rule.pattern.as_deref() else {
             continue;
         };
-        let ask: Vec<String> = if rules::names_repositories(pattern) {
+        let per_repository = rules::names_repositories(pattern);
+        let ask: Vec<String> = if per_repository {
             left.iter().cloned().collect()
         } else {
             left.iter().take(1).cloned().collect()
@@ -171,7 +172,7 @@ async fn unmatched(
             .await;
         for (repo, answer) in answers {
             match answer {
-                Ok(true) if rules::names_repositories(pattern) => {
+                Ok(true) if per_repository => {
                     left.remove(&repo);
                 }
                 Ok(true) => left.clear(),

@@ -6,7 +6,7 @@
 use super::commands::Target;
 use super::context::Seen;
 pub use super::watch::HoldIssue;
-use super::watch::{Watch, Watched};
+use super::watch::{Watch, Watched, of};
 use super::{Action, At, Engine, EnvCtx, EnvReport, Mode, Step, StepError};
 use crate::domain::chatops::{self, Subject};
 use crate::domain::hold::{self, AppFacts, Cause, Facts, Hold, Record, Verdict};
@@ -169,12 +169,12 @@ impl Engine {
         }
         // What the records say now, beside the hold: a hold that was tugboat's own doing can
         // be told from a person's change afterwards (the soak reads this line).
-        let records: Vec<String> = self
-            .labelled(super::watch::BAD, false)
-            .await?
-            .iter()
-            .chain(cx.watch().map_or(&[][..], |w| &w.verifying[..]))
-            .filter(|w| w.state.service == cx.svc.name && w.state.environment == cx.env.name)
+        let (svc, env) = (&cx.svc.name, &cx.env.name);
+        let bad = self.labelled(super::watch::BAD, false).await?;
+        let verifying = cx.watch().map_or(&[][..], |w| &w.verifying[..]);
+        let records: Vec<String> = of(&bad, svc, env)
+            .into_iter()
+            .chain(of(verifying, svc, env))
             .map(|w| {
                 format!(
                     "#{} {:?} merged {:?} {}",

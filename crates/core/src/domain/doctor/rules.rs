@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::{Finding, Level};
+use super::{Finding, Level, printable};
 
 /// One rule of the default event bus that targets the queue, as `DescribeRule` gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,10 +230,9 @@ fn merged(coverage: &[Coverage]) -> Vec<(&'static str, BTreeSet<String>)> {
 
 /// Up to five names, then how many more: a finding stays one line on a large fleet.
 fn names<'a>(all: impl Iterator<Item = &'a str>) -> String {
-    let all: Vec<String> = all
-        .map(|n| n.chars().filter(|c| !c.is_control()).take(80).collect())
-        .collect();
-    let shown = all.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    let all: Vec<&str> = all.collect();
+    let shown: Vec<String> = all.iter().take(5).map(|n| printable(n, 80)).collect();
+    let shown = shown.join(", ");
     match all.len() {
         n if n > 5 => format!("{shown} and {} more", n - 5),
         _ => shown,
