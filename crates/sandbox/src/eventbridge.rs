@@ -159,7 +159,8 @@ impl EventBridge {
     }
 
     /// Answer every call `AccessDeniedException`, as EventBridge does a caller without the
-    /// IAM grant (`denied`), or serve again.
+    /// IAM grant ("AccessDeniedException: You do not have sufficient access to perform this
+    /// action", EventBridge API reference, Common Errors), or serve again.
     pub fn deny(&self, denied: bool) {
         self.denied
             .store(denied, std::sync::atomic::Ordering::SeqCst);
