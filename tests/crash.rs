@@ -446,3 +446,63 @@ fn a_tugboat_process_killed_at_a_step_and_started_again_at_once_finishes_in_its_
         );
     }
 }
+
+/// A real kill between the ledger's record of a change and its delivery: `tugboat once`
+/// promotes, records the promotion as announced (with the notification in the ledger's
+/// outbox), and dies as it is about to hand it to the sinks. Before the outbox, that
+/// notification was lost: the ledger said "announced", so no later cycle sent it. The
+/// restart, on the same clone, delivers it at its start, once to each sink, under the same
+/// delivery id a first attempt would have used.
+#[test]
+fn a_tugboat_killed_between_recording_a_notification_and_sending_it_is_followed_by_a_restart_that_sends_it_once()
+ {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt.block_on(sandbox());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tugboat.toml");
+    std::fs::write(&config, sb.config_toml(&dir.path().join("work"))).unwrap();
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let once = |abort: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tugboat"));
+        cmd.without_harness_vars()
+            .args(["once", "--config"])
+            .arg(&config);
+        cmd.env("NO_COLOR", "1");
+        if let Some(point) = abort {
+            cmd.env("TUGBOAT_ABORT_AT", point);
+        }
+        cmd.output().unwrap()
+    };
+    let killed = once(Some("notify"));
+    let stderr = String::from_utf8_lossy(&killed.stderr);
+    assert!(
+        !killed.status.success() && stderr.contains("aborted at the failpoint notify"),
+        "the first process died before sending: {:?}\n{stderr}",
+        killed.status
+    );
+    assert!(sb.sinks.received().is_empty(), "nothing was sent");
+    let restart = once(None);
+    let stderr = String::from_utf8_lossy(&restart.stderr);
+    assert!(restart.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("delivering a notification a stopped tugboat did not"),
+        "the restart took the outbox over:\n{stderr}\nthe first:\n{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    let received = sb.sinks.received();
+    let hooks: Vec<_> = received.iter().filter(|r| r.sink == "webhook").collect();
+    let promoted: Vec<_> = hooks
+        .iter()
+        .filter(|r| r.body["event"] == "promoted" && r.body["service"] == SVC)
+        .collect();
+    assert_eq!(promoted.len(), 1, "announced once: {received:?}");
+    let mut ids: Vec<&str> = hooks
+        .iter()
+        .map(|r| r.body["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), hooks.len(), "no delivery twice: {received:?}");
+    let slack = received.iter().filter(|r| r.sink == "slack").count();
+    assert_eq!(slack, hooks.len(), "Slack has each once too: {received:?}");
+}

@@ -566,3 +566,101 @@ async fn a_rollback_and_a_hold_notify_once_and_a_restart_announces_neither_again
     let log = webhook_log(&sb.sinks.received());
     assert!(log.values().all(|n| *n == 1), "nothing twice: {log:?}");
 }
+
+/// The outbox on the real ledger (git, the sandbox's GitHub): a parcel recorded by a tugboat
+/// that then died is its successor's at once (the same clone: the kernel let go of the dead
+/// one's lock, and its name is in the owner file), another replica's only after it was left
+/// undelivered for `OTHERS_AFTER`; whoever took it last delivers it, and what every sink has
+/// leaves the outbox.
+#[tokio::test]
+async fn a_dead_tugboats_undelivered_notification_is_its_successors_at_once_and_another_replicas_later()
+ {
+    use tugboat::notify::OTHERS_AFTER;
+    use tugboat::ports::{Announcement, Parcel};
+    let sb = crate::common::start(Default::default()).await;
+    let (here, there) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ports = |work: &tempfile::TempDir| {
+        let cfg = config(&sb, work);
+        let clock = sb.clock();
+        async move {
+            tugboat::app::ports_on(&cfg, &ApiMetrics::default(), clock)
+                .await
+                .unwrap()
+        }
+    };
+    let n = Notification::new(Kind::Promoted, "user_service", Some("dev"), "#7 abc".into());
+    let parcel = Parcel {
+        id: tugboat::notify::delivery_id(&n),
+        notification: n.clone(),
+        sinks: vec!["slack".into(), "webhook".into()],
+    };
+    let dead = ports(&here).await;
+    let announced = [Announcement {
+        key: n.key.clone(),
+        change: n.change.clone(),
+        parcel: Some(parcel.clone()),
+    }];
+    assert_eq!(dead.ledger.announce(&announced).await.unwrap(), [true]);
+    let other = ports(&there).await;
+    let young = other.ledger.undelivered(OTHERS_AFTER).await.unwrap();
+    assert!(young.is_empty(), "another replica's, and young: {young:?}");
+    drop(dead); // killed: its lock on the clone goes with it
+    let successor = ports(&here).await;
+    let taken = successor.ledger.undelivered(OTHERS_AFTER).await.unwrap();
+    assert_eq!(
+        taken,
+        std::slice::from_ref(&parcel),
+        "the successor's at once"
+    );
+    assert!(
+        other
+            .ledger
+            .undelivered(OTHERS_AFTER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    successor
+        .ledger
+        .delivered(&[(parcel.id.clone(), "slack".into())])
+        .await
+        .unwrap();
+    // The successor dies too, unseen by the other replica, which waits before taking over.
+    sb.advance(OTHERS_AFTER + Duration::from_secs(1));
+    let late = other.ledger.undelivered(OTHERS_AFTER).await.unwrap();
+    let owed = Parcel {
+        sinks: vec!["webhook".into()],
+        ..parcel.clone()
+    };
+    assert_eq!(late, [owed], "only the sink that does not have it");
+    assert!(
+        successor
+            .ledger
+            .undelivered(OTHERS_AFTER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    other
+        .ledger
+        .delivered(&[(parcel.id.clone(), "webhook".into())])
+        .await
+        .unwrap();
+    sb.advance(OTHERS_AFTER * 2);
+    assert!(
+        other
+            .ledger
+            .undelivered(Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        successor
+            .ledger
+            .undelivered(Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -15,9 +15,10 @@
 use std::sync::Arc;
 
 use tugboat::config::Config;
+use tugboat::domain::notify::{Kind, Notification};
 use tugboat::engine::Ports;
 use tugboat::engine::fake::World;
-use tugboat::ports::{Base, ErrorKind, NewPullRequest, PortError};
+use tugboat::ports::{Announcement, Base, ErrorKind, NewPullRequest, Parcel, PortError};
 use tugboat::telemetry::ApiMetrics;
 use tugboat_sandbox::Options;
 
@@ -276,25 +277,36 @@ async fn the_ledger_records_a_slot_and_an_announced_change_once(u: &Under<'_>) {
         "{}",
         u.world
     );
-    let change = |c: &str| vec![("contract/state".to_owned(), c.to_owned())];
-    assert_eq!(
-        ledger.announce(&change("a")).await.unwrap(),
-        vec![true],
-        "{}",
-        u.world
-    );
-    assert_eq!(
-        ledger.announce(&change("a")).await.unwrap(),
-        vec![false],
-        "{}",
-        u.world
-    );
-    assert_eq!(
-        ledger.announce(&change("b")).await.unwrap(),
-        vec![true],
-        "{}",
-        u.world
-    );
+    let change = |c: &str, sinks: &[&str]| {
+        let n = Notification::new(Kind::Promoted, "contract", None, c.to_owned());
+        let parcel = Parcel {
+            id: format!("id-{c}"),
+            notification: n,
+            sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        vec![Announcement {
+            key: "contract/state".to_owned(),
+            change: c.to_owned(),
+            parcel: Some(parcel),
+        }]
+    };
+    let announced = ledger.announce(&change("a", &[])).await.unwrap();
+    assert_eq!(announced, vec![true], "{}", u.world);
+    let again = ledger.announce(&change("a", &["slack"])).await.unwrap();
+    assert_eq!(again, vec![false], "{}", u.world);
+    let b = ledger.announce(&change("b", &["slack", "hook"])).await;
+    assert_eq!(b.unwrap(), vec![true], "{}", u.world);
+    // The outbox: this process delivers b, so it is not taken over, however old.
+    let none = ledger.undelivered(std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(none, vec![], "{}: its own parcels", u.world);
+    let done = |sink: &str| vec![("id-b".to_owned(), sink.to_owned())];
+    ledger.delivered(&done("slack")).await.unwrap();
+    ledger.delivered(&done("slack")).await.unwrap();
+    ledger
+        .delivered(&[("id-none".into(), "slack".into())])
+        .await
+        .unwrap();
+    ledger.delivered(&done("hook")).await.unwrap();
 }
 
 #[tokio::test]

@@ -2,12 +2,14 @@
 //! dependencies' health say (`of_cycle`, `of_rescan`, [`Health`]), recorded in the ledger and
 //! then delivered to every sink whose filter admits it ([`Notifier`]).
 //!
-//! - **At most once per change.** A notification names its state (`key`) and the change
-//!   (`change`: the merge, the candidate, the PR head…). Before anything is sent, the change
-//!   is recorded in the ledger (`announced.json` on the GitOps repository's ledger branch),
-//!   and only a change the ledger did not hold yet is delivered; so a restart, or a second
-//!   replica, never announces it again. A change recorded and then lost to a crash before
-//!   its delivery is not sent (at most once, never twice).
+//! - **Once per change.** A notification names its state (`key`) and the change (`change`:
+//!   the merge, the candidate, the PR head…). Before anything is sent, the change is
+//!   recorded in the ledger (`announced.json` on the GitOps repository's ledger branch), and
+//!   only a change the ledger did not hold yet is delivered; so a restart, or a second
+//!   replica, never announces it again. The same write keeps the notification in the
+//!   ledger's outbox until each sink has it, so a crash before its delivery loses nothing:
+//!   the process that takes the outbox over sends it, under the same delivery id (a crash
+//!   between a sink's acceptance and the ledger's record of it sends it again).
 //! - **Never in the way.** The run loop hands notifications over without waiting
 //!   ([`Notifier::submit`]); the ledger writes and the deliveries run in tasks of their own,
 //!   one per sink, so a slow or failing sink delays neither the cycles nor the other sinks.
@@ -30,12 +32,12 @@ use crate::domain::plan::Decision;
 use crate::engine::rescan::RescanReport;
 use crate::engine::{Action, EnvReport, Verification};
 use crate::metrics::NotifyMetrics;
-use crate::ports::{ErrorKind, Ledger, PortResult, Sink};
+use crate::ports::{Announcement, ErrorKind, Ledger, Parcel, PortResult, Sink};
 use crate::telemetry::ApiCounts;
 
 mod deliver;
 
-pub use deliver::{Delivery, Freshness, Notifier, Outcome, Route};
+pub use deliver::{Delivery, Freshness, Notifier, OTHERS_AFTER, Outcome, Route};
 
 /// What a cycle's reports announce: promotions verified Healthy, gate refusals of a
 /// candidate, promotions awaiting approval (per PR head), rollbacks, and holds.
@@ -400,6 +402,10 @@ mod tests {
         assert!(fresh.admit(1, vec![awaiting("X")]).is_empty());
         // A later cycle speaks again; tugboat's own health is never held back.
         assert_eq!(fresh.admit(3, vec![awaiting("Y")]).len(), 1);
+        // Another state of the service, from the older cycle: not held back (the soak's
+        // lost "promoted" to dev, dropped for a later cycle's word on prod).
+        let promoted = Notification::new(Kind::Promoted, "svc", Some("dev"), "#12 abc".into());
+        assert_eq!(fresh.admit(1, vec![promoted]).len(), 1);
         let health = Notification {
             service: None,
             ..awaiting("-")
@@ -659,6 +665,71 @@ mod tests {
         settle().await;
         assert_eq!(sink.sent().len(), 2, "a new change is announced");
         assert_eq!(rig.count("slack", "promoted", "sent"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notification_recorded_but_not_delivered_before_a_kill_is_delivered_once_by_the_restart()
+     {
+        let rig = Rig::new();
+        let (slack, hook) = (FakeSink::named("slack"), FakeSink::named("hook"));
+        let sinks = [(&slack, Filter::default()), (&hook, Filter::default())];
+        slack.slow(Duration::from_secs(3600));
+        let first = rig.notifier(&sinks, 3);
+        first.submit(vec![promoted("#7 abc")]);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let id = delivery_id(&promoted("#7 abc"));
+        assert_eq!(hook.ids(), std::slice::from_ref(&id));
+        assert!(slack.sent().is_empty(), "still sending");
+        let owed = BTreeMap::from([(id.clone(), vec!["slack".to_owned()])]);
+        assert_eq!(rig.world.outbox(), owed, "the hook's delivery is struck");
+        // kill -9 on the same clone: every task stops where it is, then a restart.
+        first.finish(Duration::ZERO).await;
+        rig.world.restart();
+        slack.slow(Duration::ZERO);
+        let second = rig.notifier(&sinks, 3);
+        settle().await;
+        assert_eq!(
+            slack.ids(),
+            std::slice::from_ref(&id),
+            "under the same delivery id"
+        );
+        assert_eq!(
+            hook.ids(),
+            [id],
+            "the sink that had it is not sent it again"
+        );
+        assert!(rig.world.outbox().is_empty());
+        // Announced and delivered: neither the cycles nor another restart send it again.
+        second.submit(vec![promoted("#7 abc")]);
+        settle().await;
+        second.finish(Duration::from_secs(60)).await;
+        rig.world.restart();
+        let third = rig.notifier(&sinks, 3);
+        third.submit(vec![promoted("#7 abc")]);
+        settle().await;
+        assert_eq!((slack.sent().len(), hook.sent().len()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_the_ledger_could_not_strike_from_the_outbox_is_struck_with_the_next() {
+        let rig = Rig::new();
+        let sink = FakeSink::named("slack");
+        rig.world.fail("delivered", ErrorKind::Transient);
+        let n = rig.notifier(&[(&sink, Filter::default())], 3);
+        n.submit(vec![promoted("#7 abc")]);
+        settle().await;
+        assert_eq!(sink.sent().len(), 1);
+        assert_eq!(rig.world.calls("delivered"), 3, "tried three times");
+        assert_eq!(
+            rig.world.outbox().len(),
+            1,
+            "kept: not known to be delivered"
+        );
+        rig.world.heal("delivered");
+        n.submit(vec![promoted("#8 def")]);
+        settle().await;
+        assert!(rig.world.outbox().is_empty(), "both struck in one write");
+        assert_eq!(rig.world.calls("delivered"), 4);
     }
 
     #[tokio::test(start_paused = true)]

@@ -318,11 +318,42 @@ pub trait Ledger: Send + Sync {
         what: &str,
         ttl: std::time::Duration,
     ) -> PortResult<bool>;
-    /// Record, for each `(key, change)`, that `change` of the state `key` was announced:
-    /// `true` for each one recorded now, `false` for one the ledger already holds (announced
-    /// before, by this tugboat before a restart or by another replica). Atomic like `claim`:
-    /// of two replicas announcing the same change, exactly one gets `true`.
-    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>>;
+    /// Record, for each announcement, that `change` of the state `key` was announced: `true`
+    /// for each one recorded now, `false` for one the ledger already holds (announced before,
+    /// by this tugboat before a restart or by another replica). Atomic like `claim`: of two
+    /// replicas announcing the same change, exactly one gets `true`. The parcel of each one
+    /// recorded now is kept in the same write (the outbox), under this process's name, until
+    /// [`Ledger::delivered`] says every sink has it.
+    async fn announce(&self, changes: &[Announcement]) -> PortResult<Vec<bool>>;
+    /// Take over the outbox's parcels that nobody is delivering any more, and return them:
+    /// those of a dead predecessor of this process (the clone's earlier owner) at once,
+    /// another process's once `others_after` has passed since it took them (it may be dead).
+    /// Atomic like `claim`: a parcel is taken by one process; it is then this one's.
+    async fn undelivered(&self, others_after: std::time::Duration) -> PortResult<Vec<Parcel>>;
+    /// Record that the sinks named have their parcels (`(parcel id, sink)`), delivered or
+    /// given up on; a parcel every sink has leaves the outbox. Ids not in it are ignored.
+    async fn delivered(&self, done: &[(String, String)]) -> PortResult<()>;
+}
+
+/// One change to record as announced, with what to deliver when it is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub key: String,
+    pub change: String,
+    /// `None`: recorded only (a recovery), nothing to deliver.
+    pub parcel: Option<Parcel>,
+}
+
+/// A notification in the ledger's outbox: kept until each sink it is owed to has it, so that
+/// a process killed between recording a change and delivering it loses nothing (its
+/// successor, or another replica, delivers it under the same delivery id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parcel {
+    /// The delivery id: the same on every attempt and every redelivery.
+    pub id: String,
+    pub notification: crate::domain::notify::Notification,
+    /// The sinks that do not have it yet, by name.
+    pub sinks: Vec<String>,
 }
 
 /// A lease as read, with the version a write must name (optimistic concurrency).

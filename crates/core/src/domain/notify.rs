@@ -87,14 +87,15 @@ impl fmt::Display for Kind {
 }
 
 /// A link a person follows from the message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub title: String,
     pub url: String,
 }
 
-/// One thing to tell people.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One thing to tell people. Serialized as the ledger's outbox keeps it until every sink
+/// has it (tugboat's own record, sealed; never a payload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub kind: Kind,
     /// `None` for tugboat's own health.

@@ -141,6 +141,11 @@ struct State {
     claims: HashMap<String, (String, DateTime<Utc>)>,
     /// The last change announced per state key (the ledger's `announced.json`).
     announced: HashMap<String, String>,
+    /// The ledger's outbox: delivery id → (parcel, the generation delivering it).
+    outbox: BTreeMap<String, (crate::ports::Parcel, u32)>,
+    /// Which process is running: a restart on the same clone is the next generation, and
+    /// the earlier ones are its dead predecessors.
+    generation: u32,
     /// Issues pinned to the repository.
     pinned: BTreeSet<u64>,
     /// Whether the claims on record are another replica's (a test sets it).
@@ -667,6 +672,22 @@ impl World {
         self.with(|s| s.summaries.insert(s.main.len() - 1, summary.to_owned()));
     }
 
+    /// A kill and a restart on the same clone: what the process before delivers is its
+    /// successor's to take over.
+    pub fn restart(&self) {
+        self.with(|s| s.generation += 1);
+    }
+
+    /// The outbox's parcels: delivery id → the sinks that do not have it yet.
+    pub fn outbox(&self) -> BTreeMap<String, Vec<String>> {
+        self.with(|s| {
+            s.outbox
+                .iter()
+                .map(|(id, (p, _))| (id.clone(), p.sinks.clone()))
+                .collect()
+        })
+    }
+
     /// The PR-opening claims on record are another replica's from now on.
     pub fn claims_are_foreign(&self) {
         self.with(|s| s.foreign_claims = true);
@@ -938,18 +959,53 @@ impl Ledger for World {
         }))
     }
 
-    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
+    async fn announce(&self, changes: &[crate::ports::Announcement]) -> PortResult<Vec<bool>> {
         self.call("announce")?;
         Ok(self.with(|s| {
             changes
                 .iter()
-                .map(|(key, change)| {
-                    let known = s.announced.get(key) == Some(change);
-                    s.announced.insert(key.clone(), change.clone());
+                .map(|a| {
+                    let known = s.announced.get(&a.key) == Some(&a.change);
+                    s.announced.insert(a.key.clone(), a.change.clone());
+                    if let Some(p) = a.parcel.as_ref().filter(|p| !known && !p.sinks.is_empty()) {
+                        s.outbox.insert(p.id.clone(), (p.clone(), s.generation));
+                    }
                     !known
                 })
                 .collect()
         }))
+    }
+
+    /// One process per fake world at a time: what an earlier generation delivers is taken
+    /// over at once, and there is no other replica.
+    async fn undelivered(&self, _: std::time::Duration) -> PortResult<Vec<crate::ports::Parcel>> {
+        self.call("undelivered")?;
+        Ok(self.with(|s| {
+            let now = s.generation;
+            s.outbox
+                .values_mut()
+                .filter(|(_, by)| *by < now)
+                .map(|(p, by)| {
+                    *by = now;
+                    p.clone()
+                })
+                .collect()
+        }))
+    }
+
+    async fn delivered(&self, done: &[(String, String)]) -> PortResult<()> {
+        self.call("delivered")?;
+        self.with(|s| {
+            for (id, sink) in done {
+                if let Some((p, _)) = s.outbox.get_mut(id) {
+                    p.sinks.retain(|x| x != sink);
+                    if p.sinks.is_empty() {
+                        s.outbox.remove(id);
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     async fn claim(&self, job: &str, slot: DateTime<Utc>) -> PortResult<bool> {
@@ -1838,6 +1894,16 @@ impl FakeSink {
             .unwrap()
             .iter()
             .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The delivery ids of what was delivered, oldest first.
+    pub fn ids(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, id)| id.clone())
             .collect()
     }
 

@@ -140,9 +140,18 @@ mod tests {
         async fn claim_change(&self, _: &str, _: &str, _: std::time::Duration) -> PortResult<bool> {
             Ok(true) // the scheduler claims no PR
         }
-        async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
+        async fn announce(&self, changes: &[crate::ports::Announcement]) -> PortResult<Vec<bool>> {
             // The scheduler announces nothing; a ledger that never heard of a change says so.
             Ok(vec![true; changes.len()])
+        }
+        async fn undelivered(
+            &self,
+            _: std::time::Duration,
+        ) -> PortResult<Vec<crate::ports::Parcel>> {
+            Ok(Vec::new()) // nothing announced, nothing to deliver
+        }
+        async fn delivered(&self, _: &[(String, String)]) -> PortResult<()> {
+            Ok(())
         }
     }
 

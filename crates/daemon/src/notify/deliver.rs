@@ -1,6 +1,9 @@
 //! How notifications are delivered: recorded in the ledger first (at most once per
-//! change), then handed to every sink whose filter admits it, one task and one queue per
-//! sink, each delivery retried with backoff and counted. What to announce is `notify`'s.
+//! change), with the notification itself in the ledger's outbox, then handed to every sink
+//! whose filter admits it, one task and one queue per sink, each delivery retried with
+//! backoff and counted; what each sink has is struck from the outbox as it goes. What a
+//! killed process did not deliver, its successor takes over at its start, and another
+//! replica after [`OTHERS_AFTER`]. What to announce is `notify`'s.
 
 use super::*;
 
@@ -14,6 +17,11 @@ const KNOWN_ENTRIES: usize = 16_384;
 const LEDGER_ATTEMPTS: u32 = 3;
 /// The longest pause between two delivery attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often the outbox is looked at for what a dead process left (and once at the start).
+const SWEEP_EVERY: Duration = Duration::from_secs(300);
+/// How long a parcel another process delivers may stay in the outbox before this one takes
+/// it over: far longer than a delivery's attempts (1 + 2 + 4 + 8 s… for the default five).
+pub const OTHERS_AFTER: Duration = Duration::from_secs(600);
 
 /// One sink with its filter.
 pub struct Route {
@@ -26,19 +34,22 @@ enum Batch {
     Record(Vec<(String, String)>),
 }
 
-/// Which cycle last handed over notifications for each service, so that a cycle that
+/// Which cycle last handed over a notification of each state (`key`), so that a cycle that
 /// started earlier but ended later does not announce a state a later cycle has already
 /// moved past. Cycles overlap: a cycle woken by an event or a webhook reconciles a service
 /// as soon as the full cycle that started before it has finished with that service, and
 /// may end first; the ledger remembers only the last change of each state, so the older
 /// cycle's view, handed over last, would read as new and be sent again (found by the chaos
-/// soak: one "awaiting approval" sent twice for each of two heads).
+/// soak: one "awaiting approval" sent twice for each of two heads). Only the same state is
+/// held back: a later cycle's word on another state of the service (prod awaiting approval)
+/// says nothing about this one (dev promoted), which was once dropped and never announced
+/// (found by the soak too).
 #[derive(Debug, Default)]
 pub struct Freshness(std::sync::Mutex<HashMap<String, u64>>);
 
 impl Freshness {
-    /// `notes` of cycle `seq` (cycles are numbered as they start), without those about a
-    /// service that a later cycle has already announced; the rest mark their services.
+    /// `notes` of cycle `seq` (cycles are numbered as they start), without those of a state
+    /// that a later cycle has already announced; the rest mark their states.
     pub fn admit(&self, seq: u64, notes: Vec<Notification>) -> Vec<Notification> {
         let Ok(mut last) = self.0.lock() else {
             return notes;
@@ -46,14 +57,14 @@ impl Freshness {
         notes
             .into_iter()
             .filter(|n| {
-                let Some(service) = &n.service else {
-                    return true;
-                };
-                let newer = last.get(service).is_some_and(|s| *s > seq);
+                if n.service.is_none() {
+                    return true; // tugboat's own health: no cycle's view
+                }
+                let newer = last.get(&n.key).is_some_and(|s| *s > seq);
                 if newer {
-                    tracing::debug!(service, key = %n.key, "a later cycle announced this service; not announcing an older view");
+                    tracing::debug!(key = %n.key, change = %n.change, "a later cycle announced this state; not announcing an older view");
                 } else {
-                    last.insert(service.clone(), seq);
+                    last.insert(n.key.clone(), seq);
                 }
                 !newer
             })
@@ -156,6 +167,13 @@ impl Notifier {
     ) -> Self {
         let mut tasks = Vec::new();
         let mut lanes = Vec::new();
+        let (done, settled) = mpsc::unbounded_channel();
+        if !routes.is_empty() {
+            let settler = Settler {
+                ledger: ledger.clone(),
+            };
+            tasks.push(tokio::spawn(settler.run(settled)));
+        }
         for route in routes {
             let (tx, rx) = mpsc::channel(DELIVERIES_QUEUED);
             lanes.push(Lane {
@@ -169,6 +187,7 @@ impl Notifier {
                 metrics: metrics.clone(),
                 attempts: attempts.max(1),
                 tally: tally.clone(),
+                done: done.clone(),
             };
             tasks.push(tokio::spawn(courier.run(rx)));
         }
@@ -183,6 +202,7 @@ impl Notifier {
             metrics: metrics.clone(),
             known: quick_cache::sync::Cache::new(KNOWN_ENTRIES),
             tally: tally.clone(),
+            done,
         };
         tasks.push(tokio::spawn(recorder.run(rx)));
         Self {
@@ -268,16 +288,61 @@ struct Recorder {
     /// ledger round trip.
     known: quick_cache::sync::Cache<String, String>,
     tally: Option<Tally>,
+    /// Where a parcel no sink will be handed is reported done.
+    done: mpsc::UnboundedSender<(String, String)>,
 }
 
 impl Recorder {
+    /// Handle batches as they come; at the start and every [`SWEEP_EVERY`], first take
+    /// over what dead processes left in the outbox.
     async fn run(self, mut rx: mpsc::Receiver<Batch>) {
-        while let Some(batch) = rx.recv().await {
+        if !self.lanes.is_empty() {
+            self.sweep().await;
+        }
+        let mut sweep = tokio::time::Instant::now() + SWEEP_EVERY;
+        loop {
+            let batch = tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(sweep), if !self.lanes.is_empty() => {
+                    self.sweep().await;
+                    sweep = tokio::time::Instant::now() + SWEEP_EVERY;
+                    continue;
+                }
+                batch = rx.recv() => batch,
+            };
+            let Some(batch) = batch else { break };
             let (notes, records) = match batch {
                 Batch::Announce(n) => (n, Vec::new()),
                 Batch::Record(r) => (Vec::new(), r),
             };
             self.handle(notes, records).await;
+        }
+    }
+
+    /// Deliver what a dead process left in the outbox, to the sinks that do not have it.
+    async fn sweep(&self) {
+        let parcels = match self.ledger.undelivered(OTHERS_AFTER).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the ledger's outbox; trying again later");
+                return;
+            }
+        };
+        for p in parcels {
+            let n = &p.notification;
+            tracing::info!(event = n.kind.as_str(), key = %n.key, delivery = %p.id, sinks = ?p.sinks, "delivering a notification a stopped tugboat did not");
+            self.known.insert(n.key.clone(), n.change.clone());
+            for gone in p
+                .sinks
+                .iter()
+                .filter(|s| !self.lanes.iter().any(|l| &l.name == *s))
+            {
+                tracing::info!(sink = %gone, delivery = %p.id, "no such sink any more; not delivering there");
+                let _ = self.done.send((p.id.clone(), gone.clone()));
+            }
+            self.hand_over(Arc::new(p.notification), &p.id, |l| {
+                p.sinks.contains(&l.name)
+            });
         }
     }
 
@@ -302,7 +367,8 @@ impl Recorder {
         if changes.is_empty() {
             return;
         }
-        match self.announce(&changes).await {
+        let announcements = self.announcements(&wanted, changes.clone());
+        match self.announce(&announcements).await {
             Ok(fresh) => {
                 for (key, change) in &changes {
                     self.known.insert(key.clone(), change.clone());
@@ -332,7 +398,34 @@ impl Recorder {
         }
     }
 
-    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
+    /// `changes` to record, those of `wanted` with the notification for the outbox (first,
+    /// in the same order).
+    fn announcements(
+        &self,
+        wanted: &[Notification],
+        changes: Vec<(String, String)>,
+    ) -> Vec<Announcement> {
+        let mut parcels = wanted.iter().map(|n| Parcel {
+            id: delivery_id(n),
+            notification: n.clone(),
+            sinks: self
+                .lanes
+                .iter()
+                .filter(|l| l.filter.admits(n))
+                .map(|l| l.name.clone())
+                .collect(),
+        });
+        changes
+            .into_iter()
+            .map(|(key, change)| Announcement {
+                key,
+                change,
+                parcel: parcels.next(),
+            })
+            .collect()
+    }
+
+    async fn announce(&self, changes: &[Announcement]) -> PortResult<Vec<bool>> {
         let mut attempt = 1;
         loop {
             match self.ledger.announce(changes).await {
@@ -366,18 +459,70 @@ impl Recorder {
         let id = delivery_id(&n);
         tracing::info!(event = n.kind.as_str(), key = %n.key, delivery = %id, "notifying");
         let n = Arc::new(n);
-        for lane in self.lanes.iter().filter(|l| l.filter.admits(&n)) {
-            let outcome = if lane.tx.try_send((n.clone(), id.clone())).is_err() {
+        self.hand_over(n.clone(), &id, |l| l.filter.admits(&n));
+    }
+
+    /// Queue `n` for each sink `to` chooses; one whose queue is full drops it (counted, and
+    /// struck from the outbox: a backlog that long is not worth a redelivery).
+    fn hand_over(&self, n: Arc<Notification>, id: &str, to: impl Fn(&Lane) -> bool) {
+        for lane in self.lanes.iter().filter(|l| to(l)) {
+            let outcome = if lane.tx.try_send((n.clone(), id.to_owned())).is_err() {
                 tracing::warn!(sink = %lane.name, "the sink's queue is full; dropping a notification");
                 self.metrics.count(&lane.name, n.kind.as_str(), "dropped");
+                let _ = self.done.send((id.to_owned(), lane.name.clone()));
                 Outcome::Dropped("the sink's queue was full".to_owned())
             } else {
                 Outcome::Pending
             };
             if let Some(tally) = &self.tally {
-                tally.set(&lane.name, &id, &n, outcome);
+                tally.set(&lane.name, id, &n, outcome);
             }
         }
+    }
+}
+
+/// Strikes what each sink has (delivered, or given up on) from the ledger's outbox, in
+/// batches of whatever finished meanwhile. A batch the ledger cannot take is tried again
+/// with the next; one still unrecorded at the end stays in the outbox, and the process
+/// that takes it over delivers it again under the same delivery id (at least once).
+struct Settler {
+    ledger: Arc<dyn Ledger>,
+}
+
+impl Settler {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<(String, String)>) {
+        let mut behind: Vec<(String, String)> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            behind.push(first);
+            while let Ok(more) = rx.try_recv() {
+                behind.push(more);
+            }
+            if self.record(&behind).await {
+                behind.clear();
+            }
+        }
+        if !behind.is_empty() {
+            tracing::warn!(
+                count = behind.len(),
+                "the ledger did not record these deliveries; whoever takes them over sends them again"
+            );
+        }
+    }
+
+    async fn record(&self, done: &[(String, String)]) -> bool {
+        for attempt in 1..=LEDGER_ATTEMPTS {
+            match self.ledger.delivered(done).await {
+                Ok(()) => return true,
+                Err(e) if attempt < LEDGER_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "recording deliveries in the ledger failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, count = done.len(), "the ledger cannot record deliveries now; trying again with the next");
+                }
+            }
+        }
+        false
     }
 }
 
@@ -393,12 +538,16 @@ struct Courier {
     metrics: NotifyMetrics,
     attempts: u32,
     tally: Option<Tally>,
+    /// Where each finished delivery is reported, for the outbox.
+    done: mpsc::UnboundedSender<(String, String)>,
 }
 
 impl Courier {
     async fn run(self, mut rx: mpsc::Receiver<(Arc<Notification>, String)>) {
         while let Some((n, id)) = rx.recv().await {
+            failpoint!("notify");
             let outcome = self.deliver(&n, &id).await;
+            let _ = self.done.send((id.clone(), self.sink.name().to_owned()));
             let result = match outcome {
                 Outcome::Sent => "sent",
                 _ => "failed",

@@ -5,6 +5,12 @@
 //! reported once (`tugboat_forged_records_total{kind="ledger"}`), and replaced by tugboat's
 //! own at its next write. A ledger without `seal.json` at all, read within an hour after
 //! sealing began, was written by an earlier tugboat: it is read, and sealed at once.
+//!
+//! `outbox.json` keeps each notification from the write that records its change as announced
+//! until every sink has it, under the name of the process delivering it: a process killed in
+//! between loses nothing. Its successor on the same clone takes its parcels over at once, any
+//! other process after a while (`Ledger::undelivered`). A forged outbox is not obeyed like
+//! every other file: nobody but tugboat makes tugboat send a message.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,9 +20,10 @@ use chrono::{DateTime, Utc};
 use git2::{Oid, Repository, Signature};
 
 use super::{Git, err, fetch, push, push_on};
+use crate::domain::notify::Notification;
 use crate::domain::provenance::{Forgery, recorded_by_now};
 use crate::domain::seal::Keys;
-use crate::ports::{ErrorKind, Ledger, PortError, PortResult};
+use crate::ports::{Announcement, ErrorKind, Ledger, Parcel, PortError, PortResult};
 
 /// The branch where replicas claim work: `schedules.json` (scheduled slots),
 /// `claims.json` (the opening of promotion PRs) and `announced.json` (the last change of each
@@ -25,6 +32,22 @@ pub const LEDGER_BRANCH: &str = "tugboat-ledger";
 const LEDGER_FILE: &str = "schedules.json";
 const CLAIMS_FILE: &str = "claims.json";
 const ANNOUNCED_FILE: &str = "announced.json";
+const OUTBOX_FILE: &str = "outbox.json";
+
+/// A notification some sinks do not have yet, and which process delivers it since when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Outboxed {
+    notification: Notification,
+    sinks: Vec<String>,
+    by: String,
+    since: DateTime<Utc>,
+}
+
+/// Parcels nobody delivered for this long are dropped when the ledger is written (with a
+/// warning): a day-old notification is no news, and the file stays small.
+const OUTBOX_KEPT_FOR: chrono::Duration = chrono::Duration::days(1);
+
+type Outbox = std::collections::BTreeMap<String, Outboxed>;
 
 /// The change a state's notifications last announced, and when.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -72,6 +95,7 @@ struct LedgerState {
     schedules: LedgerMap,
     claims: ClaimMap,
     announced: std::collections::BTreeMap<String, Announced>,
+    outbox: Outbox,
     /// It had no seals at all and was read as an earlier tugboat's: to be sealed.
     unsealed: bool,
 }
@@ -167,6 +191,7 @@ fn read_ledger(repo: &Repository, sealing: &Sealing<'_>) -> PortResult<LedgerSta
         schedules: read_json(repo, &tree, LEDGER_FILE, seal)?,
         claims: read_json(repo, &tree, CLAIMS_FILE, seal)?,
         announced: read_json(repo, &tree, ANNOUNCED_FILE, seal)?,
+        outbox: read_json(repo, &tree, OUTBOX_FILE, seal)?,
         unsealed: seals.is_none() && sealing.keys.is_some(),
     })
 }
@@ -212,6 +237,10 @@ fn commit_ledger(
     if !state.announced.is_empty() {
         let blob = json_blob(repo, ANNOUNCED_FILE, &state.announced, keys, &mut seals)?;
         file(ANNOUNCED_FILE, blob).map_err(ledger)?;
+    }
+    if !state.outbox.is_empty() {
+        let blob = json_blob(repo, OUTBOX_FILE, &state.outbox, keys, &mut seals)?;
+        file(OUTBOX_FILE, blob).map_err(ledger)?;
     }
     if keys.is_some() {
         let blob = json_blob(repo, SEAL_FILE, &seals, None, &mut SealMap::new())?;
@@ -344,6 +373,99 @@ fn claim_in_ledger(
     ))
 }
 
+/// Drop the parcels nobody delivered within [`OUTBOX_KEPT_FOR`], saying so.
+fn prune_outbox(outbox: &mut Outbox, now: DateTime<Utc>) {
+    outbox.retain(|id, o| {
+        let kept = now - o.since < OUTBOX_KEPT_FOR;
+        if !kept {
+            tracing::warn!(delivery = %id, key = %o.notification.key, sinks = ?o.sinks, since = %o.since, "dropping a notification nobody delivered for a day");
+        }
+        kept
+    });
+}
+
+/// Record the fresh ones of `changes` in `state`, their parcels in its outbox under `me`;
+/// which were fresh goes to `fresh`.
+fn record_announced(
+    state: &mut LedgerState,
+    changes: &[Announcement],
+    (me, now): (&str, DateTime<Utc>),
+    fresh: &mut [bool],
+) -> usize {
+    for (i, a) in changes.iter().enumerate() {
+        let known = state
+            .announced
+            .get(&a.key)
+            .is_some_and(|known| known.change == a.change);
+        fresh[i] = !known;
+    }
+    state
+        .announced
+        .retain(|_, a| now - a.at < ANNOUNCED_KEPT_FOR);
+    prune_outbox(&mut state.outbox, now);
+    for (a, _) in changes.iter().zip(fresh.iter()).filter(|(_, f)| **f) {
+        let change = a.change.clone();
+        state
+            .announced
+            .insert(a.key.clone(), Announced { change, at: now });
+        if let Some(p) = a.parcel.as_ref().filter(|p| !p.sinks.is_empty()) {
+            let parcel = Outboxed {
+                notification: p.notification.clone(),
+                sinks: p.sinks.clone(),
+                by: me.to_owned(),
+                since: now,
+            };
+            state.outbox.insert(p.id.clone(), parcel);
+        }
+    }
+    fresh.iter().filter(|f| **f).count()
+}
+
+/// Take the parcels of `state`'s outbox that nobody delivers any more (see
+/// [`Ledger::undelivered`]) for `me`.
+fn take_over(
+    state: &mut LedgerState,
+    me: &Git,
+    now: DateTime<Utc>,
+    others_after: chrono::Duration,
+) -> Vec<Parcel> {
+    let tenancy = &me.tenancy;
+    let mut taken = Vec::new();
+    for (id, o) in state.outbox.iter_mut() {
+        let predecessor = tenancy.is_mine(&o.by) && o.by != tenancy.me;
+        let abandoned = !tenancy.is_mine(&o.by) && now - o.since >= others_after;
+        if !(predecessor || abandoned) {
+            continue;
+        }
+        tracing::info!(delivery = %id, key = %o.notification.key, from = %o.by, since = %o.since, "taking over a notification its process did not deliver");
+        o.by = tenancy.me.clone();
+        o.since = now;
+        taken.push(Parcel {
+            id: id.clone(),
+            notification: o.notification.clone(),
+            sinks: o.sinks.clone(),
+        });
+    }
+    taken
+}
+
+/// Strike each `(id, sink)` of `done` from the outbox; whether anything changed.
+fn strike(outbox: &mut Outbox, done: &[(String, String)]) -> bool {
+    let mut changed = false;
+    for (id, sink) in done {
+        let Some(o) = outbox.get_mut(id) else {
+            continue;
+        };
+        let before = o.sinks.len();
+        o.sinks.retain(|s| s != sink);
+        changed |= o.sinks.len() != before;
+        if o.sinks.is_empty() {
+            outbox.remove(id);
+        }
+    }
+    changed
+}
+
 /// Seal a ledger an earlier tugboat wrote (its files as read); a failure is logged, and the
 /// next read tries again.
 fn seal_ledger(repo: &Repository, sealing: &Sealing<'_>) {
@@ -445,7 +567,7 @@ impl Ledger for Git {
         .await
     }
 
-    async fn announce(&self, changes: &[(String, String)]) -> PortResult<Vec<bool>> {
+    async fn announce(&self, changes: &[Announcement]) -> PortResult<Vec<bool>> {
         let changes = changes.to_vec();
         let (keys, _) = self.ledger_keys().await?;
         self.blocking(move |repo, me| {
@@ -458,32 +580,57 @@ impl Ledger for Git {
             let fresh = std::cell::RefCell::new(vec![false; changes.len()]);
             claim_in_ledger(repo, &sealing, &|state| {
                 let mut fresh = fresh.borrow_mut();
-                for (i, (key, change)) in changes.iter().enumerate() {
-                    let known = state
-                        .announced
-                        .get(key)
-                        .is_some_and(|a| &a.change == change);
-                    fresh[i] = !known;
-                }
-                let n = fresh.iter().filter(|f| **f).count();
-                if n == 0 {
-                    return None;
-                }
-                state
-                    .announced
-                    .retain(|_, a| now - a.at < ANNOUNCED_KEPT_FOR);
-                for (i, (key, change)) in changes.iter().enumerate() {
-                    if fresh[i] {
-                        let at = now;
-                        let change = change.clone();
-                        state
-                            .announced
-                            .insert(key.clone(), Announced { change, at });
-                    }
-                }
-                Some(format!("announce {n} change(s): {}", changes[0].0))
+                let who = (me.tenancy.me.as_str(), now);
+                let n = record_announced(state, &changes, who, &mut fresh);
+                (n > 0).then(|| format!("announce {n} change(s): {}", changes[0].key))
             })?;
             Ok(fresh.into_inner())
+        })
+        .await
+    }
+
+    async fn undelivered(&self, others_after: Duration) -> PortResult<Vec<Parcel>> {
+        let (keys, _) = self.ledger_keys().await?;
+        let others_after =
+            chrono::Duration::from_std(others_after).unwrap_or(chrono::Duration::MAX);
+        self.blocking(move |repo, me| {
+            let now = me.clock.now();
+            let sealing = Sealing {
+                keys: keys.as_deref(),
+                me,
+                now,
+            };
+            let taken = std::cell::RefCell::new(Vec::new());
+            claim_in_ledger(repo, &sealing, &|state| {
+                let mut taken = taken.borrow_mut();
+                *taken = take_over(state, me, now, others_after);
+                (!taken.is_empty()).then(|| {
+                    format!(
+                        "{} takes over {} undelivered notification(s)",
+                        me.tenancy.me,
+                        taken.len()
+                    )
+                })
+            })?;
+            Ok(taken.into_inner())
+        })
+        .await
+    }
+
+    async fn delivered(&self, done: &[(String, String)]) -> PortResult<()> {
+        let done = done.to_vec();
+        let (keys, _) = self.ledger_keys().await?;
+        self.blocking(move |repo, me| {
+            let sealing = Sealing {
+                keys: keys.as_deref(),
+                me,
+                now: me.clock.now(),
+            };
+            claim_in_ledger(repo, &sealing, &|state| {
+                strike(&mut state.outbox, &done)
+                    .then(|| format!("{} delivery(ies) done", done.len()))
+            })?;
+            Ok(())
         })
         .await
     }
