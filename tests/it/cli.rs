@@ -442,6 +442,60 @@ fn tugboat_run_catches_up_a_missed_rescan_slot_at_start_opens_the_issue_and_stop
     );
 }
 
+/// Found by the chaos soak: a replica restarted while GitHub answered its App's first
+/// request with the secondary rate limit's 403 exited ("finding its installation"), and
+/// stayed down. A failure that passes (a 5xx, a cut connection, a rate limit) is now waited
+/// out at start, 1 s, 2 s, 4 s… apart within the startupProbe's minute; a refusal still
+/// stops it at once (`e2e.rs`: a wrong key).
+#[test]
+fn tugboat_run_started_while_github_rate_limits_it_waits_and_starts_instead_of_exiting() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt
+        .block_on(tugboat_sandbox::Sandbox::start(
+            tugboat_sandbox::Options::default(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tugboat.toml",
+        &sb.config_toml_as_app(&dir.path().join("work")),
+        0o600,
+    );
+    sb.github.throttle(2, true);
+    sb.aws.push("user_service", "1.5.0", "COMPLETE", vec![]);
+    let child = tugboat_command()
+        .args(["run", "--config", &config])
+        .env("TUGBOAT_ENGINE_INTERVAL", "1s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let merged = || {
+        sb.github.pulls().iter().any(|p| {
+            p.head.ends_with("dev/user_service")
+                && p.title.ends_with("1.5.0")
+                && p.merged_at.is_some()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !merged() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out.stderr);
+    assert!(merged(), "started and promoted: {log}");
+    assert!(
+        log.contains("cannot start yet") && log.contains("secondary rate limit"),
+        "it said why it waited: {log}"
+    );
+    assert!(out.status.success(), "graceful exit on SIGTERM: {log}");
+}
+
 #[test]
 fn tugboat_run_as_an_app_lives_through_several_token_expiries_and_keeps_promoting() {
     let rt = tokio::runtime::Runtime::new().unwrap();

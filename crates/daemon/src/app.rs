@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{CommitVia, Config, GithubAuth, GithubConfig, SecretRef};
 use crate::credentials::{Rotating, SSM_REFRESH, Token};
 use crate::engine::Ports;
-use crate::ports::ParameterStore;
+use crate::ports::{ErrorKind, ParameterStore};
 use crate::telemetry::ApiMetrics;
 use crate::trust::{ForgeryLog, KeyRing};
 
@@ -78,7 +78,7 @@ pub(crate) async fn github_identity(
                 },
             )
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            .map_err(anyhow::Error::new)?;
             let login = app.login();
             let app = Arc::new(app);
             Ok((app.clone(), Credentials::App(app), Some(login)))
@@ -89,6 +89,15 @@ pub(crate) async fn github_identity(
 /// Build the production adapters for `cfg`; every request they send is counted into `api`.
 pub async fn ports(cfg: &Config, api: &ApiMetrics) -> anyhow::Result<Ports> {
     ports_on(cfg, api, Arc::new(SystemClock)).await
+}
+
+/// Whether `e` is an outside system failing for now (a 5xx, a cut connection, a rate
+/// limit), which a later attempt may get past, rather than a refusal or a mistake in the
+/// configuration, which it will not.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<crate::ports::PortError>())
+        .any(|p| matches!(p.kind, ErrorKind::Transient | ErrorKind::Throttled))
 }
 
 /// The adapters of a daemon (`tugboat run`), which must own its working directory: two

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -36,7 +37,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let api = ApiMetrics::default();
-    let engine = Engine::new(cfg.clone(), crate::app::owned_ports(&cfg, &api).await?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let Some(ports) = start_ports(&cfg, &api, stop_rx.clone()).await? else {
+        return Ok(()); // stopped while starting
+    };
+    let engine = Engine::new(cfg.clone(), ports);
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
@@ -70,7 +79,6 @@ pub async fn run(
         "serving /healthz, /readyz, /metrics{}",
         if webhook.is_some() { " and /webhooks/github" } else { "" }
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(crate::server::serve(
         listener,
@@ -80,10 +88,6 @@ pub async fn run(
             let _ = server_stop.changed().await;
         },
     ));
-    let signal = tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     #[cfg(unix)]
     let hangup = tokio::spawn(on_hangup(daemon.clone()));
     match election {
@@ -103,6 +107,40 @@ pub async fn run(
     hangup.abort();
     let _ = server.await;
     Ok(())
+}
+
+/// How long `tugboat run` keeps trying to start while an outside system fails for now (a
+/// 5xx, a cut connection, GitHub's secondary rate limit): within the Deployment's
+/// startupProbe (30 probes 2 s apart). Then it exits with the last error, and Kubernetes
+/// restarts it with its own backoff.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(45);
+
+/// The adapters, tried again (1 s, 2 s, 4 s… apart) while what fails is transient, for at
+/// most [`STARTUP_PATIENCE`]; `None` when stopped meanwhile. A refusal or a mistake in the
+/// configuration fails at once: no retry can mend it.
+async fn start_ports(
+    cfg: &Config,
+    api: &ApiMetrics,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<crate::engine::Ports>> {
+    let began = tokio::time::Instant::now();
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let e = match crate::app::owned_ports(cfg, api).await {
+            Ok(ports) => return Ok(Some(ports)),
+            Err(e) => e,
+        };
+        if !crate::app::is_transient(&e) || began.elapsed() + pause > STARTUP_PATIENCE {
+            return Err(e);
+        }
+        let error = format!("{e:#}");
+        tracing::warn!(error, retry_in = ?pause, "cannot start yet: an outside system is failing for now; trying again");
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return Ok(None),
+        }
+        pause = (pause * 2).min(Duration::from_secs(16));
+    }
 }
 
 /// A replica's part in leader election: its candidate for the lease, and whether it leads.

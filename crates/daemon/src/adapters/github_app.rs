@@ -206,7 +206,14 @@ fn app_error(app_id: u64, what: &str, e: octocrab::Error) -> PortError {
     let (kind, said) = match &e {
         octocrab::Error::GitHub { source, .. } => {
             let code = source.status_code.as_u16();
+            // "If you exceed a secondary rate limit, you will receive a 403 or 429 response
+            // and an error message that indicates that you exceeded a secondary rate limit"
+            // (GitHub's REST docs, "Rate limits for the REST API"); the primary limit's 403
+            // says "API rate limit exceeded". Either passes: it is not a refusal.
+            let limited = source.message.to_ascii_lowercase().contains("rate limit");
             let kind = match code {
+                403 | 429 if limited => ErrorKind::Throttled,
+                429 => ErrorKind::Throttled,
                 401 | 403 => ErrorKind::Denied,
                 404 => ErrorKind::NotFound,
                 500..=599 => ErrorKind::Transient,

@@ -84,13 +84,15 @@ pub(super) fn app_refusal(gh: &GitHub, headers: &HeaderMap) -> Option<Response> 
             "A JSON web token could not be decoded",
         ));
     };
-    match gh.app.verify_jwt(jwt) {
-        Ok(()) => None,
-        Err(_) => Some(gh_error(
+    if gh.app.verify_jwt(jwt).is_err() {
+        return Some(gh_error(
             StatusCode::UNAUTHORIZED,
             "A JSON web token could not be decoded",
-        )),
+        ));
     }
+    // The App's own requests (its JWT) are REST requests like any other, under the same
+    // rate limits ("Rate limits for the REST API"): a throttle asked for applies here too.
+    gh.take_throttle().map(|message| super::throttled(&message))
 }
 
 pub(super) async fn get_app(State(gh): State<GitHub>, headers: HeaderMap) -> Response {
