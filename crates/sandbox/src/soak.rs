@@ -5,8 +5,9 @@
 //! AWS (a [`Chaos`] proxy in front of each), Argo CD health flapping between Progressing and
 //! Healthy, SQS redeliveries, GitHub App token expiries, failing notification sinks, a lease
 //! taken away, and `kill -9` of either replica (restarted at once, on its working
-//! directory: replica a at random, replica b once at two thirds of the faults, so that one
-//! process lives through most of the run and its memory is a curve over it). Then the faults stop, the fleet settles, and the invariants are checked
+//! directory: replica a at random, replica b once near the end of the faults, so that one
+//! process lives through nearly the whole run and its memory is a curve over it, and so
+//! that it dies as notifications are busiest). Then the faults stop, the fleet settles, and the invariants are checked
 //! ([`check`]), the replicas' logs too: nobody but tugboat writes to the repository, so a
 //! record of its own it took for a stranger's is a violation.
 //!
@@ -88,6 +89,9 @@ pub struct Report {
     /// Whether the fleet settled after the faults stopped, and how long it took.
     pub settled: Option<Duration>,
     pub outcome: check::Outcome,
+    /// Replicas that exited on their own (restarted, as Kubernetes restarts a container):
+    /// each is a violation, since no fault of the soak lasts long enough to excuse one.
+    pub exits: Vec<String>,
 }
 
 /// One replica: its configuration and the process running it.
@@ -185,6 +189,8 @@ struct World {
     work: tempfile::TempDir,
     http: reqwest::Client,
     faulty: bool,
+    /// When replicas were killed, in the sandbox's time.
+    kills: Vec<chrono::DateTime<chrono::Utc>>,
     /// Keeps the stand-ins' servers up.
     _servers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -209,6 +215,7 @@ pub async fn run(s: &Settings) -> anyhow::Result<Report> {
     w.drain();
     let settling = Instant::now();
     while settling.elapsed() < s.settle {
+        w.revive(&s.binary);
         w.approve().await;
         w.sample();
         if check::settled(&w.sb, &w.report.pushes) {
@@ -217,7 +224,9 @@ pub async fn run(s: &Settings) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    w.report.outcome = check::check(&w.sb, &w.report.pushes);
+    w.report.outcome = check::check(&w.sb, &w.report.pushes, &w.kills);
+    let exits = w.report.exits.clone();
+    w.report.outcome.violations.extend(exits);
     let logs: Vec<PathBuf> = w.replicas.iter().map(|r| r.log.clone()).collect();
     w.report
         .outcome
@@ -344,6 +353,7 @@ impl World {
             work,
             http: reqwest::Client::new(),
             faulty: false,
+            kills: Vec::new(),
             _servers: servers,
         };
         for r in &mut w.replicas {
@@ -353,6 +363,7 @@ impl World {
     }
 
     async fn tick(&mut self, s: &Settings, t: &mut Ticks) {
+        self.revive(&s.binary);
         if due(&mut t.push, s.push_every) {
             self.push();
         }
@@ -526,13 +537,11 @@ impl World {
             roll(1.0 / 60.0),
             roll(1.0 / 20.0),
         );
-        // Replica a is killed at random; b only once, at two thirds (`ensure`), so that one
-        // process lives through most of the run, under every other fault, and its RSS and
-        // open files are a curve over tens of minutes, not over a few.
+        // Replica a is killed at random; b only once, near the end (`ensure`), so that one
+        // process lives through nearly the whole run, under every other fault, and its RSS
+        // and open files are a curve over the run, not over a few minutes.
         if kill {
-            self.replicas[0].kill();
-            self.replicas[0].spawn(binary);
-            self.count(KILL);
+            self.kill(0, binary);
         }
         if token {
             self.sb.github.app.expire_tokens();
@@ -568,15 +577,41 @@ impl World {
         }
     }
 
+    /// Start again a replica whose process ended on its own, as Kubernetes would, saying so.
+    fn revive(&mut self, binary: &Path) {
+        for r in &mut self.replicas {
+            let exited = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let up = r.started.elapsed().as_secs();
+                self.report.exits.push(format!(
+                    "{}#{} exited on its own ({status}) after {up} s; see {}",
+                    r.name,
+                    r.incarnation,
+                    r.log.display()
+                ));
+                r.child = None;
+                r.spawn(binary);
+            }
+        }
+    }
+
+    /// `kill -9` of a replica, restarted at once on its working directory; when (the
+    /// sandbox's time) is kept: a notification delivered again after it is the outbox's
+    /// redelivery, not a violation.
+    fn kill(&mut self, replica: usize, binary: &Path) {
+        self.kills.push(self.sb.clock().now());
+        self.replicas[replica].kill();
+        self.replicas[replica].spawn(binary);
+        self.count(KILL);
+    }
+
     /// The rare faults, each at least once however the draws fall: a kill of each replica
-    /// (a at a third of the faulty phase, b, never killed at random, at two thirds), and a
-    /// lost lease (at half).
+    /// (a at a third of the faulty phase, b, never killed at random, at 95 %: what it was
+    /// delivering then is its successor's to deliver), and a lost lease (at half).
     fn ensure(&mut self, binary: &Path, phase: f64) {
-        for (at, replica) in [(1.0 / 3.0, 0), (2.0 / 3.0, 1)] {
+        for (at, replica) in [(1.0 / 3.0, 0), (0.95, 1)] {
             if phase >= at && self.replicas[replica].incarnation == 1 {
-                self.replicas[replica].kill();
-                self.replicas[replica].spawn(binary);
-                self.count(KILL);
+                self.kill(replica, binary);
                 return;
             }
         }
@@ -681,8 +716,8 @@ impl Report {
             self.approvals
         ));
         out.push_str(&format!(
-            "  merged: {:?}; rollbacks {}; clean pushes superseded before dev {}; notifications {}\n",
-            o.merged, o.rollbacks, o.superseded, o.notifications
+            "  merged: {:?}; rollbacks {}; clean pushes superseded before dev {}; notifications {} ({} delivered again after a kill)\n",
+            o.merged, o.rollbacks, o.superseded, o.notifications, o.redelivered
         ));
         let faults: u64 = self.faults.values().sum();
         out.push_str(&format!("  faults injected: {faults}\n"));

@@ -1,6 +1,7 @@
 //! The soak's invariants, read from the stand-ins once the fleet has settled: what GitHub
 //! holds (PRs, merges, reports), what main deploys, and what the sinks received.
 
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ pub struct Outcome {
     pub faulty: Vec<Duration>,
     /// Notifications the webhook sink accepted.
     pub notifications: usize,
+    /// Of those, deliveries made again under the same delivery id after a replica was
+    /// killed: the outbox's redelivery of what the killed one sent but had not yet struck
+    /// (at least once, with an idempotency key: not a violation).
+    pub redelivered: usize,
 }
 
 /// Whether `tag` is one of the words of `text` (so that `2.1.0` is not found in `2.11.0`).
@@ -115,8 +120,8 @@ fn promoted<'r>(
     })
 }
 
-/// Every invariant, over what the stand-ins hold now.
-pub fn check(sb: &Sandbox, pushes: &[Push]) -> Outcome {
+/// Every invariant, over what the stand-ins hold now; `kills` are when replicas were killed.
+pub fn check(sb: &Sandbox, pushes: &[Push], kills: &[DateTime<Utc>]) -> Outcome {
     let mut out = Outcome::default();
     let left = unsettled(sb, pushes);
     if !left.is_empty() {
@@ -127,7 +132,7 @@ pub fn check(sb: &Sandbox, pushes: &[Push]) -> Outcome {
         ));
     }
     pull_requests(sb, pushes, &mut out);
-    notifications(sb, pushes, &mut out);
+    notifications(sb, pushes, kills, &mut out);
     out
 }
 
@@ -202,32 +207,37 @@ fn pull_requests(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
     }
 }
 
-/// Every notification at most once, every dev promotion of a last clean push announced, and
-/// the push → dev Healthy times.
-fn notifications(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
+/// Every notification at most once (but a redelivery after a kill, under the same delivery
+/// id), every dev promotion of a last clean push announced, and the push → dev Healthy times.
+fn notifications(sb: &Sandbox, pushes: &[Push], kills: &[DateTime<Utc>], out: &mut Outcome) {
     let received = delivered(sb);
     out.notifications = received.len();
-    let mut seen: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut seen: BTreeMap<(String, String), Vec<Receipt>> = BTreeMap::new();
     for r in &received {
         let key = (
             r.body["key"].as_str().unwrap_or_default().to_owned(),
             r.body["change"].as_str().unwrap_or_default().to_owned(),
         );
-        let when = format!(
-            "{} at {}",
-            r.body["id"].as_str().unwrap_or_default(),
-            r.at.format("%H:%M:%S%.3f")
-        );
-        seen.entry(key).or_default().push(when);
+        let id = r.body["id"].as_str().unwrap_or_default().to_owned();
+        seen.entry(key).or_default().push((id, r.at));
     }
     for ((key, change), deliveries) in seen {
-        if deliveries.len() > 1 {
-            out.violations.push(format!(
-                "notified {} times: {key} ({change}): {}",
-                deliveries.len(),
-                deliveries.join(", ")
-            ));
+        if deliveries.len() < 2 {
+            continue;
         }
+        if redelivered(&deliveries, kills) {
+            out.redelivered += deliveries.len() - 1;
+            continue;
+        }
+        let said: Vec<String> = deliveries
+            .iter()
+            .map(|(id, at)| format!("{id} at {}", at.format("%H:%M:%S%.3f")))
+            .collect();
+        out.violations.push(format!(
+            "notified {} times: {key} ({change}): {}",
+            deliveries.len(),
+            said.join(", ")
+        ));
     }
     for p in pushes.iter().filter(|p| p.kind == PushKind::Clean) {
         match promoted(&received, &p.service, &p.tag) {
@@ -250,6 +260,19 @@ fn notifications(sb: &Sandbox, pushes: &[Push], out: &mut Outcome) {
             ));
         }
     }
+}
+
+/// A delivery's id and when it arrived.
+type Receipt = (String, DateTime<Utc>);
+
+/// Whether `deliveries` of one change (oldest first) are one delivery and its redeliveries:
+/// one delivery id, and a replica killed before each repeat and after the one before it.
+fn redelivered(deliveries: &[Receipt], kills: &[DateTime<Utc>]) -> bool {
+    let one_id = deliveries.iter().all(|(id, _)| *id == deliveries[0].0);
+    one_id
+        && deliveries
+            .windows(2)
+            .all(|w| kills.iter().any(|k| w[0].1 <= *k && *k <= w[1].1))
 }
 
 /// What tugboat took for a person's doing, as the replicas' logs say: nobody but tugboat
@@ -290,6 +313,16 @@ pub fn percentiles(times: &[Duration]) -> Option<(f64, f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeat_is_a_redelivery_only_with_the_same_id_and_a_kill_before_it() {
+        let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let two = |a: &str, b: &str| vec![(a.to_owned(), at(0)), (b.to_owned(), at(10))];
+        assert!(redelivered(&two("x", "x"), &[at(5)]));
+        assert!(!redelivered(&two("x", "x"), &[]), "no kill: sent twice");
+        assert!(!redelivered(&two("x", "x"), &[at(11)]), "killed after both");
+        assert!(!redelivered(&two("x", "y"), &[at(5)]), "two ids: two sends");
+    }
 
     #[test]
     fn a_tag_is_found_as_a_word_and_not_inside_a_longer_one() {
