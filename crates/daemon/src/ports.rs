@@ -335,26 +335,7 @@ pub trait Ledger: Send + Sync {
     async fn delivered(&self, done: &[(String, String)]) -> PortResult<()>;
 }
 
-/// One change to record as announced, with what to deliver when it is new.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announcement {
-    pub key: String,
-    pub change: String,
-    /// `None`: recorded only (a recovery), nothing to deliver.
-    pub parcel: Option<Parcel>,
-}
-
-/// A notification in the ledger's outbox: kept until each sink it is owed to has it, so that
-/// a process killed between recording a change and delivering it loses nothing (its
-/// successor, or another replica, delivers it under the same delivery id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parcel {
-    /// The delivery id: the same on every attempt and every redelivery.
-    pub id: String,
-    pub notification: crate::domain::notify::Notification,
-    /// The sinks that do not have it yet, by name.
-    pub sinks: Vec<String>,
-}
+pub use crate::domain::notify::{Announcement, Parcel};
 
 /// A lease as read, with the version a write must name (optimistic concurrency).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,14 +18,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::chaos::{Chaos, Rates, next, unit};
-use crate::{Fleet, Options, Sandbox, WithoutHarnessVars};
+use crate::{Fleet, Options, Sandbox};
 
 pub mod check;
+mod replica;
+
+use replica::Replica;
 
 /// What one push stands for in a busy fleet's week: a push every four minutes.
 pub const REAL_PUSH_EVERY: Duration = Duration::from_secs(240);
@@ -92,80 +94,6 @@ pub struct Report {
     /// Replicas that exited on their own (restarted, as Kubernetes restarts a container):
     /// each is a violation, since no fault of the soak lasts long enough to excuse one.
     pub exits: Vec<String>,
-}
-
-/// One replica: its configuration and the process running it.
-struct Replica {
-    name: &'static str,
-    port: u16,
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-    started: Instant,
-    incarnation: usize,
-}
-
-impl Replica {
-    fn spawn(&mut self, binary: &Path) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .ok();
-        let stderr = log.map_or_else(Stdio::null, Stdio::from);
-        let child = Command::new(binary)
-            .without_harness_vars()
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env(
-                "RUST_LOG",
-                std::env::var("TUGBOAT_SOAK_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            )
-            .env("NO_COLOR", "1")
-            // As the image runs it (Dockerfile: glibc's arenas capped at two), so that the
-            // memory curve is the one a cluster sees.
-            .env("MALLOC_ARENA_MAX", "2")
-            .env_remove("TUGBOAT_ABORT_AT")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn();
-        match child {
-            Ok(c) => self.child = Some(c),
-            Err(e) => eprintln!("soak: cannot start {}: {e}", self.name),
-        }
-        self.started = Instant::now();
-        self.incarnation += 1;
-    }
-
-    /// `kill -9`, reaped.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn sample(&self) -> Option<Sample> {
-        let pid = self.child.as_ref()?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let rss_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())?;
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-        Some(Sample {
-            uptime: self.started.elapsed(),
-            rss_kib,
-            fds,
-        })
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// The soak's world: the sandbox, its proxies, the Lease stand-in and the replicas.
