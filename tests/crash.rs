@@ -393,6 +393,20 @@ async fn grouped() {
     }
 }
 
+/// `tugboat once` on `config`, aborted at the failpoint `abort` when given (as `kill -9`
+/// would: `TUGBOAT_ABORT_AT`).
+fn once_on(config: &std::path::Path, abort: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tugboat"));
+    cmd.without_harness_vars()
+        .args(["once", "--config"])
+        .arg(config);
+    cmd.env("NO_COLOR", "1");
+    if let Some(point) = abort {
+        cmd.env("TUGBOAT_ABORT_AT", point);
+    }
+    cmd.output().unwrap()
+}
+
 /// A real kill, of the real binary: `tugboat once` dies at a step (`TUGBOAT_ABORT_AT` aborts
 /// the process there, as `kill -9` would: no destructor runs, nothing is let go of but by the
 /// kernel) and is started again at once on the same working directory, as a container
@@ -407,17 +421,7 @@ fn a_tugboat_process_killed_at_a_step_and_started_again_at_once_finishes_in_its_
         let config = dir.path().join("tugboat.toml");
         std::fs::write(&config, sb.config_toml(&dir.path().join("work"))).unwrap();
         sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-        let once = |abort: Option<&str>| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tugboat"));
-            cmd.without_harness_vars()
-                .args(["once", "--config"])
-                .arg(&config);
-            cmd.env("NO_COLOR", "1");
-            if let Some(point) = abort {
-                cmd.env("TUGBOAT_ABORT_AT", point);
-            }
-            cmd.output().unwrap()
-        };
+        let once = |abort| once_on(&config, abort);
         let killed = once(Some(point));
         let stderr = String::from_utf8_lossy(&killed.stderr);
         assert!(
@@ -462,17 +466,7 @@ fn a_tugboat_killed_between_recording_a_notification_and_sending_it_is_followed_
     let config = dir.path().join("tugboat.toml");
     std::fs::write(&config, sb.config_toml(&dir.path().join("work"))).unwrap();
     sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
-    let once = |abort: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tugboat"));
-        cmd.without_harness_vars()
-            .args(["once", "--config"])
-            .arg(&config);
-        cmd.env("NO_COLOR", "1");
-        if let Some(point) = abort {
-            cmd.env("TUGBOAT_ABORT_AT", point);
-        }
-        cmd.output().unwrap()
-    };
+    let once = |abort| once_on(&config, abort);
     let killed = once(Some("notify"));
     let stderr = String::from_utf8_lossy(&killed.stderr);
     assert!(

@@ -442,6 +442,30 @@ fn tugboat_run_catches_up_a_missed_rescan_slot_at_start_opens_the_issue_and_stop
     );
 }
 
+/// A sandbox, and a directory with `tugboat.toml` configuring tugboat as its GitHub App.
+fn app_sandbox(rt: &tokio::runtime::Runtime) -> (tugboat_sandbox::Sandbox, tempfile::TempDir) {
+    let sb = rt
+        .block_on(tugboat_sandbox::Sandbox::start(
+            tugboat_sandbox::Options::default(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = sb.config_toml_as_app(&dir.path().join("work"));
+    write(dir.path(), "tugboat.toml", &toml, 0o600);
+    (sb, dir)
+}
+
+/// `tugboat run` on `config`, a cycle each second, its log piped.
+fn run_each_second(config: &str) -> std::process::Child {
+    tugboat_command()
+        .args(["run", "--config", config])
+        .env("TUGBOAT_ENGINE_INTERVAL", "1s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Found by the chaos soak: a replica restarted while GitHub answered its App's first
 /// request with the secondary rate limit's 403 exited ("finding its installation"), and
 /// stayed down. A failure that passes (a 5xx, a cut connection, a rate limit) is now waited
@@ -450,27 +474,11 @@ fn tugboat_run_catches_up_a_missed_rescan_slot_at_start_opens_the_issue_and_stop
 #[test]
 fn tugboat_run_started_while_github_rate_limits_it_waits_and_starts_instead_of_exiting() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sb = rt
-        .block_on(tugboat_sandbox::Sandbox::start(
-            tugboat_sandbox::Options::default(),
-        ))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "tugboat.toml",
-        &sb.config_toml_as_app(&dir.path().join("work")),
-        0o600,
-    );
+    let (sb, dir) = app_sandbox(&rt);
+    let config = dir.path().join("tugboat.toml").display().to_string();
     sb.github.throttle(2, true);
     sb.aws.push("user_service", "1.5.0", "COMPLETE", vec![]);
-    let child = tugboat_command()
-        .args(["run", "--config", &config])
-        .env("TUGBOAT_ENGINE_INTERVAL", "1s")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = run_each_second(&config);
     let merged = || {
         sb.github.pulls().iter().any(|p| {
             p.head.ends_with("dev/user_service")
@@ -499,25 +507,9 @@ fn tugboat_run_started_while_github_rate_limits_it_waits_and_starts_instead_of_e
 #[test]
 fn tugboat_run_as_an_app_lives_through_several_token_expiries_and_keeps_promoting() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sb = rt
-        .block_on(tugboat_sandbox::Sandbox::start(
-            tugboat_sandbox::Options::default(),
-        ))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "tugboat.toml",
-        &sb.config_toml_as_app(&dir.path().join("work")),
-        0o600,
-    );
-    let child = tugboat_command()
-        .args(["run", "--config", &config])
-        .env("TUGBOAT_ENGINE_INTERVAL", "1s")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (sb, dir) = app_sandbox(&rt);
+    let config = dir.path().join("tugboat.toml").display().to_string();
+    let child = run_each_second(&config);
     let merged = |svc: &str, tag: &str| {
         sb.github.pulls().iter().any(|p| {
             p.head.ends_with(&format!("dev/{svc}"))

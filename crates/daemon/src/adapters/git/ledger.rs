@@ -109,7 +109,16 @@ struct Sealing<'a> {
     now: DateTime<Utc>,
 }
 
-impl Sealing<'_> {
+impl<'a> Sealing<'a> {
+    /// Sealing under `keys`, for `me`, at its clock's now.
+    fn of(keys: Option<&'a Keys>, me: &'a Git) -> Self {
+        Self {
+            keys,
+            me,
+            now: me.clock.now(),
+        }
+    }
+
     /// Whether file `name` (its `bytes`) is one tugboat wrote: its seal verifies, or the
     /// ledger has no seals and sealing began less than [`UNSEALED_GRACE`] ago. A file that
     /// is not is reported.
@@ -486,11 +495,7 @@ impl Ledger for Git {
         let job = job.to_owned();
         let (keys, writes) = self.ledger_keys().await?;
         self.blocking(move |repo, me| {
-            let sealing = Sealing {
-                keys: keys.as_deref(),
-                me,
-                now: me.clock.now(),
-            };
+            let sealing = Sealing::of(keys.as_deref(), me);
             fetch(repo, me)?;
             let state = read_ledger(repo, &sealing)?;
             if state.unsealed && writes {
@@ -506,11 +511,7 @@ impl Ledger for Git {
         let job = job.to_owned();
         let (keys, _) = self.ledger_keys().await?;
         self.blocking(move |repo, me| {
-            let sealing = Sealing {
-                keys: keys.as_deref(),
-                me,
-                now: me.clock.now(),
-            };
+            let sealing = Sealing::of(keys.as_deref(), me);
             let claimed = claim_in_ledger(repo, &sealing, &|state| {
                 let last = state.schedules.get(&job).copied();
                 let last = last.filter(|at| plausible(me, "schedules.json", &job, *at));
@@ -532,12 +533,8 @@ impl Ledger for Git {
         let (key, what) = (key.to_owned(), what.to_owned());
         let (keys, _) = self.ledger_keys().await?;
         self.blocking(move |repo, me| {
-            let now = me.clock.now();
-            let sealing = Sealing {
-                keys: keys.as_deref(),
-                me,
-                now,
-            };
+            let sealing = Sealing::of(keys.as_deref(), me);
+            let now = sealing.now;
             let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
             claim_in_ledger(repo, &sealing, &|state| {
                 let taken = state.claims.get(&key).is_some_and(|c| {
@@ -571,12 +568,8 @@ impl Ledger for Git {
         let changes = changes.to_vec();
         let (keys, _) = self.ledger_keys().await?;
         self.blocking(move |repo, me| {
-            let now = me.clock.now();
-            let sealing = Sealing {
-                keys: keys.as_deref(),
-                me,
-                now,
-            };
+            let sealing = Sealing::of(keys.as_deref(), me);
+            let now = sealing.now;
             let fresh = std::cell::RefCell::new(vec![false; changes.len()]);
             claim_in_ledger(repo, &sealing, &|state| {
                 let mut fresh = fresh.borrow_mut();
@@ -594,12 +587,8 @@ impl Ledger for Git {
         let others_after =
             chrono::Duration::from_std(others_after).unwrap_or(chrono::Duration::MAX);
         self.blocking(move |repo, me| {
-            let now = me.clock.now();
-            let sealing = Sealing {
-                keys: keys.as_deref(),
-                me,
-                now,
-            };
+            let sealing = Sealing::of(keys.as_deref(), me);
+            let now = sealing.now;
             let taken = std::cell::RefCell::new(Vec::new());
             claim_in_ledger(repo, &sealing, &|state| {
                 let mut taken = taken.borrow_mut();
@@ -621,11 +610,7 @@ impl Ledger for Git {
         let done = done.to_vec();
         let (keys, _) = self.ledger_keys().await?;
         self.blocking(move |repo, me| {
-            let sealing = Sealing {
-                keys: keys.as_deref(),
-                me,
-                now: me.clock.now(),
-            };
+            let sealing = Sealing::of(keys.as_deref(), me);
             claim_in_ledger(repo, &sealing, &|state| {
                 strike(&mut state.outbox, &done)
                     .then(|| format!("{} delivery(ies) done", done.len()))
