@@ -393,6 +393,17 @@ async fn grouped() {
     }
 }
 
+/// A sandbox where `user_service` 1.1.0 was just pushed, and a directory with the
+/// `tugboat.toml` (the third) of a tugboat working in it.
+fn pushed(rt: &tokio::runtime::Runtime) -> (Sandbox, tempfile::TempDir, std::path::PathBuf) {
+    let sb = rt.block_on(sandbox());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tugboat.toml");
+    std::fs::write(&config, sb.config_toml(&dir.path().join("work"))).unwrap();
+    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    (sb, dir, config)
+}
+
 /// `tugboat once` on `config`, aborted at the failpoint `abort` when given (as `kill -9`
 /// would: `TUGBOAT_ABORT_AT`).
 fn once_on(config: &std::path::Path, abort: Option<&str>) -> std::process::Output {
@@ -416,11 +427,7 @@ fn once_on(config: &std::path::Path, abort: Option<&str>) -> std::process::Outpu
 fn a_tugboat_process_killed_at_a_step_and_started_again_at_once_finishes_in_its_first_cycle() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     for point in ["claim", "open-pr", "merge"] {
-        let sb = rt.block_on(sandbox());
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("tugboat.toml");
-        std::fs::write(&config, sb.config_toml(&dir.path().join("work"))).unwrap();
-        sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+        let (sb, _dir, config) = pushed(&rt);
         let once = |abort| once_on(&config, abort);
         let killed = once(Some(point));
         let stderr = String::from_utf8_lossy(&killed.stderr);
@@ -461,11 +468,7 @@ fn a_tugboat_process_killed_at_a_step_and_started_again_at_once_finishes_in_its_
 fn a_tugboat_killed_between_recording_a_notification_and_sending_it_is_followed_by_a_restart_that_sends_it_once()
  {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sb = rt.block_on(sandbox());
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tugboat.toml");
-    std::fs::write(&config, sb.config_toml(&dir.path().join("work"))).unwrap();
-    sb.aws.push(SVC, "1.1.0", "COMPLETE", vec![]);
+    let (sb, _dir, config) = pushed(&rt);
     let once = |abort| once_on(&config, abort);
     let killed = once(Some("notify"));
     let stderr = String::from_utf8_lossy(&killed.stderr);
