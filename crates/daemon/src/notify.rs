@@ -733,6 +733,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn while_the_ledger_cannot_strike_deliveries_only_the_newest_strikes_wait_in_memory() {
+        let rig = Rig::new();
+        let sink = FakeSink::named("slack");
+        rig.world.fail("delivered", ErrorKind::Transient);
+        let n = rig.notifier(&[(&sink, Filter::default())], 1);
+        let sent = deliver::STRIKES_KEPT + 4;
+        for i in 0..sent {
+            n.submit(vec![promoted(&format!("#{i}"))]);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        settle().await;
+        assert_eq!(sink.sent().len(), sent);
+        rig.world.heal("delivered");
+        n.submit(vec![promoted("#last")]);
+        settle().await;
+        // The oldest four strikes were forgotten: those stay in the outbox (a successor
+        // would send them again); every other one is struck.
+        assert_eq!(rig.world.outbox().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_failing_sink_is_retried_with_backoff_then_counted_and_never_delays_another() {
         let rig = Rig::new();
         let (down, up) = (FakeSink::named("down"), FakeSink::named("up"));

@@ -17,6 +17,9 @@ const KNOWN_ENTRIES: usize = 16_384;
 const LEDGER_ATTEMPTS: u32 = 3;
 /// The longest pause between two delivery attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How many finished deliveries wait, at most, for the ledger to strike them from the
+/// outbox while it cannot be written (memory stays bounded however long GitHub is down).
+pub(super) const STRIKES_KEPT: usize = 4096;
 /// How often the outbox is looked at for what a dead process left (and once at the start).
 const SWEEP_EVERY: Duration = Duration::from_secs(300);
 /// How long a parcel another process delivers may stay in the outbox before this one takes
@@ -499,6 +502,15 @@ impl Settler {
             }
             if self.record(&behind).await {
                 behind.clear();
+            } else if behind.len() > STRIKES_KEPT {
+                // The ledger has been down for that many deliveries: keep the newest; a
+                // successor sends the oldest again (at least once), nothing is lost.
+                let over = behind.len() - STRIKES_KEPT;
+                tracing::warn!(
+                    count = over,
+                    "too many deliveries wait to be struck from the outbox; forgetting the oldest strikes"
+                );
+                behind.drain(..over);
             }
         }
         if !behind.is_empty() {
