@@ -91,9 +91,6 @@ pub struct Report {
     /// Whether the fleet settled after the faults stopped, and how long it took.
     pub settled: Option<Duration>,
     pub outcome: check::Outcome,
-    /// Replicas that exited on their own (restarted, as Kubernetes restarts a container):
-    /// each is a violation, since no fault of the soak lasts long enough to excuse one.
-    pub exits: Vec<String>,
 }
 
 /// The soak's world: the sandbox, its proxies, the Lease stand-in and the replicas.
@@ -119,6 +116,9 @@ struct World {
     faulty: bool,
     /// When replicas were killed, in the sandbox's time.
     kills: Vec<chrono::DateTime<chrono::Utc>>,
+    /// Replicas that exited on their own (restarted, as Kubernetes restarts a container):
+    /// each is a violation, since no fault of the soak lasts long enough to excuse one.
+    exits: Vec<String>,
     /// Keeps the stand-ins' servers up.
     _servers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -153,8 +153,7 @@ pub async fn run(s: &Settings) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     w.report.outcome = check::check(&w.sb, &w.report.pushes, &w.kills);
-    let exits = w.report.exits.clone();
-    w.report.outcome.violations.extend(exits);
+    w.report.outcome.violations.append(&mut w.exits);
     let logs: Vec<PathBuf> = w.replicas.iter().map(|r| r.log.clone()).collect();
     w.report
         .outcome
@@ -282,6 +281,7 @@ impl World {
             http: reqwest::Client::new(),
             faulty: false,
             kills: Vec::new(),
+            exits: Vec::new(),
             _servers: servers,
         };
         for r in &mut w.replicas {
@@ -511,7 +511,7 @@ impl World {
             let exited = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
                 let up = r.started.elapsed().as_secs();
-                self.report.exits.push(format!(
+                self.exits.push(format!(
                     "{}#{} exited on its own ({status}) after {up} s; see {}",
                     r.name,
                     r.incarnation,

@@ -1,5 +1,4 @@
-//! How notifications are delivered: recorded in the ledger first (at most once per
-//! change), with the notification itself in the ledger's outbox, then handed to every sink
+//! How notifications are delivered: recorded in the ledger first (once per change), with the notification itself in the ledger's outbox, then handed to every sink
 //! whose filter admits it, one task and one queue per sink, each delivery retried with
 //! backoff and counted; what each sink has is struck from the outbox as it goes. What a
 //! killed process did not deliver, its successor takes over at its start, and another

@@ -394,7 +394,8 @@ fn prune_outbox(outbox: &mut Outbox, now: DateTime<Utc>) {
 }
 
 /// Record the fresh ones of `changes` in `state`, their parcels in its outbox under `me`;
-/// which were fresh goes to `fresh`.
+/// which were fresh goes to `fresh`, and how many is returned. With none, `state` is left
+/// as it was (nothing is written, nothing pruned).
 fn record_announced(
     state: &mut LedgerState,
     changes: &[Announcement],
@@ -407,6 +408,10 @@ fn record_announced(
             .get(&a.key)
             .is_some_and(|known| known.change == a.change);
         fresh[i] = !known;
+    }
+    let n = fresh.iter().filter(|f| **f).count();
+    if n == 0 {
+        return 0;
     }
     state
         .announced
@@ -427,7 +432,7 @@ fn record_announced(
             state.outbox.insert(p.id.clone(), parcel);
         }
     }
-    fresh.iter().filter(|f| **f).count()
+    n
 }
 
 /// Take the parcels of `state`'s outbox that nobody delivers any more (see
@@ -446,7 +451,8 @@ fn take_over(
         if !(predecessor || abandoned) {
             continue;
         }
-        tracing::info!(delivery = %id, key = %o.notification.key, from = %o.by, since = %o.since, "taking over a notification its process did not deliver");
+        // Debug: this may run once per compare-and-swap attempt; the notifier says it once.
+        tracing::debug!(delivery = %id, key = %o.notification.key, from = %o.by, since = %o.since, "taking over a notification its process did not deliver");
         o.by = tenancy.me.clone();
         o.since = now;
         taken.push(Parcel {
