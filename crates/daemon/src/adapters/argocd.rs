@@ -324,9 +324,14 @@ impl ArgoCd {
         api: &ApiMetrics,
     ) -> Result<Self, PortError> {
         let refused = |m: String| PortError::new("argocd", "connect", ErrorKind::Rejected, m);
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(60));
+        // Its own trust when given a CA bundle (the system's roots and the bundle's); the
+        // process's shared configuration otherwise.
+        let mut builder = match &options.ca_bundle {
+            Some(_) => reqwest::Client::builder(),
+            None => super::tls::builder().map_err(refused)?,
+        }
+        .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
+        .timeout(std::time::Duration::from_secs(60));
         if let Some(pem) = &options.ca_bundle {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| refused(format!("argocd.ca_bundle: not a PEM bundle: {e}")))?;

@@ -25,7 +25,8 @@ pub async fn sdk_config(cfg: &AwsConfig) -> aws_config::SdkConfig {
         .with_initial_backoff(std::time::Duration::from_millis(200));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(cfg.region.clone()))
-        .retry_config(retry);
+        .retry_config(retry)
+        .http_client(https_client());
     if let Some(url) = &cfg.endpoint_url {
         loader = loader.endpoint_url(url);
     }
@@ -39,6 +40,26 @@ pub async fn sdk_config(cfg: &AwsConfig) -> aws_config::SdkConfig {
         ));
     }
     loader.load().await
+}
+
+/// One HTTP client for every service client made from one `SdkConfig` (and its credential
+/// providers): the SDK's default HTTPS client, as `aws-smithy-runtime` builds it for the
+/// latest behavior version (rustls on aws-lc-rs; the proxy from `HTTPS_PROXY`/`NO_PROXY`),
+/// made once here instead of once per service client. Its connectors are per timeout
+/// settings, and each holds a parsed copy of the system's roots (`adapters::tls`).
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut builder = Connector::builder().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder.set_proxy_config(Some(ProxyConfig::from_env()));
+        builder.build()
+    })
 }
 
 /// Turn an SDK error into a port error; `not_found` lists the service codes that mean absence.

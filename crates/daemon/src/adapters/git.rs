@@ -91,12 +91,14 @@ fn err(op: &'static str, e: &git2::Error) -> PortError {
 /// adapter), a bounded connect, and a read that may not stall for long; a large clone may take
 /// as long as it keeps receiving.
 fn git_http_client() -> PortResult<reqwest::Client> {
-    reqwest::Client::builder()
+    let refused = |e: String| PortError::new("git", "client", ErrorKind::Rejected, e);
+    super::tls::builder()
+        .map_err(refused)?
         .user_agent(concat!("git/2.0 (tugboat/", env!("CARGO_PKG_VERSION"), ")"))
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| PortError::new("git", "client", ErrorKind::Rejected, e.to_string()))
+        .map_err(|e| refused(e.to_string()))
 }
 
 /// A name for this process in the ledger: the host and process, and when it started.

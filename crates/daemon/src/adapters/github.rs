@@ -137,6 +137,9 @@ pub enum Credentials {
 /// The credentials and the clients built with them.
 struct Auth {
     api_url: String,
+    /// The HTTP client under every octocrab client built here (one pool, one TLS
+    /// configuration; `tls::github`).
+    http: reqwest::Client,
     source: Credentials,
     /// For a token: the token and the reading client built with it.
     built: std::sync::RwLock<(Secret, Arc<Octocrab>)>,
@@ -157,7 +160,12 @@ enum Resend {
     Never,
 }
 
-fn build_client(api_url: &str, token: &Secret, resend: Resend) -> PortResult<Arc<Octocrab>> {
+fn build_client(
+    http: &reqwest::Client,
+    api_url: &str,
+    token: &Secret,
+    resend: Resend,
+) -> PortResult<Arc<Octocrab>> {
     let retry = match resend {
         Resend::Reads => RetryConfig::Simple(3),
         Resend::Never => RetryConfig::None,
@@ -174,23 +182,26 @@ fn build_client(api_url: &str, token: &Secret, resend: Resend) -> PortResult<Arc
             )
         })?
         .personal_token(token.expose().to_owned())
-        .build()
+        .build_with_reqwest(http.clone())
         .map(Arc::new)
         .map_err(|e| map_err("connect", e))
 }
 
 impl Auth {
     async fn new(api_url: &str, source: Credentials) -> PortResult<Self> {
+        let http = super::tls::github()
+            .map_err(|e| PortError::new("github", "connect", ErrorKind::Rejected, e))?;
         let built = match &source {
             Credentials::Token(token) => {
                 let first = token.token().await?;
-                let client = build_client(api_url, &first, Resend::Reads)?;
+                let client = build_client(&http, api_url, &first, Resend::Reads)?;
                 (first, client)
             }
             Credentials::App(app) => (Secret::new(""), app.client().await?),
         };
         Ok(Self {
             api_url: api_url.to_owned(),
+            http,
             source,
             writer: std::sync::RwLock::default(),
             built: std::sync::RwLock::new(built),
@@ -220,7 +231,7 @@ impl Auth {
         if built_for == token {
             return Ok(client);
         }
-        let client = build_client(&self.api_url, &token, Resend::Reads)?;
+        let client = build_client(&self.http, &self.api_url, &token, Resend::Reads)?;
         self.store(token, Arc::clone(&client));
         Ok(client)
     }
@@ -242,7 +253,7 @@ impl Auth {
         {
             return Ok(client);
         }
-        let client = build_client(&self.api_url, &token, Resend::Never)?;
+        let client = build_client(&self.http, &self.api_url, &token, Resend::Never)?;
         write(&self.writer, Some((token, Arc::clone(&client))));
         Ok(client)
     }
@@ -254,7 +265,7 @@ impl Auth {
         let token = self.token().await?;
         let base = self.api_url.trim_end_matches('/');
         let base = base.strip_suffix("/v3").unwrap_or(base);
-        build_client(base, &token, Resend::Never)
+        build_client(&self.http, base, &token, Resend::Never)
     }
 
     /// GitHub refused the token (401) of a read or a `write`: get a new one at once, so the
@@ -265,7 +276,8 @@ impl Auth {
             Credentials::Token(token) => {
                 let (used, _) = self.built();
                 if let Some(newer) = token.refused(&used).await
-                    && let Ok(client) = build_client(&self.api_url, &newer, Resend::Reads)
+                    && let Ok(client) =
+                        build_client(&self.http, &self.api_url, &newer, Resend::Reads)
                 {
                     self.store(newer, client);
                 }

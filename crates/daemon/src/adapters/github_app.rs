@@ -35,6 +35,8 @@ pub struct GitHubApp {
     installation: u64,
     slug: String,
     key: Arc<Rotating>,
+    /// The HTTP client under the App's octocrab clients (`tls::github`).
+    http: reqwest::Client,
     /// The installation's client, and the key it was built with. One instance, shared by
     /// every request, so that its cached token is one: a renewal by git serves REST too.
     client: tokio::sync::Mutex<(Secret, Arc<Octocrab>)>,
@@ -83,7 +85,15 @@ impl GitHubApp {
     ) -> PortResult<Self> {
         let fail = |what: &str, e: octocrab::Error| app_error(app_id, what, e);
         let pem = key.current().await;
-        let app = app_client(app_id, at.api_url, &pem)?;
+        let http = super::tls::github().map_err(|e| {
+            PortError::new(
+                "github",
+                "app",
+                ErrorKind::Rejected,
+                format!("GitHub App {app_id}: {e}"),
+            )
+        })?;
+        let app = app_client(&http, app_id, at.api_url, &pem)?;
         let id = match at.id {
             Some(id) => id,
             None => {
@@ -123,6 +133,7 @@ impl GitHubApp {
             installation: id,
             slug,
             key,
+            http,
             client: tokio::sync::Mutex::new((pem, Arc::new(installation))),
         })
     }
@@ -135,7 +146,7 @@ impl GitHubApp {
         repo: &str,
     ) -> PortResult<std::collections::BTreeMap<String, String>> {
         let pem = self.key.current().await;
-        let app = app_client(self.app_id, &self.api_url, &pem)?;
+        let app = app_client(&self.http, self.app_id, &self.api_url, &pem)?;
         let route = format!("/repos/{owner}/{repo}/installation");
         app.get::<InstallationWire, _, ()>(route, None)
             .await
@@ -154,7 +165,7 @@ impl GitHubApp {
         let pem = self.key.current().await;
         let mut client = self.client.lock().await;
         if client.0 != pem {
-            let app = app_client(self.app_id, &self.api_url, &pem)?;
+            let app = app_client(&self.http, self.app_id, &self.api_url, &pem)?;
             let installation = app
                 .installation(InstallationId(self.installation))
                 .map_err(|e| app_error(self.app_id, "choosing its installation", e))?;
@@ -183,7 +194,12 @@ impl GitHubApp {
     }
 }
 
-fn app_client(app_id: u64, api_url: &str, pem: &Secret) -> PortResult<Octocrab> {
+fn app_client(
+    http: &reqwest::Client,
+    app_id: u64,
+    api_url: &str,
+    pem: &Secret,
+) -> PortResult<Octocrab> {
     let refused = |message: String| {
         PortError::new(
             "github",
@@ -198,7 +214,7 @@ fn app_client(app_id: u64, api_url: &str, pem: &Secret) -> PortResult<Octocrab> 
         .base_uri(api_url)
         .map_err(|e| refused(format!("api url '{api_url}': {e}")))?
         .app(AppId(app_id), key)
-        .build()
+        .build_with_reqwest(http.clone())
         .map_err(|e| refused(e.to_string()))
 }
 

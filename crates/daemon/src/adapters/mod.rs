@@ -12,3 +12,4 @@ pub mod notify;
 pub mod relay;
 pub mod sqs;
 pub mod ssm;
+pub mod tls;

@@ -51,19 +51,14 @@ impl std::fmt::Debug for HttpSink {
 }
 
 fn client() -> PortResult<reqwest::Client> {
-    reqwest::Client::builder()
+    let refused = |e: String| PortError::new("notify", "client", ErrorKind::Rejected, e);
+    super::tls::builder()
+        .map_err(refused)?
         .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| {
-            PortError::new(
-                "notify",
-                "client",
-                ErrorKind::Rejected,
-                e.without_url().to_string(),
-            )
-        })
+        .map_err(|e| refused(e.without_url().to_string()))
 }
 
 impl HttpSink {

@@ -53,7 +53,7 @@ impl Relay {
         leading: watch::Receiver<bool>,
         leader: watch::Receiver<Option<String>>,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
+        let http = super::tls::builder()?
             .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(1))
             .timeout(HAND_ON_TIMEOUT)
