@@ -1,8 +1,9 @@
 # tugboat container image: built with the pinned Rust toolchain, run as a fixed non-root UID
-# on Debian slim with only what git2 (zlib) and TLS (the CA certificates) need: git's HTTPS
-# goes through rustls like every other connection, so there is no OpenSSL. No shell is used
-# at run time: the HEALTHCHECK is `tugboat health`. The root filesystem can be read-only; the GitOps
-# clone lives in /var/lib/tugboat (mount a volume or emptyDir there).
+# on a distroless base (glibc, libgcc, CA certificates, tzdata: no shell, no package manager).
+# git's HTTPS goes through rustls like every other connection, and zlib is linked in, so the
+# binary needs nothing else. The HEALTHCHECK is `tugboat health` (exec form: there is no shell
+# to run it). The root filesystem can be read-only; the GitOps clone lives in /var/lib/tugboat
+# (mount a volume or emptyDir there).
 #
 # The test command builds this file unmodified with buildah (scripts/test-image) and runs the
 # image; the container workflow builds it with Docker against the real base images.
@@ -36,19 +37,18 @@ COPY . .
 # never takes the skeleton's build for the source's.
 RUN touch src/main.rs crates/core/src/lib.rs crates/daemon/src/lib.rs crates/sandbox/src/lib.rs \
  && cargo auditable build --release --locked --bin tugboat --no-default-features \
- && cp target/release/tugboat /tugboat
+ && cp target/release/tugboat /tugboat \
+ && mkdir -p /home-dir
 
-FROM debian:bookworm-slim AS runtime
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates zlib1g \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --gid 10001 tugboat \
- && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/tugboat --shell /usr/sbin/nologin tugboat \
- && mkdir -p /var/lib/tugboat \
- && chown 10001:10001 /var/lib/tugboat
+# Nothing runs in this stage (there is no shell): it only receives files. The working
+# directory comes from the build stage, owned by the user tugboat runs as.
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 COPY --from=build /tugboat /usr/local/bin/tugboat
+COPY --from=build --chown=10001:10001 /home-dir /var/lib/tugboat
 USER 10001:10001
 WORKDIR /var/lib/tugboat
+# The uid has no /etc/passwd entry: HOME says where its home is (libgit2 reads it).
+ENV HOME=/var/lib/tugboat
 ENV TUGBOAT_CONFIG=/etc/tugboat/tugboat.toml
 # glibc gives each thread that allocates an arena of its own (up to 8 per core), each keeping
 # its freed memory: half a MiB of a 20 MiB daemon that waits on the network. Two suffice.
