@@ -89,13 +89,19 @@ const ETAG_ENTRIES: usize = 4096;
 /// again in full once.
 const ETAG_BYTES: u64 = 16 * 1024 * 1024;
 
-/// A cached page weighs its bytes.
+/// What an entry costs besides its text: three `String` headers, the cache's slot and the
+/// allocator's rounding. The cache bounds the weight alone (the entry count it is given is an
+/// estimate, not a limit), so without it a million empty lists (`[]`) would weigh 16 MiB and
+/// hold several times that.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// A cached page weighs its bytes and its entry's overhead.
 #[derive(Clone)]
 struct PageBytes;
 
 impl quick_cache::Weighter<String, CachedPage> for PageBytes {
     fn weight(&self, uri: &String, (etag, body): &CachedPage) -> u64 {
-        u64::try_from(uri.len() + etag.len() + body.len()).unwrap_or(u64::MAX)
+        u64::try_from(ENTRY_OVERHEAD + uri.len() + etag.len() + body.len()).unwrap_or(u64::MAX)
     }
 }
 
@@ -699,6 +705,24 @@ mod tests {
         }
         assert!(cache.weight() <= ETAG_BYTES, "{} bytes", cache.weight());
         assert!(cache.len() >= 16, "it still keeps pages: {}", cache.len());
+    }
+
+    #[test]
+    fn the_etag_cache_counts_each_entrys_overhead_so_empty_pages_cannot_pile_up() {
+        let cache = page_cache();
+        for n in 0..200_000 {
+            cache.insert(
+                format!("/repos/o/r/issues/{n}/comments"),
+                ("\"e\"".into(), "[]".into()),
+            );
+        }
+        let most = usize::try_from(ETAG_BYTES).unwrap() / ENTRY_OVERHEAD;
+        assert!(cache.len() <= most, "{} entries", cache.len());
+        assert!(
+            cache.len() >= most / 2,
+            "it still keeps pages: {}",
+            cache.len()
+        );
     }
 
     #[test]
