@@ -326,25 +326,26 @@ impl ArgoCd {
         let refused = |m: String| PortError::new("argocd", "connect", ErrorKind::Rejected, m);
         // Its own trust when given a CA bundle (the system's roots and the bundle's); the
         // process's shared configuration otherwise.
-        let mut builder = match &options.ca_bundle {
-            Some(_) => reqwest::Client::builder(),
+        let builder = match &options.ca_bundle {
             None => super::tls::builder().map_err(refused)?,
-        }
-        .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
-        .timeout(std::time::Duration::from_secs(60));
-        if let Some(pem) = &options.ca_bundle {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| refused(format!("argocd.ca_bundle: not a PEM bundle: {e}")))?;
-            if certs.is_empty() {
-                return Err(refused(
-                    "argocd.ca_bundle: holds no PEM certificate".to_owned(),
-                ));
+            Some(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| refused(format!("argocd.ca_bundle: not a PEM bundle: {e}")))?;
+                if certs.is_empty() {
+                    return Err(refused(
+                        "argocd.ca_bundle: holds no PEM certificate".to_owned(),
+                    ));
+                }
+                certs
+                    .into_iter()
+                    .fold(reqwest::Client::builder(), |b, c| b.add_root_certificate(c))
             }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let http = builder.build().map_err(|e| refused(e.to_string()))?;
+        };
+        let http = builder
+            .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| refused(e.to_string()))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),

@@ -39,10 +39,10 @@ pub fn builder() -> Result<reqwest::ClientBuilder, String> {
 }
 
 /// The HTTP client octocrab sends GitHub's requests with: the shared TLS configuration, a
-/// bounded connect, and a read that may not stall (octocrab's own client set neither).
+/// bounded connect, and a read that may not stall (octocrab's own client set neither). No
+/// user agent: octocrab sets its own on every request, which a client default never replaces.
 pub fn github() -> Result<reqwest::Client, String> {
     builder()?
-        .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(10))
         .read_timeout(std::time::Duration::from_secs(60))
         .build()
