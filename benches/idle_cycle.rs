@@ -3,8 +3,13 @@
 //! the API calls of the second (idle) cycle by system and operation, its wall time, and the
 //! CPU time of the whole process (tugboat and the stand-ins together) during it.
 //!
-//! Targets: one DescribeImages page per repository, no scan-findings call for a known digest,
-//! nothing written. Then a rescan of everything deployed: one StartImageScan per digest, one
+//! Every environment requires a cosign signature by the sandbox's CI key (which signs every
+//! push), so the first cycle reads and verifies each candidate's signature.
+//!
+//! Targets: one DescribeImages page per repository, no scan-findings call and no registry
+//! call (signatures) for a known digest, nothing written. It also prints what verifying one
+//! signature costs cold (a new token, the signature manifest and its payload over loopback,
+//! the ECDSA check) and the check alone. Then a rescan of everything deployed: one StartImageScan per digest, one
 //! listing of the security issues for all services, one issue per flagged service. Exits
 //! non-zero when a target is missed.
 //!
@@ -66,6 +71,43 @@ fn print_calls(calls: &ApiCounts) {
     }
 }
 
+/// What verifying one signature costs: cold, through a new registry client (its token, the
+/// signature manifest, the payload), mean of 20; and the cryptographic check alone, mean of
+/// 1,000.
+async fn verify_one(sb: &Sandbox, api: &ApiMetrics) -> (Duration, Duration) {
+    use tugboat::domain::image::Digest;
+    use tugboat::domain::signature::{KeySource, signature_tag};
+    use tugboat::ports::Signatures;
+    use tugboat::signature::{TrustedKey, verify};
+    let (svc, _) = &sb.fleet.services[0];
+    let digest = Digest::parse(&sb.aws.digest(svc, &sb.fleet.deployed_tag()).unwrap()).unwrap();
+    let manifest = Digest::parse(&sb.aws.digest(svc, &signature_tag(&digest)).unwrap()).unwrap();
+    let source = KeySource::Ssm(tugboat_sandbox::CI_KEY_PARAMETER.into());
+    let keys = [TrustedKey::parse(&source, &sb.aws.ci_public_key()).unwrap()];
+    let sdk = tugboat::adapters::aws::sdk_config(&tugboat::config::AwsConfig {
+        region: "eu-north-1".into(),
+        registry_id: None,
+        endpoint_url: Some(sb.aws_url.clone()),
+        test_credentials: true,
+    })
+    .await;
+    let t = Instant::now();
+    let mut stored = Vec::new();
+    for _ in 0..20 {
+        let oci = tugboat::adapters::oci::OciRegistry::new(&sdk, api).unwrap();
+        stored = oci.cosign_signatures(None, svc, &manifest).await.unwrap();
+        let at = chrono::Utc::now();
+        assert!(verify(&stored[0], &digest, &manifest, &keys, at).is_ok());
+    }
+    let cold = t.elapsed() / 20;
+    let t = Instant::now();
+    for _ in 0..1_000 {
+        let at = chrono::Utc::now();
+        assert!(verify(&stored[0], &digest, &manifest, &keys, at).is_ok());
+    }
+    (cold, t.elapsed() / 1_000)
+}
+
 fn main() {
     let repos = size("TUGBOAT_BENCH_REPOS", 1_000);
     let tags = size("TUGBOAT_BENCH_TAGS", 100);
@@ -97,6 +139,15 @@ fn main() {
                 }],
             );
         }
+        // Every environment requires a signature by the CI key (a part of the defaults).
+        sb.aws.put_parameter(
+            &format!("{}defaults/signatures", tugboat_sandbox::POLICY_PATH),
+            &format!(
+                "environments:\n  dev:\n    signatures: {{required: true, keys: [{{ssm: {}}}]}}\n",
+                tugboat_sandbox::CI_KEY_PARAMETER
+            ),
+            "String",
+        );
         println!(
             "idle cycle: {repos} repositories x {} tags; each at its newest clean tag, with a newer tag blocked by a CRITICAL finding (sandbox seeded in {:.1}s)",
             tags + 1,
@@ -146,7 +197,6 @@ fn main() {
             format!("API calls of an idle cycle, {repos} repositories × {} tags", tags + 1),
             per_cycle.to_string(),
         );
-        figures.print();
         let receives = 3_600 / 20;
         println!(
             "\n  an idle hour at {repos} services, from the idle cycle's {per_cycle} calls:\n    polling every minute:              60 x {per_cycle} = {} calls\n    events on, polling every 10 min:    6 x {per_cycle} + {receives} ReceiveMessage = {} calls ({:.1}x fewer)",
@@ -155,6 +205,26 @@ fn main() {
             (60 * per_cycle) as f64 / (6 * per_cycle + receives) as f64
         );
 
+        let (cold, check) = verify_one(&sb, &api).await;
+        println!(
+            "\n  one signature verified cold (token, manifest, payload over loopback, ECDSA P-256): {:.2} ms; the check alone: {:.1} µs; cached: no call",
+            cold.as_secs_f64() * 1e3,
+            check.as_secs_f64() * 1e6
+        );
+        figures.add(
+            "verify one signature cold (token, manifest, payload, check)",
+            format!("{:.2} ms", cold.as_secs_f64() * 1e3),
+        );
+        figures.add(
+            "verify one signature, the check alone",
+            format!("{:.1} µs", check.as_secs_f64() * 1e6),
+        );
+        figures.print();
+        let registry: u64 = idle
+            .iter()
+            .filter(|(k, _)| k.system == "registry")
+            .map(|(_, c)| c.calls)
+            .sum();
         let describe = count(&idle, "ecr", "DescribeImages").calls;
         let pages = (repos * (tags + 1).div_ceil(1_000)) as u64;
         let scans = count(&idle, "ecr", "DescribeImageScanFindings").calls;
@@ -171,6 +241,10 @@ fn main() {
             (
                 format!("DescribeImageScanFindings calls = {scans} (target: 0 for known digests)"),
                 scans == 0,
+            ),
+            (
+                format!("registry calls (signatures) = {registry} (target: 0 for known digests)"),
+                registry == 0,
             ),
             (format!("writes = {writes} (target: 0)"), writes == 0),
         ];

@@ -635,6 +635,12 @@ async fn sandbox(
         "\nPush an image from outside (AWS JSON protocol):\n  curl -s {}/ -H 'X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.PutImage' \\\n    -H 'Content-Type: application/x-amz-json-1.1' \\\n    -d '{{\"repositoryName\":\"user_service\",\"imageTag\":\"1.2.0\",\"imageManifest\":\"{{\\\"schemaVersion\\\":2,\\\"n\\\":1}}\"}}'",
         sb.aws_url
     );
+    println!(
+        "\nprod requires a cosign signature by the sandbox's CI key ({}):\n{}\nSeed an image signed by it, by another key, or not at all:\n  curl -s {}/_sandbox/ecr/images -H 'Content-Type: application/json' \\\n    -d '{{\"repository\":\"user_service\",\"tag\":\"1.3.0\",\"signature\":\"valid\"}}'   # or \"unknown-key\", \"none\"",
+        tugboat_sandbox::CI_KEY_PARAMETER,
+        sb.aws.ci_public_key().trim_end(),
+        sb.aws_url
+    );
     println!("\nPress Ctrl-C to stop.");
     std::io::stdout().flush()?;
     shutdown_signal().await;

@@ -227,7 +227,8 @@ impl Seed for SandboxSeed {
         } else {
             vec![]
         };
-        self.0.push(
+        // Unsigned, as moto's pushes are: the shared checks compare the two listings.
+        self.0.push_unsigned(
             repo,
             tag,
             match scan {
@@ -801,7 +802,7 @@ async fn a_buildx_index_seeded_in_the_sandbox_reads_through_the_ecr_adapter_as_e
     let seeded: serde_json::Value = reqwest::Client::new()
         .post(format!("{url}/_sandbox/ecr/images"))
         .json(
-            &json!({"repository": "api", "tag": "2.0.0", "signature_tag": true,
+            &json!({"repository": "api", "tag": "2.0.0", "signature": "valid",
                       "platforms": [{"os": "linux", "architecture": "amd64"},
                                     {"os": "linux", "architecture": "arm64",
                                      "findings": [{"id": "CVE-2026-9", "severity": "HIGH"}]}]}),
@@ -878,8 +879,12 @@ async fn an_archived_or_deleted_image_is_not_pullable_and_an_archived_one_is_no_
         Pullable::NotActive("ARCHIVED".into())
     );
     assert!(
-        ecr.list_images(None, "api").await.unwrap().is_empty(),
-        "an archived image is never a candidate"
+        !ecr.list_images(None, "api")
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.digest == digest),
+        "an archived image is never a candidate (its signature's tag stays listed)"
     );
     let Ok(ScanStart::Refused(why)) = ecr.start_scan(None, "api", &digest).await else {
         panic!("an archived image cannot be scanned")
@@ -1043,4 +1048,72 @@ async fn the_eventbridge_adapter_reads_the_rules_and_asks_their_matcher_of_the_s
     let (_aws, url) = sandbox_aws().await;
     let arn = tugboat_sandbox::eventbridge::queue_arn(tugboat_sandbox::sqs::EVENTS_QUEUE);
     matcher_checks(&sdk(&url).await, &arn).await;
+}
+
+/// The registry adapter reads cosign's signatures from the ECR stand-in as from ECR: a token
+/// from `GetAuthorizationToken` (the registry refuses a request without it), the signature
+/// manifest by digest, each payload through the blob's redirect; the signatures verify under
+/// the CI key, and a signature made by another key does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_adapter_reads_cosign_signatures_through_ecrs_registry_api() {
+    use tugboat::adapters::oci::OciRegistry;
+    use tugboat::domain::select::ImageRecord;
+    use tugboat::domain::signature::{KeySource, Refusal, signature_tag};
+    use tugboat::ports::Signatures;
+    use tugboat::signature::{TrustedKey, verify};
+    use tugboat_sandbox::aws::SeedSignature;
+
+    let (aws, url) = sandbox_aws().await;
+    let refused = reqwest::get(format!("{url}/v2/")).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic ")
+    );
+
+    let digest = aws.push("api", "1.0.0", "COMPLETE", vec![]);
+    let now = chrono::Utc::now();
+    aws.sign("api", &digest, SeedSignature::UnknownKey, now);
+    let digest = Digest::parse(&digest).unwrap();
+    let api = ApiMetrics::default();
+    let ecr = Ecr::new(&sdk(&url).await, &api);
+    let images: Vec<ImageRecord> = ecr.list_images(None, "api").await.unwrap();
+    let tag = signature_tag(&digest);
+    let manifest = images
+        .iter()
+        .find(|i| i.tags.iter().any(|t| t.as_str() == tag))
+        .map(|i| i.digest.clone())
+        .expect("the signature tag is listed like any tag");
+
+    let oci = OciRegistry::new(&sdk(&url).await, &api).unwrap();
+    let stored = oci.cosign_signatures(None, "api", &manifest).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        2,
+        "the CI's signature and the stranger's, appended"
+    );
+    let source = KeySource::Ssm("/salon/cosign/ci.pub".into());
+    let keys = [TrustedKey::parse(&source, &aws.ci_public_key()).unwrap()];
+    let outcomes: Vec<_> = stored
+        .iter()
+        .map(|s| verify(s, &digest, &manifest, &keys, now))
+        .collect();
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert_eq!(outcomes[1], Err(Refusal::UnknownKey));
+
+    let calls = count(&api.snapshot(), "ecr", "GetAuthorizationToken");
+    oci.cosign_signatures(None, "api", &manifest).await.unwrap();
+    assert_eq!(
+        count(&api.snapshot(), "ecr", "GetAuthorizationToken"),
+        calls,
+        "the token is kept"
+    );
+    let missing = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+    let e = oci
+        .cosign_signatures(None, "api", &missing)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, tugboat::ports::ErrorKind::NotFound, "{e}");
 }

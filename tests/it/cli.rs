@@ -632,10 +632,10 @@ fn tugboat_run_with_a_ten_minute_interval_opens_the_pr_of_a_pushed_image_through
     );
     assert_eq!(
         sb.aws.sqs.sent(queue).len(),
-        2,
-        "a push and its finished scan"
+        3,
+        "a push, its finished scan, and the push of its cosign signature's tag"
     );
-    assert_eq!(sb.aws.sqs.waiting(queue), 0, "both handled: {log}");
+    assert_eq!(sb.aws.sqs.waiting(queue), 0, "all handled: {log}");
     assert!(calls("DeleteMessageBatch") >= 1, "and deleted: {log}");
 }
 

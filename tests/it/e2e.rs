@@ -2473,7 +2473,7 @@ async fn a_buildx_index_with_clean_platforms_is_promoted_by_its_own_digest() {
         "user_service",
         "1.1.0",
         vec![platform("amd64", vec![]), platform("arm64", vec![])],
-        true,
+        (true, sandbox::aws::SeedSignature::Valid),
     );
     assert_eq!(pushed.attestations.len(), 2, "one attestation per platform");
     let reports = engine.cycle(Mode::Apply).await.unwrap();
@@ -2514,7 +2514,7 @@ async fn an_index_with_a_critical_finding_on_arm64_only_is_blocked_naming_the_pl
             platform("amd64", vec![]),
             platform("arm64", vec![cve("CVE-2026-4242", "CRITICAL")]),
         ],
-        true,
+        (true, sandbox::aws::SeedSignature::Valid),
     );
     let reports = engine.cycle(Mode::Apply).await.unwrap();
     let Decision::Blocked { reasons, .. } = &row(&reports, "user_service", "dev").decision else {
@@ -2539,7 +2539,7 @@ async fn an_index_without_a_platform_the_policy_requires_is_refused_naming_it() 
         "user_service",
         "1.1.0",
         vec![platform("amd64", vec![])],
-        true,
+        (true, sandbox::aws::SeedSignature::Valid),
     );
     let reports = engine.cycle(Mode::Apply).await.unwrap();
     let dev = row(&reports, "user_service", "dev");
@@ -2631,7 +2631,7 @@ async fn a_cve_inspector_adds_to_the_digest_dev_runs_blocks_the_prod_promotion_n
         "user_service",
         "1.1.0",
         vec![platform("amd64", vec![]), platform("arm64", vec![])],
-        true,
+        (true, sandbox::aws::SeedSignature::Valid),
     );
     let reports = engine.cycle(Mode::Apply).await.unwrap();
     assert_healthy(&reports, "user_service", "dev");

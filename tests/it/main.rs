@@ -26,3 +26,4 @@ mod policies;
 mod port_contract;
 mod protection;
 mod replicas;
+mod signatures;

@@ -121,6 +121,14 @@ fn the_schema_names_exactly_the_fields_the_parser_accepts_at_every_level() {
             "window",
             "environments: {dev: {windows: [{days: [MON], hours: '09:00-10:00', zz_bogus: 1}]}}",
         ),
+        (
+            "signatures",
+            "environments: {dev: {signatures: {zz_bogus: 1}}}",
+        ),
+        (
+            "key_source",
+            "environments: {dev: {signatures: {keys: [{zz_bogus: /a}]}}}",
+        ),
     ];
     for (def, doc) in levels {
         assert_eq!(schema_fields(&s, def), parser_fields(doc), "level '{def}'");
@@ -227,6 +235,7 @@ fn the_iam_policy_grants_exactly_the_aws_operations_the_adapters_call() {
         ("ssm", "ssm"),
         ("sqs", "sqs"),
         ("eventbridge", "events"),
+        ("oci", "ecr"),
     ] {
         let src =
             std::fs::read_to_string(root().join(format!("crates/daemon/src/adapters/{file}.rs")))
@@ -250,6 +259,20 @@ fn the_iam_policy_grants_exactly_the_aws_operations_the_adapters_call() {
             called.insert(format!("{service}:{camel}"));
         }
     }
+    // The registry API (OCI distribution) the signature adapter reads, as IAM names what
+    // each request needs (ECR user guide, "Private repository policies": a pull is
+    // `ecr:BatchGetImage` for the manifest and `ecr:GetDownloadUrlForLayer` for a blob).
+    let oci = std::fs::read_to_string(root().join("crates/daemon/src/adapters/oci.rs")).unwrap();
+    for (path, action) in [
+        ("/manifests/", "ecr:BatchGetImage"),
+        ("/blobs/", "ecr:GetDownloadUrlForLayer"),
+    ] {
+        if oci.contains(&format!("/v2/{{repository}}{path}")) {
+            called.insert(action.to_owned());
+        }
+    }
+    assert!(called.contains("ecr:GetAuthorizationToken"), "{called:?}");
+    assert!(called.contains("ecr:GetDownloadUrlForLayer"), "{called:?}");
     assert!(called.contains("ecr:StartImageScan"), "{called:?}");
     assert!(called.contains("sqs:DeleteMessage"), "{called:?}");
     assert!(called.contains("events:DescribeRule"), "{called:?}");

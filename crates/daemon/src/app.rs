@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::adapters::github_app::{GitHubApp, Installation};
+use crate::adapters::oci::OciRegistry;
 use crate::adapters::{
     argocd::{ArgoCd, ArgoOptions},
     aws,
@@ -15,7 +16,7 @@ use crate::adapters::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CommitVia, Config, GithubAuth, GithubConfig, SecretRef};
-use crate::credentials::{Rotating, SSM_REFRESH, Token};
+use crate::credentials::{PolicyKeys, Rotating, SSM_REFRESH, Token};
 use crate::engine::Ports;
 use crate::ports::{ErrorKind, ParameterStore};
 use crate::telemetry::ApiMetrics;
@@ -175,9 +176,11 @@ async fn build(
     Ok((
         Ports {
             registry: Arc::new(Ecr::new(&sdk, api)),
-            params: Arc::new(ssm),
+            params: Arc::new(ssm.clone()),
             repo: Arc::new(git.clone()),
             ledger: Arc::new(git),
+            signatures: Arc::new(OciRegistry::new(&sdk, api).map_err(anyhow::Error::msg)?),
+            public_keys: Arc::new(PolicyKeys::new(Arc::new(ssm.clone()), SSM_REFRESH)),
             forge,
             deployer: Arc::new(argo),
             keys,

@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::{SecretRef, read_local_secret};
+use crate::domain::signature::KeySource;
 use crate::ports::{ErrorKind, ParameterStore, PortError, PortResult};
 use crate::secret::Secret;
 
@@ -239,6 +240,54 @@ impl Rotating {
             self.reload(&mut state, "it was refused").await;
         }
         (state.value != *used).then(|| state.value.clone())
+    }
+}
+
+/// The public keys the policy's `signatures.keys` name, each read once and then again as it
+/// rotates (a [`Rotating`] per reference: a file when it changes, SSM after `refresh`).
+pub struct PolicyKeys {
+    ssm: Arc<dyn ParameterStore>,
+    refresh: Duration,
+    keys: Mutex<std::collections::HashMap<KeySource, Arc<Rotating>>>,
+}
+
+/// The most key references kept: a policy names a few; a policy edited for months may have
+/// named more, which are dropped (and read again if named again).
+const MOST_POLICY_KEYS: usize = 256;
+
+impl PolicyKeys {
+    pub fn new(ssm: Arc<dyn ParameterStore>, refresh: Duration) -> Self {
+        Self {
+            ssm,
+            refresh,
+            keys: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::PublicKeys for PolicyKeys {
+    async fn public_key(&self, source: &KeySource) -> PortResult<String> {
+        let known = self.keys.lock().await.get(source).cloned();
+        let key = match known {
+            Some(k) => k,
+            None => {
+                let reference = match source {
+                    KeySource::Ssm(n) => SecretRef::Ssm(n.clone()),
+                    KeySource::File(p) => SecretRef::File(PathBuf::from(p)),
+                };
+                let name = format!("the policy's key {source}");
+                let read = Rotating::read(reference, name, Some(self.ssm.clone()), self.refresh);
+                let k = Arc::new(read.await?);
+                let mut keys = self.keys.lock().await;
+                if keys.len() >= MOST_POLICY_KEYS {
+                    keys.clear();
+                }
+                keys.insert(source.clone(), Arc::clone(&k));
+                k
+            }
+        };
+        Ok(key.current().await.expose().to_owned())
     }
 }
 

@@ -64,6 +64,7 @@ pub mod ports;
 pub mod report;
 pub mod secret;
 pub mod server;
+pub mod signature;
 pub mod telemetry;
 pub mod trust;
 pub mod webhook;

@@ -16,6 +16,9 @@ pub use crate::domain::provenance::LabelEvent;
 use crate::domain::select::ImageRecord;
 use crate::secret::Secret;
 
+mod signatures;
+pub use signatures::{PublicKeys, Signatures, StoredSignature};
+
 /// How an outside call failed, which decides whether retrying can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

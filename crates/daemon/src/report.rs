@@ -615,6 +615,7 @@ pub fn json(reports: &[EnvReport]) -> Value {
                 "reasons": reasons,
                 "hold": hold,
                 "approvals": r.approvals.as_ref().map(approvals_json),
+                "signature": r.signature,
                 "action": action_json(&r.action),
                 "policy": r.policy.iter().map(|p| json!({"name": p.name, "version": p.version})).collect::<Vec<_>>(),
             })
@@ -644,6 +645,7 @@ mod tests {
             rejected: None,
             approvals: None,
             group: None,
+            signature: None,
         }];
         let table = table(&rows);
         assert_eq!(table.lines().count(), 2, "a header and one row:\n{table}");
@@ -683,6 +685,7 @@ mod tests {
             rejected: None,
             approvals,
             group: None,
+            signature: None,
         };
         let rows = vec![
             row(
@@ -762,6 +765,7 @@ mod tests {
             rejected: None,
             approvals,
             group: None,
+            signature: None,
         };
         let asked = Some(Approvals::default());
         assert_eq!(WriteCost::of(&[], 80, 500), None, "nothing to promote");

@@ -2,8 +2,11 @@
 //! operations tugboat uses plus `PutImage` and `PutParameter`, so images and policies can be
 //! pushed from outside with any AWS client; SQS (JSON 1.0, `sqs.rs`) and EventBridge
 //! (`eventbridge.rs`) answer on the same endpoint, and every push and finished scan puts its
-//! event on the bus, whose rules send it to the events queue.
-//! Signatures are not checked.
+//! event on the bus, whose rules send it to the events queue. ECR's registry API (OCI
+//! distribution) serves the images and cosign's signatures (`registry.rs`): every image the
+//! sandbox pushes is signed by its CI key unless seeded otherwise, as a pipeline running
+//! `cosign sign` after the push does; an image put with `PutImage` from outside is not.
+//! AWS's request signatures (SigV4) are not checked.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,10 @@ use axum::routing::{get, post};
 use chrono::Utc;
 
 mod ecr;
+mod registry;
 mod ssm;
+
+pub use registry::SeedSignature;
 
 use super::SandboxClock;
 use super::eventbridge::EventBridge;
@@ -115,6 +121,10 @@ struct Inner {
     inspector_delay: chrono::Duration,
     /// Pushes and scans put events on the queue (off while the sandbox seeds its history).
     emitting: bool,
+    /// The registry API's blobs (signature payloads, configs) by digest.
+    blobs: BTreeMap<String, Vec<u8>>,
+    /// What `GetAuthorizationToken`'s token says after `AWS:` (made on first use).
+    registry_password: String,
 }
 
 /// The shared state of the AWS stand-in.
@@ -127,6 +137,8 @@ pub struct Aws {
     pub sqs: Sqs,
     /// EventBridge's default bus with the rules of manifests/aws/events.cfn.yaml.
     pub events: EventBridge,
+    /// The CI's signing key and a stranger's.
+    keys: Arc<registry::SigningKeys>,
 }
 
 impl Default for Aws {
@@ -144,6 +156,7 @@ impl Aws {
             events: EventBridge::new(sqs.clone(), clock.clone()),
             sqs,
             clock,
+            keys: Arc::new(registry::SigningKeys::generate()),
         }
     }
 
@@ -264,6 +277,9 @@ impl Aws {
         axum::Router::new()
             .route("/", post(dispatch))
             .route("/_sandbox/ecr/images", post(seed_image))
+            .route("/v2/", get(registry::base))
+            .route("/v2/{*rest}", get(registry::get_v2))
+            .route("/_sandbox/s3/{digest}", get(registry::s3_blob))
             .route("/_sandbox/stats", get(stats))
             .route("/_sandbox/events/rules", post(put_rule))
             .with_state(self.clone())
@@ -286,7 +302,7 @@ impl Aws {
         self.push_at(repository, tag, scan_status, findings, self.clock.now())
     }
 
-    /// [`Aws::push`] with a given push time.
+    /// [`Aws::push`] with a given push time, signed by the CI's key.
     pub fn push_at(
         &self,
         repository: &str,
@@ -295,8 +311,35 @@ impl Aws {
         findings: Vec<SeedFinding>,
         pushed_at: chrono::DateTime<Utc>,
     ) -> String {
+        let seed = (scan_status, findings, SeedSignature::Valid);
+        self.push_signed(repository, tag, seed, pushed_at)
+    }
+
+    /// Push an image with a scan result and no signature (as a person or a pipeline without
+    /// cosign pushes it).
+    pub fn push_unsigned(
+        &self,
+        repository: &str,
+        tag: &str,
+        scan_status: &str,
+        findings: Vec<SeedFinding>,
+    ) -> String {
+        let seed = (scan_status, findings, SeedSignature::None);
+        self.push_signed(repository, tag, seed, self.clock.now())
+    }
+
+    /// Push an image with a scan result, signed as `seed.2` says.
+    pub fn push_signed(
+        &self,
+        repository: &str,
+        tag: &str,
+        (scan_status, findings, signature): (&str, Vec<SeedFinding>, SeedSignature),
+        pushed_at: chrono::DateTime<Utc>,
+    ) -> String {
         let manifest = image_manifest(repository, tag, None);
-        self.put_image(repository, tag, &manifest, scan_status, findings, pushed_at)
+        let digest = self.put_image(repository, tag, &manifest, scan_status, findings, pushed_at);
+        self.sign(repository, &digest, signature, pushed_at);
+        digest
     }
 
     fn put_image(
@@ -333,7 +376,7 @@ impl Aws {
         repository: &str,
         tag: &str,
         platforms: Vec<SeedPlatform>,
-        attestations: bool,
+        (attestations, signature): (bool, SeedSignature),
     ) -> PushedIndex {
         let now = self.clock.now();
         let mut entries = Vec::new();
@@ -395,37 +438,25 @@ impl Aws {
         };
         self.store_image(repository, tag, &pushed.digest, stored);
         self.announce(repository, tag, &pushed.digest, None);
+        // cosign signs the digest it is given: a tag's, the index's.
+        self.sign(repository, &pushed.digest, signature, now);
         pushed
     }
 
-    /// What cosign pushes after signing `digest`: a signature manifest under the tag
-    /// `sha256-<hex>.sig` (cosign's SIGNATURE_SPEC), an ordinary tag of the repository,
-    /// pushed `after` the image. Its basic scan is modelled as failing with
+    /// cosign signs `digest` with the CI's key `after` now (`cosign sign` after the push):
+    /// a signature manifest under the tag `sha256-<hex>.sig` (cosign's SIGNATURE_SPEC), an
+    /// ordinary tag of the repository whose basic scan is modelled as failing with
     /// `UnsupportedImageError`, as for any image without an operating system (inferred: a
-    /// signature manifest has no filesystem layer).
+    /// signature manifest has no filesystem layer). Returns the tag.
     pub fn push_signature(
         &self,
         repository: &str,
         digest: &str,
         after: chrono::Duration,
     ) -> String {
-        let tag = format!("{}.sig", digest.replace(':', "-"));
-        let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": digest_of("{}"), "size": 2},
-            "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": digest_of(digest), "size": 242,
-                        "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ-sandbox"}}]})
-        .to_string();
-        let sig = digest_of(&manifest);
-        let stored = Stored {
-            manifest: &manifest,
-            media_type: OCI_MANIFEST,
-            scan_status: "FAILED",
-            findings: vec![],
-            pushed_at: self.clock.now() + after,
-        };
-        self.store_image(repository, &tag, &sig, stored);
-        self.announce(repository, &tag, &sig, None);
-        tag
+        let at = self.clock.now() + after;
+        self.sign(repository, digest, SeedSignature::Valid, at)
+            .unwrap_or_default()
     }
 
     fn store_image(&self, repository: &str, tag: &str, digest: &str, mut image: Stored<'_>) {
@@ -614,9 +645,9 @@ struct SeedImage {
     /// With `platforms`: one attestation manifest per platform (Buildx's default).
     #[serde(default = "yes")]
     attestations: bool,
-    /// Also push a cosign-style `sha256-<digest>.sig` tag one second after the image.
+    /// Who signs it: `valid` (the CI's key, the default), `unknown-key` or `none`.
     #[serde(default)]
-    signature_tag: bool,
+    signature: SeedSignature,
 }
 
 fn yes() -> bool {
@@ -652,16 +683,18 @@ async fn put_rule(State(aws): State<Aws>, Json(r): Json<PutRule>) -> Response {
 async fn seed_image(State(aws): State<Aws>, Json(s): Json<SeedImage>) -> Json<Value> {
     let mut out = match s.platforms {
         Some(platforms) => {
-            let pushed = aws.push_index(&s.repository, &s.tag, platforms, s.attestations);
-            json!(pushed)
+            let how = (s.attestations, s.signature);
+            json!(aws.push_index(&s.repository, &s.tag, platforms, how))
         }
-        None => json!({"digest": aws.push(&s.repository, &s.tag, &s.scan_status, s.findings)}),
+        None => {
+            let seed = (s.scan_status.as_str(), s.findings, s.signature);
+            json!({"digest": aws.push_signed(&s.repository, &s.tag, seed, aws.clock.now())})
+        }
     };
-    if s.signature_tag
+    if s.signature != SeedSignature::None
         && let Some(digest) = out["digest"].as_str().map(str::to_owned)
     {
-        out["signature_tag"] =
-            json!(aws.push_signature(&s.repository, &digest, chrono::Duration::seconds(1)));
+        out["signature_tag"] = json!(format!("{}.sig", digest.replacen(':', "-", 1)));
     }
     Json(out)
 }
@@ -705,6 +738,10 @@ async fn dispatch(State(aws): State<Aws>, headers: HeaderMap, body: String) -> R
         "GetParametersByPath" => ssm::get_parameters_by_path(&aws, &req),
         "GetParameter" => ssm::get_parameter(&aws, &req),
         "PutParameter" => ssm::put_parameter(&aws, &req),
+        "GetAuthorizationToken" => {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            registry::get_authorization_token(&aws, host.unwrap_or("127.0.0.1"))
+        }
         other => aws_error(
             "UnknownOperationException",
             &format!("the sandbox does not implement {other}"),

@@ -148,8 +148,12 @@ fn push_new_tags(sb: &Sandbox, out: &mut impl std::io::Write) -> anyhow::Result<
                 variant: None,
                 findings: vec![],
             };
-            sb.aws
-                .push_index(svc, tag, vec![platform("amd64"), platform("arm64")], true);
+            sb.aws.push_index(
+                svc,
+                tag,
+                vec![platform("amd64"), platform("arm64")],
+                (true, sandbox::aws::SeedSignature::Valid),
+            );
         } else {
             sb.aws.push(svc, tag, "COMPLETE", findings);
         }

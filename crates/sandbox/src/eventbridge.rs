@@ -487,7 +487,7 @@ mod tests {
     fn an_ecr_event_reaches_the_queue_only_through_an_enabled_rule_that_matches_it() {
         let aws = crate::aws::Aws::default();
         aws.emit_events();
-        aws.push("user_service", "1.0.0", "COMPLETE", vec![]);
+        aws.push_unsigned("user_service", "1.0.0", "COMPLETE", vec![]);
         let kinds = |aws: &crate::aws::Aws| -> Vec<String> {
             aws.sqs
                 .sent(EVENTS_QUEUE)

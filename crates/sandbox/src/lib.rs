@@ -183,7 +183,15 @@ environments:
     health_timeout: 10m
     scan:
       thresholds: {CRITICAL: 0, HIGH: 0}
+    # Only what the sandbox's CI signed reaches prod (its public key: `tugboat sandbox`
+    # prints it; the stand-in keeps it in SSM).
+    signatures:
+      required: true
+      keys: [{ssm: /salon/cosign/ci.pub}]
 ";
+
+/// Where the sandbox keeps its CI's cosign public key (the policy's prod trusts it).
+pub const CI_KEY_PARAMETER: &str = "/salon/cosign/ci.pub";
 
 fn token(seed: &str) -> String {
     let now = std::time::SystemTime::now()
@@ -289,6 +297,8 @@ impl Sandbox {
         }
         self.aws
             .put_parameter(&format!("{POLICY_PATH}defaults"), DEFAULT_POLICY, "String");
+        self.aws
+            .put_parameter(CI_KEY_PARAMETER, &self.aws.ci_public_key(), "String");
         self.aws.put_parameter(
             &format!("{POLICY_PATH}services/notification_service"),
             "# Release tags only, e.g. 1.2.0\nenvironments:\n  dev:\n    tag:\n      pattern: '^\\d+\\.\\d+\\.\\d+$'\n",

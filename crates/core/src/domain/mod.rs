@@ -31,5 +31,6 @@ pub mod rules;
 pub mod schedule;
 pub mod seal;
 pub mod select;
+pub mod signature;
 pub mod webhook;
 pub mod window;

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::gate::{Ignore, ScanPolicy, Severity};
 use super::index::Platform;
 use super::select::{DEFAULT_EXCLUDED_TAGS, TagOrdering, TagRule};
+use super::signature::{self, RawSignatures, SignaturePolicy};
 use super::window::{self, Window};
 
 /// One stored policy document with the version its store gave it.
@@ -82,6 +83,8 @@ pub struct EnvPolicy {
     pub group: Option<super::group::Rule>,
     /// What a tag-only promotion from a repository with mutable tags does.
     pub mutable_tags: MutableTags,
+    /// The cosign signatures the pinned digest must carry (or is shown with).
+    pub signatures: SignaturePolicy,
 }
 
 /// ECR tags are mutable by default: a tag can be pushed again to another digest after the
@@ -207,6 +210,7 @@ struct RawEnv {
     group: Option<RawGroup>,
     platforms: Option<Vec<String>>,
     mutable_tags: Option<MutableTags>,
+    signatures: Option<RawSignatures>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -443,6 +447,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
     };
     let scan_default = ScanPolicy::default();
     let platforms = platforms(raw.platforms.as_deref().unwrap_or_default())?;
+    let signatures = signature::build(&raw.signatures.clone().unwrap_or_default())?;
     let s = raw.scan.as_ref();
     Ok(EnvPolicy {
         tag,
@@ -475,6 +480,7 @@ fn build_env(raw: &RawEnv) -> Result<EnvPolicy, (String, String)> {
         sync: raw.sync.unwrap_or(false),
         group,
         mutable_tags: raw.mutable_tags.unwrap_or_default(),
+        signatures,
     })
 }
 

@@ -215,6 +215,9 @@ pub struct Row {
     pub unknown: Option<String>,
     /// False for images carried over from environments this rescan does not cover.
     pub in_scope: bool,
+    /// Why its signature no longer verifies, when the environment requires one (a key
+    /// revoked, a signature deleted): the row is then blocked.
+    pub signature: Option<String>,
 }
 
 impl Row {
@@ -314,6 +317,7 @@ pub fn compare(
                     reasons,
                     unknown: None,
                     in_scope: true,
+                    signature: None,
                     deployed,
                 }
             }
@@ -327,6 +331,7 @@ pub fn compare(
                     findings: last.iter().map(Seen::finding).collect(),
                     blocked: before.is_some_and(|b| b.blocked),
                     reasons: Vec::new(),
+                    signature: None,
                     unknown: match other {
                         Outcome::Unknown { reason } => Some(reason),
                         _ => Some("not in this rescan's scope".to_owned()),
@@ -380,7 +385,9 @@ pub enum IssueStep {
 /// Decide the issue step from the rows, the open issue (number and body) and the new body.
 /// `notify` asks for a comment: an edited body alone notifies nobody.
 pub fn issue_step(rows: &[Row], open: Option<(u64, &str)>, body: &str) -> IssueStep {
-    let needed = rows.iter().any(Row::has_findings);
+    let needed = rows
+        .iter()
+        .any(|r| r.has_findings() || r.signature.is_some());
     match (needed, open) {
         (false, None) => IssueStep::Nothing,
         (false, Some((number, _))) => IssueStep::Close { number },
@@ -388,7 +395,9 @@ pub fn issue_step(rows: &[Row], open: Option<(u64, &str)>, body: &str) -> IssueS
         (true, Some((number, old))) if old == body => IssueStep::Unchanged { number },
         (true, Some((number, _))) => IssueStep::Update {
             number,
-            notify: rows.iter().any(|r| !r.new.is_empty()),
+            notify: rows
+                .iter()
+                .any(|r| !r.new.is_empty() || r.signature.is_some()),
         },
     }
 }
@@ -612,6 +621,7 @@ mod tests {
             reasons: vec![],
             unknown: None,
             in_scope: true,
+            signature: None,
         };
         let clean = Row {
             findings: vec![],
@@ -642,8 +652,25 @@ mod tests {
             }
         );
         assert_eq!(
-            issue_step(&[clean], Some((7, "a")), "b"),
+            issue_step(std::slice::from_ref(&clean), Some((7, "a")), "b"),
             IssueStep::Close { number: 7 }
+        );
+        let revoked = Row {
+            signature: Some("no valid signature: signed by an unknown key".into()),
+            blocked: true,
+            ..clean
+        };
+        assert_eq!(
+            issue_step(std::slice::from_ref(&revoked), None, "b"),
+            IssueStep::Open,
+            "an image whose signature no longer verifies opens the issue without findings"
+        );
+        assert_eq!(
+            issue_step(&[revoked], Some((7, "a")), "b"),
+            IssueStep::Update {
+                number: 7,
+                notify: true
+            }
         );
     }
 

@@ -9,6 +9,7 @@ pub mod github;
 pub mod github_app;
 pub mod lease;
 pub mod notify;
+pub mod oci;
 pub mod relay;
 pub mod sqs;
 pub mod ssm;

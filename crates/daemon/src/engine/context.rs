@@ -14,6 +14,7 @@ use crate::domain::image::ImageRef;
 use crate::domain::plan::Decision;
 use crate::domain::policy::{EnvPolicy, ServicePolicy};
 use crate::domain::select::{Candidate, ImageRecord};
+use crate::domain::signature::SignatureCheck;
 
 /// The environment before this one in the service's chain, as its step left it.
 pub(super) struct Upstream<'a> {
@@ -72,6 +73,7 @@ impl EnvCtx<'_> {
             rejected: None,
             approvals: None,
             group: self.env_policy.group.clone(),
+            signature: None,
         }
     }
 
@@ -103,6 +105,8 @@ pub(super) struct Judged {
     pub candidate: Candidate,
     pub gate: GateDecision,
     pub findings: Vec<Finding>,
+    /// The signature check of its digest, when the policy verifies signatures.
+    pub signature: Option<SignatureCheck>,
     /// Since when it may be promoted: its push in the first environment, else when the
     /// previous environment deployed it plus the soak (a group's window counts from it).
     pub since: DateTime<Utc>,

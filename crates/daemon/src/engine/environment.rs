@@ -202,6 +202,8 @@ impl Engine {
         };
         let gate = gate::gate_image(&scans, &cx.env_policy.scan, cx.now.date_naive());
         let gate = self.mutable_tags(cx, seen, gate).await;
+        let (gate, signature) = self.signature_gate(cx, &candidate.digest, gate).await;
+        report.signature.clone_from(&signature);
         if let GateDecision::Block { counts, .. } = &gate {
             report.rejected = Some(
                 cx.env_policy
@@ -218,6 +220,7 @@ impl Engine {
             candidate,
             gate,
             findings: gate::merged(&scans).findings,
+            signature,
             since,
         })
     }

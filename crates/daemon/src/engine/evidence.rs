@@ -8,6 +8,7 @@ use crate::domain::image::ImageRef;
 use crate::domain::policy::{EnvPolicy, PolicySource, RollbackMode};
 use crate::domain::rescan::{self, Row};
 use crate::domain::select::Candidate;
+use crate::domain::signature::SignatureCheck;
 
 /// Everything a promotion PR says.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct Evidence<'a> {
     pub gate: &'a GateDecision,
     /// The scan's findings (the body lists the most severe).
     pub findings: &'a [Finding],
+    /// The signature check of the digest, when the policy verifies signatures.
+    pub signature: Option<&'a SignatureCheck>,
     pub policy: &'a EnvPolicy,
     pub sources: &'a [PolicySource],
     pub files: &'a [String],
@@ -124,6 +127,7 @@ pub fn body(e: &Evidence<'_>) -> String {
         e.to.pushed_at.format("%Y-%m-%d %H:%M:%S UTC")
     );
     scan_section(&mut b, e);
+    signature_section(&mut b, e);
     let _ = writeln!(b, "\n### Policy\n");
     for s in e.sources {
         let _ = writeln!(b, "- `{}` version {}", s.name, s.version);
@@ -176,6 +180,7 @@ pub fn gate_check(e: &Evidence<'_>) -> (String, String) {
         e.image, e.to.tag, e.to.digest, e.service, e.environment
     );
     scan_section(&mut b, e);
+    signature_section(&mut b, e);
     let _ = writeln!(b, "\n### Policy\n");
     for s in e.sources {
         let _ = writeln!(b, "- `{}` version {}", s.name, s.version);
@@ -202,6 +207,10 @@ pub fn member_section(e: &Evidence<'_>) -> (String, String) {
             .map_or_else(|| "(nothing deployed)".to_owned(), ToString::to_string)
     );
     scan_section(&mut b, e);
+    if let Some(check) = e.signature {
+        let required = e.policy.signatures.required;
+        let _ = writeln!(b, "\nSignature: {}", signature_line(check, required));
+    }
     let sources: Vec<String> = e
         .sources
         .iter()
@@ -307,6 +316,46 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 /// The scan: the gate's decision, the counts against the thresholds, the top findings.
+/// Who signed the digest, when the policy verifies signatures.
+fn signature_section(b: &mut String, e: &Evidence<'_>) {
+    let Some(check) = e.signature else {
+        return;
+    };
+    let _ = writeln!(b, "\n### Signature\n");
+    let _ = writeln!(b, "{}", signature_line(check, e.policy.signatures.required));
+}
+
+/// A signature check in one line of Markdown.
+pub fn signature_line(check: &SignatureCheck, required: bool) -> String {
+    match check {
+        SignatureCheck::Verified(s) => format!(
+            "Verified: signed by {}; signature `{}` pushed {}.",
+            signer_words(&s.signer),
+            s.manifest,
+            s.pushed_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        SignatureCheck::Unverified { reason } if required => {
+            format!("Blocked: {}", crate::domain::markdown::inert(reason))
+        }
+        SignatureCheck::Unverified { reason } => {
+            format!(
+                "Not verified (not required here): {}",
+                crate::domain::markdown::inert(reason)
+            )
+        }
+    }
+}
+
+/// Who signed, in Markdown.
+fn signer_words(signer: &crate::domain::signature::Signer) -> String {
+    match signer {
+        crate::domain::signature::Signer::Key {
+            fingerprint,
+            source,
+        } => format!("the key `sha256:{fingerprint}` (`{source}`)"),
+    }
+}
+
 fn scan_section(b: &mut String, e: &Evidence<'_>) {
     let _ = writeln!(b, "### Scan\n");
     match e.gate {
@@ -483,6 +532,10 @@ fn issue_row(b: &mut String, r: &Row, service: &str) {
         "within the policy"
     };
     let _ = writeln!(b, "Digest `{}` · {verdict}.\n", d.digest);
+    if let Some(why) = &r.signature {
+        let why = crate::domain::markdown::inert(why);
+        let _ = writeln!(b, "Its signature no longer verifies: {why}.\n");
+    }
     if let Some(why) = r.unknown.as_ref().filter(|_| r.in_scope) {
         if r.findings.is_empty() {
             let _ = writeln!(b, "No fresh result: {why}.\n");

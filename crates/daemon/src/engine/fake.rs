@@ -107,6 +107,10 @@ struct State {
     /// Image indexes by digest → their platform images.
     indexes: HashMap<Digest, Vec<crate::domain::index::PlatformImage>>,
     docs: Vec<PolicyDocument>,
+    /// cosign signature manifests by digest → their signatures.
+    signatures: HashMap<Digest, Vec<crate::ports::StoredSignature>>,
+    /// The public keys the policy names, by reference.
+    public_keys: HashMap<crate::domain::signature::KeySource, String>,
     /// SSM's SecureStrings (tugboat's seal key, once it made one).
     secrets: BTreeMap<String, String>,
     /// Main's commits, oldest first: when, and every file.
@@ -361,6 +365,37 @@ impl World {
             s.scans.insert(digest.clone(), clean);
         });
         digest
+    }
+
+    /// cosign signs `digest` with `signature` (its base64) over `payload`: the signature
+    /// manifest `sha256-<hex>.sig` gains a layer, and so a new digest, as cosign appends.
+    /// Returns the signature manifest's digest.
+    pub fn sign(&self, digest: &Digest, payload: Vec<u8>, signature: String) -> Digest {
+        let tag = crate::domain::signature::signature_tag(digest);
+        let tag = crate::domain::image::Tag::parse(&tag).unwrap();
+        self.with(|s| {
+            let old = s.images.iter().position(|i| i.tags.contains(&tag));
+            let mut layers = old
+                .map(|i| s.images.remove(i).digest)
+                .and_then(|d| s.signatures.get(&d).cloned())
+                .unwrap_or_default();
+            layers.push(crate::ports::StoredSignature { payload, signature });
+            let n = s.signatures.len() + 1;
+            let manifest = Digest::parse(&format!("sha256:{:064x}", 0x5160_0000 + n)).unwrap();
+            s.signatures.insert(manifest.clone(), layers);
+            s.images.push(ImageRecord {
+                digest: manifest.clone(),
+                tags: vec![tag],
+                pushed_at: self.clock.now(),
+                kind: crate::domain::index::ImageKind::Image,
+            });
+            manifest
+        })
+    }
+
+    /// The policy's key `source` holds `pem`.
+    pub fn public_key(&self, source: crate::domain::signature::KeySource, pem: &str) {
+        self.with(|s| s.public_keys.insert(source, pem.to_owned()));
     }
 
     /// The image `digest` is scanned again and now reports `report` (a finding disclosed
@@ -788,6 +823,43 @@ impl Registry for World {
     async fn start_scan(&self, _: Option<&str>, _: &str, _: &Digest) -> PortResult<ScanStart> {
         self.call("start_scan")?;
         Ok(ScanStart::Started)
+    }
+}
+
+#[async_trait]
+impl crate::ports::Signatures for World {
+    async fn cosign_signatures(
+        &self,
+        _: Option<&str>,
+        _: &str,
+        manifest: &Digest,
+    ) -> PortResult<Vec<crate::ports::StoredSignature>> {
+        self.call("cosign_signatures")?;
+        self.with(|s| s.signatures.get(manifest).cloned())
+            .ok_or_else(|| {
+                PortError::new(
+                    "fake",
+                    "cosign_signatures",
+                    ErrorKind::NotFound,
+                    manifest.to_string(),
+                )
+            })
+    }
+}
+
+#[async_trait]
+impl crate::ports::PublicKeys for World {
+    async fn public_key(&self, source: &crate::domain::signature::KeySource) -> PortResult<String> {
+        self.call("public_key")?;
+        self.with(|s| s.public_keys.get(source).cloned())
+            .ok_or_else(|| {
+                PortError::new(
+                    "fake",
+                    "public_key",
+                    ErrorKind::NotFound,
+                    source.to_string(),
+                )
+            })
     }
 }
 
@@ -1742,6 +1814,8 @@ impl World {
             forge: self.clone(),
             deployer: self.clone(),
             ledger: self.clone(),
+            signatures: self.clone(),
+            public_keys: self.clone(),
             keys: Arc::new(crate::trust::KeyRing::new(
                 config("", "").github.state_key.clone(),
                 self.clone(),
@@ -1979,5 +2053,6 @@ pub fn report(
         rejected: None,
         approvals: None,
         group: None,
+        signature: None,
     }
 }

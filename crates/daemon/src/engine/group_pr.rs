@@ -242,6 +242,7 @@ fn group_body(g: &Group<'_>, lead: &EnvCtx<'_>, commands: &Commands) -> String {
             reason: String::new(),
         },
         findings: &[],
+        signature: None,
         policy: lead.env_policy,
         sources: &[],
         files: &[],

@@ -59,6 +59,9 @@ mod rollback;
 mod rules;
 pub mod scheduler;
 mod seal;
+mod signature;
+#[cfg(test)]
+mod signature_tests;
 #[cfg(test)]
 mod tests;
 mod verified;
@@ -85,7 +88,11 @@ use crate::domain::gate::ScanReport;
 use crate::domain::image::{Digest, ImageRef};
 use crate::domain::index::PlatformImage;
 use crate::domain::policy::{self, PolicyDocument, PolicySource, ServicePolicy};
-use crate::ports::{Deployer, Forge, GitOpsRepo, Ledger, ParameterStore, PortError, Registry};
+use crate::domain::signature::SignatureCheck;
+use crate::ports::{
+    Deployer, Forge, GitOpsRepo, Ledger, ParameterStore, PortError, PublicKeys, Registry,
+    Signatures,
+};
 use crate::trust::{ForgeryLog, KeyRing};
 
 /// The outside world, as the engine sees it.
@@ -98,6 +105,9 @@ pub struct Ports {
     pub deployer: Arc<dyn Deployer>,
     /// Where scheduled runs are recorded (the scheduler's, not the cycle's).
     pub ledger: Arc<dyn Ledger>,
+    /// cosign's signatures in the registry, and the policy's public keys.
+    pub signatures: Arc<dyn Signatures>,
+    pub public_keys: Arc<dyn PublicKeys>,
     /// The keys that seal tugboat's records (`github.state_key`), shared with the ledger.
     pub keys: Arc<KeyRing>,
     /// The records found forged, by whichever port found them.
@@ -142,6 +152,8 @@ pub struct Engine {
     mutability: quick_cache::sync::Cache<(Option<String>, String), (Instant, String)>,
     /// Image indexes by digest → their platform images (content-addressed: never stale).
     indexes: quick_cache::sync::Cache<Digest, Arc<Vec<PlatformImage>>>,
+    /// Signature checks by (signature manifest, digest, keys): content, never stale.
+    signatures: quick_cache::sync::Cache<signature::SignatureKey, SignatureCheck>,
     /// (user, the environment's approver list) → whether the user may approve, and when
     /// that was checked; bounded (a commenter beyond it is checked again).
     approver_cache: quick_cache::sync::Cache<(String, String), (Instant, bool)>,
@@ -189,6 +201,7 @@ impl Engine {
             policy_stale: AtomicBool::new(false),
             scans: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
             indexes: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
+            signatures: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
             mutability: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             approver_cache: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             longest_health_timeout: std::sync::atomic::AtomicU64::new(0),

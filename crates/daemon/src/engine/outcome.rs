@@ -206,6 +206,8 @@ pub struct EnvReport {
     pub approvals: Option<Approvals>,
     /// The group the environment promotes in, when its policy groups it.
     pub group: Option<crate::domain::group::Rule>,
+    /// The signature check of the candidate's digest, when the policy verifies signatures.
+    pub signature: Option<crate::domain::signature::SignatureCheck>,
 }
 
 impl EnvReport {
@@ -242,6 +244,7 @@ impl EnvReport {
             rejected: None,
             approvals: None,
             group: None,
+            signature: None,
         }
     }
 }

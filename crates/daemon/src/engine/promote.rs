@@ -215,6 +215,7 @@ fn evidence_of<'a>(
         to: &judged.candidate,
         gate: &judged.gate,
         findings: &judged.findings,
+        signature: judged.signature.as_ref(),
         policy: cx.env_policy,
         sources: &cx.policy.sources,
         files,

@@ -17,6 +17,7 @@ use crate::domain::index::{ImageKind, Platform};
 use crate::domain::policy;
 use crate::domain::rescan::{self, Deployed, IssueStep, Outcome, Row};
 use crate::domain::select::{self, ImageRecord};
+use crate::domain::signature::SignatureCheck;
 use crate::ports::{Issue, PortError, ScanStart, ScanType};
 
 /// Which deployments a rescan covers.
@@ -459,7 +460,8 @@ impl Engine {
             out.problems.is_empty(),
         );
         results.extend(extra);
-        let (rows, state) = rescan::compare(&svc.name, results, &previous, today);
+        let (mut rows, state) = rescan::compare(&svc.name, results, &previous, today);
+        self.reverify(svc, &inv.images, &policy, &mut rows).await;
         let newest = self.newest(svc, &policy, &inv.images, &rows, today).await;
         let body = evidence::issue_body(&evidence::IssueText {
             service: &svc.name,
@@ -595,6 +597,44 @@ impl Inventory<'_> {
                     reference: r.to_string(),
                     digest,
                 });
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Verify again the signature of each deployed image whose environment requires one,
+    /// and block (and explain) a row whose signature no longer verifies: its key was taken
+    /// out of the policy or rotated away, or the signature was deleted. A check that cannot
+    /// be made now changes nothing.
+    async fn reverify(
+        &self,
+        svc: &ServiceConfig,
+        images: &[ImageRecord],
+        policy: &policy::ServicePolicy,
+        rows: &mut [Row],
+    ) {
+        for row in rows.iter_mut().filter(|r| r.in_scope) {
+            let Some(p) = policy.environments.get(&row.deployed.environment) else {
+                continue;
+            };
+            if !p.signatures.required {
+                continue;
+            }
+            let digest = &row.deployed.digest;
+            match self
+                .signature_check(svc, images, digest, &p.signatures)
+                .await
+            {
+                Ok(SignatureCheck::Verified(_)) => {}
+                Ok(SignatureCheck::Unverified { reason }) => {
+                    tracing::warn!(service = %svc.name, environment = %row.deployed.environment, %digest, %reason, "a deployed image's signature no longer verifies");
+                    row.blocked = true;
+                    row.signature = Some(reason);
+                }
+                Err(why) => {
+                    tracing::warn!(service = %svc.name, %digest, error = %why, "cannot verify a deployed image's signature again");
+                }
             }
         }
     }
