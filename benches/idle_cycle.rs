@@ -88,6 +88,7 @@ async fn verify_one(sb: &Sandbox, api: &ApiMetrics) -> (Duration, Duration) {
         region: "eu-north-1".into(),
         registry_id: None,
         endpoint_url: Some(sb.aws_url.clone()),
+        registry_url: None,
         test_credentials: true,
     })
     .await;

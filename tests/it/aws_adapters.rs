@@ -63,6 +63,7 @@ async fn sdk(url: &str) -> aws_config::SdkConfig {
         region: "eu-north-1".into(),
         registry_id: None,
         endpoint_url: Some(url.into()),
+        registry_url: None,
         test_credentials: true,
     })
     .await

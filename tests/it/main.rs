@@ -25,5 +25,6 @@ mod notify;
 mod policies;
 mod port_contract;
 mod protection;
+mod registry;
 mod replicas;
 mod signatures;

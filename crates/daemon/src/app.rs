@@ -179,7 +179,7 @@ async fn build(
             params: Arc::new(ssm.clone()),
             repo: Arc::new(git.clone()),
             ledger: Arc::new(git),
-            signatures: Arc::new(OciRegistry::new(&sdk, api).map_err(anyhow::Error::msg)?),
+            signatures: Arc::new(registry(cfg, &sdk, api)?),
             public_keys: Arc::new(PolicyKeys::new(Arc::new(ssm.clone()), SSM_REFRESH)),
             forge,
             deployer: Arc::new(argo),
@@ -188,6 +188,19 @@ async fn build(
         },
         tenancy,
     ))
+}
+
+/// ECR's registry API, where `aws.registry_url` says if it does.
+fn registry(
+    cfg: &Config,
+    sdk: &aws_config::SdkConfig,
+    api: &ApiMetrics,
+) -> anyhow::Result<OciRegistry> {
+    let oci = OciRegistry::new(sdk, api).map_err(anyhow::Error::msg)?;
+    Ok(match &cfg.aws.registry_url {
+        Some(url) => oci.at(url),
+        None => oci,
+    })
 }
 
 /// The GitHub webhook secret, when the config enables webhooks; read again when it rotates.

@@ -53,6 +53,8 @@ pub struct OciRegistry {
     api: ApiMetrics,
     /// The token in hand, with the account's registry's address.
     tokens: Mutex<Option<Token>>,
+    /// The registry's address when it is not the one the token names (`aws.registry_url`).
+    endpoint: Option<String>,
 }
 
 impl OciRegistry {
@@ -76,7 +78,15 @@ impl OciRegistry {
             http,
             api: api.clone(),
             tokens: Mutex::default(),
+            endpoint: None,
         })
+    }
+
+    /// The registry API at `url` rather than where the token says (an interface VPC
+    /// endpoint's own name; a registry on loopback in the tests), with the same token.
+    pub fn at(mut self, url: &str) -> Self {
+        self.endpoint = Some(url.trim_end_matches('/').to_owned());
+        self
     }
 
     /// The token, asked of ECR when there is none still valid, and the address of the
@@ -94,8 +104,9 @@ impl OciRegistry {
                 t
             }
         };
+        let own = self.endpoint.as_deref().unwrap_or(&token.endpoint);
         Ok(Token {
-            endpoint: registry_endpoint(&token.endpoint, registry_id),
+            endpoint: registry_endpoint(own, registry_id),
             ..token
         })
     }

@@ -113,6 +113,12 @@ pub const KEYS: &[Key] = &[
         "Another endpoint for every AWS call (a local stand-in, a VPC endpoint).",
     ),
     key(
+        "aws.registry_url",
+        Text,
+        "",
+        "ECR's registry API, where cosign signatures are read, at another address: an interface VPC endpoint's own DNS name (https://vpce-….dkr.ecr.<region>.vpce.amazonaws.com). Default: the address GetAuthorizationToken names.",
+    ),
+    key(
         "aws.test_credentials",
         Bool,
         "false",

@@ -8,6 +8,7 @@ pub(super) struct RawAws {
     pub(super) region: String,
     pub(super) registry_id: Option<String>,
     pub(super) endpoint_url: Option<String>,
+    pub(super) registry_url: Option<String>,
     #[serde(default)]
     pub(super) test_credentials: bool,
 }
@@ -77,6 +78,9 @@ pub struct AwsConfig {
     pub registry_id: Option<String>,
     /// An emulator's endpoint (moto, the sandbox); unset for real AWS.
     pub endpoint_url: Option<String>,
+    /// ECR's registry API (signatures) at another address than the `proxyEndpoint`
+    /// `GetAuthorizationToken` names: an interface VPC endpoint's own DNS name.
+    pub registry_url: Option<String>,
     /// Use fixed dummy credentials (emulators only).
     pub test_credentials: bool,
 }
@@ -200,10 +204,14 @@ pub(super) fn aws(raw: RawAws, f: &Fields<'_>) -> Result<AwsConfig, ConfigError>
             format!("'{id}' is not a 12-digit AWS account id"),
         ));
     }
+    if let Some(url) = raw.registry_url.as_deref() {
+        f.http_url("aws.registry_url", url)?;
+    }
     Ok(AwsConfig {
         region: raw.region,
         registry_id: raw.registry_id,
         endpoint_url: raw.endpoint_url,
+        registry_url: raw.registry_url,
         test_credentials: raw.test_credentials,
     })
 }
