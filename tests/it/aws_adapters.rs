@@ -1053,8 +1053,9 @@ async fn the_eventbridge_adapter_reads_the_rules_and_asks_their_matcher_of_the_s
 
 /// The registry adapter reads cosign's signatures from the ECR stand-in as from ECR: a token
 /// from `GetAuthorizationToken` (the registry refuses a request without it), the signature
-/// manifest by digest, each payload through the blob's redirect; the signatures verify under
-/// the CI key, and a signature made by another key does not.
+/// manifest by digest, each payload through the blob's redirect to "S3" on another host,
+/// which refuses a request that still carries the token (so the token never leaves the
+/// registry); the signatures verify under the CI key, and one made by another key does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_registry_adapter_reads_cosign_signatures_through_ecrs_registry_api() {
     use tugboat::adapters::oci::OciRegistry;

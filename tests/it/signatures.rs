@@ -79,6 +79,12 @@ async fn prod_promotes_the_image_the_ci_key_signed_and_blocks_the_others_naming_
         pr.body
     );
     assert!(pr.body.contains(digest), "the PR pins the signed digest");
+    let board = tugboat::engine::dashboard::row_of(user);
+    assert_eq!(
+        board.candidate.as_deref(),
+        Some(format!("1.1.0 · signed by sha256:{}", &fingerprint[..12]).as_str()),
+        "the dashboard names the signer"
+    );
 
     let blocked = |svc: &str| match &row(&reports, svc, "prod").decision {
         Decision::Blocked { reasons, .. } => reasons.join("; "),

@@ -132,7 +132,27 @@ fn of_report(r: &EnvReport) -> Option<Notification> {
     if n.reason.is_empty() {
         n.reason = r.decision.to_string();
     }
+    if let (Kind::Promoted | Kind::AwaitingApproval, Some(s)) = (n.kind, signer(r)) {
+        n.reason = format!("{}; {s}", n.reason);
+    }
     Some(n)
+}
+
+/// Who signed the candidate, in a few words, when the policy verified its signature.
+fn signer(r: &EnvReport) -> Option<String> {
+    use crate::domain::signature::{SignatureCheck, Signer};
+    let Some(SignatureCheck::Verified(s)) = &r.signature else {
+        return None;
+    };
+    Some(match &s.signer {
+        Signer::Key {
+            fingerprint,
+            source,
+        } => format!(
+            "signed by key sha256:{}… ({source})",
+            fingerprint.get(..16).unwrap_or(fingerprint)
+        ),
+    })
 }
 
 /// A PR that awaits the approving reviews GitHub requires (one notice per PR).
@@ -472,6 +492,22 @@ mod tests {
         assert_eq!(n.transition().as_deref(), Some("1.0.0 → 1.1.0"));
         assert_eq!(n.reason, "Healthy after 30.0s; pushed → Healthy in 1m 35s");
         assert_eq!(n.pr.as_ref().unwrap().title, "PR #7");
+        let mut signed = report("dev", promote("1.1.0"), merged(healthy()));
+        signed.signature = Some(crate::domain::signature::SignatureCheck::Verified(
+            crate::domain::signature::Signed {
+                signer: crate::domain::signature::Signer::Key {
+                    fingerprint: "ab".repeat(32),
+                    source: "ssm:/salon/cosign/ci.pub".into(),
+                },
+                manifest: format!("sha256:{}", "cd".repeat(32)),
+                pushed_at: chrono::DateTime::UNIX_EPOCH,
+            },
+        ));
+        let notes = of_cycle(&[signed], "https://argocd.example/");
+        assert_eq!(
+            notes[0].reason,
+            "Healthy after 30.0s; pushed → Healthy in 1m 35s; signed by key sha256:abababababababab… (ssm:/salon/cosign/ci.pub)"
+        );
         assert_eq!(
             n.application.as_ref().unwrap().url,
             "https://argocd.example/applications/user-service-dev"

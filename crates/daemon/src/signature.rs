@@ -64,6 +64,11 @@ impl TrustedKey {
         &self.fingerprint
     }
 
+    /// Where the policy keeps it and what it is: `ssm:/salon/cosign/ci.pub=<fingerprint>`.
+    pub fn identity(&self) -> String {
+        format!("{}={}", self.source, self.fingerprint)
+    }
+
     fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         self.parsed
             .iter()

@@ -24,7 +24,6 @@ use crate::domain::image::Digest;
 use crate::domain::signature;
 use crate::ports::{ErrorKind, PortError, PortResult, Signatures, StoredSignature};
 use crate::secret::Secret;
-
 use crate::telemetry::ApiMetrics;
 
 /// The manifest types a signature manifest is stored as (cosign pushes OCI; older

@@ -12,6 +12,7 @@
 
 use crate::domain::dashboard::{LABELS, Row, TITLE, is_dashboard, render, short_digest};
 use crate::domain::plan::Decision;
+use crate::domain::signature::{SignatureCheck, Signer};
 use crate::ports::{Issue, PortResult};
 
 use super::{Action, Engine, EnvReport};
@@ -64,7 +65,10 @@ pub fn row_of(r: &EnvReport) -> Row {
         environment: r.environment.clone(),
         running,
         digest,
-        candidate: candidate.map(|c| c.tag.to_string()),
+        candidate: candidate.map(|c| match &r.signature {
+            Some(SignatureCheck::Verified(s)) => format!("{} · {}", c.tag, short_signer(&s.signer)),
+            _ => c.tag.to_string(),
+        }),
         decision: if failed.is_some() {
             "error".into()
         } else {
@@ -74,6 +78,18 @@ pub fn row_of(r: &EnvReport) -> Row {
         pr: pr(&r.action),
         hold,
         refused,
+    }
+}
+
+/// Who signed, in the few characters a table cell has: the key's fingerprint, shortened.
+fn short_signer(signer: &Signer) -> String {
+    match signer {
+        Signer::Key { fingerprint, .. } => {
+            format!(
+                "signed by sha256:{}",
+                fingerprint.get(..12).unwrap_or(fingerprint)
+            )
+        }
     }
 }
 

@@ -15,8 +15,8 @@ use crate::domain::select::ImageRecord;
 use crate::domain::signature::{self, SignatureCheck, SignaturePolicy};
 use crate::signature::{TrustedKey, verify};
 
-/// The cache key of a verification: signature manifest, signed digest, the keys'
-/// fingerprints.
+/// The cache key of a verification: signature manifest, signed digest, and the keys (each
+/// where the policy keeps it and its fingerprint, since the evidence names both).
 pub(super) type SignatureKey = (Digest, Digest, String);
 
 impl Engine {
@@ -39,7 +39,7 @@ impl Engine {
             .await
         {
             Ok(check) => (signature::gate(gate, &check, policy), Some(check)),
-            Err(why) if policy.required && !matches!(gate, GateDecision::Block { .. }) => {
+            Err(why) if policy.required && matches!(gate, GateDecision::Pass { .. }) => {
                 let reason = format!("signatures cannot be verified now: {why}");
                 (GateDecision::Wait { reason }, None)
             }
@@ -68,8 +68,8 @@ impl Engine {
             return Ok(signature::judge(digest, Vec::new()));
         };
         let (keys, unusable) = self.trusted_keys(policy).await?;
-        let fingerprints: Vec<&str> = keys.iter().map(TrustedKey::fingerprint).collect();
-        let key = (manifest.clone(), digest.clone(), fingerprints.join(","));
+        let trust: Vec<String> = keys.iter().map(TrustedKey::identity).collect();
+        let key = (manifest.clone(), digest.clone(), trust.join(","));
         let check = match self.signatures.get(&key) {
             Some(c) => c,
             None => {

@@ -11,7 +11,10 @@
 //!   "Pulling blobs"; ECR user guide, "Private registry authentication"). A manifest is
 //!   answered with its media type and `Docker-Content-Digest`; a blob with a
 //!   `307 Temporary Redirect` to a pre-signed S3 URL, as ECR does (the URL
-//!   `GetDownloadUrlForLayer` gives), here a path of the stand-in that asks for no token.
+//!   `GetDownloadUrlForLayer` gives), here the stand-in under another host name
+//!   (`localhost` for `127.0.0.1`), which refuses a request that also carries an
+//!   `Authorization` header, as S3 refuses a pre-signed URL sent with one ("Only one auth
+//!   mechanism allowed", S3 API reference, "Authenticating requests: query parameters").
 //!   Errors are the spec's JSON (`MANIFEST_UNKNOWN`, `BLOB_UNKNOWN`, `UNAUTHORIZED`).
 //! - cosign's signature of a digest (specs/SIGNATURE_SPEC.md): the simple-signing payload
 //!   signed with ECDSA P-256/SHA-256 (what `cosign generate-key-pair` makes), stored as a
@@ -275,8 +278,13 @@ pub(super) async fn get_v2(
                 "blob unknown to registry",
             );
         }
+        let port = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.rsplit_once(':'))
+            .map_or("80", |(_, p)| p);
         let location = format!(
-            "/_sandbox/s3/{digest}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=sandbox"
+            "http://localhost:{port}/_sandbox/s3/{digest}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=sandbox"
         );
         return (
             StatusCode::TEMPORARY_REDIRECT,
@@ -288,7 +296,15 @@ pub(super) async fn get_v2(
 }
 
 /// A layer's pre-signed download.
-pub(super) async fn s3_blob(State(aws): State<Aws>, Path(digest): Path<String>) -> Response {
+pub(super) async fn s3_blob(
+    State(aws): State<Aws>,
+    Path(digest): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if headers.contains_key(header::AUTHORIZATION) {
+        let body = "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified</Message></Error>";
+        return (StatusCode::BAD_REQUEST, body).into_response();
+    }
     match aws.lock().blobs.get(&digest) {
         Some(b) => b.clone().into_response(),
         None => (StatusCode::NOT_FOUND, "NoSuchKey").into_response(),
