@@ -56,7 +56,14 @@ async fn doctor_is_clean_against_the_sandbox_and_names_each_injected_fault_with_
             .all(|w| w.fact.starts_with("tags are MUTABLE"))
     );
     for area in [
-        "config", "ssm", "ecr", "github", "argocd", "events", "notify",
+        "config",
+        "ssm",
+        "ecr",
+        "signatures",
+        "github",
+        "argocd",
+        "events",
+        "notify",
     ] {
         assert!(findings.iter().any(|f| f.area == area), "no {area} finding");
     }
@@ -364,4 +371,31 @@ async fn doctor_checks_that_the_lease_may_be_read_created_and_updated_when_elect
     // It asked; it wrote no Lease.
     assert!(kube.holder("tugboat", "tugboat").is_none());
     assert!(!kube.calls().contains_key("POST"), "{:?}", kube.calls());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_signature_keys_the_policy_names_and_the_registry_api() {
+    let sb = Sandbox::start(Options::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let findings = doctor(&sb, dir.path()).await;
+    let sigs: Vec<&Finding> = findings.iter().filter(|f| f.area == "signatures").collect();
+    assert_eq!(sigs.len(), 2, "{sigs:#?}");
+    assert_eq!(sigs[0].subject, "ssm:/salon/cosign/ci.pub");
+    assert!(
+        sigs[0].fact.starts_with("public key sha256:")
+            && sigs[0].fact.contains("user_service/prod"),
+        "{sigs:#?}"
+    );
+    assert!(sigs[1].fact.ends_with("answers with a token"), "{sigs:#?}");
+
+    // A parameter that holds no public key: every environment it verifies is named.
+    sb.aws.put_parameter(
+        tugboat_sandbox::CI_KEY_PARAMETER,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 ci@salon",
+        "String",
+    );
+    let findings = doctor(&sb, dir.path()).await;
+    let e = one_error(&findings, "is not a PEM public key", "cosign.pub");
+    assert_eq!(e.area, "signatures");
+    assert!(e.fact.contains("cannot promote"), "{e:#?}");
 }

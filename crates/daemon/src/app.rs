@@ -191,7 +191,7 @@ async fn build(
 }
 
 /// ECR's registry API, where `aws.registry_url` says if it does.
-fn registry(
+pub fn registry(
     cfg: &Config,
     sdk: &aws_config::SdkConfig,
     api: &ApiMetrics,

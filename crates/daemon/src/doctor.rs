@@ -46,6 +46,18 @@ pub async fn run(cfg: &Config, send_test: bool) -> Vec<Finding> {
             Err(_) => (vec![timed_out("ecr")], None),
         };
     out.extend(findings);
+    match crate::app::registry(cfg, &conf, &api) {
+        Ok(registry) => {
+            out.extend(bounded("signatures", aws::signatures(&ssm, &registry, &policies)).await)
+        }
+        Err(e) => out.push(Finding::new(
+            Level::Error,
+            "signatures",
+            "registry API",
+            e.to_string(),
+            "check aws.registry_url",
+        )),
+    }
     out.extend(bounded("github", github::checks(cfg, &ssm, &policies, &api)).await);
     out.extend(bounded("argocd", argocd::checks(cfg, &ssm, &policies, &api)).await);
     out.extend(

@@ -134,6 +134,14 @@ impl OciRegistry {
         })
     }
 
+    /// Whether the registry API answers with a token (`GET /v2/`, the distribution spec's
+    /// version check), for `tugboat doctor`: the address it answered at.
+    pub async fn check(&self) -> PortResult<String> {
+        let token = self.token(None).await?;
+        self.get(None, "Ping", "/v2/", 64 * 1024).await?;
+        Ok(token.endpoint)
+    }
+
     /// GET `path` of the registry with its token (once more with a new token if refused),
     /// at most `limit` bytes.
     async fn get(

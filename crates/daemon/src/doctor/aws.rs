@@ -1,13 +1,20 @@
-//! The doctor's AWS checks: the policy in SSM, and each service's ECR repository.
+//! The doctor's AWS checks: the policy in SSM, each service's ECR repository, and the
+//! signature gate's keys and registry API.
 
 use std::collections::BTreeMap;
 
 use tugboat_core::domain::doctor::{self, Finding, Level};
 use tugboat_core::domain::policy::{MutableTags, ServicePolicy, resolve};
 
-use crate::adapters::{ecr::Ecr, ssm::Ssm};
+use std::sync::Arc;
+
+use tugboat_core::domain::signature::KeySource;
+
+use crate::adapters::{ecr::Ecr, oci::OciRegistry, ssm::Ssm};
 use crate::config::Config;
+use crate::credentials::{PolicyKeys, SSM_REFRESH};
 use crate::ports::{ErrorKind, ParameterStore};
+use crate::signature::TrustedKey;
 
 /// The policy documents under `policy.ssm_path`, and each service's policy resolved from
 /// them for its environments.
@@ -141,6 +148,62 @@ pub(super) async fn ecr(
         ));
     }
     (out, scanning.map(|r| r.scan_type))
+}
+
+/// The signature gate's setup, where a policy verifies signatures: each key it names can be
+/// read and is a public key, and ECR's registry API answers with a token.
+pub(super) async fn signatures(
+    ssm: &Ssm,
+    registry: &OciRegistry,
+    policies: &BTreeMap<String, ServicePolicy>,
+) -> Vec<Finding> {
+    use crate::ports::PublicKeys;
+    let mut users: BTreeMap<KeySource, Vec<String>> = BTreeMap::new();
+    for (svc, p) in policies {
+        for (env, e) in &p.environments {
+            for k in &e.signatures.keys {
+                users
+                    .entry(k.clone())
+                    .or_default()
+                    .push(format!("{svc}/{env}"));
+            }
+        }
+    }
+    if users.is_empty() {
+        return Vec::new();
+    }
+    let keys = PolicyKeys::new(Arc::new(ssm.clone()), SSM_REFRESH);
+    let mut out = Vec::new();
+    for (source, used_by) in &users {
+        let subject = source.to_string();
+        let used_by = used_by.join(", ");
+        let read = keys.public_key(source).await.map_err(|e| e.message);
+        out.push(match read.and_then(|pem| TrustedKey::parse(source, &pem)) {
+            Ok(k) => Finding::ok(
+                "signatures",
+                &subject,
+                format!("public key sha256:{} (verifies {used_by})", k.fingerprint()),
+            ),
+            Err(why) => Finding::new(
+                Level::Error,
+                "signatures",
+                &subject,
+                format!("{why}: {used_by} cannot promote"),
+                "store the signers' cosign public key (cosign.pub, PEM) there, and give tugboat's role ssm:GetParameter on it",
+            ),
+        });
+    }
+    out.push(match registry.check().await {
+        Ok(at) => Finding::ok("signatures", "registry API", format!("{at} answers with a token")),
+        Err(e) => Finding::new(
+            Level::Error,
+            "signatures",
+            "registry API",
+            format!("signatures cannot be read: {e}"),
+            "give tugboat's role ecr:GetAuthorizationToken, and ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on the repositories; behind an interface VPC endpoint without private DNS, set aws.registry_url",
+        ),
+    });
+    out
 }
 
 fn missing(repository: &str, registry: Option<&str>, e: &crate::ports::PortError) -> Finding {
