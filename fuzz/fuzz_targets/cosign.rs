@@ -1,11 +1,14 @@
-//! A cosign signature manifest and a signed payload, as anyone who can push to the
-//! repository may write them: reading them never panics, at most `MAX_LAYERS` layers are
-//! taken, each a simple-signing layer with a signature, and a payload names a digest only
-//! under cosign's type; a refusal's text is bounded and has no control character.
+//! A cosign signature manifest, a signed payload and a keyless signature's Rekor bundle, as
+//! anyone who can push to the repository may write them: reading them never panics, at most
+//! `MAX_LAYERS` layers are taken, a payload names a digest only under cosign's type, and a
+//! Rekor entry is read only with all its parts; a refusal's text is bounded and has no
+//! control character.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tugboat_core::domain::signature::{MAX_LAYERS, MAX_PAYLOAD, layers, signed_digest};
+use tugboat_core::domain::signature::{
+    MAX_LAYERS, MAX_PAYLOAD, layers, rekor_entry, signed_digest,
+};
 
 fn bounded(e: &str) {
     assert!(e.len() < 4096, "a refusal of {} bytes", e.len());
@@ -24,5 +27,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(v["critical"]["type"], "cosign container image signature");
         }
         Err(e) => bounded(&e),
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        match rekor_entry(text) {
+            Ok(entry) => assert!(entry["canonicalizedBody"].is_string() && entry["inclusionPromise"].is_object()),
+            Err(e) => bounded(&e),
+        }
     }
 });

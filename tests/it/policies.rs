@@ -129,6 +129,10 @@ fn the_schema_names_exactly_the_fields_the_parser_accepts_at_every_level() {
             "key_source",
             "environments: {dev: {signatures: {keys: [{zz_bogus: /a}]}}}",
         ),
+        (
+            "keyless_signer",
+            "environments: {dev: {signatures: {keyless: [{issuer: 'https://i', subject: s, zz_bogus: 1}]}}}",
+        ),
     ];
     for (def, doc) in levels {
         assert_eq!(schema_fields(&s, def), parser_fields(doc), "level '{def}'");

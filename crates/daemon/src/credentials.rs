@@ -276,7 +276,7 @@ impl crate::ports::PublicKeys for PolicyKeys {
                     KeySource::Ssm(n) => SecretRef::Ssm(n.clone()),
                     KeySource::File(p) => SecretRef::File(PathBuf::from(p)),
                 };
-                let name = format!("the policy's key {source}");
+                let name = format!("the policy's {source}");
                 let read = Rotating::read(reference, name, Some(self.ssm.clone()), self.refresh);
                 let k = Arc::new(read.await?);
                 let mut keys = self.keys.lock().await;

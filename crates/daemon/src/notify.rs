@@ -152,6 +152,9 @@ fn signer(r: &EnvReport) -> Option<String> {
             "signed by key sha256:{}… ({source})",
             fingerprint.get(..16).unwrap_or(fingerprint)
         ),
+        Signer::Certificate {
+            subject, issuer, ..
+        } => format!("signed by {subject} (issuer {issuer})"),
     })
 }
 

@@ -8,6 +8,8 @@
 //! signature is checked first and the payload read only after, so nothing of an unsigned
 //! payload is believed.
 
+pub mod keyless;
+
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -16,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use sha2::{Digest as _, Sha256};
 
 use crate::domain::image::Digest;
-use crate::domain::signature::{self, KeySource, Refusal, Signed, Signer};
+use crate::domain::signature::{self, Identity, KeySource, Refusal, Signed, Signer};
 use crate::ports::StoredSignature;
 
 /// The algorithms a cosign public key may be for, tried in this order.
@@ -76,6 +78,29 @@ impl TrustedKey {
     }
 }
 
+/// Everything a policy trusts: its keys, and its keyless signers with the trusted root
+/// their certificates and log entries are verified against.
+#[derive(Default)]
+pub struct Trust {
+    pub keys: Vec<TrustedKey>,
+    pub keyless: Option<(std::sync::Arc<keyless::TrustRoot>, Vec<Identity>)>,
+}
+
+impl Trust {
+    /// What a verification under it is cached by: each key (where it is kept and what it
+    /// is), the trusted root's fingerprint and the keyless signers.
+    pub fn identity(&self) -> String {
+        let mut parts: Vec<String> = self.keys.iter().map(TrustedKey::identity).collect();
+        if let Some((root, signers)) = &self.keyless {
+            parts.push(format!("root={}", root.fingerprint()));
+            for s in signers {
+                parts.push(format!("{}|{}", s.issuer, s.subject));
+            }
+        }
+        parts.join(",")
+    }
+}
+
 /// What one stored signature of `digest` (kept in the signature manifest `manifest`) is
 /// worth under `keys`.
 pub fn verify(
@@ -85,6 +110,33 @@ pub fn verify(
     keys: &[TrustedKey],
     pushed_at: DateTime<Utc>,
 ) -> Result<Signed, Refusal> {
+    let signer = keyed(stored, keys)?;
+    signed(stored, digest, manifest, signer, pushed_at)
+}
+
+/// What one stored signature of `digest` is worth under `trust`: a keyless one (it carries
+/// a certificate) by its certificate, log entry and identity, any other by the keys.
+pub fn verify_with(
+    stored: &StoredSignature,
+    digest: &Digest,
+    manifest: &Digest,
+    trust: &Trust,
+    pushed_at: DateTime<Utc>,
+) -> Result<Signed, Refusal> {
+    let signer = match (&stored.certificate, &trust.keyless) {
+        (Some(_), Some((root, signers))) => keyless::verify(stored, root, signers)?,
+        (Some(_), None) => {
+            return Err(Refusal::Unverifiable(
+                "the policy names no keyless signer".to_owned(),
+            ));
+        }
+        (None, _) => keyed(stored, &trust.keys)?,
+    };
+    signed(stored, digest, manifest, signer, pushed_at)
+}
+
+/// The key of `keys` that made `stored`'s signature.
+fn keyed(stored: &StoredSignature, keys: &[TrustedKey]) -> Result<Signer, Refusal> {
     let signature = base64::engine::general_purpose::STANDARD
         .decode(stored.signature.trim())
         .map_err(|e| Refusal::Malformed(format!("its signature is not base64: {e}")))?;
@@ -92,15 +144,26 @@ pub fn verify(
         .iter()
         .find(|k| k.verifies(&stored.payload, &signature))
         .ok_or(Refusal::UnknownKey)?;
+    Ok(Signer::Key {
+        fingerprint: key.fingerprint.clone(),
+        source: key.source.to_string(),
+    })
+}
+
+/// A verified signature, once its payload (read only now) names `digest`.
+fn signed(
+    stored: &StoredSignature,
+    digest: &Digest,
+    manifest: &Digest,
+    signer: Signer,
+    pushed_at: DateTime<Utc>,
+) -> Result<Signed, Refusal> {
     let signed = signature::signed_digest(&stored.payload).map_err(Refusal::Malformed)?;
     if signed != digest.as_str() {
         return Err(Refusal::OtherDigest(signed));
     }
     Ok(Signed {
-        signer: Signer::Key {
-            fingerprint: key.fingerprint.clone(),
-            source: key.source.to_string(),
-        },
+        signer,
         manifest: manifest.to_string(),
         pushed_at,
     })
@@ -147,6 +210,9 @@ mod tests {
         StoredSignature {
             payload: payload.to_vec(),
             signature: base64::engine::general_purpose::STANDARD.encode(s.as_ref()),
+            certificate: None,
+            chain: None,
+            bundle: None,
         }
     }
 
@@ -164,7 +230,10 @@ mod tests {
         let Signer::Key {
             fingerprint,
             source,
-        } = ok.signer;
+        } = ok.signer
+        else {
+            panic!("{:?}", ok.signer)
+        };
         assert_eq!(fingerprint, keys[0].fingerprint());
         assert_eq!(fingerprint.len(), 64);
         assert_eq!(source, "ssm:/salon/cosign/ci.pub");

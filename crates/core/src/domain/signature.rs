@@ -63,20 +63,33 @@ impl KeySource {
     }
 }
 
+/// A keyless signer: the OIDC issuer of a Fulcio certificate and the identity (its subject
+/// alternative name: a URI for a CI workflow, an email for a person), both exact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+}
+
 /// What an environment's policy asks of signatures.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SignaturePolicy {
-    /// A candidate without a valid signature by one of `keys` is blocked. Without it,
-    /// signatures are verified and shown, and block nothing.
+    /// A candidate without a valid signature by one of `keys` or `keyless` is blocked.
+    /// Without it, signatures are verified and shown, and block nothing.
     pub required: bool,
     /// The cosign public keys (PEM) whose signatures count; any one may sign.
     pub keys: Vec<KeySource>,
+    /// The keyless signers whose signatures count, verified against `trusted_root`.
+    pub keyless: Vec<Identity>,
+    /// A Sigstore trusted root (its Fulcio CAs and Rekor keys, `trusted_root.json`).
+    pub trusted_root: Option<KeySource>,
 }
 
 impl SignaturePolicy {
     /// Whether anything is to be verified at all.
     pub fn active(&self) -> bool {
-        !self.keys.is_empty()
+        !self.keys.is_empty() || !self.keyless.is_empty()
     }
 }
 
@@ -86,6 +99,52 @@ impl SignaturePolicy {
 pub struct RawSignatures {
     required: Option<bool>,
     keys: Option<Vec<KeySource>>,
+    keyless: Option<Vec<Identity>>,
+    trusted_root: Option<KeySource>,
+}
+
+/// Check the keyless signers (`field`, message): an https issuer and a subject each, none
+/// twice, and a trusted root to verify them against.
+fn keyless(raw: &RawSignatures) -> Result<Vec<Identity>, (String, String)> {
+    let ids = raw.keyless.clone().unwrap_or_default();
+    for (i, id) in ids.iter().enumerate() {
+        let at = |f: &str| format!("signatures.keyless[{i}].{f}");
+        if !id.issuer.starts_with("https://") || id.issuer.contains(char::is_whitespace) {
+            return Err((
+                at("issuer"),
+                format!(
+                    "'{}' is not an OIDC issuer URL (https://…, e.g. https://token.actions.githubusercontent.com)",
+                    id.issuer
+                ),
+            ));
+        }
+        if id.subject.is_empty() || id.subject.trim() != id.subject {
+            return Err((
+                at("subject"),
+                format!(
+                    "'{}' is not a certificate identity (a workflow URI or an email, exact)",
+                    id.subject
+                ),
+            ));
+        }
+        if ids[..i].contains(id) {
+            return Err((
+                format!("signatures.keyless[{i}]"),
+                "listed twice".to_owned(),
+            ));
+        }
+    }
+    if let Some(root) = &raw.trusted_root {
+        root.check()
+            .map_err(|m| ("signatures.trusted_root".to_owned(), m))?;
+    }
+    if !ids.is_empty() && raw.trusted_root.is_none() {
+        return Err((
+            "signatures.trusted_root".to_owned(),
+            "keyless signers need a trusted root to verify their certificates and log entries against: a Sigstore trusted_root.json, e.g. {ssm: /salon/cosign/trusted-root.json} (`cosign trusted-root create`, or the public one from `sigstore/root-signing`)".to_owned(),
+        ));
+    }
+    Ok(ids)
 }
 
 /// Check `signatures:` (`field`, message) and build it.
@@ -101,14 +160,20 @@ pub fn build(raw: &RawSignatures) -> Result<SignaturePolicy, (String, String)> {
             ));
         }
     }
+    let keyless = keyless(raw)?;
     let required = raw.required.unwrap_or(false);
-    if required && keys.is_empty() {
+    if required && keys.is_empty() && keyless.is_empty() {
         return Err((
             "signatures.required".to_owned(),
-            "signatures are required but no key may sign: list the signers' public keys in signatures.keys (e.g. [{ssm: /salon/cosign/ci.pub}])".to_owned(),
+            "signatures are required but nobody may sign: list the signers' public keys in signatures.keys (e.g. [{ssm: /salon/cosign/ci.pub}]) or their identities in signatures.keyless".to_owned(),
         ));
     }
-    Ok(SignaturePolicy { required, keys })
+    Ok(SignaturePolicy {
+        required,
+        keys,
+        keyless,
+        trusted_root: raw.trusted_root.clone(),
+    })
 }
 
 /// Who signed.
@@ -119,6 +184,13 @@ pub enum Signer {
     /// `openssl pkey -pubin -in key.pub -outform DER | sha256sum` prints), and where the
     /// policy keeps it.
     Key { fingerprint: String, source: String },
+    /// A Fulcio certificate: the identity it was issued to and its OIDC issuer, logged in
+    /// Rekor at `logged_at`.
+    Certificate {
+        subject: String,
+        issuer: String,
+        logged_at: DateTime<Utc>,
+    },
 }
 
 impl fmt::Display for Signer {
@@ -128,6 +200,9 @@ impl fmt::Display for Signer {
                 fingerprint,
                 source,
             } => write!(f, "key sha256:{fingerprint} ({source})"),
+            Self::Certificate {
+                subject, issuer, ..
+            } => write!(f, "{subject} (issuer {issuer})"),
         }
     }
 }
@@ -149,6 +224,11 @@ pub enum Refusal {
     OtherDigest(String),
     /// It verifies under none of the policy's keys.
     UnknownKey,
+    /// A keyless signature whose certificate, signature or log entry does not verify
+    /// against the trusted root.
+    Unverifiable(String),
+    /// A keyless signature that verifies, by an identity the policy does not name.
+    OtherIdentity { subject: String, issuer: String },
     /// It cannot be read (bad base64, a payload that is not cosign's).
     Malformed(String),
 }
@@ -158,6 +238,13 @@ impl fmt::Display for Refusal {
         match self {
             Self::OtherDigest(d) => write!(f, "a signature of another image ({d})"),
             Self::UnknownKey => f.write_str("signed by an unknown key"),
+            Self::Unverifiable(why) => {
+                write!(f, "a keyless signature that does not verify ({why})")
+            }
+            Self::OtherIdentity { subject, issuer } => write!(
+                f,
+                "certificate subject {subject} (issuer {issuer}) does not match a signer of the policy"
+            ),
             Self::Malformed(why) => write!(f, "an unreadable signature ({why})"),
         }
     }
@@ -193,13 +280,22 @@ pub const MAX_LAYERS: usize = 64;
 /// annotations a few kilobytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
-/// A signature layer of a signature manifest: its payload blob's digest and size, and its
-/// signature as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A keyless signature's Fulcio certificate (PEM), its chain (PEM) and its Rekor bundle
+/// (the SET with the log entry), in these layer annotations (specs/SIGNATURE_SPEC.md).
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+
+/// A signature layer of a signature manifest: its payload blob's digest and size, its
+/// signature as stored, and for a keyless one its certificate, chain and Rekor bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Layer {
     pub digest: String,
     pub size: u64,
     pub signature: String,
+    pub certificate: Option<String>,
+    pub chain: Option<String>,
+    pub bundle: Option<String>,
 }
 
 /// The signature layers of a signature manifest, in order (at most [`MAX_LAYERS`]): the
@@ -217,10 +313,14 @@ pub fn layers(manifest: &[u8]) -> Result<Vec<Layer>, String> {
         let (Some(signature), Some(digest)) = (signature, l["digest"].as_str()) else {
             continue;
         };
+        let note = |k: &str| l["annotations"][k].as_str().map(str::to_owned);
         out.push(Layer {
             digest: digest.to_owned(),
             size: l["size"].as_u64().unwrap_or(u64::MAX),
             signature: signature.to_owned(),
+            certificate: note(CERTIFICATE_ANNOTATION),
+            chain: note(CHAIN_ANNOTATION),
+            bundle: note(BUNDLE_ANNOTATION),
         });
     }
     Ok(out)
@@ -247,6 +347,51 @@ pub fn signed_digest(payload: &[u8]) -> Result<String, String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| "its payload has no critical.image.docker-manifest-digest".to_owned())
+}
+
+/// The transparency log entry of a keyless signature as a Sigstore bundle (v0.1) holds it,
+/// from cosign's `dev.sigstore.cosign/bundle` annotation: `{"SignedEntryTimestamp": …,
+/// "Payload": {"body", "integratedTime", "logIndex", "logID"}}` (the log's entry with its
+/// SET). Nothing in it is believed until the SET verifies.
+pub fn rekor_entry(annotation: &str) -> Result<serde_json::Value, String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let rekor: serde_json::Value = serde_json::from_str(annotation)
+        .map_err(|e| format!("its Rekor bundle is not JSON: {e}"))?;
+    let entry = &rekor["Payload"];
+    let body = entry["body"]
+        .as_str()
+        .ok_or("the Rekor bundle has no body")?;
+    let logged: serde_json::Value = b64
+        .decode(body)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("the Rekor entry's body is not base64 JSON")?;
+    let log_id = entry["logID"]
+        .as_str()
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or("the Rekor bundle's logID is not hex")?;
+    let number = |k: &str| {
+        entry[k]
+            .as_i64()
+            .filter(|n| *n >= 0)
+            .ok_or(format!("the Rekor bundle has no {k}"))
+    };
+    let set = rekor["SignedEntryTimestamp"]
+        .as_str()
+        .ok_or("the Rekor bundle has no SignedEntryTimestamp")?;
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let (Some(kind), Some(version)) = (text(&logged["kind"]), text(&logged["apiVersion"])) else {
+        return Err("the Rekor entry's body names no kind and apiVersion".to_owned());
+    };
+    Ok(serde_json::json!({
+        "logIndex": number("logIndex")?.to_string(),
+        "logId": {"keyId": b64.encode(log_id)},
+        "kindVersion": {"kind": kind, "version": version},
+        "integratedTime": number("integratedTime")?.to_string(),
+        "inclusionPromise": {"signedEntryTimestamp": set},
+        "canonicalizedBody": body,
+    }))
 }
 
 /// The tag cosign stores the signatures of `digest` under.
@@ -443,6 +588,72 @@ mod tests {
         let (field, msg) = build(&raw("required: true")).unwrap_err();
         assert_eq!(field, "signatures.required");
         assert!(msg.contains("signatures.keys"), "{msg}");
+    }
+
+    #[test]
+    fn keyless_signers_are_read_and_need_a_trusted_root_an_https_issuer_and_a_subject() {
+        let ok = "required: true\nkeyless: [{issuer: 'https://token.actions.githubusercontent.com', subject: 'https://github.com/salon/backend/.github/workflows/ci.yml@refs/heads/main'}]\ntrusted_root: {ssm: /salon/cosign/trusted-root.json}";
+        let p = build(&raw(ok)).unwrap();
+        assert!(p.required && p.active() && p.keys.is_empty());
+        assert_eq!(p.keyless.len(), 1);
+        assert_eq!(
+            p.trusted_root,
+            Some(KeySource::Ssm("/salon/cosign/trusted-root.json".into()))
+        );
+        for (yaml, field, says) in [
+            (
+                "keyless: [{issuer: 'https://i', subject: s}]",
+                "signatures.trusted_root",
+                "trusted_root.json",
+            ),
+            (
+                "keyless: [{issuer: 'http://i', subject: s}]\ntrusted_root: {file: /r.json}",
+                "signatures.keyless[0].issuer",
+                "https://",
+            ),
+            (
+                "keyless: [{issuer: 'https://i', subject: ''}]\ntrusted_root: {file: /r.json}",
+                "signatures.keyless[0].subject",
+                "identity",
+            ),
+            (
+                "keyless: [{issuer: 'https://i', subject: s}, {issuer: 'https://i', subject: s}]\ntrusted_root: {file: /r.json}",
+                "signatures.keyless[1]",
+                "twice",
+            ),
+            (
+                "keyless: [{issuer: 'https://i', subject: s}]\ntrusted_root: {file: r.json}",
+                "signatures.trusted_root",
+                "absolute",
+            ),
+        ] {
+            let (f, msg) = build(&raw(yaml)).unwrap_err();
+            assert_eq!(f, field, "{yaml}: {msg}");
+            assert!(msg.contains(says), "{yaml}: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_rekor_bundle_is_read_into_a_log_entry_only_with_all_its_parts() {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD
+            .encode(r#"{"apiVersion":"0.0.1","kind":"hashedrekord"}"#);
+        let full = format!(
+            r#"{{"SignedEntryTimestamp":"MEUC","Payload":{{"body":"{body}","integratedTime":1796000000,"logIndex":42,"logID":"c0d2"}}}}"#
+        );
+        let e = rekor_entry(&full).unwrap();
+        assert_eq!(e["logIndex"], "42");
+        assert_eq!(e["integratedTime"], "1796000000");
+        assert_eq!(e["kindVersion"]["kind"], "hashedrekord");
+        assert_eq!(e["logId"]["keyId"], "wNI=");
+        for broken in [
+            full.replace(r#""logID":"c0d2""#, r#""logID":"zz""#),
+            full.replace(r#""logIndex":42"#, r#""logIndex":-1"#),
+            full.replace(r#""SignedEntryTimestamp":"MEUC","#, ""),
+            full.replace(&body, "not base64"),
+        ] {
+            assert!(rekor_entry(&broken).is_err(), "{broken}");
+        }
     }
 
     #[test]

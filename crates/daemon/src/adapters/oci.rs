@@ -290,6 +290,9 @@ impl Signatures for OciRegistry {
             out.push(StoredSignature {
                 payload,
                 signature: l.signature,
+                certificate: l.certificate,
+                chain: l.chain,
+                bundle: l.bundle,
             });
         }
         Ok(out)

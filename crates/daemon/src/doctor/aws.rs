@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::credentials::{PolicyKeys, SSM_REFRESH};
 use crate::ports::{ErrorKind, ParameterStore};
 use crate::signature::TrustedKey;
+use crate::signature::keyless::TrustRoot;
 
 /// The policy documents under `policy.ssm_path`, and each service's policy resolved from
 /// them for its environments.
@@ -158,14 +159,19 @@ pub(super) async fn signatures(
     policies: &BTreeMap<String, ServicePolicy>,
 ) -> Vec<Finding> {
     use crate::ports::PublicKeys;
-    let mut users: BTreeMap<KeySource, Vec<String>> = BTreeMap::new();
+    let mut users: BTreeMap<(KeySource, bool), Vec<String>> = BTreeMap::new();
     for (svc, p) in policies {
         for (env, e) in &p.environments {
-            for k in &e.signatures.keys {
-                users
-                    .entry(k.clone())
-                    .or_default()
-                    .push(format!("{svc}/{env}"));
+            let s = &e.signatures;
+            let root = s.trusted_root.iter().filter(|_| !s.keyless.is_empty());
+            let sources = s
+                .keys
+                .iter()
+                .map(|k| (k, false))
+                .chain(root.map(|r| (r, true)));
+            for (k, is_root) in sources {
+                let used = users.entry((k.clone(), is_root)).or_default();
+                used.push(format!("{svc}/{env}"));
             }
         }
     }
@@ -174,22 +180,24 @@ pub(super) async fn signatures(
     }
     let keys = PolicyKeys::new(Arc::new(ssm.clone()), SSM_REFRESH);
     let mut out = Vec::new();
-    for (source, used_by) in &users {
+    for ((source, is_root), used_by) in &users {
         let subject = source.to_string();
         let used_by = used_by.join(", ");
         let read = keys.public_key(source).await.map_err(|e| e.message);
-        out.push(match read.and_then(|pem| TrustedKey::parse(source, &pem)) {
-            Ok(k) => Finding::ok(
-                "signatures",
-                &subject,
-                format!("public key sha256:{} (verifies {used_by})", k.fingerprint()),
-            ),
+        let parsed = read.and_then(|text| match is_root {
+            true => TrustRoot::parse(source, &text)
+                .map(|r| format!("trusted root sha256:{}", r.fingerprint())),
+            false => TrustedKey::parse(source, &text)
+                .map(|k| format!("public key sha256:{}", k.fingerprint())),
+        });
+        out.push(match parsed {
+            Ok(what) => Finding::ok("signatures", &subject, format!("{what} (verifies {used_by})")),
             Err(why) => Finding::new(
                 Level::Error,
                 "signatures",
                 &subject,
                 format!("{why}: {used_by} cannot promote"),
-                "store the signers' cosign public key (cosign.pub, PEM) there, and give tugboat's role ssm:GetParameter on it",
+                "store the signers' cosign public key (cosign.pub, PEM) or the Sigstore trusted_root.json there, and give tugboat's role ssm:GetParameter on it",
             ),
         });
     }

@@ -90,6 +90,7 @@ fn short_signer(signer: &Signer) -> String {
                 fingerprint.get(..12).unwrap_or(fingerprint)
             )
         }
+        Signer::Certificate { subject, .. } => format!("signed by {subject}"),
     }
 }
 

@@ -353,6 +353,16 @@ fn signer_words(signer: &crate::domain::signature::Signer) -> String {
             fingerprint,
             source,
         } => format!("the key `sha256:{fingerprint}` (`{source}`)"),
+        crate::domain::signature::Signer::Certificate {
+            subject,
+            issuer,
+            logged_at,
+        } => format!(
+            "`{}` (issuer `{}`), logged in Rekor {}",
+            crate::domain::markdown::inert(subject),
+            crate::domain::markdown::inert(issuer),
+            logged_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
     }
 }
 

@@ -371,6 +371,20 @@ impl World {
     /// manifest `sha256-<hex>.sig` gains a layer, and so a new digest, as cosign appends.
     /// Returns the signature manifest's digest.
     pub fn sign(&self, digest: &Digest, payload: Vec<u8>, signature: String) -> Digest {
+        self.sign_stored(
+            digest,
+            crate::ports::StoredSignature {
+                payload,
+                signature,
+                certificate: None,
+                chain: None,
+                bundle: None,
+            },
+        )
+    }
+
+    /// [`World::sign`] with a signature as cosign stores it (a keyless one, say).
+    pub fn sign_stored(&self, digest: &Digest, stored: crate::ports::StoredSignature) -> Digest {
         let tag = crate::domain::signature::signature_tag(digest);
         let tag = crate::domain::image::Tag::parse(&tag).unwrap();
         self.with(|s| {
@@ -379,7 +393,7 @@ impl World {
                 .map(|i| s.images.remove(i).digest)
                 .and_then(|d| s.signatures.get(&d).cloned())
                 .unwrap_or_default();
-            layers.push(crate::ports::StoredSignature { payload, signature });
+            layers.push(stored);
             let n = s.signatures.len() + 1;
             let manifest = Digest::parse(&format!("sha256:{:064x}", 0x5160_0000 + n)).unwrap();
             s.signatures.insert(manifest.clone(), layers);

@@ -154,6 +154,9 @@ pub struct Engine {
     indexes: quick_cache::sync::Cache<Digest, Arc<Vec<PlatformImage>>>,
     /// Signature checks by (signature manifest, digest, keys): content, never stale.
     signatures: quick_cache::sync::Cache<signature::SignatureKey, SignatureCheck>,
+    /// Trusted roots by the SHA-256 of their text, parsed once (a root is some kilobytes of
+    /// certificates and keys; every environment that verifies keyless signatures names one).
+    trust_roots: quick_cache::sync::Cache<String, Arc<crate::signature::keyless::TrustRoot>>,
     /// (user, the environment's approver list) → whether the user may approve, and when
     /// that was checked; bounded (a commenter beyond it is checked again).
     approver_cache: quick_cache::sync::Cache<(String, String), (Instant, bool)>,
@@ -202,6 +205,7 @@ impl Engine {
             scans: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
             indexes: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
             signatures: quick_cache::sync::Cache::new(SCAN_CACHE_ENTRIES),
+            trust_roots: quick_cache::sync::Cache::new(16),
             mutability: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             approver_cache: quick_cache::sync::Cache::new(APPROVER_CACHE_ENTRIES),
             longest_health_timeout: std::sync::atomic::AtomicU64::new(0),

@@ -7,13 +7,18 @@
 //! answer never changes, and an idle cycle costs no registry call. A new signature (cosign
 //! appends a layer) is a new manifest digest, read at once.
 
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
 use super::{Engine, EnvCtx};
 use crate::config::ServiceConfig;
 use crate::domain::gate::GateDecision;
 use crate::domain::image::Digest;
 use crate::domain::select::ImageRecord;
-use crate::domain::signature::{self, SignatureCheck, SignaturePolicy};
-use crate::signature::{TrustedKey, verify};
+use crate::domain::signature::{self, KeySource, SignatureCheck, SignaturePolicy};
+use crate::signature::keyless::TrustRoot;
+use crate::signature::{Trust, TrustedKey, verify_with};
 
 /// The cache key of a verification: signature manifest, signed digest, and the keys (each
 /// where the policy keeps it and its fingerprint, since the evidence names both).
@@ -67,9 +72,8 @@ impl Engine {
         else {
             return Ok(signature::judge(digest, Vec::new()));
         };
-        let (keys, unusable) = self.trusted_keys(policy).await?;
-        let trust: Vec<String> = keys.iter().map(TrustedKey::identity).collect();
-        let key = (manifest.clone(), digest.clone(), trust.join(","));
+        let (trust, unusable) = self.trust(policy).await?;
+        let key = (manifest.clone(), digest.clone(), trust.identity());
         let check = match self.signatures.get(&key) {
             Some(c) => c,
             None => {
@@ -81,7 +85,7 @@ impl Engine {
                     .map_err(|e| e.to_string())?;
                 let outcomes = stored
                     .iter()
-                    .map(|s| verify(s, digest, &manifest, &keys, pushed_at))
+                    .map(|s| verify_with(s, digest, &manifest, &trust, pushed_at))
                     .collect();
                 let check = signature::judge(digest, outcomes);
                 self.signatures.insert(key, check.clone());
@@ -98,26 +102,42 @@ impl Engine {
         })
     }
 
-    /// The policy's keys, parsed, and what is wrong with those that are not keys; an error
-    /// when one cannot be read now.
-    async fn trusted_keys(
-        &self,
-        policy: &SignaturePolicy,
-    ) -> Result<(Vec<TrustedKey>, Vec<String>), String> {
-        let mut keys = Vec::new();
+    /// What the policy trusts, parsed, and what is wrong with what is not a key or a
+    /// trusted root; an error when something cannot be read now.
+    async fn trust(&self, policy: &SignaturePolicy) -> Result<(Trust, Vec<String>), String> {
+        let mut trust = Trust::default();
         let mut unusable = Vec::new();
         for source in &policy.keys {
-            let pem = self
-                .ports
-                .public_keys
-                .public_key(source)
-                .await
-                .map_err(|e| format!("the key {source} cannot be read: {e}"))?;
-            match TrustedKey::parse(source, &pem) {
-                Ok(k) => keys.push(k),
+            match TrustedKey::parse(source, &self.read_trust(source).await?) {
+                Ok(k) => trust.keys.push(k),
                 Err(why) => unusable.push(why),
             }
         }
-        Ok((keys, unusable))
+        if let (Some(source), false) = (&policy.trusted_root, policy.keyless.is_empty()) {
+            let text = self.read_trust(source).await?;
+            let hash = hex::encode(Sha256::digest(text.as_bytes()));
+            let parsed = match self.trust_roots.get(&hash) {
+                Some(root) => Ok(root),
+                None => TrustRoot::parse(source, &text)
+                    .map(Arc::new)
+                    .inspect(|root| {
+                        self.trust_roots.insert(hash, Arc::clone(root));
+                    }),
+            };
+            match parsed {
+                Ok(root) => trust.keyless = Some((root, policy.keyless.clone())),
+                Err(why) => unusable.push(why),
+            }
+        }
+        Ok((trust, unusable))
+    }
+
+    /// The text of a key or trusted root the policy names.
+    async fn read_trust(&self, source: &KeySource) -> Result<String, String> {
+        self.ports
+            .public_keys
+            .public_key(source)
+            .await
+            .map_err(|e| format!("{source} cannot be read: {e}"))
     }
 }

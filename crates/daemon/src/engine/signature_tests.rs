@@ -18,6 +18,7 @@ use crate::domain::signature::KeySource;
 use crate::ports::ErrorKind;
 
 use super::fake::{POLICY, World};
+use crate::clock::Clock as _;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -182,4 +183,75 @@ async fn a_registry_that_cannot_be_read_makes_a_required_signature_wait_never_bl
         reason.starts_with("signatures cannot be verified now: "),
         "{reason}"
     );
+}
+
+const ISSUER: &str = "https://token.actions.githubusercontent.com";
+const WORKFLOW: &str =
+    "https://github.com/salon/backend/.github/workflows/ci-cd-pipeline.yml@refs/heads/main";
+
+/// prod requires a keyless signature by the CI workflow, against `sigstore`'s trusted root.
+fn requiring_keyless(w: &World, sigstore: &crate::signature::keyless::testing::Sigstore) {
+    let policy = POLICY.replace(
+        "    rollback: manual\n",
+        &format!("    rollback: manual\n    signatures:\n      required: true\n      keyless: [{{issuer: '{ISSUER}', subject: '{WORKFLOW}'}}]\n      trusted_root: {{ssm: /salon/cosign/trusted-root.json}}\n"),
+    );
+    w.set_policy("/salon/promotion/defaults", &policy);
+    let root = KeySource::Ssm("/salon/cosign/trusted-root.json".into());
+    w.public_key(root, &sigstore.trusted_root());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keyless_signature_by_the_ci_workflow_opens_prod_naming_it_and_another_workflows_is_blocked()
+ {
+    let sigstore = crate::signature::keyless::testing::Sigstore::new();
+    for (subject, promoted) in [
+        (WORKFLOW, true),
+        (
+            "https://github.com/mallory/fork/.github/workflows/x.yml@refs/heads/main",
+            false,
+        ),
+    ] {
+        let (w, clock, engine) = world();
+        requiring_keyless(&w, &sigstore);
+        let d = w.push("1.1.0", 'b');
+        let payload = crate::signature::payload(
+            "123456789012.dkr.ecr.eu-north-1.amazonaws.com/user_service",
+            &d,
+        );
+        let logged = clock.now().timestamp();
+        w.sign_stored(&d, sigstore.sign(&payload, subject, ISSUER, logged));
+        engine.cycle(Mode::Apply).await.unwrap();
+        clock.advance(Span::hours(2));
+        let prod = row(&engine.cycle(Mode::Apply).await.unwrap(), "prod");
+        if promoted {
+            assert!(
+                matches!(prod.action, Action::AwaitingApproval { .. }),
+                "{:?}",
+                prod.decision
+            );
+            let pr = w
+                .prs()
+                .into_iter()
+                .find(|p| p.branch == "tugboat/prod/user_service")
+                .unwrap();
+            assert!(
+                pr.body.contains(&format!(
+                    "Verified: signed by `{}` (issuer `{ISSUER}`), logged in Rekor",
+                    crate::domain::markdown::inert(WORKFLOW)
+                )),
+                "{}",
+                pr.body
+            );
+        } else {
+            let Decision::Blocked { reasons, .. } = &prod.decision else {
+                panic!("{:?}", prod.decision)
+            };
+            assert_eq!(
+                reasons,
+                &[format!(
+                    "signature required: no valid signature: certificate subject {subject} (issuer {ISSUER}) does not match a signer of the policy"
+                )]
+            );
+        }
+    }
 }

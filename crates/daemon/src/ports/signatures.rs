@@ -16,6 +16,11 @@ pub struct StoredSignature {
     pub payload: Vec<u8>,
     /// The annotation's value (base64), as stored.
     pub signature: String,
+    /// A keyless signature's Fulcio certificate, its chain (PEM) and its Rekor bundle
+    /// (JSON), from `dev.sigstore.cosign/certificate`, `…/chain` and `…/bundle`.
+    pub certificate: Option<String>,
+    pub chain: Option<String>,
+    pub bundle: Option<String>,
 }
 
 /// Where cosign's signatures are kept: the registry's OCI distribution API (ECR's, with a
@@ -33,10 +38,10 @@ pub trait Signatures: Send + Sync {
     ) -> PortResult<Vec<StoredSignature>>;
 }
 
-/// Where the policy's public keys are kept (SSM parameters, files), each read again as it
-/// rotates.
+/// Where the policy's public keys and trusted roots are kept (SSM parameters, files), each
+/// read again as it rotates.
 #[async_trait]
 pub trait PublicKeys: Send + Sync {
-    /// The PEM text of the key `source` names.
+    /// The text of the key (PEM) or trusted root (JSON) `source` names.
     async fn public_key(&self, source: &KeySource) -> PortResult<String>;
 }
