@@ -141,19 +141,21 @@ async fn the_plan_shows_who_signed_as_json() {
     assert!(s["pushed_at"].as_str().is_some(), "{s}");
 }
 
+/// A rescan of what prod runs of user_service.
+fn prod_of_user_service() -> tugboat::engine::rescan::Scope {
+    tugboat::engine::rescan::Scope {
+        service: Some("user_service".into()),
+        environment: Some("prod".into()),
+        dry_run: false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rescan_flags_a_deployed_image_whose_signature_no_longer_verifies() {
-    use tugboat::engine::rescan::{IssueAction, Scope};
+    use tugboat::engine::rescan::IssueAction;
     let (sb, engine, _w) = setup().await;
     // prod runs 1.0.0, signed by the CI key when it was pushed: it verifies.
-    let first = engine
-        .rescan(&Scope {
-            service: Some("user_service".into()),
-            environment: Some("prod".into()),
-            dry_run: false,
-        })
-        .await
-        .unwrap();
+    let first = engine.rescan(&prod_of_user_service()).await.unwrap();
     let row = &first.services[0].rows[0];
     assert_eq!((row.blocked, &row.signature), (false, &None), "{row:?}");
 
@@ -167,14 +169,7 @@ async fn the_rescan_flags_a_deployed_image_whose_signature_no_longer_verifies() 
         "String",
     );
     engine.refresh_policy();
-    let second = engine
-        .rescan(&Scope {
-            service: Some("user_service".into()),
-            environment: Some("prod".into()),
-            dry_run: false,
-        })
-        .await
-        .unwrap();
+    let second = engine.rescan(&prod_of_user_service()).await.unwrap();
     let user = &second.services[0];
     let row = &user.rows[0];
     assert!(row.blocked, "{row:?}");

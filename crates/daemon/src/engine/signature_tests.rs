@@ -149,8 +149,12 @@ async fn a_candidate_signed_by_another_key_is_blocked_as_signed_by_an_unknown_ke
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_known_signature_is_read_from_the_registry_once_however_many_cycles_follow() {
+/// 1.1.0 signed by the CI key, which prod requires, promoted in dev and soaked there.
+async fn signed_past_devs_soak() -> (
+    std::sync::Arc<World>,
+    std::sync::Arc<super::fake::TestClock>,
+    super::Engine,
+) {
     let (w, clock, engine) = world();
     let (ci, ci_pem) = key();
     requiring(&w, &ci_pem);
@@ -158,6 +162,12 @@ async fn a_known_signature_is_read_from_the_registry_once_however_many_cycles_fo
     sign(&w, &ci, &d);
     engine.cycle(Mode::Apply).await.unwrap();
     clock.advance(Span::hours(2));
+    (w, clock, engine)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_known_signature_is_read_from_the_registry_once_however_many_cycles_follow() {
+    let (w, clock, engine) = signed_past_devs_soak().await;
     for _ in 0..5 {
         engine.cycle(Mode::Apply).await.unwrap();
         clock.advance(Span::minutes(1));
@@ -167,13 +177,7 @@ async fn a_known_signature_is_read_from_the_registry_once_however_many_cycles_fo
 
 #[tokio::test(start_paused = true)]
 async fn a_registry_that_cannot_be_read_makes_a_required_signature_wait_never_block() {
-    let (w, clock, engine) = world();
-    let (ci, ci_pem) = key();
-    requiring(&w, &ci_pem);
-    let d = w.push("1.1.0", 'b');
-    sign(&w, &ci, &d);
-    engine.cycle(Mode::Apply).await.unwrap();
-    clock.advance(Span::hours(2));
+    let (w, _clock, engine) = signed_past_devs_soak().await;
     w.fail("cosign_signatures", ErrorKind::Transient);
     let prod = row(&engine.cycle(Mode::Apply).await.unwrap(), "prod");
     let Decision::Waiting { reason, .. } = &prod.decision else {
