@@ -193,20 +193,6 @@ pub enum Signer {
     },
 }
 
-impl fmt::Display for Signer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Key {
-                fingerprint,
-                source,
-            } => write!(f, "key sha256:{fingerprint} ({source})"),
-            Self::Certificate {
-                subject, issuer, ..
-            } => write!(f, "{subject} (issuer {issuer})"),
-        }
-    }
-}
-
 /// A signature that verified: who signed, and when the signature was pushed (the
 /// registry's push time of the signature manifest: the last signing's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

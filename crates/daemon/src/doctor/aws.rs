@@ -2,12 +2,10 @@
 //! signature gate's keys and registry API.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tugboat_core::domain::doctor::{self, Finding, Level};
 use tugboat_core::domain::policy::{MutableTags, ServicePolicy, resolve};
-
-use std::sync::Arc;
-
 use tugboat_core::domain::signature::KeySource;
 
 use crate::adapters::{ecr::Ecr, oci::OciRegistry, ssm::Ssm};

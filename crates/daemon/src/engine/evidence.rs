@@ -326,7 +326,7 @@ fn signature_section(b: &mut String, e: &Evidence<'_>) {
 }
 
 /// A signature check in one line of Markdown.
-pub fn signature_line(check: &SignatureCheck, required: bool) -> String {
+fn signature_line(check: &SignatureCheck, required: bool) -> String {
     match check {
         SignatureCheck::Verified(s) => format!(
             "Verified: signed by {}; signature `{}` pushed {}.",
