@@ -690,6 +690,11 @@ impl World {
         self.with(|s| s.prs.clone())
     }
 
+    /// The first PR opened from `branch`, open or not.
+    pub fn pr_from(&self, branch: &str) -> Option<Pr> {
+        self.with(|s| s.prs.iter().find(|p| p.branch == branch).cloned())
+    }
+
     pub fn comments_on(&self, number: u64) -> Vec<String> {
         self.with(|s| {
             s.comments

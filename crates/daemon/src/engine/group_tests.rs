@@ -223,9 +223,7 @@ async fn one_members_crash_rolls_back_only_that_member_and_marks_only_its_image_
     assert_eq!(s.member("billing").unwrap().outcome, Some(Outcome::Bad));
     assert_eq!(s.member("api").unwrap().outcome, Some(Outcome::Healthy));
     let rollback = w
-        .prs()
-        .into_iter()
-        .find(|p| p.branch == "tugboat/rollback/dev/billing")
+        .pr_from("tugboat/rollback/dev/billing")
         .expect("a rollback PR of billing alone");
     assert!(rollback.merged_at.is_some());
 

@@ -100,11 +100,7 @@ async fn a_signed_candidate_opens_its_prod_pr_with_the_key_that_signed_it() {
         .unwrap()
         .fingerprint()
         .to_owned();
-    let pr = w
-        .prs()
-        .into_iter()
-        .find(|p| p.branch == "tugboat/prod/user_service")
-        .unwrap();
+    let pr = w.pr_from("tugboat/prod/user_service").unwrap();
     assert!(
         pr.body.contains(&format!(
             "Verified: signed by the key `sha256:{fingerprint}` (`ssm:/salon/cosign/ci.pub`); signature `{manifest}` pushed"
@@ -142,9 +138,7 @@ async fn a_candidate_signed_by_another_key_is_blocked_as_signed_by_an_unknown_ke
         &["signature required: no valid signature: signed by an unknown key"]
     );
     assert!(
-        !w.prs()
-            .iter()
-            .any(|p| p.branch == "tugboat/prod/user_service"),
+        w.pr_from("tugboat/prod/user_service").is_none(),
         "no prod PR is opened"
     );
 }
@@ -233,11 +227,7 @@ async fn a_keyless_signature_by_the_ci_workflow_opens_prod_naming_it_and_another
                 "{:?}",
                 prod.decision
             );
-            let pr = w
-                .prs()
-                .into_iter()
-                .find(|p| p.branch == "tugboat/prod/user_service")
-                .unwrap();
+            let pr = w.pr_from("tugboat/prod/user_service").unwrap();
             assert!(
                 pr.body.contains(&format!(
                     "Verified: signed by `{}` (issuer `{ISSUER}`), logged in Rekor",

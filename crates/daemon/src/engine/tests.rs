@@ -85,11 +85,7 @@ async fn an_approval_by_a_writer_merges_prod_and_one_by_a_reader_does_not() {
     engine.cycle(Mode::Apply).await.unwrap();
     clock.advance(Span::hours(2));
     engine.cycle(Mode::Apply).await.unwrap();
-    let prod_pr = w
-        .prs()
-        .into_iter()
-        .find(|p| p.branch == "tugboat/prod/user_service")
-        .unwrap();
+    let prod_pr = w.pr_from("tugboat/prod/user_service").unwrap();
     w.allow("mallory", Permission::Read);
     clock.advance(Span::seconds(5));
     w.say(prod_pr.number, "mallory", "/approve");
